@@ -1,0 +1,55 @@
+"""The shared-use software licensing portal.
+
+:func:`create_app` builds the Flask application: configuration from the
+environment, the database, extensions, blueprints and error handlers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from portal.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Create and configure an instance of the portal."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("PORTAL_INSTANCE_PATH") or str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(load_config(app.instance_path))
+    if test_config:
+        app.config.update(test_config)
+
+    from portal import models  # noqa: F401  (registers every model on the metadata)
+    from portal.db import db
+    from portal.extensions import csrf, limiter, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    from portal.identity import auth
+
+    auth.init_app(app, login_manager)
+
+    from portal.errors import register_error_handlers
+    from portal.web import register_blueprints, register_template_helpers
+
+    register_error_handlers(app)
+    register_template_helpers(app)
+    register_blueprints(app)
+
+    from portal.cli import register_commands
+
+    register_commands(app)
+    return app

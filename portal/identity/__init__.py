@@ -1,0 +1,1 @@
+"""Identity: accounts, roles, sign-in sessions, invitations and password resets."""

@@ -1,0 +1,152 @@
+"""Accounts, their server-side sign-in sessions and invitations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, now_utc
+from portal.tenancy.models import Organisation
+
+
+class Role(enum.StrEnum):
+    """The four roles of SPEC section 2."""
+
+    COUNCIL_ADMIN = "council_admin"
+    FINANCE = "finance"
+    ORG_ADMIN = "org_admin"
+    MEMBER = "member"
+
+    @property
+    def is_council(self) -> bool:
+        return self in (Role.COUNCIL_ADMIN, Role.FINANCE)
+
+    @property
+    def label(self) -> str:
+        return {
+            Role.COUNCIL_ADMIN: "Council admin",
+            Role.FINANCE: "Finance",
+            Role.ORG_ADMIN: "Organisation admin",
+            Role.MEMBER: "Member",
+        }[self]
+
+
+COUNCIL_ROLES = (Role.COUNCIL_ADMIN, Role.FINANCE)
+ORG_ROLES = (Role.ORG_ADMIN, Role.MEMBER)
+
+
+class User(TimestampMixin, Base):
+    """A person who signs in. Council staff have no organisation; everyone else has one."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "role IN ('council_admin', 'finance', 'org_admin', 'member')", name="role_known"
+        ),
+        # Council roles belong to no organisation; organisation roles to exactly one.
+        sa.CheckConstraint(
+            "(role IN ('council_admin', 'finance') AND organisation_id IS NULL) OR "
+            "(role IN ('org_admin', 'member') AND organisation_id IS NOT NULL)",
+            name="role_matches_organisation",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    organisation_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), index=True
+    )
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(sa.String(200), nullable=False, default="")
+    role: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    organisation: Mapped[Organisation | None] = relationship(lazy="joined")
+
+    @property
+    def role_enum(self) -> Role:
+        return Role(self.role)
+
+    @property
+    def is_council(self) -> bool:
+        return self.role_enum.is_council
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email
+
+    def __repr__(self) -> str:
+        return f"<User {self.email} {self.role}>"
+
+
+class UserSession(Base):
+    """A server-side record of one signed-in browser session.
+
+    The session cookie carries only this row's random id; signing out or
+    deactivating an account revokes the row, so a copied old cookie stops working.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    # Tenant column kept beside the user for scoped queries; empty for council staff.
+    organisation_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(300))
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class Invitation(Base):
+    """A single-use, expiring invitation to create an account with a role."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "role IN ('council_admin', 'finance', 'org_admin', 'member')", name="role_known"
+        ),
+        sa.CheckConstraint(
+            "(role IN ('council_admin', 'finance') AND organisation_id IS NULL) OR "
+            "(role IN ('org_admin', 'member') AND organisation_id IS NOT NULL)",
+            name="role_matches_organisation",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    organisation_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(sa.String(254), nullable=False, index=True)
+    role: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    invited_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    organisation: Mapped[Organisation | None] = relationship(lazy="joined")
+    invited_by: Mapped[User | None] = relationship(lazy="joined")
+
+    @property
+    def state(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at <= now_utc():
+            return "expired"
+        return "pending"

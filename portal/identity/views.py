@@ -1,0 +1,174 @@
+"""Pages for signing in and out, invitations, password resets and one's profile."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from portal.db import db
+from portal.errors import DomainError, ValidationFailed
+from portal.extensions import limiter
+from portal.forms import show_errors
+from portal.identity import auth, services
+from portal.identity.forms import (
+    AcceptInvitationForm,
+    ChangePasswordForm,
+    ForgotPasswordForm,
+    LoginForm,
+    ProfileForm,
+    ResetPasswordForm,
+)
+
+bp = Blueprint("auth", __name__)
+
+
+def _login_limit() -> str:
+    from flask import current_app
+
+    return current_app.config["PORTAL_LOGIN_RATE_LIMIT"]
+
+
+def _email_key() -> str:
+    return "login-email:" + (request.form.get("email") or "").strip().lower()
+
+
+def _failed(response) -> bool:
+    """Only failed sign-ins count against the limit."""
+    return response.status_code == 401
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"], deduct_when=_failed)
+@limiter.limit(_login_limit, methods=["POST"], key_func=_email_key, deduct_when=_failed)
+def login():
+    """Email and password sign-in (one POST with ``email``, ``password`` and the CSRF token)."""
+    if current_user.is_authenticated:
+        return redirect(auth.safe_next(request.args.get("next"), auth.home_for(current_user)))
+    form = LoginForm(next=request.args.get("next", ""))
+    if form.validate_on_submit():
+        try:
+            user = services.authenticate(db.session, email=form.email.data, password=form.password.data)
+        except services.SignInRefused as refused:
+            db.session.rollback()
+            flash(refused.detail, "error")
+            return render_template("identity/login.html", form=form), 401
+        auth.sign_in(user)
+        db.session.commit()
+        return redirect(auth.safe_next(form.next.data, auth.home_for(user)))
+    status = 400 if request.method == "POST" else 200
+    return render_template("identity/login.html", form=form), status
+
+
+@bp.post("/logout")
+def logout():
+    """Sign out: the server-side session ends, so the old cookie stops working."""
+    auth.sign_out()
+    db.session.commit()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/invitations/<token>", methods=["GET", "POST"])
+def accept_invitation(token: str):
+    """Set a name and password from an invitation link, then sign in."""
+    try:
+        invitation = services.invitation_by_token(db.session, token)
+    except DomainError as error:
+        return render_template("identity/invitation_invalid.html", detail=error.detail), error.status
+    form = AcceptInvitationForm()
+    if form.validate_on_submit():
+        try:
+            user = services.invitation_accept(
+                db.session, token=token, name=form.name.data, password=form.password.data,
+                ip=auth.client_ip(),
+            )
+        except ValidationFailed as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            if current_user.is_authenticated:
+                auth.sign_out()
+            auth.sign_in(user)
+            db.session.commit()
+            flash("Welcome! Your account is ready.", "success")
+            return redirect(auth.home_for(user))
+    return render_template(
+        "identity/accept_invitation.html", form=form, invitation=invitation,
+    ), (400 if request.method == "POST" else 200)
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit("10 per hour", methods=["POST"])
+def forgot_password():
+    """Ask for a reset link. The answer is the same whether the email is known or not."""
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        services.password_reset_request(db.session, email=form.email.data, ip=auth.client_ip())
+        db.session.commit()
+        flash("If that email has an account, a reset link is on its way. It works once.", "info")
+        return redirect(url_for("auth.login"))
+    return render_template("identity/forgot_password.html", form=form)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    """Choose a new password from a reset link."""
+    try:
+        user = services.password_reset_user(db.session, token)
+    except DomainError as error:
+        return render_template("identity/invitation_invalid.html", detail=error.detail), error.status
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            services.password_reset_complete(
+                db.session, token=token, password=form.password.data, ip=auth.client_ip()
+            )
+        except ValidationFailed as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            if current_user.is_authenticated:
+                auth.sign_out()
+            db.session.commit()
+            flash("Your password is changed. Sign in with it now.", "success")
+            return redirect(url_for("auth.login"))
+    return render_template("identity/reset_password.html", form=form, user=user)
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@login_required
+def profile():
+    """See and change one's own name and password."""
+    actor = auth.current_actor()
+    user = current_user.user
+    profile_form = ProfileForm(prefix="profile", obj=user)
+    password_form = ChangePasswordForm(prefix="password")
+    if request.method == "POST" and "profile-submit" in request.form:
+        if profile_form.validate_on_submit():
+            try:
+                services.profile_update(db.session, actor=actor, user=user, name=profile_form.name.data)
+            except ValidationFailed as error:
+                db.session.rollback()
+                show_errors(profile_form, error)
+            else:
+                db.session.commit()
+                flash("Profile saved.", "success")
+                return redirect(url_for("auth.profile"))
+    elif request.method == "POST" and "password-submit" in request.form:
+        if password_form.validate_on_submit():
+            try:
+                services.password_change(
+                    db.session, actor=actor, user=user, current=password_form.current_password.data,
+                    new=password_form.new_password.data, keep_token=current_user.token,
+                )
+            except ValidationFailed as error:
+                db.session.rollback()
+                show_errors(password_form, error)
+            else:
+                db.session.commit()
+                flash("Password changed. Your other sessions were signed out.", "success")
+                return redirect(url_for("auth.profile"))
+    status = 400 if request.method == "POST" else 200
+    return render_template(
+        "identity/profile.html", profile_form=profile_form, password_form=password_form, user=user
+    ), status

@@ -1,0 +1,15 @@
+"""Domain signals: how one domain reacts to another's change without importing it.
+
+Receivers run inside the same database transaction as the change. For example
+identity revokes the sign-in sessions of a suspended organisation's users, and
+the seats domain releases a deactivated user's seats.
+"""
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: sent with the organisation; kwargs: session, actor, old_status
+organisation_status_changed = _signals.signal("organisation-status-changed")
+#: sent with the user; kwargs: session, actor
+user_deactivated = _signals.signal("user-deactivated")

@@ -1,0 +1,1 @@
+"""Tenancy: member organisations of the council and their lifecycle."""

@@ -1,0 +1,68 @@
+"""The organisation (tenant) model."""
+
+from __future__ import annotations
+
+import enum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.db import Base, BigIntId, TimestampMixin
+
+
+class OrganisationStatus(enum.StrEnum):
+    """Lifecycle of a member organisation (SPEC section 3)."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+
+
+class BillingProvider(enum.StrEnum):
+    """How an organisation pays: by card through Stripe or by bank transfer."""
+
+    STRIPE = "stripe"
+    MANUAL = "manual"
+
+
+class Organisation(TimestampMixin, Base):
+    """A member company of the council: the tenant every member-owned row belongs to."""
+
+    __tablename__ = "organisations"
+    __table_args__ = (
+        sa.CheckConstraint("length(country) = 2", name="country_alpha2"),
+        sa.CheckConstraint("length(currency) = 3", name="currency_iso4217"),
+        sa.CheckConstraint(
+            "tax_rate_bp IS NULL OR (tax_rate_bp >= 0 AND tax_rate_bp <= 10000)",
+            name="tax_rate_bp_range",
+        ),
+        sa.CheckConstraint(
+            "status IN ('pending', 'active', 'suspended', 'closed')", name="status_known"
+        ),
+        sa.CheckConstraint("billing_provider IN ('stripe', 'manual')", name="billing_provider_known"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    slug: Mapped[str] = mapped_column(sa.String(63), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    country: Mapped[str] = mapped_column(sa.String(2), nullable=False)
+    currency: Mapped[str] = mapped_column(sa.String(3), nullable=False)
+    tax_id: Mapped[str | None] = mapped_column(sa.String(64))
+    billing_email: Mapped[str] = mapped_column(sa.String(254), nullable=False)
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="pending", index=True)
+    status_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    billing_provider: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="manual")
+    tax_rate_bp: Mapped[int | None] = mapped_column(sa.Integer)
+    reverse_charge: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    # Who applied through the public membership page (empty for ones staff created).
+    applicant_name: Mapped[str | None] = mapped_column(sa.String(200))
+    applicant_email: Mapped[str | None] = mapped_column(sa.String(254))
+    application_note: Mapped[str | None] = mapped_column(sa.Text)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == OrganisationStatus.ACTIVE
+
+    def __repr__(self) -> str:
+        return f"<Organisation {self.slug} {self.status}>"

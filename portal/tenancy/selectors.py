@@ -1,0 +1,50 @@
+"""Reading organisations."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.errors import NotFound
+from portal.pagination import Page, paginate
+from portal.tenancy.models import Organisation
+
+
+def organisation_by_slug(session: Session, slug: str) -> Organisation:
+    """The organisation with ``slug``, or :class:`NotFound`."""
+    org = session.scalar(sa.select(Organisation).where(Organisation.slug == slug.lower()))
+    if org is None:
+        raise NotFound(f"No organisation “{slug}”.")
+    return org
+
+
+def organisations_list(
+    session: Session,
+    *,
+    search: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    per_page: int = 25,
+) -> Page[Organisation]:
+    """Organisations by name, filtered by a search over slug/name/email and a status."""
+    query = sa.select(Organisation).order_by(Organisation.name, Organisation.id)
+    if search:
+        term = search.strip().lower()
+        query = query.where(
+            sa.or_(
+                sa.func.lower(Organisation.name).contains(term, autoescape=True),
+                Organisation.slug.contains(term, autoescape=True),
+                sa.func.lower(Organisation.billing_email).contains(term, autoescape=True),
+            )
+        )
+    if status:
+        query = query.where(Organisation.status == status)
+    return paginate(session, query, page=page, per_page=per_page)
+
+
+def organisation_status_counts(session: Session) -> dict[str, int]:
+    """How many organisations are in each status."""
+    rows = session.execute(
+        sa.select(Organisation.status, sa.func.count()).group_by(Organisation.status)
+    ).all()
+    return {status: count for status, count in rows}

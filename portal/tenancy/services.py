@@ -1,0 +1,236 @@
+"""Writes on organisations: create, apply, edit, and the status lifecycle.
+
+Every function takes the database session and the acting :class:`Actor`, flushes
+but does not commit, records an audit event, and raises a domain error when a
+rule refuses the change.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from sqlalchemy.orm import Session
+
+from portal.audit.services import Actor, audit_record, changed, snapshot
+from portal.errors import Conflict, InvalidState, PermissionDenied
+from portal.signals import organisation_status_changed
+from portal.tenancy.models import Organisation, OrganisationStatus
+from portal.validation import (
+    Country,
+    Currency,
+    Email,
+    Slug,
+    Stripped,
+    optional_int,
+    optional_text,
+    parse,
+)
+
+Name = Annotated[str, Stripped, StringConstraints(min_length=1, max_length=200)]
+TaxId = optional_text(64)
+Reason = optional_text(500)
+TaxRate = optional_int(0, 10000)
+
+PROFILE_FIELDS = (
+    "name", "country", "currency", "tax_id", "billing_email", "billing_provider",
+    "tax_rate_bp", "reverse_charge",
+)
+AUDIT_FIELDS = ("slug", *PROFILE_FIELDS, "status")
+
+# Which fields an organisation's own admin may change; the rest are the council's.
+ORG_ADMIN_EDITABLE = {"name", "tax_id", "billing_email"}
+
+
+class OrganisationCreate(BaseModel):
+    """What council staff give to create an organisation."""
+
+    model_config = ConfigDict(extra="forbid")
+    slug: Slug
+    name: Name
+    country: Country
+    currency: Currency
+    tax_id: TaxId = None
+    billing_email: Email
+    billing_provider: Literal["stripe", "manual"] = "manual"
+    tax_rate_bp: TaxRate = None
+    reverse_charge: bool = False
+
+
+class OrganisationApplication(BaseModel):
+    """What a company gives on the public membership page."""
+
+    model_config = ConfigDict(extra="forbid")
+    slug: Slug
+    name: Name
+    country: Country
+    currency: Currency
+    tax_id: TaxId = None
+    billing_email: Email
+    applicant_name: Name
+    applicant_email: Email
+    note: optional_text(2000) = None  # type: ignore[valid-type]
+
+
+class OrganisationUpdate(BaseModel):
+    """A partial change of an organisation's profile."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name | None = None
+    country: Country | None = None
+    currency: Currency | None = None
+    tax_id: TaxId = None
+    billing_email: Email | None = None
+    billing_provider: Literal["stripe", "manual"] | None = None
+    tax_rate_bp: TaxRate = None
+    reverse_charge: bool | None = None
+
+
+# The allowed status transitions: from -> {to: audit action}.
+TRANSITIONS: dict[str, dict[str, str]] = {
+    OrganisationStatus.PENDING: {
+        OrganisationStatus.ACTIVE: "organisation.approve",
+        OrganisationStatus.CLOSED: "organisation.decline",
+    },
+    OrganisationStatus.ACTIVE: {
+        OrganisationStatus.SUSPENDED: "organisation.suspend",
+        OrganisationStatus.CLOSED: "organisation.close",
+    },
+    OrganisationStatus.SUSPENDED: {
+        OrganisationStatus.ACTIVE: "organisation.reactivate",
+        OrganisationStatus.CLOSED: "organisation.close",
+    },
+    OrganisationStatus.CLOSED: {},
+}
+
+
+def _require_council_admin(actor: Actor) -> None:
+    if actor.role is not None and actor.role != "council_admin":
+        raise PermissionDenied("Only council admins manage organisations.")
+
+
+def _ensure_slug_free(session: Session, slug: str) -> None:
+    if session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug)) is not None:
+        raise Conflict(
+            f"The slug “{slug}” is taken by another organisation.",
+            code="slug_taken",
+            errors={"slug": ["This slug is taken; choose another."]},
+        )
+
+
+def organisation_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Organisation:
+    """Create an organisation on behalf of council staff; it starts ``active``."""
+    _require_council_admin(actor)
+    fields = parse(OrganisationCreate, data)
+    _ensure_slug_free(session, fields.slug)
+    org = Organisation(status=OrganisationStatus.ACTIVE, **fields.model_dump())
+    session.add(org)
+    session.flush()
+    audit_record(
+        session, actor=actor, action="organisation.create", target_type="organisation",
+        target_id=org.id, target_label=org.slug, organisation_id=org.id,
+        after=snapshot(org, AUDIT_FIELDS),
+    )
+    return org
+
+
+def organisation_apply(session: Session, *, actor: Actor, data: dict[str, Any]) -> Organisation:
+    """Record an application from the public membership page; it starts ``pending``."""
+    fields = parse(OrganisationApplication, data)
+    _ensure_slug_free(session, fields.slug)
+    values = fields.model_dump()
+    org = Organisation(
+        status=OrganisationStatus.PENDING,
+        application_note=values.pop("note"),
+        **values,
+    )
+    session.add(org)
+    session.flush()
+    audit_record(
+        session, actor=actor, action="organisation.apply", target_type="organisation",
+        target_id=org.id, target_label=org.slug, organisation_id=org.id,
+        after=snapshot(org, AUDIT_FIELDS),
+    )
+    return org
+
+
+def organisation_update(
+    session: Session, *, actor: Actor, organisation: Organisation, data: dict[str, Any]
+) -> Organisation:
+    """Change an organisation's profile. Org admins may change only their own contact fields."""
+    if actor.role == "org_admin":
+        if actor.organisation_id != organisation.id:
+            raise PermissionDenied("You can only change your own organisation.")
+        not_allowed = set(data) - ORG_ADMIN_EDITABLE
+        if not_allowed:
+            raise PermissionDenied(
+                "Only the council can change " + ", ".join(sorted(not_allowed)) + ".",
+                errors={field: ["Only the council can change this."] for field in not_allowed},
+            )
+    else:
+        _require_council_admin(actor)
+    fields = parse(OrganisationUpdate, data)
+    given = fields.model_dump(include=set(data))
+    before = snapshot(organisation, AUDIT_FIELDS)
+    for key, value in given.items():
+        if value is None and key not in ("tax_id", "tax_rate_bp"):
+            continue
+        setattr(organisation, key, value)
+    session.flush()
+    old, new = changed(before, snapshot(organisation, AUDIT_FIELDS))
+    if new:
+        audit_record(
+            session, actor=actor, action="organisation.update", target_type="organisation",
+            target_id=organisation.id, target_label=organisation.slug,
+            organisation_id=organisation.id, before=old, after=new,
+        )
+    return organisation
+
+
+def organisation_transition(
+    session: Session,
+    *,
+    actor: Actor,
+    organisation: Organisation,
+    to_status: str,
+    reason: str | None = None,
+) -> Organisation:
+    """Move an organisation to ``to_status`` if the lifecycle allows it.
+
+    The row is locked first so two staff members acting at once cannot both
+    apply a transition from the same old state.
+    """
+    _require_council_admin(actor)
+    reason = parse(_ReasonModel, {"reason": reason}).reason
+    locked = session.execute(
+        sa.select(Organisation).where(Organisation.id == organisation.id).with_for_update()
+    ).scalar_one()
+    session.refresh(locked)
+    allowed = TRANSITIONS[OrganisationStatus(locked.status)]
+    try:
+        target = OrganisationStatus(to_status)
+    except ValueError as exc:
+        raise InvalidState(f"“{to_status}” is not an organisation status.") from exc
+    if target not in allowed:
+        raise InvalidState(
+            f"{locked.name} is {locked.status}; it cannot become {target}.",
+            code="invalid_transition",
+        )
+    before = {"status": locked.status, "status_reason": locked.status_reason}
+    locked.status = target
+    locked.status_reason = reason if target in ("suspended", "closed") else None
+    session.flush()
+    audit_record(
+        session, actor=actor, action=allowed[target], target_type="organisation",
+        target_id=locked.id, target_label=locked.slug, organisation_id=locked.id,
+        before=before, after={"status": locked.status, "status_reason": locked.status_reason},
+    )
+    organisation_status_changed.send(
+        locked, session=session, actor=actor, old_status=before["status"]
+    )
+    return locked
+
+
+class _ReasonModel(BaseModel):
+    reason: Reason = None

@@ -1,0 +1,230 @@
+"""Organisation pages: the public application, the council's tenant pages, the org profile."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+
+from portal.audit.selectors import audit_events_list
+from portal.db import db
+from portal.errors import DomainError, ValidationFailed
+from portal.extensions import limiter
+from portal.forms import form_values, show_errors
+from portal.identity import auth
+from portal.identity import selectors as people
+from portal.identity.forms import ConfirmForm, InviteForm
+from portal.identity.models import Role
+from portal.tenancy import selectors, services
+from portal.tenancy.forms import ApplicationForm, OrganisationForm, OrgProfileForm, StatusForm
+from portal.tenancy.models import OrganisationStatus
+
+bp = Blueprint("tenancy", __name__)
+
+COUNCIL = (Role.COUNCIL_ADMIN, Role.FINANCE)
+
+# Which status actions the organisation page offers: action -> (target status, label)
+STATUS_ACTIONS = {
+    "approve": (OrganisationStatus.ACTIVE, "Approve"),
+    "decline": (OrganisationStatus.CLOSED, "Decline"),
+    "suspend": (OrganisationStatus.SUSPENDED, "Suspend"),
+    "reactivate": (OrganisationStatus.ACTIVE, "Reactivate"),
+    "close": (OrganisationStatus.CLOSED, "Close"),
+}
+ACTIONS_BY_STATUS = {
+    OrganisationStatus.PENDING: ("approve", "decline"),
+    OrganisationStatus.ACTIVE: ("suspend", "close"),
+    OrganisationStatus.SUSPENDED: ("reactivate", "close"),
+    OrganisationStatus.CLOSED: (),
+}
+
+
+def _percent_to_bp(value: Decimal | None) -> int | None:
+    return None if value is None else int((value * 100).to_integral_value())
+
+
+def _organisation_data(form: OrganisationForm) -> dict:
+    data = form_values(form, "slug", "name", "country", "currency", "tax_id", "billing_email",
+                       "billing_provider", "reverse_charge")
+    data["tax_rate_bp"] = _percent_to_bp(form.tax_rate_percent.data)
+    return data
+
+
+# ---------------------------------------------------------------- public
+
+
+@bp.route("/apply", methods=["GET", "POST"])
+@limiter.limit("20 per hour", methods=["POST"])
+def apply():
+    """The public membership application; council admins review it."""
+    form = ApplicationForm()
+    if form.validate_on_submit():
+        try:
+            services.organisation_apply(db.session, actor=auth.current_actor(), data=form_values(form))
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            return render_template("tenancy/applied.html", email=form.applicant_email.data)
+    status = 400 if request.method == "POST" else 200
+    return render_template("tenancy/apply.html", form=form), status
+
+
+# ---------------------------------------------------------------- council
+
+
+@bp.get("/council")
+@auth.role_required(*COUNCIL)
+def council_dashboard():
+    """The council's overview of its tenants."""
+    counts = selectors.organisation_status_counts(db.session)
+    pending = selectors.organisations_list(db.session, status="pending", per_page=10)
+    return render_template("tenancy/council_dashboard.html", counts=counts, pending=pending)
+
+
+@bp.get("/council/organisations")
+@auth.role_required(*COUNCIL)
+def organisations():
+    """Organisations with search, a status filter and pages."""
+    search = request.args.get("q", "").strip()[:100]
+    status = request.args.get("status", "")
+    if status and status not in OrganisationStatus.__members__.values():
+        status = ""
+    page = request.args.get("page", 1, type=int) or 1
+    result = selectors.organisations_list(db.session, search=search, status=status or None, page=page)
+    return render_template(
+        "tenancy/organisations.html", page=result, q=search, status=status,
+        statuses=list(OrganisationStatus),
+    )
+
+
+@bp.route("/council/organisations/new", methods=["GET", "POST"])
+@auth.role_required(Role.COUNCIL_ADMIN)
+def organisation_new():
+    """Create an organisation; it starts active."""
+    form = OrganisationForm()
+    if form.validate_on_submit():
+        try:
+            org = services.organisation_create(db.session, actor=g.actor, data=_organisation_data(form))
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error, aliases={"tax_rate_bp": "tax_rate_percent"})
+        else:
+            db.session.commit()
+            flash(f"{org.name} is created. Invite its first admin below.", "success")
+            return redirect(url_for("tenancy.organisation_detail", slug=org.slug))
+    status = 400 if request.method == "POST" else 200
+    return render_template("tenancy/organisation_form.html", form=form, org=None), status
+
+
+@bp.get("/council/organisations/<slug>")
+@auth.role_required(*COUNCIL)
+def organisation_detail(slug: str):
+    """One organisation: profile, status actions, people and recent activity."""
+    org = selectors.organisation_by_slug(db.session, slug)
+    users = people.users_list(db.session, organisation_id=org.id, per_page=200)
+    invitations = people.invitations_pending(db.session, organisation_id=org.id)
+    events = audit_events_list(db.session, organisation_id=org.id, per_page=10)
+    invite_form = InviteForm(prefix="invite")
+    invite_form.role.choices = [(Role.ORG_ADMIN.value, Role.ORG_ADMIN.label),
+                                (Role.MEMBER.value, Role.MEMBER.label)]
+    return render_template(
+        "tenancy/organisation_detail.html", org=org, users=users, invitations=invitations,
+        events=events, actions=[(a, *STATUS_ACTIONS[a]) for a in ACTIONS_BY_STATUS[org.status]],
+        status_form=StatusForm(), invite_form=invite_form, confirm_form=ConfirmForm(),
+    )
+
+
+@bp.route("/council/organisations/<slug>/edit", methods=["GET", "POST"])
+@auth.role_required(Role.COUNCIL_ADMIN)
+def organisation_edit(slug: str):
+    """Change an organisation's profile and billing settings (the slug stays)."""
+    org = selectors.organisation_by_slug(db.session, slug)
+    form = OrganisationForm(obj=org)
+    if request.method == "GET" and org.tax_rate_bp is not None:
+        form.tax_rate_percent.data = Decimal(org.tax_rate_bp) / 100
+    form.slug.data = org.slug
+    if form.validate_on_submit():
+        data = _organisation_data(form)
+        data.pop("slug")
+        try:
+            services.organisation_update(db.session, actor=g.actor, organisation=org, data=data)
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error, aliases={"tax_rate_bp": "tax_rate_percent"})
+        else:
+            db.session.commit()
+            flash("Organisation saved.", "success")
+            return redirect(url_for("tenancy.organisation_detail", slug=org.slug))
+    status = 400 if request.method == "POST" else 200
+    return render_template("tenancy/organisation_form.html", form=form, org=org), status
+
+
+@bp.post("/council/organisations/<slug>/status/<action>")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def organisation_status(slug: str, action: str):
+    """Approve, decline, suspend, reactivate or close an organisation."""
+    if action not in STATUS_ACTIONS:
+        abort(404)
+    org = selectors.organisation_by_slug(db.session, slug)
+    form = StatusForm()
+    if not form.validate_on_submit():
+        flash("The form expired or was incomplete; nothing was changed. Try again.", "error")
+        return redirect(url_for("tenancy.organisation_detail", slug=slug))
+    target, label = STATUS_ACTIONS[action]
+    try:
+        org = services.organisation_transition(
+            db.session, actor=g.actor, organisation=org, to_status=target, reason=form.reason.data
+        )
+        if action == "approve" and org.applicant_email:
+            from portal.identity.services import invitation_create
+
+            invitation_create(db.session, actor=g.actor, email=org.applicant_email,
+                              role=Role.ORG_ADMIN, organisation=org)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.detail, "error")
+    else:
+        db.session.commit()
+        message = f"{org.name} is now {org.status}."
+        if action == "approve" and org.applicant_email:
+            message += f" An invitation went to {org.applicant_email}."
+        flash(message, "success")
+    return redirect(url_for("tenancy.organisation_detail", slug=slug))
+
+
+# ---------------------------------------------------------------- organisation admin
+
+
+@bp.get("/org")
+@auth.role_required(Role.ORG_ADMIN)
+def org_dashboard():
+    """The organisation admin's overview."""
+    org = auth.current_organisation()
+    users = people.users_list(db.session, organisation_id=org.id, per_page=1)
+    invitations = people.invitations_pending(db.session, organisation_id=org.id)
+    events = audit_events_list(db.session, organisation_id=org.id, per_page=8)
+    return render_template("tenancy/org_dashboard.html", org=org, user_count=users.total,
+                           invitations=invitations, events=events)
+
+
+@bp.route("/org/profile", methods=["GET", "POST"])
+@auth.role_required(Role.ORG_ADMIN)
+def org_profile():
+    """The organisation's own profile; billing settings are the council's to change."""
+    org = auth.current_organisation()
+    form = OrgProfileForm(obj=org)
+    if form.validate_on_submit():
+        try:
+            services.organisation_update(db.session, actor=g.actor, organisation=org,
+                                         data=form_values(form))
+        except (ValidationFailed, DomainError) as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            flash("Profile saved.", "success")
+            return redirect(url_for("tenancy.org_profile"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("tenancy/org_profile.html", form=form, org=org), status

@@ -1,0 +1,106 @@
+"""Blueprint registration, template helpers, the home redirect and developer pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, Flask, abort, current_app, redirect, render_template, url_for
+from flask_login import current_user, login_required
+
+from portal.identity import auth
+from portal.identity.models import Role
+
+bp = Blueprint("web", __name__)
+
+
+@bp.get("/")
+def home():
+    """Signed-in people go to their dashboard; others to the sign-in page."""
+    if current_user.is_authenticated:
+        return redirect(auth.home_for(current_user))
+    return render_template("home.html")
+
+
+@bp.get("/my")
+@login_required
+def my_software():
+    """A member's own software: the seats they hold."""
+    return render_template("my_software.html")
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness probe for load balancers."""
+    return {"status": "ok"}
+
+
+@bp.get("/dev/outbox")
+def outbox():
+    """Mail the portal would have sent, for developers (only in development)."""
+    if current_app.config["PORTAL_ENV"] != "development":
+        abort(404)
+    from portal.mail import outbox_messages
+
+    return render_template("dev/outbox.html", messages=outbox_messages())
+
+
+def register_blueprints(app: Flask) -> None:
+    """Attach every domain's pages."""
+    from portal.audit.views import bp as audit_bp
+    from portal.identity.people_views import bp as people_bp
+    from portal.identity.views import bp as auth_bp
+    from portal.tenancy.views import bp as tenancy_bp
+
+    for blueprint in (bp, auth_bp, people_bp, tenancy_bp, audit_bp):
+        app.register_blueprint(blueprint)
+
+
+NAV = {
+    Role.COUNCIL_ADMIN: [
+        ("tenancy.council_dashboard", "Dashboard"),
+        ("tenancy.organisations", "Organisations"),
+        ("people.staff_users", "Council staff"),
+        ("audit.audit_log", "Audit log"),
+    ],
+    Role.FINANCE: [
+        ("tenancy.council_dashboard", "Dashboard"),
+        ("tenancy.organisations", "Organisations"),
+    ],
+    Role.ORG_ADMIN: [
+        ("tenancy.org_dashboard", "Dashboard"),
+        ("people.org_users", "People"),
+        ("tenancy.org_profile", "Organisation"),
+        ("audit.audit_log", "Audit log"),
+        ("web.my_software", "My software"),
+    ],
+    Role.MEMBER: [("web.my_software", "My software")],
+}
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Filters and globals the templates use."""
+
+    @app.template_filter("datetime")
+    def format_datetime(value: dt.datetime | None) -> str:
+        if value is None:
+            return "—"
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    @app.template_filter("date")
+    def format_date(value: dt.date | dt.datetime | None) -> str:
+        return "—" if value is None else value.strftime("%Y-%m-%d")
+
+    @app.template_filter("percent_bp")
+    def percent_bp(value: int | None) -> str:
+        if value is None:
+            return "council default"
+        whole, rest = divmod(value, 100)
+        return f"{whole}%" if rest == 0 else f"{whole}.{rest:02d}%".rstrip("0")
+
+    @app.context_processor
+    def navigation() -> dict:
+        items = []
+        if current_user.is_authenticated:
+            items = [(url_for(endpoint), label, endpoint) for endpoint, label in NAV[Role(current_user.role)]]
+        return {"nav_items": items, "council_name": app.config["PORTAL_COUNCIL_NAME"],
+                "Role": Role}
