@@ -40,8 +40,14 @@ def create_admin(email: str, password: str | None, name: str) -> None:
         if password != getpass.getpass("Again: "):
             raise click.ClickException("The two passwords differ.")
     try:
-        user = user_create(db.session, actor=Actor.system("cli"), email=email, name=name,
-                           role=Role.COUNCIL_ADMIN, password=password)
+        user = user_create(
+            db.session,
+            actor=Actor.system("cli"),
+            email=email,
+            name=name,
+            role=Role.COUNCIL_ADMIN,
+            password=password,
+        )
         db.session.commit()
     except DomainError as error:
         db.session.rollback()
@@ -80,6 +86,9 @@ def _create_app():
 
 def main() -> None:
     """Entry point of the ``portal`` console script."""
-    cli = FlaskGroup(create_app=_create_app, add_default_commands=True,
-                     help="The shared-use software licensing portal.")
+    cli = FlaskGroup(
+        create_app=_create_app,
+        add_default_commands=True,
+        help="The shared-use software licensing portal.",
+    )
     cli.main(prog_name="portal")

@@ -51,7 +51,9 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
     env = dict(os.environ if env is None else env)
     portal_env = env.get("PORTAL_ENV", "production")
     if portal_env not in ENVIRONMENTS:
-        raise ConfigError(f"PORTAL_ENV must be one of {', '.join(ENVIRONMENTS)}, not {portal_env!r}")
+        raise ConfigError(
+            f"PORTAL_ENV must be one of {', '.join(ENVIRONMENTS)}, not {portal_env!r}"
+        )
     production = portal_env == "production"
 
     secret_key = env.get("PORTAL_SECRET_KEY")
@@ -95,7 +97,9 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_SMTP_USERNAME": env.get("PORTAL_SMTP_USERNAME") or None,
         "PORTAL_SMTP_PASSWORD": env.get("PORTAL_SMTP_PASSWORD") or None,
         "PORTAL_SMTP_STARTTLS": env.get("PORTAL_SMTP_STARTTLS", "") in ("1", "true", "yes"),
-        "PORTAL_MAIL_FROM": env.get("PORTAL_MAIL_FROM", "Business Council Portal <portal@localhost>"),
+        "PORTAL_MAIL_FROM": env.get(
+            "PORTAL_MAIL_FROM", "Business Council Portal <portal@localhost>"
+        ),
         "PORTAL_OUTBOX_DIR": env.get("PORTAL_OUTBOX_DIR") or str(Path(instance_path) / "outbox"),
         "PORTAL_COUNCIL_NAME": env.get("PORTAL_COUNCIL_NAME", "Business Council"),
         "PORTAL_INVITATION_DAYS": _int(env, "PORTAL_INVITATION_DAYS", 7),

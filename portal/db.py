@@ -68,8 +68,12 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 # Shared annotated column types.
-intpk = Annotated[int, mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)]
-created_at_col = Annotated[dt.datetime, mapped_column(UTCDateTime(), default=now_utc, nullable=False)]
+intpk = Annotated[
+    int, mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True)
+]
+created_at_col = Annotated[
+    dt.datetime, mapped_column(UTCDateTime(), default=now_utc, nullable=False)
+]
 money_minor = Annotated[int, mapped_column(sa.BigInteger, nullable=False)]
 currency_code = Annotated[str, mapped_column(sa.String(3), nullable=False)]
 BigIntId = sa.BigInteger().with_variant(sa.Integer, "sqlite")

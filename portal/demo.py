@@ -34,32 +34,77 @@ def load_demo(session: Session) -> list[str]:
     actor = Actor.system("demo")
     if session.scalar(sa.select(User.id).where(User.email == COUNCIL_ADMIN)) is not None:
         return ["Demo data is already loaded.", *_sign_ins()]
-    user_create(session, actor=actor, email=COUNCIL_ADMIN, name="Council Admin",
-                role=Role.COUNCIL_ADMIN, password=DEMO_PASSWORD)
-    user_create(session, actor=actor, email="finance@council.example", name="Council Finance",
-                role=Role.FINANCE, password=DEMO_PASSWORD)
+    user_create(
+        session,
+        actor=actor,
+        email=COUNCIL_ADMIN,
+        name="Council Admin",
+        role=Role.COUNCIL_ADMIN,
+        password=DEMO_PASSWORD,
+    )
+    user_create(
+        session,
+        actor=actor,
+        email="finance@council.example",
+        name="Council Finance",
+        role=Role.FINANCE,
+        password=DEMO_PASSWORD,
+    )
     for slug, name, country, currency, provider, members in ORGANISATIONS:
-        org = organisation_create(session, actor=actor, data={
-            "slug": slug, "name": name, "country": country, "currency": currency,
-            "billing_email": f"billing@{slug}.example", "billing_provider": provider,
-            "reverse_charge": country not in ("DE",) and currency == "EUR",
-        })
-        user_create(session, actor=actor, email=f"admin@{slug}.example",
-                    name=f"{name.split()[0]} Admin", role=Role.ORG_ADMIN, organisation=org,
-                    password=DEMO_PASSWORD)
+        org = organisation_create(
+            session,
+            actor=actor,
+            data={
+                "slug": slug,
+                "name": name,
+                "country": country,
+                "currency": currency,
+                "billing_email": f"billing@{slug}.example",
+                "billing_provider": provider,
+                "reverse_charge": country not in ("DE",) and currency == "EUR",
+            },
+        )
+        user_create(
+            session,
+            actor=actor,
+            email=f"admin@{slug}.example",
+            name=f"{name.split()[0]} Admin",
+            role=Role.ORG_ADMIN,
+            organisation=org,
+            password=DEMO_PASSWORD,
+        )
         for person in members:
-            user_create(session, actor=actor, email=f"{person}@{slug}.example",
-                        name=person.capitalize(), role=Role.MEMBER, organisation=org,
-                        password=DEMO_PASSWORD)
+            user_create(
+                session,
+                actor=actor,
+                email=f"{person}@{slug}.example",
+                name=person.capitalize(),
+                role=Role.MEMBER,
+                organisation=org,
+                password=DEMO_PASSWORD,
+            )
         if slug == "nordic-design":
-            organisation_transition(session, actor=actor, organisation=org, to_status="suspended",
-                                    reason="Unpaid membership fee")
-    organisation_apply(session, actor=actor, data={
-        "slug": "caspian-energy", "name": "Caspian Energy Services LLC", "country": "AZ",
-        "currency": "USD", "billing_email": "billing@caspian-energy.example",
-        "applicant_name": "Leyla Aliyeva", "applicant_email": "leyla@caspian-energy.example",
-        "note": "We would like CAD and analytics seats for 40 engineers.",
-    })
+            organisation_transition(
+                session,
+                actor=actor,
+                organisation=org,
+                to_status="suspended",
+                reason="Unpaid membership fee",
+            )
+    organisation_apply(
+        session,
+        actor=actor,
+        data={
+            "slug": "caspian-energy",
+            "name": "Caspian Energy Services LLC",
+            "country": "AZ",
+            "currency": "USD",
+            "billing_email": "billing@caspian-energy.example",
+            "applicant_name": "Leyla Aliyeva",
+            "applicant_email": "leyla@caspian-energy.example",
+            "note": "We would like CAD and analytics seats for 40 engineers.",
+        },
+    )
     session.flush()
     return ["Demo data loaded.", *_sign_ins()]
 

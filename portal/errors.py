@@ -83,9 +83,10 @@ def wants_json() -> bool:
     if request.path.startswith(("/api/", "/scim/")):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes[
-        "text/html"
-    ]
+    return (
+        best == "application/json"
+        and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+    )
 
 
 def problem(
@@ -130,12 +131,21 @@ def register_error_handlers(app: Flask) -> None:
         _rollback()
         if wants_json():
             return problem(
-                error.status, error.title, error.detail, code=error.code, errors=error.errors,
+                error.status,
+                error.title,
+                error.detail,
+                code=error.code,
+                errors=error.errors,
                 extra=error.extra,
             )
         return (
-            render_template("errors/error.html", status=error.status, title=error.title,
-                            detail=error.detail, code=error.code),
+            render_template(
+                "errors/error.html",
+                status=error.status,
+                title=error.title,
+                detail=error.detail,
+                code=error.code,
+            ),
             error.status,
         )
 
@@ -150,8 +160,16 @@ def register_error_handlers(app: Flask) -> None:
             response = problem(status, error.name, detail)
         else:
             response = current_app.make_response(
-                (render_template("errors/error.html", status=status, title=error.name,
-                                 detail=detail, code=None), status)
+                (
+                    render_template(
+                        "errors/error.html",
+                        status=status,
+                        title=error.name,
+                        detail=detail,
+                        code=None,
+                    ),
+                    status,
+                )
             )
         retry_after = headers.get("Retry-After")
         if retry_after:
@@ -165,5 +183,6 @@ def register_error_handlers(app: Flask) -> None:
         detail = "Something went wrong on our side. The error has been logged."
         if wants_json():
             return problem(500, "Internal Server Error", detail)
-        return render_template("errors/error.html", status=500, title="Internal Server Error",
-                               detail=detail, code=None), 500
+        return render_template(
+            "errors/error.html", status=500, title="Internal Server Error", detail=detail, code=None
+        ), 500

@@ -8,15 +8,39 @@ from babel import Locale
 from babel.numbers import get_currency_precision, get_territory_currencies
 
 # Currencies that ISO lists but nobody invoices in (funds, metals, testing codes).
-_NOT_FOR_INVOICING = {"XAU", "XAG", "XPT", "XPD", "XTS", "XXX", "XDR", "XBA", "XBB", "XBC", "XBD",
-                      "XSU", "XUA", "BOV", "CLF", "COU", "MXV", "USN", "UYI", "UYW", "CHE", "CHW"}
+_NOT_FOR_INVOICING = {
+    "XAU",
+    "XAG",
+    "XPT",
+    "XPD",
+    "XTS",
+    "XXX",
+    "XDR",
+    "XBA",
+    "XBB",
+    "XBC",
+    "XBD",
+    "XSU",
+    "XUA",
+    "BOV",
+    "CLF",
+    "COU",
+    "MXV",
+    "USN",
+    "UYI",
+    "UYW",
+    "CHE",
+    "CHW",
+}
 
 
 @cache
 def countries() -> dict[str, str]:
     """Two-letter country codes and their English names, sorted by name."""
     territories = Locale("en").territories
-    pairs = [(code, name) for code, name in territories.items() if len(code) == 2 and code.isalpha()]
+    pairs = [
+        (code, name) for code, name in territories.items() if len(code) == 2 and code.isalpha()
+    ]
     pairs = [(code, name) for code, name in pairs if code not in {"ZZ", "EU", "EZ", "UN", "QO"}]
     return dict(sorted(pairs, key=lambda pair: pair[1]))
 

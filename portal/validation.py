@@ -12,7 +12,14 @@ import re
 from typing import Annotated, Any, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from portal import iso
 from portal.errors import ValidationFailed
@@ -48,7 +55,9 @@ def check_slug(value: str) -> str:
     if not 3 <= len(value) <= 63:
         raise ValueError("Use 3 to 63 characters.")
     if not SLUG_RE.match(value):
-        raise ValueError("Use lower-case letters, digits and single hyphens, starting with a letter.")
+        raise ValueError(
+            "Use lower-case letters, digits and single hyphens, starting with a letter."
+        )
     return value
 
 
@@ -84,6 +93,7 @@ def optional_text(max_length: int) -> Any:
 def optional_int(ge: int, le: int) -> Any:
     """An optional whole number in ``[ge, le]``; blank input becomes ``None``."""
     return Annotated[Annotated[int, Field(ge=ge, le=le)] | None, OptionalText]
+
 
 _MESSAGES = {
     "missing": "This field is required.",

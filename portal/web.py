@@ -101,6 +101,8 @@ def register_template_helpers(app: Flask) -> None:
     def navigation() -> dict:
         items = []
         if current_user.is_authenticated:
-            items = [(url_for(endpoint), label, endpoint) for endpoint, label in NAV[Role(current_user.role)]]
-        return {"nav_items": items, "council_name": app.config["PORTAL_COUNCIL_NAME"],
-                "Role": Role}
+            items = [
+                (url_for(endpoint), label, endpoint)
+                for endpoint, label in NAV[Role(current_user.role)]
+            ]
+        return {"nav_items": items, "council_name": app.config["PORTAL_COUNCIL_NAME"], "Role": Role}

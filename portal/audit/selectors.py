@@ -24,9 +24,7 @@ def audit_events_list(
     default is the narrow scope.
     """
     query = sa.select(AuditEvent).order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
-    if not all_organisations:
-        query = query.where(AuditEvent.organisation_id == organisation_id)
-    elif organisation_id is not None:
+    if not all_organisations or organisation_id is not None:
         query = query.where(AuditEvent.organisation_id == organisation_id)
     if action_prefix:
         query = query.where(AuditEvent.action.startswith(action_prefix, autoescape=True))

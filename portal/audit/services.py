@@ -29,8 +29,11 @@ class Actor:
     def for_user(cls, user: Any, ip: str | None = None) -> Actor:
         """An actor for a signed-in user."""
         return cls(
-            label=user.email, user_id=user.id, role=user.role,
-            organisation_id=user.organisation_id, ip=ip,
+            label=user.email,
+            user_id=user.id,
+            role=user.role,
+            organisation_id=user.organisation_id,
+            ip=ip,
         )
 
     @property

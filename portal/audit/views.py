@@ -23,10 +23,15 @@ def audit_log():
         slug = request.args.get("organisation", "").strip()
         org = organisation_by_slug(db.session, slug) if slug else None
         events = audit_events_list(
-            db.session, organisation_id=org.id if org else None, all_organisations=True,
-            action_prefix=action, page=page,
+            db.session,
+            organisation_id=org.id if org else None,
+            all_organisations=True,
+            action_prefix=action,
+            page=page,
         )
     else:
         org = auth.current_organisation()
-        events = audit_events_list(db.session, organisation_id=org.id, action_prefix=action, page=page)
+        events = audit_events_list(
+            db.session, organisation_id=org.id, action_prefix=action, page=page
+        )
     return render_template("audit/log.html", events=events, org=org, action=action or "")

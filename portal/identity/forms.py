@@ -11,7 +11,9 @@ _new_password = [InputRequired(), Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWO
 
 class LoginForm(FlaskForm):
     email = EmailField("Email", validators=[InputRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[InputRequired(), Length(max=MAX_PASSWORD_LENGTH)])
+    password = PasswordField(
+        "Password", validators=[InputRequired(), Length(max=MAX_PASSWORD_LENGTH)]
+    )
     next = HiddenField()
     submit = SubmitField("Sign in")
 

@@ -102,7 +102,9 @@ class UserSession(Base):
     )
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
-    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime(), default=now_utc, nullable=False
+    )
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     ip: Mapped[str | None] = mapped_column(sa.String(64))
     user_agent: Mapped[str | None] = mapped_column(sa.String(300))
@@ -132,7 +134,9 @@ class Invitation(Base):
     email: Mapped[str] = mapped_column(sa.String(254), nullable=False, index=True)
     role: Mapped[str] = mapped_column(sa.String(20), nullable=False)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
-    invited_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    invited_by_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
     accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -59,15 +59,23 @@ def _list(scope: str, slug: str | None = None):
     org, _ = _resolve(scope, slug)
     search = request.args.get("q", "").strip()[:100]
     page = request.args.get("page", 1, type=int) or 1
-    users = selectors.users_list(db.session, organisation_id=org.id if org else None,
-                                 search=search, page=page)
+    users = selectors.users_list(
+        db.session, organisation_id=org.id if org else None, search=search, page=page
+    )
     invitations = selectors.invitations_pending(db.session, organisation_id=org.id if org else None)
     invite_form = InviteForm(prefix="invite")
     invite_form.role.choices = _roles_for(org)
     return render_template(
-        "identity/people.html", org=org, scope=scope, users=users, invitations=invitations,
-        invite_form=invite_form, role_choices=_roles_for(org), confirm_form=ConfirmForm(),
-        role_form=RoleForm(), q=search,
+        "identity/people.html",
+        org=org,
+        scope=scope,
+        users=users,
+        invitations=invitations,
+        invite_form=invite_form,
+        role_choices=_roles_for(org),
+        confirm_form=ConfirmForm(),
+        role_form=RoleForm(),
+        q=search,
     )
 
 
@@ -99,8 +107,13 @@ def invite(scope: str, slug: str | None = None):
     form.role.choices = _roles_for(org)
     if form.validate_on_submit():
         try:
-            services.invitation_create(db.session, actor=auth.current_actor(), email=form.email.data,
-                                       role=form.role.data, organisation=org)
+            services.invitation_create(
+                db.session,
+                actor=auth.current_actor(),
+                email=form.email.data,
+                role=form.role.data,
+                organisation=org,
+            )
         except DomainError as error:
             db.session.rollback()
             show_errors(form, error)
@@ -122,13 +135,16 @@ def invite(scope: str, slug: str | None = None):
 def change_role(scope: str, user_id: int, slug: str | None = None):
     """Give a person another role."""
     org, back = _resolve(scope, slug)
-    user = selectors.user_in_scope(db.session, organisation_id=org.id if org else None, user_id=user_id)
+    user = selectors.user_in_scope(
+        db.session, organisation_id=org.id if org else None, user_id=user_id
+    )
     form = RoleForm()
     form.role.choices = _roles_for(org)
     if form.validate_on_submit():
         try:
-            services.user_change_role(db.session, actor=auth.current_actor(), user=user,
-                                      role=form.role.data)
+            services.user_change_role(
+                db.session, actor=auth.current_actor(), user=user, role=form.role.data
+            )
         except DomainError as error:
             db.session.rollback()
             flash(error.detail, "error")
@@ -143,13 +159,16 @@ def change_role(scope: str, user_id: int, slug: str | None = None):
 def set_active(scope: str, user_id: int, active: str, slug: str | None = None):
     """Deactivate or reactivate a person."""
     org, back = _resolve(scope, slug)
-    user = selectors.user_in_scope(db.session, organisation_id=org.id if org else None, user_id=user_id)
+    user = selectors.user_in_scope(
+        db.session, organisation_id=org.id if org else None, user_id=user_id
+    )
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(back)
     try:
-        services.user_set_active(db.session, actor=auth.current_actor(), user=user,
-                                 active=active == "reactivate")
+        services.user_set_active(
+            db.session, actor=auth.current_actor(), user=user, active=active == "reactivate"
+        )
     except DomainError as error:
         db.session.rollback()
         flash(error.detail, "error")
@@ -180,11 +199,31 @@ def revoke_invitation(scope: str, invitation_id: int, slug: str | None = None):
 
 
 for _scope, _prefix in SCOPES.items():
-    bp.add_url_rule(f"{_prefix}/invite", f"{_scope}_invite", invite, methods=["POST"],
-                    defaults={"scope": _scope})
-    bp.add_url_rule(f"{_prefix}/<int:user_id>/role", f"{_scope}_role", change_role,
-                    methods=["POST"], defaults={"scope": _scope})
-    bp.add_url_rule(f"{_prefix}/<int:user_id>/<any(deactivate, reactivate):active>",
-                    f"{_scope}_active", set_active, methods=["POST"], defaults={"scope": _scope})
-    bp.add_url_rule(f"{_prefix}/invitations/<int:invitation_id>/revoke", f"{_scope}_revoke",
-                    revoke_invitation, methods=["POST"], defaults={"scope": _scope})
+    bp.add_url_rule(
+        f"{_prefix}/invite",
+        f"{_scope}_invite",
+        invite,
+        methods=["POST"],
+        defaults={"scope": _scope},
+    )
+    bp.add_url_rule(
+        f"{_prefix}/<int:user_id>/role",
+        f"{_scope}_role",
+        change_role,
+        methods=["POST"],
+        defaults={"scope": _scope},
+    )
+    bp.add_url_rule(
+        f"{_prefix}/<int:user_id>/<any(deactivate, reactivate):active>",
+        f"{_scope}_active",
+        set_active,
+        methods=["POST"],
+        defaults={"scope": _scope},
+    )
+    bp.add_url_rule(
+        f"{_prefix}/invitations/<int:invitation_id>/revoke",
+        f"{_scope}_revoke",
+        revoke_invitation,
+        methods=["POST"],
+        defaults={"scope": _scope},
+    )

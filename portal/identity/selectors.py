@@ -41,8 +41,10 @@ def users_list(
     if search:
         term = search.strip().lower()
         query = query.where(
-            sa.or_(User.email.contains(term, autoescape=True),
-                   sa.func.lower(User.name).contains(term, autoescape=True))
+            sa.or_(
+                User.email.contains(term, autoescape=True),
+                sa.func.lower(User.name).contains(term, autoescape=True),
+            )
         )
     return paginate(session, query, page=page, per_page=per_page)
 
@@ -63,7 +65,9 @@ def invitations_pending(session: Session, *, organisation_id: int | None) -> lis
     )
 
 
-def invitation_in_scope(session: Session, *, organisation_id: int | None, invitation_id: int) -> Invitation:
+def invitation_in_scope(
+    session: Session, *, organisation_id: int | None, invitation_id: int
+) -> Invitation:
     """One invitation of this organisation (None: council), or :class:`NotFound`."""
     scope = (
         Invitation.organisation_id.is_(None)

@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import Actor, audit_record
 from portal.db import now_utc
-from portal.errors import Conflict, DomainError, InvalidState, NotFound, PermissionDenied, ValidationFailed
+from portal.errors import (
+    Conflict,
+    DomainError,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from portal.identity.models import COUNCIL_ROLES, ORG_ROLES, Invitation, Role, User, UserSession
 from portal.identity.security import (
     hash_password,
@@ -75,16 +82,17 @@ def sign_in_refusal(user: User) -> str | None:
     if org is not None and org.status != OrganisationStatus.ACTIVE:
         if org.status == OrganisationStatus.SUSPENDED:
             why = f" Reason: {org.status_reason}." if org.status_reason else ""
-            return f"{org.name} is suspended, so its accounts cannot sign in.{why} Contact the council."
+            return (
+                f"{org.name} is suspended, so its accounts cannot sign in.{why} "
+                "Contact the council."
+            )
         if org.status == OrganisationStatus.CLOSED:
             return f"{org.name}'s membership is closed, so its accounts cannot sign in."
         return f"{org.name}'s membership application is still under review."
     return None
 
 
-def session_start(
-    session: Session, *, user: User, ip: str | None, user_agent: str | None
-) -> str:
+def session_start(session: Session, *, user: User, ip: str | None, user_agent: str | None) -> str:
     """Open a server-side sign-in session and return its token (kept only in the cookie)."""
     token = new_token()
     session.add(
@@ -99,8 +107,13 @@ def session_start(
     user.last_login_at = now_utc()
     session.flush()
     audit_record(
-        session, actor=Actor.for_user(user, ip), action="user.sign_in", target_type="user",
-        target_id=user.id, target_label=user.email, organisation_id=user.organisation_id,
+        session,
+        actor=Actor.for_user(user, ip),
+        action="user.sign_in",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
     )
     return token
 
@@ -201,8 +214,13 @@ def user_create(
     session.add(user)
     session.flush()
     audit_record(
-        session, actor=actor, action="user.create", target_type="user", target_id=user.id,
-        target_label=user.email, organisation_id=user.organisation_id,
+        session,
+        actor=actor,
+        action="user.create",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
         after={"email": user.email, "role": user.role},
     )
     return user
@@ -253,7 +271,8 @@ def invitation_create(
         raise PermissionDenied("Only council admins invite council staff.")
     if organisation is not None and organisation.status != OrganisationStatus.ACTIVE:
         raise InvalidState(
-            f"{organisation.name} is {organisation.status}; invitations can be sent once it is active.",
+            f"{organisation.name} is {organisation.status}; "
+            "invitations can be sent once it is active.",
             code="organisation_not_active",
         )
     _ensure_email_free(session, fields.email)
@@ -263,7 +282,9 @@ def invitation_create(
         sa.update(Invitation)
         .where(
             Invitation.email == fields.email,
-            Invitation.organisation_id.is_(None) if org_id is None else Invitation.organisation_id == org_id,
+            Invitation.organisation_id.is_(None)
+            if org_id is None
+            else Invitation.organisation_id == org_id,
             Invitation.accepted_at.is_(None),
             Invitation.revoked_at.is_(None),
         )
@@ -282,8 +303,13 @@ def invitation_create(
     session.add(invitation)
     session.flush()
     audit_record(
-        session, actor=actor, action="invitation.create", target_type="invitation",
-        target_id=invitation.id, target_label=fields.email, organisation_id=org_id,
+        session,
+        actor=actor,
+        action="invitation.create",
+        target_type="invitation",
+        target_id=invitation.id,
+        target_label=fields.email,
+        organisation_id=org_id,
         after={"email": fields.email, "role": role.value},
     )
     base = current_app.config["PORTAL_BASE_URL"]
@@ -309,18 +335,24 @@ def invitation_by_token(session: Session, token: str) -> Invitation:
         sa.select(Invitation).where(Invitation.token_hash == token_digest(token or ""))
     )
     if invitation is None:
-        raise NotFound("This invitation link is not valid. Ask for a new invitation.",
-                       code="invitation_invalid")
+        raise NotFound(
+            "This invitation link is not valid. Ask for a new invitation.",
+            code="invitation_invalid",
+        )
     state = invitation.state
     if state == "accepted":
-        raise InvalidState("This invitation has already been used. Sign in instead.",
-                           code="invitation_used")
+        raise InvalidState(
+            "This invitation has already been used. Sign in instead.", code="invitation_used"
+        )
     if state == "revoked":
-        raise InvalidState("This invitation was replaced or withdrawn. Use the newest link you got.",
-                           code="invitation_revoked")
+        raise InvalidState(
+            "This invitation was replaced or withdrawn. Use the newest link you got.",
+            code="invitation_revoked",
+        )
     if state == "expired":
-        raise InvalidState("This invitation has expired. Ask for a new one.",
-                           code="invitation_expired")
+        raise InvalidState(
+            "This invitation has expired. Ask for a new one.", code="invitation_expired"
+        )
     return invitation
 
 
@@ -344,20 +376,34 @@ def invitation_accept(
     _ensure_email_free(session, locked.email)
     org = locked.organisation
     if org is not None and org.status != OrganisationStatus.ACTIVE:
-        raise InvalidState(f"{org.name} is {org.status}; the invitation cannot be used now.",
-                           code="organisation_not_active")
+        raise InvalidState(
+            f"{org.name} is {org.status}; the invitation cannot be used now.",
+            code="organisation_not_active",
+        )
     user = User(
-        email=locked.email, name=fields.name, role=locked.role,
-        organisation_id=locked.organisation_id, password_hash=hash_password(password),
+        email=locked.email,
+        name=fields.name,
+        role=locked.role,
+        organisation_id=locked.organisation_id,
+        password_hash=hash_password(password),
     )
     session.add(user)
     locked.accepted_at = now_utc()
     session.flush()
     audit_record(
-        session, actor=Actor(label=user.email, user_id=user.id, role=user.role,
-                             organisation_id=user.organisation_id, ip=ip),
-        action="invitation.accept", target_type="user", target_id=user.id,
-        target_label=user.email, organisation_id=user.organisation_id,
+        session,
+        actor=Actor(
+            label=user.email,
+            user_id=user.id,
+            role=user.role,
+            organisation_id=user.organisation_id,
+            ip=ip,
+        ),
+        action="invitation.accept",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
         after={"email": user.email, "role": user.role},
     )
     return user
@@ -371,18 +417,29 @@ def invitation_revoke(session: Session, *, actor: Actor, invitation: Invitation)
     invitation.revoked_at = now_utc()
     session.flush()
     audit_record(
-        session, actor=actor, action="invitation.revoke", target_type="invitation",
-        target_id=invitation.id, target_label=invitation.email,
+        session,
+        actor=actor,
+        action="invitation.revoke",
+        target_type="invitation",
+        target_id=invitation.id,
+        target_label=invitation.email,
         organisation_id=invitation.organisation_id,
     )
 
 
 def _active_org_admins(session: Session, organisation_id: int) -> int:
-    return session.scalar(
-        sa.select(sa.func.count()).select_from(User).where(
-            User.organisation_id == organisation_id, User.role == Role.ORG_ADMIN, User.is_active,
+    return (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(User)
+            .where(
+                User.organisation_id == organisation_id,
+                User.role == Role.ORG_ADMIN,
+                User.is_active,
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 def user_change_role(session: Session, *, actor: Actor, user: User, role: Role | str) -> User:
@@ -400,7 +457,9 @@ def user_change_role(session: Session, *, actor: Actor, user: User, role: Role |
     if user.role == role:
         return user
     if (
-        user.role == Role.ORG_ADMIN and user.is_active and user.organisation_id is not None
+        user.role == Role.ORG_ADMIN
+        and user.is_active
+        and user.organisation_id is not None
         and _active_org_admins(session, user.organisation_id) <= 1
     ):
         raise InvalidState(
@@ -411,8 +470,14 @@ def user_change_role(session: Session, *, actor: Actor, user: User, role: Role |
     user.role = role.value
     session.flush()
     audit_record(
-        session, actor=actor, action="user.change_role", target_type="user", target_id=user.id,
-        target_label=user.email, organisation_id=user.organisation_id, before=before,
+        session,
+        actor=actor,
+        action="user.change_role",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
+        before=before,
         after={"role": user.role},
     )
     return user
@@ -426,7 +491,9 @@ def user_set_active(session: Session, *, actor: Actor, user: User, active: bool)
     if user.is_active == active:
         return user
     if (
-        not active and user.role == Role.ORG_ADMIN and user.organisation_id is not None
+        not active
+        and user.role == Role.ORG_ADMIN
+        and user.organisation_id is not None
         and _active_org_admins(session, user.organisation_id) <= 1
     ):
         raise InvalidState(
@@ -439,9 +506,14 @@ def user_set_active(session: Session, *, actor: Actor, user: User, active: bool)
         sessions_revoke_for_user(session, user_id=user.id)
         user_deactivated.send(user, session=session, actor=actor)
     audit_record(
-        session, actor=actor, action="user.reactivate" if active else "user.deactivate",
-        target_type="user", target_id=user.id, target_label=user.email,
-        organisation_id=user.organisation_id, before={"is_active": not active},
+        session,
+        actor=actor,
+        action="user.reactivate" if active else "user.deactivate",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
+        before={"is_active": not active},
         after={"is_active": active},
     )
     return user
@@ -462,9 +534,15 @@ def profile_update(session: Session, *, actor: Actor, user: User, name: str) -> 
     user.name = fields.name
     session.flush()
     audit_record(
-        session, actor=actor, action="user.update_profile", target_type="user",
-        target_id=user.id, target_label=user.email, organisation_id=user.organisation_id,
-        before=before, after={"name": user.name},
+        session,
+        actor=actor,
+        action="user.update_profile",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
+        before=before,
+        after={"name": user.name},
     )
     return user
 
@@ -483,13 +561,21 @@ def password_change(
     keep = token_digest(keep_token) if keep_token else ""
     session.execute(
         sa.update(UserSession)
-        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None),
-               UserSession.token_hash != keep)
+        .where(
+            UserSession.user_id == user.id,
+            UserSession.revoked_at.is_(None),
+            UserSession.token_hash != keep,
+        )
         .values(revoked_at=now_utc())
     )
     audit_record(
-        session, actor=actor, action="user.change_password", target_type="user",
-        target_id=user.id, target_label=user.email, organisation_id=user.organisation_id,
+        session,
+        actor=actor,
+        action="user.change_password",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
     )
 
 
@@ -513,14 +599,21 @@ def password_reset_request(session: Session, *, email: str, ip: str | None = Non
     mail_queue(
         session,
         build_message(
-            to=user.email, subject="Reset your portal password", template="password_reset",
+            to=user.email,
+            subject="Reset your portal password",
+            template="password_reset",
             link=f"{current_app.config['PORTAL_BASE_URL']}/password/reset/{token}",
-            minutes=minutes, user=user,
+            minutes=minutes,
+            user=user,
         ),
     )
     audit_record(
-        session, actor=Actor(label=user.email, ip=ip), action="user.request_password_reset",
-        target_type="user", target_id=user.id, target_label=user.email,
+        session,
+        actor=Actor(label=user.email, ip=ip),
+        action="user.request_password_reset",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
         organisation_id=user.organisation_id,
     )
 
@@ -531,14 +624,16 @@ def password_reset_user(session: Session, token: str) -> User:
     try:
         data = _reset_serializer().loads(token, max_age=minutes * 60)
     except SignatureExpired as exc:
-        raise InvalidState("This reset link has expired. Ask for a new one.",
-                           code="reset_expired") from exc
+        raise InvalidState(
+            "This reset link has expired. Ask for a new one.", code="reset_expired"
+        ) from exc
     except BadSignature as exc:
         raise NotFound("This reset link is not valid.", code="reset_invalid") from exc
     user = session.get(User, data.get("u"))
     if user is None or _password_fingerprint(user) != data.get("f"):
-        raise InvalidState("This reset link has already been used. Ask for a new one.",
-                           code="reset_used")
+        raise InvalidState(
+            "This reset link has already been used. Ask for a new one.", code="reset_used"
+        )
     return user
 
 
@@ -552,9 +647,13 @@ def password_reset_complete(
     sessions_revoke_for_user(session, user_id=user.id)
     session.flush()
     audit_record(
-        session, actor=Actor(label=user.email, user_id=user.id, ip=ip),
-        action="user.reset_password", target_type="user", target_id=user.id,
-        target_label=user.email, organisation_id=user.organisation_id,
+        session,
+        actor=Actor(label=user.email, user_id=user.id, ip=ip),
+        action="user.reset_password",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
     )
     return user
 

@@ -47,7 +47,9 @@ def login():
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
         try:
-            user = services.authenticate(db.session, email=form.email.data, password=form.password.data)
+            user = services.authenticate(
+                db.session, email=form.email.data, password=form.password.data
+            )
         except services.SignInRefused as refused:
             db.session.rollback()
             flash(refused.detail, "error")
@@ -74,12 +76,17 @@ def accept_invitation(token: str):
     try:
         invitation = services.invitation_by_token(db.session, token)
     except DomainError as error:
-        return render_template("identity/invitation_invalid.html", detail=error.detail), error.status
+        return render_template(
+            "identity/invitation_invalid.html", detail=error.detail
+        ), error.status
     form = AcceptInvitationForm()
     if form.validate_on_submit():
         try:
             user = services.invitation_accept(
-                db.session, token=token, name=form.name.data, password=form.password.data,
+                db.session,
+                token=token,
+                name=form.name.data,
+                password=form.password.data,
                 ip=auth.client_ip(),
             )
         except ValidationFailed as error:
@@ -93,7 +100,9 @@ def accept_invitation(token: str):
             flash("Welcome! Your account is ready.", "success")
             return redirect(auth.home_for(user))
     return render_template(
-        "identity/accept_invitation.html", form=form, invitation=invitation,
+        "identity/accept_invitation.html",
+        form=form,
+        invitation=invitation,
     ), (400 if request.method == "POST" else 200)
 
 
@@ -116,7 +125,9 @@ def reset_password(token: str):
     try:
         user = services.password_reset_user(db.session, token)
     except DomainError as error:
-        return render_template("identity/invitation_invalid.html", detail=error.detail), error.status
+        return render_template(
+            "identity/invitation_invalid.html", detail=error.detail
+        ), error.status
     form = ResetPasswordForm()
     if form.validate_on_submit():
         try:
@@ -135,40 +146,63 @@ def reset_password(token: str):
     return render_template("identity/reset_password.html", form=form, user=user)
 
 
-@bp.route("/profile", methods=["GET", "POST"])
+def _profile_page(profile_form=None, password_form=None, status: int = 200):
+    user = current_user.user
+    return render_template(
+        "identity/profile.html",
+        profile_form=profile_form or ProfileForm(prefix="profile", obj=user),
+        password_form=password_form or ChangePasswordForm(prefix="password"),
+        user=user,
+    ), status
+
+
+@bp.get("/profile")
 @login_required
 def profile():
-    """See and change one's own name and password."""
-    actor = auth.current_actor()
-    user = current_user.user
-    profile_form = ProfileForm(prefix="profile", obj=user)
-    password_form = ChangePasswordForm(prefix="password")
-    if request.method == "POST" and "profile-submit" in request.form:
-        if profile_form.validate_on_submit():
-            try:
-                services.profile_update(db.session, actor=actor, user=user, name=profile_form.name.data)
-            except ValidationFailed as error:
-                db.session.rollback()
-                show_errors(profile_form, error)
-            else:
-                db.session.commit()
-                flash("Profile saved.", "success")
-                return redirect(url_for("auth.profile"))
-    elif request.method == "POST" and "password-submit" in request.form:
-        if password_form.validate_on_submit():
-            try:
-                services.password_change(
-                    db.session, actor=actor, user=user, current=password_form.current_password.data,
-                    new=password_form.new_password.data, keep_token=current_user.token,
-                )
-            except ValidationFailed as error:
-                db.session.rollback()
-                show_errors(password_form, error)
-            else:
-                db.session.commit()
-                flash("Password changed. Your other sessions were signed out.", "success")
-                return redirect(url_for("auth.profile"))
-    status = 400 if request.method == "POST" else 200
-    return render_template(
-        "identity/profile.html", profile_form=profile_form, password_form=password_form, user=user
-    ), status
+    """See one's own account, and forms to change name and password."""
+    return _profile_page()
+
+
+@bp.post("/profile")
+@login_required
+def profile_save():
+    """Change one's own display name."""
+    form = ProfileForm(prefix="profile")
+    if form.validate_on_submit():
+        try:
+            services.profile_update(
+                db.session, actor=auth.current_actor(), user=current_user.user, name=form.name.data
+            )
+        except ValidationFailed as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            flash("Profile saved.", "success")
+            return redirect(url_for("auth.profile"))
+    return _profile_page(profile_form=form, status=400)
+
+
+@bp.post("/profile/password")
+@login_required
+def password_save():
+    """Change one's own password; other sessions of the account end."""
+    form = ChangePasswordForm(prefix="password")
+    if form.validate_on_submit():
+        try:
+            services.password_change(
+                db.session,
+                actor=auth.current_actor(),
+                user=current_user.user,
+                current=form.current_password.data,
+                new=form.new_password.data,
+                keep_token=current_user.token,
+            )
+        except ValidationFailed as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            flash("Password changed. Your other sessions were signed out.", "success")
+            return redirect(url_for("auth.profile"))
+    return _profile_page(password_form=form, status=400)

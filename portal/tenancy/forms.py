@@ -39,13 +39,18 @@ class _OrganisationFields(FlaskForm):
 class OrganisationForm(_OrganisationFields):
     """Council staff create or edit an organisation."""
 
-    slug = StringField("Slug", validators=[InputRequired(), Length(min=3, max=63)],
-                       description="Lower-case letters, digits and hyphens; used in links and the API.")
+    slug = StringField(
+        "Slug",
+        validators=[InputRequired(), Length(min=3, max=63)],
+        description="Lower-case letters, digits and hyphens; used in links and the API.",
+    )
     billing_provider = SelectField(
         "Billing provider", choices=[("manual", "Manual (bank transfer)"), ("stripe", "Stripe")]
     )
     tax_rate_percent = DecimalField(
-        "Tax rate (%)", places=2, validators=[Optional(), NumberRange(min=0, max=100)],
+        "Tax rate (%)",
+        places=2,
+        validators=[Optional(), NumberRange(min=0, max=100)],
         description="Leave empty to use the council's default rate.",
     )
     reverse_charge = BooleanField("Reverse charge (no tax; a note on the invoice)")
@@ -64,18 +69,27 @@ class OrgProfileForm(FlaskForm):
 class ApplicationForm(_OrganisationFields):
     """The public membership application."""
 
-    slug = StringField("Short name for links", validators=[InputRequired(), Length(min=3, max=63)],
-                       description="Lower-case letters, digits and hyphens, e.g. acme-gmbh.")
+    slug = StringField(
+        "Short name for links",
+        validators=[InputRequired(), Length(min=3, max=63)],
+        description="Lower-case letters, digits and hyphens, e.g. acme-gmbh.",
+    )
     applicant_name = StringField("Your name", validators=[InputRequired(), Length(max=200)])
-    applicant_email = EmailField("Your work email", validators=[InputRequired(), Length(max=254)],
-                                 description="The council will invite you as your company's admin.")
-    note = TextAreaField("Anything the council should know", validators=[Optional(), Length(max=2000)])
+    applicant_email = EmailField(
+        "Your work email",
+        validators=[InputRequired(), Length(max=254)],
+        description="The council will invite you as your company's admin.",
+    )
+    note = TextAreaField(
+        "Anything the council should know", validators=[Optional(), Length(max=2000)]
+    )
     submit = SubmitField("Apply for membership")
 
 
 class StatusForm(FlaskForm):
     """Approve, decline, suspend, reactivate or close, with an optional reason."""
 
-    reason = StringField("Reason (shown to the organisation's users)",
-                         validators=[Optional(), Length(max=500)])
+    reason = StringField(
+        "Reason (shown to the organisation's users)", validators=[Optional(), Length(max=500)]
+    )
     submit = SubmitField("Confirm")

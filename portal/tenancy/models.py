@@ -40,7 +40,9 @@ class Organisation(TimestampMixin, Base):
         sa.CheckConstraint(
             "status IN ('pending', 'active', 'suspended', 'closed')", name="status_known"
         ),
-        sa.CheckConstraint("billing_provider IN ('stripe', 'manual')", name="billing_provider_known"),
+        sa.CheckConstraint(
+            "billing_provider IN ('stripe', 'manual')", name="billing_provider_known"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -50,7 +52,9 @@ class Organisation(TimestampMixin, Base):
     currency: Mapped[str] = mapped_column(sa.String(3), nullable=False)
     tax_id: Mapped[str | None] = mapped_column(sa.String(64))
     billing_email: Mapped[str] = mapped_column(sa.String(254), nullable=False)
-    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="pending", index=True)
+    status: Mapped[str] = mapped_column(
+        sa.String(16), nullable=False, default="pending", index=True
+    )
     status_reason: Mapped[str | None] = mapped_column(sa.String(500))
     billing_provider: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="manual")
     tax_rate_bp: Mapped[int | None] = mapped_column(sa.Integer)

@@ -47,4 +47,4 @@ def organisation_status_counts(session: Session) -> dict[str, int]:
     rows = session.execute(
         sa.select(Organisation.status, sa.func.count()).group_by(Organisation.status)
     ).all()
-    return {status: count for status, count in rows}
+    return dict(rows)  # type: ignore[arg-type]

@@ -34,8 +34,14 @@ Reason = optional_text(500)
 TaxRate = optional_int(0, 10000)
 
 PROFILE_FIELDS = (
-    "name", "country", "currency", "tax_id", "billing_email", "billing_provider",
-    "tax_rate_bp", "reverse_charge",
+    "name",
+    "country",
+    "currency",
+    "tax_id",
+    "billing_email",
+    "billing_provider",
+    "tax_rate_bp",
+    "reverse_charge",
 )
 AUDIT_FIELDS = ("slug", *PROFILE_FIELDS, "status")
 
@@ -128,8 +134,13 @@ def organisation_create(session: Session, *, actor: Actor, data: dict[str, Any])
     session.add(org)
     session.flush()
     audit_record(
-        session, actor=actor, action="organisation.create", target_type="organisation",
-        target_id=org.id, target_label=org.slug, organisation_id=org.id,
+        session,
+        actor=actor,
+        action="organisation.create",
+        target_type="organisation",
+        target_id=org.id,
+        target_label=org.slug,
+        organisation_id=org.id,
         after=snapshot(org, AUDIT_FIELDS),
     )
     return org
@@ -148,8 +159,13 @@ def organisation_apply(session: Session, *, actor: Actor, data: dict[str, Any]) 
     session.add(org)
     session.flush()
     audit_record(
-        session, actor=actor, action="organisation.apply", target_type="organisation",
-        target_id=org.id, target_label=org.slug, organisation_id=org.id,
+        session,
+        actor=actor,
+        action="organisation.apply",
+        target_type="organisation",
+        target_id=org.id,
+        target_label=org.slug,
+        organisation_id=org.id,
         after=snapshot(org, AUDIT_FIELDS),
     )
     return org
@@ -181,9 +197,15 @@ def organisation_update(
     old, new = changed(before, snapshot(organisation, AUDIT_FIELDS))
     if new:
         audit_record(
-            session, actor=actor, action="organisation.update", target_type="organisation",
-            target_id=organisation.id, target_label=organisation.slug,
-            organisation_id=organisation.id, before=old, after=new,
+            session,
+            actor=actor,
+            action="organisation.update",
+            target_type="organisation",
+            target_id=organisation.id,
+            target_label=organisation.slug,
+            organisation_id=organisation.id,
+            before=old,
+            after=new,
         )
     return organisation
 
@@ -222,9 +244,15 @@ def organisation_transition(
     locked.status_reason = reason if target in ("suspended", "closed") else None
     session.flush()
     audit_record(
-        session, actor=actor, action=allowed[target], target_type="organisation",
-        target_id=locked.id, target_label=locked.slug, organisation_id=locked.id,
-        before=before, after={"status": locked.status, "status_reason": locked.status_reason},
+        session,
+        actor=actor,
+        action=allowed[target],
+        target_type="organisation",
+        target_id=locked.id,
+        target_label=locked.slug,
+        organisation_id=locked.id,
+        before=before,
+        after={"status": locked.status, "status_reason": locked.status_reason},
     )
     organisation_status_changed.send(
         locked, session=session, actor=actor, old_status=before["status"]

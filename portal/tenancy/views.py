@@ -44,8 +44,17 @@ def _percent_to_bp(value: Decimal | None) -> int | None:
 
 
 def _organisation_data(form: OrganisationForm) -> dict:
-    data = form_values(form, "slug", "name", "country", "currency", "tax_id", "billing_email",
-                       "billing_provider", "reverse_charge")
+    data = form_values(
+        form,
+        "slug",
+        "name",
+        "country",
+        "currency",
+        "tax_id",
+        "billing_email",
+        "billing_provider",
+        "reverse_charge",
+    )
     data["tax_rate_bp"] = _percent_to_bp(form.tax_rate_percent.data)
     return data
 
@@ -60,7 +69,9 @@ def apply():
     form = ApplicationForm()
     if form.validate_on_submit():
         try:
-            services.organisation_apply(db.session, actor=auth.current_actor(), data=form_values(form))
+            services.organisation_apply(
+                db.session, actor=auth.current_actor(), data=form_values(form)
+            )
         except DomainError as error:
             db.session.rollback()
             show_errors(form, error)
@@ -92,9 +103,14 @@ def organisations():
     if status and status not in OrganisationStatus.__members__.values():
         status = ""
     page = request.args.get("page", 1, type=int) or 1
-    result = selectors.organisations_list(db.session, search=search, status=status or None, page=page)
+    result = selectors.organisations_list(
+        db.session, search=search, status=status or None, page=page
+    )
     return render_template(
-        "tenancy/organisations.html", page=result, q=search, status=status,
+        "tenancy/organisations.html",
+        page=result,
+        q=search,
+        status=status,
         statuses=list(OrganisationStatus),
     )
 
@@ -106,7 +122,9 @@ def organisation_new():
     form = OrganisationForm()
     if form.validate_on_submit():
         try:
-            org = services.organisation_create(db.session, actor=g.actor, data=_organisation_data(form))
+            org = services.organisation_create(
+                db.session, actor=g.actor, data=_organisation_data(form)
+            )
         except DomainError as error:
             db.session.rollback()
             show_errors(form, error, aliases={"tax_rate_bp": "tax_rate_percent"})
@@ -127,12 +145,20 @@ def organisation_detail(slug: str):
     invitations = people.invitations_pending(db.session, organisation_id=org.id)
     events = audit_events_list(db.session, organisation_id=org.id, per_page=10)
     invite_form = InviteForm(prefix="invite")
-    invite_form.role.choices = [(Role.ORG_ADMIN.value, Role.ORG_ADMIN.label),
-                                (Role.MEMBER.value, Role.MEMBER.label)]
+    invite_form.role.choices = [
+        (Role.ORG_ADMIN.value, Role.ORG_ADMIN.label),
+        (Role.MEMBER.value, Role.MEMBER.label),
+    ]
     return render_template(
-        "tenancy/organisation_detail.html", org=org, users=users, invitations=invitations,
-        events=events, actions=[(a, *STATUS_ACTIONS[a]) for a in ACTIONS_BY_STATUS[org.status]],
-        status_form=StatusForm(), invite_form=invite_form, confirm_form=ConfirmForm(),
+        "tenancy/organisation_detail.html",
+        org=org,
+        users=users,
+        invitations=invitations,
+        events=events,
+        actions=[(a, *STATUS_ACTIONS[a]) for a in ACTIONS_BY_STATUS[org.status]],
+        status_form=StatusForm(),
+        invite_form=invite_form,
+        confirm_form=ConfirmForm(),
     )
 
 
@@ -180,8 +206,13 @@ def organisation_status(slug: str, action: str):
         if action == "approve" and org.applicant_email:
             from portal.identity.services import invitation_create
 
-            invitation_create(db.session, actor=g.actor, email=org.applicant_email,
-                              role=Role.ORG_ADMIN, organisation=org)
+            invitation_create(
+                db.session,
+                actor=g.actor,
+                email=org.applicant_email,
+                role=Role.ORG_ADMIN,
+                organisation=org,
+            )
     except DomainError as error:
         db.session.rollback()
         flash(error.detail, "error")
@@ -205,8 +236,13 @@ def org_dashboard():
     users = people.users_list(db.session, organisation_id=org.id, per_page=1)
     invitations = people.invitations_pending(db.session, organisation_id=org.id)
     events = audit_events_list(db.session, organisation_id=org.id, per_page=8)
-    return render_template("tenancy/org_dashboard.html", org=org, user_count=users.total,
-                           invitations=invitations, events=events)
+    return render_template(
+        "tenancy/org_dashboard.html",
+        org=org,
+        user_count=users.total,
+        invitations=invitations,
+        events=events,
+    )
 
 
 @bp.route("/org/profile", methods=["GET", "POST"])
@@ -217,8 +253,9 @@ def org_profile():
     form = OrgProfileForm(obj=org)
     if form.validate_on_submit():
         try:
-            services.organisation_update(db.session, actor=g.actor, organisation=org,
-                                         data=form_values(form))
+            services.organisation_update(
+                db.session, actor=g.actor, organisation=org, data=form_values(form)
+            )
         except (ValidationFailed, DomainError) as error:
             db.session.rollback()
             show_errors(form, error)

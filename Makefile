@@ -1,0 +1,47 @@
+# The two commands a newcomer needs (see README):
+#   make run    set up, migrate, load demo data, serve on http://127.0.0.1:5000 (SQLite)
+#   make test   run the whole test suite (SQLite by default; PostgreSQL when
+#               PORTAL_TEST_DATABASE_URL names it)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PORTAL_ENV ?= development
+
+.PHONY: run setup install browser test test-sqlite test-postgres lint fmt clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+setup: install
+	$(BIN)/portal db upgrade
+	$(BIN)/portal demo
+
+run: setup
+	@echo "Serving the portal at http://127.0.0.1:5000 (Ctrl-C to stop); mail goes to /dev/outbox"
+	$(BIN)/flask --app portal run --host 127.0.0.1 --port 5000
+
+# Debian's chromium for the browser tests (no browser download: Playwright drives /usr/bin/chromium).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: install browser
+	PORTAL_ENV=test $(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check portal tests benchmarks
+	$(BIN)/ruff format --check portal tests benchmarks
+
+fmt: install
+	$(BIN)/ruff format portal tests benchmarks
+	$(BIN)/ruff check --fix portal tests benchmarks
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,298 @@
+"""Shared fixtures: one migrated database per test run, emptied after each test.
+
+The database is SQLite (a file in a temporary folder) unless
+``PORTAL_TEST_DATABASE_URL`` names another, e.g. PostgreSQL in CI. The schema
+is built by running the Alembic migrations, as in production, so every run
+also proves the migrations. Mail goes to a real SMTP server (aiosmtpd) on
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from portal import create_app
+from portal.audit.services import Actor
+from portal.db import db
+from portal.extensions import limiter
+
+TEST_PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ mail
+
+
+class _Mailbox:
+    """An aiosmtpd handler keeping every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[int, _Mailbox]]:
+    handler = _Mailbox()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, handler
+    controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server) -> list[EmailMessage]:
+    """The messages the portal sent during this test."""
+    _, handler = smtp_server
+    handler.messages.clear()
+    return handler.messages
+
+
+def mail_link(message: EmailMessage) -> str:
+    """The first portal link in a message, as a path."""
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    match = re.search(r"https?://[^/\s]+(/\S+)", body)
+    assert match, body
+    return match.group(1)
+
+
+# ------------------------------------------------------------------ database and app
+
+
+def _database_url(tmp: Path) -> str:
+    return os.environ.get("PORTAL_TEST_DATABASE_URL") or f"sqlite:///{tmp / 'portal-test.sqlite3'}"
+
+
+def _reset_schema(url: str) -> None:
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(smtp_server, tmp_path_factory):
+    """The portal, configured for tests, on a freshly migrated database."""
+    tmp = tmp_path_factory.mktemp("portal")
+    os.environ["PORTAL_ENV"] = "test"
+    os.environ["PORTAL_INSTANCE_PATH"] = str(tmp / "instance")
+    url = _database_url(tmp)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    _reset_schema(url)
+    port, _ = smtp_server
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "PORTAL_SMTP_HOST": "127.0.0.1",
+            "PORTAL_SMTP_PORT": port,
+            "PORTAL_BASE_URL": "http://portal.test",
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        upgrade()
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _clean_database(request) -> Iterator[None]:
+    """Empty every table after each test that used the app (cheap: tests make few rows)."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    app = request.getfixturevalue("app")
+    with app.app_context():
+        db.session.remove()
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+        limiter.reset()
+
+
+@pytest.fixture
+def db_session(app):
+    """The request-style session inside an app context (services take it)."""
+    with app.app_context():
+        yield db.session
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+# ------------------------------------------------------------------ factories
+
+
+SYSTEM = Actor.system("test")
+
+
+@pytest.fixture
+def make_org(app) -> Callable[..., Any]:
+    """Create an organisation (active unless told otherwise); returns its slug and id."""
+    from portal.tenancy.services import organisation_create, organisation_transition
+
+    counter = iter(range(1, 10_000))
+
+    def make(slug: str | None = None, *, status: str = "active", **fields: Any):
+        n = next(counter)
+        slug = slug or f"org-{n}"
+        data = {
+            "slug": slug,
+            "name": f"Org {slug}",
+            "country": "DE",
+            "currency": "EUR",
+            "billing_email": f"billing@{slug}.example",
+        }
+        data.update(fields)
+        with app.app_context():
+            org = organisation_create(db.session, actor=SYSTEM, data=data)
+            if status == "suspended" or status == "closed":
+                organisation_transition(
+                    db.session, actor=SYSTEM, organisation=org, to_status=status
+                )
+            db.session.commit()
+            return OrgRef(org.id, org.slug, org.name)
+
+    return make
+
+
+class OrgRef:
+    """What tests need of an organisation after its session is gone."""
+
+    def __init__(self, id: int, slug: str, name: str) -> None:
+        self.id, self.slug, self.name = id, slug, name
+
+
+class UserRef:
+    def __init__(self, id: int, email: str, role: str, organisation_id: int | None) -> None:
+        self.id, self.email, self.role, self.organisation_id = id, email, role, organisation_id
+        self.password = TEST_PASSWORD
+
+
+@pytest.fixture
+def make_user(app) -> Callable[..., UserRef]:
+    """Create an account with a password (``TEST_PASSWORD``)."""
+    from portal.identity.models import User
+    from portal.identity.services import user_create
+
+    counter = iter(range(1, 10_000))
+
+    def make(
+        role: str = "member",
+        org: OrgRef | None = None,
+        email: str | None = None,
+        password: str = TEST_PASSWORD,
+    ) -> UserRef:
+        n = next(counter)
+        email = email or f"{role.replace('_', '-')}-{n}@{org.slug if org else 'council'}.example"
+        with app.app_context():
+            organisation = None
+            if org is not None:
+                from portal.tenancy.models import Organisation
+
+                organisation = db.session.get(Organisation, org.id)
+            user = user_create(
+                db.session,
+                actor=SYSTEM,
+                email=email,
+                role=role,
+                organisation=organisation,
+                name=f"Person {n}",
+                password=password,
+            )
+            db.session.commit()
+            assert isinstance(user, User)
+            ref = UserRef(user.id, user.email, user.role, user.organisation_id)
+            ref.password = password
+            return ref
+
+    return make
+
+
+# ------------------------------------------------------------------ signing in and forms
+
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token(client, path: str = "/login") -> str:
+    """A CSRF token for the client's session, read from a page with a form."""
+    response = client.get(path)
+    match = CSRF_RE.search(response.get_data(as_text=True))
+    assert match, f"no CSRF token on {path} ({response.status_code})"
+    return match.group(1)
+
+
+def post_form(client, path: str, data: dict[str, Any], *, token_from: str | None = None, **kwargs):
+    """POST a form with a valid CSRF token taken from ``token_from`` (default: the same path)."""
+    data = dict(data)
+    data.setdefault("csrf_token", csrf_token(client, token_from or path))
+    return client.post(path, data=data, **kwargs)
+
+
+def login(client, user: UserRef, password: str | None = None):
+    """Sign ``user`` in through the real sign-in form."""
+    return post_form(client, "/login", {"email": user.email, "password": password or user.password})
+
+
+@pytest.fixture
+def signed_in(app, make_user) -> Callable[..., Any]:
+    """A test client signed in as a new account with ``role`` (in ``org`` for org roles)."""
+
+    def make(role: str, org: OrgRef | None = None):
+        user = make_user(role, org)
+        client = app.test_client()
+        response = login(client, user)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        client.user = user
+        return client
+
+    return make
+
+
+def flashes(response) -> list[str]:
+    """The flash messages and field errors on a page."""
+    html = response.get_data(as_text=True)
+    return re.findall(r'class="(?:flash[^"]*|field-error)"[^>]*>([^<]*)<', html)
+
+
+@pytest.fixture(scope="session")
+def tmpdir_session() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp)
