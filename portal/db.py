@@ -94,11 +94,27 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     module = type(dbapi_connection).__module__
     if not module.startswith("sqlite3"):
         return
+    # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin_immediate).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin_immediate(conn: Any) -> None:
+    """Start SQLite transactions with ``BEGIN IMMEDIATE``.
+
+    SQLite has no row locks. A deferred transaction that read first and writes
+    later fails outright if another writer committed in between; taking the
+    write lock at BEGIN instead makes writers queue (up to the busy timeout), so
+    read-check-write rules such as pool capacity hold as they do on PostgreSQL
+    with ``SELECT … FOR UPDATE``.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_postgres(session: Any) -> bool:

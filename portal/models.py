@@ -6,8 +6,16 @@ none) or council-wide. ``tests/test_tenancy_scope.py`` fails when a table is
 missing from this map or breaks its scope.
 """
 
+from portal.api.models import ApiToken, IdempotentRequest  # noqa: F401
 from portal.audit.models import AuditEvent  # noqa: F401
+from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Product, Vendor  # noqa: F401
 from portal.identity.models import Invitation, User, UserSession  # noqa: F401
+from portal.seats.models import (  # noqa: F401
+    SeatAssignment,
+    SeatRequest,
+    Subscription,
+    SubscriptionChange,
+)
 from portal.tenancy.models import Organisation  # noqa: F401
 
 TENANT = "tenant"
@@ -20,4 +28,19 @@ TABLE_SCOPES: dict[str, str] = {
     "user_sessions": MIXED,
     "invitations": MIXED,  # council staff invitations have no organisation
     "audit_events": MIXED,  # council-wide changes have no organisation
+    # catalogue: the council's, read by every member
+    "vendors": COUNCIL,
+    "products": COUNCIL,
+    "meters": COUNCIL,
+    "licence_pools": COUNCIL,
+    "prices": COUNCIL,
+    "price_tiers": COUNCIL,
+    # seats: each row belongs to one organisation
+    "subscriptions": TENANT,
+    "subscription_changes": TENANT,
+    "seat_assignments": TENANT,
+    "seat_requests": TENANT,
+    # API: council and vendor tokens have no organisation
+    "api_tokens": MIXED,
+    "idempotent_requests": MIXED,
 }

@@ -9,8 +9,10 @@ also proves the migrations. Mail goes to a real SMTP server (aiosmtpd) on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
 import socket
 import tempfile
 from collections.abc import Callable, Iterator
@@ -84,13 +86,27 @@ def _database_url(tmp: Path) -> str:
     return os.environ.get("PORTAL_TEST_DATABASE_URL") or f"sqlite:///{tmp / 'portal-test.sqlite3'}"
 
 
-def _reset_schema(url: str) -> None:
-    engine = sa.create_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
+@contextlib.contextmanager
+def _own_database(url: str) -> Iterator[str]:
+    """On PostgreSQL, a fresh database of this run's own (dropped afterwards).
+
+    Runs in parallel (developers, helpers, CI) then never share tables. The
+    URL given names the server and a database to start from.
+    """
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        yield url
+        return
+    name = f"{parsed.database}_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield parsed.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +118,11 @@ def app(smtp_server, tmp_path_factory):
     url = _database_url(tmp)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    _reset_schema(url)
+    with _own_database(url) as own_url:
+        yield from _make_app(own_url, smtp_server)
+
+
+def _make_app(url: str, smtp_server):
     port, _ = smtp_server
     app = create_app(
         {

@@ -1,0 +1,1 @@
+"""Catalogue: vendors, products and their meters, licence pools and prices."""

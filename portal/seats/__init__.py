@@ -1,0 +1,1 @@
+"""Seats: members' subscriptions to pooled products, seat assignments and seat requests."""
