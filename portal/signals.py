@@ -13,3 +13,7 @@ _signals = Namespace()
 organisation_status_changed = _signals.signal("organisation-status-changed")
 #: sent with the user; kwargs: session, actor
 user_deactivated = _signals.signal("user-deactivated")
+#: sent with the product when a pool of it is created or changed; kwargs: session, actor
+pool_capacity_changed = _signals.signal("pool-capacity-changed")
+#: sent with the product when reserved seats of it are given back; kwargs: session, actor
+seats_freed = _signals.signal("seats-freed")

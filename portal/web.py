@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, Flask, abort, current_app, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    has_request_context,
+    redirect,
+    render_template,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from portal.identity import auth
@@ -100,7 +109,7 @@ def register_template_helpers(app: Flask) -> None:
     @app.context_processor
     def navigation() -> dict:
         items = []
-        if current_user.is_authenticated:
+        if has_request_context() and current_user.is_authenticated:
             items = [
                 (url_for(endpoint), label, endpoint)
                 for endpoint, label in NAV[Role(current_user.role)]

@@ -43,7 +43,9 @@ class Vendor(TimestampMixin, Base):
 
     __tablename__ = "vendors"
     __table_args__ = (
-        sa.CheckConstraint("status IN ('active', 'under_review', 'suspended')", name="status_known"),
+        sa.CheckConstraint(
+            "status IN ('active', 'under_review', 'suspended')", name="status_known"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -148,11 +150,18 @@ class Price(TimestampMixin, Base):
         sa.CheckConstraint("length(currency) = 3", name="currency_iso4217"),
         # One seat price per product and currency; one metered price per meter and currency.
         sa.Index(
-            "uq_prices_seat", "product_id", "currency", unique=True,
-            sqlite_where=sa.text("model = 'seat'"), postgresql_where=sa.text("model = 'seat'"),
+            "uq_prices_seat",
+            "product_id",
+            "currency",
+            unique=True,
+            sqlite_where=sa.text("model = 'seat'"),
+            postgresql_where=sa.text("model = 'seat'"),
         ),
         sa.Index(
-            "uq_prices_meter", "meter_id", "currency", unique=True,
+            "uq_prices_meter",
+            "meter_id",
+            "currency",
+            unique=True,
             sqlite_where=sa.text("model = 'metered'"),
             postgresql_where=sa.text("model = 'metered'"),
         ),

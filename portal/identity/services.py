@@ -275,8 +275,10 @@ def invitation_create(
             "invitations can be sent once it is active.",
             code="organisation_not_active",
         )
-    _ensure_email_free(session, fields.email)
     org_id = organisation.id if organisation else None
+    existing = session.scalar(sa.select(User).where(User.email == fields.email))
+    if existing is not None and not _awaits_activation(existing, org_id, role):
+        _ensure_email_free(session, fields.email)
     now = now_utc()
     session.execute(
         sa.update(Invitation)
@@ -329,6 +331,44 @@ def invitation_create(
     return invitation, token
 
 
+def _awaits_activation(user: User, organisation_id: int | None, role: Role) -> bool:
+    """An account created without a password (provisioned), waiting for its person."""
+    return (
+        user.password_hash is None
+        and user.is_active
+        and user.organisation_id == organisation_id
+        and user.organisation_id is not None
+        and role == Role.MEMBER
+    )
+
+
+def user_provision(
+    session: Session, *, actor: Actor, organisation: Organisation, email: str
+) -> User:
+    """The member account for ``email`` in ``organisation``, created and invited if new.
+
+    A new account has no password until its person follows the invitation.
+    An email that belongs to another organisation, or to council staff, is refused.
+    """
+    fields = parse(_InvitationFields, {"email": email})
+    user = session.scalar(sa.select(User).where(User.email == fields.email))
+    if user is not None:
+        if user.organisation_id != organisation.id:
+            raise Conflict(
+                f"{fields.email} is not a person of {organisation.name}.",
+                code="user_elsewhere",
+                errors={"user_email": ["This email belongs to an account elsewhere."]},
+            )
+        return user
+    user = user_create(
+        session, actor=actor, email=fields.email, role=Role.MEMBER, organisation=organisation
+    )
+    invitation_create(
+        session, actor=actor, email=fields.email, role=Role.MEMBER, organisation=organisation
+    )
+    return user
+
+
 def invitation_by_token(session: Session, token: str) -> Invitation:
     """The pending invitation a link carries, or an error that says why it no longer works."""
     invitation = session.scalar(
@@ -373,21 +413,27 @@ def invitation_accept(
         raise InvalidState("This invitation has already been used.", code="invitation_used")
     fields = parse(_AcceptFields, {"name": name})
     _check_password(password)
-    _ensure_email_free(session, locked.email)
     org = locked.organisation
     if org is not None and org.status != OrganisationStatus.ACTIVE:
         raise InvalidState(
             f"{org.name} is {org.status}; the invitation cannot be used now.",
             code="organisation_not_active",
         )
-    user = User(
-        email=locked.email,
-        name=fields.name,
-        role=locked.role,
-        organisation_id=locked.organisation_id,
-        password_hash=hash_password(password),
-    )
-    session.add(user)
+    user = session.scalar(sa.select(User).where(User.email == locked.email))
+    if user is not None and _awaits_activation(user, locked.organisation_id, Role(locked.role)):
+        # An account provisioned before (a seat given to a new email): activate it.
+        user.name = fields.name
+        user.password_hash = hash_password(password)
+    else:
+        _ensure_email_free(session, locked.email)
+        user = User(
+            email=locked.email,
+            name=fields.name,
+            role=locked.role,
+            organisation_id=locked.organisation_id,
+            password_hash=hash_password(password),
+        )
+        session.add(user)
     locked.accepted_at = now_utc()
     session.flush()
     audit_record(

@@ -33,12 +33,13 @@ class Subscription(TimestampMixin, Base):
     __table_args__ = (
         sa.CheckConstraint("quantity >= 0", name="quantity_not_negative"),
         sa.CheckConstraint("requested_quantity >= quantity", name="requested_covers_granted"),
-        sa.CheckConstraint(
-            "status IN ('active', 'waitlisted', 'cancelled')", name="status_known"
-        ),
+        sa.CheckConstraint("status IN ('active', 'waitlisted', 'cancelled')", name="status_known"),
         # One live subscription per organisation and product.
         sa.Index(
-            "uq_subscriptions_live", "organisation_id", "product_id", unique=True,
+            "uq_subscriptions_live",
+            "organisation_id",
+            "product_id",
+            unique=True,
             sqlite_where=sa.text("status != 'cancelled'"),
             postgresql_where=sa.text("status != 'cancelled'"),
         ),
@@ -73,7 +74,9 @@ class SubscriptionChange(Base):
     """Each change of a subscription's granted quantity, for proration and history."""
 
     __tablename__ = "subscription_changes"
-    __table_args__ = (sa.Index("ix_subscription_changes_sub_time", "subscription_id", "effective_at"),)
+    __table_args__ = (
+        sa.Index("ix_subscription_changes_sub_time", "subscription_id", "effective_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     organisation_id: Mapped[int] = mapped_column(
@@ -83,7 +86,9 @@ class SubscriptionChange(Base):
         sa.ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False
     )
     quantity: Mapped[int] = mapped_column(sa.Integer, nullable=False)
-    effective_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False, default=now_utc)
+    effective_at: Mapped[dt.datetime] = mapped_column(
+        UTCDateTime(), nullable=False, default=now_utc
+    )
     reason: Mapped[str] = mapped_column(sa.String(40), nullable=False)
 
 
@@ -94,7 +99,10 @@ class SeatAssignment(Base):
     __table_args__ = (
         # A person holds at most one active seat of a product (invariant 2).
         sa.Index(
-            "uq_seat_assignments_active_user_product", "user_id", "product_id", unique=True,
+            "uq_seat_assignments_active_user_product",
+            "user_id",
+            "product_id",
+            unique=True,
             sqlite_where=sa.text("released_at IS NULL"),
             postgresql_where=sa.text("released_at IS NULL"),
         ),
@@ -141,7 +149,10 @@ class SeatRequest(Base):
             "status IN ('pending', 'approved', 'declined', 'cancelled')", name="status_known"
         ),
         sa.Index(
-            "uq_seat_requests_pending", "user_id", "product_id", unique=True,
+            "uq_seat_requests_pending",
+            "user_id",
+            "product_id",
+            unique=True,
             sqlite_where=sa.text("status = 'pending'"),
             postgresql_where=sa.text("status = 'pending'"),
         ),
@@ -160,7 +171,9 @@ class SeatRequest(Base):
     status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="pending")
     note: Mapped[str | None] = mapped_column(sa.String(1000))
     decision_note: Mapped[str | None] = mapped_column(sa.String(1000))
-    decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    decided_by_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False, default=now_utc)
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 

@@ -1,0 +1,459 @@
+"""Writes on the catalogue: vendors, products and meters, licence pools, prices.
+
+All of these are the council's: only council admins (or the CLI/system) act.
+Growing a pool can grant waitlisted seats, so pool writes call the seats
+domain's waitlist through a signal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from sqlalchemy.orm import Session
+
+from portal.audit.services import Actor, audit_record, changed, snapshot
+from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Product, Vendor
+from portal.catalogue.selectors import product_by_sku, vendor_by_slug
+from portal.errors import Conflict, PermissionDenied, ValidationFailed
+from portal.signals import pool_capacity_changed
+from portal.validation import Currency, Email, Slug, Stripped, optional_text, parse
+
+Name = Annotated[str, Stripped, StringConstraints(min_length=1, max_length=200)]
+Key = Annotated[
+    str, Stripped, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_.-]*$")
+]
+Url = Annotated[
+    str, Stripped, StringConstraints(max_length=500, pattern=r"^https?://[^\s/$.?#].[^\s]*$")
+]
+Amount = Annotated[int, Field(ge=0, le=10**15)]
+
+
+def _require_council_admin(actor: Actor) -> None:
+    if actor.role is not None and actor.role != "council_admin":
+        raise PermissionDenied("Only council admins manage the catalogue.")
+
+
+# ---------------------------------------------------------------- vendors
+
+
+class VendorFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slug: Slug
+    name: Name
+    status: Literal["active", "under_review", "suspended"] = "active"
+    contact_email: Email | None = None
+    website: Url | None = None
+    status_note: optional_text(500) = None  # type: ignore[valid-type]
+
+
+VENDOR_FIELDS = ("slug", "name", "status", "contact_email", "website", "status_note")
+
+
+def vendor_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Vendor:
+    """Add a supplier."""
+    _require_council_admin(actor)
+    fields = parse(VendorFields, data)
+    if session.scalar(sa.select(Vendor.id).where(Vendor.slug == fields.slug)) is not None:
+        raise Conflict(
+            f"The vendor slug “{fields.slug}” is taken.",
+            code="slug_taken",
+            errors={"slug": ["This slug is taken; choose another."]},
+        )
+    vendor = Vendor(**fields.model_dump())
+    session.add(vendor)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="vendor.create",
+        target_type="vendor",
+        target_id=vendor.id,
+        target_label=vendor.slug,
+        after=snapshot(vendor, VENDOR_FIELDS),
+    )
+    return vendor
+
+
+def vendor_update(
+    session: Session, *, actor: Actor, vendor: Vendor, data: dict[str, Any]
+) -> Vendor:
+    """Change a supplier's details or status (the slug stays)."""
+    _require_council_admin(actor)
+    fields = parse(VendorFields, {**snapshot(vendor, VENDOR_FIELDS), **data, "slug": vendor.slug})
+    before = snapshot(vendor, VENDOR_FIELDS)
+    for key, value in fields.model_dump().items():
+        setattr(vendor, key, value)
+    session.flush()
+    old, new = changed(before, snapshot(vendor, VENDOR_FIELDS))
+    if new:
+        audit_record(
+            session,
+            actor=actor,
+            action="vendor.update",
+            target_type="vendor",
+            target_id=vendor.id,
+            target_label=vendor.slug,
+            before=old,
+            after=new,
+        )
+    return vendor
+
+
+# ---------------------------------------------------------------- products and meters
+
+
+class MeterFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: Key
+    name: Name
+    unit: Annotated[str, Stripped, StringConstraints(min_length=1, max_length=40)]
+    aggregation: Literal["sum", "count", "max", "unique_count"]
+    property: Key | None = None
+
+    @model_validator(mode="after")
+    def _property_for_unique_count(self) -> MeterFields:
+        if self.aggregation == "unique_count" and not self.property:
+            raise ValueError("A unique_count meter needs the property whose values it counts.")
+        return self
+
+
+class ProductFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: Slug
+    vendor: Slug
+    name: Name
+    description: Annotated[str, Stripped, StringConstraints(max_length=5000)] = ""
+    launch_url: Url | None = None
+    meters: list[MeterFields] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _unique_meter_keys(self) -> ProductFields:
+        keys = [m.key for m in self.meters]
+        if len(keys) != len(set(keys)):
+            raise ValueError("Each meter of a product needs its own key.")
+        return self
+
+
+PRODUCT_FIELDS = ("sku", "name", "description", "launch_url")
+
+
+def product_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Product:
+    """Add a product of a vendor, with its meters."""
+    _require_council_admin(actor)
+    fields = parse(ProductFields, data)
+    vendor = vendor_by_slug(session, fields.vendor, field="vendor")
+    if session.scalar(sa.select(Product.id).where(Product.sku == fields.sku)) is not None:
+        raise Conflict(
+            f"The SKU “{fields.sku}” is taken.",
+            code="sku_taken",
+            errors={"sku": ["This SKU is taken; choose another."]},
+        )
+    product = Product(
+        vendor_id=vendor.id,
+        sku=fields.sku,
+        name=fields.name,
+        description=fields.description,
+        launch_url=fields.launch_url,
+        meters=[Meter(**m.model_dump()) for m in fields.meters],
+    )
+    session.add(product)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="product.create",
+        target_type="product",
+        target_id=product.id,
+        target_label=product.sku,
+        after={
+            **snapshot(product, PRODUCT_FIELDS),
+            "vendor": vendor.slug,
+            "meters": [m.key for m in product.meters],
+        },
+    )
+    return product
+
+
+class ProductUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name | None = None
+    description: Annotated[str, Stripped, StringConstraints(max_length=5000)] | None = None
+    launch_url: Url | None = None
+
+
+def product_update(
+    session: Session, *, actor: Actor, product: Product, data: dict[str, Any]
+) -> Product:
+    """Change a product's name, description or launch link (the SKU stays)."""
+    _require_council_admin(actor)
+    fields = parse(ProductUpdate, data)
+    before = snapshot(product, PRODUCT_FIELDS)
+    for key, value in fields.model_dump(include=set(data)).items():
+        if value is not None or key == "launch_url":
+            setattr(product, key, value)
+    session.flush()
+    old, new = changed(before, snapshot(product, PRODUCT_FIELDS))
+    if new:
+        audit_record(
+            session,
+            actor=actor,
+            action="product.update",
+            target_type="product",
+            target_id=product.id,
+            target_label=product.sku,
+            before=old,
+            after=new,
+        )
+    return product
+
+
+def meter_create(
+    session: Session, *, actor: Actor, product: Product, data: dict[str, Any]
+) -> Meter:
+    """Add a meter to a product."""
+    _require_council_admin(actor)
+    fields = parse(MeterFields, data)
+    if any(m.key == fields.key for m in product.meters):
+        raise Conflict(
+            f"{product.name} already has a meter “{fields.key}”.",
+            code="meter_key_taken",
+            errors={"key": ["This product already has a meter with this key."]},
+        )
+    meter = Meter(product_id=product.id, **fields.model_dump())
+    session.add(meter)
+    session.flush()
+    session.refresh(product)
+    audit_record(
+        session,
+        actor=actor,
+        action="meter.create",
+        target_type="meter",
+        target_id=meter.id,
+        target_label=f"{product.sku}/{meter.key}",
+        after=fields.model_dump(),
+    )
+    return meter
+
+
+# ---------------------------------------------------------------- pools
+
+
+class UnitCost(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Amount
+    currency: Currency
+
+
+class PoolFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product: Slug
+    capacity: Annotated[int, Field(ge=1, le=1_000_000)]
+    starts_on: dt.date
+    ends_on: dt.date
+    unit_cost: UnitCost
+    reference: optional_text(200) = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _term_ordered(self) -> PoolFields:
+        if self.ends_on < self.starts_on:
+            raise ValueError("The pool must end on or after the day it starts.")
+        return self
+
+
+POOL_FIELDS = (
+    "capacity",
+    "starts_on",
+    "ends_on",
+    "unit_cost_amount",
+    "unit_cost_currency",
+    "reference",
+)
+
+
+def pool_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> LicencePool:
+    """Record seats the council bought; waitlisted requests may be granted at once."""
+    _require_council_admin(actor)
+    fields = parse(PoolFields, data)
+    product = product_by_sku(session, fields.product, field="product")
+    pool = LicencePool(
+        product_id=product.id,
+        capacity=fields.capacity,
+        starts_on=fields.starts_on,
+        ends_on=fields.ends_on,
+        unit_cost_amount=fields.unit_cost.amount,
+        unit_cost_currency=fields.unit_cost.currency,
+        reference=fields.reference,
+    )
+    session.add(pool)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="pool.create",
+        target_type="pool",
+        target_id=pool.id,
+        target_label=product.sku,
+        after=snapshot(pool, POOL_FIELDS),
+    )
+    pool_capacity_changed.send(product, session=session, actor=actor)
+    return pool
+
+
+class PoolUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    capacity: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    ends_on: dt.date | None = None
+    reference: optional_text(200) = None  # type: ignore[valid-type]
+
+
+def pool_update(
+    session: Session, *, actor: Actor, pool: LicencePool, data: dict[str, Any]
+) -> LicencePool:
+    """Grow or shrink a pool, or change its end. Shrinking below reserved seats is refused."""
+    from portal.catalogue.selectors import capacity_in_force, reserved_seats
+    from portal.db import now_utc
+
+    _require_council_admin(actor)
+    fields = parse(PoolUpdate, data)
+    lock_product(session, pool.product_id)
+    session.refresh(pool)
+    before = snapshot(pool, POOL_FIELDS)
+    if fields.capacity is not None:
+        pool.capacity = fields.capacity
+    if fields.ends_on is not None:
+        if fields.ends_on < pool.starts_on:
+            raise ValidationFailed(
+                "The pool must end on or after the day it starts.",
+                errors={"ends_on": ["The pool must end on or after the day it starts."]},
+            )
+        pool.ends_on = fields.ends_on
+    if "reference" in data:
+        pool.reference = fields.reference
+    session.flush()
+    today = now_utc().date()
+    capacity = capacity_in_force(session, pool.product_id, today)
+    reserved = reserved_seats(session, pool.product_id)
+    if reserved > capacity:
+        raise Conflict(
+            f"Members hold {reserved} seats of {pool.product.name}; the pools in force would "
+            f"hold only {capacity}. Reduce subscriptions first.",
+            code="capacity_below_reserved",
+            errors={"capacity": [f"At least {reserved - capacity + pool.capacity} seats needed."]},
+        )
+    old, new = changed(before, snapshot(pool, POOL_FIELDS))
+    if new:
+        audit_record(
+            session,
+            actor=actor,
+            action="pool.update",
+            target_type="pool",
+            target_id=pool.id,
+            target_label=pool.product.sku,
+            before=old,
+            after=new,
+        )
+    pool_capacity_changed.send(pool.product, session=session, actor=actor)
+    return pool
+
+
+def lock_product(session: Session, product_id: int) -> None:
+    """Serialise changes of one product's seat reservations (``SELECT … FOR UPDATE``).
+
+    On PostgreSQL this row lock is what keeps reservations within capacity when
+    requests race; on SQLite every transaction already holds the write lock
+    (``BEGIN IMMEDIATE``, see :mod:`portal.db`).
+    """
+    session.execute(sa.select(Product.id).where(Product.id == product_id).with_for_update())
+
+
+# ---------------------------------------------------------------- prices
+
+
+class TierFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    up_to: Annotated[int, Field(ge=1)] | None = None
+    unit_amount: Amount
+    flat_amount: Amount = 0
+
+
+class PriceFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product: Slug
+    currency: Currency
+    model: Literal["seat", "metered"]
+    meter: Key | None = None
+    unit_amount: Amount = 0
+    tier_mode: Literal["graduated", "volume"] | None = None
+    tiers: list[TierFields] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PriceFields:
+        if self.model == "seat" and self.meter:
+            raise ValueError("A seat price has no meter.")
+        if self.model == "metered" and not self.meter:
+            raise ValueError("A metered price needs the meter it prices.")
+        if self.tiers and not self.tier_mode:
+            raise ValueError("Tiers need a tier mode: graduated or volume.")
+        if self.tier_mode and not self.tiers:
+            raise ValueError("A tier mode needs tiers.")
+        if self.tiers:
+            limits = [t.up_to for t in self.tiers]
+            if limits[-1] is not None:
+                raise ValueError("The last tier must have no upper limit (up_to null).")
+            bounded = list(limits[:-1])
+            if None in bounded or bounded != sorted(set(bounded)):  # type: ignore[type-var]
+                raise ValueError("Tier limits must rise, and only the last may be open.")
+        return self
+
+
+def price_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Price:
+    """Set what members pay for a product in one currency."""
+    _require_council_admin(actor)
+    fields = parse(PriceFields, data)
+    product = product_by_sku(session, fields.product, field="product")
+    meter = None
+    if fields.meter:
+        meter = next((m for m in product.meters if m.key == fields.meter), None)
+        if meter is None:
+            raise ValidationFailed(
+                f"{product.name} has no meter “{fields.meter}”.",
+                errors={"meter": [f"Choose one of {product.name}'s meters."]},
+            )
+    clash = sa.select(Price.id).where(
+        Price.currency == fields.currency, Price.model == fields.model
+    )
+    clash = (
+        clash.where(Price.meter_id == meter.id)
+        if meter
+        else clash.where(Price.product_id == product.id)
+    )
+    if session.scalar(clash) is not None:
+        raise Conflict(
+            f"{product.name} already has a {fields.model} price in {fields.currency}.",
+            code="price_exists",
+            errors={"currency": ["A price in this currency exists already."]},
+        )
+    price = Price(
+        product_id=product.id,
+        currency=fields.currency,
+        model=fields.model,
+        meter_id=meter.id if meter else None,
+        unit_amount=fields.unit_amount,
+        tier_mode=fields.tier_mode,
+        tiers=[PriceTier(position=i, **t.model_dump()) for i, t in enumerate(fields.tiers)],
+    )
+    session.add(price)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="price.create",
+        target_type="price",
+        target_id=price.id,
+        target_label=f"{product.sku} {price.currency} {price.model}",
+        after=fields.model_dump(mode="json"),
+    )
+    return price

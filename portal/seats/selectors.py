@@ -1,0 +1,170 @@
+"""Reading subscriptions, seats and seat requests, always within an organisation.
+
+``organisation_id=None`` means the council's view of every organisation; callers
+pass it only for council staff and council tokens.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.errors import NotFound
+from portal.seats.models import SeatAssignment, SeatRequest, Subscription
+
+
+def _scoped(query: sa.Select, model, organisation_id: int | None) -> sa.Select:
+    if organisation_id is not None:
+        query = query.where(model.organisation_id == organisation_id)
+    return query
+
+
+def subscription_in_scope(
+    session: Session, *, organisation_id: int | None, subscription_id: int
+) -> Subscription:
+    """One subscription the reader may see, or :class:`NotFound`."""
+    query = _scoped(
+        sa.select(Subscription).where(Subscription.id == subscription_id),
+        Subscription,
+        organisation_id,
+    )
+    subscription = session.scalar(query)
+    if subscription is None:
+        raise NotFound("No such subscription.")
+    return subscription
+
+
+def live_subscription(
+    session: Session, *, organisation_id: int, product_id: int
+) -> Subscription | None:
+    """The organisation's live (not cancelled) subscription of a product, if any."""
+    return session.scalar(
+        sa.select(Subscription).where(
+            Subscription.organisation_id == organisation_id,
+            Subscription.product_id == product_id,
+            Subscription.status != "cancelled",
+        )
+    )
+
+
+def subscriptions_list(
+    session: Session,
+    *,
+    organisation_id: int | None,
+    product_id: int | None = None,
+    include_cancelled: bool = False,
+    after_id: int | None = None,
+    limit: int | None = None,
+) -> list[Subscription]:
+    """Subscriptions in id order (keyset pagination with ``after_id``)."""
+    query = _scoped(
+        sa.select(Subscription).order_by(Subscription.id), Subscription, organisation_id
+    )
+    if product_id is not None:
+        query = query.where(Subscription.product_id == product_id)
+    if not include_cancelled:
+        query = query.where(Subscription.status != "cancelled")
+    if after_id is not None:
+        query = query.where(Subscription.id > after_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query).unique())
+
+
+def assigned_counts(session: Session, subscription_ids: list[int]) -> dict[int, int]:
+    """Active seat assignments per subscription, in one query."""
+    if not subscription_ids:
+        return {}
+    rows = session.execute(
+        sa.select(SeatAssignment.subscription_id, sa.func.count())
+        .where(
+            SeatAssignment.subscription_id.in_(subscription_ids),
+            SeatAssignment.released_at.is_(None),
+        )
+        .group_by(SeatAssignment.subscription_id)
+    ).all()
+    return {sid: int(n) for sid, n in rows}
+
+
+def active_seats(
+    session: Session, *, organisation_id: int | None, subscription_id: int
+) -> list[SeatAssignment]:
+    """People holding a seat of a subscription, by email."""
+    query = _scoped(
+        sa.select(SeatAssignment)
+        .where(
+            SeatAssignment.subscription_id == subscription_id, SeatAssignment.released_at.is_(None)
+        )
+        .order_by(SeatAssignment.assigned_at),
+        SeatAssignment,
+        organisation_id,
+    )
+    return list(session.scalars(query).unique())
+
+
+def seat_of_user(
+    session: Session, *, organisation_id: int, user_id: int, product_id: int
+) -> SeatAssignment | None:
+    """The active seat a person holds of a product, if any."""
+    return session.scalar(
+        sa.select(SeatAssignment).where(
+            SeatAssignment.organisation_id == organisation_id,
+            SeatAssignment.user_id == user_id,
+            SeatAssignment.product_id == product_id,
+            SeatAssignment.released_at.is_(None),
+        )
+    )
+
+
+def my_seats(session: Session, *, organisation_id: int, user_id: int) -> list[SeatAssignment]:
+    """A person's active seats, by product name."""
+    from portal.catalogue.models import Product
+
+    return list(
+        session.scalars(
+            sa.select(SeatAssignment)
+            .join(Product, Product.id == SeatAssignment.product_id)
+            .where(
+                SeatAssignment.organisation_id == organisation_id,
+                SeatAssignment.user_id == user_id,
+                SeatAssignment.released_at.is_(None),
+            )
+            .order_by(Product.name)
+        ).unique()
+    )
+
+
+def seat_requests_list(
+    session: Session,
+    *,
+    organisation_id: int,
+    status: str | None = "pending",
+    user_id: int | None = None,
+) -> list[SeatRequest]:
+    """An organisation's seat requests, newest first."""
+    query = sa.select(SeatRequest).where(SeatRequest.organisation_id == organisation_id)
+    if status:
+        query = query.where(SeatRequest.status == status)
+    if user_id is not None:
+        query = query.where(SeatRequest.user_id == user_id)
+    return list(session.scalars(query.order_by(SeatRequest.created_at.desc())).unique())
+
+
+def seat_request_in_scope(
+    session: Session, *, organisation_id: int, request_id: int
+) -> SeatRequest:
+    request = session.scalar(
+        sa.select(SeatRequest).where(
+            SeatRequest.id == request_id, SeatRequest.organisation_id == organisation_id
+        )
+    )
+    if request is None:
+        raise NotFound("No such seat request.")
+    return request
+
+
+def holders_of_product(session: Session, product_id: int) -> list[tuple[Subscription, int]]:
+    """Every live subscription of a product with its assigned seats (council view)."""
+    subscriptions = subscriptions_list(session, organisation_id=None, product_id=product_id)
+    counts = assigned_counts(session, [s.id for s in subscriptions])
+    return [(s, counts.get(s.id, 0)) for s in subscriptions]

@@ -1,0 +1,205 @@
+"""Subscriptions against pool capacity (invariant 1), shortages and the waitlist."""
+
+import pytest
+import sqlalchemy as sa
+
+from portal.audit.services import Actor
+from portal.catalogue.models import Product
+from portal.db import db
+from portal.errors import Conflict, InvalidState, NotFound, ValidationFailed
+from portal.seats import services
+from portal.seats.models import Subscription, SubscriptionChange
+from portal.tenancy.models import Organisation
+from tests.conftest import SYSTEM
+
+
+def _subscribe(org, product, quantity, on_shortage="reject", actor=SYSTEM):
+    outcome = services.subscription_create(
+        db.session,
+        actor=actor,
+        organisation=db.session.get(Organisation, org.id),
+        product=db.session.get(Product, product.id),
+        quantity=quantity,
+        on_shortage=on_shortage,
+    )
+    db.session.commit()
+    return outcome
+
+
+def _reserved(product) -> int:
+    return db.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(Subscription.quantity), 0)).where(
+            Subscription.product_id == product.id, Subscription.status != "cancelled"
+        )
+    )
+
+
+def test_subscribing_within_capacity_grants_everything(app, make_org, make_product):
+    org, product = make_org(), make_product(10)
+    with app.app_context():
+        outcome = _subscribe(org, product, 4)
+        assert outcome.result == "granted"
+        sub = outcome.subscription
+        assert (sub.quantity, sub.requested_quantity, sub.status) == (4, 4, "active")
+        changes = db.session.scalars(sa.select(SubscriptionChange)).all()
+        assert [(c.quantity, c.reason) for c in changes] == [(4, "create")]
+
+
+def test_reject_refuses_with_pool_exhausted_and_changes_nothing(app, make_org, make_product):
+    a, b, product = make_org(), make_org(), make_product(5)
+    with app.app_context():
+        _subscribe(a, product, 3)
+        with pytest.raises(Conflict) as refused:
+            _subscribe(b, product, 3)
+        db.session.rollback()
+        assert refused.value.code == "pool_exhausted"
+        assert refused.value.extra == {"available": 2}
+        assert _reserved(product) == 3
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 1
+
+
+def test_partial_takes_what_is_free(app, make_org, make_product):
+    a, b, product = make_org(), make_org(), make_product(5)
+    with app.app_context():
+        _subscribe(a, product, 3)
+        outcome = _subscribe(b, product, 4, on_shortage="partial")
+        assert outcome.result == "partial"
+        assert (outcome.subscription.quantity, outcome.subscription.requested_quantity) == (2, 2)
+        assert _reserved(product) == 5
+
+
+def test_partial_with_nothing_free_is_refused(app, make_org, make_product):
+    a, b, product = make_org(), make_org(), make_product(2)
+    with app.app_context():
+        _subscribe(a, product, 2)
+        with pytest.raises(Conflict, match="Only 0 seats"):
+            _subscribe(b, product, 1, on_shortage="partial")
+
+
+def test_waitlist_is_granted_first_come_first_served(app, make_org, make_product):
+    a, b, c, product = make_org(), make_org(), make_org(), make_product(4)
+    with app.app_context():
+        first = _subscribe(a, product, 4).subscription
+        waiting_b = _subscribe(b, product, 2, on_shortage="waitlist").subscription
+        waiting_c = _subscribe(c, product, 3, on_shortage="waitlist").subscription
+        assert (waiting_b.status, waiting_b.quantity, waiting_b.requested_quantity) == (
+            "waitlisted",
+            0,
+            2,
+        )
+        assert waiting_c.status == "waitlisted"
+        # a gives back 3 seats: b (first in line) gets 2, c gets the remaining 1
+        services.subscription_resize(db.session, actor=SYSTEM, subscription=first, quantity=1)
+        db.session.commit()
+        db.session.refresh(waiting_b)
+        db.session.refresh(waiting_c)
+        assert (waiting_b.status, waiting_b.quantity, waiting_b.waiting) == ("active", 2, 0)
+        assert (waiting_c.status, waiting_c.quantity, waiting_c.waiting) == ("active", 1, 2)
+        assert _reserved(product) == 4
+
+
+def test_growing_a_pool_grants_waiting_seats(app, make_org, make_product, mailbox, make_user):
+    from portal.catalogue.models import LicencePool
+    from portal.catalogue.services import pool_update
+
+    a, b, product = make_org(), make_org(), make_product(2)
+    admin_b = make_user("org_admin", b)
+    with app.app_context():
+        _subscribe(a, product, 2)
+        waiting = _subscribe(b, product, 3, on_shortage="waitlist").subscription
+        pool = db.session.scalar(sa.select(LicencePool).where(LicencePool.product_id == product.id))
+        pool_update(db.session, actor=SYSTEM, pool=pool, data={"capacity": 4})
+        db.session.commit()
+        db.session.refresh(waiting)
+        assert (waiting.quantity, waiting.waiting, waiting.status) == (2, 1, "active")
+    assert any(m["To"] == admin_b.email and "granted" in m["Subject"] for m in mailbox)
+
+
+def test_shrinking_below_assigned_seats_names_how_many_to_release(
+    app, make_org, make_product, make_user
+):
+    org, product = make_org(), make_product(10)
+    people = [make_user("member", org) for _ in range(3)]
+    with app.app_context():
+        sub = _subscribe(org, product, 5).subscription
+        for person in people:
+            services.seat_assign(
+                db.session, actor=SYSTEM, subscription=sub, user_email=person.email
+            )
+        db.session.commit()
+        with pytest.raises(Conflict) as refused:
+            services.subscription_resize(db.session, actor=SYSTEM, subscription=sub, quantity=1)
+        assert refused.value.code == "seats_assigned"
+        assert "release 2" in refused.value.detail
+        db.session.rollback()
+        assert db.session.get(Subscription, sub.id).quantity == 5
+
+
+def test_vendor_under_review_cannot_be_newly_subscribed(app, make_org, make_product):
+    org = make_org()
+    product = make_product(5, vendor="shady-soft", vendor_status="under_review")
+    with app.app_context(), pytest.raises(InvalidState) as refused:
+        _subscribe(org, product, 1)
+    assert refused.value.code == "vendor_unavailable"
+
+
+def test_suspended_organisation_cannot_subscribe(app, make_org, make_product):
+    org, product = make_org(status="suspended"), make_product(5)
+    with app.app_context(), pytest.raises(InvalidState):
+        _subscribe(org, product, 1)
+
+
+def test_one_live_subscription_per_product(app, make_org, make_product):
+    org, product = make_org(), make_product(5)
+    with app.app_context():
+        _subscribe(org, product, 1)
+        with pytest.raises(Conflict) as refused:
+            _subscribe(org, product, 1)
+        assert refused.value.code == "subscription_exists"
+
+
+def test_cancel_releases_seats_and_feeds_the_waitlist(app, make_org, make_product, make_user):
+    a, b, product = make_org(), make_org(), make_product(2)
+    person = make_user("member", a)
+    with app.app_context():
+        sub = _subscribe(a, product, 2).subscription
+        services.seat_assign(db.session, actor=SYSTEM, subscription=sub, user_email=person.email)
+        waiting = _subscribe(b, product, 2, on_shortage="waitlist").subscription
+        services.subscription_cancel(db.session, actor=SYSTEM, subscription=sub)
+        db.session.commit()
+        db.session.refresh(waiting)
+        assert waiting.quantity == 2 and waiting.status == "active"
+        from portal.seats.models import SeatAssignment
+
+        seat = db.session.scalar(sa.select(SeatAssignment))
+        assert seat.released_at is not None and seat.release_reason == "cancelled"
+
+
+def test_org_admin_cannot_touch_another_organisations_subscription(
+    app, make_org, make_product, make_user
+):
+    a, b, product = make_org(), make_org(), make_product(5)
+    admin_b = make_user("org_admin", b)
+    with app.app_context():
+        sub = _subscribe(a, product, 2).subscription
+        actor = Actor(
+            label=admin_b.email, user_id=admin_b.id, role="org_admin", organisation_id=b.id
+        )
+        with pytest.raises(NotFound):
+            services.subscription_resize(db.session, actor=actor, subscription=sub, quantity=3)
+        with pytest.raises(NotFound):
+            services.subscription_create(
+                db.session,
+                actor=actor,
+                organisation=db.session.get(Organisation, a.id),
+                product=db.session.get(Product, product.id),
+                quantity=1,
+            )
+
+
+@pytest.mark.parametrize("quantity", [0, -1, 100_001, "3", 2.5, True])
+def test_quantity_must_be_a_sensible_whole_number(app, make_org, make_product, quantity):
+    org, product = make_org(), make_product(5)
+    with app.app_context(), pytest.raises(ValidationFailed) as refused:
+        _subscribe(org, product, quantity)
+    assert "quantity" in refused.value.errors
