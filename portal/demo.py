@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import Actor
 from portal.identity.models import Role, User
+from portal.identity.security import hash_password
 from portal.identity.services import user_create
 from portal.tenancy.services import organisation_apply, organisation_create, organisation_transition
 
@@ -40,7 +41,6 @@ def load_demo(session: Session) -> list[str]:
         email=COUNCIL_ADMIN,
         name="Council Admin",
         role=Role.COUNCIL_ADMIN,
-        password=DEMO_PASSWORD,
     )
     user_create(
         session,
@@ -48,7 +48,6 @@ def load_demo(session: Session) -> list[str]:
         email="finance@council.example",
         name="Council Finance",
         role=Role.FINANCE,
-        password=DEMO_PASSWORD,
     )
     for slug, name, country, currency, provider, members in ORGANISATIONS:
         org = organisation_create(
@@ -71,7 +70,6 @@ def load_demo(session: Session) -> list[str]:
             name=f"{name.split()[0]} Admin",
             role=Role.ORG_ADMIN,
             organisation=org,
-            password=DEMO_PASSWORD,
         )
         for person in members:
             user_create(
@@ -81,7 +79,6 @@ def load_demo(session: Session) -> list[str]:
                 name=person.capitalize(),
                 role=Role.MEMBER,
                 organisation=org,
-                password=DEMO_PASSWORD,
             )
         if slug == "nordic-design":
             organisation_transition(
@@ -105,8 +102,233 @@ def load_demo(session: Session) -> list[str]:
             "note": "We would like CAD and analytics seats for 40 engineers.",
         },
     )
+    # One Argon2 hash for every demo account (hashing each would take seconds).
+    shared_hash = hash_password(DEMO_PASSWORD)
+    session.execute(
+        sa.update(User)
+        .where(User.password_hash.is_(None), User.email.endswith(".example"))
+        .values(password_hash=shared_hash)
+    )
     session.flush()
     return ["Demo data loaded.", *_sign_ins()]
+
+
+VENDORS = [
+    ("autodraft", "AutoDraft Systems", "active", "partners@autodraft.example"),
+    ("datalake", "DataLake Analytics", "active", "sales@datalake.example"),
+    ("securemail", "SecureMail AG", "active", "b2b@securemail.example"),
+    ("translingo", "TransLingo", "under_review", "hello@translingo.example"),
+    ("cloudsheet", "CloudSheet Inc.", "suspended", "accounts@cloudsheet.example"),
+]
+
+# sku, vendor, name, description, capacity, unit cost EUR cents, meters
+PRODUCTS = [
+    (
+        "cad-suite",
+        "autodraft",
+        "CAD Suite",
+        "2D/3D design for engineering teams.",
+        60,
+        4500,
+        [("render_minutes", "Cloud render minutes", "minute", "sum", None)],
+    ),
+    (
+        "pdm-vault",
+        "autodraft",
+        "PDM Vault",
+        "Product data management for CAD files.",
+        40,
+        2000,
+        [("storage_gb", "Storage", "GB", "max", None)],
+    ),
+    (
+        "bi-studio",
+        "datalake",
+        "BI Studio",
+        "Dashboards and self-service analytics.",
+        80,
+        1800,
+        [
+            ("queries", "Queries", "query", "count", None),
+            ("active_users", "Active users", "user", "unique_count", "user_email"),
+        ],
+    ),
+    (
+        "etl-flow",
+        "datalake",
+        "ETL Flow",
+        "Data pipelines with a visual editor.",
+        25,
+        3000,
+        [("rows_synced", "Rows synced", "row", "sum", None)],
+    ),
+    ("secure-mail", "securemail", "Secure Mail", "Encrypted business email.", 150, 400, []),
+    (
+        "lingo-pro",
+        "translingo",
+        "Lingo Pro",
+        "Machine translation with glossaries.",
+        30,
+        900,
+        [("characters", "Characters translated", "character", "sum", None)],
+    ),
+    ("sheets-plus", "cloudsheet", "Sheets Plus", "Collaborative spreadsheets.", 50, 600, []),
+]
+
+# seat price per month by currency (minor units)
+SEAT_PRICES = {
+    "cad-suite": {"EUR": 5900, "GEL": 17500, "GBP": 5100, "JPY": 9600, "SEK": 66000},
+    "pdm-vault": {"EUR": 2600, "GEL": 7700, "GBP": 2250, "JPY": 4200, "SEK": 29000},
+    "bi-studio": {"EUR": 2400, "GEL": 7100, "GBP": 2050, "JPY": 3900, "SEK": 27000},
+    "etl-flow": {"EUR": 3900, "GEL": 11600, "GBP": 3350, "JPY": 6300},
+    "secure-mail": {"EUR": 550, "GEL": 1600, "GBP": 470, "JPY": 900, "SEK": 6100},
+    "lingo-pro": {"EUR": 1200, "GBP": 1050},
+    "sheets-plus": {"EUR": 800, "GBP": 700},
+}
+
+# org slug: {sku: (quantity, members given a seat)}
+SUBSCRIPTIONS = {
+    "acme-gmbh": {
+        "cad-suite": (12, ["jonas", "lena", "mia"]),
+        "pdm-vault": (6, ["jonas"]),
+        "secure-mail": (20, ["jonas", "lena", "mia"]),
+    },
+    "tbilisi-tech": {"bi-studio": (10, ["nino", "giorgi"]), "etl-flow": (3, ["giorgi"])},
+    "thames-analytics": {
+        "bi-studio": (25, ["oliver", "amelia"]),
+        "etl-flow": (8, ["amelia"]),
+        "secure-mail": (15, ["oliver"]),
+    },
+    "kyoto-robotics": {"cad-suite": (30, ["haruto", "yui"]), "pdm-vault": (20, ["haruto"])},
+    "riga-logistics": {"secure-mail": (40, ["janis", "anna"]), "bi-studio": (5, ["anna"])},
+}
+
+
+def _catalogue(session: Session, actor: Actor) -> None:
+    import datetime as dt
+
+    from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
+    from portal.db import now_utc
+
+    today = now_utc().date()
+    start = today.replace(day=1) - dt.timedelta(days=100)
+    for slug, name, status, email in VENDORS:
+        vendor_create(
+            session,
+            actor=actor,
+            data={
+                "slug": slug,
+                "name": name,
+                "status": status,
+                "contact_email": email,
+                "status_note": "Security review of the new data centre"
+                if status == "under_review"
+                else ("Licence dispute" if status == "suspended" else None),
+            },
+        )
+    for sku, vendor, name, description, capacity, cost, meters in PRODUCTS:
+        product_create(
+            session,
+            actor=actor,
+            data={
+                "sku": sku,
+                "vendor": vendor,
+                "name": name,
+                "description": description,
+                "launch_url": f"https://{sku}.example/app",
+                "meters": [
+                    {"key": k, "name": n, "unit": u, "aggregation": a, "property": p}
+                    for k, n, u, a, p in meters
+                ],
+            },
+        )
+        pool_create(
+            session,
+            actor=actor,
+            data={
+                "product": sku,
+                "capacity": capacity,
+                "starts_on": start,
+                "ends_on": start + dt.timedelta(days=364),
+                "unit_cost": {"amount": cost, "currency": "EUR"},
+                "reference": f"PO-{sku.upper()}-1",
+            },
+        )
+        for currency, amount in SEAT_PRICES[sku].items():
+            price_create(
+                session,
+                actor=actor,
+                data={"product": sku, "currency": currency, "model": "seat", "unit_amount": amount},
+            )
+    # A second pool for CAD Suite bought later, and metered prices with tiers.
+    pool_create(
+        session,
+        actor=actor,
+        data={
+            "product": "cad-suite",
+            "capacity": 20,
+            "starts_on": today.replace(day=1),
+            "ends_on": today.replace(day=1) + dt.timedelta(days=364),
+            "unit_cost": {"amount": 4200, "currency": "EUR"},
+            "reference": "PO-CAD-SUITE-2",
+        },
+    )
+    price_create(
+        session,
+        actor=actor,
+        data={
+            "product": "cad-suite",
+            "currency": "EUR",
+            "model": "metered",
+            "meter": "render_minutes",
+            "tier_mode": "graduated",
+            "tiers": [
+                {"up_to": 1000, "unit_amount": 0},
+                {"up_to": 10000, "unit_amount": 2},
+                {"up_to": None, "unit_amount": 1},
+            ],
+        },
+    )
+    price_create(
+        session,
+        actor=actor,
+        data={
+            "product": "etl-flow",
+            "currency": "GBP",
+            "model": "metered",
+            "meter": "rows_synced",
+            "tier_mode": "volume",
+            "tiers": [
+                {"up_to": 1_000_000, "unit_amount": 0, "flat_amount": 0},
+                {"up_to": None, "unit_amount": 1, "flat_amount": 5000},
+            ],
+        },
+    )
+
+
+def _subscriptions(session: Session, actor: Actor) -> None:
+    from portal.catalogue.selectors import product_by_sku
+    from portal.seats.services import seat_assign, subscription_create
+    from portal.tenancy.selectors import organisation_by_slug
+
+    for slug, subscriptions in SUBSCRIPTIONS.items():
+        org = organisation_by_slug(session, slug)
+        for sku, (quantity, people) in subscriptions.items():
+            outcome = subscription_create(
+                session,
+                actor=actor,
+                organisation=org,
+                product=product_by_sku(session, sku),
+                quantity=quantity,
+                on_shortage="waitlist",
+            )
+            for person in people:
+                seat_assign(
+                    session,
+                    actor=actor,
+                    subscription=outcome.subscription,
+                    user_email=f"{person}@{slug}.example",
+                )
 
 
 def _sign_ins() -> list[str]:
