@@ -117,7 +117,9 @@ def role_required(*roles: Role) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not current_user.is_authenticated:
                 flash("Please sign in to see that page.", "info")
-                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+                # Only a page can be gone back to; a form's POST address would answer 405.
+                back = request.full_path.rstrip("?") if request.method == "GET" else None
+                return redirect(url_for("auth.login", next=back))
             if current_user.role not in allowed:
                 abort(403)
             g.actor = current_actor()

@@ -199,31 +199,33 @@ def revoke_invitation(scope: str, invitation_id: int, slug: str | None = None):
 
 
 for _scope, _prefix in SCOPES.items():
+    # Signed-out people are sent to sign in, other roles get 403, as on the pages.
+    _guard = auth.role_required(Role.ORG_ADMIN if _scope == "org" else Role.COUNCIL_ADMIN)
     bp.add_url_rule(
         f"{_prefix}/invite",
         f"{_scope}_invite",
-        invite,
+        _guard(invite),
         methods=["POST"],
         defaults={"scope": _scope},
     )
     bp.add_url_rule(
         f"{_prefix}/<int:user_id>/role",
         f"{_scope}_role",
-        change_role,
+        _guard(change_role),
         methods=["POST"],
         defaults={"scope": _scope},
     )
     bp.add_url_rule(
         f"{_prefix}/<int:user_id>/<any(deactivate, reactivate):active>",
         f"{_scope}_active",
-        set_active,
+        _guard(set_active),
         methods=["POST"],
         defaults={"scope": _scope},
     )
     bp.add_url_rule(
         f"{_prefix}/invitations/<int:invitation_id>/revoke",
         f"{_scope}_revoke",
-        revoke_invitation,
+        _guard(revoke_invitation),
         methods=["POST"],
         defaults={"scope": _scope},
     )

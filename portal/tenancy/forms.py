@@ -23,6 +23,9 @@ def currency_choices() -> list[tuple[str, str]]:
     return [("", "Choose a currency")] + [(c, f"{c} — {n}") for c, n in iso.currencies().items()]
 
 
+BILLING_PROVIDER_CHOICES = [("manual", "Manual (bank transfer)"), ("stripe", "Stripe")]
+
+
 class _OrganisationFields(FlaskForm):
     name = StringField("Legal name", validators=[InputRequired(), Length(max=200)])
     country = SelectField("Country", validators=[InputRequired()])
@@ -44,9 +47,8 @@ class OrganisationForm(_OrganisationFields):
         validators=[InputRequired(), Length(min=3, max=63)],
         description="Lower-case letters, digits and hyphens; used in links and the API.",
     )
-    billing_provider = SelectField(
-        "Billing provider", choices=[("manual", "Manual (bank transfer)"), ("stripe", "Stripe")]
-    )
+    # Choices are set per instance: WTForms 3.3 deprecates tuples given to the constructor.
+    billing_provider = SelectField("Billing provider")
     tax_rate_percent = DecimalField(
         "Tax rate (%)",
         places=2,
@@ -55,6 +57,10 @@ class OrganisationForm(_OrganisationFields):
     )
     reverse_charge = BooleanField("Reverse charge (no tax; a note on the invoice)")
     submit = SubmitField("Save organisation")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.billing_provider.choices = BILLING_PROVIDER_CHOICES
 
 
 class OrgProfileForm(FlaskForm):

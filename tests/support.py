@@ -1,0 +1,122 @@
+"""Helpers the identity, tenancy, audit and error tests share.
+
+``db_rows`` takes a snapshot of every table, so a test can prove that a refused
+request changed nothing at all; ``form_post`` posts a form whose fields carry a
+prefix (``invite-email``) with the CSRF token under the form's own name.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import itertools
+from typing import Any
+
+import sqlalchemy as sa
+
+from portal.db import db
+from tests.conftest import SYSTEM, TEST_PASSWORD, OrgRef, UserRef, csrf_token, flashes, login
+
+_numbers = itertools.count(1)
+
+
+@functools.cache
+def _test_password_hash() -> str:
+    from portal.identity.security import hash_password
+
+    return hash_password(TEST_PASSWORD)
+
+
+def quick_user(
+    app,
+    role: str = "member",
+    org: OrgRef | None = None,
+    *,
+    email: str | None = None,
+    active: bool = True,
+    password: bool = True,
+) -> UserRef:
+    """An account made by the service, with ``TEST_PASSWORD`` hashed once per run (fast)."""
+    from portal.identity.models import User
+    from portal.identity.services import user_create
+    from portal.tenancy.models import Organisation
+
+    n = next(_numbers)
+    email = email or f"q{n}-{role.replace('_', '-')}@{org.slug if org else 'council'}.example"
+    with app.app_context():
+        user = user_create(
+            db.session,
+            actor=SYSTEM,
+            email=email,
+            role=role,
+            organisation=db.session.get(Organisation, org.id) if org else None,
+            name=f"Quick {n}",
+        )
+        if password:
+            user.password_hash = _test_password_hash()
+        user.is_active = active
+        db.session.commit()
+        assert isinstance(user, User)
+        ref = UserRef(user.id, user.email, user.role, user.organisation_id)
+        db.session.remove()
+        return ref
+
+
+def client_for(app, role: str, org: OrgRef | None = None):
+    """A test client signed in through the real form as a new ``quick_user``."""
+    user = quick_user(app, role, org)
+    client = app.test_client()
+    response = login(client, user)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    client.user = user
+    return client
+
+
+def db_rows(app) -> dict[str, list[tuple]]:
+    """Every row of every table the database has, in a stable order."""
+    with app.app_context():
+        present = set(sa.inspect(db.engine).get_table_names())
+        state: dict[str, list[tuple]] = {}
+        with db.engine.connect() as conn:
+            for table in db.metadata.sorted_tables:
+                if table.name not in present:
+                    continue
+                rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
+                state[table.name] = [tuple(row) for row in rows]
+        return state
+
+
+def row(app, model, id: int) -> dict[str, Any] | None:
+    """One row as a dict of its columns (None if it is gone), read fresh."""
+    with app.app_context():
+        obj = db.session.get(model, id)
+        if obj is None:
+            return None
+        values = {c.key: getattr(obj, c.key) for c in sa.inspect(model).column_attrs}
+        db.session.remove()
+        return values
+
+
+def count(app, model, *where) -> int:
+    """How many rows of ``model`` match ``where``."""
+    with app.app_context():
+        return db.session.scalar(sa.select(sa.func.count()).select_from(model).where(*where))
+
+
+def form_post(client, path: str, data: dict[str, Any], *, token_from: str, prefix: str = ""):
+    """POST ``data`` with the CSRF token under ``{prefix}-csrf_token`` (or ``csrf_token``)."""
+    name = f"{prefix}-csrf_token" if prefix else "csrf_token"
+    data = {f"{prefix}-{k}" if prefix else k: v for k, v in data.items()}
+    data[name] = csrf_token(client, token_from)
+    return client.post(path, data=data)
+
+
+def messages(response) -> list[str]:
+    """Flash messages and field errors, HTML entities decoded."""
+    return [html.unescape(m) for m in flashes(response)]
+
+
+def follow_messages(client, response) -> list[str]:
+    """The messages shown on the page a redirect leads to."""
+    assert response.status_code == 302, response.status_code
+    return messages(client.get(response.headers["Location"]))
