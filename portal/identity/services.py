@@ -407,7 +407,7 @@ def invitation_accept(
     """Turn a pending invitation into an account with a password; the link is then spent."""
     invitation = invitation_by_token(session, token)
     locked = session.execute(
-        sa.select(Invitation).where(Invitation.id == invitation.id).with_for_update()
+        sa.select(Invitation).where(Invitation.id == invitation.id).with_for_update(of=Invitation)
     ).scalar_one()
     if locked.accepted_at is not None:
         raise InvalidState("This invitation has already been used.", code="invitation_used")

@@ -1,0 +1,145 @@
+"""Browser tests: the real portal on a live server, driven by Playwright in Debian's chromium.
+
+The session's ``app`` (tests/conftest.py) is served by werkzeug on 127.0.0.1 and
+a free port in a background thread. Pages are opened with paths relative to it
+(``page.goto("/apply")``), and mailed links point at it, so a test can follow an
+invitation from the ``mailbox`` into the browser. Playwright never downloads a
+browser: it drives ``/usr/bin/chromium`` (``make browser`` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HERE = Path(__file__).resolve().parent
+MAIL_WAIT_SECONDS = 10
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test in tests/browser carries the ``browser`` marker (``-m "not browser"`` skips)."""
+    for item in items:
+        if HERE in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.browser)
+
+
+# ------------------------------------------------------------------ chromium
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Debian's chromium, headless, quiet on the network; a missing browser fails the tests."""
+    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(
+            f"Debian's chromium is not installed at {CHROMIUM}; the browser tests need it. "
+            "Install it with `make browser` (apt-get install chromium). "
+            "Do not run `playwright install`.",
+            pytrace=False,
+        )
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS}
+
+
+# ------------------------------------------------------------------ the live server
+
+
+class _Handler(WSGIRequestHandler):
+    """Werkzeug's handler, quiet, and not waiting forever on an idle keep-alive connection."""
+
+    timeout = 10
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def live_server(app) -> Iterator[str]:
+    """The portal served on 127.0.0.1 and a free port; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Handler)
+    thread = threading.Thread(target=server.serve_forever, name="portal-live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def base_url(live_server: str) -> str:
+    """pytest-playwright's base URL: ``page.goto("/login")`` opens the live server."""
+    return live_server
+
+
+@pytest.fixture(autouse=True)
+def _links_point_at_live_server(app, live_server: str) -> Iterator[None]:
+    """Mailed links lead to the live server during a browser test, and back afterwards."""
+    before = app.config["PORTAL_BASE_URL"]
+    app.config["PORTAL_BASE_URL"] = live_server
+    yield
+    app.config["PORTAL_BASE_URL"] = before
+
+
+# ------------------------------------------------------------------ mail
+
+
+@pytest.fixture
+def mail_to(mailbox: list[EmailMessage]) -> Callable[[str], EmailMessage]:
+    """Wait for the newest message to an address (mail is sent right after the commit)."""
+
+    def wait(address: str) -> EmailMessage:
+        deadline = time.monotonic() + MAIL_WAIT_SECONDS
+        while True:
+            found = [m for m in mailbox if m["To"].addresses[0].addr_spec == address.lower()]
+            if found:
+                return found[-1]
+            if time.monotonic() > deadline:
+                sent = [str(m["To"]) for m in mailbox]
+                pytest.fail(f"no mail to {address} within {MAIL_WAIT_SECONDS}s; sent: {sent}")
+            time.sleep(0.05)
+
+    return wait
+
+
+def link_in(message: EmailMessage) -> str:
+    """The first link in a plain-text message, in full."""
+    body = message.get_body(preferencelist=("plain",)).get_content()
+    match = re.search(r"https?://\S+", body)
+    assert match, body
+    return match.group(0)
+
+
+# ------------------------------------------------------------------ screenshots
+
+
+@pytest.fixture
+def screenshot() -> Callable[[Any, str], None]:
+    """``screenshot(page, name)`` saves a full-page PNG when PORTAL_SCREENSHOTS names a folder."""
+    folder = os.environ.get("PORTAL_SCREENSHOTS")
+
+    def take(page: Any, name: str) -> None:
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+    return take
