@@ -10,12 +10,14 @@ from portal.api.models import ApiToken, IdempotentRequest  # noqa: F401
 from portal.audit.models import AuditEvent  # noqa: F401
 from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Product, Vendor  # noqa: F401
 from portal.identity.models import Invitation, User, UserSession  # noqa: F401
+from portal.metering.models import IdleSeatDecision, UsageEvent  # noqa: F401
 from portal.seats.models import (  # noqa: F401
     SeatAssignment,
     SeatRequest,
     Subscription,
     SubscriptionChange,
 )
+from portal.settings.models import CouncilSetting  # noqa: F401
 from portal.tenancy.models import Organisation  # noqa: F401
 
 TENANT = "tenant"
@@ -43,4 +45,9 @@ TABLE_SCOPES: dict[str, str] = {
     # API: council and vendor tokens have no organisation
     "api_tokens": MIXED,
     "idempotent_requests": MIXED,
+    # metering
+    "usage_events": TENANT,
+    "idle_seat_decisions": TENANT,
+    # council-wide settings
+    "council_settings": COUNCIL,
 }

@@ -1,0 +1,1 @@
+"""Billing: rating usage and seats into money, invoices, credit notes, exports."""

@@ -1,0 +1,92 @@
+"""Rating: turning seat-days and meter aggregates into money (SPEC section 5).
+
+Pure functions over integers and exact decimals: no database, no floats. Every
+amount is in minor units of the price's currency. Rounding happens in one place,
+:func:`round_half_up`, once per invoice line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from fractions import Fraction
+
+
+def round_half_up(value: Fraction | Decimal | int) -> int:
+    """The nearest whole minor unit, halves away from zero (amounts are never negative here)."""
+    exact = Fraction(value)
+    whole, rest = divmod(exact.numerator, exact.denominator)
+    return whole + (1 if 2 * rest >= exact.denominator else 0)
+
+
+def seat_amount(*, unit_amount: int, daily_quantities: Sequence[int], days_in_month: int) -> int:
+    """A seat price over a month: for each day, quantity × unit_amount / days in the month.
+
+    ``daily_quantities`` has one entry per day billed (the quantity reserved that
+    day); the sum is rounded once.
+    """
+    if days_in_month not in (28, 29, 30, 31):
+        raise ValueError("a month has 28 to 31 days")
+    return round_half_up(Fraction(unit_amount * sum(daily_quantities), days_in_month))
+
+
+@dataclass(frozen=True)
+class Tier:
+    """Units up to ``up_to`` (inclusive; None: no limit) at ``unit_amount``, plus ``flat_amount``."""
+
+    up_to: int | None
+    unit_amount: int
+    flat_amount: int = 0
+
+
+def metered_amount(
+    *,
+    quantity: Decimal,
+    unit_amount: int,
+    tier_mode: str | None = None,
+    tiers: Sequence[Tier] = (),
+) -> int:
+    """A metered price for a period's aggregate ``quantity``.
+
+    * flat (no tiers): quantity × unit_amount;
+    * ``graduated``: each unit at the price of the tier it falls in, plus the flat
+      amount of every tier that has units;
+    * ``volume``: every unit at the price of the tier the total falls in, plus
+      that tier's flat amount.
+
+    Zero usage costs nothing, whatever the tiers. Tier limits are inclusive.
+    """
+    if quantity < 0:
+        raise ValueError("quantity cannot be negative")
+    if quantity == 0:
+        return 0
+    with localcontext() as ctx:
+        ctx.prec = 60
+        ctx.rounding = ROUND_HALF_UP
+        if not tiers:
+            return round_half_up(quantity * unit_amount)
+        if tier_mode == "volume":
+            tier = next((t for t in tiers if t.up_to is None or quantity <= t.up_to), tiers[-1])
+            return round_half_up(quantity * tier.unit_amount + tier.flat_amount)
+        if tier_mode != "graduated":
+            raise ValueError("tiers need a tier mode: graduated or volume")
+        total = Decimal(0)
+        lower = Decimal(0)
+        for tier in tiers:
+            upper = Decimal(tier.up_to) if tier.up_to is not None else quantity
+            units = min(quantity, upper) - lower
+            if units <= 0:
+                break
+            total += units * tier.unit_amount + tier.flat_amount
+            lower = upper
+            if quantity <= upper:
+                break
+        return round_half_up(total)
+
+
+def tax_amount(*, net: int, rate_bp: int, reverse_charge: bool) -> int:
+    """Tax on a net amount at ``rate_bp`` basis points; 0 under reverse charge."""
+    if reverse_charge:
+        return 0
+    return round_half_up(Fraction(net * rate_bp, 10_000))

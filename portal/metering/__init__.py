@@ -1,0 +1,1 @@
+"""Metering: usage events from vendors, their aggregates, entitlements and seat utilisation."""

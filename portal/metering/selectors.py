@@ -1,0 +1,314 @@
+"""Reading usage: aggregates per period, entitlements, seat utilisation, idle seats.
+
+Aggregates are computed from the events themselves with one grouped query over
+the ``(organisation, product, meter, occurred_at)`` index, so they are exact
+and late events count the moment they are stored.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.catalogue.models import Meter, Product
+from portal.errors import ValidationFailed
+from portal.identity.models import User
+from portal.metering.ingest import micros_to_decimal
+from portal.metering.models import IdleSeatDecision, UsageEvent
+from portal.seats.models import SeatAssignment, Subscription
+from portal.tenancy.models import Organisation
+
+
+def period_bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
+    """``YYYY-MM`` as [first instant, first instant of the next month) in UTC."""
+    try:
+        year, month = (int(part) for part in period.split("-"))
+        start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed(
+            "Give the period as YYYY-MM.", errors={"period": ["Use the form YYYY-MM."]}
+        ) from exc
+    days = calendar.monthrange(year, month)[1]
+    return start, start + dt.timedelta(days=days)
+
+
+def period_of(moment: dt.datetime | dt.date) -> str:
+    return f"{moment.year:04d}-{moment.month:02d}"
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One meter's aggregate for one organisation over a period."""
+
+    organisation_id: int
+    product_id: int
+    meter_id: int
+    aggregation: str
+    value: Decimal
+    events: int
+
+
+def usage_aggregates(
+    session: Session,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    organisation_id: int | None,
+    product_id: int | None = None,
+) -> list[Aggregate]:
+    """Each meter's aggregate per organisation for events with ``start <= occurred_at < end``.
+
+    ``organisation_id=None`` aggregates every organisation (council, billing).
+    ``sum``/``max``/``count`` come from one grouped query; ``unique_count`` meters
+    from a second one counting distinct values of their property.
+    """
+    where = [UsageEvent.occurred_at >= start, UsageEvent.occurred_at < end]
+    if organisation_id is not None:
+        where.append(UsageEvent.organisation_id == organisation_id)
+    if product_id is not None:
+        where.append(UsageEvent.product_id == product_id)
+    grouped = (
+        sa.select(
+            UsageEvent.organisation_id,
+            UsageEvent.product_id,
+            UsageEvent.meter_id,
+            sa.func.sum(UsageEvent.quantity_micros),
+            sa.func.max(UsageEvent.quantity_micros),
+            sa.func.count(),
+        )
+        .where(*where)
+        .group_by(UsageEvent.organisation_id, UsageEvent.product_id, UsageEvent.meter_id)
+    )
+    meters = {m.id: m for m in session.scalars(sa.select(Meter))}
+    out: list[Aggregate] = []
+    unique_meters = []
+    for org_id, prod_id, meter_id, total, biggest, count in session.execute(grouped):
+        meter = meters[meter_id]
+        if meter.aggregation == "unique_count":
+            unique_meters.append(meter)
+            continue
+        if meter.aggregation == "sum":
+            value = micros_to_decimal(int(total or 0))
+        elif meter.aggregation == "max":
+            value = micros_to_decimal(int(biggest or 0))
+        else:  # count
+            value = Decimal(count)
+        out.append(Aggregate(org_id, prod_id, meter_id, meter.aggregation, value, int(count)))
+    for meter in {m.id: m for m in unique_meters}.values():
+        out.extend(_unique_counts(session, meter, where))
+    return out
+
+
+def _unique_counts(session: Session, meter: Meter, where: list) -> list[Aggregate]:
+    prop = meter.property or "user_email"
+    if prop == "user_email":
+        value = UsageEvent.user_email
+    else:
+        value = sa.func.json_extract(UsageEvent.properties, f"$.{prop}")
+        if session.get_bind().dialect.name == "postgresql":
+            value = sa.cast(UsageEvent.properties, sa.dialects.postgresql.JSONB)[prop].astext
+    rows = session.execute(
+        sa.select(
+            UsageEvent.organisation_id,
+            UsageEvent.product_id,
+            sa.func.count(sa.distinct(value)),
+            sa.func.count(),
+        )
+        .where(*where, UsageEvent.meter_id == meter.id)
+        .group_by(UsageEvent.organisation_id, UsageEvent.product_id)
+    )
+    return [
+        Aggregate(org_id, prod_id, meter.id, "unique_count", Decimal(distinct), int(count))
+        for org_id, prod_id, distinct, count in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    entitled: bool
+    seat: dict | None
+
+
+def entitlement_check(
+    session: Session, *, vendor_id: int | None, organisation: str, user_email: str, product: str
+) -> Entitlement:
+    """Whether a person holds an active seat of a product (one indexed query).
+
+    A vendor may ask only about its own products: for another vendor's product
+    the answer is simply "not entitled", so nothing leaks about other vendors.
+    """
+    query = (
+        sa.select(
+            SeatAssignment.id,
+            SeatAssignment.subscription_id,
+            SeatAssignment.assigned_at,
+            Product.vendor_id,
+        )
+        .join(User, User.id == SeatAssignment.user_id)
+        .join(Organisation, Organisation.id == SeatAssignment.organisation_id)
+        .join(Product, Product.id == SeatAssignment.product_id)
+        .where(
+            Organisation.slug == organisation.strip().lower(),
+            Organisation.status == "active",
+            User.email == user_email.strip().lower(),
+            User.is_active,
+            Product.sku == product.strip().lower(),
+            SeatAssignment.released_at.is_(None),
+        )
+    )
+    row = session.execute(query).first()
+    if row is None or (vendor_id is not None and row.vendor_id != vendor_id):
+        return Entitlement(False, None)
+    return Entitlement(
+        True,
+        {
+            "subscription": row.subscription_id,
+            "user_email": user_email.strip().lower(),
+            "assigned_at": row.assigned_at,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class SeatUtilisation:
+    """A subscription's seat use over a period."""
+
+    subscription_id: int
+    product_id: int
+    quantity: int
+    assigned_now: int
+    seat_days: int
+    active_seats: int
+
+
+def _held_days(
+    start: dt.datetime, end: dt.datetime, assigned_at: dt.datetime, released_at: dt.datetime | None
+) -> int:
+    """Days of ``[start, end)`` on which a seat was held at any moment."""
+    begin = max(start, assigned_at)
+    stop = min(end, released_at) if released_at else end
+    if stop <= begin:
+        return 0
+    last = (stop - dt.timedelta(microseconds=1)).date()
+    return (last - begin.date()).days + 1
+
+
+def seat_utilisation(
+    session: Session, *, organisation_id: int, start: dt.datetime, end: dt.datetime
+) -> list[SeatUtilisation]:
+    """Seat-days from the assignment history (no snapshots), and seats with usage, per subscription.
+
+    A seat counts a day when it was held at any moment of that day. An active seat
+    is one whose holder appears as ``user_email`` in the product's usage in the period.
+    """
+    subscriptions = list(
+        session.scalars(
+            sa.select(Subscription).where(
+                Subscription.organisation_id == organisation_id, Subscription.status != "cancelled"
+            )
+        ).unique()
+    )
+    assignments = session.execute(
+        sa.select(
+            SeatAssignment.subscription_id,
+            SeatAssignment.assigned_at,
+            SeatAssignment.released_at,
+            SeatAssignment.product_id,
+            User.email,
+        )
+        .join(User, User.id == SeatAssignment.user_id)
+        .where(
+            SeatAssignment.organisation_id == organisation_id,
+            SeatAssignment.assigned_at < end,
+            sa.or_(SeatAssignment.released_at.is_(None), SeatAssignment.released_at >= start),
+        )
+    ).all()
+    users_with_usage = {
+        (product_id, email)
+        for product_id, email in session.execute(
+            sa.select(UsageEvent.product_id, UsageEvent.user_email)
+            .where(
+                UsageEvent.organisation_id == organisation_id,
+                UsageEvent.occurred_at >= start,
+                UsageEvent.occurred_at < end,
+                UsageEvent.user_email.is_not(None),
+            )
+            .distinct()
+        )
+    }
+    out = []
+    for sub in subscriptions:
+        rows = [a for a in assignments if a.subscription_id == sub.id]
+        out.append(
+            SeatUtilisation(
+                subscription_id=sub.id,
+                product_id=sub.product_id,
+                quantity=sub.quantity,
+                assigned_now=sum(1 for a in rows if a.released_at is None),
+                seat_days=sum(
+                    _held_days(start, end, a.assigned_at, a.released_at) for a in rows
+                ),
+                active_seats=len(
+                    {a.email for a in rows if (a.product_id, a.email) in users_with_usage}
+                ),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class IdleSeat:
+    seat: SeatAssignment
+    last_used_at: dt.datetime | None
+
+
+def idle_seats(
+    session: Session, *, organisation_id: int, idle_days: int, now: dt.datetime
+) -> list[IdleSeat]:
+    """Seats held for at least ``idle_days`` with no usage by their holder in that time.
+
+    Seats an admin chose to keep are not flagged again until the day they chose.
+    """
+    since = now - dt.timedelta(days=idle_days)
+    last_use = (
+        sa.select(sa.func.max(UsageEvent.occurred_at))
+        .where(
+            UsageEvent.organisation_id == SeatAssignment.organisation_id,
+            UsageEvent.product_id == SeatAssignment.product_id,
+            UsageEvent.user_email == User.email,
+        )
+        .correlate(SeatAssignment, User)
+        .scalar_subquery()
+    )
+    kept = (
+        sa.select(IdleSeatDecision.id)
+        .where(
+            IdleSeatDecision.seat_assignment_id == SeatAssignment.id,
+            IdleSeatDecision.decision == "keep",
+            IdleSeatDecision.until >= now.date(),
+        )
+        .exists()
+    )
+    rows = session.execute(
+        sa.select(SeatAssignment, last_use.label("last_use"))
+        .join(User, User.id == SeatAssignment.user_id)
+        .where(
+            SeatAssignment.organisation_id == organisation_id,
+            SeatAssignment.released_at.is_(None),
+            SeatAssignment.assigned_at <= since,
+            ~kept,
+        )
+        .order_by(SeatAssignment.assigned_at)
+    ).unique()
+    return [IdleSeat(seat, last) for seat, last in rows if last is None or _aware(last) < since]
+
+
+def _aware(value: dt.datetime | str) -> dt.datetime:
+    if isinstance(value, str):  # SQLite returns max() of a timestamp column as text
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -1,0 +1,1 @@
+"""Council-wide settings (tax default, idle-seat threshold, invoice prefix, bank details)."""
