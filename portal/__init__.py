@@ -10,17 +10,31 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask_openapi3 import Info, OpenAPI
 
 from portal.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Create and configure an instance of the portal."""
-    app = Flask(
+def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
+    """Create and configure an instance of the portal.
+
+    The app is flask-openapi3's ``OpenAPI`` (a ``Flask`` subclass), so the API's
+    request and response models generate the OpenAPI document; its own docs
+    pages are off (``portal.api`` serves the document and a vendored docs page).
+    """
+    from portal.api.framework import SECURITY_SCHEMES, validation_error_response
+    from portal.api.schemas import Problem
+
+    app = OpenAPI(
         __name__,
+        info=Info(title="Shared-use software licensing portal API", version="1"),
+        security_schemes=SECURITY_SCHEMES,
+        doc_ui=False,
+        validation_error_status=422,
+        validation_error_model=Problem,
+        validation_error_callback=validation_error_response,
         instance_path=os.environ.get("PORTAL_INSTANCE_PATH") or str(ROOT / "instance"),
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
@@ -48,6 +62,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     register_template_helpers(app)
     register_blueprints(app)
+
+    from portal import api
+
+    api.init_app(app)
 
     from portal.cli import register_commands
 

@@ -72,9 +72,72 @@ def demo() -> None:
         click.echo(line)
 
 
+@click.group("token")
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.option("--scope", default="", help="council, organisation or vendor.")
+@click.option("--org", "org_slug", help="The organisation (for --scope organisation).")
+@click.option("--vendor", "vendor_slug", help="The vendor (for --scope vendor).")
+@click.option("--name", default="", help="What the token is for (default: the scope and owner).")
+@click.option("--expires-in-days", default="", help="Expire after this many days (default: never).")
+@with_appcontext
+def token_create(
+    scope: str, org_slug: str | None, vendor_slug: str | None, name: str, expires_in_days: str
+) -> None:
+    """Create an API token; the token alone is printed on the last line."""
+    import datetime as dt
+
+    from portal.api.services import token_create as create
+    from portal.catalogue.selectors import vendor_by_slug
+    from portal.db import db, now_utc
+    from portal.tenancy.selectors import organisation_by_slug
+
+    # Bad input is one line on standard error (click's own usage errors take several).
+    if scope not in ("council", "organisation", "vendor"):
+        raise click.ClickException("Give --scope council, organisation or vendor.")
+    if scope == "organisation" and not org_slug:
+        raise click.ClickException("--scope organisation needs --org SLUG.")
+    if scope == "vendor" and not vendor_slug:
+        raise click.ClickException("--scope vendor needs --vendor SLUG.")
+    if org_slug and scope != "organisation":
+        raise click.ClickException("--org goes only with --scope organisation.")
+    if vendor_slug and scope != "vendor":
+        raise click.ClickException("--vendor goes only with --scope vendor.")
+    days = None
+    if expires_in_days:
+        if not expires_in_days.isdigit() or not 1 <= int(expires_in_days) <= 3650:
+            raise click.ClickException("--expires-in-days takes a whole number from 1 to 3650.")
+        days = int(expires_in_days)
+    try:
+        organisation = organisation_by_slug(db.session, org_slug) if org_slug else None
+        vendor = vendor_by_slug(db.session, vendor_slug) if vendor_slug else None
+        owner = org_slug or vendor_slug or "council"
+        api_token, plaintext = create(
+            db.session,
+            actor=Actor.system("cli"),
+            scope=scope,
+            organisation=organisation,
+            vendor=vendor,
+            name=name or f"{scope} token for {owner} (command line)",
+            expires_at=now_utc() + dt.timedelta(days=days) if days else None,
+        )
+        db.session.commit()
+    except DomainError as error:
+        db.session.rollback()
+        raise _fail(error) from error
+    click.echo(
+        f"Created {scope} token {api_token.prefix}… for {owner}. "
+        "It is shown once, below; store it now."
+    )
+    click.echo(plaintext)
+
+
 def register_commands(app: Flask) -> None:
     """Attach the portal's commands to the app's CLI."""
-    for command in (create_admin, demo):
+    for command in (create_admin, demo, token):
         app.cli.add_command(command)
 
 

@@ -55,12 +55,13 @@ def outbox():
 
 def register_blueprints(app: Flask) -> None:
     """Attach every domain's pages."""
+    from portal.api.views import bp as tokens_bp
     from portal.audit.views import bp as audit_bp
     from portal.identity.people_views import bp as people_bp
     from portal.identity.views import bp as auth_bp
     from portal.tenancy.views import bp as tenancy_bp
 
-    for blueprint in (bp, auth_bp, people_bp, tenancy_bp, audit_bp):
+    for blueprint in (bp, auth_bp, people_bp, tenancy_bp, audit_bp, tokens_bp):
         app.register_blueprint(blueprint)
 
 
@@ -69,6 +70,7 @@ NAV = {
         ("tenancy.council_dashboard", "Dashboard"),
         ("tenancy.organisations", "Organisations"),
         ("people.staff_users", "Council staff"),
+        ("tokens.council_tokens", "API tokens"),
         ("audit.audit_log", "Audit log"),
     ],
     Role.FINANCE: [
@@ -79,6 +81,7 @@ NAV = {
         ("tenancy.org_dashboard", "Dashboard"),
         ("people.org_users", "People"),
         ("tenancy.org_profile", "Organisation"),
+        ("tokens.org_tokens", "API tokens"),
         ("audit.audit_log", "Audit log"),
         ("web.my_software", "My software"),
     ],

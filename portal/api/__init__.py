@@ -1,1 +1,22 @@
-"""The JSON API under ``/api/v1``: bearer tokens, schemas, problem details, OpenAPI."""
+"""The JSON API under ``/api/v1``: bearer tokens, schemas, problem details, OpenAPI.
+
+:func:`init_app` registers the resource modules' routes (one module per
+resource, all on :data:`portal.api.framework.api`), the public OpenAPI
+document and docs page, and exempts the API from CSRF: it is authenticated by
+bearer tokens, never by cookies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def init_app(app: Any) -> None:
+    """Attach ``/api/v1`` to the (flask-openapi3) application."""
+    from portal.api import catalogue, docs, organisations, subscriptions  # noqa: F401 (routes)
+    from portal.api.framework import api
+    from portal.extensions import csrf
+
+    csrf.exempt(api)
+    app.register_api(api)
+    app.register_blueprint(docs.bp)

@@ -48,3 +48,15 @@ def organisation_status_counts(session: Session) -> dict[str, int]:
         sa.select(Organisation.status, sa.func.count()).group_by(Organisation.status)
     ).all()
     return dict(rows)  # type: ignore[arg-type]
+
+
+def organisations_after(
+    session: Session, *, after_id: int | None, limit: int, status: str | None = None
+) -> list[Organisation]:
+    """Up to ``limit`` organisations with an id above ``after_id``, by id (API keyset pages)."""
+    query = sa.select(Organisation).order_by(Organisation.id).limit(limit)
+    if after_id is not None:
+        query = query.where(Organisation.id > after_id)
+    if status:
+        query = query.where(Organisation.status == status)
+    return list(session.scalars(query))

@@ -1,0 +1,48 @@
+"""The forms for creating API tokens on the Tokens pages.
+
+Choices are set per instance: WTForms 3.3 deprecates tuples given to a field's constructor.
+"""
+
+from flask_wtf import FlaskForm
+from wtforms import SelectField, StringField, SubmitField
+from wtforms.validators import InputRequired, Length
+
+EXPIRY_CHOICES = [
+    ("", "Never"),
+    ("30", "In 30 days"),
+    ("90", "In 90 days"),
+    ("365", "In a year"),
+]
+SCOPE_CHOICES = [
+    ("council", "Council (everything)"),
+    ("organisation", "One organisation"),
+    ("vendor", "One vendor (usage and entitlements)"),
+]
+
+
+class OrgTokenForm(FlaskForm):
+    """An org admin names a token for their own organisation."""
+
+    name = StringField(
+        "Name",
+        validators=[InputRequired(), Length(max=200)],
+        description="What the token is for, e.g. “HR system sync”.",
+    )
+    expires_in = SelectField("Expires")
+    submit = SubmitField("Create token")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.expires_in.choices = EXPIRY_CHOICES
+
+
+class CouncilTokenForm(OrgTokenForm):
+    """Council admins also choose the scope and, for it, the organisation or vendor."""
+
+    scope = SelectField("Scope")
+    organisation = SelectField("Organisation (for an organisation token)")
+    vendor = SelectField("Vendor (for a vendor token)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scope.choices = SCOPE_CHOICES

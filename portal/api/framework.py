@@ -1,0 +1,148 @@
+"""The ``/api/v1`` blueprint and the :func:`route` decorator every resource module uses.
+
+flask-openapi3 validates each request against the pydantic models in the view's
+signature (``path``, ``query``, ``body``) and builds the OpenAPI document from
+them and from the response models given to :func:`route`. Around that,
+:func:`route` adds what every endpoint shares: the token scopes it accepts
+(checked by :func:`portal.api.auth.authenticate` before validation), the
+problem responses, ``Idempotency-Key`` handling for creating POSTs, and the
+one commit at the end of a request that changes something.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any
+
+from flask import Response, jsonify
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ValidationError
+
+from portal.api import auth, idempotency
+from portal.api.schemas import IdempotencyHeader, Problem
+from portal.db import db
+from portal.errors import problem
+from portal.validation import errors_from
+
+api = APIBlueprint(
+    "api",
+    __name__,
+    url_prefix="/api/v1",
+    abp_security=[{"bearerAuth": []}],
+)
+api.before_request(auth.authenticate)
+
+SECURITY_SCHEMES = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": (
+            "An API token (`pk_c_…` council, `pk_o_…` organisation, `pk_v_…` vendor), "
+            "created by council staff on the Tokens page or with `portal token create`."
+        ),
+    }
+}
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing, unknown, revoked or expired token",
+    403: "The token's scope does not allow this",
+    404: "Not found, or not visible to this token",
+    409: "Conflicts with the current state (see `code`)",
+    422: "Validation failed; `errors` holds messages per field",
+}
+
+
+def problem_response(status: int) -> dict[str, Any]:
+    """An OpenAPI response object for a problem+json answer."""
+    return {
+        "description": _PROBLEM_DESCRIPTIONS.get(status, "Problem"),
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+
+
+def validation_error_response(error: ValidationError) -> Response:
+    """flask-openapi3's request validation errors as a 422 problem with ``errors``."""
+    if any(not e["loc"] and e["type"] in ("model_type", "dict_type") for e in error.errors()):
+        errors = {"_": ["Send a JSON object with Content-Type: application/json."]}
+    else:
+        errors = errors_from(error)
+    return problem(
+        422,
+        "Validation failed",
+        "Some fields need attention.",
+        code="validation_failed",
+        errors=errors,
+    )
+
+
+def reply(body: BaseModel | dict[str, Any], status: int = 200) -> Response:
+    """A JSON response from a schema instance or a plain dict."""
+    data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    response = jsonify(data)
+    response.status_code = status
+    return response
+
+
+def route(
+    method: str,
+    rule: str,
+    *,
+    scopes: Iterable[str],
+    tag: Tag,
+    responses: dict[int, type[BaseModel] | None],
+    errors: Iterable[int] = (),
+    creates: bool = False,
+) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Register an API view on :data:`api`.
+
+    ``scopes`` are the token scopes allowed; ``responses`` the success answers
+    and their schemas; ``errors`` the problem statuses beyond 401, 403 and 422;
+    ``creates`` marks a creating POST, which accepts ``Idempotency-Key``. A view
+    that is not a GET is committed once after it returns.
+    """
+    allowed = frozenset(scopes)
+    method = method.lower()
+
+    def decorator(view: Callable[..., Response]) -> Callable[..., Response]:
+        @wraps(view)
+        def handler(**kwargs: Any) -> Response:
+            if creates:
+                kwargs.pop("header", None)
+                return idempotency.run(lambda: view(**kwargs))
+            response = view(**kwargs)
+            if method != "get":
+                db.session.commit()
+            return response
+
+        handler.api_scopes = allowed  # type: ignore[attr-defined]
+        handler.__annotations__ = dict(view.__annotations__)
+        if creates:
+            handler.__annotations__["header"] = IdempotencyHeader
+        summary, _, details = inspect.cleandoc(view.__doc__ or view.__name__).partition("\n")
+        who = ", ".join(s for s in ("council", "organisation", "vendor") if s in allowed)
+        description = f"{details.strip()}\n\nToken scopes: {who}.".strip()
+        all_responses: dict[Any, Any] = dict(responses)
+        for status in (401, 403, 422, *errors):
+            all_responses[status] = problem_response(status)
+        register = getattr(api, method)
+        register(
+            rule,
+            tags=[tag],
+            summary=summary,
+            description=description,
+            operation_id=view.__name__,
+            responses=all_responses,
+            openapi_extensions={"x-token-scopes": sorted(allowed)},
+        )(handler)
+        return view
+
+    return decorator
+
+
+# Problem must be a named schema even when no view declares it as a model.
+__all__ = ["Problem", "api", "reply", "route", "problem_response"]

@@ -1,0 +1,212 @@
+"""Writes for the API: tokens (create, revoke, authenticate) and stored idempotent responses.
+
+A token is ``pk_<scope letter>_`` followed by 256 random bits. Only its SHA-256
+digest and a short visible prefix are stored; the token itself is returned once,
+by :func:`token_create`, and never again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from sqlalchemy.orm import Session
+
+from portal.api.models import ApiToken, IdempotentRequest
+from portal.audit.services import Actor, audit_record
+from portal.catalogue.models import Vendor
+from portal.db import now_utc
+from portal.errors import PermissionDenied, ValidationFailed
+from portal.identity.security import new_token, token_digest
+from portal.tenancy.models import Organisation, OrganisationStatus
+from portal.validation import Stripped, parse
+
+SCOPES = ("council", "organisation", "vendor")
+SCOPE_LETTERS = {"council": "c", "organisation": "o", "vendor": "v"}
+TOKEN_START = "pk_"  # noqa: S105 (a public prefix, not a secret)
+PREFIX_LENGTH = 12  # "pk_c_" and 7 random characters: enough to tell tokens apart
+# last_used_at is written at most this often per token, so busy clients do not write on every call.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
+def _in_future(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("Give the expiry with a time zone (UTC).")
+    if value <= now_utc():
+        raise ValueError("Choose a time in the future.")
+    return value
+
+
+class TokenFields(BaseModel):
+    """What a token is created with."""
+
+    model_config = ConfigDict(extra="forbid")
+    scope: Literal["council", "organisation", "vendor"]
+    name: Annotated[str, Stripped, StringConstraints(min_length=1, max_length=200)]
+    expires_at: Annotated[dt.datetime | None, AfterValidator(_in_future)] = None
+
+
+def _may_create(actor: Actor, scope: str, organisation: Organisation | None) -> None:
+    if actor.role is None or actor.role == "council_admin":
+        return
+    if (
+        actor.role == "org_admin"
+        and scope == "organisation"
+        and organisation is not None
+        and organisation.id == actor.organisation_id
+    ):
+        return
+    raise PermissionDenied("You may not create this token.")
+
+
+def token_create(
+    session: Session,
+    *,
+    actor: Actor,
+    scope: str,
+    organisation: Organisation | None = None,
+    vendor: Vendor | None = None,
+    name: str,
+    expires_at: dt.datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a token and return it with its plaintext, which is never stored or shown again.
+
+    Council admins (and the command line) create any token; an org admin only
+    organisation tokens of their own organisation.
+    """
+    fields = parse(TokenFields, {"scope": scope, "name": name, "expires_at": expires_at})
+    errors: dict[str, list[str]] = {}
+    if fields.scope == "organisation" and organisation is None:
+        errors["organisation"] = ["Choose the organisation this token acts for."]
+    if fields.scope != "organisation" and organisation is not None:
+        errors["organisation"] = ["Only organisation tokens belong to an organisation."]
+    if fields.scope == "vendor" and vendor is None:
+        errors["vendor"] = ["Choose the vendor this token acts for."]
+    if fields.scope != "vendor" and vendor is not None:
+        errors["vendor"] = ["Only vendor tokens belong to a vendor."]
+    if errors:
+        raise ValidationFailed("Some fields need attention.", errors=errors)
+    _may_create(actor, fields.scope, organisation)
+    if organisation is not None and organisation.status != OrganisationStatus.ACTIVE:
+        raise ValidationFailed(
+            f"{organisation.name} is {organisation.status}; its tokens would not work.",
+            errors={"organisation": ["Choose an active organisation."]},
+        )
+    plaintext = new_token(f"{TOKEN_START}{SCOPE_LETTERS[fields.scope]}_")
+    token = ApiToken(
+        scope=fields.scope,
+        organisation_id=organisation.id if organisation else None,
+        vendor_id=vendor.id if vendor else None,
+        name=fields.name,
+        prefix=plaintext[:PREFIX_LENGTH],
+        token_hash=token_digest(plaintext),
+        created_by_id=actor.user_id,
+        expires_at=fields.expires_at,
+    )
+    session.add(token)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="api_token.create",
+        target_type="api_token",
+        target_id=token.id,
+        target_label=f"{token.prefix}… {token.name}",
+        organisation_id=token.organisation_id,
+        after={
+            "scope": token.scope,
+            "name": token.name,
+            "prefix": token.prefix,
+            "vendor": vendor.slug if vendor else None,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        },
+    )
+    return token, plaintext
+
+
+def token_revoke(session: Session, *, actor: Actor, token: ApiToken) -> ApiToken:
+    """Revoke a token at once. Revoking a revoked token changes nothing."""
+    if not (actor.role is None or actor.role == "council_admin") and not (
+        actor.role == "org_admin"
+        and token.scope == "organisation"
+        and token.organisation_id == actor.organisation_id
+    ):
+        raise PermissionDenied("You may not revoke this token.")
+    if token.revoked_at is not None:
+        return token
+    token.revoked_at = now_utc()
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="api_token.revoke",
+        target_type="api_token",
+        target_id=token.id,
+        target_label=f"{token.prefix}… {token.name}",
+        organisation_id=token.organisation_id,
+        before={"state": "active"},
+        after={"state": "revoked"},
+    )
+    return token
+
+
+def token_authenticate(session: Session, plaintext: str) -> ApiToken | None:
+    """The live token for ``plaintext``, or None.
+
+    Refuses unknown, revoked and expired tokens, tokens of an organisation that
+    is not active and tokens of a suspended vendor. Notes the time of use, at
+    most once a minute per token (the caller commits).
+    """
+    if not plaintext.startswith(TOKEN_START) or len(plaintext) > 200:
+        return None
+    token = session.scalar(
+        sa.select(ApiToken).where(ApiToken.token_hash == token_digest(plaintext))
+    )
+    if token is None or token.state != "active":
+        return None
+    if token.scope == "organisation" and (
+        token.organisation is None or token.organisation.status != OrganisationStatus.ACTIVE
+    ):
+        return None
+    if token.scope == "vendor" and (token.vendor is None or token.vendor.status == "suspended"):
+        return None
+    now = now_utc()
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        token.last_used_at = now
+        session.flush()
+    return token
+
+
+def idempotent_request_store(
+    session: Session,
+    *,
+    token: ApiToken,
+    key: str,
+    method: str,
+    path: str,
+    request_hash: str,
+    status: int,
+    body: Any,
+) -> IdempotentRequest:
+    """Keep the response to a creating request for replays of the same ``Idempotency-Key``.
+
+    Flushes at once, so a concurrent request that stored the same key first
+    raises ``IntegrityError`` here (the unique constraint on token and key).
+    """
+    stored = IdempotentRequest(
+        organisation_id=token.organisation_id,
+        token_id=token.id,
+        key=key,
+        method=method,
+        path=path[:500],
+        request_hash=request_hash,
+        response_status=status,
+        response_body=body,
+    )
+    session.add(stored)
+    session.flush()
+    return stored

@@ -1,0 +1,167 @@
+"""The Tokens pages: council admins manage every API token, org admins their organisation's.
+
+A new token is shown once, on the page that answers the creating POST (never
+cached, never stored); afterwards only its prefix is visible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, flash, g, redirect, render_template, url_for
+
+from portal.api import selectors, services
+from portal.api.forms import CouncilTokenForm, OrgTokenForm
+from portal.catalogue.selectors import vendor_by_slug, vendors_list
+from portal.db import db, now_utc
+from portal.errors import DomainError
+from portal.forms import show_errors
+from portal.identity import auth
+from portal.identity.forms import ConfirmForm
+from portal.identity.models import Role
+from portal.tenancy.selectors import organisation_by_slug, organisations_list
+
+bp = Blueprint("tokens", __name__)
+
+
+def _council_form() -> CouncilTokenForm:
+    form = CouncilTokenForm()
+    active = organisations_list(db.session, status="active", per_page=10_000).items
+    form.organisation.choices = [("", "—")] + [(o.slug, f"{o.name} ({o.slug})") for o in active]
+    form.vendor.choices = [("", "—")] + [
+        (v.slug, f"{v.name} ({v.slug})") for v in vendors_list(db.session)
+    ]
+    return form
+
+
+def _expires_at(form: OrgTokenForm) -> dt.datetime | None:
+    days = form.expires_in.data
+    return now_utc() + dt.timedelta(days=int(days)) if days else None
+
+
+def _created(token: Any, plaintext: str, back: str):
+    response = render_template(
+        "api/token_created.html", token=token, plaintext=plaintext, back=back
+    )
+    return response, 201, {"Cache-Control": "no-store"}
+
+
+def _page(form: OrgTokenForm, *, organisation: Any, status: int = 200):
+    tokens = selectors.tokens_list(
+        db.session, organisation_id=organisation.id if organisation else None
+    )
+    return (
+        render_template(
+            "api/tokens.html",
+            tokens=tokens,
+            form=form,
+            org=organisation,
+            confirm_form=ConfirmForm(),
+        ),
+        status,
+    )
+
+
+@bp.get("/council/tokens")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def council_tokens():
+    """Every API token, and a form to create one of any scope."""
+    return _page(_council_form(), organisation=None)
+
+
+@bp.post("/council/tokens")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def council_token_create():
+    """Create a token; its value is shown once on the answer."""
+    form = _council_form()
+    if form.validate_on_submit():
+        try:
+            scope = form.scope.data
+            token, plaintext = services.token_create(
+                db.session,
+                actor=g.actor,
+                scope=scope,
+                organisation=organisation_by_slug(db.session, form.organisation.data)
+                if scope == "organisation" and form.organisation.data
+                else None,
+                vendor=vendor_by_slug(db.session, form.vendor.data, field="vendor")
+                if scope == "vendor" and form.vendor.data
+                else None,
+                name=form.name.data,
+                expires_at=_expires_at(form),
+            )
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            return _created(token, plaintext, url_for("tokens.council_tokens"))
+    return _page(form, organisation=None, status=400)
+
+
+@bp.post("/council/tokens/<int:token_id>/revoke")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def council_token_revoke(token_id: int):
+    """Revoke any token at once."""
+    token = selectors.token_in_scope(db.session, organisation_id=None, token_id=token_id)
+    return _revoke(token, url_for("tokens.council_tokens"))
+
+
+@bp.get("/org/tokens")
+@auth.role_required(Role.ORG_ADMIN)
+def org_tokens():
+    """The organisation's own API tokens."""
+    return _page(OrgTokenForm(), organisation=auth.current_organisation())
+
+
+@bp.post("/org/tokens")
+@auth.role_required(Role.ORG_ADMIN)
+def org_token_create():
+    """Create an organisation token for the admin's own organisation."""
+    org = auth.current_organisation()
+    form = OrgTokenForm()
+    if form.validate_on_submit():
+        try:
+            token, plaintext = services.token_create(
+                db.session,
+                actor=g.actor,
+                scope="organisation",
+                organisation=org,
+                name=form.name.data,
+                expires_at=_expires_at(form),
+            )
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            return _created(token, plaintext, url_for("tokens.org_tokens"))
+    return _page(form, organisation=org, status=400)
+
+
+@bp.post("/org/tokens/<int:token_id>/revoke")
+@auth.role_required(Role.ORG_ADMIN)
+def org_token_revoke(token_id: int):
+    """Revoke one of the organisation's own tokens."""
+    org = auth.current_organisation()
+    token = selectors.token_in_scope(db.session, organisation_id=org.id, token_id=token_id)
+    return _revoke(token, url_for("tokens.org_tokens"))
+
+
+def _revoke(token: Any, back: str):
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        flash("The form expired; nothing was changed. Try again.", "error")
+        return redirect(back)
+    try:
+        services.token_revoke(db.session, actor=g.actor, token=token)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.detail, "error")
+    else:
+        db.session.commit()
+        flash(
+            f"Token {token.prefix}… “{token.name}” is revoked; it stops working at once.", "success"
+        )
+    return redirect(back)
