@@ -11,6 +11,7 @@ from portal.audit.models import AuditEvent  # noqa: F401
 from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Product, Vendor  # noqa: F401
 from portal.identity.models import Invitation, User, UserSession  # noqa: F401
 from portal.metering.models import IdleSeatDecision, UsageEvent  # noqa: F401
+from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken  # noqa: F401
 from portal.seats.models import (  # noqa: F401
     SeatAssignment,
     SeatRequest,
@@ -18,6 +19,7 @@ from portal.seats.models import (  # noqa: F401
     SubscriptionChange,
 )
 from portal.settings.models import CouncilSetting  # noqa: F401
+from portal.sso.models import EmailDomain, SsoConnection  # noqa: F401
 from portal.tenancy.models import Organisation  # noqa: F401
 
 TENANT = "tenant"
@@ -50,4 +52,11 @@ TABLE_SCOPES: dict[str, str] = {
     "idle_seat_decisions": TENANT,
     # council-wide settings
     "council_settings": COUNCIL,
+    # single sign-on and SCIM provisioning: each row is one organisation's
+    "sso_connections": TENANT,
+    "email_domains": TENANT,
+    "scim_tokens": TENANT,
+    "scim_groups": TENANT,
+    "scim_group_members": TENANT,
+    "scim_group_products": TENANT,
 }

@@ -52,6 +52,8 @@ class User(TimestampMixin, Base):
             "(role IN ('org_admin', 'member') AND organisation_id IS NOT NULL)",
             name="role_matches_organisation",
         ),
+        # One account per provider subject within an organisation.
+        sa.UniqueConstraint("organisation_id", "sso_subject", name="uq_users_org_sso_subject"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -64,6 +66,14 @@ class User(TimestampMixin, Base):
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     is_active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Single sign-on and SCIM: the provider's subject for this person (bound at the
+    # first SSO sign-in), the SCIM client's externalId and name parts, and when the
+    # SCIM client deleted the account (kept, deactivated, for seat history and audit).
+    sso_subject: Mapped[str | None] = mapped_column(sa.String(255))
+    external_id: Mapped[str | None] = mapped_column(sa.String(255))
+    given_name: Mapped[str | None] = mapped_column(sa.String(100))
+    family_name: Mapped[str | None] = mapped_column(sa.String(100))
+    scim_deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     organisation: Mapped[Organisation | None] = relationship(lazy="joined")
 
