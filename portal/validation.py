@@ -112,6 +112,10 @@ _MESSAGES = {
 def _message(error: dict[str, Any]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
+    if kind in ("too_short", "too_long") and isinstance(error.get("input"), str):
+        # A length constraint after a before-validator (stripped text) reports the
+        # generic sequence error; it is a string all the same.
+        kind = f"string_{kind}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     if kind == "string_too_short" and ctx.get("min_length", 1) > 1:
