@@ -116,7 +116,8 @@ def forgot_password():
         db.session.commit()
         flash("If that email has an account, a reset link is on its way. It works once.", "info")
         return redirect(url_for("auth.login"))
-    return render_template("identity/forgot_password.html", form=form)
+    status = 400 if request.method == "POST" else 200
+    return render_template("identity/forgot_password.html", form=form), status
 
 
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
@@ -143,7 +144,8 @@ def reset_password(token: str):
             db.session.commit()
             flash("Your password is changed. Sign in with it now.", "success")
             return redirect(url_for("auth.login"))
-    return render_template("identity/reset_password.html", form=form, user=user)
+    status = 400 if request.method == "POST" else 200
+    return render_template("identity/reset_password.html", form=form, user=user), status
 
 
 def _profile_page(profile_form=None, password_form=None, status: int = 200):
