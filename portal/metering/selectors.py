@@ -250,9 +250,7 @@ def seat_utilisation(
                 product_id=sub.product_id,
                 quantity=sub.quantity,
                 assigned_now=sum(1 for a in rows if a.released_at is None),
-                seat_days=sum(
-                    _held_days(start, end, a.assigned_at, a.released_at) for a in rows
-                ),
+                seat_days=sum(_held_days(start, end, a.assigned_at, a.released_at) for a in rows),
                 active_seats=len(
                     {a.email for a in rows if (a.product_id, a.email) in users_with_usage}
                 ),
