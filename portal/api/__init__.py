@@ -13,7 +13,13 @@ from typing import Any
 
 def init_app(app: Any) -> None:
     """Attach ``/api/v1`` to the (flask-openapi3) application."""
-    from portal.api import catalogue, docs, organisations, subscriptions  # noqa: F401 (routes)
+    from portal.api import (  # noqa: F401 (routes)
+        catalogue,
+        docs,
+        organisations,
+        subscriptions,
+        usage,
+    )
     from portal.api.framework import api
     from portal.extensions import csrf
 

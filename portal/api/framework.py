@@ -97,13 +97,16 @@ def route(
     responses: dict[int, type[BaseModel] | None],
     errors: Iterable[int] = (),
     creates: bool = False,
+    raw_body: type[BaseModel] | None = None,
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Register an API view on :data:`api`.
 
     ``scopes`` are the token scopes allowed; ``responses`` the success answers
     and their schemas; ``errors`` the problem statuses beyond 401, 403 and 422;
     ``creates`` marks a creating POST, which accepts ``Idempotency-Key``. A view
-    that is not a GET is committed once after it returns.
+    that is not a GET is committed once after it returns. ``raw_body`` documents
+    a JSON body that the view reads and validates itself (no model may nest
+    another), for bodies too large to validate in one piece.
     """
     allowed = frozenset(scopes)
     method = method.lower()
@@ -137,11 +140,23 @@ def route(
             description=description,
             operation_id=view.__name__,
             responses=all_responses,
-            openapi_extensions={"x-token-scopes": sorted(allowed)},
+            openapi_extensions={
+                "x-token-scopes": sorted(allowed),
+                **(_request_body(raw_body) if raw_body else {}),
+            },
         )(handler)
         return view
 
     return decorator
+
+
+def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
 
 
 # Problem must be a named schema even when no view declares it as a model.
