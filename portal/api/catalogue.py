@@ -87,7 +87,10 @@ class ProductOut(BaseModel):
             name=product.name,
             description=product.description,
             launch_url=product.launch_url,
-            meters=[MeterOut.model_validate(m, from_attributes=True) for m in product.meters],
+            meters=[
+                MeterOut.model_validate(m, from_attributes=True)
+                for m in sorted(product.meters, key=lambda m: m.key)
+            ],
         )
 
 
