@@ -33,7 +33,7 @@ def seat_amount(*, unit_amount: int, daily_quantities: Sequence[int], days_in_mo
 
 @dataclass(frozen=True)
 class Tier:
-    """Units up to ``up_to`` (inclusive; None: no limit) at ``unit_amount``, plus ``flat_amount``."""
+    """Units up to ``up_to`` (inclusive; None: no limit) at ``unit_amount``, plus a flat amount."""
 
     up_to: int | None
     unit_amount: int

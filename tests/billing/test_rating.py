@@ -137,3 +137,32 @@ def test_tax():
     assert tax_amount(net=10_000, rate_bp=2000, reverse_charge=False) == 2000
     assert tax_amount(net=10_005, rate_bp=1900, reverse_charge=False) == 1901  # 1900.95
     assert tax_amount(net=10_000, rate_bp=2000, reverse_charge=True) == 0
+
+
+# ---------------------------------------------------------------- quantity history → days
+
+
+def test_daily_quantities_from_changes():
+    import datetime as dt
+
+    from portal.billing.charges import daily_quantities
+
+    utc = dt.UTC
+    changes = [
+        (dt.datetime(2026, 1, 31, 9, tzinfo=utc), 5),  # before the month
+        (dt.datetime(2026, 2, 10, 0, tzinfo=utc), 8),  # at midnight: from the 10th
+        (dt.datetime(2026, 2, 20, 15, tzinfo=utc), 3),  # mid-day decrease: the 20th counts 8
+        (dt.datetime(2026, 2, 25, 12, tzinfo=utc), 0),  # cancelled mid-day: the 25th counts 3
+    ]
+    days = daily_quantities(changes, dt.date(2026, 2, 1), dt.date(2026, 2, 28))
+    assert len(days) == 28
+    assert days[:9] == [5] * 9
+    assert days[9:19] == [8] * 10
+    assert days[19] == 8
+    assert days[20:24] == [3] * 4
+    assert days[24] == 3
+    assert days[25:] == [0] * 3
+    # 45 + 80 + 8 + 12 + 3 = 148 seat-days; at 28.00 per seat-month in a 28-day month: 148.00
+    from portal.billing.rating import seat_amount
+
+    assert seat_amount(unit_amount=2800, daily_quantities=days, days_in_month=28) == 14800
