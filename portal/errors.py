@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_BASE = "https://portal.example/problems/"
@@ -155,6 +156,11 @@ def register_error_handlers(app: Flask) -> None:
             _rollback()
         status = error.code or 500
         detail = error.description or ""
+        if isinstance(error, CSRFError):
+            detail = (
+                "This form has expired or was opened in another session, so nothing was saved. "
+                f"Go back, reload the page and try again. ({detail})"
+            )
         headers = error.get_response().headers
         if wants_json():
             response = problem(status, error.name, detail)

@@ -28,8 +28,9 @@ BILLING_PROVIDER_CHOICES = [("manual", "Manual (bank transfer)"), ("stripe", "St
 
 class _OrganisationFields(FlaskForm):
     name = StringField("Legal name", validators=[InputRequired(), Length(max=200)])
-    country = SelectField("Country", validators=[InputRequired()])
-    currency = SelectField("Billing currency", validators=[InputRequired()])
+    # The service checks the codes, so a form, the API and the CLI say the same thing.
+    country = SelectField("Country", validators=[InputRequired()], validate_choice=False)
+    currency = SelectField("Billing currency", validators=[InputRequired()], validate_choice=False)
     tax_id = StringField("Tax id", validators=[Optional(), Length(max=64)])
     billing_email = EmailField("Billing email", validators=[InputRequired(), Length(max=254)])
 

@@ -217,9 +217,13 @@ def organisation_transition(
     organisation: Organisation,
     to_status: str,
     reason: str | None = None,
+    action: str | None = None,
 ) -> Organisation:
     """Move an organisation to ``to_status`` if the lifecycle allows it.
 
+    ``action`` (``approve``, ``decline``, ``suspend``, ``reactivate``, ``close``),
+    when given, must be the name of that transition from the current status: a
+    page asking to *decline* an application must not close an active member.
     The row is locked first so two staff members acting at once cannot both
     apply a transition from the same old state.
     """
@@ -234,6 +238,11 @@ def organisation_transition(
         target = OrganisationStatus(to_status)
     except ValueError as exc:
         raise InvalidState(f"“{to_status}” is not an organisation status.") from exc
+    if action is not None and allowed.get(target) != f"organisation.{action}":
+        raise InvalidState(
+            f"{locked.name} is {locked.status}; you cannot {action} it.",
+            code="invalid_transition",
+        )
     if target not in allowed:
         raise InvalidState(
             f"{locked.name} is {locked.status}; it cannot become {target}.",

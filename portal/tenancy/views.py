@@ -8,7 +8,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 
 from portal.audit.selectors import audit_events_list
 from portal.db import db
-from portal.errors import DomainError, ValidationFailed
+from portal.errors import Conflict, DomainError, ValidationFailed
 from portal.extensions import limiter
 from portal.forms import form_values, show_errors
 from portal.identity import auth
@@ -199,29 +199,45 @@ def organisation_status(slug: str, action: str):
         flash("The form expired or was incomplete; nothing was changed. Try again.", "error")
         return redirect(url_for("tenancy.organisation_detail", slug=slug))
     target, label = STATUS_ACTIONS[action]
+    not_invited = None
     try:
         org = services.organisation_transition(
-            db.session, actor=g.actor, organisation=org, to_status=target, reason=form.reason.data
+            db.session,
+            actor=g.actor,
+            organisation=org,
+            to_status=target,
+            reason=form.reason.data,
+            action=action,
         )
         if action == "approve" and org.applicant_email:
             from portal.identity.services import invitation_create
 
-            invitation_create(
-                db.session,
-                actor=g.actor,
-                email=org.applicant_email,
-                role=Role.ORG_ADMIN,
-                organisation=org,
-            )
+            try:
+                with db.session.begin_nested():
+                    invitation_create(
+                        db.session,
+                        actor=g.actor,
+                        email=org.applicant_email,
+                        role=Role.ORG_ADMIN,
+                        organisation=org,
+                    )
+            except Conflict as error:
+                # The applicant already has an account (in another organisation, say):
+                # the approval stands, and the council invites the first admin by hand.
+                if error.code != "email_taken":
+                    raise
+                not_invited = error.detail
     except DomainError as error:
         db.session.rollback()
         flash(error.detail, "error")
     else:
         db.session.commit()
         message = f"{org.name} is now {org.status}."
-        if action == "approve" and org.applicant_email:
+        if action == "approve" and org.applicant_email and not not_invited:
             message += f" An invitation went to {org.applicant_email}."
         flash(message, "success")
+        if not_invited:
+            flash(f"{not_invited} No invitation was sent; invite the first admin below.", "error")
     return redirect(url_for("tenancy.organisation_detail", slug=slug))
 
 
