@@ -88,6 +88,9 @@ def load_demo(session: Session) -> list[str]:
                 to_status="suspended",
                 reason="Unpaid membership fee",
             )
+    _catalogue(session, actor)
+    _subscriptions(session, actor)
+    _usage(session, actor)
     organisation_apply(
         session,
         actor=actor,
@@ -306,11 +309,21 @@ def _catalogue(session: Session, actor: Actor) -> None:
     )
 
 
+DEMO_MONTHS_BACK = 3
+# People who hold a seat but never use it: the idle-seat prompt shows them.
+IDLE_PEOPLE = {"mia@acme-gmbh.example", "yui@kyoto-robotics.example"}
+
+
 def _subscriptions(session: Session, actor: Actor) -> None:
+    """Subscriptions that began three months ago, with seats held since then."""
+    import datetime as dt
+
     from portal.catalogue.selectors import product_by_sku
+    from portal.db import now_utc
     from portal.seats.services import seat_assign, subscription_create
     from portal.tenancy.selectors import organisation_by_slug
 
+    started = (now_utc().date().replace(day=1) - dt.timedelta(days=62)).replace(day=1)
     for slug, subscriptions in SUBSCRIPTIONS.items():
         org = organisation_by_slug(session, slug)
         for sku, (quantity, people) in subscriptions.items():
@@ -321,14 +334,79 @@ def _subscriptions(session: Session, actor: Actor) -> None:
                 product=product_by_sku(session, sku),
                 quantity=quantity,
                 on_shortage="waitlist",
+                starts_on=started,
             )
-            for person in people:
-                seat_assign(
+            for n, person in enumerate(people):
+                seat = seat_assign(
                     session,
                     actor=actor,
                     subscription=outcome.subscription,
                     user_email=f"{person}@{slug}.example",
                 )
+                # Demo history: the seat was handed out in the subscription's first week.
+                seat.assigned_at = dt.datetime.combine(
+                    started + dt.timedelta(days=2 + n), dt.time(9), tzinfo=dt.UTC
+                )
+
+
+def _usage(session: Session, actor: Actor) -> int:
+    """Three months of weekday usage by every seat holder (except the idle ones)."""
+    import datetime as dt
+    import json
+    import random
+
+    from portal.db import now_utc
+    from portal.metering.ingest import usage_ingest
+    from portal.seats.models import SeatAssignment
+
+    rng = random.Random(2026)  # noqa: S311  (demo data, not security)
+    now = now_utc()
+    seats = session.scalars(
+        sa.select(SeatAssignment).where(SeatAssignment.released_at.is_(None))
+    ).unique()
+    events = []
+    for seat in seats:
+        email = seat.user.email
+        if email in IDLE_PEOPLE:
+            continue
+        product = seat.subscription.product
+        day = seat.assigned_at.date()
+        while day <= now.date():
+            moment = dt.datetime.combine(day, dt.time(8), tzinfo=dt.UTC) + dt.timedelta(
+                minutes=rng.randint(0, 600)
+            )
+            if day.weekday() < 5 and moment < now:
+                for meter in product.meters:
+                    quantity = {
+                        "sum": rng.randint(5, 400),
+                        "max": rng.randint(10, 120),
+                        "count": 1,
+                        "unique_count": 1,
+                    }[meter.aggregation]
+                    events.append(
+                        {
+                            "idempotency_key": f"demo-{seat.id}-{meter.key}-{day.isoformat()}",
+                            "organisation": seat.subscription.organisation.slug,
+                            "product": product.sku,
+                            "meter": meter.key,
+                            "quantity": str(quantity),
+                            "occurred_at": moment.isoformat(),
+                            "user_email": email,
+                            "properties": {"region": rng.choice(["eu", "us", "asia"])},
+                        }
+                    )
+            day += dt.timedelta(days=1)
+    accepted = 0
+    for i in range(0, len(events), 10_000):
+        result = usage_ingest(
+            session,
+            actor=actor,
+            body=json.dumps({"events": events[i : i + 10_000]}).encode(),
+            vendor_id=None,
+            max_age_days=120,
+        )
+        accepted += result.accepted
+    return accepted
 
 
 def _sign_ins() -> list[str]:

@@ -47,20 +47,37 @@ def test_create_admin_refuses_a_taken_email(runner, make_user):
 
 
 def test_demo_loads_once_and_meets_the_spec_minimums(runner, app):
+    from portal.catalogue.models import LicencePool, Price, Product, Vendor
+    from portal.metering.models import UsageEvent
+    from portal.seats.models import SeatAssignment, Subscription
+
     first = runner.invoke(args=["demo"])
     assert first.exit_code == 0, first.output
     assert "admin@council.example" in first.output
+
+    def count(model) -> int:
+        return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+
     with app.app_context():
         orgs = db.session.scalars(sa.select(Organisation)).all()
-        users = db.session.scalar(sa.select(sa.func.count()).select_from(User))
-    assert len(orgs) >= 5
-    assert len({o.currency for o in orgs}) >= 3
-    assert {o.status for o in orgs} >= {"active", "pending", "suspended"}
+        users = count(User)
+        assert len(orgs) >= 5
+        assert len({o.currency for o in orgs}) >= 3
+        assert {o.status for o in orgs} >= {"active", "pending", "suspended"}
+        assert count(Vendor) >= 4 and count(Product) >= 6 and count(LicencePool) >= 6
+        assert len(set(db.session.scalars(sa.select(Price.currency)))) >= 3
+        assert count(Subscription) >= 5 and count(SeatAssignment) >= 5
+        first_event, last_event = db.session.execute(
+            sa.select(sa.func.min(UsageEvent.occurred_at), sa.func.max(UsageEvent.occurred_at))
+        ).one()
+    assert first_event is not None
+    # three months of usage: from the first of the month two months back until now
+    assert str(last_event)[:7] != str(first_event)[:7]
     second = runner.invoke(args=["demo"])
     assert second.exit_code == 0
     assert "already loaded" in second.output
     with app.app_context():
-        assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == users
+        assert count(User) == users
 
 
 def test_console_script_and_flask_app_give_the_same_commands(tmp_path):

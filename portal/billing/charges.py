@@ -34,7 +34,7 @@ class Charge:
     product_sku: str
     description: str
     quantity: Decimal  # seat-days ÷ days in month for seats; the aggregate for meters
-    unit_amount: int
+    unit_amount: int | None  # None for tiered prices: the tiers set each unit's price
     amount: int
     currency: str
     source: dict[str, Any] = field(default_factory=dict)
@@ -182,7 +182,7 @@ def charges_for(
                 description=f"{product.name}: {meter.name} ({aggregate.aggregation}, "
                 f"{aggregate.events} events)",
                 quantity=aggregate.value,
-                unit_amount=price.unit_amount,
+                unit_amount=None if tiers else price.unit_amount,
                 amount=amount,
                 currency=currency,
                 source={

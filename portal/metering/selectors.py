@@ -20,7 +20,7 @@ from portal.errors import ValidationFailed
 from portal.identity.models import User
 from portal.metering.ingest import micros_to_decimal
 from portal.metering.models import IdleSeatDecision, UsageEvent
-from portal.seats.models import SeatAssignment, Subscription
+from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
 from portal.tenancy.models import Organisation
 
 
@@ -180,6 +180,7 @@ class SeatUtilisation:
 
     subscription_id: int
     product_id: int
+    product_name: str
     quantity: int
     assigned_now: int
     seat_days: int
@@ -248,6 +249,7 @@ def seat_utilisation(
             SeatUtilisation(
                 subscription_id=sub.id,
                 product_id=sub.product_id,
+                product_name=sub.product.name,
                 quantity=sub.quantity,
                 assigned_now=sum(1 for a in rows if a.released_at is None),
                 seat_days=sum(_held_days(start, end, a.assigned_at, a.released_at) for a in rows),
@@ -310,3 +312,87 @@ def _aware(value: dt.datetime | str) -> dt.datetime:
     if isinstance(value, str):  # SQLite returns max() of a timestamp column as text
         value = dt.datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _day_of(session: Session, column: sa.ColumnElement) -> sa.ColumnElement:
+    """The UTC calendar day of a timestamp column, per dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+    return sa.func.date(column)
+
+
+def pool_utilisation_series(
+    session: Session, *, product_id: int, first: dt.date, last: dt.date
+) -> tuple[list[str], dict[str, list[int]]]:
+    """Per day: capacity in force, seats reserved, seats assigned, people with usage.
+
+    Reserved comes from every subscription's quantity history (the highest
+    quantity of the day), assigned from the assignment history (held at the end
+    of the day), active from distinct ``user_email`` values in the product's usage.
+    """
+    from portal.billing.charges import daily_quantities
+    from portal.catalogue.models import LicencePool
+
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    pools = session.execute(
+        sa.select(LicencePool.starts_on, LicencePool.ends_on, LicencePool.capacity).where(
+            LicencePool.product_id == product_id,
+            LicencePool.starts_on <= last,
+            LicencePool.ends_on >= first,
+        )
+    ).all()
+    capacity = [sum(c for s, e, c in pools if s <= day <= e) for day in days]
+
+    history: dict[int, list[tuple[dt.datetime, int]]] = {}
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    for sub_id, at, quantity in session.execute(
+        sa.select(
+            SubscriptionChange.subscription_id,
+            SubscriptionChange.effective_at,
+            SubscriptionChange.quantity,
+        )
+        .join(Subscription, Subscription.id == SubscriptionChange.subscription_id)
+        .where(Subscription.product_id == product_id, SubscriptionChange.effective_at < end)
+        .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
+    ):
+        history.setdefault(sub_id, []).append((at, quantity))
+    reserved = [0] * len(days)
+    for changes in history.values():
+        for i, quantity in enumerate(daily_quantities(changes, first, last)):
+            reserved[i] += quantity
+
+    start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
+    held = session.execute(
+        sa.select(SeatAssignment.assigned_at, SeatAssignment.released_at).where(
+            SeatAssignment.product_id == product_id,
+            SeatAssignment.assigned_at < end,
+            sa.or_(SeatAssignment.released_at.is_(None), SeatAssignment.released_at >= start),
+        )
+    ).all()
+    assigned = []
+    for day in days:
+        day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+        assigned.append(sum(1 for a, r in held if a < day_end and (r is None or r >= day_end)))
+
+    day_col = _day_of(session, UsageEvent.occurred_at)
+    active_by_day = {
+        str(day): int(n)
+        for day, n in session.execute(
+            sa.select(day_col, sa.func.count(sa.distinct(UsageEvent.user_email)))
+            .where(
+                UsageEvent.product_id == product_id,
+                UsageEvent.occurred_at >= start,
+                UsageEvent.occurred_at < end,
+                UsageEvent.user_email.is_not(None),
+            )
+            .group_by(day_col)
+        )
+    }
+    active = [active_by_day.get(day.isoformat(), 0) for day in days]
+    labels = [f"{day:%d %b}" for day in days]
+    return labels, {
+        "Capacity": capacity,
+        "Reserved": reserved,
+        "Assigned": assigned,
+        "People with usage": active,
+    }

@@ -1,0 +1,68 @@
+"""Usage aggregates as rows for pages and CSV: names instead of ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.catalogue.models import Meter, Product
+from portal.metering.selectors import usage_aggregates
+from portal.tenancy.models import Organisation
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    organisation: str
+    product: str
+    product_name: str
+    meter: str
+    meter_name: str
+    aggregation: str
+    value: Decimal
+    unit: str
+    events: int
+
+
+def usage_rows(
+    session: Session, *, organisation_id: int | None, start: dt.datetime, end: dt.datetime
+) -> list[UsageRow]:
+    """Aggregates of ``[start, end)`` sorted by organisation, product and meter."""
+    aggregates = usage_aggregates(session, start=start, end=end, organisation_id=organisation_id)
+    if not aggregates:
+        return []
+    orgs = dict(
+        session.execute(
+            sa.select(Organisation.id, Organisation.slug).where(
+                Organisation.id.in_({a.organisation_id for a in aggregates})
+            )
+        ).all()
+    )
+    products = {
+        pid: (sku, name)
+        for pid, sku, name in session.execute(sa.select(Product.id, Product.sku, Product.name))
+    }
+    meters = {
+        mid: (key, name, unit)
+        for mid, key, name, unit in session.execute(
+            sa.select(Meter.id, Meter.key, Meter.name, Meter.unit)
+        )
+    }
+    rows = [
+        UsageRow(
+            organisation=orgs[a.organisation_id],
+            product=products[a.product_id][0],
+            product_name=products[a.product_id][1],
+            meter=meters[a.meter_id][0],
+            meter_name=meters[a.meter_id][1],
+            aggregation=a.aggregation,
+            value=a.value,
+            unit=meters[a.meter_id][2],
+            events=a.events,
+        )
+        for a in aggregates
+    ]
+    return sorted(rows, key=lambda r: (r.organisation, r.product, r.meter))
