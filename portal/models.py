@@ -8,6 +8,14 @@ missing from this map or breaks its scope.
 
 from portal.api.models import ApiToken, IdempotentRequest  # noqa: F401
 from portal.audit.models import AuditEvent  # noqa: F401
+from portal.billing.models import (  # noqa: F401
+    CreditNote,
+    DocumentCounter,
+    Invoice,
+    InvoiceLine,
+    InvoiceRun,
+    Payment,
+)
 from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Product, Vendor  # noqa: F401
 from portal.identity.models import Invitation, User, UserSession  # noqa: F401
 from portal.metering.models import IdleSeatDecision, UsageEvent  # noqa: F401
@@ -52,6 +60,13 @@ TABLE_SCOPES: dict[str, str] = {
     "idle_seat_decisions": TENANT,
     # council-wide settings
     "council_settings": COUNCIL,
+    # billing
+    "invoices": TENANT,
+    "invoice_lines": TENANT,
+    "credit_notes": TENANT,
+    "payments": TENANT,
+    "invoice_runs": COUNCIL,  # one run covers every organisation
+    "document_counters": COUNCIL,
     # single sign-on and SCIM provisioning: each row is one organisation's
     "sso_connections": TENANT,
     "email_domains": TENANT,
