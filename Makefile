@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PORTAL_ENV ?= development
 
-.PHONY: run setup install browser test test-sqlite test-postgres lint fmt clean
+.PHONY: run setup install browser oidc test test-sqlite test-postgres lint fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,14 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: install browser
+# The real OpenID provider (npm oidc-provider) the SSO tests start; installed from the lock file.
+oidc: tests/oidc/node_modules/.package-lock.json
+
+tests/oidc/node_modules/.package-lock.json: tests/oidc/package.json tests/oidc/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm (Node.js) is needed for the SSO tests"; exit 1; }
+	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+
+test: install browser oidc
 	PORTAL_ENV=test $(BIN)/pytest -q
 
 lint: install
@@ -44,4 +51,4 @@ fmt: install
 	$(BIN)/ruff check --fix portal tests benchmarks
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache *.egg-info tests/oidc/node_modules

@@ -105,6 +105,17 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_INVITATION_DAYS": _int(env, "PORTAL_INVITATION_DAYS", 7),
         "PORTAL_PASSWORD_RESET_MINUTES": _int(env, "PORTAL_PASSWORD_RESET_MINUTES", 60),
         "PORTAL_LOGIN_RATE_LIMIT": env.get("PORTAL_LOGIN_RATE_LIMIT", "5 per minute"),
+        # Single sign-on: the council's own provider for its staff (optional), and the
+        # clock skew allowed when checking ID tokens' times.
+        "PORTAL_COUNCIL_OIDC_ISSUER": env.get("PORTAL_COUNCIL_OIDC_ISSUER") or None,
+        "PORTAL_COUNCIL_OIDC_CLIENT_ID": env.get("PORTAL_COUNCIL_OIDC_CLIENT_ID") or None,
+        "PORTAL_COUNCIL_OIDC_CLIENT_SECRET": env.get("PORTAL_COUNCIL_OIDC_CLIENT_SECRET") or None,
+        "PORTAL_COUNCIL_OIDC_DOMAINS": tuple(
+            d.strip().lower().lstrip("@")
+            for d in env.get("PORTAL_COUNCIL_OIDC_DOMAINS", "").split(",")
+            if d.strip()
+        ),
+        "PORTAL_SSO_CLOCK_SKEW_SECONDS": _int(env, "PORTAL_SSO_CLOCK_SKEW_SECONDS", 60),
         # Cookies: HttpOnly and SameSite always; Secure everywhere but development/test.
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

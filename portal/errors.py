@@ -118,6 +118,22 @@ def problem(
     return response
 
 
+# Protocols with error bodies of their own (SCIM: RFC 7644 §3.12), by path prefix.
+_renderers: dict[str, Any] = {}
+
+
+def register_error_renderer(prefix: str, render: Any) -> None:
+    """Answer errors under ``prefix`` with ``render(status, title, detail, code)``."""
+    _renderers[prefix] = render
+
+
+def _renderer() -> Any:
+    for prefix, render in _renderers.items():
+        if request.path.startswith(prefix):
+            return render
+    return None
+
+
 def _rollback() -> None:
     from portal.db import db
 
@@ -130,6 +146,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def handle_domain_error(error: DomainError):
         _rollback()
+        if render := _renderer():
+            return render(error.status, error.title, error.detail, error)
         if wants_json():
             return problem(
                 error.status,
@@ -162,6 +180,8 @@ def register_error_handlers(app: Flask) -> None:
                 f"Go back, reload the page and try again. ({detail})"
             )
         headers = error.get_response().headers
+        if render := _renderer():
+            return render(status, error.name, detail, None)
         if wants_json():
             response = problem(status, error.name, detail)
         else:
@@ -187,6 +207,8 @@ def register_error_handlers(app: Flask) -> None:
         _rollback()
         current_app.logger.exception("Unhandled error")
         detail = "Something went wrong on our side. The error has been logged."
+        if render := _renderer():
+            return render(500, "Internal Server Error", detail, None)
         if wants_json():
             return problem(500, "Internal Server Error", detail)
         return render_template(

@@ -64,12 +64,21 @@ def register_blueprints(app: Flask) -> None:
     for blueprint in (bp, auth_bp, people_bp, tenancy_bp, audit_bp, tokens_bp):
         app.register_blueprint(blueprint)
 
+    # Single sign-on and SCIM: settings pages, provider callbacks, the /scim/v2 API.
+    from portal.scim.api import bp as scim_api_bp
+    from portal.scim.views import bp as scim_bp
+    from portal.sso.views import bp as sso_bp
+
+    for blueprint in (sso_bp, scim_bp, scim_api_bp):
+        app.register_blueprint(blueprint)
+
 
 NAV = {
     Role.COUNCIL_ADMIN: [
         ("tenancy.council_dashboard", "Dashboard"),
         ("tenancy.organisations", "Organisations"),
         ("people.staff_users", "Council staff"),
+        ("sso.council_domains", "Email domains"),
         ("tokens.council_tokens", "API tokens"),
         ("audit.audit_log", "Audit log"),
     ],
@@ -81,6 +90,9 @@ NAV = {
         ("tenancy.org_dashboard", "Dashboard"),
         ("people.org_users", "People"),
         ("tenancy.org_profile", "Organisation"),
+        ("sso.org_sso", "Single sign-on"),
+        ("sso.org_domains", "Domains"),
+        ("scim.org_scim", "SCIM"),
         ("tokens.org_tokens", "API tokens"),
         ("audit.audit_log", "Audit log"),
         ("web.my_software", "My software"),

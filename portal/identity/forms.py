@@ -10,12 +10,15 @@ _new_password = [InputRequired(), Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWO
 
 
 class LoginForm(FlaskForm):
+    """Email and password in one POST; an email alone goes to its organisation's provider."""
+
     email = EmailField("Email", validators=[InputRequired(), Length(max=254)])
-    password = PasswordField(
-        "Password", validators=[InputRequired(), Length(max=MAX_PASSWORD_LENGTH)]
-    )
+    # Optional here: with an empty password the email is routed to single sign-on if
+    # its domain has it, and told to enter a password otherwise.
+    password = PasswordField("Password", validators=[Length(max=MAX_PASSWORD_LENGTH)])
     next = HiddenField()
     submit = SubmitField("Sign in")
+    sso = SubmitField("Continue with single sign-on")
 
 
 class AcceptInvitationForm(FlaskForm):

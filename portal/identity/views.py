@@ -41,24 +41,51 @@ def _failed(response) -> bool:
 @limiter.limit(_login_limit, methods=["POST"], deduct_when=_failed)
 @limiter.limit(_login_limit, methods=["POST"], key_func=_email_key, deduct_when=_failed)
 def login():
-    """Email and password sign-in (one POST with ``email``, ``password`` and the CSRF token)."""
+    """Sign in: one POST with ``email``, ``password`` and the CSRF token signs a password in.
+
+    Home-realm discovery: an email sent without a password (or with the "single
+    sign-on" button) whose domain is verified for an organisation with SSO goes
+    to that organisation's provider; other emails are asked for their password.
+    Where an organisation enforces SSO, passwords are refused for its domains
+    (but for its break-glass admin).
+    """
+    from portal.sso import selectors as sso_selectors
+    from portal.sso import services as sso_services
+    from portal.sso.views import start_sign_in
+
     if current_user.is_authenticated:
         return redirect(auth.safe_next(request.args.get("next"), auth.home_for(current_user)))
     form = LoginForm(next=request.args.get("next", ""))
+    council_sso = sso_selectors.council_sso_configured()
     if form.validate_on_submit():
+        password = form.password.data or ""
+        if form.sso.data or not password:
+            realm = sso_selectors.realm_for_email(db.session, form.email.data)
+            if realm is not None:
+                return start_sign_in(realm, email=form.email.data, next_url=form.next.data)
+            if form.sso.data:
+                flash(
+                    "No single sign-on is set up for that email's domain. "
+                    "Sign in with your password.",
+                    "info",
+                )
+            form.password.errors = ["Enter your password."]
+            return render_template(
+                "identity/login.html", form=form, council_sso=council_sso, ask_password=True
+            ), 400
         try:
-            user = services.authenticate(
-                db.session, email=form.email.data, password=form.password.data
+            user = sso_services.password_sign_in(
+                db.session, email=form.email.data, password=password
             )
         except services.SignInRefused as refused:
             db.session.rollback()
             flash(refused.detail, "error")
-            return render_template("identity/login.html", form=form), 401
+            return render_template("identity/login.html", form=form, council_sso=council_sso), 401
         auth.sign_in(user)
         db.session.commit()
         return redirect(auth.safe_next(form.next.data, auth.home_for(user)))
     status = 400 if request.method == "POST" else 200
-    return render_template("identity/login.html", form=form), status
+    return render_template("identity/login.html", form=form, council_sso=council_sso), status
 
 
 @bp.post("/logout")

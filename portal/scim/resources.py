@@ -1,0 +1,309 @@
+"""SCIM resources in and out: the portal's rows as SCIM JSON, SCIM payloads as fields.
+
+Inbound payloads are validated with scim2-models (``User[EnterpriseUser]``,
+``Group``, ``PatchOp``), whose errors become SCIM error bodies; PATCH on a
+user is applied by scim2-models to the user as SCIM sees it, and the result
+is read back into :class:`~portal.scim.services.UserFields`. Group membership
+PATCHes are read here, since providers write them in several dialects (Entra
+removes members with a value list, Okta with a filter in the path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from scim2_models import (
+    Context,
+    EnterpriseUser,
+    Error,
+    Group,
+    PatchOp,
+    Path,
+    SCIMException,
+    User,
+)
+from scim2_models.path import AttrPath, CompareOperator, Comparison, ValuePath
+
+from portal.identity.models import User as Account
+from portal.scim.models import ScimGroup
+from portal.scim.services import ScimProblem, UserFields, email_for
+
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+UserModel = User[EnterpriseUser]
+
+
+def _time(value: Any) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _version(row: Any) -> str:
+    return f'W/"{int(row.updated_at.timestamp() * 1000)}"'
+
+
+def user_resource(user: Account, *, base: str, groups: list[ScimGroup]) -> dict[str, Any]:
+    """A portal account as a SCIM User."""
+    name = {
+        key: value
+        for key, value in (
+            ("formatted", user.name or None),
+            ("givenName", user.given_name),
+            ("familyName", user.family_name),
+        )
+        if value
+    }
+    body: dict[str, Any] = {
+        "schemas": [USER_SCHEMA],
+        "id": str(user.id),
+        "userName": user.email,
+        "displayName": user.name or user.email,
+        "active": user.is_active,
+        "emails": [{"value": user.email, "type": "work", "primary": True}],
+        "groups": [
+            {"value": str(g.id), "display": g.display_name, "$ref": f"{base}/Groups/{g.id}"}
+            for g in groups
+        ],
+        "meta": {
+            "resourceType": "User",
+            "created": _time(user.created_at),
+            "lastModified": _time(user.updated_at),
+            "location": f"{base}/Users/{user.id}",
+            "version": _version(user),
+        },
+    }
+    if name:
+        body["name"] = name
+    if user.external_id:
+        body["externalId"] = user.external_id
+    return body
+
+
+def group_resource(group: ScimGroup, *, base: str, members: list[Account]) -> dict[str, Any]:
+    """A SCIM group with its members."""
+    body: dict[str, Any] = {
+        "schemas": [GROUP_SCHEMA],
+        "id": str(group.id),
+        "displayName": group.display_name,
+        "members": [
+            {"value": str(u.id), "display": u.email, "$ref": f"{base}/Users/{u.id}"}
+            for u in members
+        ],
+        "meta": {
+            "resourceType": "Group",
+            "created": _time(group.created_at),
+            "lastModified": _time(group.updated_at),
+            "location": f"{base}/Groups/{group.id}",
+            "version": _version(group),
+        },
+    }
+    if group.external_id:
+        body["externalId"] = group.external_id
+    return body
+
+
+def project(body: dict[str, Any], attributes: str | None, excluded: str | None) -> dict[str, Any]:
+    """Apply ``attributes`` / ``excludedAttributes`` to top-level attributes (RFC 7644 §3.9)."""
+    always = {"schemas", "id", "meta"}
+    if attributes:
+        wanted = {a.strip().split(".")[0].lower() for a in attributes.split(",") if a.strip()}
+        return {k: v for k, v in body.items() if k in always or k.lower() in wanted}
+    if excluded:
+        dropped = {a.strip().split(".")[0].lower() for a in excluded.split(",") if a.strip()}
+        return {k: v for k, v in body.items() if k in always or k.lower() not in dropped}
+    return body
+
+
+def list_response(resources: list[dict], *, total: int, start_index: int) -> dict[str, Any]:
+    return {
+        "schemas": [LIST_SCHEMA],
+        "totalResults": total,
+        "startIndex": start_index,
+        "itemsPerPage": len(resources),
+        "Resources": resources,
+    }
+
+
+def error_body(status: int, detail: str, scim_type: str | None = None) -> dict[str, Any]:
+    """An RFC 7644 §3.12 error body (scim2-models' ``Error``)."""
+    error = Error(status=status, scim_type=scim_type, detail=detail)
+    return error.model_dump(scim_ctx=Context.DEFAULT)
+
+
+def _invalid(exc: ValidationError | SCIMException) -> ScimProblem:
+    if isinstance(exc, SCIMException):
+        return ScimProblem(str(exc), scim_type=getattr(exc, "scim_type", None) or "invalidValue")
+    first = Error.from_validation_errors(exc)[0]
+    return ScimProblem(first.detail or "Invalid payload.", scim_type=first.scim_type)
+
+
+# ---------------------------------------------------------------- users in
+
+
+def _fields_of(model: Any) -> UserFields:
+    emails = [
+        (str(e.value or ""), str(getattr(e.type, "value", e.type) or ""), bool(e.primary))
+        for e in (model.emails or [])
+    ]
+    name = model.name
+    return UserFields(
+        email=email_for(model.user_name, emails),
+        external_id=model.external_id,
+        given_name=name.given_name if name else None,
+        family_name=name.family_name if name else None,
+        formatted=name.formatted if name else None,
+        display_name=model.display_name,
+        active=model.active,
+    )
+
+
+def user_fields(payload: Any, *, replacing: bool = False) -> UserFields:
+    """The fields of a POST or PUT ``/Users`` payload."""
+    if not isinstance(payload, dict):
+        raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
+    payload = {k: v for k, v in payload.items() if k not in ("id", "meta")}
+    context = (
+        Context.RESOURCE_REPLACEMENT_REQUEST if replacing else Context.RESOURCE_CREATION_REQUEST
+    )
+    try:
+        model = UserModel.model_validate(payload, scim_ctx=context)
+    except (ValidationError, SCIMException) as exc:
+        raise _invalid(exc) from exc
+    return _fields_of(model)
+
+
+def patched_user_fields(user: Account, payload: Any) -> UserFields:
+    """The user's fields after a PATCH (applied by scim2-models to the user as SCIM sees it)."""
+    if not isinstance(payload, dict):
+        raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
+    current = UserModel.model_validate(
+        {
+            k: v
+            for k, v in user_resource(user, base="", groups=[]).items()
+            if k not in ("groups", "meta")
+        }
+        | {"schemas": [USER_SCHEMA]},
+    )
+    current.id = str(user.id)
+    try:
+        patch = PatchOp[UserModel].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)
+        patch.patch(current)
+    except (ValidationError, SCIMException) as exc:
+        raise _invalid(exc) from exc
+    return _fields_of(current)
+
+
+# ---------------------------------------------------------------- groups in
+
+
+def group_fields(payload: Any) -> tuple[str | None, str | None, list[str] | None]:
+    """(displayName, externalId, member ids or None) of a POST or PUT ``/Groups`` payload."""
+    if not isinstance(payload, dict):
+        raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
+    payload = {k: v for k, v in payload.items() if k not in ("id", "meta")}
+    try:
+        model = Group.model_validate(payload, scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+    except (ValidationError, SCIMException) as exc:
+        raise _invalid(exc) from exc
+    members = None if model.members is None else [str(m.value) for m in model.members if m.value]
+    return model.display_name, model.external_id, members
+
+
+def _member_values(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, dict) and item.get("value") is not None:
+            out.append(str(item["value"]))
+        else:
+            raise ScimProblem('Members are given as [{"value": id}].', scim_type="invalidValue")
+    return out
+
+
+def group_patch(payload: Any) -> dict[str, Any]:
+    """A group PATCH as changes: ``display_name``, ``external_id``, ``add``, ``remove``,
+    ``replace_members`` (a full list) — whichever the operations touch.
+
+    Reads both providers' dialects: Okta removes ``members[value eq "id"]``,
+    Entra sends ``{"op": "Remove", "path": "members", "value": [{"value": id}]}``,
+    and either may replace attributes with a path-less ``{"op": "replace",
+    "value": {...}}``.
+    """
+    if not isinstance(payload, dict) or "urn:ietf:params:scim:api:messages:2.0:PatchOp" not in (
+        payload.get("schemas") or []
+    ):
+        raise ScimProblem("A PATCH body must be a PatchOp message.", scim_type="invalidSyntax")
+    operations = payload.get("Operations") or payload.get("operations")
+    if not isinstance(operations, list) or not operations:
+        raise ScimProblem("A PATCH needs Operations.", scim_type="invalidSyntax")
+    changes: dict[str, Any] = {"add": [], "remove": []}
+    for operation in operations:
+        if not isinstance(operation, dict):
+            raise ScimProblem("Each operation is an object.", scim_type="invalidSyntax")
+        op = str(operation.get("op", "")).lower()
+        if op not in ("add", "remove", "replace"):
+            raise ScimProblem(
+                f"Unknown operation “{operation.get('op')}”.", scim_type="invalidSyntax"
+            )
+        raw_path = operation.get("path")
+        value = operation.get("value")
+        if not raw_path:
+            if op == "remove" or not isinstance(value, dict):
+                raise ScimProblem("This operation needs a path.", scim_type="noTarget")
+            for key, item in value.items():
+                _group_attribute(changes, op, key.lower(), item)
+            continue
+        try:
+            path = Path(str(raw_path)).ast
+        except (SCIMException, ValueError) as exc:
+            raise ScimProblem(f"Invalid path “{raw_path}”.", scim_type="invalidPath") from exc
+        if isinstance(path, ValuePath) and path.attr_path.attr.lower() == "members":
+            filt = path.val_filter
+            if op != "remove" or not (
+                isinstance(filt, Comparison)
+                and filt.attr_path.attr.lower() == "value"
+                and filt.op == CompareOperator.eq
+            ):
+                raise ScimProblem(
+                    'Only members[value eq "id"] with remove is supported.', scim_type="invalidPath"
+                )
+            changes["remove"].append(str(filt.value))
+        elif isinstance(path, AttrPath) and not path.sub_attr:
+            if op == "remove" and path.attr.lower() == "members":
+                if value is None:
+                    changes["replace_members"] = []
+                else:  # Entra: remove with a list of values
+                    changes["remove"] += _member_values(value)
+            elif op == "remove":
+                _group_attribute(changes, "replace", path.attr.lower(), None)
+            else:
+                _group_attribute(changes, op, path.attr.lower(), value)
+        else:
+            raise ScimProblem(
+                f"Path “{raw_path}” is not supported on groups.", scim_type="invalidPath"
+            )
+    return changes
+
+
+def _group_attribute(changes: dict[str, Any], op: str, key: str, value: Any) -> None:
+    if key == "displayname":
+        if not isinstance(value, str) or not value.strip():
+            raise ScimProblem("displayName must be a non-empty string.", scim_type="invalidValue")
+        changes["display_name"] = value
+    elif key == "externalid":
+        changes["external_id"] = value if isinstance(value, str) else None
+    elif key == "members":
+        members = _member_values(value) if value is not None else []
+        if op == "add":
+            changes["add"] += members
+        else:
+            changes["replace_members"] = members
+            changes["add"], changes["remove"] = [], []
+    elif key in ("id", "schemas", "meta"):
+        return
+    else:
+        raise ScimProblem(f"“{key}” is not an attribute of groups here.", scim_type="invalidPath")

@@ -1,0 +1,170 @@
+"""An org admin's SCIM pages: tokens (shown once), and groups mapped to products.
+
+``/org/scim`` lists the organisation's SCIM tokens and the base URL to give the
+identity provider; ``/org/scim/groups`` maps the groups the provider pushed to
+products the organisation subscribes to, and lists who could not get a seat.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+
+from portal.catalogue.selectors import product_by_sku
+from portal.db import db
+from portal.errors import DomainError
+from portal.forms import show_errors
+from portal.identity import auth
+from portal.identity.forms import ConfirmForm
+from portal.identity.models import Role
+from portal.scim import selectors, services
+from portal.scim.forms import MappingForm, ScimTokenForm
+from portal.seats.selectors import subscriptions_list
+
+bp = Blueprint("scim", __name__)
+
+
+def _tokens_page(form: ScimTokenForm, status: int = 200):
+    org = auth.current_organisation()
+    return render_template(
+        "sso/scim_tokens.html",
+        org=org,
+        form=form,
+        tokens=selectors.tokens_of(db.session, organisation_id=org.id),
+        base_url=current_app.config["PORTAL_BASE_URL"] + "/scim/v2",
+    ), status
+
+
+@bp.get("/org/scim")
+@auth.role_required(Role.ORG_ADMIN)
+def org_scim():
+    """SCIM tokens and the endpoint to configure at the identity provider."""
+    return _tokens_page(ScimTokenForm())
+
+
+@bp.post("/org/scim")
+@auth.role_required(Role.ORG_ADMIN)
+def org_scim_token_create():
+    """Create a SCIM token; it is shown once, on this answer."""
+    org = auth.current_organisation()
+    form = ScimTokenForm()
+    if form.validate_on_submit():
+        try:
+            token, plaintext = services.token_create(
+                db.session, actor=g.actor, organisation=org, name=form.name.data
+            )
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            return (
+                render_template(
+                    "sso/scim_token_created.html",
+                    token=token,
+                    plaintext=plaintext,
+                    base_url=current_app.config["PORTAL_BASE_URL"] + "/scim/v2",
+                ),
+                201,
+                {"Cache-Control": "no-store"},
+            )
+    return _tokens_page(form, 400)
+
+
+@bp.post("/org/scim/tokens/<int:token_id>/revoke")
+@auth.role_required(Role.ORG_ADMIN)
+def org_scim_token_revoke(token_id: int):
+    """Revoke a SCIM token at once."""
+    org = auth.current_organisation()
+    token = selectors.token_in_scope(db.session, organisation_id=org.id, token_id=token_id)
+    if ConfirmForm().validate_on_submit():
+        services.token_revoke(db.session, actor=g.actor, token=token)
+        db.session.commit()
+        flash(f"SCIM token {token.prefix}… “{token.name}” is revoked.", "success")
+    return redirect(url_for("scim.org_scim"))
+
+
+def _mapping_form(org: Any) -> MappingForm:
+    form = MappingForm()
+    form.group.choices = [
+        (str(grp.id), grp.display_name)
+        for grp in selectors.groups_list(db.session, organisation_id=org.id)
+    ]
+    form.product.choices = [
+        (s.product.sku, s.product.name)
+        for s in subscriptions_list(db.session, organisation_id=org.id)
+    ]
+    return form
+
+
+def _report_flash(report: services.SeatReport) -> None:
+    if report.assigned:
+        flash(f"{len(report.assigned)} seat(s) assigned.", "success")
+    for email, sku, why in report.failed:
+        flash(f"{email} got no seat of {sku}: {why}", "error")
+
+
+@bp.route("/org/scim/groups", methods=["GET", "POST"])
+@auth.role_required(Role.ORG_ADMIN)
+def org_scim_groups():
+    """Groups from the identity provider, their product mappings, and seat shortfalls."""
+    org = auth.current_organisation()
+    form = _mapping_form(org)
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                group = selectors.scim_group(
+                    db.session, organisation_id=org.id, resource_id=form.group.data
+                )
+                product = product_by_sku(db.session, form.product.data, field="product")
+                _, report = services.mapping_create(
+                    db.session, actor=g.actor, organisation=org, group=group, product=product
+                )
+            except DomainError as error:
+                db.session.rollback()
+                show_errors(form, error)
+            else:
+                db.session.commit()
+                flash(f"{group.display_name} now gives seats of {product.name}.", "success")
+                _report_flash(report)
+                return redirect(url_for("scim.org_scim_groups"))
+        status = 400
+    groups = selectors.groups_list(db.session, organisation_id=org.id)
+    return render_template(
+        "sso/scim_groups.html",
+        org=org,
+        form=form,
+        groups=groups,
+        members=selectors.members_of(db.session, [grp.id for grp in groups]),
+        mappings=selectors.mappings_of(db.session, organisation_id=org.id),
+        shortfalls=selectors.shortfalls(db.session, organisation_id=org.id),
+    ), status
+
+
+@bp.post("/org/scim/mappings/<int:mapping_id>/remove")
+@auth.role_required(Role.ORG_ADMIN)
+def org_scim_mapping_remove(mapping_id: int):
+    """Unmap a group; its members lose the seats it gave them."""
+    org = auth.current_organisation()
+    mapping = selectors.mapping_in_scope(db.session, organisation_id=org.id, mapping_id=mapping_id)
+    if ConfirmForm().validate_on_submit():
+        report = services.mapping_delete(db.session, actor=g.actor, mapping=mapping)
+        db.session.commit()
+        flash(f"Mapping removed; {len(report.released)} seat(s) released.", "success")
+    return redirect(url_for("scim.org_scim_groups"))
+
+
+@bp.post("/org/scim/mappings/sync")
+@auth.role_required(Role.ORG_ADMIN)
+def org_scim_mappings_sync():
+    """Give seats again to mapped groups' members who lack one (after adding seats)."""
+    org = auth.current_organisation()
+    if ConfirmForm().validate_on_submit():
+        report = services.mappings_sync(db.session, actor=g.actor, organisation=org)
+        db.session.commit()
+        _report_flash(report)
+        if not report.assigned and not report.failed:
+            flash("Everyone in a mapped group has a seat.", "info")
+    return redirect(url_for("scim.org_scim_groups"))

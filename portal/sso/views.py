@@ -1,0 +1,471 @@
+"""Single sign-on pages: sending people to their provider, the callbacks, and the settings.
+
+* ``/sso/org/<slug>/callback`` and ``/sso/council/callback`` — where providers
+  send people back (one address per connection, so one provider's response
+  can never be taken for another's);
+* ``/login/realm`` — which provider an email goes to (the sign-in page's script);
+* ``/org/sso``, ``/org/domains`` — an org admin's connection and domain claims;
+* ``/council/domains`` — council admins verify claims.
+
+The state, nonce and PKCE verifier of a sign-in in flight are kept in the
+browser's (signed) session under its ``state``, and removed when it returns:
+a callback whose state is missing, unknown, expired or already used is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user
+
+from portal.crypto import SecretUnreadable
+from portal.db import db
+from portal.errors import DomainError
+from portal.extensions import limiter
+from portal.forms import show_errors
+from portal.identity import auth
+from portal.identity import sso as gateway
+from portal.identity.forms import ConfirmForm
+from portal.identity.models import Role
+from portal.sso import selectors, services
+from portal.sso.forms import ConnectionForm, DomainForm
+from portal.sso.selectors import Realm
+from portal.tenancy.selectors import organisation_by_slug
+
+bp = Blueprint("sso", __name__)
+
+PENDING_KEY = "sso_pending"
+MAX_PENDING = 4  # sign-ins in flight per browser (several tabs)
+
+
+# ---------------------------------------------------------------- sign-ins in flight
+
+
+def _remember(pending: gateway.Pending) -> None:
+    waiting = dict(session.get(PENDING_KEY) or {})
+    waiting = {k: v for k, v in waiting.items() if not gateway.Pending.from_dict(v).expired}
+    while len(waiting) >= MAX_PENDING:
+        waiting.pop(min(waiting, key=lambda k: waiting[k]["created"]))
+    waiting[pending.state] = pending.as_dict()
+    session[PENDING_KEY] = waiting
+
+
+def _take(state: str | None) -> gateway.Pending | None:
+    """The sign-in a callback's ``state`` belongs to, removed so it works once."""
+    waiting = dict(session.get(PENDING_KEY) or {})
+    found = waiting.pop(state, None) if state else None
+    session[PENDING_KEY] = waiting
+    return gateway.Pending.from_dict(found) if found else None
+
+
+def _failed(detail: str, status: int = 400, *, stage: str | None = None, code: str | None = None):
+    db.session.rollback()
+    return (
+        render_template("sso/failed.html", detail=detail, stage=stage, code=code),
+        status,
+    )
+
+
+def start_sign_in(realm: Realm, *, email: str | None, next_url: str | None):
+    """Send the browser to the realm's provider (the sign-in page calls this)."""
+    try:
+        if realm.kind == "council":
+            settings = services.council_provider_settings()
+            context: dict[str, Any] = {"purpose": "council"}
+        else:
+            assert realm.connection is not None and realm.organisation is not None
+            settings = services.provider_settings(realm.connection)
+            context = {"purpose": "sign_in", "slug": realm.organisation.slug}
+        context["next"] = auth.safe_next(next_url, "") or None
+        url, pending = gateway.begin(settings, login_hint=email, context=context)
+    except gateway.SsoFailed as error:
+        return _failed(
+            f"{realm.label}'s sign-in could not be started. {error.detail}",
+            error.status,
+            stage=error.stage,
+            code=error.code,
+        )
+    except SecretUnreadable as error:
+        return _failed(str(error), 500, stage="configuration")
+    _remember(pending)
+    return redirect(url)
+
+
+@bp.get("/login/realm")
+@limiter.limit("60 per minute")
+def realm():
+    """Where an email signs in: ``{"sso": true, "label": …}`` or ``{"sso": false}``."""
+    found = selectors.realm_for_email(db.session, request.args.get("email", "")[:254])
+    if found is None:
+        return jsonify(sso=False)
+    return jsonify(sso=True, label=found.label)
+
+
+@bp.get("/sso/council/start")
+def council_start():
+    """Council staff sign in through the council's own provider."""
+    if not selectors.council_sso_configured():
+        return _failed("The council has no single sign-on configured.", 404)
+    label = current_app.config["PORTAL_COUNCIL_NAME"]
+    return start_sign_in(
+        Realm(kind="council", label=label), email=None, next_url=request.args.get("next")
+    )
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+def _callback_pending():
+    pending = _take(request.args.get("state"))
+    if pending is None:
+        return None, _failed(
+            "This sign-in response is not valid here: it was used already, it expired, or it "
+            "did not start in this browser. Nobody was signed in. Start again from the sign-in "
+            "page.",
+            400,
+            stage="state",
+            code="state_invalid",
+        )
+    return pending, None
+
+
+@bp.get("/sso/org/<slug>/callback")
+def org_callback(slug: str):
+    """The organisation's provider sends the person back here with a code."""
+    pending, refusal = _callback_pending()
+    if refusal is not None:
+        return refusal
+    context = pending.context
+    if context.get("slug") != slug:
+        return _failed(
+            "This response belongs to another organisation's sign-in. Nobody was signed in.",
+            400,
+            stage="state",
+            code="sso_mixup",
+        )
+    try:
+        org = organisation_by_slug(db.session, slug)
+    except DomainError:
+        return _failed("No such organisation.", 404)
+    connection = selectors.connection_of(db.session, organisation_id=org.id)
+    if connection is None or (not connection.enabled and context.get("purpose") != "test"):
+        return _failed(f"{org.name} has no single sign-on turned on.", 404)
+    if context.get("purpose") == "test":
+        return _finish_test(connection, pending)
+    try:
+        claims = gateway.finish(
+            services.provider_settings(connection), pending, request.args.to_dict()
+        )
+        user = services.sso_account(
+            db.session, connection=connection, claims=claims, ip=auth.client_ip()
+        )
+    except DomainError as error:
+        return _failed(
+            error.detail, error.status, stage=getattr(error, "stage", None), code=error.code
+        )
+    if current_user.is_authenticated:
+        auth.sign_out()
+    auth.sign_in(user)
+    db.session.commit()
+    return redirect(auth.safe_next(context.get("next"), auth.home_for(user)))
+
+
+@bp.get("/sso/council/callback")
+def council_callback():
+    """The council's provider sends staff back here."""
+    pending, refusal = _callback_pending()
+    if refusal is not None:
+        return refusal
+    if pending.context.get("purpose") != "council":
+        return _failed("This response belongs to another sign-in.", 400, stage="state")
+    try:
+        claims = gateway.finish(
+            services.council_provider_settings(), pending, request.args.to_dict()
+        )
+        user = services.council_account(db.session, claims=claims)
+    except DomainError as error:
+        return _failed(
+            error.detail, error.status, stage=getattr(error, "stage", None), code=error.code
+        )
+    if current_user.is_authenticated:
+        auth.sign_out()
+    auth.sign_in(user)
+    db.session.commit()
+    return redirect(auth.safe_next(pending.context.get("next"), auth.home_for(user)))
+
+
+# ---------------------------------------------------------------- test connection
+
+
+STAGES = (
+    ("discovery", "Discovery (the provider's metadata)"),
+    ("authorisation", "Authorisation (the provider signed someone in)"),
+    ("client_auth", "Client authentication (client id and secret)"),
+    ("token", "Token exchange"),
+    ("id_token", "ID token (signature, issuer, audience, expiry, nonce)"),
+    ("claims", "Claims (email, domain, group) and the portal's rules"),
+)
+
+
+def _report(failed_stage: str | None) -> list[tuple[str, str]]:
+    """Each stage with ok / failed / not reached, for the report."""
+    rows, reached = [], True
+    for stage, label in STAGES:
+        if not reached:
+            rows.append((label, "not reached"))
+        elif stage == failed_stage:
+            rows.append((label, "failed"))
+            reached = False
+        else:
+            rows.append((label, "ok"))
+    return rows
+
+
+def _may_test(connection) -> bool:
+    return (
+        current_user.is_authenticated
+        and current_user.role == Role.ORG_ADMIN
+        and current_user.organisation_id == connection.organisation_id
+    )
+
+
+def _finish_test(connection, pending: gateway.Pending):
+    if not _may_test(connection):
+        return _failed("Only your organisation's admin can test its connection.", 403)
+    actor = auth.current_actor()
+    claims: dict[str, Any] = {}
+    failed_stage, detail = None, ""
+    try:
+        claims = gateway.finish(
+            services.provider_settings(connection), pending, request.args.to_dict()
+        )
+        email, user = services.check_claims(db.session, connection=connection, claims=claims)
+        detail = (
+            f"{email} would sign in to their account."
+            if user is not None
+            else f"{email} would get a new member account at their first sign-in."
+        )
+    except gateway.SsoFailed as error:
+        db.session.rollback()
+        failed_stage, detail = error.stage, error.detail
+    except services.SsoRefused as error:
+        db.session.rollback()
+        failed_stage, detail = "claims", error.detail
+    ok = failed_stage is None
+    summary = ("Connection works. " if ok else f"Failed at {failed_stage}: ") + detail
+    services.connection_record_test(
+        db.session, actor=actor, connection=connection, ok=ok, message=summary
+    )
+    db.session.commit()
+    shown = {
+        k: claims[k]
+        for k in ("iss", "sub", "email", "email_verified", "name", connection.group_claim)
+        if k and k in claims
+    }
+    return render_template(
+        "sso/test_report.html",
+        ok=ok,
+        detail=detail,
+        rows=_report(failed_stage),
+        claims=shown,
+        connection=connection,
+    ), (200 if ok else 422)
+
+
+@bp.post("/org/sso/test")
+@auth.role_required(Role.ORG_ADMIN)
+def org_sso_test():
+    """Run a real sign-in at the provider and report each step (nobody's session changes)."""
+    org = auth.current_organisation()
+    connection = selectors.connection_of(db.session, organisation_id=org.id)
+    if connection is None or not ConfirmForm().validate_on_submit():
+        flash("Save the connection first.", "error")
+        return redirect(url_for("sso.org_sso"))
+    try:
+        url, pending = gateway.begin(
+            services.provider_settings(connection),
+            prompt="login",
+            context={"purpose": "test", "slug": org.slug},
+        )
+    except (gateway.SsoFailed, SecretUnreadable) as error:
+        detail = getattr(error, "detail", str(error))
+        services.connection_record_test(
+            db.session,
+            actor=g.actor,
+            connection=connection,
+            ok=False,
+            message=f"Failed at discovery: {detail}",
+        )
+        db.session.commit()
+        return render_template(
+            "sso/test_report.html",
+            ok=False,
+            detail=detail,
+            rows=_report("discovery"),
+            claims={},
+            connection=connection,
+        ), 422
+    _remember(pending)
+    return redirect(url)
+
+
+# ---------------------------------------------------------------- settings pages
+
+
+def _connection_form(connection) -> ConnectionForm:
+    form = ConnectionForm(obj=connection)
+    if connection is not None and request.method == "GET":
+        form.break_glass_email.data = (
+            connection.break_glass_user.email if connection.break_glass_user else ""
+        )
+    return form
+
+
+@bp.route("/org/sso", methods=["GET", "POST"])
+@auth.role_required(Role.ORG_ADMIN)
+def org_sso():
+    """The organisation's OpenID connection: settings, redirect URI, last test."""
+    org = auth.current_organisation()
+    connection = selectors.connection_of(db.session, organisation_id=org.id)
+    form = _connection_form(connection)
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            data = {
+                name: form[name].data
+                for name in (
+                    "issuer",
+                    "client_id",
+                    "client_secret",
+                    "enabled",
+                    "enforce_sso",
+                    "break_glass_email",
+                    "jit_enabled",
+                    "group_claim",
+                    "required_group",
+                )
+            }
+            try:
+                services.connection_save(db.session, actor=g.actor, organisation=org, data=data)
+            except DomainError as error:
+                db.session.rollback()
+                show_errors(form, error)
+            else:
+                db.session.commit()
+                flash("Single sign-on settings saved. Test the connection now.", "success")
+                return redirect(url_for("sso.org_sso"))
+        status = 400
+    return render_template(
+        "sso/settings.html",
+        org=org,
+        connection=connection,
+        form=form,
+        redirect_uri=services.redirect_uri_for(org),
+        domains=selectors.domains_of(db.session, organisation_id=org.id),
+        confirm_form=ConfirmForm(),
+    ), status
+
+
+@bp.post("/org/sso/delete")
+@auth.role_required(Role.ORG_ADMIN)
+def org_sso_delete():
+    """Remove the connection."""
+    org = auth.current_organisation()
+    connection = selectors.connection_of(db.session, organisation_id=org.id)
+    if connection is not None and ConfirmForm().validate_on_submit():
+        services.connection_delete(db.session, actor=g.actor, connection=connection)
+        db.session.commit()
+        flash("Single sign-on is removed; people sign in with passwords again.", "success")
+    return redirect(url_for("sso.org_sso"))
+
+
+@bp.route("/org/domains", methods=["GET", "POST"])
+@auth.role_required(Role.ORG_ADMIN)
+def org_domains():
+    """The organisation's email domains, and a form to claim one."""
+    org = auth.current_organisation()
+    form = DomainForm()
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                services.domain_claim(
+                    db.session, actor=g.actor, organisation=org, domain=form.domain.data
+                )
+            except DomainError as error:
+                db.session.rollback()
+                show_errors(form, error)
+            else:
+                db.session.commit()
+                flash(
+                    f"{form.domain.data.strip().lower()} is claimed; a council admin will "
+                    "verify it.",
+                    "success",
+                )
+                return redirect(url_for("sso.org_domains"))
+        status = 400
+    return render_template(
+        "sso/domains.html",
+        org=org,
+        form=form,
+        domains=selectors.domains_of(db.session, organisation_id=org.id),
+    ), status
+
+
+@bp.post("/org/domains/<int:domain_id>/remove")
+@auth.role_required(Role.ORG_ADMIN)
+def org_domain_remove(domain_id: int):
+    """Withdraw one of the organisation's own claims."""
+    org = auth.current_organisation()
+    claim = selectors.domain_in_scope(db.session, organisation_id=org.id, domain_id=domain_id)
+    if ConfirmForm().validate_on_submit():
+        services.domain_remove(db.session, actor=g.actor, claim=claim)
+        db.session.commit()
+        flash(f"{claim.domain} is removed.", "success")
+    return redirect(url_for("sso.org_domains"))
+
+
+@bp.get("/council/domains")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def council_domains():
+    """Every organisation's domain claims, pending first."""
+    return render_template(
+        "sso/council_domains.html",
+        domains=selectors.domains_for_council(db.session),
+    )
+
+
+@bp.post("/council/domains/<int:domain_id>/<any(verify, reject):action>")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def council_domain_decide(domain_id: int, action: str):
+    """Verify a claim (the domain then routes to the organisation's provider) or reject it."""
+    claim = selectors.domain_in_scope(db.session, organisation_id=None, domain_id=domain_id)
+    if not ConfirmForm().validate_on_submit():
+        flash("The form expired; nothing was changed. Try again.", "error")
+        return redirect(url_for("sso.council_domains"))
+    label, org_name = claim.domain, claim.organisation.name
+    try:
+        if action == "verify":
+            services.domain_verify(db.session, actor=g.actor, claim=claim)
+        else:
+            services.domain_remove(db.session, actor=g.actor, claim=claim)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.detail, "error")
+    else:
+        db.session.commit()
+        verb = "verified for" if action == "verify" else "rejected for"
+        flash(f"{label} is {verb} {org_name}.", "success")
+    return redirect(url_for("sso.council_domains"))
