@@ -135,9 +135,78 @@ def token_create(
     click.echo(plaintext)
 
 
+@click.command("invoice-run")
+@click.option("--period", required=True, help="The month to invoice, YYYY-MM.")
+@click.option("--finalize", is_flag=True, help="Finalise the drafts: number, PDF, mail.")
+@with_appcontext
+def invoice_run(period: str, finalize: bool) -> None:
+    """Draft (and finalise) every organisation's invoice for a month."""
+    from portal.billing.jobs import invoice_run as run_invoices
+    from portal.db import db
+    from portal.metering.selectors import period_bounds
+
+    try:
+        period_bounds(period)
+    except DomainError as error:
+        raise _fail(error) from error
+    actor = Actor.system("cli")
+    bar = click.progressbar(length=1, label=f"Invoicing {period}", file=sys.stderr)
+    with bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        try:
+            run = run_invoices(
+                db.session, actor=actor, period=period, finalize=finalize, on_progress=progress
+            )
+        except DomainError as error:
+            db.session.rollback()
+            raise _fail(error) from error
+    click.echo(
+        f"{run.period}: {run.organisations_done} organisations, {run.invoices_created} drafts "
+        f"created, {run.invoices_refreshed} refreshed, {run.invoices_finalised} finalised."
+    )
+    if run.error:
+        raise click.ClickException(run.error.splitlines()[0])
+
+
+@click.group("export")
+def export() -> None:
+    """Finance exports."""
+
+
+@export.command("invoices")
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to this file instead of standard output.",
+)
+@with_appcontext
+def export_invoices(period: str, fmt: str, output: str | None) -> None:
+    """One row per invoice line of a month's finalised invoices (and credit notes)."""
+    from portal.billing.exports import export_rows, write_csv, write_json
+    from portal.db import db
+
+    try:
+        rows = export_rows(db.session, period=period)
+        if output:
+            with open(output, "w", newline="", encoding="utf-8") as out:
+                count = (write_csv if fmt == "csv" else write_json)(rows, out)
+            click.echo(f"{count} rows written to {output}.", err=True)
+        else:
+            (write_csv if fmt == "csv" else write_json)(rows, sys.stdout)
+    except DomainError as error:
+        raise _fail(error) from error
+
+
 def register_commands(app: Flask) -> None:
     """Attach the portal's commands to the app's CLI."""
-    for command in (create_admin, demo, token):
+    for command in (create_admin, demo, token, invoice_run, export):
         app.cli.add_command(command)
 
 

@@ -17,3 +17,5 @@ user_deactivated = _signals.signal("user-deactivated")
 pool_capacity_changed = _signals.signal("pool-capacity-changed")
 #: sent with the product when reserved seats of it are given back; kwargs: session, actor
 seats_freed = _signals.signal("seats-freed")
+#: sent with the invoice when it is finalised; kwargs: session, actor (PDF, mail, collection)
+invoice_finalised = _signals.signal("invoice-finalised")

@@ -84,7 +84,12 @@ def _prices(session: Session, currency: str) -> tuple[dict[int, Price], dict[int
 
 
 def charges_for(
-    session: Session, *, organisation: Organisation, period_start: dt.datetime, until: dt.datetime
+    session: Session,
+    *,
+    organisation: Organisation,
+    period_start: dt.datetime,
+    until: dt.datetime,
+    usage_received_until: dt.datetime | None = None,
 ) -> list[Charge]:
     """Charges for ``[period_start, until)`` within one calendar month, in the org's currency.
 
@@ -157,7 +162,11 @@ def charges_for(
         )
 
     aggregates = usage_aggregates(
-        session, start=period_start, end=until, organisation_id=organisation.id
+        session,
+        start=period_start,
+        end=until,
+        organisation_id=organisation.id,
+        received_until=usage_received_until,
     )
     meters = {m.id: m for m in session.scalars(sa.select(Meter))}
     products = {p.id: p for p in session.scalars(sa.select(Product)).unique()}

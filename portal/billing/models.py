@@ -63,6 +63,9 @@ class Invoice(TimestampMixin, Base):
     amount_paid: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
     amount_credited: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
     finalised_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Usage received up to this moment is on the invoice; events of its period that
+    # arrive later are billed as late usage on a following invoice.
+    usage_counted_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     due_on: Mapped[dt.date | None] = mapped_column(sa.Date)
     paid_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     voided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -102,7 +105,9 @@ class InvoiceLine(Base):
     )
     position: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     kind: Mapped[str] = mapped_column(sa.String(16), nullable=False)
-    product_id: Mapped[int | None] = mapped_column(sa.ForeignKey("products.id", ondelete="RESTRICT"))
+    product_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("products.id", ondelete="RESTRICT")
+    )
     product_sku: Mapped[str | None] = mapped_column(sa.String(63))
     description: Mapped[str] = mapped_column(sa.String(500), nullable=False)
     # An exact decimal as text ("11.6000"): seat-months or a meter's aggregate.

@@ -60,10 +60,13 @@ def usage_aggregates(
     end: dt.datetime,
     organisation_id: int | None,
     product_id: int | None = None,
+    received_until: dt.datetime | None = None,
 ) -> list[Aggregate]:
     """Each meter's aggregate per organisation for events with ``start <= occurred_at < end``.
 
     ``organisation_id=None`` aggregates every organisation (council, billing).
+    ``received_until`` leaves out events stored after that moment (billing counts
+    usage up to a cut-off; what arrives later is late usage).
     ``sum``/``max``/``count`` come from one grouped query; ``unique_count`` meters
     from a second one counting distinct values of their property.
     """
@@ -72,6 +75,8 @@ def usage_aggregates(
         where.append(UsageEvent.organisation_id == organisation_id)
     if product_id is not None:
         where.append(UsageEvent.product_id == product_id)
+    if received_until is not None:
+        where.append(UsageEvent.received_at <= received_until)
     grouped = (
         sa.select(
             UsageEvent.organisation_id,

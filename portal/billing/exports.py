@@ -1,0 +1,218 @@
+"""Finance exports of a month's invoices: one row per invoice line (and credit note).
+
+Read with one query and written as the rows come, so a large month streams.
+Text cells that a spreadsheet could take for a formula are made safe
+(:func:`portal.csvutil.safe_cell`). Each invoice's tax is spread over its lines
+by largest remainder, so lines add up to the invoice exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.billing.models import CreditNote, Invoice, InvoiceLine
+from portal.csvutil import safe_cell
+from portal.metering.selectors import period_bounds
+from portal.tenancy.models import Organisation
+
+COLUMNS = (
+    "organisation",
+    "organisation_name",
+    "invoice_number",
+    "invoice_status",
+    "period",
+    "currency",
+    "line",
+    "kind",
+    "product",
+    "description",
+    "quantity",
+    "unit_amount",
+    "net",
+    "tax",
+    "gross",
+)
+
+
+def _spread(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainder; sums exactly)."""
+    whole = sum(weights)
+    if not whole:
+        return [0] * len(weights)
+    shares = [total * w // whole for w in weights]
+    rests = sorted(range(len(weights)), key=lambda i: (total * weights[i]) % whole, reverse=True)
+    for i in rests[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def export_rows(
+    session: Session, *, period: str, organisation_id: int | None = None
+) -> Iterator[tuple]:
+    """Rows of :data:`COLUMNS` for the period's finalised invoices and their credit notes.
+
+    Drafts are left out: finance exports what was issued.
+    """
+    period_bounds(period)
+    query = (
+        sa.select(
+            Organisation.slug,
+            Organisation.name,
+            Invoice.id,
+            Invoice.number,
+            Invoice.status,
+            Invoice.currency,
+            Invoice.tax,
+            InvoiceLine.position,
+            InvoiceLine.kind,
+            InvoiceLine.product_sku,
+            InvoiceLine.description,
+            InvoiceLine.quantity,
+            InvoiceLine.unit_amount,
+            InvoiceLine.amount,
+        )
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .join(Organisation, Organisation.id == Invoice.organisation_id)
+        .where(Invoice.period == period, Invoice.status != "draft")
+        .order_by(Invoice.number, InvoiceLine.position)
+    )
+    if organisation_id is not None:
+        query = query.where(Invoice.organisation_id == organisation_id)
+    pending: list[Any] = []
+    for row in session.execute(query).yield_per(5000):
+        if pending and pending[0][2] != row[2]:
+            yield from _invoice_rows(pending, period)
+            pending = []
+        pending.append(row)
+    if pending:
+        yield from _invoice_rows(pending, period)
+    notes = (
+        sa.select(CreditNote, Organisation.slug, Organisation.name, Invoice.number)
+        .join(Invoice, Invoice.id == CreditNote.invoice_id)
+        .join(Organisation, Organisation.id == CreditNote.organisation_id)
+        .where(Invoice.period == period)
+        .order_by(CreditNote.number)
+    )
+    if organisation_id is not None:
+        notes = notes.where(CreditNote.organisation_id == organisation_id)
+    for note, slug, name, invoice_number in session.execute(notes):
+        yield (
+            slug,
+            name,
+            note.number,
+            "credit_note",
+            period,
+            note.currency,
+            0,
+            "credit_note",
+            "",
+            f"Credit note against {invoice_number}: {note.reason}",
+            "1",
+            None,
+            -note.subtotal,
+            -note.tax,
+            -note.total,
+        )
+
+
+def _invoice_rows(rows: list[Any], period: str) -> Iterator[tuple]:
+    taxes = _spread(rows[0][6], [r[13] for r in rows])
+    for row, tax in zip(rows, taxes, strict=True):
+        (
+            slug,
+            name,
+            _,
+            number,
+            status,
+            currency,
+            _,
+            position,
+            kind,
+            sku,
+            description,
+            quantity,
+            unit_amount,
+            amount,
+        ) = row
+        yield (
+            slug,
+            name,
+            number,
+            status,
+            period,
+            currency,
+            position + 1,
+            kind,
+            sku or "",
+            description,
+            quantity,
+            unit_amount,
+            amount,
+            tax,
+            amount + tax,
+        )
+
+
+@dataclass
+class CurrencyTotals:
+    currency: str
+    invoices: int = 0
+    net: int = 0
+    tax: int = 0
+    gross: int = 0
+
+
+def summary(rows: list[tuple]) -> list[CurrencyTotals]:
+    """Totals per currency of export rows (credit notes subtract)."""
+    totals: dict[str, CurrencyTotals] = {}
+    numbers: dict[str, set[str]] = {}
+    for row in rows:
+        currency = row[5]
+        entry = totals.setdefault(currency, CurrencyTotals(currency))
+        entry.net += row[12]
+        entry.tax += row[13]
+        entry.gross += row[14]
+        if row[3] != "credit_note":
+            numbers.setdefault(currency, set()).add(row[2])
+    for currency, entry in totals.items():
+        entry.invoices = len(numbers.get(currency, ()))
+    return sorted(totals.values(), key=lambda t: t.currency)
+
+
+_TEXT = (0, 1, 2, 8, 9)  # the columns people type: organisation names, descriptions
+
+
+def write_csv(rows: Iterator[tuple], out: io.TextIOBase | Any) -> int:
+    """Write a header and the rows as CSV; returns the number of rows."""
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    count = 0
+    for row in rows:
+        cells = list(row)
+        for i in _TEXT:
+            cells[i] = safe_cell(cells[i])
+        writer.writerow(cells)
+        count += 1
+    return count
+
+
+def write_json(rows: Iterator[tuple], out: io.TextIOBase | Any) -> int:
+    """Write ``{"lines": [...], "summary": [...]}``; returns the number of rows."""
+    materialised = list(rows)
+    json.dump(
+        {
+            "lines": [dict(zip(COLUMNS, row, strict=True)) for row in materialised],
+            "summary": [t.__dict__ for t in summary(materialised)],
+        },
+        out,
+        indent=1,
+    )
+    return len(materialised)
