@@ -277,7 +277,7 @@ def _finish_test(connection, pending: gateway.Pending):
     return render_template(
         "sso/test_report.html",
         ok=ok,
-        detail=detail,
+        detail=summary,
         rows=_report(failed_stage),
         claims=shown,
         connection=connection,
