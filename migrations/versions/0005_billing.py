@@ -60,6 +60,7 @@ def upgrade():
     sa.Column('amount_paid', sa.BigInteger(), nullable=False),
     sa.Column('amount_credited', sa.BigInteger(), nullable=False),
     sa.Column('finalised_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('usage_counted_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('due_on', sa.Date(), nullable=True),
     sa.Column('paid_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('voided_at', sa.DateTime(timezone=True), nullable=True),
