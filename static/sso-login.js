@@ -14,6 +14,12 @@
   var submit = form.querySelector("input[type=submit][name=submit]");
   var signInLabel = submit.value;
   var forcePassword = false;
+  // With this script the page finds the provider by itself: the explicit button and
+  // its hint are for browsers without JavaScript.
+  var ssoButton = form.querySelector("input[type=submit][name=sso]");
+  var hint = document.getElementById("sso-hint");
+  if (ssoButton) ssoButton.hidden = true;
+  if (hint) hint.hidden = true;
   var timer = null;
   var asked = "";
 
