@@ -16,8 +16,10 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
+from portal.db import db
 from portal.identity import auth
 from portal.identity.models import Role
+from portal.money import format_money
 
 bp = Blueprint("web", __name__)
 
@@ -33,8 +35,15 @@ def home():
 @bp.get("/my")
 @login_required
 def my_software():
-    """A member's own software: the seats they hold."""
-    return render_template("my_software.html")
+    """A person's own software: the seats they hold and the seats they asked for."""
+    from portal.seats.selectors import my_software as my_software_of
+
+    mine = None
+    if current_user.organisation_id is not None:
+        mine = my_software_of(
+            db.session, organisation_id=current_user.organisation_id, user_id=current_user.id
+        )
+    return render_template("my_software.html", mine=mine)
 
 
 @bp.get("/healthz")
@@ -57,11 +66,22 @@ def register_blueprints(app: Flask) -> None:
     """Attach every domain's pages."""
     from portal.api.views import bp as tokens_bp
     from portal.audit.views import bp as audit_bp
+    from portal.catalogue.views import bp as catalogue_bp
     from portal.identity.people_views import bp as people_bp
     from portal.identity.views import bp as auth_bp
+    from portal.seats.views import bp as seats_bp
     from portal.tenancy.views import bp as tenancy_bp
 
-    for blueprint in (bp, auth_bp, people_bp, tenancy_bp, audit_bp, tokens_bp):
+    for blueprint in (
+        bp,
+        auth_bp,
+        people_bp,
+        tenancy_bp,
+        audit_bp,
+        tokens_bp,
+        catalogue_bp,
+        seats_bp,
+    ):
         app.register_blueprint(blueprint)
 
     # Single sign-on and SCIM: settings pages, provider callbacks, the /scim/v2 API.
@@ -77,6 +97,8 @@ NAV = {
     Role.COUNCIL_ADMIN: [
         ("tenancy.council_dashboard", "Dashboard"),
         ("tenancy.organisations", "Organisations"),
+        ("catalogue.council_catalogue", "Catalogue"),
+        ("catalogue.vendors", "Vendors"),
         ("people.staff_users", "Council staff"),
         ("sso.council_domains", "Email domains"),
         ("tokens.council_tokens", "API tokens"),
@@ -85,9 +107,13 @@ NAV = {
     Role.FINANCE: [
         ("tenancy.council_dashboard", "Dashboard"),
         ("tenancy.organisations", "Organisations"),
+        ("catalogue.council_catalogue", "Catalogue"),
     ],
     Role.ORG_ADMIN: [
         ("tenancy.org_dashboard", "Dashboard"),
+        ("seats.subscriptions", "Subscriptions"),
+        ("catalogue.member_catalogue", "Catalogue"),
+        ("seats.seat_requests", "Seat requests"),
         ("people.org_users", "People"),
         ("tenancy.org_profile", "Organisation"),
         ("sso.org_sso", "Single sign-on"),
@@ -97,7 +123,10 @@ NAV = {
         ("audit.audit_log", "Audit log"),
         ("web.my_software", "My software"),
     ],
-    Role.MEMBER: [("web.my_software", "My software")],
+    Role.MEMBER: [
+        ("web.my_software", "My software"),
+        ("catalogue.member_catalogue", "Catalogue"),
+    ],
 }
 
 
@@ -113,6 +142,11 @@ def register_template_helpers(app: Flask) -> None:
     @app.template_filter("date")
     def format_date(value: dt.date | dt.datetime | None) -> str:
         return "—" if value is None else value.strftime("%Y-%m-%d")
+
+    @app.template_filter("money")
+    def money(amount_minor: int | None, currency: str | None) -> str:
+        """``{{ price.unit_amount | money(price.currency) }}`` → ``€12.50``, ``¥1,500``."""
+        return format_money(amount_minor, currency)
 
     @app.template_filter("percent_bp")
     def percent_bp(value: int | None) -> str:

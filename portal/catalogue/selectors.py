@@ -195,3 +195,156 @@ def catalogue_list(
 def product_figures(session: Session, product: Product, day: dt.date) -> ProductFigures:
     """One product's seat figures."""
     return catalogue_list(session, day=day, product_ids=[product.id])[0]
+
+
+def vendors_overview(session: Session) -> list[tuple[Vendor, int]]:
+    """Every vendor, by name, with how many products it has (one query)."""
+    rows = session.execute(
+        sa.select(Vendor, sa.func.count(Product.id))
+        .outerjoin(Product, Product.vendor_id == Vendor.id)
+        .group_by(Vendor.id)
+        .order_by(Vendor.name)
+    ).all()
+    return [(vendor, int(n)) for vendor, n in rows]
+
+
+def pool_of_product(session: Session, *, product_id: int, pool_id: int) -> LicencePool:
+    """A pool of the given product, or :class:`NotFound` (another product's pool id too)."""
+    pool = session.scalar(
+        sa.select(LicencePool).where(
+            LicencePool.id == pool_id, LicencePool.product_id == product_id
+        )
+    )
+    if pool is None:
+        raise NotFound("No such pool of this product.")
+    return pool
+
+
+def seat_prices(session: Session, *, currency: str, product_ids: list[int]) -> dict[int, Price]:
+    """The seat price in ``currency`` of each of ``product_ids`` that has one."""
+    if not product_ids:
+        return {}
+    prices = session.scalars(
+        sa.select(Price).where(
+            Price.product_id.in_(product_ids), Price.currency == currency, Price.model == "seat"
+        )
+    ).unique()
+    return {price.product_id: price for price in prices}
+
+
+@dataclass
+class ProductOverview:
+    """Everything the council's product page shows."""
+
+    figures: ProductFigures
+    pools: list[LicencePool]
+    prices: list[Price]
+    holders: list  # (Subscription, assigned seats) pairs
+
+    @property
+    def product(self) -> Product:
+        return self.figures.product
+
+
+def product_overview(session: Session, *, sku: str, day: dt.date) -> ProductOverview:
+    """A product with its seat figures, pools, prices and the organisations holding seats."""
+    from portal.seats.selectors import holders_of_product
+
+    product = product_by_sku(session, sku)
+    return ProductOverview(
+        figures=product_figures(session, product, day),
+        pools=pools_of_product(session, product.id),
+        prices=prices_of_product(session, product.id),
+        holders=holders_of_product(session, product.id),
+    )
+
+
+@dataclass
+class CatalogueEntry:
+    """A product as one organisation's people see it in the catalogue."""
+
+    figures: ProductFigures
+    price: Price | None  # the seat price in the organisation's currency
+    subscription: object | None  # the organisation's live subscription, if any
+    has_seat: bool  # the reader holds a seat of it
+    requested: bool  # the reader has a pending seat request for it
+
+    @property
+    def product(self) -> Product:
+        return self.figures.product
+
+
+def member_catalogue(
+    session: Session,
+    *,
+    organisation_id: int,
+    currency: str,
+    user_id: int,
+    day: dt.date,
+    search: str | None = None,
+    product_ids: list[int] | None = None,
+) -> list[CatalogueEntry]:
+    """The catalogue for a person of an organisation: figures, price, and where they stand.
+
+    Everything read about the organisation and the person is scoped to them.
+    """
+    from portal.seats.models import SeatAssignment, SeatRequest, Subscription
+
+    figures = catalogue_list(session, day=day, search=search, product_ids=product_ids)
+    ids = [f.product.id for f in figures]
+    if not ids:
+        return []
+    prices = seat_prices(session, currency=currency, product_ids=ids)
+    subscriptions = {
+        s.product_id: s
+        for s in session.scalars(
+            sa.select(Subscription).where(
+                Subscription.organisation_id == organisation_id,
+                Subscription.product_id.in_(ids),
+                Subscription.status != "cancelled",
+            )
+        ).unique()
+    }
+    held = set(
+        session.scalars(
+            sa.select(SeatAssignment.product_id).where(
+                SeatAssignment.organisation_id == organisation_id,
+                SeatAssignment.user_id == user_id,
+                SeatAssignment.released_at.is_(None),
+            )
+        )
+    )
+    requested = set(
+        session.scalars(
+            sa.select(SeatRequest.product_id).where(
+                SeatRequest.organisation_id == organisation_id,
+                SeatRequest.user_id == user_id,
+                SeatRequest.status == "pending",
+            )
+        )
+    )
+    return [
+        CatalogueEntry(
+            figures=f,
+            price=prices.get(f.product.id),
+            subscription=subscriptions.get(f.product.id),
+            has_seat=f.product.id in held,
+            requested=f.product.id in requested,
+        )
+        for f in figures
+    ]
+
+
+def member_catalogue_entry(
+    session: Session, *, organisation_id: int, currency: str, user_id: int, day: dt.date, sku: str
+) -> CatalogueEntry:
+    """One product of :func:`member_catalogue`, or :class:`NotFound`."""
+    product = product_by_sku(session, sku)
+    return member_catalogue(
+        session,
+        organisation_id=organisation_id,
+        currency=currency,
+        user_id=user_id,
+        day=day,
+        product_ids=[product.id],
+    )[0]

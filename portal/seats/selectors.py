@@ -6,6 +6,8 @@ pass it only for council staff and council tokens.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -168,3 +170,95 @@ def holders_of_product(session: Session, product_id: int) -> list[tuple[Subscrip
     subscriptions = subscriptions_list(session, organisation_id=None, product_id=product_id)
     counts = assigned_counts(session, [s.id for s in subscriptions])
     return [(s, counts.get(s.id, 0)) for s in subscriptions]
+
+
+def subscriptions_with_assigned(
+    session: Session, *, organisation_id: int, include_cancelled: bool = True
+) -> list[tuple[Subscription, int]]:
+    """An organisation's subscriptions, live ones first, each with its assigned seats."""
+    subscriptions = subscriptions_list(
+        session, organisation_id=organisation_id, include_cancelled=include_cancelled
+    )
+    subscriptions.sort(key=lambda s: (s.status == "cancelled", s.product.name.lower(), s.id))
+    counts = assigned_counts(session, [s.id for s in subscriptions])
+    return [(s, counts.get(s.id, 0)) for s in subscriptions]
+
+
+@dataclass
+class SubscriptionOverview:
+    """One subscription with the people holding its seats."""
+
+    subscription: Subscription
+    seats: list[SeatAssignment]
+
+    @property
+    def assigned(self) -> int:
+        return len(self.seats)
+
+    @property
+    def unassigned(self) -> int:
+        """Reserved seats nobody holds yet."""
+        return max(0, self.subscription.quantity - self.assigned)
+
+
+def subscription_overview(
+    session: Session, *, organisation_id: int, subscription_id: int
+) -> SubscriptionOverview:
+    """A subscription of the organisation and its seat holders; another's is :class:`NotFound`."""
+    subscription = subscription_in_scope(
+        session, organisation_id=organisation_id, subscription_id=subscription_id
+    )
+    return SubscriptionOverview(
+        subscription,
+        active_seats(session, organisation_id=organisation_id, subscription_id=subscription.id),
+    )
+
+
+@dataclass
+class MySoftware:
+    """What a person holds and what they asked for."""
+
+    seats: list[SeatAssignment]
+    requests: list[SeatRequest]
+
+
+def my_software(session: Session, *, organisation_id: int, user_id: int) -> MySoftware:
+    """A person's active seats and their pending seat requests."""
+    return MySoftware(
+        seats=my_seats(session, organisation_id=organisation_id, user_id=user_id),
+        requests=seat_requests_list(session, organisation_id=organisation_id, user_id=user_id),
+    )
+
+
+@dataclass
+class PendingRequest:
+    """A pending seat request beside the subscription that would supply the seat."""
+
+    request: SeatRequest
+    subscription: Subscription | None
+    unassigned: int  # seats of that subscription nobody holds yet
+
+
+def seat_requests_overview(session: Session, *, organisation_id: int) -> list[PendingRequest]:
+    """An organisation's pending seat requests, oldest first, with the seats free to give."""
+    requests = seat_requests_list(session, organisation_id=organisation_id)
+    requests.reverse()
+    product_ids = list({r.product_id for r in requests})
+    subscriptions = {
+        s.product_id: s
+        for s in session.scalars(
+            sa.select(Subscription).where(
+                Subscription.organisation_id == organisation_id,
+                Subscription.product_id.in_(product_ids),
+                Subscription.status != "cancelled",
+            )
+        ).unique()
+    }
+    counts = assigned_counts(session, [s.id for s in subscriptions.values()])
+    out = []
+    for request in requests:
+        sub = subscriptions.get(request.product_id)
+        free = max(0, sub.quantity - counts.get(sub.id, 0)) if sub else 0
+        out.append(PendingRequest(request, sub, free))
+    return out
+

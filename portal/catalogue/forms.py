@@ -1,0 +1,390 @@
+"""Forms for the council's catalogue pages: vendors, products, meters, pools and prices.
+
+The forms give CSRF protection and HTML hints; the rules are the services'.
+Money is typed in the currency's major unit and turned into minor units here,
+with :func:`portal.money.to_minor`; an amount that does not fit the currency
+(three decimals in EUR, any in JPY) is refused beside its field.
+
+Choices are set per instance: WTForms 3.3 deprecates tuples given to a field's
+constructor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash
+from flask_wtf import FlaskForm
+from wtforms import (
+    DateField,
+    DecimalField,
+    EmailField,
+    FieldList,
+    Form,
+    FormField,
+    IntegerField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+    URLField,
+)
+from wtforms.validators import InputRequired, Length, Optional
+
+from portal.errors import DomainError, ValidationFailed
+from portal.forms import show_errors
+from portal.money import to_minor
+from portal.tenancy.forms import currency_choices
+
+VENDOR_STATUS_CHOICES = [
+    ("active", "Active"),
+    ("under_review", "Under review (members cannot newly subscribe)"),
+    ("suspended", "Suspended (members cannot newly subscribe)"),
+]
+AGGREGATION_CHOICES = [
+    ("sum", "Sum of the quantities"),
+    ("count", "Count of the events"),
+    ("max", "Highest quantity"),
+    ("unique_count", "Count of distinct values of a property"),
+]
+MODEL_CHOICES = [("seat", "Per seat per month"), ("metered", "Per unit of a meter")]
+TIER_MODE_CHOICES = [
+    ("", "No tiers (one unit price)"),
+    ("graduated", "Graduated: each unit at its own tier's price"),
+    ("volume", "Volume: every unit at the price of the tier the total falls in"),
+]
+TIER_ROWS = 5
+_AMOUNT = {"step": "any", "min": "0", "inputmode": "decimal"}
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+def _minor(
+    amount: Any, currency: str, field: str, errors: dict[str, list[str]], default: int | None
+) -> int | None:
+    """``amount`` (a Decimal or None) in minor units, or a message under ``field``."""
+    if amount is None:
+        if default is None:
+            errors.setdefault(field, []).append("Enter an amount (0 for free).")
+        return default
+    try:
+        return to_minor(amount, currency)
+    except ValueError as exc:
+        errors.setdefault(field, []).append(str(exc))
+        return None
+
+
+# ---------------------------------------------------------------- vendors
+
+
+class VendorForm(FlaskForm):
+    """Create or edit a vendor; the slug is given once (an edit drops the field)."""
+
+    slug = StringField(
+        "Slug",
+        validators=[InputRequired(), Length(min=3, max=63)],
+        description="Lower-case letters, digits and hyphens, e.g. acme-soft; used in the API.",
+    )
+    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
+    status = SelectField("Status")
+    status_note = TextAreaField(
+        "Status note",
+        validators=[Optional(), Length(max=500)],
+        description="Why the vendor is under review or suspended; members see it.",
+    )
+    contact_email = EmailField("Contact email", validators=[Optional(), Length(max=254)])
+    website = URLField("Website", validators=[Optional(), Length(max=500)])
+    submit = SubmitField("Save vendor")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.status.choices = VENDOR_STATUS_CHOICES
+
+    def service_data(self) -> dict[str, Any]:
+        """The fields as the vendor services take them (blank optional fields are None)."""
+        data = {"slug": self.slug.data} if "slug" in self else {}
+        return data | {
+            "name": self.name.data,
+            "status": self.status.data,
+            "status_note": _blank_to_none(self.status_note.data),
+            "contact_email": _blank_to_none(self.contact_email.data),
+            "website": _blank_to_none(self.website.data),
+        }
+
+
+# ---------------------------------------------------------------- products and meters
+
+
+class ProductForm(FlaskForm):
+    """A new product of a vendor."""
+
+    vendor = SelectField("Vendor", validators=[InputRequired()])
+    sku = StringField(
+        "SKU",
+        validators=[InputRequired(), Length(min=3, max=63)],
+        description="Lower-case letters, digits and hyphens, e.g. cad-suite. It never changes.",
+    )
+    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
+    description = TextAreaField("Description", validators=[Optional(), Length(max=5000)])
+    launch_url = URLField(
+        "Launch URL",
+        validators=[Optional(), Length(max=500)],
+        description="Where people with a seat open the product (https://…).",
+    )
+    submit = SubmitField("Create product")
+
+    def __init__(self, *args: Any, vendors: list | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.vendor.choices = [("", "Choose a vendor")] + [
+            (v.slug, f"{v.name} ({v.status.replace('_', ' ')})") for v in vendors or []
+        ]
+
+    def service_data(self) -> dict[str, Any]:
+        return {
+            "vendor": self.vendor.data,
+            "sku": self.sku.data,
+            "name": self.name.data,
+            "description": self.description.data or "",
+            "launch_url": _blank_to_none(self.launch_url.data),
+        }
+
+
+class ProductEditForm(FlaskForm):
+    """Change a product's name, description or launch link."""
+
+    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
+    description = TextAreaField("Description", validators=[Optional(), Length(max=5000)])
+    launch_url = URLField("Launch URL", validators=[Optional(), Length(max=500)])
+    submit = SubmitField("Save product")
+
+    def service_data(self) -> dict[str, Any]:
+        return {
+            "name": self.name.data,
+            "description": self.description.data or "",
+            "launch_url": _blank_to_none(self.launch_url.data),
+        }
+
+
+class MeterForm(FlaskForm):
+    """A meter of a product: what its vendor counts."""
+
+    key = StringField(
+        "Key",
+        validators=[InputRequired(), Length(max=63)],
+        description="As vendors send it in usage events, e.g. api_calls.",
+    )
+    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
+    unit = StringField(
+        "Unit", validators=[InputRequired(), Length(max=40)], description="e.g. call, GB"
+    )
+    aggregation = SelectField("Adds up as")
+    property = StringField(
+        "Property",
+        validators=[Optional(), Length(max=63)],
+        description="For distinct counts only: the event property whose values are counted.",
+    )
+    submit = SubmitField("Add meter")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.aggregation.choices = AGGREGATION_CHOICES
+
+    def service_data(self) -> dict[str, Any]:
+        return {
+            "key": self.key.data,
+            "name": self.name.data,
+            "unit": self.unit.data,
+            "aggregation": self.aggregation.data,
+            "property": _blank_to_none(self.property.data),
+        }
+
+
+# ---------------------------------------------------------------- pools
+
+
+class PoolForm(FlaskForm):
+    """Seats the council bought for a term, at a unit cost per seat-month."""
+
+    capacity = IntegerField("Seats", validators=[InputRequired()], render_kw={"min": "1"})
+    starts_on = DateField("Starts on", validators=[InputRequired()])
+    ends_on = DateField("Ends on", validators=[InputRequired()])
+    unit_cost_amount = DecimalField(
+        "Unit cost per seat-month",
+        places=None,
+        validators=[InputRequired()],
+        render_kw=_AMOUNT,
+        description="What the council pays, in the currency's units (e.g. 12.50).",
+    )
+    unit_cost_currency = SelectField("Currency", validators=[InputRequired()])
+    reference = StringField(
+        "Contract reference", validators=[Optional(), Length(max=200)], description="Optional."
+    )
+    submit = SubmitField("Add pool")
+
+    # Where the services' field names are shown on this form.
+    ALIASES = {
+        "unit_cost.amount": "unit_cost_amount",
+        "unit_cost.currency": "unit_cost_currency",
+        "unit_cost": "unit_cost_amount",
+        "_": "ends_on",  # the one rule across fields: the term's order
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unit_cost_currency.choices = currency_choices()
+
+    def service_data(self, sku: str) -> dict[str, Any]:
+        """The pool as :func:`~portal.catalogue.services.pool_create` takes it."""
+        errors: dict[str, list[str]] = {}
+        currency = self.unit_cost_currency.data
+        amount = _minor(self.unit_cost_amount.data, currency, "unit_cost_amount", errors, None)
+        if errors:
+            raise ValidationFailed("Some fields need attention.", errors=errors)
+        return {
+            "product": sku,
+            "capacity": self.capacity.data,
+            "starts_on": self.starts_on.data,
+            "ends_on": self.ends_on.data,
+            "unit_cost": {"amount": amount, "currency": currency},
+            "reference": _blank_to_none(self.reference.data),
+        }
+
+
+class PoolEditForm(FlaskForm):
+    """Grow or shrink a pool, or move its end."""
+
+    capacity = IntegerField("Seats", validators=[InputRequired()])
+    ends_on = DateField("Ends on", validators=[Optional()])
+    submit = SubmitField("Save")
+
+    def service_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"capacity": self.capacity.data}
+        if self.ends_on.data is not None:
+            data["ends_on"] = self.ends_on.data
+        return data
+
+
+# ---------------------------------------------------------------- prices
+
+
+class TierForm(Form):
+    """One row of a tiered price; a row left empty is ignored."""
+
+    up_to = IntegerField("Up to (units)", validators=[Optional()], render_kw={"min": "1"})
+    unit_amount = DecimalField(
+        "Unit price", places=None, validators=[Optional()], render_kw=_AMOUNT
+    )
+    flat_amount = DecimalField(
+        "Flat amount", places=None, validators=[Optional()], render_kw=_AMOUNT
+    )
+
+    def is_empty(self) -> bool:
+        return all(f.data is None for f in (self.up_to, self.unit_amount, self.flat_amount))
+
+
+class PriceForm(FlaskForm):
+    """What members pay for a product in one currency, flat or in tiers."""
+
+    currency = SelectField("Currency", validators=[InputRequired()])
+    model = SelectField("Charged")
+    meter = SelectField("Meter (metered prices)", validators=[Optional()])
+    unit_amount = DecimalField(
+        "Unit price",
+        places=None,
+        validators=[Optional()],
+        render_kw=_AMOUNT,
+        description="Per seat per month, or per unit of the meter, in the currency's units.",
+    )
+    tier_mode = SelectField("Tiers", validators=[Optional()])
+    tiers = FieldList(FormField(TierForm), min_entries=TIER_ROWS, max_entries=TIER_ROWS)
+    submit = SubmitField("Add price")
+
+    def __init__(self, *args: Any, meters: list | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency.choices = currency_choices()
+        self.model.choices = MODEL_CHOICES
+        self.meter.choices = [("", "No meter (seat price)")] + [
+            (m.key, f"{m.name} ({m.key}, per {m.unit})") for m in meters or []
+        ]
+        self.tier_mode.choices = TIER_MODE_CHOICES
+        self._tier_rows: list[int] = []
+
+    def service_data(self, sku: str) -> dict[str, Any]:
+        """The price as :func:`~portal.catalogue.services.price_create` takes it.
+
+        Empty tier rows are left out; the others keep their order. A row without
+        an upper limit is the open-ended last tier.
+        """
+        errors: dict[str, list[str]] = {}
+        currency = self.currency.data
+        tiers = []
+        self._tier_rows = []
+        for index, entry in enumerate(self.tiers.entries):
+            row = entry.form
+            if row.is_empty():
+                continue
+            prefix = f"tiers-{index}"
+            tiers.append(
+                {
+                    "up_to": row.up_to.data,
+                    "unit_amount": _minor(
+                        row.unit_amount.data, currency, f"{prefix}-unit_amount", errors, 0
+                    ),
+                    "flat_amount": _minor(
+                        row.flat_amount.data, currency, f"{prefix}-flat_amount", errors, 0
+                    ),
+                }
+            )
+            self._tier_rows.append(index)
+        amount = _minor(
+            self.unit_amount.data, currency, "unit_amount", errors, 0 if tiers else None
+        )
+        if errors:
+            self._place_row_errors(errors)
+            raise ValidationFailed("Some fields need attention.", errors=errors)
+        return {
+            "product": sku,
+            "currency": currency,
+            "model": self.model.data,
+            "meter": _blank_to_none(self.meter.data),
+            "unit_amount": amount,
+            "tier_mode": _blank_to_none(self.tier_mode.data) if tiers else None,
+            "tiers": tiers,
+        }
+
+    def _place_row_errors(self, errors: dict[str, list[str]]) -> None:
+        """Move ``tiers-N-field`` messages onto the tier rows' own fields."""
+        for key in [k for k in errors if k.startswith("tiers-")]:
+            _, index, name = key.split("-", 2)
+            field = self.tiers.entries[int(index)].form[name]
+            field.errors = list(field.errors or []) + errors.pop(key)
+
+    def show_errors(self, error: DomainError) -> None:
+        """Put a refusal's messages beside the fields, the tier rows' included.
+
+        The services number tiers among the rows that were filled in
+        (``tiers.1.unit_amount``); the form's rows include the empty ones.
+        """
+        remaining: dict[str, list[str]] = {}
+        for key, messages in (error.errors or {}).items():
+            parts = key.split(".")
+            if (
+                len(parts) == 3
+                and parts[0] == "tiers"
+                and parts[1].isdigit()
+                and int(parts[1]) < len(self._tier_rows)
+                and parts[2] in ("up_to", "unit_amount", "flat_amount")
+            ):
+                field = self.tiers.entries[self._tier_rows[int(parts[1])]].form[parts[2]]
+                field.errors = list(field.errors or []) + list(messages)
+            else:
+                remaining[key] = list(messages)
+        if remaining:
+            show_errors(self, DomainError(error.detail, errors=remaining))
+        else:
+            flash(error.detail, "error")

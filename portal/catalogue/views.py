@@ -1,0 +1,295 @@
+"""Catalogue pages: vendors, products, meters, pools and prices; the members' catalogue.
+
+Council admins change the catalogue; finance reads the council pages. Every
+person of an organisation browses ``/catalogue``, where members ask for a seat
+and org admins subscribe (those actions are the seats domain's, see
+:mod:`portal.seats.views`).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from portal.catalogue import selectors, services
+from portal.catalogue.forms import (
+    MeterForm,
+    PoolEditForm,
+    PoolForm,
+    PriceForm,
+    ProductEditForm,
+    ProductForm,
+    VendorForm,
+)
+from portal.db import db, now_utc
+from portal.errors import DomainError
+from portal.forms import show_errors
+from portal.identity import auth
+from portal.identity.models import Role
+
+bp = Blueprint("catalogue", __name__)
+
+COUNCIL = (Role.COUNCIL_ADMIN, Role.FINANCE)
+SEARCH_MAX = 100
+
+
+def _search_term() -> str:
+    return request.args.get("q", "").strip()[:SEARCH_MAX]
+
+
+def _status() -> int:
+    """200 for a fresh form, 400 for a submitted one shown again with its messages.
+
+    (A stale CSRF token never reaches a view: CSRFProtect refuses it with a page
+    that says nothing was saved.)
+    """
+    return 400 if request.method == "POST" else 200
+
+
+# ---------------------------------------------------------------- council: catalogue
+
+
+@bp.get("/council/catalogue")
+@auth.role_required(*COUNCIL)
+def council_catalogue():
+    """Every product with its capacity in force, reserved, assigned, free and waiting seats."""
+    search = _search_term()
+    products = selectors.catalogue_list(db.session, day=now_utc().date(), search=search or None)
+    return render_template("catalogue/council_catalogue.html", products=products, q=search)
+
+
+# ---------------------------------------------------------------- council: vendors
+
+
+@bp.get("/council/vendors")
+@auth.role_required(*COUNCIL)
+def vendors():
+    """The council's suppliers and their standing."""
+    return render_template("catalogue/vendors.html", vendors=selectors.vendors_overview(db.session))
+
+
+@bp.route("/council/vendors/new", methods=["GET", "POST"])
+@auth.role_required(Role.COUNCIL_ADMIN)
+def vendor_new():
+    """Add a supplier."""
+    form = VendorForm()
+    if form.validate_on_submit():
+        try:
+            vendor = services.vendor_create(db.session, actor=g.actor, data=form.service_data())
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            flash(f"{vendor.name} is added.", "success")
+            return redirect(url_for("catalogue.vendors"))
+    return render_template("catalogue/vendor_form.html", form=form, vendor=None), _status()
+
+
+@bp.route("/council/vendors/<slug>", methods=["GET", "POST"])
+@auth.role_required(*COUNCIL)
+def vendor_edit(slug: str):
+    """A supplier's details and status; council admins change them (the slug stays)."""
+    vendor = selectors.vendor_by_slug(db.session, slug)
+    form = VendorForm(obj=vendor)
+    del form.slug  # the slug stays
+    if request.method == "POST":
+        if current_user.role != Role.COUNCIL_ADMIN:
+            abort(403)
+        if form.validate_on_submit():
+            try:
+                services.vendor_update(
+                    db.session, actor=g.actor, vendor=vendor, data=form.service_data()
+                )
+            except DomainError as error:
+                db.session.rollback()
+                show_errors(form, error)
+            else:
+                db.session.commit()
+                flash(f"{vendor.name} is saved.", "success")
+                return redirect(url_for("catalogue.vendors"))
+    return render_template("catalogue/vendor_form.html", form=form, vendor=vendor), _status()
+
+
+# ---------------------------------------------------------------- council: products
+
+
+@bp.route("/council/products/new", methods=["GET", "POST"])
+@auth.role_required(Role.COUNCIL_ADMIN)
+def product_new():
+    """Add a product of a vendor; meters, pools and prices follow on its page."""
+    form = ProductForm(vendors=selectors.vendors_list(db.session))
+    if request.method == "GET" and request.args.get("vendor"):
+        form.vendor.data = request.args["vendor"]
+    if form.validate_on_submit():
+        try:
+            product = services.product_create(db.session, actor=g.actor, data=form.service_data())
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            flash(f"{product.name} is created. Add its pools and prices below.", "success")
+            return redirect(url_for("catalogue.product_detail", sku=product.sku))
+    return render_template("catalogue/product_new.html", form=form), _status()
+
+
+def _product_page(sku: str, status: int = 200, **forms):
+    """The product page, with the forms given (fresh ones for the others)."""
+    overview = selectors.product_overview(db.session, sku=sku, day=now_utc().date())
+    product = overview.product
+    forms.setdefault("edit_form", ProductEditForm(prefix="product", obj=product))
+    forms.setdefault("meter_form", MeterForm(prefix="meter"))
+    forms.setdefault("pool_form", PoolForm(prefix="pool"))
+    forms.setdefault("price_form", PriceForm(prefix="price", meters=product.meters))
+    return (
+        render_template(
+            "catalogue/product_detail.html",
+            overview=overview,
+            product=product,
+            figures=overview.figures,
+            today=now_utc().date(),
+            pool_edit_form=PoolEditForm(),
+            **forms,
+        ),
+        status,
+    )
+
+
+@bp.get("/council/products/<sku>")
+@auth.role_required(*COUNCIL)
+def product_detail(sku: str):
+    """A product: description, launch link, meters, pools, prices and who holds seats."""
+    return _product_page(sku)
+
+
+@bp.post("/council/products/<sku>")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def product_edit(sku: str):
+    """Change the product's name, description or launch link."""
+    product = selectors.product_by_sku(db.session, sku)
+    form = ProductEditForm(prefix="product")
+    if form.validate_on_submit():
+        try:
+            services.product_update(
+                db.session, actor=g.actor, product=product, data=form.service_data()
+            )
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            flash("Product saved.", "success")
+            return redirect(url_for("catalogue.product_detail", sku=product.sku))
+    return _product_page(sku, 400, edit_form=form)
+
+
+@bp.post("/council/products/<sku>/meters")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def meter_new(sku: str):
+    """Add a meter to the product."""
+    product = selectors.product_by_sku(db.session, sku)
+    form = MeterForm(prefix="meter")
+    if form.validate_on_submit():
+        try:
+            meter = services.meter_create(
+                db.session, actor=g.actor, product=product, data=form.service_data()
+            )
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            flash(f"Meter “{meter.key}” is added.", "success")
+            return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="meters"))
+    return _product_page(sku, 400, meter_form=form)
+
+
+@bp.post("/council/products/<sku>/pools")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def pool_new(sku: str):
+    """Record seats the council bought; waiting organisations may get seats at once."""
+    product = selectors.product_by_sku(db.session, sku)
+    form = PoolForm(prefix="pool")
+    if form.validate_on_submit():
+        try:
+            pool = services.pool_create(
+                db.session, actor=g.actor, data=form.service_data(product.sku)
+            )
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error, aliases=PoolForm.ALIASES)
+        else:
+            db.session.commit()
+            flash(f"A pool of {pool.capacity} seats is added.", "success")
+            return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="pools"))
+    return _product_page(sku, 400, pool_form=form)
+
+
+@bp.post("/council/products/<sku>/pools/<int:pool_id>")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def pool_edit(sku: str, pool_id: int):
+    """Grow or shrink a pool, or move its end; shrinking below reserved seats is refused."""
+    product = selectors.product_by_sku(db.session, sku)
+    pool = selectors.pool_of_product(db.session, product_id=product.id, pool_id=pool_id)
+    form = PoolEditForm()
+    if not form.validate_on_submit():
+        problems = [f"{f.label.text}: {m}" for f in form if f.errors for m in f.errors]
+        flash(" ".join(problems) or "Nothing was changed.", "error")
+    else:
+        try:
+            services.pool_update(db.session, actor=g.actor, pool=pool, data=form.service_data())
+        except DomainError as error:
+            db.session.rollback()
+            messages = [m for ms in error.errors.values() for m in ms]
+            flash(" ".join([error.detail, *messages]), "error")
+        else:
+            db.session.commit()
+            flash(f"The pool now has {pool.capacity} seats until {pool.ends_on}.", "success")
+    return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="pools"))
+
+
+@bp.post("/council/products/<sku>/prices")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def price_new(sku: str):
+    """Set what members pay in one currency: per seat, or per unit of a meter, flat or tiered."""
+    product = selectors.product_by_sku(db.session, sku)
+    form = PriceForm(prefix="price", meters=product.meters)
+    if form.validate_on_submit():
+        try:
+            price = services.price_create(
+                db.session, actor=g.actor, data=form.service_data(product.sku)
+            )
+        except DomainError as error:
+            db.session.rollback()
+            form.show_errors(error)
+        else:
+            db.session.commit()
+            flash(f"The {price.model} price in {price.currency} is added.", "success")
+            return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="prices"))
+    return _product_page(sku, 400, price_form=form)
+
+
+# ---------------------------------------------------------------- members
+
+
+@bp.get("/catalogue")
+@auth.role_required(Role.ORG_ADMIN, Role.MEMBER)
+def member_catalogue():
+    """The products a person's organisation can take seats of, with search."""
+    org = auth.current_organisation()
+    search = _search_term()
+    entries = selectors.member_catalogue(
+        db.session,
+        organisation_id=org.id,
+        currency=org.currency,
+        user_id=current_user.id,
+        day=now_utc().date(),
+        search=search or None,
+    )
+    return render_template(
+        "catalogue/member_catalogue.html",
+        entries=entries,
+        org=org,
+        q=search,
+    )

@@ -1,0 +1,123 @@
+"""Forms for subscriptions, seats and seat requests.
+
+Choices are set per instance: WTForms 3.3 deprecates tuples given to a field's
+constructor.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    IntegerField,
+    RadioField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import InputRequired, Length, Optional
+
+# What each ``on_shortage`` choice does, in plain words.
+ON_SHORTAGE_CHOICES = [
+    (
+        "reject",
+        "All or nothing: if not every seat is free, take none and tell me.",
+    ),
+    (
+        "waitlist",
+        "Take the free seats now and put the rest on the waiting list; they are added "
+        "automatically, first come first served, as seats free up.",
+    ),
+    (
+        "partial",
+        "Take the free seats now and forget the rest.",
+    ),
+]
+BULK_MAX_EMAILS = 500
+
+
+def _shortage_field() -> RadioField:
+    return RadioField("If not enough seats are free", default="reject")
+
+
+class SubscribeForm(FlaskForm):
+    """An org admin reserves seats of a product for the organisation."""
+
+    quantity = IntegerField("Seats", validators=[InputRequired()], render_kw={"min": "1"})
+    on_shortage = _shortage_field()
+    submit = SubmitField("Subscribe")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_shortage.choices = ON_SHORTAGE_CHOICES
+
+
+class ResizeForm(SubscribeForm):
+    """Change the seats reserved."""
+
+    submit = SubmitField("Change seats")
+
+
+class CancelForm(FlaskForm):
+    """Cancel a subscription; the box makes sure it is meant."""
+
+    confirm = BooleanField(
+        "Yes, cancel: every assigned seat is released",
+        validators=[InputRequired("Tick the box to confirm.")],
+    )
+    submit = SubmitField("Cancel subscription")
+
+
+class AssignForm(FlaskForm):
+    """Give one person a seat."""
+
+    user_email = EmailField(
+        "Email",
+        validators=[InputRequired(), Length(max=254)],
+        description="Someone without an account yet gets an invitation.",
+    )
+    submit = SubmitField("Assign seat")
+
+
+class BulkAssignForm(FlaskForm):
+    """Give several people a seat at once."""
+
+    emails = TextAreaField(
+        "Emails",
+        validators=[InputRequired(), Length(max=30_000)],
+        description=f"One per line (or separated by commas); up to {BULK_MAX_EMAILS}.",
+        render_kw={"rows": 5},
+    )
+    submit = SubmitField("Assign seats")
+
+    def email_list(self) -> list[str]:
+        """The addresses typed, in order, blanks dropped."""
+        return [e for e in re.split(r"[\s,;]+", self.emails.data or "") if e]
+
+
+class ReleaseForm(FlaskForm):
+    """Take a seat back from a person."""
+
+    user_email = HiddenField(validators=[InputRequired()])
+    submit = SubmitField("Release")
+
+
+class SeatRequestForm(FlaskForm):
+    """A person asks their org admin for a seat."""
+
+    note = StringField(
+        "Note for your admin", validators=[Optional(), Length(max=1000)], description="Optional."
+    )
+    submit = SubmitField("Request a seat")
+
+
+class DecisionForm(FlaskForm):
+    """An org admin approves or declines a seat request."""
+
+    note = StringField("Note to the person", validators=[Optional(), Length(max=1000)])
+    submit = SubmitField("Confirm")

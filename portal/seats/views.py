@@ -1,0 +1,360 @@
+"""Seat pages: subscribing from the catalogue, an organisation's subscriptions and seats,
+seat requests.
+
+Org admins act for their own organisation only: every subscription and request
+is looked up within it, so another organisation's id answers 404. Members ask
+for seats from the catalogue; "My software" is :func:`portal.web.my_software`.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from portal.catalogue import selectors as catalogue
+from portal.db import db, now_utc
+from portal.errors import DomainError
+from portal.forms import show_errors
+from portal.identity import auth
+from portal.identity.models import Role
+from portal.seats import selectors, services
+from portal.seats.forms import (
+    BULK_MAX_EMAILS,
+    AssignForm,
+    BulkAssignForm,
+    CancelForm,
+    DecisionForm,
+    ReleaseForm,
+    ResizeForm,
+    SeatRequestForm,
+    SubscribeForm,
+)
+
+bp = Blueprint("seats", __name__)
+
+
+def _seats(n: int) -> str:
+    return f"{n} seat{'s' if n != 1 else ''}"
+
+
+def _outcome_message(outcome: services.Outcome, asked: int) -> str:
+    """What a subscription request got, in words."""
+    sub = outcome.subscription
+    name = sub.product.name
+    if outcome.result == "partial":
+        return f"Only {_seats(sub.quantity)} of {asked} were free; you now have {sub.quantity}."
+    if outcome.result == "waitlisted":
+        now = f"You have {_seats(sub.quantity)} of {name} now; " if sub.quantity else ""
+        return (
+            f"{now}{_seats(sub.waiting)} wait{'s' if sub.waiting == 1 else ''} in line and "
+            "will be added automatically, first come first served, as seats free up."
+        )
+    return f"You have {_seats(sub.quantity)} of {name}. Assign them to people below."
+
+
+def _form_problems(form) -> str:
+    """A refused small form's messages as one line for a flash."""
+    problems = [
+        f"{field.label.text}: {message}" if field.label.text else message
+        for field in form
+        for message in field.errors
+    ]
+    return " ".join(problems) or "Nothing was changed."
+
+
+# ---------------------------------------------------------------- from the catalogue
+
+
+@bp.route("/catalogue/<sku>/subscribe", methods=["GET", "POST"])
+@auth.role_required(Role.ORG_ADMIN)
+def subscribe(sku: str):
+    """Reserve seats of a product for the organisation, saying what to do on a shortage."""
+    org = auth.current_organisation()
+    entry = catalogue.member_catalogue_entry(
+        db.session,
+        organisation_id=org.id,
+        currency=org.currency,
+        user_id=current_user.id,
+        day=now_utc().date(),
+        sku=sku,
+    )
+    form = SubscribeForm()
+    if form.validate_on_submit():
+        try:
+            outcome = services.subscription_create(
+                db.session,
+                actor=g.actor,
+                organisation=org,
+                product=entry.product,
+                quantity=form.quantity.data,
+                on_shortage=form.on_shortage.data,
+            )
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+            if error.code == "pool_exhausted":
+                form.on_shortage.errors = [
+                    "Choose to wait for the missing seats, or to take the free ones."
+                ]
+        else:
+            db.session.commit()
+            category = "success" if outcome.complete else "info"
+            flash(_outcome_message(outcome, form.quantity.data), category)
+            return redirect(url_for("seats.subscription_detail", sub_id=outcome.subscription.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("seats/subscribe.html", entry=entry, form=form, org=org), status
+
+
+@bp.post("/catalogue/<sku>/request")
+@auth.role_required(Role.MEMBER)
+def seat_request(sku: str):
+    """A member asks their org admin for a seat of a product."""
+    auth.current_organisation()
+    product = catalogue.product_by_sku(db.session, sku)
+    form = SeatRequestForm()
+    back = request.form.get("q", "")
+    if not form.validate_on_submit():
+        flash(_form_problems(form), "error")
+    else:
+        try:
+            services.seat_request_create(
+                db.session,
+                actor=g.actor,
+                user=current_user.user,
+                product=product,
+                note=form.note.data,
+            )
+        except DomainError as error:
+            db.session.rollback()
+            flash(error.detail, "error")
+        else:
+            db.session.commit()
+            flash(f"Your request for {product.name} went to your organisation's admin.", "success")
+    return redirect(url_for("catalogue.member_catalogue", q=back[:100] or None))
+
+
+# ---------------------------------------------------------------- subscriptions
+
+
+@bp.get("/org/subscriptions")
+@auth.role_required(Role.ORG_ADMIN)
+def subscriptions():
+    """The organisation's subscriptions: seats reserved, waiting and assigned."""
+    org = auth.current_organisation()
+    rows = selectors.subscriptions_with_assigned(db.session, organisation_id=org.id)
+    return render_template("seats/subscriptions.html", rows=rows, org=org)
+
+
+def _subscription_page(sub_id: int, status: int = 200, **forms):
+    """The subscription page with the forms given (fresh ones for the others)."""
+    org = auth.current_organisation()
+    overview = selectors.subscription_overview(
+        db.session, organisation_id=org.id, subscription_id=sub_id
+    )
+    sub = overview.subscription
+    if "resize_form" not in forms:
+        forms["resize_form"] = ResizeForm(
+            prefix="resize", data={"quantity": sub.requested_quantity}
+        )
+    forms.setdefault("cancel_form", CancelForm(prefix="cancel"))
+    forms.setdefault("assign_form", AssignForm(prefix="assign"))
+    forms.setdefault("bulk_form", BulkAssignForm(prefix="bulk"))
+    forms.setdefault("bulk_results", None)
+    return (
+        render_template(
+            "seats/subscription_detail.html",
+            overview=overview,
+            sub=sub,
+            org=org,
+            release_form=ReleaseForm(),
+            bulk_max=BULK_MAX_EMAILS,
+            **forms,
+        ),
+        status,
+    )
+
+
+def _subscription(sub_id: int):
+    """The organisation's own subscription ``sub_id``; another organisation's is 404."""
+    org = auth.current_organisation()
+    return selectors.subscription_in_scope(
+        db.session, organisation_id=org.id, subscription_id=sub_id
+    )
+
+
+@bp.get("/org/subscriptions/<int:sub_id>")
+@auth.role_required(Role.ORG_ADMIN)
+def subscription_detail(sub_id: int):
+    """One subscription: change its seats, assign and release them, or cancel it."""
+    return _subscription_page(sub_id)
+
+
+@bp.post("/org/subscriptions/<int:sub_id>/resize")
+@auth.role_required(Role.ORG_ADMIN)
+def subscription_resize(sub_id: int):
+    """Change the seats reserved; shrinking below the assigned seats is refused."""
+    sub = _subscription(sub_id)
+    form = ResizeForm(prefix="resize")
+    if form.validate_on_submit():
+        try:
+            outcome = services.subscription_resize(
+                db.session,
+                actor=g.actor,
+                subscription=sub,
+                quantity=form.quantity.data,
+                on_shortage=form.on_shortage.data,
+            )
+        except DomainError as error:
+            db.session.rollback()
+            if error.errors:
+                flash(error.detail, "error")
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            category = "success" if outcome.complete else "info"
+            flash(_outcome_message(outcome, form.quantity.data), category)
+            return redirect(url_for("seats.subscription_detail", sub_id=sub_id))
+    return _subscription_page(sub_id, 400, resize_form=form)
+
+
+@bp.post("/org/subscriptions/<int:sub_id>/cancel")
+@auth.role_required(Role.ORG_ADMIN)
+def subscription_cancel(sub_id: int):
+    """End the subscription; its seats go back to the pool."""
+    sub = _subscription(sub_id)
+    form = CancelForm(prefix="cancel")
+    if form.validate_on_submit():
+        try:
+            services.subscription_cancel(db.session, actor=g.actor, subscription=sub)
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            flash(f"The subscription to {sub.product.name} is cancelled.", "success")
+            return redirect(url_for("seats.subscriptions"))
+    return _subscription_page(sub_id, 400, cancel_form=form)
+
+
+# ---------------------------------------------------------------- seats
+
+
+@bp.post("/org/subscriptions/<int:sub_id>/seats")
+@auth.role_required(Role.ORG_ADMIN)
+def seat_assign(sub_id: int):
+    """Give one person a seat; an email without an account gets an invitation."""
+    sub = _subscription(sub_id)
+    form = AssignForm(prefix="assign")
+    if form.validate_on_submit():
+        try:
+            services.seat_assign(
+                db.session, actor=g.actor, subscription=sub, user_email=form.user_email.data
+            )
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            flash(f"{form.user_email.data.strip()} has a seat of {sub.product.name}.", "success")
+            return redirect(url_for("seats.subscription_detail", sub_id=sub_id, _anchor="seats"))
+    return _subscription_page(sub_id, 400, assign_form=form)
+
+
+@bp.post("/org/subscriptions/<int:sub_id>/seats/bulk")
+@auth.role_required(Role.ORG_ADMIN)
+def seat_assign_many(sub_id: int):
+    """Give seats to several people at once; each email succeeds or fails on its own."""
+    sub = _subscription(sub_id)
+    form = BulkAssignForm(prefix="bulk")
+    if form.validate_on_submit():
+        emails = form.email_list()
+        if not emails:
+            form.emails.errors = ["Give at least one email address."]
+        elif len(emails) > BULK_MAX_EMAILS:
+            form.emails.errors = [f"Give at most {BULK_MAX_EMAILS} emails at once."]
+        else:
+            try:
+                results = services.seat_assign_many(
+                    db.session, actor=g.actor, subscription=sub, emails=emails
+                )
+            except DomainError as error:
+                db.session.rollback()
+                show_errors(form, error)
+            else:
+                db.session.commit()
+                done = sum(1 for r in results if r.ok)
+                flash(
+                    f"{_seats(done)} assigned; {len(results) - done} refused.",
+                    "success" if done == len(results) else "info",
+                )
+                return _subscription_page(sub_id, 200, bulk_results=results)
+    return _subscription_page(sub_id, 400, bulk_form=form)
+
+
+@bp.post("/org/subscriptions/<int:sub_id>/seats/release")
+@auth.role_required(Role.ORG_ADMIN)
+def seat_release(sub_id: int):
+    """Take a seat back from a person; it stays reserved for the organisation."""
+    sub = _subscription(sub_id)
+    form = ReleaseForm()
+    if not form.validate_on_submit():
+        flash(_form_problems(form), "error")
+    else:
+        try:
+            services.seat_release(
+                db.session, actor=g.actor, subscription=sub, user_email=form.user_email.data
+            )
+        except DomainError as error:
+            db.session.rollback()
+            flash(error.detail, "error")
+        else:
+            db.session.commit()
+            flash(f"The seat of {form.user_email.data} is released.", "success")
+    return redirect(url_for("seats.subscription_detail", sub_id=sub_id, _anchor="seats"))
+
+
+# ---------------------------------------------------------------- seat requests
+
+
+@bp.get("/org/seat-requests")
+@auth.role_required(Role.ORG_ADMIN)
+def seat_requests():
+    """People's pending requests for seats, oldest first."""
+    org = auth.current_organisation()
+    pending = selectors.seat_requests_overview(db.session, organisation_id=org.id)
+    return render_template(
+        "seats/seat_requests.html", pending=pending, org=org, form=DecisionForm()
+    )
+
+
+@bp.post("/org/seat-requests/<int:request_id>/<any(approve, decline):decision>")
+@auth.role_required(Role.ORG_ADMIN)
+def seat_request_decide(request_id: int, decision: str):
+    """Approve (assigns a seat from the subscription) or decline a request."""
+    org = auth.current_organisation()
+    seat_request = selectors.seat_request_in_scope(
+        db.session, organisation_id=org.id, request_id=request_id
+    )
+    form = DecisionForm()
+    if not form.validate_on_submit():
+        flash(_form_problems(form), "error")
+    else:
+        try:
+            services.seat_request_decide(
+                db.session,
+                actor=g.actor,
+                request=seat_request,
+                approve=decision == "approve",
+                note=form.note.data,
+            )
+        except DomainError as error:
+            db.session.rollback()
+            flash(error.detail, "error")
+        else:
+            db.session.commit()
+            who, what = seat_request.user.email, seat_request.product.name
+            if decision == "approve":
+                flash(f"{who} has a seat of {what}.", "success")
+            else:
+                flash(f"The request of {who} for {what} is declined.", "success")
+    return redirect(url_for("seats.seat_requests"))
