@@ -63,9 +63,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     register_template_helpers(app)
     register_blueprints(app)
 
-    from portal import api
+    from portal import api, payments
 
     api.init_app(app)
+    payments.init_app(app)
 
     from portal.cli import register_commands
 

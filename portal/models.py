@@ -19,6 +19,7 @@ from portal.billing.models import (  # noqa: F401
 from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Product, Vendor  # noqa: F401
 from portal.identity.models import Invitation, User, UserSession  # noqa: F401
 from portal.metering.models import IdleSeatDecision, UsageEvent  # noqa: F401
+from portal.payments.models import PaymentAccount, PaymentCollection, StripeEvent  # noqa: F401
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken  # noqa: F401
 from portal.seats.models import (  # noqa: F401
     SeatAssignment,
@@ -67,6 +68,10 @@ TABLE_SCOPES: dict[str, str] = {
     "payments": TENANT,
     "invoice_runs": COUNCIL,  # one run covers every organisation
     "document_counters": COUNCIL,
+    # card payments through Stripe
+    "payment_accounts": TENANT,
+    "payment_collections": TENANT,
+    "stripe_events": MIXED,  # an event about no known customer has no organisation
     # single sign-on and SCIM provisioning: each row is one organisation's
     "sso_connections": TENANT,
     "email_domains": TENANT,

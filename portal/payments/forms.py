@@ -1,0 +1,24 @@
+"""Forms of the payment method page (CSRF and HTML hints; the rules are the services')."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import SelectField, SubmitField
+from wtforms.fields.choices import SelectChoice
+
+from portal.payments.accounts import TEST_METHODS
+
+
+class CheckoutForm(FlaskForm):
+    """Go to Stripe to add a card or another payment method."""
+
+    submit = SubmitField("Add a payment method at Stripe")
+
+
+class StripeTestCardForm(FlaskForm):
+    """Test mode only: save one of Stripe's test cards."""
+
+    test_method = SelectField(
+        "Test card", choices=[SelectChoice(value, label) for value, label in TEST_METHODS.items()]
+    )
+    submit = SubmitField("Save test card")

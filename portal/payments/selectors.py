@@ -1,0 +1,80 @@
+"""Reading payment accounts and collections, always for one organisation (or for finance)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.billing.models import Invoice
+from portal.db import now_utc
+from portal.payments.models import CollectionStatus, PaymentCollection
+
+
+@dataclass(frozen=True)
+class CollectionRow:
+    """A collection beside the invoice it collects."""
+
+    collection: PaymentCollection
+    invoice: Invoice
+
+    @property
+    def retryable(self) -> bool:
+        """Whether a person may ask for another attempt now."""
+        status = self.collection.status
+        return status == CollectionStatus.ABANDONED or (
+            status == CollectionStatus.SCHEDULED and self.collection.attempts > 0
+        )
+
+
+def collections_of(
+    session: Session, *, organisation_id: int, limit: int = 24
+) -> list[CollectionRow]:
+    """The organisation's card payments, newest invoice first."""
+    rows = session.execute(
+        sa.select(PaymentCollection, Invoice)
+        .join(Invoice, Invoice.id == PaymentCollection.invoice_id)
+        .where(
+            PaymentCollection.organisation_id == organisation_id,
+            Invoice.organisation_id == organisation_id,
+        )
+        .order_by(PaymentCollection.id.desc())
+        .limit(limit)
+    ).all()
+    return [CollectionRow(collection, invoice) for collection, invoice in rows]
+
+
+def collection_for_invoice(
+    session: Session, *, invoice_id: int, organisation_id: int | None = None
+) -> PaymentCollection | None:
+    """The card payment of one invoice (within ``organisation_id`` when given)."""
+    query = sa.select(PaymentCollection).where(PaymentCollection.invoice_id == invoice_id)
+    if organisation_id is not None:
+        query = query.where(PaymentCollection.organisation_id == organisation_id)
+    return session.scalar(query)
+
+
+def collections_needing_attention(
+    session: Session, *, now: dt.datetime | None = None
+) -> list[CollectionRow]:
+    """Given up after every retry, or an answer lost for so long that a person must look."""
+    from portal.payments.collection import RESEND_WINDOW
+
+    now = now or now_utc()
+    rows = session.execute(
+        sa.select(PaymentCollection, Invoice)
+        .join(Invoice, Invoice.id == PaymentCollection.invoice_id)
+        .where(
+            sa.or_(
+                PaymentCollection.status == CollectionStatus.ABANDONED,
+                sa.and_(
+                    PaymentCollection.status == CollectionStatus.PROCESSING,
+                    PaymentCollection.last_attempt_at < now - RESEND_WINDOW,
+                ),
+            )
+        )
+        .order_by(PaymentCollection.id)
+    ).all()
+    return [CollectionRow(collection, invoice) for collection, invoice in rows]

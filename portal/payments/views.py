@@ -1,0 +1,173 @@
+"""Pages and endpoints of card payments: the org admin's payment method, the Stripe webhook."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+
+from portal.db import db
+from portal.errors import DomainError, problem
+from portal.identity import auth
+from portal.identity.forms import ConfirmForm
+from portal.identity.models import Role
+from portal.payments import accounts, collection, selectors
+from portal.payments.forms import CheckoutForm, StripeTestCardForm
+from portal.payments.gateway import SignatureInvalid, event_verify
+from portal.payments.webhooks import event_failed, event_process, event_store
+from portal.tenancy.models import BillingProvider
+
+bp = Blueprint("payments", __name__)
+
+
+# ---------------------------------------------------------------- the org admin's page
+
+
+@bp.get("/org/payment-method")
+@auth.role_required(Role.ORG_ADMIN)
+def payment_method():
+    """The card (or other method) invoices are charged to, and the card payments so far."""
+    org = auth.current_organisation()
+    gateway = accounts.current_gateway()
+    return render_template(
+        "payments/payment_method.html",
+        org=org,
+        stripe_billed=org.billing_provider == BillingProvider.STRIPE,
+        available=gateway is not None,
+        test_mode=bool(gateway and gateway.test_mode),
+        account=accounts.account_of(db.session, organisation_id=org.id),
+        payments=selectors.collections_of(db.session, organisation_id=org.id),
+        checkout_form=CheckoutForm(),
+        test_form=StripeTestCardForm(),
+    )
+
+
+def _back(message: str | None = None, category: str = "success"):
+    if message:
+        flash(message, category)
+    return redirect(url_for("payments.payment_method"))
+
+
+@bp.post("/org/payment-method/checkout")
+@auth.role_required(Role.ORG_ADMIN)
+def checkout_start():
+    """Off to Stripe Checkout (setup mode) to add a payment method."""
+    form = CheckoutForm()
+    if not form.validate_on_submit():
+        return _back("The form expired; try again.", "error")
+    base = current_app.config["PORTAL_BASE_URL"]
+    try:
+        url = accounts.checkout_start(
+            db.session,
+            actor=g.actor,
+            organisation=auth.current_organisation(),
+            gateway=accounts.require_gateway(),
+            success_url=base
+            + url_for("payments.checkout_return")
+            + "?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url=base + url_for("payments.payment_method"),
+        )
+    except DomainError as error:
+        db.session.rollback()
+        return _back(error.detail, "error")
+    db.session.commit()
+    return redirect(url, code=303)
+
+
+@bp.get("/org/payment-method/checkout/return")
+@auth.role_required(Role.ORG_ADMIN)
+def checkout_return():
+    """Back from Stripe Checkout: save the new payment method as the default."""
+    try:
+        account = accounts.checkout_finish(
+            db.session,
+            actor=g.actor,
+            organisation=auth.current_organisation(),
+            gateway=accounts.require_gateway(),
+            checkout_session_id=request.args.get("session_id", ""),
+        )
+    except DomainError as error:
+        db.session.rollback()
+        return _back(error.detail, "error")
+    db.session.commit()
+    return _back(f"{account.method_label} will be charged for your invoices.")
+
+
+@bp.post("/org/payment-method/test-card")
+@auth.role_required(Role.ORG_ADMIN)
+def test_card():
+    """Test mode: save one of Stripe's test cards."""
+    form = StripeTestCardForm()
+    if not form.validate_on_submit():
+        return _back("Choose one of the test cards.", "error")
+    try:
+        account = accounts.stripe_test_card_add(
+            db.session,
+            actor=g.actor,
+            organisation=auth.current_organisation(),
+            gateway=accounts.require_gateway(),
+            test_method=form.test_method.data,
+        )
+    except DomainError as error:
+        db.session.rollback()
+        return _back(error.detail, "error")
+    db.session.commit()
+    return _back(f"{account.method_label} will be charged for your invoices.")
+
+
+@bp.post("/org/payment-method/payments/<int:invoice_id>/retry")
+@auth.role_required(Role.ORG_ADMIN)
+def payment_retry(invoice_id: int):
+    """Ask for another attempt at a failed payment now."""
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        return _back("The form expired; try again.", "error")
+    try:
+        collection.collection_retry_now(
+            db.session,
+            actor=g.actor,
+            organisation=auth.current_organisation(),
+            invoice_id=invoice_id,
+        )
+    except DomainError as error:
+        db.session.rollback()
+        return _back(error.detail, "error")
+    db.session.commit()
+    return _back("The payment was tried again; the list below shows how it went.")
+
+
+# ---------------------------------------------------------------- the webhook
+
+
+@bp.post("/webhooks/stripe")
+def stripe_webhook():
+    """Stripe's events: verified on the raw body, stored under their id, then applied once."""
+    secret = current_app.config.get("PORTAL_STRIPE_WEBHOOK_SECRET") or ""
+    if not secret:
+        return problem(
+            503,
+            "Webhooks are not configured",
+            "PORTAL_STRIPE_WEBHOOK_SECRET is not set on this portal.",
+            code="webhooks_not_configured",
+        )
+    payload = request.get_data(cache=False)
+    try:
+        event = event_verify(payload, request.headers.get("Stripe-Signature"), secret)
+    except SignatureInvalid as error:
+        return problem(400, "Invalid signature", str(error), code="invalid_signature")
+    session = db.session
+    event_store(session, event)
+    session.commit()
+    try:
+        outcome = event_process(session, event_id=event["id"])
+        session.commit()
+    except Exception as error:
+        session.rollback()
+        event_failed(session, event_id=event["id"], error=error)
+        session.commit()
+        current_app.logger.exception("Applying Stripe event %s failed", event["id"])
+        return problem(
+            500,
+            "Event not applied",
+            "The event is stored and will be applied when it is delivered again.",
+            code="event_not_applied",
+        )
+    return {"received": True, "id": event["id"], "outcome": outcome}

@@ -1,0 +1,165 @@
+"""Stripe webhook events: stored under their unique event id first, then applied once.
+
+The view (``POST /webhooks/stripe``) verifies the signature on the raw body,
+then:
+
+1. :func:`event_store` inserts the event under Stripe's event id (unique) and
+   commits. A second delivery of the same event meets the unique constraint, also
+   when ten arrive at once (on PostgreSQL the others wait for the first insert to
+   commit, on SQLite writers queue), and only counts the delivery.
+2. :func:`event_process` locks the stored event, applies it if nobody has, and
+   marks it processed in the same transaction. Whoever gets the lock first
+   applies it; everyone after sees it processed. If applying fails, the event
+   stays stored and unprocessed: Stripe delivers it again, and
+   ``portal payments collect`` applies what is left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.db import now_utc
+from portal.payments.collection import Outcome, outcome_apply
+from portal.payments.gateway import intent_from
+from portal.payments.models import PaymentAccount, StripeEvent
+
+#: Stored events younger than this are left to the request that stored them.
+UNPROCESSED_GRACE = dt.timedelta(minutes=1)
+
+
+def event_store(session: Session, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
+    """Store a verified event under its id; returns the row and whether it is new."""
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    obj = data.get("object") if isinstance(data.get("object"), dict) else {}
+    customer = obj.get("customer") if isinstance(obj.get("customer"), str) else None
+    organisation_id = None
+    if customer:
+        organisation_id = session.scalar(
+            sa.select(PaymentAccount.organisation_id).where(PaymentAccount.customer_id == customer)
+        )
+    created = event.get("created")
+    row = StripeEvent(
+        event_id=event["id"][:100],
+        type=event["type"][:100],
+        organisation_id=organisation_id,
+        object_id=obj.get("id")[:100] if isinstance(obj.get("id"), str) else None,
+        stripe_created_at=dt.datetime.fromtimestamp(
+            int(created) if isinstance(created, int | float) else 0, dt.UTC
+        ),
+        livemode=bool(event.get("livemode")),
+        payload=event,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        session.execute(
+            sa.update(StripeEvent)
+            .where(StripeEvent.event_id == row.event_id)
+            .values(deliveries=StripeEvent.deliveries + 1)
+        )
+        existing = session.scalar(
+            sa.select(StripeEvent).where(StripeEvent.event_id == row.event_id)
+        )
+        assert existing is not None
+        return existing, False
+    return row, True
+
+
+def event_process(session: Session, *, event_id: str) -> str:
+    """Apply a stored event unless it was applied; returns applied, ignored or duplicate."""
+    row = session.scalar(
+        sa.select(StripeEvent).where(StripeEvent.event_id == event_id).with_for_update()
+    )
+    if row is None:
+        return "missing"
+    if row.processed_at is not None:
+        return "duplicate"
+    handler = HANDLERS.get(row.type)
+    if handler is None:
+        outcome, note = "ignored", f"{row.type} is not used by the portal"
+    else:
+        outcome, note = handler(session, row)
+    row.processed_at = now_utc()
+    row.outcome = outcome
+    row.note = (note or "")[:500] or None
+    row.error = None
+    session.flush()
+    return outcome
+
+
+def event_process_commit(session: Session, *, event_id: str) -> str:
+    """:func:`event_process` in its own transaction; a failure is written on the event."""
+    try:
+        result = event_process(session, event_id=event_id)
+        session.commit()
+        return result
+    except Exception as error:
+        session.rollback()
+        event_failed(session, event_id=event_id, error=error)
+        session.commit()
+        raise
+
+
+def event_failed(session: Session, *, event_id: str, error: BaseException) -> None:
+    """Write why applying a stored event failed (it stays unprocessed, to be applied again)."""
+    session.execute(
+        sa.update(StripeEvent)
+        .where(StripeEvent.event_id == event_id, StripeEvent.processed_at.is_(None))
+        .values(error=f"{type(error).__name__}: {error}"[:5000])
+    )
+
+
+def events_unprocessed(session: Session, *, now: dt.datetime | None = None) -> list[str]:
+    """Stored events nobody applied (a crash, an error), oldest first."""
+    now = now or now_utc()
+    ids = list(
+        session.scalars(
+            sa.select(StripeEvent.event_id)
+            .where(
+                StripeEvent.processed_at.is_(None),
+                StripeEvent.received_at <= now - UNPROCESSED_GRACE,
+            )
+            .order_by(StripeEvent.stripe_created_at, StripeEvent.id)
+        )
+    )
+    session.rollback()
+    return ids
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _payment_intent(succeeded: bool) -> Callable[[Session, StripeEvent], tuple[str, str]]:
+    def handle(session: Session, row: StripeEvent) -> tuple[str, str]:
+        intent = intent_from(row.payload["data"]["object"])
+        try:
+            invoice_id = int(intent.metadata["invoice_id"])
+            attempt = int(intent.metadata.get("attempt") or 1)
+        except (KeyError, ValueError):
+            return "ignored", f"{intent.id} is not the payment of a portal invoice"
+        return outcome_apply(
+            session,
+            Outcome(
+                invoice_id=invoice_id,
+                attempt=attempt,
+                succeeded=succeeded,
+                intent=intent,
+                message=intent.error_message or "The payment failed.",
+                code=intent.error_code,
+            ),
+        )
+
+    return handle
+
+
+HANDLERS: dict[str, Callable[[Session, StripeEvent], tuple[str, str]]] = {
+    "payment_intent.succeeded": _payment_intent(True),
+    "payment_intent.payment_failed": _payment_intent(False),
+}
