@@ -8,10 +8,18 @@ domain's waitlist through a signal.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from sqlalchemy.orm import Session
 
 from portal.audit.services import Actor, audit_record, changed, snapshot
@@ -21,13 +29,29 @@ from portal.errors import Conflict, PermissionDenied, ValidationFailed
 from portal.signals import pool_capacity_changed
 from portal.validation import Currency, Email, Slug, Stripped, optional_text, parse
 
+_KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
+_URL_RE = re.compile(r"^https?://[^\s/$.?#].[^\s]*$")
+
+
+def _check_key(value: str) -> str:
+    if not _KEY_RE.match(value):
+        raise ValueError(
+            "Use lower-case letters, digits, “_”, “.” and “-”, starting with a letter."
+        )
+    return value
+
+
+def _check_url(value: str) -> str:
+    if not _URL_RE.match(value):
+        raise ValueError("Enter a web address starting with https:// (or http://).")
+    return value
+
+
 Name = Annotated[str, Stripped, StringConstraints(min_length=1, max_length=200)]
 Key = Annotated[
-    str, Stripped, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_.-]*$")
+    str, Stripped, StringConstraints(min_length=1, max_length=63), AfterValidator(_check_key)
 ]
-Url = Annotated[
-    str, Stripped, StringConstraints(max_length=500, pattern=r"^https?://[^\s/$.?#].[^\s]*$")
-]
+Url = Annotated[str, Stripped, StringConstraints(max_length=500), AfterValidator(_check_url)]
 Amount = Annotated[int, Field(ge=0, le=10**15)]
 
 

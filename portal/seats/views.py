@@ -287,7 +287,8 @@ def seat_assign_many(sub_id: int):
                     f"{_seats(done)} assigned; {len(results) - done} refused.",
                     "success" if done == len(results) else "info",
                 )
-                return _subscription_page(sub_id, 200, bulk_results=results)
+                fresh = BulkAssignForm(prefix="bulk", formdata=None)
+                return _subscription_page(sub_id, 200, bulk_results=results, bulk_form=fresh)
     return _subscription_page(sub_id, 400, bulk_form=form)
 
 

@@ -359,7 +359,7 @@ def test_council_admin_creates_a_product_and_adds_a_meter(app, clients, make_pro
         ({"name": ""}, "This field is required."),
         ({"name": "x" * 201}, "200 characters"),
         ({"vendor": "no-such"}, "Not a valid choice"),
-        ({"launch_url": "javascript:alert(1)"}, "http"),
+        ({"launch_url": "javascript:alert(1)"}, "Enter a web address starting with https://"),
     ],
 )
 def test_bad_product_input_is_shown_and_changes_nothing(app, clients, make_product, data, message):
@@ -372,22 +372,29 @@ def test_bad_product_input_is_shown_and_changes_nothing(app, clients, make_produ
     assert db_rows(app) == before
 
 
-def test_a_duplicate_meter_key_is_refused(app, clients, make_product):
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"key": "api_calls"}, "This product already has a meter with this key."),
+        ({"key": "API Calls"}, "Use lower-case letters, digits"),
+        ({"key": ""}, "This field is required."),
+        ({"unit": "u" * 41}, "40 characters"),
+        ({"aggregation": "unique_count"}, "A unique_count meter needs the property"),
+        ({"aggregation": "median"}, "Not a valid choice"),
+    ],
+)
+def test_bad_meter_input_is_shown_and_changes_nothing(app, clients, make_product, data, message):
     make_product(1, sku="cad-suite")
     before = db_rows(app)
+    form = {"key": "gb_stored", "name": "Storage", "unit": "GB", "aggregation": "max", **data}
     response = post_form(
         clients["council_admin"],
         "/council/products/cad-suite/meters",
-        {
-            "meter-key": "api_calls",
-            "meter-name": "Calls",
-            "meter-unit": "call",
-            "meter-aggregation": "sum",
-        },
+        {f"meter-{k}": v for k, v in form.items()},
         token_from="/council/products/cad-suite",
     )
     assert response.status_code == 400
-    assert "This product already has a meter with this key." in _messages(response)
+    assert any(message in m for m in _messages(response)), _messages(response)
     assert db_rows(app) == before
 
 
