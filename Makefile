@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PORTAL_ENV ?= development
 
-.PHONY: run setup install browser oidc test test-sqlite test-postgres lint fmt clean
+.PHONY: run setup install browser pdf oidc test test-sqlite test-postgres lint fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 
-setup: install
+setup: install pdf
 	$(BIN)/portal db upgrade
 	$(BIN)/portal demo
 
@@ -32,6 +32,15 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's pango and fonts for WeasyPrint (invoice PDFs); most machines have them already.
+pdf:
+	@{ ldconfig -p | grep -q 'libpango-1.0.so.0' && ldconfig -p | grep -q 'libpangoft2-1.0.so.0' \
+	   && fc-list 2>/dev/null | grep -qi dejavu; } || { \
+	  echo "Installing Debian's pango and DejaVu fonts for the invoice PDFs"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    libpango-1.0-0 libpangoft2-1.0-0 fontconfig fonts-dejavu-core >/dev/null; }
+
 # The real OpenID provider (npm oidc-provider) the SSO tests start; installed from the lock file.
 oidc: tests/oidc/node_modules/.package-lock.json
 
@@ -39,7 +48,7 @@ tests/oidc/node_modules/.package-lock.json: tests/oidc/package.json tests/oidc/p
 	@command -v npm >/dev/null 2>&1 || { echo "npm (Node.js) is needed for the SSO tests"; exit 1; }
 	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 
-test: install browser oidc
+test: install browser pdf oidc
 	PORTAL_ENV=test $(BIN)/pytest -q
 
 lint: install

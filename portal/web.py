@@ -66,6 +66,7 @@ def register_blueprints(app: Flask) -> None:
     """Attach every domain's pages."""
     from portal.api.views import bp as tokens_bp
     from portal.audit.views import bp as audit_bp
+    from portal.billing.views import bp as billing_bp
     from portal.catalogue.views import bp as catalogue_bp
     from portal.identity.people_views import bp as people_bp
     from portal.identity.views import bp as auth_bp
@@ -81,6 +82,7 @@ def register_blueprints(app: Flask) -> None:
         tokens_bp,
         catalogue_bp,
         seats_bp,
+        billing_bp,
     ):
         app.register_blueprint(blueprint)
 
@@ -99,6 +101,7 @@ NAV = {
         ("tenancy.organisations", "Organisations"),
         ("catalogue.council_catalogue", "Catalogue"),
         ("catalogue.vendors", "Vendors"),
+        ("billing.finance", "Finance"),
         ("people.staff_users", "Council staff"),
         ("sso.council_domains", "Email domains"),
         ("tokens.council_tokens", "API tokens"),
@@ -108,12 +111,15 @@ NAV = {
         ("tenancy.council_dashboard", "Dashboard"),
         ("tenancy.organisations", "Organisations"),
         ("catalogue.council_catalogue", "Catalogue"),
+        ("billing.finance", "Invoices"),
+        ("billing.exports_page", "Exports"),
     ],
     Role.ORG_ADMIN: [
         ("tenancy.org_dashboard", "Dashboard"),
         ("seats.subscriptions", "Subscriptions"),
         ("catalogue.member_catalogue", "Catalogue"),
         ("seats.seat_requests", "Seat requests"),
+        ("billing.org_invoices", "Invoices"),
         ("people.org_users", "People"),
         ("tenancy.org_profile", "Organisation"),
         ("sso.org_sso", "Single sign-on"),

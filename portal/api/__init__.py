@@ -16,6 +16,7 @@ def init_app(app: Any) -> None:
     from portal.api import (  # noqa: F401 (routes)
         catalogue,
         docs,
+        invoices,
         organisations,
         subscriptions,
         usage,

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.audit.services import Actor, audit_record
+from portal.billing.overdue import subscriptions_allowed
 from portal.catalogue.models import Product
 from portal.catalogue.selectors import capacity_in_force, reserved_seats
 from portal.catalogue.services import lock_product
@@ -174,6 +175,8 @@ def subscription_create(
             f"{organisation.name} is {organisation.status}; it cannot take new subscriptions.",
             code="organisation_not_active",
         )
+    # A council setting: overdue invoices hold back new subscriptions (never existing seats).
+    subscriptions_allowed(session, organisation=organisation, today=today)
     if product.vendor.status != "active":
         raise InvalidState(
             f"{product.vendor.name} is {product.vendor.status.replace('_', ' ')}; "

@@ -83,3 +83,6 @@ def billed(app, make_org, make_product):  # noqa: F811
         )
         db.session.commit()
     return {"org": org, "product": product, "period": period, "first": first}
+
+
+from tests.billing.factories import issued  # noqa: E402, F401  (fixture re-export)

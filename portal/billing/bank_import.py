@@ -1,0 +1,227 @@
+"""Bank statement import: incoming transfers matched to invoices by payment reference.
+
+The file is CSV with a header row naming (in any order, any case) ``date``,
+``amount``, ``currency`` and ``reference``; other columns are ignored. Each
+row is one transfer received. Its reference is matched to an invoice's
+payment reference (:func:`portal.billing.services.invoice_by_reference`), first
+as a whole, then by the first invoice number found inside it ("Invoice
+INV-2026-000042, thank you").
+
+Every row gets an outcome:
+
+* ``matched``: recorded as a bank-transfer payment (in full or in part);
+* ``unmatched``: no invoice has that reference;
+* ``mismatched``: an invoice was found, but the currency differs, the amount is
+  more than is owed, or the invoice is not open; nothing is recorded, finance
+  looks at it;
+* ``duplicate``: the same transfer was imported before (or twice in the file);
+* ``invalid``: the row itself is wrong (a date, an amount).
+
+A transfer is known again by a digest of its date, amount, currency and
+reference and of how many identical rows came before it in the file, stored as
+the payment's ``external_id`` (``bank:…``), so importing the same statement
+twice records each payment once.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.audit.services import Actor, audit_record
+from portal.billing.models import Invoice, InvoiceStatus, Payment
+from portal.billing.services import _require_finance, invoice_by_reference, payment_record
+from portal.db import now_utc
+from portal.errors import DomainError, ValidationFailed
+from portal.iso import is_currency
+from portal.money import format_money, to_minor
+
+REQUIRED = ("date", "amount", "currency", "reference")
+MAX_ROWS = 10_000
+NUMBER_IN_TEXT = re.compile(r"\b[A-Z0-9]{1,12}-\d{4}-\d{6}\b")
+
+
+@dataclass
+class ImportRow:
+    """One line of the statement and what became of it."""
+
+    line: int  # the line in the file (the header is line 1)
+    date: str
+    amount: str
+    currency: str
+    reference: str
+    outcome: str = "invalid"
+    message: str = ""
+    invoice: Invoice | None = None
+    amount_minor: int | None = None
+
+
+@dataclass
+class ImportResult:
+    rows: list[ImportRow] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        found = Counter(r.outcome for r in self.rows)
+        return {
+            k: found.get(k, 0)
+            for k in ("matched", "unmatched", "mismatched", "duplicate", "invalid")
+        }
+
+
+def _header(fieldnames: list[str] | None) -> dict[str, str]:
+    names = {(n or "").strip().lower(): n for n in fieldnames or []}
+    missing = [n for n in REQUIRED if n not in names]
+    if missing:
+        raise ValidationFailed(
+            "The statement needs a header row with the columns date, amount, currency, "
+            f"reference; {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing.",
+            errors={
+                "file": [f"Missing column{'s' if len(missing) != 1 else ''}: {', '.join(missing)}."]
+            },
+        )
+    return {n: names[n] for n in REQUIRED}
+
+
+def _find_invoice(session: Session, reference: str) -> Invoice | None:
+    invoice = invoice_by_reference(session, reference)
+    if invoice is not None:
+        return invoice
+    for candidate in NUMBER_IN_TEXT.findall(reference.upper()):
+        invoice = invoice_by_reference(session, candidate)
+        if invoice is not None:
+            return invoice
+    return None
+
+
+def _transfer_key(row: ImportRow, occurrence: int) -> str:
+    text = (
+        f"{row.date}|{row.amount_minor}|{row.currency}|{row.reference.strip().upper()}|{occurrence}"
+    )
+    return "bank:" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def _parse(row: ImportRow, today: dt.date) -> dt.date | None:
+    """Check a row's own fields; sets ``message`` and returns None when it is invalid."""
+    try:
+        received = dt.date.fromisoformat(row.date.strip())
+    except ValueError:
+        row.message = "The date must be YYYY-MM-DD."
+        return None
+    if received > today:
+        row.message = "The date is in the future."
+        return None
+    row.currency = row.currency.strip().upper()
+    if not is_currency(row.currency):
+        row.message = f"“{row.currency}” is not an ISO 4217 currency."
+        return None
+    try:
+        row.amount_minor = to_minor(row.amount.strip(), row.currency)
+    except ValueError as error:
+        row.message = f"Amount: {error}"
+        return None
+    if row.amount_minor <= 0:
+        row.message = "Not money received (the amount is not positive)."
+        return None
+    if not row.reference.strip():
+        row.message = "The reference is empty."
+        return None
+    return received
+
+
+def bank_statement_import(session: Session, *, actor: Actor, text: str) -> ImportResult:
+    """Match every row of a bank statement (CSV text) and record the matched payments."""
+    _require_finance(actor)
+    reader = csv.DictReader(io.StringIO(text))
+    columns = _header(reader.fieldnames)
+    today = now_utc().date()
+    result = ImportResult()
+    seen: Counter[tuple] = Counter()
+    for number, raw in enumerate(reader, start=2):
+        if len(result.rows) >= MAX_ROWS:
+            raise ValidationFailed(
+                f"A statement may have at most {MAX_ROWS:,} rows; split the file.",
+                errors={"file": [f"At most {MAX_ROWS:,} rows."]},
+            )
+        if not any((v or "").strip() for v in raw.values() if isinstance(v, str)):
+            continue  # a blank line
+        row = ImportRow(
+            line=number,
+            **{name: (raw.get(column) or "") for name, column in columns.items()},
+        )
+        result.rows.append(row)
+        received = _parse(row, today)
+        if received is None:
+            continue
+        identity = (row.date, row.amount_minor, row.currency, row.reference.strip().upper())
+        key = _transfer_key(row, seen[identity])
+        seen[identity] += 1
+        if session.scalar(sa.select(Payment.id).where(Payment.external_id == key)) is not None:
+            row.outcome, row.message = "duplicate", "Imported before; not recorded again."
+            continue
+        invoice = _find_invoice(session, row.reference)
+        if invoice is None:
+            row.outcome, row.message = "unmatched", "No invoice has this reference."
+            continue
+        row.invoice = invoice
+        problem = _mismatch(invoice, row)
+        if problem:
+            row.outcome, row.message = "mismatched", problem
+            continue
+        try:
+            with session.begin_nested():
+                payment_record(
+                    session,
+                    actor=actor,
+                    invoice=invoice,
+                    amount=row.amount_minor,  # type: ignore[arg-type]
+                    method="bank_transfer",
+                    received_on=received,
+                    reference=row.reference.strip(),
+                    external_id=key,
+                )
+        except DomainError as error:
+            row.outcome, row.message = "mismatched", error.detail
+            continue
+        row.outcome = "matched"
+        row.message = (
+            "Paid in full."
+            if invoice.status == InvoiceStatus.PAID
+            else "Part payment recorded; the rest is still due."
+        )
+    if not result.rows:
+        raise ValidationFailed(
+            "The statement has no rows.", errors={"file": ["The file has a header but no rows."]}
+        )
+    audit_record(
+        session,
+        actor=actor,
+        action="bank_statement.import",
+        target_type="bank_statement",
+        target_label=f"{len(result.rows)} rows",
+        after=result.counts,
+    )
+    return result
+
+
+def _mismatch(invoice: Invoice, row: ImportRow) -> str:
+    """Why a transfer cannot be recorded against ``invoice`` ("" when it can)."""
+    if invoice.currency != row.currency:
+        return f"{invoice.number} is in {invoice.currency}; the transfer is in {row.currency}."
+    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
+        return f"{invoice.number} is {invoice.status}; nothing is owed on it."
+    assert row.amount_minor is not None
+    if row.amount_minor > invoice.amount_due:
+        return (
+            f"The transfer ({format_money(row.amount_minor, row.currency)}) is more than the "
+            f"{format_money(invoice.amount_due, invoice.currency)} still owed on {invoice.number}."
+        )
+    return ""

@@ -1,0 +1,251 @@
+"""Council economics of a month: what the council paid for its pools against what it billed.
+
+Per product and pool, the council's cost is ``capacity × unit cost per
+seat-month``, prorated by the days of the month the pool was in force (one
+rounding per pool, :func:`portal.billing.rating.round_half_up`). What members
+were billed for the product is the sum of its lines on the month's issued
+invoices (open, paid or uncollectible; drafts and void invoices are left out),
+per currency: there is no exchange rate in the portal, so cost and revenue
+are compared only within a currency. Utilisation is the average capacity,
+reserved and assigned seats per day over the month (up to today for the
+current month), from the same histories the rating and the usage pages use.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.billing.models import Invoice, InvoiceLine
+from portal.billing.rating import round_half_up
+from portal.catalogue.models import LicencePool, Product
+from portal.metering.selectors import period_bounds, pool_utilisation_series
+
+ISSUED = ("open", "paid", "uncollectible")
+
+
+@dataclass
+class PoolCost:
+    """One pool's cost to the council for the month."""
+
+    pool_id: int
+    reference: str | None
+    capacity: int
+    starts_on: dt.date
+    ends_on: dt.date
+    days_in_force: int
+    unit_cost: int
+    currency: str
+    cost: int
+
+
+@dataclass
+class ProductEconomics:
+    """A product's pools, cost, billing and utilisation for the month."""
+
+    product_id: int
+    sku: str
+    name: str
+    pools: list[PoolCost] = field(default_factory=list)
+    cost: dict[str, int] = field(default_factory=dict)
+    billed: dict[str, int] = field(default_factory=dict)
+    days: int = 0  # days measured for utilisation
+    capacity_days: int = 0
+    reserved_days: int = 0
+    assigned_days: int = 0
+
+    def _average(self, seat_days: int) -> Decimal:
+        if not self.days:
+            return Decimal(0)
+        return (Decimal(seat_days) / self.days).quantize(Decimal("0.1"), ROUND_HALF_UP)
+
+    @property
+    def avg_capacity(self) -> Decimal:
+        return self._average(self.capacity_days)
+
+    @property
+    def avg_reserved(self) -> Decimal:
+        return self._average(self.reserved_days)
+
+    @property
+    def avg_assigned(self) -> Decimal:
+        return self._average(self.assigned_days)
+
+    @property
+    def utilisation_percent(self) -> Decimal | None:
+        """Reserved seat-days as a share of the capacity's seat-days."""
+        if not self.capacity_days:
+            return None
+        return (Decimal(100 * self.reserved_days) / self.capacity_days).quantize(
+            Decimal("0.1"), ROUND_HALF_UP
+        )
+
+    @property
+    def currencies(self) -> list[str]:
+        return sorted(set(self.cost) | set(self.billed))
+
+
+@dataclass
+class CurrencyEconomics:
+    currency: str
+    cost: int = 0
+    billed: int = 0
+
+    @property
+    def margin(self) -> int:
+        return self.billed - self.cost
+
+
+@dataclass
+class Economics:
+    period: str
+    products: list[ProductEconomics]
+    totals: list[CurrencyEconomics]
+    drafts: int  # drafts of the month, not counted as billed
+
+
+def _overlap_days(start: dt.date, end: dt.date, first: dt.date, last: dt.date) -> int:
+    begin, stop = max(start, first), min(end, last)
+    return max(0, (stop - begin).days + 1)
+
+
+def council_economics(session: Session, *, period: str, today: dt.date) -> Economics:
+    """Cost against billing per product and pool for ``period``, with the utilisation behind it."""
+    start, end = period_bounds(period)
+    first, last = start.date(), end.date() - dt.timedelta(days=1)
+    days_in_month = calendar.monthrange(first.year, first.month)[1]
+    products = {
+        p.id: ProductEconomics(product_id=p.id, sku=p.sku, name=p.name)
+        for p in session.scalars(sa.select(Product).order_by(Product.name)).unique()
+    }
+    for pool in session.scalars(
+        sa.select(LicencePool)
+        .where(LicencePool.starts_on <= last, LicencePool.ends_on >= first)
+        .order_by(LicencePool.product_id, LicencePool.starts_on, LicencePool.id)
+    ).unique():
+        days = _overlap_days(pool.starts_on, pool.ends_on, first, last)
+        cost = round_half_up(Fraction(pool.capacity * pool.unit_cost_amount * days, days_in_month))
+        entry = products[pool.product_id]
+        entry.pools.append(
+            PoolCost(
+                pool_id=pool.id,
+                reference=pool.reference,
+                capacity=pool.capacity,
+                starts_on=pool.starts_on,
+                ends_on=pool.ends_on,
+                days_in_force=days,
+                unit_cost=pool.unit_cost_amount,
+                currency=pool.unit_cost_currency,
+                cost=cost,
+            )
+        )
+        entry.cost[pool.unit_cost_currency] = entry.cost.get(pool.unit_cost_currency, 0) + cost
+
+    for product_id, currency, amount in session.execute(
+        sa.select(InvoiceLine.product_id, Invoice.currency, sa.func.sum(InvoiceLine.amount))
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(
+            Invoice.period == period,
+            Invoice.status.in_(ISSUED),
+            InvoiceLine.product_id.is_not(None),
+        )
+        .group_by(InvoiceLine.product_id, Invoice.currency)
+    ):
+        if product_id in products:
+            products[product_id].billed[currency] = int(amount)
+
+    measured_last = min(last, today)
+    if measured_last >= first:
+        for entry in products.values():
+            if not entry.pools and not entry.billed:
+                continue
+            _, series = pool_utilisation_series(
+                session, product_id=entry.product_id, first=first, last=measured_last
+            )
+            entry.days = (measured_last - first).days + 1
+            entry.capacity_days = sum(series["Capacity"])
+            entry.reserved_days = sum(series["Reserved"])
+            entry.assigned_days = sum(series["Assigned"])
+
+    totals: dict[str, CurrencyEconomics] = {}
+    for entry in products.values():
+        for currency, cost in entry.cost.items():
+            totals.setdefault(currency, CurrencyEconomics(currency)).cost += cost
+        for currency, billed in entry.billed.items():
+            totals.setdefault(currency, CurrencyEconomics(currency)).billed += billed
+    drafts = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Invoice)
+        .where(Invoice.period == period, Invoice.status == "draft")
+    )
+    return Economics(
+        period=period,
+        products=[p for p in products.values() if p.pools or p.billed],
+        totals=sorted(totals.values(), key=lambda t: t.currency),
+        drafts=int(drafts or 0),
+    )
+
+
+ECONOMICS_COLUMNS = (
+    "period",
+    "product",
+    "product_name",
+    "row",
+    "pool",
+    "currency",
+    "capacity",
+    "days_in_force",
+    "unit_cost",
+    "amount",
+    "avg_capacity",
+    "avg_reserved",
+    "avg_assigned",
+    "utilisation_percent",
+)
+
+
+def economics_rows(economics: Economics) -> list[tuple]:
+    """The economics as rows of :data:`ECONOMICS_COLUMNS`: one per pool (cost), one per
+    product and currency billed, and one per product with the utilisation."""
+    rows: list[tuple] = []
+    for p in economics.products:
+        for pool in p.pools:
+            rows.append(
+                (
+                    economics.period,
+                    p.sku,
+                    p.name,
+                    "council_cost",
+                    pool.reference or f"pool {pool.pool_id}",
+                    pool.currency,
+                    pool.capacity,
+                    pool.days_in_force,
+                    pool.unit_cost,
+                    pool.cost,
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
+        for currency, amount in sorted(p.billed.items()):
+            rows.append(
+                (economics.period, p.sku, p.name, "billed", "", currency)
+                + ("", "", "", amount, "", "", "", "")
+            )
+        rows.append(
+            (economics.period, p.sku, p.name, "utilisation", "", "", "", "", "", "")
+            + (
+                str(p.avg_capacity),
+                str(p.avg_reserved),
+                str(p.avg_assigned),
+                "" if p.utilisation_percent is None else str(p.utilisation_percent),
+            )
+        )
+    return rows

@@ -1,0 +1,82 @@
+"""Forms of the finance pages: runs, credit notes, payments, voiding, bank statements.
+
+Amounts are typed in the currency's major unit ("12.50", "1500" for JPY) and
+converted exactly to minor units with :func:`portal.money.to_minor` by
+:func:`amount_minor`; the rules themselves are the services'.
+"""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import BooleanField, DateField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms.validators import InputRequired, Length, Optional
+
+from portal.money import to_minor
+
+
+class RunForm(FlaskForm):
+    """Start the invoice run of a month."""
+
+    period = StringField(
+        "Month",
+        validators=[InputRequired(), Length(max=7)],
+        render_kw={"placeholder": "YYYY-MM", "pattern": r"\d{4}-\d{2}"},
+    )
+    finalize = BooleanField("Finalise the drafts too (numbers, PDFs and mail go out)")
+    submit = SubmitField("Run invoices")
+
+
+class CreditNoteForm(FlaskForm):
+    """Credit part or all of a finalised invoice's net amount."""
+
+    amount = StringField(
+        "Amount to credit (before tax)",
+        validators=[InputRequired(), Length(max=30)],
+        description="In the invoice's currency, e.g. 12.50; tax is credited in proportion.",
+        render_kw={"inputmode": "decimal"},
+    )
+    reason = TextAreaField("Reason", validators=[InputRequired(), Length(max=1000)])
+    submit = SubmitField("Issue credit note")
+
+
+class PaymentForm(FlaskForm):
+    """Money received by bank transfer (or otherwise) against an open invoice."""
+
+    amount = StringField(
+        "Amount received",
+        validators=[InputRequired(), Length(max=30)],
+        description="In the invoice's currency; less than is due records a part payment.",
+        render_kw={"inputmode": "decimal"},
+    )
+    received_on = DateField("Received on", validators=[InputRequired()])
+    method = SelectField("Method", default="bank_transfer")
+    reference = StringField("Reference", validators=[Optional(), Length(max=200)])
+    submit = SubmitField("Record payment")
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.method.choices = [("bank_transfer", "Bank transfer"), ("other", "Other")]
+
+
+class ReasonForm(FlaskForm):
+    """Void an invoice, or write it off: both need a reason."""
+
+    reason = StringField("Reason", validators=[InputRequired(), Length(max=1000)])
+    submit = SubmitField("Confirm")
+
+
+class BankImportForm(FlaskForm):
+    """A bank statement as CSV: date, amount, currency, reference."""
+
+    file = FileField("Bank statement (CSV)", validators=[FileRequired("Choose a CSV file.")])
+    submit = SubmitField("Import and match")
+
+
+def amount_minor(form: FlaskForm, currency: str) -> int | None:
+    """The form's ``amount`` in minor units of ``currency``, or None with the field's error set."""
+    try:
+        return to_minor(form.amount.data or "", currency)
+    except ValueError as error:
+        form.amount.errors = [*form.amount.errors, str(error)]
+        return None

@@ -1,0 +1,87 @@
+"""Overdue invoices, and the council's rule that they hold back new subscriptions.
+
+An open invoice is *past due* the day after its due date, and *overdue* once
+the council's grace period (``overdue_grace_days``) has passed as well. With
+``suspend_subscriptions_when_overdue`` on, an organisation with an overdue
+invoice cannot take new subscriptions (:func:`subscriptions_allowed`); its
+existing subscriptions and seats are never touched: a person decides that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.billing.models import Invoice, InvoiceStatus
+from portal.errors import InvalidState
+from portal.settings.services import settings_get
+from portal.tenancy.models import Organisation
+
+
+@dataclass(frozen=True)
+class PastDue:
+    """An open invoice past its due date; ``overdue`` once the grace period is over too."""
+
+    invoice: Invoice
+    days_late: int
+    overdue: bool
+
+
+def past_due_invoices(
+    session: Session, *, today: dt.date, organisation_id: int | None = None
+) -> list[PastDue]:
+    """Open invoices whose due date has passed, oldest due first (``organisation_id`` None: all)."""
+    grace = settings_get(session).overdue_grace_days
+    query = (
+        sa.select(Invoice)
+        .where(Invoice.status == InvoiceStatus.OPEN, Invoice.due_on < today)
+        .order_by(Invoice.due_on, Invoice.id)
+    )
+    if organisation_id is not None:
+        query = query.where(Invoice.organisation_id == organisation_id)
+    out = []
+    for invoice in session.scalars(query).unique():
+        assert invoice.due_on is not None
+        late = (today - invoice.due_on).days
+        out.append(PastDue(invoice=invoice, days_late=late, overdue=late > grace))
+    return out
+
+
+def overdue_invoices(
+    session: Session, *, today: dt.date, organisation_id: int | None = None
+) -> list[Invoice]:
+    """Open invoices past their due date and the council's grace days."""
+    return [
+        p.invoice
+        for p in past_due_invoices(session, today=today, organisation_id=organisation_id)
+        if p.overdue
+    ]
+
+
+def subscriptions_allowed(session: Session, *, organisation: Organisation, today: dt.date) -> None:
+    """Refuse (``overdue_invoices``) when the council holds back subscriptions of late payers."""
+    settings = settings_get(session)
+    if not settings.suspend_subscriptions_when_overdue:
+        return
+    cutoff = today - dt.timedelta(days=settings.overdue_grace_days)
+    overdue = session.scalars(
+        sa.select(Invoice.number)
+        .where(
+            Invoice.organisation_id == organisation.id,
+            Invoice.status == InvoiceStatus.OPEN,
+            Invoice.due_on < cutoff,
+        )
+        .order_by(Invoice.due_on)
+    ).all()
+    if overdue:
+        raise InvalidState(
+            f"{organisation.name} has {len(overdue)} overdue invoice"
+            f"{'s' if len(overdue) != 1 else ''} ({', '.join(n or '' for n in overdue[:3])}"
+            f"{' …' if len(overdue) > 3 else ''}); new subscriptions wait until "
+            f"{'they are' if len(overdue) != 1 else 'it is'} paid.",
+            code="overdue_invoices",
+            extra={"overdue_invoices": list(overdue)},
+        )

@@ -1,0 +1,266 @@
+"""Reading invoices, runs, credit notes and payments, always within a scope.
+
+Every selector that returns an organisation's documents takes the
+``organisation_id`` it reads for; ``None`` means council staff, who see every
+organisation. An invoice of another organisation is simply not found (404),
+never "forbidden", so its existence is not revealed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceRun, Payment
+from portal.errors import NotFound
+from portal.metering.selectors import period_bounds, period_of
+from portal.tenancy.models import Organisation
+
+STATUSES = ("draft", "open", "paid", "void", "uncollectible")
+
+
+def recent_periods(today: dt.date, count: int = 6) -> list[str]:
+    """The month of ``today`` and the ``count - 1`` months before it, newest first."""
+    day = today.replace(day=1)
+    out = []
+    for _ in range(count):
+        out.append(period_of(day))
+        day = (day - dt.timedelta(days=1)).replace(day=1)
+    return out
+
+
+def previous_period(period: str) -> str:
+    """The calendar month before ``period``."""
+    start, _ = period_bounds(period)
+    return period_of(start.date() - dt.timedelta(days=1))
+
+
+def invoice_in_scope(
+    session: Session, *, organisation_id: int | None, invoice_id: int, issued_only: bool = False
+) -> Invoice:
+    """The invoice ``invoice_id``, if the reader may see it (``None``: council staff).
+
+    ``issued_only`` hides drafts (finance's working copies) from organisations.
+    """
+    query = sa.select(Invoice).where(Invoice.id == invoice_id)
+    if organisation_id is not None:
+        query = query.where(Invoice.organisation_id == organisation_id)
+    if issued_only:
+        query = query.where(Invoice.status != "draft")
+    invoice = session.scalar(query)
+    if invoice is None:
+        raise NotFound("No such invoice.")
+    return invoice
+
+
+def invoices_list(
+    session: Session,
+    *,
+    organisation_id: int | None,
+    period: str | None = None,
+    status: str | None = None,
+    issued_only: bool = False,
+    after_id: int | None = None,
+    limit: int | None = None,
+) -> list[Invoice]:
+    """Invoices in id order, filtered by month and status (``organisation_id`` None: all)."""
+    query = sa.select(Invoice).order_by(Invoice.id)
+    if organisation_id is not None:
+        query = query.where(Invoice.organisation_id == organisation_id)
+    if issued_only:
+        query = query.where(Invoice.status != "draft")
+    if period:
+        period_bounds(period)
+        query = query.where(Invoice.period == period)
+    if status:
+        query = query.where(Invoice.status == status)
+    if after_id is not None:
+        query = query.where(Invoice.id > after_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query).unique())
+
+
+def organisation_invoices(session: Session, *, organisation_id: int) -> list[Invoice]:
+    """An organisation's issued invoices, newest month first (drafts are finance's alone)."""
+    return list(
+        session.scalars(
+            sa.select(Invoice)
+            .where(Invoice.organisation_id == organisation_id, Invoice.status != "draft")
+            .order_by(Invoice.period.desc(), Invoice.id.desc())
+        ).unique()
+    )
+
+
+@dataclass
+class MonthOverview:
+    """A month's invoices for the finance page: the list, counts per status, totals."""
+
+    period: str
+    invoices: list[Invoice]
+    counts: dict[str, int]
+    totals: dict[str, int]  # total per currency of the listed invoices
+    runs: list[InvoiceRun]
+
+
+def month_overview(session: Session, *, period: str, status: str | None = None) -> MonthOverview:
+    """Everything the finance page shows for ``period`` (one query per part)."""
+    period_bounds(period)
+    counts = Counter(
+        dict(
+            session.execute(
+                sa.select(Invoice.status, sa.func.count())
+                .where(Invoice.period == period)
+                .group_by(Invoice.status)
+            ).all()
+        )
+    )
+    query = (
+        sa.select(Invoice)
+        .join(Organisation, Organisation.id == Invoice.organisation_id)
+        .where(Invoice.period == period)
+        .order_by(Organisation.name, Invoice.currency)
+    )
+    if status:
+        query = query.where(Invoice.status == status)
+    invoices = list(session.scalars(query).unique())
+    totals: dict[str, int] = {}
+    for invoice in invoices:
+        totals[invoice.currency] = totals.get(invoice.currency, 0) + invoice.total
+    return MonthOverview(
+        period=period,
+        invoices=invoices,
+        counts={s: counts.get(s, 0) for s in STATUSES},
+        totals=dict(sorted(totals.items())),
+        runs=runs_of_period(session, period=period, limit=5),
+    )
+
+
+def runs_of_period(session: Session, *, period: str, limit: int = 5) -> list[InvoiceRun]:
+    """The latest runs of a month, newest first."""
+    return list(
+        session.scalars(
+            sa.select(InvoiceRun)
+            .where(InvoiceRun.period == period)
+            .order_by(InvoiceRun.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def run_by_id(session: Session, run_id: int) -> InvoiceRun:
+    run = session.get(InvoiceRun, run_id)
+    if run is None:
+        raise NotFound("No such invoice run.")
+    return run
+
+
+def draft_ids(session: Session, *, period: str) -> list[int]:
+    """The ids of a month's drafts, in id order."""
+    period_bounds(period)
+    return list(
+        session.scalars(
+            sa.select(Invoice.id)
+            .where(Invoice.period == period, Invoice.status == "draft")
+            .order_by(Invoice.id)
+        )
+    )
+
+
+# ---------------------------------------------------------------- one invoice
+
+
+@dataclass
+class Comparison:
+    """One product (or kind of line) this period against the previous period."""
+
+    label: str
+    current: int
+    previous: int
+
+    @property
+    def change(self) -> int:
+        return self.current - self.previous
+
+
+@dataclass
+class InvoiceDetail:
+    """An invoice with what was credited and paid, and last period's invoice to compare."""
+
+    invoice: Invoice
+    credit_notes: list[CreditNote]
+    payments: list[Payment]
+    previous: Invoice | None = None
+    comparison: list[Comparison] = field(default_factory=list)
+
+
+def _compare(current: Invoice, previous: Invoice | None) -> list[Comparison]:
+    """Line amounts grouped by product (late usage and adjustments on their own), side by side."""
+
+    def key(line: InvoiceLine) -> str:
+        if line.kind in ("late_usage", "adjustment"):
+            return f"{line.kind.replace('_', ' ').capitalize()}"
+        return line.product_sku or line.kind
+
+    def sums(invoice: Invoice | None) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for line in invoice.lines if invoice else []:
+            out[key(line)] = out.get(key(line), 0) + line.amount
+        return out
+
+    now, before = sums(current), sums(previous)
+    labels = list(now) + [k for k in before if k not in now]
+    rows = [Comparison(label, now.get(label, 0), before.get(label, 0)) for label in labels]
+    rows.append(
+        Comparison("Total before tax", current.subtotal, previous.subtotal if previous else 0)
+    )
+    return rows
+
+
+def invoice_detail(
+    session: Session,
+    *,
+    organisation_id: int | None,
+    invoice_id: int,
+    compare: bool = False,
+    issued_only: bool = False,
+) -> InvoiceDetail:
+    """One invoice in scope, its credit notes and payments; with ``compare``, last period too."""
+    invoice = invoice_in_scope(
+        session, organisation_id=organisation_id, invoice_id=invoice_id, issued_only=issued_only
+    )
+    notes = list(
+        session.scalars(
+            sa.select(CreditNote)
+            .where(
+                CreditNote.invoice_id == invoice.id,
+                CreditNote.organisation_id == invoice.organisation_id,
+            )
+            .order_by(CreditNote.id)
+        ).unique()
+    )
+    payments = list(
+        session.scalars(
+            sa.select(Payment)
+            .where(
+                Payment.invoice_id == invoice.id, Payment.organisation_id == invoice.organisation_id
+            )
+            .order_by(Payment.id)
+        )
+    )
+    detail = InvoiceDetail(invoice=invoice, credit_notes=notes, payments=payments)
+    if compare:
+        detail.previous = session.scalar(
+            sa.select(Invoice).where(
+                Invoice.organisation_id == invoice.organisation_id,
+                Invoice.currency == invoice.currency,
+                Invoice.period == previous_period(invoice.period),
+                Invoice.status != "void",
+            )
+        )
+        detail.comparison = _compare(invoice, detail.previous)
+    return detail

@@ -1,0 +1,518 @@
+"""Finance pages (invoice runs, review, finalising, credit notes, payments, bank statements,
+overdue invoices, exports and council economics) and an organisation's own invoices.
+
+Council admins and finance see every organisation's invoices; an org admin sees
+only its own organisation's issued invoices (another's answers 404). Each view
+parses its input, calls one service or selector and renders; the request
+commits once. An invoice run is the exception that proves it: it runs in a
+background thread (:mod:`portal.billing.background`) with its own app context
+and session, and the run page shows its progress.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from decimal import Decimal, InvalidOperation
+
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from portal.billing import background, documents, exports, selectors, services
+from portal.billing.bank_import import bank_statement_import
+from portal.billing.economics import ECONOMICS_COLUMNS, council_economics, economics_rows
+from portal.billing.forms import (
+    BankImportForm,
+    CreditNoteForm,
+    PaymentForm,
+    ReasonForm,
+    RunForm,
+    amount_minor,
+)
+from portal.billing.models import Invoice
+from portal.billing.operations import drafts_finalize, invoice_mark_uncollectible, invoice_run_start
+from portal.billing.overdue import past_due_invoices
+from portal.csvutil import csv_text
+from portal.db import db, now_utc
+from portal.errors import DomainError
+from portal.forms import show_errors
+from portal.identity import auth
+from portal.identity.forms import ConfirmForm
+from portal.identity.models import Role
+from portal.metering.selectors import period_bounds, period_of
+from portal.money import format_money
+
+bp = Blueprint("billing", __name__)
+
+FINANCE = (Role.COUNCIL_ADMIN, Role.FINANCE)
+
+
+@bp.app_template_filter("quantity")
+def quantity(value: str | None) -> str:
+    """An exact decimal as people read it: ``"11.6000"`` → ``11.6``, ``"12.0000"`` → ``12``."""
+    try:
+        number = Decimal(value or "0")
+    except InvalidOperation:
+        return value or ""
+    return f"{number.normalize():f}"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _last_month() -> str:
+    return period_of(now_utc().date().replace(day=1) - dt.timedelta(days=1))
+
+
+def _period_arg() -> str:
+    """The ``period`` query argument (default: last month), checked."""
+    period = (request.args.get("period") or "").strip() or _last_month()
+    period_bounds(period)
+    return period
+
+
+def _periods() -> list[str]:
+    return selectors.recent_periods(now_utc().date(), 6)
+
+
+def _pdf(invoice: Invoice) -> Response:
+    return Response(
+        documents.invoice_pdf(db.session, invoice),
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{documents.pdf_filename(invoice)}"'},
+    )
+
+
+def _download(text: str, filename: str, mimetype: str = "text/csv") -> Response:
+    return Response(
+        text,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+# ---------------------------------------------------------------- the month
+
+
+@bp.get("/finance")
+@auth.role_required(*FINANCE)
+def finance():
+    """A month's invoice runs and invoices, with a status filter."""
+    period = _period_arg()
+    status = request.args.get("status") or None
+    if status not in (None, *selectors.STATUSES):
+        status = None
+    return _finance_page(period, status, RunForm(period=period))
+
+
+def _finance_page(period: str, status: str | None, form: RunForm, code: int = 200):
+    overview = selectors.month_overview(db.session, period=period, status=status)
+    return (
+        render_template(
+            "billing/finance.html",
+            overview=overview,
+            period=period,
+            periods=_periods(),
+            status=status,
+            statuses=selectors.STATUSES,
+            form=form,
+            confirm=ConfirmForm(),
+        ),
+        code,
+    )
+
+
+@bp.post("/finance/runs")
+@auth.role_required(*FINANCE)
+def run_start():
+    """Start the invoice run of a month; it runs in the background."""
+    form = RunForm()
+    period = (form.period.data or "").strip()
+    if form.validate_on_submit():
+        try:
+            run = invoice_run_start(
+                db.session, actor=g.actor, period=period, finalize=form.finalize.data
+            )
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            db.session.commit()
+            background.invoice_run_in_background(run_id=run.id, actor=g.actor)
+            return redirect(url_for("billing.run_detail", run_id=run.id))
+    try:
+        period_bounds(period)
+    except DomainError:
+        period = _last_month()
+    return _finance_page(period, None, form, 400)
+
+
+@bp.get("/finance/runs/<int:run_id>")
+@auth.role_required(*FINANCE)
+def run_detail(run_id: int):
+    """A run's progress; the page refreshes itself while the run is going."""
+    run = selectors.run_by_id(db.session, run_id)
+    return render_template(
+        "billing/run.html",
+        run=run,
+        stalled=background.run_stalled(run, now_utc()),
+        refresh_seconds=background.REFRESH_SECONDS,
+    )
+
+
+@bp.post("/finance/finalize-all")
+@auth.role_required(*FINANCE)
+def finalize_all():
+    """Finalise every draft of a month at once (all or none)."""
+    period = (request.form.get("period") or "").strip()
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        flash("The form expired; nothing was finalised. Try again.", "error")
+        return redirect(url_for("billing.finance", period=period or None))
+    try:
+        finalised = drafts_finalize(db.session, actor=g.actor, period=period)
+    except DomainError as error:
+        db.session.rollback()
+        flash(f"Nothing was finalised: {error.detail}", "error")
+    else:
+        db.session.commit()
+        if finalised:
+            flash(
+                f"{len(finalised)} invoice{'s' if len(finalised) != 1 else ''} finalised "
+                f"({finalised[0].number} – {finalised[-1].number}); PDFs stored and mailed.",
+                "success",
+            )
+        else:
+            flash(f"There were no drafts for {period} to finalise.", "info")
+    return redirect(url_for("billing.finance", period=period or None))
+
+
+# ---------------------------------------------------------------- one invoice
+
+
+def _invoice_page(invoice_id: int, code: int = 200, **forms):
+    detail = selectors.invoice_detail(
+        db.session, organisation_id=None, invoice_id=invoice_id, compare=True
+    )
+    context = documents.document_context(db.session, detail.invoice)
+    forms.setdefault("credit_form", CreditNoteForm(formdata=None, prefix="credit"))
+    forms.setdefault(
+        "payment_form",
+        PaymentForm(formdata=None, prefix="payment", received_on=now_utc().date()),
+    )
+    forms.setdefault("void_form", ReasonForm(formdata=None, prefix="void"))
+    forms.setdefault("write_off_form", ReasonForm(formdata=None, prefix="writeoff"))
+    return (
+        render_template(
+            "billing/invoice.html", detail=detail, confirm=ConfirmForm(), **context, **forms
+        ),
+        code,
+    )
+
+
+@bp.get("/finance/invoices/<int:invoice_id>")
+@auth.role_required(*FINANCE)
+def invoice_review(invoice_id: int):
+    """An invoice as the organisation sees it, what produced each line, last period beside it."""
+    return _invoice_page(invoice_id)
+
+
+@bp.get("/finance/invoices/<int:invoice_id>.pdf")
+@auth.role_required(*FINANCE)
+def invoice_pdf(invoice_id: int):
+    """The invoice's PDF (the stored one once finalised; a preview of a draft)."""
+    invoice = selectors.invoice_in_scope(db.session, organisation_id=None, invoice_id=invoice_id)
+    return _pdf(invoice)
+
+
+@bp.post("/finance/invoices/<int:invoice_id>/finalize")
+@auth.role_required(*FINANCE)
+def invoice_finalize(invoice_id: int):
+    """Give a draft its number, store its PDF and mail it to the billing contact."""
+    invoice = selectors.invoice_in_scope(db.session, organisation_id=None, invoice_id=invoice_id)
+    if not ConfirmForm().validate_on_submit():
+        flash("The form expired; the invoice was not finalised. Try again.", "error")
+        return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
+    try:
+        services.invoice_finalize(db.session, actor=g.actor, invoice=invoice)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.detail, "error")
+    else:
+        number, email = invoice.number, invoice.organisation.billing_email
+        db.session.commit()
+        flash(f"Invoice {number} issued; the PDF is stored and mailed to {email}.", "success")
+    return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
+
+
+@bp.post("/finance/invoices/<int:invoice_id>/refresh")
+@auth.role_required(*FINANCE)
+def invoice_refresh(invoice_id: int):
+    """Recompute a draft from the seats and usage recorded now."""
+    invoice = selectors.invoice_in_scope(db.session, organisation_id=None, invoice_id=invoice_id)
+    period, organisation = invoice.period, invoice.organisation
+    if not ConfirmForm().validate_on_submit():
+        flash("The form expired; the draft was not refreshed. Try again.", "error")
+        return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
+    if invoice.status != "draft":
+        flash(f"Invoice {invoice.number} is final; it never changes.", "error")
+        return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
+    try:
+        refreshed, outcome = services.invoice_draft_refresh(
+            db.session, actor=g.actor, organisation=organisation, period=period
+        )
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.detail, "error")
+        return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
+    db.session.commit()
+    if refreshed is None:
+        flash(f"{organisation.name} owes nothing for {period}; the draft was removed.", "info")
+        return redirect(url_for("billing.finance", period=period))
+    flash("The draft is up to date with the seats and usage recorded now.", "success")
+    return redirect(url_for("billing.invoice_review", invoice_id=refreshed.id))
+
+
+def _amount_problem(form, error: DomainError, low: int, high: int, currency: str) -> None:
+    """A service's amount message (in minor units) in the units people typed."""
+    show_errors(form, error)
+    if "amount" in (error.errors or {}):
+        form.amount.errors = [
+            f"Enter an amount from {format_money(low, currency)} to {format_money(high, currency)}."
+            if high >= low
+            else "Nothing is left to credit or to pay on this invoice."
+        ]
+
+
+@bp.post("/finance/invoices/<int:invoice_id>/credit-notes")
+@auth.role_required(*FINANCE)
+def credit_note_create(invoice_id: int):
+    """Issue a credit note against a finalised invoice."""
+    detail = selectors.invoice_detail(db.session, organisation_id=None, invoice_id=invoice_id)
+    invoice = detail.invoice
+    form = CreditNoteForm(prefix="credit")
+    if form.validate_on_submit():
+        amount = amount_minor(form, invoice.currency)
+        if amount is not None:
+            creditable = invoice.subtotal - sum(n.subtotal for n in detail.credit_notes)
+            try:
+                note = services.credit_note_create(
+                    db.session,
+                    actor=g.actor,
+                    invoice=invoice,
+                    amount=amount,
+                    reason=form.reason.data or "",
+                )
+            except DomainError as error:
+                db.session.rollback()
+                _amount_problem(form, error, 1, creditable, invoice.currency)
+            else:
+                number, total = note.number, note.total
+                db.session.commit()
+                flash(
+                    f"Credit note {number} issued for {format_money(total, invoice.currency)} "
+                    "(tax included).",
+                    "success",
+                )
+                return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
+    return _invoice_page(invoice_id, 400, credit_form=form)
+
+
+@bp.post("/finance/invoices/<int:invoice_id>/payments")
+@auth.role_required(*FINANCE)
+def payment_create(invoice_id: int):
+    """Record money received against an open invoice (in full or in part)."""
+    invoice = selectors.invoice_in_scope(db.session, organisation_id=None, invoice_id=invoice_id)
+    form = PaymentForm(prefix="payment")
+    if form.validate_on_submit():
+        amount = amount_minor(form, invoice.currency)
+        if amount is not None:
+            due = invoice.amount_due
+            try:
+                services.payment_record(
+                    db.session,
+                    actor=g.actor,
+                    invoice=invoice,
+                    amount=amount,
+                    method=form.method.data,
+                    received_on=form.received_on.data,
+                    reference=form.reference.data,
+                )
+            except DomainError as error:
+                db.session.rollback()
+                _amount_problem(form, error, 1, due, invoice.currency)
+            else:
+                status, left = invoice.status, invoice.amount_due
+                db.session.commit()
+                flash(
+                    "Payment recorded; the invoice is paid."
+                    if status == "paid"
+                    else f"Part payment recorded; {format_money(left, invoice.currency)} "
+                    "is still due.",
+                    "success",
+                )
+                return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
+    return _invoice_page(invoice_id, 400, payment_form=form)
+
+
+@bp.post("/finance/invoices/<int:invoice_id>/<any(void, uncollectible):action>")
+@auth.role_required(*FINANCE)
+def invoice_close(invoice_id: int, action: str):
+    """Void an open invoice nothing was paid on, or write it off as uncollectible."""
+    invoice = selectors.invoice_in_scope(db.session, organisation_id=None, invoice_id=invoice_id)
+    prefix = "void" if action == "void" else "writeoff"
+    form = ReasonForm(prefix=prefix)
+    if form.validate_on_submit():
+        change = services.invoice_void if action == "void" else invoice_mark_uncollectible
+        try:
+            change(db.session, actor=g.actor, invoice=invoice, reason=form.reason.data or "")
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error)
+        else:
+            number = invoice.number
+            db.session.commit()
+            flash(
+                f"Invoice {number} is void; its number stays used."
+                if action == "void"
+                else f"Invoice {number} is written off as uncollectible.",
+                "success",
+            )
+            return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
+    key = "void_form" if action == "void" else "write_off_form"
+    return _invoice_page(invoice_id, 400, **{key: form})
+
+
+# ---------------------------------------------------------------- bank statements, overdue
+
+
+@bp.route("/finance/bank-import", methods=["GET", "POST"])
+@auth.role_required(*FINANCE)
+def bank_import():
+    """Import a bank statement (CSV) and match the transfers to invoices by reference."""
+    form = BankImportForm()
+    result = None
+    code = 200
+    if request.method == "POST":
+        code = 400
+        if form.validate_on_submit():
+            try:
+                text = form.file.data.read(2_000_001).decode("utf-8-sig")
+            except UnicodeDecodeError:
+                form.file.errors = ["The file must be UTF-8 text (CSV)."]
+            else:
+                if len(text) > 2_000_000:
+                    form.file.errors = ["The file is over 2 MB; split the statement."]
+                else:
+                    try:
+                        result = bank_statement_import(db.session, actor=g.actor, text=text)
+                    except DomainError as error:
+                        db.session.rollback()
+                        show_errors(form, error)
+                    else:
+                        db.session.commit()
+                        code = 200
+    return render_template("billing/bank_import.html", form=form, result=result), code
+
+
+@bp.get("/finance/overdue")
+@auth.role_required(*FINANCE)
+def overdue():
+    """Open invoices past their due date; those past the grace period too are overdue."""
+    from portal.settings.services import settings_get
+
+    settings = settings_get(db.session)
+    return render_template(
+        "billing/overdue.html",
+        rows=past_due_invoices(db.session, today=now_utc().date()),
+        settings=settings,
+    )
+
+
+# ---------------------------------------------------------------- exports and economics
+
+
+@bp.get("/finance/exports")
+@auth.role_required(*FINANCE)
+def exports_page():
+    """Totals per currency, the downloads, and the council's cost against billing."""
+    period = _period_arg()
+    return render_template(
+        "billing/exports.html",
+        period=period,
+        periods=_periods(),
+        summary=exports.summary(list(exports.export_rows(db.session, period=period))),
+        economics=council_economics(db.session, period=period, today=now_utc().date()),
+    )
+
+
+@bp.get("/finance/exports/invoices.<any(csv, json):fmt>")
+@auth.role_required(*FINANCE)
+def export_invoices(fmt: str):
+    """One row per invoice line (and credit note) of a month's issued invoices."""
+    period = _period_arg()
+    out = io.StringIO()
+    rows = exports.export_rows(db.session, period=period)
+    (exports.write_csv if fmt == "csv" else exports.write_json)(rows, out)
+    mimetype = "text/csv" if fmt == "csv" else "application/json"
+    return _download(out.getvalue(), f"invoices-{period}.{fmt}", mimetype)
+
+
+@bp.get("/finance/exports/economics.csv")
+@auth.role_required(*FINANCE)
+def export_economics():
+    """The council economics of a month as CSV."""
+    period = _period_arg()
+    economics = council_economics(db.session, period=period, today=now_utc().date())
+    return _download(
+        csv_text(ECONOMICS_COLUMNS, economics_rows(economics)), f"economics-{period}.csv"
+    )
+
+
+# ---------------------------------------------------------------- an organisation's invoices
+
+
+@bp.get("/org/invoices")
+@auth.role_required(Role.ORG_ADMIN)
+def org_invoices():
+    """The organisation's issued invoices, newest first."""
+    org = auth.current_organisation()
+    return render_template(
+        "billing/org_invoices.html",
+        org=org,
+        invoices=selectors.organisation_invoices(db.session, organisation_id=org.id),
+    )
+
+
+@bp.get("/org/invoices/<int:invoice_id>")
+@auth.role_required(Role.ORG_ADMIN)
+def org_invoice(invoice_id: int):
+    """One of the organisation's invoices, with payments and credit notes against it."""
+    org = auth.current_organisation()
+    detail = selectors.invoice_detail(
+        db.session, organisation_id=org.id, invoice_id=invoice_id, issued_only=True
+    )
+    return render_template(
+        "billing/org_invoice.html",
+        detail=detail,
+        **documents.document_context(db.session, detail.invoice),
+    )
+
+
+@bp.get("/org/invoices/<int:invoice_id>.pdf")
+@auth.role_required(Role.ORG_ADMIN)
+def org_invoice_pdf(invoice_id: int):
+    """The PDF the organisation was sent."""
+    org = auth.current_organisation()
+    invoice = selectors.invoice_in_scope(
+        db.session, organisation_id=org.id, invoice_id=invoice_id, issued_only=True
+    )
+    return _pdf(invoice)
