@@ -230,14 +230,12 @@ def collection_attempt(session: Session, *, invoice_id: int, gateway: StripeGate
     claim = _claim(session, invoice_id=invoice_id, now=now_utc())
     if isinstance(claim, str):
         return claim
-    council = current_app.config["PORTAL_COUNCIL_NAME"] if has_app_context() else "Portal"
     try:
         intent = gateway.payment_intent_create(
             customer_id=claim.customer_id,
             payment_method_id=claim.payment_method_id,
             amount=claim.amount,
             currency=claim.currency,
-            description=f"{council} invoice {claim.number}",
             metadata={
                 "invoice_id": str(invoice_id),
                 "invoice_number": claim.number,
@@ -248,7 +246,8 @@ def collection_attempt(session: Session, *, invoice_id: int, gateway: StripeGate
         )
     except PaymentDeclined as error:
         outcome = Outcome(invoice_id, claim.attempt, False, error.intent, error.message, error.code)
-    except GatewayRefused as error:
+    except GatewayRefused as error:  # not the card: the request itself (logged for developers)
+        log.warning("Stripe refused the payment of invoice %s: %s", invoice_id, error.message)
         outcome = Outcome(invoice_id, claim.attempt, False, None, error.message, error.code)
     except GatewayUnavailable as error:
         _unanswered(session, invoice_id, claim.attempt, error.message)
@@ -441,6 +440,10 @@ def outcome_apply(session: Session, outcome: Outcome) -> tuple[str, str]:
             f"{collection.attempts}"
         )
     if collection.status != CollectionStatus.PROCESSING:
+        if intent and collection.payment_intent_id is None:
+            # The API's decline may not name the PaymentIntent; the event does.
+            collection.payment_intent_id = intent.id
+            session.flush()
         return "ignored", f"the failure of attempt {outcome.attempt} was recorded already"
     _failure_record(
         session,

@@ -331,12 +331,12 @@ class StripeGateway:
         payment_method_id: str,
         amount: int,
         currency: str,
-        description: str,
         metadata: dict[str, str],
         idempotency_key: str,
     ) -> Intent:
         """Charge the customer's saved method now (off-session), confirming at once.
 
+        The invoice is named in ``metadata`` (localstripe refuses ``description``).
         Sent again with the same ``idempotency_key``, Stripe replays the first
         answer instead of charging twice; the library's own network retries
         reuse the key too.
@@ -350,7 +350,6 @@ class StripeGateway:
                     "payment_method": payment_method_id,
                     "confirm": True,
                     "off_session": True,
-                    "description": description,
                     "metadata": metadata,
                 },
                 options={"idempotency_key": idempotency_key},
