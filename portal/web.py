@@ -70,18 +70,23 @@ def register_blueprints(app: Flask) -> None:
     from portal.catalogue.views import bp as catalogue_bp
     from portal.identity.people_views import bp as people_bp
     from portal.identity.views import bp as auth_bp
+    from portal.metering.views import bp as metering_bp
     from portal.seats.views import bp as seats_bp
     from portal.tenancy.views import bp as tenancy_bp
 
+    from portal.settings.views import bp as settings_bp
+
+    app.register_blueprint(metering_bp)
+    app.register_blueprint(settings_bp)
     for blueprint in (
         bp,
         auth_bp,
         people_bp,
         tenancy_bp,
         audit_bp,
-        tokens_bp,
         catalogue_bp,
         seats_bp,
+        tokens_bp,
         billing_bp,
     ):
         app.register_blueprint(blueprint)
@@ -101,6 +106,7 @@ NAV = {
         ("tenancy.organisations", "Organisations"),
         ("catalogue.council_catalogue", "Catalogue"),
         ("catalogue.vendors", "Vendors"),
+        ("metering.council_usage", "Usage"),
         ("billing.finance", "Finance"),
         ("people.staff_users", "Council staff"),
         ("sso.council_domains", "Email domains"),
@@ -111,6 +117,7 @@ NAV = {
         ("tenancy.council_dashboard", "Dashboard"),
         ("tenancy.organisations", "Organisations"),
         ("catalogue.council_catalogue", "Catalogue"),
+        ("metering.council_usage", "Usage"),
         ("billing.finance", "Invoices"),
         ("billing.exports_page", "Exports"),
     ],
@@ -119,7 +126,9 @@ NAV = {
         ("seats.subscriptions", "Subscriptions"),
         ("catalogue.member_catalogue", "Catalogue"),
         ("seats.seat_requests", "Seat requests"),
+        ("metering.org_usage", "Usage"),
         ("billing.org_invoices", "Invoices"),
+        ("payments.payment_method", "Payment method"),
         ("people.org_users", "People"),
         ("tenancy.org_profile", "Organisation"),
         ("sso.org_sso", "Single sign-on"),

@@ -262,3 +262,16 @@ def seat_requests_overview(session: Session, *, organisation_id: int) -> list[Pe
         out.append(PendingRequest(request, sub, free))
     return out
 
+
+def seat_in_scope(session: Session, *, organisation_id: int, seat_id: int) -> SeatAssignment:
+    """One active seat of the organisation, or :class:`NotFound`."""
+    seat = session.scalar(
+        sa.select(SeatAssignment).where(
+            SeatAssignment.id == seat_id,
+            SeatAssignment.organisation_id == organisation_id,
+            SeatAssignment.released_at.is_(None),
+        )
+    )
+    if seat is None:
+        raise NotFound("No such seat.")
+    return seat

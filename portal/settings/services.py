@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from portal.audit.services import Actor, audit_record
 from portal.errors import PermissionDenied
 from portal.settings.models import CouncilSetting
 from portal.validation import Stripped, parse
+
+
+def _prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Z0-9]{1,12}", value):
+        raise ValueError("Use 1 to 12 capital letters and digits, e.g. INV.")
+    return value
+
+
+Prefix = Annotated[str, Stripped, AfterValidator(_prefix)]
 
 
 class CouncilSettings(BaseModel):
@@ -22,12 +32,8 @@ class CouncilSettings(BaseModel):
     #: a seat with no usage for this many days is flagged idle to the org admin
     idle_seat_days: Annotated[int, Field(ge=1, le=365)] = 30
     #: invoice numbers are PREFIX-YYYY-NNNNNN
-    invoice_prefix: Annotated[
-        str, Stripped, StringConstraints(min_length=1, max_length=12, pattern=r"^[A-Z0-9]+$")
-    ] = "INV"
-    credit_note_prefix: Annotated[
-        str, Stripped, StringConstraints(min_length=1, max_length=12, pattern=r"^[A-Z0-9]+$")
-    ] = "CN"
+    invoice_prefix: Prefix = "INV"
+    credit_note_prefix: Prefix = "CN"
     #: days after the due date before an open invoice counts as overdue
     payment_terms_days: Annotated[int, Field(ge=0, le=120)] = 30
     overdue_grace_days: Annotated[int, Field(ge=0, le=365)] = 14
@@ -64,7 +70,12 @@ def settings_update(session: Session, *, actor: Actor, data: dict[str, Any]) -> 
     session.flush()
     if after:
         audit_record(
-            session, actor=actor, action="settings.update", target_type="settings",
-            target_label="council", before=before, after=after,
+            session,
+            actor=actor,
+            action="settings.update",
+            target_type="settings",
+            target_label="council",
+            before=before,
+            after=after,
         )
     return merged

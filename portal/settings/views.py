@@ -1,0 +1,52 @@
+"""The council settings page."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+
+from portal.db import db
+from portal.errors import DomainError
+from portal.forms import form_values, show_errors
+from portal.identity import auth
+from portal.identity.models import Role
+from portal.settings.forms import CouncilSettingsForm
+from portal.settings.services import settings_get, settings_update
+
+bp = Blueprint("settings", __name__)
+
+
+@bp.route("/council/settings", methods=["GET", "POST"])
+@auth.role_required(Role.COUNCIL_ADMIN)
+def council_settings():
+    """Tax default, idle-seat threshold, numbering, payment terms, bank details."""
+    current = settings_get(db.session)
+    form = CouncilSettingsForm(data=current.model_dump())
+    if request.method == "GET":
+        form.default_tax_rate_percent.data = Decimal(current.default_tax_rate_bp) / 100
+    if form.validate_on_submit():
+        data = form_values(
+            form,
+            "idle_seat_days",
+            "invoice_prefix",
+            "credit_note_prefix",
+            "payment_terms_days",
+            "overdue_grace_days",
+            "suspend_subscriptions_when_overdue",
+            "bank_details",
+        )
+        data["default_tax_rate_bp"] = int(
+            (form.default_tax_rate_percent.data * 100).to_integral_value()
+        )
+        try:
+            settings_update(db.session, actor=g.actor, data=data)
+        except DomainError as error:
+            db.session.rollback()
+            show_errors(form, error, aliases={"default_tax_rate_bp": "default_tax_rate_percent"})
+        else:
+            db.session.commit()
+            flash("Settings saved.", "success")
+            return redirect(url_for("settings.council_settings"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("settings/council.html", form=form), status
