@@ -91,6 +91,7 @@ def load_demo(session: Session) -> list[str]:
     _catalogue(session, actor)
     _subscriptions(session, actor)
     _usage(session, actor)
+    _invoices(session, actor)
     organisation_apply(
         session,
         actor=actor,
@@ -407,6 +408,55 @@ def _usage(session: Session, actor: Actor) -> int:
         )
         accepted += result.accepted
     return accepted
+
+
+# Manually billed organisations and what they have paid by bank transfer:
+# the older month in full, the last month part (riga) or nothing yet.
+PAID_IN_FULL_MONTHS_BACK = 2
+PART_PAID = {"riga-logistics": 2}  # org: divisor of the total paid of last month's invoice
+
+
+def _invoices(session: Session, actor: Actor) -> None:
+    """Invoices of the two past months, finalised (numbers, PDFs, mail), some paid, some open."""
+    import datetime as dt
+
+    from portal.billing.models import InvoiceStatus
+    from portal.billing.services import invoice_draft_refresh, invoice_finalize, payment_record
+    from portal.db import now_utc
+    from portal.metering.selectors import period_of
+    from portal.tenancy.models import Organisation
+
+    today = now_utc().date()
+    last = today.replace(day=1) - dt.timedelta(days=1)
+    months = [period_of(last.replace(day=1) - dt.timedelta(days=1)), period_of(last)]
+    organisations = session.scalars(
+        sa.select(Organisation).where(Organisation.status != "pending").order_by(Organisation.id)
+    ).all()
+    for back, period in zip((2, 1), months, strict=True):
+        for org in organisations:
+            invoice, _ = invoice_draft_refresh(
+                session, actor=actor, organisation=org, period=period
+            )
+            if invoice is None:
+                continue
+            invoice_finalize(session, actor=actor, invoice=invoice)
+            if org.billing_provider != "manual" or invoice.status != InvoiceStatus.OPEN:
+                continue
+            if back == PAID_IN_FULL_MONTHS_BACK:
+                amount = invoice.amount_due
+            elif org.slug in PART_PAID:
+                amount = invoice.amount_due // PART_PAID[org.slug]
+            else:
+                continue
+            payment_record(
+                session,
+                actor=actor,
+                invoice=invoice,
+                amount=amount,
+                method="bank_transfer",
+                received_on=today,
+                reference=invoice.payment_reference,
+            )
 
 
 def _sign_ins() -> list[str]:

@@ -73,6 +73,15 @@ def test_demo_loads_once_and_meets_the_spec_minimums(runner, app):
     assert first_event is not None
     # three months of usage: from the first of the month two months back until now
     assert str(last_event)[:7] != str(first_event)[:7]
+    # the two past months invoiced and finalised; some paid by bank transfer, some open
+    from portal.billing.models import Invoice, Payment
+
+    with app.app_context():
+        invoices = db.session.scalars(sa.select(Invoice)).all()
+        assert len({i.period for i in invoices}) == 2
+        assert {i.status for i in invoices} == {"open", "paid"}
+        assert all(i.number and i.pdf for i in invoices)
+        assert {p.method for p in db.session.scalars(sa.select(Payment))} == {"bank_transfer"}
     second = runner.invoke(args=["demo"])
     assert second.exit_code == 0
     assert "already loaded" in second.output
