@@ -19,7 +19,7 @@ class RunForm(FlaskForm):
     """Start the invoice run of a month."""
 
     period = StringField(
-        "Month",
+        "Month to invoice",
         validators=[InputRequired(), Length(max=7)],
         render_kw={"placeholder": "YYYY-MM", "pattern": r"\d{4}-\d{2}"},
     )
