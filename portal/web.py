@@ -72,9 +72,8 @@ def register_blueprints(app: Flask) -> None:
     from portal.identity.views import bp as auth_bp
     from portal.metering.views import bp as metering_bp
     from portal.seats.views import bp as seats_bp
-    from portal.tenancy.views import bp as tenancy_bp
-
     from portal.settings.views import bp as settings_bp
+    from portal.tenancy.views import bp as tenancy_bp
 
     app.register_blueprint(metering_bp)
     app.register_blueprint(settings_bp)
@@ -100,7 +99,9 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(blueprint)
 
 
-NAV = {
+# The main navigation per role: (endpoint, label) items, and ("Label", [items]) groups
+# that render as a disclosure menu (<details>, so they work without JavaScript).
+NAV: dict[Role, list] = {
     Role.COUNCIL_ADMIN: [
         ("tenancy.council_dashboard", "Dashboard"),
         ("tenancy.organisations", "Organisations"),
@@ -108,10 +109,16 @@ NAV = {
         ("catalogue.vendors", "Vendors"),
         ("metering.council_usage", "Usage"),
         ("billing.finance", "Finance"),
-        ("people.staff_users", "Council staff"),
-        ("sso.council_domains", "Email domains"),
-        ("tokens.council_tokens", "API tokens"),
-        ("audit.audit_log", "Audit log"),
+        (
+            "Admin",
+            [
+                ("people.staff_users", "Council staff"),
+                ("sso.council_domains", "Email domains"),
+                ("tokens.council_tokens", "API tokens"),
+                ("settings.council_settings", "Settings"),
+                ("audit.audit_log", "Audit log"),
+            ],
+        ),
     ],
     Role.FINANCE: [
         ("tenancy.council_dashboard", "Dashboard"),
@@ -125,17 +132,23 @@ NAV = {
         ("tenancy.org_dashboard", "Dashboard"),
         ("seats.subscriptions", "Subscriptions"),
         ("catalogue.member_catalogue", "Catalogue"),
-        ("seats.seat_requests", "Seat requests"),
         ("metering.org_usage", "Usage"),
         ("billing.org_invoices", "Invoices"),
-        ("payments.payment_method", "Payment method"),
         ("people.org_users", "People"),
-        ("tenancy.org_profile", "Organisation"),
-        ("sso.org_sso", "Single sign-on"),
-        ("sso.org_domains", "Domains"),
-        ("scim.org_scim", "SCIM"),
-        ("tokens.org_tokens", "API tokens"),
-        ("audit.audit_log", "Audit log"),
+        (
+            "Admin",
+            [
+                ("seats.seat_requests", "Seat requests"),
+                ("metering.idle_seats", "Idle seats"),
+                ("tenancy.org_profile", "Organisation"),
+                ("payments.payment_method", "Payment method"),
+                ("sso.org_sso", "Single sign-on"),
+                ("sso.org_domains", "Domains"),
+                ("scim.org_scim", "SCIM"),
+                ("tokens.org_tokens", "API tokens"),
+                ("audit.audit_log", "Audit log"),
+            ],
+        ),
         ("web.my_software", "My software"),
     ],
     Role.MEMBER: [
@@ -143,6 +156,20 @@ NAV = {
         ("catalogue.member_catalogue", "Catalogue"),
     ],
 }
+
+
+def _nav_entries(role: Role) -> list[dict]:
+    """The navigation of a role with URLs: links, and groups holding links."""
+    entries = []
+    for first, second in NAV[role]:
+        if isinstance(second, list):
+            links = [{"url": url_for(e), "label": label, "endpoint": e} for e, label in second]
+            entries.append(
+                {"label": first, "links": links, "endpoints": [link["endpoint"] for link in links]}
+            )
+        else:
+            entries.append({"url": url_for(first), "label": second, "endpoint": first})
+    return entries
 
 
 def register_template_helpers(app: Flask) -> None:
@@ -174,8 +201,5 @@ def register_template_helpers(app: Flask) -> None:
     def navigation() -> dict:
         items = []
         if has_request_context() and current_user.is_authenticated:
-            items = [
-                (url_for(endpoint), label, endpoint)
-                for endpoint, label in NAV[Role(current_user.role)]
-            ]
+            items = _nav_entries(Role(current_user.role))
         return {"nav_items": items, "council_name": app.config["PORTAL_COUNCIL_NAME"], "Role": Role}
