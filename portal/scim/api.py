@@ -166,7 +166,7 @@ def service_provider_config():
         etag=ETag(supported=False),
         authentication_schemes=[
             AuthenticationScheme(
-                type="oauthbearertoken",
+                type=AuthenticationScheme.Type.oauthbearertoken,
                 name="Bearer token",
                 description="A SCIM token created by the organisation's admin in the portal.",
                 primary=True,

@@ -211,7 +211,7 @@ def where_clause(text: str, *, resource: str) -> Any:
     something the portal does not filter on.
     """
     try:
-        parsed = ScimFilter(text)
+        parsed: ScimFilter[Any] = ScimFilter(text)
     except (InvalidFilterException, ValueError) as exc:
         raise FilterProblem(f"The filter does not parse: {exc}") from exc
     if resource == "User":

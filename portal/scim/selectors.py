@@ -177,7 +177,7 @@ class Shortfall:
 
 def shortfalls(session: Session, *, organisation_id: int) -> list[Shortfall]:
     """Who should have a seat through a mapped group and has none (for the admin's page)."""
-    out = []
+    out: list[Shortfall] = []
     for mapping in mappings_of(session, organisation_id=organisation_id):
         rows = session.scalars(
             sa.select(User)

@@ -17,6 +17,7 @@ seat. Who could not get one is recorded in the audit log
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -171,7 +172,7 @@ class UserFields:
         return (self.formatted or whole or self.display_name or "")[:200]
 
 
-def email_for(user_name: str | None, emails: list[tuple[str, str | None, bool]]) -> str:
+def email_for(user_name: str | None, emails: Sequence[tuple[str, str | None, bool]]) -> str:
     """The address a SCIM user is known by: ``userName`` when it is an email, else the
     primary (or work) address. ``emails`` is (value, type, primary)."""
     candidates = [user_name or ""]
