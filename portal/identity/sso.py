@@ -312,7 +312,7 @@ def finish(settings: ProviderSettings, pending: Pending, query: dict[str, str]) 
             code="sso_mixup",
         )
     if query.get("error"):
-        description = query.get("error_description") or query["error"]
+        description = (query.get("error_description") or query["error"])[:300]
         raise SsoFailed(
             f"Your identity provider did not sign you in: {description}.",
             stage="authorisation",
