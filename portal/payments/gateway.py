@@ -242,13 +242,12 @@ class StripeGateway:
         if not self.test_mode:
             raise GatewayRefused("Test payment methods work only with a test-mode key.")
         try:
-            setup = self.client.v1.setup_intents.create(
-                params={
-                    "customer": customer_id,
-                    "usage": "off_session",
-                    "payment_method_types": ["card"],
-                }
-            )
+            params: Any = {
+                "customer": customer_id,
+                "usage": "off_session",
+                "payment_method_types": ["card"],
+            }
+            setup = self.client.v1.setup_intents.create(params=params)
             setup = self.client.v1.setup_intents.confirm(
                 setup.id, params={"payment_method": test_method}
             )
@@ -399,9 +398,8 @@ def event_verify(
         raise SignatureInvalid(str(error._message or "The signature does not match.")) from error
     except (ValueError, KeyError, IndexError) as error:
         raise SignatureInvalid("The signature header or the body is malformed.") from error
-    timestamp = int(
-        next(part[2:] for part in signature.split(",") if part.strip().startswith("t="))
-    )
+    parts = [part.strip() for part in signature.split(",")]
+    timestamp = int(next(part[2:] for part in parts if part.startswith("t=")))
     if timestamp > (now or time.time()) + WEBHOOK_TOLERANCE_SECONDS:
         raise SignatureInvalid("The delivery is signed with a time in the future.")
     data = event.to_dict()

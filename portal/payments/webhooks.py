@@ -35,9 +35,12 @@ UNPROCESSED_GRACE = dt.timedelta(minutes=1)
 
 def event_store(session: Session, event: dict[str, Any]) -> tuple[StripeEvent, bool]:
     """Store a verified event under its id; returns the row and whether it is new."""
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
-    obj = data.get("object") if isinstance(data.get("object"), dict) else {}
+    data = event.get("data")
+    obj: dict[str, Any] = {}
+    if isinstance(data, dict) and isinstance(data.get("object"), dict):
+        obj = data["object"]
     customer = obj.get("customer") if isinstance(obj.get("customer"), str) else None
+    object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     organisation_id = None
     if customer:
         organisation_id = session.scalar(
@@ -48,7 +51,7 @@ def event_store(session: Session, event: dict[str, Any]) -> tuple[StripeEvent, b
         event_id=event["id"][:100],
         type=event["type"][:100],
         organisation_id=organisation_id,
-        object_id=obj.get("id")[:100] if isinstance(obj.get("id"), str) else None,
+        object_id=object_id[:100] if object_id else None,
         stripe_created_at=dt.datetime.fromtimestamp(
             int(created) if isinstance(created, int | float) else 0, dt.UTC
         ),
