@@ -297,9 +297,11 @@ def test_bad_input_on_the_new_organisation_form(app, make_org, signed_in):
         ({"tax_rate_percent": "abc"}, "tax_rate_percent", "Not a valid decimal value."),
         ({"billing_provider": "paypal"}, "billing_provider", "Not a valid choice."),
     ]
+    token = csrf_token(council, "/council/organisations/new")
     before = db_rows(app)
     for change, field, message in cases:
-        response = post_form(council, "/council/organisations/new", {**NEW_ORG, **change})
+        data = {**NEW_ORG, **change, "csrf_token": token}
+        response = council.post("/council/organisations/new", data=data)
         assert response.status_code == 400, change
         assert message in _field_error(response, field), change
     assert db_rows(app) == before
@@ -309,9 +311,11 @@ def test_bad_input_on_the_edit_form(app, make_org, signed_in):
     org = make_org("acme")
     council = signed_in("council_admin")
     path = f"/council/organisations/{org.slug}/edit"
+    token = csrf_token(council, path)
     before = db_rows(app)
     for change, field, message in BAD_ORGANISATION_INPUT:
-        response = post_form(council, path, {**NEW_ORG, "slug": "acme", **change})
+        data = {**NEW_ORG, "slug": "acme", **change, "csrf_token": token}
+        response = council.post(path, data=data)
         assert response.status_code == 400, change
         assert message in _field_error(response, field), change
     assert db_rows(app) == before
@@ -328,9 +332,10 @@ def test_bad_input_on_the_application_form(app, make_org):
         ({"applicant_email": "leyla"}, "applicant_email", "Enter a valid email address"),
         ({"note": "n" * 2001}, "note", "Field cannot be longer than 2000 characters."),
     ]
+    token = csrf_token(visitor, "/apply")
     before = db_rows(app)
     for change, field, message in cases:
-        response = apply(visitor, **change)
+        response = visitor.post("/apply", data={**APPLICATION, **change, "csrf_token": token})
         assert response.status_code == 400, change
         assert message in _field_error(response, field), change
     assert db_rows(app) == before
