@@ -10,7 +10,7 @@ import pytest
 from portal.db import db
 from tests.conftest import SYSTEM, OrgRef
 from tests.seats.conftest import make_product  # noqa: F401  (the catalogue factory)
-from tests.sso.conftest import verify_domain
+from tests.sso.conftest import _portal_address, verify_domain  # noqa: F401  (autouse)
 
 SCIM = "application/scim+json"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

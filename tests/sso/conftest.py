@@ -38,6 +38,19 @@ def idp_b() -> Iterator[OidcProvider]:
 
 
 @pytest.fixture(autouse=True)
+def _portal_address(request) -> Iterator[None]:
+    """Providers send people back to ``PORTAL`` whatever another test left in the config."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+    before = app.config["PORTAL_BASE_URL"]
+    app.config["PORTAL_BASE_URL"] = PORTAL
+    yield
+    app.config["PORTAL_BASE_URL"] = before
+
+
+@pytest.fixture(autouse=True)
 def _fresh_provider_caches() -> Iterator[None]:
     from portal.identity import sso
 
