@@ -203,6 +203,7 @@ class _Claim:
     currency: str
     customer_id: str
     payment_method_id: str
+    payment_method_type: str | None
     number: str
     organisation_id: int
 
@@ -231,9 +232,15 @@ def collection_attempt(session: Session, *, invoice_id: int, gateway: StripeGate
     if isinstance(claim, str):
         return claim
     try:
+        # A method's type never changes at Stripe, so a re-sent request stays identical.
+        method_type = (
+            claim.payment_method_type
+            or gateway.payment_method_retrieve(claim.payment_method_id).type
+        )
         intent = gateway.payment_intent_create(
             customer_id=claim.customer_id,
             payment_method_id=claim.payment_method_id,
+            payment_method_type=method_type,
             amount=claim.amount,
             currency=claim.currency,
             metadata={
@@ -365,6 +372,9 @@ def _claim(session: Session, *, invoice_id: int, now: dt.datetime) -> _Claim | s
         currency=collection.currency,
         customer_id=account.customer_id,
         payment_method_id=collection.payment_method_id or "",
+        payment_method_type=account.method_type
+        if account.default_payment_method_id == collection.payment_method_id
+        else None,
         number=invoice.number or "",
         organisation_id=collection.organisation_id,
     )

@@ -328,6 +328,7 @@ class StripeGateway:
         *,
         customer_id: str,
         payment_method_id: str,
+        payment_method_type: str,
         amount: int,
         currency: str,
         metadata: dict[str, str],
@@ -335,7 +336,10 @@ class StripeGateway:
     ) -> Intent:
         """Charge the customer's saved method now (off-session), confirming at once.
 
-        The invoice is named in ``metadata`` (localstripe refuses ``description``).
+        ``payment_method_types`` names the saved method's type: with Stripe's
+        default (automatic payment methods) a server-side confirmation would also
+        need a ``return_url`` for redirect-based methods. The invoice is named in
+        ``metadata`` (localstripe refuses ``description``).
         Sent again with the same ``idempotency_key``, Stripe replays the first
         answer instead of charging twice; the library's own network retries
         reuse the key too.
@@ -347,6 +351,7 @@ class StripeGateway:
                     "currency": currency.lower(),
                     "customer": customer_id,
                     "payment_method": payment_method_id,
+                    "payment_method_types": [payment_method_type],
                     "confirm": True,
                     "off_session": True,
                     "metadata": metadata,

@@ -38,9 +38,7 @@ def _start(app, admin) -> tuple[str, dict]:
     return response.headers["Location"], response
 
 
-def test_an_org_admin_adds_a_card_on_stripes_checkout_page(
-    app, card_org, stripe_api, monkeypatch
-):
+def test_an_org_admin_adds_a_card_on_stripes_checkout_page(app, card_org, stripe_api, monkeypatch):
     org = card_org["org"]
     monkeypatch.setitem(app.config, "PORTAL_BASE_URL", "https://portal.example")
     admin = client_for(app, "org_admin", org)

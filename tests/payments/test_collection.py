@@ -258,6 +258,7 @@ def test_without_the_same_key_the_retry_would_charge_twice(app, card_org, stripe
             gateway.payment_intent_create(
                 customer_id=customer,
                 payment_method_id=method,
+                payment_method_type="card",
                 amount=500,
                 currency="EUR",
                 metadata={},
