@@ -223,8 +223,13 @@ def collection_attempt(session: Session, *, invoice_id: int, gateway: StripeGate
         session.rollback()
         return "missing"
     previous, status = collection.payment_intent_id, collection.status
+    due = status == CollectionStatus.PROCESSING or (
+        status == CollectionStatus.SCHEDULED
+        and collection.next_attempt_at is not None
+        and collection.next_attempt_at <= now_utc()
+    )
     session.rollback()
-    if previous and status in (CollectionStatus.SCHEDULED, CollectionStatus.PROCESSING):
+    if previous and due:
         settled = _previous_intent_check(session, invoice_id, previous, status, gateway)
         if settled:
             return settled

@@ -29,6 +29,12 @@ import stripe
 #: Webhook deliveries signed longer ago than this (or this far in the future) are refused.
 WEBHOOK_TOLERANCE_SECONDS = 300
 
+#: The Stripe API version the portal speaks, pinned so that a library upgrade never
+#: changes the requests: in it PaymentIntents and SetupIntents take
+#: ``payment_method_types`` (later versions call it ``allowed_payment_method_types``,
+#: which localstripe does not know). Create the webhook endpoint with this version too.
+STRIPE_API_VERSION = "2025-03-31.basil"
+
 
 class GatewayError(Exception):
     """Base of the gateway's failures; ``message`` is safe to show."""
@@ -178,6 +184,7 @@ class StripeGateway:
         self.test_mode = api_key.startswith(("sk_test_", "rk_test_"))
         self.client = stripe.StripeClient(
             api_key,
+            stripe_version=STRIPE_API_VERSION,
             base_addresses=base_addresses,  # type: ignore[arg-type]
             max_network_retries=max_network_retries,
             http_client=stripe.RequestsClient(timeout=timeout),
@@ -242,7 +249,7 @@ class StripeGateway:
         if not self.test_mode:
             raise GatewayRefused("Test payment methods work only with a test-mode key.")
         try:
-            params: Any = {
+            params: Any = {  # STRIPE_API_VERSION's parameters (see payment_intent_create)
                 "customer": customer_id,
                 "usage": "off_session",
                 "payment_method_types": ["card"],
@@ -344,19 +351,20 @@ class StripeGateway:
         answer instead of charging twice; the library's own network retries
         reuse the key too.
         """
+        # The library's types follow its newest API version; these are STRIPE_API_VERSION's.
+        params: Any = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "payment_method_types": [payment_method_type],
+            "confirm": True,
+            "off_session": True,
+            "metadata": metadata,
+        }
         try:
             intent = self.client.v1.payment_intents.create(
-                params={
-                    "amount": amount,
-                    "currency": currency.lower(),
-                    "customer": customer_id,
-                    "payment_method": payment_method_id,
-                    "payment_method_types": [payment_method_type],
-                    "confirm": True,
-                    "off_session": True,
-                    "metadata": metadata,
-                },
-                options={"idempotency_key": idempotency_key},
+                params=params, options={"idempotency_key": idempotency_key}
             )
         except stripe.StripeError as error:
             raise _translate(error) from error

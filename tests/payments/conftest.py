@@ -238,7 +238,13 @@ class FakeStripe:
         key = request.headers.get("Idempotency-Key")
         with self.lock:
             self.requests.append(
-                {"method": request.method, "path": request.path, "key": key, "body": body}
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "key": key,
+                    "body": body,
+                    "version": request.headers.get("Stripe-Version"),
+                }
             )
         stall = self._take_fault(request.method, request.path)
         if key and request.method == "POST":

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from portal.billing.models import Invoice
 from portal.db import db, now_utc
+from portal.payments.gateway import STRIPE_API_VERSION
 from portal.payments.models import PaymentCollection, StripeEvent
 from tests.conftest import SYSTEM
 from tests.payments.conftest import collect, finalise, make_due, save_card, state, wait_for
@@ -66,6 +67,8 @@ def test_a_finalised_invoice_is_collected_once(app, card_org, stripe_api, mailbo
     }
     (call,) = stripe_api.sent("POST", "/v1/payment_intents")
     assert call["key"] == f"invoice-{invoice_id}"
+    assert call["version"] == STRIPE_API_VERSION  # pinned, whatever the library's default
+    assert b"payment_method_types[0]=card" in call["body"]
     collection = _collection(app, invoice_id)
     assert (collection.status, collection.attempts, collection.payment_intent_id) == (
         "succeeded",
