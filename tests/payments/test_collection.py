@@ -268,3 +268,12 @@ def test_without_the_same_key_the_retry_would_charge_twice(app, card_org, stripe
                 idempotency_key=key,
             )
     assert len(stripe_api.objects("payment_intent")) == 2
+
+
+def test_the_job_says_why_it_cannot_run_without_stripe(app, stripe_api, runner, monkeypatch):
+    monkeypatch.setitem(app.config, "PORTAL_STRIPE_API_KEY", None)
+    result = runner.invoke(args=["payments", "collect"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: Stripe is not configured: set PORTAL_STRIPE_API_KEY."
+    )
