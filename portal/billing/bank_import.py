@@ -31,6 +31,7 @@ import hashlib
 import io
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -77,7 +78,7 @@ class ImportResult:
         }
 
 
-def _header(fieldnames: list[str] | None) -> dict[str, str]:
+def _header(fieldnames: Sequence[str] | None) -> dict[str, str]:
     names = {(n or "").strip().lower(): n for n in fieldnames or []}
     missing = [n for n in REQUIRED if n not in names]
     if missing:
@@ -153,9 +154,13 @@ def bank_statement_import(session: Session, *, actor: Actor, text: str) -> Impor
             )
         if not any((v or "").strip() for v in raw.values() if isinstance(v, str)):
             continue  # a blank line
+        cell = {name: str(raw.get(column) or "") for name, column in columns.items()}
         row = ImportRow(
             line=number,
-            **{name: (raw.get(column) or "") for name, column in columns.items()},
+            date=cell["date"],
+            amount=cell["amount"],
+            currency=cell["currency"],
+            reference=cell["reference"],
         )
         result.rows.append(row)
         received = _parse(row, today)

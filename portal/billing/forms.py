@@ -7,6 +7,8 @@ converted exactly to minor units with :func:`portal.money.to_minor` by
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, DateField, SelectField, StringField, SubmitField, TextAreaField
@@ -54,7 +56,7 @@ class PaymentForm(FlaskForm):
     reference = StringField("Reference", validators=[Optional(), Length(max=200)])
     submit = SubmitField("Record payment")
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.method.choices = [("bank_transfer", "Bank transfer"), ("other", "Other")]
 
