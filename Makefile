@@ -8,7 +8,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PORTAL_ENV ?= development
 
-.PHONY: run setup install browser pdf oidc test test-sqlite test-postgres lint fmt clean
+.PHONY: run setup install browser pdf oidc test test-sqlite test-postgres lint fmt clean \
+        wrk bench-seats bench-usage
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,21 @@ tests/oidc/node_modules/.package-lock.json: tests/oidc/package.json tests/oidc/p
 
 test: install browser pdf oidc
 	PORTAL_ENV=test $(BIN)/pytest -q
+
+# Benchmarks (docs/PERFORMANCE.md): each prints the portal beside a bare baseline measured
+# in the same run, on SQLite and on PostgreSQL (PORTAL_BENCH_POSTGRES_URL names the server;
+# default the local one as postgres). BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "Installing Debian's wrk for the entitlement-check load"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
+
+bench-seats: install
+	$(BIN)/python -m benchmarks.seats_api $(BENCH_ARGS)
+
+bench-usage: install wrk
+	$(BIN)/python -m benchmarks.usage $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check portal tests benchmarks

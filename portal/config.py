@@ -84,7 +84,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "SECRET_KEY": secret_key,
         "PORTAL_ENCRYPTION_KEY": encryption_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # No pool_pre_ping: portal.db checks only connections that sat idle in the pool.
+        "SQLALCHEMY_ENGINE_OPTIONS": {},
         "PORTAL_REDIS_URL": redis_url,
         "PORTAL_BASE_URL": env.get("PORTAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         "PORTAL_STRIPE_API_KEY": env.get("PORTAL_STRIPE_API_KEY"),

@@ -10,17 +10,19 @@ missing or bad token and 403 when the view does not accept the token's scope.
 from __future__ import annotations
 
 from flask import Response, current_app, g, request
+from sqlalchemy.exc import OperationalError
 
 from portal.api import services
 from portal.api.models import ApiToken
 from portal.audit.services import Actor
-from portal.db import db
+from portal.db import db, is_postgres, read_only
 from portal.errors import problem
 
 COUNCIL = "council"
 ORGANISATION = "organisation"
 VENDOR = "vendor"
 ANY_SCOPE = frozenset({COUNCIL, ORGANISATION, VENDOR})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # The role a token's actor carries into services: council tokens act as a council
 # admin, organisation tokens as that organisation's admin; vendor tokens have a
@@ -54,14 +56,20 @@ def authenticate() -> Response | None:
     credentials = credentials.strip()
     if scheme.lower() != "bearer" or not credentials:
         return _unauthorized("Send an API token: Authorization: Bearer <token>.", invalid=False)
+    if request.method in SAFE_METHODS:
+        # Views answering GET change nothing: no write lock, no BEGIN/ROLLBACK round trips.
+        read_only(db.session)
     token = services.token_authenticate(db.session, credentials)
     if token is None:
         db.session.rollback()
         return _unauthorized("The token is unknown, revoked or expired.", invalid=True)
+    if db.session.dirty:
+        # The time of last use changed (at most once a minute): commit it now, the
+        # view's own transaction may roll back. Otherwise the view carries on in
+        # the transaction the lookup began, without a commit and a second lookup.
+        _commit_time_of_use()
     g.api_token = token
     g.actor = actor_for_token(token, request.remote_addr)
-    # Commit the last-used time now: the view's own transaction may roll back.
-    db.session.commit()
     view = current_app.view_functions.get(request.endpoint or "")
     allowed = getattr(view, "api_scopes", ANY_SCOPE)
     if token.scope not in allowed:
@@ -73,6 +81,18 @@ def authenticate() -> Response | None:
             code="scope_forbidden",
         )
     return None
+
+
+def _commit_time_of_use() -> None:
+    try:
+        db.session.commit()
+    except OperationalError:
+        # A SQLite read (deferred) transaction cannot write once another writer has
+        # committed since it began. The time of last use is advisory; the next
+        # request notes it.
+        if is_postgres(db.session):
+            raise
+        db.session.rollback()
 
 
 def current_token() -> ApiToken:

@@ -126,6 +126,8 @@ def route(
         handler.__annotations__ = dict(view.__annotations__)
         if creates:
             handler.__annotations__["header"] = IdempotencyHeader
+        for model in _request_models(view, creates):
+            _memoise_json_schema(model)
         summary, _, details = inspect.cleandoc(view.__doc__ or view.__name__).partition("\n")
         who = ", ".join(s for s in ("council", "organisation", "vendor") if s in allowed)
         description = f"{details.strip()}\n\nToken scopes: {who}.".strip()
@@ -148,6 +150,39 @@ def route(
         return view
 
     return decorator
+
+
+def _request_models(view: Callable[..., Any], creates: bool) -> list[type[BaseModel]]:
+    """The query and header models flask-openapi3 will read a request of ``view`` into."""
+    try:
+        hints = inspect.get_annotations(view, eval_str=True)
+    except NameError:  # pragma: no cover (a model defined after its view: left alone)
+        hints = {}
+    models = [hints.get("query"), IdempotencyHeader if creates else hints.get("header")]
+    return [m for m in models if isinstance(m, type) and issubclass(m, BaseModel)]
+
+
+def _memoise_json_schema(model: type[BaseModel]) -> None:
+    """Build a query or header model's JSON schema once, not on every request.
+
+    flask-openapi3 calls ``model.model_json_schema()`` (no arguments) for each
+    request to see which fields are lists; pydantic builds the schema anew each
+    time, a sizeable share of a small request. The schema of a class does not
+    change, so that call is answered from a copy made now; calls with other
+    arguments (the OpenAPI document's) and calls on subclasses are pydantic's own.
+    """
+    if "_portal_json_schema" in model.__dict__:
+        return
+    schema = model.model_json_schema()
+    generic = model.model_json_schema.__func__  # type: ignore[attr-defined]
+
+    def model_json_schema(cls: type[BaseModel], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if cls is model and not args and not kwargs:
+            return schema
+        return generic(cls, *args, **kwargs)
+
+    model._portal_json_schema = schema  # type: ignore[attr-defined]
+    model.model_json_schema = classmethod(model_json_schema)  # type: ignore[method-assign,assignment]
 
 
 def _request_body(model: type[BaseModel]) -> dict[str, Any]:

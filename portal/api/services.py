@@ -154,18 +154,21 @@ def token_revoke(session: Session, *, actor: Actor, token: ApiToken) -> ApiToken
     return token
 
 
+# Built once: every API request looks its token up.
+_TOKEN_BY_HASH = sa.select(ApiToken).where(ApiToken.token_hash == sa.bindparam("token_hash"))
+
+
 def token_authenticate(session: Session, plaintext: str) -> ApiToken | None:
     """The live token for ``plaintext``, or None.
 
     Refuses unknown, revoked and expired tokens, tokens of an organisation that
     is not active and tokens of a suspended vendor. Notes the time of use, at
-    most once a minute per token (the caller commits).
+    most once a minute per token, without flushing: the caller commits it (and
+    can tell from ``session.dirty`` whether there is anything to commit).
     """
     if not plaintext.startswith(TOKEN_START) or len(plaintext) > 200:
         return None
-    token = session.scalar(
-        sa.select(ApiToken).where(ApiToken.token_hash == token_digest(plaintext))
-    )
+    token = session.scalar(_TOKEN_BY_HASH, {"token_hash": token_digest(plaintext)})
     if token is None or token.state != "active":
         return None
     if token.scope == "organisation" and (
@@ -177,7 +180,6 @@ def token_authenticate(session: Session, plaintext: str) -> ApiToken | None:
     now = now_utc()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
         token.last_used_at = now
-        session.flush()
     return token
 
 

@@ -11,8 +11,8 @@ it is written for speed without giving up exactness:
   queries per batch, then per event from dictionaries.
 * Valid events are written in the caller's single transaction with
   ``ON CONFLICT DO NOTHING`` on (organisation, idempotency key) — invariant 3 —
-  through ``COPY`` into a staging table on PostgreSQL and ``executemany`` on
-  SQLite. A failure mid-batch rolls everything back: nothing is half-written,
+  through binary ``COPY`` into a staging table on PostgreSQL and
+  ``executemany`` on SQLite. A failure mid-batch rolls everything back: nothing is half-written,
   and resending the batch counts each event once.
 """
 
@@ -299,6 +299,23 @@ def _insert(session: Session, rows: list[tuple]) -> int:
     return _insert_generic(connection, rows)
 
 
+# PostgreSQL types of _COLUMNS in usage_events (migration 0003), for binary COPY: the
+# rows go to the server as they are in memory, with no text to format or parse.
+# ``text`` for the varchar and json columns: their binary form is their text.
+_PG_TYPES = (
+    "int8",
+    "int8",
+    "int8",
+    "text",
+    "int8",
+    "timestamptz",
+    "text",
+    "text",
+    "timestamptz",
+    "int8",
+)
+
+
 def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
     cols = ", ".join(_COLUMNS)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -308,7 +325,8 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
             "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         cursor.execute("TRUNCATE usage_stage")
-        with cursor.copy(f"COPY usage_stage ({cols}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY usage_stage ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_PG_TYPES)
             for row in rows:
                 copy.write_row(row)
         cursor.execute(
@@ -329,7 +347,7 @@ def _insert_generic(connection: sa.Connection, rows: list[tuple]) -> int:
         cursor.executemany(
             f"INSERT INTO usage_events ({', '.join(_COLUMNS)}) VALUES ({placeholders}) "  # noqa: S608
             "ON CONFLICT (organisation_id, idempotency_key) DO NOTHING",
-            [_sqlite_row(r) for r in rows],
+            _sqlite_rows(rows),
         )
     finally:
         cursor.close()
@@ -340,16 +358,19 @@ def _insert_generic(connection: sa.Connection, rows: list[tuple]) -> int:
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
 
 
-def _sqlite_row(row: tuple) -> tuple:
-    occurred, received = row[5], row[8]
-    return (
-        *row[:5],
-        occurred.strftime(_SQLITE_TIME),
-        row[6],
-        row[7],
-        received.strftime(_SQLITE_TIME),
-        row[9],
-    )
+def _sqlite_rows(rows: list[tuple]) -> list[tuple]:
+    """Rows with their times as SQLAlchemy stores them on SQLite (naive UTC text).
+
+    Every row of a batch has the same ``received_at``: it is formatted once.
+    """
+    formatted: dict[dt.datetime, str] = {}
+    out = []
+    for row in rows:
+        received = formatted.get(row[8])
+        if received is None:
+            received = formatted[row[8]] = row[8].strftime(_SQLITE_TIME)
+        out.append((*row[:5], row[5].strftime(_SQLITE_TIME), row[6], row[7], received, row[9]))
+    return out
 
 
 __all__ = ["UsageEvent", "usage_ingest", "IngestResult", "decode_batch"]

@@ -139,6 +139,29 @@ class Entitlement:
     seat: dict | None
 
 
+# Built once: the check is asked under load, and building the statement costs more
+# than running it (SQLAlchemy caches the compiled SQL, not the construction).
+_ENTITLEMENT = (
+    sa.select(
+        SeatAssignment.id,
+        SeatAssignment.subscription_id,
+        SeatAssignment.assigned_at,
+        Product.vendor_id,
+    )
+    .join(User, User.id == SeatAssignment.user_id)
+    .join(Organisation, Organisation.id == SeatAssignment.organisation_id)
+    .join(Product, Product.id == SeatAssignment.product_id)
+    .where(
+        Organisation.slug == sa.bindparam("organisation"),
+        Organisation.status == "active",
+        User.email == sa.bindparam("user_email"),
+        User.is_active,
+        Product.sku == sa.bindparam("product"),
+        SeatAssignment.released_at.is_(None),
+    )
+)
+
+
 def entitlement_check(
     session: Session, *, vendor_id: int | None, organisation: str, user_email: str, product: str
 ) -> Entitlement:
@@ -147,26 +170,14 @@ def entitlement_check(
     A vendor may ask only about its own products: for another vendor's product
     the answer is simply "not entitled", so nothing leaks about other vendors.
     """
-    query = (
-        sa.select(
-            SeatAssignment.id,
-            SeatAssignment.subscription_id,
-            SeatAssignment.assigned_at,
-            Product.vendor_id,
-        )
-        .join(User, User.id == SeatAssignment.user_id)
-        .join(Organisation, Organisation.id == SeatAssignment.organisation_id)
-        .join(Product, Product.id == SeatAssignment.product_id)
-        .where(
-            Organisation.slug == organisation.strip().lower(),
-            Organisation.status == "active",
-            User.email == user_email.strip().lower(),
-            User.is_active,
-            Product.sku == product.strip().lower(),
-            SeatAssignment.released_at.is_(None),
-        )
-    )
-    row = session.execute(query).first()
+    row = session.execute(
+        _ENTITLEMENT,
+        {
+            "organisation": organisation.strip().lower(),
+            "user_email": user_email.strip().lower(),
+            "product": product.strip().lower(),
+        },
+    ).first()
     if row is None or (vendor_id is not None and row.vendor_id != vendor_id):
         return Entitlement(False, None)
     return Entitlement(

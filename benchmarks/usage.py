@@ -1,0 +1,788 @@
+"""Usage ingestion, replays, aggregates and entitlement checks beside bare baselines (issue 5).
+
+For each database (PostgreSQL and SQLite, in one run) it builds a fresh,
+migrated database: ~50 organisations with people holding seats, a vendor with
+a few products and meters, a vendor token. Then, with the portal served by
+gunicorn (``wsgi:app``, production settings, the project's ``gunicorn.conf.py``):
+
+a. loads ``--events`` events (random UUID idempotency keys, spread over the
+   organisations, products and meters, in the current month and within the
+   accepted window) through ``POST /api/v1/usage`` in batches of 10,000 from
+   ``--senders`` concurrent senders, request bodies serialised before the clock
+   starts; beside it, a plain ``executemany`` of the same rows into a table of
+   the same shape (same columns, keys, indexes and foreign keys) in the same
+   database, from as many connections, one transaction per batch;
+b. replays the first 100,000 events: counts the rows before and after (0 must
+   be added) and compares the time with the first ingest's time for as many events;
+c. aggregates the current month for all organisations through the portal's own
+   ``usage_aggregates(organisation_id=None)`` and, beside it, the bare SQL
+   ``GROUP BY`` over the same rows (median of several alternating runs);
+d. loads ``GET /api/v1/entitlements/check`` with ``wrk`` (a Lua script sets the
+   token and cycles through people with and without seats) and, beside it, the
+   bare app's ``/check`` doing the same lookup as one hand-written indexed SELECT.
+
+    .venv/bin/python -m benchmarks.usage                   # or: make bench-usage
+    .venv/bin/python -m benchmarks.usage --quick           # a smoke run
+    .venv/bin/python -m benchmarks.usage --events 200000 --databases postgresql
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import logging
+import queue
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import msgspec
+
+from benchmarks import common
+
+BATCH = 10_000
+REPLAY = 100_000
+PRODUCTS = {  # sku -> meters (key, aggregation)
+    "bench-cad": (("api_calls", "sum"), ("storage_gb", "max"), ("sessions", "count")),
+    "bench-docs": (("api_calls", "sum"), ("pages", "sum")),
+    "bench-chat": (("messages", "count"), ("storage_gb", "max")),
+}
+SEAT_PRODUCT = "bench-cad"
+COLUMNS = (
+    "organisation_id",
+    "product_id",
+    "meter_id",
+    "idempotency_key",
+    "quantity_micros",
+    "occurred_at",
+    "user_email",
+    "properties",
+    "received_at",
+    "source_token_id",
+)
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy (and so the portal) stores DateTime on SQLite
+
+
+# ------------------------------------------------------------------ setup
+
+
+@dataclass
+class World:
+    token: str
+    token_id: int
+    orgs: list[tuple[int, str]]  # (id, slug)
+    people: dict[str, list[str]]  # slug -> emails (all hold a seat of SEAT_PRODUCT)
+    products: dict[str, tuple[int, dict[str, int]]]  # sku -> (id, {meter key: id})
+
+
+def setup(db: common.Database, env: dict[str, str], orgs: int, people: int) -> World:
+    """Organisations, people with seats, the vendor's products and meters, a vendor token."""
+    from portal.api.services import token_create
+    from portal.audit.services import Actor
+    from portal.catalogue.services import pool_create, product_create, vendor_create
+    from portal.db import db as portal_db
+    from portal.db import now_utc
+    from portal.identity.services import user_create
+    from portal.seats.services import seat_assign, subscription_create
+    from portal.tenancy.services import organisation_create
+
+    app = common.migrated_app(env)
+    system = Actor.system("benchmark")
+    today = now_utc().date()
+    with app.app_context():
+        session = portal_db.session
+        vendor = vendor_create(session, actor=system, data={"slug": "benchsoft", "name": "Bench"})
+        products: dict[str, tuple[int, dict[str, int]]] = {}
+        product_objects = {}
+        for sku, meters in PRODUCTS.items():
+            product = product_create(
+                session,
+                actor=system,
+                data={
+                    "sku": sku,
+                    "vendor": "benchsoft",
+                    "name": sku.replace("-", " ").title(),
+                    "meters": [
+                        {"key": key, "name": key, "unit": "unit", "aggregation": aggregation}
+                        for key, aggregation in meters
+                    ],
+                },
+            )
+            pool_create(
+                session,
+                actor=system,
+                data={
+                    "product": sku,
+                    "capacity": 100_000,
+                    "starts_on": (today - dt.timedelta(days=60)).isoformat(),
+                    "ends_on": (today + dt.timedelta(days=365)).isoformat(),
+                    "unit_cost": {"amount": 500, "currency": "EUR"},
+                },
+            )
+            products[sku] = (product.id, {m.key: m.id for m in product.meters})
+            product_objects[sku] = product
+        world_orgs, world_people = [], {}
+        for n in range(orgs):
+            slug = f"bench-org-{n:02d}"
+            org = organisation_create(
+                session,
+                actor=system,
+                data={
+                    "slug": slug,
+                    "name": f"Bench Org {n}",
+                    "country": "DE",
+                    "currency": "EUR",
+                    "billing_email": f"billing@{slug}.example",
+                },
+            )
+            emails = [f"person-{i:03d}@{slug}.example" for i in range(people)]
+            for email in emails:  # no passwords: no Argon2 hashing, no mail
+                user_create(session, actor=system, email=email, role="member", organisation=org)
+            subscription = subscription_create(
+                session,
+                actor=system,
+                organisation=org,
+                product=product_objects[SEAT_PRODUCT],
+                quantity=people,
+            ).subscription
+            for email in emails:
+                seat_assign(session, actor=system, subscription=subscription, user_email=email)
+            world_orgs.append((org.id, slug))
+            world_people[slug] = emails
+        api_token, plaintext = token_create(
+            session, actor=system, scope="vendor", vendor=vendor, name="benchmark"
+        )
+        token_id = api_token.id
+        session.commit()
+        portal_db.engine.dispose()
+    _create_bare_table(db)
+    return World(plaintext, token_id, world_orgs, world_people, products)
+
+
+def _create_bare_table(db: common.Database) -> None:
+    """``bare_usage_events``: usage_events' shape (columns, keys, indexes, foreign keys)."""
+    with db.connect() as conn:
+        if db.kind == "postgresql":
+            conn.execute("CREATE TABLE bare_usage_events (LIKE usage_events INCLUDING ALL)")
+            for column, table in (
+                ("organisation_id", "organisations"),
+                ("product_id", "products"),
+                ("meter_id", "meters"),
+            ):
+                conn.execute(
+                    f"ALTER TABLE bare_usage_events ADD FOREIGN KEY ({column}) "
+                    f"REFERENCES {table} (id) ON DELETE RESTRICT"
+                )
+            conn.commit()
+            return
+        for (sql,) in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'usage_events' AND sql IS NOT NULL"
+        ).fetchall():
+            sql = sql.replace("usage_events", "bare_usage_events")
+            sql = re.sub(r'CONSTRAINT "?(\w+)"?', r'CONSTRAINT "bare_\1"', sql)
+            conn.execute(sql)
+
+
+# ------------------------------------------------------------------ events
+
+
+@dataclass
+class Load:
+    bodies: list[bytes]  # one pre-serialised request body per batch
+    rows: list[list[tuple]]  # the same events as rows of usage_events, per batch
+    events: int
+    window: tuple[dt.datetime, dt.datetime]
+
+
+def make_events(world: World, count: int, kind: str, seed: int = 5) -> Load:
+    """``count`` events with random UUID keys over the organisations, products and meters.
+
+    occurred_at falls in the current month and within the accepted window (the
+    last 34 days); 1 event in 5 carries a small ``properties`` object.
+    """
+    rng = random.Random(seed)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    start = max(now.replace(day=1, hour=0, minute=0, second=0), now - dt.timedelta(days=34))
+    end = now - dt.timedelta(minutes=2)
+    span = max(1, int((end - start).total_seconds()))
+    received = dt.datetime.now(dt.UTC)
+    skus = list(PRODUCTS)
+    encoder = msgspec.json.Encoder()
+    bodies, rows = [], []
+    for first in range(0, count, BATCH):
+        events, batch_rows = [], []
+        for _ in range(min(BATCH, count - first)):
+            org_id, slug = world.orgs[rng.randrange(len(world.orgs))]
+            sku = skus[rng.randrange(len(skus))]
+            product_id, meters = world.products[sku]
+            meter = rng.choice(PRODUCTS[sku])[0]
+            key = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            units, fraction = rng.randrange(0, 500), rng.choice((0, 0, 0, 250_000, 500_000))
+            quantity = f"{units}.{fraction // 1000:03d}" if fraction else str(units)
+            occurred = start + dt.timedelta(seconds=rng.randrange(span))
+            people = world.people[slug]
+            email = people[rng.randrange(len(people))]
+            properties = (
+                {"region": rng.choice(("eu-west", "eu-central"))} if rng.random() < 0.2 else None
+            )
+            event: dict[str, Any] = {
+                "idempotency_key": key,
+                "organisation": slug,
+                "product": sku,
+                "meter": meter,
+                "quantity": quantity,
+                "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "user_email": email,
+            }
+            if properties:
+                event["properties"] = properties
+            events.append(event)
+            stored_props = encoder.encode(properties).decode() if properties else None
+            row = (
+                org_id,
+                product_id,
+                meters[meter],
+                key,
+                units * 1_000_000 + fraction,
+                occurred.strftime(SQLITE_TIME) if kind == "sqlite" else occurred,
+                email,
+                stored_props,
+                received.strftime(SQLITE_TIME) if kind == "sqlite" else received,
+                world.token_id,
+            )
+            batch_rows.append(row)
+        bodies.append(encoder.encode({"events": events}))
+        rows.append(batch_rows)
+    return Load(bodies, rows, count, (start, end))
+
+
+# ------------------------------------------------------------------ a. and b.: ingestion
+
+
+@dataclass
+class SendResult:
+    seconds: float
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return self.accepted + self.duplicates + self.rejected
+
+
+def send_batches(port: int, token: str, bodies: list[bytes], senders: int) -> SendResult:
+    """POST every body to /api/v1/usage from ``senders`` threads on keep-alive connections."""
+    work: queue.Queue[bytes] = queue.Queue()
+    for item in bodies:
+        work.put(item)
+    headers = common.json_headers(token)
+    lock = threading.Lock()
+    result = SendResult(0.0)
+
+    def sender() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        while True:
+            try:
+                payload = work.get_nowait()
+            except queue.Empty:
+                break
+            status, answer = common.request(conn, "POST", "/api/v1/usage", payload, headers)
+            with lock:
+                if status != 200:
+                    result.failures.append(f"{status}: {answer[:200]!r}")
+                    continue
+                data = json.loads(answer)
+                result.accepted += data["accepted"]
+                result.duplicates += data["duplicates"]
+                result.rejected += len(data["rejected"])
+        conn.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def warm_up(port: int, token: str, requests: int) -> None:
+    """Requests that touch every worker's hot path but store nothing (an unknown organisation)."""
+    event = {
+        "idempotency_key": "warm-up",
+        "organisation": "no-such-organisation",
+        "product": SEAT_PRODUCT,
+        "meter": "api_calls",
+        "quantity": "1",
+        "occurred_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    payload = common.body({"events": [event] * 100})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {**common.json_headers(token), "Connection": "close"}
+    for _ in range(requests):
+        status, _ = common.request(conn, "POST", "/api/v1/usage", payload, headers)
+        assert status == 200, status
+        conn.close()
+
+
+def _bare_insert(job: tuple, start: float, *_: Any) -> tuple[dict, dict]:
+    """One baseline process: executemany each of its batches, one transaction per batch."""
+    db, rows, first, step = job
+    sql = (
+        f"INSERT INTO bare_usage_events ({', '.join(COLUMNS)}) "
+        f"VALUES ({', '.join(db.placeholder() for _ in COLUMNS)})"
+    )
+    conn = db.connect()
+    backend = [conn.info.backend_pid] if db.kind == "postgresql" else []
+    time.sleep(max(0.0, start - time.time()))
+    cpu = time.process_time() + common.cpu_seconds(backend)
+    for batch in rows[first::step]:
+        if db.kind == "sqlite":
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, batch)
+            conn.execute("COMMIT")
+        else:
+            with conn.cursor() as cursor:
+                cursor.executemany(sql, batch)
+            conn.commit()
+    cpu = time.process_time() + common.cpu_seconds(backend) - cpu
+    conn.close()
+    return {"done": [time.time()], "cpu": [cpu]}, {}
+
+
+def bare_insert(db: common.Database, load: Load, connections: int) -> tuple[float, float]:
+    """Seconds for the plain executemany of every batch from ``connections`` processes,
+    and the CPU seconds it took (the inserting processes and their PostgreSQL backends)."""
+    import multiprocessing
+
+    start = time.time() + 1.0
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(connections) as pool:
+        parts = pool.starmap(
+            _bare_insert, [((db, load.rows, i, connections), start) for i in range(connections)]
+        )
+    seconds = max(done["done"][0] for done, _ in parts) - start
+    return seconds, sum(done["cpu"][0] for done, _ in parts)
+
+
+def count_rows(db: common.Database, table: str = "usage_events") -> int:
+    with db.connect() as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+# ------------------------------------------------------------------ c.: aggregates
+
+
+def aggregates(db: common.Database, env: dict[str, str], runs: int) -> dict[str, Any]:
+    """The month's aggregates through the portal's selector and as bare SQL, alternating."""
+    from portal import create_app
+    from portal.db import db as portal_db
+    from portal.db import now_utc
+    from portal.metering.selectors import period_bounds, period_of, usage_aggregates
+
+    app = create_app()
+    start, end = period_bounds(period_of(now_utc()))
+    if db.kind == "sqlite":
+        bounds: tuple[Any, Any] = (
+            start.replace(tzinfo=None).strftime(SQLITE_TIME),
+            end.replace(tzinfo=None).strftime(SQLITE_TIME),
+        )
+    else:
+        bounds = (start, end)
+    p = db.placeholder()
+    sql = (
+        "SELECT organisation_id, product_id, meter_id, sum(quantity_micros), "
+        "max(quantity_micros), count(*) FROM usage_events "
+        f"WHERE occurred_at >= {p} AND occurred_at < {p} "
+        "GROUP BY organisation_id, product_id, meter_id"
+    )
+    portal_times, bare_times = [], []
+    with app.app_context():
+        conn = db.connect()
+        portal_rows = bare_rows = None
+        for i in range(runs + 1):  # the first round warms both up and is not counted
+            t0 = time.perf_counter()
+            portal_rows = usage_aggregates(
+                portal_db.session, start=start, end=end, organisation_id=None
+            )
+            portal_db.session.rollback()
+            t1 = time.perf_counter()
+            bare_rows = conn.execute(sql, bounds).fetchall()
+            if db.kind == "postgresql":
+                conn.rollback()
+            t2 = time.perf_counter()
+            if i:
+                portal_times.append(t1 - t0)
+                bare_times.append(t2 - t1)
+        conn.close()
+        portal_db.session.remove()
+        portal_db.engine.dispose()
+    assert portal_rows is not None and bare_rows is not None
+    return {
+        "portal": statistics.median(portal_times),
+        "bare": statistics.median(bare_times),
+        "groups": (len(portal_rows), len(bare_rows)),
+        "events": (sum(a.events for a in portal_rows), sum(r[5] for r in bare_rows)),
+    }
+
+
+# ------------------------------------------------------------------ d.: entitlement checks
+
+
+LUA = """
+local paths = {%s}
+local counter = 0
+wrk.headers["Authorization"] = "%s"
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", paths[(counter %% #paths) + 1])
+end
+"""
+
+
+def entitlement_paths(world: World, prefix: str, count: int = 1000) -> list[str]:
+    """Query paths: mostly people holding a seat, one in ten asking about another product."""
+    rng = random.Random(7)
+    paths = []
+    for i in range(count):
+        _, slug = world.orgs[rng.randrange(len(world.orgs))]
+        email = rng.choice(world.people[slug])
+        product = SEAT_PRODUCT if i % 10 else "bench-docs"
+        query = urlencode({"organisation": slug, "user_email": email, "product": product})
+        paths.append(f"{prefix}?{query}")
+    return paths
+
+
+def run_wrk(
+    server: common.Server,
+    db: common.Database,
+    paths: list[str],
+    token: str | None,
+    args: argparse.Namespace,
+    tmp: Path,
+) -> dict[str, Any]:
+    """wrk against the paths: requests/s, latency quantiles (ms), non-2xx answers, and the
+    CPU time the server used per request (gunicorn workers plus PostgreSQL backends)."""
+    port = server.port
+    script = tmp / f"wrk-{port}.lua"
+    quoted = ", ".join(json.dumps(p) for p in paths)
+    script.write_text(LUA % (quoted, f"Bearer {token}" if token else ""))
+    command = [
+        "wrk",
+        f"-t{args.wrk_threads}",
+        f"-c{args.wrk_connections}",
+        f"-d{args.wrk_duration}s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}",
+    ]
+    # A short warm-up run first, so every worker has loaded and connected.
+    subprocess.run([*command[:3], "-d2s", *command[4:]], capture_output=True, check=True)
+    cpu = common.ServerCPU(server, db)
+    cpu.start()
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu.stop()
+    total = re.search(r"(\d+) requests in", output)
+    out: dict[str, Any] = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "cpu_ms": cpu.seconds * 1000 / int(total.group(1)) if total else float("nan"),
+    }
+    for q in ("50", "90", "99"):
+        match = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+        assert match, output
+        value, unit = float(match.group(1)), match.group(2)
+        out[f"p{q}"] = value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors:.*", output)
+    out["non2xx"] = float(non2xx.group(1)) if non2xx else 0.0
+    out["socket_errors"] = errors.group(0) if errors else ""
+    return out
+
+
+def check_entitlement_answers(port: int, token: str, world: World) -> None:
+    """The portal really answers: a seat holder is entitled, another product is not."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = common.json_headers(token)
+    for path, expected in zip(
+        entitlement_paths(world, "/api/v1/entitlements/check", 2), (False, True), strict=True
+    ):
+        status, answer = common.request(conn, "GET", path, None, headers)
+        assert status == 200, (status, answer)
+        assert json.loads(answer)["entitled"] is expected, (path, answer)
+    conn.close()
+
+
+def entitlement_checks(
+    db: common.Database, env: dict[str, str], world: World, args: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
+    """wrk against the portal's entitlement check, then against the bare app's."""
+    out = {}
+    log = tmp / "gunicorn.log"
+    with common.gunicorn("wsgi:app", env, log=log) as server:
+        check_entitlement_answers(server.port, world.token, world)
+        out["check_portal"] = run_wrk(
+            server,
+            db,
+            entitlement_paths(world, "/api/v1/entitlements/check"),
+            world.token,
+            args,
+            tmp,
+        )
+    bare_env = {**env, "BARE_DATABASE_URL": db.url}
+    with common.gunicorn("benchmarks.bare_app:app", bare_env, log=log) as server:
+        out["check_bare"] = run_wrk(server, db, entitlement_paths(world, "/check"), None, args, tmp)
+    portal, bare = out["check_portal"], out["check_bare"]
+    print(
+        f"  {db.kind}: entitlement checks {portal['rps']:,.0f}/s p99 {portal['p99']:.1f} ms "
+        f"server CPU {portal['cpu_ms']:.2f} ms/request (bare {bare['rps']:,.0f}/s "
+        f"p99 {bare['p99']:.1f} ms, {bare['cpu_ms']:.2f} ms/request)",
+        flush=True,
+    )
+    return out
+
+
+# ------------------------------------------------------------------ one database
+
+
+def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    log = tmp / "gunicorn.log"
+    out: dict[str, Any] = {"kind": kind}
+    with common.fresh_database(kind, args.postgres_url) as db:
+        env = common.portal_env(db, str(tmp / f"instance-{kind}"))
+        t0 = time.perf_counter()
+        world = setup(db, env, args.orgs, args.people)
+        load = make_events(world, 0 if args.only_checks else args.events, kind)
+        print(
+            f"  {kind}: set up {len(world.orgs)} organisations, "
+            f"{sum(len(p) for p in world.people.values()):,} seats, {load.events:,} events "
+            f"in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+        if args.only_checks:
+            out.update(entitlement_checks(db, env, world, args, tmp))
+            return out
+        # a. the bare executemany, then the portal over HTTP
+        out["bare_seconds"], out["bare_cpu"] = bare_insert(db, load, args.senders)
+        assert count_rows(db, "bare_usage_events") == load.events
+        print(
+            f"  {kind}: bare executemany {load.events / out['bare_seconds']:,.0f} events/s",
+            flush=True,
+        )
+        with common.gunicorn("wsgi:app", env, log=log) as server:
+            port = server.port
+            warm_up(port, world.token, 8)
+            cpu = common.ServerCPU(server, db)
+            cpu.start()
+            ingest = send_batches(port, world.token, load.bodies, args.senders)
+            out["ingest"], out["ingest_cpu"] = ingest, cpu.stop()
+            print(
+                f"  {kind}: portal {ingest.events / ingest.seconds:,.0f} events/s "
+                f"(accepted {ingest.accepted:,}, duplicates {ingest.duplicates:,}, "
+                f"rejected {ingest.rejected:,}, failed requests {len(ingest.failures)})",
+                flush=True,
+            )
+            if ingest.failures:
+                print(f"    first failure: {ingest.failures[0]}")
+            stored = count_rows(db)
+            out["stored"] = stored
+            # b. replay
+            replay_bodies = load.bodies[: max(1, min(REPLAY, load.events) // BATCH)]
+            replay_events = sum(len(rows) for rows in load.rows[: len(replay_bodies)])
+            replay = send_batches(port, world.token, replay_bodies, args.senders)
+            added = count_rows(db) - stored
+            out["replay"] = (replay, replay_events, added)
+            print(
+                f"  {kind}: replay of {replay_events:,} events in {replay.seconds:.2f} s, "
+                f"{added} rows added, duplicates {replay.duplicates:,}",
+                flush=True,
+            )
+        # d. entitlement checks (the servers start afresh, no ingest running)
+        out.update(entitlement_checks(db, env, world, args, tmp))
+        # c. aggregates, with no server running
+        out["aggregate"] = aggregates(db, env, args.aggregate_runs)
+        print(
+            f"  {kind}: aggregate {out['aggregate']['portal'] * 1000:.0f} ms "
+            f"(bare {out['aggregate']['bare'] * 1000:.0f} ms)",
+            flush=True,
+        )
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+
+def _verdict(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[str, bool]:
+    """The table: each measure beside its bare baseline, the ratio, the target, met or not.
+
+    Ratios are portal/bare: higher is better for rates, lower for times and CPU.
+    """
+    rows: list[tuple] = []
+    all_ok = True
+
+    def add(kind: str, measure: str, portal: Any, bare: Any, ratio: float, target: str, ok: Any):
+        nonlocal all_ok
+        if ok is not None:
+            all_ok = all_ok and bool(ok)
+        verdict = "" if ok is None else _verdict(bool(ok))
+        rows.append((kind, measure, portal, bare, f"{ratio:.2f}", target, verdict))
+
+    for r in results:
+        kind = r["kind"]
+        ingest: SendResult = r["ingest"]
+        portal_rate = ingest.accepted / ingest.seconds
+        bare_rate = args.events / r["bare_seconds"]
+        complete = ingest.accepted == args.events == r["stored"] and not ingest.failures
+        add(
+            kind,
+            f"a. ingest {args.events:,} events: events/s",
+            portal_rate,
+            bare_rate,
+            portal_rate / bare_rate,
+            "ratio ≥ 0.5" + ("; ≥ 50,000/s" if kind == "postgresql" else ""),
+            complete
+            and portal_rate / bare_rate >= 0.5
+            and (kind != "postgresql" or portal_rate >= 50_000),
+        )
+        portal_cpu = r["ingest_cpu"] / args.events * 1e6
+        bare_cpu = r["bare_cpu"] / args.events * 1e6
+        add(
+            kind,
+            "a. CPU per event (server + database), µs",
+            portal_cpu,
+            bare_cpu,
+            portal_cpu / bare_cpu,
+            "",
+            None,
+        )
+        replay, replay_events, added = r["replay"]
+        first = replay_events / portal_rate
+        add(
+            kind,
+            f"b. replay {replay_events:,} events ({added} rows added): s",
+            replay.seconds,
+            f"{first:.2f} (first ingest)",
+            replay.seconds / first,
+            "0 rows; ≤ 1.5",
+            added == 0 and replay.duplicates == replay_events and replay.seconds <= 1.5 * first,
+        )
+        agg = r["aggregate"]
+        add(
+            kind,
+            f"c. aggregate a month ({agg['events'][0]:,} events, {agg['groups'][0]} groups): ms",
+            agg["portal"] * 1000,
+            agg["bare"] * 1000,
+            agg["portal"] / agg["bare"],
+            "≤ 1.5",
+            agg["portal"] / agg["bare"] <= 1.5
+            and agg["groups"][0] == agg["groups"][1]
+            and agg["events"][0] == agg["events"][1],
+        )
+        cp, cb = r["check_portal"], r["check_bare"]
+        add(
+            kind,
+            "d. entitlement checks: requests/s",
+            cp["rps"],
+            cb["rps"],
+            cp["rps"] / cb["rps"],
+            "≥ 0.5",
+            cp["rps"] / cb["rps"] >= 0.5 and not cp["non2xx"] and not cb["non2xx"],
+        )
+        for q in ("50", "99"):
+            add(
+                kind,
+                f"d. entitlement check latency p{q}: ms",
+                cp[f"p{q}"],
+                cb[f"p{q}"],
+                cp[f"p{q}"] / cb[f"p{q}"],
+                "p99 ≤ 25 ms" if q == "99" else "",
+                cp["p99"] <= 25 if q == "99" else None,
+            )
+        add(
+            kind,
+            "d. CPU per check (server + database), ms",
+            cp["cpu_ms"],
+            cb["cpu_ms"],
+            cp["cpu_ms"] / cb["cpu_ms"],
+            "",
+            None,
+        )
+    text = common.table(("database", "measure", "portal", "bare", "ratio", "target", "met"), rows)
+    return text, all_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--senders", type=int, default=4, help="concurrent senders (and bare connections)"
+    )
+    parser.add_argument("--orgs", type=int, default=50)
+    parser.add_argument(
+        "--people", type=int, default=20, help="people with a seat per organisation"
+    )
+    parser.add_argument("--aggregate-runs", type=int, default=5)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--wrk-connections", type=int, default=8)
+    parser.add_argument("--wrk-duration", type=int, default=15)
+    parser.add_argument("--databases", default="postgresql,sqlite")
+    parser.add_argument("--postgres-url", default=common.DEFAULT_POSTGRES)
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 100,000 events, short loads"
+    )
+    parser.add_argument(
+        "--only-checks", action="store_true", help="only d., the entitlement checks (no events)"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events, args.orgs, args.people = 100_000, 10, 5
+        args.aggregate_runs, args.wrk_duration = 2, 3
+    if shutil.which("wrk") is None:
+        print(
+            "wrk is needed for the entitlement checks: "
+            "apt-get install -y wrk (make bench-usage does)"
+        )
+        return 2
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
+    print(f"Machine: {common.machine()}")
+    if "postgresql" in kinds:
+        print(f"PostgreSQL {common.postgres_version(args.postgres_url)}")
+    print(
+        f"gunicorn: {common.gunicorn_settings()}; "
+        f"{args.senders} senders of {BATCH:,}-event batches; "
+        f"wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.wrk_duration}s"
+    )
+    results = []
+    with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp:
+        for kind in kinds:
+            results.append(measure(kind, args, Path(tmp)))
+    if args.only_checks:
+        return 0
+    text, ok = report(results, args)
+    print()
+    print(text)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
