@@ -7,6 +7,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PORTAL_ENV ?= development
+# Test processes (pytest-xdist); each has its own database, mail server and browser.
+TEST_WORKERS ?= 2
 
 .PHONY: run setup install browser pdf oidc test test-sqlite test-postgres lint fmt clean \
         wrk bench-seats bench-usage
@@ -50,7 +52,7 @@ tests/oidc/node_modules/.package-lock.json: tests/oidc/package.json tests/oidc/p
 	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 
 test: install browser pdf oidc
-	PORTAL_ENV=test $(BIN)/pytest -q
+	PORTAL_ENV=test $(BIN)/pytest -q -n $(TEST_WORKERS)
 
 # Benchmarks (docs/PERFORMANCE.md): each prints the portal beside a bare baseline measured
 # in the same run, on SQLite and on PostgreSQL (PORTAL_BENCH_POSTGRES_URL names the server;
