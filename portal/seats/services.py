@@ -260,6 +260,10 @@ def subscription_resize(
     result = "granted"
     if quantity <= subscription.quantity:
         subscription.quantity = subscription.requested_quantity = quantity
+    elif quantity <= subscription.requested_quantity:
+        # Fewer seats waiting, none granted taken away: the queue place is kept.
+        subscription.requested_quantity = quantity
+        result = "waitlisted"
     else:
         if product.vendor.status != "active":
             raise InvalidState(
@@ -500,6 +504,18 @@ def seat_assign(
         raise Conflict(
             f"{email} already has a seat of {subscription.product.name}.", code="already_assigned"
         ) from exc
+    # A pending request of this person for this product is answered by the seat.
+    session.execute(
+        sa.update(SeatRequest)
+        .where(
+            SeatRequest.organisation_id == organisation.id,
+            SeatRequest.user_id == user.id,
+            SeatRequest.product_id == subscription.product_id,
+            SeatRequest.status == "pending",
+        )
+        .values(status="approved", decided_by_id=actor.user_id, decided_at=now_utc())
+        .execution_options(synchronize_session="fetch")
+    )
     audit_record(
         session,
         actor=actor,
@@ -685,7 +701,16 @@ def seat_request_decide(
                 f"Your organisation does not subscribe to {request.product.name}; subscribe first.",
                 code="no_subscription",
             )
-        seat_assign(session, actor=actor, subscription=subscription, user_email=request.user.email)
+        held = selectors.seat_of_user(
+            session,
+            organisation_id=request.organisation_id,
+            user_id=request.user_id,
+            product_id=request.product_id,
+        )
+        if held is None:  # given a seat directly meanwhile: nothing more to assign
+            seat_assign(
+                session, actor=actor, subscription=subscription, user_email=request.user.email
+            )
     request.status = "approved" if approve else "declined"
     request.decision_note = (note or "").strip()[:1000] or None
     request.decided_by_id = actor.user_id

@@ -203,3 +203,38 @@ def test_quantity_must_be_a_sensible_whole_number(app, make_org, make_product, q
     with app.app_context(), pytest.raises(ValidationFailed) as refused:
         _subscribe(org, product, quantity)
     assert "quantity" in refused.value.errors
+
+
+def test_lowering_only_the_waiting_seats_keeps_the_granted_ones(app, make_org, make_product):
+    a, b, product = make_org(), make_org(), make_product(5)
+    with app.app_context():
+        _subscribe(a, product, 2)
+        waiting = _subscribe(b, product, 5, on_shortage="waitlist").subscription
+        assert (waiting.quantity, waiting.requested_quantity) == (3, 5)
+        queued_at = waiting.waitlisted_at
+        outcome = services.subscription_resize(
+            db.session, actor=SYSTEM, subscription=waiting, quantity=4
+        )
+        db.session.commit()
+        assert outcome.result == "waitlisted"
+        assert (waiting.quantity, waiting.requested_quantity) == (3, 4)
+        assert waiting.waitlisted_at == queued_at  # keeps its place in the queue
+
+
+def test_a_seat_given_directly_answers_a_pending_request(app, make_org, make_product, make_user):
+    from portal.identity.models import User
+    from portal.seats.models import SeatRequest
+
+    org, product = make_org(), make_product(5)
+    person = make_user("member", org)
+    with app.app_context():
+        sub = _subscribe(org, product, 2).subscription
+        request = services.seat_request_create(
+            db.session,
+            actor=SYSTEM,
+            user=db.session.get(User, person.id),
+            product=db.session.get(Product, product.id),
+        )
+        services.seat_assign(db.session, actor=SYSTEM, subscription=sub, user_email=person.email)
+        db.session.commit()
+        assert db.session.get(SeatRequest, request.id).status == "approved"
