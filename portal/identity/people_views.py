@@ -65,6 +65,8 @@ def _list(scope: str, slug: str | None = None):
     invitations = selectors.invitations_pending(db.session, organisation_id=org.id if org else None)
     invite_form = InviteForm(prefix="invite")
     invite_form.role.choices = _roles_for(org)
+    if org is not None and not invite_form.role.data:
+        invite_form.role.data = Role.MEMBER.value  # colleagues are members unless chosen
     return render_template(
         "identity/people.html",
         org=org,

@@ -406,8 +406,13 @@ def invitation_accept(
 ) -> User:
     """Turn a pending invitation into an account with a password; the link is then spent."""
     invitation = invitation_by_token(session, token)
+    # Lock the row and re-read it (populate_existing): a parallel acceptance that
+    # committed while we waited must be seen, not the copy loaded before the lock.
     locked = session.execute(
-        sa.select(Invitation).where(Invitation.id == invitation.id).with_for_update(of=Invitation)
+        sa.select(Invitation)
+        .where(Invitation.id == invitation.id)
+        .with_for_update(of=Invitation)
+        .execution_options(populate_existing=True)
     ).scalar_one()
     if locked.accepted_at is not None:
         raise InvalidState("This invitation has already been used.", code="invitation_used")
