@@ -11,7 +11,7 @@ export PORTAL_ENV ?= development
 TEST_WORKERS ?= 2
 
 .PHONY: run setup install browser pdf oidc test test-sqlite test-postgres lint fmt clean \
-        wrk bench-seats bench-usage
+        wrk bench-seats bench-usage bench-billing
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,9 @@ bench-seats: install
 
 bench-usage: install wrk
 	$(BIN)/python -m benchmarks.usage $(BENCH_ARGS)
+
+bench-billing: install
+	$(BIN)/python -m benchmarks.billing $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check portal tests benchmarks
