@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.billing.rating import Tier, metered_amount, seat_amount
-from portal.catalogue.models import Meter, Price, Product
-from portal.metering.selectors import usage_aggregates
+from portal.catalogue.models import Meter, Price, PriceTier, Product
+from portal.metering.selectors import Aggregate, usage_aggregates
 from portal.seats.models import Subscription, SubscriptionChange
 from portal.tenancy.models import Organisation
 
@@ -71,16 +71,193 @@ def daily_quantities(
     return out
 
 
-def _prices(session: Session, currency: str) -> tuple[dict[int, Price], dict[int, Price]]:
-    """Seat prices by product id and metered prices by meter id, in one currency."""
-    seat: dict[int, Price] = {}
-    metered: dict[int, Price] = {}
-    for price in session.scalars(sa.select(Price).where(Price.currency == currency)).unique():
-        if price.model == "seat":
-            seat[price.product_id] = price
-        elif price.meter_id is not None:
-            metered[price.meter_id] = price
-    return seat, metered
+@dataclass(frozen=True)
+class PriceTerms:
+    """A price as rating needs it (a plain snapshot: it outlives the transaction)."""
+
+    unit_amount: int
+    tier_mode: str | None
+    tiers: tuple[Tier, ...]
+
+
+@dataclass
+class Catalogue:
+    """What every organisation's charges share: prices per currency, meters, products.
+
+    Loaded once per invoice run (four queries) instead of once per organisation.
+    """
+
+    seat: dict[str, dict[int, PriceTerms]]  # currency -> product id -> seat price
+    metered: dict[str, dict[int, PriceTerms]]  # currency -> meter id -> metered price
+    meters: dict[int, tuple[str, str]]  # meter id -> (key, name)
+    products: dict[int, tuple[str, str]]  # product id -> (sku, name)
+
+
+def catalogue_load(session: Session, currency: str | None = None) -> Catalogue:
+    """Prices (in ``currency``, or all), meters and products as plain snapshots."""
+    query = sa.select(
+        Price.id, Price.currency, Price.model, Price.product_id, Price.meter_id,
+        Price.unit_amount, Price.tier_mode,
+    )  # fmt: skip
+    tiers_query = sa.select(
+        PriceTier.price_id, PriceTier.up_to, PriceTier.unit_amount, PriceTier.flat_amount
+    ).order_by(PriceTier.price_id, PriceTier.position)
+    if currency is not None:
+        query = query.where(Price.currency == currency)
+        tiers_query = tiers_query.join(Price, Price.id == PriceTier.price_id).where(
+            Price.currency == currency
+        )
+    tiers: dict[int, list[Tier]] = {}
+    for price_id, up_to, unit_amount, flat_amount in session.execute(tiers_query):
+        tiers.setdefault(price_id, []).append(Tier(up_to, unit_amount, flat_amount))
+    catalogue = Catalogue({}, {}, {}, {})
+    for price_id, cur, model, product_id, meter_id, unit_amount, tier_mode in session.execute(
+        query
+    ):
+        terms = PriceTerms(unit_amount, tier_mode, tuple(tiers.get(price_id, ())))
+        if model == "seat":
+            catalogue.seat.setdefault(cur, {})[product_id] = terms
+        elif meter_id is not None:
+            catalogue.metered.setdefault(cur, {})[meter_id] = terms
+    catalogue.meters = {
+        id_: (key, name)
+        for id_, key, name in session.execute(sa.select(Meter.id, Meter.key, Meter.name))
+    }
+    catalogue.products = {
+        id_: (sku, name)
+        for id_, sku, name in session.execute(sa.select(Product.id, Product.sku, Product.name))
+    }
+    return catalogue
+
+
+def subscriptions_in(
+    session: Session,
+    *,
+    first: dt.date,
+    last: dt.date,
+    until: dt.datetime,
+    organisation_id: int | None,
+) -> tuple[dict[int, list[tuple[int, int]]], dict[int, list[tuple[dt.datetime, int]]]]:
+    """Subscriptions running between ``first`` and ``last`` (by organisation: ``(id,
+    product id)`` in id order) and their quantity histories up to ``until`` (by
+    subscription, in time order); of one organisation, or of all (two queries)."""
+    where = [
+        Subscription.starts_on <= last,
+        sa.or_(Subscription.ends_on.is_(None), Subscription.ends_on >= first),
+    ]
+    if organisation_id is not None:
+        where.append(Subscription.organisation_id == organisation_id)
+    subscriptions: dict[int, list[tuple[int, int]]] = {}
+    for sub_id, org_id, product_id in session.execute(
+        sa.select(Subscription.id, Subscription.organisation_id, Subscription.product_id)
+        .where(*where)
+        .order_by(Subscription.id)
+    ):
+        subscriptions.setdefault(org_id, []).append((sub_id, product_id))
+    history: dict[int, list[tuple[dt.datetime, int]]] = {}
+    if subscriptions:
+        changes = (
+            sa.select(
+                SubscriptionChange.subscription_id,
+                SubscriptionChange.effective_at,
+                SubscriptionChange.quantity,
+            )
+            .join(Subscription, Subscription.id == SubscriptionChange.subscription_id)
+            .where(*where, SubscriptionChange.effective_at < until)
+            .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
+        )
+        if organisation_id is not None:
+            changes = changes.where(SubscriptionChange.organisation_id == organisation_id)
+        for sub_id, at, quantity in session.execute(changes):
+            history.setdefault(sub_id, []).append((at, quantity))
+    return subscriptions, history
+
+
+def rate_charges(
+    *,
+    currency: str,
+    period_start: dt.datetime,
+    until: dt.datetime,
+    catalogue: Catalogue,
+    subscriptions: list[tuple[int, int]],
+    history: dict[int, list[tuple[dt.datetime, int]]],
+    aggregates: list[Aggregate],
+) -> list[Charge]:
+    """One organisation's charges from what :func:`charges_for` loads (no database).
+
+    Seat prices are prorated by day over the whole month (days in the month is
+    the divisor), so a part of a month costs its share. Products without a price
+    in the organisation's currency are not charged.
+    """
+    days_in_month = calendar.monthrange(period_start.year, period_start.month)[1]
+    seat_prices = catalogue.seat.get(currency, {})
+    metered_prices = catalogue.metered.get(currency, {})
+    first = period_start.date()
+    last = (until - dt.timedelta(microseconds=1)).date()
+    charges: list[Charge] = []
+    for sub_id, product_id in subscriptions:
+        price = seat_prices.get(product_id)
+        if price is None:
+            continue
+        days = daily_quantities(history.get(sub_id, []), first, last)
+        seat_days = sum(days)
+        if seat_days == 0:
+            continue
+        amount = seat_amount(
+            unit_amount=price.unit_amount, daily_quantities=days, days_in_month=days_in_month
+        )
+        sku, name = catalogue.products[product_id]
+        charges.append(
+            Charge(
+                kind="seat",
+                product_id=product_id,
+                product_sku=sku,
+                description=f"{name}: {seat_days} seat-days "
+                f"({first:%d %b}–{last:%d %b}) of {days_in_month}",
+                quantity=(Decimal(seat_days) / days_in_month).quantize(Decimal("0.0001")),
+                unit_amount=price.unit_amount,
+                amount=amount,
+                currency=currency,
+                source={
+                    "subscription": sub_id,
+                    "seat_days": seat_days,
+                    "days_in_month": days_in_month,
+                },
+            )
+        )
+
+    for aggregate in aggregates:
+        price = metered_prices.get(aggregate.meter_id)
+        if price is None:
+            continue
+        meter_key, meter_name = catalogue.meters[aggregate.meter_id]
+        sku, name = catalogue.products[aggregate.product_id]
+        amount = metered_amount(
+            quantity=aggregate.value,
+            unit_amount=price.unit_amount,
+            tier_mode=price.tier_mode,
+            tiers=price.tiers,
+        )
+        charges.append(
+            Charge(
+                kind="metered",
+                product_id=aggregate.product_id,
+                product_sku=sku,
+                description=f"{name}: {meter_name} ({aggregate.aggregation}, "
+                f"{aggregate.events} events)",
+                quantity=aggregate.value,
+                unit_amount=None if price.tiers else price.unit_amount,
+                amount=amount,
+                currency=currency,
+                source={
+                    "meter": meter_key,
+                    "aggregation": aggregate.aggregation,
+                    "events": aggregate.events,
+                    "tier_mode": price.tier_mode,
+                },
+            )
+        )
+    return charges
 
 
 def charges_for(
@@ -93,74 +270,14 @@ def charges_for(
 ) -> list[Charge]:
     """Charges for ``[period_start, until)`` within one calendar month, in the org's currency.
 
-    Seat prices are prorated by day over the whole month (days in the month is
-    the divisor), so a part of a month costs its share. Products without a price
-    in the organisation's currency are not charged.
+    See :func:`rate_charges`; an invoice run loads the same data once for every
+    organisation.
     """
-    currency = organisation.currency
-    days_in_month = calendar.monthrange(period_start.year, period_start.month)[1]
-    seat_prices, metered_prices = _prices(session, currency)
     first = period_start.date()
     last = (until - dt.timedelta(microseconds=1)).date()
-    charges: list[Charge] = []
-
-    subscriptions = list(
-        session.scalars(
-            sa.select(Subscription)
-            .where(
-                Subscription.organisation_id == organisation.id,
-                Subscription.starts_on <= last,
-                sa.or_(Subscription.ends_on.is_(None), Subscription.ends_on >= first),
-            )
-            .order_by(Subscription.id)
-        ).unique()
+    subscriptions, history = subscriptions_in(
+        session, first=first, last=last, until=until, organisation_id=organisation.id
     )
-    history: dict[int, list[tuple[dt.datetime, int]]] = {}
-    if subscriptions:
-        for sub_id, at, quantity in session.execute(
-            sa.select(
-                SubscriptionChange.subscription_id,
-                SubscriptionChange.effective_at,
-                SubscriptionChange.quantity,
-            )
-            .where(
-                SubscriptionChange.organisation_id == organisation.id,
-                SubscriptionChange.subscription_id.in_([s.id for s in subscriptions]),
-                SubscriptionChange.effective_at < until,
-            )
-            .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
-        ):
-            history.setdefault(sub_id, []).append((at, quantity))
-    for sub in subscriptions:
-        price = seat_prices.get(sub.product_id)
-        if price is None:
-            continue
-        days = daily_quantities(history.get(sub.id, []), first, last)
-        seat_days = sum(days)
-        if seat_days == 0:
-            continue
-        amount = seat_amount(
-            unit_amount=price.unit_amount, daily_quantities=days, days_in_month=days_in_month
-        )
-        charges.append(
-            Charge(
-                kind="seat",
-                product_id=sub.product_id,
-                product_sku=sub.product.sku,
-                description=f"{sub.product.name}: {seat_days} seat-days "
-                f"({first:%d %b}–{last:%d %b}) of {days_in_month}",
-                quantity=(Decimal(seat_days) / days_in_month).quantize(Decimal("0.0001")),
-                unit_amount=price.unit_amount,
-                amount=amount,
-                currency=currency,
-                source={
-                    "subscription": sub.id,
-                    "seat_days": seat_days,
-                    "days_in_month": days_in_month,
-                },
-            )
-        )
-
     aggregates = usage_aggregates(
         session,
         start=period_start,
@@ -168,38 +285,12 @@ def charges_for(
         organisation_id=organisation.id,
         received_until=usage_received_until,
     )
-    meters = {m.id: m for m in session.scalars(sa.select(Meter))}
-    products = {p.id: p for p in session.scalars(sa.select(Product)).unique()}
-    for aggregate in aggregates:
-        price = metered_prices.get(aggregate.meter_id)
-        if price is None:
-            continue
-        meter = meters[aggregate.meter_id]
-        product = products[aggregate.product_id]
-        tiers = [Tier(t.up_to, t.unit_amount, t.flat_amount) for t in price.tiers]
-        amount = metered_amount(
-            quantity=aggregate.value,
-            unit_amount=price.unit_amount,
-            tier_mode=price.tier_mode,
-            tiers=tiers,
-        )
-        charges.append(
-            Charge(
-                kind="metered",
-                product_id=product.id,
-                product_sku=product.sku,
-                description=f"{product.name}: {meter.name} ({aggregate.aggregation}, "
-                f"{aggregate.events} events)",
-                quantity=aggregate.value,
-                unit_amount=None if tiers else price.unit_amount,
-                amount=amount,
-                currency=currency,
-                source={
-                    "meter": meter.key,
-                    "aggregation": aggregate.aggregation,
-                    "events": aggregate.events,
-                    "tier_mode": price.tier_mode,
-                },
-            )
-        )
-    return charges
+    return rate_charges(
+        currency=organisation.currency,
+        period_start=period_start,
+        until=until,
+        catalogue=catalogue_load(session, organisation.currency),
+        subscriptions=subscriptions.get(organisation.id, []),
+        history=history,
+        aggregates=aggregates,
+    )

@@ -16,8 +16,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.audit.services import Actor, audit_record
-from portal.billing.models import InvoiceRun
-from portal.billing.services import _require_finance, invoice_draft_refresh, invoice_finalize
+from portal.billing.models import Invoice, InvoiceRun
+from portal.billing.services import (
+    Billed,
+    DraftInputs,
+    _require_finance,
+    draft_inputs,
+    draft_write,
+    invoice_finalize,
+)
 from portal.db import now_utc
 from portal.errors import DomainError
 from portal.metering.selectors import period_bounds
@@ -68,43 +75,74 @@ def invoice_run_execute(
     run_id: int,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> InvoiceRun:
-    """Draft (and with ``finalize``, finalise) each organisation's invoice, committing each."""
+    """Draft (and with ``finalize``, finalise) each organisation's invoice, committing each.
+
+    What every organisation's draft is computed from (prices, meters, products,
+    settings, subscriptions and their quantity histories, the month's usage
+    aggregated in one grouped query) is loaded once, with one cut-off for usage
+    (the run's start); each organisation's draft is then written, with the run's
+    progress, in its own transaction.
+    """
     run = session.get(InvoiceRun, run_id)
     assert run is not None
     period, finalize = run.period, run.finalize
-    ids = billable_organisation_ids(session)
+    organisations = [
+        Billed(*row)
+        for row in session.execute(
+            sa.select(
+                Organisation.id,
+                Organisation.slug,
+                Organisation.currency,
+                Organisation.tax_rate_bp,
+                Organisation.reverse_charge,
+            )
+            .where(Organisation.status != "pending")
+            .order_by(Organisation.id)
+        )
+    ]
+    inputs: DraftInputs | None = None
+    failure: DomainError | None = None
+    try:
+        inputs = draft_inputs(session, period=period, now=now_utc())
+    except DomainError as error:  # e.g. a month that has not started: every organisation fails
+        failure = error
     session.commit()
     counts = {"created": 0, "refreshed": 0, "finalised": 0}
     errors: list[str] = []
-    for done, org_id in enumerate(ids, start=1):
+    runs = InvoiceRun.__table__
+    progress = sa.update(runs).where(runs.c.id == sa.bindparam("run_id"))
+    for done, organisation in enumerate(organisations, start=1):
         try:
-            organisation = session.get(Organisation, org_id)
-            assert organisation is not None
-            invoice, outcome = invoice_draft_refresh(
-                session, actor=actor, organisation=organisation, period=period
+            if inputs is None:
+                assert failure is not None
+                raise failure
+            invoice_id, outcome = draft_write(
+                session, actor=actor, organisation=organisation, inputs=inputs
             )
-            if outcome in counts:
-                counts[outcome] += 1
-            if finalize and invoice is not None and invoice.status == "draft":
+            if finalize and invoice_id is not None and outcome in ("created", "refreshed"):
+                invoice = session.get(Invoice, invoice_id)
+                assert invoice is not None
                 invoice_finalize(session, actor=actor, invoice=invoice)
                 counts["finalised"] += 1
-            session.commit()
+            if outcome in counts:
+                counts[outcome] += 1
         except DomainError as error:
             session.rollback()
-            errors.append(f"organisation {org_id}: {error.detail}")
+            errors.append(f"organisation {organisation.id}: {error.detail}")
+        # The progress is committed with the organisation's draft (or after its rollback).
         session.execute(
-            sa.update(InvoiceRun)
-            .where(InvoiceRun.id == run_id)
-            .values(
-                organisations_done=done,
-                invoices_created=counts["created"],
-                invoices_refreshed=counts["refreshed"],
-                invoices_finalised=counts["finalised"],
-            )
+            progress,
+            {
+                "run_id": run_id,
+                "organisations_done": done,
+                "invoices_created": counts["created"],
+                "invoices_refreshed": counts["refreshed"],
+                "invoices_finalised": counts["finalised"],
+            },
         )
         session.commit()
         if on_progress:
-            on_progress(done, len(ids))
+            on_progress(done, len(organisations))
     run = session.get(InvoiceRun, run_id)
     assert run is not None
     run.status = "failed" if errors else "done"

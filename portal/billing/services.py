@@ -9,22 +9,23 @@ which have their own rows.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from fractions import Fraction
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.audit.services import Actor, audit_record
-from portal.billing.charges import Charge, charges_for
+from portal.billing.charges import Catalogue, Charge, catalogue_load, rate_charges, subscriptions_in
 from portal.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus, Payment
 from portal.billing.numbering import next_number
-from portal.billing.rating import Tier, metered_amount, round_half_up, tax_amount
-from portal.catalogue.models import Meter, Price, Product
+from portal.billing.rating import metered_amount, round_half_up, tax_amount
 from portal.db import now_utc
 from portal.errors import Conflict, InvalidState, PermissionDenied, ValidationFailed
 from portal.metering.models import UsageEvent
-from portal.metering.selectors import period_bounds, usage_aggregates
+from portal.metering.selectors import Aggregate, period_bounds, usage_aggregates
 from portal.settings.services import settings_get
 from portal.signals import invoice_finalised
 from portal.tenancy.models import Organisation
@@ -48,7 +49,13 @@ def _lock(session: Session, invoice: Invoice) -> Invoice:
 
 
 def _late_charges(
-    session: Session, *, organisation: Organisation, before: str, now: dt.datetime
+    session: Session,
+    *,
+    organisation_id: int,
+    currency: str,
+    before: str,
+    now: dt.datetime,
+    catalogue: Catalogue | None = None,
 ) -> list[Charge]:
     """Usage of earlier, already finalised months that arrived after their invoice counted usage.
 
@@ -57,10 +64,10 @@ def _late_charges(
     volume. ``source`` records the window of receipt, which is the watermark the
     next invoice starts from.
     """
-    finalised = session.scalars(
-        sa.select(Invoice).where(
-            Invoice.organisation_id == organisation.id,
-            Invoice.currency == organisation.currency,
+    finalised = session.execute(
+        sa.select(Invoice.period, Invoice.usage_counted_until).where(
+            Invoice.organisation_id == organisation_id,
+            Invoice.currency == currency,
             Invoice.period < before,
             Invoice.status.in_(("open", "paid", "uncollectible")),
             Invoice.usage_counted_until.is_not(None),
@@ -69,32 +76,25 @@ def _late_charges(
     if not finalised:
         return []
     watermarks: dict[str, dt.datetime] = {}
-    for invoice in finalised:
-        watermarks[invoice.period] = invoice.usage_counted_until  # type: ignore[assignment]
-    for line in session.scalars(
-        sa.select(InvoiceLine)
+    for period, counted_until in finalised:
+        watermarks[period] = counted_until
+    for (source,) in session.execute(
+        sa.select(InvoiceLine.source)
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
         .where(
-            InvoiceLine.organisation_id == organisation.id,
+            InvoiceLine.organisation_id == organisation_id,
             InvoiceLine.kind == "late_usage",
             Invoice.status.in_(("open", "paid", "uncollectible")),
         )
     ):
-        period = line.source.get("period")
-        until = dt.datetime.fromisoformat(line.source["received_until"])
+        period = source.get("period")
+        until = dt.datetime.fromisoformat(source["received_until"])
         if period in watermarks and until > watermarks[period]:
             watermarks[period] = until
 
-    prices = {
-        p.meter_id: p
-        for p in session.scalars(
-            sa.select(Price).where(
-                Price.currency == organisation.currency, Price.model == "metered"
-            )
-        ).unique()
-    }
-    meters = {m.id: m for m in session.scalars(sa.select(Meter))}
-    products = {p.id: p for p in session.scalars(sa.select(Product)).unique()}
+    if catalogue is None:
+        catalogue = catalogue_load(session, currency)
+    prices = catalogue.metered.get(currency, {})
     charges: list[Charge] = []
     for period, watermark in sorted(watermarks.items()):
         start, end = period_bounds(period)
@@ -102,7 +102,7 @@ def _late_charges(
             sa.select(sa.func.count())
             .select_from(UsageEvent)
             .where(
-                UsageEvent.organisation_id == organisation.id,
+                UsageEvent.organisation_id == organisation_id,
                 UsageEvent.occurred_at >= start,
                 UsageEvent.occurred_at < end,
                 UsageEvent.received_at > watermark,
@@ -114,7 +114,7 @@ def _late_charges(
         with_late = {
             a.meter_id: a
             for a in usage_aggregates(
-                session, start=start, end=end, organisation_id=organisation.id, received_until=now
+                session, start=start, end=end, organisation_id=organisation_id, received_until=now
             )
         }
         before_late = {
@@ -123,7 +123,7 @@ def _late_charges(
                 session,
                 start=start,
                 end=end,
-                organisation_id=organisation.id,
+                organisation_id=organisation_id,
                 received_until=watermark,
             )
         }
@@ -131,14 +131,13 @@ def _late_charges(
             price = prices.get(meter_id)
             if price is None:
                 continue
-            tiers = [Tier(t.up_to, t.unit_amount, t.flat_amount) for t in price.tiers]
 
-            def rate(quantity, price=price, tiers=tiers) -> int:
+            def rate(quantity, price=price) -> int:
                 return metered_amount(
                     quantity=quantity,
                     unit_amount=price.unit_amount,
                     tier_mode=price.tier_mode,
-                    tiers=tiers,
+                    tiers=price.tiers,
                 )
 
             old = before_late.get(meter_id)
@@ -147,22 +146,22 @@ def _late_charges(
             extra_events = aggregate.events - (old.events if old else 0)
             if extra_events <= 0:
                 continue
-            product = products[aggregate.product_id]
-            meter = meters[meter_id]
+            sku, name = catalogue.products[aggregate.product_id]
+            meter_key, meter_name = catalogue.meters[meter_id]
             charges.append(
                 Charge(
                     kind="late_usage",
-                    product_id=product.id,
-                    product_sku=product.sku,
-                    description=f"Late usage for {period}: {product.name}, {meter.name} "
+                    product_id=aggregate.product_id,
+                    product_sku=sku,
+                    description=f"Late usage for {period}: {name}, {meter_name} "
                     f"({extra_events} events received after that invoice)",
                     quantity=aggregate.value - old_value,
-                    unit_amount=None if tiers else price.unit_amount,
+                    unit_amount=None if price.tiers else price.unit_amount,
                     amount=max(0, amount),
-                    currency=organisation.currency,
+                    currency=currency,
                     source={
                         "period": period,
-                        "meter": meter.key,
+                        "meter": meter_key,
                         "events": extra_events,
                         "received_after": watermark.isoformat(),
                         "received_until": now.isoformat(),
@@ -170,6 +169,264 @@ def _late_charges(
                 )
             )
     return charges
+
+
+@dataclass(frozen=True)
+class Billed:
+    """What a draft needs of its organisation (a snapshot: it outlives each commit)."""
+
+    id: int
+    slug: str
+    currency: str
+    tax_rate_bp: int | None
+    reverse_charge: bool
+
+    @classmethod
+    def of(cls, organisation: Organisation) -> Billed:
+        return cls(
+            organisation.id,
+            organisation.slug,
+            organisation.currency,
+            organisation.tax_rate_bp,
+            organisation.reverse_charge,
+        )
+
+
+@dataclass
+class DraftInputs:
+    """Everything a month's drafts are computed from, for one organisation or for all.
+
+    An invoice run loads it once (a handful of queries, the month's usage in one
+    grouped query) and then writes each organisation's draft from it; the rules
+    are the same as for one draft refreshed on its own.
+    """
+
+    period: str
+    start: dt.datetime
+    end: dt.datetime
+    now: dt.datetime
+    default_tax_rate_bp: int
+    catalogue: Catalogue
+    subscriptions: dict[int, list[tuple[int, int]]]
+    history: dict[int, list[tuple[dt.datetime, int]]]
+    usage: dict[int, list[Aggregate]]
+    # (organisation, currency) of the period's invoices that exist, when loaded for all:
+    # the others are created without a first look (the unique constraint decides).
+    existing: set[tuple[int, str]] | None = None
+    # Organisations with finalised invoices of earlier months (only they can have late
+    # usage), when loaded for all; None: look for each.
+    finalised_before: set[tuple[int, str]] | None = None
+
+
+def draft_inputs(
+    session: Session, *, period: str, now: dt.datetime, organisation_id: int | None = None
+) -> DraftInputs:
+    """Load what the period's drafts need, for one organisation or (None) for all."""
+    start, end = period_bounds(period)
+    if start >= now:
+        raise ValidationFailed(
+            f"{period} has not started; invoice a month that has.",
+            errors={"period": ["Choose the current month or an earlier one."]},
+        )
+    first = start.date()
+    last = (end - dt.timedelta(microseconds=1)).date()
+    subscriptions, history = subscriptions_in(
+        session, first=first, last=last, until=end, organisation_id=organisation_id
+    )
+    usage: dict[int, list[Aggregate]] = {}
+    for aggregate in usage_aggregates(
+        session, start=start, end=end, organisation_id=organisation_id, received_until=now
+    ):
+        usage.setdefault(aggregate.organisation_id, []).append(aggregate)
+    inputs = DraftInputs(
+        period=period,
+        start=start,
+        end=end,
+        now=now,
+        default_tax_rate_bp=settings_get(session).default_tax_rate_bp,
+        catalogue=catalogue_load(session),
+        subscriptions=subscriptions,
+        history=history,
+        usage=usage,
+    )
+    if organisation_id is None:
+        inputs.existing = {
+            tuple(row)
+            for row in session.execute(
+                sa.select(Invoice.organisation_id, Invoice.currency).where(Invoice.period == period)
+            )
+        }
+        inputs.finalised_before = {
+            tuple(row)
+            for row in session.execute(
+                sa.select(Invoice.organisation_id, Invoice.currency)
+                .where(
+                    Invoice.period < period,
+                    Invoice.status.in_(("open", "paid", "uncollectible")),
+                    Invoice.usage_counted_until.is_not(None),
+                )
+                .distinct()
+            )
+        }
+    return inputs
+
+
+_INSERT_DRAFT: dict[str, sa.Insert] = {}
+
+
+def _insert_invoice(session: Session, values: dict) -> int | None:
+    """INSERT the draft unless the (organisation, period, currency) one exists: its id or None."""
+    dialect = session.get_bind().dialect.name
+    statement = _INSERT_DRAFT.get(dialect)
+    if statement is None:  # built once per dialect (ON CONFLICT is written per dialect)
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        table = Invoice.__table__
+        statement = _INSERT_DRAFT[dialect] = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=["organisation_id", "period", "currency"])
+            .returning(table.c.id)
+        )
+    return session.execute(statement, values).scalar()
+
+
+def _lock_draft(session: Session, organisation: Billed, period: str) -> tuple[int, str] | None:
+    """The period's invoice of the organisation (id, status), locked until commit."""
+    row = session.execute(
+        sa.select(Invoice.id, Invoice.status)
+        .where(
+            Invoice.organisation_id == organisation.id,
+            Invoice.period == period,
+            Invoice.currency == organisation.currency,
+        )
+        .with_for_update()
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def draft_write(
+    session: Session, *, actor: Actor, organisation: Billed, inputs: DraftInputs
+) -> tuple[int | None, str]:
+    """Create or refresh one organisation's draft from ``inputs``: (invoice id, outcome).
+
+    Outcomes as :func:`invoice_draft_refresh`. An existing invoice is locked
+    first; a finalised one is never touched. A new one is inserted with
+    ``ON CONFLICT DO NOTHING``: if another run created it a moment ago, theirs
+    is locked and refreshed.
+    """
+    _require_finance(actor)
+    period, now = inputs.period, inputs.now
+    found = None
+    if inputs.existing is None or (organisation.id, organisation.currency) in inputs.existing:
+        found = _lock_draft(session, organisation, period)
+        if found is not None and found[1] != InvoiceStatus.DRAFT:
+            return found[0], "unchanged"
+    charges = rate_charges(
+        currency=organisation.currency,
+        period_start=inputs.start,
+        until=inputs.end,
+        catalogue=inputs.catalogue,
+        subscriptions=inputs.subscriptions.get(organisation.id, []),
+        history=inputs.history,
+        aggregates=inputs.usage.get(organisation.id, []),
+    )
+    if (
+        inputs.finalised_before is None
+        or (organisation.id, organisation.currency) in inputs.finalised_before
+    ):
+        charges += _late_charges(
+            session,
+            organisation_id=organisation.id,
+            currency=organisation.currency,
+            before=period,
+            now=now,
+            catalogue=inputs.catalogue,
+        )
+    if not charges:
+        if found is not None:
+            session.execute(sa.delete(InvoiceLine).where(InvoiceLine.invoice_id == found[0]))
+            session.execute(sa.delete(Invoice).where(Invoice.id == found[0]))
+        return None, "empty"
+    rate_bp = (
+        organisation.tax_rate_bp
+        if organisation.tax_rate_bp is not None
+        else inputs.default_tax_rate_bp
+    )
+    subtotal = sum(c.amount for c in charges)
+    tax = tax_amount(net=subtotal, rate_bp=rate_bp, reverse_charge=organisation.reverse_charge)
+    values = {
+        "subtotal": subtotal,
+        "reverse_charge": organisation.reverse_charge,
+        "tax_rate_bp": 0 if organisation.reverse_charge else rate_bp,
+        "tax": tax,
+        "total": subtotal + tax,
+        "note": REVERSE_CHARGE_NOTE if organisation.reverse_charge else None,
+        "usage_counted_until": now,
+    }
+    outcome = "refreshed"
+    invoice_id = found[0] if found is not None else None
+    if invoice_id is None:
+        invoice_id = _insert_invoice(
+            session,
+            {
+                "organisation_id": organisation.id,
+                "period": period,
+                "currency": organisation.currency,
+                "status": "draft",
+                **values,
+            },
+        )
+        if invoice_id is not None:
+            outcome = "created"
+        else:
+            # Another run created it a moment ago: refresh theirs.
+            found = _lock_draft(session, organisation, period)
+            assert found is not None
+            if found[1] != InvoiceStatus.DRAFT:
+                return found[0], "unchanged"
+            invoice_id = found[0]
+    if outcome == "refreshed":
+        session.execute(sa.delete(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id))
+        session.execute(sa.update(Invoice).where(Invoice.id == invoice_id).values(**values))
+    # A plain (Core) executemany: the ORM's bulk insert would split the rows into
+    # one statement per set of NULL columns.
+    session.execute(
+        sa.insert(InvoiceLine.__table__),
+        [
+            {
+                "organisation_id": organisation.id,
+                "invoice_id": invoice_id,
+                "position": position,
+                "kind": charge.kind,
+                "product_id": charge.product_id,
+                "product_sku": charge.product_sku,
+                "description": charge.description[:500],
+                "quantity": str(charge.quantity),
+                "unit_amount": charge.unit_amount,
+                "amount": charge.amount,
+                "source": {
+                    k: (str(v) if not isinstance(v, (int, str, type(None))) else v)
+                    for k, v in charge.source.items()
+                },
+            }
+            for position, charge in enumerate(charges)
+        ],
+    )
+    audit_record(
+        session,
+        actor=actor,
+        action=f"invoice.draft_{outcome}",
+        target_type="invoice",
+        target_id=invoice_id,
+        target_label=f"{organisation.slug} {period}",
+        organisation_id=organisation.id,
+        after={
+            "subtotal": subtotal,
+            "tax": tax,
+            "total": subtotal + tax,
+            "lines": len(charges),
+        },
+    )
+    return invoice_id, outcome
 
 
 def invoice_draft_refresh(
@@ -189,115 +446,17 @@ def invoice_draft_refresh(
     organisation gets one invoice however many runs start (invariant 5).
     """
     _require_finance(actor)
-    now = now or now_utc()
-    start, end = period_bounds(period)
-    if start >= now:
-        raise ValidationFailed(
-            f"{period} has not started; invoice a month that has.",
-            errors={"period": ["Choose the current month or an earlier one."]},
-        )
-    invoice = session.scalar(
-        sa.select(Invoice)
-        .where(
-            Invoice.organisation_id == organisation.id,
-            Invoice.period == period,
-            Invoice.currency == organisation.currency,
-        )
-        .with_for_update(of=Invoice)
+    inputs = draft_inputs(
+        session, period=period, now=now or now_utc(), organisation_id=organisation.id
     )
-    if invoice is not None and invoice.status != InvoiceStatus.DRAFT:
-        return invoice, "unchanged"
-    charges = charges_for(
-        session,
-        organisation=organisation,
-        period_start=start,
-        until=end,
-        usage_received_until=now,
+    invoice_id, outcome = draft_write(
+        session, actor=actor, organisation=Billed.of(organisation), inputs=inputs
     )
-    charges += _late_charges(session, organisation=organisation, before=period, now=now)
-    if not charges:
-        if invoice is not None:
-            session.delete(invoice)
-            session.flush()
-        return None, "empty"
-    outcome = "refreshed"
-    if invoice is None:
-        try:
-            with session.begin_nested():
-                invoice = Invoice(
-                    organisation_id=organisation.id,
-                    period=period,
-                    currency=organisation.currency,
-                    status="draft",
-                )
-                session.add(invoice)
-            outcome = "created"
-        except IntegrityError:
-            # Another run created it a moment ago: refresh theirs.
-            invoice = session.scalar(
-                sa.select(Invoice)
-                .where(
-                    Invoice.organisation_id == organisation.id,
-                    Invoice.period == period,
-                    Invoice.currency == organisation.currency,
-                )
-                .with_for_update(of=Invoice)
-            )
-            assert invoice is not None
-            if invoice.status != InvoiceStatus.DRAFT:
-                return invoice, "unchanged"
-    settings = settings_get(session)
-    rate_bp = (
-        organisation.tax_rate_bp
-        if organisation.tax_rate_bp is not None
-        else settings.default_tax_rate_bp
-    )
-    invoice.lines.clear()
+    if invoice_id is None:
+        return None, outcome
+    # The rows were written with plain statements: load them afresh.
     session.flush()
-    for position, charge in enumerate(charges):
-        invoice.lines.append(
-            InvoiceLine(
-                organisation_id=organisation.id,
-                position=position,
-                kind=charge.kind,
-                product_id=charge.product_id,
-                product_sku=charge.product_sku,
-                description=charge.description[:500],
-                quantity=str(charge.quantity),
-                unit_amount=charge.unit_amount,
-                amount=charge.amount,
-                source={
-                    k: (str(v) if not isinstance(v, (int, str, type(None))) else v)
-                    for k, v in charge.source.items()
-                },
-            )
-        )
-    invoice.subtotal = sum(c.amount for c in charges)
-    invoice.reverse_charge = organisation.reverse_charge
-    invoice.tax_rate_bp = 0 if organisation.reverse_charge else rate_bp
-    invoice.tax = tax_amount(
-        net=invoice.subtotal, rate_bp=rate_bp, reverse_charge=organisation.reverse_charge
-    )
-    invoice.total = invoice.subtotal + invoice.tax
-    invoice.note = REVERSE_CHARGE_NOTE if organisation.reverse_charge else None
-    invoice.usage_counted_until = now
-    session.flush()
-    audit_record(
-        session,
-        actor=actor,
-        action=f"invoice.draft_{outcome}",
-        target_type="invoice",
-        target_id=invoice.id,
-        target_label=f"{organisation.slug} {period}",
-        organisation_id=organisation.id,
-        after={
-            "subtotal": invoice.subtotal,
-            "tax": invoice.tax,
-            "total": invoice.total,
-            "lines": len(charges),
-        },
-    )
-    return invoice, outcome
+    return session.get(Invoice, invoice_id, populate_existing=True), outcome
 
 
 # ---------------------------------------------------------------- finalising
