@@ -188,20 +188,34 @@ def summary(rows: list[tuple]) -> list[CurrencyTotals]:
 
 
 _TEXT = (0, 1, 2, 8, 9)  # the columns people type: organisation names, descriptions
+_FORMULA_FIRST = frozenset("=+-@\t\r")  # what safe_cell guards against, as first characters
+
+
+def _safe_rows(rows: Iterator[tuple], counter: list[int]) -> Iterator[tuple]:
+    """The rows with their text cells made safe (as :func:`safe_cell`), counted."""
+    first = _FORMULA_FIRST
+    for row in rows:
+        counter[0] += 1
+        if any(isinstance(row[i], str) and row[i][:1] in first for i in _TEXT):
+            cells = list(row)
+            for i in _TEXT:
+                cells[i] = safe_cell(cells[i])
+            yield tuple(cells)
+        else:
+            yield row
 
 
 def write_csv(rows: Iterator[tuple], out: io.TextIOBase | Any) -> int:
-    """Write a header and the rows as CSV; returns the number of rows."""
+    """Write a header and the rows as CSV; returns the number of rows.
+
+    Rows go to ``csv.writer.writerows`` in one call; only a row with a cell that
+    could be taken for a formula is copied to be made safe.
+    """
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
-    count = 0
-    for row in rows:
-        cells = list(row)
-        for i in _TEXT:
-            cells[i] = safe_cell(cells[i])
-        writer.writerow(cells)
-        count += 1
-    return count
+    counter = [0]
+    writer.writerows(_safe_rows(rows, counter))
+    return counter[0]
 
 
 def write_json(rows: Iterator[tuple], out: io.TextIOBase | Any) -> int:
