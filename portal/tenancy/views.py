@@ -7,7 +7,7 @@ from decimal import Decimal
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from portal.audit.selectors import audit_events_list
-from portal.db import db
+from portal.db import db, now_utc
 from portal.errors import Conflict, DomainError, ValidationFailed
 from portal.extensions import limiter
 from portal.forms import form_values, show_errors
@@ -15,6 +15,7 @@ from portal.identity import auth
 from portal.identity import selectors as people
 from portal.identity.forms import ConfirmForm, InviteForm
 from portal.identity.models import Role
+from portal.settings.services import settings_get
 from portal.tenancy import selectors, services
 from portal.tenancy.forms import ApplicationForm, OrganisationForm, OrgProfileForm, StatusForm
 from portal.tenancy.models import OrganisationStatus
@@ -252,12 +253,19 @@ def org_dashboard():
     users = people.users_list(db.session, organisation_id=org.id, per_page=1)
     invitations = people.invitations_pending(db.session, organisation_id=org.id)
     events = audit_events_list(db.session, organisation_id=org.id, per_page=8)
+    overview = selectors.organisation_overview(
+        db.session,
+        organisation_id=org.id,
+        idle_days=settings_get(db.session).idle_seat_days,
+        now=now_utc(),
+    )
     return render_template(
         "tenancy/org_dashboard.html",
         org=org,
         user_count=users.total,
         invitations=invitations,
         events=events,
+        overview=overview,
     )
 
 

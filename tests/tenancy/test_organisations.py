@@ -483,3 +483,64 @@ def test_the_service_keeps_council_fields_from_org_admins(app, make_org):
             )
         db.session.rollback()
     assert db_rows(app) == before
+
+
+def test_org_dashboard_shows_seats_requests_idle_seats_and_what_is_owed(app, make_org, make_user):
+    import datetime as dt
+
+    from portal.catalogue.models import Product
+    from portal.db import db, now_utc
+    from portal.seats import services as seats
+    from portal.tenancy.models import Organisation
+    from tests.conftest import SYSTEM, login
+
+    org = make_org("glance")
+    admin = make_user("org_admin", org)
+    idle = make_user("member", org)
+    other = make_org("elsewhere")
+    with app.app_context():
+        from portal.catalogue.services import pool_create, product_create, vendor_create
+
+        vendor_create(db.session, actor=SYSTEM, data={"slug": "glance-soft", "name": "Glance"})
+        product_create(
+            db.session,
+            actor=SYSTEM,
+            data={"sku": "glance", "vendor": "glance-soft", "name": "Glance"},
+        )
+        today = now_utc().date()
+        pool_create(
+            db.session,
+            actor=SYSTEM,
+            data={
+                "product": "glance",
+                "capacity": 4,
+                "starts_on": today - dt.timedelta(days=1),
+                "ends_on": today + dt.timedelta(days=30),
+                "unit_cost": {"amount": 1, "currency": "EUR"},
+            },
+        )
+        product = db.session.scalar(sa.select(Product))
+        sub = seats.subscription_create(
+            db.session,
+            actor=SYSTEM,
+            organisation=db.session.get(Organisation, org.id),
+            product=product,
+            quantity=3,
+        ).subscription
+        seat = seats.seat_assign(db.session, actor=SYSTEM, subscription=sub, user_email=idle.email)
+        seat.assigned_at = now_utc() - dt.timedelta(days=60)
+        seats.subscription_create(
+            db.session,
+            actor=SYSTEM,
+            organisation=db.session.get(Organisation, other.id),
+            product=product,
+            quantity=1,
+        )
+        db.session.commit()
+    client = app.test_client()
+    login(client, admin)
+    page = client.get("/org").get_data(as_text=True)
+    assert "<strong>1 / 3</strong>seats assigned" in page
+    assert "<strong>1</strong>idle seats" in page
+    assert "<strong>1</strong>subscriptions" in page
+    assert "0 open invoices" in page
