@@ -1,6 +1,7 @@
 """Finance exports of a month's invoices: one row per invoice line (and credit note).
 
-Read with one query and written as the rows come, so a large month streams.
+Read with one query, without the ORM, and turned into CSV rows one invoice at a
+time as the writer asks for them.
 Text cells that a spreadsheet could take for a formula are made safe
 (:func:`portal.csvutil.safe_cell`). Each invoice's tax is spread over its lines
 by largest remainder, so lines add up to the invoice exactly.
@@ -86,14 +87,17 @@ def export_rows(
     )
     if organisation_id is not None:
         query = query.where(Invoice.organisation_id == organisation_id)
-    pending: list[Any] = []
-    for row in session.execute(query).yield_per(5000):
-        if pending and pending[0][2] != row[2]:
-            yield from _invoice_rows(pending, period)
-            pending = []
-        pending.append(row)
-    if pending:
-        yield from _invoice_rows(pending, period)
+    # On the session's connection, not through the ORM: plain rows. (No server-side
+    # cursor: API reads run in autocommit, where PostgreSQL has none.)
+    result = session.connection().execute(query)
+    lines: list[Any] = []
+    for row in result:
+        if lines and lines[0][2] != row[2]:
+            yield from _invoice_rows(lines, period)
+            lines = []
+        lines.append(row)
+    if lines:
+        yield from _invoice_rows(lines, period)
     notes = (
         sa.select(CreditNote, Organisation.slug, Organisation.name, Invoice.number)
         .join(Invoice, Invoice.id == CreditNote.invoice_id)
@@ -123,26 +127,11 @@ def export_rows(
         )
 
 
-def _invoice_rows(rows: list[Any], period: str) -> Iterator[tuple]:
-    taxes = _spread(rows[0][6], [r[13] for r in rows])
-    for row, tax in zip(rows, taxes, strict=True):
+def _invoice_rows(lines: list[Any], period: str) -> list[tuple]:
+    """One invoice's export rows, its tax spread over its lines."""
+    taxes = _spread(lines[0][6], [line[13] for line in lines])
+    return [
         (
-            slug,
-            name,
-            _,
-            number,
-            status,
-            currency,
-            _,
-            position,
-            kind,
-            sku,
-            description,
-            quantity,
-            unit_amount,
-            amount,
-        ) = row
-        yield (
             slug,
             name,
             number,
@@ -159,6 +148,23 @@ def _invoice_rows(rows: list[Any], period: str) -> Iterator[tuple]:
             tax,
             amount + tax,
         )
+        for (
+            slug,
+            name,
+            _,
+            number,
+            status,
+            currency,
+            _,
+            position,
+            kind,
+            sku,
+            description,
+            quantity,
+            unit_amount,
+            amount,
+        ), tax in zip(lines, taxes, strict=True)
+    ]
 
 
 @dataclass
@@ -187,22 +193,34 @@ def summary(rows: list[tuple]) -> list[CurrencyTotals]:
     return sorted(totals.values(), key=lambda t: t.currency)
 
 
-_TEXT = (0, 1, 2, 8, 9)  # the columns people type: organisation names, descriptions
 _FORMULA_FIRST = frozenset("=+-@\t\r")  # what safe_cell guards against, as first characters
 
 
 def _safe_rows(rows: Iterator[tuple], counter: list[int]) -> Iterator[tuple]:
-    """The rows with their text cells made safe (as :func:`safe_cell`), counted."""
+    """The rows with their text cells made safe (as :func:`safe_cell`), counted.
+
+    The text cells are the organisation's slug and name, the number, the SKU and
+    the description (columns 0, 1, 2, 8 and 9, always strings); a row is copied
+    only when one of them starts like a formula.
+    """
     first = _FORMULA_FIRST
+    count = 0
     for row in rows:
-        counter[0] += 1
-        if any(isinstance(row[i], str) and row[i][:1] in first for i in _TEXT):
+        count += 1
+        if (
+            row[1][:1] in first
+            or row[9][:1] in first
+            or row[0][:1] in first
+            or row[2][:1] in first
+            or row[8][:1] in first
+        ):
             cells = list(row)
-            for i in _TEXT:
+            for i in (0, 1, 2, 8, 9):
                 cells[i] = safe_cell(cells[i])
             yield tuple(cells)
         else:
             yield row
+    counter[0] = count
 
 
 def write_csv(rows: Iterator[tuple], out: io.TextIOBase | Any) -> int:

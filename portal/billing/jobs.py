@@ -1,11 +1,14 @@
-"""The invoice run: a job over every billable organisation, committing one at a time.
+"""The invoice run: a job over every billable organisation, committing batch by batch.
 
-Unlike services, a job owns its transactions: it commits after each
-organisation so progress is visible (the finance page, the CLI's progress bar)
-and one organisation's problem does not undo the others'. Two runs of the same
-month at once still give one invoice per organisation: each organisation's
-draft is created under the unique (organisation, period, currency) constraint
-and refreshed under a row lock.
+Unlike services, a job owns its transactions: it commits after each batch of
+organisations (:data:`BATCH`; one at a time when the run finalises) so progress
+is visible (the finance page, the CLI's progress bar) and a crash loses at most
+one batch. One organisation whose charges cannot be computed is reported and
+skipped; the others in its batch are written. Two runs of the same month at
+once still give one invoice per organisation: each draft is created under the
+unique (organisation, period, currency) constraint and refreshed under a row
+lock, and on PostgreSQL the runs take turns batch by batch (an advisory lock
+on the month).
 """
 
 from __future__ import annotations
@@ -22,13 +25,17 @@ from portal.billing.services import (
     DraftInputs,
     _require_finance,
     draft_inputs,
-    draft_write,
+    drafts_write,
     invoice_finalize,
 )
 from portal.db import now_utc
 from portal.errors import DomainError
 from portal.metering.selectors import period_bounds
 from portal.tenancy.models import Organisation
+
+# Organisations drafted per transaction: each batch's writes are a few statements
+# whatever its size, and the run's progress moves (and is committed) batch by batch.
+BATCH = 50
 
 
 def billable_organisation_ids(session: Session) -> list[int]:
@@ -75,12 +82,12 @@ def invoice_run_execute(
     run_id: int,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> InvoiceRun:
-    """Draft (and with ``finalize``, finalise) each organisation's invoice, committing each.
+    """Draft (and with ``finalize``, finalise) each organisation's invoice, batch by batch.
 
     What every organisation's draft is computed from (prices, meters, products,
     settings, subscriptions and their quantity histories, the month's usage
     aggregated in one grouped query) is loaded once, with one cut-off for usage
-    (the run's start); each organisation's draft is then written, with the run's
+    (the run's start); each batch's drafts are then written, with the run's
     progress, in its own transaction.
     """
     run = session.get(InvoiceRun, run_id)
@@ -111,25 +118,34 @@ def invoice_run_execute(
     errors: list[str] = []
     runs = InvoiceRun.__table__
     progress = sa.update(runs).where(runs.c.id == sa.bindparam("run_id"))
-    for done, organisation in enumerate(organisations, start=1):
+    # A finalising run renders and mails each invoice: one organisation per transaction.
+    size = 1 if finalize else BATCH
+    done = 0
+    for first in range(0, len(organisations), size):
+        batch = organisations[first : first + size]
         try:
             if inputs is None:
                 assert failure is not None
                 raise failure
-            invoice_id, outcome = draft_write(
-                session, actor=actor, organisation=organisation, inputs=inputs
-            )
-            if finalize and invoice_id is not None and outcome in ("created", "refreshed"):
-                invoice = session.get(Invoice, invoice_id)
-                assert invoice is not None
-                invoice_finalize(session, actor=actor, invoice=invoice)
-                counts["finalised"] += 1
-            if outcome in counts:
-                counts[outcome] += 1
+            drafted = drafts_write(session, actor=actor, organisations=batch, inputs=inputs)
+            for result in drafted:
+                if result.error is not None:
+                    errors.append(f"organisation {result.organisation.id}: {result.error.detail}")
+                    continue
+                if finalize and result.outcome in ("created", "refreshed"):
+                    invoice = session.get(Invoice, result.invoice_id)
+                    assert invoice is not None
+                    invoice_finalize(session, actor=actor, invoice=invoice)
+                    counts["finalised"] += 1
+                if result.outcome in counts:
+                    counts[result.outcome] += 1
         except DomainError as error:
+            # Only a finalising run (one organisation a batch) or a month that
+            # cannot be billed at all gets here: the batch's writes are undone.
             session.rollback()
-            errors.append(f"organisation {organisation.id}: {error.detail}")
-        # The progress is committed with the organisation's draft (or after its rollback).
+            errors.extend(f"organisation {o.id}: {error.detail}" for o in batch)
+        done += len(batch)
+        # The progress is committed with the batch's drafts (or after their rollback).
         session.execute(
             progress,
             {

@@ -15,9 +15,17 @@ from fractions import Fraction
 
 def round_half_up(value: Fraction | Decimal | int) -> int:
     """The nearest whole minor unit, halves away from zero (amounts are never negative here)."""
-    exact = Fraction(value)
-    whole, rest = divmod(exact.numerator, exact.denominator)
-    return whole + (1 if 2 * rest >= exact.denominator else 0)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Fraction):
+        return _round_ratio(value.numerator, value.denominator)
+    return _round_ratio(*value.as_integer_ratio())  # exact: a Decimal is a ratio of integers
+
+
+def _round_ratio(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` (denominator > 0) to a whole number, halves up."""
+    whole, rest = divmod(numerator, denominator)
+    return whole + (1 if 2 * rest >= denominator else 0)
 
 
 def seat_amount(*, unit_amount: int, daily_quantities: Sequence[int], days_in_month: int) -> int:
@@ -28,7 +36,7 @@ def seat_amount(*, unit_amount: int, daily_quantities: Sequence[int], days_in_mo
     """
     if days_in_month not in (28, 29, 30, 31):
         raise ValueError("a month has 28 to 31 days")
-    return round_half_up(Fraction(unit_amount * sum(daily_quantities), days_in_month))
+    return _round_ratio(unit_amount * sum(daily_quantities), days_in_month)
 
 
 @dataclass(frozen=True)
@@ -89,4 +97,4 @@ def tax_amount(*, net: int, rate_bp: int, reverse_charge: bool) -> int:
     """Tax on a net amount at ``rate_bp`` basis points; 0 under reverse charge."""
     if reverse_charge:
         return 0
-    return round_half_up(Fraction(net * rate_bp, 10_000))
+    return _round_ratio(net * rate_bp, 10_000)

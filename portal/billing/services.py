@@ -9,6 +9,7 @@ which have their own rows.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -22,8 +23,8 @@ from portal.billing.charges import Catalogue, Charge, catalogue_load, rate_charg
 from portal.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus, Payment
 from portal.billing.numbering import next_number
 from portal.billing.rating import metered_amount, round_half_up, tax_amount
-from portal.db import now_utc
-from portal.errors import Conflict, InvalidState, PermissionDenied, ValidationFailed
+from portal.db import is_postgres, now_utc
+from portal.errors import Conflict, DomainError, InvalidState, PermissionDenied, ValidationFailed
 from portal.metering.models import UsageEvent
 from portal.metering.selectors import Aggregate, period_bounds, usage_aggregates
 from portal.settings.services import settings_get
@@ -272,10 +273,15 @@ def draft_inputs(
 
 
 _INSERT_DRAFT: dict[str, sa.Insert] = {}
+_INVOICE_DRAFTS_LOCK = 0x1A5E  # pg_advisory_xact_lock(this, YYYYMM): drafts of one month
 
 
-def _insert_invoice(session: Session, values: dict) -> int | None:
-    """INSERT the draft unless the (organisation, period, currency) one exists: its id or None."""
+def _insert_drafts(session: Session, rows: list[dict]) -> dict[int, int]:
+    """INSERT the drafts unless their (organisation, period, currency) one exists.
+
+    One statement for all rows; returns {organisation id: new invoice id} for the
+    rows inserted (a row that met an existing invoice is left out).
+    """
     dialect = session.get_bind().dialect.name
     statement = _INSERT_DRAFT.get(dialect)
     if statement is None:  # built once per dialect (ON CONFLICT is written per dialect)
@@ -284,42 +290,176 @@ def _insert_invoice(session: Session, values: dict) -> int | None:
         statement = _INSERT_DRAFT[dialect] = (
             insert(table)
             .on_conflict_do_nothing(index_elements=["organisation_id", "period", "currency"])
-            .returning(table.c.id)
+            .returning(table.c.organisation_id, table.c.id)
         )
-    return session.execute(statement, values).scalar()
+    return dict(session.execute(statement, rows).all())
 
 
-def _lock_draft(session: Session, organisation: Billed, period: str) -> tuple[int, str] | None:
-    """The period's invoice of the organisation (id, status), locked until commit."""
-    row = session.execute(
-        sa.select(Invoice.id, Invoice.status)
-        .where(
-            Invoice.organisation_id == organisation.id,
-            Invoice.period == period,
-            Invoice.currency == organisation.currency,
-        )
+def _lock_drafts(
+    session: Session, organisations: list[Billed], period: str
+) -> dict[int, tuple[int, str]]:
+    """The period's invoices of the organisations: {organisation id: (id, status)}, locked.
+
+    Rows are locked in organisation order, so runs that meet wait for each other
+    rather than deadlock.
+    """
+    if not organisations:
+        return {}
+    currency_of = {o.id: o.currency for o in organisations}
+    rows = session.execute(
+        sa.select(Invoice.organisation_id, Invoice.currency, Invoice.id, Invoice.status)
+        .where(Invoice.period == period, Invoice.organisation_id.in_(currency_of))
+        .order_by(Invoice.organisation_id, Invoice.id)
         .with_for_update()
-    ).first()
-    return (row[0], row[1]) if row else None
+    )
+    return {
+        org_id: (invoice_id, status)
+        for org_id, currency, invoice_id, status in rows
+        if currency_of[org_id] == currency
+    }
 
 
-def draft_write(
-    session: Session, *, actor: Actor, organisation: Billed, inputs: DraftInputs
-) -> tuple[int | None, str]:
-    """Create or refresh one organisation's draft from ``inputs``: (invoice id, outcome).
+@dataclass
+class Drafted:
+    """What :func:`drafts_write` did for one organisation."""
 
-    Outcomes as :func:`invoice_draft_refresh`. An existing invoice is locked
-    first; a finalised one is never touched. A new one is inserted with
-    ``ON CONFLICT DO NOTHING``: if another run created it a moment ago, theirs
-    is locked and refreshed.
+    organisation: Billed
+    invoice_id: int | None
+    outcome: str  # created, refreshed, unchanged, empty, failed
+    error: DomainError | None = None
+
+
+def drafts_write(
+    session: Session, *, actor: Actor, organisations: list[Billed], inputs: DraftInputs
+) -> list[Drafted]:
+    """Create or refresh the organisations' drafts from ``inputs``, in one transaction.
+
+    Outcomes as :func:`invoice_draft_refresh`, or ``failed`` with the domain
+    error that stopped one organisation's charges (the others are written). The
+    organisations' existing invoices are locked first; a finalised one is never
+    touched. New drafts are inserted in one statement with ``ON CONFLICT DO
+    NOTHING``: one that another run created a moment ago is locked and
+    refreshed. On PostgreSQL a transaction-scoped advisory lock on the month
+    makes concurrent runs take turns, a batch at a time. Every write is one
+    statement for the whole batch (inserts, deletes and updates as executemany),
+    so a batch costs a few round trips however many organisations it holds.
     """
     _require_finance(actor)
-    period, now = inputs.period, inputs.now
-    found = None
-    if inputs.existing is None or (organisation.id, organisation.currency) in inputs.existing:
-        found = _lock_draft(session, organisation, period)
-        if found is not None and found[1] != InvoiceStatus.DRAFT:
-            return found[0], "unchanged"
+    period = inputs.period
+    if is_postgres(session):
+        session.execute(
+            sa.select(
+                sa.func.pg_advisory_xact_lock(_INVOICE_DRAFTS_LOCK, int(period[:4] + period[5:]))
+            )
+        )
+    found = _lock_drafts(
+        session,
+        [
+            o
+            for o in organisations
+            if inputs.existing is None or (o.id, o.currency) in inputs.existing
+        ],
+        period,
+    )
+    results: list[Drafted] = []
+    to_write: list[tuple[Drafted, list[Charge], dict]] = []
+    to_delete: list[int] = []
+    for organisation in organisations:
+        existing = found.get(organisation.id)
+        if existing is not None and existing[1] != InvoiceStatus.DRAFT:
+            results.append(Drafted(organisation, existing[0], "unchanged"))
+            continue
+        try:
+            charges = _draft_charges(session, organisation, inputs)
+        except DomainError as error:
+            results.append(Drafted(organisation, None, "failed", error))
+            continue
+        if not charges:
+            if existing is not None:
+                to_delete.append(existing[0])
+            results.append(Drafted(organisation, None, "empty"))
+            continue
+        drafted = Drafted(
+            organisation, existing[0] if existing else None, "refreshed" if existing else "created"
+        )
+        results.append(drafted)
+        to_write.append((drafted, charges, _draft_values(organisation, charges, inputs)))
+
+    new = [(d, values) for d, _, values in to_write if d.invoice_id is None]
+    if new:
+        inserted = _insert_drafts(
+            session,
+            [
+                {
+                    "organisation_id": d.organisation.id,
+                    "period": period,
+                    "currency": d.organisation.currency,
+                    "status": "draft",
+                    **values,
+                }
+                for d, values in new
+            ],
+        )
+        for d, _ in new:
+            d.invoice_id = inserted.get(d.organisation.id)
+        # Another run created these a moment ago: refresh theirs (or leave a finalised one).
+        raced = _lock_drafts(
+            session, [d.organisation for d, _ in new if d.invoice_id is None], period
+        )
+        for d, _ in new:
+            if d.invoice_id is None:
+                invoice_id, status = raced[d.organisation.id]
+                d.invoice_id = invoice_id
+                d.outcome = "refreshed" if status == InvoiceStatus.DRAFT else "unchanged"
+        to_write = [w for w in to_write if w[0].outcome != "unchanged"]
+
+    refreshed = [(d, values) for d, _, values in to_write if d.outcome == "refreshed"]
+    stale = to_delete + [d.invoice_id for d, _ in refreshed]
+    if stale:
+        session.execute(sa.delete(InvoiceLine).where(InvoiceLine.invoice_id.in_(stale)))
+    if to_delete:
+        session.execute(sa.delete(Invoice).where(Invoice.id.in_(to_delete)))
+    if refreshed:
+        invoices = Invoice.__table__
+        session.execute(
+            sa.update(invoices)
+            .where(invoices.c.id == sa.bindparam("invoice_id"))
+            .values({name: sa.bindparam(f"new_{name}") for name in refreshed[0][1]}),
+            [
+                {"invoice_id": d.invoice_id, **{f"new_{k}": v for k, v in values.items()}}
+                for d, values in refreshed
+            ],
+        )
+    if to_write:
+        _insert_lines(
+            session,
+            [
+                _line_row(d.organisation.id, d.invoice_id, position, charge)
+                for d, charges, _ in to_write
+                for position, charge in enumerate(charges)
+            ],
+        )
+    for d, charges, values in to_write:
+        audit_record(
+            session,
+            actor=actor,
+            action=f"invoice.draft_{d.outcome}",
+            target_type="invoice",
+            target_id=d.invoice_id,
+            target_label=f"{d.organisation.slug} {period}",
+            organisation_id=d.organisation.id,
+            after={
+                "subtotal": values["subtotal"],
+                "tax": values["tax"],
+                "total": values["total"],
+                "lines": len(charges),
+            },
+        )
+    return results
+
+
+def _draft_charges(session: Session, organisation: Billed, inputs: DraftInputs) -> list[Charge]:
+    """The organisation's charges for the month, with late usage of earlier months."""
     charges = rate_charges(
         currency=organisation.currency,
         period_start=inputs.start,
@@ -337,15 +477,15 @@ def draft_write(
             session,
             organisation_id=organisation.id,
             currency=organisation.currency,
-            before=period,
-            now=now,
+            before=inputs.period,
+            now=inputs.now,
             catalogue=inputs.catalogue,
         )
-    if not charges:
-        if found is not None:
-            session.execute(sa.delete(InvoiceLine).where(InvoiceLine.invoice_id == found[0]))
-            session.execute(sa.delete(Invoice).where(Invoice.id == found[0]))
-        return None, "empty"
+    return charges
+
+
+def _draft_values(organisation: Billed, charges: list[Charge], inputs: DraftInputs) -> dict:
+    """The draft's money fields from its charges and the organisation's tax."""
     rate_bp = (
         organisation.tax_rate_bp
         if organisation.tax_rate_bp is not None
@@ -353,80 +493,92 @@ def draft_write(
     )
     subtotal = sum(c.amount for c in charges)
     tax = tax_amount(net=subtotal, rate_bp=rate_bp, reverse_charge=organisation.reverse_charge)
-    values = {
+    return {
         "subtotal": subtotal,
         "reverse_charge": organisation.reverse_charge,
         "tax_rate_bp": 0 if organisation.reverse_charge else rate_bp,
         "tax": tax,
         "total": subtotal + tax,
         "note": REVERSE_CHARGE_NOTE if organisation.reverse_charge else None,
-        "usage_counted_until": now,
+        "usage_counted_until": inputs.now,
     }
-    outcome = "refreshed"
-    invoice_id = found[0] if found is not None else None
-    if invoice_id is None:
-        invoice_id = _insert_invoice(
-            session,
-            {
-                "organisation_id": organisation.id,
-                "period": period,
-                "currency": organisation.currency,
-                "status": "draft",
-                **values,
-            },
+
+
+_LINE_COLUMNS = (
+    "organisation_id",
+    "invoice_id",
+    "position",
+    "kind",
+    "product_id",
+    "product_sku",
+    "description",
+    "quantity",
+    "unit_amount",
+    "amount",
+    "source",
+)
+# PostgreSQL types of _LINE_COLUMNS in invoice_lines (migration 0005), for binary COPY;
+# ``text`` for the varchar and json columns: their binary form is their text.
+_LINE_PG_TYPES = (
+    "int8",
+    "int8",
+    "int4",
+    "text",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "int8",
+    "int8",
+    "text",
+)
+
+
+def _line_row(organisation_id: int, invoice_id: int | None, position: int, charge: Charge) -> tuple:
+    source = {
+        k: (v if v is None or isinstance(v, (int, str)) else str(v))
+        for k, v in charge.source.items()
+    }
+    return (
+        organisation_id,
+        invoice_id,
+        position,
+        charge.kind,
+        charge.product_id,
+        charge.product_sku,
+        charge.description[:500],
+        str(charge.quantity),
+        charge.unit_amount,
+        charge.amount,
+        source,
+    )
+
+
+def _insert_lines(session: Session, rows: list[tuple]) -> None:
+    """Insert invoice lines (tuples of :data:`_LINE_COLUMNS`) in one go.
+
+    PostgreSQL: one binary ``COPY`` (no statement per row to parse, bind and
+    run). SQLite: one Core executemany (the ORM's bulk insert would split the rows
+    into one statement per set of NULL columns).
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        connection.execute(
+            sa.insert(InvoiceLine.__table__),
+            [dict(zip(_LINE_COLUMNS, row, strict=True)) for row in rows],
         )
-        if invoice_id is not None:
-            outcome = "created"
-        else:
-            # Another run created it a moment ago: refresh theirs.
-            found = _lock_draft(session, organisation, period)
-            assert found is not None
-            if found[1] != InvoiceStatus.DRAFT:
-                return found[0], "unchanged"
-            invoice_id = found[0]
-    if outcome == "refreshed":
-        session.execute(sa.delete(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id))
-        session.execute(sa.update(Invoice).where(Invoice.id == invoice_id).values(**values))
-    # A plain (Core) executemany: the ORM's bulk insert would split the rows into
-    # one statement per set of NULL columns.
-    session.execute(
-        sa.insert(InvoiceLine.__table__),
-        [
-            {
-                "organisation_id": organisation.id,
-                "invoice_id": invoice_id,
-                "position": position,
-                "kind": charge.kind,
-                "product_id": charge.product_id,
-                "product_sku": charge.product_sku,
-                "description": charge.description[:500],
-                "quantity": str(charge.quantity),
-                "unit_amount": charge.unit_amount,
-                "amount": charge.amount,
-                "source": {
-                    k: (str(v) if not isinstance(v, (int, str, type(None))) else v)
-                    for k, v in charge.source.items()
-                },
-            }
-            for position, charge in enumerate(charges)
-        ],
-    )
-    audit_record(
-        session,
-        actor=actor,
-        action=f"invoice.draft_{outcome}",
-        target_type="invoice",
-        target_id=invoice_id,
-        target_label=f"{organisation.slug} {period}",
-        organisation_id=organisation.id,
-        after={
-            "subtotal": subtotal,
-            "tax": tax,
-            "total": subtotal + tax,
-            "lines": len(charges),
-        },
-    )
-    return invoice_id, outcome
+        return
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dumps = json.dumps
+    try:
+        with cursor.copy(
+            f"COPY invoice_lines ({', '.join(_LINE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(_LINE_PG_TYPES)
+            for row in rows:
+                copy.write_row((*row[:-1], dumps(row[-1])))
+    finally:
+        cursor.close()
 
 
 def invoice_draft_refresh(
@@ -449,9 +601,12 @@ def invoice_draft_refresh(
     inputs = draft_inputs(
         session, period=period, now=now or now_utc(), organisation_id=organisation.id
     )
-    invoice_id, outcome = draft_write(
-        session, actor=actor, organisation=Billed.of(organisation), inputs=inputs
+    (drafted,) = drafts_write(
+        session, actor=actor, organisations=[Billed.of(organisation)], inputs=inputs
     )
+    if drafted.error is not None:
+        raise drafted.error
+    invoice_id, outcome = drafted.invoice_id, drafted.outcome
     if invoice_id is None:
         return None, outcome
     # The rows were written with plain statements: load them afresh.
