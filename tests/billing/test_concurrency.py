@@ -65,7 +65,12 @@ def _organisations(app, make_org, make_product, n: int) -> list[int]:
     return ids
 
 
-def test_two_runs_of_a_month_at_once_give_one_invoice_per_organisation(app, make_org, make_product):
+def test_two_runs_of_a_month_at_once_give_one_invoice_per_organisation(
+    app, make_org, make_product, monkeypatch
+):
+    from portal.billing import jobs
+
+    monkeypatch.setattr(jobs, "BATCH", 5)  # each run writes three batches, interleaved
     orgs = _organisations(app, make_org, make_product, 12)
     period, _ = last_month()
 

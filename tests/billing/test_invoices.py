@@ -275,6 +275,76 @@ def test_a_run_drafts_every_billable_organisation_and_can_finalise(app, billed, 
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Invoice)) == 1
 
 
+def test_a_run_in_batches_drafts_each_organisation_once_and_reports_one_that_fails(
+    app, make_org, make_product, monkeypatch
+):
+    """Batches of two over seven organisations, in every state a draft can meet: new,
+    an existing draft (refreshed), a finalised invoice (left alone), nothing owed (its
+    stale draft removed), and one whose charges fail (reported; the other organisation
+    of its batch still gets its draft)."""
+    from portal.billing import jobs
+    from portal.billing.models import InvoiceLine, InvoiceRun
+    from tests.billing.conftest import last_month
+    from tests.billing.factories import subscribe
+
+    monkeypatch.setattr(jobs, "BATCH", 2)
+    product = make_product(100, sku="cad-suite", vendor="autodraft", price=3000)
+    period, first = last_month()
+    orgs = [make_org(f"member-{i}") for i in range(7)]
+    for i, org in enumerate(orgs):
+        if i != 3:  # member-3 owes nothing
+            subscribe(app, org.id, product.id, 1 + i, first)
+    refreshed_id, _ = _draft(app, orgs[1], period)
+    finalised_id, _ = _draft(app, orgs[2], period)
+    finalised_number = _finalize(app, finalised_id)
+    with app.app_context():  # a stale draft for member-3, from before it owed nothing
+        stale = Invoice(organisation_id=orgs[3].id, period=period, currency="EUR")
+        db.session.add(stale)
+        db.session.commit()
+        stale_id = stale.id
+
+    # Simulated failure (the rating itself has no way to fail on demand): member-4's
+    # charges raise the domain error a bad price would.
+    real = services._draft_charges
+
+    def charges(session, organisation, inputs):
+        if organisation.id == orgs[4].id:
+            raise ValidationFailed("No seat price in EUR for cad-suite.")
+        return real(session, organisation, inputs)
+
+    monkeypatch.setattr(services, "_draft_charges", charges)
+    progress: list[tuple[int, int]] = []
+    with app.app_context():
+        run = invoice_run(
+            db.session, actor=SYSTEM, period=period, on_progress=lambda *p: progress.append(p)
+        )
+        assert (run.status, run.organisations_done) == ("failed", 7)
+        assert (run.invoices_created, run.invoices_refreshed) == (3, 1)
+        assert run.error == f"organisation {orgs[4].id}: No seat price in EUR for cad-suite."
+        assert progress == [(2, 7), (4, 7), (6, 7), (7, 7)]
+        by_org = {
+            i.organisation_id: i for i in db.session.scalars(sa.select(Invoice)).unique().all()
+        }
+        assert set(by_org) == {orgs[i].id for i in (0, 1, 2, 5, 6)}
+        assert by_org[orgs[1].id].id == refreshed_id
+        assert by_org[orgs[2].id].number == finalised_number
+        assert db.session.get(Invoice, stale_id) is None
+        for i in (0, 1, 5, 6):  # 1 + i seats for the whole month at 30.00
+            invoice = by_org[orgs[i].id]
+            assert invoice.status == "draft"
+            assert invoice.subtotal == 3000 * (1 + i)
+            assert [line.amount for line in invoice.lines] == [3000 * (1 + i)]
+        assert (
+            db.session.scalar(sa.select(sa.func.count()).select_from(InvoiceLine)) == 5
+        )  # one line each, the finalised invoice's included
+        assert len(db.session.scalars(sa.select(InvoiceRun)).all()) == 1
+
+    monkeypatch.setattr(services, "_draft_charges", real)
+    with app.app_context():
+        again = invoice_run(db.session, actor=SYSTEM, period=period)
+        assert (again.status, again.invoices_created, again.invoices_refreshed) == ("done", 1, 4)
+
+
 def test_cli_invoice_run_and_export(app, billed, runner, tmp_path):
     result = runner.invoke(args=["invoice-run", "--period", billed["period"], "--finalize"])
     assert result.exit_code == 0, result.output
