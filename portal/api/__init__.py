@@ -3,7 +3,8 @@
 :func:`init_app` registers the resource modules' routes (one module per
 resource, all on :data:`portal.api.framework.api`), the public OpenAPI
 document and docs page, and exempts the API from CSRF: it is authenticated by
-bearer tokens, never by cookies.
+bearer tokens, never by cookies. Entitlement checks that can be answered in one
+query are answered before Flask (:mod:`portal.api.fastpath`).
 """
 
 from __future__ import annotations
@@ -27,3 +28,7 @@ def init_app(app: Any) -> None:
     csrf.exempt(api)
     app.register_api(api)
     app.register_blueprint(docs.bp)
+
+    from portal.api.fastpath import EntitlementCheckFastPath
+
+    app.wsgi_app = EntitlementCheckFastPath(app, app.wsgi_app)  # type: ignore[method-assign]

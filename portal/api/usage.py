@@ -19,7 +19,7 @@ from portal.api.auth import COUNCIL, VENDOR, current_actor, current_token
 from portal.api.framework import reply, route
 from portal.db import db
 from portal.metering.ingest import MAX_BATCH, usage_ingest
-from portal.metering.selectors import entitlement_check
+from portal.metering.selectors import Entitlement, entitlement_check
 
 tag = Tag(name="Usage", description="Usage events from vendors, and entitlement checks.")
 
@@ -129,9 +129,12 @@ def entitlement(query: EntitlementQuery) -> Response:
         user_email=query.user_email,
         product=query.product,
     )
-    return reply(
-        {
-            "entitled": result.entitled,
-            "seat": result.seat and Seat(**result.seat).model_dump(mode="json"),
-        }
-    )
+    return reply(entitlement_body(result))
+
+
+def entitlement_body(result: Entitlement) -> dict[str, Any]:
+    """The JSON answer to a check (this view and :mod:`portal.api.fastpath` share it)."""
+    return {
+        "entitled": result.entitled,
+        "seat": result.seat and Seat(**result.seat).model_dump(mode="json"),
+    }

@@ -140,8 +140,10 @@ class Entitlement:
 
 
 # Built once: the check is asked under load, and building the statement costs more
-# than running it (SQLAlchemy caches the compiled SQL, not the construction).
-_ENTITLEMENT = (
+# than running it (SQLAlchemy caches the compiled SQL, not the construction). The
+# lowest seat id answers when a person somehow holds two seats of the product, so
+# every path gives the same answer. ``portal.api.fastpath`` joins it to the token.
+ENTITLEMENT_SEAT = (
     sa.select(
         SeatAssignment.id,
         SeatAssignment.subscription_id,
@@ -159,7 +161,39 @@ _ENTITLEMENT = (
         Product.sku == sa.bindparam("product"),
         SeatAssignment.released_at.is_(None),
     )
+    .order_by(SeatAssignment.id)
+    .limit(1)
 )
+
+
+def entitlement_params(*, organisation: str, user_email: str, product: str) -> dict[str, str]:
+    """The bound values of :data:`ENTITLEMENT_SEAT` for a question as asked."""
+    return {
+        "organisation": organisation.strip().lower(),
+        "user_email": user_email.strip().lower(),
+        "product": product.strip().lower(),
+    }
+
+
+def entitlement_answer(
+    *,
+    vendor_id: int | None,
+    user_email: str,
+    subscription_id: int | None,
+    assigned_at: dt.datetime | None,
+    seat_vendor_id: int | None,
+) -> Entitlement:
+    """The answer from the seat found (or none): a vendor sees only its own products."""
+    if subscription_id is None or (vendor_id is not None and seat_vendor_id != vendor_id):
+        return Entitlement(False, None)
+    return Entitlement(
+        True,
+        {
+            "subscription": subscription_id,
+            "user_email": user_email.strip().lower(),
+            "assigned_at": assigned_at,
+        },
+    )
 
 
 def entitlement_check(
@@ -171,22 +205,15 @@ def entitlement_check(
     the answer is simply "not entitled", so nothing leaks about other vendors.
     """
     row = session.execute(
-        _ENTITLEMENT,
-        {
-            "organisation": organisation.strip().lower(),
-            "user_email": user_email.strip().lower(),
-            "product": product.strip().lower(),
-        },
+        ENTITLEMENT_SEAT,
+        entitlement_params(organisation=organisation, user_email=user_email, product=product),
     ).first()
-    if row is None or (vendor_id is not None and row.vendor_id != vendor_id):
-        return Entitlement(False, None)
-    return Entitlement(
-        True,
-        {
-            "subscription": row.subscription_id,
-            "user_email": user_email.strip().lower(),
-            "assigned_at": row.assigned_at,
-        },
+    return entitlement_answer(
+        vendor_id=vendor_id,
+        user_email=user_email,
+        subscription_id=row.subscription_id if row else None,
+        assigned_at=row.assigned_at if row else None,
+        seat_vendor_id=row.vendor_id if row else None,
     )
 
 
