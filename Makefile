@@ -11,7 +11,7 @@ export PORTAL_ENV ?= development
 TEST_WORKERS ?= 2
 
 .PHONY: run setup install browser pdf oidc test test-sqlite test-postgres lint fmt clean \
-        wrk bench-seats bench-usage bench-billing
+        bench-seats bench-usage bench-billing
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,16 +57,10 @@ test: install browser pdf oidc
 # Benchmarks (docs/PERFORMANCE.md): each prints the portal beside a bare baseline measured
 # in the same run, on SQLite and on PostgreSQL (PORTAL_BENCH_POSTGRES_URL names the server;
 # default the local one as postgres). BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
-wrk:
-	@command -v wrk >/dev/null 2>&1 || { \
-	  echo "Installing Debian's wrk for the entitlement-check load"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
-
 bench-seats: install
 	$(BIN)/python -m benchmarks.seats_api $(BENCH_ARGS)
 
-bench-usage: install wrk
+bench-usage: install
 	$(BIN)/python -m benchmarks.usage $(BENCH_ARGS)
 
 bench-billing: install

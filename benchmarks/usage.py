@@ -17,9 +17,11 @@ b. replays the first 100,000 events: counts the rows before and after (0 must
 c. aggregates the current month for all organisations through the portal's own
    ``usage_aggregates(organisation_id=None)`` and, beside it, the bare SQL
    ``GROUP BY`` over the same rows (median of several alternating runs);
-d. loads ``GET /api/v1/entitlements/check`` with ``wrk`` (a Lua script sets the
-   token and cycles through people with and without seats) and, beside it, the
-   bare app's ``/check`` doing the same lookup as one hand-written indexed SELECT.
+d. loads ``GET /api/v1/entitlements/check`` from ``--check-connections``
+   keep-alive connections (``common.http_load``: a closed loop like wrk, each
+   request timed with the monotonic clock) cycling through people with and
+   without seats and, beside it, the bare app's ``/check`` doing the same lookup
+   as one hand-written indexed SELECT; alternating rounds, medians reported.
 
     .venv/bin/python -m benchmarks.usage                   # or: make bench-usage
     .venv/bin/python -m benchmarks.usage --quick           # a smoke run
@@ -36,9 +38,7 @@ import logging
 import queue
 import random
 import re
-import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -444,17 +444,6 @@ def aggregates(db: common.Database, env: dict[str, str], runs: int) -> dict[str,
 # ------------------------------------------------------------------ d.: entitlement checks
 
 
-LUA = """
-local paths = {%s}
-local counter = 0
-wrk.headers["Authorization"] = "%s"
-request = function()
-  counter = counter + 1
-  return wrk.format("GET", paths[(counter %% #paths) + 1])
-end
-"""
-
-
 def entitlement_paths(world: World, prefix: str, count: int = 1000) -> list[str]:
     """Query paths: mostly people holding a seat, one in ten asking about another product."""
     rng = random.Random(7)
@@ -468,51 +457,33 @@ def entitlement_paths(world: World, prefix: str, count: int = 1000) -> list[str]
     return paths
 
 
-def run_wrk(
+def run_load(
     server: common.Server,
     db: common.Database,
     paths: list[str],
     token: str | None,
     args: argparse.Namespace,
-    tmp: Path,
 ) -> dict[str, Any]:
-    """wrk against the paths: requests/s, latency quantiles (ms), non-2xx answers, and the
-    CPU time the server used per request (gunicorn workers plus PostgreSQL backends)."""
-    port = server.port
-    script = tmp / f"wrk-{port}.lua"
-    quoted = ", ".join(json.dumps(p) for p in paths)
-    script.write_text(LUA % (quoted, f"Bearer {token}" if token else ""))
-    command = [
-        "wrk",
-        f"-t{args.wrk_threads}",
-        f"-c{args.wrk_connections}",
-        f"-d{args.wrk_duration}s",
-        "--latency",
-        "-s",
-        str(script),
-        f"http://127.0.0.1:{port}",
-    ]
-    # A short warm-up run first, so every worker has loaded and connected.
-    subprocess.run([*command[:3], "-d2s", *command[4:]], capture_output=True, check=True)
+    """Load the paths (after a short warm-up): requests/s, latency quantiles (ms), answers
+    that were not 2xx, Little's-law check, and the CPU time the server used per request
+    (gunicorn workers plus PostgreSQL backends)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    load = {"processes": args.check_processes, "connections": args.check_connections}
+    common.http_load(server.port, paths, headers, seconds=2, **load)  # every worker connected
     cpu = common.ServerCPU(server, db)
     cpu.start()
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    result = common.http_load(server.port, paths, headers, seconds=args.check_duration, **load)
     cpu.stop()
-    total = re.search(r"(\d+) requests in", output)
-    out: dict[str, Any] = {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-        "cpu_ms": cpu.seconds * 1000 / int(total.group(1)) if total else float("nan"),
+    return {
+        "rps": result.rps,
+        "cpu_ms": cpu.seconds * 1000 / result.requests if result.requests else float("nan"),
+        "p50": result.p50,
+        "p90": result.p90,
+        "p99": result.p99,
+        "max": result.max,
+        "in_flight": result.in_flight,
+        "non2xx": result.non2xx,
     }
-    for q in ("50", "90", "99"):
-        match = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
-        assert match, output
-        value, unit = float(match.group(1)), match.group(2)
-        out[f"p{q}"] = value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    errors = re.search(r"Socket errors:.*", output)
-    out["non2xx"] = float(non2xx.group(1)) if non2xx else 0.0
-    out["socket_errors"] = errors.group(0) if errors else ""
-    return out
 
 
 def check_entitlement_answers(port: int, token: str, world: World) -> None:
@@ -531,7 +502,7 @@ def check_entitlement_answers(port: int, token: str, world: World) -> None:
 def entitlement_checks(
     db: common.Database, env: dict[str, str], world: World, args: argparse.Namespace, tmp: Path
 ) -> dict[str, Any]:
-    """wrk against the portal's entitlement check and the bare app's, in alternating rounds.
+    """The portal's entitlement check and the bare app's under load, in alternating rounds.
 
     Both servers run side by side; each round loads the portal, then the bare app.
     The figures are the median over the rounds of each measure (one host stall
@@ -546,21 +517,23 @@ def entitlement_checks(
     ):
         check_entitlement_answers(portal.port, world.token, world)
         portal_paths = entitlement_paths(world, "/api/v1/entitlements/check")
-        for i in range(args.wrk_rounds):
-            p = run_wrk(portal, db, portal_paths, world.token, args, tmp)
-            b = run_wrk(bare, db, entitlement_paths(world, "/check"), None, args, tmp)
+        for i in range(args.check_rounds):
+            p = run_load(portal, db, portal_paths, world.token, args)
+            b = run_load(bare, db, entitlement_paths(world, "/check"), None, args)
             portal_runs.append(p)
             bare_runs.append(b)
             print(
                 f"  {db.kind}: round {i + 1}: entitlement checks {p['rps']:,.0f}/s "
-                f"p99 {p['p99']:.1f} ms, CPU {p['cpu_ms']:.2f} ms/request "
-                f"(bare {b['rps']:,.0f}/s p99 {b['p99']:.1f} ms, {b['cpu_ms']:.2f} ms/request)",
+                f"p99 {p['p99']:.1f} ms (max {p['max']:.0f}), CPU {p['cpu_ms']:.2f} ms/request, "
+                f"{p['in_flight']:.1f} in flight "
+                f"(bare {b['rps']:,.0f}/s p99 {b['p99']:.1f} ms (max {b['max']:.0f}), "
+                f"{b['cpu_ms']:.2f} ms/request, {b['in_flight']:.1f} in flight)",
                 flush=True,
             )
     out = {"check_portal": _median_run(portal_runs), "check_bare": _median_run(bare_runs)}
     portal_m, bare_m = out["check_portal"], out["check_bare"]
     print(
-        f"  {db.kind}: entitlement checks, median of {args.wrk_rounds} rounds: "
+        f"  {db.kind}: entitlement checks, median of {args.check_rounds} rounds: "
         f"{portal_m['rps']:,.0f}/s p99 {portal_m['p99']:.1f} ms "
         f"(bare {bare_m['rps']:,.0f}/s p99 {bare_m['p99']:.1f} ms)",
         flush=True,
@@ -572,10 +545,9 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Each measure's median over the rounds; answers that were not 2xx, added up."""
     out: dict[str, Any] = {
         key: statistics.median(run[key] for run in runs)
-        for key in ("rps", "cpu_ms", "p50", "p90", "p99")
+        for key in ("rps", "cpu_ms", "p50", "p90", "p99", "max", "in_flight")
     }
     out["non2xx"] = sum(run["non2xx"] for run in runs)
-    out["socket_errors"] = "; ".join(run["socket_errors"] for run in runs if run["socket_errors"])
     return out
 
 
@@ -770,11 +742,15 @@ def main(argv: list[str] | None = None) -> int:
         "--people", type=int, default=20, help="people with a seat per organisation"
     )
     parser.add_argument("--aggregate-runs", type=int, default=5)
-    parser.add_argument("--wrk-threads", type=int, default=2)
-    parser.add_argument("--wrk-connections", type=int, default=8)
-    parser.add_argument("--wrk-duration", type=int, default=15)
     parser.add_argument(
-        "--wrk-rounds", type=int, default=3, help="alternating portal/bare rounds (median)"
+        "--check-connections", type=int, default=8, help="keep-alive connections asking at once"
+    )
+    parser.add_argument(
+        "--check-processes", type=int, default=4, help="client processes they are spread over"
+    )
+    parser.add_argument("--check-duration", type=int, default=15, help="seconds per round")
+    parser.add_argument(
+        "--check-rounds", type=int, default=3, help="alternating portal/bare rounds (median)"
     )
     parser.add_argument("--databases", default="postgresql,sqlite")
     parser.add_argument("--postgres-url", default=common.DEFAULT_POSTGRES)
@@ -787,13 +763,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.orgs, args.people = 100_000, 10, 5
-        args.aggregate_runs, args.wrk_duration, args.wrk_rounds = 2, 3, 1
-    if shutil.which("wrk") is None:
-        print(
-            "wrk is needed for the entitlement checks: "
-            "apt-get install -y wrk (make bench-usage does)"
-        )
-        return 2
+        args.aggregate_runs, args.check_duration, args.check_rounds = 2, 3, 1
     logging.getLogger("alembic").setLevel(logging.WARNING)
     kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
     print(f"Machine: {common.machine()}")
@@ -802,7 +772,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"gunicorn: {common.gunicorn_settings()}; "
         f"{args.senders} senders of {BATCH:,}-event batches; "
-        f"wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.wrk_duration}s"
+        f"checks: {args.check_connections} connections from {args.check_processes} "
+        f"processes, {args.check_duration} s × {args.check_rounds} rounds"
     )
     results = []
     with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp:
