@@ -24,6 +24,7 @@ tests ask both the same questions and compare the answers byte for byte.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -86,7 +87,7 @@ class _Statement:
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in CHECK.selected_columns
         ]
-        self.names = [column.key for column in CHECK.selected_columns]
+        self.names = [str(column.key) for column in CHECK.selected_columns]
 
     def run(self, dbapi_connection: Any, values: dict[str, Any]) -> dict[str, Any] | None:
         params = {**self.defaults, **values}
@@ -114,6 +115,7 @@ class EntitlementCheckFastPath:
         self.wsgi_app = wsgi_app
         self._engine: sa.Engine | None = None
         self._statement: _Statement | None = None
+        self._setting_up = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "GET":
@@ -128,7 +130,7 @@ class EntitlementCheckFastPath:
         """Flask's JSON response (``app.json.response``), written without a Response object."""
         provider = self.app.json
         if not isinstance(provider, DefaultJSONProvider) or self.app.debug:
-            return provider.response(body)(environ, start_response)
+            return provider.response(body)(environ, start_response)  # type: ignore[operator]
         payload = f"{provider.dumps(body, separators=(',', ':'))}\n".encode()
         start_response(
             "200 OK",
@@ -145,23 +147,30 @@ class EntitlementCheckFastPath:
         transaction until one is begun (``portal.db``).
         """
         if self._engine is None:
-            from portal.db import db
-
-            with self.app.app_context():
-                engine = db.engine
-            if engine.dialect.name == "postgresql":
-                portal_engine = engine
-                engine = sa.create_engine(
-                    portal_engine.url,
-                    isolation_level="AUTOCOMMIT",
-                    pool_reset_on_return=None,
-                    pool_size=portal_engine.pool.size(),  # type: ignore[attr-defined]
-                )
-                # Closed with the portal's own (at shutdown, and after each test run).
-                sa.event.listen(portal_engine, "engine_disposed", lambda _: engine.dispose())
-            self._statement = _Statement(engine.dialect)
-            self._engine = engine
+            with self._setting_up:  # the first requests of a worker's threads may race here
+                if self._engine is None:
+                    self._set_up()
+        assert self._engine is not None
         return self._engine.raw_connection()
+
+    def _set_up(self) -> None:
+        """The engine and the compiled statement, once per process (after gunicorn forks)."""
+        from portal.db import db
+
+        with self.app.app_context():
+            engine = db.engine
+        if engine.dialect.name == "postgresql":
+            portal_engine = engine
+            engine = sa.create_engine(
+                portal_engine.url,
+                isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,
+                pool_size=portal_engine.pool.size(),  # type: ignore[attr-defined]
+            )
+            # Closed with the portal's own (at shutdown, and after each test run).
+            sa.event.listen(portal_engine, "engine_disposed", lambda _: engine.dispose())
+        self._statement = _Statement(engine.dialect)
+        self._engine = engine
 
     def answer(self, environ: dict[str, Any]) -> dict[str, Any] | None:
         """The JSON body of the answer, or None when Flask must answer."""
