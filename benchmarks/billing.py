@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
+from portal.billing.services import LINE_COLUMNS  # the invoice lines' columns
 
 CURRENCIES = ("EUR", "GBP")
 SUBSCRIPTIONS = 5  # per organisation
@@ -60,19 +61,6 @@ PRODUCTS: dict[str, tuple[int, tuple[tuple[str, str, tuple], ...]]] = {
     "bench-hr": (900, (("payslips", "count", ("flat", 25)), ("storage_gb", "max", VOLUME))),
     "bench-lms": (400, (("learners", "max", ("flat", 5)), ("minutes", "sum", GRADUATED))),
 }
-LINE_COLUMNS = (
-    "organisation_id",
-    "invoice_id",
-    "position",
-    "kind",
-    "product_id",
-    "product_sku",
-    "description",
-    "quantity",
-    "unit_amount",
-    "amount",
-    "source",
-)
 
 
 # ------------------------------------------------------------------ setup

@@ -504,7 +504,7 @@ def _draft_values(organisation: Billed, charges: list[Charge], inputs: DraftInpu
     }
 
 
-_LINE_COLUMNS = (
+LINE_COLUMNS = (
     "organisation_id",
     "invoice_id",
     "position",
@@ -517,9 +517,9 @@ _LINE_COLUMNS = (
     "amount",
     "source",
 )
-# PostgreSQL types of _LINE_COLUMNS in invoice_lines (migration 0005), for binary COPY;
+# PostgreSQL types of LINE_COLUMNS in invoice_lines (migration 0005), for binary COPY;
 # ``text`` for the varchar and json columns: their binary form is their text.
-_LINE_PG_TYPES = (
+LINE_PG_TYPES = (
     "int8",
     "int8",
     "int4",
@@ -555,7 +555,7 @@ def _line_row(organisation_id: int, invoice_id: int | None, position: int, charg
 
 
 def _insert_lines(session: Session, rows: list[tuple]) -> None:
-    """Insert invoice lines (tuples of :data:`_LINE_COLUMNS`) in one go.
+    """Insert invoice lines (tuples of :data:`LINE_COLUMNS`) in one go.
 
     PostgreSQL: one binary ``COPY`` (no statement per row to parse, bind and
     run). SQLite: one Core executemany (the ORM's bulk insert would split the rows
@@ -565,16 +565,16 @@ def _insert_lines(session: Session, rows: list[tuple]) -> None:
     if connection.dialect.name != "postgresql":
         connection.execute(
             sa.insert(InvoiceLine.__table__),
-            [dict(zip(_LINE_COLUMNS, row, strict=True)) for row in rows],
+            [dict(zip(LINE_COLUMNS, row, strict=True)) for row in rows],
         )
         return
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     dumps = json.dumps
     try:
         with cursor.copy(
-            f"COPY invoice_lines ({', '.join(_LINE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            f"COPY invoice_lines ({', '.join(LINE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(_LINE_PG_TYPES)
+            copy.set_types(LINE_PG_TYPES)
             for row in rows:
                 copy.write_row((*row[:-1], dumps(row[-1])))
     finally:
