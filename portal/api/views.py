@@ -16,7 +16,7 @@ from portal.api.forms import CouncilTokenForm, OrgTokenForm
 from portal.catalogue.selectors import vendor_by_slug, vendors_list
 from portal.db import db, now_utc
 from portal.errors import DomainError
-from portal.forms import show_errors
+from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.identity.models import Role
@@ -76,7 +76,7 @@ def council_token_create():
     """Create a token; its value is shown once on the answer."""
     form = _council_form()
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             scope = form.scope.data
             token, plaintext = services.token_create(
                 db.session,
@@ -91,11 +91,7 @@ def council_token_create():
                 name=form.name.data,
                 expires_at=_expires_at(form),
             )
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             return _created(token, plaintext, url_for("tokens.council_tokens"))
     return _page(form, organisation=None, status=400)
 
@@ -122,7 +118,7 @@ def org_token_create():
     org = auth.current_organisation()
     form = OrgTokenForm()
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             token, plaintext = services.token_create(
                 db.session,
                 actor=g.actor,
@@ -131,11 +127,7 @@ def org_token_create():
                 name=form.name.data,
                 expires_at=_expires_at(form),
             )
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             return _created(token, plaintext, url_for("tokens.org_tokens"))
     return _page(form, organisation=org, status=400)
 

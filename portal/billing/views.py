@@ -43,7 +43,7 @@ from portal.billing.overdue import past_due_invoices
 from portal.csvutil import csv_text
 from portal.db import db, now_utc
 from portal.errors import DomainError
-from portal.forms import show_errors
+from portal.forms import committed, show_errors
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.identity.models import Role
@@ -137,15 +137,11 @@ def run_start():
     form = RunForm()
     period = (form.period.data or "").strip()
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             run = invoice_run_start(
                 db.session, actor=g.actor, period=period, finalize=form.finalize.data
             )
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             background.invoice_run_in_background(run_id=run.id, actor=g.actor)
             return redirect(url_for("billing.run_detail", run_id=run.id))
     try:
@@ -372,14 +368,10 @@ def invoice_close(invoice_id: int, action: str):
     form = ReasonForm(prefix=prefix)
     if form.validate_on_submit():
         change = services.invoice_void if action == "void" else invoice_mark_uncollectible
-        try:
+        with committed(form) as saved:
             change(db.session, actor=g.actor, invoice=invoice, reason=form.reason.data or "")
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
             number = invoice.number
-            db.session.commit()
+        if saved:
             flash(
                 f"Invoice {number} is void; its number stays used."
                 if action == "void"
@@ -412,13 +404,9 @@ def bank_import():
                 if len(text) > 2_000_000:
                     form.file.errors = ["The file is over 2 MB; split the statement."]
                 else:
-                    try:
+                    with committed(form) as saved:
                         result = bank_statement_import(db.session, actor=g.actor, text=text)
-                    except DomainError as error:
-                        db.session.rollback()
-                        show_errors(form, error)
-                    else:
-                        db.session.commit()
+                    if saved:
                         code = 200
     return render_template("billing/bank_import.html", form=form, result=result), code
 

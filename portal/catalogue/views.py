@@ -23,7 +23,7 @@ from portal.catalogue.forms import (
 )
 from portal.db import db, now_utc
 from portal.errors import DomainError
-from portal.forms import show_errors
+from portal.forms import committed
 from portal.identity import auth
 from portal.identity.models import Role
 
@@ -74,13 +74,9 @@ def vendor_new():
     """Add a supplier."""
     form = VendorForm()
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             vendor = services.vendor_create(db.session, actor=g.actor, data=form.service_data())
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             flash(f"{vendor.name} is added.", "success")
             return redirect(url_for("catalogue.vendors"))
     return render_template("catalogue/vendor_form.html", form=form, vendor=None), _status()
@@ -97,15 +93,11 @@ def vendor_edit(slug: str):
         if current_user.role != Role.COUNCIL_ADMIN:
             abort(403)
         if form.validate_on_submit():
-            try:
+            with committed(form) as saved:
                 services.vendor_update(
                     db.session, actor=g.actor, vendor=vendor, data=form.service_data()
                 )
-            except DomainError as error:
-                db.session.rollback()
-                show_errors(form, error)
-            else:
-                db.session.commit()
+            if saved:
                 flash(f"{vendor.name} is saved.", "success")
                 return redirect(url_for("catalogue.vendors"))
     return render_template("catalogue/vendor_form.html", form=form, vendor=vendor), _status()
@@ -122,13 +114,9 @@ def product_new():
     if request.method == "GET" and request.args.get("vendor"):
         form.vendor.data = request.args["vendor"]
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             product = services.product_create(db.session, actor=g.actor, data=form.service_data())
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             flash(f"{product.name} is created. Add its pools and prices below.", "success")
             return redirect(url_for("catalogue.product_detail", sku=product.sku))
     return render_template("catalogue/product_new.html", form=form), _status()
@@ -170,15 +158,11 @@ def product_edit(sku: str):
     product = selectors.product_by_sku(db.session, sku)
     form = ProductEditForm(prefix="product")
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             services.product_update(
                 db.session, actor=g.actor, product=product, data=form.service_data()
             )
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             flash("Product saved.", "success")
             return redirect(url_for("catalogue.product_detail", sku=product.sku))
     return _product_page(sku, 400, edit_form=form)
@@ -191,15 +175,11 @@ def meter_new(sku: str):
     product = selectors.product_by_sku(db.session, sku)
     form = MeterForm(prefix="meter")
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             meter = services.meter_create(
                 db.session, actor=g.actor, product=product, data=form.service_data()
             )
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             flash(f"Meter “{meter.key}” is added.", "success")
             return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="meters"))
     return _product_page(sku, 400, meter_form=form)
@@ -212,15 +192,11 @@ def pool_new(sku: str):
     product = selectors.product_by_sku(db.session, sku)
     form = PoolForm(prefix="pool")
     if form.validate_on_submit():
-        try:
+        with committed(form, aliases=PoolForm.ALIASES) as saved:
             pool = services.pool_create(
                 db.session, actor=g.actor, data=form.service_data(product.sku)
             )
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error, aliases=PoolForm.ALIASES)
-        else:
-            db.session.commit()
+        if saved:
             flash(f"A pool of {pool.capacity} seats is added.", "success")
             return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="pools"))
     return _product_page(sku, 400, pool_form=form)

@@ -22,7 +22,7 @@ from portal.charts import line_chart
 from portal.csvutil import csv_text
 from portal.db import db, now_utc
 from portal.errors import DomainError
-from portal.forms import show_errors
+from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.identity.models import Role
@@ -195,7 +195,7 @@ def upload():
         except UnicodeDecodeError:
             form.file.errors = ["The file must be UTF-8 text."]
         else:
-            try:
+            with committed(form):
                 result = services.usage_ingest_csv(
                     db.session,
                     actor=g.actor,
@@ -203,10 +203,5 @@ def upload():
                     vendor_id=None,
                     max_age_days=current_app.config["PORTAL_USAGE_MAX_AGE_DAYS"],
                 )
-            except DomainError as error:
-                db.session.rollback()
-                show_errors(form, error, aliases={"file": "file"})
-            else:
-                db.session.commit()
     status = 400 if request.method == "POST" and result is None else 200
     return render_template("metering/upload.html", form=form, result=result), status

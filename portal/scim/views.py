@@ -13,8 +13,7 @@ from flask import Blueprint, current_app, flash, g, redirect, render_template, r
 
 from portal.catalogue.selectors import product_by_sku
 from portal.db import db
-from portal.errors import DomainError
-from portal.forms import show_errors
+from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.identity.models import Role
@@ -50,15 +49,11 @@ def org_scim_token_create():
     org = auth.current_organisation()
     form = ScimTokenForm()
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             token, plaintext = services.token_create(
                 db.session, actor=g.actor, organisation=org, name=form.name.data
             )
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             return (
                 render_template(
                     "sso/scim_token_created.html",
@@ -114,7 +109,7 @@ def org_scim_groups():
     status = 200
     if request.method == "POST":
         if form.validate_on_submit():
-            try:
+            with committed(form) as saved:
                 group = selectors.scim_group(
                     db.session, organisation_id=org.id, resource_id=form.group.data
                 )
@@ -122,11 +117,7 @@ def org_scim_groups():
                 _, report = services.mapping_create(
                     db.session, actor=g.actor, organisation=org, group=group, product=product
                 )
-            except DomainError as error:
-                db.session.rollback()
-                show_errors(form, error)
-            else:
-                db.session.commit()
+            if saved:
                 flash(f"{group.display_name} now gives seats of {product.name}.", "success")
                 _report_flash(report)
                 return redirect(url_for("scim.org_scim_groups"))

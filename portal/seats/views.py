@@ -14,7 +14,7 @@ from flask_login import current_user
 from portal.catalogue import selectors as catalogue
 from portal.db import db, now_utc
 from portal.errors import DomainError
-from portal.forms import show_errors
+from portal.forms import committed, show_errors
 from portal.identity import auth
 from portal.identity.models import Role
 from portal.seats import selectors, services
@@ -224,13 +224,9 @@ def subscription_cancel(sub_id: int):
     sub = _subscription(sub_id)
     form = CancelForm(prefix="cancel")
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             services.subscription_cancel(db.session, actor=g.actor, subscription=sub)
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             flash(f"The subscription to {sub.product.name} is cancelled.", "success")
             return redirect(url_for("seats.subscriptions"))
     return _subscription_page(sub_id, 400, cancel_form=form)
@@ -246,15 +242,11 @@ def seat_assign(sub_id: int):
     sub = _subscription(sub_id)
     form = AssignForm(prefix="assign")
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             services.seat_assign(
                 db.session, actor=g.actor, subscription=sub, user_email=form.user_email.data
             )
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             flash(f"{form.user_email.data.strip()} has a seat of {sub.product.name}.", "success")
             return redirect(url_for("seats.subscription_detail", sub_id=sub_id, _anchor="seats"))
     return _subscription_page(sub_id, 400, assign_form=form)
@@ -273,15 +265,11 @@ def seat_assign_many(sub_id: int):
         elif len(emails) > BULK_MAX_EMAILS:
             form.emails.errors = [f"Give at most {BULK_MAX_EMAILS} emails at once."]
         else:
-            try:
+            with committed(form) as saved:
                 results = services.seat_assign_many(
                     db.session, actor=g.actor, subscription=sub, emails=emails
                 )
-            except DomainError as error:
-                db.session.rollback()
-                show_errors(form, error)
-            else:
-                db.session.commit()
+            if saved:
                 done = sum(1 for r in results if r.ok)
                 flash(
                     f"{_seats(done)} assigned; {len(results) - done} refused.",

@@ -7,8 +7,7 @@ from decimal import Decimal
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
 from portal.db import db
-from portal.errors import DomainError
-from portal.forms import form_values, show_errors
+from portal.forms import committed, form_values
 from portal.identity import auth
 from portal.identity.models import Role
 from portal.settings.forms import CouncilSettingsForm
@@ -39,13 +38,9 @@ def council_settings():
         data["default_tax_rate_bp"] = int(
             (form.default_tax_rate_percent.data * 100).to_integral_value()
         )
-        try:
+        with committed(form, aliases={"default_tax_rate_bp": "default_tax_rate_percent"}) as saved:
             settings_update(db.session, actor=g.actor, data=data)
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error, aliases={"default_tax_rate_bp": "default_tax_rate_percent"})
-        else:
-            db.session.commit()
+        if saved:
             flash("Settings saved.", "success")
             return redirect(url_for("settings.council_settings"))
     status = 400 if request.method == "POST" else 200

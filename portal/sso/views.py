@@ -34,7 +34,7 @@ from portal.crypto import SecretUnreadable
 from portal.db import db
 from portal.errors import DomainError
 from portal.extensions import limiter
-from portal.forms import show_errors
+from portal.forms import committed
 from portal.identity import auth
 from portal.identity import sso as gateway
 from portal.identity.forms import ConfirmForm
@@ -357,13 +357,9 @@ def org_sso():
                     "required_group",
                 )
             }
-            try:
+            with committed(form) as saved:
                 services.connection_save(db.session, actor=g.actor, organisation=org, data=data)
-            except DomainError as error:
-                db.session.rollback()
-                show_errors(form, error)
-            else:
-                db.session.commit()
+            if saved:
                 flash("Single sign-on settings saved. Test the connection now.", "success")
                 return redirect(url_for("sso.org_sso"))
         status = 400
@@ -400,15 +396,11 @@ def org_domains():
     status = 200
     if request.method == "POST":
         if form.validate_on_submit():
-            try:
+            with committed(form) as saved:
                 services.domain_claim(
                     db.session, actor=g.actor, organisation=org, domain=form.domain.data
                 )
-            except DomainError as error:
-                db.session.rollback()
-                show_errors(form, error)
-            else:
-                db.session.commit()
+            if saved:
                 flash(
                     f"{form.domain.data.strip().lower()} is claimed; a council admin will "
                     "verify it.",

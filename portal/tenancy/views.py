@@ -8,9 +8,9 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 
 from portal.audit.selectors import audit_events_list
 from portal.db import db, now_utc
-from portal.errors import Conflict, DomainError, ValidationFailed
+from portal.errors import Conflict, DomainError
 from portal.extensions import limiter
-from portal.forms import form_values, show_errors
+from portal.forms import committed, form_values
 from portal.identity import auth
 from portal.identity import selectors as people
 from portal.identity.forms import ConfirmForm, InviteForm
@@ -69,15 +69,11 @@ def apply():
     """The public membership application; council admins review it."""
     form = ApplicationForm()
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             services.organisation_apply(
                 db.session, actor=auth.current_actor(), data=form_values(form)
             )
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             return render_template("tenancy/applied.html", email=form.applicant_email.data)
     status = 400 if request.method == "POST" else 200
     return render_template("tenancy/apply.html", form=form), status
@@ -122,15 +118,11 @@ def organisation_new():
     """Create an organisation; it starts active."""
     form = OrganisationForm()
     if form.validate_on_submit():
-        try:
+        with committed(form, aliases={"tax_rate_bp": "tax_rate_percent"}) as saved:
             org = services.organisation_create(
                 db.session, actor=g.actor, data=_organisation_data(form)
             )
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error, aliases={"tax_rate_bp": "tax_rate_percent"})
-        else:
-            db.session.commit()
+        if saved:
             flash(f"{org.name} is created. Invite its first admin below.", "success")
             return redirect(url_for("tenancy.organisation_detail", slug=org.slug))
     status = 400 if request.method == "POST" else 200
@@ -175,13 +167,9 @@ def organisation_edit(slug: str):
     if form.validate_on_submit():
         data = _organisation_data(form)
         data.pop("slug")
-        try:
+        with committed(form, aliases={"tax_rate_bp": "tax_rate_percent"}) as saved:
             services.organisation_update(db.session, actor=g.actor, organisation=org, data=data)
-        except DomainError as error:
-            db.session.rollback()
-            show_errors(form, error, aliases={"tax_rate_bp": "tax_rate_percent"})
-        else:
-            db.session.commit()
+        if saved:
             flash("Organisation saved.", "success")
             return redirect(url_for("tenancy.organisation_detail", slug=org.slug))
     status = 400 if request.method == "POST" else 200
@@ -276,15 +264,11 @@ def org_profile():
     org = auth.current_organisation()
     form = OrgProfileForm(obj=org)
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             services.organisation_update(
                 db.session, actor=g.actor, organisation=org, data=form_values(form)
             )
-        except (ValidationFailed, DomainError) as error:
-            db.session.rollback()
-            show_errors(form, error)
-        else:
-            db.session.commit()
+        if saved:
             flash("Profile saved.", "success")
             return redirect(url_for("tenancy.org_profile"))
     status = 400 if request.method == "POST" else 200
