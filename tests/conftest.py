@@ -10,11 +10,13 @@ also proves the migrations. Mail goes to a real SMTP server (aiosmtpd) on
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import re
 import secrets
 import socket
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -24,10 +26,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from portal import create_app
 from portal.audit.services import Actor
-from portal.db import db
+from portal.db import db, now_utc
 from portal.extensions import limiter
 
 TEST_PASSWORD = "correct horse battery"
@@ -271,6 +274,97 @@ def make_user(app) -> Callable[..., UserRef]:
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
+@pytest.fixture
+def make_product(app) -> Callable[..., ProductRef]:
+    """A vendor (created once per slug), a product (with an ``api_calls`` meter unless
+    ``meters=False``), a pool of ``capacity`` seats in force and a seat price (unless
+    ``price=None``)."""
+    from portal.catalogue.models import Vendor
+    from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
+
+    counter = iter(range(1, 10_000))
+
+    def make(
+        capacity: int = 10,
+        *,
+        sku: str | None = None,
+        vendor: str = "acme-soft",
+        vendor_status: str = "active",
+        price: int | None = 1000,
+        currency: str = "EUR",
+        meters: bool = True,
+        vendor_name: str | None = None,
+    ) -> ProductRef:
+        n = next(counter)
+        sku = sku or f"product-{n}"
+        today = now_utc().date()
+        with app.app_context():
+            import sqlalchemy as sa
+
+            if db.session.scalar(sa.select(Vendor).where(Vendor.slug == vendor)) is None:
+                vendor_create(
+                    db.session,
+                    actor=SYSTEM,
+                    data={
+                        "slug": vendor,
+                        "name": vendor_name or vendor.title(),
+                        "status": vendor_status,
+                    },
+                )
+            product = product_create(
+                db.session,
+                actor=SYSTEM,
+                data={
+                    "sku": sku,
+                    "vendor": vendor,
+                    "name": f"Product {sku}",
+                    "launch_url": f"https://{sku}.example/launch",
+                    "meters": [
+                        {
+                            "key": "api_calls",
+                            "name": "API calls",
+                            "unit": "call",
+                            "aggregation": "sum",
+                        }
+                    ]
+                    if meters
+                    else [],
+                },
+            )
+            if capacity:
+                pool_create(
+                    db.session,
+                    actor=SYSTEM,
+                    data={
+                        "product": sku,
+                        "capacity": capacity,
+                        "starts_on": (today - dt.timedelta(days=30)).isoformat(),
+                        "ends_on": (today + dt.timedelta(days=335)).isoformat(),
+                        "unit_cost": {"amount": 500, "currency": "EUR"},
+                    },
+                )
+            if price is not None:
+                price_create(
+                    db.session,
+                    actor=SYSTEM,
+                    data={
+                        "product": sku,
+                        "currency": currency,
+                        "model": "seat",
+                        "unit_amount": price,
+                    },
+                )
+            db.session.commit()
+            return ProductRef(product.id, product.sku)
+
+    return make
+
+
+class ProductRef:
+    def __init__(self, id: int, sku: str) -> None:
+        self.id, self.sku = id, sku
+
+
 def csrf_token(client, path: str = "/login") -> str:
     """A CSRF token for the client's session, read from a page with a form."""
     response = client.get(path)
@@ -316,3 +410,30 @@ def flashes(response) -> list[str]:
 def tmpdir_session() -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         yield Path(tmp)
+
+
+# ------------------------------------------------------------------ the portal, served
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Werkzeug's handler, quiet, and not waiting forever on an idle keep-alive connection."""
+
+    timeout = 10
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def live_server(app) -> Iterator[str]:
+    """The portal served on 127.0.0.1 and a free port (browser tests, Stripe webhooks);
+    yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="portal-live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()

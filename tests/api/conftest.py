@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from portal.db import db
-from tests.conftest import SYSTEM, OrgRef
+from tests.conftest import SYSTEM, OrgRef, ProductRef
 
 
 class VendorRef:
@@ -128,46 +128,20 @@ def assert_problem(response, status: int, code: str | None = None) -> dict[str, 
     return body
 
 
-class ProductRef:
-    def __init__(self, id: int, sku: str) -> None:
-        self.id, self.sku = id, sku
-
-
 @pytest.fixture
-def make_product(app) -> Callable[..., ProductRef]:
-    """A product of an active vendor with a pool of ``capacity`` seats in force today."""
-    import sqlalchemy as sa
-
-    from portal.catalogue.models import Vendor
-    from portal.catalogue.services import pool_create, product_create, vendor_create
-    from portal.db import now_utc
-
+def make_product(make_product) -> Callable[..., ProductRef]:  # noqa: F811 (tests/conftest.py's)
+    """The API tests' product: an active vendor's, with a pool of ``capacity`` seats in force
+    today and no meter or price (the catalogue answers list exactly what a test adds)."""
     counter = iter(range(1, 10_000))
 
     def make(capacity: int = 10, *, sku: str | None = None, vendor: str = "api-soft") -> ProductRef:
-        sku = sku or f"api-product-{next(counter)}"
-        today = now_utc().date()
-        with app.app_context():
-            if db.session.scalar(sa.select(Vendor).where(Vendor.slug == vendor)) is None:
-                vendor_create(db.session, actor=SYSTEM, data={"slug": vendor, "name": "API Soft"})
-            product = product_create(
-                db.session,
-                actor=SYSTEM,
-                data={"sku": sku, "vendor": vendor, "name": f"Product {sku}"},
-            )
-            if capacity:
-                pool_create(
-                    db.session,
-                    actor=SYSTEM,
-                    data={
-                        "product": sku,
-                        "capacity": capacity,
-                        "starts_on": today - dt.timedelta(days=30),
-                        "ends_on": today + dt.timedelta(days=335),
-                        "unit_cost": {"amount": 500, "currency": "EUR"},
-                    },
-                )
-            db.session.commit()
-            return ProductRef(product.id, product.sku)
+        return make_product(
+            capacity,
+            sku=sku or f"api-product-{next(counter)}",
+            vendor=vendor,
+            vendor_name="API Soft",
+            meters=False,
+            price=None,
+        )
 
     return make

@@ -22,9 +22,11 @@ from portal.db import db, now_utc
 from portal.seats import services as seats
 from portal.tenancy.models import Organisation
 from tests.api.conftest import VendorRef, assert_problem, make_token  # noqa: F401
-from tests.conftest import SYSTEM
+from tests.conftest import (
+    SYSTEM,
+    make_product,  # noqa: F401  (the full product, not tests/api's)
+)
 from tests.metering.conftest import metered  # noqa: F401
-from tests.seats.conftest import make_product  # noqa: F401
 
 PATH = "/api/v1/entitlements/check"
 

@@ -11,7 +11,6 @@ import pytest
 
 from portal.db import db, now_utc
 from tests.conftest import SYSTEM
-from tests.seats.conftest import make_product  # noqa: F401  (fixture re-export)
 
 
 def last_month() -> tuple[str, dt.date]:

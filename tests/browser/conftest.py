@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -60,29 +58,6 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 
 
 # ------------------------------------------------------------------ the live server
-
-
-class _Handler(WSGIRequestHandler):
-    """Werkzeug's handler, quiet, and not waiting forever on an idle keep-alive connection."""
-
-    timeout = 10
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="session")
-def live_server(app) -> Iterator[str]:
-    """The portal served on 127.0.0.1 and a free port; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Handler)
-    thread = threading.Thread(target=server.serve_forever, name="portal-live-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from portal.billing.models import Invoice
 from portal.db import db
 from tests.billing.conftest import billed  # noqa: F401  (fixture re-export)
 from tests.browser.test_membership_flow import sign_in
-from tests.seats.conftest import make_product  # noqa: F401  (fixture re-export)
 
 
 def _main(page: Page):

@@ -13,7 +13,6 @@ from portal.seats.models import SeatAssignment, Subscription
 from portal.tenancy.models import Organisation
 from tests.browser.test_membership_flow import sign_in
 from tests.conftest import SYSTEM
-from tests.seats.conftest import make_product  # noqa: F401  (fixture re-export)
 
 
 def test_releasing_an_idle_seat_gives_it_to_the_waitlisted_organisation(

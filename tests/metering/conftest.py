@@ -12,7 +12,6 @@ import pytest
 from portal.audit.services import Actor
 from portal.db import db, now_utc
 from tests.conftest import SYSTEM
-from tests.seats.conftest import make_product  # noqa: F401  (fixture re-export)
 
 COUNCIL = Actor(label="council token", role="council_admin")
 

@@ -43,12 +43,10 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from portal.db import db
 from tests.billing.conftest import billed, last_month  # noqa: F401  (fixture re-export)
 from tests.conftest import SYSTEM
-from tests.seats.conftest import make_product  # noqa: F401  (fixture re-export)
 from tests.support import quick_user
 
 API_KEY = "sk_test_portal_payments"
@@ -369,28 +367,7 @@ def fake_stripe() -> Iterator[FakeStripe]:
     server.stop()
 
 
-# ------------------------------------------------------------------ the portal, served
-
-
-class _QuietHandler(WSGIRequestHandler):
-    timeout = 10
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="session")
-def live_server(app) -> Iterator[str]:
-    """The portal on 127.0.0.1 and a free port (as in tests/browser), for webhooks."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="portal-payments", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
+# ------------------------------------------------------------------ Stripe, pointed at localstripe
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import pytest
 
 from portal.db import db
 from tests.conftest import SYSTEM, OrgRef
-from tests.seats.conftest import make_product  # noqa: F401  (the catalogue factory)
 from tests.sso.conftest import _portal_address, verify_domain  # noqa: F401  (autouse)
 
 SCIM = "application/scim+json"
