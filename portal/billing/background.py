@@ -4,7 +4,7 @@ The page records the run (:func:`portal.billing.operations.invoice_run_start`),
 commits, and hands its id here. The thread gets its own app context and its own
 database session, and executes the run with
 :func:`portal.billing.jobs.invoice_run_execute`, which commits after each
-organisation: the run's row is the progress the page shows, refreshing itself
+batch of organisations: the run's row is the progress the page shows, refreshing itself
 with ``<meta http-equiv="refresh">`` (no JavaScript needed).
 
 A thread lives in one server process: if that process stops mid-run, the row
