@@ -18,8 +18,9 @@ new time of last use, a missing or doubled parameter, a database error) goes
 through Flask, which writes the 401, 403 or 422 problem, notes the token's use
 and commits it. Both paths share the seat query (:data:`ENTITLEMENT_SEAT`),
 the answer (:func:`entitlement_answer`), the JSON body
-(:func:`portal.api.usage.entitlement_body`) and Flask's JSON response, and the
-tests ask both the same questions and compare the answers byte for byte.
+(:func:`portal.api.usage.entitlement_body`), the parameters' limits (read from
+:class:`~portal.api.usage.EntitlementQuery`) and the app's JSON provider, and
+the tests ask both the same questions and compare the answers byte for byte.
 """
 
 from __future__ import annotations
@@ -30,18 +31,33 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
+from annotated_types import MaxLen, MinLen
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from pydantic import BaseModel
 
 from portal.api.models import ApiToken
 from portal.api.services import LAST_USED_RESOLUTION, TOKEN_START, token_digest
+from portal.api.usage import EntitlementQuery, entitlement_body
 from portal.catalogue.models import Vendor
 from portal.db import now_utc
 from portal.metering.selectors import ENTITLEMENT_SEAT, entitlement_answer, entitlement_params
 
 PATH = "/api/v1/entitlements/check"
-# The query parameters and their lengths (as portal.api.usage.EntitlementQuery).
-PARAMETERS = {"organisation": (1, 63), "user_email": (3, 254), "product": (1, 63)}
+
+
+def _lengths(model: type[BaseModel]) -> dict[str, tuple[int, int]]:
+    """Each field's (min, max) length, as the API's query model declares them."""
+    out = {}
+    for name, field in model.model_fields.items():
+        low = next((m.min_length for m in field.metadata if isinstance(m, MinLen)), 0)
+        high = next((m.max_length for m in field.metadata if isinstance(m, MaxLen)), 10_000)
+        out[name] = (low, high)
+    return out
+
+
+# The query parameters and their lengths: the view's own model is the one source.
+PARAMETERS = _lengths(EntitlementQuery)
 
 _token = ApiToken.__table__
 _vendor = Vendor.__table__
@@ -200,8 +216,6 @@ class EntitlementCheckFastPath:
             connection.close()
         if row is None or not _live_vendor_token(row):
             return None
-        from portal.api.usage import entitlement_body
-
         return entitlement_body(
             entitlement_answer(
                 vendor_id=row["vendor_id"],
