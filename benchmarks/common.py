@@ -286,123 +286,6 @@ def body(data: Any) -> bytes:
     return json.dumps(data).encode()
 
 
-# ------------------------------------------------------------------ load
-
-
-def _load_process(
-    port: int,
-    paths: list[str],
-    headers: dict[str, str],
-    connections: int,
-    seconds: float,
-    out: Any,
-) -> None:
-    """One load process: ``connections`` threads, each a keep-alive connection asking in turn."""
-    import threading
-
-    latencies: list[float] = []
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def ask(offset: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        mine: list[float] = []
-        bad = 0
-        i = offset
-        end = time.monotonic() + seconds
-        while (start := time.monotonic()) < end:
-            status, _ = request(conn, "GET", paths[i % len(paths)], None, headers)
-            mine.append(time.monotonic() - start)
-            bad += status >= 300
-            i += connections
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            statuses.append(bad)
-
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out.put((latencies, sum(statuses)))
-
-
-@dataclass
-class HttpLoad:
-    """What :func:`http_load` measured (latencies in ms)."""
-
-    requests: int
-    seconds: float
-    p50: float
-    p90: float
-    p99: float
-    max: float
-    non2xx: int
-    in_flight: float  # Little's law: rate × mean latency; should equal the connections
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-
-def http_load(
-    port: int,
-    paths: list[str],
-    headers: dict[str, str],
-    *,
-    seconds: float,
-    processes: int,
-    connections: int,
-) -> HttpLoad:
-    """GET ``paths`` in turn from ``connections`` keep-alive connections for ``seconds``.
-
-    A closed loop, like wrk: each connection sends its next request when the last
-    is answered, spread over ``processes`` processes (threads within each) so the
-    client is not held back by one interpreter. Each request is timed with the
-    monotonic clock. (wrk's latencies broke Little's law on the shared machines:
-    its mean latency × its rate came to hundreds of requests in flight on eight
-    connections; these must come to the number of connections, and
-    :attr:`HttpLoad.in_flight` shows that they do.)
-    """
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    out = context.Queue()
-    per_process = [
-        connections // processes + (i < connections % processes) for i in range(processes)
-    ]
-    workers = [
-        context.Process(
-            target=_load_process, args=(port, paths[i::processes], headers, n, seconds, out)
-        )
-        for i, n in enumerate(per_process)
-        if n
-    ]
-    for w in workers:
-        w.start()
-    latencies: list[float] = []
-    non2xx = 0
-    for _ in workers:
-        got, bad = out.get()
-        latencies.extend(got)
-        non2xx += bad
-    for w in workers:
-        w.join()
-    latencies.sort()
-    mean = sum(latencies) / len(latencies) if latencies else float("nan")
-    return HttpLoad(
-        requests=len(latencies),
-        seconds=seconds,
-        p50=percentile(latencies, 0.50) * 1000,
-        p90=percentile(latencies, 0.90) * 1000,
-        p99=percentile(latencies, 0.99) * 1000,
-        max=(latencies[-1] if latencies else float("nan")) * 1000,
-        non2xx=non2xx,
-        in_flight=len(latencies) / seconds * mean,
-    )
-
-
 # ------------------------------------------------------------------ figures
 
 
@@ -490,6 +373,11 @@ class LoadResult:
         """Latency quantile in milliseconds."""
         return percentile(self.latencies.get(op, []), q) * 1000
 
+    def in_flight(self, op: str) -> float:
+        """Little's law: rate × mean latency; for a closed loop, the number of connections."""
+        values = self.latencies.get(op, [])
+        return self.rate(op) * sum(values) / len(values) if values else float("nan")
+
 
 def run_clients(
     target: Any,
@@ -528,3 +416,71 @@ def run_clients(
     if cpu:
         result.cpu_seconds = cpu.seconds
     return result
+
+
+def _get_client(job: tuple, start: float, t_warm: float, t_end: float):
+    """One process of :func:`http_load`: a thread per keep-alive connection, each asking
+    for the next path as soon as the last is answered (a closed loop, like wrk)."""
+    import threading
+
+    port, paths, headers, connections = job
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    sent = [0]
+    lock = threading.Lock()
+
+    def ask(offset: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine: list[float] = []
+        bad: dict[str, int] = {}
+        n, i = 0, offset
+        time.sleep(max(0.0, start - time.time()))
+        while (began := time.time()) < t_end:
+            t0 = time.perf_counter()
+            status, _ = request(conn, "GET", paths[i % len(paths)], None, headers)
+            elapsed = time.perf_counter() - t0
+            n += 1
+            i += connections
+            if began >= t_warm:
+                mine.append(elapsed)
+                if status >= 300:
+                    bad[f"get {status}"] = bad.get(f"get {status}", 0) + 1
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            for key, count in bad.items():
+                errors[key] = errors.get(key, 0) + count
+            sent[0] += n
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"get": latencies}, errors, sent[0]
+
+
+def http_load(
+    port: int,
+    paths: list[str],
+    headers: dict[str, str],
+    *,
+    seconds: float,
+    warmup: float,
+    processes: int,
+    connections: int,
+    cpu: ServerCPU | None = None,
+) -> LoadResult:
+    """GET ``paths`` in turn from ``connections`` keep-alive connections, spread over
+    ``processes`` processes (:func:`run_clients`); latencies under the op ``get``.
+
+    Each request is timed by the client itself. (wrk's latencies broke Little's
+    law on the shared machines: its mean latency × its rate came to hundreds of
+    requests in flight on eight connections; these must come to the number of
+    connections, and :meth:`LoadResult.in_flight` shows that they do.)
+    """
+    per_process = [
+        connections // processes + (i < connections % processes) for i in range(processes)
+    ]
+    jobs = [(port, paths[i::processes], headers, n) for i, n in enumerate(per_process) if n]
+    return run_clients(_get_client, jobs, duration=seconds, warmup=warmup, cpu=cpu)
