@@ -11,24 +11,25 @@ from CSRF: it is authenticated by bearer tokens, never by cookies.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, g, request
+from pydantic import ValidationError
 from scim2_models import (
     AuthenticationScheme,
     Bulk,
     ChangePassword,
     Context,
-    EnterpriseUser,
     ETag,
     Filter,
-    Group,
     Patch,
     ResourceType,
+    SCIMException,
+    SearchRequest,
     ServiceProviderConfig,
     Sort,
-    User,
 )
 
 from portal.db import db
@@ -38,6 +39,7 @@ from portal.identity.models import User as Account
 from portal.scim import resources, selectors, services
 from portal.scim.filters import FilterProblem, where_clause
 from portal.scim.models import ScimGroup
+from portal.scim.schema import Group, User
 from portal.tenancy.models import Organisation
 
 bp = Blueprint("scim_api", __name__, url_prefix="/scim/v2")
@@ -45,6 +47,8 @@ csrf.exempt(bp)
 
 MEDIA_TYPE = "application/scim+json"
 MAX_RESULTS = 200
+DEFAULT_COUNT = 100
+SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -117,7 +121,24 @@ def _body() -> Any:
     return payload
 
 
-def _paging() -> tuple[int, int]:
+@dataclass
+class _Query:
+    """A list request's filter, page and projection (from the URL or a SearchRequest)."""
+
+    filter: str | None = None
+    start: int = 1
+    count: int = DEFAULT_COUNT
+    attributes: str | None = None
+    excluded: str | None = None
+
+    def __post_init__(self) -> None:
+        self.start = max(1, self.start)
+        self.count = min(MAX_RESULTS, max(0, self.count))
+
+
+def _query_from_args() -> _Query:
+    """RFC 7644 §3.4.2's query parameters of a GET on a collection."""
+
     def number(name: str, default: int) -> int:
         raw = request.args.get(name)
         if raw is None or raw == "":
@@ -129,24 +150,82 @@ def _paging() -> tuple[int, int]:
                 f"{name} must be a whole number.", scim_type="invalidValue"
             ) from exc
 
-    start = max(1, number("startIndex", 1))
-    count = min(MAX_RESULTS, max(0, number("count", 100)))
-    return start, count
+    return _Query(
+        filter=request.args.get("filter") or None,
+        start=number("startIndex", 1),
+        count=number("count", DEFAULT_COUNT),
+        attributes=request.args.get("attributes") or None,
+        excluded=request.args.get("excludedAttributes") or None,
+    )
 
 
-def _where(resource: str) -> Any:
-    text = request.args.get("filter")
-    if not text:
+def _query_from_search() -> _Query:
+    """The same from a ``POST …/.search`` SearchRequest body (RFC 7644 §3.4.3)."""
+    payload = _body()
+    if not isinstance(payload, dict) or SEARCH_SCHEMA not in (payload.get("schemas") or []):
+        raise services.ScimProblem(
+            f"A search body is a SearchRequest message ({SEARCH_SCHEMA}).",
+            scim_type="invalidSyntax",
+        )
+    try:
+        search = SearchRequest.model_validate(payload, scim_ctx=Context.SEARCH_REQUEST)
+    except (ValidationError, SCIMException) as exc:
+        raise resources.invalid(exc) from exc
+
+    def joined(paths: list[Any] | None) -> str | None:
+        return ",".join(str(p) for p in paths) if paths else None
+
+    return _Query(
+        filter=str(search.filter) if search.filter is not None else None,
+        start=search.start_index or 1,
+        count=DEFAULT_COUNT if search.count is None else search.count,
+        attributes=joined(search.attributes),
+        excluded=joined(search.excluded_attributes),
+    )
+
+
+def _where(query: _Query, resource: str) -> Any:
+    if not query.filter:
         return None
     try:
-        return where_clause(text, resource=resource)
+        return where_clause(query.filter, resource=resource)
     except FilterProblem as exc:
         raise services.ScimProblem(str(exc), scim_type="invalidFilter") from exc
 
 
-def _projected(body: dict[str, Any]) -> dict[str, Any]:
-    return resources.project(
-        body, request.args.get("attributes"), request.args.get("excludedAttributes")
+def _projected(body: dict[str, Any], query: _Query | None = None) -> dict[str, Any]:
+    if query is None:
+        return resources.project(
+            body, request.args.get("attributes"), request.args.get("excludedAttributes")
+        )
+    return resources.project(body, query.attributes, query.excluded)
+
+
+def _check_if_match(body: dict[str, Any]) -> None:
+    """Refuse a change whose ``If-Match`` names another version (412, RFC 7644 §3.14).
+
+    Versions are weak ETags, so they are compared weakly: ``W/"x"`` matches ``"x"``.
+    """
+    if "If-Match" not in request.headers:
+        return
+    wanted = request.if_match
+    version = body["meta"]["version"]
+    if wanted.star_tag or wanted.contains_weak(version.removeprefix("W/").strip('"')):
+        return
+    raise services.ScimProblem(
+        f"The resource has changed: its version is {version}. Read it again and retry.",
+        status=412,
+    )
+
+
+def _not_modified(body: dict[str, Any]) -> bool:
+    """Whether a GET's ``If-None-Match`` names the resource's current version."""
+    if "If-None-Match" not in request.headers:
+        return False
+    wanted = request.if_none_match
+    return bool(
+        wanted.star_tag
+        or wanted.contains_weak(body["meta"]["version"].removeprefix("W/").strip('"'))
     )
 
 
@@ -163,7 +242,7 @@ def service_provider_config():
         filter=Filter(supported=True, max_results=MAX_RESULTS),
         change_password=ChangePassword(supported=False),
         sort=Sort(supported=False),
-        etag=ETag(supported=False),
+        etag=ETag(supported=True),
         authentication_schemes=[
             AuthenticationScheme(
                 type=AuthenticationScheme.Type.oauthbearertoken,
@@ -183,7 +262,7 @@ def service_provider_config():
 
 def _resource_types() -> list[dict[str, Any]]:
     out = []
-    for model in (User[EnterpriseUser], Group):
+    for model in (User, Group):
         body = ResourceType.from_resource(model).model_dump(
             scim_ctx=Context.RESOURCE_QUERY_RESPONSE
         )
@@ -211,7 +290,7 @@ def resource_type(name: str):
 
 def _schemas() -> list[dict[str, Any]]:
     out = []
-    for model in (User, EnterpriseUser, Group):
+    for model in (User, Group):
         body = model.to_schema().model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
         body["meta"] = {"resourceType": "Schema", "location": f"{_base()}/Schemas/{body['id']}"}
         out.append(body)
@@ -240,27 +319,48 @@ def _user_body(user: Account) -> dict[str, Any]:
     return resources.user_resource(user, base=_base(), groups=groups)
 
 
-def _user_answer(user: Account, status: int = 200) -> Response:
-    body = _projected(_user_body(user))
+def _answer(body: dict[str, Any], status: int = 200) -> Response:
+    projected = _projected(body)
     return _json(
-        body, status, {"Location": body["meta"]["location"], "ETag": body["meta"]["version"]}
+        projected, status, {"Location": body["meta"]["location"], "ETag": body["meta"]["version"]}
     )
+
+
+def _user_to_change(resource_id: str) -> Account:
+    """The user a PUT, PATCH or DELETE changes, locked, after its ``If-Match`` check."""
+    user = selectors.scim_user(
+        db.session, organisation_id=_org().id, resource_id=resource_id, for_update=True
+    )
+    _check_if_match(_user_body(user))
+    return user
+
+
+def _users(query: _Query, where: Any) -> tuple[int, list[dict[str, Any]]]:
+    select = selectors.scim_users_query(_org().id)
+    if where is not None:
+        select = select.where(where)
+    total, rows = selectors.page(db.session, select, start_index=query.start, count=query.count)
+    groups = selectors.groups_of_users(db.session, [u.id for u in rows])
+    return total, [
+        _projected(resources.user_resource(u, base=_base(), groups=groups[u.id]), query)
+        for u in rows
+    ]
 
 
 @bp.get("/Users")
 def users_list():
     """Users of the organisation, filtered (``userName eq "…"``) and paged."""
-    start, count = _paging()
-    query = selectors.scim_users_query(_org().id)
-    where = _where("User")
-    if where is not None:
-        query = query.where(where)
-    total, rows = selectors.page(db.session, query, start_index=start, count=count)
-    groups = selectors.groups_of_users(db.session, [u.id for u in rows])
-    found = [
-        _projected(resources.user_resource(u, base=_base(), groups=groups[u.id])) for u in rows
-    ]
-    return _json(resources.list_response(found, total=total, start_index=start))
+    query = _query_from_args()
+    total, found = _users(query, _where(query, "User"))
+    return _json(resources.list_response(found, total=total, start_index=query.start))
+
+
+@bp.post("/Users/.search")
+def users_search():
+    """The same as ``GET /Users``, the query in a SearchRequest body."""
+    query = _query_from_search()
+    total, found = _users(query, _where(query, "User"))
+    return _json(resources.list_response(found, total=total, start_index=query.start))
 
 
 @bp.post("/Users")
@@ -268,41 +368,43 @@ def user_create():
     fields = resources.user_fields(_body())
     user = services.scim_user_create(db.session, actor=g.actor, organisation=_org(), fields=fields)
     db.session.commit()
-    return _user_answer(user, 201)
+    return _answer(_user_body(user), 201)
 
 
 @bp.get("/Users/<resource_id>")
 def user_get(resource_id: str):
-    return _user_answer(
-        selectors.scim_user(db.session, organisation_id=_org().id, resource_id=resource_id)
-    )
+    user = selectors.scim_user(db.session, organisation_id=_org().id, resource_id=resource_id)
+    body = _user_body(user)
+    if _not_modified(body):
+        return Response(status=304, headers={"ETag": body["meta"]["version"]})
+    return _answer(body)
 
 
 @bp.put("/Users/<resource_id>")
 def user_replace(resource_id: str):
-    user = selectors.scim_user(db.session, organisation_id=_org().id, resource_id=resource_id)
-    fields = resources.user_fields(_body(), replacing=True)
+    user = _user_to_change(resource_id)
+    fields = resources.user_fields(_body(), current=user)
     services.scim_user_update(
         db.session, actor=g.actor, organisation=_org(), user=user, fields=fields
     )
     db.session.commit()
-    return _user_answer(user)
+    return _answer(_user_body(user))
 
 
 @bp.patch("/Users/<resource_id>")
 def user_patch(resource_id: str):
-    user = selectors.scim_user(db.session, organisation_id=_org().id, resource_id=resource_id)
+    user = _user_to_change(resource_id)
     fields = resources.patched_user_fields(user, _body())
     services.scim_user_update(
         db.session, actor=g.actor, organisation=_org(), user=user, fields=fields
     )
     db.session.commit()
-    return _user_answer(user)
+    return _answer(_user_body(user))
 
 
 @bp.delete("/Users/<resource_id>")
 def user_delete(resource_id: str):
-    user = selectors.scim_user(db.session, organisation_id=_org().id, resource_id=resource_id)
+    user = _user_to_change(resource_id)
     services.scim_user_delete(db.session, actor=g.actor, user=user)
     db.session.commit()
     return Response(status=204)
@@ -311,28 +413,45 @@ def user_delete(resource_id: str):
 # ---------------------------------------------------------------- groups
 
 
-def _group_answer(group: ScimGroup, status: int = 200) -> Response:
+def _group_body(group: ScimGroup) -> dict[str, Any]:
     members = selectors.members_of(db.session, [group.id])[group.id]
-    body = _projected(resources.group_resource(group, base=_base(), members=members))
-    return _json(
-        body, status, {"Location": body["meta"]["location"], "ETag": body["meta"]["version"]}
+    return resources.group_resource(group, base=_base(), members=members)
+
+
+def _group_to_change(resource_id: str) -> ScimGroup:
+    """The group a PUT, PATCH or DELETE changes, locked, after its ``If-Match`` check."""
+    group = selectors.scim_group(
+        db.session, organisation_id=_org().id, resource_id=resource_id, for_update=True
     )
+    _check_if_match(_group_body(group))
+    return group
+
+
+def _groups(query: _Query, where: Any) -> tuple[int, list[dict[str, Any]]]:
+    select = sa.select(ScimGroup).where(ScimGroup.organisation_id == _org().id)
+    if where is not None:
+        select = select.where(where)
+    total, rows = selectors.page(db.session, select, start_index=query.start, count=query.count)
+    members = selectors.members_of(db.session, [grp.id for grp in rows])
+    return total, [
+        _projected(resources.group_resource(grp, base=_base(), members=members[grp.id]), query)
+        for grp in rows
+    ]
 
 
 @bp.get("/Groups")
 def groups_list():
-    start, count = _paging()
-    query = sa.select(ScimGroup).where(ScimGroup.organisation_id == _org().id)
-    where = _where("Group")
-    if where is not None:
-        query = query.where(where)
-    total, rows = selectors.page(db.session, query, start_index=start, count=count)
-    members = selectors.members_of(db.session, [grp.id for grp in rows])
-    found = [
-        _projected(resources.group_resource(grp, base=_base(), members=members[grp.id]))
-        for grp in rows
-    ]
-    return _json(resources.list_response(found, total=total, start_index=start))
+    query = _query_from_args()
+    total, found = _groups(query, _where(query, "Group"))
+    return _json(resources.list_response(found, total=total, start_index=query.start))
+
+
+@bp.post("/Groups/.search")
+def groups_search():
+    """The same as ``GET /Groups``, the query in a SearchRequest body."""
+    query = _query_from_search()
+    total, found = _groups(query, _where(query, "Group"))
+    return _json(resources.list_response(found, total=total, start_index=query.start))
 
 
 @bp.post("/Groups")
@@ -347,19 +466,21 @@ def group_create():
         member_ids=members or [],
     )
     db.session.commit()
-    return _group_answer(group, 201)
+    return _answer(_group_body(group), 201)
 
 
 @bp.get("/Groups/<resource_id>")
 def group_get(resource_id: str):
-    return _group_answer(
-        selectors.scim_group(db.session, organisation_id=_org().id, resource_id=resource_id)
-    )
+    group = selectors.scim_group(db.session, organisation_id=_org().id, resource_id=resource_id)
+    body = _group_body(group)
+    if _not_modified(body):
+        return Response(status=304, headers={"ETag": body["meta"]["version"]})
+    return _answer(body)
 
 
 @bp.put("/Groups/<resource_id>")
 def group_replace(resource_id: str):
-    group = selectors.scim_group(db.session, organisation_id=_org().id, resource_id=resource_id)
+    group = _group_to_change(resource_id)
     name, external_id, members = resources.group_fields(_body())
     services.scim_group_update(
         db.session,
@@ -370,12 +491,12 @@ def group_replace(resource_id: str):
         member_ids=members if members is not None else [],
     )
     db.session.commit()
-    return _group_answer(group)
+    return _answer(_group_body(group))
 
 
 @bp.patch("/Groups/<resource_id>")
 def group_patch(resource_id: str):
-    group = selectors.scim_group(db.session, organisation_id=_org().id, resource_id=resource_id)
+    group = _group_to_change(resource_id)
     changes = resources.group_patch(_body())
     if "display_name" in changes or "external_id" in changes:
         services.scim_group_update(
@@ -400,14 +521,47 @@ def group_patch(resource_id: str):
             db.session, actor=g.actor, group=group, add=changes["add"], remove=changes["remove"]
         )
     db.session.commit()
+    body = _group_body(group)
     if request.args.get("attributes") or request.args.get("excludedAttributes"):
-        return _group_answer(group)
-    return Response(status=204)
+        return _answer(body)
+    return Response(status=204, headers={"ETag": body["meta"]["version"]})
 
 
 @bp.delete("/Groups/<resource_id>")
 def group_delete(resource_id: str):
-    group = selectors.scim_group(db.session, organisation_id=_org().id, resource_id=resource_id)
+    group = _group_to_change(resource_id)
     services.scim_group_delete(db.session, actor=g.actor, group=group)
     db.session.commit()
     return Response(status=204)
+
+
+# ---------------------------------------------------------------- search at the root
+
+
+@bp.post("/.search")
+def root_search():
+    """Users then groups matching a SearchRequest (RFC 7644 §3.4.3). A filter naming an
+    attribute only one resource type has matches nothing of the other type."""
+    query = _query_from_search()
+    problems: list[services.ScimProblem] = []
+    kinds = []
+    for resource, lister in (("User", _users), ("Group", _groups)):
+        try:
+            kinds.append((lister, _where(query, resource)))
+        except services.ScimProblem as problem:
+            problems.append(problem)
+    if not kinds:
+        raise problems[0]
+    total, found = 0, []
+    for lister, where in kinds:
+        # This type's page: what is left of the window once the earlier types are counted.
+        start = max(1, query.start - total)
+        wanted = max(0, query.count - len(found))
+        count, rows = lister(_Query(start=start, count=wanted, **_shape(query)), where)
+        total += count
+        found += rows
+    return _json(resources.list_response(found, total=total, start_index=query.start))
+
+
+def _shape(query: _Query) -> dict[str, Any]:
+    return {"filter": query.filter, "attributes": query.attributes, "excluded": query.excluded}

@@ -1,7 +1,8 @@
 """SCIM resources in and out: the portal's rows as SCIM JSON, SCIM payloads as fields.
 
-Inbound payloads are validated with scim2-models (``User[EnterpriseUser]``,
-``Group``, ``PatchOp``), whose errors become SCIM error bodies; PATCH on a
+Inbound payloads are validated with scim2-models against the portal's own
+models (:mod:`portal.scim.schema`: ``User``, ``Group``, and ``PatchOp`` of
+them), whose errors become SCIM error bodies; PATCH on a
 user is applied by scim2-models to the user as SCIM sees it, and the result
 is read back into :class:`~portal.scim.services.UserFields`. Group membership
 PATCHes are read here, since providers write them in several dialects (Entra
@@ -10,62 +11,59 @@ removes members with a value list, Okta with a filter in the path).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from pydantic import ValidationError
 from scim2_models import (
     Context,
-    EnterpriseUser,
     Error,
-    Group,
     PatchOp,
     Path,
     SCIMException,
-    User,
 )
 from scim2_models.path import AttrPath, CompareOperator, Comparison, ValuePath
 
 from portal.identity.models import User as Account
 from portal.scim.models import ScimGroup
+from portal.scim.schema import LENIENT, STRICT, Group, User
 from portal.scim.services import ScimProblem, UserFields, email_for
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
-ENTERPRISE_SCHEMA = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
-
-UserModel = User[EnterpriseUser]
+SEARCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 
 def _time(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _version(row: Any) -> str:
-    return f'W/"{int(row.updated_at.timestamp() * 1000)}"'
+def _with_version(body: dict[str, Any]) -> dict[str, Any]:
+    """Set ``meta.version``: a weak ETag of everything but ``meta``, so it changes exactly
+    when the representation does (a group's members, a person's groups included)."""
+    content = json.dumps({k: v for k, v in body.items() if k != "meta"}, sort_keys=True)
+    body["meta"]["version"] = f'W/"{hashlib.sha256(content.encode()).hexdigest()[:20]}"'
+    return body
 
 
 def user_resource(user: Account, *, base: str, groups: list[ScimGroup]) -> dict[str, Any]:
-    """A portal account as a SCIM User."""
+    """A portal account as a SCIM User (the attributes of :class:`portal.scim.schema.User`)."""
     name = {
         key: value
-        for key, value in (
-            ("formatted", user.name or None),
-            ("givenName", user.given_name),
-            ("familyName", user.family_name),
-        )
+        for key, value in (("givenName", user.given_name), ("familyName", user.family_name))
         if value
     }
     body: dict[str, Any] = {
         "schemas": [USER_SCHEMA],
         "id": str(user.id),
         "userName": user.email,
-        "displayName": user.name or user.email,
         "active": user.is_active,
         "emails": [{"value": user.email, "type": "work", "primary": True}],
         "groups": [
-            {"value": str(g.id), "display": g.display_name, "$ref": f"{base}/Groups/{g.id}"}
+            {"value": str(g.id), "$ref": f"{base}/Groups/{g.id}", "display": g.display_name}
             for g in groups
         ],
         "meta": {
@@ -73,37 +71,36 @@ def user_resource(user: Account, *, base: str, groups: list[ScimGroup]) -> dict[
             "created": _time(user.created_at),
             "lastModified": _time(user.updated_at),
             "location": f"{base}/Users/{user.id}",
-            "version": _version(user),
         },
     }
+    if user.name:
+        body["displayName"] = user.name
     if name:
         body["name"] = name
     if user.external_id:
         body["externalId"] = user.external_id
-    return body
+    return _with_version(body)
 
 
 def group_resource(group: ScimGroup, *, base: str, members: list[Account]) -> dict[str, Any]:
-    """A SCIM group with its members."""
+    """A SCIM group with its members (people, each with ``type`` and ``$ref``)."""
     body: dict[str, Any] = {
         "schemas": [GROUP_SCHEMA],
         "id": str(group.id),
         "displayName": group.display_name,
         "members": [
-            {"value": str(u.id), "display": u.email, "$ref": f"{base}/Users/{u.id}"}
-            for u in members
+            {"value": str(u.id), "$ref": f"{base}/Users/{u.id}", "type": "User"} for u in members
         ],
         "meta": {
             "resourceType": "Group",
             "created": _time(group.created_at),
             "lastModified": _time(group.updated_at),
             "location": f"{base}/Groups/{group.id}",
-            "version": _version(group),
         },
     }
     if group.external_id:
         body["externalId"] = group.external_id
-    return body
+    return _with_version(body)
 
 
 def project(body: dict[str, Any], attributes: str | None, excluded: str | None) -> dict[str, Any]:
@@ -134,7 +131,7 @@ def error_body(status: int, detail: str, scim_type: str | None = None) -> dict[s
     return error.model_dump(scim_ctx=Context.DEFAULT)
 
 
-def _invalid(exc: ValidationError | SCIMException) -> ScimProblem:
+def invalid(exc: ValidationError | SCIMException) -> ScimProblem:
     if isinstance(exc, SCIMException):
         return ScimProblem(str(exc), scim_type=getattr(exc, "scim_type", None) or "invalidValue")
     first = Error.from_validation_errors(exc)[0]
@@ -144,57 +141,97 @@ def _invalid(exc: ValidationError | SCIMException) -> ScimProblem:
 # ---------------------------------------------------------------- users in
 
 
-def _fields_of(model: Any) -> UserFields:
-    emails = [
-        (str(e.value or ""), str(getattr(e.type, "value", e.type) or ""), bool(e.primary))
-        for e in (model.emails or [])
+def _key(payload: dict[str, Any], name: str) -> str | None:
+    """The key of ``payload`` naming attribute ``name`` (attribute names are case-insensitive)."""
+    return next((k for k in payload if isinstance(k, str) and k.lower() == name.lower()), None)
+
+
+def _raw_emails(payload: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(value, type, primary) of the ``emails`` sent, read only to find the address when
+    ``userName`` is not one (``emails`` is read-only: the portal keeps ``userName``)."""
+    key = _key(payload, "emails")
+    items = payload.get(key) if key else None
+    if not isinstance(items, list):
+        return []
+    return [
+        (str(e.get("value") or ""), str(e.get("type") or ""), e.get("primary") is True)
+        for e in items
+        if isinstance(e, dict)
     ]
+
+
+def _formatted_name(payload: dict[str, Any]) -> str | None:
+    key = _key(payload, "name")
+    name = payload.get(key) if key else None
+    if not isinstance(name, dict):
+        return None
+    formatted = name.get(_key(name, "formatted") or "formatted")
+    return formatted.strip() or None if isinstance(formatted, str) else None
+
+
+def user_fields(payload: Any, *, current: Account | None = None) -> UserFields:
+    """The fields of a POST (``current`` None) or PUT ``/Users`` payload.
+
+    Attributes the portal does not keep are dropped. Without ``active`` a new person is
+    active and a replaced one keeps their state; without ``displayName`` the portal names
+    the person from ``name`` (its ``formatted`` part, or given and family names).
+    """
+    if not isinstance(payload, dict):
+        raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
+    payload = {k: v for k, v in payload.items() if str(k).lower() not in ("id", "meta")}
+    if _key(payload, "active") is None:
+        payload["active"] = True if current is None else current.is_active
+    context = (
+        Context.RESOURCE_CREATION_REQUEST
+        if current is None
+        else Context.RESOURCE_REPLACEMENT_REQUEST
+    )
+    try:
+        model = User.model_validate(payload, scim_ctx=context, scim_policy=LENIENT)
+    except (ValidationError, SCIMException) as exc:
+        raise invalid(exc) from exc
     name = model.name
+    given = name.given_name if name else None
+    family = name.family_name if name else None
+    default_name = _formatted_name(payload) or " ".join(p for p in (given, family) if p)
     return UserFields(
-        email=email_for(model.user_name, emails),
+        email=email_for(model.user_name, _raw_emails(payload)),
         external_id=model.external_id,
-        given_name=name.given_name if name else None,
-        family_name=name.family_name if name else None,
-        formatted=name.formatted if name else None,
-        display_name=model.display_name,
+        given_name=given,
+        family_name=family,
+        display_name=model.display_name or default_name or None,
         active=model.active,
     )
 
 
-def user_fields(payload: Any, *, replacing: bool = False) -> UserFields:
-    """The fields of a POST or PUT ``/Users`` payload."""
-    if not isinstance(payload, dict):
-        raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
-    payload = {k: v for k, v in payload.items() if k not in ("id", "meta")}
-    context = (
-        Context.RESOURCE_REPLACEMENT_REQUEST if replacing else Context.RESOURCE_CREATION_REQUEST
-    )
-    try:
-        model = UserModel.model_validate(payload, scim_ctx=context)
-    except (ValidationError, SCIMException) as exc:
-        raise _invalid(exc) from exc
-    return _fields_of(model)
-
-
 def patched_user_fields(user: Account, payload: Any) -> UserFields:
-    """The user's fields after a PATCH (applied by scim2-models to the user as SCIM sees it)."""
+    """The user's fields after a PATCH, applied by scim2-models to the user as SCIM sees
+    it; a path the portal does not keep is ``invalidPath``, a read-only one ``mutability``."""
     if not isinstance(payload, dict):
         raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
-    current = UserModel.model_validate(
+    current = User.model_validate(
         {
             k: v
             for k, v in user_resource(user, base="", groups=[]).items()
             if k not in ("groups", "meta")
         }
-        | {"schemas": [USER_SCHEMA]},
     )
-    current.id = str(user.id)
     try:
-        patch = PatchOp[UserModel].model_validate(payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST)
-        patch.patch(current)
+        patch = PatchOp[User].model_validate(
+            payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=STRICT
+        )
+        patch.patch(current, scim_policy=STRICT)
     except (ValidationError, SCIMException) as exc:
-        raise _invalid(exc) from exc
-    return _fields_of(current)
+        raise invalid(exc) from exc
+    name = current.name
+    return UserFields(
+        email=email_for(current.user_name, []),
+        external_id=current.external_id,
+        given_name=name.given_name if name else None,
+        family_name=name.family_name if name else None,
+        display_name=current.display_name,
+        active=current.active,
+    )
 
 
 # ---------------------------------------------------------------- groups in
@@ -204,13 +241,21 @@ def group_fields(payload: Any) -> tuple[str | None, str | None, list[str] | None
     """(displayName, externalId, member ids or None) of a POST or PUT ``/Groups`` payload."""
     if not isinstance(payload, dict):
         raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
-    payload = {k: v for k, v in payload.items() if k not in ("id", "meta")}
+    payload = {k: v for k, v in payload.items() if str(k).lower() not in ("id", "meta")}
     try:
-        model = Group.model_validate(payload, scim_ctx=Context.RESOURCE_CREATION_REQUEST)
+        model = Group.model_validate(
+            payload, scim_ctx=Context.RESOURCE_CREATION_REQUEST, scim_policy=LENIENT
+        )
     except (ValidationError, SCIMException) as exc:
-        raise _invalid(exc) from exc
-    members = None if model.members is None else [str(m.value) for m in model.members if m.value]
-    return model.display_name, model.external_id, members
+        raise invalid(exc) from exc
+    if model.members is None:
+        return model.display_name, model.external_id, None
+    for member in model.members:
+        if member.type is not None and member.type != "User":
+            raise ScimProblem(
+                "Groups hold people: members are of type User.", scim_type="invalidValue"
+            )
+    return model.display_name, model.external_id, [str(m.value) for m in model.members if m.value]
 
 
 def _member_values(value: Any) -> list[str]:
@@ -295,7 +340,9 @@ def _group_attribute(changes: dict[str, Any], op: str, key: str, value: Any) -> 
             raise ScimProblem("displayName must be a non-empty string.", scim_type="invalidValue")
         changes["display_name"] = value
     elif key == "externalid":
-        changes["external_id"] = value if isinstance(value, str) else None
+        if value is not None and not isinstance(value, str):
+            raise ScimProblem("externalId must be a string.", scim_type="invalidValue")
+        changes["external_id"] = value
     elif key == "members":
         members = _member_values(value) if value is not None else []
         if op == "add":

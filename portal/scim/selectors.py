@@ -48,31 +48,31 @@ def scim_users_query(organisation_id: int) -> sa.Select:
     )
 
 
-def scim_user(session: Session, *, organisation_id: int, resource_id: str) -> User:
-    """One SCIM user of the organisation, or 404."""
+def scim_user(
+    session: Session, *, organisation_id: int, resource_id: str, for_update: bool = False
+) -> User:
+    """One SCIM user of the organisation, or 404 (locked until commit with ``for_update``)."""
     user_id = _resource_id(resource_id)
-    found = (
-        session.scalar(scim_users_query(organisation_id).where(User.id == user_id))
-        if user_id is not None
-        else None
-    )
+    query = scim_users_query(organisation_id).where(User.id == user_id)
+    if for_update:
+        query = query.with_for_update(of=User)
+    found = session.scalar(query) if user_id is not None else None
     if found is None:
         raise NotFound(f"No user with id {resource_id}.", code="scim_not_found")
     return found
 
 
-def scim_group(session: Session, *, organisation_id: int, resource_id: str) -> ScimGroup:
-    """One SCIM group of the organisation, or 404."""
+def scim_group(
+    session: Session, *, organisation_id: int, resource_id: str, for_update: bool = False
+) -> ScimGroup:
+    """One SCIM group of the organisation, or 404 (locked until commit with ``for_update``)."""
     group_id = _resource_id(resource_id)
-    found = (
-        session.scalar(
-            sa.select(ScimGroup).where(
-                ScimGroup.id == group_id, ScimGroup.organisation_id == organisation_id
-            )
-        )
-        if group_id is not None
-        else None
+    query = sa.select(ScimGroup).where(
+        ScimGroup.id == group_id, ScimGroup.organisation_id == organisation_id
     )
+    if for_update:
+        query = query.with_for_update(of=ScimGroup)
+    found = session.scalar(query) if group_id is not None else None
     if found is None:
         raise NotFound(f"No group with id {resource_id}.", code="scim_not_found")
     return found
@@ -81,7 +81,7 @@ def scim_group(session: Session, *, organisation_id: int, resource_id: str) -> S
 def page(session: Session, query: sa.Select, *, start_index: int, count: int) -> tuple[int, list]:
     """(total, the ``count`` rows from the 1-based ``start_index``) of a query."""
     total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
-    if count == 0:
+    if count == 0 or start_index > total:  # past the end (however far): nothing to read
         return total, []
     entity = query.column_descriptions[0]["entity"]
     rows = session.scalars(query.order_by(entity.id).offset(start_index - 1).limit(count)).all()

@@ -32,7 +32,7 @@ from portal.errors import Conflict, DomainError, NotFound, PermissionDenied, Val
 from portal.identity import services as identity
 from portal.identity.models import Role, User
 from portal.identity.security import new_token, token_digest
-from portal.scim import selectors
+from portal.scim import schema, selectors
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken
 from portal.seats import selectors as seat_selectors
 from portal.seats import services as seats
@@ -156,20 +156,14 @@ def actor_for_token(token: ScimToken, ip: str | None = None) -> Actor:
 
 @dataclass
 class UserFields:
-    """What the portal keeps of a SCIM User."""
+    """What the portal keeps of a SCIM User (:class:`portal.scim.schema.User`)."""
 
     email: str
     external_id: str | None = None
     given_name: str | None = None
     family_name: str | None = None
-    formatted: str | None = None
     display_name: str | None = None
     active: bool | None = None
-
-    @property
-    def name(self) -> str:
-        whole = " ".join(p for p in (self.given_name, self.family_name) if p)
-        return (self.formatted or whole or self.display_name or "")[:200]
 
 
 def email_for(user_name: str | None, emails: Sequence[tuple[str, str | None, bool]]) -> str:
@@ -205,12 +199,18 @@ def _taken(email: str) -> ScimProblem:
     return ScimProblem(f"{email} already has an account.", status=409, scim_type="uniqueness")
 
 
+def _longest(value: str | None, limit: int, attribute: str) -> str | None:
+    if value is not None and len(value) > limit:
+        raise ScimProblem(f"{attribute} is at most {limit} characters.", scim_type="invalidValue")
+    return value or None
+
+
 def _apply(user: User, fields: UserFields) -> None:
-    user.external_id = fields.external_id
-    user.given_name = (fields.given_name or None) and fields.given_name[:100]
-    user.family_name = (fields.family_name or None) and fields.family_name[:100]
-    if fields.name:
-        user.name = fields.name
+    """Store the fields as given: nothing is cut short, so what is read back is what was sent."""
+    user.external_id = _longest(fields.external_id, schema.MAX_EXTERNAL_ID, "externalId")
+    user.given_name = _longest(fields.given_name, schema.MAX_NAME_PART, "name.givenName")
+    user.family_name = _longest(fields.family_name, schema.MAX_NAME_PART, "name.familyName")
+    user.name = _longest(fields.display_name, schema.MAX_DISPLAY_NAME, "displayName") or ""
 
 
 def _snapshot(user: User) -> dict:
@@ -332,9 +332,10 @@ def _check_display_name(
     session: Session, organisation_id: int, name: str | None, group_id: int | None = None
 ) -> str:
     name = (name or "").strip()
-    if not name or len(name) > 255:
+    if not name or len(name) > schema.MAX_GROUP_NAME:
         raise ScimProblem(
-            "displayName is required (at most 255 characters).", scim_type="invalidValue"
+            f"displayName is required (at most {schema.MAX_GROUP_NAME} characters).",
+            scim_type="invalidValue",
         )
     query = sa.select(ScimGroup.id).where(
         ScimGroup.organisation_id == organisation_id, ScimGroup.display_name == name
@@ -375,7 +376,7 @@ def scim_group_create(
     group = ScimGroup(
         organisation_id=organisation.id,
         display_name=_check_display_name(session, organisation.id, display_name),
-        external_id=(external_id or None) and external_id[:255],
+        external_id=_longest(external_id, schema.MAX_EXTERNAL_ID, "externalId"),
     )
     session.add(group)
     session.flush()
@@ -421,7 +422,7 @@ def scim_group_update(
             after={"display_name": name},
         )
     group.display_name = name
-    group.external_id = (external_id or None) and external_id[:255]
+    group.external_id = _longest(external_id, schema.MAX_EXTERNAL_ID, "externalId")
     group.updated_at = now_utc()
     session.flush()
     if member_ids is None:

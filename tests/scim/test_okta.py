@@ -41,7 +41,9 @@ def test_okta_user_lifecycle(app, scim_org):
     user = created.get_json()
     assert user["userName"] == "test.user@acme.example" and user["active"] is True
     assert user["externalId"] == "00ujl29u0le5T6Aj10h7"
-    assert user["name"] == {"formatted": "Test User", "givenName": "Test", "familyName": "User"}
+    # name.formatted is not kept (nor advertised); displayName is, as sent.
+    assert user["name"] == {"givenName": "Test", "familyName": "User"}
+    assert user["displayName"] == "Test User"
     assert user["meta"]["resourceType"] == "User"
     assert created.headers["Location"] == user["meta"]["location"]
     uid = user["id"]
