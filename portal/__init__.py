@@ -56,6 +56,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
 
     auth.init_app(app, login_manager)
 
+    from portal import security
+
+    security.init_app(app)
     from portal.errors import register_error_handlers
     from portal.web import register_blueprints, register_template_helpers
 

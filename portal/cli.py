@@ -82,10 +82,16 @@ def token() -> None:
 @click.option("--org", "org_slug", help="The organisation (for --scope organisation).")
 @click.option("--vendor", "vendor_slug", help="The vendor (for --scope vendor).")
 @click.option("--name", default="", help="What the token is for (default: the scope and owner).")
-@click.option("--expires-in-days", default="", help="Expire after this many days (default: never).")
+@click.option("--expires-in-days", default="", help="Expire after this many days (default: 90).")
+@click.option("--never-expires", is_flag=True, help="Work until revoked (instead of 90 days).")
 @with_appcontext
 def token_create(
-    scope: str, org_slug: str | None, vendor_slug: str | None, name: str, expires_in_days: str
+    scope: str,
+    org_slug: str | None,
+    vendor_slug: str | None,
+    name: str,
+    expires_in_days: str,
+    never_expires: bool,
 ) -> None:
     """Create an API token; the token alone is printed on the last line."""
     import datetime as dt
@@ -106,6 +112,8 @@ def token_create(
         raise click.ClickException("--org goes only with --scope organisation.")
     if vendor_slug and scope != "vendor":
         raise click.ClickException("--vendor goes only with --scope vendor.")
+    if never_expires and expires_in_days:
+        raise click.ClickException("Give --expires-in-days or --never-expires, not both.")
     days = None
     if expires_in_days:
         if not expires_in_days.isdigit() or not 1 <= int(expires_in_days) <= 3650:
@@ -122,14 +130,21 @@ def token_create(
             organisation=organisation,
             vendor=vendor,
             name=name or f"{scope} token for {owner} (command line)",
+            # No --expires-in-days: the service's default (90 days), unless --never-expires.
             expires_at=now_utc() + dt.timedelta(days=days) if days else None,
+            never_expires=never_expires,
         )
         db.session.commit()
     except DomainError as error:
         db.session.rollback()
         raise _fail(error) from error
+    expiry = (
+        f"expires {api_token.expires_at:%Y-%m-%d %H:%M} UTC"
+        if api_token.expires_at
+        else "never expires"
+    )
     click.echo(
-        f"Created {scope} token {api_token.prefix}… for {owner}. "
+        f"Created {scope} token {api_token.prefix}… for {owner} ({expiry}). "
         "It is shown once, below; store it now."
     )
     click.echo(plaintext)

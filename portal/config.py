@@ -7,8 +7,11 @@ commands can set variables before they build an app.
 
 from __future__ import annotations
 
+import base64
+import math
 import os
 import secrets
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,110 @@ ENVIRONMENTS = ("development", "production", "test")
 
 class ConfigError(RuntimeError):
     """A required setting is missing or malformed."""
+
+
+# Secrets in production (issue 11): a key someone typed or copied from an example is
+# refused at start, not discovered after it signed a year of sessions.
+SECRET_MIN_LENGTH = 32
+SECRET_MIN_DISTINCT = 8
+SECRET_REPEAT = 8  # a key that repeats a piece this long is a pattern, not random
+# Estimated entropy: length × the Shannon entropy of the key's own characters. Random
+# keys are far above it (secrets.token_hex(16) ≥ 92 bits, token_urlsafe(32) ≥ 180 bits).
+SECRET_MIN_BITS = 80
+# Known defaults and placeholders, compared without case; a key that contains a
+# placeholder word is refused too.
+KNOWN_SECRETS = frozenset(
+    {
+        "x",
+        "secret",
+        "changeme",
+        "change-me",
+        "dev",
+        "development",
+        "test",
+        "password",
+        "secret-key",
+        "secret_key",
+        "secretkey",
+        "supersecret",
+        "super-secret",
+        "default",
+    }
+)
+PLACEHOLDER_WORDS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "replaceme",
+    "replace-me",
+    "replace_me",
+    "secret-key",
+    "secret_key",
+    "secretkey",
+    "example",
+    "password",
+    "default",
+)
+
+
+def _estimated_bits(value: str) -> float:
+    counts = Counter(value)
+    n = len(value)
+    return n * -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def secret_key_problem(value: str) -> str | None:
+    """Why ``value`` is too weak to sign production sessions, or None if it will do."""
+    lowered = value.strip().lower()
+    if lowered in KNOWN_SECRETS or any(word in lowered for word in PLACEHOLDER_WORDS):
+        return "is a known default or placeholder"
+    if len(value) < SECRET_MIN_LENGTH:
+        return f"is shorter than {SECRET_MIN_LENGTH} characters"
+    if len(set(value)) < SECRET_MIN_DISTINCT:
+        return f"has fewer than {SECRET_MIN_DISTINCT} different characters"
+    steps = [ord(b) - ord(a) for a, b in zip(value, value[1:], strict=False)]
+    if sum(1 for step in steps if abs(step) <= 1) * 2 > len(steps):
+        return "is mostly runs (aaaa, abcd, 4321)"
+    pieces = [value[i : i + SECRET_REPEAT] for i in range(len(value) - SECRET_REPEAT + 1)]
+    if len(set(pieces)) < len(pieces):  # random 64 hex digits: about 1 in 2.5 million
+        return f"repeats a piece of {SECRET_REPEAT} characters"
+    if _estimated_bits(value) < SECRET_MIN_BITS:
+        return f"has under {SECRET_MIN_BITS} bits of estimated entropy"
+    return None
+
+
+def encryption_key_problem(value: str, *, secret_key: str) -> str | None:
+    """Why ``value`` will not do as the production Fernet key, or None if it will."""
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(value.encode())
+    except (ValueError, TypeError):
+        return (
+            "is not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+            '`python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"`)'
+        )
+    if value == secret_key:
+        return "is the same as PORTAL_SECRET_KEY"
+    raw = base64.urlsafe_b64decode(value.encode())
+    if len(set(raw)) < 20:  # 32 random bytes have about 30 different values; < 20: 1 in 10⁸
+        return "is not random (too few different bytes)"
+    return None
+
+
+def _refuse_weak_secrets(secret_key: str, encryption_key: str) -> None:
+    """Production refuses to start with a weak secret key or encryption key."""
+    problem = secret_key_problem(secret_key)
+    if problem:
+        raise ConfigError(
+            f"PORTAL_SECRET_KEY {problem}: production needs a random key of at least "
+            f"{SECRET_MIN_LENGTH} characters, e.g. "
+            '`python -c "import secrets; print(secrets.token_urlsafe(48))"`'
+        )
+    problem = encryption_key_problem(encryption_key, secret_key=secret_key)
+    if problem:
+        raise ConfigError(f"PORTAL_ENCRYPTION_KEY {problem}")
 
 
 def _instance_secret(instance_path: str, name: str, factory) -> str:
@@ -62,6 +169,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         raise ConfigError("PORTAL_SECRET_KEY is required in production")
     if production and not encryption_key:
         raise ConfigError("PORTAL_ENCRYPTION_KEY is required in production")
+    if production:
+        _refuse_weak_secrets(secret_key, encryption_key)
     if not secret_key:
         secret_key = _instance_secret(instance_path, "secret_key", lambda: secrets.token_hex(32))
     if not encryption_key:

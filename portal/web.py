@@ -54,9 +54,19 @@ def healthz():
 
 @bp.get("/dev/outbox")
 def outbox():
-    """Mail the portal would have sent, for developers (only in development)."""
+    """Mail the portal would have sent: in development only, for signed-in council staff.
+
+    The outbox holds every invitation and password-reset link, so anyone who could
+    read it could take over any account: elsewhere it does not exist (404), and
+    there only council admins and finance see it (others 403, strangers sign in).
+    """
     if current_app.config["PORTAL_ENV"] != "development":
         abort(404)
+    return _outbox_for_staff()
+
+
+@auth.role_required(Role.COUNCIL_ADMIN, Role.FINANCE)
+def _outbox_for_staff():
     from portal.mail import outbox_messages
 
     return render_template("dev/outbox.html", messages=outbox_messages())

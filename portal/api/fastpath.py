@@ -42,6 +42,7 @@ from portal.api.usage import EntitlementQuery, entitlement_body
 from portal.catalogue.models import Vendor
 from portal.db import now_utc
 from portal.metering.selectors import ENTITLEMENT_SEAT, entitlement_answer, entitlement_params
+from portal.security import is_production, response_headers
 
 PATH = "/api/v1/entitlements/check"
 
@@ -143,14 +144,24 @@ class EntitlementCheckFastPath:
     def _reply(
         self, body: dict[str, Any], environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        """Flask's JSON response (``app.json.response``), written without a Response object."""
+        """Flask's JSON response (``app.json.response``), written without a Response object.
+
+        With the security headers Flask's ``after_request`` adds (:mod:`portal.security`).
+        """
         provider = self.app.json
+        security = response_headers(mimetype="application/json", production=is_production(self.app))
         if not isinstance(provider, DefaultJSONProvider) or self.app.debug:
-            return provider.response(body)(environ, start_response)  # type: ignore[operator]
+            response = provider.response(body)  # type: ignore[attr-defined]
+            response.headers.extend(security)
+            return response(environ, start_response)
         payload = f"{provider.dumps(body, separators=(',', ':'))}\n".encode()
         start_response(
             "200 OK",
-            [("Content-Type", provider.mimetype), ("Content-Length", str(len(payload)))],
+            [
+                ("Content-Type", provider.mimetype),
+                ("Content-Length", str(len(payload))),
+                *security,
+            ],
         )
         return [payload]
 

@@ -7,11 +7,13 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length
 
+# 90 days is preselected (and the service's default); "never" must be chosen.
+NEVER = "never"
 EXPIRY_CHOICES = [
-    ("", "Never"),
     ("30", "In 30 days"),
     ("90", "In 90 days"),
     ("365", "In a year"),
+    (NEVER, "Never (until revoked)"),
 ]
 SCOPE_CHOICES = [
     ("council", "Council (everything)"),
@@ -28,7 +30,11 @@ class OrgTokenForm(FlaskForm):
         validators=[InputRequired(), Length(max=200)],
         description="What the token is for, e.g. “HR system sync”.",
     )
-    expires_in = SelectField("Expires")
+    expires_in = SelectField(
+        "Expires",
+        default="90",
+        description="A token that never expires keeps working until someone revokes it.",
+    )
     submit = SubmitField("Create token")
 
     def __init__(self, *args, **kwargs):

@@ -29,6 +29,8 @@ TOKEN_START = "pk_"  # noqa: S105 (a public prefix, not a secret)
 PREFIX_LENGTH = 12  # "pk_c_" and 7 random characters: enough to tell tokens apart
 # last_used_at is written at most this often per token, so busy clients do not write on every call.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+# A token expires after this long unless its creator gives another time or chooses "never".
+DEFAULT_LIFETIME = dt.timedelta(days=90)
 
 
 def _in_future(value: dt.datetime | None) -> dt.datetime | None:
@@ -72,12 +74,22 @@ def token_create(
     vendor: Vendor | None = None,
     name: str,
     expires_at: dt.datetime | None = None,
+    never_expires: bool = False,
 ) -> tuple[ApiToken, str]:
     """Create a token and return it with its plaintext, which is never stored or shown again.
 
     Council admins (and the command line) create any token; an org admin only
-    organisation tokens of their own organisation.
+    organisation tokens of their own organisation. A token expires at
+    ``expires_at``, by default :data:`DEFAULT_LIFETIME` from now; it lives until
+    revoked only when ``never_expires`` is chosen.
     """
+    if never_expires and expires_at is not None:
+        raise ValidationFailed(
+            "A token either expires or never does.",
+            errors={"expires_at": ["Give an expiry or choose “never”, not both."]},
+        )
+    if expires_at is None and not never_expires:
+        expires_at = now_utc() + DEFAULT_LIFETIME
     fields = parse(TokenFields, {"scope": scope, "name": name, "expires_at": expires_at})
     errors: dict[str, list[str]] = {}
     if fields.scope == "organisation" and organisation is None:

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, flash, g, redirect, render_template, url_for
 
 from portal.api import selectors, services
-from portal.api.forms import CouncilTokenForm, OrgTokenForm
+from portal.api.forms import NEVER, CouncilTokenForm, OrgTokenForm
 from portal.catalogue.selectors import vendor_by_slug, vendors_list
 from portal.db import db, now_utc
 from portal.errors import DomainError
@@ -35,9 +35,11 @@ def _council_form() -> CouncilTokenForm:
     return form
 
 
-def _expires_at(form: OrgTokenForm) -> dt.datetime | None:
-    days = form.expires_in.data
-    return now_utc() + dt.timedelta(days=int(days)) if days else None
+def _expiry(form: OrgTokenForm) -> dict[str, Any]:
+    """The service's expiry arguments for the form's choice (a validated choice)."""
+    if form.expires_in.data == NEVER:
+        return {"never_expires": True}
+    return {"expires_at": now_utc() + dt.timedelta(days=int(form.expires_in.data))}
 
 
 def _created(token: Any, plaintext: str, back: str):
@@ -89,7 +91,7 @@ def council_token_create():
                 if scope == "vendor" and form.vendor.data
                 else None,
                 name=form.name.data,
-                expires_at=_expires_at(form),
+                **_expiry(form),
             )
         if saved:
             return _created(token, plaintext, url_for("tokens.council_tokens"))
@@ -125,7 +127,7 @@ def org_token_create():
                 scope="organisation",
                 organisation=org,
                 name=form.name.data,
-                expires_at=_expires_at(form),
+                **_expiry(form),
             )
         if saved:
             return _created(token, plaintext, url_for("tokens.org_tokens"))

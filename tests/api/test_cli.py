@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import sqlalchemy as sa
 
 from portal.api.models import ApiToken
-from portal.db import db
+from portal.db import db, now_utc
 from portal.identity.security import token_digest
 from tests.api.conftest import ApiClient
+
+NINETY_DAYS = dt.timedelta(days=90)  # the default, written out rather than imported
 
 
 def _last_line(output: str) -> str:
@@ -22,7 +26,9 @@ def test_token_create_prints_a_working_token_last(app, runner, make_org, make_ve
         args += ["--org", make_org("acme").slug]
     if scope == "vendor":
         args += ["--vendor", make_vendor("draftworks").slug]
+    before = now_utc()
     result = runner.invoke(args=args)
+    after = now_utc()
     assert result.exit_code == 0, result.output
     token = _last_line(result.output)
     assert token.startswith(f"pk_{scope[0]}_") and " " not in token
@@ -31,14 +37,18 @@ def test_token_create_prints_a_working_token_last(app, runner, make_org, make_ve
             sa.select(ApiToken).where(ApiToken.token_hash == token_digest(token))
         )
         assert row is not None and row.scope == scope and row.name == "from the shell"
-        assert row.expires_at is None
+        # No --expires-in-days: 90 days, not "never".
+        assert before + NINETY_DAYS <= row.expires_at <= after + NINETY_DAYS
+    assert f"expires {row.expires_at:%Y-%m-%d %H:%M} UTC" in result.output
     assert ApiClient(app.test_client(), token).get("/catalogue").status_code == 200
 
 
 def test_token_create_with_an_expiry_and_a_default_name(app, runner):
+    before = now_utc()
     result = runner.invoke(
         args=["token", "create", "--scope", "council", "--expires-in-days", "30"]
     )
+    after = now_utc()
     assert result.exit_code == 0, result.output
     with app.app_context():
         row = db.session.scalar(
@@ -46,7 +56,22 @@ def test_token_create_with_an_expiry_and_a_default_name(app, runner):
                 ApiToken.token_hash == token_digest(_last_line(result.output))
             )
         )
-        assert row.expires_at is not None and "council" in row.name
+        assert "council" in row.name
+        thirty = dt.timedelta(days=30)
+        assert before + thirty <= row.expires_at <= after + thirty
+
+
+def test_token_create_never_expires_only_when_asked(app, runner):
+    result = runner.invoke(args=["token", "create", "--scope", "council", "--never-expires"])
+    assert result.exit_code == 0, result.output
+    assert "never expires" in result.output
+    token = _last_line(result.output)
+    with app.app_context():
+        row = db.session.scalar(
+            sa.select(ApiToken).where(ApiToken.token_hash == token_digest(token))
+        )
+        assert row.expires_at is None
+    assert ApiClient(app.test_client(), token).get("/catalogue").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -62,6 +87,7 @@ def test_token_create_with_an_expiry_and_a_default_name(app, runner):
         ["--scope", "organisation", "--org", "acme", "--vendor", "draftworks"],
         ["--scope", "council", "--expires-in-days", "0"],
         ["--scope", "council", "--expires-in-days", "soon"],
+        ["--scope", "council", "--expires-in-days", "30", "--never-expires"],
         ["--scope", "council", "--name", "x" * 201],
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import pytest
 import sqlalchemy as sa
 
 from portal.api.models import ApiToken
@@ -210,7 +211,7 @@ def test_council_token_form_explains_a_missing_owner(signed_in):
     response = post_form(
         client,
         "/council/tokens",
-        {"name": "x", "scope": "vendor", "organisation": "", "vendor": "", "expires_in": ""},
+        {"name": "x", "scope": "vendor", "organisation": "", "vendor": "", "expires_in": "90"},
     )
     assert response.status_code == 400
     assert "Choose the vendor this token acts for." in response.get_data(as_text=True)
@@ -255,11 +256,74 @@ def test_org_admin_sees_and_revokes_only_their_own_organisations_tokens(
 def test_org_admin_creates_an_organisation_token(app, signed_in, make_org):
     org = make_org()
     client = signed_in("org_admin", org)
-    response = post_form(client, "/org/tokens", {"name": "HR sync", "expires_in": ""})
+    response = post_form(client, "/org/tokens", {"name": "HR sync", "expires_in": "never"})
     assert response.status_code == 201
+    assert "never expires" in response.get_data(as_text=True)
     plaintext = TOKEN_RE.search(response.get_data(as_text=True)).group(1)
     token = _token_row(app, plaintext)
     assert token.scope == "organisation" and token.organisation_id == org.id
+    assert token.expires_at is None  # chosen: "never"
+
+
+NINETY_DAYS = dt.timedelta(days=90)
+
+
+@pytest.mark.parametrize("path", ["/org/tokens", "/council/tokens"])
+def test_the_token_form_preselects_90_days_and_offers_never(signed_in, make_org, path):
+    client = (
+        signed_in("org_admin", make_org()) if path == "/org/tokens" else signed_in("council_admin")
+    )
+    html = client.get(path).get_data(as_text=True)
+    select = re.search(r'<select[^>]*name="expires_in".*?</select>', html, re.S).group(0)
+    options = re.findall(r'<option([^>]*)value="([^"]*)"([^>]*)>', select)
+    values = [value for _, value, _ in options]
+    assert "never" in values and "" not in values
+    selected = [value for before, value, after in options if "selected" in before + after]
+    assert selected == ["90"]
+
+
+def test_a_page_token_expires_in_90_days_unless_never_is_chosen(app, signed_in, make_org):
+    org = make_org()
+    client = signed_in("org_admin", org)
+    for data in ({"name": "default", "expires_in": "90"}, {"name": "a script, no choice"}):
+        before = now_utc()
+        response = post_form(client, "/org/tokens", data, token_from="/org/tokens")
+        after = now_utc()
+        assert response.status_code == 201, data
+        token = _token_row(app, TOKEN_RE.search(response.get_data(as_text=True)).group(1))
+        assert before + NINETY_DAYS <= token.expires_at <= after + NINETY_DAYS, data
+    response = post_form(client, "/org/tokens", {"name": "blank", "expires_in": ""})
+    assert response.status_code == 400
+    assert "Not a valid choice" in response.get_data(as_text=True)
+    with app.app_context():
+        names = db.session.scalars(sa.select(ApiToken.name)).all()
+    assert sorted(names) == ["a script, no choice", "default"]
+
+
+def test_the_service_defaults_to_90_days_and_never_only_when_chosen(app, make_org):
+    from portal.api.services import token_create
+    from portal.errors import ValidationFailed
+
+    with app.app_context():
+        before = now_utc()
+        default, _ = token_create(db.session, actor=SYSTEM, scope="council", name="default")
+        after = now_utc()
+        assert before + NINETY_DAYS <= default.expires_at <= after + NINETY_DAYS
+        never, _ = token_create(
+            db.session, actor=SYSTEM, scope="council", name="never", never_expires=True
+        )
+        assert never.expires_at is None
+        with pytest.raises(ValidationFailed) as both:
+            token_create(
+                db.session,
+                actor=SYSTEM,
+                scope="council",
+                name="both",
+                never_expires=True,
+                expires_at=now_utc() + dt.timedelta(days=1),
+            )
+        assert "expires_at" in both.value.errors
+        db.session.commit()
 
 
 def test_token_pages_are_for_admins_only(signed_in, make_org):

@@ -154,9 +154,12 @@ def test_cookie_flags_in_test_and_production(app, make_user, monkeypatch, tmp_pa
     from portal import create_app
 
     monkeypatch.setenv("PORTAL_ENV", "production")
-    monkeypatch.setenv("PORTAL_SECRET_KEY", "x" * 40)
-    monkeypatch.setenv("PORTAL_ENCRYPTION_KEY", "y" * 44)
+    from cryptography.fernet import Fernet  # random keys: production refuses weak ones
+
+    monkeypatch.setenv("PORTAL_SECRET_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("PORTAL_ENCRYPTION_KEY", Fernet.generate_key().decode())
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("PORTAL_SINGLE_PROCESS", "1")  # no Redis here: one process
     prod = create_app({"SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"]})
     prod_client = prod.test_client()
     prod_response = login(prod_client, user)
