@@ -323,6 +323,8 @@ def group_patch(payload: Any) -> dict[str, Any]:
                     changes["replace_members"] = []
                 else:  # Entra: remove with a list of values
                     changes["remove"] += _member_values(value)
+            elif op == "remove" and path.attr.lower() == "displayname":
+                raise ScimProblem("displayName is required.", scim_type="mutability")
             elif op == "remove":
                 _group_attribute(changes, "replace", path.attr.lower(), None)
             else:

@@ -4,6 +4,8 @@ bad input gets a SCIM error that changes nothing."""
 
 from __future__ import annotations
 
+import threading
+
 from portal.identity.models import User
 from portal.scim.models import ScimGroup
 from tests.scim.conftest import ENTERPRISE, GROUP_SCHEMA, USER_SCHEMA, assert_scim_error
@@ -242,6 +244,11 @@ def test_group_members_carry_type_and_ref(app, scim_org):
             "display": "Eng",
         }
     ]
+    assert_scim_error(
+        acme.patch(f"/Groups/{created['id']}", {"op": "remove", "path": "displayName"}),
+        400,
+        "mutability",
+    )
     nested = acme.post(
         "/Groups", {"displayName": "Outer", "members": [{"value": created["id"], "type": "Group"}]}
     )
@@ -428,3 +435,33 @@ def test_bad_searches_and_pages_get_scim_errors(app, scim_org):
     ).get_json()
     assert searched["Resources"] == [] and searched["totalResults"] == 1
     assert_scim_error(acme.get("/Users/.search"), 404)  # a search is a POST
+
+
+def test_if_match_holds_under_concurrent_writers(app, scim_org):
+    """Eight identity-provider workers PATCH with the same version at once: one wins, the
+    others get 412 (the row is locked from the version check to the commit)."""
+    acme = scim_org("acme")
+    uid = _user(acme)["id"]
+    version = acme.get(f"/Users/{uid}").headers["ETag"]
+    barrier = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def write(i: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        answer = client.patch(
+            f"/scim/v2/Users/{uid}",
+            json={
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "displayName", "value": f"W{i}"}],
+            },
+            headers={"Authorization": f"Bearer {acme.token}", "If-Match": version},
+        )
+        statuses.append(answer.status_code)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [200] + [412] * 7, statuses
