@@ -12,7 +12,9 @@ headers from :func:`response_headers`, so both paths answer alike.
   ``style="…"`` attributes are blocked, so templates use classes (and SVG
   presentation attributes for drawn widths and colours).
 * Everything else (JSON, problem+json, SCIM, CSV, static files) gets
-  ``default-src 'none'``: nothing in it may load or run anything.
+  ``default-src 'none'``: nothing in it may load or run anything. Invoice PDFs,
+  which browsers open inline in their own viewers (some of which a
+  ``default-src 'none'`` on the PDF itself has broken), get ``frame-ancestors`` only.
 * ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY`` (for older browsers):
   no page can be framed. Also ``nosniff``, a Referrer-Policy, a Permissions-Policy
   that turns off powerful features, ``Cross-Origin-Opener-Policy``, and HSTS in
@@ -59,6 +61,7 @@ PERMISSIONS_POLICY = ", ".join(
 HSTS = "max-age=31536000; includeSubDomains"
 # Anything that is not a page: nothing may load, run or frame it.
 CSP_NOT_A_PAGE = "default-src 'none'; frame-ancestors 'none'"
+CSP_PDF = "frame-ancestors 'none'"
 
 
 def csp_nonce() -> str:
@@ -101,6 +104,8 @@ def response_headers(
     """The security headers of a response of ``mimetype``."""
     if mimetype == "text/html":
         csp = page_policy(nonce=nonce, production=production, forms_leave_site=forms_leave_site)
+    elif mimetype == "application/pdf":
+        csp = CSP_PDF
     else:
         csp = CSP_NOT_A_PAGE
     headers = [

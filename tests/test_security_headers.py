@@ -120,6 +120,17 @@ def test_static_files_carry_the_headers(client):
         response.close()
 
 
+def test_a_pdf_may_not_be_framed_but_keeps_its_viewer(app):
+    """Browsers' own PDF viewers run inside the PDF's document: only framing is refused."""
+    with app.test_request_context("/org/invoices/1.pdf"):
+        response = app.process_response(
+            app.make_response((b"%PDF-1.7", 200, {"Content-Type": "application/pdf"}))
+        )
+    assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    for name, value in COMMON.items():
+        assert response.headers[name] == value
+
+
 def test_the_api_docs_page_is_a_page_with_no_inline_code(client):
     response = client.get("/api/v1/docs")
     assert response.status_code == 200
