@@ -9,6 +9,15 @@ it is written for speed without giving up exactness:
   event by event, to report each bad event by its index.
 * References (organisation slug, product SKU, meter key) are resolved with two
   queries per batch, then per event from dictionaries.
+* SPEC invariant 8: an event counts only for an organisation holding a
+  subscription of the product in force on the event's day, and only for that
+  organisation's people. Both are resolved with one query each per batch
+  (subscriptions of the batch's organisations × products with the day each
+  first had seats; the batch's people by organisation), never per event.
+* Every rejected event is reported by index with a stable ``code``
+  (:data:`REJECTION_CODES`) beside its errors by field; nothing in one event
+  (a NUL byte, a number past 64 bits, a date past year 9999) fails the batch
+  (invariant 9).
 * Valid events are written in the caller's single transaction with
   ``ON CONFLICT DO NOTHING`` on (organisation, idempotency key) — invariant 3 —
   through binary ``COPY`` into a staging table on PostgreSQL and
@@ -33,7 +42,9 @@ from portal.audit.services import Actor
 from portal.catalogue.models import Meter, Product
 from portal.db import now_utc
 from portal.errors import PermissionDenied, ValidationFailed
+from portal.identity.models import User
 from portal.metering.models import QUANTITY_FACTOR, QUANTITY_SCALE, UsageEvent
+from portal.seats.models import Subscription, SubscriptionChange, SubscriptionStatus
 from portal.tenancy.models import Organisation
 
 MAX_BATCH = 10_000
@@ -42,6 +53,20 @@ MAX_QUANTITY = Decimal(10) ** 9
 MAX_PROPERTIES_BYTES = 4096
 MAX_FUTURE = dt.timedelta(minutes=5)
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+#: Longest organisation slug or product SKU looked up (longer ones cannot exist).
+MAX_REFERENCE_LENGTH = 255
+#: Integers in ``properties`` must fit a signed 64-bit integer (invariant 9).
+MAX_PROPERTY_INT = 2**63 - 1
+#: ``properties`` nest objects and arrays at most this deep (``{"a": 1}`` is 1).
+MAX_PROPERTIES_DEPTH = 32
+
+#: Why an event was rejected, one stable code per rejected event:
+#: ``invalid``: a field is malformed, unknown or out of range (see ``errors``);
+#: ``no_subscription``: the organisation held no subscription of the product in
+#: force on the day the event occurred (invariant 8);
+#: ``not_organisation_person``: ``user_email`` is not a person of the organisation.
+REJECTION_CODES = ("invalid", "no_subscription", "not_organisation_person")
+NUL_MESSAGE = "Must not contain a NUL character (U+0000)."
 
 
 class EventIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -73,7 +98,10 @@ _encode = msgspec.json.encode
 
 @dataclass
 class IngestResult:
-    """What happened to a batch: ``{accepted, duplicates, rejected: [{index, errors}]}``."""
+    """What happened to a batch: ``{accepted, duplicates, rejected: [{index, code, errors}]}``.
+
+    ``code`` is one of :data:`REJECTION_CODES`; ``errors`` maps fields to messages.
+    """
 
     accepted: int = 0
     duplicates: int = 0
@@ -83,8 +111,14 @@ class IngestResult:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
+def printable(text: str) -> str:
+    """Text safe to echo back in an answer or a page: NUL bytes shown as ``\\u0000``."""
+    return text.replace("\x00", "\\u0000")
+
+
 def _field_of(message: str) -> tuple[str, str]:
     """msgspec says "Expected `str`, got `int` - at `$.quantity`": split field and message."""
+    message = printable(message)
     match = re.search(r" - at `\$(?:\.events\[\d+\])?\.?([^`\[]*)", message)
     fieldname = (match.group(1) if match else "") or "_"
     text = message.split(" - at ")[0]
@@ -97,17 +131,26 @@ def _field_of(message: str) -> tuple[str, str]:
     return fieldname, text + "."
 
 
+_TOO_DEEP = "Arrays and objects are nested too deeply."
+
+
 def decode_batch(body: bytes) -> tuple[list[EventIn | None], dict[int, dict[str, list[str]]]]:
     """Events by position (None where an event is malformed) and the errors of those."""
     try:
         return list(_batch_decoder.decode(body).events), {}
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         pass
     try:
         raw = _raw_decoder.decode(body).events
     except msgspec.DecodeError as exc:
         raise ValidationFailed(
-            'The body must be JSON: {"events": [ … ]}.', errors={"events": [str(exc)]}
+            'The body must be JSON: {"events": [ … ]}.', errors={"events": [printable(str(exc))]}
+        ) from exc
+    except RecursionError as exc:
+        # msgspec cannot even skip over the events: the batch cannot be split into events.
+        raise ValidationFailed(
+            "The body nests arrays or objects too deeply to be read.",
+            errors={"events": [_TOO_DEEP]},
         ) from exc
     events: list[EventIn | None] = []
     errors: dict[int, dict[str, list[str]]] = {}
@@ -118,26 +161,45 @@ def decode_batch(body: bytes) -> tuple[list[EventIn | None], dict[int, dict[str,
             events.append(None)
             name, message = _field_of(str(exc))
             errors[index] = {name: [message]}
+        except RecursionError:
+            events.append(None)
+            errors[index] = {"properties": [_TOO_DEEP]}
     return events, errors
 
 
 def quantity_to_micros(value: Decimal) -> int:
-    """An exact non-negative decimal with at most six places, as an integer of millionths."""
+    """An exact non-negative decimal with at most six places, as an integer of millionths.
+
+    Exact for any input: no rounding to the decimal context's 28 digits, no
+    underflow of tiny values (``1E-999999999`` is refused, not read as 0).
+    """
     if not value.is_finite():
         raise ValueError("Give a finite number.")
     if value < 0:
         raise ValueError("Quantities cannot be negative.")
     if value > MAX_QUANTITY:
         raise ValueError(f"At most {MAX_QUANTITY:,} per event.")
-    scaled = value.scaleb(QUANTITY_SCALE)
-    if scaled != scaled.to_integral_value():
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    shift = exponent + QUANTITY_SCALE
+    if shift >= 0:
+        # value ≤ 10⁹ with at most 6 places: at most 16 digits, exact in any context.
+        coefficient = int("".join(map(str, digits)))
+        return coefficient * 10**shift
+    if any(digits[shift:]):
         raise ValueError(f"Use at most {QUANTITY_SCALE} digits after the decimal point.")
-    return int(scaled)
+    kept = digits[:shift]
+    return int("".join(map(str, kept))) if kept else 0
 
 
 def micros_to_decimal(micros: int) -> Decimal:
     """The exact decimal a stored quantity stands for."""
     return (Decimal(micros) / QUANTITY_FACTOR).normalize() if micros else Decimal(0)
+
+
+def _lookup_key(text: str) -> bool:
+    """Whether a reference can be looked up (no NUL byte, which PostgreSQL refuses)."""
+    return len(text) <= MAX_REFERENCE_LENGTH and "\x00" not in text
 
 
 @dataclass
@@ -147,8 +209,8 @@ class _Refs:
 
 
 def _load_refs(session: Session, events: Iterable[EventIn | None]) -> _Refs:
-    slugs = {e.organisation for e in events if e is not None}
-    skus = {e.product for e in events if e is not None}
+    slugs = {e.organisation for e in events if e is not None and _lookup_key(e.organisation)}
+    skus = {e.product for e in events if e is not None and _lookup_key(e.product)}
     organisations = {
         slug: (oid, status)
         for oid, slug, status in session.execute(
@@ -169,6 +231,81 @@ def _load_refs(session: Session, events: Iterable[EventIn | None]) -> _Refs:
     return _Refs(organisations, products)
 
 
+Terms = dict[tuple[int, int], list[tuple[dt.date, dt.date | None]]]
+
+
+def subscription_terms(
+    session: Session, *, organisation_ids: Iterable[int], product_ids: Iterable[int]
+) -> Terms:
+    """The days each (organisation, product) held a subscription in force, in one query.
+
+    A subscription is in force from the day it first had seats granted (its
+    ``starts_on`` when granted at once; the day the waitlist served it
+    otherwise) through its ``ends_on`` (the day it was cancelled), inclusive. A
+    subscription that never had a seat granted (still waitlisted, or cancelled
+    while waiting) was never in force. Cancelled subscriptions still count for
+    the days they ran, so late usage of those days is accepted.
+    """
+    first_granted = (
+        sa.select(sa.func.min(SubscriptionChange.effective_at))
+        .where(
+            SubscriptionChange.subscription_id == Subscription.id,
+            SubscriptionChange.quantity > 0,
+        )
+        .correlate(Subscription)
+        .scalar_subquery()
+    )
+    terms: Terms = {}
+    for org_id, product_id, status, starts_on, ends_on, granted_at in session.execute(
+        sa.select(
+            Subscription.organisation_id,
+            Subscription.product_id,
+            Subscription.status,
+            Subscription.starts_on,
+            Subscription.ends_on,
+            first_granted,
+        ).where(
+            Subscription.organisation_id.in_(set(organisation_ids)),
+            Subscription.product_id.in_(set(product_ids)),
+        )
+    ):
+        if granted_at is not None:
+            if isinstance(granted_at, str):  # SQLite: an aggregate of a TypeDecorator column
+                granted_at = dt.datetime.fromisoformat(granted_at)
+            first = max(starts_on, granted_at.date())
+        elif status == SubscriptionStatus.ACTIVE:
+            first = starts_on  # no quantity history (rows written outside the services)
+        else:
+            continue
+        terms.setdefault((org_id, product_id), []).append((first, ends_on))
+    return terms
+
+
+def in_force(terms: list[tuple[dt.date, dt.date | None]] | None, day: dt.date) -> bool:
+    """Whether any of an (organisation, product)'s subscription terms covers ``day``."""
+    if not terms:
+        return False
+    return any(first <= day and (last is None or day <= last) for first, last in terms)
+
+
+def organisation_people(
+    session: Session, *, organisation_ids: Iterable[int], emails: Iterable[str]
+) -> set[tuple[int, str]]:
+    """(organisation id, email) of the given emails that are accounts of those
+    organisations, active or not, in one query."""
+    emails = set(emails)
+    if not emails:
+        return set()
+    return {
+        (org_id, email)
+        for org_id, email in session.execute(
+            sa.select(User.organisation_id, User.email).where(
+                User.organisation_id.in_(set(organisation_ids)), User.email.in_(emails)
+            )
+        )
+    }
+
+
 def usage_ingest(
     session: Session,
     *,
@@ -181,7 +318,9 @@ def usage_ingest(
     """Validate and store a batch; each bad event is reported and the good ones kept.
 
     ``vendor_id`` limits the batch to that vendor's products (vendor tokens);
-    ``None`` is for council tokens and staff uploads.
+    ``None`` is for council tokens and staff uploads. Either way an event counts
+    only for an organisation holding a subscription of its product in force on
+    the event's day, and only for that organisation's people (invariant 8).
     """
     if actor.role not in (None, "council_admin", "vendor"):
         raise PermissionDenied("Only vendors and the council report usage.")
@@ -200,21 +339,78 @@ def usage_ingest(
     now = now_utc()
     oldest = now - dt.timedelta(days=max_age_days)
     newest = now + MAX_FUTURE
-    rows: list[tuple] = []
+    codes = dict.fromkeys(errors, "invalid")
+    valid: list[tuple[int, EventIn, tuple]] = []
     for index, event in enumerate(events):
         if event is None:
             continue
         problems = _check(event, refs, vendor_id, oldest, newest)
         if isinstance(problems, dict):
             errors[index] = problems
+            codes[index] = "invalid"
             continue
-        rows.append((*problems, now, token_id))
+        valid.append((index, event, problems))
+    rows: list[tuple] = []
+    if valid:
+        terms = subscription_terms(
+            session,
+            organisation_ids={row[0] for _, _, row in valid},
+            product_ids={row[1] for _, _, row in valid},
+        )
+        people = organisation_people(
+            session,
+            organisation_ids={row[0] for _, _, row in valid if row[6] is not None},
+            emails={row[6] for _, _, row in valid if row[6] is not None},
+        )
+        for index, event, row in valid:
+            day = row[5].date()
+            if not in_force(terms.get((row[0], row[1])), day):
+                errors[index] = {
+                    "organisation": [
+                        f"{event.organisation} holds no subscription of {event.product} "
+                        f"in force on {day.isoformat()}."
+                    ]
+                }
+                codes[index] = "no_subscription"
+            elif row[6] is not None and (row[0], row[6]) not in people:
+                errors[index] = {"user_email": [f"This is not a person of {event.organisation}."]}
+                codes[index] = "not_organisation_person"
+            else:
+                rows.append((*row, now, token_id))
     result = IngestResult()
-    result.rejected = [{"index": i, "errors": errors[i]} for i in sorted(errors)]
+    result.rejected = [{"index": i, "code": codes[i], "errors": errors[i]} for i in sorted(errors)]
     if rows:
         result.accepted = _insert(session, rows)
         result.duplicates = len(rows) - result.accepted
     return result
+
+
+def _property_problem(properties: dict[str, Any]) -> str | None:
+    """What is wrong inside ``properties`` (a NUL byte, an integer past 64 bits,
+    nesting past :data:`MAX_PROPERTIES_DEPTH`), if anything. Iterative: no
+    recursion for a hostile depth to exhaust."""
+    stack: list[tuple[Any, int]] = [(properties, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return NUL_MESSAGE
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if not -MAX_PROPERTY_INT - 1 <= value <= MAX_PROPERTY_INT:
+                return "Numbers must fit in 64 bits (at most 9223372036854775807)."
+        elif isinstance(value, dict | list):
+            if depth > MAX_PROPERTIES_DEPTH:
+                return f"Nest objects and arrays at most {MAX_PROPERTIES_DEPTH} levels deep."
+            if isinstance(value, dict):
+                for key in value:
+                    if "\x00" in key:
+                        return NUL_MESSAGE
+                stack.extend((item, depth + 1) for item in value.values())
+            else:
+                stack.extend((item, depth + 1) for item in value)
+    return None
 
 
 def _check(
@@ -225,19 +421,27 @@ def _check(
     key = event.idempotency_key
     if not key or len(key) > MAX_KEY_LENGTH:
         problems["idempotency_key"] = [f"Give 1 to {MAX_KEY_LENGTH} characters."]
+    elif "\x00" in key:
+        problems["idempotency_key"] = [NUL_MESSAGE]
     org = refs.organisations.get(event.organisation)
-    if org is None or org[1] == "pending":
+    if "\x00" in event.organisation:
+        problems["organisation"] = [NUL_MESSAGE]
+    elif org is None or org[1] == "pending":
         problems["organisation"] = ["No such organisation."]
     product = refs.products.get(event.product)
     meter_id = None
-    if product is None:
+    if "\x00" in event.product:
+        problems["product"] = [NUL_MESSAGE]
+    elif product is None:
         problems["product"] = ["No such product."]
     elif vendor_id is not None and product[1] != vendor_id:
         problems["product"] = ["This product is not one of yours."]
+    elif "\x00" in event.meter:
+        problems["meter"] = [NUL_MESSAGE]
     else:
         meter_id = product[2].get(event.meter)
         if meter_id is None:
-            problems["meter"] = [f"{event.product} has no meter “{event.meter}”."]
+            problems["meter"] = [f"{event.product} has no meter “{event.meter[:100]}”."]
     try:
         micros = quantity_to_micros(event.quantity)
     except (ValueError, InvalidOperation) as exc:
@@ -253,15 +457,23 @@ def _check(
     email = event.user_email
     if email is not None:
         email = email.strip().lower()
-        if len(email) > 254 or not _EMAIL.match(email):
+        if "\x00" in email:
+            problems["user_email"] = [NUL_MESSAGE]
+        elif len(email) > 254 or not _EMAIL.match(email):
             problems["user_email"] = ["Give a valid email address."]
     properties = None
     if event.properties is not None:
-        properties = _encode(event.properties)
-        if len(properties) > MAX_PROPERTIES_BYTES:
-            problems["properties"] = [
-                f"Keep properties under {MAX_PROPERTIES_BYTES} bytes of JSON."
-            ]
+        try:
+            properties = _encode(event.properties)
+        except RecursionError:
+            problems["properties"] = [_TOO_DEEP]
+        else:
+            if len(properties) > MAX_PROPERTIES_BYTES:
+                problems["properties"] = [
+                    f"Keep properties under {MAX_PROPERTIES_BYTES} bytes of JSON."
+                ]
+            elif problem := _property_problem(event.properties):
+                problems["properties"] = [problem]
     if problems:
         return problems
     assert org is not None and product is not None
@@ -373,4 +585,10 @@ def _sqlite_rows(rows: list[tuple]) -> list[tuple]:
     return out
 
 
-__all__ = ["UsageEvent", "usage_ingest", "IngestResult", "decode_batch"]
+__all__ = [
+    "REJECTION_CODES",
+    "IngestResult",
+    "UsageEvent",
+    "decode_batch",
+    "usage_ingest",
+]

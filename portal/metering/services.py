@@ -6,14 +6,14 @@ import contextlib
 import csv
 import datetime as dt
 import io
-import json
 
+import msgspec
 from sqlalchemy.orm import Session
 
 from portal.audit.services import Actor, audit_record
 from portal.db import now_utc
 from portal.errors import InvalidState, ValidationFailed
-from portal.metering.ingest import MAX_BATCH, IngestResult, usage_ingest
+from portal.metering.ingest import MAX_BATCH, IngestResult, printable, usage_ingest
 from portal.metering.models import IdleSeatDecision
 from portal.seats.models import SeatAssignment
 
@@ -35,11 +35,18 @@ def usage_ingest_csv(
 ) -> IngestResult:
     """Ingest a CSV file of events (a header row, then one event per row).
 
-    Rejected events are reported by their position among the data rows (0 is the
-    first row after the header), as in the API.
+    The same rules as the API (invariants 8 and 9): each rejected row is reported
+    with its ``index`` among the data rows (0 is the first row after the header),
+    the ``line`` of the file it starts on (the header is line 1; a quoted value
+    may span lines), a stable ``code`` and its errors by column; the good rows
+    are counted. A file that cannot be read as CSV at all is refused whole.
     """
     reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in reader.fieldnames or []]
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise _unreadable(reader, exc) from exc
+    header = [h.strip() for h in fieldnames or []]
     missing = [c for c in REQUIRED_CSV_COLUMNS if c not in header]
     if missing:
         raise ValidationFailed(
@@ -50,34 +57,54 @@ def usage_ingest_csv(
     if unknown:
         raise ValidationFailed(
             "The CSV file has columns the portal does not know.",
-            errors={"file": [f"Unknown columns: {', '.join(unknown)}."]},
+            errors={"file": [f"Unknown columns: {', '.join(printable(u) for u in unknown)}."]},
         )
     events: list[dict] = []
-    for index, row in enumerate(reader):
-        if index >= MAX_BATCH:
+    lines: list[int] = []
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise _unreadable(reader, exc) from exc
+        if len(events) >= MAX_BATCH:
             raise ValidationFailed(
                 f"Upload at most {MAX_BATCH:,} events per file.",
                 code="batch_too_large",
                 errors={"file": [f"Split the file into parts of {MAX_BATCH:,} rows."]},
             )
-        event = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        event: dict = {}
+        spanned = 0
+        for k, v in row.items():
+            if k is None:  # more values than columns: rejected like an unknown field
+                if any(x.strip() for x in v):
+                    event["_"] = "values beyond the header's columns"
+                continue
+            value = v or ""
+            spanned += value.count("\n")
+            event[k.strip()] = value.strip()
+        lines.append(reader.line_num - spanned)
         for optional in ("user_email", "properties"):
             if not event.get(optional):
                 event.pop(optional, None)
         if "properties" in event:
-            # Not JSON: left as text, so the event is rejected for its properties like any other.
-            with contextlib.suppress(ValueError):
-                event["properties"] = json.loads(event["properties"])
+            # Not a JSON object: left as text, so the event is rejected for its properties.
+            with contextlib.suppress(msgspec.DecodeError, RecursionError):
+                event["properties"] = msgspec.json.decode(event["properties"])
         events.append(event)
     if not events:
         raise ValidationFailed("The CSV file has no events.", errors={"file": ["No data rows."]})
     result = usage_ingest(
         session,
         actor=actor,
-        body=json.dumps({"events": events}).encode(),
+        body=msgspec.json.encode({"events": events}),
         vendor_id=vendor_id,
         max_age_days=max_age_days,
     )
+    for rejected in result.rejected:
+        rejected["line"] = lines[rejected["index"]]
     audit_record(
         session,
         actor=actor,
@@ -91,6 +118,14 @@ def usage_ingest_csv(
         },
     )
     return result
+
+
+def _unreadable(reader: csv.DictReader, exc: csv.Error) -> ValidationFailed:
+    line = reader.line_num + 1  # the line being read when it failed
+    return ValidationFailed(
+        f"The file cannot be read as CSV (line {line}).",
+        errors={"file": [f"Line {line} cannot be read as CSV: {printable(str(exc))}."]},
+    )
 
 
 def idle_seat_keep(

@@ -32,19 +32,23 @@ PATH = "/api/v1/entitlements/check"
 
 
 def _seat(app, org_id: int, product_id: int, email: str) -> int:
+    from portal.seats.selectors import live_subscription
+
     with app.app_context():
-        outcome = seats.subscription_create(
-            db.session,
-            actor=SYSTEM,
-            organisation=db.session.get(Organisation, org_id),
-            product=db.session.get(Product, product_id),
-            quantity=2,
+        # The metered fixture's organisation already subscribes to its product.
+        subscription = (
+            live_subscription(db.session, organisation_id=org_id, product_id=product_id)
+            or seats.subscription_create(
+                db.session,
+                actor=SYSTEM,
+                organisation=db.session.get(Organisation, org_id),
+                product=db.session.get(Product, product_id),
+                quantity=2,
+            ).subscription
         )
-        seats.seat_assign(
-            db.session, actor=SYSTEM, subscription=outcome.subscription, user_email=email
-        )
+        seats.seat_assign(db.session, actor=SYSTEM, subscription=subscription, user_email=email)
         db.session.commit()
-        return outcome.subscription.id
+        return subscription.id
 
 
 def _vendor_token(app, make_token, slug: str) -> str:  # noqa: F811

@@ -16,9 +16,69 @@ from tests.conftest import SYSTEM
 COUNCIL = Actor(label="council token", role="council_admin")
 
 
+#: Subscriptions made by :func:`subscribe` start this many days ago: before the
+#: oldest event the tests send (``max_age_days=35``), so every event the tests
+#: mean to be counted falls in a subscription in force (SPEC invariant 8).
+SUBSCRIBED_DAYS_AGO = 40
+
+
+def subscribe(
+    app, org_slug: str, sku: str, *, quantity: int = 5, days_ago: int = SUBSCRIBED_DAYS_AGO
+) -> int:
+    """The organisation's live subscription of ``sku`` (created, backdated by the
+    council, if there is none; resized to ``quantity`` if there is); its id."""
+    from portal.catalogue.selectors import product_by_sku
+    from portal.seats import selectors as seat_selectors
+    from portal.seats.services import subscription_create, subscription_resize
+    from portal.tenancy.selectors import organisation_by_slug
+
+    with app.app_context():
+        org = organisation_by_slug(db.session, org_slug)
+        product = product_by_sku(db.session, sku)
+        live = seat_selectors.live_subscription(
+            db.session, organisation_id=org.id, product_id=product.id
+        )
+        if live is None:
+            live = subscription_create(
+                db.session,
+                actor=SYSTEM,
+                organisation=org,
+                product=product,
+                quantity=quantity,
+                starts_on=now_utc().date() - dt.timedelta(days=days_ago),
+            ).subscription
+        elif live.quantity != quantity:
+            subscription_resize(db.session, actor=SYSTEM, subscription=live, quantity=quantity)
+        db.session.commit()
+        return live.id
+
+
+def person(app, org_slug: str, email: str) -> str:
+    """An account (a member) of the organisation with this email, made if missing."""
+    import sqlalchemy as sa
+
+    from portal.identity.models import User
+    from portal.identity.services import user_create
+    from portal.tenancy.selectors import organisation_by_slug
+
+    with app.app_context():
+        email = email.lower()
+        if db.session.scalar(sa.select(User.id).where(User.email == email)) is None:
+            user_create(
+                db.session,
+                actor=SYSTEM,
+                email=email,
+                role="member",
+                organisation=organisation_by_slug(db.session, org_slug),
+            )
+            db.session.commit()
+    return email
+
+
 @pytest.fixture
 def metered(app, make_org, make_product):  # noqa: F811
-    """An organisation and a product with sum, max, count and unique_count meters."""
+    """An organisation and a product with sum, max, count and unique_count meters;
+    the organisation subscribes to it (since 40 days ago)."""
     from portal.catalogue.models import Product
     from portal.catalogue.services import meter_create
 
@@ -46,7 +106,8 @@ def metered(app, make_org, make_product):  # noqa: F811
             )
         vendor_id = p.vendor_id
         db.session.commit()
-    return {"org": org, "product": product, "vendor_id": vendor_id}
+    subscription_id = subscribe(app, org.slug, product.sku)
+    return {"org": org, "product": product, "vendor_id": vendor_id, "subscription": subscription_id}
 
 
 def event(**overrides: Any) -> dict[str, Any]:

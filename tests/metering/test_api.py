@@ -6,11 +6,11 @@ import json
 
 import sqlalchemy as sa
 
-from portal.catalogue.models import Product, Vendor
+from portal.catalogue.models import Vendor
 from portal.db import db
 from portal.metering.models import UsageEvent
 from portal.seats import services as seats
-from portal.tenancy.models import Organisation
+from portal.seats.models import Subscription
 from tests.api.conftest import ApiClient, VendorRef, api, assert_problem, make_token  # noqa: F401
 from tests.conftest import SYSTEM
 from tests.metering.conftest import event
@@ -90,19 +90,15 @@ def test_a_batch_over_the_limit_or_not_json_is_a_problem(app, metered, api):  # 
 
 def test_entitlement_check(app, metered, make_token, make_user):  # noqa: F811
     person = make_user("member", metered["org"])
+    sub_id = metered["subscription"]
     with app.app_context():
-        outcome = seats.subscription_create(
+        seats.seat_assign(
             db.session,
             actor=SYSTEM,
-            organisation=db.session.get(Organisation, metered["org"].id),
-            product=db.session.get(Product, metered["product"].id),
-            quantity=2,
-        )
-        seats.seat_assign(
-            db.session, actor=SYSTEM, subscription=outcome.subscription, user_email=person.email
+            subscription=db.session.get(Subscription, sub_id),
+            user_email=person.email,
         )
         db.session.commit()
-        sub_id = outcome.subscription.id
     client = _vendor_client(app, make_token, "autodraft")
     yes = client.get(
         f"/entitlements/check?organisation=acme&user_email={person.email}&product=cad-suite"

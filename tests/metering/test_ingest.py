@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from portal.db import db, now_utc
 from portal.errors import ValidationFailed
 from portal.metering.models import UsageEvent
-from tests.metering.conftest import body, event, ingest
+from tests.metering.conftest import body, event, ingest, person, subscribe
 
 
 def _stored(app) -> list[UsageEvent]:
@@ -21,6 +21,7 @@ def _stored(app) -> list[UsageEvent]:
 
 
 def test_a_batch_is_stored_exactly(app, metered):
+    person(app, "acme", "jonas@acme.example")
     when = now_utc().replace(microsecond=0) - dt.timedelta(hours=2)
     events = [
         event(
@@ -75,6 +76,7 @@ def test_a_key_repeated_inside_one_batch_counts_once(app, metered):
 
 def test_the_same_key_in_two_organisations_is_two_events(app, metered, make_org):
     make_org("other")
+    subscribe(app, "other", "cad-suite")
     key = "shared-key"
     result = ingest(
         app, [event(idempotency_key=key), event(idempotency_key=key, organisation="other")]
@@ -165,7 +167,9 @@ def test_missing_fields_are_named(app, metered):
     incomplete = event()
     del incomplete["meter"]
     result = ingest(app, [incomplete])
-    assert result.rejected == [{"index": 0, "errors": {"meter": ["This field is required."]}}]
+    assert result.rejected == [
+        {"index": 0, "code": "invalid", "errors": {"meter": ["This field is required."]}}
+    ]
 
 
 def test_time_window(app, metered):

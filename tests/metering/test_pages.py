@@ -7,25 +7,18 @@ import io
 
 import sqlalchemy as sa
 
-from portal.catalogue.models import Product
 from portal.db import db, now_utc
 from portal.metering.models import UsageEvent
 from portal.seats import services as seats
 from portal.seats.models import SeatAssignment, Subscription
-from portal.tenancy.models import Organisation
 from tests.conftest import SYSTEM, flashes, login, post_form
-from tests.metering.conftest import event, ingest
+from tests.metering.conftest import event, ingest, person, subscribe
 
 
 def _subscribe(app, org, product, quantity=3, emails=()):
+    sub_id = subscribe(app, org.slug, product.sku, quantity=quantity)
     with app.app_context():
-        sub = seats.subscription_create(
-            db.session,
-            actor=SYSTEM,
-            organisation=db.session.get(Organisation, org.id),
-            product=db.session.get(Product, product.id),
-            quantity=quantity,
-        ).subscription
+        sub = db.session.get(Subscription, sub_id)
         seat_ids = [
             seats.seat_assign(db.session, actor=SYSTEM, subscription=sub, user_email=e).id
             for e in emails
@@ -54,6 +47,7 @@ def test_org_usage_page_shows_usage_seats_and_cost(app, metered, make_user):
 
 def test_org_usage_never_shows_another_organisations_usage(app, metered, make_user, make_org):
     make_org("other")
+    subscribe(app, "other", "cad-suite")
     ingest(app, [event(quantity="777", organisation="other")])
     admin = make_user("org_admin", metered["org"])
     client = app.test_client()
@@ -117,7 +111,7 @@ def test_idle_seats_of_another_organisation_are_not_found(app, metered, make_use
 
 
 def test_council_usage_and_utilisation_pages(app, metered, signed_in):
-    ingest(app, [event(quantity="5", user_email="a@acme.example")])
+    ingest(app, [event(quantity="5", user_email=person(app, "acme", "a@acme.example"))])
     council = signed_in("council_admin")
     page = council.get("/council/usage").get_data(as_text=True)
     assert "acme" in page and "API calls" in page

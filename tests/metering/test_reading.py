@@ -12,10 +12,10 @@ from portal.catalogue.models import Meter, Product
 from portal.db import db, now_utc
 from portal.metering import selectors
 from portal.seats import services as seats
-from portal.seats.models import SeatAssignment
+from portal.seats.models import SeatAssignment, Subscription
 from portal.tenancy.models import Organisation
 from tests.conftest import SYSTEM
-from tests.metering.conftest import event, ingest
+from tests.metering.conftest import event, ingest, person, subscribe
 
 
 def _ago(minutes: int) -> str:
@@ -34,6 +34,8 @@ def _month():
 
 
 def test_each_aggregation_over_a_period(app, metered):
+    person(app, "acme", "a@acme.example")
+    person(app, "acme", "b@acme.example")
     ingest(
         app,
         [
@@ -101,6 +103,7 @@ def test_period_boundaries_are_half_open_in_utc(app, metered):
 
 def test_aggregates_are_scoped_to_the_organisation(app, metered, make_org):
     make_org("other")
+    subscribe(app, "other", "cad-suite")
     ingest(app, [event(quantity="5"), event(quantity="7", organisation="other")])
     start, end = _month()
     with app.app_context():
@@ -123,19 +126,14 @@ def test_bad_periods_are_refused(period):
 
 
 def _seat(app, org, product, email):
+    sub_id = subscribe(app, org.slug, product.sku, quantity=3)
     with app.app_context():
-        outcome = seats.subscription_create(
-            db.session,
-            actor=SYSTEM,
-            organisation=db.session.get(Organisation, org.id),
-            product=db.session.get(Product, product.id),
-            quantity=3,
-        )
+        subscription = db.session.get(Subscription, sub_id)
         seat = seats.seat_assign(
-            db.session, actor=SYSTEM, subscription=outcome.subscription, user_email=email
+            db.session, actor=SYSTEM, subscription=subscription, user_email=email
         )
         db.session.commit()
-        return outcome.subscription.id, seat.id
+        return sub_id, seat.id
 
 
 def test_entitlement_check(app, metered, make_user, make_product):
@@ -225,17 +223,12 @@ def test_idle_seats_are_flagged_and_kept_ones_are_not(app, metered, make_user):
     from portal.metering.services import idle_seat_keep
 
     busy, idle = make_user("member", metered["org"]), make_user("member", metered["org"])
+    sub_id = subscribe(app, "acme", "cad-suite", quantity=2)
     with app.app_context():
-        outcome = seats.subscription_create(
-            db.session,
-            actor=SYSTEM,
-            organisation=db.session.get(Organisation, metered["org"].id),
-            product=db.session.get(Product, metered["product"].id),
-            quantity=2,
-        )
+        subscription = db.session.get(Subscription, sub_id)
         for person in (busy, idle):
             seat = seats.seat_assign(
-                db.session, actor=SYSTEM, subscription=outcome.subscription, user_email=person.email
+                db.session, actor=SYSTEM, subscription=subscription, user_email=person.email
             )
             seat.assigned_at = now_utc() - dt.timedelta(days=40)
         db.session.commit()
@@ -259,19 +252,13 @@ def test_releasing_an_idle_seat_returns_it_to_the_pool_and_feeds_the_waitlist(
     app, metered, make_user, make_org
 ):
     from portal.metering.services import idle_seat_release
-    from portal.seats.models import Subscription
 
     person = make_user("member", metered["org"])
     waiting_org = make_org("waiting")
+    mine_id = subscribe(app, "acme", "cad-suite", quantity=10)
     with app.app_context():
         product = db.session.get(Product, metered["product"].id)
-        mine = seats.subscription_create(
-            db.session,
-            actor=SYSTEM,
-            organisation=db.session.get(Organisation, metered["org"].id),
-            product=product,
-            quantity=10,
-        ).subscription
+        mine = db.session.get(Subscription, mine_id)
         seat = seats.seat_assign(
             db.session, actor=SYSTEM, subscription=mine, user_email=person.email
         )
@@ -297,6 +284,7 @@ def test_csv_upload_counts_like_the_api(app, metered):
     from tests.metering.conftest import COUNCIL
 
     when = (now_utc() - dt.timedelta(hours=3)).isoformat()
+    person(app, "acme", "a@acme.example")
     text = (
         "idempotency_key,organisation,product,meter,quantity,occurred_at,user_email,properties\n"
         f'k1,acme,cad-suite,api_calls,2.5,{when},a@acme.example,"{{""region"": ""eu""}}"\n'
