@@ -7,7 +7,10 @@ money columns are defined once.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
+import threading
 import time
 from typing import Annotated, Any
 
@@ -137,6 +140,164 @@ def _ping_after_idle(dbapi_connection: Any, connection_record: Any, connection_p
         dbapi_connection.rollback()
     except Exception as exc:  # any failure: the connection is unusable
         raise sa.exc.DisconnectionError(f"connection dropped while idle: {exc}") from exc
+
+
+# ------------------------------------------------------------------ outages
+
+log = logging.getLogger("portal.db")
+
+#: What a 503 answer's ``Retry-After`` says while the database is unreachable.
+RETRY_AFTER_SECONDS = 5
+
+#: Seconds a new PostgreSQL connection may take before the attempt fails (unless the
+#: database URL sets ``connect_timeout``): an unreachable server answers 503 promptly.
+CONNECT_TIMEOUT_SECONDS = 5
+
+# SQLSTATEs of a server going away or not yet taking connections: admin_shutdown
+# (``pg_ctl stop``/restart), crash_shutdown, cannot_connect_now (starting up or
+# shutting down). Class 08 (connection exceptions) is matched as a whole.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg
+    except ImportError:  # SQLite-only installations
+        return ()
+    return (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+_DRIVER_ERRORS = _driver_errors()
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be reached, rather than a statement failed.
+
+    True for a refused or timed-out connection, a server restarting or shutting down,
+    a connection lost mid-request and a pool with no connection to give within its
+    timeout; false for errors a statement earns itself (a constraint, a deadlock, a
+    cancelled query, SQLite's "database is locked").
+    """
+    if isinstance(error, sa.exc.TimeoutError | sa.exc.DisconnectionError):
+        return True
+    if isinstance(error, sa.exc.DBAPIError):
+        if error.connection_invalidated or isinstance(error, sa.exc.InterfaceError):
+            return True
+        error = error.orig
+    if _DRIVER_ERRORS and isinstance(error, _DRIVER_ERRORS):
+        if isinstance(error, _DRIVER_ERRORS[1]):
+            return True
+        sqlstate = getattr(error, "sqlstate", None)
+        # No SQLSTATE: the client library's own failure (refused, timed out, closed).
+        return sqlstate is None or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+    return False
+
+
+class _Outage:
+    """This process's view of the database: answering, or unreachable since when.
+
+    The first failure of an outage logs one WARNING line and the first statement
+    that succeeds afterwards on a connection made since then one INFO line, so a
+    restart leaves two lines in the log, not a traceback per request. (A statement
+    on an older connection may still finish while the server is shutting down;
+    a connection made after the first failure is to a server that is back.) When
+    the pool merely had no connection to give in time, any success ends it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.since: float | None = None
+        self._pool_timeout = False
+
+    def failed(self, error: BaseException) -> None:
+        with self._lock:
+            if self.since is not None:
+                return
+            self.since = time.monotonic()
+            self._pool_timeout = isinstance(error, sa.exc.TimeoutError)
+        log.warning(
+            "Database unreachable (%s); answering 503 until it is back", describe_error(error)
+        )
+
+    def answered(self, *, connected_at: float | None = None) -> None:
+        """A statement succeeded on a connection made at ``connected_at`` (monotonic)."""
+        if self.since is None:  # the common case: no lock, no work
+            return
+        with self._lock:
+            since = self.since
+            if since is None:
+                return
+            if not self._pool_timeout and (connected_at is None or connected_at <= since):
+                return
+            self.since = None
+        log.info("Database answers again after %.1f s", time.monotonic() - since)
+
+
+outage = _Outage()
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line account of a database error: its class and the first line of its message."""
+    cause = error.orig if isinstance(error, sa.exc.DBAPIError) and error.orig else error
+    message = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {message[0][:200]}" if message else type(cause).__name__
+
+
+def remove_session(_error: BaseException | None = None) -> None:
+    """End the request's session (a ``teardown_appcontext``), even on a dead connection.
+
+    Closing rolls back the connection's transaction; when the server went away
+    after the request's work was done, that rollback fails, and the error would
+    turn an answered request into a 500. The connection is dropped instead (the
+    outage noted once) and the session removed, so the next request starts clean.
+    Registered after Flask-SQLAlchemy's own teardown, so it runs first and
+    leaves that one nothing to close.
+    """
+    try:
+        db.session.remove()
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        outage.failed(exc)
+        with contextlib.suppress(Exception):  # the connection is gone already
+            db.session.invalidate()
+        db.session.registry.clear()
+
+
+@event.listens_for(Engine, "handle_error")
+def _note_unavailable(context: Any) -> None:
+    """Treat a server going away as a disconnect, and note the outage.
+
+    psycopg's dialect calls an error a disconnect only once the connection is
+    marked closed or broken; "terminating connection due to administrator
+    command" arrives while it still looks open. Marking it a disconnect makes
+    SQLAlchemy invalidate the connection and the pool's older ones, so requests
+    after the restart get fresh connections instead of dead ones.
+    """
+    error = context.original_exception
+    if context.is_disconnect or is_database_unavailable(error):
+        if context.dialect.name == "postgresql":
+            context.is_disconnect = True
+        outage.failed(context.sqlalchemy_exception or error)
+
+
+@event.listens_for(Pool, "connect")
+def _note_connected(dbapi_connection: Any, connection_record: Any) -> None:
+    connection_record.info["portal_connected_at"] = time.monotonic()
+
+
+@event.listens_for(Engine, "after_cursor_execute")
+def _note_answered(conn: Any, *args: Any) -> None:
+    """A statement succeeded: if an outage was noted, it may be over."""
+    if outage.since is not None:
+        outage.answered(connected_at=conn.connection.info.get("portal_connected_at"))
+
+
+@event.listens_for(Engine, "do_connect")
+def _connect_timeout(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    """Bound how long connecting to an unreachable PostgreSQL server may take."""
+    if dialect.name == "postgresql":
+        cparams.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
 
 
 @event.listens_for(Engine, "begin")

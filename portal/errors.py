@@ -8,6 +8,7 @@ problem+json body, by what the client asked for.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
@@ -137,11 +138,84 @@ def _renderer() -> Any:
 def _rollback() -> None:
     from portal.db import db
 
-    db.session.rollback()
+    try:
+        db.session.rollback()
+    except Exception as exc:  # the connection died under the transaction
+        from portal.db import is_database_unavailable
+
+        if not is_database_unavailable(exc):
+            raise
+        db.session.invalidate()
+
+
+DATABASE_UNAVAILABLE_DETAIL = (
+    "The database is not answering just now (a restart or a lost connection). "
+    "Try again in a few seconds."
+)
+
+
+def database_unavailable(error: BaseException) -> Response:
+    """503 with ``Retry-After`` for a database that cannot be reached.
+
+    The session is invalidated (its connection is dropped, not returned to the
+    pool to be reset), the outage is noted once (``portal.db.outage``: one log
+    line, no traceback), and the answer is problem+json, a SCIM error or a page
+    by the client. The page is rendered without the context processors, which
+    read the signed-in person from the database.
+    """
+    from portal.db import RETRY_AFTER_SECONDS, db, outage
+
+    with contextlib.suppress(Exception):  # the connection is gone already
+        db.session.invalidate()
+    outage.failed(error)
+    title = "Service Unavailable"
+    detail = DATABASE_UNAVAILABLE_DETAIL
+    if render := _renderer():
+        response = render(503, title, detail, None)
+    elif wants_json():
+        response = problem(503, title, detail, code="database_unavailable")
+    else:
+        html = current_app.jinja_env.get_template("errors/unavailable.html").render(
+            title=title,
+            detail=detail,
+            retry_after=RETRY_AFTER_SECONDS,
+            council_name=current_app.config["PORTAL_COUNCIL_NAME"],
+        )
+        response = Response(html, status=503, mimetype="text/html")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def _page(status: int, title: str, detail: str, code: str | None) -> Response:
+    """An error page in the layout; the 503 page if the layout cannot reach the database."""
+    from portal.db import is_database_unavailable
+
+    try:
+        html = render_template(
+            "errors/error.html", status=status, title=title, detail=detail, code=code
+        )
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        return database_unavailable(exc)
+    return current_app.make_response((html, status))
+
+
+def _pass_on_headers(headers: Any, response: Response) -> Response:
+    """Keep the headers an HTTP error carries: ``Retry-After``, and ``Allow`` on a 405."""
+    for name in ("Retry-After", "Allow"):
+        value = headers.get(name)
+        if value:
+            response.headers[name] = value
+    return response
 
 
 def register_error_handlers(app: Flask) -> None:
     """Answer domain and HTTP errors as problem+json or as a page in the layout."""
+    from portal.db import remove_session
+
+    # A connection lost after the work was done must not turn the answer into a 500.
+    app.teardown_appcontext(remove_session)
 
     @app.errorhandler(DomainError)
     def handle_domain_error(error: DomainError):
@@ -157,19 +231,15 @@ def register_error_handlers(app: Flask) -> None:
                 errors=error.errors,
                 extra=error.extra,
             )
-        return (
-            render_template(
-                "errors/error.html",
-                status=error.status,
-                title=error.title,
-                detail=error.detail,
-                code=error.code,
-            ),
-            error.status,
-        )
+        return _page(error.status, error.title, error.detail, error.code)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):
+        from portal.db import is_database_unavailable
+
+        original = getattr(error, "original_exception", None)
+        if original is not None and is_database_unavailable(original):
+            return database_unavailable(original)
         if (error.code or 500) >= 500:
             _rollback()
         status = error.code or 500
@@ -181,29 +251,22 @@ def register_error_handlers(app: Flask) -> None:
             )
         headers = error.get_response().headers
         if render := _renderer():
-            return render(status, error.name, detail, None)
+            rendered = current_app.make_response(render(status, error.name, detail, None))
+            return _pass_on_headers(headers, rendered)
         if wants_json():
             response = problem(status, error.name, detail)
         else:
-            response = current_app.make_response(
-                (
-                    render_template(
-                        "errors/error.html",
-                        status=status,
-                        title=error.name,
-                        detail=detail,
-                        code=None,
-                    ),
-                    status,
-                )
-            )
-        retry_after = headers.get("Retry-After")
-        if retry_after:
-            response.headers["Retry-After"] = retry_after
-        return response
+            response = _page(status, error.name, detail, None)
+            if response.status_code == 503 and status != 503:
+                return response  # the database went away while the page was drawn
+        return _pass_on_headers(headers, response)
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
+        from portal.db import is_database_unavailable
+
+        if is_database_unavailable(error):
+            return database_unavailable(error)
         _rollback()
         current_app.logger.exception("Unhandled error")
         detail = "Something went wrong on our side. The error has been logged."
@@ -211,6 +274,4 @@ def register_error_handlers(app: Flask) -> None:
             return render(500, "Internal Server Error", detail, None)
         if wants_json():
             return problem(500, "Internal Server Error", detail)
-        return render_template(
-            "errors/error.html", status=500, title="Internal Server Error", detail=detail, code=None
-        ), 500
+        return _page(500, "Internal Server Error", detail, None)

@@ -46,12 +46,6 @@ def my_software():
     return render_template("my_software.html", mine=mine)
 
 
-@bp.get("/healthz")
-def healthz():
-    """Liveness probe for load balancers."""
-    return {"status": "ok"}
-
-
 @bp.get("/dev/outbox")
 def outbox():
     """Mail the portal would have sent: in development only, for signed-in council staff.
@@ -107,6 +101,10 @@ def register_blueprints(app: Flask) -> None:
 
     for blueprint in (sso_bp, scim_bp, scim_api_bp):
         app.register_blueprint(blueprint)
+
+    from portal import health
+
+    health.init_app(app)  # /healthz and /readyz
 
 
 # The main navigation per role: (endpoint, label) items, and ("Label", [items]) groups
