@@ -19,3 +19,18 @@ keepalive = 30
 # A batch of 10,000 usage events is a few MB and well under a second; leave room.
 timeout = 60
 accesslog = None
+
+
+def on_starting(server):
+    """Refuse a contradiction: PORTAL_SINGLE_PROCESS=1 (limits counted in memory) with
+    more than one worker would let each worker count its own share of a limit."""
+    flag = os.environ.get("PORTAL_SINGLE_PROCESS", "").strip().lower()
+    if (
+        flag in ("1", "true", "yes", "on")
+        and not os.environ.get("PORTAL_REDIS_URL")
+        and server.cfg.workers > 1
+    ):
+        raise SystemExit(
+            f"PORTAL_SINGLE_PROCESS is set but gunicorn would start {server.cfg.workers} "
+            "workers: rate limits need PORTAL_REDIS_URL when more than one process serves"
+        )

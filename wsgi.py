@@ -1,9 +1,9 @@
-"""WSGI entry point: ``gunicorn wsgi:app``."""
+"""WSGI entry point: ``gunicorn wsgi:app``.
 
-from werkzeug.middleware.proxy_fix import ProxyFix
+Behind a reverse proxy, name it in ``PORTAL_TRUSTED_PROXIES``: only then are its
+``X-Forwarded-For`` and ``X-Forwarded-Proto`` believed (``portal.ratelimit``).
+"""
 
 from portal import create_app
 
 app = create_app()
-# Behind one reverse proxy in production: trust its X-Forwarded-* for the client IP.
-app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]

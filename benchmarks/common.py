@@ -99,6 +99,11 @@ def portal_env(db: Database, instance: str) -> dict[str, str]:
         "PORTAL_DATABASE_URL": db.url,
         "PORTAL_INSTANCE_PATH": instance,
         "PORTAL_OUTBOX_DIR": str(Path(instance) / "outbox"),
+        # Several workers: production counts rate limits in Redis (a prefix of the run's
+        # own); the load generators' tokens are far past an API client's default limit.
+        "PORTAL_REDIS_URL": os.environ.get("PORTAL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "PORTAL_RATELIMIT_KEY_PREFIX": f"bench-{os.getpid()}-{secrets.token_hex(3)}",
+        "PORTAL_API_RATE_LIMIT": "1000000 per minute",
     }
 
 

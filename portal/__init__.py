@@ -46,12 +46,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
 
     from portal import models  # noqa: F401  (registers every model on the metadata)
     from portal.db import db
-    from portal.extensions import csrf, limiter, login_manager, migrate
+    from portal.extensions import csrf, login_manager, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
-    limiter.init_app(app)
+    from portal import ratelimit
+
+    ratelimit.init_app(app)  # the limiter, token limits, trusted proxies
     from portal.identity import auth
 
     auth.init_app(app, login_manager)

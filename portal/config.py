@@ -188,6 +188,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
 
     redis_url = env.get("PORTAL_REDIS_URL") or None
+    from portal.ratelimit import settings as rate_limit_settings
+
     return {
         "PORTAL_ENV": portal_env,
         "SECRET_KEY": secret_key,
@@ -214,7 +216,6 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PORTAL_COUNCIL_NAME": env.get("PORTAL_COUNCIL_NAME", "Business Council"),
         "PORTAL_INVITATION_DAYS": _int(env, "PORTAL_INVITATION_DAYS", 7),
         "PORTAL_PASSWORD_RESET_MINUTES": _int(env, "PORTAL_PASSWORD_RESET_MINUTES", 60),
-        "PORTAL_LOGIN_RATE_LIMIT": env.get("PORTAL_LOGIN_RATE_LIMIT", "5 per minute"),
         # Single sign-on: the council's own provider for its staff (optional), and the
         # clock skew allowed when checking ID tokens' times.
         "PORTAL_COUNCIL_OIDC_ISSUER": env.get("PORTAL_COUNCIL_OIDC_ISSUER") or None,
@@ -236,8 +237,7 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "PERMANENT_SESSION_LIFETIME": 12 * 3600,
         "WTF_CSRF_TIME_LIMIT": 3600 * 8,
-        "RATELIMIT_STORAGE_URI": redis_url or "memory://",
-        "RATELIMIT_HEADERS_ENABLED": True,
-        "RATELIMIT_STRATEGY": "moving-window",
         "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
+        # Rate limits, their storage and the trusted proxies (portal.ratelimit).
+        **rate_limit_settings(env, production=production, redis_url=redis_url),
     }

@@ -42,6 +42,7 @@ from portal.api.usage import EntitlementQuery, entitlement_body
 from portal.catalogue.models import Vendor
 from portal.db import now_utc
 from portal.metering.selectors import ENTITLEMENT_SEAT, entitlement_answer, entitlement_params
+from portal.ratelimit import fast_path_allows
 from portal.security import is_production, response_headers
 
 PATH = "/api/v1/entitlements/check"
@@ -227,6 +228,8 @@ class EntitlementCheckFastPath:
             connection.close()
         if row is None or not _live_vendor_token(row):
             return None
+        if not fast_path_allows(self.app, values["token_hash"]):
+            return None  # the token's limit is reached (or Redis in doubt): Flask answers
         return entitlement_body(
             entitlement_answer(
                 vendor_id=row["vendor_id"],

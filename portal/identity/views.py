@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
+from portal import ratelimit
 from portal.db import db
 from portal.errors import DomainError, ValidationFailed
 from portal.extensions import limiter
@@ -22,24 +23,22 @@ from portal.identity.forms import (
 bp = Blueprint("auth", __name__)
 
 
-def _login_limit() -> str:
-    from flask import current_app
-
-    return current_app.config["PORTAL_LOGIN_RATE_LIMIT"]
-
-
-def _email_key() -> str:
-    return "login-email:" + (request.form.get("email") or "").strip().lower()
-
-
-def _failed(response) -> bool:
-    """Only failed sign-ins count against the limit."""
-    return response.status_code == 401
-
-
+# Failed sign-ins count per (email, address) pair, and per address only at a much
+# higher ceiling: others mistyping from the same office lock nobody else out.
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"], deduct_when=_failed)
-@limiter.limit(_login_limit, methods=["POST"], key_func=_email_key, deduct_when=_failed)
+@limiter.limit(
+    ratelimit.setting("PORTAL_LOGIN_ADDRESS_RATE_LIMIT"),
+    methods=["POST"],
+    deduct_when=ratelimit.failed_sign_in,
+    error_message="Too many failed sign-ins from your network address. Wait and try again.",
+)
+@limiter.limit(
+    ratelimit.setting("PORTAL_LOGIN_RATE_LIMIT"),
+    methods=["POST"],
+    key_func=ratelimit.email_address_key("login"),
+    deduct_when=ratelimit.failed_sign_in,
+    error_message="Too many failed sign-ins for this email. Wait and try again.",
+)
 def login():
     """Sign in: one POST with ``email``, ``password`` and the CSRF token signs a password in.
 
@@ -134,7 +133,19 @@ def accept_invitation(token: str):
 
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
-@limiter.limit("10 per hour", methods=["POST"])
+@limiter.limit(
+    ratelimit.setting("PORTAL_RESET_ADDRESS_RATE_LIMIT"),
+    methods=["POST"],
+    deduct_when=ratelimit.reset_requested,
+    error_message="Too many reset requests from your network address. Wait and try again.",
+)
+@limiter.limit(
+    ratelimit.setting("PORTAL_RESET_RATE_LIMIT"),
+    methods=["POST"],
+    key_func=ratelimit.email_address_key("reset"),
+    deduct_when=ratelimit.reset_requested,
+    error_message="Too many reset requests for this email. Wait and try again.",
+)
 def forgot_password():
     """Ask for a reset link. The answer is the same whether the email is known or not."""
     form = ForgotPasswordForm()

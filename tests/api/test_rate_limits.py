@@ -1,0 +1,99 @@
+"""Per-token limits on the API and SCIM, the entitlement fast path included.
+
+The limits are read from the app's config at each request, so the tests lower
+them (``PORTAL_API_RATE_LIMIT``, ``PORTAL_SCIM_RATE_LIMIT``) instead of sending
+thousands of requests.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from portal.api.fastpath import EntitlementCheckFastPath
+from portal.catalogue.models import Vendor
+from portal.db import db
+from tests.api.conftest import VendorRef, assert_problem
+
+RATE_HEADERS = ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+
+def _assert_limited(response, limit: int) -> None:
+    assert 0 < int(response.headers["Retry-After"]) <= 60
+    assert response.headers["RateLimit-Limit"] == str(limit)
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert response.headers["RateLimit-Reset"] == response.headers["Retry-After"]
+
+
+def test_a_token_past_its_limit_gets_429_problem_with_headers(app, api, monkeypatch):
+    monkeypatch.setitem(app.config, "PORTAL_API_RATE_LIMIT", "3 per minute")
+    client = api("council")
+    for _ in range(3):
+        answer = client.get("/catalogue")
+        assert answer.status_code == 200
+        assert not set(RATE_HEADERS) & set(answer.headers.keys())  # only refusals carry them
+    refused = client.get("/catalogue")
+    body = assert_problem(refused, 429)
+    assert "Too many requests with this token" in body["detail"]
+    _assert_limited(refused, 3)
+    # Another token has its own count; a request with no token is not counted (401).
+    assert api("council").get("/catalogue").status_code == 200
+    assert api(None).get("/catalogue").status_code == 401
+
+
+def test_a_usage_batch_counts_once(app, api, make_vendor, monkeypatch):
+    monkeypatch.setitem(app.config, "PORTAL_API_RATE_LIMIT", "2 per minute")
+    client = api("vendor", vendor=make_vendor())
+    events = [
+        {
+            "idempotency_key": f"k-{n}",
+            "organisation": "nobody",
+            "product": "nothing",
+            "meter": "api_calls",
+            "quantity": 1,
+        }
+        for n in range(50)
+    ]
+    for _ in range(2):
+        assert client.post("/usage", json={"events": events}).status_code != 429
+    refused = client.post("/usage", json={"events": events})
+    assert_problem(refused, 429)
+    _assert_limited(refused, 2)
+
+
+def test_the_fast_path_counts_in_the_same_bucket_and_hands_refusals_to_flask(
+    app, make_org, make_product, make_token, monkeypatch
+):
+    monkeypatch.setitem(app.config, "PORTAL_API_RATE_LIMIT", "4 per minute")
+    org = make_org()
+    product = make_product()
+    with app.app_context():
+        vendor = db.session.scalar(sa.select(Vendor).where(Vendor.slug == "api-soft"))
+        ref = VendorRef(vendor.id, vendor.slug)
+        db.session.remove()
+    token = make_token("vendor", vendor=ref)
+    middleware = app.wsgi_app
+    assert isinstance(middleware, EntitlementCheckFastPath)
+    reached: list[int] = []
+    inner = middleware.wsgi_app
+
+    def flask_app(environ, start_response):
+        reached.append(1)
+        return inner(environ, start_response)
+
+    monkeypatch.setattr(middleware, "wsgi_app", flask_app)
+    query = {"organisation": org.slug, "user_email": "someone@x.example", "product": product.sku}
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def check():
+        return app.test_client().get(
+            "/api/v1/entitlements/check", query_string=query, headers=headers
+        )
+
+    answers = [check() for _ in range(4)]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert all(a.get_json() == {"entitled": False, "seat": None} for a in answers)
+    assert len(reached) == 1  # the first noted the token's use; the fast path answered three
+    refused = check()
+    assert len(reached) == 2  # the fifth was handed to Flask, which refused it
+    assert_problem(refused, 429)
+    _assert_limited(refused, 4)

@@ -1,0 +1,16 @@
+"""SCIM calls are limited per SCIM token: a 429 SCIM error with Retry-After and RateLimit-*."""
+
+from __future__ import annotations
+
+from tests.api.test_rate_limits import _assert_limited
+from tests.scim.conftest import assert_scim_error
+
+
+def test_a_scim_token_past_its_limit_gets_a_scim_429_with_headers(app, scim_org, monkeypatch):
+    monkeypatch.setitem(app.config, "PORTAL_SCIM_RATE_LIMIT", "2 per minute")
+    idp = scim_org("acme")
+    assert [idp.get("/Users").status_code for _ in range(2)] == [200, 200]
+    refused = idp.get("/Users")
+    assert_scim_error(refused, 429)
+    _assert_limited(refused, 2)
+    assert scim_org("globex").get("/Users").status_code == 200  # another token, its own count
