@@ -474,3 +474,40 @@ def test_an_outage_is_logged_once_and_ends_on_a_fresh_connection(caplog, fresh_o
     watch.failed(sa.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"))
     watch.answered(connected_at=None)
     assert watch.since is None
+
+
+def test_a_pool_with_no_connection_to_give_answers_503_then_recovers(tmp_path, monkeypatch):
+    """Every pooled connection busy past the pool's timeout: 503, not 500; then back."""
+    monkeypatch.setenv("PORTAL_ENV", "test")
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'pool.sqlite3'}",
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.2},
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
+    from flask_migrate import upgrade
+
+    with app.app_context():
+        upgrade()
+    outage.since = None
+    client = app.test_client()
+    headers = {"Authorization": "Bearer pk_c_" + "d" * 43}
+    log = _Recorder()
+    try:
+        with log.attached(), app.app_context(), db.engine.connect() as held:
+            held.execute(sa.text("SELECT 1"))
+            busy = client.get("/api/v1/subscriptions", headers=headers)
+        _assert_503(busy, "application/problem+json")
+        assert busy.get_json()["code"] == "database_unavailable"
+        with log.attached():
+            after = client.get("/api/v1/subscriptions", headers=headers)
+        assert after.status_code == 401  # the database answers: the token is unknown
+        lines = [(r.levelname, r.getMessage()) for r in log.records if r.name == OUTAGE_LOGGER]
+        assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+        assert "TimeoutError" in lines[0][1]
+    finally:
+        outage.since = None
+        with app.app_context():
+            db.engine.dispose()
