@@ -43,6 +43,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     app.config.from_mapping(load_config(app.instance_path))
     if test_config:
         app.config.update(test_config)
+    from portal import inputs
+
+    inputs.init_app(app)  # before any route: the bounded <int:…> converter, the input guard
 
     from portal import models  # noqa: F401  (registers every model on the metadata)
     from portal.db import db

@@ -18,7 +18,11 @@ from portal.errors import DomainError
 
 
 def _fail(error: DomainError) -> click.ClickException:
-    fields = "; ".join(f"{k}: {' '.join(v)}" for k, v in (error.errors or {}).items())
+    fields = "; ".join(
+        f"{k}: {' '.join(v)}"
+        for k, v in (error.errors or {}).items()
+        if " ".join(v) != error.detail  # said once is enough
+    )
     return click.ClickException(f"{error.detail} {fields}".strip())
 
 
@@ -206,8 +210,10 @@ def export_invoices(period: str, fmt: str, output: str | None) -> None:
     """One row per invoice line of a month's finalised invoices (and credit notes)."""
     from portal.billing.exports import export_rows, write_csv, write_json
     from portal.db import db
+    from portal.metering.selectors import period_bounds
 
     try:
+        period_bounds(period)  # before anything is written: the rows are read lazily
         rows = export_rows(db.session, period=period)
         if output:
             with open(output, "w", newline="", encoding="utf-8") as out:
@@ -220,9 +226,12 @@ def export_invoices(period: str, fmt: str, output: str | None) -> None:
 
 
 def register_commands(app: Flask) -> None:
-    """Attach the portal's commands to the app's CLI."""
+    """Attach the portal's commands to the app's CLI; every one refuses control characters."""
     for command in (create_admin, demo, token, invoice_run, export):
         app.cli.add_command(command)
+    from portal.inputs import guard_commands
+
+    guard_commands(app.cli)
 
 
 def _create_app():

@@ -34,8 +34,17 @@ class Page(Generic[T]):
 
 
 def paginate(session: Session, query: sa.Select, *, page: int, per_page: int) -> Page:
-    """Run ``query`` for one page and count the whole."""
+    """Run ``query`` for one page and count the whole.
+
+    ``page`` comes from the address (``?page=``) and may be any number a client
+    typed: a page past the last is empty without asking the database, so
+    ``?page=99999999999999999999`` never becomes an offset past what a database
+    integer holds.
+    """
     page = max(1, page)
     total = session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    items = list(session.scalars(query.limit(per_page).offset((page - 1) * per_page)).unique())
+    offset = (page - 1) * per_page
+    if offset >= (total or 0):
+        return Page(items=[], page=page, per_page=per_page, total=total or 0)
+    items = list(session.scalars(query.limit(per_page).offset(offset)).unique())
     return Page(items=items, page=page, per_page=per_page, total=total or 0)

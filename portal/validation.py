@@ -8,6 +8,7 @@ messages a person can act on.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Annotated, Any, TypeVar
 
@@ -76,6 +77,59 @@ def check_currency(value: str) -> str:
         raise ValueError("Choose a currency (ISO 4217 code, e.g. EUR).")
     return value
 
+
+# ---------------------------------------------------------------- bounds (SPEC invariant 9)
+
+# The largest value a database integer (BIGINT, SQLite INTEGER) holds.
+MAX_DB_INT = 2**63 - 1
+# Money in minor units, tier limits, counts a person types: far below MAX_DB_INT, so
+# sums of many of them still fit (10^15 cents is ten trillion euros).
+MAX_AMOUNT = 10**15
+# Dates and months the portal works with: date arithmetic (a day, a month, a year
+# later; a month's end) stays inside Python's and PostgreSQL's ranges.
+MIN_DATE = dt.date(2000, 1, 1)
+MAX_DATE = dt.date(9998, 12, 31)
+PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+_PERIOD_RE = re.compile(PERIOD_PATTERN)
+_DATE_RANGE = f"between {MIN_DATE.isoformat()} and {MAX_DATE.isoformat()}"
+
+
+def check_period(value: str) -> str:
+    """A month written ``YYYY-MM`` between 2000-01 and 9998-12 (``2026-5`` is refused)."""
+    if not isinstance(value, str) or not _PERIOD_RE.fullmatch(value):
+        raise ValueError("Use the form YYYY-MM, e.g. 2026-05.")
+    if not MIN_DATE.year <= int(value[:4]) <= MAX_DATE.year:
+        raise ValueError(f"Give a month from {MIN_DATE:%Y-%m} to {MAX_DATE:%Y-%m} (YYYY-MM).")
+    return value
+
+
+def check_date(value: dt.date) -> dt.date:
+    """A date inside :data:`MIN_DATE` … :data:`MAX_DATE`."""
+    if not MIN_DATE <= value <= MAX_DATE:
+        raise ValueError(f"Give a date {_DATE_RANGE}.")
+    return value
+
+
+def check_datetime(value: dt.datetime) -> dt.datetime:
+    """A moment with a time zone, inside the date range once turned into UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("Give a time zone, e.g. 2026-05-01T12:00:00Z.")
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError as exc:
+        raise ValueError(f"Give a moment {_DATE_RANGE}.") from exc
+    if not MIN_DATE <= utc.date() <= MAX_DATE:
+        raise ValueError(f"Give a moment {_DATE_RANGE}.")
+    return utc
+
+
+# Whole numbers a database column holds: ids, and quantities past which nothing is sane.
+DbInt = Annotated[int, Field(ge=-MAX_DB_INT - 1, le=MAX_DB_INT)]
+DbId = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
+Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+Period = Annotated[str, BeforeValidator(_strip), AfterValidator(check_period)]
+SafeDate = Annotated[dt.date, AfterValidator(check_date)]
+SafeDateTime = Annotated[dt.datetime, AfterValidator(check_datetime)]
 
 Stripped = BeforeValidator(_strip)
 Email = Annotated[str, Stripped, AfterValidator(check_email)]

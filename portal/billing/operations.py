@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import re
-
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -25,13 +23,12 @@ from portal.metering.selectors import period_bounds
 
 
 def period_check(period: str | None) -> str:
-    """``period`` if it is a month written ``YYYY-MM`` (``2026-5`` is refused, not guessed)."""
+    """``period`` if it is a month written ``YYYY-MM`` (``2026-5`` is refused, not guessed).
+
+    Stripped of surrounding blanks, then checked by the one month parser
+    (:func:`portal.metering.selectors.period_bounds`: years 2000 to 9998).
+    """
     period = (period or "").strip()
-    if not re.fullmatch(r"\d{4}-\d{2}", period):
-        raise ValidationFailed(
-            "Give the month as YYYY-MM, e.g. 2026-05.",
-            errors={"period": ["Use the form YYYY-MM, e.g. 2026-05."]},
-        )
     period_bounds(period)
     return period
 

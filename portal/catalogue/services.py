@@ -7,7 +7,6 @@ domain's waitlist through a signal.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
@@ -27,7 +26,16 @@ from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Produc
 from portal.catalogue.selectors import product_by_sku, vendor_by_slug
 from portal.errors import Conflict, PermissionDenied, ValidationFailed
 from portal.signals import pool_capacity_changed
-from portal.validation import Currency, Email, Slug, Stripped, optional_text, parse
+from portal.validation import (
+    MAX_AMOUNT,
+    Currency,
+    Email,
+    SafeDate,
+    Slug,
+    Stripped,
+    optional_text,
+    parse,
+)
 
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
 _URL_RE = re.compile(r"^https?://[^\s/$.?#].[^\s]*$")
@@ -52,7 +60,7 @@ Key = Annotated[
     str, Stripped, StringConstraints(min_length=1, max_length=63), AfterValidator(_check_key)
 ]
 Url = Annotated[str, Stripped, StringConstraints(max_length=500), AfterValidator(_check_url)]
-Amount = Annotated[int, Field(ge=0, le=10**15)]
+Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 
 
 def _require_council_admin(actor: Actor) -> None:
@@ -275,8 +283,8 @@ class PoolFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     product: Slug
     capacity: Annotated[int, Field(ge=1, le=1_000_000)]
-    starts_on: dt.date
-    ends_on: dt.date
+    starts_on: SafeDate
+    ends_on: SafeDate
     unit_cost: UnitCost
     reference: optional_text(200) = None  # type: ignore[valid-type]
 
@@ -329,7 +337,7 @@ def pool_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Lice
 class PoolUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     capacity: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    ends_on: dt.date | None = None
+    ends_on: SafeDate | None = None
     reference: optional_text(200) = None  # type: ignore[valid-type]
 
 
@@ -398,7 +406,7 @@ def lock_product(session: Session, product_id: int) -> None:
 
 class TierFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    up_to: Annotated[int, Field(ge=1)] | None = None
+    up_to: Annotated[int, Field(ge=1, le=MAX_AMOUNT)] | None = None
     unit_amount: Amount
     flat_amount: Amount = 0
 

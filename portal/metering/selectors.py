@@ -22,17 +22,21 @@ from portal.metering.ingest import micros_to_decimal
 from portal.metering.models import IdleSeatDecision, UsageEvent
 from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
 from portal.tenancy.models import Organisation
+from portal.validation import check_period
 
 
 def period_bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
-    """``YYYY-MM`` as [first instant, first instant of the next month) in UTC."""
+    """``YYYY-MM`` as [first instant, first instant of the next month) in UTC.
+
+    The one parser of months (:func:`portal.validation.check_period`): the form
+    ``YYYY-MM`` exactly, years 2000 to 9998, else :class:`ValidationFailed`.
+    """
     try:
-        year, month = (int(part) for part in period.split("-"))
-        start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-    except (ValueError, TypeError) as exc:
-        raise ValidationFailed(
-            "Give the period as YYYY-MM.", errors={"period": ["Use the form YYYY-MM."]}
-        ) from exc
+        check_period(period)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), errors={"period": [str(exc)]}) from exc
+    year, month = int(period[:4]), int(period[5:7])
+    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
     days = calendar.monthrange(year, month)[1]
     return start, start + dt.timedelta(days=days)
 
