@@ -58,7 +58,8 @@ def init_app(app: Flask, login_manager: LoginManager) -> None:
 
 
 def client_ip() -> str | None:
-    """The client's address (the app runs behind ProxyFix when deployed behind a proxy)."""
+    """The client's address: behind a proxy named in ``PORTAL_TRUSTED_PROXIES`` the one it
+    forwarded for, otherwise the socket peer (``portal.ratelimit.TrustedProxies``)."""
     return request.remote_addr
 
 
