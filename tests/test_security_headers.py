@@ -19,7 +19,9 @@ from werkzeug.test import EnvironBuilder
 from portal import security
 from portal.db import db
 from tests.api.conftest import api, make_token  # noqa: F401  (fixtures)
+from tests.api.test_fastpath import seated  # noqa: F401  (fixture: a vendor token, a seat)
 from tests.conftest import post_form
+from tests.metering.conftest import metered  # noqa: F401  (fixture, for seated)
 from tests.scim.conftest import scim_org  # noqa: F401  (fixture)
 
 COMMON = {
@@ -203,6 +205,31 @@ def test_the_fast_path_sends_the_same_headers_as_flask(app):
     for name in (*COMMON, "Content-Security-Policy", "Permissions-Policy"):
         assert headers[name] == flask_answer.headers[name], name
     assert "Strict-Transport-Security" not in headers
+
+
+def test_an_entitlement_check_answered_by_the_fast_path_carries_the_headers(
+    app,
+    seated,  # noqa: F811
+    monkeypatch,
+):
+    """A real check, answered without Flask (Flask is made to fail), has every header."""
+    middleware = app.wsgi_app
+
+    def no_flask(environ, start_response):
+        raise AssertionError("the fast path should have answered")
+
+    monkeypatch.setattr(middleware, "wsgi_app", no_flask)
+    answer = app.test_client().get(
+        "/api/v1/entitlements/check",
+        query_string={
+            "organisation": "acme",
+            "user_email": seated["email"],
+            "product": "cad-suite",
+        },
+        headers={"Authorization": f"Bearer {seated['token']}"},
+    )
+    assert answer.status_code == 200 and answer.get_json()["entitled"] is True
+    assert_defended(answer, page=False)
 
 
 # ------------------------------------------------------------------ production
