@@ -64,16 +64,24 @@ def _database() -> str:
     An unreachable database is noted by ``portal.db`` (one log line per outage);
     the probe itself logs nothing, however often it is asked.
     """
-    try:
-        with db.engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.exec_driver_sql(
-                    f"SET LOCAL statement_timeout = {DATABASE_STATEMENT_TIMEOUT_MS}"
-                )
-            connection.execute(sa.text("SELECT 1")).scalar_one()
-    except sa.exc.SQLAlchemyError:
-        return "failing"
-    return "ok"
+    for attempt in (1, 2):
+        try:
+            with db.engine.connect() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql(
+                        f"SET LOCAL statement_timeout = {DATABASE_STATEMENT_TIMEOUT_MS}"
+                    )
+                connection.execute(sa.text("SELECT 1")).scalar_one()
+        except sa.exc.DBAPIError as error:
+            # A pooled connection the server dropped (a restart) is invalidated with
+            # the pool's older ones: ask once more, on a fresh connection.
+            if attempt == 1 and error.connection_invalidated:
+                continue
+            return "failing"
+        except sa.exc.SQLAlchemyError:
+            return "failing"
+        return "ok"
+    return "failing"
 
 
 def _redis_answers() -> bool:

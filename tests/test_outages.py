@@ -511,3 +511,31 @@ def test_a_pool_with_no_connection_to_give_answers_503_then_recovers(tmp_path, m
         outage.since = None
         with app.app_context():
             db.engine.dispose()
+
+
+def test_readyz_is_ok_at_once_after_a_restart(private_postgres, tmp_path, monkeypatch):
+    """The probe's pooled connection died with the old server: it asks again on a new one."""
+    monkeypatch.setenv("PORTAL_ENV", "test")
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": private_postgres.url("portal"),
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
+    client = app.test_client()
+    try:
+        assert client.get("/readyz").get_json() == {"status": "ok", "checks": {"database": "ok"}}
+        private_postgres.ctl("restart", "-m", "fast")
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.get_json()
+        private_postgres.ctl("stop", "-m", "fast")
+        down = client.get("/readyz")
+        assert down.status_code == 503
+        assert down.get_json()["checks"] == {"database": "failing"}
+        private_postgres.ctl("start")
+        assert client.get("/readyz").status_code == 200
+    finally:
+        outage.since = None
+        with app.app_context():
+            db.engine.dispose()
