@@ -180,9 +180,12 @@ def test_failed_sign_ins_are_counted_across_workers_whatever_x_forwarded_for_say
     assert keys  # the counts are in Redis, not in the workers
 
 
-def test_with_redis_unreachable_sign_in_works_and_limits_count_in_process(serve, make_user):
-    closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    portal = serve(1, PORTAL_REDIS_URL=closed)
+def test_with_redis_unreachable_sign_in_works_and_limits_count_in_process(
+    serve, make_user, tmp_path
+):
+    """One worker, so that counting in the process is exact; then Redis comes back."""
+    port = free_port()
+    portal = serve(1, PORTAL_REDIS_URL=f"redis://127.0.0.1:{port}/0")  # nothing listens there
     user = make_user("council_admin")
     assert portal.sign_in(user.email, user.password) == 302
     wrong = [portal.sign_in("someone@x.example", f"wrong {n}") for n in range(6)]
@@ -192,6 +195,36 @@ def test_with_redis_unreachable_sign_in_works_and_limits_count_in_process(serve,
     log = portal.error_log.read_text()
     assert "Traceback" not in log, log
     assert len(re.findall("falling back to in-memory storage", log)) == 1, log
+
+    # Redis starts: the limiter finds it again (it retries with a growing pause) and
+    # counts there from then on.
+    server = subprocess.Popen(  # noqa: S603 (Debian's redis-server, fixed arguments)
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        + ["--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        back = redis.Redis(port=port)
+        deadline = time.monotonic() + 90
+        while not _answers(back):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        while not back.keys("*"):
+            assert time.monotonic() < deadline, portal.error_log.read_text()
+            portal.sign_in("again@x.example", "wrong")
+            time.sleep(0.5)
+        assert "Rate limit storage recovered" in portal.error_log.read_text()
+        back.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
 
 
 def test_production_refuses_to_start_without_shared_storage(tmp_path):

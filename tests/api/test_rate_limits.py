@@ -8,12 +8,16 @@ thousands of requests.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from werkzeug.test import EnvironBuilder
 
 from portal.api.fastpath import EntitlementCheckFastPath
 from portal.catalogue.models import Vendor
 from portal.db import db
+from portal.extensions import limiter
+from portal.ratelimit import limits_degraded
 from tests.api.conftest import VendorRef, assert_problem
 
+CHECK = "/api/v1/entitlements/check"
 RATE_HEADERS = ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 
@@ -60,10 +64,8 @@ def test_a_usage_batch_counts_once(app, api, make_vendor, monkeypatch):
     _assert_limited(refused, 2)
 
 
-def test_the_fast_path_counts_in_the_same_bucket_and_hands_refusals_to_flask(
-    app, make_org, make_product, make_token, monkeypatch
-):
-    monkeypatch.setitem(app.config, "PORTAL_API_RATE_LIMIT", "4 per minute")
+def _vendor_check(app, make_org, make_product, make_token) -> tuple[dict, dict]:
+    """The query and headers of an entitlement check the fast path can answer."""
     org = make_org()
     product = make_product()
     with app.app_context():
@@ -71,6 +73,15 @@ def test_the_fast_path_counts_in_the_same_bucket_and_hands_refusals_to_flask(
         ref = VendorRef(vendor.id, vendor.slug)
         db.session.remove()
     token = make_token("vendor", vendor=ref)
+    query = {"organisation": org.slug, "user_email": "someone@x.example", "product": product.sku}
+    return query, {"Authorization": f"Bearer {token}"}
+
+
+def test_the_fast_path_counts_in_the_same_bucket_and_hands_refusals_to_flask(
+    app, make_org, make_product, make_token, monkeypatch
+):
+    monkeypatch.setitem(app.config, "PORTAL_API_RATE_LIMIT", "4 per minute")
+    query, headers = _vendor_check(app, make_org, make_product, make_token)
     middleware = app.wsgi_app
     assert isinstance(middleware, EntitlementCheckFastPath)
     reached: list[int] = []
@@ -81,13 +92,9 @@ def test_the_fast_path_counts_in_the_same_bucket_and_hands_refusals_to_flask(
         return inner(environ, start_response)
 
     monkeypatch.setattr(middleware, "wsgi_app", flask_app)
-    query = {"organisation": org.slug, "user_email": "someone@x.example", "product": product.sku}
-    headers = {"Authorization": f"Bearer {token}"}
 
     def check():
-        return app.test_client().get(
-            "/api/v1/entitlements/check", query_string=query, headers=headers
-        )
+        return app.test_client().get(CHECK, query_string=query, headers=headers)
 
     answers = [check() for _ in range(4)]
     assert [a.status_code for a in answers] == [200] * 4
@@ -97,3 +104,17 @@ def test_the_fast_path_counts_in_the_same_bucket_and_hands_refusals_to_flask(
     assert len(reached) == 2  # the fifth was handed to Flask, which refused it
     assert_problem(refused, 429)
     _assert_limited(refused, 4)
+
+
+def test_while_redis_is_in_doubt_the_fast_path_leaves_checks_to_flask(
+    app, make_org, make_product, make_token, monkeypatch
+):
+    """Flask's limiter falls back to counting in the process and finds Redis again."""
+    query, headers = _vendor_check(app, make_org, make_product, make_token)
+    assert app.test_client().get(CHECK, query_string=query, headers=headers).status_code == 200
+    environ = EnvironBuilder(path=CHECK, query_string=query, headers=headers).get_environ()
+    middleware = app.wsgi_app
+    assert middleware.answer(environ) == {"entitled": False, "seat": None}
+    monkeypatch.setattr(limiter, "_storage_dead", True)  # what a failed Redis call sets
+    assert limits_degraded()
+    assert middleware.answer(environ) is None
