@@ -88,7 +88,8 @@ class World:
 
 
 def setup(db: common.Database, env: dict[str, str], orgs: int, people: int) -> World:
-    """Organisations, people with seats, the vendor's products and meters, a vendor token."""
+    """Organisations subscribed to every product, people with seats, the vendor's
+    products and meters, a vendor token."""
     from portal.api.services import token_create
     from portal.audit.services import Actor
     from portal.catalogue.services import pool_create, product_create, vendor_create
@@ -150,13 +151,20 @@ def setup(db: common.Database, env: dict[str, str], orgs: int, people: int) -> W
             emails = [f"person-{i:03d}@{slug}.example" for i in range(people)]
             for email in emails:  # no passwords: no Argon2 hashing, no mail
                 user_create(session, actor=system, email=email, role="member", organisation=org)
-            subscription = subscription_create(
-                session,
-                actor=system,
-                organisation=org,
-                product=product_objects[SEAT_PRODUCT],
-                quantity=people,
-            ).subscription
+            # Every organisation subscribes to every product since before the events'
+            # month (SPEC invariant 8: usage counts only under a subscription in force);
+            # its people hold seats of SEAT_PRODUCT.
+            for sku, product in product_objects.items():
+                created = subscription_create(
+                    session,
+                    actor=system,
+                    organisation=org,
+                    product=product,
+                    quantity=people,
+                    starts_on=today - dt.timedelta(days=60),
+                ).subscription
+                if sku == SEAT_PRODUCT:
+                    subscription = created
             for email in emails:
                 seat_assign(session, actor=system, subscription=subscription, user_email=email)
             world_orgs.append((org.id, slug))

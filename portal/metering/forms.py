@@ -14,7 +14,9 @@ class UsageUploadForm(FlaskForm):
             FileAllowed(["csv"], "Upload a .csv file."),
         ],
         description="Header: idempotency_key, organisation, product, meter, quantity, occurred_at "
-        "and optionally user_email, properties (JSON). At most 10,000 rows.",
+        "and optionally user_email, properties (JSON). At most 10,000 rows. Rows are checked "
+        "as API events are: a row counts only for an organisation subscribed to the product "
+        "on its day, for that organisation's people; rejected rows are listed by line.",
     )
     submit = SubmitField("Upload usage")
 
