@@ -272,6 +272,8 @@ def subscription_terms(
         if granted_at is not None:
             if isinstance(granted_at, str):  # SQLite: an aggregate of a TypeDecorator column
                 granted_at = dt.datetime.fromisoformat(granted_at)
+            if granted_at.tzinfo is not None:  # PostgreSQL: in the session's time zone
+                granted_at = granted_at.astimezone(dt.UTC)
             first = max(starts_on, granted_at.date())
         elif status == SubscriptionStatus.ACTIVE:
             first = starts_on  # no quantity history (rows written outside the services)
