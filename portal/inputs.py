@@ -50,6 +50,11 @@ _ESCAPED_CONTROL = re.compile(rb"%[01][0-9a-fA-F]|[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # inside JSON strings are invalid JSON, refused by the parser as such).
 _JSON_CONTROL = re.compile(rb"\\(?:u00[01][0-9a-fA-F]|[bf])", re.IGNORECASE)
 
+# Arrays and objects nested deeper than this are refused (no request needs it).
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -60,18 +65,13 @@ OWN_BODY_CHECKS: set[str] = {"api.usage_report", "payments.stripe_webhook"}
 
 
 class UnsafeInput(ValidationFailed):
-    """A control character (a NUL byte …) where text was expected; nothing was read."""
+    """A control character (a NUL byte …) where text was expected, or JSON nested
+    too deep: refused before any view, so nothing was read or changed."""
 
     code = "validation_failed"
 
-    def __init__(self, field: str, where: str, status: int) -> None:
-        detail = (
-            f"The {where} holds a control character (such as a NUL byte) in “{field}”; "
-            "remove it and send again."
-        )
-        super().__init__(
-            detail, errors={field: ["Remove the control character (such as a NUL byte)."]}
-        )
+    def __init__(self, field: str, detail: str, message: str, status: int) -> None:
+        super().__init__(detail, errors={field: [message]})
         self.status = status
         self.title = "Validation failed" if status == 422 else "Bad request"
 
@@ -133,6 +133,26 @@ def _json_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from _json_strings(item, f"{path}.{index}" if path else str(index))
 
 
+def json_too_deep(raw: bytes) -> bool:
+    """Whether a JSON document nests arrays and objects deeper than :data:`MAX_JSON_DEPTH`.
+
+    Python's parser fails such a document with a ``RecursionError`` (a 500); here it
+    is counted instead, on the brackets outside strings, and only when there are
+    enough brackets to matter.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for bracket in _BRACKET.findall(_JSON_STRING.sub(b"", raw)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def unsafe_json_field(raw: bytes) -> str | None:
     """The path of the first JSON key or string holding a control character, if any."""
     if not _JSON_CONTROL.search(raw):
@@ -165,7 +185,14 @@ def _unsafe() -> tuple[str, str] | None:
             if has_control(name) or has_control(upload.filename or ""):
                 return "form", name if not has_control(name) else repr(name)[1:-1]
     elif request.is_json and request.endpoint not in OWN_BODY_CHECKS:
-        field = unsafe_json_field(request.get_data(cache=True))
+        raw = request.get_data(cache=True)
+        if json_too_deep(raw):
+            raise _refusal(
+                "_",
+                f"The JSON body nests arrays and objects more than {MAX_JSON_DEPTH} deep.",
+                f"Nest at most {MAX_JSON_DEPTH} levels deep.",
+            )
+        field = unsafe_json_field(raw)
         if field is not None:
             return "JSON body", repr(field)[1:-1] if has_control(field) else field
     return None
@@ -177,8 +204,17 @@ def refuse_control_characters() -> None:
     if found is None:
         return
     where, field = found
-    status = 422 if request.path.startswith("/api/") else 400
-    raise UnsafeInput(field, where, status)
+    raise _refusal(
+        field,
+        f"The {where} holds a control character (such as a NUL byte) in “{field}”; "
+        "remove it and send again.",
+        "Remove the control character (such as a NUL byte).",
+    )
+
+
+def _refusal(field: str, detail: str, message: str) -> UnsafeInput:
+    """422 problem+json for the API, 400 for SCIM (its own body) and pages."""
+    return UnsafeInput(field, detail, message, 422 if request.path.startswith("/api/") else 400)
 
 
 def guard_commands(command: click.Command) -> None:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from portal.db import db, now_utc
 from portal.validation import MAX_DB_INT
 from tests.api import conftest as api_fixtures
-from tests.conftest import csrf_token, post_form
+from tests.conftest import SYSTEM, csrf_token, post_form
 from tests.scim import conftest as scim_fixtures
 from tests.scim.conftest import USER_SCHEMA, assert_scim_error
 
@@ -229,6 +229,69 @@ def test_api_raw_control_character_in_json_is_a_4xx(app, client, make_token):
     before = snapshot(app)
     response = client.post("/api/v1/organisations", data=b'{"name": "a\x00b"}', headers=headers)
     assert 400 <= response.status_code < 500
+    assert snapshot(app) == before
+
+
+def test_api_json_nested_too_deep_is_422_not_a_recursion_error(app, client, make_token):
+    headers = {**bearer(make_token("council")), "Content-Type": "application/json"}
+    before = snapshot(app)
+    for body in (
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 100_000 + b'"\\u0000"' + b"}" * 100_000,
+        b'{"name": ' + b"[" * 65 + b"]" * 65 + b"}",
+    ):
+        response = client.post("/api/v1/organisations", data=body, headers=headers)
+        assert problem_errors(response) == {"_": ["Nest at most 64 levels deep."]}
+    assert snapshot(app) == before
+    # Brackets inside strings are text, not nesting.
+    response = client.post(
+        "/api/v1/organisations",
+        json={
+            "slug": "acme",
+            "name": "[" * 200,
+            "country": "DE",
+            "currency": "EUR",
+            "billing_email": "billing@acme.example",
+        },
+        headers=bearer(make_token("council")),
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+
+
+def test_api_subscription_and_token_dates_past_the_limits_are_refused(
+    app, client, make_token, make_org, make_product
+):
+    from portal.api.services import token_create
+    from portal.errors import ValidationFailed
+
+    make_org("acme")
+    make_product(sku="acme-app")
+    headers = bearer(make_token("council"))
+    before = snapshot(app)
+    for starts_on in ("0001-01-01", "1999-12-31", "10000-01-01"):
+        response = client.post(
+            "/api/v1/subscriptions",
+            json={
+                "product": "acme-app",
+                "organisation": "acme",
+                "quantity": 1,
+                "starts_on": starts_on,
+            },
+            headers=headers,
+        )
+        assert "starts_on" in problem_errors(response), starts_on
+    far = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(-dt.timedelta(hours=5)))
+    with app.app_context(), pytest.raises(ValidationFailed) as caught:
+        token_create(
+            db.session,
+            actor=SYSTEM,
+            scope="council",
+            organisation=None,
+            vendor=None,
+            name="far",
+            expires_at=far,
+        )
+    assert "expires_at" in caught.value.errors
     assert snapshot(app) == before
 
 
@@ -476,6 +539,16 @@ def test_scim_body_with_a_nul_is_a_scim_400(app, scim_org):
     )
     assert "name.givenName" in assert_scim_error(response, 400, "invalidValue")["detail"]
     assert snapshot(app) == before
+
+
+def test_scim_body_nested_too_deep_is_a_scim_400(app, scim_org):
+    scim = scim_org("acme")
+    response = scim.client.post(
+        "/scim/v2/Users",
+        data=b"[" * 50_000 + b"]" * 50_000,
+        headers={**scim._headers(), "Content-Type": "application/scim+json"},
+    )
+    assert_scim_error(response, 400, "invalidValue")
 
 
 def test_scim_query_and_path_with_a_nul_are_scim_400s(app, scim_org):

@@ -21,7 +21,7 @@ from portal.db import now_utc
 from portal.errors import PermissionDenied, ValidationFailed
 from portal.identity.security import new_token, token_digest
 from portal.tenancy.models import Organisation, OrganisationStatus
-from portal.validation import Stripped, parse
+from portal.validation import SafeDateTime, Stripped, parse
 
 SCOPES = ("council", "organisation", "vendor")
 SCOPE_LETTERS = {"council": "c", "organisation": "o", "vendor": "v"}
@@ -49,7 +49,7 @@ class TokenFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: Literal["council", "organisation", "vendor"]
     name: Annotated[str, Stripped, StringConstraints(min_length=1, max_length=200)]
-    expires_at: Annotated[dt.datetime | None, AfterValidator(_in_future)] = None
+    expires_at: Annotated[SafeDateTime | None, AfterValidator(_in_future)] = None
 
 
 def _may_create(actor: Actor, scope: str, organisation: Organisation | None) -> None:

@@ -41,7 +41,7 @@ from portal.seats.models import (
 )
 from portal.signals import pool_capacity_changed, user_deactivated
 from portal.tenancy.models import Organisation
-from portal.validation import check_email
+from portal.validation import MIN_DATE, check_email
 
 OnShortage = Literal["reject", "waitlist", "partial"]
 MAX_QUANTITY = 100_000
@@ -169,6 +169,11 @@ def subscription_create(
         raise ValidationFailed(
             "A subscription cannot start in the future.",
             errors={"starts_on": ["Give today or a past date."]},
+        )
+    elif starts_on < MIN_DATE:  # date arithmetic on it stays in range (SPEC invariant 9)
+        raise ValidationFailed(
+            f"A subscription cannot start before {MIN_DATE.isoformat()}.",
+            errors={"starts_on": [f"Give a date from {MIN_DATE.isoformat()} on."]},
         )
     if organisation.status != "active":
         raise InvalidState(
