@@ -43,9 +43,6 @@ MAX_DB_INT = 2**63 - 1
 
 # C0 control characters a text field must not hold; tab, LF and CR are text.
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-# What could decode to one: a percent escape %00–%1F (query strings, form bodies)
-# or a raw control byte.
-_ESCAPED_CONTROL = re.compile(rb"%[01][0-9a-fA-F]|[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # In a JSON document: a \u0000–\u001F escape, or \b or \f (raw control characters
 # inside JSON strings are invalid JSON, refused by the parser as such).
 _JSON_CONTROL = re.compile(rb"\\(?:u00[01][0-9a-fA-F]|[bf])", re.IGNORECASE)
@@ -109,14 +106,16 @@ class SafeIntConverter(IntegerConverter):
 
 def has_control(text: str) -> bool:
     """Whether ``text`` holds a control character other than tab, LF or CR."""
-    return CONTROL.search(text) is not None
+    # isprintable() is one pass in C and true for nearly all text.
+    return not text.isprintable() and CONTROL.search(text) is not None
 
 
 def unsafe_query_string(raw: str | bytes) -> bool:
-    """Whether a raw query string may decode to a control character (a quick test)."""
-    if isinstance(raw, str):
-        raw = raw.encode("latin-1", "replace")
-    return _ESCAPED_CONTROL.search(raw) is not None
+    """Whether a raw query string may decode to a control character (a quick test:
+    a percent escape ``%00``–``%1F``, or a raw byte that is not printable)."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("latin-1")
+    return "%0" in raw or "%1" in raw or not raw.isprintable()
 
 
 def _json_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -155,8 +154,8 @@ def json_too_deep(raw: bytes) -> bool:
 
 def unsafe_json_field(raw: bytes) -> str | None:
     """The path of the first JSON key or string holding a control character, if any."""
-    if not _JSON_CONTROL.search(raw):
-        return None
+    if b"\\" not in raw or not _JSON_CONTROL.search(raw):
+        return None  # no escape at all: raw control characters are not JSON
     try:
         document = json.loads(raw)
     except ValueError:  # not JSON at all: the view's own parsing refuses it
@@ -167,25 +166,35 @@ def unsafe_json_field(raw: bytes) -> str | None:
     return None
 
 
+def _label(name: str) -> str:
+    """A field's name as it can be shown (its own control characters escaped)."""
+    return repr(name)[1:-1] if has_control(name) else name
+
+
 def _unsafe() -> tuple[str, str] | None:
     """(where, field) of the first control character in the request, or None."""
-    if has_control(request.path):
+    req = request._get_current_object()  # type: ignore[attr-defined]  (one proxy lookup)
+    environ = req.environ
+    # WSGI gives the path and query string as latin-1 text of the raw bytes: the
+    # quick tests run on them before anything is decoded or parsed.
+    if has_control(environ.get("PATH_INFO", "")):
         return "address", "path"
-    if request.query_string and unsafe_query_string(request.query_string):
-        for name, value in request.args.items(multi=True):
+    if unsafe_query_string(environ.get("QUERY_STRING", "")):
+        for name, value in req.args.items(multi=True):
             if has_control(name) or has_control(value):
-                return "query string", name if not has_control(name) else repr(name)[1:-1]
-    if request.method not in _BODY_METHODS:
+                return "query string", _label(name)
+    if environ.get("REQUEST_METHOD") not in _BODY_METHODS:
         return None
-    if request.mimetype in _FORM_TYPES:
-        for name, value in request.form.items(multi=True):
+    mimetype = req.mimetype
+    if mimetype in _FORM_TYPES:
+        for name, value in req.form.items(multi=True):
             if has_control(name) or has_control(value):
-                return "form", name if not has_control(name) else repr(name)[1:-1]
-        for name, upload in request.files.items(multi=True):
+                return "form", _label(name)
+        for name, upload in req.files.items(multi=True):
             if has_control(name) or has_control(upload.filename or ""):
-                return "form", name if not has_control(name) else repr(name)[1:-1]
-    elif request.is_json and request.endpoint not in OWN_BODY_CHECKS:
-        raw = request.get_data(cache=True)
+                return "form", _label(name)
+    elif req.is_json and req.endpoint not in OWN_BODY_CHECKS:
+        raw = req.get_data(cache=True)
         if json_too_deep(raw):
             raise _refusal(
                 "_",
@@ -194,7 +203,7 @@ def _unsafe() -> tuple[str, str] | None:
             )
         field = unsafe_json_field(raw)
         if field is not None:
-            return "JSON body", repr(field)[1:-1] if has_control(field) else field
+            return "JSON body", _label(field)
     return None
 
 

@@ -381,8 +381,24 @@ def test_entitlement_fast_path_hands_a_nul_to_flask_which_refuses_it(
     fast = client.get(f"/api/v1/entitlements/check?{params}", headers=headers)
     assert fast.status_code in (200, 404)
     hostile = params.replace("someone%40", "some%00one%40")
+    # The fast path would answer the clean question itself, and hands the hostile one on.
+    fast_path = _fast_path(app)
+    environ = {"HTTP_AUTHORIZATION": headers["Authorization"], "QUERY_STRING": params}
+    assert fast_path.answer(environ) is not None
+    assert fast_path.answer({**environ, "QUERY_STRING": hostile}) is None
     errors = problem_errors(client.get(f"/api/v1/entitlements/check?{hostile}", headers=headers))
     assert list(errors) == ["user_email"]
+
+
+def _fast_path(app):
+    from portal.api.fastpath import EntitlementCheckFastPath
+
+    layer = app.wsgi_app
+    for _ in range(10):  # other middleware may wrap it
+        if isinstance(layer, EntitlementCheckFastPath):
+            return layer
+        layer = getattr(layer, "wsgi_app", None) or getattr(layer, "app", None)
+    raise AssertionError("no entitlement fast path in the WSGI chain")
 
 
 def test_usage_batches_check_their_own_events(app, client, make_token, make_vendor):
