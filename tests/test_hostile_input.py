@@ -557,6 +557,17 @@ def test_scim_body_with_a_nul_is_a_scim_400(app, scim_org):
     assert snapshot(app) == before
 
 
+def test_scim_numbers_past_64_bits_are_not_a_500(app, scim_org):
+    scim = scim_org("acme")
+    for value in TOO_BIG:
+        response = scim.get("/Users", startIndex=str(value), count=str(value))
+        assert response.status_code < 500, response.get_data(as_text=True)
+        response = scim.get(f"/Users/{value}")
+        assert_scim_error(response, 404)
+        response = scim.get(f"/Groups/{value}")
+        assert_scim_error(response, 404)
+
+
 def test_scim_body_nested_too_deep_is_a_scim_400(app, scim_org):
     scim = scim_org("acme")
     response = scim.client.post(
@@ -649,6 +660,9 @@ HOSTILE_QUERY = {
     "status": "x" * 300,
     "organisation": "acme",
     "q": "%" * 50,
+    "days": str(2**64),
+    "startIndex": str(2**64),
+    "count": str(2**64),
 }
 
 
