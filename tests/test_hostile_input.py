@@ -22,6 +22,8 @@ import sqlalchemy as sa
 from portal.db import db, now_utc
 from portal.validation import MAX_DB_INT
 from tests.api import conftest as api_fixtures
+from tests.billing import conftest as billing_fixtures
+from tests.billing import factories as billing_factories
 from tests.conftest import SYSTEM, csrf_token, post_form
 from tests.scim import conftest as scim_fixtures
 from tests.scim.conftest import USER_SCHEMA, assert_scim_error
@@ -29,6 +31,8 @@ from tests.scim.conftest import USER_SCHEMA, assert_scim_error
 # Fixtures of the API and SCIM suites, used here too.
 make_token = api_fixtures.make_token
 make_vendor = api_fixtures.make_vendor
+billed = billing_fixtures.billed
+issued = billing_factories.issued
 scim_org = scim_fixtures.scim_org
 
 TOO_BIG = [2**63, 2**64, 10**20, int("9" * 40)]
@@ -497,6 +501,21 @@ def test_page_form_number_past_the_bound_is_a_form_error(app, signed_in, make_pr
     )
     assert response.status_code == 400
     assert "Enter 1000000000000000 or less." in page_text(response)
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("received_on", ["0001-01-01", "1999-12-31", "9999-12-31"])
+def test_page_payment_dates_past_the_limits_are_form_errors(app, issued, signed_in, received_on):
+    finance = signed_in("finance")
+    invoice = f"/finance/invoices/{issued['invoice_id']}"
+    before = snapshot(app)
+    response = post_form(
+        finance,
+        f"{invoice}/payments",
+        {"payment-amount": "1", "payment-received_on": received_on, "payment-reference": "x"},
+        token_from=invoice,
+    )
+    assert response.status_code == 400
     assert snapshot(app) == before
 
 

@@ -30,6 +30,7 @@ from portal.metering.selectors import Aggregate, period_bounds, usage_aggregates
 from portal.settings.services import settings_get
 from portal.signals import invoice_finalised
 from portal.tenancy.models import Organisation
+from portal.validation import MIN_DATE
 
 FINANCE_ROLES = (None, "council_admin", "finance")
 REVERSE_CHARGE_NOTE = "Reverse charge: VAT is to be accounted for by the recipient of the services."
@@ -784,6 +785,8 @@ def payment_record(
         errors["method"] = ["Choose stripe, bank_transfer or other."]
     if received_on > now_utc().date():
         errors["received_on"] = ["A payment cannot be received in the future."]
+    elif received_on < MIN_DATE:  # date arithmetic on it stays in range (SPEC invariant 9)
+        errors["received_on"] = [f"Give a date from {MIN_DATE.isoformat()} on."]
     if errors:
         raise ValidationFailed("The payment needs attention.", errors=errors)
     payment = Payment(
