@@ -43,6 +43,8 @@ MAX_DB_INT = 2**63 - 1
 
 # C0 control characters a text field must not hold; tab, LF and CR are text.
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# The same rule as a JSON-schema pattern, for documents (OpenAPI) to state it.
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
 # In a JSON document: a \u0000–\u001F escape, or \b or \f (raw control characters
 # inside JSON strings are invalid JSON, refused by the parser as such).
 _JSON_CONTROL = re.compile(rb"\\(?:u00[01][0-9a-fA-F]|[bf])", re.IGNORECASE)
