@@ -254,7 +254,10 @@ def register_error_handlers(app: Flask) -> None:
             rendered = current_app.make_response(render(status, error.name, detail, None))
             return _pass_on_headers(headers, rendered)
         if wants_json():
-            response = problem(status, error.name, detail)
+            # A stable code for a rate limit's refusal (portal.ratelimit adds its headers).
+            response = problem(
+                status, error.name, detail, code="rate_limited" if status == 429 else None
+            )
         else:
             response = _page(status, error.name, detail, None)
             if response.status_code == 503 and status != 503:

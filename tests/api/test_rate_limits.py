@@ -36,7 +36,7 @@ def test_a_token_past_its_limit_gets_429_problem_with_headers(app, api, monkeypa
         assert answer.status_code == 200
         assert not set(RATE_HEADERS) & set(answer.headers.keys())  # only refusals carry them
     refused = client.get("/catalogue")
-    body = assert_problem(refused, 429)
+    body = assert_problem(refused, 429, "rate_limited")
     assert "Too many requests with this token" in body["detail"]
     _assert_limited(refused, 3)
     # Another token has its own count; a request with no token is not counted (401).
