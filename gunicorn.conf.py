@@ -19,6 +19,10 @@ keepalive = 30
 # A batch of 10,000 usage events is a few MB and well under a second; leave room.
 timeout = 60
 accesslog = None
+# Forwarded headers are believed from the configured proxies only (never assumed):
+# gunicorn would otherwise take X-Forwarded-Proto from 127.0.0.1. The app reads the
+# same variable for X-Forwarded-For (portal.ratelimit.TrustedProxies).
+forwarded_allow_ips = os.environ.get("PORTAL_TRUSTED_PROXIES", "")
 
 
 def on_starting(server):

@@ -180,6 +180,22 @@ def test_failed_sign_ins_are_counted_across_workers_whatever_x_forwarded_for_say
     assert keys  # the counts are in Redis, not in the workers
 
 
+def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(serve, make_user, redis_prefix):
+    """``PORTAL_TRUSTED_PROXIES=127.0.0.1``: the test plays the proxy in front of gunicorn."""
+    portal = serve(
+        1,
+        PORTAL_REDIS_URL=REDIS_URL,
+        PORTAL_RATELIMIT_KEY_PREFIX=redis_prefix,
+        PORTAL_TRUSTED_PROXIES="127.0.0.1",
+    )
+    user = make_user("council_admin")
+    office = {"X-Forwarded-For": "192.0.2.1, 198.51.100.7"}  # the left-hand part is the client's
+    assert [portal.sign_in(user.email, "wrong", **office) for _ in range(6)] == [401] * 5 + [429]
+    assert portal.sign_in(user.email, user.password, **office) == 429
+    home = {"X-Forwarded-For": "198.51.100.8"}
+    assert portal.sign_in(user.email, user.password, **home) == 302
+
+
 def test_with_redis_unreachable_sign_in_works_and_limits_count_in_process(
     serve, make_user, tmp_path
 ):
