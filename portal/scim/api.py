@@ -168,7 +168,9 @@ def _query_from_search() -> _Query:
             scim_type="invalidSyntax",
         )
     try:
-        search = SearchRequest.model_validate(payload, scim_ctx=Context.SEARCH_REQUEST)
+        search: SearchRequest[Any] = SearchRequest.model_validate(
+            payload, scim_ctx=Context.SEARCH_REQUEST
+        )
     except (ValidationError, SCIMException) as exc:
         raise resources.invalid(exc) from exc
 
@@ -552,7 +554,7 @@ def root_search():
             problems.append(problem)
     if not kinds:
         raise problems[0]
-    total, found = 0, []
+    total, found = 0, list[dict[str, Any]]()
     for lister, where in kinds:
         # This type's page: what is left of the window once the earlier types are counted.
         start = max(1, query.start - total)

@@ -69,7 +69,6 @@ USER_ATTRIBUTES: dict[str, Attribute] = {
     "username": (User.email, "ci"),
     "externalid": (User.external_id, "exact"),
     "displayname": (User.name, "ci"),
-    "name.formatted": (User.name, "ci"),
     "name.givenname": (User.given_name, "ci"),
     "name.familyname": (User.family_name, "ci"),
     "emails": (User.email, "ci"),

@@ -404,6 +404,8 @@ def test_search_by_post_matches_get(app, scim_org):
     assert_scim_error(
         acme.post("/.search", {"schemas": [SEARCH], "filter": 'title eq "x"'}), 400, "invalidFilter"
     )
+    # Only what is advertised can be filtered on.
+    assert_scim_error(acme.get("/Users", filter='name.formatted eq "x"'), 400, "invalidFilter")
 
 
 def test_bad_searches_and_pages_get_scim_errors(app, scim_org):
