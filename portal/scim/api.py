@@ -6,6 +6,11 @@ groups. Views parse the request, call one service, commit once and answer
 ``application/scim+json``; every error (domain errors, unknown routes, wrong
 methods, a crash) is an RFC 7644 §3.12 error body. The blueprint is exempt
 from CSRF: it is authenticated by bearer tokens, never by cookies.
+
+Discovery is generated from :mod:`portal.scim.schema`, the models of what is
+stored. Every resource carries a weak ETag of its representation; PUT, PATCH
+and DELETE honour ``If-Match`` (412 otherwise) with the row locked until the
+commit. ``POST …/.search`` takes the same query as GET, in a SearchRequest.
 """
 
 from __future__ import annotations
