@@ -95,7 +95,7 @@ def _sign_out(page: Page) -> None:
     ).to_be_visible()
 
 
-def test_every_roles_pages_load_and_work_under_the_policy(page: Page, watched, estate):
+def test_every_roles_pages_load_and_work_under_the_policy(page: Page, watched, estate, screenshot):
     # The sign-in page: its script hides the explicit SSO button and asks the portal
     # (fetch, connect-src 'self') whether the typed email signs in elsewhere.
     watched("/login")
@@ -127,6 +127,7 @@ def test_every_roles_pages_load_and_work_under_the_policy(page: Page, watched, e
         expect(nav.get_by_role("button", name="Sign out")).to_be_visible()
         for path in paths:
             watched(path)
+            screenshot(page, "csp" + path.replace("/", "-"))
         _sign_out(page)
 
 
