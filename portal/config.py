@@ -170,7 +170,7 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
     if production and not encryption_key:
         raise ConfigError("PORTAL_ENCRYPTION_KEY is required in production")
     if production:
-        _refuse_weak_secrets(secret_key, encryption_key)
+        _refuse_weak_secrets(secret_key or "", encryption_key or "")  # both given (above)
     if not secret_key:
         secret_key = _instance_secret(instance_path, "secret_key", lambda: secrets.token_hex(32))
     if not encryption_key:
