@@ -152,9 +152,9 @@ class EntitlementCheckFastPath:
         provider = self.app.json
         security = response_headers(mimetype="application/json", production=is_production(self.app))
         if not isinstance(provider, DefaultJSONProvider) or self.app.debug:
-            response = provider.response(body)  # type: ignore[attr-defined]
+            response = provider.response(body)
             response.headers.extend(security)
-            return response(environ, start_response)
+            return response(environ, start_response)  # type: ignore[operator]
         payload = f"{provider.dumps(body, separators=(',', ':'))}\n".encode()
         start_response(
             "200 OK",
