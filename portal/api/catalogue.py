@@ -7,7 +7,8 @@ OpenAPI document, so the API and the pages share one set of rules and messages.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from flask import Response
 from flask_openapi3 import Tag
@@ -16,11 +17,14 @@ from pydantic import BaseModel, Field
 from portal.api import pagination
 from portal.api.auth import ANY_SCOPE, COUNCIL, current_actor
 from portal.api.framework import reply, route
-from portal.api.schemas import ListQuery
+from portal.api.schemas import SLUG, ApiModel, ListQuery, document_rule
 from portal.catalogue import selectors, services
 from portal.catalogue.models import LicencePool, Price, Product, Vendor
 from portal.catalogue.selectors import ProductFigures
 from portal.db import db, now_utc
+from portal.errors import NotFound
+
+T = TypeVar("T")
 
 tag = Tag(name="Catalogue", description="Vendors, products, licence pools and prices.")
 
@@ -28,20 +32,60 @@ tag = Tag(name="Catalogue", description="Vendors, products, licence pools and pr
 # ---------------------------------------------------------------- request bodies
 
 
-class VendorCreate(services.VendorFields):
+class VendorCreate(services.VendorFields, ApiModel):
     """A supplier of the council."""
 
 
-class ProductCreate(services.ProductFields):
+class ProductCreate(services.ProductFields, ApiModel):
     """A product of a vendor (``vendor`` is the vendor's slug), with its meters."""
 
 
-class PoolCreate(services.PoolFields):
+class PoolCreate(services.PoolFields, ApiModel):
     """Seats of a product (``product`` is its SKU) the council bought for a term."""
 
 
-class PriceCreate(services.PriceFields):
+class PriceCreate(services.PriceFields, ApiModel):
     """What members pay for a product in one currency, per seat-month or per meter unit."""
+
+
+# What the services check across fields, stated in the document as well (flask-openapi3
+# keeps anyOf/allOf, not if/then).
+document_rule(
+    services.MeterFields,
+    anyOf=[
+        {"properties": {"aggregation": {"enum": ["sum", "count", "max"]}}},
+        {"required": ["property"], "properties": {"property": {"not": {"type": "null"}}}},
+    ],
+)
+document_rule(
+    services.PriceFields,
+    allOf=[
+        {
+            "anyOf": [
+                {"properties": {"model": {"enum": ["seat"]}, "meter": {"type": "null"}}},
+                {
+                    "required": ["meter"],
+                    "properties": {
+                        "model": {"enum": ["metered"]},
+                        "meter": {"not": {"type": "null"}},
+                    },
+                },
+            ]
+        },
+        {
+            "anyOf": [
+                {"properties": {"tiers": {"maxItems": 0}, "tier_mode": {"type": "null"}}},
+                {
+                    "required": ["tiers", "tier_mode"],
+                    "properties": {
+                        "tiers": {"minItems": 1},
+                        "tier_mode": {"enum": ["graduated", "volume"]},
+                    },
+                },
+            ]
+        },
+    ],
+)
 
 
 # ---------------------------------------------------------------- responses
@@ -198,7 +242,9 @@ class CatalogueQuery(ListQuery):
     search: str | None = Field(
         default=None, max_length=100, description="Words in the name, SKU or vendor"
     )
-    vendor: str | None = Field(default=None, max_length=63, description="A vendor's slug")
+    vendor: str | None = Field(
+        default=None, max_length=63, description="A vendor's slug", json_schema_extra=SLUG
+    )
 
 
 # ---------------------------------------------------------------- views
@@ -227,11 +273,12 @@ def vendor_create(body: VendorCreate) -> Response:
     scopes=[COUNCIL],
     tag=tag,
     responses={201: ProductOut},
-    errors=[409],
+    errors=[404, 409],
     creates=True,
 )
 def product_create(body: ProductCreate) -> Response:
-    """Add a product of a vendor, with its meters."""
+    """Add a product of a vendor, with its meters (404 for an unknown vendor)."""
+    _referenced(selectors.vendor_by_slug, body.vendor, "vendor")
     product = services.product_create(
         db.session, actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
@@ -244,10 +291,15 @@ def product_create(body: ProductCreate) -> Response:
     scopes=[COUNCIL],
     tag=tag,
     responses={201: PoolOut},
+    errors=[404],
     creates=True,
 )
 def pool_create(body: PoolCreate) -> Response:
-    """Record a licence pool; waitlisted subscriptions may be granted seats at once."""
+    """Record a licence pool; waitlisted subscriptions may be granted seats at once.
+
+    404 for an unknown product; `ends_on` must be on or after `starts_on`.
+    """
+    _referenced(selectors.product_by_sku, body.product, "product")
     pool = services.pool_create(
         db.session, actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
@@ -260,11 +312,21 @@ def pool_create(body: PoolCreate) -> Response:
     scopes=[COUNCIL],
     tag=tag,
     responses={201: PriceOut},
-    errors=[409],
+    errors=[404, 409],
     creates=True,
 )
 def price_create(body: PriceCreate) -> Response:
-    """Set a product's price in one currency."""
+    """Set a product's price in one currency (404 for an unknown product or meter).
+
+    Tier limits rise and only the last tier is open (`up_to` null); 409
+    `price_exists` when the product has this kind of price in this currency.
+    """
+    product = _referenced(selectors.product_by_sku, body.product, "product")
+    if body.meter and not any(m.key == body.meter for m in product.meters):
+        raise NotFound(
+            f"{product.name} has no meter “{body.meter}”.",
+            errors={"meter": [f"Choose one of {product.name}'s meters."]},
+        )
     price = services.price_create(
         db.session, actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
@@ -294,6 +356,14 @@ def catalogue_list(query: CatalogueQuery) -> Response:
             key=_product_id,
         )
     )
+
+
+def _referenced(find: Callable[..., T], key: str, field: str) -> T:
+    """The vendor or product a body names; 404 naming the field when there is none."""
+    try:
+        return find(db.session, key)
+    except NotFound as exc:
+        raise NotFound(exc.detail, errors={field: [f"No such {field}."]}) from exc
 
 
 def _product_id(figures: ProductFigures) -> int:

@@ -21,7 +21,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ValidationError
 
 from portal.api import auth, idempotency
-from portal.api.schemas import IdempotencyHeader, Problem
+from portal.api.schemas import ApiSchema, IdempotencyHeader, Problem
 from portal.db import db
 from portal.errors import problem
 from portal.validation import errors_from
@@ -49,20 +49,36 @@ _PROBLEM_DESCRIPTIONS = {
     400: "Bad request",
     401: "Missing, unknown, revoked or expired token",
     403: "The token's scope does not allow this",
-    404: "Not found, or not visible to this token",
+    404: "Not found, or not visible to this token (also an unknown slug or SKU named in the body)",
     409: "Conflicts with the current state (see `code`)",
+    413: "The request body is larger than the server accepts",
     422: "Validation failed; `errors` holds messages per field",
+    429: "Too many requests; try again after `Retry-After` seconds",
+    503: "The service is briefly unavailable (the database, say); try again after `Retry-After`",
+}
+_IDEMPOTENCY_CONFLICT = (
+    "Conflicts with the current state (see `code`); `idempotency_key_reused` when the "
+    "`Idempotency-Key` was already used for a different request"
+)
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 0},
+    }
 }
 
 
-def problem_response(status: int) -> dict[str, Any]:
+def problem_response(status: int, description: str | None = None) -> dict[str, Any]:
     """An OpenAPI response object for a problem+json answer."""
-    return {
-        "description": _PROBLEM_DESCRIPTIONS.get(status, "Problem"),
+    response: dict[str, Any] = {
+        "description": description or _PROBLEM_DESCRIPTIONS.get(status, "Problem"),
         "content": {
             "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
         },
     }
+    if status in (429, 503):
+        response["headers"] = _RETRY_AFTER
+    return response
 
 
 def validation_error_response(error: ValidationError) -> Response:
@@ -102,8 +118,9 @@ def route(
     """Register an API view on :data:`api`.
 
     ``scopes`` are the token scopes allowed; ``responses`` the success answers
-    and their schemas; ``errors`` the problem statuses beyond 401, 403 and 422;
-    ``creates`` marks a creating POST, which accepts ``Idempotency-Key``. A view
+    and their schemas; ``errors`` the problem statuses beyond those every
+    operation can answer (401, 403, 422, 429 and 503; 413 with a body; 409 for a
+    creating POST, which accepts ``Idempotency-Key``). A view
     that is not a GET is committed once after it returns. ``raw_body`` documents
     a JSON body that the view reads and validates itself (no model may nest
     another), for bodies too large to validate in one piece.
@@ -132,8 +149,14 @@ def route(
         who = ", ".join(s for s in ("council", "organisation", "vendor") if s in allowed)
         description = f"{details.strip()}\n\nToken scopes: {who}.".strip()
         all_responses: dict[Any, Any] = dict(responses)
-        for status in (401, 403, 422, *errors):
-            all_responses[status] = problem_response(status)
+        statuses = {401, 403, 422, 429, 503, *errors}
+        if method in ("post", "put", "patch"):
+            statuses.add(413)
+        if creates:
+            statuses.add(409)
+        for status in sorted(statuses):
+            description = _IDEMPOTENCY_CONFLICT if status == 409 and creates else None
+            all_responses[status] = problem_response(status, description)
         register = getattr(api, method)
         register(
             rule,
@@ -189,7 +212,9 @@ def _request_body(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "content": {
+                "application/json": {"schema": model.model_json_schema(schema_generator=ApiSchema)}
+            },
         }
     }
 

@@ -20,13 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from portal.api import pagination
 from portal.api.auth import COUNCIL, ORGANISATION, current_actor
 from portal.api.framework import reply, route
-from portal.api.schemas import ListQuery
+from portal.api.schemas import PERIOD, SLUG, ApiModel, ApiParams, IdPath, ListQuery
 from portal.billing import documents, exports, selectors, services
 from portal.billing.jobs import invoice_run_execute
 from portal.billing.models import CreditNote, Invoice, InvoiceRun
 from portal.billing.operations import invoice_run_start
-from portal.db import db
-from portal.errors import NotFound, PermissionDenied, ValidationFailed
+from portal.db import db, now_utc
+from portal.errors import Conflict, NotFound, PermissionDenied
+from portal.metering.selectors import period_bounds
 from portal.seats.services import organisation_scope
 from portal.tenancy.models import Organisation
 from portal.tenancy.selectors import organisation_by_slug
@@ -37,13 +38,16 @@ tag = Tag(
 )
 
 READERS = [COUNCIL, ORGANISATION]
-Period = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{4}-\d{2}$")]
+# The server checks the month itself (portal.validation: years 2000 to 9998).
+Period = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=7), Field(json_schema_extra=PERIOD)
+]
 
 
 # ---------------------------------------------------------------- bodies and queries
 
 
-class InvoiceRunCreate(BaseModel):
+class InvoiceRunCreate(ApiModel):
     """Draft every organisation's invoice for a month (and optionally finalise them)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -53,7 +57,7 @@ class InvoiceRunCreate(BaseModel):
     )
 
 
-class CreditNoteCreate(BaseModel):
+class CreditNoteCreate(ApiModel):
     """Credit part or all of a finalised invoice's net amount; tax follows in proportion."""
 
     model_config = ConfigDict(extra="forbid")
@@ -61,19 +65,22 @@ class CreditNoteCreate(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 
 
-class InvoicePath(BaseModel):
-    id: int = Field(ge=1)
+class InvoicePath(IdPath):
+    pass
 
 
 class InvoiceQuery(ListQuery):
     period: Period | None = Field(default=None, description="The month, YYYY-MM")
     organisation: str | None = Field(
-        default=None, max_length=63, description="An organisation's slug (council tokens)"
+        default=None,
+        max_length=63,
+        description="An organisation's slug (council tokens)",
+        json_schema_extra=SLUG,
     )
     status: Literal["draft", "open", "paid", "void", "uncollectible"] | None = None
 
 
-class ExportQuery(BaseModel):
+class ExportQuery(ApiParams):
     period: Period = Field(description="The month, YYYY-MM")
 
 
@@ -241,8 +248,8 @@ def _organisation_filter(slug: str | None) -> int | None:
         return own
     try:
         return organisation_by_slug(db.session, slug).id
-    except NotFound as exc:  # a filter naming nobody is a field problem
-        raise ValidationFailed(
+    except NotFound as exc:
+        raise NotFound(
             f"No organisation “{slug}”.", errors={"organisation": ["No such organisation."]}
         ) from exc
 
@@ -272,15 +279,23 @@ def invoice_run_create(body: InvoiceRunCreate) -> Response:
     drafts and never duplicates them; finalised invoices never change). With
     `finalize`, the drafts are finalised too. Organisations that could not be
     invoiced are listed in `error` (and `status` is `failed`); the others are done.
+    A month that has not begun is refused with 409 `period_not_started`.
     """
     actor = current_actor()
+    start, _ = period_bounds(body.period)
+    if start > now_utc():
+        raise Conflict(
+            f"{body.period} has not started; invoice the current month or an earlier one.",
+            code="period_not_started",
+            errors={"period": ["Choose the current month or an earlier one."]},
+        )
     run = invoice_run_start(db.session, actor=actor, period=body.period, finalize=body.finalize)
     db.session.commit()
     run = invoice_run_execute(db.session, actor=actor, run_id=run.id)
     return reply(InvoiceRunOut.of(run), 201)
 
 
-@route("get", "/invoices", scopes=READERS, tag=tag, responses={200: InvoiceList})
+@route("get", "/invoices", scopes=READERS, tag=tag, responses={200: InvoiceList}, errors=[404])
 def invoices_list(query: InvoiceQuery) -> Response:
     """List invoices, oldest first, by month, organisation and status.
 

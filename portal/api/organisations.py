@@ -15,13 +15,20 @@ from pydantic import BaseModel, Field
 from portal.api import pagination
 from portal.api.auth import COUNCIL, current_actor
 from portal.api.framework import reply, route
-from portal.api.schemas import ListQuery, SlugPath
+from portal.api.schemas import ApiModel, ListQuery, SlugPath
 from portal.db import db
 from portal.tenancy import selectors, services
 from portal.tenancy.models import Organisation
-from portal.tenancy.services import OrganisationCreate, OrganisationUpdate
 
 tag = Tag(name="Organisations", description="Member organisations (tenants) of the council.")
+
+
+class OrganisationCreate(services.OrganisationCreate, ApiModel):
+    """What council staff give to create an organisation."""
+
+
+class OrganisationUpdate(services.OrganisationUpdate, ApiModel):
+    """A partial change of an organisation's profile; a field left out or null stays."""
 
 
 class OrganisationOut(BaseModel):
@@ -70,7 +77,7 @@ def _serialise(org: Organisation) -> dict:
     creates=True,
 )
 def organisation_create(body: OrganisationCreate) -> Response:
-    """Create an organisation (it starts active)."""
+    """Create an organisation (it starts active); 409 `slug_taken` for a taken slug."""
     org = services.organisation_create(
         db.session, actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from portal.api import pagination
 from portal.api.auth import COUNCIL, ORGANISATION, current_actor
 from portal.api.framework import reply, route
-from portal.api.schemas import ListQuery
+from portal.api.schemas import DATE, EMAIL, SLUG, ApiModel, IdPath, ListQuery
+from portal.catalogue.models import Product
+from portal.catalogue.selectors import product_by_sku
 from portal.db import db
 from portal.errors import NotFound, PermissionDenied, ValidationFailed
 from portal.seats import selectors, services
@@ -32,13 +34,22 @@ tag = Tag(
 )
 
 SCOPES = [ORGANISATION, COUNCIL]
-Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=63)]
+# A slug or SKU; the server reads it case-blind after stripping blanks, the document
+# states the canonical form.
+Reference = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=63),
+    Field(json_schema_extra=SLUG),
+]
+EmailText = Annotated[
+    str, StringConstraints(min_length=1, max_length=254), Field(json_schema_extra=EMAIL)
+]
 
 
 # ---------------------------------------------------------------- request bodies and queries
 
 
-class SubscriptionCreate(BaseModel):
+class SubscriptionCreate(ApiModel):
     """Reserve seats of a product for an organisation."""
 
     model_config = ConfigDict(extra="forbid")
@@ -57,10 +68,11 @@ class SubscriptionCreate(BaseModel):
     starts_on: dt.date | None = Field(
         default=None,
         description="Default today; a council token may give a past date for an existing contract.",
+        json_schema_extra=DATE,
     )
 
 
-class SubscriptionResize(BaseModel):
+class SubscriptionResize(ApiModel):
     """A new quantity of seats."""
 
     model_config = ConfigDict(extra="forbid")
@@ -68,27 +80,33 @@ class SubscriptionResize(BaseModel):
     on_shortage: Literal["reject", "waitlist", "partial"] = "reject"
 
 
-class SubscriptionPath(BaseModel):
-    id: int = Field(ge=1)
+class SubscriptionPath(IdPath):
+    pass
 
 
-class SeatPath(BaseModel):
-    id: int = Field(ge=1)
-    user_email: Annotated[str, StringConstraints(min_length=3, max_length=254)]
+class SeatPath(IdPath):
+    user_email: Annotated[str, StringConstraints(min_length=3, max_length=254)] = Field(
+        json_schema_extra=EMAIL
+    )
 
 
-class SeatAssign(BaseModel):
+class SeatAssign(ApiModel):
     """Give a person a seat; an email without an account gets an invitation."""
 
     model_config = ConfigDict(extra="forbid")
-    user_email: Annotated[str, StringConstraints(min_length=1, max_length=254)]
+    user_email: EmailText
 
 
 class SubscriptionQuery(ListQuery):
     organisation: str | None = Field(
-        default=None, max_length=63, description="An organisation's slug (council tokens)"
+        default=None,
+        max_length=63,
+        description="An organisation's slug (council tokens)",
+        json_schema_extra=SLUG,
     )
-    product: str | None = Field(default=None, max_length=63, description="A product's SKU")
+    product: str | None = Field(
+        default=None, max_length=63, description="A product's SKU", json_schema_extra=SLUG
+    )
     include_cancelled: bool = False
 
 
@@ -191,9 +209,17 @@ def _organisation(slug: str | None) -> Organisation:
     try:
         return organisation_by_slug(db.session, slug)
     except NotFound as exc:
-        raise ValidationFailed(
+        raise NotFound(
             f"No organisation “{slug}”.", errors={"organisation": ["No such organisation."]}
         ) from exc
+
+
+def _product(sku: str) -> Product:
+    """The product a request names by SKU (404 naming the field when there is none)."""
+    try:
+        return product_by_sku(db.session, sku)
+    except NotFound as exc:
+        raise NotFound(f"No product “{sku}”.", errors={"product": ["No such product."]}) from exc
 
 
 def _result(outcome: Outcome, complete_status: int) -> Response:
@@ -218,13 +244,14 @@ def subscription_create(body: SubscriptionCreate) -> Response:
 
     201 when every seat is granted; 202 when the request is waitlisted or partly
     granted (see `outcome` and `status`); 409 `pool_exhausted` with
-    `on_shortage: reject` when the pools cannot cover it.
+    `on_shortage: reject` when the pools cannot cover it. 404 for an unknown
+    organisation or product; a council token must name the organisation (422).
     """
     outcome = services.subscription_create(
         db.session,
         actor=current_actor(),
         organisation=_organisation(body.organisation),
-        product=services.product_for_subscription(db.session, body.product),
+        product=_product(body.product),
         quantity=body.quantity,
         on_shortage=body.on_shortage,
         starts_on=body.starts_on,
@@ -232,13 +259,16 @@ def subscription_create(body: SubscriptionCreate) -> Response:
     return _result(outcome, 201)
 
 
-@route("get", "/subscriptions", scopes=SCOPES, tag=tag, responses={200: SubscriptionList})
+@route(
+    "get", "/subscriptions", scopes=SCOPES, tag=tag, responses={200: SubscriptionList}, errors=[404]
+)
 def subscriptions_list(query: SubscriptionQuery) -> Response:
-    """List subscriptions, oldest first (live ones unless `include_cancelled`)."""
+    """List subscriptions, oldest first (live ones unless `include_cancelled`).
+
+    404 for an unknown organisation or product in the filters.
+    """
     organisation_id = _organisation(query.organisation).id if query.organisation else _scope()
-    product_id = (
-        services.product_for_subscription(db.session, query.product).id if query.product else None
-    )
+    product_id = _product(query.product).id if query.product else None
     rows = selectors.subscriptions_list(
         db.session,
         organisation_id=organisation_id,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from portal.api.auth import COUNCIL, VENDOR, current_actor, current_token
 from portal.api.framework import reply, route
+from portal.api.schemas import ApiParams
 from portal.db import db
 from portal.metering.ingest import (
     MAX_BATCH,
@@ -134,7 +135,7 @@ def usage_report() -> Response:
     return reply(result.as_dict())
 
 
-class EntitlementQuery(BaseModel):
+class EntitlementQuery(ApiParams):
     organisation: str = Field(min_length=1, max_length=63, description="The organisation's slug")
     user_email: str = Field(min_length=3, max_length=254)
     product: str = Field(min_length=1, max_length=63, description="The product's SKU")

@@ -342,24 +342,57 @@ def _awaits_activation(user: User, organisation_id: int | None, role: Role) -> b
     )
 
 
+def _not_assignable(email: str, organisation: Organisation) -> Conflict:
+    """The one answer for an address this organisation cannot give a seat to.
+
+    An account in another organisation (or on the council's staff) and a new
+    address on a domain another organisation has verified get the same answer,
+    which names neither: it must not tell an organisation's admin who has an
+    account elsewhere.
+    """
+    return Conflict(
+        f"{email} cannot be given a seat in {organisation.name}.",
+        code="email_not_assignable",
+        errors={"user_email": ["This address cannot be given a seat in this organisation."]},
+    )
+
+
+def _domain_verified_elsewhere(session: Session, email: str, organisation_id: int) -> bool:
+    """Whether another organisation has verified the address's domain (its people sign in
+    through that organisation's provider, so they cannot be provisioned here)."""
+    from portal.sso.models import EmailDomain
+
+    domain = email.rpartition("@")[2]
+    return (
+        session.scalar(
+            sa.select(EmailDomain.id).where(
+                EmailDomain.domain == domain,
+                EmailDomain.status == "verified",
+                EmailDomain.organisation_id != organisation_id,
+            )
+        )
+        is not None
+    )
+
+
 def user_provision(
     session: Session, *, actor: Actor, organisation: Organisation, email: str
 ) -> User:
     """The member account for ``email`` in ``organisation``, created and invited if new.
 
-    A new account has no password until its person follows the invitation.
-    An email that belongs to another organisation, or to council staff, is refused.
+    A new account has no password until its person follows the invitation. An
+    email that belongs to another organisation or to council staff, or a new one on
+    a domain another organisation has verified, is refused with one answer
+    (:func:`_not_assignable`) that does not say which.
     """
     fields = parse(_InvitationFields, {"email": email})
     user = session.scalar(sa.select(User).where(User.email == fields.email))
     if user is not None:
         if user.organisation_id != organisation.id:
-            raise Conflict(
-                f"{fields.email} is not a person of {organisation.name}.",
-                code="user_elsewhere",
-                errors={"user_email": ["This email belongs to an account elsewhere."]},
-            )
+            raise _not_assignable(fields.email, organisation)
         return user
+    if _domain_verified_elsewhere(session, fields.email, organisation.id):
+        raise _not_assignable(fields.email, organisation)
     user = user_create(
         session, actor=actor, email=fields.email, role=Role.MEMBER, organisation=organisation
     )

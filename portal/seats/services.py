@@ -470,6 +470,11 @@ def seat_assign(
             code="subscription_not_active",
         )
     organisation = subscription.organisation
+    assigned = selectors.assigned_counts(session, [subscription.id]).get(subscription.id, 0)
+    if assigned >= subscription.quantity and not _holds_seat(session, subscription, email):
+        # Before the address is looked at: a full subscription answers the same for
+        # every address, whoever it belongs to.
+        raise _no_free_seat(subscription)
     user = user_provision(session, actor=actor, organisation=organisation, email=email)
     if not user.is_active:
         raise InvalidState(
@@ -489,13 +494,8 @@ def seat_assign(
             code="already_assigned",
             errors={"user_email": ["Already has a seat."]},
         )
-    assigned = selectors.assigned_counts(session, [subscription.id]).get(subscription.id, 0)
     if assigned >= subscription.quantity:
-        raise Conflict(
-            f"All {subscription.quantity} seats of {subscription.product.name} are assigned. "
-            "Release one or add seats to the subscription.",
-            code="no_free_seat",
-        )
+        raise _no_free_seat(subscription)
     seat = SeatAssignment(
         organisation_id=organisation.id,
         subscription_id=subscription.id,
@@ -550,6 +550,32 @@ class BulkResult:
     email: str
     ok: bool
     message: str
+
+
+def _no_free_seat(subscription: Subscription) -> Conflict:
+    return Conflict(
+        f"All {subscription.quantity} seats of {subscription.product.name} are assigned. "
+        "Release one or add seats to the subscription.",
+        code="no_free_seat",
+    )
+
+
+def _holds_seat(session: Session, subscription: Subscription, email: str) -> bool:
+    """Whether a person of the subscription's organisation holds a seat of its product."""
+    user_id = session.scalar(
+        sa.select(User.id).where(
+            User.email == email, User.organisation_id == subscription.organisation_id
+        )
+    )
+    return user_id is not None and (
+        selectors.seat_of_user(
+            session,
+            organisation_id=subscription.organisation_id,
+            user_id=user_id,
+            product_id=subscription.product_id,
+        )
+        is not None
+    )
 
 
 def seat_assign_many(

@@ -155,7 +155,7 @@ def test_product_fields_are_validated(api, council_catalogue):
     problem = assert_problem(council.post("/products", json={**PRODUCT, "sku": "cad-suite"}), 409)
     assert problem["code"] == "sku_taken"
     problem = assert_problem(
-        council.post("/products", json={**PRODUCT, "sku": "other", "vendor": "nobody"}), 422
+        council.post("/products", json={**PRODUCT, "sku": "other", "vendor": "nobody"}), 404
     )
     assert problem["errors"] == {"vendor": ["No such vendor."]}
     bad_meter = {"key": "x", "name": "X", "unit": "u", "aggregation": "median"}
@@ -184,10 +184,12 @@ def test_pool_fields_are_validated(app, council_catalogue):
         ({"starts_on": "someday"}, "starts_on"),
         ({"unit_cost": {"amount": -1, "currency": "EUR"}}, "unit_cost.amount"),
         ({"unit_cost": {"amount": 1, "currency": "EURO"}}, "unit_cost.currency"),
-        ({"product": "nothing"}, "product"),
     ):
         problem = assert_problem(council.post("/pools", json={**good, **change}), 422)
         assert list(problem["errors"]) == [field], problem
+    # A product that does not exist is not found (the field is named).
+    problem = assert_problem(council.post("/pools", json={**good, "product": "nothing"}), 404)
+    assert list(problem["errors"]) == ["product"], problem
     problem = assert_problem(council.post("/pools", json={**good, "ends_on": "2029-01-01"}), 422)
     assert problem["errors"]
     assert _count(app, LicencePool) == 0
@@ -205,7 +207,7 @@ def test_price_fields_are_validated(app, council_catalogue):
         problem = assert_problem(council.post("/prices", json={**seat, **change}), 422)
         assert list(problem["errors"]) == [field], problem
     problem = assert_problem(
-        council.post("/prices", json={**seat, "model": "metered", "meter": "nope"}), 422
+        council.post("/prices", json={**seat, "model": "metered", "meter": "nope"}), 404
     )
     assert list(problem["errors"]) == ["meter"]
     assert council.post("/prices", json=seat).status_code == 201

@@ -81,7 +81,7 @@ def test_a_council_token_must_name_the_organisation(app, api, acme, make_product
         council.post(
             "/subscriptions", json={"organisation": "nobody", "product": product.sku, "quantity": 1}
         ),
-        422,
+        404,
     )
     assert body["errors"] == {"organisation": ["No such organisation."]}
     response = council.post(
@@ -127,12 +127,12 @@ def test_subscription_fields_are_validated(api, acme, body, field):
     assert list(problem["errors"]) == [field], problem
 
 
-def test_an_unknown_product_is_a_field_error(api, acme):
+def test_an_unknown_product_is_not_found_naming_the_field(api, acme):
     problem = assert_problem(
         api("organisation", org=acme).post(
             "/subscriptions", json={"product": "nope", "quantity": 1}
         ),
-        422,
+        404,
     )
     assert problem["errors"] == {"product": ["No such product."]}
 
@@ -319,7 +319,7 @@ def test_seat_emails_are_validated_and_kept_in_the_organisation(
     problem = assert_problem(
         client.post(f"/subscriptions/{sub_id}/seats", json={"user_email": outsider.email}), 409
     )
-    assert problem["code"] == "user_elsewhere"
+    assert problem["code"] == "email_not_assignable"
 
 
 def test_seat_assignment_is_idempotent(app, api, acme, make_product):

@@ -395,7 +395,8 @@ def test_someone_of_another_organisation_cannot_be_given_a_seat(app, world):
         token_from=path,
     )
     assert response.status_code == 400
-    assert "This email belongs to an account elsewhere." in _messages(response)
+    assert "This address cannot be given a seat in this organisation." in _messages(response)
+    assert "elsewhere" not in response.get_data(as_text=True)
     assert db_rows(app) == before
 
 
