@@ -147,7 +147,9 @@ def _trusted(address: Address, proxies: Iterable[Network]) -> bool:
     return any(address.version == net.version and address in net for net in proxies)
 
 
-def client_address(peer: str | None, forwarded_for: str | None, proxies: tuple[Network, ...]):
+def client_address(
+    peer: str | None, forwarded_for: str | None, proxies: tuple[Network, ...]
+) -> str | None:
     """The client's address: the peer, unless the peer is a trusted proxy.
 
     Then ``X-Forwarded-For`` is read from the right (each hop was written by the
