@@ -245,6 +245,13 @@ def _no_bearer() -> bool:
     return not _bearer_key()
 
 
+def _token_accepted(response: Response) -> bool:
+    """Count calls whose token was accepted: a stream of made-up tokens (401) creates
+    no keys in Redis. (Checked before the call, counted after it, as Flask-Limiter
+    does with ``deduct_when``.)"""
+    return response.status_code not in (401, 429)
+
+
 # ---------------------------------------------------------------- outages
 
 
@@ -364,6 +371,7 @@ def _add_token_limits() -> None:
         scope=API_SCOPE,
         key_func=_bearer_key,
         exempt_when=_no_bearer,
+        deduct_when=_token_accepted,
         error_message="Too many requests with this token. Wait and try again (Retry-After).",
     )(api)
     limiter.shared_limit(
@@ -371,6 +379,7 @@ def _add_token_limits() -> None:
         scope=SCIM_SCOPE,
         key_func=_bearer_key,
         exempt_when=_no_bearer,
+        deduct_when=_token_accepted,
         error_message="Too many requests with this token. Wait and try again (Retry-After).",
     )(scim)
 

@@ -8,14 +8,16 @@ thousands of requests.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from limits import parse
 from werkzeug.test import EnvironBuilder
 
 from portal.api.fastpath import EntitlementCheckFastPath
 from portal.catalogue.models import Vendor
 from portal.db import db
 from portal.extensions import limiter
-from portal.ratelimit import limits_degraded
-from tests.api.conftest import VendorRef, assert_problem
+from portal.identity.security import token_digest
+from portal.ratelimit import API_SCOPE, limits_degraded, token_key
+from tests.api.conftest import ApiClient, VendorRef, assert_problem
 
 CHECK = "/api/v1/entitlements/check"
 RATE_HEADERS = ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
@@ -118,3 +120,16 @@ def test_while_redis_is_in_doubt_the_fast_path_leaves_checks_to_flask(
     monkeypatch.setattr(limiter, "_storage_dead", True)  # what a failed Redis call sets
     assert limits_degraded()
     assert middleware.answer(environ) is None
+
+
+def test_made_up_tokens_are_not_counted(app, api, monkeypatch):
+    """A stream of made-up tokens gets 401s, never a bucket (a key in Redis) each."""
+    monkeypatch.setitem(app.config, "PORTAL_API_RATE_LIMIT", "3 per minute")
+    bogus = ApiClient(app.test_client(), "pk_c_" + "x" * 43)
+    assert [bogus.get("/catalogue").status_code for _ in range(5)] == [401] * 5
+    args = [app.config["RATELIMIT_KEY_PREFIX"], token_key(token_digest(bogus.token)), API_SCOPE]
+    assert limiter.limiter.get_window_stats(parse("3 per minute"), *args).remaining == 3
+    good = api("council")
+    assert good.get("/catalogue").status_code == 200
+    args[1] = token_key(token_digest(good.token))
+    assert limiter.limiter.get_window_stats(parse("3 per minute"), *args).remaining == 2
