@@ -292,7 +292,7 @@ def in_force(terms: list[tuple[dt.date, dt.date | None]] | None, day: dt.date) -
 
 def organisation_people(
     session: Session, *, organisation_ids: Iterable[int], emails: Iterable[str]
-) -> set[tuple[int, str]]:
+) -> set[tuple[int | None, str]]:
     """(organisation id, email) of the given emails that are accounts of those
     organisations, active or not, in one query."""
     emails = set(emails)
