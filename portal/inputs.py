@@ -3,7 +3,7 @@
 Whatever a client sends, malformed input gets a 4xx with a clear reason and
 changes nothing; it never reaches the database, where it would fail as a 500
 (PostgreSQL refuses NUL bytes in text, SQLite and PostgreSQL integers stop at
-2^63 − 1). Two pieces, registered by :func:`init_app`:
+2^63 − 1). Registered by :func:`init_app` (and :func:`guard_commands`):
 
 * The ``int`` URL converter is replaced app-wide by one bounded to
   ``0 … 2^63 − 1``: a larger id matches no route and answers 404, as a missing
@@ -11,11 +11,20 @@ changes nothing; it never reaches the database, where it would fail as a 500
 * A ``before_request`` hook, run before every other one, refuses control
   characters (C0 except tab, line feed and carriage return; NUL above all) in
   the path, the query string, form fields (names and values) and JSON bodies
-  (keys and strings, at any depth). The API answers 422 problem+json naming
-  the field, SCIM its own error body (400, ``invalidValue``), pages a 400 page
-  in the layout. It is cheap where it matters: the raw query string and body
-  are scanned for the bytes that could decode to a control character, and
-  only then parsed.
+  (keys and strings, at any depth), and JSON nested more than
+  :data:`MAX_JSON_DEPTH` deep (Python's parser would fail it with a
+  ``RecursionError``). The API answers 422 problem+json naming the field, SCIM
+  its own error body (400, ``invalidValue``), pages a 400 page in the layout.
+  It is cheap where it matters (about 2 µs for a GET): the raw path, query
+  string and body are tested for what could decode to a control character,
+  and only then parsed.
+* :func:`guard_commands` makes every option of the ``portal`` commands refuse a
+  control character with a one-line error before the command runs.
+
+Numbers, months and dates have bounded types in :mod:`portal.validation`
+(``DbId``, ``Amount``, ``Period``, ``SafeDate``, ``SafeDateTime``) for the
+services' models; :func:`portal.metering.selectors.period_bounds` is the one
+month parser.
 
 Endpoints whose JSON body reports its own problems item by item (the usage
 batch: one bad event must not sink the others) are listed in
