@@ -41,6 +41,7 @@ from portal.api.services import LAST_USED_RESOLUTION, TOKEN_START, token_digest
 from portal.api.usage import EntitlementQuery, entitlement_body
 from portal.catalogue.models import Vendor
 from portal.db import now_utc
+from portal.inputs import unsafe_query_string
 from portal.metering.selectors import ENTITLEMENT_SEAT, entitlement_answer, entitlement_params
 from portal.ratelimit import fast_path_allows
 from portal.security import is_production, response_headers
@@ -216,8 +217,8 @@ class EntitlementCheckFastPath:
         values = {"token_hash": token_digest(credentials), **entitlement_params(**asked)}
         try:
             connection = self._connect()
-        except sa.exc.SQLAlchemyError:
-            return None  # Flask answers, and reports the error its own way
+        except Exception:  # SQLAlchemy's or the driver's own (raw_connection does not wrap)
+            return None  # Flask answers, and reports the error its own way (a 503 if down)
         try:
             assert self._statement is not None
             row = self._statement.run(connection, values)
@@ -247,8 +248,8 @@ def _parameters(query_string: str) -> dict[str, str] | None:
     A query string with anything but ASCII (percent-encoded UTF-8 is ASCII) goes
     to Flask, whose decoding of raw bytes this does not repeat.
     """
-    if not query_string.isascii():
-        return None
+    if not query_string.isascii() or unsafe_query_string(query_string):
+        return None  # Flask's input guard (portal.inputs) refuses a control character
     asked: dict[str, str] = {}
     for name, value in parse_qsl(query_string, keep_blank_values=True):
         if name in PARAMETERS:
