@@ -12,7 +12,7 @@ from typing import Literal, TypeVar
 
 from flask import Response
 from flask_openapi3 import Tag
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from portal.api import pagination
 from portal.api.auth import ANY_SCOPE, COUNCIL, current_actor
@@ -35,17 +35,68 @@ tag = Tag(name="Catalogue", description="Vendors, products, licence pools and pr
 class VendorCreate(services.VendorFields, ApiModel):
     """A supplier of the council."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "slug": "cadworks",
+                "name": "CADworks GmbH",
+                "contact_email": "sales@cad.example",
+            }
+        }
+    )
+
 
 class ProductCreate(services.ProductFields, ApiModel):
     """A product of a vendor (``vendor`` is the vendor's slug), with its meters."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "sku": "cad-suite-pro",
+                "vendor": "acme-soft",
+                "name": "CAD Suite Pro",
+                "meters": [
+                    {"key": "renders", "name": "Renders", "unit": "job", "aggregation": "sum"}
+                ],
+            }
+        }
+    )
 
 
 class PoolCreate(services.PoolFields, ApiModel):
     """Seats of a product (``product`` is its SKU) the council bought for a term."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "product": "cad-suite",
+                "capacity": 50,
+                "starts_on": "2026-01-01",
+                "ends_on": "2026-12-31",
+                "unit_cost": {"amount": 1200, "currency": "EUR"},
+            }
+        }
+    )
+
 
 class PriceCreate(services.PriceFields, ApiModel):
     """What members pay for a product in one currency, per seat-month or per meter unit."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "product": "cad-suite",
+                "currency": "GBP",
+                "model": "metered",
+                "meter": "api_calls",
+                "tier_mode": "graduated",
+                "tiers": [
+                    {"up_to": 1000, "unit_amount": 2, "flat_amount": 0},
+                    {"up_to": None, "unit_amount": 1, "flat_amount": 0},
+                ],
+            }
+        }
+    )
 
 
 # What the services check across fields, stated in the document as well (flask-openapi3

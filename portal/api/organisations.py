@@ -10,7 +10,7 @@ from typing import Literal
 
 from flask import Response
 from flask_openapi3 import Tag
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from portal.api import pagination
 from portal.api.auth import COUNCIL, current_actor
@@ -25,6 +25,18 @@ tag = Tag(name="Organisations", description="Member organisations (tenants) of t
 
 class OrganisationCreate(services.OrganisationCreate, ApiModel):
     """What council staff give to create an organisation."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "slug": "globex",
+                "name": "Globex Ltd",
+                "country": "GB",
+                "currency": "GBP",
+                "billing_email": "accounts@globex.example",
+            }
+        }
+    )
 
 
 class OrganisationUpdate(services.OrganisationUpdate, ApiModel):

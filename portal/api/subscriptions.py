@@ -21,7 +21,7 @@ from portal.api.framework import reply, route
 from portal.api.schemas import DATE, EMAIL, SLUG, ApiModel, IdPath, ListQuery
 from portal.catalogue.models import Product
 from portal.catalogue.selectors import product_by_sku
-from portal.db import db
+from portal.db import db, now_utc
 from portal.errors import NotFound, PermissionDenied, ValidationFailed
 from portal.seats import selectors, services
 from portal.seats.models import SeatAssignment, Subscription
@@ -52,7 +52,12 @@ EmailText = Annotated[
 class SubscriptionCreate(ApiModel):
     """Reserve seats of a product for an organisation."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {"organisation": "acme", "product": "cad-suite", "quantity": 5}
+        },
+    )
     organisation: Reference | None = Field(
         default=None,
         description="The organisation's slug: required with a council token; "
@@ -93,7 +98,9 @@ class SeatPath(IdPath):
 class SeatAssign(ApiModel):
     """Give a person a seat; an email without an account gets an invitation."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"user_email": "pat.lee@acme.example"}}
+    )
     user_email: EmailText
 
 
@@ -245,8 +252,15 @@ def subscription_create(body: SubscriptionCreate) -> Response:
     201 when every seat is granted; 202 when the request is waitlisted or partly
     granted (see `outcome` and `status`); 409 `pool_exhausted` with
     `on_shortage: reject` when the pools cannot cover it. 404 for an unknown
-    organisation or product; a council token must name the organisation (422).
+    organisation or product; a council token must name the organisation (422);
+    only a council token may give a `starts_on` other than today (403).
     """
+    if body.starts_on not in (None, now_utc().date()) and _scope() is not None:
+        # A rule of the token's scope, not of the body: the council dates contracts.
+        raise PermissionDenied(
+            "Only the council can date a subscription other than today.",
+            errors={"starts_on": ["Leave out: subscriptions start today."]},
+        )
     outcome = services.subscription_create(
         db.session,
         actor=current_actor(),

@@ -1,10 +1,11 @@
 """Property-based tests of ``/api/v1`` against its own OpenAPI document (schemathesis).
 
-Every operation of the document is exercised with a token of each scope
-(council, organisation, vendor) against the real app and a migrated database
-holding an organisation, a vendor, a product with a meter, a pool and a price,
-so slugs and SKUs a case names may exist. Generation is seeded and
-deterministic, and bounded (``max-examples``), so a run is repeatable and quick.
+Every operation a token of each scope (council, organisation, vendor) may call
+is exercised with such a token against the real app and a migrated database
+holding an organisation, a vendor, a product with a meter and a pool, named as
+the document's examples name them, so the examples phase finds them.
+Generation is seeded and deterministic, and bounded (``max-examples``), so a
+run is repeatable and quick.
 
 Checks: no server error; the status is documented; the body matches the
 documented schema and content type; documented headers are present; a method
@@ -72,13 +73,20 @@ SETTINGS = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 def world(app, make_org, make_product, make_token) -> dict:
     import sqlalchemy as sa
 
-    from portal.catalogue.models import Vendor
+    from portal.catalogue.models import Product, Vendor
+    from portal.catalogue.services import meter_create
     from portal.db import db
     from tests.api.conftest import VendorRef
+    from tests.conftest import SYSTEM
 
+    # The names the document's examples use, so the examples phase finds them.
     acme = make_org("acme")
-    make_product(10, sku="acme-office", vendor="acme-soft")
+    make_product(10, sku="cad-suite", vendor="acme-soft")
     with app.app_context():
+        product = db.session.scalar(sa.select(Product).where(Product.sku == "cad-suite"))
+        meter = {"key": "api_calls", "name": "API calls", "unit": "call", "aggregation": "sum"}
+        meter_create(db.session, actor=SYSTEM, product=product, data=meter)
+        db.session.commit()
         vendor = db.session.scalar(sa.select(Vendor).where(Vendor.slug == "acme-soft"))
         vendor_ref = VendorRef(vendor.id, vendor.slug)
     return {
