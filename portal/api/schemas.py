@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
+from pydantic.json_schema import GenerateJsonSchema, JsonDict, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import core_schema
 
 from portal import iso, validation
@@ -30,16 +30,16 @@ PARAM = r"^[^\x00-\x1f]*$"
 TEXT_NOT_BLANK = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*[^\s\x00-\x1f][^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
 PARAM_NOT_BLANK = r"^[^\x00-\x1f]*[^\s\x00-\x1f][^\x00-\x1f]*$"
 
-SLUG = {"pattern": r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", "minLength": 3, "maxLength": 63}
-KEY = {"pattern": r"^[a-z][a-z0-9_.-]*$", "minLength": 1, "maxLength": 63}
-URL = {"pattern": r"^https?://[^\s\x00-\x1f/$.?#][^\s\x00-\x1f]+$", "maxLength": 500}
+SLUG: JsonDict = {"pattern": r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", "minLength": 3, "maxLength": 63}
+KEY: JsonDict = {"pattern": r"^[a-z][a-z0-9_.-]*$", "minLength": 1, "maxLength": 63}
+URL: JsonDict = {"pattern": r"^https?://[^\s\x00-\x1f/$.?#][^\s\x00-\x1f]+$", "maxLength": 500}
 # Years 2000 to 9998 (validation.MIN_DATE … MAX_DATE), months 01 to 12.
 YEAR = r"(2[0-9]{3}|[3-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
-PERIOD = {"pattern": rf"^{YEAR}-(0[1-9]|1[0-2])$", "minLength": 7, "maxLength": 7}
+PERIOD: JsonDict = {"pattern": rf"^{YEAR}-(0[1-9]|1[0-2])$", "minLength": 7, "maxLength": 7}
 # Days that exist in every year (29 February is left out of the pattern, not refused).
 DAY = r"((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
-DATE = {"pattern": rf"^{YEAR}-{DAY}$"}
-EMAIL = {
+DATE: JsonDict = {"pattern": rf"^{YEAR}-{DAY}$"}
+EMAIL: JsonDict = {
     "format": "email",
     # What email-validator accepts, narrowed to plain ASCII: a dot-atom local part and a
     # domain of letters and digits with at least two labels.
@@ -138,7 +138,7 @@ class ApiSchema(GenerateJsonSchema):
         self, schema: core_schema.AfterValidatorFunctionSchema
     ) -> JsonSchemaValue:
         json_schema = super().function_after_schema(schema)
-        fragment = self.validators().get(schema["function"].get("function"))  # type: ignore[arg-type]
+        fragment = self.validators().get(schema["function"].get("function"))
         if self.mode == "validation" and fragment is not None:
             json_schema = {**json_schema, **fragment}
             if "enum" in fragment:
@@ -178,7 +178,7 @@ class ApiModel(BaseModel):
     @classmethod
     def model_json_schema(
         cls,
-        by_alias: bool = True,
+        by_alias: bool | None = True,
         ref_template: str = "#/$defs/{model}",
         schema_generator: type[GenerateJsonSchema] | None = None,
         mode: JsonSchemaMode = "validation",
