@@ -204,11 +204,80 @@ def user_fields(payload: Any, *, current: Account | None = None) -> UserFields:
     )
 
 
+# Standard attributes of a SCIM user (RFC 7643 §4.1 and the enterprise extension) that
+# the portal does not keep. Identity providers send them with their default mappings
+# (Entra: title, department, phone numbers, the work email); a PATCH naming them is
+# applied to what the portal keeps and ignores them, exactly as POST and PUT do, so
+# a routine profile update is never refused for them. None is advertised as stored.
+# ``emails`` is derived from ``userName``. A path that is no standard attribute at all
+# is still ``invalidPath``, and a read-only one the portal shows (``groups``) ``mutability``.
+_USER_CORE_PREFIX = USER_SCHEMA.lower() + ":"
+_ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user"
+_UNKEPT_USER_ATTRIBUTES = frozenset(
+    a.lower()
+    for a in (
+        "nickName", "profileUrl", "title", "userType", "preferredLanguage", "locale",
+        "timezone", "password", "emails", "phoneNumbers", "ims", "photos", "addresses",
+        "entitlements", "roles", "x509Certificates",
+    )
+)  # fmt: skip
+_UNKEPT_NAME_PARTS = frozenset(("formatted", "middlename", "honorificprefix", "honorificsuffix"))
+
+
+def _unkept(path: str) -> bool:
+    """Whether a PATCH path names a standard user attribute the portal does not keep."""
+    lowered = path.strip().lower()
+    if lowered.startswith(_ENTERPRISE):
+        return True
+    if lowered.startswith(_USER_CORE_PREFIX):
+        lowered = lowered[len(_USER_CORE_PREFIX) :]
+    root, _, rest = lowered.partition(".")
+    root = root.split("[", 1)[0]
+    if root == "name" and rest:
+        return rest.split("[", 1)[0] in _UNKEPT_NAME_PARTS
+    return root in _UNKEPT_USER_ATTRIBUTES
+
+
+def _kept_operations(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` without the operations (and path-less values' keys) on unkept attributes."""
+    operations = payload.get("Operations")
+    if not isinstance(operations, list):
+        return payload
+    kept: list[Any] = []
+    for operation in operations:
+        if not isinstance(operation, dict):
+            kept.append(operation)
+            continue
+        path = operation.get("path")
+        if isinstance(path, str) and path.strip():
+            if not _unkept(path):
+                kept.append(operation)
+            continue
+        value = operation.get("value")
+        if isinstance(value, dict):
+            trimmed = {k: v for k, v in value.items() if not (isinstance(k, str) and _unkept(k))}
+            name = trimmed.get("name")
+            if isinstance(name, dict):
+                trimmed["name"] = {
+                    k: v for k, v in name.items() if str(k).lower() not in _UNKEPT_NAME_PARTS
+                }
+            if not trimmed:
+                continue
+            operation = {**operation, "value": trimmed}
+        kept.append(operation)
+    return {**payload, "Operations": kept}
+
+
 def patched_user_fields(user: Account, payload: Any) -> UserFields:
     """The user's fields after a PATCH, applied by scim2-models to the user as SCIM sees
-    it; a path the portal does not keep is ``invalidPath``, a read-only one ``mutability``."""
+    it. Operations on standard attributes the portal does not keep are ignored (as in
+    POST and PUT); a path that is no attribute is ``invalidPath``, a read-only one
+    ``mutability``."""
     if not isinstance(payload, dict):
         raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
+    operations = payload.get("Operations")
+    payload = _kept_operations(payload)
+    ignored_all = bool(operations) and not payload["Operations"]
     current = User.model_validate(
         {
             k: v
@@ -217,10 +286,11 @@ def patched_user_fields(user: Account, payload: Any) -> UserFields:
         }
     )
     try:
-        patch = PatchOp[User].model_validate(
-            payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=STRICT
-        )
-        patch.patch(current, scim_policy=STRICT)
+        if not ignored_all:  # every operation named what the portal does not keep
+            patch = PatchOp[User].model_validate(
+                payload, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=STRICT
+            )
+            patch.patch(current, scim_policy=STRICT)
     except (ValidationError, SCIMException) as exc:
         raise invalid(exc) from exc
     name = current.name

@@ -16,10 +16,11 @@ and whatever they mark writable round-trips through POST, PUT and PATCH:
 Groups keep ``displayName``, ``externalId`` and ``members`` (``value``,
 ``$ref``, ``type``; people only, no nested groups).
 
-Attributes these models do not declare (``title``, ``phoneNumbers``, the
-enterprise extension, …) are dropped from POST and PUT bodies (identity
-providers send whole profiles) and refused in PATCH operations
-(``invalidPath``), so nothing answers 200 and silently drops a change.
+Standard attributes these models do not declare (``title``, ``phoneNumbers``,
+the enterprise extension, …) are ignored wherever they come: dropped from POST
+and PUT bodies and left out of PATCH operations (identity providers send whole
+profiles); they are never advertised, so nothing advertised is dropped. A path
+that is no SCIM attribute at all is refused (``invalidPath``).
 """
 
 from __future__ import annotations
