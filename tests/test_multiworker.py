@@ -139,8 +139,6 @@ def serve(app, tmp_path) -> Iterator:
                 pass  # not listening yet, or a worker still booting
             assert time.monotonic() < deadline, error_log.read_text()
             time.sleep(0.2)
-        if workers > 1:
-            _until_every_worker_serves(portal, workers)
         return portal
 
     yield start
@@ -151,31 +149,28 @@ def serve(app, tmp_path) -> Iterator:
         output.close()
 
 
-def _until_every_worker_serves(portal: Portal, workers: int) -> None:
-    """Each worker has booted and answered (not just the first one up)."""
-    for _ in range(200):
-        if len({pid for pid, _ in portal.served("GET", "/login")}) >= workers:
-            return
-        requests.get(portal.url + "/login", headers={"Connection": "close"}, timeout=30)
-    pytest.fail("not every gunicorn worker answered")
-
-
 def test_failed_sign_ins_are_counted_across_workers_whatever_x_forwarded_for_says(
     serve, make_user, redis_prefix
 ):
-    portal = serve(2, PORTAL_REDIS_URL=REDIS_URL, PORTAL_RATELIMIT_KEY_PREFIX=redis_prefix)
+    """Two servers sharing one Redis, as two machines would: one gunicorn with two workers
+    and another with one. The tries alternate between the servers, so they are certainly
+    counted by different processes (which of the first server's two workers takes a
+    connection is the kernel's choice, so the test does not depend on it)."""
+    shared = {"PORTAL_REDIS_URL": REDIS_URL, "PORTAL_RATELIMIT_KEY_PREFIX": redis_prefix}
+    servers = [serve(2, **shared), serve(1, **shared)]
     user = make_user("council_admin")
     other = make_user("council_admin")
     statuses = [
-        portal.sign_in(user.email, f"wrong {n}", **{"X-Forwarded-For": f"203.0.113.{n}"})
+        servers[n % 2].sign_in(user.email, f"wrong {n}", **{"X-Forwarded-For": f"203.0.113.{n}"})
         for n in range(8)
     ]
     assert statuses == [401] * 5 + [429] * 3
-    posts = portal.served("POST", "/login")
-    assert len({pid for pid, _ in posts}) == 2, posts  # both workers counted
+    counted_by = {pid for server in servers for pid, _ in server.served("POST", "/login")}
+    assert len(counted_by) >= 2, counted_by  # more than one process counted them
     # The right password waits for that email from this address; another person's does not.
-    assert portal.sign_in(user.email, user.password) == 429
-    assert portal.sign_in(other.email, other.password) == 302
+    assert servers[1].sign_in(user.email, user.password) == 429
+    assert servers[0].sign_in(user.email, user.password) == 429
+    assert servers[0].sign_in(other.email, other.password) == 302
     keys = redis.Redis.from_url(REDIS_URL).keys(f"*{redis_prefix}*")
     assert keys  # the counts are in Redis, not in the workers
 
