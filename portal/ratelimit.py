@@ -110,7 +110,7 @@ def settings(env: dict[str, str], *, production: bool, redis_url: str | None) ->
                 {"socket_connect_timeout": 0.5, "socket_timeout": 0.5} if redis_url else {}
             ),
             "RATELIMIT_KEY_PREFIX": env.get("PORTAL_RATELIMIT_KEY_PREFIX") or "portal",
-            "RATELIMIT_STRATEGY": "moving-window",
+            "RATELIMIT_STRATEGY": "sliding-window-counter",
             "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
             "RATELIMIT_SWALLOW_ERRORS": True,
             # Sent on 429 answers only (see _refusal_headers).
@@ -325,7 +325,7 @@ def fast_path_allows(app: Flask, digest: str) -> bool:
     args = [prefix, token_key(digest), API_SCOPE] if prefix else [token_key(digest), API_SCOPE]
     strategy = limiter.limiter
     items = _items(app.config["PORTAL_API_RATE_LIMIT"])
-    try:  # one round trip per item: a moving window's hit adds nothing when it is full
+    try:  # one round trip per item: a sliding window counter is two counters per key
         return all(strategy.hit(item, *args) for item in items)
     except Exception:  # the storage failed: Flask's limiter falls back and logs it
         return False
