@@ -95,11 +95,11 @@ def setup(db: common.Database, env: dict[str, str], orgs: int, events: int) -> W
     quantity history and the events as rows (they have no rules to go through here)."""
     import sqlalchemy as sa
 
-    from portal.audit.services import Actor
     from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
     from portal.db import db as portal_db
-    from portal.db import now_utc
-    from portal.metering.selectors import period_bounds, period_of
+    from portal.kernel.actor import Actor
+    from portal.kernel.clock import now_utc
+    from portal.kernel.periods import period_bounds, period_of
     from portal.seats.models import Subscription, SubscriptionChange
     from portal.tenancy.services import organisation_create
 
@@ -273,9 +273,9 @@ def setup(db: common.Database, env: dict[str, str], orgs: int, events: int) -> W
 def portal_run(env: dict[str, str], world: World) -> dict[str, Any]:
     """``invoice_run`` of the month through the portal's code, in this process."""
     from portal import create_app
-    from portal.audit.services import Actor
     from portal.billing.jobs import invoice_run
     from portal.db import db as portal_db
+    from portal.kernel.actor import Actor
 
     app = create_app()
     with app.app_context():

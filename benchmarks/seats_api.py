@@ -37,11 +37,11 @@ def setup(db: common.Database, env: dict[str, str], users: int) -> tuple[str, in
     import datetime as dt
 
     from portal.api.services import token_create
-    from portal.audit.services import Actor
     from portal.catalogue.services import pool_create, product_create, vendor_create
     from portal.db import db as portal_db
-    from portal.db import now_utc
     from portal.identity.services import user_create
+    from portal.kernel.actor import Actor
+    from portal.kernel.clock import now_utc
     from portal.seats.services import subscription_create
     from portal.tenancy.services import organisation_create
 

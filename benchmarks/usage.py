@@ -91,11 +91,11 @@ def setup(db: common.Database, env: dict[str, str], orgs: int, people: int) -> W
     """Organisations subscribed to every product, people with seats, the vendor's
     products and meters, a vendor token."""
     from portal.api.services import token_create
-    from portal.audit.services import Actor
     from portal.catalogue.services import pool_create, product_create, vendor_create
     from portal.db import db as portal_db
-    from portal.db import now_utc
     from portal.identity.services import user_create
+    from portal.kernel.actor import Actor
+    from portal.kernel.clock import now_utc
     from portal.seats.services import seat_assign, subscription_create
     from portal.tenancy.services import organisation_create
 
@@ -400,8 +400,9 @@ def aggregates(db: common.Database, env: dict[str, str], runs: int) -> dict[str,
     """The month's aggregates through the portal's selector and as bare SQL, alternating."""
     from portal import create_app
     from portal.db import db as portal_db
-    from portal.db import now_utc
-    from portal.metering.selectors import period_bounds, period_of, usage_aggregates
+    from portal.kernel.clock import now_utc
+    from portal.kernel.periods import period_bounds, period_of
+    from portal.metering.selectors import usage_aggregates
 
     app = create_app()
     start, end = period_bounds(period_of(now_utc()))

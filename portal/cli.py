@@ -13,8 +13,9 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from portal.audit.services import Actor
-from portal.errors import DomainError
+from portal.db import db_session
+from portal.kernel.actor import Actor
+from portal.kernel.errors import DomainError
 
 
 def _fail(error: DomainError) -> click.ClickException:
@@ -33,9 +34,8 @@ def _fail(error: DomainError) -> click.ClickException:
 @with_appcontext
 def create_admin(email: str, password: str | None, name: str) -> None:
     """Create a council admin account."""
-    from portal.db import db
-    from portal.identity.models import Role
     from portal.identity.services import user_create
+    from portal.kernel.actor import Role
 
     if password is None:
         if not sys.stdin.isatty():
@@ -45,16 +45,16 @@ def create_admin(email: str, password: str | None, name: str) -> None:
             raise click.ClickException("The two passwords differ.")
     try:
         user = user_create(
-            db.session,
+            db_session(),
             actor=Actor.system("cli"),
             email=email,
             name=name,
             role=Role.COUNCIL_ADMIN,
             password=password,
         )
-        db.session.commit()
+        db_session().commit()
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         raise _fail(error) from error
     click.echo(f"Council admin {user.email} created.")
 
@@ -63,14 +63,13 @@ def create_admin(email: str, password: str | None, name: str) -> None:
 @with_appcontext
 def demo() -> None:
     """Load a demo council: organisations, users and (as the portal grows) more."""
-    from portal.db import db
     from portal.demo import load_demo
 
     try:
-        summary = load_demo(db.session)
-        db.session.commit()
+        summary = load_demo(db_session())
+        db_session().commit()
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         raise _fail(error) from error
     for line in summary:
         click.echo(line)
@@ -102,7 +101,7 @@ def token_create(
 
     from portal.api.services import token_create as create
     from portal.catalogue.selectors import vendor_by_slug
-    from portal.db import db, now_utc
+    from portal.kernel.clock import now_utc
     from portal.tenancy.selectors import organisation_by_slug
 
     # Bad input is one line on standard error (click's own usage errors take several).
@@ -124,11 +123,11 @@ def token_create(
             raise click.ClickException("--expires-in-days takes a whole number from 1 to 3650.")
         days = int(expires_in_days)
     try:
-        organisation = organisation_by_slug(db.session, org_slug) if org_slug else None
-        vendor = vendor_by_slug(db.session, vendor_slug) if vendor_slug else None
+        organisation = organisation_by_slug(db_session(), org_slug) if org_slug else None
+        vendor = vendor_by_slug(db_session(), vendor_slug) if vendor_slug else None
         owner = org_slug or vendor_slug or "council"
         api_token, plaintext = create(
-            db.session,
+            db_session(),
             actor=Actor.system("cli"),
             scope=scope,
             organisation=organisation,
@@ -138,9 +137,9 @@ def token_create(
             expires_at=now_utc() + dt.timedelta(days=days) if days else None,
             never_expires=never_expires,
         )
-        db.session.commit()
+        db_session().commit()
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         raise _fail(error) from error
     expiry = (
         f"expires {api_token.expires_at:%Y-%m-%d %H:%M} UTC"
@@ -161,8 +160,7 @@ def token_create(
 def invoice_run(period: str, finalize: bool) -> None:
     """Draft (and finalise) every organisation's invoice for a month."""
     from portal.billing.jobs import invoice_run as run_invoices
-    from portal.db import db
-    from portal.metering.selectors import period_bounds
+    from portal.kernel.periods import period_bounds
 
     try:
         period_bounds(period)
@@ -178,10 +176,10 @@ def invoice_run(period: str, finalize: bool) -> None:
 
         try:
             run = run_invoices(
-                db.session, actor=actor, period=period, finalize=finalize, on_progress=progress
+                db_session(), actor=actor, period=period, finalize=finalize, on_progress=progress
             )
         except DomainError as error:
-            db.session.rollback()
+            db_session().rollback()
             raise _fail(error) from error
     click.echo(
         f"{run.period}: {run.organisations_done} organisations, {run.invoices_created} drafts "
@@ -209,12 +207,11 @@ def export() -> None:
 def export_invoices(period: str, fmt: str, output: str | None) -> None:
     """One row per invoice line of a month's finalised invoices (and credit notes)."""
     from portal.billing.exports import export_rows, write_csv, write_json
-    from portal.db import db
-    from portal.metering.selectors import period_bounds
+    from portal.kernel.periods import period_bounds
 
     try:
         period_bounds(period)  # before anything is written: the rows are read lazily
-        rows = export_rows(db.session, period=period)
+        rows = export_rows(db_session(), period=period)
         if output:
             with open(output, "w", newline="", encoding="utf-8") as out:
                 count = (write_csv if fmt == "csv" else write_json)(rows, out)

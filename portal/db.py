@@ -18,8 +18,10 @@ import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session
 from sqlalchemy.pool import Pool
+
+from portal.kernel.clock import now_utc
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -28,11 +30,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def now_utc() -> dt.datetime:
-    """The current time, timezone-aware in UTC: the only clock the portal reads."""
-    return dt.datetime.now(dt.UTC)
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -71,6 +68,17 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+def db_session() -> Session:
+    """The current request's (or command's, or job's) session, typed as services take it.
+
+    ``db.session`` is Flask-SQLAlchemy's scoped proxy; calling it gives the
+    :class:`~sqlalchemy.orm.Session` of the current application context, which is
+    what every service and selector is annotated with.
+    """
+    return db.session()
+
 
 # Shared annotated column types.
 intpk = Annotated[

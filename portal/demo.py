@@ -10,10 +10,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor
-from portal.identity.models import Role, User
+from portal.identity.models import User
 from portal.identity.security import hash_password
 from portal.identity.services import user_create
+from portal.kernel.actor import Actor, Role
 from portal.tenancy.services import organisation_apply, organisation_create, organisation_transition
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (a published demo credential)
@@ -212,7 +212,7 @@ def _catalogue(session: Session, actor: Actor) -> None:
     import datetime as dt
 
     from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
-    from portal.db import now_utc
+    from portal.kernel.clock import now_utc
 
     today = now_utc().date()
     start = today.replace(day=1) - dt.timedelta(days=100)
@@ -320,7 +320,7 @@ def _subscriptions(session: Session, actor: Actor) -> None:
     import datetime as dt
 
     from portal.catalogue.selectors import product_by_sku
-    from portal.db import now_utc
+    from portal.kernel.clock import now_utc
     from portal.seats.services import seat_assign, subscription_create
     from portal.tenancy.selectors import organisation_by_slug
 
@@ -356,7 +356,7 @@ def _usage(session: Session, actor: Actor) -> int:
     import json
     import random
 
-    from portal.db import now_utc
+    from portal.kernel.clock import now_utc
     from portal.metering.ingest import usage_ingest
     from portal.seats.models import SeatAssignment
 
@@ -422,8 +422,8 @@ def _invoices(session: Session, actor: Actor) -> None:
 
     from portal.billing.models import InvoiceStatus
     from portal.billing.services import invoice_draft_refresh, invoice_finalize, payment_record
-    from portal.db import now_utc
-    from portal.metering.selectors import period_of
+    from portal.kernel.clock import now_utc
+    from portal.kernel.periods import period_of
     from portal.tenancy.models import Organisation
 
     today = now_utc().date()

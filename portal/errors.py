@@ -15,69 +15,32 @@ from flask import Flask, Response, current_app, jsonify, render_template, reques
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from portal.db import (
+    RETRY_AFTER_SECONDS,
+    db_session,
+    is_database_unavailable,
+    outage,
+    remove_session,
+)
+from portal.kernel.errors import (
+    Conflict,
+    DomainError,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+
+__all__ = [
+    "Conflict",
+    "DomainError",
+    "InvalidState",
+    "NotFound",
+    "PermissionDenied",
+    "ValidationFailed",
+]
+
 PROBLEM_BASE = "https://portal.example/problems/"
-
-
-class DomainError(Exception):
-    """A rule of the domain refused the operation; nothing was changed."""
-
-    status = 400
-    code = "bad_request"
-    title = "Bad request"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        code: str | None = None,
-        errors: dict[str, list[str]] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        if code:
-            self.code = code
-        self.errors = errors or {}
-        self.extra = extra or {}
-
-
-class ValidationFailed(DomainError):
-    """Input did not pass validation; ``errors`` maps field names to messages."""
-
-    status = 422
-    code = "validation_failed"
-    title = "Validation failed"
-
-
-class NotFound(DomainError):
-    """The thing does not exist, or is not visible to the one asking."""
-
-    status = 404
-    code = "not_found"
-    title = "Not found"
-
-
-class PermissionDenied(DomainError):
-    """The actor may not do this."""
-
-    status = 403
-    code = "forbidden"
-    title = "Forbidden"
-
-
-class Conflict(DomainError):
-    """The operation clashes with the current state (a taken slug, an exhausted pool)."""
-
-    status = 409
-    code = "conflict"
-    title = "Conflict"
-
-
-class InvalidState(Conflict):
-    """A state transition that is not allowed from the current state."""
-
-    code = "invalid_state"
-    title = "Not allowed in this state"
 
 
 def wants_json() -> bool:
@@ -136,16 +99,13 @@ def _renderer() -> Any:
 
 
 def _rollback() -> None:
-    from portal.db import db
 
     try:
-        db.session.rollback()
+        db_session().rollback()
     except Exception as exc:  # the connection died under the transaction
-        from portal.db import is_database_unavailable
-
         if not is_database_unavailable(exc):
             raise
-        db.session.invalidate()
+        db_session().invalidate()
 
 
 DATABASE_UNAVAILABLE_DETAIL = (
@@ -163,10 +123,9 @@ def database_unavailable(error: BaseException) -> Response:
     by the client. The page is rendered without the context processors, which
     read the signed-in person from the database.
     """
-    from portal.db import RETRY_AFTER_SECONDS, db, outage
 
     with contextlib.suppress(Exception):  # the connection is gone already
-        db.session.invalidate()
+        db_session().invalidate()
     outage.failed(error)
     title = "Service Unavailable"
     detail = DATABASE_UNAVAILABLE_DETAIL
@@ -188,7 +147,6 @@ def database_unavailable(error: BaseException) -> Response:
 
 def _page(status: int, title: str, detail: str, code: str | None) -> Response:
     """An error page in the layout; the 503 page if the layout cannot reach the database."""
-    from portal.db import is_database_unavailable
 
     try:
         html = render_template(
@@ -212,7 +170,6 @@ def _pass_on_headers(headers: Any, response: Response) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     """Answer domain and HTTP errors as problem+json or as a page in the layout."""
-    from portal.db import remove_session
 
     # A connection lost after the work was done must not turn the answer into a 500.
     app.teardown_appcontext(remove_session)
@@ -235,7 +192,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error: HTTPException):
-        from portal.db import is_database_unavailable
 
         original = getattr(error, "original_exception", None)
         if original is not None and is_database_unavailable(original):
@@ -266,7 +222,6 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
-        from portal.db import is_database_unavailable
 
         if is_database_unavailable(error):
             return database_unavailable(error)

@@ -9,7 +9,7 @@ beside its field (:func:`show_errors`)::
 
     if form.validate_on_submit():
         with committed(form) as saved:
-            meter = services.meter_create(db.session, actor=g.actor, ...)
+            meter = services.meter_create(db_session(), actor=g.actor, ...)
         if saved:
             flash(f"Meter “{meter.key}” is added.", "success")
             return redirect(...)
@@ -25,8 +25,8 @@ from typing import Any
 from flask import flash
 from flask_wtf import FlaskForm
 
-from portal.db import db
-from portal.errors import DomainError
+from portal.db import db_session
+from portal.kernel.errors import DomainError
 
 
 def form_values(form: FlaskForm, *names: str) -> dict[str, Any]:
@@ -75,8 +75,8 @@ def committed(form: FlaskForm, *, aliases: dict[str, str] | None = None) -> Iter
     try:
         yield saved
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         show_errors(form, error, aliases)
     else:
-        db.session.commit()
+        db_session().commit()
         saved.ok = True

@@ -23,7 +23,7 @@ changes nothing; it never reaches the database, where it would fail as a 500
 
 Numbers, months and dates have bounded types in :mod:`portal.validation`
 (``DbId``, ``Amount``, ``Period``, ``SafeDate``, ``SafeDateTime``) for the
-services' models; :func:`portal.metering.selectors.period_bounds` is the one
+services' models; :func:`portal.kernel.periods.period_bounds` is the one
 month parser.
 
 Endpoints whose JSON body reports its own problems item by item (the usage
@@ -45,7 +45,7 @@ import click
 from flask import Flask, request
 from werkzeug.routing import IntegerConverter
 
-from portal.errors import ValidationFailed
+from portal.kernel.errors import ValidationFailed
 
 # The largest value a BIGINT (PostgreSQL) or INTEGER (SQLite) column holds.
 MAX_DB_INT = 2**63 - 1

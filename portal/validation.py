@@ -22,8 +22,9 @@ from pydantic import (
     ValidationError,
 )
 
-from portal import iso
-from portal.errors import ValidationFailed
+from portal.kernel import iso
+from portal.kernel.errors import ValidationFailed
+from portal.kernel.periods import check_period
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -89,18 +90,7 @@ MAX_AMOUNT = 10**15
 # later; a month's end) stays inside Python's and PostgreSQL's ranges.
 MIN_DATE = dt.date(2000, 1, 1)
 MAX_DATE = dt.date(9998, 12, 31)
-PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-_PERIOD_RE = re.compile(PERIOD_PATTERN)
 _DATE_RANGE = f"between {MIN_DATE.isoformat()} and {MAX_DATE.isoformat()}"
-
-
-def check_period(value: str) -> str:
-    """A month written ``YYYY-MM`` between 2000-01 and 9998-12 (``2026-5`` is refused)."""
-    if not isinstance(value, str) or not _PERIOD_RE.fullmatch(value):
-        raise ValueError("Use the form YYYY-MM, e.g. 2026-05.")
-    if not MIN_DATE.year <= int(value[:4]) <= MAX_DATE.year:
-        raise ValueError(f"Give a month from {MIN_DATE:%Y-%m} to {MAX_DATE:%Y-%m} (YYYY-MM).")
-    return value
 
 
 def check_date(value: dt.date) -> dt.date:

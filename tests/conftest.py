@@ -29,9 +29,10 @@ from aiosmtpd.controller import Controller
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from portal import create_app
-from portal.audit.services import Actor
-from portal.db import db, now_utc
+from portal.db import db
 from portal.extensions import limiter
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
 
 TEST_PASSWORD = "correct horse battery"
 

@@ -8,8 +8,8 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 
 from portal.db import db
-from portal.errors import PermissionDenied, ValidationFailed
 from portal.forms import committed
+from portal.kernel.errors import PermissionDenied, ValidationFailed
 from portal.tenancy.models import Organisation
 from portal.tenancy.services import organisation_create
 from tests.conftest import SYSTEM

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from portal.validation import MAX_DB_INT
 from tests.api import conftest as api_fixtures
 from tests.billing import conftest as billing_fixtures
@@ -91,8 +92,8 @@ def test_the_int_converter_stops_at_what_a_database_integer_holds(app):
     "period", BAD_PERIODS + ["2026-5", "", "2026-05x", " 2026-05", "2026-05\n", "２０２６-05"]
 )
 def test_one_month_parser_refuses_what_date_arithmetic_cannot_hold(app, period):
-    from portal.errors import ValidationFailed
-    from portal.metering.selectors import period_bounds
+    from portal.kernel.errors import ValidationFailed
+    from portal.kernel.periods import period_bounds
 
     with pytest.raises(ValidationFailed) as caught:
         period_bounds(period)
@@ -101,7 +102,7 @@ def test_one_month_parser_refuses_what_date_arithmetic_cannot_hold(app, period):
 
 @pytest.mark.parametrize("period", ["2000-01", "2026-02", "9998-12"])
 def test_one_month_parser_gives_the_months_bounds(app, period):
-    from portal.metering.selectors import period_bounds
+    from portal.kernel.periods import period_bounds
 
     start, end = period_bounds(period)
     assert start.tzinfo is not None and start.day == 1
@@ -266,7 +267,7 @@ def test_api_subscription_and_token_dates_past_the_limits_are_refused(
     app, client, make_token, make_org, make_product
 ):
     from portal.api.services import token_create
-    from portal.errors import ValidationFailed
+    from portal.kernel.errors import ValidationFailed
 
     make_org("acme")
     make_product(sku="acme-app")
@@ -754,7 +755,7 @@ def test_every_post_route_survives_huge_ids_and_nul_bytes(app, everyone, monkeyp
 
 
 def test_the_current_month_parses(app):
-    from portal.metering.selectors import period_bounds, period_of
+    from portal.kernel.periods import period_bounds, period_of
 
     today = now_utc()
     start, end = period_bounds(period_of(today))

@@ -14,9 +14,9 @@ from sqlalchemy.exc import OperationalError
 
 from portal.api import services
 from portal.api.models import ApiToken
-from portal.audit.services import Actor
-from portal.db import db, is_postgres, read_only
+from portal.db import db_session, is_postgres, read_only
 from portal.errors import problem
+from portal.kernel.actor import Actor
 
 COUNCIL = "council"
 ORGANISATION = "organisation"
@@ -58,12 +58,12 @@ def authenticate() -> Response | None:
         return _unauthorized("Send an API token: Authorization: Bearer <token>.", invalid=False)
     if request.method in SAFE_METHODS:
         # Views answering GET change nothing: no write lock, no BEGIN/ROLLBACK round trips.
-        read_only(db.session)
-    token = services.token_authenticate(db.session, credentials)
+        read_only(db_session())
+    token = services.token_authenticate(db_session(), credentials)
     if token is None:
-        db.session.rollback()
+        db_session().rollback()
         return _unauthorized("The token is unknown, revoked or expired.", invalid=True)
-    if db.session.dirty:
+    if db_session().dirty:
         # The time of last use changed (at most once a minute): commit it now, the
         # view's own transaction may roll back. Otherwise the view carries on in
         # the transaction the lookup began, without a commit and a second lookup.
@@ -85,14 +85,14 @@ def authenticate() -> Response | None:
 
 def _commit_time_of_use() -> None:
     try:
-        db.session.commit()
+        db_session().commit()
     except OperationalError:
         # A SQLite read (deferred) transaction cannot write once another writer has
         # committed since it began. The time of last use is advisory; the next
         # request notes it.
-        if is_postgres(db.session):
+        if is_postgres(db_session()):
             raise
-        db.session.rollback()
+        db_session().rollback()
 
 
 def current_token() -> ApiToken:

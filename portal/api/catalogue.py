@@ -21,8 +21,9 @@ from portal.api.schemas import SLUG, ApiModel, ListQuery, document_rule
 from portal.catalogue import selectors, services
 from portal.catalogue.models import LicencePool, Price, Product, Vendor
 from portal.catalogue.selectors import ProductFigures
-from portal.db import db, now_utc
-from portal.errors import NotFound
+from portal.db import db_session
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import NotFound
 
 T = TypeVar("T")
 
@@ -313,7 +314,7 @@ class CatalogueQuery(ListQuery):
 def vendor_create(body: VendorCreate) -> Response:
     """Add a vendor."""
     vendor = services.vendor_create(
-        db.session, actor=current_actor(), data=body.model_dump(exclude_unset=True)
+        db_session(), actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
     return reply(VendorOut.of(vendor), 201)
 
@@ -331,7 +332,7 @@ def product_create(body: ProductCreate) -> Response:
     """Add a product of a vendor, with its meters (404 for an unknown vendor)."""
     _referenced(selectors.vendor_by_slug, body.vendor, "vendor")
     product = services.product_create(
-        db.session, actor=current_actor(), data=body.model_dump(exclude_unset=True)
+        db_session(), actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
     return reply(ProductOut.of(product), 201)
 
@@ -352,7 +353,7 @@ def pool_create(body: PoolCreate) -> Response:
     """
     _referenced(selectors.product_by_sku, body.product, "product")
     pool = services.pool_create(
-        db.session, actor=current_actor(), data=body.model_dump(exclude_unset=True)
+        db_session(), actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
     return reply(PoolOut.of(pool), 201)
 
@@ -379,7 +380,7 @@ def price_create(body: PriceCreate) -> Response:
             errors={"meter": [f"Choose one of {product.name}'s meters."]},
         )
     price = services.price_create(
-        db.session, actor=current_actor(), data=body.model_dump(exclude_unset=True)
+        db_session(), actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
     return reply(PriceOut.of(price), 201)
 
@@ -394,7 +395,7 @@ def catalogue_list(query: CatalogueQuery) -> Response:
     after_id = pagination.decode_cursor(query.cursor)
     entries = sorted(
         selectors.catalogue_list(
-            db.session, day=now_utc().date(), search=query.search, vendor_slug=query.vendor
+            db_session(), day=now_utc().date(), search=query.search, vendor_slug=query.vendor
         ),
         key=_product_id,
     )
@@ -412,7 +413,7 @@ def catalogue_list(query: CatalogueQuery) -> Response:
 def _referenced(find: Callable[..., T], key: str, field: str) -> T:
     """The vendor or product a body names; 404 naming the field when there is none."""
     try:
-        return find(db.session, key)
+        return find(db_session(), key)
     except NotFound as exc:
         raise NotFound(exc.detail, errors={field: [f"No such {field}."]}) from exc
 

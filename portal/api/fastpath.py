@@ -40,8 +40,8 @@ from portal.api.models import ApiToken
 from portal.api.services import LAST_USED_RESOLUTION, TOKEN_START, token_digest
 from portal.api.usage import EntitlementQuery, entitlement_body
 from portal.catalogue.models import Vendor
-from portal.db import now_utc
 from portal.inputs import unsafe_query_string
+from portal.kernel.clock import now_utc
 from portal.metering.selectors import ENTITLEMENT_SEAT, entitlement_answer, entitlement_params
 from portal.ratelimit import fast_path_allows
 from portal.security import is_production, response_headers

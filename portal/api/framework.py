@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from portal.api import auth, idempotency
 from portal.api.schemas import ApiSchema, IdempotencyHeader, Problem
-from portal.db import db
+from portal.db import db_session
 from portal.errors import problem
 from portal.validation import errors_from
 
@@ -136,7 +136,7 @@ def route(
                 return idempotency.run(lambda: view(**kwargs))
             response = view(**kwargs)
             if method != "get":
-                db.session.commit()
+                db_session().commit()
             return response
 
         handler.api_scopes = allowed  # type: ignore[attr-defined]

@@ -25,8 +25,9 @@ from sqlalchemy.exc import IntegrityError
 from portal.api import selectors, services
 from portal.api.auth import current_token
 from portal.api.models import IdempotentRequest
-from portal.db import db
-from portal.errors import DomainError, problem
+from portal.db import db_session
+from portal.errors import problem
+from portal.kernel.errors import DomainError
 
 HEADER = "Idempotency-Key"
 
@@ -59,18 +60,18 @@ def run(view: Callable[[], Response]) -> Response:
     key = request.headers.get(HEADER)
     if key is None:
         response = view()
-        db.session.commit()
+        db_session().commit()
         return response
     token = current_token()
     request_hash = fingerprint()
-    stored = selectors.idempotent_request_find(db.session, token_id=token.id, key=key)
+    stored = selectors.idempotent_request_find(db_session(), token_id=token.id, key=key)
     if stored is not None:
         return _replay(stored, request_hash)
     try:
         response = view()
         if 200 <= response.status_code < 300:
             services.idempotent_request_store(
-                db.session,
+                db_session(),
                 token=token,
                 key=key,
                 method=request.method,
@@ -79,10 +80,10 @@ def run(view: Callable[[], Response]) -> Response:
                 status=response.status_code,
                 body=response.get_json(),
             )
-        db.session.commit()
+        db_session().commit()
     except (DomainError, IntegrityError):
-        db.session.rollback()
-        stored = selectors.idempotent_request_find(db.session, token_id=token.id, key=key)
+        db_session().rollback()
+        stored = selectors.idempotent_request_find(db_session(), token_id=token.id, key=key)
         if stored is None:
             raise
         return _replay(stored, request_hash)

@@ -25,10 +25,11 @@ from portal.billing import documents, exports, selectors, services
 from portal.billing.jobs import invoice_run_execute
 from portal.billing.models import CreditNote, Invoice, InvoiceRun
 from portal.billing.operations import invoice_run_start
-from portal.db import db, now_utc
-from portal.errors import Conflict, NotFound, PermissionDenied
-from portal.metering.selectors import period_bounds
-from portal.seats.services import organisation_scope
+from portal.db import db_session
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import Conflict, NotFound, PermissionDenied
+from portal.kernel.periods import period_bounds
+from portal.kernel.scope import organisation_scope
 from portal.tenancy.models import Organisation
 from portal.tenancy.selectors import organisation_by_slug
 
@@ -239,7 +240,7 @@ def _organisation_filter(slug: str | None) -> int | None:
     if slug is None:
         return own
     if own is not None:
-        organisation = db.session.get(Organisation, own)
+        organisation = db_session().get(Organisation, own)
         if organisation is None or slug.lower() != organisation.slug:
             raise PermissionDenied(
                 "This token reads only its own organisation's invoices.",
@@ -247,7 +248,7 @@ def _organisation_filter(slug: str | None) -> int | None:
             )
         return own
     try:
-        return organisation_by_slug(db.session, slug).id
+        return organisation_by_slug(db_session(), slug).id
     except NotFound as exc:
         raise NotFound(
             f"No organisation “{slug}”.", errors={"organisation": ["No such organisation."]}
@@ -257,7 +258,7 @@ def _organisation_filter(slug: str | None) -> int | None:
 def _invoice(invoice_id: int) -> Invoice:
     own = _scope()
     return selectors.invoice_in_scope(
-        db.session, organisation_id=own, invoice_id=invoice_id, issued_only=own is not None
+        db_session(), organisation_id=own, invoice_id=invoice_id, issued_only=own is not None
     )
 
 
@@ -289,9 +290,9 @@ def invoice_run_create(body: InvoiceRunCreate) -> Response:
             code="period_not_started",
             errors={"period": ["Choose the current month or an earlier one."]},
         )
-    run = invoice_run_start(db.session, actor=actor, period=body.period, finalize=body.finalize)
-    db.session.commit()
-    run = invoice_run_execute(db.session, actor=actor, run_id=run.id)
+    run = invoice_run_start(db_session(), actor=actor, period=body.period, finalize=body.finalize)
+    db_session().commit()
+    run = invoice_run_execute(db_session(), actor=actor, run_id=run.id)
     return reply(InvoiceRunOut.of(run), 201)
 
 
@@ -303,7 +304,7 @@ def invoices_list(query: InvoiceQuery) -> Response:
     """
     own = _scope()
     rows = selectors.invoices_list(
-        db.session,
+        db_session(),
         organisation_id=_organisation_filter(query.organisation),
         period=query.period,
         status=query.status,
@@ -343,7 +344,7 @@ def invoice_finalize(path: InvoicePath) -> Response:
     409 `not_draft` when it is final already.
     """
     invoice = services.invoice_finalize(
-        db.session, actor=current_actor(), invoice=_invoice(path.id)
+        db_session(), actor=current_actor(), invoice=_invoice(path.id)
     )
     return reply(InvoiceOut.of(invoice))
 
@@ -361,7 +362,7 @@ def credit_note_create(path: InvoicePath, body: CreditNoteCreate) -> Response:
     """Credit part or all of a finalised invoice (409 `not_creditable` for a draft or void one)."""
     invoice = _invoice(path.id)
     note = services.credit_note_create(
-        db.session, actor=current_actor(), invoice=invoice, amount=body.amount, reason=body.reason
+        db_session(), actor=current_actor(), invoice=invoice, amount=body.amount, reason=body.reason
     )
     return reply(CreditNoteOut.of(note, invoice), 201)
 
@@ -378,7 +379,7 @@ def invoice_pdf(path: InvoicePath) -> Response:
     """The invoice as a PDF (a finalised invoice's is the one sent; a draft's is a preview)."""
     invoice = _invoice(path.id)
     return Response(
-        documents.invoice_pdf(db.session, invoice),
+        documents.invoice_pdf(db_session(), invoice),
         mimetype="application/pdf",
         headers={"Content-Disposition": f'inline; filename="{documents.pdf_filename(invoice)}"'},
     )
@@ -398,7 +399,7 @@ def invoices_export(query: ExportQuery) -> Response:
     """
     out = io.StringIO()
     exports.write_csv(
-        exports.export_rows(db.session, period=query.period, organisation_id=_scope()), out
+        exports.export_rows(db_session(), period=query.period, organisation_id=_scope()), out
     )
     return Response(
         out.getvalue(),

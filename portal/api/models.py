@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.catalogue.models import Vendor
-from portal.db import Base, BigIntId, UTCDateTime, now_utc
+from portal.db import Base, BigIntId, UTCDateTime
+from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
 
 

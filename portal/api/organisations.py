@@ -16,7 +16,7 @@ from portal.api import pagination
 from portal.api.auth import COUNCIL, current_actor
 from portal.api.framework import reply, route
 from portal.api.schemas import ApiModel, ListQuery, SlugPath
-from portal.db import db
+from portal.db import db_session
 from portal.tenancy import selectors, services
 from portal.tenancy.models import Organisation
 
@@ -91,7 +91,7 @@ def _serialise(org: Organisation) -> dict:
 def organisation_create(body: OrganisationCreate) -> Response:
     """Create an organisation (it starts active); 409 `slug_taken` for a taken slug."""
     org = services.organisation_create(
-        db.session, actor=current_actor(), data=body.model_dump(exclude_unset=True)
+        db_session(), actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
     return reply(OrganisationOut.of(org), 201)
 
@@ -100,7 +100,7 @@ def organisation_create(body: OrganisationCreate) -> Response:
 def organisations_list(query: OrganisationListQuery) -> Response:
     """List organisations, oldest first, optionally of one status."""
     rows = selectors.organisations_after(
-        db.session,
+        db_session(),
         after_id=pagination.decode_cursor(query.cursor),
         limit=query.limit + 1,
         status=query.status,
@@ -118,7 +118,7 @@ def organisations_list(query: OrganisationListQuery) -> Response:
 )
 def organisation_get(path: SlugPath) -> Response:
     """One organisation by slug."""
-    return reply(OrganisationOut.of(selectors.organisation_by_slug(db.session, path.slug)))
+    return reply(OrganisationOut.of(selectors.organisation_by_slug(db_session(), path.slug)))
 
 
 @route(
@@ -132,9 +132,9 @@ def organisation_get(path: SlugPath) -> Response:
 def organisation_update(path: SlugPath, body: OrganisationUpdate) -> Response:
     """Change some of an organisation's fields (the slug and status stay)."""
     org = services.organisation_update(
-        db.session,
+        db_session(),
         actor=current_actor(),
-        organisation=selectors.organisation_by_slug(db.session, path.slug),
+        organisation=selectors.organisation_by_slug(db_session(), path.slug),
         data=body.model_dump(exclude_unset=True),
     )
     return reply(OrganisationOut.of(org))

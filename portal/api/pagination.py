@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from portal.api.schemas import CURSOR_PATTERN
-from portal.errors import ValidationFailed
+from portal.kernel.errors import ValidationFailed
 
 T = TypeVar("T")
 

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import GenerateJsonSchema, JsonDict, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import core_schema
 
-from portal import iso, validation
+from portal import validation
+from portal.kernel import iso
 
 MAX_ID = 2**63 - 1
 

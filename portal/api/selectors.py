@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.api.models import ApiToken, IdempotentRequest
-from portal.errors import NotFound
+from portal.kernel.errors import NotFound
 
 
 def tokens_list(session: Session, *, organisation_id: int | None) -> list[ApiToken]:

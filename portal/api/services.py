@@ -15,11 +15,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import Session
 
 from portal.api.models import ApiToken, IdempotentRequest
-from portal.audit.services import Actor, audit_record
+from portal.audit.services import audit_record
 from portal.catalogue.models import Vendor
-from portal.db import now_utc
-from portal.errors import PermissionDenied, ValidationFailed
 from portal.identity.security import new_token, token_digest
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import PermissionDenied, ValidationFailed
 from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.validation import SafeDateTime, Stripped, parse
 

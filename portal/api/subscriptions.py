@@ -21,8 +21,10 @@ from portal.api.framework import reply, route
 from portal.api.schemas import DATE, EMAIL, SLUG, ApiModel, IdPath, ListQuery
 from portal.catalogue.models import Product
 from portal.catalogue.selectors import product_by_sku
-from portal.db import db, now_utc
-from portal.errors import NotFound, PermissionDenied, ValidationFailed
+from portal.db import db_session
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import NotFound, PermissionDenied, ValidationFailed
+from portal.kernel.scope import organisation_scope
 from portal.seats import selectors, services
 from portal.seats.models import SeatAssignment, Subscription
 from portal.seats.services import Outcome
@@ -193,14 +195,14 @@ class SeatOut(BaseModel):
 
 def _scope() -> int | None:
     """The organisation the token reads and acts for (None: every organisation)."""
-    return services.organisation_scope(current_actor())
+    return organisation_scope(current_actor())
 
 
 def _organisation(slug: str | None) -> Organisation:
     """The organisation a request names, checked against the token's scope."""
     own = _scope()
     if own is not None:
-        organisation = db.session.get(Organisation, own)
+        organisation = db_session().get(Organisation, own)
         if organisation is None:  # pragma: no cover (the token's organisation exists)
             raise NotFound("No such organisation.")
         if slug is not None and slug.lower() != organisation.slug:
@@ -214,7 +216,7 @@ def _organisation(slug: str | None) -> Organisation:
             "Name the organisation.", errors={"organisation": ["This field is required."]}
         )
     try:
-        return organisation_by_slug(db.session, slug)
+        return organisation_by_slug(db_session(), slug)
     except NotFound as exc:
         raise NotFound(
             f"No organisation “{slug}”.", errors={"organisation": ["No such organisation."]}
@@ -224,7 +226,7 @@ def _organisation(slug: str | None) -> Organisation:
 def _product(sku: str) -> Product:
     """The product a request names by SKU (404 naming the field when there is none)."""
     try:
-        return product_by_sku(db.session, sku)
+        return product_by_sku(db_session(), sku)
     except NotFound as exc:
         raise NotFound(f"No product “{sku}”.", errors={"product": ["No such product."]}) from exc
 
@@ -262,7 +264,7 @@ def subscription_create(body: SubscriptionCreate) -> Response:
             errors={"starts_on": ["Leave out: subscriptions start today."]},
         )
     outcome = services.subscription_create(
-        db.session,
+        db_session(),
         actor=current_actor(),
         organisation=_organisation(body.organisation),
         product=_product(body.product),
@@ -284,7 +286,7 @@ def subscriptions_list(query: SubscriptionQuery) -> Response:
     organisation_id = _organisation(query.organisation).id if query.organisation else _scope()
     product_id = _product(query.product).id if query.product else None
     rows = selectors.subscriptions_list(
-        db.session,
+        db_session(),
         organisation_id=organisation_id,
         product_id=product_id,
         include_cancelled=query.include_cancelled,
@@ -312,7 +314,7 @@ def subscriptions_list(query: SubscriptionQuery) -> Response:
 def subscription_get(path: SubscriptionPath) -> Response:
     """One subscription."""
     subscription = selectors.subscription_in_scope(
-        db.session, organisation_id=_scope(), subscription_id=path.id
+        db_session(), organisation_id=_scope(), subscription_id=path.id
     )
     return reply(SubscriptionOut.of(subscription))
 
@@ -332,10 +334,10 @@ def subscription_resize(path: SubscriptionPath, body: SubscriptionResize) -> Res
     partial); shrinking below the seats assigned is refused (409 `seats_assigned`).
     """
     outcome = services.subscription_resize(
-        db.session,
+        db_session(),
         actor=current_actor(),
         subscription=selectors.subscription_in_scope(
-            db.session, organisation_id=_scope(), subscription_id=path.id
+            db_session(), organisation_id=_scope(), subscription_id=path.id
         ),
         quantity=body.quantity,
         on_shortage=body.on_shortage,
@@ -355,10 +357,10 @@ def subscription_resize(path: SubscriptionPath, body: SubscriptionResize) -> Res
 def seat_assign(path: SubscriptionPath, body: SeatAssign) -> Response:
     """Assign a seat to a person (409 `no_free_seat` when every seat is taken)."""
     seat = services.seat_assign(
-        db.session,
+        db_session(),
         actor=current_actor(),
         subscription=selectors.subscription_in_scope(
-            db.session, organisation_id=_scope(), subscription_id=path.id
+            db_session(), organisation_id=_scope(), subscription_id=path.id
         ),
         user_email=body.user_email,
     )
@@ -376,10 +378,10 @@ def seat_assign(path: SubscriptionPath, body: SeatAssign) -> Response:
 def seat_release(path: SeatPath) -> Response:
     """Release a person's seat; it stays reserved for the organisation."""
     seat = services.seat_release(
-        db.session,
+        db_session(),
         actor=current_actor(),
         subscription=selectors.subscription_in_scope(
-            db.session, organisation_id=_scope(), subscription_id=path.id
+            db_session(), organisation_id=_scope(), subscription_id=path.id
         ),
         user_email=path.user_email,
     )

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from portal.api.auth import COUNCIL, VENDOR, current_actor, current_token
 from portal.api.framework import reply, route
 from portal.api.schemas import ApiParams
-from portal.db import db
+from portal.db import db_session
 from portal.metering.ingest import (
     MAX_BATCH,
     MAX_KEY_LENGTH,
@@ -125,7 +125,7 @@ def usage_report() -> Response:
     """
     token = current_token()
     result = usage_ingest(
-        db.session,
+        db_session(),
         actor=current_actor(),
         body=request.get_data(cache=False),
         vendor_id=token.vendor_id if token.scope == VENDOR else None,
@@ -162,7 +162,7 @@ def entitlement(query: EntitlementQuery) -> Response:
     `entitled: false`.
     """
     result = entitlement_check(
-        db.session,
+        db_session(),
         vendor_id=current_token().vendor_id,
         organisation=query.organisation,
         user_email=query.user_email,

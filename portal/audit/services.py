@@ -1,44 +1,13 @@
-"""Recording audit events, and the :class:`Actor` every service is given."""
+"""Recording audit events (the acting :class:`~portal.kernel.actor.Actor` is in the kernel)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from portal.audit.models import AuditEvent
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting: a signed-in user, a CLI operator, an API token or the system."""
-
-    label: str
-    user_id: int | None = None
-    role: str | None = None
-    organisation_id: int | None = None
-    ip: str | None = None
-
-    @classmethod
-    def system(cls, label: str = "system") -> Actor:
-        """An actor for work the portal does by itself or from the command line."""
-        return cls(label=label)
-
-    @classmethod
-    def for_user(cls, user: Any, ip: str | None = None) -> Actor:
-        """An actor for a signed-in user."""
-        return cls(
-            label=user.email,
-            user_id=user.id,
-            role=user.role,
-            organisation_id=user.organisation_id,
-            ip=ip,
-        )
-
-    @property
-    def is_council_admin(self) -> bool:
-        return self.role == "council_admin"
+from portal.kernel.actor import Actor
 
 
 def snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:

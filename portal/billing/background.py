@@ -22,10 +22,11 @@ import threading
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor
 from portal.billing.jobs import invoice_run_execute
 from portal.billing.models import InvoiceRun
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
 
 REFRESH_SECONDS = 2
 STALLED_AFTER = dt.timedelta(minutes=30)

@@ -37,13 +37,14 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
+from portal.audit.services import audit_record
 from portal.billing.models import Invoice, InvoiceStatus, Payment
 from portal.billing.services import _require_finance, invoice_by_reference, payment_record
-from portal.db import now_utc
-from portal.errors import DomainError, ValidationFailed
-from portal.iso import is_currency
-from portal.money import format_money, to_minor
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import DomainError, ValidationFailed
+from portal.kernel.iso import is_currency
+from portal.kernel.money import format_money, to_minor
 
 REQUIRED = ("date", "amount", "currency", "reference")
 MAX_ROWS = 10_000

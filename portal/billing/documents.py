@@ -21,8 +21,8 @@ from typing import Any
 from flask import current_app, render_template
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor
 from portal.billing.models import Invoice, InvoiceStatus
+from portal.kernel.actor import Actor
 from portal.mail import build_message, mail_queue
 from portal.settings.services import settings_get
 from portal.signals import invoice_finalised

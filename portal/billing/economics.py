@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from portal.billing.models import Invoice, InvoiceLine
 from portal.billing.rating import round_half_up
 from portal.catalogue.models import LicencePool, Product
-from portal.metering.selectors import period_bounds, pool_utilisation_series
+from portal.kernel.periods import period_bounds
+from portal.metering.selectors import pool_utilisation_series
 
 ISSUED = ("open", "paid", "uncollectible")
 

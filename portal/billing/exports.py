@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from portal.billing.models import CreditNote, Invoice, InvoiceLine
 from portal.csvutil import safe_cell
-from portal.metering.selectors import period_bounds
+from portal.kernel.periods import period_bounds
 from portal.tenancy.models import Organisation
 
 COLUMNS = (

@@ -1,7 +1,7 @@
 """Forms of the finance pages: runs, credit notes, payments, voiding, bank statements.
 
 Amounts are typed in the currency's major unit ("12.50", "1500" for JPY) and
-converted exactly to minor units with :func:`portal.money.to_minor` by
+converted exactly to minor units with :func:`portal.kernel.money.to_minor` by
 :func:`amount_minor`; the rules themselves are the services'.
 """
 
@@ -14,7 +14,7 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, DateField, SelectField, StringField, SubmitField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
-from portal.money import to_minor
+from portal.kernel.money import to_minor
 
 
 class RunForm(FlaskForm):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
+from portal.audit.services import audit_record
 from portal.billing.models import Invoice, InvoiceRun
 from portal.billing.services import (
     Billed,
@@ -28,9 +28,10 @@ from portal.billing.services import (
     drafts_write,
     invoice_finalize,
 )
-from portal.db import now_utc
-from portal.errors import DomainError
-from portal.metering.selectors import period_bounds
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import DomainError
+from portal.kernel.periods import period_bounds
 from portal.tenancy.models import Organisation
 
 # Organisations drafted per transaction: each batch's writes are a few statements

@@ -14,7 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, now_utc
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime
+from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
 
 

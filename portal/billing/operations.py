@@ -13,20 +13,21 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
+from portal.audit.services import audit_record
 from portal.billing.jobs import invoice_run_create
 from portal.billing.models import Invoice, InvoiceRun, InvoiceStatus
 from portal.billing.services import _lock, _require_finance, invoice_finalize
-from portal.db import now_utc
-from portal.errors import InvalidState, ValidationFailed
-from portal.metering.selectors import period_bounds
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import InvalidState, ValidationFailed
+from portal.kernel.periods import period_bounds
 
 
 def period_check(period: str | None) -> str:
     """``period`` if it is a month written ``YYYY-MM`` (``2026-5`` is refused, not guessed).
 
     Stripped of surrounding blanks, then checked by the one month parser
-    (:func:`portal.metering.selectors.period_bounds`: years 2000 to 9998).
+    (:func:`portal.kernel.periods.period_bounds`: years 2000 to 9998).
     """
     period = (period or "").strip()
     period_bounds(period)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.billing.models import Invoice, InvoiceStatus
-from portal.errors import InvalidState
+from portal.kernel.errors import InvalidState
 from portal.settings.services import settings_get
 from portal.tenancy.models import Organisation
 

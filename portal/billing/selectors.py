@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceRun, Payment
-from portal.errors import NotFound
-from portal.metering.selectors import period_bounds, period_of
+from portal.kernel.errors import NotFound
+from portal.kernel.periods import period_bounds, period_of
 from portal.tenancy.models import Organisation
 
 STATUSES = ("draft", "open", "paid", "void", "uncollectible")

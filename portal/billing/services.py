@@ -18,15 +18,24 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
+from portal.audit.services import audit_record
 from portal.billing.charges import Catalogue, Charge, catalogue_load, rate_charges, subscriptions_in
 from portal.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus, Payment
 from portal.billing.numbering import next_number
 from portal.billing.rating import metered_amount, round_half_up, tax_amount
-from portal.db import is_postgres, now_utc
-from portal.errors import Conflict, DomainError, InvalidState, PermissionDenied, ValidationFailed
+from portal.db import is_postgres
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import (
+    Conflict,
+    DomainError,
+    InvalidState,
+    PermissionDenied,
+    ValidationFailed,
+)
+from portal.kernel.periods import period_bounds
 from portal.metering.models import UsageEvent
-from portal.metering.selectors import Aggregate, period_bounds, usage_aggregates
+from portal.metering.selectors import Aggregate, usage_aggregates
 from portal.settings.services import settings_get
 from portal.signals import invoice_finalised
 from portal.tenancy.models import Organisation

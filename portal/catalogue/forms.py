@@ -2,7 +2,7 @@
 
 The forms give CSRF protection and HTML hints; the rules are the services'.
 Money is typed in the currency's major unit and turned into minor units here,
-with :func:`portal.money.to_minor`; an amount that does not fit the currency
+with :func:`portal.kernel.money.to_minor`; an amount that does not fit the currency
 (three decimals in EUR, any in JPY) is refused beside its field.
 
 Choices are set per instance: WTForms 3.3 deprecates tuples given to a field's
@@ -31,9 +31,9 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired, Length, Optional
 
-from portal.errors import DomainError, ValidationFailed
 from portal.forms import show_errors
-from portal.money import to_minor
+from portal.kernel.errors import DomainError, ValidationFailed
+from portal.kernel.money import to_minor
 from portal.tenancy.forms import currency_choices
 
 VENDOR_STATUS_CHOICES = [

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.catalogue.models import LicencePool, Price, Product, Vendor
-from portal.errors import NotFound, ValidationFailed
+from portal.kernel.errors import NotFound, ValidationFailed
 
 
 def vendor_by_slug(session: Session, slug: str, *, field: str | None = None) -> Vendor:

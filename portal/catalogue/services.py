@@ -21,10 +21,11 @@ from pydantic import (
 )
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record, changed, snapshot
+from portal.audit.services import audit_record, changed, snapshot
 from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Product, Vendor
 from portal.catalogue.selectors import product_by_sku, vendor_by_slug
-from portal.errors import Conflict, PermissionDenied, ValidationFailed
+from portal.kernel.actor import Actor
+from portal.kernel.errors import Conflict, PermissionDenied, ValidationFailed
 from portal.signals import pool_capacity_changed
 from portal.validation import (
     MAX_AMOUNT,
@@ -346,7 +347,7 @@ def pool_update(
 ) -> LicencePool:
     """Grow or shrink a pool, or change its end. Shrinking below reserved seats is refused."""
     from portal.catalogue.selectors import capacity_in_force, reserved_seats
-    from portal.db import now_utc
+    from portal.kernel.clock import now_utc
 
     _require_council_admin(actor)
     fields = parse(PoolUpdate, data)

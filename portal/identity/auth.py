@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, flash, g, redirect, request, session, url_for
 from flask_login import LoginManager, current_user, login_user, logout_user
 
-from portal.audit.services import Actor
-from portal.db import db
+from portal.db import db_session
 from portal.identity import services
-from portal.identity.models import Role, User
+from portal.identity.models import User
+from portal.kernel.actor import Actor, Role
 
 
 class SignedInUser:
@@ -53,7 +53,7 @@ def init_app(app: Flask, login_manager: LoginManager) -> None:
 
     @login_manager.user_loader
     def load_user(token: str) -> SignedInUser | None:
-        user = services.session_user(db.session, token)
+        user = services.session_user(db_session(), token)
         return SignedInUser(user, token) if user is not None else None
 
 
@@ -82,7 +82,7 @@ def sign_in(user: User) -> None:
     """Start a fresh session for ``user``: old session data is dropped (no fixation)."""
     session.clear()
     token = services.session_start(
-        db.session, user=user, ip=client_ip(), user_agent=request.headers.get("User-Agent")
+        db_session(), user=user, ip=client_ip(), user_agent=request.headers.get("User-Agent")
     )
     session.permanent = True
     login_user(SignedInUser(user, token), remember=False, fresh=True)
@@ -91,7 +91,7 @@ def sign_in(user: User) -> None:
 def sign_out() -> None:
     """End the current session server-side and clear the cookie."""
     if current_user.is_authenticated:
-        services.session_revoke(db.session, current_user.token)
+        services.session_revoke(db_session(), current_user.token)
     logout_user()
     session.clear()
 

@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, now_utc
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime
+from portal.kernel.actor import Role
+from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
-
-
-class Role(enum.StrEnum):
-    """The four roles of SPEC section 2."""
-
-    COUNCIL_ADMIN = "council_admin"
-    FINANCE = "finance"
-    ORG_ADMIN = "org_admin"
-    MEMBER = "member"
-
-    @property
-    def is_council(self) -> bool:
-        return self in (Role.COUNCIL_ADMIN, Role.FINANCE)
-
-    @property
-    def label(self) -> str:
-        return {
-            Role.COUNCIL_ADMIN: "Council admin",
-            Role.FINANCE: "Finance",
-            Role.ORG_ADMIN: "Organisation admin",
-            Role.MEMBER: "Member",
-        }[self]
-
-
-COUNCIL_ROLES = (Role.COUNCIL_ADMIN, Role.FINANCE)
-ORG_ROLES = (Role.ORG_ADMIN, Role.MEMBER)
 
 
 class User(TimestampMixin, Base):

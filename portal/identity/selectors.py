@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.errors import NotFound
 from portal.identity.models import Invitation, User
+from portal.kernel.errors import NotFound
 from portal.pagination import Page, paginate
 
 

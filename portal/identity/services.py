@@ -16,23 +16,24 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
-from portal.db import now_utc
-from portal.errors import (
-    Conflict,
-    DomainError,
-    InvalidState,
-    NotFound,
-    PermissionDenied,
-    ValidationFailed,
-)
-from portal.identity.models import COUNCIL_ROLES, ORG_ROLES, Invitation, Role, User, UserSession
+from portal.audit.services import audit_record
+from portal.identity.models import Invitation, User, UserSession
 from portal.identity.security import (
     hash_password,
     new_token,
     password_problems,
     token_digest,
     verify_password,
+)
+from portal.kernel.actor import COUNCIL_ROLES, ORG_ROLES, Actor, Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import (
+    Conflict,
+    DomainError,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
 )
 from portal.mail import build_message, mail_queue
 from portal.signals import organisation_status_changed, user_deactivated

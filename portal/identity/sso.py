@@ -35,7 +35,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from portal.errors import DomainError
+from portal.kernel.errors import DomainError
 
 # Asymmetric algorithms only: "none" and HMAC (keyed with the client secret) are refused.
 SIGNING_ALGORITHMS = (

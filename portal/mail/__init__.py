@@ -19,7 +19,7 @@ from flask import current_app, render_template
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from portal.db import now_utc
+from portal.kernel.clock import now_utc
 
 _PENDING_KEY = "portal_outgoing_mail"
 

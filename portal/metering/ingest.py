@@ -38,11 +38,11 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor
 from portal.catalogue.models import Meter, Product
-from portal.db import now_utc
-from portal.errors import PermissionDenied, ValidationFailed
 from portal.identity.models import User
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import PermissionDenied, ValidationFailed
 from portal.metering.models import QUANTITY_FACTOR, QUANTITY_SCALE, UsageEvent
 from portal.seats.models import Subscription, SubscriptionChange, SubscriptionStatus
 from portal.tenancy.models import Organisation

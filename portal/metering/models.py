@@ -8,7 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import Base, BigIntId, UTCDateTime, now_utc
+from portal.db import Base, BigIntId, UTCDateTime
+from portal.kernel.clock import now_utc
 
 #: Quantities are exact decimals with this many digits after the point, stored as
 #: integers (``quantity_micros``): 12.5 units are 12_500_000. Never a float.

@@ -7,7 +7,6 @@ and late events count the moment they are stored.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,33 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.catalogue.models import Meter, Product
-from portal.errors import ValidationFailed
 from portal.identity.models import User
 from portal.metering.ingest import micros_to_decimal
 from portal.metering.models import IdleSeatDecision, UsageEvent
 from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
 from portal.tenancy.models import Organisation
-from portal.validation import check_period
-
-
-def period_bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
-    """``YYYY-MM`` as [first instant, first instant of the next month) in UTC.
-
-    The one parser of months (:func:`portal.validation.check_period`): the form
-    ``YYYY-MM`` exactly, years 2000 to 9998, else :class:`ValidationFailed`.
-    """
-    try:
-        check_period(period)
-    except ValueError as exc:
-        raise ValidationFailed(str(exc), errors={"period": [str(exc)]}) from exc
-    year, month = int(period[:4]), int(period[5:7])
-    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
-    days = calendar.monthrange(year, month)[1]
-    return start, start + dt.timedelta(days=days)
-
-
-def period_of(moment: dt.datetime | dt.date) -> str:
-    return f"{moment.year:04d}-{moment.month:02d}"
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ import io
 import msgspec
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
-from portal.db import now_utc
-from portal.errors import InvalidState, ValidationFailed
+from portal.audit.services import audit_record
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import InvalidState, ValidationFailed
 from portal.metering.ingest import MAX_BATCH, IngestResult, printable, usage_ingest
 from portal.metering.models import IdleSeatDecision
 from portal.seats.models import SeatAssignment

@@ -21,7 +21,7 @@ def init_app(app: Flask) -> None:
     from portal.extensions import csrf
     from portal.payments import collection  # noqa: F401  (connects invoice_finalised)
     from portal.payments.cli import payments
-    from portal.payments.views import bp, stripe_webhook
+    from portal.web.payments import bp, stripe_webhook
 
     csrf.exempt(stripe_webhook)
     app.register_blueprint(bp)

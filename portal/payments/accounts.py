@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
-from portal.db import now_utc
-from portal.errors import DomainError, InvalidState, PermissionDenied, ValidationFailed
+from portal.audit.services import audit_record
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import DomainError, InvalidState, PermissionDenied, ValidationFailed
 from portal.payments.gateway import (
     GatewayRefused,
     GatewayUnavailable,

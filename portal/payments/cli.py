@@ -19,7 +19,7 @@ def collect() -> None:
     Safe to run often and in parallel: each attempt is claimed under a row lock
     and a lease, and a request sent again carries the same idempotency key.
     """
-    from portal.db import db
+    from portal.db import db_session
     from portal.payments.accounts import current_gateway
     from portal.payments.collection import collect_due
     from portal.payments.selectors import collections_needing_attention
@@ -27,17 +27,17 @@ def collect() -> None:
     gateway = current_gateway()
     if gateway is None:
         raise click.ClickException("Stripe is not configured: set PORTAL_STRIPE_API_KEY.")
-    counts = collect_due(db.session, gateway=gateway)
+    counts = collect_due(db_session(), gateway=gateway)
     if not counts:
         click.echo("Nothing was due.")
     for result, count in sorted(counts.items()):
         click.echo(f"{result}: {count}")
-    for row in collections_needing_attention(db.session):
+    for row in collections_needing_attention(db_session()):
         click.echo(
             f"needs attention: invoice {row.invoice.number} ({row.collection.status}, "
             f"{row.collection.attempts} attempts): {row.collection.last_error or ''}".rstrip(": ")
         )
-    db.session.rollback()
+    db_session().rollback()
 
 
 payments.add_command(collect, "retry")

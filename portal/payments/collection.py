@@ -31,14 +31,15 @@ from flask import current_app, has_app_context
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
+from portal.audit.services import audit_record
 from portal.billing.models import Invoice, InvoiceStatus, Payment
 from portal.billing.services import payment_record
-from portal.db import now_utc
-from portal.errors import InvalidState, NotFound, PermissionDenied
 from portal.identity.models import User
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import InvalidState, NotFound, PermissionDenied
+from portal.kernel.money import format_money
 from portal.mail import build_message, mail_queue
-from portal.money import format_money
 from portal.payments.accounts import account_of, current_gateway
 from portal.payments.gateway import (
     GatewayRefused,

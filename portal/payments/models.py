@@ -22,7 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, now_utc
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime
+from portal.kernel.clock import now_utc
 
 
 class PaymentAccount(TimestampMixin, Base):

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.billing.models import Invoice
-from portal.db import now_utc
+from portal.kernel.clock import now_utc
 from portal.payments.models import CollectionStatus, PaymentCollection
 
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.db import now_utc
+from portal.kernel.clock import now_utc
 from portal.payments.collection import Outcome, outcome_apply
 from portal.payments.gateway import intent_from
 from portal.payments.models import PaymentAccount, StripeEvent

@@ -37,10 +37,11 @@ from scim2_models import (
     Sort,
 )
 
-from portal.db import db
-from portal.errors import DomainError, NotFound, ValidationFailed, register_error_renderer
+from portal.db import db_session
+from portal.errors import register_error_renderer
 from portal.extensions import csrf
 from portal.identity.models import User as Account
+from portal.kernel.errors import DomainError, NotFound, ValidationFailed
 from portal.scim import resources, selectors, services
 from portal.scim.filters import FilterProblem, where_clause
 from portal.scim.models import ScimGroup
@@ -103,19 +104,19 @@ def authenticate() -> Response | None:
     """Resolve the bearer token to its organisation, or answer 401."""
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     token = (
-        services.token_authenticate(db.session, credentials.strip())
+        services.token_authenticate(db_session(), credentials.strip())
         if scheme.lower() == "bearer" and credentials.strip()
         else None
     )
     if token is None:
-        db.session.rollback()
+        db_session().rollback()
         return render_error(
             401, "Unauthorized", "Send a valid SCIM token: Authorization: Bearer <token>.", None
         )
     g.scim_token = token
     g.scim_organisation = token.organisation
     g.actor = services.actor_for_token(token, request.remote_addr)
-    db.session.commit()  # the last-used time, whatever the request does next
+    db_session().commit()  # the last-used time, whatever the request does next
     return None
 
 
@@ -322,7 +323,7 @@ def schema(urn: str):
 
 
 def _user_body(user: Account) -> dict[str, Any]:
-    groups = selectors.groups_of_users(db.session, [user.id])[user.id]
+    groups = selectors.groups_of_users(db_session(), [user.id])[user.id]
     return resources.user_resource(user, base=_base(), groups=groups)
 
 
@@ -336,7 +337,7 @@ def _answer(body: dict[str, Any], status: int = 200) -> Response:
 def _user_to_change(resource_id: str) -> Account:
     """The user a PUT, PATCH or DELETE changes, locked, after its ``If-Match`` check."""
     user = selectors.scim_user(
-        db.session, organisation_id=_org().id, resource_id=resource_id, for_update=True
+        db_session(), organisation_id=_org().id, resource_id=resource_id, for_update=True
     )
     _check_if_match(_user_body(user))
     return user
@@ -346,8 +347,8 @@ def _users(query: _Query, where: Any) -> tuple[int, list[dict[str, Any]]]:
     select = selectors.scim_users_query(_org().id)
     if where is not None:
         select = select.where(where)
-    total, rows = selectors.page(db.session, select, start_index=query.start, count=query.count)
-    groups = selectors.groups_of_users(db.session, [u.id for u in rows])
+    total, rows = selectors.page(db_session(), select, start_index=query.start, count=query.count)
+    groups = selectors.groups_of_users(db_session(), [u.id for u in rows])
     return total, [
         _projected(resources.user_resource(u, base=_base(), groups=groups[u.id]), query)
         for u in rows
@@ -373,14 +374,16 @@ def users_search():
 @bp.post("/Users")
 def user_create():
     fields = resources.user_fields(_body())
-    user = services.scim_user_create(db.session, actor=g.actor, organisation=_org(), fields=fields)
-    db.session.commit()
+    user = services.scim_user_create(
+        db_session(), actor=g.actor, organisation=_org(), fields=fields
+    )
+    db_session().commit()
     return _answer(_user_body(user), 201)
 
 
 @bp.get("/Users/<resource_id>")
 def user_get(resource_id: str):
-    user = selectors.scim_user(db.session, organisation_id=_org().id, resource_id=resource_id)
+    user = selectors.scim_user(db_session(), organisation_id=_org().id, resource_id=resource_id)
     body = _user_body(user)
     if _not_modified(body):
         return Response(status=304, headers={"ETag": body["meta"]["version"]})
@@ -392,9 +395,9 @@ def user_replace(resource_id: str):
     user = _user_to_change(resource_id)
     fields = resources.user_fields(_body(), current=user)
     services.scim_user_update(
-        db.session, actor=g.actor, organisation=_org(), user=user, fields=fields
+        db_session(), actor=g.actor, organisation=_org(), user=user, fields=fields
     )
-    db.session.commit()
+    db_session().commit()
     return _answer(_user_body(user))
 
 
@@ -403,17 +406,17 @@ def user_patch(resource_id: str):
     user = _user_to_change(resource_id)
     fields = resources.patched_user_fields(user, _body())
     services.scim_user_update(
-        db.session, actor=g.actor, organisation=_org(), user=user, fields=fields
+        db_session(), actor=g.actor, organisation=_org(), user=user, fields=fields
     )
-    db.session.commit()
+    db_session().commit()
     return _answer(_user_body(user))
 
 
 @bp.delete("/Users/<resource_id>")
 def user_delete(resource_id: str):
     user = _user_to_change(resource_id)
-    services.scim_user_delete(db.session, actor=g.actor, user=user)
-    db.session.commit()
+    services.scim_user_delete(db_session(), actor=g.actor, user=user)
+    db_session().commit()
     return Response(status=204)
 
 
@@ -421,14 +424,14 @@ def user_delete(resource_id: str):
 
 
 def _group_body(group: ScimGroup) -> dict[str, Any]:
-    members = selectors.members_of(db.session, [group.id])[group.id]
+    members = selectors.members_of(db_session(), [group.id])[group.id]
     return resources.group_resource(group, base=_base(), members=members)
 
 
 def _group_to_change(resource_id: str) -> ScimGroup:
     """The group a PUT, PATCH or DELETE changes, locked, after its ``If-Match`` check."""
     group = selectors.scim_group(
-        db.session, organisation_id=_org().id, resource_id=resource_id, for_update=True
+        db_session(), organisation_id=_org().id, resource_id=resource_id, for_update=True
     )
     _check_if_match(_group_body(group))
     return group
@@ -438,8 +441,8 @@ def _groups(query: _Query, where: Any) -> tuple[int, list[dict[str, Any]]]:
     select = sa.select(ScimGroup).where(ScimGroup.organisation_id == _org().id)
     if where is not None:
         select = select.where(where)
-    total, rows = selectors.page(db.session, select, start_index=query.start, count=query.count)
-    members = selectors.members_of(db.session, [grp.id for grp in rows])
+    total, rows = selectors.page(db_session(), select, start_index=query.start, count=query.count)
+    members = selectors.members_of(db_session(), [grp.id for grp in rows])
     return total, [
         _projected(resources.group_resource(grp, base=_base(), members=members[grp.id]), query)
         for grp in rows
@@ -465,20 +468,20 @@ def groups_search():
 def group_create():
     name, external_id, members = resources.group_fields(_body())
     group, _ = services.scim_group_create(
-        db.session,
+        db_session(),
         actor=g.actor,
         organisation=_org(),
         display_name=name,
         external_id=external_id,
         member_ids=members or [],
     )
-    db.session.commit()
+    db_session().commit()
     return _answer(_group_body(group), 201)
 
 
 @bp.get("/Groups/<resource_id>")
 def group_get(resource_id: str):
-    group = selectors.scim_group(db.session, organisation_id=_org().id, resource_id=resource_id)
+    group = selectors.scim_group(db_session(), organisation_id=_org().id, resource_id=resource_id)
     body = _group_body(group)
     if _not_modified(body):
         return Response(status=304, headers={"ETag": body["meta"]["version"]})
@@ -490,14 +493,14 @@ def group_replace(resource_id: str):
     group = _group_to_change(resource_id)
     name, external_id, members = resources.group_fields(_body())
     services.scim_group_update(
-        db.session,
+        db_session(),
         actor=g.actor,
         group=group,
         display_name=name,
         external_id=external_id,
         member_ids=members if members is not None else [],
     )
-    db.session.commit()
+    db_session().commit()
     return _answer(_group_body(group))
 
 
@@ -507,7 +510,7 @@ def group_patch(resource_id: str):
     changes = resources.group_patch(_body())
     if "display_name" in changes or "external_id" in changes:
         services.scim_group_update(
-            db.session,
+            db_session(),
             actor=g.actor,
             group=group,
             display_name=changes.get("display_name", group.display_name),
@@ -516,7 +519,7 @@ def group_patch(resource_id: str):
         )
     if "replace_members" in changes:
         services.scim_group_update(
-            db.session,
+            db_session(),
             actor=g.actor,
             group=group,
             display_name=group.display_name,
@@ -525,9 +528,9 @@ def group_patch(resource_id: str):
         )
     if changes["add"] or changes["remove"]:
         services.scim_group_change_members(
-            db.session, actor=g.actor, group=group, add=changes["add"], remove=changes["remove"]
+            db_session(), actor=g.actor, group=group, add=changes["add"], remove=changes["remove"]
         )
-    db.session.commit()
+    db_session().commit()
     body = _group_body(group)
     if request.args.get("attributes") or request.args.get("excludedAttributes"):
         return _answer(body)
@@ -537,8 +540,8 @@ def group_patch(resource_id: str):
 @bp.delete("/Groups/<resource_id>")
 def group_delete(resource_id: str):
     group = _group_to_change(resource_id)
-    services.scim_group_delete(db.session, actor=g.actor, group=group)
-    db.session.commit()
+    services.scim_group_delete(db_session(), actor=g.actor, group=group)
+    db_session().commit()
     return Response(status=204)
 
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.errors import NotFound
-from portal.identity.models import ORG_ROLES, User
+from portal.identity.models import User
+from portal.kernel.actor import ORG_ROLES
+from portal.kernel.errors import NotFound
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken
 from portal.seats.models import SeatAssignment
 

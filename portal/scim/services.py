@@ -25,13 +25,14 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
+from portal.audit.services import audit_record
 from portal.catalogue.models import Product
-from portal.db import now_utc
-from portal.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
 from portal.identity import services as identity
-from portal.identity.models import Role, User
+from portal.identity.models import User
 from portal.identity.security import new_token, token_digest
+from portal.kernel.actor import Actor, Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
 from portal.scim import schema, selectors
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken
 from portal.seats import selectors as seat_selectors

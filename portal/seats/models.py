@@ -9,8 +9,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.catalogue.models import Product
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, now_utc
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime
 from portal.identity.models import User
+from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
 
 

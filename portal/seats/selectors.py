@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.errors import NotFound
+from portal.kernel.errors import NotFound
 from portal.seats.models import SeatAssignment, SeatRequest, Subscription
 
 

@@ -22,14 +22,21 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
+from portal.audit.services import audit_record
 from portal.billing.overdue import subscriptions_allowed
 from portal.catalogue.models import Product
 from portal.catalogue.selectors import capacity_in_force, reserved_seats
 from portal.catalogue.services import lock_product
-from portal.db import now_utc
-from portal.errors import Conflict, InvalidState, NotFound, PermissionDenied, ValidationFailed
-from portal.identity.models import Role, User
+from portal.identity.models import User
+from portal.kernel.actor import Actor, Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import (
+    Conflict,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from portal.mail import build_message, mail_queue
 from portal.seats import selectors
 from portal.seats.models import (
@@ -775,10 +782,3 @@ def product_for_subscription(session: Session, sku: str) -> Product:
     from portal.catalogue.selectors import product_by_sku
 
     return product_by_sku(session, sku, field="product")
-
-
-def organisation_scope(actor: Actor) -> int | None:
-    """The organisation an actor's reads are limited to (None: every organisation)."""
-    if actor.role in (Role.COUNCIL_ADMIN, Role.FINANCE, None):
-        return None
-    return actor.organisation_id

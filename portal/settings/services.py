@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
-from portal.errors import PermissionDenied
+from portal.audit.services import audit_record
+from portal.kernel.actor import Actor
+from portal.kernel.errors import PermissionDenied
 from portal.settings.models import CouncilSetting
 from portal.validation import Stripped, parse
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from portal.errors import NotFound
+from portal.kernel.errors import NotFound
 from portal.sso.models import DomainStatus, EmailDomain, SsoConnection
 from portal.tenancy.models import Organisation, OrganisationStatus
 

@@ -19,13 +19,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record
+from portal.audit.services import audit_record
 from portal.crypto import decrypt_secret, encrypt_secret
-from portal.db import now_utc
-from portal.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
 from portal.identity import services as identity
-from portal.identity.models import Role, User
+from portal.identity.models import User
 from portal.identity.sso import ProviderSettings, normalise_issuer
+from portal.kernel.actor import Actor, Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
 from portal.sso import selectors
 from portal.sso.models import DomainStatus, EmailDomain, SsoConnection
 from portal.tenancy.models import Organisation

@@ -12,7 +12,7 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
-from portal import iso
+from portal.kernel import iso
 
 
 def country_choices() -> list[tuple[str, str]]:

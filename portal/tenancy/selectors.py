@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.errors import NotFound
+from portal.kernel.errors import NotFound
 from portal.pagination import Page, paginate
 from portal.tenancy.models import Organisation
 

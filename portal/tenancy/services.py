@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import Session
 
-from portal.audit.services import Actor, audit_record, changed, snapshot
-from portal.errors import Conflict, InvalidState, PermissionDenied
+from portal.audit.services import audit_record, changed, snapshot
+from portal.kernel.actor import Actor
+from portal.kernel.errors import Conflict, InvalidState, PermissionDenied
 from portal.signals import organisation_status_changed
 from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.validation import (

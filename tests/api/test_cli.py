@@ -8,8 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from portal.api.models import ApiToken
-from portal.db import db, now_utc
+from portal.db import db
 from portal.identity.security import token_digest
+from portal.kernel.clock import now_utc
 from tests.api.conftest import ApiClient
 
 NINETY_DAYS = dt.timedelta(days=90)  # the default, written out rather than imported

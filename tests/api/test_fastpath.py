@@ -18,7 +18,8 @@ from werkzeug.test import Client, EnvironBuilder
 from portal.api.fastpath import EntitlementCheckFastPath
 from portal.api.models import ApiToken
 from portal.catalogue.models import Product, Vendor
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from portal.seats import services as seats
 from portal.tenancy.models import Organisation
 from tests.api.conftest import VendorRef, assert_problem, make_token  # noqa: F401

@@ -6,7 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from portal.api.models import IdempotentRequest
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from portal.seats.models import SeatAssignment, Subscription
 from tests.api.conftest import assert_problem
 

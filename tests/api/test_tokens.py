@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from portal.api.models import ApiToken
 from portal.audit.models import AuditEvent
-from portal.db import db, now_utc
+from portal.db import db
 from portal.identity.security import token_digest
+from portal.kernel.clock import now_utc
 from tests.api.conftest import assert_problem
 from tests.conftest import SYSTEM, post_form
 
@@ -93,7 +94,7 @@ def test_an_expired_token_is_refused(app, api):
 
 
 def test_an_expiry_in_the_past_is_a_validation_error(app, make_token):
-    from portal.errors import ValidationFailed
+    from portal.kernel.errors import ValidationFailed
 
     try:
         make_token("council", expires_at=now_utc() - dt.timedelta(days=1))
@@ -148,9 +149,9 @@ def test_last_used_is_written_at_most_once_a_minute(app, api):
 
 def test_org_admins_create_only_their_own_organisations_tokens(app, make_org, make_user):
     from portal.api.services import token_create
-    from portal.audit.services import Actor
-    from portal.errors import PermissionDenied
     from portal.identity.models import User
+    from portal.kernel.actor import Actor
+    from portal.kernel.errors import PermissionDenied
     from portal.tenancy.models import Organisation
 
     mine, other = make_org(), make_org()
@@ -302,7 +303,7 @@ def test_a_page_token_expires_in_90_days_unless_never_is_chosen(app, signed_in, 
 
 def test_the_service_defaults_to_90_days_and_never_only_when_chosen(app, make_org):
     from portal.api.services import token_create
-    from portal.errors import ValidationFailed
+    from portal.kernel.errors import ValidationFailed
 
     with app.app_context():
         before = now_utc()

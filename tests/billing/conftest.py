@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from tests.conftest import SYSTEM
 
 

@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from portal.billing.models import CreditNote, Invoice, InvoiceRun
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from tests.api.conftest import ApiClient, assert_problem
 from tests.billing.factories import count, draft, finalize, subscribe
 from tests.conftest import OrgRef

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from portal.billing.bank_import import bank_statement_import
 from portal.billing.models import Payment
-from portal.db import db, now_utc
-from portal.errors import PermissionDenied, ValidationFailed
+from portal.db import db
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import PermissionDenied, ValidationFailed
 from portal.tenancy.models import Organisation
 from tests.billing.factories import count, draft, finalize, invoice_of, subscribe
 from tests.conftest import SYSTEM, post_form
@@ -158,7 +159,7 @@ def test_a_file_without_the_columns_or_rows_is_refused(app, issued, text, messag
 
 
 def test_only_finance_imports(app, issued):
-    from portal.audit.services import Actor
+    from portal.kernel.actor import Actor
 
     with app.app_context(), pytest.raises(PermissionDenied):
         bank_statement_import(

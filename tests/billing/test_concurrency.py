@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from portal.billing import services
 from portal.billing.jobs import invoice_run
 from portal.billing.models import Invoice, InvoiceRun
-from portal.db import db, is_postgres, now_utc
+from portal.db import db, is_postgres
+from portal.kernel.clock import now_utc
 from tests.billing.conftest import last_month
 from tests.billing.factories import subscribe
 from tests.conftest import SYSTEM

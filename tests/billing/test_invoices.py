@@ -13,8 +13,9 @@ import sqlalchemy as sa
 from portal.billing import services
 from portal.billing.jobs import invoice_run
 from portal.billing.models import CreditNote, Invoice
-from portal.db import db, now_utc
-from portal.errors import InvalidState, ValidationFailed
+from portal.db import db
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import InvalidState, ValidationFailed
 from portal.tenancy.models import Organisation
 from tests.billing.conftest import send_usage, this_month, usage
 from tests.conftest import SYSTEM

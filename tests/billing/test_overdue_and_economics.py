@@ -12,8 +12,9 @@ from portal.billing.economics import council_economics, economics_rows
 from portal.billing.overdue import overdue_invoices, past_due_invoices
 from portal.billing.rating import round_half_up
 from portal.catalogue.models import Product
-from portal.db import db, now_utc
-from portal.errors import InvalidState
+from portal.db import db
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import InvalidState
 from portal.seats.models import SeatAssignment, Subscription
 from portal.seats.services import seat_assign, subscription_create
 from portal.settings.services import settings_update

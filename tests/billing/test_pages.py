@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from portal.billing.background import wait_for_runs
 from portal.billing.models import CreditNote, Invoice, InvoiceRun, Payment
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from tests.billing.conftest import last_month, this_month
 from tests.billing.factories import counts, draft, finalize, invoice_of, subscribe
 from tests.conftest import flashes, post_form

@@ -15,7 +15,8 @@ from playwright.sync_api import Page, expect
 
 from portal.catalogue.models import LicencePool, Price, Product, Vendor
 from portal.catalogue.services import product_create, vendor_create
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from portal.seats.models import SeatAssignment, Subscription
 from tests.conftest import SYSTEM
 

@@ -7,7 +7,8 @@ import datetime as dt
 from playwright.sync_api import Page, expect
 
 from portal.catalogue.models import Product
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from portal.seats import services as seats
 from portal.seats.models import SeatAssignment, Subscription
 from portal.tenancy.models import Organisation

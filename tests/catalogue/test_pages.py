@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from portal.catalogue.models import LicencePool, Price, Product, Vendor
-from portal.db import db, now_utc
-from portal.money import format_money, from_minor, to_minor
+from portal.db import db
+from portal.kernel.clock import now_utc
+from portal.kernel.money import format_money, from_minor, to_minor
 from portal.seats import services as seat_services
 from portal.seats.models import SeatRequest, Subscription
 from portal.tenancy.models import Organisation

@@ -359,9 +359,9 @@ def test_an_org_admin_cannot_invite_council_roles(app, make_org, signed_in, mail
 
 def test_the_service_refuses_council_roles_from_an_org_admin(app, make_org):
     """Whatever page or API calls it, the rule holds in the service."""
-    from portal.audit.services import Actor
-    from portal.errors import DomainError
     from portal.identity.services import invitation_create
+    from portal.kernel.actor import Actor
+    from portal.kernel.errors import DomainError
     from portal.tenancy.models import Organisation
 
     org = make_org()

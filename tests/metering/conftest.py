@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from portal.audit.services import Actor
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
 from tests.conftest import SYSTEM
 
 COUNCIL = Actor(label="council token", role="council_admin")

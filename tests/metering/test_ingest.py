@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from portal.db import db, now_utc
-from portal.errors import ValidationFailed
+from portal.db import db
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import ValidationFailed
 from portal.metering.models import UsageEvent
 from tests.metering.conftest import body, event, ingest, person, subscribe
 
@@ -188,7 +189,7 @@ def test_time_window(app, metered):
 
 
 def test_a_vendor_reports_only_for_its_own_products(app, metered, make_product):
-    from portal.audit.services import Actor
+    from portal.kernel.actor import Actor
 
     make_product(5, sku="bi-studio", vendor="datalake")
     vendor = Actor(label="vendor token", role="vendor")

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from portal.metering.models import UsageEvent
 from tests.api.conftest import ApiClient, VendorRef, api, assert_problem, make_token  # noqa: F401
 from tests.conftest import SYSTEM, post_form

@@ -7,7 +7,8 @@ import io
 
 import sqlalchemy as sa
 
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from portal.metering.models import UsageEvent
 from portal.seats import services as seats
 from portal.seats.models import SeatAssignment, Subscription

@@ -9,7 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from portal.catalogue.models import Meter, Product
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
+from portal.kernel.periods import period_bounds, period_of
 from portal.metering import selectors
 from portal.seats import services as seats
 from portal.seats.models import SeatAssignment, Subscription
@@ -30,7 +32,7 @@ def _by_meter(app, aggregates) -> dict[str, tuple[Decimal, int]]:
 
 def _month():
     now = now_utc()
-    return selectors.period_bounds(f"{now.year}-{now.month:02d}")
+    return period_bounds(f"{now.year}-{now.month:02d}")
 
 
 def test_each_aggregation_over_a_period(app, metered):
@@ -90,7 +92,7 @@ def test_period_boundaries_are_half_open_in_utc(app, metered):
                 db.session, start=start, end=end, organisation_id=metered["org"].id
             ),
         )
-        last_start, _ = selectors.period_bounds(selectors.period_of(previous_last_instant))
+        last_start, _ = period_bounds(period_of(previous_last_instant))
         last = _by_meter(
             app,
             selectors.usage_aggregates(
@@ -119,10 +121,10 @@ def test_aggregates_are_scoped_to_the_organisation(app, metered, make_org):
 
 @pytest.mark.parametrize("period", ["2026", "2026-13", "abc", "", "2026-00"])
 def test_bad_periods_are_refused(period):
-    from portal.errors import ValidationFailed
+    from portal.kernel.errors import ValidationFailed
 
     with pytest.raises(ValidationFailed):
-        selectors.period_bounds(period)
+        period_bounds(period)
 
 
 def _seat(app, org, product, email):
@@ -309,7 +311,7 @@ def test_csv_upload_counts_like_the_api(app, metered):
 
 
 def test_csv_without_the_needed_columns_is_refused(app, metered):
-    from portal.errors import ValidationFailed
+    from portal.kernel.errors import ValidationFailed
     from portal.metering.services import usage_ingest_csv
     from tests.metering.conftest import COUNCIL
 

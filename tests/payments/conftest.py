@@ -468,7 +468,7 @@ def collect(app) -> dict[str, int]:
 
 def make_due(app, invoice_id: int) -> None:
     """Time passes: the collection's next attempt is due now."""
-    from portal.db import now_utc
+    from portal.kernel.clock import now_utc
     from portal.payments.models import PaymentCollection
 
     with app.app_context():

@@ -13,7 +13,8 @@ import datetime as dt
 import sqlalchemy as sa
 
 from portal.billing.models import Invoice
-from portal.db import db, now_utc
+from portal.db import db
+from portal.kernel.clock import now_utc
 from portal.payments.gateway import STRIPE_API_VERSION
 from portal.payments.models import PaymentCollection, StripeEvent
 from tests.conftest import SYSTEM

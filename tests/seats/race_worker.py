@@ -16,7 +16,7 @@ def main() -> None:
     from portal import create_app
     from portal.catalogue.models import Product
     from portal.db import db
-    from portal.errors import DomainError
+    from portal.kernel.errors import DomainError
     from portal.seats import services
     from portal.seats.models import Subscription
     from portal.tenancy.models import Organisation

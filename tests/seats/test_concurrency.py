@@ -19,9 +19,9 @@ import sqlalchemy as sa
 
 from portal.catalogue.models import Product
 from portal.db import db
-from portal.errors import DomainError
-from portal.identity.models import Role
 from portal.identity.services import user_create
+from portal.kernel.actor import Role
+from portal.kernel.errors import DomainError
 from portal.seats import services
 from portal.seats.models import SeatAssignment, Subscription
 from portal.tenancy.models import Organisation

@@ -3,10 +3,10 @@
 import pytest
 import sqlalchemy as sa
 
-from portal.audit.services import Actor
 from portal.catalogue.models import Product
 from portal.db import db
-from portal.errors import Conflict, InvalidState, NotFound, ValidationFailed
+from portal.kernel.actor import Actor
+from portal.kernel.errors import Conflict, InvalidState, NotFound, ValidationFailed
 from portal.seats import services
 from portal.seats.models import Subscription, SubscriptionChange
 from portal.tenancy.models import Organisation

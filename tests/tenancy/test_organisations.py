@@ -459,8 +459,8 @@ def test_bad_input_on_the_org_profile_form(app, make_org, signed_in):
 
 
 def test_the_service_keeps_council_fields_from_org_admins(app, make_org):
-    from portal.audit.services import Actor
-    from portal.errors import PermissionDenied
+    from portal.kernel.actor import Actor
+    from portal.kernel.errors import PermissionDenied
     from portal.tenancy.services import organisation_update
 
     org = make_org("acme")
@@ -489,7 +489,8 @@ def test_org_dashboard_shows_seats_requests_idle_seats_and_what_is_owed(app, mak
     import datetime as dt
 
     from portal.catalogue.models import Product
-    from portal.db import db, now_utc
+    from portal.db import db
+    from portal.kernel.clock import now_utc
     from portal.seats import services as seats
     from portal.tenancy.models import Organisation
     from tests.conftest import SYSTEM, login

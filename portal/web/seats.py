@@ -12,11 +12,12 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from flask_login import current_user
 
 from portal.catalogue import selectors as catalogue
-from portal.db import db, now_utc
-from portal.errors import DomainError
+from portal.db import db_session
 from portal.forms import committed, show_errors
 from portal.identity import auth
-from portal.identity.models import Role
+from portal.kernel.actor import Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import DomainError
 from portal.seats import selectors, services
 from portal.seats.forms import (
     BULK_MAX_EMAILS,
@@ -71,7 +72,7 @@ def subscribe(sku: str):
     """Reserve seats of a product for the organisation, saying what to do on a shortage."""
     org = auth.current_organisation()
     entry = catalogue.member_catalogue_entry(
-        db.session,
+        db_session(),
         organisation_id=org.id,
         currency=org.currency,
         user_id=current_user.id,
@@ -82,7 +83,7 @@ def subscribe(sku: str):
     if form.validate_on_submit():
         try:
             outcome = services.subscription_create(
-                db.session,
+                db_session(),
                 actor=g.actor,
                 organisation=org,
                 product=entry.product,
@@ -90,14 +91,14 @@ def subscribe(sku: str):
                 on_shortage=form.on_shortage.data,
             )
         except DomainError as error:
-            db.session.rollback()
+            db_session().rollback()
             show_errors(form, error)
             if error.code == "pool_exhausted":
                 form.on_shortage.errors = [
                     "Choose to wait for the missing seats, or to take the free ones."
                 ]
         else:
-            db.session.commit()
+            db_session().commit()
             category = "success" if outcome.complete else "info"
             flash(_outcome_message(outcome, form.quantity.data), category)
             return redirect(url_for("seats.subscription_detail", sub_id=outcome.subscription.id))
@@ -110,7 +111,7 @@ def subscribe(sku: str):
 def seat_request(sku: str):
     """A member asks their org admin for a seat of a product."""
     auth.current_organisation()
-    product = catalogue.product_by_sku(db.session, sku)
+    product = catalogue.product_by_sku(db_session(), sku)
     form = SeatRequestForm()
     back = request.form.get("q", "")
     if not form.validate_on_submit():
@@ -118,17 +119,17 @@ def seat_request(sku: str):
     else:
         try:
             services.seat_request_create(
-                db.session,
+                db_session(),
                 actor=g.actor,
                 user=current_user.user,
                 product=product,
                 note=form.note.data,
             )
         except DomainError as error:
-            db.session.rollback()
+            db_session().rollback()
             flash(error.detail, "error")
         else:
-            db.session.commit()
+            db_session().commit()
             flash(f"Your request for {product.name} went to your organisation's admin.", "success")
     return redirect(url_for("catalogue.member_catalogue", q=back[:100] or None))
 
@@ -141,7 +142,7 @@ def seat_request(sku: str):
 def subscriptions():
     """The organisation's subscriptions: seats reserved, waiting and assigned."""
     org = auth.current_organisation()
-    rows = selectors.subscriptions_with_assigned(db.session, organisation_id=org.id)
+    rows = selectors.subscriptions_with_assigned(db_session(), organisation_id=org.id)
     return render_template("seats/subscriptions.html", rows=rows, org=org)
 
 
@@ -149,7 +150,7 @@ def _subscription_page(sub_id: int, status: int = 200, **forms):
     """The subscription page with the forms given (fresh ones for the others)."""
     org = auth.current_organisation()
     overview = selectors.subscription_overview(
-        db.session, organisation_id=org.id, subscription_id=sub_id
+        db_session(), organisation_id=org.id, subscription_id=sub_id
     )
     sub = overview.subscription
     if "resize_form" not in forms:
@@ -178,7 +179,7 @@ def _subscription(sub_id: int):
     """The organisation's own subscription ``sub_id``; another organisation's is 404."""
     org = auth.current_organisation()
     return selectors.subscription_in_scope(
-        db.session, organisation_id=org.id, subscription_id=sub_id
+        db_session(), organisation_id=org.id, subscription_id=sub_id
     )
 
 
@@ -198,19 +199,19 @@ def subscription_resize(sub_id: int):
     if form.validate_on_submit():
         try:
             outcome = services.subscription_resize(
-                db.session,
+                db_session(),
                 actor=g.actor,
                 subscription=sub,
                 quantity=form.quantity.data,
                 on_shortage=form.on_shortage.data,
             )
         except DomainError as error:
-            db.session.rollback()
+            db_session().rollback()
             if error.errors:
                 flash(error.detail, "error")
             show_errors(form, error)
         else:
-            db.session.commit()
+            db_session().commit()
             category = "success" if outcome.complete else "info"
             flash(_outcome_message(outcome, form.quantity.data), category)
             return redirect(url_for("seats.subscription_detail", sub_id=sub_id))
@@ -225,7 +226,7 @@ def subscription_cancel(sub_id: int):
     form = CancelForm(prefix="cancel")
     if form.validate_on_submit():
         with committed(form) as saved:
-            services.subscription_cancel(db.session, actor=g.actor, subscription=sub)
+            services.subscription_cancel(db_session(), actor=g.actor, subscription=sub)
         if saved:
             flash(f"The subscription to {sub.product.name} is cancelled.", "success")
             return redirect(url_for("seats.subscriptions"))
@@ -244,7 +245,7 @@ def seat_assign(sub_id: int):
     if form.validate_on_submit():
         with committed(form) as saved:
             services.seat_assign(
-                db.session, actor=g.actor, subscription=sub, user_email=form.user_email.data
+                db_session(), actor=g.actor, subscription=sub, user_email=form.user_email.data
             )
         if saved:
             flash(f"{form.user_email.data.strip()} has a seat of {sub.product.name}.", "success")
@@ -267,7 +268,7 @@ def seat_assign_many(sub_id: int):
         else:
             with committed(form) as saved:
                 results = services.seat_assign_many(
-                    db.session, actor=g.actor, subscription=sub, emails=emails
+                    db_session(), actor=g.actor, subscription=sub, emails=emails
                 )
             if saved:
                 done = sum(1 for r in results if r.ok)
@@ -291,13 +292,13 @@ def seat_release(sub_id: int):
     else:
         try:
             services.seat_release(
-                db.session, actor=g.actor, subscription=sub, user_email=form.user_email.data
+                db_session(), actor=g.actor, subscription=sub, user_email=form.user_email.data
             )
         except DomainError as error:
-            db.session.rollback()
+            db_session().rollback()
             flash(error.detail, "error")
         else:
-            db.session.commit()
+            db_session().commit()
             flash(f"The seat of {form.user_email.data} is released.", "success")
     return redirect(url_for("seats.subscription_detail", sub_id=sub_id, _anchor="seats"))
 
@@ -310,7 +311,7 @@ def seat_release(sub_id: int):
 def seat_requests():
     """People's pending requests for seats, oldest first."""
     org = auth.current_organisation()
-    pending = selectors.seat_requests_overview(db.session, organisation_id=org.id)
+    pending = selectors.seat_requests_overview(db_session(), organisation_id=org.id)
     return render_template(
         "seats/seat_requests.html", pending=pending, org=org, form=DecisionForm()
     )
@@ -322,7 +323,7 @@ def seat_request_decide(request_id: int, decision: str):
     """Approve (assigns a seat from the subscription) or decline a request."""
     org = auth.current_organisation()
     seat_request = selectors.seat_request_in_scope(
-        db.session, organisation_id=org.id, request_id=request_id
+        db_session(), organisation_id=org.id, request_id=request_id
     )
     form = DecisionForm()
     if not form.validate_on_submit():
@@ -330,17 +331,17 @@ def seat_request_decide(request_id: int, decision: str):
     else:
         try:
             services.seat_request_decide(
-                db.session,
+                db_session(),
                 actor=g.actor,
                 request=seat_request,
                 approve=decision == "approve",
                 note=form.note.data,
             )
         except DomainError as error:
-            db.session.rollback()
+            db_session().rollback()
             flash(error.detail, "error")
         else:
-            db.session.commit()
+            db_session().commit()
             who, what = seat_request.user.email, seat_request.product.name
             if decision == "approve":
                 flash(f"{who} has a seat of {what}.", "success")

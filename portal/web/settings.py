@@ -6,10 +6,10 @@ from decimal import Decimal
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
-from portal.db import db
+from portal.db import db_session
 from portal.forms import committed, form_values
 from portal.identity import auth
-from portal.identity.models import Role
+from portal.kernel.actor import Role
 from portal.settings.forms import CouncilSettingsForm
 from portal.settings.services import settings_get, settings_update
 
@@ -20,7 +20,7 @@ bp = Blueprint("settings", __name__)
 @auth.role_required(Role.COUNCIL_ADMIN)
 def council_settings():
     """Tax default, idle-seat threshold, numbering, payment terms, bank details."""
-    current = settings_get(db.session)
+    current = settings_get(db_session())
     form = CouncilSettingsForm(data=current.model_dump())
     if request.method == "GET":
         form.default_tax_rate_percent.data = Decimal(current.default_tax_rate_bp) / 100
@@ -39,7 +39,7 @@ def council_settings():
             (form.default_tax_rate_percent.data * 100).to_integral_value()
         )
         with committed(form, aliases={"default_tax_rate_bp": "default_tax_rate_percent"}) as saved:
-            settings_update(db.session, actor=g.actor, data=data)
+            settings_update(db_session(), actor=g.actor, data=data)
         if saved:
             flash("Settings saved.", "success")
             return redirect(url_for("settings.council_settings"))

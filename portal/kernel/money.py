@@ -5,7 +5,7 @@ ISO 4217 code (SPEC invariant 7). People type and read amounts in the major
 unit ("12.50 EUR", "1500 JPY", "12.345 BHD"). :func:`to_minor` and
 :func:`from_minor` are the one conversion between the two; it goes through
 :class:`~decimal.Decimal` and the currency's own number of decimals
-(:func:`portal.iso.minor_unit_digits`), never through ``float``.
+(:func:`portal.kernel.iso.minor_unit_digits`), never through ``float``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 from babel.numbers import format_currency
 
-from portal.iso import minor_unit_digits
+from portal.kernel.iso import minor_unit_digits
 
 
 def to_minor(amount: Decimal | str | int, currency: str) -> int:

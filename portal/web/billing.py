@@ -41,14 +41,15 @@ from portal.billing.models import Invoice
 from portal.billing.operations import drafts_finalize, invoice_mark_uncollectible, invoice_run_start
 from portal.billing.overdue import past_due_invoices
 from portal.csvutil import csv_text
-from portal.db import db, now_utc
-from portal.errors import DomainError
+from portal.db import db_session
 from portal.forms import committed, show_errors
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
-from portal.identity.models import Role
-from portal.metering.selectors import period_bounds, period_of
-from portal.money import format_money
+from portal.kernel.actor import Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import DomainError
+from portal.kernel.money import format_money
+from portal.kernel.periods import period_bounds, period_of
 
 bp = Blueprint("billing", __name__)
 
@@ -85,7 +86,7 @@ def _periods() -> list[str]:
 
 def _pdf(invoice: Invoice) -> Response:
     return Response(
-        documents.invoice_pdf(db.session, invoice),
+        documents.invoice_pdf(db_session(), invoice),
         mimetype="application/pdf",
         headers={"Content-Disposition": f'inline; filename="{documents.pdf_filename(invoice)}"'},
     )
@@ -114,7 +115,7 @@ def finance():
 
 
 def _finance_page(period: str, status: str | None, form: RunForm, code: int = 200):
-    overview = selectors.month_overview(db.session, period=period, status=status)
+    overview = selectors.month_overview(db_session(), period=period, status=status)
     return (
         render_template(
             "billing/finance.html",
@@ -139,7 +140,7 @@ def run_start():
     if form.validate_on_submit():
         with committed(form) as saved:
             run = invoice_run_start(
-                db.session, actor=g.actor, period=period, finalize=form.finalize.data
+                db_session(), actor=g.actor, period=period, finalize=form.finalize.data
             )
         if saved:
             background.invoice_run_in_background(run_id=run.id, actor=g.actor)
@@ -155,7 +156,7 @@ def run_start():
 @auth.role_required(*FINANCE)
 def run_detail(run_id: int):
     """A run's progress; the page refreshes itself while the run is going."""
-    run = selectors.run_by_id(db.session, run_id)
+    run = selectors.run_by_id(db_session(), run_id)
     return render_template(
         "billing/run.html",
         run=run,
@@ -174,12 +175,12 @@ def finalize_all():
         flash("The form expired; nothing was finalised. Try again.", "error")
         return redirect(url_for("billing.finance", period=period or None))
     try:
-        finalised = drafts_finalize(db.session, actor=g.actor, period=period)
+        finalised = drafts_finalize(db_session(), actor=g.actor, period=period)
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         flash(f"Nothing was finalised: {error.detail}", "error")
     else:
-        db.session.commit()
+        db_session().commit()
         if finalised:
             flash(
                 f"{len(finalised)} invoice{'s' if len(finalised) != 1 else ''} finalised "
@@ -196,9 +197,9 @@ def finalize_all():
 
 def _invoice_page(invoice_id: int, code: int = 200, **forms):
     detail = selectors.invoice_detail(
-        db.session, organisation_id=None, invoice_id=invoice_id, compare=True
+        db_session(), organisation_id=None, invoice_id=invoice_id, compare=True
     )
-    context = documents.document_context(db.session, detail.invoice)
+    context = documents.document_context(db_session(), detail.invoice)
     forms.setdefault("credit_form", CreditNoteForm(formdata=None, prefix="credit"))
     forms.setdefault(
         "payment_form",
@@ -225,7 +226,7 @@ def invoice_review(invoice_id: int):
 @auth.role_required(*FINANCE)
 def invoice_pdf(invoice_id: int):
     """The invoice's PDF (the stored one once finalised; a preview of a draft)."""
-    invoice = selectors.invoice_in_scope(db.session, organisation_id=None, invoice_id=invoice_id)
+    invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
     return _pdf(invoice)
 
 
@@ -233,18 +234,18 @@ def invoice_pdf(invoice_id: int):
 @auth.role_required(*FINANCE)
 def invoice_finalize(invoice_id: int):
     """Give a draft its number, store its PDF and mail it to the billing contact."""
-    invoice = selectors.invoice_in_scope(db.session, organisation_id=None, invoice_id=invoice_id)
+    invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; the invoice was not finalised. Try again.", "error")
         return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
     try:
-        services.invoice_finalize(db.session, actor=g.actor, invoice=invoice)
+        services.invoice_finalize(db_session(), actor=g.actor, invoice=invoice)
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         flash(error.detail, "error")
     else:
         number, email = invoice.number, invoice.organisation.billing_email
-        db.session.commit()
+        db_session().commit()
         flash(f"Invoice {number} issued; the PDF is stored and mailed to {email}.", "success")
     return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
 
@@ -253,7 +254,7 @@ def invoice_finalize(invoice_id: int):
 @auth.role_required(*FINANCE)
 def invoice_refresh(invoice_id: int):
     """Recompute a draft from the seats and usage recorded now."""
-    invoice = selectors.invoice_in_scope(db.session, organisation_id=None, invoice_id=invoice_id)
+    invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
     period, organisation = invoice.period, invoice.organisation
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; the draft was not refreshed. Try again.", "error")
@@ -263,13 +264,13 @@ def invoice_refresh(invoice_id: int):
         return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
     try:
         refreshed, outcome = services.invoice_draft_refresh(
-            db.session, actor=g.actor, organisation=organisation, period=period
+            db_session(), actor=g.actor, organisation=organisation, period=period
         )
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         flash(error.detail, "error")
         return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
-    db.session.commit()
+    db_session().commit()
     if refreshed is None:
         flash(f"{organisation.name} owes nothing for {period}; the draft was removed.", "info")
         return redirect(url_for("billing.finance", period=period))
@@ -292,7 +293,7 @@ def _amount_problem(form, error: DomainError, low: int, high: int, currency: str
 @auth.role_required(*FINANCE)
 def credit_note_create(invoice_id: int):
     """Issue a credit note against a finalised invoice."""
-    detail = selectors.invoice_detail(db.session, organisation_id=None, invoice_id=invoice_id)
+    detail = selectors.invoice_detail(db_session(), organisation_id=None, invoice_id=invoice_id)
     invoice = detail.invoice
     form = CreditNoteForm(prefix="credit")
     if form.validate_on_submit():
@@ -301,18 +302,18 @@ def credit_note_create(invoice_id: int):
             creditable = invoice.subtotal - sum(n.subtotal for n in detail.credit_notes)
             try:
                 note = services.credit_note_create(
-                    db.session,
+                    db_session(),
                     actor=g.actor,
                     invoice=invoice,
                     amount=amount,
                     reason=form.reason.data or "",
                 )
             except DomainError as error:
-                db.session.rollback()
+                db_session().rollback()
                 _amount_problem(form, error, 1, creditable, invoice.currency)
             else:
                 number, total = note.number, note.total
-                db.session.commit()
+                db_session().commit()
                 flash(
                     f"Credit note {number} issued for {format_money(total, invoice.currency)} "
                     "(tax included).",
@@ -326,7 +327,7 @@ def credit_note_create(invoice_id: int):
 @auth.role_required(*FINANCE)
 def payment_create(invoice_id: int):
     """Record money received against an open invoice (in full or in part)."""
-    invoice = selectors.invoice_in_scope(db.session, organisation_id=None, invoice_id=invoice_id)
+    invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
     form = PaymentForm(prefix="payment")
     if form.validate_on_submit():
         amount = amount_minor(form, invoice.currency)
@@ -334,7 +335,7 @@ def payment_create(invoice_id: int):
             due = invoice.amount_due
             try:
                 services.payment_record(
-                    db.session,
+                    db_session(),
                     actor=g.actor,
                     invoice=invoice,
                     amount=amount,
@@ -343,11 +344,11 @@ def payment_create(invoice_id: int):
                     reference=form.reference.data,
                 )
             except DomainError as error:
-                db.session.rollback()
+                db_session().rollback()
                 _amount_problem(form, error, 1, due, invoice.currency)
             else:
                 status, left = invoice.status, invoice.amount_due
-                db.session.commit()
+                db_session().commit()
                 flash(
                     "Payment recorded; the invoice is paid."
                     if status == "paid"
@@ -363,13 +364,13 @@ def payment_create(invoice_id: int):
 @auth.role_required(*FINANCE)
 def invoice_close(invoice_id: int, action: str):
     """Void an open invoice nothing was paid on, or write it off as uncollectible."""
-    invoice = selectors.invoice_in_scope(db.session, organisation_id=None, invoice_id=invoice_id)
+    invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
     prefix = "void" if action == "void" else "writeoff"
     form = ReasonForm(prefix=prefix)
     if form.validate_on_submit():
         change = services.invoice_void if action == "void" else invoice_mark_uncollectible
         with committed(form) as saved:
-            change(db.session, actor=g.actor, invoice=invoice, reason=form.reason.data or "")
+            change(db_session(), actor=g.actor, invoice=invoice, reason=form.reason.data or "")
             number = invoice.number
         if saved:
             flash(
@@ -405,7 +406,7 @@ def bank_import():
                     form.file.errors = ["The file is over 2 MB; split the statement."]
                 else:
                     with committed(form) as saved:
-                        result = bank_statement_import(db.session, actor=g.actor, text=text)
+                        result = bank_statement_import(db_session(), actor=g.actor, text=text)
                     if saved:
                         code = 200
     return render_template("billing/bank_import.html", form=form, result=result), code
@@ -417,10 +418,10 @@ def overdue():
     """Open invoices past their due date; those past the grace period too are overdue."""
     from portal.settings.services import settings_get
 
-    settings = settings_get(db.session)
+    settings = settings_get(db_session())
     return render_template(
         "billing/overdue.html",
-        rows=past_due_invoices(db.session, today=now_utc().date()),
+        rows=past_due_invoices(db_session(), today=now_utc().date()),
         settings=settings,
     )
 
@@ -437,8 +438,8 @@ def exports_page():
         "billing/exports.html",
         period=period,
         periods=_periods(),
-        summary=exports.summary(list(exports.export_rows(db.session, period=period))),
-        economics=council_economics(db.session, period=period, today=now_utc().date()),
+        summary=exports.summary(list(exports.export_rows(db_session(), period=period))),
+        economics=council_economics(db_session(), period=period, today=now_utc().date()),
     )
 
 
@@ -448,7 +449,7 @@ def export_invoices(fmt: str):
     """One row per invoice line (and credit note) of a month's issued invoices."""
     period = _period_arg()
     out = io.StringIO()
-    rows = exports.export_rows(db.session, period=period)
+    rows = exports.export_rows(db_session(), period=period)
     (exports.write_csv if fmt == "csv" else exports.write_json)(rows, out)
     mimetype = "text/csv" if fmt == "csv" else "application/json"
     return _download(out.getvalue(), f"invoices-{period}.{fmt}", mimetype)
@@ -459,7 +460,7 @@ def export_invoices(fmt: str):
 def export_economics():
     """The council economics of a month as CSV."""
     period = _period_arg()
-    economics = council_economics(db.session, period=period, today=now_utc().date())
+    economics = council_economics(db_session(), period=period, today=now_utc().date())
     return _download(
         csv_text(ECONOMICS_COLUMNS, economics_rows(economics)), f"economics-{period}.csv"
     )
@@ -476,7 +477,7 @@ def org_invoices():
     return render_template(
         "billing/org_invoices.html",
         org=org,
-        invoices=selectors.organisation_invoices(db.session, organisation_id=org.id),
+        invoices=selectors.organisation_invoices(db_session(), organisation_id=org.id),
     )
 
 
@@ -486,12 +487,12 @@ def org_invoice(invoice_id: int):
     """One of the organisation's invoices, with payments and credit notes against it."""
     org = auth.current_organisation()
     detail = selectors.invoice_detail(
-        db.session, organisation_id=org.id, invoice_id=invoice_id, issued_only=True
+        db_session(), organisation_id=org.id, invoice_id=invoice_id, issued_only=True
     )
     return render_template(
         "billing/org_invoice.html",
         detail=detail,
-        **documents.document_context(db.session, detail.invoice),
+        **documents.document_context(db_session(), detail.invoice),
     )
 
 
@@ -501,6 +502,6 @@ def org_invoice_pdf(invoice_id: int):
     """The PDF the organisation was sent."""
     org = auth.current_organisation()
     invoice = selectors.invoice_in_scope(
-        db.session, organisation_id=org.id, invoice_id=invoice_id, issued_only=True
+        db_session(), organisation_id=org.id, invoice_id=invoice_id, issued_only=True
     )
     return _pdf(invoice)

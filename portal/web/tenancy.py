@@ -7,14 +7,15 @@ from decimal import Decimal
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from portal.audit.selectors import audit_events_list
-from portal.db import db, now_utc
-from portal.errors import Conflict, DomainError
+from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import committed, form_values
 from portal.identity import auth
 from portal.identity import selectors as people
 from portal.identity.forms import ConfirmForm, InviteForm
-from portal.identity.models import Role
+from portal.kernel.actor import Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import Conflict, DomainError
 from portal.settings.services import settings_get
 from portal.tenancy import selectors, services
 from portal.tenancy.forms import ApplicationForm, OrganisationForm, OrgProfileForm, StatusForm
@@ -71,7 +72,7 @@ def apply():
     if form.validate_on_submit():
         with committed(form) as saved:
             services.organisation_apply(
-                db.session, actor=auth.current_actor(), data=form_values(form)
+                db_session(), actor=auth.current_actor(), data=form_values(form)
             )
         if saved:
             return render_template("tenancy/applied.html", email=form.applicant_email.data)
@@ -86,8 +87,8 @@ def apply():
 @auth.role_required(*COUNCIL)
 def council_dashboard():
     """The council's overview of its tenants."""
-    counts = selectors.organisation_status_counts(db.session)
-    pending = selectors.organisations_list(db.session, status="pending", per_page=10)
+    counts = selectors.organisation_status_counts(db_session())
+    pending = selectors.organisations_list(db_session(), status="pending", per_page=10)
     return render_template("tenancy/council_dashboard.html", counts=counts, pending=pending)
 
 
@@ -101,7 +102,7 @@ def organisations():
         status = ""
     page = request.args.get("page", 1, type=int) or 1
     result = selectors.organisations_list(
-        db.session, search=search, status=status or None, page=page
+        db_session(), search=search, status=status or None, page=page
     )
     return render_template(
         "tenancy/organisations.html",
@@ -120,7 +121,7 @@ def organisation_new():
     if form.validate_on_submit():
         with committed(form, aliases={"tax_rate_bp": "tax_rate_percent"}) as saved:
             org = services.organisation_create(
-                db.session, actor=g.actor, data=_organisation_data(form)
+                db_session(), actor=g.actor, data=_organisation_data(form)
             )
         if saved:
             flash(f"{org.name} is created. Invite its first admin below.", "success")
@@ -133,10 +134,10 @@ def organisation_new():
 @auth.role_required(*COUNCIL)
 def organisation_detail(slug: str):
     """One organisation: profile, status actions, people and recent activity."""
-    org = selectors.organisation_by_slug(db.session, slug)
-    users = people.users_list(db.session, organisation_id=org.id, per_page=200)
-    invitations = people.invitations_pending(db.session, organisation_id=org.id)
-    events = audit_events_list(db.session, organisation_id=org.id, per_page=10)
+    org = selectors.organisation_by_slug(db_session(), slug)
+    users = people.users_list(db_session(), organisation_id=org.id, per_page=200)
+    invitations = people.invitations_pending(db_session(), organisation_id=org.id)
+    events = audit_events_list(db_session(), organisation_id=org.id, per_page=10)
     invite_form = InviteForm(prefix="invite")
     invite_form.role.choices = [
         (Role.ORG_ADMIN.value, Role.ORG_ADMIN.label),
@@ -159,7 +160,7 @@ def organisation_detail(slug: str):
 @auth.role_required(Role.COUNCIL_ADMIN)
 def organisation_edit(slug: str):
     """Change an organisation's profile and billing settings (the slug stays)."""
-    org = selectors.organisation_by_slug(db.session, slug)
+    org = selectors.organisation_by_slug(db_session(), slug)
     form = OrganisationForm(obj=org)
     if request.method == "GET" and org.tax_rate_bp is not None:
         form.tax_rate_percent.data = Decimal(org.tax_rate_bp) / 100
@@ -168,7 +169,7 @@ def organisation_edit(slug: str):
         data = _organisation_data(form)
         data.pop("slug")
         with committed(form, aliases={"tax_rate_bp": "tax_rate_percent"}) as saved:
-            services.organisation_update(db.session, actor=g.actor, organisation=org, data=data)
+            services.organisation_update(db_session(), actor=g.actor, organisation=org, data=data)
         if saved:
             flash("Organisation saved.", "success")
             return redirect(url_for("tenancy.organisation_detail", slug=org.slug))
@@ -182,7 +183,7 @@ def organisation_status(slug: str, action: str):
     """Approve, decline, suspend, reactivate or close an organisation."""
     if action not in STATUS_ACTIONS:
         abort(404)
-    org = selectors.organisation_by_slug(db.session, slug)
+    org = selectors.organisation_by_slug(db_session(), slug)
     form = StatusForm()
     if not form.validate_on_submit():
         flash("The form expired or was incomplete; nothing was changed. Try again.", "error")
@@ -191,7 +192,7 @@ def organisation_status(slug: str, action: str):
     not_invited = None
     try:
         org = services.organisation_transition(
-            db.session,
+            db_session(),
             actor=g.actor,
             organisation=org,
             to_status=target,
@@ -202,9 +203,9 @@ def organisation_status(slug: str, action: str):
             from portal.identity.services import invitation_create
 
             try:
-                with db.session.begin_nested():
+                with db_session().begin_nested():
                     invitation_create(
-                        db.session,
+                        db_session(),
                         actor=g.actor,
                         email=org.applicant_email,
                         role=Role.ORG_ADMIN,
@@ -217,10 +218,10 @@ def organisation_status(slug: str, action: str):
                     raise
                 not_invited = error.detail
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         flash(error.detail, "error")
     else:
-        db.session.commit()
+        db_session().commit()
         message = f"{org.name} is now {org.status}."
         if action == "approve" and org.applicant_email and not not_invited:
             message += f" An invitation went to {org.applicant_email}."
@@ -238,13 +239,13 @@ def organisation_status(slug: str, action: str):
 def org_dashboard():
     """The organisation admin's overview."""
     org = auth.current_organisation()
-    users = people.users_list(db.session, organisation_id=org.id, per_page=1)
-    invitations = people.invitations_pending(db.session, organisation_id=org.id)
-    events = audit_events_list(db.session, organisation_id=org.id, per_page=8)
+    users = people.users_list(db_session(), organisation_id=org.id, per_page=1)
+    invitations = people.invitations_pending(db_session(), organisation_id=org.id)
+    events = audit_events_list(db_session(), organisation_id=org.id, per_page=8)
     overview = selectors.organisation_overview(
-        db.session,
+        db_session(),
         organisation_id=org.id,
-        idle_days=settings_get(db.session).idle_seat_days,
+        idle_days=settings_get(db_session()).idle_seat_days,
         now=now_utc(),
     )
     return render_template(
@@ -266,7 +267,7 @@ def org_profile():
     if form.validate_on_submit():
         with committed(form) as saved:
             services.organisation_update(
-                db.session, actor=g.actor, organisation=org, data=form_values(form)
+                db_session(), actor=g.actor, organisation=org, data=form_values(form)
             )
         if saved:
             flash("Profile saved.", "success")

@@ -14,12 +14,13 @@ from flask import Blueprint, flash, g, redirect, render_template, url_for
 from portal.api import selectors, services
 from portal.api.forms import NEVER, CouncilTokenForm, OrgTokenForm
 from portal.catalogue.selectors import vendor_by_slug, vendors_list
-from portal.db import db, now_utc
-from portal.errors import DomainError
+from portal.db import db_session
 from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
-from portal.identity.models import Role
+from portal.kernel.actor import Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import DomainError
 from portal.tenancy.selectors import organisation_by_slug, organisations_list
 
 bp = Blueprint("tokens", __name__)
@@ -27,10 +28,10 @@ bp = Blueprint("tokens", __name__)
 
 def _council_form() -> CouncilTokenForm:
     form = CouncilTokenForm()
-    active = organisations_list(db.session, status="active", per_page=10_000).items
+    active = organisations_list(db_session(), status="active", per_page=10_000).items
     form.organisation.choices = [("", "—")] + [(o.slug, f"{o.name} ({o.slug})") for o in active]
     form.vendor.choices = [("", "—")] + [
-        (v.slug, f"{v.name} ({v.slug})") for v in vendors_list(db.session)
+        (v.slug, f"{v.name} ({v.slug})") for v in vendors_list(db_session())
     ]
     return form
 
@@ -51,7 +52,7 @@ def _created(token: Any, plaintext: str, back: str):
 
 def _page(form: OrgTokenForm, *, organisation: Any, status: int = 200):
     tokens = selectors.tokens_list(
-        db.session, organisation_id=organisation.id if organisation else None
+        db_session(), organisation_id=organisation.id if organisation else None
     )
     return (
         render_template(
@@ -81,13 +82,13 @@ def council_token_create():
         with committed(form) as saved:
             scope = form.scope.data
             token, plaintext = services.token_create(
-                db.session,
+                db_session(),
                 actor=g.actor,
                 scope=scope,
-                organisation=organisation_by_slug(db.session, form.organisation.data)
+                organisation=organisation_by_slug(db_session(), form.organisation.data)
                 if scope == "organisation" and form.organisation.data
                 else None,
-                vendor=vendor_by_slug(db.session, form.vendor.data, field="vendor")
+                vendor=vendor_by_slug(db_session(), form.vendor.data, field="vendor")
                 if scope == "vendor" and form.vendor.data
                 else None,
                 name=form.name.data,
@@ -102,7 +103,7 @@ def council_token_create():
 @auth.role_required(Role.COUNCIL_ADMIN)
 def council_token_revoke(token_id: int):
     """Revoke any token at once."""
-    token = selectors.token_in_scope(db.session, organisation_id=None, token_id=token_id)
+    token = selectors.token_in_scope(db_session(), organisation_id=None, token_id=token_id)
     return _revoke(token, url_for("tokens.council_tokens"))
 
 
@@ -122,7 +123,7 @@ def org_token_create():
     if form.validate_on_submit():
         with committed(form) as saved:
             token, plaintext = services.token_create(
-                db.session,
+                db_session(),
                 actor=g.actor,
                 scope="organisation",
                 organisation=org,
@@ -139,7 +140,7 @@ def org_token_create():
 def org_token_revoke(token_id: int):
     """Revoke one of the organisation's own tokens."""
     org = auth.current_organisation()
-    token = selectors.token_in_scope(db.session, organisation_id=org.id, token_id=token_id)
+    token = selectors.token_in_scope(db_session(), organisation_id=org.id, token_id=token_id)
     return _revoke(token, url_for("tokens.org_tokens"))
 
 
@@ -149,12 +150,12 @@ def _revoke(token: Any, back: str):
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(back)
     try:
-        services.token_revoke(db.session, actor=g.actor, token=token)
+        services.token_revoke(db_session(), actor=g.actor, token=token)
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         flash(error.detail, "error")
     else:
-        db.session.commit()
+        db_session().commit()
         flash(
             f"Token {token.prefix}… “{token.name}” is revoked; it stops working at once.", "success"
         )

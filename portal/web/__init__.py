@@ -16,10 +16,10 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from portal.db import db
+from portal.db import db_session
 from portal.identity import auth
-from portal.identity.models import Role
-from portal.money import format_money
+from portal.kernel.actor import Role
+from portal.kernel.money import format_money
 
 bp = Blueprint("web", __name__)
 
@@ -41,7 +41,7 @@ def my_software():
     mine = None
     if current_user.organisation_id is not None:
         mine = my_software_of(
-            db.session, organisation_id=current_user.organisation_id, user_id=current_user.id
+            db_session(), organisation_id=current_user.organisation_id, user_id=current_user.id
         )
     return render_template("my_software.html", mine=mine)
 
@@ -68,16 +68,16 @@ def _outbox_for_staff():
 
 def register_blueprints(app: Flask) -> None:
     """Attach every domain's pages."""
-    from portal.api.views import bp as tokens_bp
-    from portal.audit.views import bp as audit_bp
-    from portal.billing.views import bp as billing_bp
-    from portal.catalogue.views import bp as catalogue_bp
-    from portal.identity.people_views import bp as people_bp
-    from portal.identity.views import bp as auth_bp
-    from portal.metering.views import bp as metering_bp
-    from portal.seats.views import bp as seats_bp
-    from portal.settings.views import bp as settings_bp
-    from portal.tenancy.views import bp as tenancy_bp
+    from portal.web.api_tokens import bp as tokens_bp
+    from portal.web.audit import bp as audit_bp
+    from portal.web.billing import bp as billing_bp
+    from portal.web.catalogue import bp as catalogue_bp
+    from portal.web.identity import bp as auth_bp
+    from portal.web.metering import bp as metering_bp
+    from portal.web.people import bp as people_bp
+    from portal.web.seats import bp as seats_bp
+    from portal.web.settings import bp as settings_bp
+    from portal.web.tenancy import bp as tenancy_bp
 
     app.register_blueprint(metering_bp)
     app.register_blueprint(settings_bp)
@@ -96,8 +96,8 @@ def register_blueprints(app: Flask) -> None:
 
     # Single sign-on and SCIM: settings pages, provider callbacks, the /scim/v2 API.
     from portal.scim.api import bp as scim_api_bp
-    from portal.scim.views import bp as scim_bp
-    from portal.sso.views import bp as sso_bp
+    from portal.web.scim_tokens import bp as scim_bp
+    from portal.web.sso import bp as sso_bp
 
     for blueprint in (sso_bp, scim_bp, scim_api_bp):
         app.register_blueprint(blueprint)

@@ -20,12 +20,14 @@ from portal.billing.charges import charges_for
 from portal.catalogue.selectors import product_by_sku
 from portal.charts import line_chart
 from portal.csvutil import csv_text
-from portal.db import db, now_utc
-from portal.errors import DomainError
+from portal.db import db_session
 from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
-from portal.identity.models import Role
+from portal.kernel.actor import Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import DomainError
+from portal.kernel.periods import period_bounds, period_of
 from portal.metering import selectors, services
 from portal.metering.forms import KeepSeatForm, UsageUploadForm
 from portal.metering.reports import usage_rows
@@ -39,8 +41,8 @@ COUNCIL = (Role.COUNCIL_ADMIN, Role.FINANCE)
 
 
 def _period() -> tuple[str, dt.datetime, dt.datetime]:
-    period = request.args.get("period") or selectors.period_of(now_utc())
-    start, end = selectors.period_bounds(period)
+    period = request.args.get("period") or period_of(now_utc())
+    start, end = period_bounds(period)
     return period, start, end
 
 
@@ -48,7 +50,7 @@ def _recent_periods(count: int = 4) -> list[str]:
     today = now_utc().date().replace(day=1)
     out = []
     for _ in range(count):
-        out.append(selectors.period_of(today))
+        out.append(period_of(today))
         today = (today - dt.timedelta(days=1)).replace(day=1)
     return out
 
@@ -65,9 +67,11 @@ def org_usage():
         org=org,
         period=period,
         periods=_recent_periods(),
-        rows=usage_rows(db.session, organisation_id=org.id, start=start, end=end),
-        seats=selectors.seat_utilisation(db.session, organisation_id=org.id, start=start, end=end),
-        charges=charges_for(db.session, organisation=org, period_start=start, until=until)
+        rows=usage_rows(db_session(), organisation_id=org.id, start=start, end=end),
+        seats=selectors.seat_utilisation(
+            db_session(), organisation_id=org.id, start=start, end=end
+        ),
+        charges=charges_for(db_session(), organisation=org, period_start=start, until=until)
         if until > start
         else [],
         until=until,
@@ -80,7 +84,7 @@ def org_usage_csv():
     """The month's usage aggregates as CSV."""
     org = auth.current_organisation()
     period, start, end = _period()
-    rows = usage_rows(db.session, organisation_id=org.id, start=start, end=end)
+    rows = usage_rows(db_session(), organisation_id=org.id, start=start, end=end)
     return _csv(rows, f"usage-{org.slug}-{period}.csv")
 
 
@@ -104,9 +108,9 @@ def _csv(rows, filename: str) -> Response:
 def idle_seats():
     """Seats with no usage for the council's idle threshold: keep or release each."""
     org = auth.current_organisation()
-    days = settings_get(db.session).idle_seat_days
+    days = settings_get(db_session()).idle_seat_days
     flagged = selectors.idle_seats(
-        db.session, organisation_id=org.id, idle_days=days, now=now_utc()
+        db_session(), organisation_id=org.id, idle_days=days, now=now_utc()
     )
     return render_template(
         "metering/idle_seats.html",
@@ -122,22 +126,22 @@ def idle_seats():
 def idle_seat_decide(seat_id: int, decision: str):
     """Keep an idle seat for a while, or release it back to the council's pool."""
     org = auth.current_organisation()
-    seat = seat_in_scope(db.session, organisation_id=org.id, seat_id=seat_id)
+    seat = seat_in_scope(db_session(), organisation_id=org.id, seat_id=seat_id)
     form = KeepSeatForm() if decision == "keep" else ConfirmForm()
     if not form.validate_on_submit():
         flash("The form expired or the number of days is not 1 to 365; nothing changed.", "error")
         return redirect(url_for("metering.idle_seats"))
     try:
         if decision == "keep":
-            services.idle_seat_keep(db.session, actor=g.actor, seat=seat, days=form.days.data)
+            services.idle_seat_keep(db_session(), actor=g.actor, seat=seat, days=form.days.data)
         else:
-            services.idle_seat_release(db.session, actor=g.actor, seat=seat)
+            services.idle_seat_release(db_session(), actor=g.actor, seat=seat)
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         flash(error.detail, "error")
     else:
         email, product = seat.user.email, seat.subscription.product.name
-        db.session.commit()
+        db_session().commit()
         flash(
             f"{email} keeps the seat of {product}."
             if decision == "keep"
@@ -153,8 +157,8 @@ def council_usage():
     """Usage across organisations for a month, and pool utilisation charts."""
     period, start, end = _period()
     slug = request.args.get("organisation", "").strip()
-    org = organisation_by_slug(db.session, slug) if slug else None
-    rows = usage_rows(db.session, organisation_id=org.id if org else None, start=start, end=end)
+    org = organisation_by_slug(db_session(), slug) if slug else None
+    rows = usage_rows(db_session(), organisation_id=org.id if org else None, start=start, end=end)
     if request.args.get("format") == "csv":
         return _csv(rows, f"usage-{org.slug if org else 'all'}-{period}.csv")
     return render_template(
@@ -170,11 +174,11 @@ def council_usage():
 @auth.role_required(*COUNCIL)
 def utilisation(sku: str):
     """A product's capacity, reserved, assigned and active seats per day (90 days)."""
-    product = product_by_sku(db.session, sku)
+    product = product_by_sku(db_session(), sku)
     last = now_utc().date()
     first = last - dt.timedelta(days=89)
     labels, series = selectors.pool_utilisation_series(
-        db.session, product_id=product.id, first=first, last=last
+        db_session(), product_id=product.id, first=first, last=last
     )
     chart = line_chart(series, labels)
     table = list(zip(labels, *series.values(), strict=True))[-14:]
@@ -197,7 +201,7 @@ def upload():
         else:
             with committed(form):
                 result = services.usage_ingest_csv(
-                    db.session,
+                    db_session(),
                     actor=g.actor,
                     text=text,
                     vendor_id=None,

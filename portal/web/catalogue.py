@@ -3,7 +3,7 @@
 Council admins change the catalogue; finance reads the council pages. Every
 person of an organisation browses ``/catalogue``, where members ask for a seat
 and org admins subscribe (those actions are the seats domain's, see
-:mod:`portal.seats.views`).
+:mod:`portal.web.seats`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from portal.catalogue.forms import (
     ProductForm,
     VendorForm,
 )
-from portal.db import db, now_utc
-from portal.errors import DomainError
+from portal.db import db_session
 from portal.forms import committed
 from portal.identity import auth
-from portal.identity.models import Role
+from portal.kernel.actor import Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import DomainError
 
 bp = Blueprint("catalogue", __name__)
 
@@ -54,7 +55,7 @@ def _status() -> int:
 def council_catalogue():
     """Every product with its capacity in force, reserved, assigned, free and waiting seats."""
     search = _search_term()
-    products = selectors.catalogue_list(db.session, day=now_utc().date(), search=search or None)
+    products = selectors.catalogue_list(db_session(), day=now_utc().date(), search=search or None)
     return render_template("catalogue/council_catalogue.html", products=products, q=search)
 
 
@@ -65,7 +66,9 @@ def council_catalogue():
 @auth.role_required(*COUNCIL)
 def vendors():
     """The council's suppliers and their standing."""
-    return render_template("catalogue/vendors.html", vendors=selectors.vendors_overview(db.session))
+    return render_template(
+        "catalogue/vendors.html", vendors=selectors.vendors_overview(db_session())
+    )
 
 
 @bp.route("/council/vendors/new", methods=["GET", "POST"])
@@ -75,7 +78,7 @@ def vendor_new():
     form = VendorForm()
     if form.validate_on_submit():
         with committed(form) as saved:
-            vendor = services.vendor_create(db.session, actor=g.actor, data=form.service_data())
+            vendor = services.vendor_create(db_session(), actor=g.actor, data=form.service_data())
         if saved:
             flash(f"{vendor.name} is added.", "success")
             return redirect(url_for("catalogue.vendors"))
@@ -86,7 +89,7 @@ def vendor_new():
 @auth.role_required(*COUNCIL)
 def vendor_edit(slug: str):
     """A supplier's details and status; council admins change them (the slug stays)."""
-    vendor = selectors.vendor_by_slug(db.session, slug)
+    vendor = selectors.vendor_by_slug(db_session(), slug)
     form = VendorForm(obj=vendor)
     del form.slug  # the slug stays
     if request.method == "POST":
@@ -95,7 +98,7 @@ def vendor_edit(slug: str):
         if form.validate_on_submit():
             with committed(form) as saved:
                 services.vendor_update(
-                    db.session, actor=g.actor, vendor=vendor, data=form.service_data()
+                    db_session(), actor=g.actor, vendor=vendor, data=form.service_data()
                 )
             if saved:
                 flash(f"{vendor.name} is saved.", "success")
@@ -110,12 +113,12 @@ def vendor_edit(slug: str):
 @auth.role_required(Role.COUNCIL_ADMIN)
 def product_new():
     """Add a product of a vendor; meters, pools and prices follow on its page."""
-    form = ProductForm(vendors=selectors.vendors_list(db.session))
+    form = ProductForm(vendors=selectors.vendors_list(db_session()))
     if request.method == "GET" and request.args.get("vendor"):
         form.vendor.data = request.args["vendor"]
     if form.validate_on_submit():
         with committed(form) as saved:
-            product = services.product_create(db.session, actor=g.actor, data=form.service_data())
+            product = services.product_create(db_session(), actor=g.actor, data=form.service_data())
         if saved:
             flash(f"{product.name} is created. Add its pools and prices below.", "success")
             return redirect(url_for("catalogue.product_detail", sku=product.sku))
@@ -124,7 +127,7 @@ def product_new():
 
 def _product_page(sku: str, status: int = 200, **forms):
     """The product page, with the forms given (fresh ones for the others)."""
-    overview = selectors.product_overview(db.session, sku=sku, day=now_utc().date())
+    overview = selectors.product_overview(db_session(), sku=sku, day=now_utc().date())
     product = overview.product
     forms.setdefault("edit_form", ProductEditForm(prefix="product", obj=product))
     forms.setdefault("meter_form", MeterForm(prefix="meter"))
@@ -155,12 +158,12 @@ def product_detail(sku: str):
 @auth.role_required(Role.COUNCIL_ADMIN)
 def product_edit(sku: str):
     """Change the product's name, description or launch link."""
-    product = selectors.product_by_sku(db.session, sku)
+    product = selectors.product_by_sku(db_session(), sku)
     form = ProductEditForm(prefix="product")
     if form.validate_on_submit():
         with committed(form) as saved:
             services.product_update(
-                db.session, actor=g.actor, product=product, data=form.service_data()
+                db_session(), actor=g.actor, product=product, data=form.service_data()
             )
         if saved:
             flash("Product saved.", "success")
@@ -172,12 +175,12 @@ def product_edit(sku: str):
 @auth.role_required(Role.COUNCIL_ADMIN)
 def meter_new(sku: str):
     """Add a meter to the product."""
-    product = selectors.product_by_sku(db.session, sku)
+    product = selectors.product_by_sku(db_session(), sku)
     form = MeterForm(prefix="meter")
     if form.validate_on_submit():
         with committed(form) as saved:
             meter = services.meter_create(
-                db.session, actor=g.actor, product=product, data=form.service_data()
+                db_session(), actor=g.actor, product=product, data=form.service_data()
             )
         if saved:
             flash(f"Meter “{meter.key}” is added.", "success")
@@ -189,12 +192,12 @@ def meter_new(sku: str):
 @auth.role_required(Role.COUNCIL_ADMIN)
 def pool_new(sku: str):
     """Record seats the council bought; waiting organisations may get seats at once."""
-    product = selectors.product_by_sku(db.session, sku)
+    product = selectors.product_by_sku(db_session(), sku)
     form = PoolForm(prefix="pool")
     if form.validate_on_submit():
         with committed(form, aliases=PoolForm.ALIASES) as saved:
             pool = services.pool_create(
-                db.session, actor=g.actor, data=form.service_data(product.sku)
+                db_session(), actor=g.actor, data=form.service_data(product.sku)
             )
         if saved:
             flash(f"A pool of {pool.capacity} seats is added.", "success")
@@ -206,21 +209,21 @@ def pool_new(sku: str):
 @auth.role_required(Role.COUNCIL_ADMIN)
 def pool_edit(sku: str, pool_id: int):
     """Grow or shrink a pool, or move its end; shrinking below reserved seats is refused."""
-    product = selectors.product_by_sku(db.session, sku)
-    pool = selectors.pool_of_product(db.session, product_id=product.id, pool_id=pool_id)
+    product = selectors.product_by_sku(db_session(), sku)
+    pool = selectors.pool_of_product(db_session(), product_id=product.id, pool_id=pool_id)
     form = PoolEditForm()
     if not form.validate_on_submit():
         problems = [f"{f.label.text}: {m}" for f in form if f.errors for m in f.errors]
         flash(" ".join(problems) or "Nothing was changed.", "error")
     else:
         try:
-            services.pool_update(db.session, actor=g.actor, pool=pool, data=form.service_data())
+            services.pool_update(db_session(), actor=g.actor, pool=pool, data=form.service_data())
         except DomainError as error:
-            db.session.rollback()
+            db_session().rollback()
             messages = [m for ms in error.errors.values() for m in ms]
             flash(" ".join([error.detail, *messages]), "error")
         else:
-            db.session.commit()
+            db_session().commit()
             flash(f"The pool now has {pool.capacity} seats until {pool.ends_on}.", "success")
     return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="pools"))
 
@@ -229,18 +232,18 @@ def pool_edit(sku: str, pool_id: int):
 @auth.role_required(Role.COUNCIL_ADMIN)
 def price_new(sku: str):
     """Set what members pay in one currency: per seat, or per unit of a meter, flat or tiered."""
-    product = selectors.product_by_sku(db.session, sku)
+    product = selectors.product_by_sku(db_session(), sku)
     form = PriceForm(prefix="price", meters=product.meters)
     if form.validate_on_submit():
         try:
             price = services.price_create(
-                db.session, actor=g.actor, data=form.service_data(product.sku)
+                db_session(), actor=g.actor, data=form.service_data(product.sku)
             )
         except DomainError as error:
-            db.session.rollback()
+            db_session().rollback()
             form.show_errors(error)
         else:
-            db.session.commit()
+            db_session().commit()
             flash(f"The {price.model} price in {price.currency} is added.", "success")
             return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="prices"))
     return _product_page(sku, 400, price_form=form)
@@ -256,7 +259,7 @@ def member_catalogue():
     org = auth.current_organisation()
     search = _search_term()
     entries = selectors.member_catalogue(
-        db.session,
+        db_session(),
         organisation_id=org.id,
         currency=org.currency,
         user_id=current_user.id,

@@ -12,11 +12,11 @@ from typing import Any
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 
 from portal.catalogue.selectors import product_by_sku
-from portal.db import db
+from portal.db import db_session
 from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
-from portal.identity.models import Role
+from portal.kernel.actor import Role
 from portal.scim import selectors, services
 from portal.scim.forms import MappingForm, ScimTokenForm
 from portal.seats.selectors import subscriptions_list
@@ -30,7 +30,7 @@ def _tokens_page(form: ScimTokenForm, status: int = 200):
         "sso/scim_tokens.html",
         org=org,
         form=form,
-        tokens=selectors.tokens_of(db.session, organisation_id=org.id),
+        tokens=selectors.tokens_of(db_session(), organisation_id=org.id),
         base_url=current_app.config["PORTAL_BASE_URL"] + "/scim/v2",
     ), status
 
@@ -51,7 +51,7 @@ def org_scim_token_create():
     if form.validate_on_submit():
         with committed(form) as saved:
             token, plaintext = services.token_create(
-                db.session, actor=g.actor, organisation=org, name=form.name.data
+                db_session(), actor=g.actor, organisation=org, name=form.name.data
             )
         if saved:
             return (
@@ -72,10 +72,10 @@ def org_scim_token_create():
 def org_scim_token_revoke(token_id: int):
     """Revoke a SCIM token at once."""
     org = auth.current_organisation()
-    token = selectors.token_in_scope(db.session, organisation_id=org.id, token_id=token_id)
+    token = selectors.token_in_scope(db_session(), organisation_id=org.id, token_id=token_id)
     if ConfirmForm().validate_on_submit():
-        services.token_revoke(db.session, actor=g.actor, token=token)
-        db.session.commit()
+        services.token_revoke(db_session(), actor=g.actor, token=token)
+        db_session().commit()
         flash(f"SCIM token {token.prefix}… “{token.name}” is revoked.", "success")
     return redirect(url_for("scim.org_scim"))
 
@@ -84,11 +84,11 @@ def _mapping_form(org: Any) -> MappingForm:
     form = MappingForm()
     form.group.choices = [
         (str(grp.id), grp.display_name)
-        for grp in selectors.groups_list(db.session, organisation_id=org.id)
+        for grp in selectors.groups_list(db_session(), organisation_id=org.id)
     ]
     form.product.choices = [
         (s.product.sku, s.product.name)
-        for s in subscriptions_list(db.session, organisation_id=org.id)
+        for s in subscriptions_list(db_session(), organisation_id=org.id)
     ]
     return form
 
@@ -111,26 +111,26 @@ def org_scim_groups():
         if form.validate_on_submit():
             with committed(form) as saved:
                 group = selectors.scim_group(
-                    db.session, organisation_id=org.id, resource_id=form.group.data
+                    db_session(), organisation_id=org.id, resource_id=form.group.data
                 )
-                product = product_by_sku(db.session, form.product.data, field="product")
+                product = product_by_sku(db_session(), form.product.data, field="product")
                 _, report = services.mapping_create(
-                    db.session, actor=g.actor, organisation=org, group=group, product=product
+                    db_session(), actor=g.actor, organisation=org, group=group, product=product
                 )
             if saved:
                 flash(f"{group.display_name} now gives seats of {product.name}.", "success")
                 _report_flash(report)
                 return redirect(url_for("scim.org_scim_groups"))
         status = 400
-    groups = selectors.groups_list(db.session, organisation_id=org.id)
+    groups = selectors.groups_list(db_session(), organisation_id=org.id)
     return render_template(
         "sso/scim_groups.html",
         org=org,
         form=form,
         groups=groups,
-        members=selectors.members_of(db.session, [grp.id for grp in groups]),
-        mappings=selectors.mappings_of(db.session, organisation_id=org.id),
-        shortfalls=selectors.shortfalls(db.session, organisation_id=org.id),
+        members=selectors.members_of(db_session(), [grp.id for grp in groups]),
+        mappings=selectors.mappings_of(db_session(), organisation_id=org.id),
+        shortfalls=selectors.shortfalls(db_session(), organisation_id=org.id),
     ), status
 
 
@@ -139,10 +139,12 @@ def org_scim_groups():
 def org_scim_mapping_remove(mapping_id: int):
     """Unmap a group; its members lose the seats it gave them."""
     org = auth.current_organisation()
-    mapping = selectors.mapping_in_scope(db.session, organisation_id=org.id, mapping_id=mapping_id)
+    mapping = selectors.mapping_in_scope(
+        db_session(), organisation_id=org.id, mapping_id=mapping_id
+    )
     if ConfirmForm().validate_on_submit():
-        report = services.mapping_delete(db.session, actor=g.actor, mapping=mapping)
-        db.session.commit()
+        report = services.mapping_delete(db_session(), actor=g.actor, mapping=mapping)
+        db_session().commit()
         flash(f"Mapping removed; {len(report.released)} seat(s) released.", "success")
     return redirect(url_for("scim.org_scim_groups"))
 
@@ -153,8 +155,8 @@ def org_scim_mappings_sync():
     """Give seats again to mapped groups' members who lack one (after adding seats)."""
     org = auth.current_organisation()
     if ConfirmForm().validate_on_submit():
-        report = services.mappings_sync(db.session, actor=g.actor, organisation=org)
-        db.session.commit()
+        report = services.mappings_sync(db_session(), actor=g.actor, organisation=org)
+        db_session().commit()
         _report_flash(report)
         if not report.assigned and not report.failed:
             flash("Everyone in a mapped group has a seat.", "info")

@@ -4,9 +4,9 @@ from flask import Blueprint, render_template, request
 from flask_login import current_user
 
 from portal.audit.selectors import audit_events_list
-from portal.db import db
+from portal.db import db_session
 from portal.identity import auth
-from portal.identity.models import Role
+from portal.kernel.actor import Role
 from portal.tenancy.selectors import organisation_by_slug
 
 bp = Blueprint("audit", __name__)
@@ -21,9 +21,9 @@ def audit_log():
     org = None
     if current_user.role == Role.COUNCIL_ADMIN:
         slug = request.args.get("organisation", "").strip()
-        org = organisation_by_slug(db.session, slug) if slug else None
+        org = organisation_by_slug(db_session(), slug) if slug else None
         events = audit_events_list(
-            db.session,
+            db_session(),
             organisation_id=org.id if org else None,
             all_organisations=True,
             action_prefix=action,
@@ -32,6 +32,6 @@ def audit_log():
     else:
         org = auth.current_organisation()
         events = audit_events_list(
-            db.session, organisation_id=org.id, action_prefix=action, page=page
+            db_session(), organisation_id=org.id, action_prefix=action, page=page
         )
     return render_template("audit/log.html", events=events, org=org, action=action or "")

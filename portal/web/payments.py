@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 
-from portal.db import db
-from portal.errors import DomainError, problem
+from portal.db import db_session
+from portal.errors import problem
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
-from portal.identity.models import Role
+from portal.kernel.actor import Role
+from portal.kernel.errors import DomainError
 from portal.payments import accounts, collection, selectors
 from portal.payments.forms import CheckoutForm, StripeTestCardForm
 from portal.payments.gateway import SignatureInvalid, event_verify
@@ -33,8 +34,8 @@ def payment_method():
         stripe_billed=org.billing_provider == BillingProvider.STRIPE,
         available=gateway is not None,
         test_mode=bool(gateway and gateway.test_mode),
-        account=accounts.account_of(db.session, organisation_id=org.id),
-        payments=selectors.collections_of(db.session, organisation_id=org.id),
+        account=accounts.account_of(db_session(), organisation_id=org.id),
+        payments=selectors.collections_of(db_session(), organisation_id=org.id),
         checkout_form=CheckoutForm(),
         test_form=StripeTestCardForm(),
     )
@@ -56,7 +57,7 @@ def checkout_start():
     base = current_app.config["PORTAL_BASE_URL"]
     try:
         url = accounts.checkout_start(
-            db.session,
+            db_session(),
             actor=g.actor,
             organisation=auth.current_organisation(),
             gateway=accounts.require_gateway(),
@@ -66,9 +67,9 @@ def checkout_start():
             cancel_url=base + url_for("payments.payment_method"),
         )
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         return _back(error.detail, "error")
-    db.session.commit()
+    db_session().commit()
     return redirect(url, code=303)
 
 
@@ -78,16 +79,16 @@ def checkout_return():
     """Back from Stripe Checkout: save the new payment method as the default."""
     try:
         account = accounts.checkout_finish(
-            db.session,
+            db_session(),
             actor=g.actor,
             organisation=auth.current_organisation(),
             gateway=accounts.require_gateway(),
             checkout_session_id=request.args.get("session_id", ""),
         )
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         return _back(error.detail, "error")
-    db.session.commit()
+    db_session().commit()
     return _back(f"{account.method_label} will be charged for your invoices.")
 
 
@@ -100,16 +101,16 @@ def test_card():
         return _back("Choose one of the test cards.", "error")
     try:
         account = accounts.stripe_test_card_add(
-            db.session,
+            db_session(),
             actor=g.actor,
             organisation=auth.current_organisation(),
             gateway=accounts.require_gateway(),
             test_method=form.test_method.data,
         )
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         return _back(error.detail, "error")
-    db.session.commit()
+    db_session().commit()
     return _back(f"{account.method_label} will be charged for your invoices.")
 
 
@@ -122,15 +123,15 @@ def payment_retry(invoice_id: int):
         return _back("The form expired; try again.", "error")
     try:
         collection.collection_retry_now(
-            db.session,
+            db_session(),
             actor=g.actor,
             organisation=auth.current_organisation(),
             invoice_id=invoice_id,
         )
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         return _back(error.detail, "error")
-    db.session.commit()
+    db_session().commit()
     return _back("The payment was tried again; the list below shows how it went.")
 
 
@@ -153,7 +154,7 @@ def stripe_webhook():
         event = event_verify(payload, request.headers.get("Stripe-Signature"), secret)
     except SignatureInvalid as error:
         return problem(400, "Invalid signature", str(error), code="invalid_signature")
-    session = db.session
+    session = db_session()
     event_store(session, event)
     session.commit()
     try:

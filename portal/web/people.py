@@ -17,12 +17,12 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from portal.db import db
-from portal.errors import DomainError
+from portal.db import db_session
 from portal.forms import show_errors
 from portal.identity import auth, selectors, services
 from portal.identity.forms import ConfirmForm, InviteForm, RoleForm
-from portal.identity.models import COUNCIL_ROLES, ORG_ROLES, Role
+from portal.kernel.actor import COUNCIL_ROLES, ORG_ROLES, Role
+from portal.kernel.errors import DomainError
 from portal.tenancy.selectors import organisation_by_slug
 
 bp = Blueprint("people", __name__)
@@ -45,7 +45,7 @@ def _resolve(scope: str, slug: str | None) -> tuple[Any, str]:
     if current_user.role != Role.COUNCIL_ADMIN:
         abort(403)
     if scope == "council_org":
-        org = organisation_by_slug(db.session, slug or "")
+        org = organisation_by_slug(db_session(), slug or "")
         return org, url_for("tenancy.organisation_detail", slug=org.slug)
     return None, url_for("people.staff_users")
 
@@ -60,9 +60,11 @@ def _list(scope: str, slug: str | None = None):
     search = request.args.get("q", "").strip()[:100]
     page = request.args.get("page", 1, type=int) or 1
     users = selectors.users_list(
-        db.session, organisation_id=org.id if org else None, search=search, page=page
+        db_session(), organisation_id=org.id if org else None, search=search, page=page
     )
-    invitations = selectors.invitations_pending(db.session, organisation_id=org.id if org else None)
+    invitations = selectors.invitations_pending(
+        db_session(), organisation_id=org.id if org else None
+    )
     invite_form = InviteForm(prefix="invite")
     invite_form.role.choices = _roles_for(org)
     if org is not None and not invite_form.role.data:
@@ -110,20 +112,20 @@ def invite(scope: str, slug: str | None = None):
     if form.validate_on_submit():
         try:
             services.invitation_create(
-                db.session,
+                db_session(),
                 actor=auth.current_actor(),
                 email=form.email.data,
                 role=form.role.data,
                 organisation=org,
             )
         except DomainError as error:
-            db.session.rollback()
+            db_session().rollback()
             show_errors(form, error)
             for field in (form.email, form.role):
                 for message in field.errors:
                     flash(f"{field.label.text}: {message}", "error")
         else:
-            db.session.commit()
+            db_session().commit()
             flash(f"Invitation sent to {form.email.data}.", "success")
     else:
         for field in (form.email, form.role):
@@ -138,20 +140,20 @@ def change_role(scope: str, user_id: int, slug: str | None = None):
     """Give a person another role."""
     org, back = _resolve(scope, slug)
     user = selectors.user_in_scope(
-        db.session, organisation_id=org.id if org else None, user_id=user_id
+        db_session(), organisation_id=org.id if org else None, user_id=user_id
     )
     form = RoleForm()
     form.role.choices = _roles_for(org)
     if form.validate_on_submit():
         try:
             services.user_change_role(
-                db.session, actor=auth.current_actor(), user=user, role=form.role.data
+                db_session(), actor=auth.current_actor(), user=user, role=form.role.data
             )
         except DomainError as error:
-            db.session.rollback()
+            db_session().rollback()
             flash(error.detail, "error")
         else:
-            db.session.commit()
+            db_session().commit()
             flash(f"{user.email} is now {Role(user.role).label.lower()}.", "success")
     else:
         flash("Choose a role from the list; nothing was changed.", "error")
@@ -162,20 +164,20 @@ def set_active(scope: str, user_id: int, active: str, slug: str | None = None):
     """Deactivate or reactivate a person."""
     org, back = _resolve(scope, slug)
     user = selectors.user_in_scope(
-        db.session, organisation_id=org.id if org else None, user_id=user_id
+        db_session(), organisation_id=org.id if org else None, user_id=user_id
     )
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(back)
     try:
         services.user_set_active(
-            db.session, actor=auth.current_actor(), user=user, active=active == "reactivate"
+            db_session(), actor=auth.current_actor(), user=user, active=active == "reactivate"
         )
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         flash(error.detail, "error")
     else:
-        db.session.commit()
+        db_session().commit()
         flash(f"{user.email} is {'active again' if user.is_active else 'deactivated'}.", "success")
     return redirect(back)
 
@@ -184,18 +186,18 @@ def revoke_invitation(scope: str, invitation_id: int, slug: str | None = None):
     """Withdraw a pending invitation."""
     org, back = _resolve(scope, slug)
     invitation = selectors.invitation_in_scope(
-        db.session, organisation_id=org.id if org else None, invitation_id=invitation_id
+        db_session(), organisation_id=org.id if org else None, invitation_id=invitation_id
     )
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(back)
     try:
-        services.invitation_revoke(db.session, actor=auth.current_actor(), invitation=invitation)
+        services.invitation_revoke(db_session(), actor=auth.current_actor(), invitation=invitation)
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         flash(error.detail, "error")
     else:
-        db.session.commit()
+        db_session().commit()
         flash(f"The invitation to {invitation.email} is withdrawn.", "success")
     return redirect(back)
 

@@ -6,8 +6,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from portal import ratelimit
-from portal.db import db
-from portal.errors import DomainError, ValidationFailed
+from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import show_errors
 from portal.identity import auth, services
@@ -19,6 +18,7 @@ from portal.identity.forms import (
     ProfileForm,
     ResetPasswordForm,
 )
+from portal.kernel.errors import DomainError, ValidationFailed
 
 bp = Blueprint("auth", __name__)
 
@@ -50,7 +50,7 @@ def login():
     """
     from portal.sso import selectors as sso_selectors
     from portal.sso import services as sso_services
-    from portal.sso.views import start_sign_in
+    from portal.web.sso import start_sign_in
 
     if current_user.is_authenticated:
         return redirect(auth.safe_next(request.args.get("next"), auth.home_for(current_user)))
@@ -59,7 +59,7 @@ def login():
     if form.validate_on_submit():
         password = form.password.data or ""
         if form.sso.data or not password:
-            realm = sso_selectors.realm_for_email(db.session, form.email.data)
+            realm = sso_selectors.realm_for_email(db_session(), form.email.data)
             if realm is not None:
                 return start_sign_in(realm, email=form.email.data, next_url=form.next.data)
             if form.sso.data:
@@ -74,14 +74,14 @@ def login():
             ), 400
         try:
             user = sso_services.password_sign_in(
-                db.session, email=form.email.data, password=password
+                db_session(), email=form.email.data, password=password
             )
         except services.SignInRefused as refused:
-            db.session.rollback()
+            db_session().rollback()
             flash(refused.detail, "error")
             return render_template("identity/login.html", form=form, council_sso=council_sso), 401
         auth.sign_in(user)
-        db.session.commit()
+        db_session().commit()
         return redirect(auth.safe_next(form.next.data, auth.home_for(user)))
     status = 400 if request.method == "POST" else 200
     return render_template("identity/login.html", form=form, council_sso=council_sso), status
@@ -91,7 +91,7 @@ def login():
 def logout():
     """Sign out: the server-side session ends, so the old cookie stops working."""
     auth.sign_out()
-    db.session.commit()
+    db_session().commit()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -100,7 +100,7 @@ def logout():
 def accept_invitation(token: str):
     """Set a name and password from an invitation link, then sign in."""
     try:
-        invitation = services.invitation_by_token(db.session, token)
+        invitation = services.invitation_by_token(db_session(), token)
     except DomainError as error:
         return render_template(
             "identity/invitation_invalid.html", detail=error.detail
@@ -109,20 +109,20 @@ def accept_invitation(token: str):
     if form.validate_on_submit():
         try:
             user = services.invitation_accept(
-                db.session,
+                db_session(),
                 token=token,
                 name=form.name.data,
                 password=form.password.data,
                 ip=auth.client_ip(),
             )
         except ValidationFailed as error:
-            db.session.rollback()
+            db_session().rollback()
             show_errors(form, error)
         else:
             if current_user.is_authenticated:
                 auth.sign_out()
             auth.sign_in(user)
-            db.session.commit()
+            db_session().commit()
             flash("Welcome! Your account is ready.", "success")
             return redirect(auth.home_for(user))
     return render_template(
@@ -150,8 +150,8 @@ def forgot_password():
     """Ask for a reset link. The answer is the same whether the email is known or not."""
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        services.password_reset_request(db.session, email=form.email.data, ip=auth.client_ip())
-        db.session.commit()
+        services.password_reset_request(db_session(), email=form.email.data, ip=auth.client_ip())
+        db_session().commit()
         flash("If that email has an account, a reset link is on its way. It works once.", "info")
         return redirect(url_for("auth.login"))
     status = 400 if request.method == "POST" else 200
@@ -162,7 +162,7 @@ def forgot_password():
 def reset_password(token: str):
     """Choose a new password from a reset link."""
     try:
-        user = services.password_reset_user(db.session, token)
+        user = services.password_reset_user(db_session(), token)
     except DomainError as error:
         return render_template(
             "identity/invitation_invalid.html", detail=error.detail
@@ -171,15 +171,15 @@ def reset_password(token: str):
     if form.validate_on_submit():
         try:
             services.password_reset_complete(
-                db.session, token=token, password=form.password.data, ip=auth.client_ip()
+                db_session(), token=token, password=form.password.data, ip=auth.client_ip()
             )
         except ValidationFailed as error:
-            db.session.rollback()
+            db_session().rollback()
             show_errors(form, error)
         else:
             if current_user.is_authenticated:
                 auth.sign_out()
-            db.session.commit()
+            db_session().commit()
             flash("Your password is changed. Sign in with it now.", "success")
             return redirect(url_for("auth.login"))
     status = 400 if request.method == "POST" else 200
@@ -211,13 +211,16 @@ def profile_save():
     if form.validate_on_submit():
         try:
             services.profile_update(
-                db.session, actor=auth.current_actor(), user=current_user.user, name=form.name.data
+                db_session(),
+                actor=auth.current_actor(),
+                user=current_user.user,
+                name=form.name.data,
             )
         except ValidationFailed as error:
-            db.session.rollback()
+            db_session().rollback()
             show_errors(form, error)
         else:
-            db.session.commit()
+            db_session().commit()
             flash("Profile saved.", "success")
             return redirect(url_for("auth.profile"))
     return _profile_page(profile_form=form, status=400)
@@ -231,7 +234,7 @@ def password_save():
     if form.validate_on_submit():
         try:
             services.password_change(
-                db.session,
+                db_session(),
                 actor=auth.current_actor(),
                 user=current_user.user,
                 current=form.current_password.data,
@@ -239,10 +242,10 @@ def password_save():
                 keep_token=current_user.token,
             )
         except ValidationFailed as error:
-            db.session.rollback()
+            db_session().rollback()
             show_errors(form, error)
         else:
-            db.session.commit()
+            db_session().commit()
             flash("Password changed. Your other sessions were signed out.", "success")
             return redirect(url_for("auth.profile"))
     return _profile_page(password_form=form, status=400)

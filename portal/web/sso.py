@@ -31,14 +31,14 @@ from flask import (
 from flask_login import current_user
 
 from portal.crypto import SecretUnreadable
-from portal.db import db
-from portal.errors import DomainError
+from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import committed
 from portal.identity import auth
 from portal.identity import sso as gateway
 from portal.identity.forms import ConfirmForm
-from portal.identity.models import Role
+from portal.kernel.actor import Role
+from portal.kernel.errors import DomainError
 from portal.sso import selectors, services
 from portal.sso.forms import ConnectionForm, DomainForm
 from portal.sso.selectors import Realm
@@ -71,7 +71,7 @@ def _take(state: str | None) -> gateway.Pending | None:
 
 
 def _failed(detail: str, status: int = 400, *, stage: str | None = None, code: str | None = None):
-    db.session.rollback()
+    db_session().rollback()
     return (
         render_template("sso/failed.html", detail=detail, stage=stage, code=code),
         status,
@@ -107,7 +107,7 @@ def start_sign_in(realm: Realm, *, email: str | None, next_url: str | None):
 @limiter.limit("60 per minute")
 def realm():
     """Where an email signs in: ``{"sso": true, "label": …}`` or ``{"sso": false}``."""
-    found = selectors.realm_for_email(db.session, request.args.get("email", "")[:254])
+    found = selectors.realm_for_email(db_session(), request.args.get("email", "")[:254])
     if found is None:
         return jsonify(sso=False)
     return jsonify(sso=True, label=found.label)
@@ -156,10 +156,10 @@ def org_callback(slug: str):
             code="sso_mixup",
         )
     try:
-        org = organisation_by_slug(db.session, slug)
+        org = organisation_by_slug(db_session(), slug)
     except DomainError:
         return _failed("No such organisation.", 404)
-    connection = selectors.connection_of(db.session, organisation_id=org.id)
+    connection = selectors.connection_of(db_session(), organisation_id=org.id)
     if connection is None or (not connection.enabled and context.get("purpose") != "test"):
         return _failed(f"{org.name} has no single sign-on turned on.", 404)
     if context.get("purpose") == "test":
@@ -169,7 +169,7 @@ def org_callback(slug: str):
             services.provider_settings(connection), pending, request.args.to_dict()
         )
         user = services.sso_account(
-            db.session, connection=connection, claims=claims, ip=auth.client_ip()
+            db_session(), connection=connection, claims=claims, ip=auth.client_ip()
         )
     except DomainError as error:
         return _failed(
@@ -178,7 +178,7 @@ def org_callback(slug: str):
     if current_user.is_authenticated:
         auth.sign_out()
     auth.sign_in(user)
-    db.session.commit()
+    db_session().commit()
     return redirect(auth.safe_next(context.get("next"), auth.home_for(user)))
 
 
@@ -194,7 +194,7 @@ def council_callback():
         claims = gateway.finish(
             services.council_provider_settings(), pending, request.args.to_dict()
         )
-        user = services.council_account(db.session, claims=claims)
+        user = services.council_account(db_session(), claims=claims)
     except DomainError as error:
         return _failed(
             error.detail, error.status, stage=getattr(error, "stage", None), code=error.code
@@ -202,7 +202,7 @@ def council_callback():
     if current_user.is_authenticated:
         auth.sign_out()
     auth.sign_in(user)
-    db.session.commit()
+    db_session().commit()
     return redirect(auth.safe_next(pending.context.get("next"), auth.home_for(user)))
 
 
@@ -251,24 +251,24 @@ def _finish_test(connection, pending: gateway.Pending):
         claims = gateway.finish(
             services.provider_settings(connection), pending, request.args.to_dict()
         )
-        email, user = services.check_claims(db.session, connection=connection, claims=claims)
+        email, user = services.check_claims(db_session(), connection=connection, claims=claims)
         detail = (
             f"{email} would sign in to their account."
             if user is not None
             else f"{email} would get a new member account at their first sign-in."
         )
     except gateway.SsoFailed as error:
-        db.session.rollback()
+        db_session().rollback()
         failed_stage, detail = error.stage, error.detail
     except services.SsoRefused as error:
-        db.session.rollback()
+        db_session().rollback()
         failed_stage, detail = "claims", error.detail
     ok = failed_stage is None
     summary = ("Connection works. " if ok else f"Failed at {failed_stage}: ") + detail
     services.connection_record_test(
-        db.session, actor=actor, connection=connection, ok=ok, message=summary
+        db_session(), actor=actor, connection=connection, ok=ok, message=summary
     )
-    db.session.commit()
+    db_session().commit()
     shown = {
         k: claims[k]
         for k in ("iss", "sub", "email", "email_verified", "name", connection.group_claim)
@@ -289,7 +289,7 @@ def _finish_test(connection, pending: gateway.Pending):
 def org_sso_test():
     """Run a real sign-in at the provider and report each step (nobody's session changes)."""
     org = auth.current_organisation()
-    connection = selectors.connection_of(db.session, organisation_id=org.id)
+    connection = selectors.connection_of(db_session(), organisation_id=org.id)
     if connection is None or not ConfirmForm().validate_on_submit():
         flash("Save the connection first.", "error")
         return redirect(url_for("sso.org_sso"))
@@ -302,13 +302,13 @@ def org_sso_test():
     except (gateway.SsoFailed, SecretUnreadable) as error:
         detail = getattr(error, "detail", str(error))
         services.connection_record_test(
-            db.session,
+            db_session(),
             actor=g.actor,
             connection=connection,
             ok=False,
             message=f"Failed at discovery: {detail}",
         )
-        db.session.commit()
+        db_session().commit()
         return render_template(
             "sso/test_report.html",
             ok=False,
@@ -338,7 +338,7 @@ def _connection_form(connection) -> ConnectionForm:
 def org_sso():
     """The organisation's OpenID connection: settings, redirect URI, last test."""
     org = auth.current_organisation()
-    connection = selectors.connection_of(db.session, organisation_id=org.id)
+    connection = selectors.connection_of(db_session(), organisation_id=org.id)
     form = _connection_form(connection)
     status = 200
     if request.method == "POST":
@@ -358,7 +358,7 @@ def org_sso():
                 )
             }
             with committed(form) as saved:
-                services.connection_save(db.session, actor=g.actor, organisation=org, data=data)
+                services.connection_save(db_session(), actor=g.actor, organisation=org, data=data)
             if saved:
                 flash("Single sign-on settings saved. Test the connection now.", "success")
                 return redirect(url_for("sso.org_sso"))
@@ -369,7 +369,7 @@ def org_sso():
         connection=connection,
         form=form,
         redirect_uri=services.redirect_uri_for(org),
-        domains=selectors.domains_of(db.session, organisation_id=org.id),
+        domains=selectors.domains_of(db_session(), organisation_id=org.id),
         confirm_form=ConfirmForm(),
     ), status
 
@@ -379,10 +379,10 @@ def org_sso():
 def org_sso_delete():
     """Remove the connection."""
     org = auth.current_organisation()
-    connection = selectors.connection_of(db.session, organisation_id=org.id)
+    connection = selectors.connection_of(db_session(), organisation_id=org.id)
     if connection is not None and ConfirmForm().validate_on_submit():
-        services.connection_delete(db.session, actor=g.actor, connection=connection)
-        db.session.commit()
+        services.connection_delete(db_session(), actor=g.actor, connection=connection)
+        db_session().commit()
         flash("Single sign-on is removed; people sign in with passwords again.", "success")
     return redirect(url_for("sso.org_sso"))
 
@@ -398,7 +398,7 @@ def org_domains():
         if form.validate_on_submit():
             with committed(form) as saved:
                 services.domain_claim(
-                    db.session, actor=g.actor, organisation=org, domain=form.domain.data
+                    db_session(), actor=g.actor, organisation=org, domain=form.domain.data
                 )
             if saved:
                 flash(
@@ -412,7 +412,7 @@ def org_domains():
         "sso/domains.html",
         org=org,
         form=form,
-        domains=selectors.domains_of(db.session, organisation_id=org.id),
+        domains=selectors.domains_of(db_session(), organisation_id=org.id),
     ), status
 
 
@@ -421,10 +421,10 @@ def org_domains():
 def org_domain_remove(domain_id: int):
     """Withdraw one of the organisation's own claims."""
     org = auth.current_organisation()
-    claim = selectors.domain_in_scope(db.session, organisation_id=org.id, domain_id=domain_id)
+    claim = selectors.domain_in_scope(db_session(), organisation_id=org.id, domain_id=domain_id)
     if ConfirmForm().validate_on_submit():
-        services.domain_remove(db.session, actor=g.actor, claim=claim)
-        db.session.commit()
+        services.domain_remove(db_session(), actor=g.actor, claim=claim)
+        db_session().commit()
         flash(f"{claim.domain} is removed.", "success")
     return redirect(url_for("sso.org_domains"))
 
@@ -435,7 +435,7 @@ def council_domains():
     """Every organisation's domain claims, pending first."""
     return render_template(
         "sso/council_domains.html",
-        domains=selectors.domains_for_council(db.session),
+        domains=selectors.domains_for_council(db_session()),
     )
 
 
@@ -443,21 +443,21 @@ def council_domains():
 @auth.role_required(Role.COUNCIL_ADMIN)
 def council_domain_decide(domain_id: int, action: str):
     """Verify a claim (the domain then routes to the organisation's provider) or reject it."""
-    claim = selectors.domain_in_scope(db.session, organisation_id=None, domain_id=domain_id)
+    claim = selectors.domain_in_scope(db_session(), organisation_id=None, domain_id=domain_id)
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(url_for("sso.council_domains"))
     label, org_name = claim.domain, claim.organisation.name
     try:
         if action == "verify":
-            services.domain_verify(db.session, actor=g.actor, claim=claim)
+            services.domain_verify(db_session(), actor=g.actor, claim=claim)
         else:
-            services.domain_remove(db.session, actor=g.actor, claim=claim)
+            services.domain_remove(db_session(), actor=g.actor, claim=claim)
     except DomainError as error:
-        db.session.rollback()
+        db_session().rollback()
         flash(error.detail, "error")
     else:
-        db.session.commit()
+        db_session().commit()
         verb = "verified for" if action == "verify" else "rejected for"
         flash(f"{label} is {verb} {org_name}.", "success")
     return redirect(url_for("sso.council_domains"))
