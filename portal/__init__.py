@@ -43,6 +43,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     app.config.from_mapping(load_config(app.instance_path))
     if test_config:
         app.config.update(test_config)
+    if app.config["PORTAL_ENV"] == "test":  # the suite run from another instant (tests/conftest.py)
+        from portal.kernel import clock
+
+        clock.offset_from_environment()
     from portal import inputs
 
     inputs.init_app(app)  # before any route: the bounded <int:…> converter, the input guard

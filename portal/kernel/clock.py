@@ -11,7 +11,9 @@ just after midnight, the 29th of February.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
+from collections.abc import Mapping
 
 _lock = threading.Lock()
 # None: the real clock. Otherwise the frozen instant, or an offset from the real clock.
@@ -61,6 +63,26 @@ def start_from(moment: dt.datetime) -> None:
     with _lock:
         _frozen = None
         _offset = _aware(moment) - dt.datetime.now(dt.UTC)
+
+
+def set_offset(delta: dt.timedelta) -> None:
+    """Run the clock ``delta`` away from the machine's (tests only; a frozen clock stays)."""
+    global _offset
+    with _lock:
+        _offset = delta
+
+
+# The test suite run from another instant (``PORTAL_TEST_NOW``) exports how far its clock
+# is from the machine's, so the portal processes it starts (gunicorn, the CLI) agree.
+OFFSET_VARIABLE = "PORTAL_CLOCK_OFFSET_SECONDS"
+
+
+def offset_from_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Apply ``PORTAL_CLOCK_OFFSET_SECONDS`` if set (``create_app`` calls it in the test
+    environment only; production ignores the variable)."""
+    value = (os.environ if environ is None else environ).get(OFFSET_VARIABLE)
+    if value:
+        set_offset(dt.timedelta(seconds=float(value)))
 
 
 def thaw() -> None:
