@@ -5,6 +5,14 @@ The database is SQLite (a file in a temporary folder) unless
 is built by running the Alembic migrations, as in production, so every run
 also proves the migrations. Mail goes to a real SMTP server (aiosmtpd) on
 127.0.0.1.
+
+Time: the portal reads one clock (``portal.kernel.clock``). A test that depends
+on the day or the month takes the ``clock`` fixture and freezes it. The whole
+suite runs from another instant with ``PORTAL_TEST_NOW=2027-01-01T00:10Z``: the
+clock then runs on from that instant, and the offset is exported as
+``PORTAL_CLOCK_OFFSET_SECONDS`` so the portal processes the tests start
+(gunicorn, the CLI) read the same time. External servers (PostgreSQL, Stripe's
+stand-in, the OpenID provider) keep the machine's time.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from portal import create_app
 from portal.db import db
 from portal.extensions import limiter
+from portal.kernel import clock as portal_clock
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 
@@ -41,6 +50,63 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ time
+
+
+def _parse_instant(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise pytest.UsageError(f"PORTAL_TEST_NOW needs a timezone (e.g. a final Z): {text!r}")
+    return moment
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``PORTAL_TEST_NOW``: run the portal's clock on from that instant, once per run.
+
+    The first process (the xdist controller, or the only one) works out the offset
+    from the machine's clock and exports it; workers and the portal processes tests
+    start inherit the variable, so every process of the run reads the same time.
+    """
+    start = os.environ.get("PORTAL_TEST_NOW")
+    if start and not os.environ.get(portal_clock.OFFSET_VARIABLE):
+        offset = _parse_instant(start) - dt.datetime.now(dt.UTC)
+        os.environ[portal_clock.OFFSET_VARIABLE] = repr(offset.total_seconds())
+    portal_clock.offset_from_environment()
+
+
+class Clock:
+    """The portal's clock in a test: ``freeze(moment)``, ``advance(delta)``, ``now``."""
+
+    @property
+    def now(self) -> dt.datetime:
+        return portal_clock.now_utc()
+
+    @property
+    def today(self) -> dt.date:
+        return portal_clock.today()
+
+    def freeze(self, moment: dt.datetime | str) -> dt.datetime:
+        """Stop the clock at ``moment`` (aware, or ISO 8601 with an offset); returns it."""
+        if isinstance(moment, str):
+            moment = _parse_instant(moment)
+        portal_clock.freeze(moment)
+        return self.now
+
+    def advance(self, delta: dt.timedelta) -> dt.datetime:
+        """Move the clock on (a frozen clock stays frozen there); returns the new now."""
+        portal_clock.advance(delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    """The portal's clock, running as the run started it again after the test."""
+    offset = portal_clock.offset()
+    yield Clock()
+    portal_clock.thaw()
+    portal_clock.set_offset(offset)
 
 
 # ------------------------------------------------------------------ mail
