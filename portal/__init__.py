@@ -56,6 +56,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     from portal.extensions import csrf, login_manager, migrate
 
     db.init_app(app)
+    # Signal receivers connect on import (portal.signals): higher domains reacting to lower ones.
+    from portal.billing import overdue  # noqa: F401  (refuses new subscriptions of late payers)
+    from portal.seats import services  # noqa: F401  (waitlist, capacity check, deactivated seats)
+
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     from portal import ratelimit

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from portal.billing.models import Invoice, InvoiceStatus
 from portal.kernel.errors import InvalidState
 from portal.settings.services import settings_get
+from portal.signals import subscription_opening
 from portal.tenancy.models import Organisation
 
 
@@ -85,3 +87,9 @@ def subscriptions_allowed(session: Session, *, organisation: Organisation, today
             code="overdue_invoices",
             extra={"overdue_invoices": list(overdue)},
         )
+
+
+@subscription_opening.connect
+def _refuse_when_overdue(organisation: Organisation, **kwargs: Any) -> None:
+    """Seats asks before an organisation subscribes: :func:`subscriptions_allowed` may refuse."""
+    subscriptions_allowed(kwargs["session"], organisation=organisation, today=kwargs["today"])

@@ -23,7 +23,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.billing.overdue import subscriptions_allowed
 from portal.catalogue.models import Product
 from portal.catalogue.selectors import capacity_in_force, reserved_seats
 from portal.catalogue.services import lock_product
@@ -46,7 +45,8 @@ from portal.seats.models import (
     SubscriptionChange,
     SubscriptionStatus,
 )
-from portal.signals import pool_capacity_changed, user_deactivated
+from portal.signals import pool_capacity_changed, subscription_opening, user_deactivated
+from portal.sso.services import user_provision
 from portal.tenancy.models import Organisation
 from portal.validation import MIN_DATE, check_email
 
@@ -187,8 +187,9 @@ def subscription_create(
             f"{organisation.name} is {organisation.status}; it cannot take new subscriptions.",
             code="organisation_not_active",
         )
-    # A council setting: overdue invoices hold back new subscriptions (never existing seats).
-    subscriptions_allowed(session, organisation=organisation, today=today)
+    # Receivers may refuse: billing's overdue invoices hold back new subscriptions (a council
+    # setting; existing seats are never touched).
+    subscription_opening.send(organisation, session=session, today=today)
     if product.vendor.status != "active":
         raise InvalidState(
             f"{product.vendor.name} is {product.vendor.status.replace('_', ' ')}; "
@@ -459,8 +460,6 @@ def seat_assign(
     session: Session, *, actor: Actor, subscription: Subscription, user_email: str
 ) -> SeatAssignment:
     """Give a person a seat of the subscription; an unknown email gets an invitation."""
-    from portal.identity.services import user_provision
-
     _may_manage(actor, subscription.organisation_id)
     try:
         email = check_email((user_email or "").strip())
