@@ -19,6 +19,17 @@ from portal.tenancy.models import Organisation
 from tests.conftest import SYSTEM
 from tests.metering.conftest import event, ingest, person, subscribe
 
+MID_MONTH = "2026-09-15T12:00:00Z"
+JUST_AFTER_MIDNIGHT_ON_THE_FIRST = "2026-10-01T00:10:00Z"
+
+
+@pytest.fixture(autouse=True)
+def frozen(request, clock) -> dt.datetime:
+    """Every test here reads "this month": the clock stands still at a fixed instant
+    (mid-month unless a test is parametrized with another), set before the fixtures
+    that subscribe 40 days back."""
+    return clock.freeze(getattr(request, "param", MID_MONTH))
+
 
 def _ago(minutes: int) -> str:
     return (now_utc() - dt.timedelta(minutes=minutes)).isoformat()
@@ -35,7 +46,13 @@ def _month():
     return period_bounds(f"{now.year}-{now.month:02d}")
 
 
-def test_each_aggregation_over_a_period(app, metered):
+@pytest.mark.parametrize(
+    "frozen",
+    [MID_MONTH, JUST_AFTER_MIDNIGHT_ON_THE_FIRST],
+    ids=["mid-month", "first-of-month-just-after-midnight"],
+    indirect=True,
+)
+def test_each_aggregation_over_a_period(app, frozen, metered):
     person(app, "acme", "a@acme.example")
     person(app, "acme", "b@acme.example")
     ingest(
@@ -55,13 +72,18 @@ def test_each_aggregation_over_a_period(app, metered):
             event(meter="regions", properties={"region": "eu"}, occurred_at=_ago(90)),
         ],
     )
-    start, end = _month()
+    # 30 and 90 minutes ago: in September whether it is now mid-September or October 1st, 00:10
+    start, end = period_bounds("2026-09")
+    this_start, this_end = _month()
     with app.app_context():
         result = _by_meter(
             app,
             selectors.usage_aggregates(
                 db.session, start=start, end=end, organisation_id=metered["org"].id
             ),
+        )
+        this_month = selectors.usage_aggregates(
+            db.session, start=this_start, end=this_end, organisation_id=metered["org"].id
         )
     assert result == {
         "api_calls": (Decimal("3.75"), 2),
@@ -70,6 +92,8 @@ def test_each_aggregation_over_a_period(app, metered):
         "active_users": (Decimal(2), 3),
         "regions": (Decimal(2), 3),
     }
+    if frozen.day == 1:  # just after midnight: nothing yet in October
+        assert this_month == []
 
 
 def test_period_boundaries_are_half_open_in_utc(app, metered):
