@@ -491,7 +491,8 @@ def _check(
     )
 
 
-_COLUMNS = (
+#: The columns of a usage_events row as ingestion builds it (``_check``), in order.
+EVENT_COLUMNS = (
     "organisation_id",
     "product_id",
     "meter_id",
@@ -513,7 +514,7 @@ def _insert(session: Session, rows: list[tuple]) -> int:
     return _insert_generic(connection, rows)
 
 
-# PostgreSQL types of _COLUMNS in usage_events (migration 0003), for binary COPY: the
+# PostgreSQL types of EVENT_COLUMNS in usage_events (migration 0003), for binary COPY: the
 # rows go to the server as they are in memory, with no text to format or parse.
 # ``text`` for the varchar and json columns: their binary form is their text.
 _PG_TYPES = (
@@ -531,7 +532,7 @@ _PG_TYPES = (
 
 
 def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
-    cols = ", ".join(_COLUMNS)
+    cols = ", ".join(EVENT_COLUMNS)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(
@@ -555,13 +556,13 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
 def _insert_generic(connection: sa.Connection, rows: list[tuple]) -> int:
     """SQLite: one executemany with ``ON CONFLICT DO NOTHING``."""
     before = connection.exec_driver_sql("SELECT total_changes()").scalar() or 0
-    placeholders = ", ".join("?" for _ in _COLUMNS)
+    placeholders = ", ".join("?" for _ in EVENT_COLUMNS)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(
-            f"INSERT INTO usage_events ({', '.join(_COLUMNS)}) VALUES ({placeholders}) "  # noqa: S608
+            f"INSERT INTO usage_events ({', '.join(EVENT_COLUMNS)}) VALUES ({placeholders}) "  # noqa: S608
             "ON CONFLICT (organisation_id, idempotency_key) DO NOTHING",
-            _sqlite_rows(rows),
+            sqlite_rows(rows),
         )
     finally:
         cursor.close()
@@ -569,11 +570,12 @@ def _insert_generic(connection: sa.Connection, rows: list[tuple]) -> int:
     return int(after - before)
 
 
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
 
 
-def _sqlite_rows(rows: list[tuple]) -> list[tuple]:
-    """Rows with their times as SQLAlchemy stores them on SQLite (naive UTC text).
+def sqlite_rows(rows: list[tuple]) -> list[tuple]:
+    """Rows (tuples of :data:`EVENT_COLUMNS`) with their times as SQLAlchemy stores them on
+    SQLite (naive UTC text).
 
     Every row of a batch has the same ``received_at``: it is formatted once.
     """
@@ -582,15 +584,19 @@ def _sqlite_rows(rows: list[tuple]) -> list[tuple]:
     for row in rows:
         received = formatted.get(row[8])
         if received is None:
-            received = formatted[row[8]] = row[8].strftime(_SQLITE_TIME)
-        out.append((*row[:5], row[5].strftime(_SQLITE_TIME), row[6], row[7], received, row[9]))
+            received = formatted[row[8]] = row[8].strftime(SQLITE_TIME)
+        out.append((*row[:5], row[5].strftime(SQLITE_TIME), row[6], row[7], received, row[9]))
     return out
 
 
 __all__ = [
+    "EVENT_COLUMNS",
     "REJECTION_CODES",
+    "SQLITE_TIME",
     "IngestResult",
     "UsageEvent",
     "decode_batch",
+    "quantity_to_micros",
+    "sqlite_rows",
     "usage_ingest",
 ]
