@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from portal.db import db
 from portal.identity.models import Invitation, User
+from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
 from tests.conftest import csrf_token, login, post_form
 from tests.support import db_rows, quick_user, row
@@ -49,7 +50,7 @@ def world(app, make_org, signed_in):
                 email=f"invited-{key}@example.com",
                 role=role,
                 token_hash=f"{key:0>64}",
-                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=3),
+                expires_at=now_utc() + dt.timedelta(days=3),
             )
             db.session.add(invitation)
             db.session.flush()
