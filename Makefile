@@ -10,7 +10,7 @@ export PORTAL_ENV ?= development
 # Test processes (pytest-xdist); each has its own database, mail server and browser.
 TEST_WORKERS ?= 2
 
-.PHONY: run setup install browser pdf oidc test test-sqlite test-postgres lint fmt clean \
+.PHONY: run setup install browser pdf oidc test test-sqlite test-postgres lint fmt graph clean \
         bench-seats bench-usage bench-billing
 
 $(BIN)/python:
@@ -66,9 +66,16 @@ bench-usage: install
 bench-billing: install
 	$(BIN)/python -m benchmarks.billing $(BENCH_ARGS)
 
+# The checks CI runs before the tests (.ci/run); pre-commit runs the same (.pre-commit-config.yaml).
 lint: install
 	$(BIN)/ruff check portal tests benchmarks
 	$(BIN)/ruff format --check portal tests benchmarks
+	$(BIN)/mypy portal
+	$(BIN)/lint-imports --no-logo
+
+# The import graph between the portal's packages (mermaid), as docs/ARCHITECTURE.md shows it.
+graph: install
+	$(BIN)/python -m tests.import_graph
 
 fmt: install
 	$(BIN)/ruff format portal tests benchmarks

@@ -118,7 +118,9 @@ def test_rules_over_every_package_name_every_package(
 
 configure()  # import-linter's settings (its timer, its readers), as its command line sets them
 OPTIONS = read_user_options(str(ROOT / "pyproject.toml"))  # as lint-imports reads them
-CONTRACT_TYPES = {
+CONTRACT_TYPES: dict[
+    str, type[AcyclicSiblingsContract] | type[ForbiddenContract] | type[LayersContract]
+] = {
     "acyclic_siblings": AcyclicSiblingsContract,
     "forbidden": ForbiddenContract,
     "layers": LayersContract,
