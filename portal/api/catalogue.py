@@ -20,10 +20,11 @@ from portal.api.framework import reply, route
 from portal.api.schemas import SLUG, ApiModel, ListQuery, document_rule
 from portal.catalogue import selectors, services
 from portal.catalogue.models import LicencePool, Price, Product, Vendor
-from portal.catalogue.selectors import ProductFigures
 from portal.db import db_session
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import NotFound
+from portal.seats import figures
+from portal.seats.figures import ProductFigures
 
 T = TypeVar("T")
 
@@ -394,7 +395,7 @@ def catalogue_list(query: CatalogueQuery) -> Response:
     """
     after_id = pagination.decode_cursor(query.cursor)
     entries = sorted(
-        selectors.catalogue_list(
+        figures.catalogue_list(
             db_session(), day=now_utc().date(), search=query.search, vendor_slug=query.vendor
         ),
         key=_product_id,

@@ -26,7 +26,7 @@ from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Produc
 from portal.catalogue.selectors import product_by_sku, vendor_by_slug
 from portal.kernel.actor import Actor
 from portal.kernel.errors import Conflict, PermissionDenied, ValidationFailed
-from portal.signals import pool_capacity_changed
+from portal.signals import pool_capacity_changed, pool_changing
 from portal.validation import (
     MAX_AMOUNT,
     Currency,
@@ -346,9 +346,6 @@ def pool_update(
     session: Session, *, actor: Actor, pool: LicencePool, data: dict[str, Any]
 ) -> LicencePool:
     """Grow or shrink a pool, or change its end. Shrinking below reserved seats is refused."""
-    from portal.catalogue.selectors import capacity_in_force, reserved_seats
-    from portal.kernel.clock import now_utc
-
     _require_council_admin(actor)
     fields = parse(PoolUpdate, data)
     lock_product(session, pool.product_id)
@@ -366,16 +363,9 @@ def pool_update(
     if "reference" in data:
         pool.reference = fields.reference
     session.flush()
-    today = now_utc().date()
-    capacity = capacity_in_force(session, pool.product_id, today)
-    reserved = reserved_seats(session, pool.product_id)
-    if reserved > capacity:
-        raise Conflict(
-            f"Members hold {reserved} seats of {pool.product.name}; the pools in force would "
-            f"hold only {capacity}. Reduce subscriptions first.",
-            code="capacity_below_reserved",
-            errors={"capacity": [f"At least {reserved - capacity + pool.capacity} seats needed."]},
-        )
+    # Seats refuses (capacity_below_reserved) when the pools in force would hold fewer
+    # seats than subscriptions reserve (invariant 1, portal.seats.capacity).
+    pool_changing.send(pool, session=session)
     old, new = changed(before, snapshot(pool, POOL_FIELDS))
     if new:
         audit_record(

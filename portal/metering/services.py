@@ -17,6 +17,12 @@ from portal.kernel.errors import InvalidState, ValidationFailed
 from portal.metering.ingest import MAX_BATCH, IngestResult, printable, usage_ingest
 from portal.metering.models import IdleSeatDecision
 from portal.seats.models import SeatAssignment
+from portal.seats.services import (
+    require_seat_manager,
+    seat_release,
+    subscription_cancel,
+    subscription_resize,
+)
 
 CSV_COLUMNS = (
     "idempotency_key",
@@ -133,9 +139,7 @@ def idle_seat_keep(
     session: Session, *, actor: Actor, seat: SeatAssignment, days: int = 30
 ) -> IdleSeatDecision:
     """Keep an idle seat; it is not flagged again for ``days`` days."""
-    from portal.seats.services import _may_manage
-
-    _may_manage(actor, seat.organisation_id)
+    require_seat_manager(actor, seat.organisation_id)
     if seat.released_at is not None:
         raise InvalidState("This seat was released already.", code="seat_released")
     if not 1 <= days <= 365:
@@ -167,8 +171,6 @@ def idle_seat_release(session: Session, *, actor: Actor, seat: SeatAssignment) -
 
     The freed seat goes to the waitlist first, as any returned seat does.
     """
-    from portal.seats.services import seat_release, subscription_cancel, subscription_resize
-
     subscription = seat.subscription
     seat_release(
         session,

@@ -11,8 +11,17 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.catalogue.models import Product
+from portal.identity.models import User
+from portal.kernel.actor import Role
 from portal.kernel.errors import NotFound
-from portal.seats.models import SeatAssignment, SeatRequest, Subscription
+from portal.seats.models import (
+    SeatAssignment,
+    SeatRequest,
+    SeatRequestStatus,
+    Subscription,
+    SubscriptionStatus,
+)
 
 
 def _scoped(query: sa.Select, model, organisation_id: int | None) -> sa.Select:
@@ -44,7 +53,7 @@ def live_subscription(
         sa.select(Subscription).where(
             Subscription.organisation_id == organisation_id,
             Subscription.product_id == product_id,
-            Subscription.status != "cancelled",
+            Subscription.status != SubscriptionStatus.CANCELLED,
         )
     )
 
@@ -65,12 +74,36 @@ def subscriptions_list(
     if product_id is not None:
         query = query.where(Subscription.product_id == product_id)
     if not include_cancelled:
-        query = query.where(Subscription.status != "cancelled")
+        query = query.where(Subscription.status != SubscriptionStatus.CANCELLED)
     if after_id is not None:
         query = query.where(Subscription.id > after_id)
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query).unique())
+
+
+def reserved_seats(session: Session, product_id: int) -> int:
+    """Seats of a product granted to live subscriptions."""
+    return (
+        session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(Subscription.quantity), 0)).where(
+                Subscription.product_id == product_id,
+                Subscription.status != SubscriptionStatus.CANCELLED,
+            )
+        )
+        or 0
+    )
+
+
+def org_admins(session: Session, organisation_id: int) -> list[User]:
+    """The organisation's active admins (whom seat news is mailed to)."""
+    return list(
+        session.scalars(
+            sa.select(User).where(
+                User.organisation_id == organisation_id, User.role == Role.ORG_ADMIN, User.is_active
+            )
+        )
+    )
 
 
 def assigned_counts(session: Session, subscription_ids: list[int]) -> dict[int, int]:
@@ -120,8 +153,6 @@ def seat_of_user(
 
 def my_seats(session: Session, *, organisation_id: int, user_id: int) -> list[SeatAssignment]:
     """A person's active seats, by product name."""
-    from portal.catalogue.models import Product
-
     return list(
         session.scalars(
             sa.select(SeatAssignment)
@@ -140,7 +171,7 @@ def seat_requests_list(
     session: Session,
     *,
     organisation_id: int,
-    status: str | None = "pending",
+    status: SeatRequestStatus | None = SeatRequestStatus.PENDING,
     user_id: int | None = None,
 ) -> list[SeatRequest]:
     """An organisation's seat requests, newest first."""
@@ -179,7 +210,9 @@ def subscriptions_with_assigned(
     subscriptions = subscriptions_list(
         session, organisation_id=organisation_id, include_cancelled=include_cancelled
     )
-    subscriptions.sort(key=lambda s: (s.status == "cancelled", s.product.name.lower(), s.id))
+    subscriptions.sort(
+        key=lambda s: (s.status == SubscriptionStatus.CANCELLED, s.product.name.lower(), s.id)
+    )
     counts = assigned_counts(session, [s.id for s in subscriptions])
     return [(s, counts.get(s.id, 0)) for s in subscriptions]
 
@@ -250,7 +283,7 @@ def seat_requests_overview(session: Session, *, organisation_id: int) -> list[Pe
             sa.select(Subscription).where(
                 Subscription.organisation_id == organisation_id,
                 Subscription.product_id.in_(product_ids),
-                Subscription.status != "cancelled",
+                Subscription.status != SubscriptionStatus.CANCELLED,
             )
         ).unique()
     }

@@ -27,6 +27,7 @@ from portal.identity import auth
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.seats import figures
 
 bp = Blueprint("catalogue", __name__)
 
@@ -55,7 +56,7 @@ def _status() -> int:
 def council_catalogue():
     """Every product with its capacity in force, reserved, assigned, free and waiting seats."""
     search = _search_term()
-    products = selectors.catalogue_list(db_session(), day=now_utc().date(), search=search or None)
+    products = figures.catalogue_list(db_session(), day=now_utc().date(), search=search or None)
     return render_template("catalogue/council_catalogue.html", products=products, q=search)
 
 
@@ -127,7 +128,7 @@ def product_new():
 
 def _product_page(sku: str, status: int = 200, **forms):
     """The product page, with the forms given (fresh ones for the others)."""
-    overview = selectors.product_overview(db_session(), sku=sku, day=now_utc().date())
+    overview = figures.product_overview(db_session(), sku=sku, day=now_utc().date())
     product = overview.product
     forms.setdefault("edit_form", ProductEditForm(prefix="product", obj=product))
     forms.setdefault("meter_form", MeterForm(prefix="meter"))
@@ -258,7 +259,7 @@ def member_catalogue():
     """The products a person's organisation can take seats of, with search."""
     org = auth.current_organisation()
     search = _search_term()
-    entries = selectors.member_catalogue(
+    entries = figures.member_catalogue(
         db_session(),
         organisation_id=org.id,
         currency=org.currency,

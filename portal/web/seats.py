@@ -18,7 +18,7 @@ from portal.identity import auth
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
-from portal.seats import selectors, services
+from portal.seats import figures, selectors, services
 from portal.seats.forms import (
     BULK_MAX_EMAILS,
     AssignForm,
@@ -71,7 +71,7 @@ def _form_problems(form) -> str:
 def subscribe(sku: str):
     """Reserve seats of a product for the organisation, saying what to do on a shortage."""
     org = auth.current_organisation()
-    entry = catalogue.member_catalogue_entry(
+    entry = figures.member_catalogue_entry(
         db_session(),
         organisation_id=org.id,
         currency=org.currency,

@@ -1,0 +1,252 @@
+"""Seats: a person holds a seat of their organisation's subscription (invariant 2).
+
+A subscription's active seats never exceed its quantity, and a person holds at
+most one active seat of a product: seat changes lock the subscription row, and a
+partial unique index backs the second rule. A deactivated person's seats go
+back to their organisation (:data:`~portal.signals.user_deactivated`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.audit.services import audit_record
+from portal.identity.models import User
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import Conflict, InvalidState, NotFound, ValidationFailed
+from portal.mail import build_message, mail_queue
+from portal.seats import selectors
+from portal.seats.models import (
+    SeatAssignment,
+    SeatRequest,
+    SeatRequestStatus,
+    Subscription,
+    SubscriptionStatus,
+)
+from portal.seats.policy import require_seat_manager
+from portal.signals import user_deactivated
+from portal.sso.services import user_provision
+from portal.validation import check_email
+
+
+def seat_assign(
+    session: Session, *, actor: Actor, subscription: Subscription, user_email: str
+) -> SeatAssignment:
+    """Give a person a seat of the subscription; an unknown email gets an invitation."""
+    require_seat_manager(actor, subscription.organisation_id)
+    try:
+        email = check_email((user_email or "").strip())
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), errors={"user_email": [str(exc)]}) from exc
+    # Lock the subscription: concurrent assignments queue here (invariant 2).
+    session.execute(
+        sa.select(Subscription.id).where(Subscription.id == subscription.id).with_for_update()
+    )
+    session.refresh(subscription)
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        raise InvalidState(
+            f"This subscription is {subscription.status}; it has no seats to assign.",
+            code="subscription_not_active",
+        )
+    organisation = subscription.organisation
+    assigned = selectors.assigned_counts(session, [subscription.id]).get(subscription.id, 0)
+    if assigned >= subscription.quantity and not _holds_seat(session, subscription, email):
+        # Before the address is looked at: a full subscription answers the same for
+        # every address, whoever it belongs to.
+        raise _no_free_seat(subscription)
+    user = user_provision(session, actor=actor, organisation=organisation, email=email)
+    if not user.is_active:
+        raise InvalidState(
+            f"{email} is deactivated; reactivate the account first.",
+            code="user_inactive",
+            errors={"user_email": ["This account is deactivated."]},
+        )
+    existing = selectors.seat_of_user(
+        session,
+        organisation_id=organisation.id,
+        user_id=user.id,
+        product_id=subscription.product_id,
+    )
+    if existing is not None:
+        raise Conflict(
+            f"{email} already has a seat of {subscription.product.name}.",
+            code="already_assigned",
+            errors={"user_email": ["Already has a seat."]},
+        )
+    if assigned >= subscription.quantity:
+        raise _no_free_seat(subscription)
+    seat = SeatAssignment(
+        organisation_id=organisation.id,
+        subscription_id=subscription.id,
+        product_id=subscription.product_id,
+        user_id=user.id,
+    )
+    try:
+        with session.begin_nested():
+            session.add(seat)
+    except IntegrityError as exc:  # the unique index caught a race for the same person
+        raise Conflict(
+            f"{email} already has a seat of {subscription.product.name}.", code="already_assigned"
+        ) from exc
+    # A pending request of this person for this product is answered by the seat.
+    session.execute(
+        sa.update(SeatRequest)
+        .where(
+            SeatRequest.organisation_id == organisation.id,
+            SeatRequest.user_id == user.id,
+            SeatRequest.product_id == subscription.product_id,
+            SeatRequest.status == SeatRequestStatus.PENDING,
+        )
+        .values(
+            status=SeatRequestStatus.APPROVED, decided_by_id=actor.user_id, decided_at=now_utc()
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    audit_record(
+        session,
+        actor=actor,
+        action="seat.assign",
+        target_type="seat",
+        target_id=seat.id,
+        target_label=f"{subscription.product.sku} → {email}",
+        organisation_id=organisation.id,
+        after={"user_email": email, "subscription": subscription.id},
+    )
+    if user.password_hash is not None:
+        mail_queue(
+            session,
+            build_message(
+                to=email,
+                subject=f"You have a seat of {subscription.product.name}",
+                template="seat_assigned",
+                product=subscription.product,
+                organisation=organisation,
+            ),
+        )
+    return seat
+
+
+@dataclass
+class BulkResult:
+    email: str
+    ok: bool
+    message: str
+
+
+def _no_free_seat(subscription: Subscription) -> Conflict:
+    return Conflict(
+        f"All {subscription.quantity} seats of {subscription.product.name} are assigned. "
+        "Release one or add seats to the subscription.",
+        code="no_free_seat",
+    )
+
+
+def _holds_seat(session: Session, subscription: Subscription, email: str) -> bool:
+    """Whether a person of the subscription's organisation holds a seat of its product."""
+    user_id = session.scalar(
+        sa.select(User.id).where(
+            User.email == email, User.organisation_id == subscription.organisation_id
+        )
+    )
+    return user_id is not None and (
+        selectors.seat_of_user(
+            session,
+            organisation_id=subscription.organisation_id,
+            user_id=user_id,
+            product_id=subscription.product_id,
+        )
+        is not None
+    )
+
+
+def seat_assign_many(
+    session: Session, *, actor: Actor, subscription: Subscription, emails: list[str]
+) -> list[BulkResult]:
+    """Assign seats to several people at once; each email succeeds or fails on its own."""
+    results = []
+    seen: set[str] = set()
+    for raw in emails:
+        email = raw.strip().lower()
+        if not email or email in seen:
+            continue
+        seen.add(email)
+        try:
+            with session.begin_nested():
+                seat_assign(session, actor=actor, subscription=subscription, user_email=email)
+        except (Conflict, InvalidState, ValidationFailed, NotFound) as error:
+            results.append(BulkResult(email, False, error.detail))
+        else:
+            results.append(BulkResult(email, True, "Seat assigned."))
+    return results
+
+
+def seat_release(
+    session: Session,
+    *,
+    actor: Actor,
+    subscription: Subscription,
+    user_email: str,
+    reason: str = "released",
+) -> SeatAssignment:
+    """Take a seat back from a person; the seat stays reserved for the organisation."""
+    require_seat_manager(actor, subscription.organisation_id)
+    email = (user_email or "").strip().lower()
+    seat = session.scalar(
+        sa.select(SeatAssignment)
+        .join(User, User.id == SeatAssignment.user_id)
+        .where(
+            SeatAssignment.subscription_id == subscription.id,
+            SeatAssignment.organisation_id == subscription.organisation_id,
+            SeatAssignment.released_at.is_(None),
+            User.email == email,
+        )
+    )
+    if seat is None:
+        raise NotFound(
+            f"{email or 'That person'} holds no seat of this subscription.", code="seat_not_found"
+        )
+    seat.released_at = now_utc()
+    seat.release_reason = reason
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="seat.release",
+        target_type="seat",
+        target_id=seat.id,
+        target_label=f"{subscription.product.sku} → {email}",
+        organisation_id=subscription.organisation_id,
+        before={"user_email": email},
+        after={"released": True, "reason": reason},
+    )
+    return seat
+
+
+@user_deactivated.connect
+def _release_seats_of_deactivated(user: User, **kwargs: Any) -> None:
+    """A deactivated person's seats go back to their organisation."""
+    session: Session = kwargs["session"]
+    seats = session.scalars(
+        sa.select(SeatAssignment).where(
+            SeatAssignment.user_id == user.id, SeatAssignment.released_at.is_(None)
+        )
+    ).all()
+    for seat in seats:
+        seat.released_at = now_utc()
+        seat.release_reason = "deactivated"
+        audit_record(
+            session,
+            actor=kwargs["actor"],
+            action="seat.release",
+            target_type="seat",
+            target_id=seat.id,
+            target_label=user.email,
+            organisation_id=seat.organisation_id,
+            after={"released": True, "reason": "deactivated"},
+        )

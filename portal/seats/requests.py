@@ -1,0 +1,124 @@
+"""Seat requests: a member asks for a seat of a product; their org admin approves or declines.
+
+Approving assigns a seat from the organisation's subscription
+(:func:`portal.seats.assignments.seat_assign`); a seat given directly answers a
+pending request of the same person and product.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from portal.audit.services import audit_record
+from portal.catalogue.models import Product
+from portal.identity.models import User
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import Conflict, InvalidState, PermissionDenied
+from portal.mail import build_message, mail_queue
+from portal.seats import selectors
+from portal.seats.assignments import seat_assign
+from portal.seats.models import SeatRequest, SeatRequestStatus
+from portal.seats.policy import require_seat_manager
+
+
+def seat_request_create(
+    session: Session, *, actor: Actor, user: User, product: Product, note: str | None = None
+) -> SeatRequest:
+    """A person asks their organisation's admin for a seat of a product."""
+    if user.organisation_id is None:
+        raise PermissionDenied("Council staff do not hold seats.")
+    note = (note or "").strip()[:1000] or None
+    if selectors.seat_of_user(
+        session, organisation_id=user.organisation_id, user_id=user.id, product_id=product.id
+    ):
+        raise Conflict(f"You already have a seat of {product.name}.", code="already_assigned")
+    pending = selectors.seat_requests_list(
+        session, organisation_id=user.organisation_id, user_id=user.id
+    )
+    if any(r.product_id == product.id for r in pending):
+        raise Conflict(
+            f"You already asked for {product.name}; your admin will answer.", code="request_pending"
+        )
+    request = SeatRequest(
+        organisation_id=user.organisation_id, product_id=product.id, user_id=user.id, note=note
+    )
+    session.add(request)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="seat_request.create",
+        target_type="seat_request",
+        target_id=request.id,
+        target_label=f"{product.sku} ← {user.email}",
+        organisation_id=user.organisation_id,
+        after={"product": product.sku, "note": note},
+    )
+    for admin in selectors.org_admins(session, user.organisation_id):
+        mail_queue(
+            session,
+            build_message(
+                to=admin.email,
+                subject=f"{user.display_name} asks for a seat of {product.name}",
+                template="seat_requested",
+                requester=user,
+                product=product,
+                note=note,
+            ),
+        )
+    return request
+
+
+def seat_request_decide(
+    session: Session, *, actor: Actor, request: SeatRequest, approve: bool, note: str | None = None
+) -> SeatRequest:
+    """Approve (assigns a seat from the organisation's subscription) or decline a request."""
+    require_seat_manager(actor, request.organisation_id)
+    if request.status != SeatRequestStatus.PENDING:
+        raise InvalidState(f"This request is already {request.status}.", code="request_decided")
+    if approve:
+        subscription = selectors.live_subscription(
+            session, organisation_id=request.organisation_id, product_id=request.product_id
+        )
+        if subscription is None:
+            raise InvalidState(
+                f"Your organisation does not subscribe to {request.product.name}; subscribe first.",
+                code="no_subscription",
+            )
+        held = selectors.seat_of_user(
+            session,
+            organisation_id=request.organisation_id,
+            user_id=request.user_id,
+            product_id=request.product_id,
+        )
+        if held is None:  # given a seat directly meanwhile: nothing more to assign
+            seat_assign(
+                session, actor=actor, subscription=subscription, user_email=request.user.email
+            )
+    request.status = SeatRequestStatus.APPROVED if approve else SeatRequestStatus.DECLINED
+    request.decision_note = (note or "").strip()[:1000] or None
+    request.decided_by_id = actor.user_id
+    request.decided_at = now_utc()
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action=f"seat_request.{request.status}",
+        target_type="seat_request",
+        target_id=request.id,
+        target_label=f"{request.product.sku} ← {request.user.email}",
+        organisation_id=request.organisation_id,
+        after={"status": request.status},
+    )
+    if not approve:
+        mail_queue(
+            session,
+            build_message(
+                to=request.user.email,
+                subject=f"Your request for {request.product.name}",
+                template="seat_request_declined",
+                request=request,
+            ),
+        )
+    return request

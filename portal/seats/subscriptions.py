@@ -1,0 +1,298 @@
+"""Subscriptions: an organisation reserves seats of a product, changes how many, ends it.
+
+Invariant 1 (see :mod:`portal.seats.capacity`): every change of a product's
+reservations locks the product row first and counts the free seats.
+
+Shortage handling (``on_shortage``): ``reject`` refuses with ``pool_exhausted``;
+``partial`` takes the free seats and drops the rest; ``waitlist`` takes the free
+seats and queues the rest, granted first come first served as seats free up
+(:mod:`portal.seats.waitlist`). Statuses change through
+:func:`portal.seats.lifecycle.transition` only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session
+
+from portal.audit.services import audit_record
+from portal.catalogue.models import Product, VendorStatus
+from portal.catalogue.selectors import product_by_sku
+from portal.catalogue.services import lock_product
+from portal.kernel.actor import Actor, Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import Conflict, InvalidState, ValidationFailed
+from portal.seats import selectors
+from portal.seats.capacity import free_seats
+from portal.seats.lifecycle import record_change, settle_status, transition
+from portal.seats.models import Subscription, SubscriptionStatus
+from portal.seats.policy import require_seat_manager
+from portal.seats.waitlist import waitlist_fill
+from portal.signals import subscription_opening
+from portal.tenancy.models import Organisation, OrganisationStatus
+from portal.validation import MIN_DATE
+
+OnShortage = Literal["reject", "waitlist", "partial"]
+MAX_QUANTITY = 100_000
+
+
+def _check_quantity(quantity: Any, *, minimum: int = 1) -> int:
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise ValidationFailed(
+            "Give a whole number of seats.", errors={"quantity": ["Enter a whole number."]}
+        )
+    if not minimum <= quantity <= MAX_QUANTITY:
+        raise ValidationFailed(
+            f"Give between {minimum} and {MAX_QUANTITY} seats.",
+            errors={"quantity": [f"Enter a number from {minimum} to {MAX_QUANTITY}."]},
+        )
+    return quantity
+
+
+def _check_on_shortage(on_shortage: str) -> str:
+    if on_shortage not in ("reject", "waitlist", "partial"):
+        raise ValidationFailed(
+            "on_shortage must be reject, waitlist or partial.",
+            errors={"on_shortage": ["Choose reject, waitlist or partial."]},
+        )
+    return on_shortage
+
+
+def _shortage(product: Product, wanted: int, free: int) -> Conflict:
+    return Conflict(
+        f"Only {free} seat{'s' if free != 1 else ''} of {product.name} "
+        f"{'are' if free != 1 else 'is'} free; {wanted} were asked for.",
+        code="pool_exhausted",
+        extra={"available": free},
+    )
+
+
+@dataclass
+class Outcome:
+    """What a subscription request got: ``granted``, ``partial`` or ``waitlisted``."""
+
+    subscription: Subscription
+    result: str
+
+    @property
+    def complete(self) -> bool:
+        return self.result == "granted"
+
+
+def _grant(product: Product, wanted: int, free: int, on_shortage: str) -> tuple[int, int, str]:
+    """(granted, still requested, outcome) for ``wanted`` more seats with ``free`` free."""
+    if wanted <= free:
+        return wanted, wanted, "granted"
+    if on_shortage == "reject" or (on_shortage == "partial" and free == 0):
+        raise _shortage(product, wanted, free)
+    if on_shortage == "partial":
+        return free, free, "partial"
+    return free, wanted, "waitlisted"
+
+
+def subscription_create(
+    session: Session,
+    *,
+    actor: Actor,
+    organisation: Organisation,
+    product: Product,
+    quantity: int,
+    on_shortage: OnShortage | str = "reject",
+    starts_on: dt.date | None = None,
+) -> Outcome:
+    """Reserve ``quantity`` seats of ``product`` for ``organisation``."""
+    require_seat_manager(actor, organisation.id)
+    quantity = _check_quantity(quantity)
+    _check_on_shortage(on_shortage)
+    today = now_utc().date()
+    if starts_on is None:
+        starts_on = today
+    elif starts_on != today and actor.role not in (None, Role.COUNCIL_ADMIN):
+        raise ValidationFailed(
+            "Only the council can date a subscription other than today.",
+            errors={"starts_on": ["Leave empty: subscriptions start today."]},
+        )
+    elif starts_on > today:
+        raise ValidationFailed(
+            "A subscription cannot start in the future.",
+            errors={"starts_on": ["Give today or a past date."]},
+        )
+    elif starts_on < MIN_DATE:  # date arithmetic on it stays in range (SPEC invariant 9)
+        raise ValidationFailed(
+            f"A subscription cannot start before {MIN_DATE.isoformat()}.",
+            errors={"starts_on": [f"Give a date from {MIN_DATE.isoformat()} on."]},
+        )
+    if organisation.status != OrganisationStatus.ACTIVE:
+        raise InvalidState(
+            f"{organisation.name} is {organisation.status}; it cannot take new subscriptions.",
+            code="organisation_not_active",
+        )
+    # Receivers may refuse: billing's overdue invoices hold back new subscriptions (a council
+    # setting; existing seats are never touched).
+    subscription_opening.send(organisation, session=session, today=today)
+    if product.vendor.status != VendorStatus.ACTIVE:
+        raise InvalidState(
+            f"{product.vendor.name} is {product.vendor.status.replace('_', ' ')}; "
+            f"{product.name} cannot be newly subscribed.",
+            code="vendor_unavailable",
+        )
+    lock_product(session, product.id)
+    if selectors.live_subscription(session, organisation_id=organisation.id, product_id=product.id):
+        raise Conflict(
+            f"{organisation.name} already subscribes to {product.name}; "
+            "change its quantity instead.",
+            code="subscription_exists",
+        )
+    granted, requested, result = _grant(
+        product, quantity, free_seats(session, product.id), on_shortage
+    )
+    subscription = Subscription(
+        organisation_id=organisation.id,
+        product_id=product.id,
+        quantity=granted,
+        requested_quantity=requested,
+        starts_on=starts_on,
+    )
+    settle_status(subscription)  # active, or waitlisted when no seat was free
+    session.add(subscription)
+    session.flush()
+    start = dt.datetime.combine(starts_on, dt.time(), tzinfo=dt.UTC)
+    record_change(session, subscription, "create", at=min(start, now_utc()))
+    audit_record(
+        session,
+        actor=actor,
+        action="subscription.create",
+        target_type="subscription",
+        target_id=subscription.id,
+        target_label=product.sku,
+        organisation_id=organisation.id,
+        after={
+            "quantity": granted,
+            "requested_quantity": requested,
+            "status": subscription.status,
+            "outcome": result,
+        },
+    )
+    return Outcome(subscription, result)
+
+
+def subscription_resize(
+    session: Session,
+    *,
+    actor: Actor,
+    subscription: Subscription,
+    quantity: int,
+    on_shortage: OnShortage | str = "reject",
+) -> Outcome:
+    """Change the seats reserved. Shrinking below the seats assigned is refused."""
+    require_seat_manager(actor, subscription.organisation_id)
+    quantity = _check_quantity(quantity)
+    _check_on_shortage(on_shortage)
+    lock_product(session, subscription.product_id)
+    session.refresh(subscription)
+    if subscription.status == SubscriptionStatus.CANCELLED:
+        raise InvalidState("This subscription is cancelled.", code="subscription_cancelled")
+    product = subscription.product
+    assigned = selectors.assigned_counts(session, [subscription.id]).get(subscription.id, 0)
+    if quantity < assigned:
+        release = assigned - quantity
+        raise Conflict(
+            f"{assigned} seats are assigned; "
+            f"release {release} of them before reducing to {quantity}.",
+            code="seats_assigned",
+            errors={
+                "quantity": [f"Release {release} assigned seat{'s' if release != 1 else ''} first."]
+            },
+            extra={"assigned": assigned},
+        )
+    before = {
+        "quantity": subscription.quantity,
+        "requested_quantity": subscription.requested_quantity,
+    }
+    result = "granted"
+    if quantity <= subscription.quantity:
+        subscription.quantity = subscription.requested_quantity = quantity
+    elif quantity <= subscription.requested_quantity:
+        # Fewer seats waiting, none granted taken away: the queue place is kept.
+        subscription.requested_quantity = quantity
+        result = "waitlisted"
+    else:
+        if product.vendor.status != VendorStatus.ACTIVE:
+            raise InvalidState(
+                f"{product.vendor.name} is {product.vendor.status.replace('_', ' ')}; "
+                "no seats can be added.",
+                code="vendor_unavailable",
+            )
+        more, wanted_more, result = _grant(
+            product, quantity - subscription.quantity, free_seats(session, product.id), on_shortage
+        )
+        subscription.quantity += more
+        subscription.requested_quantity = subscription.quantity - more + wanted_more
+    settle_status(subscription)
+    session.flush()
+    if subscription.quantity != before["quantity"]:
+        record_change(session, subscription, "resize")
+    audit_record(
+        session,
+        actor=actor,
+        action="subscription.resize",
+        target_type="subscription",
+        target_id=subscription.id,
+        target_label=product.sku,
+        organisation_id=subscription.organisation_id,
+        before=before,
+        after={
+            "quantity": subscription.quantity,
+            "requested_quantity": subscription.requested_quantity,
+            "outcome": result,
+        },
+    )
+    if subscription.quantity < before["quantity"]:
+        waitlist_fill(session, product=product, actor=actor)
+    return Outcome(subscription, result)
+
+
+def subscription_cancel(
+    session: Session, *, actor: Actor, subscription: Subscription
+) -> Subscription:
+    """End a subscription: its seats are released and go back to the pool."""
+    require_seat_manager(actor, subscription.organisation_id)
+    lock_product(session, subscription.product_id)
+    session.refresh(subscription)
+    if subscription.status == SubscriptionStatus.CANCELLED:
+        raise InvalidState("This subscription is already cancelled.", code="subscription_cancelled")
+    now = now_utc()
+    for seat in selectors.active_seats(
+        session, organisation_id=subscription.organisation_id, subscription_id=subscription.id
+    ):
+        seat.released_at = now
+        seat.release_reason = "cancelled"
+    before = {"quantity": subscription.quantity, "status": subscription.status}
+    subscription.quantity = subscription.requested_quantity = 0
+    transition(subscription, SubscriptionStatus.CANCELLED)
+    subscription.cancelled_at = now
+    subscription.ends_on = now.date()
+    subscription.waitlisted_at = None
+    session.flush()
+    record_change(session, subscription, "cancel")
+    audit_record(
+        session,
+        actor=actor,
+        action="subscription.cancel",
+        target_type="subscription",
+        target_id=subscription.id,
+        target_label=subscription.product.sku,
+        organisation_id=subscription.organisation_id,
+        before=before,
+        after={"quantity": 0, "status": "cancelled"},
+    )
+    waitlist_fill(session, product=subscription.product, actor=actor)
+    return subscription
+
+
+def product_for_subscription(session: Session, sku: str) -> Product:
+    """A product by SKU for a subscription request (a miss is a field error)."""
+    return product_by_sku(session, sku, field="product")

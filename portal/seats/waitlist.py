@@ -1,0 +1,120 @@
+"""The waitlist: seats asked for beyond those free wait, granted first come first served.
+
+A subscription waits while ``requested_quantity > quantity``; its place is
+``waitlisted_at``. Whenever seats of a product free up (a subscription shrinks or
+ends, a pool grows or is added: :data:`~portal.signals.pool_capacity_changed`),
+:func:`waitlist_fill` grants them in order and mails the organisations' admins
+and the council admins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from portal.audit.services import audit_record
+from portal.catalogue.models import Product
+from portal.catalogue.services import lock_product
+from portal.identity.models import User
+from portal.kernel.actor import Actor, Role
+from portal.mail import build_message, mail_queue
+from portal.seats.capacity import free_seats
+from portal.seats.lifecycle import record_change, settle_status
+from portal.seats.models import Subscription, SubscriptionStatus
+from portal.seats.selectors import org_admins
+from portal.signals import pool_capacity_changed
+from portal.tenancy.models import Organisation, OrganisationStatus
+
+
+def waitlist_fill(
+    session: Session, *, product: Product, actor: Actor
+) -> list[tuple[Subscription, int]]:
+    """Grant free seats to waiting subscriptions, first come first served.
+
+    The caller holds the product lock. Returns (subscription, seats granted) pairs;
+    each organisation's admins and the council admins are mailed.
+    """
+    free = free_seats(session, product.id)
+    if free <= 0:
+        return []
+    waiting = session.scalars(
+        sa.select(Subscription)
+        .join(Organisation, Organisation.id == Subscription.organisation_id)
+        .where(
+            Subscription.product_id == product.id,
+            Subscription.status != SubscriptionStatus.CANCELLED,
+            Subscription.requested_quantity > Subscription.quantity,
+            Organisation.status == OrganisationStatus.ACTIVE,
+        )
+        .order_by(Subscription.waitlisted_at, Subscription.id)
+    ).unique()
+    granted: list[tuple[Subscription, int]] = []
+    for subscription in waiting:
+        if free <= 0:
+            break
+        seats = min(free, subscription.waiting)
+        subscription.quantity += seats
+        free -= seats
+        settle_status(subscription)
+        session.flush()
+        record_change(session, subscription, "waitlist")
+        audit_record(
+            session,
+            actor=actor,
+            action="subscription.waitlist_grant",
+            target_type="subscription",
+            target_id=subscription.id,
+            target_label=product.sku,
+            organisation_id=subscription.organisation_id,
+            after={
+                "granted": seats,
+                "quantity": subscription.quantity,
+                "still_waiting": subscription.waiting,
+            },
+        )
+        granted.append((subscription, seats))
+    if granted:
+        _mail_waitlist_grants(session, product, granted)
+    return granted
+
+
+def _mail_waitlist_grants(
+    session: Session, product: Product, granted: list[tuple[Subscription, int]]
+) -> None:
+    for subscription, seats in granted:
+        for admin in org_admins(session, subscription.organisation_id):
+            mail_queue(
+                session,
+                build_message(
+                    to=admin.email,
+                    subject=f"{seats} seat(s) of {product.name} granted",
+                    template="waitlist_granted",
+                    product=product,
+                    seats=seats,
+                    subscription=subscription,
+                    organisation=subscription.organisation,
+                ),
+            )
+    council = session.scalars(
+        sa.select(User).where(User.role == Role.COUNCIL_ADMIN, User.is_active)
+    ).all()
+    for admin in council:
+        mail_queue(
+            session,
+            build_message(
+                to=admin.email,
+                subject=f"Waitlisted seats of {product.name} granted",
+                template="waitlist_granted_council",
+                product=product,
+                granted=granted,
+            ),
+        )
+
+
+@pool_capacity_changed.connect
+def _pool_changed(product: Product, **kwargs: Any) -> None:
+    """A pool grew or was added: waiting organisations may get seats now."""
+    lock_product(kwargs["session"], product.id)
+    waitlist_fill(kwargs["session"], product=product, actor=kwargs["actor"])
