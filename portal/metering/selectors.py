@@ -14,10 +14,11 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.catalogue.models import Meter, Product
+from portal.catalogue.models import LicencePool, Meter, Product
 from portal.identity.models import User
 from portal.metering.ingest import micros_to_decimal
 from portal.metering.models import IdleSeatDecision, UsageEvent
+from portal.seats.history import daily_quantities
 from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
 from portal.tenancy.models import Organisation
 
@@ -354,9 +355,6 @@ def pool_utilisation_series(
     quantity of the day), assigned from the assignment history (held at the end
     of the day), active from distinct ``user_email`` values in the product's usage.
     """
-    from portal.billing.charges import daily_quantities
-    from portal.catalogue.models import LicencePool
-
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     pools = session.execute(
         sa.select(LicencePool.starts_on, LicencePool.ends_on, LicencePool.capacity).where(

@@ -145,7 +145,7 @@ def test_tax():
 def test_daily_quantities_from_changes():
     import datetime as dt
 
-    from portal.billing.charges import daily_quantities
+    from portal.seats.history import daily_quantities
 
     utc = dt.UTC
     changes = [
