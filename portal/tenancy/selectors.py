@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -63,68 +60,3 @@ def organisations_after(
     if status:
         query = query.where(Organisation.status == status)
     return list(session.scalars(query))
-
-
-@dataclass(frozen=True)
-class OrganisationOverview:
-    """The figures on an org admin's dashboard."""
-
-    subscriptions: int
-    seats_reserved: int
-    seats_assigned: int
-    seats_waiting: int
-    seat_requests: int
-    idle_seats: int
-    open_invoices: int
-    amount_due: int
-
-
-def organisation_overview(
-    session: Session, *, organisation_id: int, idle_days: int, now: dt.datetime
-) -> OrganisationOverview:
-    """Subscriptions, seats, requests, idle seats and what is owed, for one organisation."""
-    from portal.billing.models import Invoice
-    from portal.metering.selectors import idle_seats
-    from portal.seats.models import SeatAssignment, SeatRequest, Subscription
-
-    live = sa.and_(
-        Subscription.organisation_id == organisation_id, Subscription.status != "cancelled"
-    )
-    count, reserved, requested = session.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(Subscription.quantity), 0),
-            sa.func.coalesce(sa.func.sum(Subscription.requested_quantity), 0),
-        ).where(live)
-    ).one()
-    assigned = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(SeatAssignment)
-        .where(
-            SeatAssignment.organisation_id == organisation_id, SeatAssignment.released_at.is_(None)
-        )
-    )
-    requests = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(SeatRequest)
-        .where(SeatRequest.organisation_id == organisation_id, SeatRequest.status == "pending")
-    )
-    open_count, due = session.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.coalesce(
-                sa.func.sum(Invoice.total - Invoice.amount_paid - Invoice.amount_credited), 0
-            ),
-        ).where(Invoice.organisation_id == organisation_id, Invoice.status == "open")
-    ).one()
-    idle = idle_seats(session, organisation_id=organisation_id, idle_days=idle_days, now=now)
-    return OrganisationOverview(
-        subscriptions=int(count),
-        seats_reserved=int(reserved),
-        seats_assigned=int(assigned or 0),
-        seats_waiting=int(requested) - int(reserved),
-        seat_requests=int(requests or 0),
-        idle_seats=len(idle),
-        open_invoices=int(open_count),
-        amount_due=int(due),
-    )

@@ -20,6 +20,7 @@ from portal.settings.services import settings_get
 from portal.tenancy import selectors, services
 from portal.tenancy.forms import ApplicationForm, OrganisationForm, OrgProfileForm, StatusForm
 from portal.tenancy.models import OrganisationStatus
+from portal.web.overview import organisation_overview
 
 bp = Blueprint("tenancy", __name__)
 
@@ -242,7 +243,7 @@ def org_dashboard():
     users = people.users_list(db_session(), organisation_id=org.id, per_page=1)
     invitations = people.invitations_pending(db_session(), organisation_id=org.id)
     events = audit_events_list(db_session(), organisation_id=org.id, per_page=8)
-    overview = selectors.organisation_overview(
+    overview = organisation_overview(
         db_session(),
         organisation_id=org.id,
         idle_days=settings_get(db_session()).idle_seat_days,
