@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import logging
 import threading
 import time
@@ -90,6 +91,21 @@ created_at_col = Annotated[
 money_minor = Annotated[int, mapped_column(sa.BigInteger, nullable=False)]
 currency_code = Annotated[str, mapped_column(sa.String(3), nullable=False)]
 BigIntId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+def enum_column(enum_class: type[enum.StrEnum], length: int) -> sa.Enum:
+    """A string enum kept as its values in a plain VARCHAR(``length``).
+
+    No database enum and no CHECK constraint is added (the tables declare their own),
+    so the column's database type is unchanged; Python sees the enum's members.
+    """
+    return sa.Enum(
+        enum_class,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 class TimestampMixin:

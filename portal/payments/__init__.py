@@ -5,10 +5,11 @@ payment method and collects each finalised invoice with a PaymentIntent.
 Webhooks are verified on the raw body, stored under Stripe's event id, then
 applied once. See docs/PAYMENTS.md.
 
-:func:`init_app` attaches the pages, the webhook endpoint (exempt from CSRF:
-it is authenticated by Stripe's signature) and ``portal payments collect``.
-Importing :mod:`portal.payments.collection` connects the ``invoice_finalised``
-receiver that schedules collections.
+:func:`init_app` connects the ``invoice_finalised`` receiver that schedules
+collections (importing :mod:`portal.payments.collection` does) and attaches
+``portal payments collect``. The pages and the webhook endpoint are
+:mod:`portal.web.payments`, registered with every other page by
+:func:`portal.web.register_blueprints`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,8 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register the payments blueprint, its CSRF exemption and its commands."""
-    from portal.extensions import csrf
+    """Connect the collection's signal receiver and add the ``payments`` commands."""
     from portal.payments import collection  # noqa: F401  (connects invoice_finalised)
     from portal.payments.cli import payments
-    from portal.web.payments import bp, stripe_webhook
 
-    csrf.exempt(stripe_webhook)
-    app.register_blueprint(bp)
     app.cli.add_command(payments)

@@ -13,7 +13,7 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.kernel.actor import Actor
+from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, InvalidState, PermissionDenied, ValidationFailed
 from portal.payments.gateway import (
@@ -25,6 +25,7 @@ from portal.payments.gateway import (
     gateway_for,
 )
 from portal.payments.models import CollectionStatus, PaymentAccount, PaymentCollection
+from portal.payments.pending import collect_after_commit
 from portal.tenancy.models import BillingProvider, Organisation
 
 #: Stripe's test payment methods offered in test mode (they exist in Stripe and in localstripe).
@@ -75,7 +76,7 @@ def _refused(error: Exception) -> DomainError:
 def _require_admin_of(actor: Actor, organisation: Organisation) -> None:
     if actor.role is None or actor.is_council_admin:
         return
-    if actor.role == "org_admin" and actor.organisation_id == organisation.id:
+    if actor.role == Role.ORG_ADMIN and actor.organisation_id == organisation.id:
         return
     raise PermissionDenied("Only the organisation's admins manage its payment method.")
 
@@ -180,8 +181,6 @@ def payment_method_save(
         before=before,
         after={"payment_method": account.method_label},
     )
-    from portal.payments.collection import collect_after_commit
-
     waiting = session.scalars(
         sa.select(PaymentCollection).where(
             PaymentCollection.organisation_id == organisation.id,

@@ -5,6 +5,11 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
+from portal.db import db_session
+from portal.payments.accounts import current_gateway
+from portal.payments.jobs import collect_due
+from portal.payments.selectors import collections_needing_attention
+
 
 @click.group("payments")
 def payments() -> None:
@@ -19,11 +24,6 @@ def collect() -> None:
     Safe to run often and in parallel: each attempt is claimed under a row lock
     and a lease, and a request sent again carries the same idempotency key.
     """
-    from portal.db import db_session
-    from portal.payments.accounts import current_gateway
-    from portal.payments.collection import collect_due
-    from portal.payments.selectors import collections_needing_attention
-
     gateway = current_gateway()
     if gateway is None:
         raise click.ClickException("Stripe is not configured: set PORTAL_STRIPE_API_KEY.")

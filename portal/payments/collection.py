@@ -6,10 +6,11 @@ written, due now: finalised ⇔ collection scheduled, atomically. The Stripe cal
 itself never runs inside a database transaction:
 
 1. right after the finalising transaction commits, the same process makes the
-   first attempt (:func:`collect_after_commit`); and
+   first attempt (:func:`~portal.payments.pending.collect_after_commit`); and
 2. ``portal payments collect`` (run by cron every few minutes) makes every
    attempt that is due: first attempts that did not happen (a crash, Stripe
-   down), retries of failed payments, re-sends of attempts whose answer was lost.
+   down), retries of failed payments, re-sends of attempts whose answer was lost
+   (:func:`portal.payments.jobs.collect_due`).
 
 An attempt is claimed under a row lock and a lease, sent with an idempotency
 key naming the invoice (``invoice-<id>``; retries ``invoice-<id>-retry-<n>``),
@@ -32,10 +33,11 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
+from portal.billing.lifecycle import payment_record
 from portal.billing.models import Invoice, InvoiceStatus, Payment
-from portal.billing.services import payment_record
+from portal.db import db
 from portal.identity.models import User
-from portal.kernel.actor import Actor
+from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState, NotFound, PermissionDenied
 from portal.kernel.money import format_money
@@ -48,7 +50,8 @@ from portal.payments.gateway import (
     PaymentDeclined,
     StripeGateway,
 )
-from portal.payments.models import CollectionStatus, PaymentCollection
+from portal.payments.models import RESEND_WINDOW, CollectionStatus, PaymentCollection
+from portal.payments.pending import collect_after_commit, forget_pending, take_pending
 from portal.signals import invoice_finalised
 from portal.tenancy.models import BillingProvider, Organisation
 
@@ -59,11 +62,7 @@ RETRY_DELAYS = (dt.timedelta(days=1), dt.timedelta(days=3), dt.timedelta(days=5)
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 #: How long a worker holds a collection while its request is with Stripe.
 LEASE = dt.timedelta(minutes=5)
-#: Stripe keeps an idempotency key for at least 24 hours; an attempt whose answer
-#: was lost is re-sent within this window only, and after it left to a person.
-RESEND_WINDOW = dt.timedelta(hours=23)
 STRIPE = Actor.system("stripe")
-_AFTER_COMMIT = "portal_payments_collect"
 PAYABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
 
 
@@ -122,24 +121,18 @@ def _on_invoice_finalised(invoice: Invoice, *, session: Session, **_: Any) -> No
     collection_schedule(session, invoice=invoice)
 
 
-def collect_after_commit(session: Session, invoice_id: int) -> None:
-    """Attempt the collection of ``invoice_id`` once ``session`` commits (nothing on rollback)."""
-    session.info.setdefault(_AFTER_COMMIT, []).append(invoice_id)
-
-
 @event.listens_for(Session, "after_commit")
 def _attempt_after_commit(session: Session) -> None:
-    ids = session.info.pop(_AFTER_COMMIT, None)
+    """Attempt what the committed transaction made due (:mod:`portal.payments.pending`)."""
+    ids = take_pending(session)
     if not ids or not has_app_context():
         return
     gateway = current_gateway()
     if gateway is None:
         log.info("Stripe is not configured; %d collection(s) wait for it", len(ids))
         return
-    from portal.db import db
-
     engine = db.engine
-    for invoice_id in dict.fromkeys(ids):
+    for invoice_id in ids:
         try:
             with Session(bind=engine) as own:
                 collection_attempt(own, invoice_id=invoice_id, gateway=gateway)
@@ -149,7 +142,7 @@ def _attempt_after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_AFTER_COMMIT, None)
+    forget_pending(session)
 
 
 def collection_retry_now(
@@ -159,8 +152,8 @@ def collection_retry_now(
     if not (
         actor.role is None
         or actor.is_council_admin
-        or actor.role == "finance"
-        or (actor.role == "org_admin" and actor.organisation_id == organisation.id)
+        or actor.role == Role.FINANCE
+        or (actor.role == Role.ORG_ADMIN and actor.organisation_id == organisation.id)
     ):
         raise PermissionDenied("Only the organisation's admins and council finance may do this.")
     collection = session.scalar(
@@ -173,10 +166,7 @@ def collection_retry_now(
     )
     if collection is None:
         raise NotFound("There is no card payment of that invoice.")
-    retryable = collection.status == CollectionStatus.ABANDONED or (
-        collection.status == CollectionStatus.SCHEDULED and collection.attempts > 0
-    )
-    if not retryable:
+    if not collection.retryable:
         raise InvalidState("This payment is not waiting for a retry.", code="not_retryable")
     collection.status = CollectionStatus.SCHEDULED
     collection.next_attempt_at = now_utc()
@@ -576,7 +566,7 @@ def _failure_mail(session: Session, collection: PaymentCollection, invoice: Invo
         sa.select(User.email)
         .where(
             User.organisation_id == organisation.id,
-            User.role == "org_admin",
+            User.role == Role.ORG_ADMIN,
             User.is_active.is_(True),
         )
         .order_by(User.id)
@@ -625,23 +615,3 @@ def collections_due(session: Session, *, now: dt.datetime | None = None) -> list
             .order_by(PaymentCollection.next_attempt_at, PaymentCollection.id)
         )
     )
-
-
-def collect_due(session: Session, *, gateway: StripeGateway) -> dict[str, int]:
-    """Every due attempt, then every stored webhook event not applied yet; counts by result."""
-    from portal.payments.webhooks import event_process_commit, events_unprocessed
-
-    counts: dict[str, int] = {}
-    ids = collections_due(session)
-    session.rollback()
-    for invoice_id in ids:
-        result = collection_attempt(session, invoice_id=invoice_id, gateway=gateway)
-        counts[result] = counts.get(result, 0) + 1
-    for event_id in events_unprocessed(session):
-        try:
-            result = event_process_commit(session, event_id=event_id)
-        except Exception:  # written on the event; the next run tries again
-            log.exception("Applying Stripe event %s failed", event_id)
-            result = "failed"
-        counts[f"event {result}"] = counts.get(f"event {result}", 0) + 1
-    return counts

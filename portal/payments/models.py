@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
 from portal.kernel.clock import now_utc
 
 
@@ -76,6 +76,11 @@ class CollectionStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+#: Stripe keeps an idempotency key for at least 24 hours; an attempt whose answer
+#: was lost is re-sent within this window only, and after it left to a person.
+RESEND_WINDOW = dt.timedelta(hours=23)
+
+
 class PaymentCollection(TimestampMixin, Base):
     """Collecting one finalised invoice with Stripe PaymentIntents, retried on a schedule."""
 
@@ -97,7 +102,9 @@ class PaymentCollection(TimestampMixin, Base):
     invoice_id: Mapped[int] = mapped_column(
         sa.ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=False, unique=True
     )
-    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="scheduled")
+    status: Mapped[CollectionStatus] = mapped_column(
+        enum_column(CollectionStatus, 16), nullable=False, default=CollectionStatus.SCHEDULED
+    )
     attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     # The current attempt: what was asked of Stripe, so a re-sent request is identical.
@@ -111,6 +118,13 @@ class PaymentCollection(TimestampMixin, Base):
     last_error: Mapped[str | None] = mapped_column(sa.String(500))
     failure_code: Mapped[str | None] = mapped_column(sa.String(64))
     succeeded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def retryable(self) -> bool:
+        """Whether a person may ask for another attempt now (given up, or failed and waiting)."""
+        return self.status == CollectionStatus.ABANDONED or (
+            self.status == CollectionStatus.SCHEDULED and self.attempts > 0
+        )
 
 
 class StripeEvent(Base):

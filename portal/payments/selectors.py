@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from portal.billing.models import Invoice
 from portal.kernel.clock import now_utc
-from portal.payments.models import CollectionStatus, PaymentCollection
+from portal.payments.models import RESEND_WINDOW, CollectionStatus, PaymentCollection
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,7 @@ class CollectionRow:
     @property
     def retryable(self) -> bool:
         """Whether a person may ask for another attempt now."""
-        status = self.collection.status
-        return status == CollectionStatus.ABANDONED or (
-            status == CollectionStatus.SCHEDULED and self.collection.attempts > 0
-        )
+        return self.collection.retryable
 
 
 def collections_of(
@@ -60,8 +57,6 @@ def collections_needing_attention(
     session: Session, *, now: dt.datetime | None = None
 ) -> list[CollectionRow]:
     """Given up after every retry, or an answer lost for so long that a person must look."""
-    from portal.payments.collection import RESEND_WINDOW
-
     now = now or now_utc()
     rows = session.execute(
         sa.select(PaymentCollection, Invoice)

@@ -1,7 +1,8 @@
 """Stripe webhook events: stored under their unique event id first, then applied once.
 
-The view (``POST /webhooks/stripe``) verifies the signature on the raw body,
-then:
+The view (``POST /webhooks/stripe``) hands the raw body and the
+``Stripe-Signature`` header to :func:`receive`, which verifies the signature on
+the raw body (:func:`portal.payments.gateway.event_verify`), then:
 
 1. :func:`event_store` inserts the event under Stripe's event id (unique) and
    commits. A second delivery of the same event meets the unique constraint, also
@@ -12,25 +13,99 @@ then:
    applies it; everyone after sees it processed. If applying fails, the event
    stays stored and unprocessed: Stripe delivers it again, and
    ``portal payments collect`` applies what is left.
+
+:func:`receive` owns its transactions, like a job: the event must be committed
+before it is applied, whatever applying it does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.kernel.clock import now_utc
+from portal.kernel.errors import DomainError
 from portal.payments.collection import Outcome, outcome_apply
-from portal.payments.gateway import intent_from
+from portal.payments.gateway import SignatureInvalid, event_verify, intent_from
 from portal.payments.models import PaymentAccount, StripeEvent
+
+log = logging.getLogger(__name__)
 
 #: Stored events younger than this are left to the request that stored them.
 UNPROCESSED_GRACE = dt.timedelta(minutes=1)
+
+
+# ---------------------------------------------------------------- receiving a delivery
+
+
+class WebhooksNotConfigured(DomainError):
+    """No webhook signing secret is set, so no delivery can be trusted."""
+
+    status = 503
+    code = "webhooks_not_configured"
+    title = "Webhooks are not configured"
+
+
+class WebhookSignatureInvalid(DomainError):
+    """The delivery's signature is missing, wrong, or outside the replay window."""
+
+    status = 400
+    code = "invalid_signature"
+    title = "Invalid signature"
+
+
+class EventNotApplied(DomainError):
+    """The event is stored, but applying it failed; Stripe's next delivery applies it."""
+
+    status = 500
+    code = "event_not_applied"
+    title = "Event not applied"
+
+
+@dataclass(frozen=True)
+class Received:
+    """A delivery taken in: the event's id and what applying it did."""
+
+    event_id: str
+    outcome: str
+
+
+def receive(session: Session, *, payload: bytes, signature: str | None) -> Received:
+    """Take in one delivery: verify it on the raw body, store it, apply it once; commits.
+
+    Raises :class:`WebhooksNotConfigured` without a signing secret
+    (``PORTAL_STRIPE_WEBHOOK_SECRET``), :class:`WebhookSignatureInvalid` for a
+    delivery that is not Stripe's, and :class:`EventNotApplied` when applying
+    failed (the event stays stored, with the error written on it).
+    """
+    secret = current_app.config.get("PORTAL_STRIPE_WEBHOOK_SECRET") or ""
+    if not secret:
+        raise WebhooksNotConfigured("PORTAL_STRIPE_WEBHOOK_SECRET is not set on this portal.")
+    try:
+        event = event_verify(payload, signature, secret)
+    except SignatureInvalid as error:
+        raise WebhookSignatureInvalid(str(error)) from error
+    event_store(session, event)
+    session.commit()
+    try:
+        outcome = event_process_commit(session, event_id=event["id"])
+    except Exception as error:
+        log.exception("Applying Stripe event %s failed", event["id"])
+        raise EventNotApplied(
+            "The event is stored and will be applied when it is delivered again."
+        ) from error
+    return Received(event_id=event["id"], outcome=outcome)
+
+
+# ---------------------------------------------------------------- storing and applying
 
 
 def event_store(session: Session, event: dict[str, Any]) -> tuple[StripeEvent, bool]:

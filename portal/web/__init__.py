@@ -17,6 +17,7 @@ from flask import (
 from flask_login import current_user, login_required
 
 from portal.db import db_session
+from portal.extensions import csrf
 from portal.identity import auth
 from portal.kernel.actor import Role
 from portal.kernel.money import format_money
@@ -101,6 +102,14 @@ def register_blueprints(app: Flask) -> None:
 
     for blueprint in (sso_bp, scim_bp, scim_api_bp):
         app.register_blueprint(blueprint)
+
+    # Card payments: the payment-method page, and Stripe's webhook (exempt from CSRF:
+    # Stripe's signature on the raw body authenticates it).
+    from portal.web.payments import bp as payments_bp
+    from portal.web.payments import stripe_webhook
+
+    csrf.exempt(stripe_webhook)
+    app.register_blueprint(payments_bp)
 
     from portal import health
 

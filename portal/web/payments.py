@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response
 
 from portal.db import db_session
 from portal.errors import problem
+from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.errors import DomainError
-from portal.payments import accounts, collection, selectors
+from portal.payments import accounts, collection, selectors, webhooks
 from portal.payments.forms import CheckoutForm, StripeTestCardForm
-from portal.payments.gateway import SignatureInvalid, event_verify
-from portal.payments.webhooks import event_failed, event_process, event_store
 from portal.tenancy.models import BillingProvider
 
 bp = Blueprint("payments", __name__)
@@ -24,7 +25,7 @@ bp = Blueprint("payments", __name__)
 
 @bp.get("/org/payment-method")
 @auth.role_required(Role.ORG_ADMIN)
-def payment_method():
+def payment_method() -> ResponseReturnValue:
     """The card (or other method) invoices are charged to, and the card payments so far."""
     org = auth.current_organisation()
     gateway = accounts.current_gateway()
@@ -41,7 +42,7 @@ def payment_method():
     )
 
 
-def _back(message: str | None = None, category: str = "success"):
+def _back(message: str | None = None, category: str = "success") -> Response:
     if message:
         flash(message, category)
     return redirect(url_for("payments.payment_method"))
@@ -49,12 +50,13 @@ def _back(message: str | None = None, category: str = "success"):
 
 @bp.post("/org/payment-method/checkout")
 @auth.role_required(Role.ORG_ADMIN)
-def checkout_start():
+def checkout_start() -> ResponseReturnValue:
     """Off to Stripe Checkout (setup mode) to add a payment method."""
     form = CheckoutForm()
     if not form.validate_on_submit():
         return _back("The form expired; try again.", "error")
     base = current_app.config["PORTAL_BASE_URL"]
+    # Not forms.committed: Stripe's refusals name no field of this form; their detail is flashed.
     try:
         url = accounts.checkout_start(
             db_session(),
@@ -75,8 +77,9 @@ def checkout_start():
 
 @bp.get("/org/payment-method/checkout/return")
 @auth.role_required(Role.ORG_ADMIN)
-def checkout_return():
+def checkout_return() -> ResponseReturnValue:
     """Back from Stripe Checkout: save the new payment method as the default."""
+    # Not forms.committed: a GET from Stripe's redirect, with no form to show errors beside.
     try:
         account = accounts.checkout_finish(
             db_session(),
@@ -94,11 +97,12 @@ def checkout_return():
 
 @bp.post("/org/payment-method/test-card")
 @auth.role_required(Role.ORG_ADMIN)
-def test_card():
+def test_card() -> ResponseReturnValue:
     """Test mode: save one of Stripe's test cards."""
     form = StripeTestCardForm()
     if not form.validate_on_submit():
         return _back("Choose one of the test cards.", "error")
+    # Not forms.committed: the page redirects, so a refusal's detail is flashed, not placed.
     try:
         account = accounts.stripe_test_card_add(
             db_session(),
@@ -116,22 +120,20 @@ def test_card():
 
 @bp.post("/org/payment-method/payments/<int:invoice_id>/retry")
 @auth.role_required(Role.ORG_ADMIN)
-def payment_retry(invoice_id: int):
+def payment_retry(invoice_id: int) -> ResponseReturnValue:
     """Ask for another attempt at a failed payment now."""
     form = ConfirmForm()
     if not form.validate_on_submit():
         return _back("The form expired; try again.", "error")
-    try:
+    with committed(form) as saved:  # a refusal (no field errors) is flashed
         collection.collection_retry_now(
             db_session(),
             actor=g.actor,
             organisation=auth.current_organisation(),
             invoice_id=invoice_id,
         )
-    except DomainError as error:
-        db_session().rollback()
-        return _back(error.detail, "error")
-    db_session().commit()
+    if not saved:
+        return _back()
     return _back("The payment was tried again; the list below shows how it went.")
 
 
@@ -139,36 +141,18 @@ def payment_retry(invoice_id: int):
 
 
 @bp.post("/webhooks/stripe")
-def stripe_webhook():
-    """Stripe's events: verified on the raw body, stored under their id, then applied once."""
-    secret = current_app.config.get("PORTAL_STRIPE_WEBHOOK_SECRET") or ""
-    if not secret:
-        return problem(
-            503,
-            "Webhooks are not configured",
-            "PORTAL_STRIPE_WEBHOOK_SECRET is not set on this portal.",
-            code="webhooks_not_configured",
-        )
-    payload = request.get_data(cache=False)
+def stripe_webhook() -> ResponseReturnValue:
+    """Stripe's events: verified on the raw body, stored under their id, then applied once.
+
+    Exempt from CSRF (:func:`portal.web.register_blueprints`): Stripe's signature
+    authenticates it. Refusals are problem+json whatever the client accepts.
+    """
     try:
-        event = event_verify(payload, request.headers.get("Stripe-Signature"), secret)
-    except SignatureInvalid as error:
-        return problem(400, "Invalid signature", str(error), code="invalid_signature")
-    session = db_session()
-    event_store(session, event)
-    session.commit()
-    try:
-        outcome = event_process(session, event_id=event["id"])
-        session.commit()
-    except Exception as error:
-        session.rollback()
-        event_failed(session, event_id=event["id"], error=error)
-        session.commit()
-        current_app.logger.exception("Applying Stripe event %s failed", event["id"])
-        return problem(
-            500,
-            "Event not applied",
-            "The event is stored and will be applied when it is delivered again.",
-            code="event_not_applied",
+        received = webhooks.receive(
+            db_session(),
+            payload=request.get_data(cache=False),
+            signature=request.headers.get("Stripe-Signature"),
         )
-    return {"received": True, "id": event["id"], "outcome": outcome}
+    except DomainError as error:
+        return problem(error.status, error.title, error.detail, code=error.code)
+    return {"received": True, "id": received.event_id, "outcome": received.outcome}

@@ -437,18 +437,18 @@ def finalise(app, org, period: str | None = None) -> int:
     Finalising schedules the collection, and the first attempt runs right after
     the commit, as in production.
     """
-    from portal.billing import services
+    from portal.billing import drafting, lifecycle
     from portal.tenancy.models import Organisation
 
     period = period or last_month()[0]
     with app.app_context():
-        invoice, _ = services.invoice_draft_refresh(
+        invoice, _ = drafting.invoice_draft_refresh(
             db.session,
             actor=SYSTEM,
             organisation=db.session.get(Organisation, org.id),
             period=period,
         )
-        services.invoice_finalize(db.session, actor=SYSTEM, invoice=invoice)
+        lifecycle.invoice_finalize(db.session, actor=SYSTEM, invoice=invoice)
         invoice_id = invoice.id
         db.session.commit()
         db.session.remove()
@@ -458,7 +458,7 @@ def finalise(app, org, period: str | None = None) -> int:
 def collect(app) -> dict[str, int]:
     """Run the job cron runs (``portal payments collect``) once."""
     from portal.payments.accounts import current_gateway
-    from portal.payments.collection import collect_due
+    from portal.payments.jobs import collect_due
 
     with app.app_context():
         counts = collect_due(db.session, gateway=current_gateway())
