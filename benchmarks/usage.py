@@ -93,7 +93,7 @@ def setup(db: common.Database, env: dict[str, str], orgs: int, people: int) -> W
     from portal.api.services import token_create
     from portal.catalogue.services import pool_create, product_create, vendor_create
     from portal.db import db as portal_db
-    from portal.identity.services import user_create
+    from portal.identity.accounts import user_create
     from portal.kernel.actor import Actor
     from portal.kernel.clock import now_utc
     from portal.seats.services import seat_assign, subscription_create

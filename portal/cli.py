@@ -34,7 +34,7 @@ def _fail(error: DomainError) -> click.ClickException:
 @with_appcontext
 def create_admin(email: str, password: str | None, name: str) -> None:
     """Create a council admin account."""
-    from portal.identity.services import user_create
+    from portal.identity.accounts import user_create
     from portal.kernel.actor import Role
 
     if password is None:

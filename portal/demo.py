@@ -10,9 +10,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.identity.accounts import user_create
 from portal.identity.models import User
 from portal.identity.security import hash_password
-from portal.identity.services import user_create
 from portal.kernel.actor import Actor, Role
 from portal.tenancy.services import organisation_apply, organisation_create, organisation_transition
 

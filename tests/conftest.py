@@ -298,8 +298,8 @@ class UserRef:
 @pytest.fixture
 def make_user(app) -> Callable[..., UserRef]:
     """Create an account with a password (``TEST_PASSWORD``)."""
+    from portal.identity.accounts import user_create
     from portal.identity.models import User
-    from portal.identity.services import user_create
 
     counter = iter(range(1, 10_000))
 

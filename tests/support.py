@@ -37,8 +37,8 @@ def quick_user(
     password: bool = True,
 ) -> UserRef:
     """An account made by the service, with ``TEST_PASSWORD`` hashed once per run (fast)."""
+    from portal.identity.accounts import user_create
     from portal.identity.models import User
-    from portal.identity.services import user_create
     from portal.tenancy.models import Organisation
 
     n = next(_numbers)

@@ -273,7 +273,7 @@ def _seed(app) -> dict[str, str]:
     """A council admin with a password, a council API token and a vendor token."""
     from portal.api.services import token_create
     from portal.catalogue.models import Vendor
-    from portal.identity.services import user_create
+    from portal.identity.accounts import user_create
 
     with app.app_context():
         user_create(

@@ -17,8 +17,8 @@ from flask import Flask, abort, flash, g, redirect, request, session, url_for
 from flask_login import LoginManager, current_user, login_user, logout_user
 
 from portal.db import db_session
-from portal.identity import services
 from portal.identity.models import User
+from portal.identity.sign_in import session_revoke, session_start, session_user
 from portal.kernel.actor import Actor, Role
 
 
@@ -53,7 +53,7 @@ def init_app(app: Flask, login_manager: LoginManager) -> None:
 
     @login_manager.user_loader
     def load_user(token: str) -> SignedInUser | None:
-        user = services.session_user(db_session(), token)
+        user = session_user(db_session(), token)
         return SignedInUser(user, token) if user is not None else None
 
 
@@ -81,7 +81,7 @@ def current_organisation() -> Any:
 def sign_in(user: User) -> None:
     """Start a fresh session for ``user``: old session data is dropped (no fixation)."""
     session.clear()
-    token = services.session_start(
+    token = session_start(
         db_session(), user=user, ip=client_ip(), user_agent=request.headers.get("User-Agent")
     )
     session.permanent = True
@@ -91,7 +91,7 @@ def sign_in(user: User) -> None:
 def sign_out() -> None:
     """End the current session server-side and clear the cookie."""
     if current_user.is_authenticated:
-        services.session_revoke(db_session(), current_user.token)
+        session_revoke(db_session(), current_user.token)
     logout_user()
     session.clear()
 

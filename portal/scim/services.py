@@ -1,7 +1,7 @@
 """Writes of SCIM provisioning: tokens, users, groups, and seats through mapped groups.
 
 Every change goes through the owning domain's services: accounts are created
-and (de)activated by :mod:`portal.identity.services` (deactivation ends
+and (de)activated by :mod:`portal.identity.accounts` (deactivation ends
 sessions and releases seats), seats are given and taken back by
 :mod:`portal.seats.services` (so invariants 1 and 2 hold). Services flush,
 never commit, and audit what they change; the SCIM endpoint commits once per
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.catalogue.models import Product
-from portal.identity import services as identity
+from portal.identity import accounts as identity
 from portal.identity.models import User
 from portal.identity.security import new_token, token_digest
 from portal.kernel.actor import Actor, Role

@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.crypto import decrypt_secret, encrypt_secret
-from portal.identity import services as identity
+from portal.identity.accounts import user_create
+from portal.identity.invitations import invitation_create
 from portal.identity.models import User
+from portal.identity.sign_in import SignInRefused, authenticate, sign_in_refusal
 from portal.identity.sso import ProviderSettings, normalise_issuer
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
@@ -30,7 +32,7 @@ from portal.kernel.errors import Conflict, DomainError, NotFound, PermissionDeni
 from portal.sso import selectors
 from portal.sso.models import DomainStatus, EmailDomain, SsoConnection
 from portal.tenancy.models import Organisation
-from portal.validation import Stripped, check_email, optional_text, parse
+from portal.validation import Email, Stripped, check_email, optional_text, parse
 
 
 class SsoRefused(DomainError):
@@ -432,12 +434,12 @@ def password_sign_in(session: Session, *, email: str, password: str) -> User:
     if connection is not None:
         break_glass = connection.break_glass_user
         if break_glass is None or break_glass.email != (email or "").strip().lower():
-            raise identity.SignInRefused(
+            raise SignInRefused(
                 f"{connection.organisation.name} signs in with its own identity provider; "
                 "passwords are turned off. Continue with single sign-on.",
                 code="sso_required",
             )
-    return identity.authenticate(session, email=email, password=password)
+    return authenticate(session, email=email, password=password)
 
 
 def _groups(claims: dict[str, Any], claim: str) -> list[str]:
@@ -517,7 +519,7 @@ def sso_account(
     actor = Actor(label=f"single sign-on ({org.slug})", organisation_id=org.id, ip=ip)
     if user is None:
         name = claims.get("name") if isinstance(claims.get("name"), str) else ""
-        user = identity.user_create(
+        user = user_create(
             session,
             actor=actor,
             email=email,
@@ -535,7 +537,7 @@ def sso_account(
             organisation_id=org.id,
             after={"issuer": connection.issuer},
         )
-    refusal = identity.sign_in_refusal(user)
+    refusal = sign_in_refusal(user)
     if refusal:
         raise SsoRefused(refusal, code="account_unavailable")
     if not user.sso_subject:
@@ -561,7 +563,59 @@ def council_account(session: Session, *, claims: dict[str, Any]) -> User:
             f"{email} is not a council staff account. Ask a council admin to invite you.",
             code="no_account",
         )
-    refusal = identity.sign_in_refusal(user)
+    refusal = sign_in_refusal(user)
     if refusal:
         raise SsoRefused(refusal, code="account_unavailable")
+    return user
+
+
+# ---------------------------------------------------------------- people given seats
+
+
+class _ProvisionFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Email
+
+
+def _not_assignable(email: str, organisation: Organisation) -> Conflict:
+    """The one answer for an address this organisation cannot give a seat to.
+
+    An account in another organisation (or on the council's staff) and a new
+    address on a domain another organisation has verified get the same answer,
+    which names neither: it must not tell an organisation's admin who has an
+    account elsewhere.
+    """
+    return Conflict(
+        f"{email} cannot be given a seat in {organisation.name}.",
+        code="email_not_assignable",
+        errors={"user_email": ["This address cannot be given a seat in this organisation."]},
+    )
+
+
+def user_provision(
+    session: Session, *, actor: Actor, organisation: Organisation, email: str
+) -> User:
+    """The member account for ``email`` in ``organisation``, created and invited if new.
+
+    A new account has no password until its person follows the invitation. An
+    email that belongs to another organisation or to council staff, or a new one on
+    a domain another organisation has verified (its people sign in through that
+    organisation's provider, so they cannot be provisioned here), is refused with
+    one answer (:func:`_not_assignable`) that does not say which.
+    """
+    fields = parse(_ProvisionFields, {"email": email})
+    user = session.scalar(sa.select(User).where(User.email == fields.email))
+    if user is not None:
+        if user.organisation_id != organisation.id:
+            raise _not_assignable(fields.email, organisation)
+        return user
+    claim = selectors.verified_domain(session, selectors.email_domain_of(fields.email))
+    if claim is not None and claim.organisation_id != organisation.id:
+        raise _not_assignable(fields.email, organisation)
+    user = user_create(
+        session, actor=actor, email=fields.email, role=Role.MEMBER, organisation=organisation
+    )
+    invitation_create(
+        session, actor=actor, email=fields.email, role=Role.MEMBER, organisation=organisation
+    )
     return user

@@ -9,7 +9,7 @@ from portal import ratelimit
 from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import show_errors
-from portal.identity import auth, services
+from portal.identity import accounts, auth, invitations, passwords
 from portal.identity.forms import (
     AcceptInvitationForm,
     ChangePasswordForm,
@@ -18,7 +18,11 @@ from portal.identity.forms import (
     ProfileForm,
     ResetPasswordForm,
 )
+from portal.identity.sign_in import SignInRefused
 from portal.kernel.errors import DomainError, ValidationFailed
+from portal.sso import selectors as sso_selectors
+from portal.sso import services as sso_services
+from portal.web.sso import start_sign_in
 
 bp = Blueprint("auth", __name__)
 
@@ -48,10 +52,6 @@ def login():
     Where an organisation enforces SSO, passwords are refused for its domains
     (but for its break-glass admin).
     """
-    from portal.sso import selectors as sso_selectors
-    from portal.sso import services as sso_services
-    from portal.web.sso import start_sign_in
-
     if current_user.is_authenticated:
         return redirect(auth.safe_next(request.args.get("next"), auth.home_for(current_user)))
     form = LoginForm(next=request.args.get("next", ""))
@@ -76,7 +76,7 @@ def login():
             user = sso_services.password_sign_in(
                 db_session(), email=form.email.data, password=password
             )
-        except services.SignInRefused as refused:
+        except SignInRefused as refused:
             db_session().rollback()
             flash(refused.detail, "error")
             return render_template("identity/login.html", form=form, council_sso=council_sso), 401
@@ -100,7 +100,7 @@ def logout():
 def accept_invitation(token: str):
     """Set a name and password from an invitation link, then sign in."""
     try:
-        invitation = services.invitation_by_token(db_session(), token)
+        invitation = invitations.invitation_by_token(db_session(), token)
     except DomainError as error:
         return render_template(
             "identity/invitation_invalid.html", detail=error.detail
@@ -108,7 +108,7 @@ def accept_invitation(token: str):
     form = AcceptInvitationForm()
     if form.validate_on_submit():
         try:
-            user = services.invitation_accept(
+            user = invitations.invitation_accept(
                 db_session(),
                 token=token,
                 name=form.name.data,
@@ -150,7 +150,7 @@ def forgot_password():
     """Ask for a reset link. The answer is the same whether the email is known or not."""
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        services.password_reset_request(db_session(), email=form.email.data, ip=auth.client_ip())
+        passwords.password_reset_request(db_session(), email=form.email.data, ip=auth.client_ip())
         db_session().commit()
         flash("If that email has an account, a reset link is on its way. It works once.", "info")
         return redirect(url_for("auth.login"))
@@ -162,7 +162,7 @@ def forgot_password():
 def reset_password(token: str):
     """Choose a new password from a reset link."""
     try:
-        user = services.password_reset_user(db_session(), token)
+        user = passwords.password_reset_user(db_session(), token)
     except DomainError as error:
         return render_template(
             "identity/invitation_invalid.html", detail=error.detail
@@ -170,7 +170,7 @@ def reset_password(token: str):
     form = ResetPasswordForm()
     if form.validate_on_submit():
         try:
-            services.password_reset_complete(
+            passwords.password_reset_complete(
                 db_session(), token=token, password=form.password.data, ip=auth.client_ip()
             )
         except ValidationFailed as error:
@@ -210,7 +210,7 @@ def profile_save():
     form = ProfileForm(prefix="profile")
     if form.validate_on_submit():
         try:
-            services.profile_update(
+            accounts.profile_update(
                 db_session(),
                 actor=auth.current_actor(),
                 user=current_user.user,
@@ -233,7 +233,7 @@ def password_save():
     form = ChangePasswordForm(prefix="password")
     if form.validate_on_submit():
         try:
-            services.password_change(
+            passwords.password_change(
                 db_session(),
                 actor=auth.current_actor(),
                 user=current_user.user,

@@ -19,7 +19,7 @@ from flask_login import current_user
 
 from portal.db import db_session
 from portal.forms import show_errors
-from portal.identity import auth, selectors, services
+from portal.identity import accounts, auth, invitations, selectors
 from portal.identity.forms import ConfirmForm, InviteForm, RoleForm
 from portal.kernel.actor import COUNCIL_ROLES, ORG_ROLES, Role
 from portal.kernel.errors import DomainError
@@ -111,7 +111,7 @@ def invite(scope: str, slug: str | None = None):
     form.role.choices = _roles_for(org)
     if form.validate_on_submit():
         try:
-            services.invitation_create(
+            invitations.invitation_create(
                 db_session(),
                 actor=auth.current_actor(),
                 email=form.email.data,
@@ -146,7 +146,7 @@ def change_role(scope: str, user_id: int, slug: str | None = None):
     form.role.choices = _roles_for(org)
     if form.validate_on_submit():
         try:
-            services.user_change_role(
+            accounts.user_change_role(
                 db_session(), actor=auth.current_actor(), user=user, role=form.role.data
             )
         except DomainError as error:
@@ -170,7 +170,7 @@ def set_active(scope: str, user_id: int, active: str, slug: str | None = None):
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(back)
     try:
-        services.user_set_active(
+        accounts.user_set_active(
             db_session(), actor=auth.current_actor(), user=user, active=active == "reactivate"
         )
     except DomainError as error:
@@ -192,7 +192,9 @@ def revoke_invitation(scope: str, invitation_id: int, slug: str | None = None):
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(back)
     try:
-        services.invitation_revoke(db_session(), actor=auth.current_actor(), invitation=invitation)
+        invitations.invitation_revoke(
+            db_session(), actor=auth.current_actor(), invitation=invitation
+        )
     except DomainError as error:
         db_session().rollback()
         flash(error.detail, "error")

@@ -10,12 +10,12 @@ from portal.audit.selectors import audit_events_list
 from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import committed, form_values
-from portal.identity import auth
+from portal.identity import auth, invitations
 from portal.identity import selectors as people
 from portal.identity.forms import ConfirmForm, InviteForm
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import Conflict, DomainError
+from portal.kernel.errors import DomainError
 from portal.settings.services import settings_get
 from portal.tenancy import selectors, services
 from portal.tenancy.forms import ApplicationForm, OrganisationForm, OrgProfileForm, StatusForm
@@ -189,10 +189,10 @@ def organisation_status(slug: str, action: str):
     if not form.validate_on_submit():
         flash("The form expired or was incomplete; nothing was changed. Try again.", "error")
         return redirect(url_for("tenancy.organisation_detail", slug=slug))
-    target, label = STATUS_ACTIONS[action]
-    not_invited = None
+    target, _label = STATUS_ACTIONS[action]
+    # Not forms.committed: the page redirects, so every refusal is flashed whole.
     try:
-        org = services.organisation_transition(
+        change = invitations.organisation_change_status(
             db_session(),
             actor=g.actor,
             organisation=org,
@@ -200,35 +200,20 @@ def organisation_status(slug: str, action: str):
             reason=form.reason.data,
             action=action,
         )
-        if action == "approve" and org.applicant_email:
-            from portal.identity.services import invitation_create
-
-            try:
-                with db_session().begin_nested():
-                    invitation_create(
-                        db_session(),
-                        actor=g.actor,
-                        email=org.applicant_email,
-                        role=Role.ORG_ADMIN,
-                        organisation=org,
-                    )
-            except Conflict as error:
-                # The applicant already has an account (in another organisation, say):
-                # the approval stands, and the council invites the first admin by hand.
-                if error.code != "email_taken":
-                    raise
-                not_invited = error.detail
     except DomainError as error:
         db_session().rollback()
         flash(error.detail, "error")
     else:
         db_session().commit()
-        message = f"{org.name} is now {org.status}."
-        if action == "approve" and org.applicant_email and not not_invited:
-            message += f" An invitation went to {org.applicant_email}."
+        message = f"{change.organisation.name} is now {change.organisation.status}."
+        if change.invited:
+            message += f" An invitation went to {change.invited}."
         flash(message, "success")
-        if not_invited:
-            flash(f"{not_invited} No invitation was sent; invite the first admin below.", "error")
+        if change.not_invited:
+            flash(
+                f"{change.not_invited} No invitation was sent; invite the first admin below.",
+                "error",
+            )
     return redirect(url_for("tenancy.organisation_detail", slug=slug))
 
 

@@ -359,7 +359,7 @@ def test_an_org_admin_cannot_invite_council_roles(app, make_org, signed_in, mail
 
 def test_the_service_refuses_council_roles_from_an_org_admin(app, make_org):
     """Whatever page or API calls it, the rule holds in the service."""
-    from portal.identity.services import invitation_create
+    from portal.identity.invitations import invitation_create
     from portal.kernel.actor import Actor
     from portal.kernel.errors import DomainError
     from portal.tenancy.models import Organisation
@@ -433,7 +433,7 @@ def test_invitations_to_an_organisation_that_is_not_active_are_refused(
 
 
 def test_nothing_is_mailed_when_the_transaction_rolls_back(app, make_org, mailbox):
-    from portal.identity.services import invitation_create
+    from portal.identity.invitations import invitation_create
     from portal.tenancy.models import Organisation
 
     org = make_org()

@@ -58,8 +58,8 @@ def person(app, org_slug: str, email: str) -> str:
     """An account (a member) of the organisation with this email, made if missing."""
     import sqlalchemy as sa
 
+    from portal.identity.accounts import user_create
     from portal.identity.models import User
-    from portal.identity.services import user_create
     from portal.tenancy.selectors import organisation_by_slug
 
     with app.app_context():

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from portal.catalogue.models import Product
 from portal.db import db
-from portal.identity.services import user_create
+from portal.identity.accounts import user_create
 from portal.kernel.actor import Role
 from portal.kernel.errors import DomainError
 from portal.seats import services

@@ -1,0 +1,225 @@
+"""Writes on accounts: creating them, roles, (de)activation, one's own profile.
+
+Services take the database session and an :class:`Actor`, flush but never
+commit, and raise domain errors with stable codes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from sqlalchemy.orm import Session
+
+from portal.audit.services import audit_record
+from portal.identity.models import User
+from portal.identity.security import hash_password, password_problems
+from portal.identity.sign_in import sessions_revoke_for_user
+from portal.kernel.actor import ORG_ROLES, Actor, Role
+from portal.kernel.errors import (
+    Conflict,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+from portal.signals import user_deactivated
+from portal.tenancy.models import Organisation
+from portal.validation import Email, Stripped, parse
+
+PersonName = Annotated[str, Stripped, StringConstraints(max_length=200)]
+
+
+def ensure_email_free(session: Session, email: str) -> None:
+    if session.scalar(sa.select(User.id).where(User.email == email)) is not None:
+        raise Conflict(
+            f"{email} already has an account.",
+            code="email_taken",
+            errors={"email": ["This email already has an account."]},
+        )
+
+
+def check_password(password: str, field: str = "password") -> None:
+    problems = password_problems(password or "")
+    if problems:
+        raise ValidationFailed("Choose another password.", errors={field: problems})
+
+
+class _NewAccount(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Email
+    name: PersonName = ""
+
+
+def user_create(
+    session: Session,
+    *,
+    actor: Actor,
+    email: str,
+    role: Role | str,
+    organisation: Organisation | None = None,
+    name: str = "",
+    password: str | None = None,
+) -> User:
+    """Create an account directly (the CLI's ``create-admin``, demo data, SSO provisioning)."""
+    fields = parse(_NewAccount, {"email": email, "name": name})
+    role = Role(role)
+    if role.is_council != (organisation is None):
+        raise ValidationFailed(
+            "Council roles have no organisation; organisation roles need one.",
+            errors={"role": ["This role does not fit the organisation given."]},
+        )
+    ensure_email_free(session, fields.email)
+    if password is not None:
+        check_password(password)
+    user = User(
+        email=fields.email,
+        name=fields.name,
+        role=role.value,
+        organisation_id=organisation.id if organisation else None,
+        password_hash=hash_password(password) if password else None,
+    )
+    session.add(user)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="user.create",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
+        after={"email": user.email, "role": user.role},
+    )
+    return user
+
+
+def may_manage_people(actor: Actor, organisation_id: int | None, role: Role | None = None) -> None:
+    """Council admins manage everyone; org admins only their own organisation's people."""
+    if actor.role is None or actor.role == Role.COUNCIL_ADMIN:
+        return
+    if actor.role == Role.ORG_ADMIN and organisation_id is not None:
+        if actor.organisation_id != organisation_id:
+            raise NotFound("No such person in your organisation.")
+        if role is not None and role not in ORG_ROLES:
+            raise PermissionDenied("Organisation admins can only give organisation roles.")
+        return
+    raise PermissionDenied("You may not manage accounts.")
+
+
+def _active_org_admins(session: Session, organisation_id: int) -> int:
+    return (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(User)
+            .where(
+                User.organisation_id == organisation_id,
+                User.role == Role.ORG_ADMIN,
+                User.is_active,
+            )
+        )
+        or 0
+    )
+
+
+def user_change_role(session: Session, *, actor: Actor, user: User, role: Role | str) -> User:
+    """Give an account another role within its side (council or organisation)."""
+    try:
+        role = Role(role)
+    except ValueError as exc:
+        raise ValidationFailed("Choose a role.", errors={"role": ["Choose a role."]}) from exc
+    may_manage_people(actor, user.organisation_id, role)
+    if role.is_council != user.role_enum.is_council:
+        raise ValidationFailed(
+            "Council and organisation roles cannot be swapped.",
+            errors={"role": ["Choose a role on the same side."]},
+        )
+    if user.role == role:
+        return user
+    if (
+        user.role == Role.ORG_ADMIN
+        and user.is_active
+        and user.organisation_id is not None
+        and _active_org_admins(session, user.organisation_id) <= 1
+    ):
+        raise InvalidState(
+            "This is the organisation's only admin. Make someone else an admin first.",
+            code="last_org_admin",
+        )
+    before = {"role": user.role}
+    user.role = role.value
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="user.change_role",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
+        before=before,
+        after={"role": user.role},
+    )
+    return user
+
+
+def user_set_active(session: Session, *, actor: Actor, user: User, active: bool) -> User:
+    """Deactivate (ends every session, releases seats) or reactivate an account."""
+    may_manage_people(actor, user.organisation_id)
+    if user.id == actor.user_id and not active:
+        raise InvalidState("You cannot deactivate your own account.", code="self_deactivation")
+    if user.is_active == active:
+        return user
+    if (
+        not active
+        and user.role == Role.ORG_ADMIN
+        and user.organisation_id is not None
+        and _active_org_admins(session, user.organisation_id) <= 1
+    ):
+        raise InvalidState(
+            "This is the organisation's only admin. Make someone else an admin first.",
+            code="last_org_admin",
+        )
+    user.is_active = active
+    session.flush()
+    if not active:
+        sessions_revoke_for_user(session, user_id=user.id)
+        user_deactivated.send(user, session=session, actor=actor)
+    audit_record(
+        session,
+        actor=actor,
+        action="user.reactivate" if active else "user.deactivate",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
+        before={"is_active": not active},
+        after={"is_active": active},
+    )
+    return user
+
+
+class _Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Stripped, StringConstraints(min_length=1, max_length=200)]
+
+
+def profile_update(session: Session, *, actor: Actor, user: User, name: str) -> User:
+    """Change one's own display name."""
+    fields = parse(_Profile, {"name": name})
+    before = {"name": user.name}
+    user.name = fields.name
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="user.update_profile",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
+        before=before,
+        after={"name": user.name},
+    )
+    return user
