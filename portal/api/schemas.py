@@ -61,8 +61,8 @@ def _validator_schemas() -> dict[Callable[..., Any], dict[str, Any]]:
         validation.check_email: EMAIL,
         validation.check_country: {"enum": list(iso.countries())},
         validation.check_currency: {"enum": list(iso.currencies())},
-        catalogue._check_key: KEY,
-        catalogue._check_url: URL,
+        catalogue.check_key: KEY,
+        catalogue.check_url: URL,
     }
     for name, fragment in (("check_period", PERIOD), ("check_date", DATE)):
         check = getattr(validation, name, None)

@@ -42,7 +42,7 @@ _KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
 _URL_RE = re.compile(r"^https?://[^\s/$.?#].[^\s]*$")
 
 
-def _check_key(value: str) -> str:
+def check_key(value: str) -> str:
     if not _KEY_RE.match(value):
         raise ValueError(
             "Use lower-case letters, digits, “_”, “.” and “-”, starting with a letter."
@@ -50,7 +50,7 @@ def _check_key(value: str) -> str:
     return value
 
 
-def _check_url(value: str) -> str:
+def check_url(value: str) -> str:
     if not _URL_RE.match(value):
         raise ValueError("Enter a web address starting with https:// (or http://).")
     return value
@@ -58,9 +58,9 @@ def _check_url(value: str) -> str:
 
 Name = Annotated[str, Stripped, StringConstraints(min_length=1, max_length=200)]
 Key = Annotated[
-    str, Stripped, StringConstraints(min_length=1, max_length=63), AfterValidator(_check_key)
+    str, Stripped, StringConstraints(min_length=1, max_length=63), AfterValidator(check_key)
 ]
-Url = Annotated[str, Stripped, StringConstraints(max_length=500), AfterValidator(_check_url)]
+Url = Annotated[str, Stripped, StringConstraints(max_length=500), AfterValidator(check_url)]
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 
 
