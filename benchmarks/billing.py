@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from portal.billing.services import LINE_COLUMNS  # the invoice lines' columns
+from portal.billing.drafting import LINE_COLUMNS  # the invoice lines' columns
 
 CURRENCIES = ("EUR", "GBP")
 SUBSCRIPTIONS = 5  # per organisation

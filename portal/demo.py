@@ -420,8 +420,9 @@ def _invoices(session: Session, actor: Actor) -> None:
     """Invoices of the two past months, finalised (numbers, PDFs, mail), some paid, some open."""
     import datetime as dt
 
+    from portal.billing.drafting import invoice_draft_refresh
+    from portal.billing.lifecycle import invoice_finalize, payment_record
     from portal.billing.models import InvoiceStatus
-    from portal.billing.services import invoice_draft_refresh, invoice_finalize, payment_record
     from portal.kernel.clock import now_utc
     from portal.kernel.periods import period_of
     from portal.tenancy.models import Organisation

@@ -21,7 +21,7 @@ from portal.api import pagination
 from portal.api.auth import COUNCIL, ORGANISATION, current_actor
 from portal.api.framework import reply, route
 from portal.api.schemas import PERIOD, SLUG, ApiModel, ApiParams, IdPath, ListQuery
-from portal.billing import documents, exports, selectors, services
+from portal.billing import documents, exports, lifecycle, selectors
 from portal.billing.jobs import invoice_run_execute
 from portal.billing.models import CreditNote, Invoice, InvoiceRun
 from portal.billing.operations import invoice_run_start
@@ -343,7 +343,7 @@ def invoice_finalize(path: InvoicePath) -> Response:
 
     409 `not_draft` when it is final already.
     """
-    invoice = services.invoice_finalize(
+    invoice = lifecycle.invoice_finalize(
         db_session(), actor=current_actor(), invoice=_invoice(path.id)
     )
     return reply(InvoiceOut.of(invoice))
@@ -361,7 +361,7 @@ def invoice_finalize(path: InvoicePath) -> Response:
 def credit_note_create(path: InvoicePath, body: CreditNoteCreate) -> Response:
     """Credit part or all of a finalised invoice (409 `not_creditable` for a draft or void one)."""
     invoice = _invoice(path.id)
-    note = services.credit_note_create(
+    note = lifecycle.credit_note_create(
         db_session(), actor=current_actor(), invoice=invoice, amount=body.amount, reason=body.reason
     )
     return reply(CreditNoteOut.of(note, invoice), 201)

@@ -23,7 +23,7 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from portal.billing.jobs import invoice_run_execute
-from portal.billing.models import InvoiceRun
+from portal.billing.models import InvoiceRun, InvoiceRunStatus
 from portal.db import db
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
@@ -49,7 +49,7 @@ def invoice_run_in_background(*, run_id: int, actor: Actor) -> threading.Thread:
                 session.rollback()
                 run = session.get(InvoiceRun, run_id)
                 if run is not None:
-                    run.status = "failed"
+                    run.status = InvoiceRunStatus.FAILED
                     run.error = f"The run stopped: {type(error).__name__}: {error}"[:10_000]
                     run.finished_at = now_utc()
                     session.commit()
@@ -81,4 +81,4 @@ def wait_for_runs(timeout: float = 60) -> None:
 
 def run_stalled(run: InvoiceRun, now: dt.datetime) -> bool:
     """Whether a ``running`` run has gone on so long that its process has likely stopped."""
-    return run.status == "running" and now - run.started_at > STALLED_AFTER
+    return run.status == InvoiceRunStatus.RUNNING and now - run.started_at > STALLED_AFTER

@@ -3,7 +3,7 @@
 The file is CSV with a header row naming (in any order, any case) ``date``,
 ``amount``, ``currency`` and ``reference``; other columns are ignored. Each
 row is one transfer received. Its reference is matched to an invoice's
-payment reference (:func:`portal.billing.services.invoice_by_reference`), first
+payment reference (:func:`portal.billing.lifecycle.invoice_by_reference`), first
 as a whole, then by the first invoice number found inside it ("Invoice
 INV-2026-000042, thank you").
 
@@ -38,8 +38,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
+from portal.billing.access import require_finance
+from portal.billing.lifecycle import invoice_by_reference, invoice_can_become, payment_record
 from portal.billing.models import Invoice, InvoiceStatus, Payment
-from portal.billing.services import _require_finance, invoice_by_reference, payment_record
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, ValidationFailed
@@ -48,6 +49,7 @@ from portal.kernel.money import format_money, to_minor
 
 REQUIRED = ("date", "amount", "currency", "reference")
 MAX_ROWS = 10_000
+MAX_CHARACTERS = 2_000_000  # a statement's text; a page reads one byte more to know
 NUMBER_IN_TEXT = re.compile(r"\b[A-Z0-9]{1,12}-\d{4}-\d{6}\b")
 
 
@@ -139,9 +141,30 @@ def _parse(row: ImportRow, today: dt.date) -> dt.date | None:
     return received
 
 
+def bank_statement_upload(session: Session, *, actor: Actor, data: bytes) -> ImportResult:
+    """Import an uploaded statement: UTF-8 (a byte-order mark is fine), at most 2 MB of text.
+
+    ``data`` is the file's first :data:`MAX_CHARACTERS` + 1 bytes (a longer file
+    is refused without reading it all).
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(
+            "The file must be UTF-8 text (CSV).",
+            errors={"file": ["The file must be UTF-8 text (CSV)."]},
+        ) from exc
+    if len(text) > MAX_CHARACTERS:
+        raise ValidationFailed(
+            "The file is over 2 MB; split the statement.",
+            errors={"file": ["The file is over 2 MB; split the statement."]},
+        )
+    return bank_statement_import(session, actor=actor, text=text)
+
+
 def bank_statement_import(session: Session, *, actor: Actor, text: str) -> ImportResult:
     """Match every row of a bank statement (CSV text) and record the matched payments."""
-    _require_finance(actor)
+    require_finance(actor)
     reader = csv.DictReader(io.StringIO(text))
     columns = _header(reader.fieldnames)
     today = now_utc().date()
@@ -222,7 +245,7 @@ def _mismatch(invoice: Invoice, row: ImportRow) -> str:
     """Why a transfer cannot be recorded against ``invoice`` ("" when it can)."""
     if invoice.currency != row.currency:
         return f"{invoice.number} is in {invoice.currency}; the transfer is in {row.currency}."
-    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
+    if not invoice_can_become(invoice, InvoiceStatus.PAID):
         return f"{invoice.number} is {invoice.status}; nothing is owed on it."
     assert row.amount_minor is not None
     if row.amount_minor > invoice.amount_due:

@@ -22,13 +22,11 @@ from fractions import Fraction
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.billing.models import Invoice, InvoiceLine
+from portal.billing.models import ISSUED, Invoice, InvoiceLine, InvoiceStatus
 from portal.billing.rating import round_half_up
 from portal.catalogue.models import LicencePool, Product
 from portal.kernel.periods import period_bounds
 from portal.metering.selectors import pool_utilisation_series
-
-ISSUED = ("open", "paid", "uncollectible")
 
 
 @dataclass
@@ -183,7 +181,7 @@ def council_economics(session: Session, *, period: str, today: dt.date) -> Econo
     drafts = session.scalar(
         sa.select(sa.func.count())
         .select_from(Invoice)
-        .where(Invoice.period == period, Invoice.status == "draft")
+        .where(Invoice.period == period, Invoice.status == InvoiceStatus.DRAFT)
     )
     return Economics(
         period=period,

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.billing.models import CreditNote, Invoice, InvoiceLine
+from portal.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus
 from portal.csvutil import safe_cell
 from portal.kernel.periods import period_bounds
 from portal.tenancy.models import Organisation
@@ -82,7 +82,7 @@ def export_rows(
         )
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
         .join(Organisation, Organisation.id == Invoice.organisation_id)
-        .where(Invoice.period == period, Invoice.status != "draft")
+        .where(Invoice.period == period, Invoice.status != InvoiceStatus.DRAFT)
         .order_by(Invoice.number, InvoiceLine.position)
     )
     if organisation_id is not None:

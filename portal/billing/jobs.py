@@ -14,20 +14,16 @@ on the month).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.billing.models import Invoice, InvoiceRun
-from portal.billing.services import (
-    Billed,
-    DraftInputs,
-    _require_finance,
-    draft_inputs,
-    drafts_write,
-    invoice_finalize,
-)
+from portal.billing.access import require_finance
+from portal.billing.drafting import Billed, DraftInputs, draft_inputs, drafts_write
+from portal.billing.lifecycle import invoice_finalize
+from portal.billing.models import Invoice, InvoiceRun, InvoiceRunStatus
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
@@ -54,7 +50,7 @@ def invoice_run_create(
     session: Session, *, actor: Actor, period: str, finalize: bool = False
 ) -> InvoiceRun:
     """Record a new run of ``period`` (validated) for :func:`invoice_run_execute`."""
-    _require_finance(actor)
+    require_finance(actor)
     period_bounds(period)
     run = InvoiceRun(
         period=period,
@@ -117,7 +113,7 @@ def invoice_run_execute(
     session.commit()
     counts = {"created": 0, "refreshed": 0, "finalised": 0}
     errors: list[str] = []
-    runs = InvoiceRun.__table__
+    runs = cast(sa.Table, InvoiceRun.__table__)
     progress = sa.update(runs).where(runs.c.id == sa.bindparam("run_id"))
     # A finalising run renders and mails each invoice: one organisation per transaction.
     size = 1 if finalize else BATCH
@@ -162,7 +158,7 @@ def invoice_run_execute(
             on_progress(done, len(organisations))
     run = session.get(InvoiceRun, run_id)
     assert run is not None
-    run.status = "failed" if errors else "done"
+    run.status = InvoiceRunStatus.FAILED if errors else InvoiceRunStatus.DONE
     run.error = "\n".join(errors)[:10_000] or None
     run.finished_at = now_utc()
     session.commit()

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
 
@@ -25,6 +25,16 @@ class InvoiceStatus(enum.StrEnum):
     PAID = "paid"
     VOID = "void"
     UNCOLLECTIBLE = "uncollectible"
+
+
+# Finalised invoices that stand: they were issued and count (void ones were cancelled).
+ISSUED = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
+
+
+class InvoiceRunStatus(enum.StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
 
 
 class Invoice(TimestampMixin, Base):
@@ -52,7 +62,9 @@ class Invoice(TimestampMixin, Base):
     )
     period: Mapped[str] = mapped_column(sa.String(7), nullable=False)  # YYYY-MM
     currency: Mapped[str] = mapped_column(sa.String(3), nullable=False)
-    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="draft")
+    status: Mapped[InvoiceStatus] = mapped_column(
+        enum_column(InvoiceStatus, 16), nullable=False, default=InvoiceStatus.DRAFT
+    )
     number: Mapped[str | None] = mapped_column(sa.String(32), unique=True)
     subtotal: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
     tax: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
@@ -125,7 +137,9 @@ class InvoiceRun(Base):
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     period: Mapped[str] = mapped_column(sa.String(7), nullable=False, index=True)
-    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="running")
+    status: Mapped[InvoiceRunStatus] = mapped_column(
+        enum_column(InvoiceRunStatus, 16), nullable=False, default=InvoiceRunStatus.RUNNING
+    )
     finalize: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
     organisations_total: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     organisations_done: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)

@@ -1,11 +1,9 @@
-"""Finance operations built on the core invoice services.
+"""Finance operations built on the drafting engine and the invoice lifecycle.
 
 * :func:`invoice_run_start` records a run of a month that has begun, for the
   background job or the API to execute.
 * :func:`drafts_finalize` finalises every draft of a month in one transaction:
   all of them get numbers, PDFs and mail, or (on any failure) none does.
-* :func:`invoice_mark_uncollectible` writes an open invoice off; a payment that
-  arrives later still settles it (:func:`portal.billing.services.payment_record`).
 """
 
 from __future__ import annotations
@@ -13,13 +11,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.audit.services import audit_record
+from portal.billing.access import require_finance
 from portal.billing.jobs import invoice_run_create
+from portal.billing.lifecycle import invoice_finalize
 from portal.billing.models import Invoice, InvoiceRun, InvoiceStatus
-from portal.billing.services import _lock, _require_finance, invoice_finalize
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import InvalidState, ValidationFailed
+from portal.kernel.errors import DomainError, ValidationFailed
 from portal.kernel.periods import period_bounds
 
 
@@ -38,7 +36,7 @@ def invoice_run_start(
     session: Session, *, actor: Actor, period: str, finalize: bool = False
 ) -> InvoiceRun:
     """Record a run of ``period`` (a month that has begun) to be executed next."""
-    _require_finance(actor)
+    require_finance(actor)
     period = period_check(period)
     start, _ = period_bounds(period)
     if start > now_utc():
@@ -52,58 +50,36 @@ def invoice_run_start(
 def drafts_finalize(session: Session, *, actor: Actor, period: str) -> list[Invoice]:
     """Finalise every draft of ``period``, in id order; returns the invoices finalised.
 
+    All or none: a domain error says "Nothing was finalised: ..." and the caller
+    rolls the transaction back.
+
     The month's drafts are locked first, before any number is taken, so a
     finalisation of one of them running at the same time either finishes first
     (and its invoice is skipped here) or waits: the locks are always taken in
     the order invoice, then number counter, and nobody deadlocks.
     """
-    _require_finance(actor)
-    period_bounds(period)
-    drafts = list(
-        session.scalars(
-            sa.select(Invoice)
-            .where(Invoice.period == period, Invoice.status == InvoiceStatus.DRAFT)
-            .order_by(Invoice.id)
-            .with_for_update(of=Invoice)
-        ).unique()
-    )
-    finalised = []
-    for invoice in drafts:
-        session.refresh(invoice)
-        if invoice.status != InvoiceStatus.DRAFT:
-            continue
-        finalised.append(invoice_finalize(session, actor=actor, invoice=invoice))
+    try:
+        require_finance(actor)
+        period_bounds(period)
+        drafts = list(
+            session.scalars(
+                sa.select(Invoice)
+                .where(Invoice.period == period, Invoice.status == InvoiceStatus.DRAFT)
+                .order_by(Invoice.id)
+                .with_for_update(of=Invoice)
+            ).unique()
+        )
+        finalised = []
+        for invoice in drafts:
+            session.refresh(invoice)
+            if invoice.status != InvoiceStatus.DRAFT:
+                continue
+            finalised.append(invoice_finalize(session, actor=actor, invoice=invoice))
+    except DomainError as error:  # all or none: the caller rolls every finalisation back
+        raise type(error)(
+            f"Nothing was finalised: {error.detail}",
+            code=error.code,
+            errors=error.errors,
+            extra=error.extra,
+        ) from error
     return finalised
-
-
-def invoice_mark_uncollectible(
-    session: Session, *, actor: Actor, invoice: Invoice, reason: str
-) -> Invoice:
-    """Write off an open invoice as uncollectible (number and PDF stay; a payment still counts)."""
-    _require_finance(actor)
-    _lock(session, invoice)
-    if invoice.status != InvoiceStatus.OPEN:
-        raise InvalidState(
-            f"Only an open invoice can be written off; this one is {invoice.status}.",
-            code="not_collectible",
-        )
-    reason = (reason or "").strip()
-    if not reason or len(reason) > 1000:
-        raise ValidationFailed(
-            "Say why the invoice cannot be collected.",
-            errors={"reason": ["Give a reason (at most 1,000 characters)."]},
-        )
-    invoice.status = InvoiceStatus.UNCOLLECTIBLE
-    session.flush()
-    audit_record(
-        session,
-        actor=actor,
-        action="invoice.uncollectible",
-        target_type="invoice",
-        target_id=invoice.id,
-        target_label=invoice.number,
-        organisation_id=invoice.organisation_id,
-        before={"status": "open"},
-        after={"status": "uncollectible", "reason": reason[:500], "due": invoice.amount_due},
-    )
-    return invoice

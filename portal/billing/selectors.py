@@ -15,12 +15,19 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceRun, Payment
+from portal.billing.models import (
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    InvoiceRun,
+    InvoiceStatus,
+    Payment,
+)
 from portal.kernel.errors import NotFound
 from portal.kernel.periods import period_bounds, period_of
 from portal.tenancy.models import Organisation
 
-STATUSES = ("draft", "open", "paid", "void", "uncollectible")
+STATUSES = tuple(InvoiceStatus)  # in the order of the finance page's filter
 
 
 def recent_periods(today: dt.date, count: int = 6) -> list[str]:
@@ -50,7 +57,7 @@ def invoice_in_scope(
     if organisation_id is not None:
         query = query.where(Invoice.organisation_id == organisation_id)
     if issued_only:
-        query = query.where(Invoice.status != "draft")
+        query = query.where(Invoice.status != InvoiceStatus.DRAFT)
     invoice = session.scalar(query)
     if invoice is None:
         raise NotFound("No such invoice.")
@@ -72,7 +79,7 @@ def invoices_list(
     if organisation_id is not None:
         query = query.where(Invoice.organisation_id == organisation_id)
     if issued_only:
-        query = query.where(Invoice.status != "draft")
+        query = query.where(Invoice.status != InvoiceStatus.DRAFT)
     if period:
         period_bounds(period)
         query = query.where(Invoice.period == period)
@@ -90,7 +97,9 @@ def organisation_invoices(session: Session, *, organisation_id: int) -> list[Inv
     return list(
         session.scalars(
             sa.select(Invoice)
-            .where(Invoice.organisation_id == organisation_id, Invoice.status != "draft")
+            .where(
+                Invoice.organisation_id == organisation_id, Invoice.status != InvoiceStatus.DRAFT
+            )
             .order_by(Invoice.period.desc(), Invoice.id.desc())
         ).unique()
     )
@@ -110,7 +119,7 @@ class MonthOverview:
 def month_overview(session: Session, *, period: str, status: str | None = None) -> MonthOverview:
     """Everything the finance page shows for ``period`` (one query per part)."""
     period_bounds(period)
-    counts = Counter(
+    counts: Counter[str] = Counter(
         dict(
             session.execute(
                 sa.select(Invoice.status, sa.func.count())
@@ -165,7 +174,7 @@ def draft_ids(session: Session, *, period: str) -> list[int]:
     return list(
         session.scalars(
             sa.select(Invoice.id)
-            .where(Invoice.period == period, Invoice.status == "draft")
+            .where(Invoice.period == period, Invoice.status == InvoiceStatus.DRAFT)
             .order_by(Invoice.id)
         )
     )
@@ -259,7 +268,7 @@ def invoice_detail(
                 Invoice.organisation_id == invoice.organisation_id,
                 Invoice.currency == invoice.currency,
                 Invoice.period == previous_period(invoice.period),
-                Invoice.status != "void",
+                Invoice.status != InvoiceStatus.VOID,
             )
         )
         detail.comparison = _compare(invoice, detail.previous)

@@ -26,8 +26,9 @@ from flask import (
     url_for,
 )
 
-from portal.billing import background, documents, exports, selectors, services
-from portal.billing.bank_import import bank_statement_import
+from portal.billing import background, documents, exports, lifecycle, selectors
+from portal.billing.bank_import import MAX_CHARACTERS, bank_statement_upload
+from portal.billing.drafting import draft_recompute
 from portal.billing.economics import ECONOMICS_COLUMNS, council_economics, economics_rows
 from portal.billing.forms import (
     BankImportForm,
@@ -37,12 +38,12 @@ from portal.billing.forms import (
     RunForm,
     amount_minor,
 )
-from portal.billing.models import Invoice
-from portal.billing.operations import drafts_finalize, invoice_mark_uncollectible, invoice_run_start
+from portal.billing.models import Invoice, InvoiceStatus
+from portal.billing.operations import drafts_finalize, invoice_run_start
 from portal.billing.overdue import past_due_invoices
 from portal.csvutil import csv_text
 from portal.db import db_session
-from portal.forms import committed, show_errors
+from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
@@ -50,6 +51,7 @@ from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
 from portal.kernel.money import format_money
 from portal.kernel.periods import period_bounds, period_of
+from portal.settings.services import settings_get
 
 bp = Blueprint("billing", __name__)
 
@@ -174,13 +176,9 @@ def finalize_all():
     if not form.validate_on_submit():
         flash("The form expired; nothing was finalised. Try again.", "error")
         return redirect(url_for("billing.finance", period=period or None))
-    try:
+    with committed(form) as saved:  # a refusal says "Nothing was finalised: ..."
         finalised = drafts_finalize(db_session(), actor=g.actor, period=period)
-    except DomainError as error:
-        db_session().rollback()
-        flash(f"Nothing was finalised: {error.detail}", "error")
-    else:
-        db_session().commit()
+    if saved:
         if finalised:
             flash(
                 f"{len(finalised)} invoice{'s' if len(finalised) != 1 else ''} finalised "
@@ -235,17 +233,14 @@ def invoice_pdf(invoice_id: int):
 def invoice_finalize(invoice_id: int):
     """Give a draft its number, store its PDF and mail it to the billing contact."""
     invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
-    if not ConfirmForm().validate_on_submit():
+    form = ConfirmForm()
+    if not form.validate_on_submit():
         flash("The form expired; the invoice was not finalised. Try again.", "error")
         return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
-    try:
-        services.invoice_finalize(db_session(), actor=g.actor, invoice=invoice)
-    except DomainError as error:
-        db_session().rollback()
-        flash(error.detail, "error")
-    else:
+    with committed(form) as saved:
+        lifecycle.invoice_finalize(db_session(), actor=g.actor, invoice=invoice)
         number, email = invoice.number, invoice.organisation.billing_email
-        db_session().commit()
+    if saved:
         flash(f"Invoice {number} issued; the PDF is stored and mailed to {email}.", "success")
     return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
 
@@ -255,33 +250,26 @@ def invoice_finalize(invoice_id: int):
 def invoice_refresh(invoice_id: int):
     """Recompute a draft from the seats and usage recorded now."""
     invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
-    period, organisation = invoice.period, invoice.organisation
-    if not ConfirmForm().validate_on_submit():
+    period, name = invoice.period, invoice.organisation.name
+    form = ConfirmForm()
+    if not form.validate_on_submit():
         flash("The form expired; the draft was not refreshed. Try again.", "error")
         return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
-    if invoice.status != "draft":
-        flash(f"Invoice {invoice.number} is final; it never changes.", "error")
+    with committed(form) as saved:
+        refreshed, _ = draft_recompute(db_session(), actor=g.actor, invoice=invoice)
+        refreshed_id = refreshed.id if refreshed is not None else None
+    if not saved:
         return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
-    try:
-        refreshed, outcome = services.invoice_draft_refresh(
-            db_session(), actor=g.actor, organisation=organisation, period=period
-        )
-    except DomainError as error:
-        db_session().rollback()
-        flash(error.detail, "error")
-        return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
-    db_session().commit()
-    if refreshed is None:
-        flash(f"{organisation.name} owes nothing for {period}; the draft was removed.", "info")
+    if refreshed_id is None:
+        flash(f"{name} owes nothing for {period}; the draft was removed.", "info")
         return redirect(url_for("billing.finance", period=period))
     flash("The draft is up to date with the seats and usage recorded now.", "success")
-    return redirect(url_for("billing.invoice_review", invoice_id=refreshed.id))
+    return redirect(url_for("billing.invoice_review", invoice_id=refreshed_id))
 
 
-def _amount_problem(form, error: DomainError, low: int, high: int, currency: str) -> None:
+def _amount_in_units(form, low: int, high: int, currency: str) -> None:
     """A service's amount message (in minor units) in the units people typed."""
-    show_errors(form, error)
-    if "amount" in (error.errors or {}):
+    if form.amount.errors:
         form.amount.errors = [
             f"Enter an amount from {format_money(low, currency)} to {format_money(high, currency)}."
             if high >= low
@@ -299,21 +287,19 @@ def credit_note_create(invoice_id: int):
     if form.validate_on_submit():
         amount = amount_minor(form, invoice.currency)
         if amount is not None:
-            creditable = invoice.subtotal - sum(n.subtotal for n in detail.credit_notes)
-            try:
-                note = services.credit_note_create(
+            creditable = lifecycle.invoice_creditable(db_session(), invoice)
+            with committed(form) as saved:
+                note = lifecycle.credit_note_create(
                     db_session(),
                     actor=g.actor,
                     invoice=invoice,
                     amount=amount,
                     reason=form.reason.data or "",
                 )
-            except DomainError as error:
-                db_session().rollback()
-                _amount_problem(form, error, 1, creditable, invoice.currency)
-            else:
                 number, total = note.number, note.total
-                db_session().commit()
+            if not saved:
+                _amount_in_units(form, 1, creditable, invoice.currency)
+            else:
                 flash(
                     f"Credit note {number} issued for {format_money(total, invoice.currency)} "
                     "(tax included).",
@@ -333,8 +319,8 @@ def payment_create(invoice_id: int):
         amount = amount_minor(form, invoice.currency)
         if amount is not None:
             due = invoice.amount_due
-            try:
-                services.payment_record(
+            with committed(form) as saved:
+                lifecycle.payment_record(
                     db_session(),
                     actor=g.actor,
                     invoice=invoice,
@@ -343,15 +329,13 @@ def payment_create(invoice_id: int):
                     received_on=form.received_on.data,
                     reference=form.reference.data,
                 )
-            except DomainError as error:
-                db_session().rollback()
-                _amount_problem(form, error, 1, due, invoice.currency)
-            else:
                 status, left = invoice.status, invoice.amount_due
-                db_session().commit()
+            if not saved:
+                _amount_in_units(form, 1, due, invoice.currency)
+            else:
                 flash(
                     "Payment recorded; the invoice is paid."
-                    if status == "paid"
+                    if status == InvoiceStatus.PAID
                     else f"Part payment recorded; {format_money(left, invoice.currency)} "
                     "is still due.",
                     "success",
@@ -368,7 +352,10 @@ def invoice_close(invoice_id: int, action: str):
     prefix = "void" if action == "void" else "writeoff"
     form = ReasonForm(prefix=prefix)
     if form.validate_on_submit():
-        change = services.invoice_void if action == "void" else invoice_mark_uncollectible
+        if action == "void":
+            change = lifecycle.invoice_void
+        else:
+            change = lifecycle.invoice_mark_uncollectible
         with committed(form) as saved:
             change(db_session(), actor=g.actor, invoice=invoice, reason=form.reason.data or "")
             number = invoice.number
@@ -397,18 +384,11 @@ def bank_import():
     if request.method == "POST":
         code = 400
         if form.validate_on_submit():
-            try:
-                text = form.file.data.read(2_000_001).decode("utf-8-sig")
-            except UnicodeDecodeError:
-                form.file.errors = ["The file must be UTF-8 text (CSV)."]
-            else:
-                if len(text) > 2_000_000:
-                    form.file.errors = ["The file is over 2 MB; split the statement."]
-                else:
-                    with committed(form) as saved:
-                        result = bank_statement_import(db_session(), actor=g.actor, text=text)
-                    if saved:
-                        code = 200
+            data = form.file.data.read(MAX_CHARACTERS + 1)
+            with committed(form) as saved:
+                result = bank_statement_upload(db_session(), actor=g.actor, data=data)
+            if saved:
+                code = 200
     return render_template("billing/bank_import.html", form=form, result=result), code
 
 
@@ -416,8 +396,6 @@ def bank_import():
 @auth.role_required(*FINANCE)
 def overdue():
     """Open invoices past their due date; those past the grace period too are overdue."""
-    from portal.settings.services import settings_get
-
     settings = settings_get(db_session())
     return render_template(
         "billing/overdue.html",

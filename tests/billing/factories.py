@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from portal.billing import services
+from portal.billing import drafting, lifecycle
 from portal.billing.models import CreditNote, Invoice, InvoiceRun, Payment
 from portal.db import db
 from portal.tenancy.models import Organisation
@@ -18,7 +18,7 @@ from tests.conftest import SYSTEM
 def draft(app, org_id: int, period: str) -> int | None:
     """Draft (or refresh) an organisation's invoice; its id, or None when nothing is owed."""
     with app.app_context():
-        invoice, _ = services.invoice_draft_refresh(
+        invoice, _ = drafting.invoice_draft_refresh(
             db.session,
             actor=SYSTEM,
             organisation=db.session.get(Organisation, org_id),
@@ -30,7 +30,7 @@ def draft(app, org_id: int, period: str) -> int | None:
 
 def finalize(app, invoice_id: int) -> str:
     with app.app_context():
-        invoice = services.invoice_finalize(
+        invoice = lifecycle.invoice_finalize(
             db.session, actor=SYSTEM, invoice=db.session.get(Invoice, invoice_id)
         )
         db.session.commit()

@@ -13,7 +13,7 @@ from collections import Counter
 
 import sqlalchemy as sa
 
-from portal.billing import services
+from portal.billing import lifecycle
 from portal.billing.jobs import invoice_run
 from portal.billing.models import Invoice, InvoiceRun
 from portal.db import db, is_postgres
@@ -103,7 +103,7 @@ def test_fifty_concurrent_finalisations_give_fifty_gapless_numbers(
 
     def finalise(invoice_id: int) -> None:
         invoice = db.session.get(Invoice, invoice_id)
-        services.invoice_finalize(db.session, actor=SYSTEM, invoice=invoice)
+        lifecycle.invoice_finalize(db.session, actor=SYSTEM, invoice=invoice)
         db.session.commit()
 
     # Ten at once: within the connection pool (5 + 10 overflow), so threads wait on the
@@ -147,7 +147,7 @@ def test_finalise_all_and_single_finalisations_racing_never_deadlock(app, make_o
             invoice = db.session.get(Invoice, job)
             if invoice.status == "draft":
                 try:
-                    services.invoice_finalize(db.session, actor=SYSTEM, invoice=invoice)
+                    lifecycle.invoice_finalize(db.session, actor=SYSTEM, invoice=invoice)
                 except Exception as error:  # finalised by the other side first
                     if getattr(error, "code", None) != "not_draft":
                         raise

@@ -47,12 +47,12 @@ def test_the_pdf_is_mailed_once_to_the_billing_contact(app, billed, mailbox):
 
 
 def test_a_rolled_back_finalisation_mails_nothing_and_keeps_no_pdf(app, billed, mailbox):
-    from portal.billing import services
+    from portal.billing import lifecycle
     from tests.conftest import SYSTEM
 
     invoice_id = draft(app, billed["org"].id, billed["period"])
     with app.app_context():
-        services.invoice_finalize(
+        lifecycle.invoice_finalize(
             db.session, actor=SYSTEM, invoice=db.session.get(Invoice, invoice_id)
         )
         db.session.rollback()

@@ -10,7 +10,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from portal.billing import services
+from portal.billing import drafting, lifecycle
 from portal.billing.jobs import invoice_run
 from portal.billing.models import CreditNote, Invoice
 from portal.db import db
@@ -23,7 +23,7 @@ from tests.conftest import SYSTEM
 
 def _draft(app, org, period):
     with app.app_context():
-        invoice, outcome = services.invoice_draft_refresh(
+        invoice, outcome = drafting.invoice_draft_refresh(
             db.session,
             actor=SYSTEM,
             organisation=db.session.get(Organisation, org.id),
@@ -42,7 +42,7 @@ def _invoice(app, invoice_id) -> Invoice:
 
 def _finalize(app, invoice_id):
     with app.app_context():
-        invoice = services.invoice_finalize(
+        invoice = lifecycle.invoice_finalize(
             db.session, actor=SYSTEM, invoice=db.session.get(Invoice, invoice_id)
         )
         db.session.commit()
@@ -100,7 +100,7 @@ def test_finalising_numbers_and_freezes_the_invoice(app, billed):
         [line.amount for line in frozen.lines],
     )
     with app.app_context(), pytest.raises(InvalidState):
-        services.invoice_finalize(
+        lifecycle.invoice_finalize(
             db.session, actor=SYSTEM, invoice=db.session.get(Invoice, invoice_id)
         )
 
@@ -150,7 +150,7 @@ def test_credit_notes_reduce_what_is_owed(app, billed):
     _finalize(app, invoice_id)
     with app.app_context():
         invoice = db.session.get(Invoice, invoice_id)
-        note = services.credit_note_create(
+        note = lifecycle.credit_note_create(
             db.session, actor=SYSTEM, invoice=invoice, amount=10000, reason="Two seats unused"
         )
         db.session.commit()
@@ -158,12 +158,12 @@ def test_credit_notes_reduce_what_is_owed(app, billed):
         assert (note.subtotal, note.tax, note.total) == (10000, 1900, 11900)
         assert invoice.amount_due == 35700 - 11900
         with pytest.raises(ValidationFailed) as too_much:
-            services.credit_note_create(
+            lifecycle.credit_note_create(
                 db.session, actor=SYSTEM, invoice=invoice, amount=20001, reason="too much"
             )
         assert "amount" in too_much.value.errors
         db.session.rollback()
-        services.credit_note_create(
+        lifecycle.credit_note_create(
             db.session, actor=SYSTEM, invoice=invoice, amount=20000, reason="The rest"
         )
         db.session.commit()
@@ -174,7 +174,7 @@ def test_credit_notes_reduce_what_is_owed(app, billed):
 def test_credit_notes_need_a_finalised_invoice(app, billed):
     invoice_id, _ = _draft(app, billed["org"], billed["period"])
     with app.app_context(), pytest.raises(InvalidState):
-        services.credit_note_create(
+        lifecycle.credit_note_create(
             db.session,
             actor=SYSTEM,
             invoice=db.session.get(Invoice, invoice_id),
@@ -189,7 +189,7 @@ def test_partial_and_full_payments(app, billed):
     today = now_utc().date()
     with app.app_context():
         invoice = db.session.get(Invoice, invoice_id)
-        services.payment_record(
+        lifecycle.payment_record(
             db.session,
             actor=SYSTEM,
             invoice=invoice,
@@ -201,7 +201,7 @@ def test_partial_and_full_payments(app, billed):
         db.session.commit()
         assert invoice.status == "open" and invoice.amount_due == 25700
         with pytest.raises(ValidationFailed):
-            services.payment_record(
+            lifecycle.payment_record(
                 db.session,
                 actor=SYSTEM,
                 invoice=invoice,
@@ -210,7 +210,7 @@ def test_partial_and_full_payments(app, billed):
                 received_on=today,
             )
         db.session.rollback()
-        services.payment_record(
+        lifecycle.payment_record(
             db.session,
             actor=SYSTEM,
             invoice=invoice,
@@ -220,7 +220,7 @@ def test_partial_and_full_payments(app, billed):
         )
         db.session.commit()
         assert invoice.status == "paid" and invoice.paid_at is not None
-        assert services.invoice_by_reference(db.session, number.lower()).id == invoice_id
+        assert lifecycle.invoice_by_reference(db.session, number.lower()).id == invoice_id
 
 
 def test_a_stripe_payment_is_recorded_once(app, billed):
@@ -229,7 +229,7 @@ def test_a_stripe_payment_is_recorded_once(app, billed):
     with app.app_context():
         invoice = db.session.get(Invoice, invoice_id)
         for _ in range(3):
-            services.payment_record(
+            lifecycle.payment_record(
                 db.session,
                 actor=SYSTEM,
                 invoice=invoice,
@@ -247,11 +247,11 @@ def test_void_only_without_payments(app, billed):
     _finalize(app, invoice_id)
     with app.app_context():
         invoice = db.session.get(Invoice, invoice_id)
-        services.invoice_void(db.session, actor=SYSTEM, invoice=invoice, reason="Wrong org")
+        lifecycle.invoice_void(db.session, actor=SYSTEM, invoice=invoice, reason="Wrong org")
         db.session.commit()
         assert invoice.status == "void" and invoice.amount_due == 0
         with pytest.raises(InvalidState):
-            services.payment_record(
+            lifecycle.payment_record(
                 db.session,
                 actor=SYSTEM,
                 invoice=invoice,
@@ -306,14 +306,14 @@ def test_a_run_in_batches_drafts_each_organisation_once_and_reports_one_that_fai
 
     # Simulated failure (the rating itself has no way to fail on demand): member-4's
     # charges raise the domain error a bad price would.
-    real = services._draft_charges
+    real = drafting._draft_charges
 
     def charges(session, organisation, inputs):
         if organisation.id == orgs[4].id:
             raise ValidationFailed("No seat price in EUR for cad-suite.")
         return real(session, organisation, inputs)
 
-    monkeypatch.setattr(services, "_draft_charges", charges)
+    monkeypatch.setattr(drafting, "_draft_charges", charges)
     progress: list[tuple[int, int]] = []
     with app.app_context():
         run = invoice_run(
@@ -340,7 +340,7 @@ def test_a_run_in_batches_drafts_each_organisation_once_and_reports_one_that_fai
         )  # one line each, the finalised invoice's included
         assert len(db.session.scalars(sa.select(InvoiceRun)).all()) == 1
 
-    monkeypatch.setattr(services, "_draft_charges", real)
+    monkeypatch.setattr(drafting, "_draft_charges", real)
     with app.app_context():
         again = invoice_run(db.session, actor=SYSTEM, period=period)
         assert (again.status, again.invoices_created, again.invoices_refreshed) == ("done", 1, 4)

@@ -87,11 +87,11 @@ def test_overdue_invoices_refuse_new_subscriptions_when_the_council_says_so(
         db.session.commit()
         assert db.session.query(SeatAssignment).count() == 1
     # paying lifts the hold
-    from portal.billing import services
+    from portal.billing import lifecycle
     from portal.billing.models import Invoice
 
     with app.app_context():
-        services.payment_record(
+        lifecycle.payment_record(
             db.session,
             actor=SYSTEM,
             invoice=db.session.get(Invoice, issued["invoice_id"]),

@@ -61,7 +61,7 @@ def test_a_vendors_event_for_an_organisation_without_subscription_is_rejected_an
     make_product,
     make_token,  # noqa: F811
 ):
-    from portal.billing.services import invoice_draft_refresh
+    from portal.billing.drafting import invoice_draft_refresh
     from portal.catalogue.services import price_create
     from portal.tenancy.models import Organisation
 

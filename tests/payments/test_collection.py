@@ -178,7 +178,7 @@ def test_retries_end_after_the_last_attempt_and_a_person_is_asked(
 def test_no_saved_card_is_a_failed_attempt_and_a_bank_payment_ends_the_collection(
     app, card_org, stripe_api, mailbox
 ):
-    from portal.billing.services import payment_record
+    from portal.billing.lifecycle import payment_record
 
     org, admin = card_org["org"], card_org["admin"]
     invoice_id = finalise(app, org)

@@ -1,9 +1,14 @@
-"""Writes on invoices: drafts from charges, finalisation, credit notes, payments, voiding.
+"""The drafting engine: a month's seats and usage rated into draft invoices.
 
-Services take the session and an :class:`Actor`, flush but never commit,
-write audit events and raise domain errors. A finalised invoice never changes
-(invariant 4): its money fields move only through credit notes and payments,
-which have their own rows.
+One organisation's draft (:func:`invoice_draft_refresh`) and the invoice run's
+batches (:func:`drafts_write`, driven by :mod:`portal.billing.jobs`) go the
+same way: :func:`draft_inputs` loads what the month's drafts are computed from,
+:func:`drafts_write` writes them with a few statements per batch, whatever its
+size (``INSERT ... ON CONFLICT DO NOTHING`` per dialect, binary ``COPY`` of the
+lines on PostgreSQL, an advisory lock on the month). Late usage of earlier,
+finalised months is billed on the next draft. A draft is the only invoice this
+module writes: a finalised one is never touched (invariant 4); state changes
+after drafting live in :mod:`portal.billing.lifecycle`.
 """
 
 from __future__ import annotations
@@ -11,52 +16,31 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from fractions import Fraction
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
+from portal.billing.access import require_finance
 from portal.billing.charges import Catalogue, Charge, catalogue_load, rate_charges, subscriptions_in
-from portal.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus, Payment
-from portal.billing.numbering import next_number
-from portal.billing.rating import metered_amount, round_half_up, tax_amount
+from portal.billing.models import ISSUED, Invoice, InvoiceLine, InvoiceStatus
+from portal.billing.rating import metered_amount, tax_amount
 from portal.db import is_postgres
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import (
-    Conflict,
-    DomainError,
-    InvalidState,
-    PermissionDenied,
-    ValidationFailed,
-)
+from portal.kernel.errors import DomainError, InvalidState, ValidationFailed
 from portal.kernel.periods import period_bounds
 from portal.metering.models import UsageEvent
 from portal.metering.selectors import Aggregate, usage_aggregates
 from portal.settings.services import settings_get
-from portal.signals import invoice_finalised
 from portal.tenancy.models import Organisation
-from portal.validation import MIN_DATE
 
-FINANCE_ROLES = (None, "council_admin", "finance")
+# The tables, for Core statements (the ORM types ``__table__`` as any FROM clause).
+INVOICES = cast(sa.Table, Invoice.__table__)
+INVOICE_LINES = cast(sa.Table, InvoiceLine.__table__)
 REVERSE_CHARGE_NOTE = "Reverse charge: VAT is to be accounted for by the recipient of the services."
-
-
-def _require_finance(actor: Actor) -> None:
-    if actor.role not in FINANCE_ROLES:
-        raise PermissionDenied("Only council finance and council admins handle invoices.")
-
-
-def _lock(session: Session, invoice: Invoice) -> Invoice:
-    session.execute(sa.select(Invoice.id).where(Invoice.id == invoice.id).with_for_update())
-    session.refresh(invoice)
-    return invoice
-
-
-# ---------------------------------------------------------------- drafts
 
 
 def _late_charges(
@@ -80,7 +64,7 @@ def _late_charges(
             Invoice.organisation_id == organisation_id,
             Invoice.currency == currency,
             Invoice.period < before,
-            Invoice.status.in_(("open", "paid", "uncollectible")),
+            Invoice.status.in_(ISSUED),
             Invoice.usage_counted_until.is_not(None),
         )
     ).all()
@@ -88,14 +72,15 @@ def _late_charges(
         return []
     watermarks: dict[str, dt.datetime] = {}
     for period, counted_until in finalised:
-        watermarks[period] = counted_until
+        if counted_until is not None:  # always (the query asks for it): for the type checker
+            watermarks[period] = counted_until
     for (source,) in session.execute(
         sa.select(InvoiceLine.source)
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
         .where(
             InvoiceLine.organisation_id == organisation_id,
             InvoiceLine.kind == "late_usage",
-            Invoice.status.in_(("open", "paid", "uncollectible")),
+            Invoice.status.in_(ISSUED),
         )
     ):
         period = source.get("period")
@@ -153,7 +138,7 @@ def _late_charges(
 
             old = before_late.get(meter_id)
             old_value = old.value if old else 0
-            amount = rate(aggregate.value) - rate(old_value)  # type: ignore[arg-type]
+            amount = rate(aggregate.value) - rate(old_value)
             extra_events = aggregate.events - (old.events if old else 0)
             if extra_events <= 0:
                 continue
@@ -262,18 +247,18 @@ def draft_inputs(
     )
     if organisation_id is None:
         inputs.existing = {
-            tuple(row)
-            for row in session.execute(
+            (org_id, currency)
+            for org_id, currency in session.execute(
                 sa.select(Invoice.organisation_id, Invoice.currency).where(Invoice.period == period)
             )
         }
         inputs.finalised_before = {
-            tuple(row)
-            for row in session.execute(
+            (org_id, currency)
+            for org_id, currency in session.execute(
                 sa.select(Invoice.organisation_id, Invoice.currency)
                 .where(
                     Invoice.period < period,
-                    Invoice.status.in_(("open", "paid", "uncollectible")),
+                    Invoice.status.in_(ISSUED),
                     Invoice.usage_counted_until.is_not(None),
                 )
                 .distinct()
@@ -296,7 +281,7 @@ def _insert_drafts(session: Session, rows: list[dict]) -> dict[int, int]:
     statement = _INSERT_DRAFT.get(dialect)
     if statement is None:  # built once per dialect (ON CONFLICT is written per dialect)
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        table = Invoice.__table__
+        table = INVOICES
         statement = _INSERT_DRAFT[dialect] = (
             insert(table)
             .on_conflict_do_nothing(index_elements=["organisation_id", "period", "currency"])
@@ -354,7 +339,7 @@ def drafts_write(
     statement for the whole batch (inserts, deletes and updates as executemany),
     so a batch costs a few round trips however many organisations it holds.
     """
-    _require_finance(actor)
+    require_finance(actor)
     period = inputs.period
     if is_postgres(session):
         session.execute(
@@ -404,7 +389,7 @@ def drafts_write(
                     "organisation_id": d.organisation.id,
                     "period": period,
                     "currency": d.organisation.currency,
-                    "status": "draft",
+                    "status": InvoiceStatus.DRAFT,
                     **values,
                 }
                 for d, values in new
@@ -430,7 +415,7 @@ def drafts_write(
     if to_delete:
         session.execute(sa.delete(Invoice).where(Invoice.id.in_(to_delete)))
     if refreshed:
-        invoices = Invoice.__table__
+        invoices = INVOICES
         session.execute(
             sa.update(invoices)
             .where(invoices.c.id == sa.bindparam("invoice_id"))
@@ -574,7 +559,7 @@ def _insert_lines(session: Session, rows: list[tuple]) -> None:
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         connection.execute(
-            sa.insert(InvoiceLine.__table__),
+            sa.insert(INVOICE_LINES),
             [dict(zip(LINE_COLUMNS, row, strict=True)) for row in rows],
         )
         return
@@ -607,7 +592,7 @@ def invoice_draft_refresh(
     (organisation, period, currency) constraint and the row lock, so each
     organisation gets one invoice however many runs start (invariant 5).
     """
-    _require_finance(actor)
+    require_finance(actor)
     inputs = draft_inputs(
         session, period=period, now=now or now_utc(), organisation_id=organisation.id
     )
@@ -624,220 +609,18 @@ def invoice_draft_refresh(
     return session.get(Invoice, invoice_id, populate_existing=True), outcome
 
 
-# ---------------------------------------------------------------- finalising
+def draft_recompute(
+    session: Session, *, actor: Actor, invoice: Invoice
+) -> tuple[Invoice | None, str]:
+    """Recompute a draft from the seats and usage recorded now (a finalised one never changes).
 
-
-def invoice_finalize(session: Session, *, actor: Actor, invoice: Invoice) -> Invoice:
-    """Give a draft its number and make it final: it never changes again."""
-    _require_finance(actor)
-    _lock(session, invoice)
+    As :func:`invoice_draft_refresh` for the draft's organisation and month.
+    """
+    require_finance(actor)
     if invoice.status != InvoiceStatus.DRAFT:
         raise InvalidState(
-            f"Invoice {invoice.number} is already {invoice.status}.", code="not_draft"
+            f"Invoice {invoice.number} is final; it never changes.", code="not_draft"
         )
-    settings = settings_get(session)
-    now = now_utc()
-    invoice.number = next_number(session, prefix=settings.invoice_prefix, year=now.year)
-    invoice.status = InvoiceStatus.OPEN
-    invoice.finalised_at = now
-    invoice.due_on = now.date() + dt.timedelta(days=settings.payment_terms_days)
-    invoice.payment_reference = invoice.number
-    if invoice.total == 0:
-        invoice.status = InvoiceStatus.PAID
-        invoice.paid_at = now
-    session.flush()
-    audit_record(
-        session,
-        actor=actor,
-        action="invoice.finalize",
-        target_type="invoice",
-        target_id=invoice.id,
-        target_label=invoice.number,
-        organisation_id=invoice.organisation_id,
-        after={"number": invoice.number, "total": invoice.total, "currency": invoice.currency},
+    return invoice_draft_refresh(
+        session, actor=actor, organisation=invoice.organisation, period=invoice.period
     )
-    invoice_finalised.send(invoice, session=session, actor=actor)
-    return invoice
-
-
-def invoice_void(session: Session, *, actor: Actor, invoice: Invoice, reason: str) -> Invoice:
-    """Cancel a finalised invoice nothing was paid on (its number stays used)."""
-    _require_finance(actor)
-    _lock(session, invoice)
-    if invoice.status != InvoiceStatus.OPEN or invoice.amount_paid:
-        raise InvalidState(
-            "Only an open invoice with no payments can be voided.", code="not_voidable"
-        )
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationFailed("Say why.", errors={"reason": ["Give a reason."]})
-    invoice.status = InvoiceStatus.VOID
-    invoice.voided_at = now_utc()
-    session.flush()
-    audit_record(
-        session,
-        actor=actor,
-        action="invoice.void",
-        target_type="invoice",
-        target_id=invoice.id,
-        target_label=invoice.number,
-        organisation_id=invoice.organisation_id,
-        after={"reason": reason[:500]},
-    )
-    return invoice
-
-
-def _settle(invoice: Invoice) -> None:
-    if invoice.status == InvoiceStatus.OPEN and invoice.amount_due == 0:
-        invoice.status = InvoiceStatus.PAID
-        invoice.paid_at = now_utc()
-
-
-# ---------------------------------------------------------------- credit notes
-
-
-def credit_note_create(
-    session: Session, *, actor: Actor, invoice: Invoice, amount: int, reason: str
-) -> CreditNote:
-    """Credit part or all of a finalised invoice's net amount; tax is credited in proportion."""
-    _require_finance(actor)
-    _lock(session, invoice)
-    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE):
-        raise InvalidState("Credit notes are for finalised invoices.", code="not_creditable")
-    reason = (reason or "").strip()
-    errors: dict[str, list[str]] = {}
-    if not reason or len(reason) > 1000:
-        errors["reason"] = ["Give a reason (at most 1,000 characters)."]
-    credited_net = (
-        session.scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(CreditNote.subtotal), 0)).where(
-                CreditNote.invoice_id == invoice.id
-            )
-        )
-        or 0
-    )
-    creditable = invoice.subtotal - credited_net
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= creditable:
-        errors["amount"] = [f"Give a whole number of minor units from 1 to {creditable}."]
-    if errors:
-        raise ValidationFailed("The credit note needs attention.", errors=errors)
-    tax = round_half_up(Fraction(amount * invoice.tax, invoice.subtotal)) if invoice.subtotal else 0
-    settings = settings_get(session)
-    note = CreditNote(
-        organisation_id=invoice.organisation_id,
-        invoice_id=invoice.id,
-        number=next_number(session, prefix=settings.credit_note_prefix, year=now_utc().year),
-        currency=invoice.currency,
-        subtotal=amount,
-        tax=tax,
-        total=amount + tax,
-        reason=reason,
-        created_by=actor.label,
-    )
-    session.add(note)
-    invoice.amount_credited += note.total
-    _settle(invoice)
-    session.flush()
-    audit_record(
-        session,
-        actor=actor,
-        action="credit_note.create",
-        target_type="credit_note",
-        target_id=note.id,
-        target_label=note.number,
-        organisation_id=invoice.organisation_id,
-        after={"invoice": invoice.number, "total": note.total, "reason": reason[:200]},
-    )
-    return note
-
-
-# ---------------------------------------------------------------- payments
-
-
-def payment_record(
-    session: Session,
-    *,
-    actor: Actor,
-    invoice: Invoice,
-    amount: int,
-    method: str,
-    received_on: dt.date,
-    reference: str | None = None,
-    external_id: str | None = None,
-) -> Payment:
-    """Record money received for an invoice (full or part); paid in full settles it.
-
-    ``external_id`` (Stripe's PaymentIntent id) is unique: recording it twice
-    returns the first payment and changes nothing.
-    """
-    if method != "stripe":
-        _require_finance(actor)
-    if external_id:
-        existing = session.scalar(sa.select(Payment).where(Payment.external_id == external_id))
-        if existing is not None:
-            return existing
-    _lock(session, invoice)
-    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
-        raise InvalidState(
-            f"Invoice {invoice.number or '(draft)'} is {invoice.status}; "
-            "payments are recorded against open invoices.",
-            code="not_payable",
-        )
-    errors: dict[str, list[str]] = {}
-    if (
-        isinstance(amount, bool)
-        or not isinstance(amount, int)
-        or not 0 < amount <= invoice.amount_due
-    ):
-        errors["amount"] = [f"Give an amount from 1 to {invoice.amount_due} (minor units)."]
-    if method not in ("stripe", "bank_transfer", "other"):
-        errors["method"] = ["Choose stripe, bank_transfer or other."]
-    if received_on > now_utc().date():
-        errors["received_on"] = ["A payment cannot be received in the future."]
-    elif received_on < MIN_DATE:  # date arithmetic on it stays in range (SPEC invariant 9)
-        errors["received_on"] = [f"Give a date from {MIN_DATE.isoformat()} on."]
-    if errors:
-        raise ValidationFailed("The payment needs attention.", errors=errors)
-    payment = Payment(
-        organisation_id=invoice.organisation_id,
-        invoice_id=invoice.id,
-        amount=amount,
-        currency=invoice.currency,
-        method=method,
-        reference=(reference or "")[:200] or None,
-        external_id=external_id,
-        received_on=received_on,
-        recorded_by=actor.label,
-    )
-    try:
-        with session.begin_nested():
-            session.add(payment)
-    except IntegrityError as exc:
-        raise Conflict("This payment was recorded already.", code="payment_exists") from exc
-    invoice.amount_paid += amount
-    if invoice.status == InvoiceStatus.UNCOLLECTIBLE and invoice.amount_due == 0:
-        invoice.status = InvoiceStatus.OPEN
-    _settle(invoice)
-    session.flush()
-    audit_record(
-        session,
-        actor=actor,
-        action="payment.record",
-        target_type="invoice",
-        target_id=invoice.id,
-        target_label=invoice.number,
-        organisation_id=invoice.organisation_id,
-        after={
-            "amount": amount,
-            "method": method,
-            "reference": reference,
-            "status": invoice.status,
-        },
-    )
-    return payment
-
-
-def invoice_by_reference(session: Session, reference: str) -> Invoice | None:
-    """The finalised invoice a bank transfer's reference names (its number)."""
-    cleaned = (reference or "").strip().upper()
-    return session.scalar(sa.select(Invoice).where(Invoice.payment_reference == cleaned))

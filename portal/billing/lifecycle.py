@@ -1,0 +1,336 @@
+"""The invoice lifecycle: every change of an invoice's state after drafting.
+
+An invoice is a draft until finalised (:mod:`portal.billing.drafting` writes
+drafts); then it has a number and never changes (invariant 4): its money moves
+only through credit notes and payments, which have their own rows. Its status
+moves only along :data:`INVOICE_TRANSITIONS`, through :func:`invoice_move`::
+
+    draft ──finalise──▶ open ──paid in full (payments, credit notes)──▶ paid
+                         │ ├──void (nothing paid)──▶ void
+                         │ └──write off──▶ uncollectible ──paid in full──▶ paid
+    (a draft whose total is 0 is paid as it is finalised)
+
+Services take the session and an :class:`Actor`, flush but never commit, write
+audit events and raise domain errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from fractions import Fraction
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from portal.audit.services import audit_record
+from portal.billing.access import require_finance
+from portal.billing.models import ISSUED, CreditNote, Invoice, InvoiceStatus, Payment
+from portal.billing.numbering import next_number
+from portal.billing.rating import round_half_up
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import Conflict, InvalidState, ValidationFailed
+from portal.settings.services import settings_get
+from portal.signals import invoice_finalised
+from portal.validation import MIN_DATE
+
+# Where an invoice's status may go from each status; nowhere else.
+INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
+    InvoiceStatus.DRAFT: frozenset({InvoiceStatus.OPEN}),
+    InvoiceStatus.OPEN: frozenset(
+        {InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE}
+    ),
+    InvoiceStatus.UNCOLLECTIBLE: frozenset({InvoiceStatus.PAID}),
+    InvoiceStatus.PAID: frozenset(),
+    InvoiceStatus.VOID: frozenset(),
+}
+
+PAYMENT_METHODS = ("stripe", "bank_transfer", "other")
+
+
+def invoice_can_become(invoice: Invoice, status: InvoiceStatus) -> bool:
+    """Whether :data:`INVOICE_TRANSITIONS` lets the invoice move to ``status``."""
+    return status in INVOICE_TRANSITIONS[InvoiceStatus(invoice.status)]
+
+
+def invoice_move(invoice: Invoice, to: InvoiceStatus, *, at: dt.datetime | None = None) -> None:
+    """Move the invoice to ``to`` if the table allows it, with the moment it got there.
+
+    The one place an invoice's status changes. A move the table does not allow
+    raises :class:`InvalidState` (code ``invalid_transition``) and changes
+    nothing. Services check their own preconditions first, with their own words
+    and codes; this is the rule under them.
+    """
+    if not invoice_can_become(invoice, to):
+        raise InvalidState(
+            f"Invoice {invoice.number or '(draft)'} is {invoice.status}; it cannot become {to}.",
+            code="invalid_transition",
+        )
+    at = at or now_utc()
+    invoice.status = to
+    if to == InvoiceStatus.OPEN and invoice.finalised_at is None:
+        invoice.finalised_at = at
+    elif to == InvoiceStatus.PAID:
+        invoice.paid_at = at
+    elif to == InvoiceStatus.VOID:
+        invoice.voided_at = at
+
+
+def invoice_lock(session: Session, invoice: Invoice) -> Invoice:
+    """Lock the invoice's row (``FOR UPDATE``) and reload it: state changes start here."""
+    session.execute(sa.select(Invoice.id).where(Invoice.id == invoice.id).with_for_update())
+    session.refresh(invoice)
+    return invoice
+
+
+def invoice_creditable(session: Session, invoice: Invoice) -> int:
+    """The net amount (minor units) credit notes may still credit on the invoice."""
+    credited_net = (
+        session.scalar(
+            sa.select(sa.func.coalesce(sa.func.sum(CreditNote.subtotal), 0)).where(
+                CreditNote.invoice_id == invoice.id
+            )
+        )
+        or 0
+    )
+    return invoice.subtotal - credited_net
+
+
+# ---------------------------------------------------------------- finalising, voiding, writing off
+
+
+def invoice_finalize(session: Session, *, actor: Actor, invoice: Invoice) -> Invoice:
+    """Give a draft its number and make it final: it never changes again."""
+    require_finance(actor)
+    invoice_lock(session, invoice)
+    if not invoice_can_become(invoice, InvoiceStatus.OPEN):
+        raise InvalidState(
+            f"Invoice {invoice.number} is already {invoice.status}.", code="not_draft"
+        )
+    settings = settings_get(session)
+    now = now_utc()
+    invoice.number = next_number(session, prefix=settings.invoice_prefix, year=now.year)
+    invoice_move(invoice, InvoiceStatus.OPEN, at=now)
+    invoice.due_on = now.date() + dt.timedelta(days=settings.payment_terms_days)
+    invoice.payment_reference = invoice.number
+    if invoice.total == 0:
+        invoice_move(invoice, InvoiceStatus.PAID, at=now)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="invoice.finalize",
+        target_type="invoice",
+        target_id=invoice.id,
+        target_label=invoice.number,
+        organisation_id=invoice.organisation_id,
+        after={"number": invoice.number, "total": invoice.total, "currency": invoice.currency},
+    )
+    invoice_finalised.send(invoice, session=session, actor=actor)
+    return invoice
+
+
+def invoice_void(session: Session, *, actor: Actor, invoice: Invoice, reason: str) -> Invoice:
+    """Cancel a finalised invoice nothing was paid on (its number stays used)."""
+    require_finance(actor)
+    invoice_lock(session, invoice)
+    if not invoice_can_become(invoice, InvoiceStatus.VOID) or invoice.amount_paid:
+        raise InvalidState(
+            "Only an open invoice with no payments can be voided.", code="not_voidable"
+        )
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("Say why.", errors={"reason": ["Give a reason."]})
+    invoice_move(invoice, InvoiceStatus.VOID)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="invoice.void",
+        target_type="invoice",
+        target_id=invoice.id,
+        target_label=invoice.number,
+        organisation_id=invoice.organisation_id,
+        after={"reason": reason[:500]},
+    )
+    return invoice
+
+
+def invoice_mark_uncollectible(
+    session: Session, *, actor: Actor, invoice: Invoice, reason: str
+) -> Invoice:
+    """Write off an open invoice as uncollectible (number and PDF stay; a payment still counts)."""
+    require_finance(actor)
+    invoice_lock(session, invoice)
+    if not invoice_can_become(invoice, InvoiceStatus.UNCOLLECTIBLE):
+        raise InvalidState(
+            f"Only an open invoice can be written off; this one is {invoice.status}.",
+            code="not_collectible",
+        )
+    reason = (reason or "").strip()
+    if not reason or len(reason) > 1000:
+        raise ValidationFailed(
+            "Say why the invoice cannot be collected.",
+            errors={"reason": ["Give a reason (at most 1,000 characters)."]},
+        )
+    invoice_move(invoice, InvoiceStatus.UNCOLLECTIBLE)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="invoice.uncollectible",
+        target_type="invoice",
+        target_id=invoice.id,
+        target_label=invoice.number,
+        organisation_id=invoice.organisation_id,
+        before={"status": InvoiceStatus.OPEN},
+        after={
+            "status": InvoiceStatus.UNCOLLECTIBLE,
+            "reason": reason[:500],
+            "due": invoice.amount_due,
+        },
+    )
+    return invoice
+
+
+# ---------------------------------------------------------------- credit notes
+
+
+def credit_note_create(
+    session: Session, *, actor: Actor, invoice: Invoice, amount: int, reason: str
+) -> CreditNote:
+    """Credit part or all of a finalised invoice's net amount; tax is credited in proportion."""
+    require_finance(actor)
+    invoice_lock(session, invoice)
+    if invoice.status not in ISSUED:
+        raise InvalidState("Credit notes are for finalised invoices.", code="not_creditable")
+    reason = (reason or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not reason or len(reason) > 1000:
+        errors["reason"] = ["Give a reason (at most 1,000 characters)."]
+    creditable = invoice_creditable(session, invoice)
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= creditable:
+        errors["amount"] = [f"Give a whole number of minor units from 1 to {creditable}."]
+    if errors:
+        raise ValidationFailed("The credit note needs attention.", errors=errors)
+    tax = round_half_up(Fraction(amount * invoice.tax, invoice.subtotal)) if invoice.subtotal else 0
+    settings = settings_get(session)
+    note = CreditNote(
+        organisation_id=invoice.organisation_id,
+        invoice_id=invoice.id,
+        number=next_number(session, prefix=settings.credit_note_prefix, year=now_utc().year),
+        currency=invoice.currency,
+        subtotal=amount,
+        tax=tax,
+        total=amount + tax,
+        reason=reason,
+        created_by=actor.label,
+    )
+    session.add(note)
+    invoice.amount_credited += note.total
+    if invoice.status == InvoiceStatus.OPEN and invoice.amount_due == 0:
+        invoice_move(invoice, InvoiceStatus.PAID)  # a written-off invoice stays written off
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="credit_note.create",
+        target_type="credit_note",
+        target_id=note.id,
+        target_label=note.number,
+        organisation_id=invoice.organisation_id,
+        after={"invoice": invoice.number, "total": note.total, "reason": reason[:200]},
+    )
+    return note
+
+
+# ---------------------------------------------------------------- payments
+
+
+def payment_record(
+    session: Session,
+    *,
+    actor: Actor,
+    invoice: Invoice,
+    amount: int,
+    method: str,
+    received_on: dt.date,
+    reference: str | None = None,
+    external_id: str | None = None,
+) -> Payment:
+    """Record money received for an invoice (full or part); paid in full settles it.
+
+    ``external_id`` (Stripe's PaymentIntent id) is unique: recording it twice
+    returns the first payment and changes nothing.
+    """
+    if method != "stripe":
+        require_finance(actor)
+    if external_id:
+        existing = session.scalar(sa.select(Payment).where(Payment.external_id == external_id))
+        if existing is not None:
+            return existing
+    invoice_lock(session, invoice)
+    if not invoice_can_become(invoice, InvoiceStatus.PAID):
+        raise InvalidState(
+            f"Invoice {invoice.number or '(draft)'} is {invoice.status}; "
+            "payments are recorded against open invoices.",
+            code="not_payable",
+        )
+    errors: dict[str, list[str]] = {}
+    if (
+        isinstance(amount, bool)
+        or not isinstance(amount, int)
+        or not 0 < amount <= invoice.amount_due
+    ):
+        errors["amount"] = [f"Give an amount from 1 to {invoice.amount_due} (minor units)."]
+    if method not in PAYMENT_METHODS:
+        errors["method"] = ["Choose stripe, bank_transfer or other."]
+    if received_on > now_utc().date():
+        errors["received_on"] = ["A payment cannot be received in the future."]
+    elif received_on < MIN_DATE:  # date arithmetic on it stays in range (SPEC invariant 9)
+        errors["received_on"] = [f"Give a date from {MIN_DATE.isoformat()} on."]
+    if errors:
+        raise ValidationFailed("The payment needs attention.", errors=errors)
+    payment = Payment(
+        organisation_id=invoice.organisation_id,
+        invoice_id=invoice.id,
+        amount=amount,
+        currency=invoice.currency,
+        method=method,
+        reference=(reference or "")[:200] or None,
+        external_id=external_id,
+        received_on=received_on,
+        recorded_by=actor.label,
+    )
+    try:
+        with session.begin_nested():
+            session.add(payment)
+    except IntegrityError as exc:
+        raise Conflict("This payment was recorded already.", code="payment_exists") from exc
+    invoice.amount_paid += amount
+    if invoice.amount_due == 0:  # paid in full, written off or not
+        invoice_move(invoice, InvoiceStatus.PAID)
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="payment.record",
+        target_type="invoice",
+        target_id=invoice.id,
+        target_label=invoice.number,
+        organisation_id=invoice.organisation_id,
+        after={
+            "amount": amount,
+            "method": method,
+            "reference": reference,
+            "status": invoice.status,
+        },
+    )
+    return payment
+
+
+def invoice_by_reference(session: Session, reference: str) -> Invoice | None:
+    """The finalised invoice a bank transfer's reference names (its number)."""
+    cleaned = (reference or "").strip().upper()
+    return session.scalar(sa.select(Invoice).where(Invoice.payment_reference == cleaned))
