@@ -9,6 +9,7 @@ bad import added (broken).
 
 from __future__ import annotations
 
+import ast
 import copy
 import pkgutil
 import subprocess
@@ -186,3 +187,40 @@ def test_a_bad_import_would_be_caught(
     if contract_id == "acyclic":
         bad.add_import(importer=imported, imported=importer, line_number=1, line_contents="ok")
     assert not _kept(contract_id, bad), f"{importer} -> {imported} slips past {contract_id!r}"
+
+
+# --- No private names across modules -----------------------------------------------------------
+
+
+def _private_uses(path: Path) -> list[str]:
+    """`from portal.x import _name` and `module._name` on a portal module imported here."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    modules = {info.name for info in pkgutil.walk_packages(portal.__path__, "portal.")}
+    aliases: set[str] = set()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases |= {a.asname for a in node.names if a.asname and a.name in modules}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("portal"):
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    found.append(f"{path}:{node.lineno}: from {node.module} import {a.name}")
+                elif f"{node.module}.{a.name}" in modules:
+                    aliases.add(a.asname or a.name)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            found.append(f"{path}:{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_takes_a_private_name_from_another() -> None:
+    found = [use for path in sorted((ROOT / "portal").rglob("*.py")) for use in _private_uses(path)]
+    assert not found, "private names used across modules (make them public or move them):\n" + (
+        "\n".join(found)
+    )
