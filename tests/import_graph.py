@@ -81,7 +81,7 @@ def main() -> int:
             print(f"  {a} {arrow} {b}")
     print("```")
     print()
-    print("| package | imports (domains) | platform, kernel |")
+    print("| package | imports (domains) | imports (app services, platform, kernel) |")
     print("|---|---|---|")
     for a in [*domains, *wiring]:
         imported = {b for (x, b) in edges if x == a}
