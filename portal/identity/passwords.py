@@ -10,7 +10,7 @@ import hashlib
 
 import sqlalchemy as sa
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
@@ -56,8 +56,17 @@ def password_change(
     )
 
 
+class _PortalClockSigner(TimestampSigner):
+    """Dates reset links, and checks their age, by the portal's clock (not time.time())."""
+
+    def get_timestamp(self) -> int:
+        return int(now_utc().timestamp())
+
+
 def _reset_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="password-reset")
+    return URLSafeTimedSerializer(
+        current_app.config["SECRET_KEY"], salt="password-reset", signer=_PortalClockSigner
+    )
 
 
 def _password_fingerprint(user: User) -> str:

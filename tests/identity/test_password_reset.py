@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
+import datetime as dt
 
 import sqlalchemy as sa
-from itsdangerous.timed import TimestampSigner
 
 from portal.db import db
 from portal.identity.models import User, UserSession
@@ -91,13 +90,13 @@ def test_the_link_sets_a_new_password_once_and_ends_every_session(app, make_org,
     assert db_rows(app) == before
 
 
-def test_the_link_expires(app, make_org, mailbox, monkeypatch):
+def test_the_link_expires(app, make_org, mailbox, clock):
+    clock.freeze(clock.now)
     user = quick_user(app, "member", make_org())
     ask_for_link(app.test_client(), user.email)
     link = mail_link(mailbox[0])
     password_hash = row(app, User, user.id)["password_hash"]
-    later = int(time.time()) + 61 * 60
-    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: later)
+    clock.advance(dt.timedelta(minutes=61))
     client = app.test_client()
     page = client.get(link)
     assert page.status_code == 409
@@ -107,17 +106,16 @@ def test_the_link_expires(app, make_org, mailbox, monkeypatch):
     assert row(app, User, user.id)["password_hash"] == password_hash
 
 
-def test_the_link_lifetime_comes_from_the_configuration(app, make_org, mailbox, monkeypatch):
+def test_the_link_lifetime_comes_from_the_configuration(app, make_org, mailbox, monkeypatch, clock):
+    clock.freeze(clock.now)
     monkeypatch.setitem(app.config, "PORTAL_PASSWORD_RESET_MINUTES", 5)
     user = quick_user(app, "member", make_org())
     ask_for_link(app.test_client(), user.email)
     link = mail_link(mailbox[0])
     assert "for 5 minutes" in mailbox[0].get_body(preferencelist=("plain",)).get_content()
-    soon = int(time.time()) + 4 * 60
-    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: soon)
+    clock.advance(dt.timedelta(minutes=4))
     assert app.test_client().get(link).status_code == 200
-    later = int(time.time()) + 6 * 60
-    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: later)
+    clock.advance(dt.timedelta(minutes=2))
     assert app.test_client().get(link).status_code == 409
 
 
