@@ -73,9 +73,10 @@ lint: install
 	$(BIN)/mypy portal
 	$(BIN)/lint-imports --no-logo
 
-# The import graph between the portal's packages (mermaid), as docs/ARCHITECTURE.md shows it.
+# The import graph between the portal's packages (mermaid and a table), printed and written
+# into docs/ARCHITECTURE.md.
 graph: install
-	$(BIN)/python -m tests.import_graph
+	$(BIN)/python -m tests.import_graph --write
 
 fmt: install
 	$(BIN)/ruff format portal tests benchmarks

@@ -1,7 +1,8 @@
 """Print the import graph between the portal's packages, drawn from the code (grimp).
 
-    .venv/bin/python -m tests.import_graph            # mermaid (docs/ARCHITECTURE.md) and a list
-    make graph                                        # the same
+    .venv/bin/python -m tests.import_graph            # print it: mermaid and a table
+    .venv/bin/python -m tests.import_graph --write    # and put it in docs/ARCHITECTURE.md
+    make graph                                        # both
 
 Nodes are the layers of the import rules (`[tool.importlinter]` in pyproject.toml, the
 `layers` contract), highest first; an edge A --> B means some module of A imports B directly
@@ -14,6 +15,8 @@ drawn dotted and marked, and the script then exits 1.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 import tomllib
 from collections import Counter
@@ -22,6 +25,8 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "ARCHITECTURE.md"
+START, END = "<!-- import graph: make graph -->", "<!-- end of import graph -->"
 
 
 def _layers() -> tuple[list[list[str]], list[str]]:
@@ -46,10 +51,23 @@ def package_edges() -> Counter[tuple[str, str]]:
 
 
 def main() -> int:
+    if "--write" not in sys.argv[1:]:
+        return draw()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = draw()
+    text = DOC.read_text()
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1]
+    DOC.write_text(f"{before}{START}\n{out.getvalue()}{END}{after}")
+    print(out.getvalue(), end="")
+    return status
+
+
+def draw() -> int:
     layers, wiring = _layers()
     rank = {name: i for i, layer in enumerate(layers) for name in layer}
     domains = [layer[0] for layer in layers if len(layer) == 1 and layer[0] != "kernel"]
-    platform = [name for layer in layers if len(layer) > 1 for name in layer]
     edges = package_edges()
 
     def upward(a: str, b: str) -> bool:
@@ -81,12 +99,19 @@ def main() -> int:
             print(f"  {a} {arrow} {b}")
     print("```")
     print()
-    print("| package | imports (domains) | imports (app services, platform, kernel) |")
+    print("| package | imports (domains) | imports (app, platform, kernel, wiring) |")
     print("|---|---|---|")
-    for a in [*domains, *wiring]:
+    everything = [name for layer in layers for name in layer] + wiring
+    for a in everything:
         imported = {b for (x, b) in edges if x == a}
+        if not imported:
+            continue
         upper = [f"**{b} (up!)**" if upward(a, b) else b for b in domains if b in imported]
-        lower = [b for b in [*platform, "kernel", *wiring] if b in imported]
+        lower = [
+            f"**{b} (up!)**" if upward(a, b) else b
+            for b in everything
+            if b in imported and b not in domains
+        ]
         print(f"| {a} | {', '.join(upper) or '—'} | {', '.join(lower) or '—'} |")
     ups = sorted((a, b) for (a, b) in edges if upward(a, b))
     if ups:
