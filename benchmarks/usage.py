@@ -44,6 +44,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -51,6 +52,8 @@ from urllib.parse import urlencode
 import msgspec
 
 from benchmarks import common
+from portal.kernel.clock import now_utc
+from portal.metering.ingest import EVENT_COLUMNS, SQLITE_TIME, quantity_to_micros, sqlite_rows
 
 BATCH = 10_000
 REPLAY = 100_000
@@ -60,19 +63,6 @@ PRODUCTS = {  # sku -> meters (key, aggregation)
     "bench-chat": (("messages", "count"), ("storage_gb", "max")),
 }
 SEAT_PRODUCT = "bench-cad"
-COLUMNS = (
-    "organisation_id",
-    "product_id",
-    "meter_id",
-    "idempotency_key",
-    "quantity_micros",
-    "occurred_at",
-    "user_email",
-    "properties",
-    "received_at",
-    "source_token_id",
-)
-SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy (and so the portal) stores DateTime on SQLite
 
 
 # ------------------------------------------------------------------ setup
@@ -95,7 +85,6 @@ def setup(db: common.Database, env: dict[str, str], orgs: int, people: int) -> W
     from portal.db import db as portal_db
     from portal.identity.accounts import user_create
     from portal.kernel.actor import Actor
-    from portal.kernel.clock import now_utc
     from portal.seats.services import seat_assign, subscription_create
     from portal.tenancy.services import organisation_create
 
@@ -221,11 +210,11 @@ def make_events(world: World, count: int, kind: str, seed: int = 5) -> Load:
     last 34 days); 1 event in 5 carries a small ``properties`` object.
     """
     rng = random.Random(seed)
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    now = now_utc().replace(microsecond=0)
     start = max(now.replace(day=1, hour=0, minute=0, second=0), now - dt.timedelta(days=34))
     end = now - dt.timedelta(minutes=2)
     span = max(1, int((end - start).total_seconds()))
-    received = dt.datetime.now(dt.UTC)
+    received = now_utc()
     skus = list(PRODUCTS)
     encoder = msgspec.json.Encoder()
     bodies, rows = [], []
@@ -258,21 +247,22 @@ def make_events(world: World, count: int, kind: str, seed: int = 5) -> Load:
                 event["properties"] = properties
             events.append(event)
             stored_props = encoder.encode(properties).decode() if properties else None
+            # a row of usage_events as the portal's ingestion builds it (EVENT_COLUMNS)
             row = (
                 org_id,
                 product_id,
                 meters[meter],
                 key,
-                units * 1_000_000 + fraction,
-                occurred.strftime(SQLITE_TIME) if kind == "sqlite" else occurred,
+                quantity_to_micros(Decimal(quantity)),
+                occurred,
                 email,
                 stored_props,
-                received.strftime(SQLITE_TIME) if kind == "sqlite" else received,
+                received,
                 world.token_id,
             )
             batch_rows.append(row)
         bodies.append(encoder.encode({"events": events}))
-        rows.append(batch_rows)
+        rows.append(sqlite_rows(batch_rows) if kind == "sqlite" else batch_rows)
     return Load(bodies, rows, count, (start, end))
 
 
@@ -337,7 +327,7 @@ def warm_up(port: int, token: str, requests: int) -> None:
         "product": SEAT_PRODUCT,
         "meter": "api_calls",
         "quantity": "1",
-        "occurred_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "occurred_at": now_utc().strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     payload = common.body({"events": [event] * 100})
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -352,8 +342,8 @@ def _bare_insert(job: tuple, start: float, *_: Any) -> tuple[dict, dict]:
     """One baseline process: executemany each of its batches, one transaction per batch."""
     db, rows, first, step = job
     sql = (
-        f"INSERT INTO bare_usage_events ({', '.join(COLUMNS)}) "
-        f"VALUES ({', '.join(db.placeholder() for _ in COLUMNS)})"
+        f"INSERT INTO bare_usage_events ({', '.join(EVENT_COLUMNS)}) "
+        f"VALUES ({', '.join(db.placeholder() for _ in EVENT_COLUMNS)})"
     )
     conn = db.connect()
     backend = [conn.info.backend_pid] if db.kind == "postgresql" else []
@@ -400,7 +390,6 @@ def aggregates(db: common.Database, env: dict[str, str], runs: int) -> dict[str,
     """The month's aggregates through the portal's selector and as bare SQL, alternating."""
     from portal import create_app
     from portal.db import db as portal_db
-    from portal.kernel.clock import now_utc
     from portal.kernel.periods import period_bounds, period_of
     from portal.metering.selectors import usage_aggregates
 
