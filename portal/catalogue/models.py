@@ -8,7 +8,7 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, BigIntId, TimestampMixin
+from portal.db import Base, BigIntId, TimestampMixin, enum_column
 
 
 class VendorStatus(enum.StrEnum):
@@ -51,7 +51,9 @@ class Vendor(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     slug: Mapped[str] = mapped_column(sa.String(63), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
-    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="active")
+    status: Mapped[VendorStatus] = mapped_column(
+        enum_column(VendorStatus, 16), nullable=False, default=VendorStatus.ACTIVE
+    )
     contact_email: Mapped[str | None] = mapped_column(sa.String(254))
     website: Mapped[str | None] = mapped_column(sa.String(500))
     status_note: Mapped[str | None] = mapped_column(sa.String(500))

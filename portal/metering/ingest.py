@@ -45,7 +45,7 @@ from portal.kernel.clock import now_utc
 from portal.kernel.errors import PermissionDenied, ValidationFailed
 from portal.metering.models import QUANTITY_FACTOR, QUANTITY_SCALE, UsageEvent
 from portal.seats.models import Subscription, SubscriptionChange, SubscriptionStatus
-from portal.tenancy.models import Organisation
+from portal.tenancy.models import Organisation, OrganisationStatus
 
 MAX_BATCH = 10_000
 MAX_KEY_LENGTH = 255
@@ -428,7 +428,7 @@ def _check(
     org = refs.organisations.get(event.organisation)
     if "\x00" in event.organisation:
         problems["organisation"] = [NUL_MESSAGE]
-    elif org is None or org[1] == "pending":
+    elif org is None or org[1] == OrganisationStatus.PENDING:
         problems["organisation"] = ["No such organisation."]
     product = refs.products.get(event.product)
     meter_id = None

@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from portal.catalogue.models import LicencePool, Meter, Product
 from portal.identity.models import User
@@ -20,7 +22,7 @@ from portal.metering.ingest import micros_to_decimal
 from portal.metering.models import IdleSeatDecision, UsageEvent
 from portal.seats.history import daily_quantities
 from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
-from portal.tenancy.models import Organisation
+from portal.tenancy.models import Organisation, OrganisationStatus
 
 
 @dataclass(frozen=True)
@@ -93,12 +95,13 @@ def usage_aggregates(
 
 def _unique_counts(session: Session, meter: Meter, where: list) -> list[Aggregate]:
     prop = meter.property or "user_email"
+    value: sa.ColumnElement[Any] | QueryableAttribute[Any]
     if prop == "user_email":
         value = UsageEvent.user_email
     else:
         value = sa.func.json_extract(UsageEvent.properties, f"$.{prop}")
         if session.get_bind().dialect.name == "postgresql":
-            value = sa.cast(UsageEvent.properties, sa.dialects.postgresql.JSONB)[prop].astext
+            value = sa.cast(UsageEvent.properties, JSONB)[prop].astext
     rows = session.execute(
         sa.select(
             UsageEvent.organisation_id,
@@ -137,7 +140,7 @@ ENTITLEMENT_SEAT = (
     .join(Product, Product.id == SeatAssignment.product_id)
     .where(
         Organisation.slug == sa.bindparam("organisation"),
-        Organisation.status == "active",
+        Organisation.status == OrganisationStatus.ACTIVE,
         User.email == sa.bindparam("user_email"),
         User.is_active,
         Product.sku == sa.bindparam("product"),
@@ -339,7 +342,9 @@ def _aware(value: dt.datetime | str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _day_of(session: Session, column: sa.ColumnElement) -> sa.ColumnElement:
+def _day_of(
+    session: Session, column: sa.ColumnElement[Any] | QueryableAttribute[Any]
+) -> sa.ColumnElement[Any]:
     """The UTC calendar day of a timestamp column, per dialect."""
     if session.get_bind().dialect.name == "postgresql":
         return sa.cast(sa.func.timezone("UTC", column), sa.Date)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.catalogue.models import Product
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
 from portal.identity.models import User
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
@@ -56,7 +56,9 @@ class Subscription(TimestampMixin, Base):
     )
     quantity: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     requested_quantity: Mapped[int] = mapped_column(sa.Integer, nullable=False)
-    status: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        enum_column(SubscriptionStatus, 16), nullable=False
+    )
     starts_on: Mapped[dt.date] = mapped_column(sa.Date, nullable=False)
     ends_on: Mapped[dt.date | None] = mapped_column(sa.Date)
     waitlisted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -169,7 +171,9 @@ class SeatRequest(Base):
     user_id: Mapped[int] = mapped_column(
         sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
     )
-    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="pending")
+    status: Mapped[SeatRequestStatus] = mapped_column(
+        enum_column(SeatRequestStatus, 16), nullable=False, default=SeatRequestStatus.PENDING
+    )
     note: Mapped[str | None] = mapped_column(sa.String(1000))
     decision_note: Mapped[str | None] = mapped_column(sa.String(1000))
     decided_by_id: Mapped[int | None] = mapped_column(

@@ -287,7 +287,7 @@ def subscription_cancel(
         target_label=subscription.product.sku,
         organisation_id=subscription.organisation_id,
         before=before,
-        after={"quantity": 0, "status": "cancelled"},
+        after={"quantity": 0, "status": SubscriptionStatus.CANCELLED},
     )
     waitlist_fill(session, product=subscription.product, actor=actor)
     return subscription

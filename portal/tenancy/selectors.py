@@ -47,7 +47,7 @@ def organisation_status_counts(session: Session) -> dict[str, int]:
     rows = session.execute(
         sa.select(Organisation.status, sa.func.count()).group_by(Organisation.status)
     ).all()
-    return dict(rows)  # type: ignore[arg-type]
+    return {str(status): int(count) for status, count in rows}
 
 
 def organisations_after(

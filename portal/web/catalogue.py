@@ -217,6 +217,8 @@ def pool_edit(sku: str, pool_id: int):
         problems = [f"{f.label.text}: {m}" for f in form if f.errors for m in f.errors]
         flash(" ".join(problems) or "Nothing was changed.", "error")
     else:
+        # Not forms.committed: the page redirects, so a refusal and its field messages are
+        # flashed together.
         try:
             services.pool_update(db_session(), actor=g.actor, pool=pool, data=form.service_data())
         except DomainError as error:
@@ -236,6 +238,7 @@ def price_new(sku: str):
     product = selectors.product_by_sku(db_session(), sku)
     form = PriceForm(prefix="price", meters=product.meters)
     if form.validate_on_submit():
+        # Not forms.committed: PriceForm places the messages of its tier rows itself.
         try:
             price = services.price_create(
                 db_session(), actor=g.actor, data=form.service_data(product.sku)

@@ -131,6 +131,7 @@ def idle_seat_decide(seat_id: int, decision: str):
     if not form.validate_on_submit():
         flash("The form expired or the number of days is not 1 to 365; nothing changed.", "error")
         return redirect(url_for("metering.idle_seats"))
+    # Not forms.committed: the page redirects, so a refusal is flashed whole.
     try:
         if decision == "keep":
             services.idle_seat_keep(db_session(), actor=g.actor, seat=seat, days=form.days.data)

@@ -81,6 +81,7 @@ def subscribe(sku: str):
     )
     form = SubscribeForm()
     if form.validate_on_submit():
+        # Not forms.committed: a pool_exhausted refusal also marks the on_shortage choice.
         try:
             outcome = services.subscription_create(
                 db_session(),
@@ -117,6 +118,7 @@ def seat_request(sku: str):
     if not form.validate_on_submit():
         flash(_form_problems(form), "error")
     else:
+        # Not forms.committed: the page redirects, so a refusal is flashed whole.
         try:
             services.seat_request_create(
                 db_session(),
@@ -197,6 +199,8 @@ def subscription_resize(sub_id: int):
     sub = _subscription(sub_id)
     form = ResizeForm(prefix="resize")
     if form.validate_on_submit():
+        # Not forms.committed: a refusal with field messages is flashed too (the form sits
+        # low on a long page).
         try:
             outcome = services.subscription_resize(
                 db_session(),
@@ -290,6 +294,7 @@ def seat_release(sub_id: int):
     if not form.validate_on_submit():
         flash(_form_problems(form), "error")
     else:
+        # Not forms.committed: the page redirects, so a refusal is flashed whole.
         try:
             services.seat_release(
                 db_session(), actor=g.actor, subscription=sub, user_email=form.user_email.data
@@ -329,6 +334,7 @@ def seat_request_decide(request_id: int, decision: str):
     if not form.validate_on_submit():
         flash(_form_problems(form), "error")
     else:
+        # Not forms.committed: the page redirects, so a refusal is flashed whole.
         try:
             services.seat_request_decide(
                 db_session(),
