@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from portal.db import db
 from portal.identity.models import Invitation, User
 from portal.identity.security import verify_password
+from portal.kernel.clock import now_utc
 from tests.conftest import SYSTEM, csrf_token, login, mail_link, post_form
 from tests.support import count, db_rows, follow_messages, form_post, messages, quick_user
 
@@ -212,7 +213,7 @@ def test_an_expired_link_is_refused(app, invited):
     _, link = invited
     with app.app_context():
         invitation = db.session.scalar(sa.select(Invitation))
-        invitation.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        invitation.expires_at = now_utc() - dt.timedelta(minutes=1)
         db.session.commit()
     client = app.test_client()
     page = client.get(link)
