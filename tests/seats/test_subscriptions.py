@@ -238,3 +238,73 @@ def test_a_seat_given_directly_answers_a_pending_request(app, make_org, make_pro
         services.seat_assign(db.session, actor=SYSTEM, subscription=sub, user_email=person.email)
         db.session.commit()
         assert db.session.get(SeatRequest, request.id).status == "approved"
+
+
+def test_shrinking_a_pool_below_the_reserved_seats_is_refused(app, make_org, make_product):
+    """Seats' receiver of pool_changing vetoes the catalogue's pool change (invariant 1)."""
+    from portal.catalogue.models import LicencePool
+    from portal.catalogue.services import pool_update
+
+    org, product = make_org(), make_product(5)
+    with app.app_context():
+        _subscribe(org, product, 4)
+        pool = db.session.scalar(sa.select(LicencePool).where(LicencePool.product_id == product.id))
+        with pytest.raises(Conflict) as refused:
+            pool_update(db.session, actor=SYSTEM, pool=pool, data={"capacity": 3})
+        db.session.rollback()
+        assert refused.value.code == "capacity_below_reserved"
+        assert refused.value.errors == {"capacity": ["At least 4 seats needed."]}
+        db.session.refresh(pool)
+        assert pool.capacity == 5
+
+
+def test_subscription_states_follow_the_transition_table(app, make_org, make_product):
+    from portal.seats.lifecycle import TRANSITIONS, transition
+    from portal.seats.models import SubscriptionStatus
+
+    assert TRANSITIONS[SubscriptionStatus.CANCELLED] == frozenset()
+    org, product = make_org(), make_product(1)
+    with app.app_context():
+        sub = _subscribe(org, product, 1).subscription
+        assert sub.status is SubscriptionStatus.ACTIVE
+        services.subscription_cancel(db.session, actor=SYSTEM, subscription=sub)
+        db.session.commit()
+        with pytest.raises(InvalidState) as refused:
+            transition(sub, SubscriptionStatus.ACTIVE)
+        assert refused.value.code == "invalid_transition"
+        db.session.expire_all()
+        assert db.session.get(Subscription, sub.id).status is SubscriptionStatus.CANCELLED
+
+
+def test_the_app_connects_the_receivers_lower_domains_rely_on(app):
+    """Seats asks billing, the catalogue asks seats: an unconnected receiver would let it pass."""
+    from portal.signals import (
+        pool_capacity_changed,
+        pool_changing,
+        subscription_opening,
+        user_deactivated,
+    )
+
+    def names(signal):
+        return {f"{r.__module__}.{r.__name__}" for r in signal.receivers_for(object())}
+
+    assert "portal.billing.overdue._refuse_when_overdue" in names(subscription_opening)
+    assert "portal.seats.capacity._check_pool_change" in names(pool_changing)
+    assert "portal.seats.waitlist._pool_changed" in names(pool_capacity_changed)
+    assert "portal.seats.assignments._release_seats_of_deactivated" in names(user_deactivated)
+
+
+@pytest.mark.parametrize("role", ["member", "finance"])
+def test_only_admins_manage_seats(role):
+    from portal.kernel.actor import Role
+    from portal.kernel.errors import PermissionDenied
+    from portal.seats.policy import require_seat_manager
+
+    require_seat_manager(
+        Actor(label="a", user_id=1, role=Role.COUNCIL_ADMIN, organisation_id=None), 7
+    )
+    require_seat_manager(Actor(label="b", user_id=2, role=Role.ORG_ADMIN, organisation_id=7), 7)
+    with pytest.raises(NotFound):
+        require_seat_manager(Actor(label="b", user_id=2, role=Role.ORG_ADMIN, organisation_id=8), 7)
+    with pytest.raises(PermissionDenied):
+        require_seat_manager(Actor(label="c", user_id=3, role=Role(role), organisation_id=7), 7)
