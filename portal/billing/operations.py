@@ -76,10 +76,8 @@ def drafts_finalize(session: Session, *, actor: Actor, period: str) -> list[Invo
                 continue
             finalised.append(invoice_finalize(session, actor=actor, invoice=invoice))
     except DomainError as error:  # all or none: the caller rolls every finalisation back
+        # One message for the month (its reason included): no field of a form to point at.
         raise type(error)(
-            f"Nothing was finalised: {error.detail}",
-            code=error.code,
-            errors=error.errors,
-            extra=error.extra,
+            f"Nothing was finalised: {error.detail}", code=error.code, extra=error.extra
         ) from error
     return finalised

@@ -254,7 +254,9 @@ def test_finalise_all_with_a_bad_month_finalises_nothing(app, billed, signed_in)
     draft(app, billed["org"].id, billed["period"])
     finance = signed_in("finance")
     response = _post(finance, "/finance/finalize-all", {"period": "2026-99"}, "/finance")
-    assert "Nothing was finalised" in " ".join(_messages(finance.get(response.headers["Location"])))
+    assert _messages(finance.get(response.headers["Location"])) == [
+        "Nothing was finalised: Use the form YYYY-MM, e.g. 2026-05."
+    ]
     with app.app_context():
         assert db.session.scalar(sa.select(Invoice.status)) == "draft"
 
