@@ -76,7 +76,7 @@ def user_create(
     user = User(
         email=fields.email,
         name=fields.name,
-        role=role.value,
+        role=role,
         organisation_id=organisation.id if organisation else None,
         password_hash=hash_password(password) if password else None,
     )
@@ -148,7 +148,7 @@ def user_change_role(session: Session, *, actor: Actor, user: User, role: Role |
             code="last_org_admin",
         )
     before = {"role": user.role}
-    user.role = role.value
+    user.role = role
     session.flush()
     audit_record(
         session,

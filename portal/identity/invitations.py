@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.identity.accounts import check_password, ensure_email_free, may_manage_people
-from portal.identity.models import Invitation, User
+from portal.identity.models import Invitation, InvitationState, User
 from portal.identity.security import hash_password, new_token, token_digest
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
@@ -96,7 +96,7 @@ def invitation_create(
     invitation = Invitation(
         organisation_id=org_id,
         email=fields.email,
-        role=role.value,
+        role=role,
         token_hash=token_digest(token),
         invited_by_id=actor.user_id,
         expires_at=now + dt.timedelta(days=days),
@@ -152,16 +152,16 @@ def invitation_by_token(session: Session, token: str) -> Invitation:
             code="invitation_invalid",
         )
     state = invitation.state
-    if state == "accepted":
+    if state == InvitationState.ACCEPTED:
         raise InvalidState(
             "This invitation has already been used. Sign in instead.", code="invitation_used"
         )
-    if state == "revoked":
+    if state == InvitationState.REVOKED:
         raise InvalidState(
             "This invitation was replaced or withdrawn. Use the newest link you got.",
             code="invitation_revoked",
         )
-    if state == "expired":
+    if state == InvitationState.EXPIRED:
         raise InvalidState(
             "This invitation has expired. Ask for a new one.", code="invitation_expired"
         )
@@ -235,7 +235,7 @@ def invitation_accept(
 def invitation_revoke(session: Session, *, actor: Actor, invitation: Invitation) -> None:
     """Withdraw a pending invitation."""
     may_manage_people(actor, invitation.organisation_id)
-    if invitation.state != "pending":
+    if invitation.state != InvitationState.PENDING:
         raise InvalidState(f"This invitation is {invitation.state}.", code="invitation_not_pending")
     invitation.revoked_at = now_utc()
     session.flush()

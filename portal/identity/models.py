@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
+
+
+class InvitationState(enum.StrEnum):
+    """Where an invitation stands (kept as its timestamps, not as a column)."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
 
 
 class User(TimestampMixin, Base):
@@ -37,7 +47,7 @@ class User(TimestampMixin, Base):
     )
     email: Mapped[str] = mapped_column(sa.String(254), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(sa.String(200), nullable=False, default="")
-    role: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    role: Mapped[Role] = mapped_column(enum_column(Role, 20), nullable=False)
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     is_active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -117,7 +127,7 @@ class Invitation(Base):
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
     email: Mapped[str] = mapped_column(sa.String(254), nullable=False, index=True)
-    role: Mapped[str] = mapped_column(sa.String(20), nullable=False)
+    role: Mapped[Role] = mapped_column(enum_column(Role, 20), nullable=False)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
     invited_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
@@ -131,11 +141,11 @@ class Invitation(Base):
     invited_by: Mapped[User | None] = relationship(lazy="joined")
 
     @property
-    def state(self) -> str:
+    def state(self) -> InvitationState:
         if self.accepted_at:
-            return "accepted"
+            return InvitationState.ACCEPTED
         if self.revoked_at:
-            return "revoked"
+            return InvitationState.REVOKED
         if self.expires_at <= now_utc():
-            return "expired"
-        return "pending"
+            return InvitationState.EXPIRED
+        return InvitationState.PENDING

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 from functools import cache
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -18,7 +19,7 @@ from flask import current_app, has_app_context
 
 #: Argon2 cost profiles. ``test`` is for the test suite only (PORTAL_ENV=test):
 #: the same algorithm at a cost that lets hundreds of accounts be made quickly.
-_PROFILES = {
+_PROFILES: dict[str, dict[str, Any]] = {
     "default": {},  # argon2-cffi's defaults (RFC 9106 low-memory profile)
     "test": {"time_cost": 1, "memory_cost": 8, "parallelism": 1},
 }

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.kernel.actor import Actor
+from portal.kernel.actor import Actor, Role
 from portal.kernel.errors import PermissionDenied
 from portal.settings.models import CouncilSetting
 from portal.validation import Stripped, parse
@@ -54,7 +54,7 @@ def settings_get(session: Session) -> CouncilSettings:
 
 def settings_update(session: Session, *, actor: Actor, data: dict[str, Any]) -> CouncilSettings:
     """Change some settings (council admins only)."""
-    if actor.role is not None and actor.role != "council_admin":
+    if actor.role is not None and actor.role != Role.COUNCIL_ADMIN:
         raise PermissionDenied("Only council admins change council settings.")
     current = settings_get(session)
     merged = parse(CouncilSettings, {**current.model_dump(), **data})

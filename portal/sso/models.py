@@ -8,7 +8,7 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
 from portal.identity.models import User
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
@@ -81,7 +81,9 @@ class EmailDomain(Base):
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False, index=True
     )
     domain: Mapped[str] = mapped_column(sa.String(253), nullable=False, index=True)
-    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="pending")
+    status: Mapped[DomainStatus] = mapped_column(
+        enum_column(DomainStatus, 16), nullable=False, default=DomainStatus.PENDING
+    )
     claimed_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")
     )

@@ -21,11 +21,14 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.crypto import decrypt_secret, encrypt_secret
+from portal.identity import sso as gateway
 from portal.identity.accounts import user_create
 from portal.identity.invitations import invitation_create
 from portal.identity.models import User
 from portal.identity.sign_in import SignInRefused, authenticate, sign_in_refusal
+from portal.identity.sso import Pending as Pending  # re-exported for the pages
 from portal.identity.sso import ProviderSettings, normalise_issuer
+from portal.identity.sso import SsoFailed as SsoFailed  # re-exported for the pages
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
@@ -270,6 +273,35 @@ def council_provider_settings() -> ProviderSettings:
     )
 
 
+# ---------------------------------------------------------------- the conversation with a provider
+
+# Pages keep a sign-in in flight (``Pending``, imported above) and show the gateway's
+# refusals (``SsoFailed``, with its stage); they reach the OpenID gateway only through here.
+
+
+def sign_in_begin(
+    connection: SsoConnection | None,
+    *,
+    context: dict[str, Any],
+    login_hint: str | None = None,
+    prompt: str | None = None,
+) -> tuple[str, Pending]:
+    """Where to send the browser for a sign-in, and what to keep until it comes back.
+
+    ``connection`` is the organisation's; ``None`` means the council's own provider.
+    """
+    settings = council_provider_settings() if connection is None else provider_settings(connection)
+    return gateway.begin(settings, login_hint=login_hint, prompt=prompt, context=context)
+
+
+def sign_in_finish(
+    connection: SsoConnection | None, pending: Pending, query: dict[str, str]
+) -> dict[str, Any]:
+    """The verified claims of a sign-in the provider sent back (``query`` is the callback's)."""
+    settings = council_provider_settings() if connection is None else provider_settings(connection)
+    return gateway.finish(settings, pending, query)
+
+
 # ---------------------------------------------------------------- domains
 
 # Mail services shared by the public: nobody may claim them for an organisation.
@@ -398,8 +430,8 @@ def domain_verify(session: Session, *, actor: Actor, claim: EmailDomain) -> Emai
         target_id=claim.id,
         target_label=claim.domain,
         organisation_id=claim.organisation_id,
-        before={"status": "pending"},
-        after={"status": "verified"},
+        before={"status": DomainStatus.PENDING},
+        after={"status": DomainStatus.VERIFIED},
     )
     return claim
 

@@ -7,7 +7,7 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import Base, BigIntId, TimestampMixin
+from portal.db import Base, BigIntId, TimestampMixin, enum_column
 
 
 class OrganisationStatus(enum.StrEnum):
@@ -52,8 +52,11 @@ class Organisation(TimestampMixin, Base):
     currency: Mapped[str] = mapped_column(sa.String(3), nullable=False)
     tax_id: Mapped[str | None] = mapped_column(sa.String(64))
     billing_email: Mapped[str] = mapped_column(sa.String(254), nullable=False)
-    status: Mapped[str] = mapped_column(
-        sa.String(16), nullable=False, default="pending", index=True
+    status: Mapped[OrganisationStatus] = mapped_column(
+        enum_column(OrganisationStatus, 16),
+        nullable=False,
+        default=OrganisationStatus.PENDING,
+        index=True,
     )
     status_reason: Mapped[str | None] = mapped_column(sa.String(500))
     billing_provider: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="manual")

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record, changed, snapshot
-from portal.kernel.actor import Actor
+from portal.kernel.actor import Actor, Role
 from portal.kernel.errors import Conflict, InvalidState, PermissionDenied
 from portal.signals import organisation_status_changed
 from portal.tenancy.models import Organisation, OrganisationStatus
@@ -22,17 +22,18 @@ from portal.validation import (
     Country,
     Currency,
     Email,
+    OptionalText,
     Slug,
     Stripped,
-    optional_int,
-    optional_text,
     parse,
 )
 
 Name = Annotated[str, Stripped, StringConstraints(min_length=1, max_length=200)]
-TaxId = optional_text(64)
-Reason = optional_text(500)
-TaxRate = optional_int(0, 10000)
+# Spelled out (not optional_text()/optional_int() calls) so that they are types to mypy.
+TaxId = Annotated[Annotated[str, StringConstraints(max_length=64)] | None, OptionalText]
+Reason = Annotated[Annotated[str, StringConstraints(max_length=500)] | None, OptionalText]
+Note = Annotated[Annotated[str, StringConstraints(max_length=2000)] | None, OptionalText]
+TaxRate = Annotated[Annotated[int, Field(ge=0, le=10000)] | None, OptionalText]
 
 PROFILE_FIELDS = (
     "name",
@@ -77,7 +78,7 @@ class OrganisationApplication(BaseModel):
     billing_email: Email
     applicant_name: Name
     applicant_email: Email
-    note: optional_text(2000) = None  # type: ignore[valid-type]
+    note: Note = None
 
 
 class OrganisationUpdate(BaseModel):
@@ -113,7 +114,7 @@ TRANSITIONS: dict[str, dict[str, str]] = {
 
 
 def _require_council_admin(actor: Actor) -> None:
-    if actor.role is not None and actor.role != "council_admin":
+    if actor.role is not None and actor.role != Role.COUNCIL_ADMIN:
         raise PermissionDenied("Only council admins manage organisations.")
 
 
@@ -176,7 +177,7 @@ def organisation_update(
     session: Session, *, actor: Actor, organisation: Organisation, data: dict[str, Any]
 ) -> Organisation:
     """Change an organisation's profile. Org admins may change only their own contact fields."""
-    if actor.role == "org_admin":
+    if actor.role == Role.ORG_ADMIN:
         if actor.organisation_id != organisation.id:
             raise PermissionDenied("You can only change your own organisation.")
         not_allowed = set(data) - ORG_ADMIN_EDITABLE
@@ -251,7 +252,9 @@ def organisation_transition(
         )
     before = {"status": locked.status, "status_reason": locked.status_reason}
     locked.status = target
-    locked.status_reason = reason if target in ("suspended", "closed") else None
+    locked.status_reason = (
+        reason if target in (OrganisationStatus.SUSPENDED, OrganisationStatus.CLOSED) else None
+    )
     session.flush()
     audit_record(
         session,

@@ -35,7 +35,6 @@ from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import committed
 from portal.identity import auth
-from portal.identity import sso as gateway
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.errors import DomainError
@@ -53,21 +52,21 @@ MAX_PENDING = 4  # sign-ins in flight per browser (several tabs)
 # ---------------------------------------------------------------- sign-ins in flight
 
 
-def _remember(pending: gateway.Pending) -> None:
+def _remember(pending: services.Pending) -> None:
     waiting = dict(session.get(PENDING_KEY) or {})
-    waiting = {k: v for k, v in waiting.items() if not gateway.Pending.from_dict(v).expired}
+    waiting = {k: v for k, v in waiting.items() if not services.Pending.from_dict(v).expired}
     while len(waiting) >= MAX_PENDING:
         waiting.pop(min(waiting, key=lambda k: waiting[k]["created"]))
     waiting[pending.state] = pending.as_dict()
     session[PENDING_KEY] = waiting
 
 
-def _take(state: str | None) -> gateway.Pending | None:
+def _take(state: str | None) -> services.Pending | None:
     """The sign-in a callback's ``state`` belongs to, removed so it works once."""
     waiting = dict(session.get(PENDING_KEY) or {})
     found = waiting.pop(state, None) if state else None
     session[PENDING_KEY] = waiting
-    return gateway.Pending.from_dict(found) if found else None
+    return services.Pending.from_dict(found) if found else None
 
 
 def _failed(detail: str, status: int = 400, *, stage: str | None = None, code: str | None = None):
@@ -82,15 +81,15 @@ def start_sign_in(realm: Realm, *, email: str | None, next_url: str | None):
     """Send the browser to the realm's provider (the sign-in page calls this)."""
     try:
         if realm.kind == "council":
-            settings = services.council_provider_settings()
+            connection = None
             context: dict[str, Any] = {"purpose": "council"}
         else:
             assert realm.connection is not None and realm.organisation is not None
-            settings = services.provider_settings(realm.connection)
+            connection = realm.connection
             context = {"purpose": "sign_in", "slug": realm.organisation.slug}
         context["next"] = auth.safe_next(next_url, "") or None
-        url, pending = gateway.begin(settings, login_hint=email, context=context)
-    except gateway.SsoFailed as error:
+        url, pending = services.sign_in_begin(connection, login_hint=email, context=context)
+    except services.SsoFailed as error:
         return _failed(
             f"{realm.label}'s sign-in could not be started. {error.detail}",
             error.status,
@@ -165,9 +164,7 @@ def org_callback(slug: str):
     if context.get("purpose") == "test":
         return _finish_test(connection, pending)
     try:
-        claims = gateway.finish(
-            services.provider_settings(connection), pending, request.args.to_dict()
-        )
+        claims = services.sign_in_finish(connection, pending, request.args.to_dict())
         user = services.sso_account(
             db_session(), connection=connection, claims=claims, ip=auth.client_ip()
         )
@@ -191,9 +188,7 @@ def council_callback():
     if pending.context.get("purpose") != "council":
         return _failed("This response belongs to another sign-in.", 400, stage="state")
     try:
-        claims = gateway.finish(
-            services.council_provider_settings(), pending, request.args.to_dict()
-        )
+        claims = services.sign_in_finish(None, pending, request.args.to_dict())
         user = services.council_account(db_session(), claims=claims)
     except DomainError as error:
         return _failed(
@@ -241,23 +236,21 @@ def _may_test(connection) -> bool:
     )
 
 
-def _finish_test(connection, pending: gateway.Pending):
+def _finish_test(connection, pending: services.Pending):
     if not _may_test(connection):
         return _failed("Only your organisation's admin can test its connection.", 403)
     actor = auth.current_actor()
     claims: dict[str, Any] = {}
     failed_stage, detail = None, ""
     try:
-        claims = gateway.finish(
-            services.provider_settings(connection), pending, request.args.to_dict()
-        )
+        claims = services.sign_in_finish(connection, pending, request.args.to_dict())
         email, user = services.check_claims(db_session(), connection=connection, claims=claims)
         detail = (
             f"{email} would sign in to their account."
             if user is not None
             else f"{email} would get a new member account at their first sign-in."
         )
-    except gateway.SsoFailed as error:
+    except services.SsoFailed as error:
         db_session().rollback()
         failed_stage, detail = error.stage, error.detail
     except services.SsoRefused as error:
@@ -294,12 +287,10 @@ def org_sso_test():
         flash("Save the connection first.", "error")
         return redirect(url_for("sso.org_sso"))
     try:
-        url, pending = gateway.begin(
-            services.provider_settings(connection),
-            prompt="login",
-            context={"purpose": "test", "slug": org.slug},
+        url, pending = services.sign_in_begin(
+            connection, prompt="login", context={"purpose": "test", "slug": org.slug}
         )
-    except (gateway.SsoFailed, SecretUnreadable) as error:
+    except (services.SsoFailed, SecretUnreadable) as error:
         detail = getattr(error, "detail", str(error))
         services.connection_record_test(
             db_session(),

@@ -10,9 +10,10 @@ from portal.audit.selectors import audit_events_list
 from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import committed, form_values
-from portal.identity import auth, invitations
+from portal.identity import auth
 from portal.identity import selectors as people
 from portal.identity.forms import ConfirmForm, InviteForm
+from portal.identity.invitations import organisation_change_status
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
@@ -89,7 +90,9 @@ def apply():
 def council_dashboard():
     """The council's overview of its tenants."""
     counts = selectors.organisation_status_counts(db_session())
-    pending = selectors.organisations_list(db_session(), status="pending", per_page=10)
+    pending = selectors.organisations_list(
+        db_session(), status=OrganisationStatus.PENDING, per_page=10
+    )
     return render_template("tenancy/council_dashboard.html", counts=counts, pending=pending)
 
 
@@ -192,7 +195,7 @@ def organisation_status(slug: str, action: str):
     target, _label = STATUS_ACTIONS[action]
     # Not forms.committed: the page redirects, so every refusal is flashed whole.
     try:
-        change = invitations.organisation_change_status(
+        change = organisation_change_status(
             db_session(),
             actor=g.actor,
             organisation=org,
