@@ -81,7 +81,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
 
     from portal import api, payments
 
-    api.init_app(app)
+    # The API's entitlement fast path counts in the token's rate limit (rate limits sit above it).
+    api.init_app(app, token_limit=ratelimit.fast_path_allows)
     payments.init_app(app)
 
     from portal.cli import register_commands

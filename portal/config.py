@@ -8,12 +8,17 @@ commands can set variables before they build an app.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import math
 import os
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from cryptography.fernet import Fernet
+from limits import parse_many
 
 ENVIRONMENTS = ("development", "production", "test")
 
@@ -94,8 +99,6 @@ def secret_key_problem(value: str) -> str | None:
 
 def encryption_key_problem(value: str, *, secret_key: str) -> str | None:
     """Why ``value`` will not do as the production Fernet key, or None if it will."""
-    from cryptography.fernet import Fernet
-
     try:
         Fernet(value.encode())
     except (ValueError, TypeError):
@@ -126,7 +129,7 @@ def _refuse_weak_secrets(secret_key: str, encryption_key: str) -> None:
         raise ConfigError(f"PORTAL_ENCRYPTION_KEY {problem}")
 
 
-def _instance_secret(instance_path: str, name: str, factory) -> str:
+def _instance_secret(instance_path: str, name: str, factory: Callable[[], str]) -> str:
     """Read a development secret kept in the instance folder, creating it once."""
     path = Path(instance_path) / name
     if path.exists():
@@ -146,6 +149,83 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from exc
+
+
+# ---------------------------------------------------------------- rate limits (portal.ratelimit)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: The limits and their defaults, each a ``limits`` string ("5 per minute", "100/hour").
+DEFAULT_LIMITS = {
+    "PORTAL_LOGIN_RATE_LIMIT": "5 per minute",
+    "PORTAL_LOGIN_ADDRESS_RATE_LIMIT": "50 per minute",
+    "PORTAL_RESET_RATE_LIMIT": "5 per hour",
+    "PORTAL_RESET_ADDRESS_RATE_LIMIT": "30 per hour",
+    "PORTAL_API_RATE_LIMIT": "6000 per minute",
+    "PORTAL_SCIM_RATE_LIMIT": "1200 per minute",
+}
+_TRUE = ("1", "true", "yes", "on")
+
+
+def parse_proxies(text: str) -> tuple[Network, ...]:
+    """``PORTAL_TRUSTED_PROXIES``: comma-separated addresses or networks (ValueError if not)."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
+    )
+
+
+def rate_limit_settings(
+    env: dict[str, str], *, production: bool, redis_url: str | None
+) -> dict[str, Any]:
+    """The rate-limit part of the Flask config: the limits, their storage, the trusted proxies.
+
+    :mod:`portal.ratelimit` applies them.
+    """
+    single_process = env.get("PORTAL_SINGLE_PROCESS", "").strip().lower() in _TRUE
+    if production and not redis_url and not single_process:
+        raise ConfigError(
+            "PORTAL_REDIS_URL is required in production, so that rate limits hold across "
+            "processes and machines; set PORTAL_SINGLE_PROCESS=1 only if exactly one "
+            "process serves the portal"
+        )
+    out: dict[str, Any] = {}
+    for name, default in DEFAULT_LIMITS.items():
+        value = env.get(name) or default
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{name} must be a rate limit such as {default!r}, not {value!r}"
+            ) from exc
+        out[name] = value
+    raw_proxies = env.get("PORTAL_TRUSTED_PROXIES", "")
+    try:
+        out["PORTAL_TRUSTED_PROXIES"] = parse_proxies(raw_proxies)
+    except ValueError as exc:
+        raise ConfigError(
+            "PORTAL_TRUSTED_PROXIES must be comma-separated IP addresses or networks "
+            f"(e.g. 10.0.0.5,10.1.0.0/16), not {raw_proxies!r}: {exc}"
+        ) from exc
+    out.update(
+        {
+            "PORTAL_SINGLE_PROCESS": single_process,
+            "RATELIMIT_STORAGE_URI": redis_url or "memory://",
+            # A Redis that does not answer must not hold a request up for long.
+            "RATELIMIT_STORAGE_OPTIONS": (
+                {"socket_connect_timeout": 0.5, "socket_timeout": 0.5} if redis_url else {}
+            ),
+            "RATELIMIT_KEY_PREFIX": env.get("PORTAL_RATELIMIT_KEY_PREFIX") or "portal",
+            "RATELIMIT_STRATEGY": "sliding-window-counter",
+            "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+            "RATELIMIT_SWALLOW_ERRORS": True,
+            # Sent on 429 answers only (portal.ratelimit's refusal headers).
+            "RATELIMIT_HEADERS_ENABLED": False,
+        }
+    )
+    return out
+
+
+# ---------------------------------------------------------------- the whole config
 
 
 def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -174,8 +254,6 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
     if not secret_key:
         secret_key = _instance_secret(instance_path, "secret_key", lambda: secrets.token_hex(32))
     if not encryption_key:
-        from cryptography.fernet import Fernet
-
         encryption_key = _instance_secret(
             instance_path, "encryption_key", lambda: Fernet.generate_key().decode()
         )
@@ -188,7 +266,6 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
 
     redis_url = env.get("PORTAL_REDIS_URL") or None
-    from portal.ratelimit import settings as rate_limit_settings
 
     return {
         "PORTAL_ENV": portal_env,

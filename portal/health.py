@@ -24,8 +24,11 @@ from __future__ import annotations
 import redis
 import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app
+from flask.typing import ResponseReturnValue
 
 from portal.db import RETRY_AFTER_SECONDS, db
+from portal.extensions import csrf, limiter
+from portal.ratelimit import limits_degraded
 
 bp = Blueprint("health", __name__)
 
@@ -36,13 +39,13 @@ REDIS_TIMEOUT_SECONDS = 1.0
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> ResponseReturnValue:
     """Liveness: the process serves requests (nothing else is checked)."""
     return {"status": "ok"}, 200, {"Cache-Control": "no-store"}
 
 
 @bp.get("/readyz")
-def readyz():
+def readyz() -> ResponseReturnValue:
     """Readiness: the database answers (503 if not); Redis where configured (degraded if not)."""
     checks = {"database": _database()}
     if current_app.config.get("PORTAL_REDIS_URL"):
@@ -104,15 +107,11 @@ def _redis_answers() -> bool:
 
 def _limits_degraded() -> bool:
     """Whether the rate limits count in this process only (Redis failed them lately)."""
-    from portal.ratelimit import limits_degraded
-
     return limits_degraded()
 
 
 def init_app(app: Flask) -> None:
     """Register the probes, outside CSRF and rate limits."""
-    from portal.extensions import csrf, limiter
-
     csrf.exempt(bp)
     limiter.exempt(bp)
     app.register_blueprint(bp)

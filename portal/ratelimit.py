@@ -3,10 +3,11 @@
 * **Storage.** Flask-Limiter counts in Redis (``PORTAL_REDIS_URL``), so every
   gunicorn worker and every machine sees the same counts. Production refuses to
   start without Redis unless ``PORTAL_SINGLE_PROCESS=1`` says exactly one process
-  serves (:func:`settings`). When Redis cannot be reached the limits fall back to
-  counting in the process (Flask-Limiter's in-memory fallback), one warning is
-  logged, :func:`limits_degraded` says so, and sign-in keeps working; Flask-Limiter
-  checks Redis again now and then and goes back to it when it answers.
+  serves (:func:`portal.config.rate_limit_settings` reads every setting used here).
+  When Redis cannot be reached the limits fall back to counting in the process
+  (Flask-Limiter's in-memory fallback), one warning is logged, :func:`limits_degraded`
+  says so, and sign-in keeps working; Flask-Limiter checks Redis again now and then
+  and goes back to it when it answers.
 * **The client address.** ``X-Forwarded-For`` is believed only when the peer is
   a configured proxy (``PORTAL_TRUSTED_PROXIES``, addresses or networks, default
   none): the client is then its right-most hop that is not a trusted proxy
@@ -18,8 +19,9 @@
   same office does not lock a person out. Password-reset requests likewise.
 * **Tokens.** API and SCIM calls count per bearer token (``PORTAL_API_RATE_LIMIT``,
   ``PORTAL_SCIM_RATE_LIMIT``), a usage batch once. The entitlement-check fast path
-  (:mod:`portal.api.fastpath`) counts in the same bucket (:func:`fast_path_allows`)
-  and hands the request to Flask when the limit is reached or Redis is in doubt.
+  (:mod:`portal.api.fastpath`) counts in the same bucket (:func:`fast_path_allows`,
+  handed to it by :func:`portal.create_app`) and hands the request to Flask when the
+  limit is reached or Redis is in doubt.
 
 A refused request gets 429 (problem+json, a SCIM error, or a page, by path) with
 ``Retry-After`` and the IETF draft's ``RateLimit-Limit``, ``RateLimit-Remaining``
@@ -41,83 +43,19 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from limits import RateLimitItem, parse_many
 
+from portal.api.framework import api
+from portal.config import Network
 from portal.extensions import limiter
 from portal.identity.security import token_digest
+from portal.scim.api import bp as scim
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 API_SCOPE = "api-token"
 SCIM_SCOPE = "scim-token"
 
-#: The limits and their defaults, each a ``limits`` string ("5 per minute", "100/hour").
-DEFAULT_LIMITS = {
-    "PORTAL_LOGIN_RATE_LIMIT": "5 per minute",
-    "PORTAL_LOGIN_ADDRESS_RATE_LIMIT": "50 per minute",
-    "PORTAL_RESET_RATE_LIMIT": "5 per hour",
-    "PORTAL_RESET_ADDRESS_RATE_LIMIT": "30 per hour",
-    "PORTAL_API_RATE_LIMIT": "6000 per minute",
-    "PORTAL_SCIM_RATE_LIMIT": "1200 per minute",
-}
-_TRUE = ("1", "true", "yes", "on")
-
 
 # ---------------------------------------------------------------- settings
-
-
-def parse_proxies(text: str) -> tuple[Network, ...]:
-    """``PORTAL_TRUSTED_PROXIES``: comma-separated addresses or networks (ValueError if not)."""
-    return tuple(
-        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
-    )
-
-
-def settings(env: dict[str, str], *, production: bool, redis_url: str | None) -> dict[str, Any]:
-    """The rate-limit part of the Flask config (called by :func:`portal.config.load_config`)."""
-    from portal.config import ConfigError
-
-    single_process = env.get("PORTAL_SINGLE_PROCESS", "").strip().lower() in _TRUE
-    if production and not redis_url and not single_process:
-        raise ConfigError(
-            "PORTAL_REDIS_URL is required in production, so that rate limits hold across "
-            "processes and machines; set PORTAL_SINGLE_PROCESS=1 only if exactly one "
-            "process serves the portal"
-        )
-    out: dict[str, Any] = {}
-    for name, default in DEFAULT_LIMITS.items():
-        value = env.get(name) or default
-        try:
-            parse_many(value)
-        except ValueError as exc:
-            raise ConfigError(
-                f"{name} must be a rate limit such as {default!r}, not {value!r}"
-            ) from exc
-        out[name] = value
-    raw_proxies = env.get("PORTAL_TRUSTED_PROXIES", "")
-    try:
-        out["PORTAL_TRUSTED_PROXIES"] = parse_proxies(raw_proxies)
-    except ValueError as exc:
-        raise ConfigError(
-            "PORTAL_TRUSTED_PROXIES must be comma-separated IP addresses or networks "
-            f"(e.g. 10.0.0.5,10.1.0.0/16), not {raw_proxies!r}: {exc}"
-        ) from exc
-    out.update(
-        {
-            "PORTAL_SINGLE_PROCESS": single_process,
-            "RATELIMIT_STORAGE_URI": redis_url or "memory://",
-            # A Redis that does not answer must not hold a request up for long.
-            "RATELIMIT_STORAGE_OPTIONS": (
-                {"socket_connect_timeout": 0.5, "socket_timeout": 0.5} if redis_url else {}
-            ),
-            "RATELIMIT_KEY_PREFIX": env.get("PORTAL_RATELIMIT_KEY_PREFIX") or "portal",
-            "RATELIMIT_STRATEGY": "sliding-window-counter",
-            "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
-            "RATELIMIT_SWALLOW_ERRORS": True,
-            # Sent on 429 answers only (see _refusal_headers).
-            "RATELIMIT_HEADERS_ENABLED": False,
-        }
-    )
-    return out
 
 
 def setting(name: str) -> Callable[[], str]:
@@ -363,9 +301,6 @@ def _add_token_limits() -> None:
     if _token_limits_added:
         return
     _token_limits_added = True
-    from portal.api.framework import api
-    from portal.scim.api import bp as scim
-
     limiter.shared_limit(
         setting("PORTAL_API_RATE_LIMIT"),
         scope=API_SCOPE,

@@ -9,11 +9,18 @@ query are answered before Flask (:mod:`portal.api.fastpath`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the package stays light: importing any of its modules runs this file
+    from portal.api.fastpath import TokenLimit
 
 
-def init_app(app: Any) -> None:
-    """Attach ``/api/v1`` to the (flask-openapi3) application."""
+def init_app(app: Any, *, token_limit: TokenLimit) -> None:
+    """Attach ``/api/v1`` to the (flask-openapi3) application.
+
+    ``token_limit`` counts the fast path's calls in the token's rate limit
+    (:func:`portal.ratelimit.fast_path_allows`; the rate limits sit above the API).
+    """
     from portal.api import (  # noqa: F401 (routes)
         catalogue,
         docs,
@@ -22,6 +29,7 @@ def init_app(app: Any) -> None:
         subscriptions,
         usage,
     )
+    from portal.api.fastpath import EntitlementCheckFastPath
     from portal.api.framework import api
     from portal.extensions import csrf
 
@@ -29,6 +37,4 @@ def init_app(app: Any) -> None:
     app.register_api(api)
     app.register_blueprint(docs.bp)
 
-    from portal.api.fastpath import EntitlementCheckFastPath
-
-    app.wsgi_app = EntitlementCheckFastPath(app, app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = EntitlementCheckFastPath(app, app.wsgi_app, token_limit=token_limit)

@@ -37,16 +37,21 @@ from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel
 
 from portal.api.models import ApiToken
-from portal.api.services import LAST_USED_RESOLUTION, TOKEN_START, token_digest
+from portal.api.services import LAST_USED_RESOLUTION, TOKEN_START
 from portal.api.usage import EntitlementQuery, entitlement_body
 from portal.catalogue.models import Vendor
+from portal.db import db
+from portal.identity.security import token_digest
 from portal.inputs import unsafe_query_string
 from portal.kernel.clock import now_utc
 from portal.metering.selectors import ENTITLEMENT_SEAT, entitlement_answer, entitlement_params
-from portal.ratelimit import fast_path_allows
 from portal.security import is_production, response_headers
 
 PATH = "/api/v1/entitlements/check"
+
+#: Counts one call of the token with this digest against its limit; False: let Flask answer.
+#: (:func:`portal.ratelimit.fast_path_allows`, handed over by the app factory.)
+TokenLimit = Callable[[Flask, str], bool]
 
 
 def _lengths(model: type[BaseModel]) -> dict[str, tuple[int, int]]:
@@ -129,9 +134,10 @@ class _Statement:
 class EntitlementCheckFastPath:
     """WSGI middleware: answer a plain entitlement check in one query, or pass it on."""
 
-    def __init__(self, app: Flask, wsgi_app: WSGIApp) -> None:
+    def __init__(self, app: Flask, wsgi_app: WSGIApp, *, token_limit: TokenLimit) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
+        self.token_limit = token_limit
         self._engine: sa.Engine | None = None
         self._statement: _Statement | None = None
         self._setting_up = threading.Lock()
@@ -184,8 +190,6 @@ class EntitlementCheckFastPath:
 
     def _set_up(self) -> None:
         """The engine and the compiled statement, once per process (after gunicorn forks)."""
-        from portal.db import db
-
         with self.app.app_context():
             engine = db.engine
         if engine.dialect.name == "postgresql":
@@ -229,7 +233,7 @@ class EntitlementCheckFastPath:
             connection.close()
         if row is None or not _live_vendor_token(row):
             return None
-        if not fast_path_allows(self.app, values["token_hash"]):
+        if not self.token_limit(self.app, values["token_hash"]):
             return None  # the token's limit is reached (or Redis in doubt): Flask answers
         return entitlement_body(
             entitlement_answer(

@@ -11,9 +11,10 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from portal.config import parse_proxies
 from portal.db import db
 from portal.identity.models import UserSession
-from portal.ratelimit import client_address, parse_proxies
+from portal.ratelimit import client_address
 from tests.conftest import login, post_form
 
 OFFICE = "198.51.100.7"
