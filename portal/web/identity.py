@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 from portal import ratelimit
 from portal.db import db_session
 from portal.extensions import limiter
-from portal.forms import show_errors
+from portal.forms import committed, show_errors
 from portal.identity import accounts, auth, invitations, passwords
 from portal.identity.forms import (
     AcceptInvitationForm,
@@ -58,6 +58,7 @@ def login():
     council_sso = sso_selectors.council_sso_configured()
     if form.validate_on_submit():
         password = form.password.data or ""
+        # Not forms.committed: a refused sign-in names no field and answers 401.
         if form.sso.data or not password:
             realm = sso_selectors.realm_for_email(db_session(), form.email.data)
             if realm is not None:
@@ -107,6 +108,7 @@ def accept_invitation(token: str):
         ), error.status
     form = AcceptInvitationForm()
     if form.validate_on_submit():
+        # Not forms.committed: only a refused name or password returns to the form.
         try:
             user = invitations.invitation_accept(
                 db_session(),
@@ -150,10 +152,15 @@ def forgot_password():
     """Ask for a reset link. The answer is the same whether the email is known or not."""
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        passwords.password_reset_request(db_session(), email=form.email.data, ip=auth.client_ip())
-        db_session().commit()
-        flash("If that email has an account, a reset link is on its way. It works once.", "info")
-        return redirect(url_for("auth.login"))
+        with committed(form) as saved:
+            passwords.password_reset_request(
+                db_session(), email=form.email.data, ip=auth.client_ip()
+            )
+        if saved:
+            flash(
+                "If that email has an account, a reset link is on its way. It works once.", "info"
+            )
+            return redirect(url_for("auth.login"))
     status = 400 if request.method == "POST" else 200
     return render_template("identity/forgot_password.html", form=form), status
 
@@ -169,6 +176,7 @@ def reset_password(token: str):
         ), error.status
     form = ResetPasswordForm()
     if form.validate_on_submit():
+        # Not forms.committed: only a refused password returns to the form.
         try:
             passwords.password_reset_complete(
                 db_session(), token=token, password=form.password.data, ip=auth.client_ip()
@@ -209,18 +217,14 @@ def profile_save():
     """Change one's own display name."""
     form = ProfileForm(prefix="profile")
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             accounts.profile_update(
                 db_session(),
                 actor=auth.current_actor(),
                 user=current_user.user,
                 name=form.name.data,
             )
-        except ValidationFailed as error:
-            db_session().rollback()
-            show_errors(form, error)
-        else:
-            db_session().commit()
+        if saved:
             flash("Profile saved.", "success")
             return redirect(url_for("auth.profile"))
     return _profile_page(profile_form=form, status=400)
@@ -232,7 +236,7 @@ def password_save():
     """Change one's own password; other sessions of the account end."""
     form = ChangePasswordForm(prefix="password")
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             passwords.password_change(
                 db_session(),
                 actor=auth.current_actor(),
@@ -241,11 +245,7 @@ def password_save():
                 new=form.new_password.data,
                 keep_token=current_user.token,
             )
-        except ValidationFailed as error:
-            db_session().rollback()
-            show_errors(form, error)
-        else:
-            db_session().commit()
+        if saved:
             flash("Password changed. Your other sessions were signed out.", "success")
             return redirect(url_for("auth.profile"))
     return _profile_page(password_form=form, status=400)

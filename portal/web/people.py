@@ -18,7 +18,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from portal.db import db_session
-from portal.forms import show_errors
+from portal.forms import committed
 from portal.identity import accounts, auth, invitations, selectors
 from portal.identity.forms import ConfirmForm, InviteForm, RoleForm
 from portal.kernel.actor import COUNCIL_ROLES, ORG_ROLES, Role
@@ -110,7 +110,7 @@ def invite(scope: str, slug: str | None = None):
     form = InviteForm(prefix="invite")
     form.role.choices = _roles_for(org)
     if form.validate_on_submit():
-        try:
+        with committed(form) as saved:
             invitations.invitation_create(
                 db_session(),
                 actor=auth.current_actor(),
@@ -118,21 +118,15 @@ def invite(scope: str, slug: str | None = None):
                 role=form.role.data,
                 organisation=org,
             )
-        except DomainError as error:
-            db_session().rollback()
-            show_errors(form, error)
-            for field in (form.email, form.role):
-                for message in field.errors:
-                    flash(f"{field.label.text}: {message}", "error")
-        else:
-            db_session().commit()
+        if saved:
             flash(f"Invitation sent to {form.email.data}.", "success")
-    else:
-        for field in (form.email, form.role):
-            for message in field.errors:
-                flash(f"{field.label.text}: {message}", "error")
-        if form.csrf_token.errors:
-            flash("The form expired; nothing was sent. Try again.", "error")
+            return redirect(back)
+    # The list page is another request: the form's messages go with the redirect.
+    for field in (form.email, form.role):
+        for message in field.errors:
+            flash(f"{field.label.text}: {message}", "error")
+    if form.csrf_token.errors:
+        flash("The form expired; nothing was sent. Try again.", "error")
     return redirect(back)
 
 
@@ -145,6 +139,7 @@ def change_role(scope: str, user_id: int, slug: str | None = None):
     form = RoleForm()
     form.role.choices = _roles_for(org)
     if form.validate_on_submit():
+        # Not forms.committed: the page redirects, so a refusal is flashed whole.
         try:
             accounts.user_change_role(
                 db_session(), actor=auth.current_actor(), user=user, role=form.role.data
@@ -169,6 +164,7 @@ def set_active(scope: str, user_id: int, active: str, slug: str | None = None):
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(back)
+    # Not forms.committed: the page redirects, so a refusal is flashed whole.
     try:
         accounts.user_set_active(
             db_session(), actor=auth.current_actor(), user=user, active=active == "reactivate"
@@ -191,6 +187,7 @@ def revoke_invitation(scope: str, invitation_id: int, slug: str | None = None):
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(back)
+    # Not forms.committed: the page redirects, so a refusal is flashed whole.
     try:
         invitations.invitation_revoke(
             db_session(), actor=auth.current_actor(), invitation=invitation

@@ -286,6 +286,7 @@ def org_sso_test():
     if connection is None or not ConfirmForm().validate_on_submit():
         flash("Save the connection first.", "error")
         return redirect(url_for("sso.org_sso"))
+    # Not forms.committed: a failure to start is recorded on the connection and committed.
     try:
         url, pending = services.sign_in_begin(
             connection, prompt="login", context={"purpose": "test", "slug": org.slug}
@@ -371,6 +372,7 @@ def org_sso_delete():
     """Remove the connection."""
     org = auth.current_organisation()
     connection = selectors.connection_of(db_session(), organisation_id=org.id)
+    # Not forms.committed: a confirmation button; a refusal is the error page's.
     if connection is not None and ConfirmForm().validate_on_submit():
         services.connection_delete(db_session(), actor=g.actor, connection=connection)
         db_session().commit()
@@ -413,6 +415,7 @@ def org_domain_remove(domain_id: int):
     """Withdraw one of the organisation's own claims."""
     org = auth.current_organisation()
     claim = selectors.domain_in_scope(db_session(), organisation_id=org.id, domain_id=domain_id)
+    # Not forms.committed: a confirmation button; a refusal is the error page's.
     if ConfirmForm().validate_on_submit():
         services.domain_remove(db_session(), actor=g.actor, claim=claim)
         db_session().commit()
@@ -439,6 +442,7 @@ def council_domain_decide(domain_id: int, action: str):
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(url_for("sso.council_domains"))
     label, org_name = claim.domain, claim.organisation.name
+    # Not forms.committed: the page redirects, so a refusal is flashed whole.
     try:
         if action == "verify":
             services.domain_verify(db_session(), actor=g.actor, claim=claim)
