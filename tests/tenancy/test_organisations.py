@@ -545,3 +545,44 @@ def test_org_dashboard_shows_seats_requests_idle_seats_and_what_is_owed(app, mak
     assert "<strong>1</strong>idle seats" in page
     assert "<strong>1</strong>subscriptions" in page
     assert "0 open invoices" in page
+
+
+def test_only_approving_an_application_invites_its_applicant(app, make_org, mailbox):
+    """The service behind the status buttons: approval invites; reactivation and the rest do not."""
+    from portal.identity.invitations import organisation_change_status
+    from portal.tenancy.models import OrganisationStatus
+
+    _pending_org(app, "service")
+    with app.app_context():
+        org = db.session.scalar(sa.select(Organisation).where(Organisation.slug == "service"))
+        change = organisation_change_status(
+            db.session, actor=SYSTEM, organisation=org, to_status="active", action="approve"
+        )
+        db.session.commit()
+        assert change.organisation.status is OrganisationStatus.ACTIVE
+        assert (change.invited, change.not_invited) == ("boss@service.example", None)
+        for to_status in (OrganisationStatus.SUSPENDED, OrganisationStatus.ACTIVE):
+            change = organisation_change_status(
+                db.session, actor=SYSTEM, organisation=org, to_status=to_status
+            )
+            db.session.commit()
+            assert (change.invited, change.not_invited) == (None, None)
+    assert [m["To"] for m in mailbox] == ["boss@service.example"]
+    assert count(app, Invitation) == 1
+
+
+def test_approval_stands_when_the_applicant_already_has_an_account(app, make_org, mailbox):
+    from portal.identity.invitations import organisation_change_status
+
+    _pending_org(app, "taken")
+    quick_user(app, "member", make_org(), email="boss@taken.example")
+    with app.app_context():
+        org = db.session.scalar(sa.select(Organisation).where(Organisation.slug == "taken"))
+        change = organisation_change_status(
+            db.session, actor=SYSTEM, organisation=org, to_status="active", action="approve"
+        )
+        db.session.commit()
+        assert change.invited is None
+        assert change.not_invited == "boss@taken.example already has an account."
+    assert org_row(app, "taken")["status"] == "active"
+    assert mailbox == [] and count(app, Invitation) == 0
