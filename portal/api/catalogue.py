@@ -7,8 +7,7 @@ OpenAPI document, so the API and the pages share one set of rules and messages.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import Literal
 
 from flask import Response
 from flask_openapi3 import Tag
@@ -18,15 +17,13 @@ from portal.api import pagination
 from portal.api.auth import ANY_SCOPE, COUNCIL, current_actor
 from portal.api.framework import reply, route
 from portal.api.schemas import SLUG, ApiModel, ListQuery, document_rule
-from portal.catalogue import selectors, services
+from portal.api.selectors import meter_named, product_named, vendor_named
+from portal.catalogue import services
 from portal.catalogue.models import LicencePool, Price, Product, Vendor
 from portal.db import db_session
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import NotFound
 from portal.seats import figures
 from portal.seats.figures import ProductFigures
-
-T = TypeVar("T")
 
 tag = Tag(name="Catalogue", description="Vendors, products, licence pools and prices.")
 
@@ -331,7 +328,7 @@ def vendor_create(body: VendorCreate) -> Response:
 )
 def product_create(body: ProductCreate) -> Response:
     """Add a product of a vendor, with its meters (404 for an unknown vendor)."""
-    _referenced(selectors.vendor_by_slug, body.vendor, "vendor")
+    vendor_named(db_session(), body.vendor)
     product = services.product_create(
         db_session(), actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
@@ -352,7 +349,7 @@ def pool_create(body: PoolCreate) -> Response:
 
     404 for an unknown product; `ends_on` must be on or after `starts_on`.
     """
-    _referenced(selectors.product_by_sku, body.product, "product")
+    product_named(db_session(), body.product)
     pool = services.pool_create(
         db_session(), actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
@@ -374,12 +371,9 @@ def price_create(body: PriceCreate) -> Response:
     Tier limits rise and only the last tier is open (`up_to` null); 409
     `price_exists` when the product has this kind of price in this currency.
     """
-    product = _referenced(selectors.product_by_sku, body.product, "product")
-    if body.meter and not any(m.key == body.meter for m in product.meters):
-        raise NotFound(
-            f"{product.name} has no meter “{body.meter}”.",
-            errors={"meter": [f"Choose one of {product.name}'s meters."]},
-        )
+    product = product_named(db_session(), body.product)
+    if body.meter:
+        meter_named(product, body.meter)
     price = services.price_create(
         db_session(), actor=current_actor(), data=body.model_dump(exclude_unset=True)
     )
@@ -409,14 +403,6 @@ def catalogue_list(query: CatalogueQuery) -> Response:
             key=_product_id,
         )
     )
-
-
-def _referenced(find: Callable[..., T], key: str, field: str) -> T:
-    """The vendor or product a body names; 404 naming the field when there is none."""
-    try:
-        return find(db_session(), key)
-    except NotFound as exc:
-        raise NotFound(exc.detail, errors={field: [f"No such {field}."]}) from exc
 
 
 def _product_id(figures: ProductFigures) -> int:

@@ -21,17 +21,17 @@ from portal.api import pagination
 from portal.api.auth import COUNCIL, ORGANISATION, current_actor
 from portal.api.framework import reply, route
 from portal.api.schemas import PERIOD, SLUG, ApiModel, ApiParams, IdPath, ListQuery
+from portal.api.selectors import organisation_named
 from portal.billing import documents, exports, lifecycle, selectors
 from portal.billing.jobs import invoice_run_execute
 from portal.billing.models import CreditNote, Invoice, InvoiceRun
 from portal.billing.operations import invoice_run_start
 from portal.db import db_session
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import Conflict, NotFound, PermissionDenied
+from portal.kernel.errors import Conflict, PermissionDenied
 from portal.kernel.periods import period_bounds
 from portal.kernel.scope import organisation_scope
 from portal.tenancy.models import Organisation
-from portal.tenancy.selectors import organisation_by_slug
 
 tag = Tag(
     name="Billing",
@@ -247,12 +247,7 @@ def _organisation_filter(slug: str | None) -> int | None:
                 errors={"organisation": ["Leave out, or give this token's own organisation."]},
             )
         return own
-    try:
-        return organisation_by_slug(db_session(), slug).id
-    except NotFound as exc:
-        raise NotFound(
-            f"No organisation “{slug}”.", errors={"organisation": ["No such organisation."]}
-        ) from exc
+    return organisation_named(db_session(), slug).id
 
 
 def _invoice(invoice_id: int) -> Invoice:

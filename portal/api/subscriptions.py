@@ -19,8 +19,8 @@ from portal.api import pagination
 from portal.api.auth import COUNCIL, ORGANISATION, current_actor
 from portal.api.framework import reply, route
 from portal.api.schemas import DATE, EMAIL, SLUG, ApiModel, IdPath, ListQuery
+from portal.api.selectors import organisation_named, product_named
 from portal.catalogue.models import Product
-from portal.catalogue.selectors import product_by_sku
 from portal.db import db_session
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import NotFound, PermissionDenied, ValidationFailed
@@ -29,7 +29,6 @@ from portal.seats import selectors, services
 from portal.seats.models import SeatAssignment, Subscription
 from portal.seats.services import Outcome
 from portal.tenancy.models import Organisation
-from portal.tenancy.selectors import organisation_by_slug
 
 tag = Tag(
     name="Subscriptions", description="Seats members reserve from the pools, and who holds them."
@@ -215,20 +214,12 @@ def _organisation(slug: str | None) -> Organisation:
         raise ValidationFailed(
             "Name the organisation.", errors={"organisation": ["This field is required."]}
         )
-    try:
-        return organisation_by_slug(db_session(), slug)
-    except NotFound as exc:
-        raise NotFound(
-            f"No organisation “{slug}”.", errors={"organisation": ["No such organisation."]}
-        ) from exc
+    return organisation_named(db_session(), slug)
 
 
 def _product(sku: str) -> Product:
     """The product a request names by SKU (404 naming the field when there is none)."""
-    try:
-        return product_by_sku(db_session(), sku)
-    except NotFound as exc:
-        raise NotFound(f"No product “{sku}”.", errors={"product": ["No such product."]}) from exc
+    return product_named(db_session(), sku)
 
 
 def _result(outcome: Outcome, complete_status: int) -> Response:

@@ -14,6 +14,7 @@ from flask import (
     render_template,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from portal.db import db_session
@@ -21,12 +22,14 @@ from portal.extensions import csrf
 from portal.identity import auth
 from portal.kernel.actor import Role
 from portal.kernel.money import format_money
+from portal.mail import outbox_messages
+from portal.seats.selectors import my_software as my_software_of
 
 bp = Blueprint("web", __name__)
 
 
 @bp.get("/")
-def home():
+def home() -> ResponseReturnValue:
     """Signed-in people go to their dashboard; others to the sign-in page."""
     if current_user.is_authenticated:
         return redirect(auth.home_for(current_user))
@@ -35,10 +38,8 @@ def home():
 
 @bp.get("/my")
 @login_required
-def my_software():
+def my_software() -> ResponseReturnValue:
     """A person's own software: the seats they hold and the seats they asked for."""
-    from portal.seats.selectors import my_software as my_software_of
-
     mine = None
     if current_user.organisation_id is not None:
         mine = my_software_of(
@@ -48,7 +49,7 @@ def my_software():
 
 
 @bp.get("/dev/outbox")
-def outbox():
+def outbox() -> ResponseReturnValue:
     """Mail the portal would have sent: in development only, for signed-in council staff.
 
     The outbox holds every invitation and password-reset link, so anyone who could
@@ -61,9 +62,7 @@ def outbox():
 
 
 @auth.role_required(Role.COUNCIL_ADMIN, Role.FINANCE)
-def _outbox_for_staff():
-    from portal.mail import outbox_messages
-
+def _outbox_for_staff() -> ResponseReturnValue:
     return render_template("dev/outbox.html", messages=outbox_messages())
 
 

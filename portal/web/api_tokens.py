@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
 
 from portal.api import selectors, services
 from portal.api.forms import NEVER, CouncilTokenForm, OrgTokenForm
@@ -20,7 +21,6 @@ from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import DomainError
 from portal.tenancy.selectors import organisation_by_slug, organisations_list
 
 bp = Blueprint("tokens", __name__)
@@ -43,14 +43,14 @@ def _expiry(form: OrgTokenForm) -> dict[str, Any]:
     return {"expires_at": now_utc() + dt.timedelta(days=int(form.expires_in.data))}
 
 
-def _created(token: Any, plaintext: str, back: str):
+def _created(token: Any, plaintext: str, back: str) -> ResponseReturnValue:
     response = render_template(
         "api/token_created.html", token=token, plaintext=plaintext, back=back
     )
     return response, 201, {"Cache-Control": "no-store"}
 
 
-def _page(form: OrgTokenForm, *, organisation: Any, status: int = 200):
+def _page(form: OrgTokenForm, *, organisation: Any, status: int = 200) -> ResponseReturnValue:
     tokens = selectors.tokens_list(
         db_session(), organisation_id=organisation.id if organisation else None
     )
@@ -68,14 +68,14 @@ def _page(form: OrgTokenForm, *, organisation: Any, status: int = 200):
 
 @bp.get("/council/tokens")
 @auth.role_required(Role.COUNCIL_ADMIN)
-def council_tokens():
+def council_tokens() -> ResponseReturnValue:
     """Every API token, and a form to create one of any scope."""
     return _page(_council_form(), organisation=None)
 
 
 @bp.post("/council/tokens")
 @auth.role_required(Role.COUNCIL_ADMIN)
-def council_token_create():
+def council_token_create() -> ResponseReturnValue:
     """Create a token; its value is shown once on the answer."""
     form = _council_form()
     if form.validate_on_submit():
@@ -101,7 +101,7 @@ def council_token_create():
 
 @bp.post("/council/tokens/<int:token_id>/revoke")
 @auth.role_required(Role.COUNCIL_ADMIN)
-def council_token_revoke(token_id: int):
+def council_token_revoke(token_id: int) -> ResponseReturnValue:
     """Revoke any token at once."""
     token = selectors.token_in_scope(db_session(), organisation_id=None, token_id=token_id)
     return _revoke(token, url_for("tokens.council_tokens"))
@@ -109,14 +109,14 @@ def council_token_revoke(token_id: int):
 
 @bp.get("/org/tokens")
 @auth.role_required(Role.ORG_ADMIN)
-def org_tokens():
+def org_tokens() -> ResponseReturnValue:
     """The organisation's own API tokens."""
     return _page(OrgTokenForm(), organisation=auth.current_organisation())
 
 
 @bp.post("/org/tokens")
 @auth.role_required(Role.ORG_ADMIN)
-def org_token_create():
+def org_token_create() -> ResponseReturnValue:
     """Create an organisation token for the admin's own organisation."""
     org = auth.current_organisation()
     form = OrgTokenForm()
@@ -137,25 +137,21 @@ def org_token_create():
 
 @bp.post("/org/tokens/<int:token_id>/revoke")
 @auth.role_required(Role.ORG_ADMIN)
-def org_token_revoke(token_id: int):
+def org_token_revoke(token_id: int) -> ResponseReturnValue:
     """Revoke one of the organisation's own tokens."""
     org = auth.current_organisation()
     token = selectors.token_in_scope(db_session(), organisation_id=org.id, token_id=token_id)
     return _revoke(token, url_for("tokens.org_tokens"))
 
 
-def _revoke(token: Any, back: str):
+def _revoke(token: Any, back: str) -> ResponseReturnValue:
     form = ConfirmForm()
     if not form.validate_on_submit():
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(back)
-    try:
+    with committed(form) as saved:  # a refusal (no field errors) is flashed
         services.token_revoke(db_session(), actor=g.actor, token=token)
-    except DomainError as error:
-        db_session().rollback()
-        flash(error.detail, "error")
-    else:
-        db_session().commit()
+    if saved:
         flash(
             f"Token {token.prefix}… “{token.name}” is revoked; it stops working at once.", "success"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from portal.catalogue.selectors import product_by_sku
 from portal.db import db_session
@@ -24,7 +25,7 @@ from portal.seats.selectors import subscriptions_list
 bp = Blueprint("scim", __name__)
 
 
-def _tokens_page(form: ScimTokenForm, status: int = 200):
+def _tokens_page(form: ScimTokenForm, status: int = 200) -> ResponseReturnValue:
     org = auth.current_organisation()
     return render_template(
         "sso/scim_tokens.html",
@@ -37,14 +38,14 @@ def _tokens_page(form: ScimTokenForm, status: int = 200):
 
 @bp.get("/org/scim")
 @auth.role_required(Role.ORG_ADMIN)
-def org_scim():
+def org_scim() -> ResponseReturnValue:
     """SCIM tokens and the endpoint to configure at the identity provider."""
     return _tokens_page(ScimTokenForm())
 
 
 @bp.post("/org/scim")
 @auth.role_required(Role.ORG_ADMIN)
-def org_scim_token_create():
+def org_scim_token_create() -> ResponseReturnValue:
     """Create a SCIM token; it is shown once, on this answer."""
     org = auth.current_organisation()
     form = ScimTokenForm()
@@ -69,14 +70,16 @@ def org_scim_token_create():
 
 @bp.post("/org/scim/tokens/<int:token_id>/revoke")
 @auth.role_required(Role.ORG_ADMIN)
-def org_scim_token_revoke(token_id: int):
+def org_scim_token_revoke(token_id: int) -> ResponseReturnValue:
     """Revoke a SCIM token at once."""
     org = auth.current_organisation()
     token = selectors.token_in_scope(db_session(), organisation_id=org.id, token_id=token_id)
-    if ConfirmForm().validate_on_submit():
-        services.token_revoke(db_session(), actor=g.actor, token=token)
-        db_session().commit()
-        flash(f"SCIM token {token.prefix}… “{token.name}” is revoked.", "success")
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        with committed(form) as saved:
+            services.token_revoke(db_session(), actor=g.actor, token=token)
+        if saved:
+            flash(f"SCIM token {token.prefix}… “{token.name}” is revoked.", "success")
     return redirect(url_for("scim.org_scim"))
 
 
@@ -102,7 +105,7 @@ def _report_flash(report: services.SeatReport) -> None:
 
 @bp.route("/org/scim/groups", methods=["GET", "POST"])
 @auth.role_required(Role.ORG_ADMIN)
-def org_scim_groups():
+def org_scim_groups() -> ResponseReturnValue:
     """Groups from the identity provider, their product mappings, and seat shortfalls."""
     org = auth.current_organisation()
     form = _mapping_form(org)
@@ -136,28 +139,32 @@ def org_scim_groups():
 
 @bp.post("/org/scim/mappings/<int:mapping_id>/remove")
 @auth.role_required(Role.ORG_ADMIN)
-def org_scim_mapping_remove(mapping_id: int):
+def org_scim_mapping_remove(mapping_id: int) -> ResponseReturnValue:
     """Unmap a group; its members lose the seats it gave them."""
     org = auth.current_organisation()
     mapping = selectors.mapping_in_scope(
         db_session(), organisation_id=org.id, mapping_id=mapping_id
     )
-    if ConfirmForm().validate_on_submit():
-        report = services.mapping_delete(db_session(), actor=g.actor, mapping=mapping)
-        db_session().commit()
-        flash(f"Mapping removed; {len(report.released)} seat(s) released.", "success")
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        with committed(form) as saved:
+            report = services.mapping_delete(db_session(), actor=g.actor, mapping=mapping)
+        if saved:
+            flash(f"Mapping removed; {len(report.released)} seat(s) released.", "success")
     return redirect(url_for("scim.org_scim_groups"))
 
 
 @bp.post("/org/scim/mappings/sync")
 @auth.role_required(Role.ORG_ADMIN)
-def org_scim_mappings_sync():
+def org_scim_mappings_sync() -> ResponseReturnValue:
     """Give seats again to mapped groups' members who lack one (after adding seats)."""
     org = auth.current_organisation()
-    if ConfirmForm().validate_on_submit():
-        report = services.mappings_sync(db_session(), actor=g.actor, organisation=org)
-        db_session().commit()
-        _report_flash(report)
-        if not report.assigned and not report.failed:
-            flash("Everyone in a mapped group has a seat.", "info")
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        with committed(form) as saved:
+            report = services.mappings_sync(db_session(), actor=g.actor, organisation=org)
+        if saved:
+            _report_flash(report)
+            if not report.assigned and not report.failed:
+                flash("Everyone in a mapped group has a seat.", "info")
     return redirect(url_for("scim.org_scim_groups"))
