@@ -96,7 +96,7 @@ class OrganisationUpdate(BaseModel):
 
 
 # The allowed status transitions: from -> {to: audit action}.
-TRANSITIONS: dict[str, dict[str, str]] = {
+TRANSITIONS: dict[OrganisationStatus, dict[OrganisationStatus, str]] = {
     OrganisationStatus.PENDING: {
         OrganisationStatus.ACTIVE: "organisation.approve",
         OrganisationStatus.CLOSED: "organisation.decline",
@@ -111,6 +111,18 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     },
     OrganisationStatus.CLOSED: {},
 }
+
+# Each action's target status (an action leads to one status from wherever it is allowed).
+ACTION_TARGETS: dict[str, OrganisationStatus] = {
+    event.removeprefix("organisation."): target
+    for moves in TRANSITIONS.values()
+    for target, event in moves.items()
+}
+
+
+def status_actions(status: OrganisationStatus) -> list[tuple[str, OrganisationStatus]]:
+    """The lifecycle's actions from ``status``, in order: (action, the status it leads to)."""
+    return [(event.removeprefix("organisation."), to) for to, event in TRANSITIONS[status].items()]
 
 
 def _require_council_admin(actor: Actor) -> None:

@@ -27,21 +27,6 @@ bp = Blueprint("tenancy", __name__)
 
 COUNCIL = (Role.COUNCIL_ADMIN, Role.FINANCE)
 
-# Which status actions the organisation page offers: action -> (target status, label)
-STATUS_ACTIONS = {
-    "approve": (OrganisationStatus.ACTIVE, "Approve"),
-    "decline": (OrganisationStatus.CLOSED, "Decline"),
-    "suspend": (OrganisationStatus.SUSPENDED, "Suspend"),
-    "reactivate": (OrganisationStatus.ACTIVE, "Reactivate"),
-    "close": (OrganisationStatus.CLOSED, "Close"),
-}
-ACTIONS_BY_STATUS = {
-    OrganisationStatus.PENDING: ("approve", "decline"),
-    OrganisationStatus.ACTIVE: ("suspend", "close"),
-    OrganisationStatus.SUSPENDED: ("reactivate", "close"),
-    OrganisationStatus.CLOSED: (),
-}
-
 
 def _percent_to_bp(value: Decimal | None) -> int | None:
     return None if value is None else int((value * 100).to_integral_value())
@@ -153,7 +138,7 @@ def organisation_detail(slug: str):
         users=users,
         invitations=invitations,
         events=events,
-        actions=[(a, *STATUS_ACTIONS[a]) for a in ACTIONS_BY_STATUS[org.status]],
+        actions=[(a, to, a.capitalize()) for a, to in services.status_actions(org.status)],
         status_form=StatusForm(),
         invite_form=invite_form,
         confirm_form=ConfirmForm(),
@@ -185,21 +170,20 @@ def organisation_edit(slug: str):
 @auth.role_required(Role.COUNCIL_ADMIN)
 def organisation_status(slug: str, action: str):
     """Approve, decline, suspend, reactivate or close an organisation."""
-    if action not in STATUS_ACTIONS:
+    if action not in services.ACTION_TARGETS:
         abort(404)
     org = selectors.organisation_by_slug(db_session(), slug)
     form = StatusForm()
     if not form.validate_on_submit():
         flash("The form expired or was incomplete; nothing was changed. Try again.", "error")
         return redirect(url_for("tenancy.organisation_detail", slug=slug))
-    target, _label = STATUS_ACTIONS[action]
     # Not forms.committed: the page redirects, so every refusal is flashed whole.
     try:
         change = organisation_change_status(
             db_session(),
             actor=g.actor,
             organisation=org,
-            to_status=target,
+            to_status=services.ACTION_TARGETS[action],
             reason=form.reason.data,
             action=action,
         )
