@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 
+import pytest
 import sqlalchemy as sa
 
 from portal.db import db
@@ -14,6 +15,13 @@ from portal.seats import services as seats
 from portal.seats.models import SeatAssignment, Subscription
 from tests.conftest import SYSTEM, flashes, login, post_form
 from tests.metering.conftest import event, ingest, person, subscribe
+
+
+@pytest.fixture(autouse=True)
+def _mid_month(clock) -> None:
+    """The pages show this month's usage of events sent an hour ago: the clock stands
+    still mid-month (set before the fixtures that subscribe 40 days back)."""
+    clock.freeze("2026-09-15T12:00:00Z")
 
 
 def _subscribe(app, org, product, quantity=3, emails=()):
