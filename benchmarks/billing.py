@@ -44,6 +44,7 @@ from typing import Any
 
 from benchmarks import common
 from portal.billing.drafting import LINE_COLUMNS  # the invoice lines' columns
+from portal.kernel.clock import now_utc
 
 CURRENCIES = ("EUR", "GBP")
 SUBSCRIPTIONS = 5  # per organisation
@@ -98,7 +99,6 @@ def setup(db: common.Database, env: dict[str, str], orgs: int, events: int) -> W
     from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
     from portal.db import db as portal_db
     from portal.kernel.actor import Actor
-    from portal.kernel.clock import now_utc
     from portal.kernel.periods import period_bounds, period_of
     from portal.seats.models import Subscription, SubscriptionChange
     from portal.tenancy.services import organisation_create
@@ -320,7 +320,7 @@ def bare_run(db: common.Database, world: World, lines: int) -> float:
             "max(quantity_micros), count(*) FROM usage_events "
             "WHERE occurred_at >= %s AND occurred_at < %s AND received_at <= %s "
             "GROUP BY organisation_id, product_id, meter_id",
-            (world.start, world.end, dt.datetime.now(dt.UTC)),
+            (world.start, world.end, now_utc()),
         ).fetchall()
         positions: dict[int, int] = {}
         rows = []
