@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from portal.audit.services import audit_record
 from portal.billing.access import require_finance
 from portal.billing.lifecycle import invoice_by_reference, invoice_can_become, payment_record
-from portal.billing.models import Invoice, InvoiceStatus, Payment
+from portal.billing.models import Invoice, InvoiceStatus, Payment, PaymentMethod
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, ValidationFailed
@@ -212,7 +212,7 @@ def bank_statement_import(session: Session, *, actor: Actor, text: str) -> Impor
                     actor=actor,
                     invoice=invoice,
                     amount=row.amount_minor,  # type: ignore[arg-type]
-                    method="bank_transfer",
+                    method=PaymentMethod.BANK_TRANSFER,
                     received_on=received,
                     reference=row.reference.strip(),
                     external_id=key,

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.billing.access import require_finance
-from portal.billing.models import ISSUED, CreditNote, Invoice, InvoiceStatus, Payment
+from portal.billing.models import ISSUED, CreditNote, Invoice, InvoiceStatus, Payment, PaymentMethod
 from portal.billing.numbering import next_number
 from portal.billing.rating import round_half_up
 from portal.kernel.actor import Actor
@@ -46,7 +46,7 @@ INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
     InvoiceStatus.VOID: frozenset(),
 }
 
-PAYMENT_METHODS = ("stripe", "bank_transfer", "other")
+PAYMENT_METHODS = tuple(PaymentMethod)
 
 
 def invoice_can_become(invoice: Invoice, status: InvoiceStatus) -> bool:
@@ -264,7 +264,7 @@ def payment_record(
     ``external_id`` (Stripe's PaymentIntent id) is unique: recording it twice
     returns the first payment and changes nothing.
     """
-    if method != "stripe":
+    if method != PaymentMethod.STRIPE:
         require_finance(actor)
     if external_id:
         existing = session.scalar(sa.select(Payment).where(Payment.external_id == external_id))
@@ -297,7 +297,7 @@ def payment_record(
         invoice_id=invoice.id,
         amount=amount,
         currency=invoice.currency,
-        method=method,
+        method=PaymentMethod(method),
         reference=(reference or "")[:200] or None,
         external_id=external_id,
         received_on=received_on,

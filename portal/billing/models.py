@@ -31,6 +31,12 @@ class InvoiceStatus(enum.StrEnum):
 ISSUED = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
 
 
+class PaymentMethod(enum.StrEnum):
+    STRIPE = "stripe"
+    BANK_TRANSFER = "bank_transfer"
+    OTHER = "other"
+
+
 class InvoiceRunStatus(enum.StrEnum):
     RUNNING = "running"
     DONE = "done"
@@ -212,7 +218,7 @@ class Payment(Base):
     )
     amount: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(sa.String(3), nullable=False)
-    method: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    method: Mapped[PaymentMethod] = mapped_column(enum_column(PaymentMethod, 16), nullable=False)
     reference: Mapped[str | None] = mapped_column(sa.String(200))
     # Stripe's PaymentIntent id, once: a webhook delivered twice records one payment.
     external_id: Mapped[str | None] = mapped_column(sa.String(100), unique=True)
