@@ -197,6 +197,11 @@ def _connection_snapshot(connection: SsoConnection) -> dict[str, Any]:
     }
 
 
+def connection_may_test(actor: Actor, connection: SsoConnection) -> bool:
+    """Only the organisation's own admin runs its connection's test sign-in."""
+    return actor.role == Role.ORG_ADMIN and actor.organisation_id == connection.organisation_id
+
+
 def connection_record_test(
     session: Session, *, actor: Actor, connection: SsoConnection, ok: bool, message: str
 ) -> SsoConnection:

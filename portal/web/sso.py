@@ -228,18 +228,10 @@ def _report(failed_stage: str | None) -> list[tuple[str, str]]:
     return rows
 
 
-def _may_test(connection) -> bool:
-    return (
-        current_user.is_authenticated
-        and current_user.role == Role.ORG_ADMIN
-        and current_user.organisation_id == connection.organisation_id
-    )
-
-
 def _finish_test(connection, pending: services.Pending):
-    if not _may_test(connection):
-        return _failed("Only your organisation's admin can test its connection.", 403)
     actor = auth.current_actor()
+    if not services.connection_may_test(actor, connection):
+        return _failed("Only your organisation's admin can test its connection.", 403)
     claims: dict[str, Any] = {}
     failed_stage, detail = None, ""
     try:
