@@ -1,7 +1,9 @@
 """The shared-use software licensing portal.
 
 :func:`create_app` builds the Flask application: configuration from the
-environment, the database, extensions, blueprints and error handlers.
+environment, the database, extensions, blueprints and error handlers. It imports
+what it wires inside the function: this file runs whenever any ``portal.*``
+module is imported, so it must not import the domains itself.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ exits non-zero with a one-line reason when its input is bad.
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import sys
 
@@ -13,9 +14,20 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
+from portal import create_app
+from portal.api import services as api_services
+from portal.billing.exports import export_rows, write_csv, write_json
+from portal.billing.jobs import invoice_run as run_invoices
+from portal.catalogue.selectors import vendor_by_slug
 from portal.db import db_session
-from portal.kernel.actor import Actor
+from portal.demo import load_demo
+from portal.identity.accounts import user_create
+from portal.inputs import guard_commands
+from portal.kernel.actor import Actor, Role
+from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.periods import period_bounds
+from portal.tenancy.selectors import organisation_by_slug
 
 
 def _fail(error: DomainError) -> click.ClickException:
@@ -34,9 +46,6 @@ def _fail(error: DomainError) -> click.ClickException:
 @with_appcontext
 def create_admin(email: str, password: str | None, name: str) -> None:
     """Create a council admin account."""
-    from portal.identity.accounts import user_create
-    from portal.kernel.actor import Role
-
     if password is None:
         if not sys.stdin.isatty():
             raise click.ClickException("Give --password, or run in a terminal to be asked for one.")
@@ -63,8 +72,6 @@ def create_admin(email: str, password: str | None, name: str) -> None:
 @with_appcontext
 def demo() -> None:
     """Load a demo council: organisations, users and (as the portal grows) more."""
-    from portal.demo import load_demo
-
     try:
         summary = load_demo(db_session())
         db_session().commit()
@@ -97,13 +104,6 @@ def token_create(
     never_expires: bool,
 ) -> None:
     """Create an API token; the token alone is printed on the last line."""
-    import datetime as dt
-
-    from portal.api.services import token_create as create
-    from portal.catalogue.selectors import vendor_by_slug
-    from portal.kernel.clock import now_utc
-    from portal.tenancy.selectors import organisation_by_slug
-
     # Bad input is one line on standard error (click's own usage errors take several).
     if scope not in ("council", "organisation", "vendor"):
         raise click.ClickException("Give --scope council, organisation or vendor.")
@@ -126,7 +126,7 @@ def token_create(
         organisation = organisation_by_slug(db_session(), org_slug) if org_slug else None
         vendor = vendor_by_slug(db_session(), vendor_slug) if vendor_slug else None
         owner = org_slug or vendor_slug or "council"
-        api_token, plaintext = create(
+        api_token, plaintext = api_services.token_create(
             db_session(),
             actor=Actor.system("cli"),
             scope=scope,
@@ -159,9 +159,6 @@ def token_create(
 @with_appcontext
 def invoice_run(period: str, finalize: bool) -> None:
     """Draft (and finalise) every organisation's invoice for a month."""
-    from portal.billing.jobs import invoice_run as run_invoices
-    from portal.kernel.periods import period_bounds
-
     try:
         period_bounds(period)
     except DomainError as error:
@@ -206,9 +203,6 @@ def export() -> None:
 @with_appcontext
 def export_invoices(period: str, fmt: str, output: str | None) -> None:
     """One row per invoice line of a month's finalised invoices (and credit notes)."""
-    from portal.billing.exports import export_rows, write_csv, write_json
-    from portal.kernel.periods import period_bounds
-
     try:
         period_bounds(period)  # before anything is written: the rows are read lazily
         rows = export_rows(db_session(), period=period)
@@ -226,14 +220,10 @@ def register_commands(app: Flask) -> None:
     """Attach the portal's commands to the app's CLI; every one refuses control characters."""
     for command in (create_admin, demo, token, invoice_run, export):
         app.cli.add_command(command)
-    from portal.inputs import guard_commands
-
     guard_commands(app.cli)
 
 
-def _create_app():
-    from portal import create_app
-
+def _create_app() -> Flask:
     return create_app()
 
 

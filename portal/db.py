@@ -207,6 +207,8 @@ def is_database_unavailable(error: BaseException) -> bool:
     if isinstance(error, sa.exc.DBAPIError):
         if error.connection_invalidated or isinstance(error, sa.exc.InterfaceError):
             return True
+        if error.orig is None:
+            return False
         error = error.orig
     if _DRIVER_ERRORS and isinstance(error, _DRIVER_ERRORS):
         if isinstance(error, _DRIVER_ERRORS[1]):
@@ -284,7 +286,7 @@ def remove_session(_error: BaseException | None = None) -> None:
             raise
         outage.failed(exc)
         with contextlib.suppress(Exception):  # the connection is gone already
-            db.session.invalidate()
+            db.session().invalidate()
         db.session.registry.clear()
 
 

@@ -7,13 +7,29 @@ their part of the demo here (catalogue, subscriptions, usage, invoices).
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import random
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.billing.drafting import invoice_draft_refresh
+from portal.billing.lifecycle import invoice_finalize, payment_record
+from portal.billing.models import InvoiceStatus
+from portal.catalogue.selectors import product_by_sku
+from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
 from portal.identity.accounts import user_create
 from portal.identity.models import User
 from portal.identity.security import hash_password
 from portal.kernel.actor import Actor, Role
+from portal.kernel.clock import now_utc
+from portal.kernel.periods import period_of
+from portal.metering.ingest import usage_ingest
+from portal.seats.models import SeatAssignment
+from portal.seats.services import seat_assign, subscription_create
+from portal.tenancy.models import Organisation
+from portal.tenancy.selectors import organisation_by_slug
 from portal.tenancy.services import organisation_apply, organisation_create, organisation_transition
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (a published demo credential)
@@ -125,8 +141,10 @@ VENDORS = [
     ("cloudsheet", "CloudSheet Inc.", "suspended", "accounts@cloudsheet.example"),
 ]
 
+# meter: key, name, unit, aggregation, property (for unique_count)
+MeterSpec = tuple[str, str, str, str, str | None]
 # sku, vendor, name, description, capacity, unit cost EUR cents, meters
-PRODUCTS = [
+PRODUCTS: list[tuple[str, str, str, str, int, int, list[MeterSpec]]] = [
     (
         "cad-suite",
         "autodraft",
@@ -209,11 +227,6 @@ SUBSCRIPTIONS = {
 
 
 def _catalogue(session: Session, actor: Actor) -> None:
-    import datetime as dt
-
-    from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
-    from portal.kernel.clock import now_utc
-
     today = now_utc().date()
     start = today.replace(day=1) - dt.timedelta(days=100)
     for slug, name, status, email in VENDORS:
@@ -317,13 +330,6 @@ IDLE_PEOPLE = {"mia@acme-gmbh.example", "yui@kyoto-robotics.example"}
 
 def _subscriptions(session: Session, actor: Actor) -> None:
     """Subscriptions that began three months ago, with seats held since then."""
-    import datetime as dt
-
-    from portal.catalogue.selectors import product_by_sku
-    from portal.kernel.clock import now_utc
-    from portal.seats.services import seat_assign, subscription_create
-    from portal.tenancy.selectors import organisation_by_slug
-
     started = (now_utc().date().replace(day=1) - dt.timedelta(days=62)).replace(day=1)
     for slug, subscriptions in SUBSCRIPTIONS.items():
         org = organisation_by_slug(session, slug)
@@ -352,14 +358,6 @@ def _subscriptions(session: Session, actor: Actor) -> None:
 
 def _usage(session: Session, actor: Actor) -> int:
     """Three months of weekday usage by every seat holder (except the idle ones)."""
-    import datetime as dt
-    import json
-    import random
-
-    from portal.kernel.clock import now_utc
-    from portal.metering.ingest import usage_ingest
-    from portal.seats.models import SeatAssignment
-
     rng = random.Random(2026)  # noqa: S311  (demo data, not security)
     now = now_utc()
     seats = session.scalars(
@@ -418,15 +416,6 @@ PART_PAID = {"riga-logistics": 2}  # org: divisor of the total paid of last mont
 
 def _invoices(session: Session, actor: Actor) -> None:
     """Invoices of the two past months, finalised (numbers, PDFs, mail), some paid, some open."""
-    import datetime as dt
-
-    from portal.billing.drafting import invoice_draft_refresh
-    from portal.billing.lifecycle import invoice_finalize, payment_record
-    from portal.billing.models import InvoiceStatus
-    from portal.kernel.clock import now_utc
-    from portal.kernel.periods import period_of
-    from portal.tenancy.models import Organisation
-
     today = now_utc().date()
     last = today.replace(day=1) - dt.timedelta(days=1)
     months = [period_of(last.replace(day=1) - dt.timedelta(days=1)), period_of(last)]

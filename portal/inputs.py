@@ -184,7 +184,7 @@ def _label(name: str) -> str:
 
 def _unsafe() -> tuple[str, str] | None:
     """(where, field) of the first control character in the request, or None."""
-    req = request._get_current_object()  # type: ignore[attr-defined]  (one proxy lookup)
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
     environ = req.environ
     # WSGI gives the path and query string as latin-1 text of the raw bytes: the
     # quick tests run on them before anything is decoded or parsed.

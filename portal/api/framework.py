@@ -34,7 +34,7 @@ api = APIBlueprint(
 )
 api.before_request(auth.authenticate)
 
-SECURITY_SCHEMES = {
+SECURITY_SCHEMES: dict[str, Any] = {
     "bearerAuth": {
         "type": "http",
         "scheme": "bearer",
@@ -155,8 +155,8 @@ def route(
         if creates:
             statuses.add(409)
         for status in sorted(statuses):
-            description = _IDEMPOTENCY_CONFLICT if status == 409 and creates else None
-            all_responses[status] = problem_response(status, description)
+            conflict = _IDEMPOTENCY_CONFLICT if status == 409 and creates else None
+            all_responses[status] = problem_response(status, conflict)
         register = getattr(api, method)
         register(
             rule,

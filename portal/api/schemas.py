@@ -19,6 +19,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonDict, JsonSchemaMode, J
 from pydantic_core import core_schema
 
 from portal import validation
+from portal.catalogue import services as catalogue
 from portal.kernel import iso
 
 MAX_ID = 2**63 - 1
@@ -54,8 +55,6 @@ EMAIL: JsonDict = {
 
 
 def _validator_schemas() -> dict[Callable[..., Any], dict[str, Any]]:
-    from portal.catalogue import services as catalogue
-
     known: dict[Callable[..., Any], dict[str, Any]] = {
         validation.check_slug: SLUG,
         validation.check_email: EMAIL,

@@ -326,6 +326,9 @@ def test_the_openapi_document_is_valid_openapi_3_1_and_lists_every_endpoint(app,
     create = doc["paths"]["/api/v1/organisations"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
     assert "application/problem+json" in create["responses"]["422"]["content"]
+    # Each operation says which token scopes it accepts (lost from 020903a until mypy saw the
+    # loop reuse the description's name).
+    assert create["description"].endswith("Token scopes: council.")
 
 
 def test_the_docs_page_loads_only_local_assets(client):
