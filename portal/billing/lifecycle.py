@@ -77,6 +77,26 @@ def invoice_move(invoice: Invoice, to: InvoiceStatus, *, at: dt.datetime | None 
         invoice.voided_at = at
 
 
+def invoice_actions(invoice: Invoice) -> frozenset[str]:
+    """What finance may do to the invoice now (its page's buttons), by the services' rules.
+
+    ``refresh`` and ``finalise`` (a draft), ``credit`` (issued), ``pay`` (open or
+    written off), ``void`` (open, nothing paid), ``write_off`` (open).
+    """
+    actions: set[str] = set()
+    if invoice_can_become(invoice, InvoiceStatus.OPEN):
+        actions |= {"refresh", "finalise"}
+    if invoice.status in ISSUED:
+        actions.add("credit")
+    if invoice_can_become(invoice, InvoiceStatus.PAID):
+        actions.add("pay")
+    if invoice_can_become(invoice, InvoiceStatus.VOID) and not invoice.amount_paid:
+        actions.add("void")
+    if invoice_can_become(invoice, InvoiceStatus.UNCOLLECTIBLE):
+        actions.add("write_off")
+    return frozenset(actions)
+
+
 def invoice_lock(session: Session, invoice: Invoice) -> Invoice:
     """Lock the invoice's row (``FOR UPDATE``) and reload it: state changes start here."""
     session.execute(sa.select(Invoice.id).where(Invoice.id == invoice.id).with_for_update())

@@ -207,7 +207,12 @@ def _invoice_page(invoice_id: int, code: int = 200, **forms):
     forms.setdefault("write_off_form", ReasonForm(formdata=None, prefix="writeoff"))
     return (
         render_template(
-            "billing/invoice.html", detail=detail, confirm=ConfirmForm(), **context, **forms
+            "billing/invoice.html",
+            detail=detail,
+            actions=lifecycle.invoice_actions(detail.invoice),
+            confirm=ConfirmForm(),
+            **context,
+            **forms,
         ),
         code,
     )

@@ -8,7 +8,12 @@ import itertools
 import pytest
 import sqlalchemy as sa
 
-from portal.billing.lifecycle import INVOICE_TRANSITIONS, invoice_can_become, invoice_move
+from portal.billing.lifecycle import (
+    INVOICE_TRANSITIONS,
+    invoice_actions,
+    invoice_can_become,
+    invoice_move,
+)
 from portal.billing.models import Invoice, InvoiceStatus
 from portal.db import db
 from portal.kernel.errors import InvalidState
@@ -84,3 +89,20 @@ def test_every_allowed_move_is_stored_and_read_back_as_the_enum(app, make_org):
             assert status is target
         raw = db.session.execute(sa.text("SELECT DISTINCT status FROM invoices")).scalars()
         assert {type(value) for value in raw} == {str}  # the column is still plain text
+
+
+@pytest.mark.parametrize(
+    ("status", "paid", "expected"),
+    [
+        (InvoiceStatus.DRAFT, 0, {"refresh", "finalise"}),
+        (InvoiceStatus.OPEN, 0, {"credit", "pay", "void", "write_off"}),
+        (InvoiceStatus.OPEN, 100, {"credit", "pay", "write_off"}),  # paid on: no longer voidable
+        (InvoiceStatus.UNCOLLECTIBLE, 0, {"credit", "pay"}),
+        (InvoiceStatus.PAID, 0, {"credit"}),
+        (InvoiceStatus.VOID, 0, set()),
+    ],
+)
+def test_the_page_offers_what_the_table_and_the_services_allow(status, paid, expected):
+    invoice = _invoice(status)
+    invoice.amount_paid = paid
+    assert invoice_actions(invoice) == expected
