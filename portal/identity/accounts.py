@@ -130,7 +130,7 @@ def user_change_role(session: Session, *, actor: Actor, user: User, role: Role |
     except ValueError as exc:
         raise ValidationFailed("Choose a role.", errors={"role": ["Choose a role."]}) from exc
     may_manage_people(actor, user.organisation_id, role)
-    if role.is_council != user.role_enum.is_council:
+    if role.is_council != user.role.is_council:
         raise ValidationFailed(
             "Council and organisation roles cannot be swapped.",
             errors={"role": ["Choose a role on the same side."]},

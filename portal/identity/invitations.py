@@ -197,7 +197,7 @@ def invitation_accept(
             code="organisation_not_active",
         )
     user = session.scalar(sa.select(User).where(User.email == locked.email))
-    if user is not None and _awaits_activation(user, locked.organisation_id, Role(locked.role)):
+    if user is not None and _awaits_activation(user, locked.organisation_id, locked.role):
         # An account provisioned before (a seat given to a new email): activate it.
         user.name = fields.name
         user.password_hash = hash_password(password)

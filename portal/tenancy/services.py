@@ -247,7 +247,7 @@ def organisation_transition(
         sa.select(Organisation).where(Organisation.id == organisation.id).with_for_update()
     ).scalar_one()
     session.refresh(locked)
-    allowed = TRANSITIONS[OrganisationStatus(locked.status)]
+    allowed = TRANSITIONS[locked.status]
     try:
         target = OrganisationStatus(to_status)
     except ValueError as exc:

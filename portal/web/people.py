@@ -149,7 +149,7 @@ def change_role(scope: str, user_id: int, slug: str | None = None):
             flash(error.detail, "error")
         else:
             db_session().commit()
-            flash(f"{user.email} is now {Role(user.role).label.lower()}.", "success")
+            flash(f"{user.email} is now {user.role.label.lower()}.", "success")
     else:
         flash("Choose a role from the list; nothing was changed.", "error")
     return redirect(back)
