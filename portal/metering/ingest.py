@@ -204,7 +204,7 @@ def _lookup_key(text: str) -> bool:
 
 @dataclass
 class _Refs:
-    organisations: dict[str, tuple[int, str]]  # slug -> (id, status)
+    organisations: dict[str, tuple[int, OrganisationStatus]]  # slug -> (id, status)
     products: dict[str, tuple[int, int, dict[str, int]]]  # sku -> (id, vendor_id, {meter: id})
 
 
