@@ -99,7 +99,7 @@ class Meter(Base):
     key: Mapped[str] = mapped_column(sa.String(63), nullable=False)
     name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
     unit: Mapped[str] = mapped_column(sa.String(40), nullable=False)
-    aggregation: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    aggregation: Mapped[Aggregation] = mapped_column(enum_column(Aggregation, 16), nullable=False)
     # For unique_count: the event property whose distinct values are counted.
     property: Mapped[str | None] = mapped_column(sa.String(63))
 
@@ -174,10 +174,10 @@ class Price(TimestampMixin, Base):
         sa.ForeignKey("products.id", ondelete="RESTRICT"), nullable=False, index=True
     )
     currency: Mapped[str] = mapped_column(sa.String(3), nullable=False)
-    model: Mapped[str] = mapped_column(sa.String(10), nullable=False)
+    model: Mapped[PriceModel] = mapped_column(enum_column(PriceModel, 10), nullable=False)
     meter_id: Mapped[int | None] = mapped_column(sa.ForeignKey("meters.id", ondelete="RESTRICT"))
     unit_amount: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
-    tier_mode: Mapped[str | None] = mapped_column(sa.String(10))
+    tier_mode: Mapped[TierMode | None] = mapped_column(enum_column(TierMode, 10))
 
     product: Mapped[Product] = relationship(lazy="joined")
     meter: Mapped[Meter | None] = relationship(lazy="joined")

@@ -11,7 +11,7 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.catalogue.models import LicencePool, Price, Product, Vendor
+from portal.catalogue.models import LicencePool, Price, PriceModel, Product, Vendor
 from portal.kernel.errors import NotFound, ValidationFailed
 
 
@@ -110,7 +110,9 @@ def seat_prices(session: Session, *, currency: str, product_ids: list[int]) -> d
         return {}
     prices = session.scalars(
         sa.select(Price).where(
-            Price.product_id.in_(product_ids), Price.currency == currency, Price.model == "seat"
+            Price.product_id.in_(product_ids),
+            Price.currency == currency,
+            Price.model == PriceModel.SEAT,
         )
     ).unique()
     return {price.product_id: price for price in prices}

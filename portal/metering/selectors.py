@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import QueryableAttribute, Session
 
-from portal.catalogue.models import LicencePool, Meter, Product
+from portal.catalogue.models import Aggregation, LicencePool, Meter, Product
 from portal.identity.models import User
 from portal.metering.ingest import micros_to_decimal
 from portal.metering.models import IdleSeatDecision, UsageEvent
@@ -78,12 +78,12 @@ def usage_aggregates(
     unique_meters = []
     for org_id, prod_id, meter_id, total, biggest, count in session.execute(grouped):
         meter = meters[meter_id]
-        if meter.aggregation == "unique_count":
+        if meter.aggregation == Aggregation.UNIQUE_COUNT:
             unique_meters.append(meter)
             continue
-        if meter.aggregation == "sum":
+        if meter.aggregation == Aggregation.SUM:
             value = micros_to_decimal(int(total or 0))
-        elif meter.aggregation == "max":
+        elif meter.aggregation == Aggregation.MAX:
             value = micros_to_decimal(int(biggest or 0))
         else:  # count
             value = Decimal(count)
