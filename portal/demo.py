@@ -28,7 +28,7 @@ from portal.kernel.periods import period_of
 from portal.metering.ingest import usage_ingest
 from portal.seats.models import SeatAssignment
 from portal.seats.services import seat_assign, subscription_create
-from portal.tenancy.models import Organisation
+from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.tenancy.selectors import organisation_by_slug
 from portal.tenancy.services import organisation_apply, organisation_create, organisation_transition
 
@@ -101,7 +101,7 @@ def load_demo(session: Session) -> list[str]:
                 session,
                 actor=actor,
                 organisation=org,
-                to_status="suspended",
+                to_status=OrganisationStatus.SUSPENDED,
                 reason="Unpaid membership fee",
             )
     _catalogue(session, actor)
@@ -420,7 +420,9 @@ def _invoices(session: Session, actor: Actor) -> None:
     last = today.replace(day=1) - dt.timedelta(days=1)
     months = [period_of(last.replace(day=1) - dt.timedelta(days=1)), period_of(last)]
     organisations = session.scalars(
-        sa.select(Organisation).where(Organisation.status != "pending").order_by(Organisation.id)
+        sa.select(Organisation)
+        .where(Organisation.status != OrganisationStatus.PENDING)
+        .order_by(Organisation.id)
     ).all()
     for back, period in zip((2, 1), months, strict=True):
         for org in organisations:

@@ -16,7 +16,7 @@ from portal.api import services
 from portal.api.models import ApiToken
 from portal.db import db_session, is_postgres, read_only
 from portal.errors import problem
-from portal.kernel.actor import Actor
+from portal.kernel.actor import Actor, Role
 
 COUNCIL = "council"
 ORGANISATION = "organisation"
@@ -27,7 +27,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The role a token's actor carries into services: council tokens act as a council
 # admin, organisation tokens as that organisation's admin; vendor tokens have a
 # role of their own that no organisation or council rule accepts.
-ROLE_OF_SCOPE = {COUNCIL: "council_admin", ORGANISATION: "org_admin", VENDOR: "vendor"}
+ROLE_OF_SCOPE = {
+    COUNCIL: Role.COUNCIL_ADMIN.value,
+    ORGANISATION: Role.ORG_ADMIN.value,
+    VENDOR: "vendor",
+}
 
 
 def actor_for_token(token: ApiToken, ip: str | None = None) -> Actor:

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from portal.api.models import ApiToken, IdempotentRequest
 from portal.audit.services import audit_record
-from portal.catalogue.models import Vendor
+from portal.catalogue.models import Vendor, VendorStatus
 from portal.identity.security import new_token, token_digest
-from portal.kernel.actor import Actor
+from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import PermissionDenied, ValidationFailed
 from portal.tenancy.models import Organisation, OrganisationStatus
@@ -54,10 +54,10 @@ class TokenFields(BaseModel):
 
 
 def _may_create(actor: Actor, scope: str, organisation: Organisation | None) -> None:
-    if actor.role is None or actor.role == "council_admin":
+    if actor.role is None or actor.role == Role.COUNCIL_ADMIN:
         return
     if (
-        actor.role == "org_admin"
+        actor.role == Role.ORG_ADMIN
         and scope == "organisation"
         and organisation is not None
         and organisation.id == actor.organisation_id
@@ -143,8 +143,8 @@ def token_create(
 
 def token_revoke(session: Session, *, actor: Actor, token: ApiToken) -> ApiToken:
     """Revoke a token at once. Revoking a revoked token changes nothing."""
-    if not (actor.role is None or actor.role == "council_admin") and not (
-        actor.role == "org_admin"
+    if not (actor.role is None or actor.role == Role.COUNCIL_ADMIN) and not (
+        actor.role == Role.ORG_ADMIN
         and token.scope == "organisation"
         and token.organisation_id == actor.organisation_id
     ):
@@ -188,7 +188,9 @@ def token_authenticate(session: Session, plaintext: str) -> ApiToken | None:
         token.organisation is None or token.organisation.status != OrganisationStatus.ACTIVE
     ):
         return None
-    if token.scope == "vendor" and (token.vendor is None or token.vendor.status == "suspended"):
+    if token.scope == "vendor" and (
+        token.vendor is None or token.vendor.status == VendorStatus.SUSPENDED
+    ):
         return None
     now = now_utc()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:

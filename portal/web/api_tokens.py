@@ -21,6 +21,7 @@ from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
+from portal.tenancy.models import OrganisationStatus
 from portal.tenancy.selectors import organisation_by_slug, organisations_list
 
 bp = Blueprint("tokens", __name__)
@@ -28,7 +29,9 @@ bp = Blueprint("tokens", __name__)
 
 def _council_form() -> CouncilTokenForm:
     form = CouncilTokenForm()
-    active = organisations_list(db_session(), status="active", per_page=10_000).items
+    active = organisations_list(
+        db_session(), status=OrganisationStatus.ACTIVE, per_page=10_000
+    ).items
     form.organisation.choices = [("", "—")] + [(o.slug, f"{o.name} ({o.slug})") for o in active]
     form.vendor.choices = [("", "—")] + [
         (v.slug, f"{v.name} ({v.slug})") for v in vendors_list(db_session())
