@@ -13,14 +13,14 @@ from flask import Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 
 from portal.api import services
-from portal.api.models import ApiToken
+from portal.api.models import ApiToken, TokenScope
 from portal.db import db_session, is_postgres, read_only
 from portal.errors import problem
 from portal.kernel.actor import Actor, Role
 
-COUNCIL = "council"
-ORGANISATION = "organisation"
-VENDOR = "vendor"
+COUNCIL = TokenScope.COUNCIL
+ORGANISATION = TokenScope.ORGANISATION
+VENDOR = TokenScope.VENDOR
 ANY_SCOPE = frozenset({COUNCIL, ORGANISATION, VENDOR})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.catalogue.models import Vendor
-from portal.db import Base, BigIntId, UTCDateTime
+from portal.db import Base, BigIntId, UTCDateTime, enum_column
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
+
+
+class TokenScope(enum.StrEnum):
+    """Whom a token acts for: the council, one organisation or one vendor."""
+
+    COUNCIL = "council"
+    ORGANISATION = "organisation"
+    VENDOR = "vendor"
 
 
 class ApiToken(Base):
@@ -33,7 +42,7 @@ class ApiToken(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    scope: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    scope: Mapped[TokenScope] = mapped_column(enum_column(TokenScope, 16), nullable=False)
     organisation_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )

@@ -13,7 +13,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.api.models import ApiToken, IdempotentRequest
+from portal.api.models import ApiToken, IdempotentRequest, TokenScope
 from portal.catalogue.models import Meter, Product, Vendor
 from portal.catalogue.selectors import product_by_sku, vendor_by_slug
 from portal.kernel.errors import NotFound
@@ -28,7 +28,7 @@ def tokens_list(session: Session, *, organisation_id: int | None) -> list[ApiTok
     query = sa.select(ApiToken).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
     if organisation_id is not None:
         query = query.where(
-            ApiToken.scope == "organisation", ApiToken.organisation_id == organisation_id
+            ApiToken.scope == TokenScope.ORGANISATION, ApiToken.organisation_id == organisation_id
         )
     return list(session.scalars(query))
 
@@ -38,7 +38,7 @@ def token_in_scope(session: Session, *, organisation_id: int | None, token_id: i
     query = sa.select(ApiToken).where(ApiToken.id == token_id)
     if organisation_id is not None:
         query = query.where(
-            ApiToken.scope == "organisation", ApiToken.organisation_id == organisation_id
+            ApiToken.scope == TokenScope.ORGANISATION, ApiToken.organisation_id == organisation_id
         )
     token = session.scalar(query)
     if token is None:

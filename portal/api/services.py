@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import Session
 
-from portal.api.models import ApiToken, IdempotentRequest
+from portal.api.models import ApiToken, IdempotentRequest, TokenScope
 from portal.audit.services import audit_record
 from portal.catalogue.models import Vendor, VendorStatus
 from portal.identity.security import new_token, token_digest
@@ -25,7 +25,7 @@ from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.validation import SafeDateTime, Stripped, parse
 
 SCOPES = ("council", "organisation", "vendor")
-SCOPE_LETTERS = {"council": "c", "organisation": "o", "vendor": "v"}
+SCOPE_LETTERS = {TokenScope.COUNCIL: "c", TokenScope.ORGANISATION: "o", TokenScope.VENDOR: "v"}
 TOKEN_START = "pk_"  # noqa: S105 (a public prefix, not a secret)
 PREFIX_LENGTH = 12  # "pk_c_" and 7 random characters: enough to tell tokens apart
 # last_used_at is written at most this often per token, so busy clients do not write on every call.
@@ -58,7 +58,7 @@ def _may_create(actor: Actor, scope: str, organisation: Organisation | None) -> 
         return
     if (
         actor.role == Role.ORG_ADMIN
-        and scope == "organisation"
+        and scope == TokenScope.ORGANISATION
         and organisation is not None
         and organisation.id == actor.organisation_id
     ):
@@ -92,26 +92,27 @@ def token_create(
     if expires_at is None and not never_expires:
         expires_at = now_utc() + DEFAULT_LIFETIME
     fields = parse(TokenFields, {"scope": scope, "name": name, "expires_at": expires_at})
+    scope = TokenScope(fields.scope)
     errors: dict[str, list[str]] = {}
-    if fields.scope == "organisation" and organisation is None:
+    if scope == TokenScope.ORGANISATION and organisation is None:
         errors["organisation"] = ["Choose the organisation this token acts for."]
-    if fields.scope != "organisation" and organisation is not None:
+    if scope != TokenScope.ORGANISATION and organisation is not None:
         errors["organisation"] = ["Only organisation tokens belong to an organisation."]
-    if fields.scope == "vendor" and vendor is None:
+    if scope == TokenScope.VENDOR and vendor is None:
         errors["vendor"] = ["Choose the vendor this token acts for."]
-    if fields.scope != "vendor" and vendor is not None:
+    if scope != TokenScope.VENDOR and vendor is not None:
         errors["vendor"] = ["Only vendor tokens belong to a vendor."]
     if errors:
         raise ValidationFailed("Some fields need attention.", errors=errors)
-    _may_create(actor, fields.scope, organisation)
+    _may_create(actor, scope, organisation)
     if organisation is not None and organisation.status != OrganisationStatus.ACTIVE:
         raise ValidationFailed(
             f"{organisation.name} is {organisation.status}; its tokens would not work.",
             errors={"organisation": ["Choose an active organisation."]},
         )
-    plaintext = new_token(f"{TOKEN_START}{SCOPE_LETTERS[fields.scope]}_")
+    plaintext = new_token(f"{TOKEN_START}{SCOPE_LETTERS[scope]}_")
     token = ApiToken(
-        scope=fields.scope,
+        scope=scope,
         organisation_id=organisation.id if organisation else None,
         vendor_id=vendor.id if vendor else None,
         name=fields.name,
@@ -145,7 +146,7 @@ def token_revoke(session: Session, *, actor: Actor, token: ApiToken) -> ApiToken
     """Revoke a token at once. Revoking a revoked token changes nothing."""
     if not (actor.role is None or actor.role == Role.COUNCIL_ADMIN) and not (
         actor.role == Role.ORG_ADMIN
-        and token.scope == "organisation"
+        and token.scope == TokenScope.ORGANISATION
         and token.organisation_id == actor.organisation_id
     ):
         raise PermissionDenied("You may not revoke this token.")
@@ -184,11 +185,11 @@ def token_authenticate(session: Session, plaintext: str) -> ApiToken | None:
     token = session.scalar(_TOKEN_BY_HASH, {"token_hash": token_digest(plaintext)})
     if token is None or token.state != "active":
         return None
-    if token.scope == "organisation" and (
+    if token.scope == TokenScope.ORGANISATION and (
         token.organisation is None or token.organisation.status != OrganisationStatus.ACTIVE
     ):
         return None
-    if token.scope == "vendor" and (
+    if token.scope == TokenScope.VENDOR and (
         token.vendor is None or token.vendor.status == VendorStatus.SUSPENDED
     ):
         return None

@@ -14,6 +14,7 @@ from flask.typing import ResponseReturnValue
 
 from portal.api import selectors, services
 from portal.api.forms import NEVER, CouncilTokenForm, OrgTokenForm
+from portal.api.models import TokenScope
 from portal.catalogue.selectors import vendor_by_slug, vendors_list
 from portal.db import db_session
 from portal.forms import committed
@@ -89,10 +90,10 @@ def council_token_create() -> ResponseReturnValue:
                 actor=g.actor,
                 scope=scope,
                 organisation=organisation_by_slug(db_session(), form.organisation.data)
-                if scope == "organisation" and form.organisation.data
+                if scope == TokenScope.ORGANISATION and form.organisation.data
                 else None,
                 vendor=vendor_by_slug(db_session(), form.vendor.data, field="vendor")
-                if scope == "vendor" and form.vendor.data
+                if scope == TokenScope.VENDOR and form.vendor.data
                 else None,
                 name=form.name.data,
                 **_expiry(form),
@@ -128,7 +129,7 @@ def org_token_create() -> ResponseReturnValue:
             token, plaintext = services.token_create(
                 db_session(),
                 actor=g.actor,
-                scope="organisation",
+                scope=TokenScope.ORGANISATION,
                 organisation=org,
                 name=form.name.data,
                 **_expiry(form),
