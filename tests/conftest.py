@@ -109,6 +109,17 @@ def clock() -> Iterator[Clock]:
     portal_clock.set_offset(offset)
 
 
+#: A fixed instant in the middle of a month, for tests whose data is dated from "now".
+MID_MONTH = dt.datetime(2026, 9, 15, 12, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def mid_month(clock) -> dt.datetime:
+    """The clock frozen at :data:`MID_MONTH`; request it before the fixtures that date
+    their rows from now (a test's arguments are set up in order)."""
+    return clock.freeze(MID_MONTH)
+
+
 # ------------------------------------------------------------------ mail
 
 

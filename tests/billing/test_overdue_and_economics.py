@@ -164,7 +164,8 @@ def test_economics_cost_prorated_against_billing_with_utilisation(app, billed, m
     assert rows[-2][5:10] == ("EUR", "", "", "", 30000)
 
 
-def test_economics_leave_drafts_out_and_say_so(app, billed):
+def test_economics_leave_drafts_out_and_say_so(app, mid_month, billed):
+    # mid-month: on the 31st make_product's pool (from 30 days ago) is not in force last month
     draft(app, billed["org"].id, billed["period"])
     with app.app_context():
         economics = council_economics(db.session, period=billed["period"], today=now_utc().date())
