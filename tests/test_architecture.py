@@ -227,3 +227,20 @@ def test_no_module_takes_a_private_name_from_another() -> None:
     assert not found, "private names used across modules (make them public or move them):\n" + (
         "\n".join(found)
     )
+
+
+def test_the_graph_in_architecture_md_is_the_code_s():
+    """docs/ARCHITECTURE.md draws the import graph as it is: an import that adds or removes an
+    edge between packages fails here until `make graph` redraws it."""
+    import contextlib
+    import io
+
+    from tests import import_graph
+
+    drawn = io.StringIO()
+    with contextlib.redirect_stdout(drawn):
+        status = import_graph.draw()
+    assert status == 0, drawn.getvalue()
+    doc = import_graph.DOC.read_text()
+    in_doc = doc.split(import_graph.START, 1)[1].split(import_graph.END, 1)[0]
+    assert in_doc == "\n" + drawn.getvalue(), "the import graph changed: run `make graph`"
