@@ -76,6 +76,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.web.metering import bp as metering_bp
     from portal.web.people import bp as people_bp
     from portal.web.seats import bp as seats_bp
+    from portal.web.sessions import bp as sessions_bp
     from portal.web.settings import bp as settings_bp
     from portal.web.tenancy import bp as tenancy_bp
 
@@ -89,6 +90,7 @@ def register_blueprints(app: Flask) -> None:
         audit_bp,
         catalogue_bp,
         seats_bp,
+        sessions_bp,
         tokens_bp,
         billing_bp,
     ):
