@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from portal.audit.services import audit_record
 from portal.identity.models import User, UserSession
 from portal.identity.security import token_digest
+from portal.identity.sign_in import sessions_revoke_for_user
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import NotFound, PermissionDenied
@@ -85,13 +86,7 @@ def sessions_revoke_all(
 ) -> int:
     """Sign out all of ``user``'s sessions but the one ``keep_token`` belongs to."""
     _check(actor, user.id)
-    query = sa.update(UserSession).where(
-        UserSession.user_id == user.id, UserSession.revoked_at.is_(None)
-    )
-    if keep_token:
-        query = query.where(UserSession.token_hash != token_digest(keep_token))
-    result = session.execute(query.values(revoked_at=now_utc()))
-    count = int(getattr(result, "rowcount", 0) or 0)
+    count = sessions_revoke_for_user(session, user_id=user.id, keep_token=keep_token)
     audit_record(
         session,
         actor=actor,

@@ -118,13 +118,18 @@ def session_revoke(session: Session, token: str) -> None:
     )
 
 
-def sessions_revoke_for_user(session: Session, *, user_id: int) -> None:
-    """End every sign-in session of a user (deactivation, password change)."""
-    session.execute(
-        sa.update(UserSession)
-        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
-        .values(revoked_at=now_utc())
+def sessions_revoke_for_user(
+    session: Session, *, user_id: int, keep_token: str | None = None
+) -> int:
+    """End every sign-in session of a user (deactivation, password change), but the one
+    ``keep_token`` belongs to if given ("sign out everywhere else"); how many were ended."""
+    query = sa.update(UserSession).where(
+        UserSession.user_id == user_id, UserSession.revoked_at.is_(None)
     )
+    if keep_token:
+        query = query.where(UserSession.token_hash != token_digest(keep_token))
+    result = session.execute(query.values(revoked_at=now_utc()))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 @organisation_status_changed.connect
