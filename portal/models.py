@@ -17,7 +17,13 @@ from portal.billing.models import (  # noqa: F401
     Payment,
 )
 from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Product, Vendor  # noqa: F401
-from portal.identity.models import Invitation, User, UserSession  # noqa: F401
+from portal.identity.models import (  # noqa: F401
+    Invitation,
+    RecoveryCode,
+    TotpFactor,
+    User,
+    UserSession,
+)
 from portal.metering.models import IdleSeatDecision, UsageEvent  # noqa: F401
 from portal.payments.models import PaymentAccount, PaymentCollection, StripeEvent  # noqa: F401
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken  # noqa: F401
@@ -39,6 +45,8 @@ TABLE_SCOPES: dict[str, str] = {
     "organisations": COUNCIL,  # the tenants themselves
     "users": MIXED,  # council staff have no organisation
     "user_sessions": MIXED,
+    "totp_factors": MIXED,  # second factors: council staff have no organisation
+    "recovery_codes": MIXED,
     "invitations": MIXED,  # council staff invitations have no organisation
     "audit_events": MIXED,  # council-wide changes have no organisation
     # catalogue: the council's, read by every member

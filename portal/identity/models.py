@@ -103,6 +103,11 @@ class UserSession(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     ip: Mapped[str | None] = mapped_column(sa.String(64))
     user_agent: Mapped[str | None] = mapped_column(sa.String(300))
+    # How this session was authenticated: "pwd", "pwd+otp", "pwd+recovery",
+    # "pwd+passkey" or "sso" (then the provider's own amr and acr claims, if it sent them).
+    amr: Mapped[str | None] = mapped_column(sa.String(32))
+    sso_amr: Mapped[str | None] = mapped_column(sa.String(200))
+    sso_acr: Mapped[str | None] = mapped_column(sa.String(200))
 
     user: Mapped[User] = relationship(lazy="joined")
 
@@ -149,3 +154,47 @@ class Invitation(Base):
         if self.expires_at <= now_utc():
             return InvitationState.EXPIRED
         return InvitationState.PENDING
+
+
+# ---------------------------------------------------------------- second factors
+
+
+class TotpFactor(Base):
+    """A person's authenticator app (RFC 6238 TOTP): one per account.
+
+    The shared secret is sealed with ``PORTAL_ENCRYPTION_KEY`` (:mod:`portal.crypto`);
+    it counts as a second factor only once confirmed with a code. ``last_used_step``
+    is the 30-second step of the last code accepted, so a code is never taken twice.
+    """
+
+    __tablename__ = "totp_factors"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True, nullable=False
+    )
+    # Tenant column kept beside the user for scoped queries; empty for council staff.
+    organisation_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    secret_encrypted: Mapped[str] = mapped_column(sa.String(500), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_used_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class RecoveryCode(Base):
+    """One of a person's ten single-use recovery codes, kept only as a keyed digest."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    organisation_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

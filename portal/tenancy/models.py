@@ -66,6 +66,10 @@ class Organisation(TimestampMixin, Base):
     applicant_name: Mapped[str | None] = mapped_column(sa.String(200))
     applicant_email: Mapped[str | None] = mapped_column(sa.String(254))
     application_note: Mapped[str | None] = mapped_column(sa.Text)
+    # Its admin requires everyone to sign in with a second factor (SPEC 8.1).
+    require_second_factor: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    )
 
     @property
     def is_active(self) -> bool:
