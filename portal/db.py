@@ -13,13 +13,21 @@ import enum
 import logging
 import threading
 import time
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    declared_attr,
+    mapped_column,
+    scoped_session,
+)
 from sqlalchemy.pool import Pool
 
 from portal.kernel.clock import now_utc
@@ -114,6 +122,92 @@ class TimestampMixin:
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
     updated_at: Mapped[dt.datetime] = mapped_column(
         UTCDateTime(), default=now_utc, onupdate=now_utc, nullable=False
+    )
+
+
+# ------------------------------------------------------------------ tenant-owned rows
+
+
+@dataclass(frozen=True)
+class TenantKey:
+    """How a tenant-owned table's ``organisation_id`` column is declared.
+
+    The defaults are the common case (``ON DELETE RESTRICT``, indexed); a model
+    whose column differs says so in ``__tenant_key__`` so the schema stays what the
+    migrations created.
+    """
+
+    ondelete: str = "RESTRICT"
+    index: bool = True
+    unique: bool = False
+    primary_key: bool = False
+
+
+def _tenant_column(key: TenantKey, *, nullable: bool) -> Any:
+    return mapped_column(
+        sa.ForeignKey("organisations.id", ondelete=key.ondelete),
+        nullable=nullable,
+        # An indexed, unique or primary-key column needs no index of its own.
+        index=key.index and not key.unique and not key.primary_key or None,
+        unique=key.unique or None,
+        primary_key=key.primary_key,
+        # Mixin columns come after the class's own; a key column goes first so a
+        # composite primary key reads (organisation_id, ...) as the migrations made it.
+        sort_order=-1 if key.primary_key else 0,
+    )
+
+
+class TenantMixin:
+    """A table whose every row belongs to one organisation: ``organisation_id`` NOT NULL.
+
+    Selectors of such rows take a :class:`portal.kernel.scope.Scope`; on PostgreSQL
+    row-level security limits them to the transaction's organisation as well
+    (:func:`tenant_tables` lists them for its policies).
+    """
+
+    __tenant_key__: ClassVar[TenantKey] = TenantKey()
+
+    @declared_attr
+    def organisation_id(cls) -> Mapped[int]:
+        return _tenant_column(cls.__tenant_key__, nullable=False)
+
+
+class MixedTenantMixin:
+    """A table of one organisation's rows and the council's (``organisation_id`` NULL).
+
+    Council staff, council and vendor API tokens, council-wide audit events have no
+    organisation; they are visible in council scope only.
+    """
+
+    __tenant_key__: ClassVar[TenantKey] = TenantKey()
+
+    @declared_attr
+    def organisation_id(cls) -> Mapped[int | None]:
+        return _tenant_column(cls.__tenant_key__, nullable=True)
+
+
+def _table_name(mapper: Any) -> str:
+    return str(mapper.local_table.name)
+
+
+def tenant_tables() -> list[str]:
+    """Names of the tables declared with :class:`TenantMixin` or :class:`MixedTenantMixin`.
+
+    Sorted. Every model must be imported (``portal.models``) for the list to be complete.
+    """
+    return sorted(
+        _table_name(mapper)
+        for mapper in Base.registry.mappers
+        if issubclass(mapper.class_, TenantMixin | MixedTenantMixin)
+    )
+
+
+def required_tenant_tables() -> list[str]:
+    """Of :func:`tenant_tables`, those with NOT NULL ``organisation_id`` (:class:`TenantMixin`)."""
+    return sorted(
+        _table_name(mapper)
+        for mapper in Base.registry.mappers
+        if issubclass(mapper.class_, TenantMixin)
     )
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.catalogue.models import Vendor
-from portal.db import Base, BigIntId, UTCDateTime, enum_column
+from portal.db import Base, BigIntId, MixedTenantMixin, TenantKey, UTCDateTime, enum_column
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
 
@@ -23,7 +23,7 @@ class TokenScope(enum.StrEnum):
     VENDOR = "vendor"
 
 
-class ApiToken(Base):
+class ApiToken(MixedTenantMixin, Base):
     """A bearer token with a scope: the council, one organisation or one vendor.
 
     Only the SHA-256 digest of the token is stored; the token itself is shown once.
@@ -31,6 +31,7 @@ class ApiToken(Base):
     """
 
     __tablename__ = "api_tokens"
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
     __table_args__ = (
         sa.CheckConstraint("scope IN ('council', 'organisation', 'vendor')", name="scope_known"),
         sa.CheckConstraint(
@@ -43,9 +44,6 @@ class ApiToken(Base):
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     scope: Mapped[TokenScope] = mapped_column(enum_column(TokenScope, 16), nullable=False)
-    organisation_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
     vendor_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("vendors.id", ondelete="CASCADE"), index=True
     )
@@ -72,19 +70,17 @@ class ApiToken(Base):
         return "active"
 
 
-class IdempotentRequest(Base):
+class IdempotentRequest(MixedTenantMixin, Base):
     """The first response to a creating POST with an ``Idempotency-Key``, for replays."""
 
     __tablename__ = "idempotent_requests"
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
     __table_args__ = (
         sa.UniqueConstraint("token_id", "key", name="uq_idempotent_requests_token_key"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     # The caller's organisation when the token is an organisation's, for scoped cleanup.
-    organisation_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
     token_id: Mapped[int] = mapped_column(
         sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=False
     )

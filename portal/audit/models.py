@@ -8,14 +8,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import Base, BigIntId, UTCDateTime
+from portal.db import Base, BigIntId, MixedTenantMixin, TenantKey, UTCDateTime
 from portal.kernel.clock import now_utc
 
 
-class AuditEvent(Base):
+class AuditEvent(MixedTenantMixin, Base):
     """One change by one actor. Never updated or deleted by the portal."""
 
     __tablename__ = "audit_events"
+    __tenant_key__ = TenantKey(ondelete="SET NULL", index=False)
     __table_args__ = (sa.Index("ix_audit_events_org_time", "organisation_id", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -28,9 +29,6 @@ class AuditEvent(Base):
     # A readable name of the actor kept even if the account goes: an email, "cli", "token …".
     actor_label: Mapped[str] = mapped_column(sa.String(254), nullable=False)
     # The organisation the change concerns; empty for council-wide changes.
-    organisation_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="SET NULL")
-    )
     action: Mapped[str] = mapped_column(sa.String(80), nullable=False, index=True)
     target_type: Mapped[str] = mapped_column(sa.String(40), nullable=False)
     target_id: Mapped[str | None] = mapped_column(sa.String(80))

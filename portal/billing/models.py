@@ -14,7 +14,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
+from portal.db import (
+    Base,
+    BigIntId,
+    TenantKey,
+    TenantMixin,
+    TimestampMixin,
+    UTCDateTime,
+    enum_column,
+)
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
 
@@ -43,10 +51,11 @@ class InvoiceRunStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class Invoice(TimestampMixin, Base):
+class Invoice(TenantMixin, TimestampMixin, Base):
     """One organisation's bill for one calendar month (UTC) in one currency."""
 
     __tablename__ = "invoices"
+    __tenant_key__ = TenantKey(index=False)
     __table_args__ = (
         # Invariant 5: one invoice per organisation, period and currency.
         sa.UniqueConstraint("organisation_id", "period", "currency", name="uq_invoices_org_period"),
@@ -63,9 +72,6 @@ class Invoice(TimestampMixin, Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False
-    )
     period: Mapped[str] = mapped_column(sa.String(7), nullable=False)  # YYYY-MM
     currency: Mapped[str] = mapped_column(sa.String(3), nullable=False)
     status: Mapped[InvoiceStatus] = mapped_column(
@@ -104,7 +110,7 @@ class Invoice(TimestampMixin, Base):
         return max(0, self.total - self.amount_paid - self.amount_credited)
 
 
-class InvoiceLine(Base):
+class InvoiceLine(TenantMixin, Base):
     """One line of an invoice, with what produced it in ``source``."""
 
     __tablename__ = "invoice_lines"
@@ -116,9 +122,6 @@ class InvoiceLine(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False, index=True
-    )
     invoice_id: Mapped[int] = mapped_column(
         sa.ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False
     )
@@ -172,7 +175,7 @@ class DocumentCounter(Base):
     last_value: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
 
 
-class CreditNote(Base):
+class CreditNote(TenantMixin, Base):
     """A correction of a finalised invoice: reduces what is owed, for part or all of it."""
 
     __tablename__ = "credit_notes"
@@ -182,9 +185,6 @@ class CreditNote(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False, index=True
-    )
     invoice_id: Mapped[int] = mapped_column(
         sa.ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=False, index=True
     )
@@ -200,7 +200,7 @@ class CreditNote(Base):
     invoice: Mapped[Invoice] = relationship(lazy="joined")
 
 
-class Payment(Base):
+class Payment(TenantMixin, Base):
     """Money received against an invoice: by Stripe, or recorded by finance."""
 
     __tablename__ = "payments"
@@ -210,9 +210,6 @@ class Payment(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False, index=True
-    )
     invoice_id: Mapped[int] = mapped_column(
         sa.ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=False, index=True
     )

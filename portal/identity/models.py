@@ -8,7 +8,15 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
+from portal.db import (
+    Base,
+    BigIntId,
+    MixedTenantMixin,
+    TenantKey,
+    TimestampMixin,
+    UTCDateTime,
+    enum_column,
+)
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
@@ -23,7 +31,7 @@ class InvitationState(enum.StrEnum):
     EXPIRED = "expired"
 
 
-class User(TimestampMixin, Base):
+class User(MixedTenantMixin, TimestampMixin, Base):
     """A person who signs in. Council staff have no organisation; everyone else has one."""
 
     __tablename__ = "users"
@@ -42,9 +50,6 @@ class User(TimestampMixin, Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), index=True
-    )
     email: Mapped[str] = mapped_column(sa.String(254), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(sa.String(200), nullable=False, default="")
     role: Mapped[Role] = mapped_column(enum_column(Role, 20), nullable=False)
@@ -78,7 +83,7 @@ class User(TimestampMixin, Base):
         return f"<User {self.email} {self.role}>"
 
 
-class UserSession(Base):
+class UserSession(MixedTenantMixin, Base):
     """A server-side record of one signed-in browser session.
 
     The session cookie carries only this row's random id; signing out or
@@ -86,12 +91,10 @@ class UserSession(Base):
     """
 
     __tablename__ = "user_sessions"
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     # Tenant column kept beside the user for scoped queries; empty for council staff.
-    organisation_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
     user_id: Mapped[int] = mapped_column(
         sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
     )
@@ -112,10 +115,11 @@ class UserSession(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
-class Invitation(Base):
+class Invitation(MixedTenantMixin, Base):
     """A single-use, expiring invitation to create an account with a role."""
 
     __tablename__ = "invitations"
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
     __table_args__ = (
         sa.CheckConstraint(
             "role IN ('council_admin', 'finance', 'org_admin', 'member')", name="role_known"
@@ -128,9 +132,6 @@ class Invitation(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
-    )
     email: Mapped[str] = mapped_column(sa.String(254), nullable=False, index=True)
     role: Mapped[Role] = mapped_column(enum_column(Role, 20), nullable=False)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
@@ -198,3 +199,30 @@ class RecoveryCode(Base):
     code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Passkey(MixedTenantMixin, Base):
+    """A WebAuthn credential (a passkey or security key) a person signs in with as a second factor.
+
+    ``credential_id`` is the authenticator's credential id, base64url without padding;
+    ``public_key`` the COSE public key it registered. ``sign_count`` is the last counter
+    the authenticator reported: a later sign-in must report more (or 0, for authenticators
+    that keep no counter), else the credential may have been cloned and is refused.
+    """
+
+    __tablename__ = "passkeys"
+    # organisation_id: the user's, kept beside it for scoped queries; empty for council staff.
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    credential_id: Mapped[str] = mapped_column(sa.String(1400), unique=True, nullable=False)
+    public_key: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)
+    sign_count: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    # How the browser may reach the authenticator ("internal,hybrid", "usb", ...).
+    transports: Mapped[str | None] = mapped_column(sa.String(200))
+    name: Mapped[str] = mapped_column(sa.String(100), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

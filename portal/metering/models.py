@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import Base, BigIntId, UTCDateTime
+from portal.db import Base, BigIntId, TenantKey, TenantMixin, UTCDateTime
 from portal.kernel.clock import now_utc
 
 #: Quantities are exact decimals with this many digits after the point, stored as
@@ -17,7 +17,7 @@ QUANTITY_SCALE = 6
 QUANTITY_FACTOR = 10**QUANTITY_SCALE
 
 
-class UsageEvent(Base):
+class UsageEvent(TenantMixin, Base):
     """One thing a vendor counted for an organisation's use of a product.
 
     Counted once per (organisation, idempotency key) however often it is sent
@@ -26,6 +26,7 @@ class UsageEvent(Base):
     """
 
     __tablename__ = "usage_events"
+    __tenant_key__ = TenantKey(primary_key=True)
     __table_args__ = (
         sa.CheckConstraint("quantity_micros >= 0", name="quantity_not_negative"),
         # Aggregation by organisation × product × meter over a period of occurred_at.
@@ -40,9 +41,6 @@ class UsageEvent(Base):
 
     # The primary key is the idempotency rule itself: one row per organisation and
     # key. No surrogate id: one index fewer to maintain on the hot insert path.
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), primary_key=True
-    )
     product_id: Mapped[int] = mapped_column(
         sa.ForeignKey("products.id", ondelete="RESTRICT"), nullable=False
     )
@@ -59,16 +57,13 @@ class UsageEvent(Base):
     source_token_id: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
-class IdleSeatDecision(Base):
+class IdleSeatDecision(TenantMixin, Base):
     """An org admin chose to keep an idle seat; it is not flagged again until ``until``."""
 
     __tablename__ = "idle_seat_decisions"
     __table_args__ = (sa.Index("ix_idle_seat_decisions_seat", "seat_assignment_id"),)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False, index=True
-    )
     seat_assignment_id: Mapped[int] = mapped_column(
         sa.ForeignKey("seat_assignments.id", ondelete="CASCADE"), nullable=False
     )

@@ -22,19 +22,26 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
+from portal.db import (
+    Base,
+    BigIntId,
+    MixedTenantMixin,
+    TenantKey,
+    TenantMixin,
+    TimestampMixin,
+    UTCDateTime,
+    enum_column,
+)
 from portal.kernel.clock import now_utc
 
 
-class PaymentAccount(TimestampMixin, Base):
+class PaymentAccount(TenantMixin, TimestampMixin, Base):
     """An organisation's Stripe customer and the payment method invoices are charged to."""
 
     __tablename__ = "payment_accounts"
+    __tenant_key__ = TenantKey(unique=True)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False, unique=True
-    )
     customer_id: Mapped[str] = mapped_column(sa.String(100), nullable=False, unique=True)
     default_payment_method_id: Mapped[str | None] = mapped_column(sa.String(100))
     # What the org admin is shown; the card number never reaches the portal.
@@ -81,7 +88,7 @@ class CollectionStatus(enum.StrEnum):
 RESEND_WINDOW = dt.timedelta(hours=23)
 
 
-class PaymentCollection(TimestampMixin, Base):
+class PaymentCollection(TenantMixin, TimestampMixin, Base):
     """Collecting one finalised invoice with Stripe PaymentIntents, retried on a schedule."""
 
     __tablename__ = "payment_collections"
@@ -96,9 +103,6 @@ class PaymentCollection(TimestampMixin, Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False, index=True
-    )
     invoice_id: Mapped[int] = mapped_column(
         sa.ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=False, unique=True
     )
@@ -127,7 +131,7 @@ class PaymentCollection(TimestampMixin, Base):
         )
 
 
-class StripeEvent(Base):
+class StripeEvent(MixedTenantMixin, Base):
     """A verified webhook delivery, stored under Stripe's event id before it is applied."""
 
     __tablename__ = "stripe_events"
@@ -136,9 +140,6 @@ class StripeEvent(Base):
     event_id: Mapped[str] = mapped_column(sa.String(100), nullable=False, unique=True)
     type: Mapped[str] = mapped_column(sa.String(100), nullable=False)
     # None when the event is about no customer the portal knows.
-    organisation_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), index=True
-    )
     object_id: Mapped[str | None] = mapped_column(sa.String(100), index=True)
     stripe_created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
     livemode: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)

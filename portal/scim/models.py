@@ -8,21 +8,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.catalogue.models import Product
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime
+from portal.db import Base, BigIntId, TenantKey, TenantMixin, TimestampMixin, UTCDateTime
 from portal.identity.models import User
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
 
 
-class ScimToken(Base):
+class ScimToken(TenantMixin, Base):
     """A bearer token for an organisation's ``/scim/v2``; only its SHA-256 digest is kept."""
 
     __tablename__ = "scim_tokens"
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False, index=True
-    )
     name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
     prefix: Mapped[str] = mapped_column(sa.String(16), nullable=False)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
@@ -40,36 +38,32 @@ class ScimToken(Base):
         return "revoked" if self.revoked_at else "active"
 
 
-class ScimGroup(TimestampMixin, Base):
+class ScimGroup(TenantMixin, TimestampMixin, Base):
     """A group the organisation's identity provider pushed over SCIM."""
 
     __tablename__ = "scim_groups"
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
     __table_args__ = (
         sa.UniqueConstraint("organisation_id", "display_name", name="uq_scim_groups_org_name"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False, index=True
-    )
     display_name: Mapped[str] = mapped_column(sa.String(255), nullable=False)
     external_id: Mapped[str | None] = mapped_column(sa.String(255))
 
     organisation: Mapped[Organisation] = relationship(lazy="joined")
 
 
-class ScimGroupMember(Base):
+class ScimGroupMember(TenantMixin, Base):
     """A person in a SCIM group."""
 
     __tablename__ = "scim_group_members"
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
     __table_args__ = (
         sa.UniqueConstraint("group_id", "user_id", name="uq_scim_group_members_group_user"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False, index=True
-    )
     group_id: Mapped[int] = mapped_column(
         sa.ForeignKey("scim_groups.id", ondelete="CASCADE"), nullable=False
     )
@@ -81,18 +75,16 @@ class ScimGroupMember(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
-class ScimGroupProduct(Base):
+class ScimGroupProduct(TenantMixin, Base):
     """A group mapped to a product: its members get seats of the organisation's subscription."""
 
     __tablename__ = "scim_group_products"
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
     __table_args__ = (
         sa.UniqueConstraint("group_id", "product_id", name="uq_scim_group_products_group_product"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False, index=True
-    )
     group_id: Mapped[int] = mapped_column(
         sa.ForeignKey("scim_groups.id", ondelete="CASCADE"), nullable=False
     )

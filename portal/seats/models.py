@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.catalogue.models import Product
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
+from portal.db import Base, BigIntId, TenantMixin, TimestampMixin, UTCDateTime, enum_column
 from portal.identity.models import User
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
@@ -21,7 +21,7 @@ class SubscriptionStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-class Subscription(TimestampMixin, Base):
+class Subscription(TenantMixin, TimestampMixin, Base):
     """An organisation's reservation of seats of a product from the council's pools.
 
     ``quantity`` is what is granted (and counts against pool capacity);
@@ -48,9 +48,6 @@ class Subscription(TimestampMixin, Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False, index=True
-    )
     product_id: Mapped[int] = mapped_column(
         sa.ForeignKey("products.id", ondelete="RESTRICT"), nullable=False
     )
@@ -73,7 +70,7 @@ class Subscription(TimestampMixin, Base):
         return self.requested_quantity - self.quantity
 
 
-class SubscriptionChange(Base):
+class SubscriptionChange(TenantMixin, Base):
     """Each change of a subscription's granted quantity, for proration and history."""
 
     __tablename__ = "subscription_changes"
@@ -82,9 +79,6 @@ class SubscriptionChange(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False, index=True
-    )
     subscription_id: Mapped[int] = mapped_column(
         sa.ForeignKey("subscriptions.id", ondelete="CASCADE"), nullable=False
     )
@@ -95,7 +89,7 @@ class SubscriptionChange(Base):
     reason: Mapped[str] = mapped_column(sa.String(40), nullable=False)
 
 
-class SeatAssignment(Base):
+class SeatAssignment(TenantMixin, Base):
     """A seat of a subscription held by a person, from ``assigned_at`` until ``released_at``."""
 
     __tablename__ = "seat_assignments"
@@ -116,9 +110,6 @@ class SeatAssignment(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False, index=True
-    )
     subscription_id: Mapped[int] = mapped_column(
         sa.ForeignKey("subscriptions.id", ondelete="RESTRICT"), nullable=False
     )
@@ -143,7 +134,7 @@ class SeatRequestStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-class SeatRequest(Base):
+class SeatRequest(TenantMixin, Base):
     """A member asks for a seat of a product; their org admin approves or declines."""
 
     __tablename__ = "seat_requests"
@@ -162,9 +153,6 @@ class SeatRequest(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT"), nullable=False, index=True
-    )
     product_id: Mapped[int] = mapped_column(
         sa.ForeignKey("products.id", ondelete="RESTRICT"), nullable=False
     )

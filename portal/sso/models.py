@@ -8,7 +8,15 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
+from portal.db import (
+    Base,
+    BigIntId,
+    TenantKey,
+    TenantMixin,
+    TimestampMixin,
+    UTCDateTime,
+    enum_column,
+)
 from portal.identity.models import User
 from portal.kernel.clock import now_utc
 from portal.tenancy.models import Organisation
@@ -19,7 +27,7 @@ class DomainStatus(enum.StrEnum):
     VERIFIED = "verified"
 
 
-class SsoConnection(TimestampMixin, Base):
+class SsoConnection(TenantMixin, TimestampMixin, Base):
     """One organisation's OpenID Connect provider.
 
     The client secret is stored encrypted with ``PORTAL_ENCRYPTION_KEY``
@@ -29,11 +37,9 @@ class SsoConnection(TimestampMixin, Base):
     """
 
     __tablename__ = "sso_connections"
+    __tenant_key__ = TenantKey(ondelete="CASCADE", unique=True)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False, unique=True
-    )
     issuer: Mapped[str] = mapped_column(sa.String(500), nullable=False)
     client_id: Mapped[str] = mapped_column(sa.String(255), nullable=False)
     client_secret_encrypted: Mapped[str] = mapped_column(sa.Text, nullable=False)
@@ -54,7 +60,7 @@ class SsoConnection(TimestampMixin, Base):
     break_glass_user: Mapped[User | None] = relationship(lazy="joined")
 
 
-class EmailDomain(Base):
+class EmailDomain(TenantMixin, Base):
     """An email domain an organisation claims; it routes to SSO only once verified.
 
     A domain may be claimed by several organisations while pending, but only
@@ -63,6 +69,7 @@ class EmailDomain(Base):
     """
 
     __tablename__ = "email_domains"
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
     __table_args__ = (
         sa.CheckConstraint("status IN ('pending', 'verified')", name="status_known"),
         sa.CheckConstraint("domain = lower(domain)", name="domain_lower_case"),
@@ -77,9 +84,6 @@ class EmailDomain(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
-    organisation_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False, index=True
-    )
     domain: Mapped[str] = mapped_column(sa.String(253), nullable=False, index=True)
     status: Mapped[DomainStatus] = mapped_column(
         enum_column(DomainStatus, 16), nullable=False, default=DomainStatus.PENDING
