@@ -8,6 +8,9 @@ config when a value is sealed or opened, never at import time.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
 
@@ -39,3 +42,13 @@ def decrypt_secret(ciphertext: str, *, key: str | None = None) -> str:
         raise SecretUnreadable(
             "A stored secret could not be decrypted: was PORTAL_ENCRYPTION_KEY changed?"
         ) from exc
+
+
+def keyed_digest(value: str, *, purpose: str, key: str | None = None) -> str:
+    """HMAC-SHA256 (hex) of ``value`` under a key derived from the portal's encryption key
+    for ``purpose``: a short secret (a recovery code) stored so that neither a copy of the
+    database alone nor a digest made for another purpose reveals it."""
+    key = key or current_app.config["PORTAL_ENCRYPTION_KEY"]
+    raw = key.encode() if isinstance(key, str) else key
+    derived = hmac.new(raw, purpose.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.new(derived, value.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -16,7 +16,9 @@
 * **Sign-in.** Failed sign-ins count per (email, address) pair at
   ``PORTAL_LOGIN_RATE_LIMIT`` and per address at the much higher
   ``PORTAL_LOGIN_ADDRESS_RATE_LIMIT``, so someone mistyping other emails from the
-  same office does not lock a person out. Password-reset requests likewise.
+  same office does not lock a person out. Password-reset requests likewise. Wrong
+  codes at the second sign-in step count per person (:func:`second_factor_key`) at
+  the same limit, and per address at the address's.
 * **Tokens.** API and SCIM calls count per bearer token (``PORTAL_API_RATE_LIMIT``,
   ``PORTAL_SCIM_RATE_LIMIT``), a usage batch once. The entitlement-check fast path
   (:mod:`portal.api.fastpath`) counts in the same bucket (:func:`fast_path_allows`,
@@ -46,6 +48,7 @@ from limits import RateLimitItem, parse_many
 from portal.api.framework import api
 from portal.config import Network
 from portal.extensions import limiter
+from portal.identity.auth import pending_second_factor_user_id
 from portal.identity.security import token_digest
 from portal.scim.api import bp as scim
 
@@ -152,6 +155,12 @@ def email_address_key(purpose: str) -> Callable[[], str]:
     return key
 
 
+def second_factor_key() -> str:
+    """A key for the person at the second sign-in step (whatever their address): guessing
+    codes for one account is limited however many addresses try."""
+    return f"second-factor:{pending_second_factor_user_id() or 'none'}"
+
+
 def failed_sign_in(response: Response) -> bool:
     """Only refused passwords count (401); a sign-in page or a bad form does not."""
     return response.status_code == 401
@@ -224,15 +233,21 @@ class _StorageEvents(logging.Filter):
 _logging_set_up = False
 
 
-def _set_up_logging() -> None:
-    """Flask-Limiter's storage warnings reach the server's log (it adds only a NullHandler)."""
+def _set_up_logging(*, own_handler: bool = True) -> None:
+    """Flask-Limiter's storage warnings reach the server's log (it adds only a NullHandler).
+
+    Without ``own_handler`` they go to the portal's log handler (``PORTAL_LOG_FORMAT``,
+    :mod:`portal.observability`), filtered the same way.
+    """
     global _logging_set_up
     if _logging_set_up:
         return
     _logging_set_up = True
     log = logging.getLogger("flask-limiter")
     log.setLevel(logging.INFO)
-    if not logging.getLogger().handlers:
+    if not own_handler:
+        log.addFilter(_StorageEvents())
+    elif not logging.getLogger().handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
             logging.Formatter("[%(asctime)s] %(levelname)s rate limits: %(message)s")
@@ -321,7 +336,7 @@ def _add_token_limits() -> None:
 
 def init_app(app: Flask) -> None:
     """Bind the limiter, the token limits, the 429 headers and the trusted-proxy middleware."""
-    _set_up_logging()
+    _set_up_logging(own_handler=not app.config.get("PORTAL_LOG_FORMAT"))
     limiter.init_app(app)
     _add_token_limits()
     app.after_request(_refusal_headers)

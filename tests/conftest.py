@@ -31,19 +31,26 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from flask import has_request_context
+from sqlalchemy.orm import Session
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from portal import create_app
-from portal.db import db
+from portal.db import SCOPE_KEY, db
 from portal.extensions import limiter
 from portal.kernel import clock as portal_clock
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
+from portal.kernel.scope import Scope
 
 TEST_PASSWORD = "correct horse battery"
+#: The authenticator-app secret of every test account given one (council admins and
+#: finance by default: they must sign in with a second factor). See :func:`totp_code`.
+TEST_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
 def free_port() -> int:
@@ -203,12 +210,61 @@ def app(smtp_server, tmp_path_factory):
         yield from _make_app(own_url, smtp_server)
 
 
+#: The login role the portal connects as in PostgreSQL test runs, a member of ``portal_app``
+#: (which migration 0011 creates): not superuser, not the tables' owner, no BYPASSRLS.
+TEST_APP_ROLE = "portal_test_app"
+
+# Roles belong to the cluster: parallel runs may race to create the role or grant membership.
+_CREATE_TEST_ROLE = """
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'portal_test_app') THEN
+        CREATE ROLE portal_test_app LOGIN PASSWORD 'portal_test_app'
+            NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
+END
+$$
+"""
+_GRANT_APP_ROLE = """
+DO $$
+BEGIN
+    IF NOT pg_has_role('portal_test_app', 'portal_app', 'MEMBER') THEN
+        GRANT portal_app TO portal_test_app;
+    END IF;
+EXCEPTION WHEN unique_violation OR internal_error THEN
+    NULL;
+END
+$$
+"""
+
+
+def _as_owner(url: str, statement: str) -> None:
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(statement))
+    admin.dispose()
+
+
 def _make_app(url: str, smtp_server):
+    """The portal on ``url``. PostgreSQL: migrated as ``url``'s role (the owner,
+    ``PORTAL_MIGRATION_DATABASE_URI``) and run as :data:`TEST_APP_ROLE`, so every test
+    runs under row-level security; the tables are emptied as the owner."""
     port, _ = smtp_server
+    owner_url = app_url = url
+    if sa.engine.make_url(url).get_backend_name() == "postgresql":
+        _as_owner(url, _CREATE_TEST_ROLE)
+        app_url = (
+            sa.engine.make_url(url)
+            .set(username=TEST_APP_ROLE, password=TEST_APP_ROLE)
+            .render_as_string(hide_password=False)
+        )
     app = create_app(
         {
             "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": url,
+            "SQLALCHEMY_DATABASE_URI": app_url,
+            "PORTAL_MIGRATION_DATABASE_URI": owner_url if app_url != owner_url else None,
             "PORTAL_SMTP_HOST": "127.0.0.1",
             "PORTAL_SMTP_PORT": port,
             "PORTAL_BASE_URL": "http://portal.test",
@@ -219,9 +275,96 @@ def _make_app(url: str, smtp_server):
 
     with app.app_context():
         upgrade()
+    if app_url != owner_url:
+        _as_owner(owner_url, _GRANT_APP_ROLE)
+    owner = None
+    if app_url != owner_url:
+        owner = sa.create_engine(owner_url, poolclass=sa.pool.NullPool)
+    app.extensions["portal_test_owner_engine"] = owner
+    _APPS.append(app)
     yield app
+    _APPS.remove(app)
     with app.app_context():
         db.engine.dispose()
+    if owner is not None:
+        owner.dispose()
+
+
+_APPS: list[Any] = []  # the session's app, for helpers called without fixtures
+
+
+def give_second_factor(app, user_id: int) -> None:
+    """Give an account a confirmed authenticator app with :data:`TEST_TOTP_SECRET`, as if
+    the person had set it up (council admins and finance need one to use the portal)."""
+    from portal.crypto import encrypt_secret
+    from portal.identity.models import TotpFactor, User
+
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        assert user is not None
+        db.session.add(
+            TotpFactor(
+                user_id=user.id,
+                organisation_id=user.organisation_id,
+                secret_encrypted=encrypt_secret(TEST_TOTP_SECRET),
+                confirmed_at=now_utc(),
+            )
+        )
+        db.session.commit()
+        db.session.remove()
+
+
+def needs_second_factor(role: str) -> bool:
+    """Whether accounts of ``role`` get an authenticator app from the factories."""
+    return role in ("council_admin", "finance")
+
+
+def totp_code(app=None, email: str | None = None, *, user_id: int | None = None) -> str:
+    """A current code of the test account's authenticator app (:data:`TEST_TOTP_SECRET`).
+
+    The portal refuses a code of a step already used, and tests sign the same person in
+    more often than every 30 seconds: the account's last used step is forgotten first
+    (test code only; the rule itself is tested in tests/identity/test_second_factors.py).
+    """
+    import pyotp
+
+    from portal.identity.models import TotpFactor, User
+
+    app = app or _APPS[-1]
+    with app.app_context():
+        query = sa.update(TotpFactor).values(last_used_step=None)
+        if user_id is None:
+            user_id = db.session.scalar(sa.select(User.id).where(User.email == email.lower()))
+        db.session.execute(query.where(TotpFactor.user_id == user_id))
+        db.session.commit()
+        db.session.remove()
+    return pyotp.TOTP(TEST_TOTP_SECRET).at(now_utc())
+
+
+def owner_engine(app) -> sa.Engine:
+    """An engine connecting as the tables' owner (PostgreSQL: past row-level security and the
+    application role's grants; SQLite: the app's own). For emptying tables and for tests that
+    must do what the application may not (change an audit row, say). Needs an app context."""
+    return app.extensions["portal_test_owner_engine"] or db.engine
+
+
+@sa.event.listens_for(Session, "after_begin", insert=True)
+def _test_code_is_council_wide(session: Session, transaction: Any, connection: Any) -> None:
+    """Test code's own database work (fixtures, factories, assertions) is council-wide.
+
+    Only the test's own code: the main thread, outside a request and outside a command.
+    Requests, commands and threads the portal starts bind their scope themselves
+    (``portal.db.bind_scope``), as in production; a test that wants no scope says
+    ``bind_scope(session, None)``, which this leaves alone.
+    """
+    if (
+        SCOPE_KEY in session.info
+        or has_request_context()
+        or click.get_current_context(silent=True) is not None
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return
+    session.info[SCOPE_KEY] = Scope.council()
 
 
 @pytest.fixture(autouse=True)
@@ -233,10 +376,25 @@ def _clean_database(request) -> Iterator[None]:
     app = request.getfixturevalue("app")
     with app.app_context():
         db.session.remove()
-        with db.engine.begin() as conn:
+        with owner_engine(app).begin() as conn:
             for table in reversed(db.metadata.sorted_tables):
                 conn.execute(table.delete())
         limiter.reset()
+
+
+@pytest.fixture
+def jobs_inline(app) -> Iterator[None]:
+    """Jobs run inline (Celery's eager mode): each as the transaction that enqueued it commits.
+
+    Only tests that ask for it; otherwise a job stays queued (the test broker is
+    ``memory://`` and no worker runs). ``tests/jobs`` also runs real workers.
+    """
+    celery = app.extensions["celery"]
+    celery.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        celery.conf.task_always_eager = False
 
 
 @pytest.fixture
@@ -319,7 +477,10 @@ def make_user(app) -> Callable[..., UserRef]:
         org: OrgRef | None = None,
         email: str | None = None,
         password: str = TEST_PASSWORD,
+        second_factor: bool | None = None,
     ) -> UserRef:
+        """``second_factor``: give the account an authenticator app (default: for the
+        roles that must have one, :func:`needs_second_factor`)."""
         n = next(counter)
         email = email or f"{role.replace('_', '-')}-{n}@{org.slug if org else 'council'}.example"
         with app.app_context():
@@ -341,7 +502,9 @@ def make_user(app) -> Callable[..., UserRef]:
             assert isinstance(user, User)
             ref = UserRef(user.id, user.email, user.role, user.organisation_id)
             ref.password = password
-            return ref
+        if needs_second_factor(role) if second_factor is None else second_factor:
+            give_second_factor(app, ref.id)
+        return ref
 
     return make
 
@@ -459,8 +622,22 @@ def post_form(client, path: str, data: dict[str, Any], *, token_from: str | None
 
 
 def login(client, user: UserRef, password: str | None = None):
-    """Sign ``user`` in through the real sign-in form."""
-    return post_form(client, "/login", {"email": user.email, "password": password or user.password})
+    """Sign ``user`` in through the real sign-in form, and through the second step with
+    a code from the test authenticator app when the account has one."""
+    response = post_form(
+        client, "/login", {"email": user.email, "password": password or user.password}
+    )
+    if response.status_code == 302 and response.headers["Location"].endswith(
+        "/login/second-factor"
+    ):
+        response = second_step(client, user)
+    return response
+
+
+def second_step(client, user: UserRef, code: str | None = None):
+    """Answer the second sign-in step with ``code`` (default: a current TOTP code)."""
+    code = code or totp_code(client.application, user_id=user.id)
+    return post_form(client, "/login/second-factor", {"code": code})
 
 
 @pytest.fixture

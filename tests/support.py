@@ -15,7 +15,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from portal.db import db
-from tests.conftest import SYSTEM, TEST_PASSWORD, OrgRef, UserRef, csrf_token, flashes, login
+from tests.conftest import (
+    SYSTEM,
+    TEST_PASSWORD,
+    OrgRef,
+    UserRef,
+    csrf_token,
+    flashes,
+    give_second_factor,
+    login,
+    needs_second_factor,
+)
 
 _numbers = itertools.count(1)
 
@@ -35,8 +45,11 @@ def quick_user(
     email: str | None = None,
     active: bool = True,
     password: bool = True,
+    second_factor: bool | None = None,
 ) -> UserRef:
-    """An account made by the service, with ``TEST_PASSWORD`` hashed once per run (fast)."""
+    """An account made by the service, with ``TEST_PASSWORD`` hashed once per run (fast);
+    council admins and finance get the test authenticator app unless ``second_factor``
+    says otherwise."""
     from portal.identity.accounts import user_create
     from portal.identity.models import User
     from portal.tenancy.models import Organisation
@@ -59,7 +72,9 @@ def quick_user(
         assert isinstance(user, User)
         ref = UserRef(user.id, user.email, user.role, user.organisation_id)
         db.session.remove()
-        return ref
+    if needs_second_factor(role) if second_factor is None else second_factor:
+        give_second_factor(app, ref.id)
+    return ref
 
 
 def client_for(app, role: str, org: OrgRef | None = None):

@@ -6,6 +6,7 @@ errors with stable codes.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from portal.identity.security import new_token, token_digest, verify_password
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.observability import login_failed
 from portal.signals import organisation_status_changed
 from portal.tenancy.models import Organisation, OrganisationStatus
 
@@ -46,9 +48,11 @@ def authenticate(session: Session, *, email: str, password: str) -> User:
     user = session.scalar(sa.select(User).where(User.email == normalised)) if normalised else None
     ok = verify_password(user.password_hash if user else None, password or "")
     if user is None or not ok:
+        login_failed("bad_password")
         raise SignInRefused(GENERIC_SIGN_IN_FAILURE)
     refusal = sign_in_refusal(user)
     if refusal:
+        login_failed("account_unavailable")
         raise SignInRefused(refusal, code="account_unavailable")
     return user
 
@@ -71,8 +75,21 @@ def sign_in_refusal(user: User) -> str | None:
     return None
 
 
-def session_start(session: Session, *, user: User, ip: str | None, user_agent: str | None) -> str:
-    """Open a server-side sign-in session and return its token (kept only in the cookie)."""
+def session_start(
+    session: Session,
+    *,
+    user: User,
+    ip: str | None,
+    user_agent: str | None,
+    amr: str = "pwd",
+    sso_amr: str | None = None,
+    sso_acr: str | None = None,
+) -> str:
+    """Open a server-side sign-in session and return its token (kept only in the cookie).
+
+    ``amr`` says how the person was authenticated ("pwd", "pwd+otp", "pwd+recovery",
+    "pwd+passkey", "sso"); for single sign-on, the provider's ``amr``/``acr`` claims.
+    """
     token = new_token()
     session.add(
         UserSession(
@@ -81,24 +98,32 @@ def session_start(session: Session, *, user: User, ip: str | None, user_agent: s
             token_hash=token_digest(token),
             ip=ip,
             user_agent=(user_agent or "")[:300],
+            amr=amr[:32],
+            sso_amr=sso_amr[:200] if sso_amr else None,
+            sso_acr=sso_acr[:200] if sso_acr else None,
         )
     )
     user.last_login_at = now_utc()
     session.flush()
     audit_record(
         session,
-        actor=Actor.for_user(user, ip),
+        actor=Actor.person(user, ip),
         action="user.sign_in",
         target_type="user",
         target_id=user.id,
         target_label=user.email,
         organisation_id=user.organisation_id,
+        after={"amr": amr},
     )
     return token
 
 
-def session_user(session: Session, token: str) -> User | None:
-    """The user a sign-in session token belongs to, if it is still good."""
+#: ``last_seen_at`` is written at most this often per session, not on every request.
+LAST_SEEN_RESOLUTION = dt.timedelta(minutes=1)
+
+
+def session_lookup(session: Session, token: str) -> UserSession | None:
+    """The live sign-in session a token belongs to, if it and its user are still good."""
     row = session.scalar(
         sa.select(UserSession).where(
             UserSession.token_hash == token_digest(token), UserSession.revoked_at.is_(None)
@@ -106,7 +131,23 @@ def session_user(session: Session, token: str) -> User | None:
     )
     if row is None or sign_in_refusal(row.user) is not None:
         return None
-    return row.user
+    return row
+
+
+def session_user(session: Session, token: str) -> User | None:
+    """The user a sign-in session token belongs to, if it is still good."""
+    row = session_lookup(session, token)
+    return row.user if row is not None else None
+
+
+def session_touch(row: UserSession) -> bool:
+    """Note that the session was used now (at most once per :data:`LAST_SEEN_RESOLUTION`);
+    whether anything changed (then the caller commits)."""
+    now = now_utc()
+    if row.last_seen_at is not None and now - row.last_seen_at < LAST_SEEN_RESOLUTION:
+        return False
+    row.last_seen_at = now
+    return True
 
 
 def session_revoke(session: Session, token: str) -> None:

@@ -68,11 +68,14 @@ def _outbox_for_staff() -> ResponseReturnValue:
 
 def register_blueprints(app: Flask) -> None:
     """Attach every domain's pages."""
+    from portal.web.account import bp as account_bp
+    from portal.web.passkeys import bp as passkeys_bp
     from portal.web.api_tokens import bp as tokens_bp
     from portal.web.audit import bp as audit_bp
     from portal.web.billing import bp as billing_bp
     from portal.web.catalogue import bp as catalogue_bp
     from portal.web.identity import bp as auth_bp
+    from portal.web.jobs import bp as jobs_bp
     from portal.web.metering import bp as metering_bp
     from portal.web.people import bp as people_bp
     from portal.web.seats import bp as seats_bp
@@ -91,8 +94,11 @@ def register_blueprints(app: Flask) -> None:
         catalogue_bp,
         seats_bp,
         sessions_bp,
+        account_bp,
+        passkeys_bp,
         tokens_bp,
         billing_bp,
+        jobs_bp,
     ):
         app.register_blueprint(blueprint)
 
@@ -135,6 +141,7 @@ NAV: dict[Role, list] = {
                 ("tokens.council_tokens", "API tokens"),
                 ("settings.council_settings", "Settings"),
                 ("audit.audit_log", "Audit log"),
+                ("jobs.jobs_list", "Jobs"),
             ],
         ),
     ],
@@ -145,6 +152,7 @@ NAV: dict[Role, list] = {
         ("metering.council_usage", "Usage"),
         ("billing.finance", "Invoices"),
         ("billing.exports_page", "Exports"),
+        ("jobs.jobs_list", "Jobs"),
     ],
     Role.ORG_ADMIN: [
         ("tenancy.org_dashboard", "Dashboard"),

@@ -9,7 +9,7 @@ from portal import ratelimit
 from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import committed, show_errors
-from portal.identity import accounts, auth, invitations, passwords
+from portal.identity import accounts, auth, factors, invitations, passwords
 from portal.identity.forms import (
     AcceptInvitationForm,
     ChangePasswordForm,
@@ -17,6 +17,7 @@ from portal.identity.forms import (
     LoginForm,
     ProfileForm,
     ResetPasswordForm,
+    SecondFactorForm,
 )
 from portal.identity.sign_in import SignInRefused
 from portal.kernel.errors import DomainError, ValidationFailed
@@ -54,6 +55,7 @@ def login():
     """
     if current_user.is_authenticated:
         return redirect(auth.safe_next(request.args.get("next"), auth.home_for(current_user)))
+    auth.clear_second_factor()  # a new sign-in starts over
     form = LoginForm(next=request.args.get("next", ""))
     council_sso = sso_selectors.council_sso_configured()
     if form.validate_on_submit():
@@ -81,11 +83,69 @@ def login():
             db_session().rollback()
             flash(refused.detail, "error")
             return render_template("identity/login.html", form=form, council_sso=council_sso), 401
+        if factors.user_has_second_factor(db_session(), user):
+            # Not signed in yet: the second step asks for the code (or a passkey).
+            db_session().rollback()
+            auth.begin_second_factor(user, form.next.data)
+            return redirect(url_for("auth.second_factor"))
         auth.sign_in(user)
         db_session().commit()
         return redirect(auth.safe_next(form.next.data, auth.home_for(user)))
     status = 400 if request.method == "POST" else 200
     return render_template("identity/login.html", form=form, council_sso=council_sso), status
+
+
+# Wrong codes count per person (whatever the address) and per address, like passwords.
+@bp.route("/login/second-factor", methods=["GET", "POST"])
+@limiter.limit(
+    ratelimit.setting("PORTAL_LOGIN_ADDRESS_RATE_LIMIT"),
+    methods=["POST"],
+    deduct_when=ratelimit.failed_sign_in,
+    error_message="Too many wrong codes from your network address. Wait and try again.",
+)
+@limiter.limit(
+    ratelimit.setting("PORTAL_LOGIN_RATE_LIMIT"),
+    methods=["POST"],
+    key_func=ratelimit.second_factor_key,
+    deduct_when=ratelimit.failed_sign_in,
+    error_message="Too many wrong codes for this account. Wait and try again.",
+)
+def second_factor():
+    """The second sign-in step: within five minutes of the password, a code from the
+    authenticator app or a recovery code (or a passkey, offered on the same page)."""
+    if current_user.is_authenticated:
+        return redirect(auth.home_for(current_user))
+    user = auth.pending_second_factor_user()
+    if user is None:
+        flash("Your sign-in took too long or was not started. Sign in again.", "info")
+        return redirect(url_for("auth.login"))
+    form = SecondFactorForm()
+    status = 200
+    if form.validate_on_submit():
+        # Not forms.committed: a refused code answers 401 (counted by the limits above).
+        try:
+            method = factors.verify_second_factor(
+                db_session(), user=user, code=form.code.data, ip=auth.client_ip()
+            )
+        except factors.SecondFactorRefused as refused:
+            db_session().rollback()
+            form.code.errors = [refused.detail]
+            status = 401
+        else:
+            target = auth.pending_second_factor_next()
+            auth.complete_second_factor(user, method)
+            db_session().commit()
+            if method == factors.AMR_RECOVERY:
+                left = factors.recovery_codes_left(db_session(), user.id)
+                flash(
+                    f"You signed in with a recovery code; {left} left. "
+                    "Make new ones on your security page if you are running out.",
+                    "info",
+                )
+            return redirect(target)
+    elif request.method == "POST":
+        status = 400
+    return render_template("identity/second_factor.html", form=form, pending_user=user), status
 
 
 @bp.post("/logout")

@@ -34,10 +34,11 @@ from portal.crypto import SecretUnreadable
 from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import committed
-from portal.identity import auth
+from portal.identity import auth, factors
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.errors import DomainError
+from portal.kernel.scope import Scope, scope_of
 from portal.sso import selectors, services
 from portal.sso.forms import ConnectionForm, DomainForm
 from portal.sso.selectors import Realm
@@ -174,7 +175,8 @@ def org_callback(slug: str):
         )
     if current_user.is_authenticated:
         auth.sign_out()
-    auth.sign_in(user)
+    provider_amr, provider_acr = factors.provider_amr_acr(claims)
+    auth.sign_in(user, amr=factors.AMR_SSO, sso_amr=provider_amr, sso_acr=provider_acr)
     db_session().commit()
     return redirect(auth.safe_next(context.get("next"), auth.home_for(user)))
 
@@ -196,7 +198,8 @@ def council_callback():
         )
     if current_user.is_authenticated:
         auth.sign_out()
-    auth.sign_in(user)
+    provider_amr, provider_acr = factors.provider_amr_acr(claims)
+    auth.sign_in(user, amr=factors.AMR_SSO, sso_amr=provider_amr, sso_acr=provider_acr)
     db_session().commit()
     return redirect(auth.safe_next(pending.context.get("next"), auth.home_for(user)))
 
@@ -406,7 +409,9 @@ def org_domains():
 def org_domain_remove(domain_id: int):
     """Withdraw one of the organisation's own claims."""
     org = auth.current_organisation()
-    claim = selectors.domain_in_scope(db_session(), organisation_id=org.id, domain_id=domain_id)
+    claim = selectors.domain_in_scope(
+        db_session(), scope=Scope.organisation(org.id), domain_id=domain_id
+    )
     # Not forms.committed: a confirmation button; a refusal is the error page's.
     if ConfirmForm().validate_on_submit():
         services.domain_remove(db_session(), actor=g.actor, claim=claim)
@@ -429,7 +434,9 @@ def council_domains():
 @auth.role_required(Role.COUNCIL_ADMIN)
 def council_domain_decide(domain_id: int, action: str):
     """Verify a claim (the domain then routes to the organisation's provider) or reject it."""
-    claim = selectors.domain_in_scope(db_session(), organisation_id=None, domain_id=domain_id)
+    claim = selectors.domain_in_scope(
+        db_session(), scope=scope_of(auth.current_actor()), domain_id=domain_id
+    )
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(url_for("sso.council_domains"))
