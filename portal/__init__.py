@@ -81,12 +81,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     register_template_helpers(app)
     register_blueprints(app)
 
-    from portal import api, payments
+    from portal import api, observability, payments
 
+    # Request ids, latency and the log line around Flask (the fast path observes its own).
+    observability.init_app(app)
     # The API's entitlement fast path counts in the token's rate limit (rate limits sit above it).
     api.init_app(app, token_limit=ratelimit.fast_path_allows)
     payments.init_app(app)
 
+    # Jobs are declared where they belong; importing their modules registers them.
+    from portal import jobs
+    from portal.billing import jobs as billing_jobs  # noqa: F401  (billing.invoice_run)
+    from portal.payments import jobs as payment_jobs  # noqa: F401  (payments.collect)
+
+    jobs.init_app(app)  # the queue (Celery), `portal worker`, `portal jobs tick`
     from portal.cli import register_commands
 
     register_commands(app)

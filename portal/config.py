@@ -225,6 +225,107 @@ def rate_limit_settings(
     return out
 
 
+# ---------------------------------------------------------------- jobs (portal.jobs)
+
+#: The development broker: kombu's SQLAlchemy transport on a SQLite file, no server needed.
+DEV_BROKER = "sqla+sqlite:///{instance}/jobs.sqlite"
+#: kombu transports the portal supports (the ``memory`` one is for tests).
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "memory", "sqla+sqlite")
+
+
+def job_settings(
+    env: dict[str, str],
+    *,
+    instance_path: str,
+    portal_env: str,
+    redis_url: str | None,
+) -> dict[str, Any]:
+    """The job queue's settings: its broker, queue name, redelivery timeout and tick.
+
+    The broker is ``PORTAL_JOBS_BROKER_URL`` (``redis://…`` or ``amqp://…``), else
+    ``PORTAL_REDIS_URL`` (a portal that has Redis for its rate limits queues its
+    jobs there too), else a SQLite file in the instance folder (development, and a
+    single-process production). Tests default to the in-process ``memory://``
+    transport (whatever ``PORTAL_REDIS_URL`` says): nothing runs a job unless the
+    test asks (the ``jobs_inline`` fixture, or a real worker in ``tests/jobs``).
+    """
+    single_process = env.get("PORTAL_SINGLE_PROCESS", "").strip().lower() in _TRUE
+    broker = env.get("PORTAL_JOBS_BROKER_URL") or (redis_url if portal_env != "test" else None)
+    if not broker:
+        if portal_env == "test":
+            broker = "memory://"
+        elif portal_env == "production" and not single_process:
+            raise ConfigError(
+                "PORTAL_JOBS_BROKER_URL (redis://… or amqp://…) or PORTAL_REDIS_URL is "
+                "required in production, so that workers on any machine share the queue"
+            )
+        else:
+            broker = DEV_BROKER.format(instance=str(Path(instance_path).resolve()))
+    if broker.split("://", 1)[0] not in BROKER_SCHEMES:
+        raise ConfigError(
+            "PORTAL_JOBS_BROKER_URL must be a redis://, amqp:// or sqla+sqlite:/// URL, "
+            f"not {broker.split('://', 1)[0]!r}"
+        )
+    queue = env.get("PORTAL_JOBS_QUEUE") or "portal"
+    if not queue.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(queue) > 100:
+        raise ConfigError(
+            f"PORTAL_JOBS_QUEUE must be letters, digits, '-', '_' or '.', not {queue!r}"
+        )
+    return {
+        "PORTAL_JOBS_BROKER_URL": broker,
+        "PORTAL_JOBS_QUEUE": queue,
+        "PORTAL_JOBS_VISIBILITY_TIMEOUT": _int(env, "PORTAL_JOBS_VISIBILITY_TIMEOUT", 3600),
+        "PORTAL_JOBS_TICK_SECONDS": _int(env, "PORTAL_JOBS_TICK_SECONDS", 30),
+        # Jobs run inline, in the process that enqueues them: only tests ask for it.
+        "PORTAL_JOBS_EAGER": False,
+        # Tests only: an invoice run's job drafts one organisation at a time and pauses this
+        # many seconds after each, so a test can kill its worker mid-run.
+        "PORTAL_TEST_INVOICE_RUN_PAUSE": (
+            float(env.get("PORTAL_TEST_INVOICE_RUN_PAUSE") or 0) if portal_env == "test" else 0.0
+        ),
+    }
+
+
+# ---------------------------------------------------------------- logs and metrics (observability)
+
+#: Addresses that may read ``/metrics`` without a token unless PORTAL_METRICS_ALLOW says otherwise.
+DEFAULT_METRICS_ALLOW = "127.0.0.1/32,::1/128"
+#: A metrics token shorter than this is refused (it is a password for a scraper).
+METRICS_TOKEN_MIN_LENGTH = 16
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def observability_settings(env: dict[str, str], *, portal_env: str) -> dict[str, Any]:
+    """Log format and level, and who may read ``/metrics`` (token, addresses)."""
+    default_format = {"production": "json", "development": "text"}.get(portal_env)
+    log_format = (env.get("PORTAL_LOG_FORMAT") or "").strip().lower() or default_format
+    if log_format not in (None, "json", "text"):
+        raise ConfigError(f"PORTAL_LOG_FORMAT must be json or text, not {log_format!r}")
+    level = (env.get("PORTAL_LOG_LEVEL") or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"PORTAL_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    token = env.get("PORTAL_METRICS_TOKEN") or None
+    if token is not None and len(token) < METRICS_TOKEN_MIN_LENGTH:
+        raise ConfigError(
+            f"PORTAL_METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters, e.g. "
+            '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+        )
+    raw_allow = env.get("PORTAL_METRICS_ALLOW", DEFAULT_METRICS_ALLOW)
+    try:
+        allow = parse_proxies(raw_allow)
+    except ValueError as exc:
+        raise ConfigError(
+            "PORTAL_METRICS_ALLOW must be comma-separated IP addresses or networks "
+            f"(e.g. 127.0.0.1/32,10.0.0.0/8; empty: none), not {raw_allow!r}: {exc}"
+        ) from exc
+    return {
+        "PORTAL_LOG_FORMAT": log_format,
+        "PORTAL_LOG_LEVEL": level,
+        "PORTAL_METRICS_TOKEN": token,
+        "PORTAL_METRICS_ALLOW": allow,
+    }
+
+
 # ---------------------------------------------------------------- the whole config
 
 
@@ -265,6 +366,12 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # psycopg 3 is the driver we ship; accept the bare scheme people paste.
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
 
+    # The owner of the tables, for `portal db upgrade` only (PostgreSQL: the application's own
+    # role may not create tables and is held by row-level security). Unset: the same URL.
+    migration_url = env.get("PORTAL_MIGRATION_DATABASE_URL") or None
+    if migration_url and migration_url.startswith("postgresql://"):
+        migration_url = "postgresql+psycopg://" + migration_url[len("postgresql://") :]
+
     redis_url = env.get("PORTAL_REDIS_URL") or None
 
     return {
@@ -272,6 +379,7 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "SECRET_KEY": secret_key,
         "PORTAL_ENCRYPTION_KEY": encryption_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
+        "PORTAL_MIGRATION_DATABASE_URI": migration_url,
         # No pool_pre_ping: portal.db checks only connections that sat idle in the pool.
         "SQLALCHEMY_ENGINE_OPTIONS": {},
         "PORTAL_REDIS_URL": redis_url,
@@ -317,4 +425,10 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "MAX_CONTENT_LENGTH": 64 * 1024 * 1024,
         # Rate limits, their storage and the trusted proxies (portal.ratelimit).
         **rate_limit_settings(env, production=production, redis_url=redis_url),
+        # Log format and level, who may read /metrics (portal.observability, portal.health).
+        **observability_settings(env, portal_env=portal_env),
+        # The job queue (portal.jobs).
+        **job_settings(
+            env, instance_path=instance_path, portal_env=portal_env, redis_url=redis_url
+        ),
     }

@@ -7,7 +7,7 @@ missing from this map or breaks its scope.
 """
 
 from portal.api.models import ApiToken, IdempotentRequest  # noqa: F401
-from portal.audit.models import AuditEvent  # noqa: F401
+from portal.audit.models import AuditChainHead, AuditEvent  # noqa: F401
 from portal.billing.models import (  # noqa: F401
     CreditNote,
     DocumentCounter,
@@ -19,11 +19,13 @@ from portal.billing.models import (  # noqa: F401
 from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Product, Vendor  # noqa: F401
 from portal.identity.models import (  # noqa: F401
     Invitation,
+    Passkey,
     RecoveryCode,
     TotpFactor,
     User,
     UserSession,
 )
+from portal.jobs.models import Job  # noqa: F401
 from portal.metering.models import IdleSeatDecision, UsageEvent  # noqa: F401
 from portal.payments.models import PaymentAccount, PaymentCollection, StripeEvent  # noqa: F401
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken  # noqa: F401
@@ -47,8 +49,10 @@ TABLE_SCOPES: dict[str, str] = {
     "user_sessions": MIXED,
     "totp_factors": MIXED,  # second factors: council staff have no organisation
     "recovery_codes": MIXED,
+    "passkeys": MIXED,  # WebAuthn credentials (second factor), like totp_factors
     "invitations": MIXED,  # council staff invitations have no organisation
     "audit_events": MIXED,  # council-wide changes have no organisation
+    "audit_chain_head": COUNCIL,  # the audit hash chain's last link: one row for everyone
     # catalogue: the council's, read by every member
     "vendors": COUNCIL,
     "products": COUNCIL,
@@ -76,6 +80,7 @@ TABLE_SCOPES: dict[str, str] = {
     "payments": TENANT,
     "invoice_runs": COUNCIL,  # one run covers every organisation
     "document_counters": COUNCIL,
+    "jobs": COUNCIL,  # background jobs: the council's Jobs page
     # card payments through Stripe
     "payment_accounts": TENANT,
     "payment_collections": TENANT,

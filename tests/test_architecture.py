@@ -47,6 +47,7 @@ DOMAINS = [
     "identity",
     "tenancy",
     "settings",
+    "jobs",
     "audit",
 ]
 

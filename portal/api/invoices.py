@@ -23,14 +23,13 @@ from portal.api.framework import reply, route
 from portal.api.schemas import PERIOD, SLUG, ApiModel, ApiParams, IdPath, ListQuery
 from portal.api.selectors import organisation_named
 from portal.billing import documents, exports, lifecycle, selectors
-from portal.billing.jobs import invoice_run_execute
 from portal.billing.models import CreditNote, Invoice, InvoiceRun
 from portal.billing.operations import invoice_run_start
 from portal.db import db_session
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, PermissionDenied
 from portal.kernel.periods import period_bounds
-from portal.kernel.scope import organisation_scope
+from portal.kernel.scope import Scope, scope_of
 from portal.tenancy.models import Organisation
 
 tag = Tag(
@@ -67,6 +66,10 @@ class CreditNoteCreate(ApiModel):
 
 
 class InvoicePath(IdPath):
+    pass
+
+
+class InvoiceRunPath(IdPath):
     pass
 
 
@@ -165,7 +168,9 @@ class InvoiceRunOut(BaseModel):
 
     id: int
     period: str
-    status: Literal["running", "done", "failed"]
+    status: Literal["queued", "running", "done", "failed"] = Field(
+        description="queued (waiting for a worker), running, done, or failed"
+    )
     finalize: bool
     organisations_total: int
     organisations_done: int
@@ -230,30 +235,31 @@ CSV_RESPONSE = _file_response(
 # ---------------------------------------------------------------- scope
 
 
-def _scope() -> int | None:
-    """The organisation the token reads for (None: every organisation)."""
-    return organisation_scope(current_actor())
+def _scope() -> Scope:
+    """Whose invoices the token reads: its organisation's, or (council) every one's."""
+    return scope_of(current_actor())
 
 
-def _organisation_filter(slug: str | None) -> int | None:
+def _organisation_filter(slug: str | None) -> Scope:
+    """The token's scope, narrowed to the organisation named in the query."""
     own = _scope()
     if slug is None:
         return own
-    if own is not None:
-        organisation = db_session().get(Organisation, own)
+    if own.organisation_id is not None:
+        organisation = db_session().get(Organisation, own.organisation_id)
         if organisation is None or slug.lower() != organisation.slug:
             raise PermissionDenied(
                 "This token reads only its own organisation's invoices.",
                 errors={"organisation": ["Leave out, or give this token's own organisation."]},
             )
         return own
-    return organisation_named(db_session(), slug).id
+    return Scope.organisation(organisation_named(db_session(), slug).id)
 
 
 def _invoice(invoice_id: int) -> Invoice:
     own = _scope()
     return selectors.invoice_in_scope(
-        db_session(), organisation_id=own, invoice_id=invoice_id, issued_only=own is not None
+        db_session(), scope=own, invoice_id=invoice_id, issued_only=not own.is_council
     )
 
 
@@ -269,13 +275,15 @@ def _invoice(invoice_id: int) -> Invoice:
     creates=True,
 )
 def invoice_run_create(body: InvoiceRunCreate) -> Response:
-    """Run a month's invoicing now and return the finished run.
+    """Start a month's invoicing; returns the run at once, to poll at `GET /invoice-runs/{id}`.
 
-    Drafts one invoice per organisation and currency (re-running refreshes the
-    drafts and never duplicates them; finalised invoices never change). With
-    `finalize`, the drafts are finalised too. Organisations that could not be
-    invoiced are listed in `error` (and `status` is `failed`); the others are done.
-    A month that has not begun is refused with 409 `period_not_started`.
+    The run is `queued` until a worker takes it, then `running`, then `done` or
+    `failed`. It drafts one invoice per organisation and currency (re-running
+    refreshes the drafts and never duplicates them; finalised invoices never
+    change). With `finalize`, the drafts are finalised too. Organisations that
+    could not be invoiced are listed in `error` (and `status` is `failed`); the
+    others are done. A month that has not begun is refused with 409
+    `period_not_started`.
     """
     actor = current_actor()
     start, _ = period_bounds(body.period)
@@ -286,9 +294,24 @@ def invoice_run_create(body: InvoiceRunCreate) -> Response:
             errors={"period": ["Choose the current month or an earlier one."]},
         )
     run = invoice_run_start(db_session(), actor=actor, period=body.period, finalize=body.finalize)
+    out = InvoiceRunOut.of(run)  # as recorded: queued (an inline job may run at commit)
     db_session().commit()
-    run = invoice_run_execute(db_session(), actor=actor, run_id=run.id)
-    return reply(InvoiceRunOut.of(run), 201)
+    response = reply(out, 201)
+    response.headers["Location"] = f"/api/v1/invoice-runs/{run.id}"
+    return response
+
+
+@route(
+    "get",
+    "/invoice-runs/<int:id>",
+    scopes=[COUNCIL],
+    tag=tag,
+    responses={200: InvoiceRunOut},
+    errors=[404],
+)
+def invoice_run_get(path: InvoiceRunPath) -> Response:
+    """One invoice run: its status and progress (poll it until `done` or `failed`)."""
+    return reply(InvoiceRunOut.of(selectors.run_by_id(db_session(), path.id)))
 
 
 @route("get", "/invoices", scopes=READERS, tag=tag, responses={200: InvoiceList}, errors=[404])
@@ -300,10 +323,10 @@ def invoices_list(query: InvoiceQuery) -> Response:
     own = _scope()
     rows = selectors.invoices_list(
         db_session(),
-        organisation_id=_organisation_filter(query.organisation),
+        scope=_organisation_filter(query.organisation),
         period=query.period,
         status=query.status,
-        issued_only=own is not None,
+        issued_only=not own.is_council,
         after_id=pagination.decode_cursor(query.cursor),
         limit=query.limit + 1,
     )
@@ -393,9 +416,7 @@ def invoices_export(query: ExportQuery) -> Response:
     Organisation tokens get their own organisation's rows.
     """
     out = io.StringIO()
-    exports.write_csv(
-        exports.export_rows(db_session(), period=query.period, organisation_id=_scope()), out
-    )
+    exports.write_csv(exports.export_rows(db_session(), scope=_scope(), period=query.period), out)
     return Response(
         out.getvalue(),
         mimetype="text/csv",

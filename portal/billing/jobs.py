@@ -13,21 +13,28 @@ on the month).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import cast
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.billing.access import require_finance
+from portal.billing.access import FINANCE_ONLY
 from portal.billing.drafting import Billed, DraftInputs, draft_inputs, drafts_write
 from portal.billing.lifecycle import invoice_finalize
 from portal.billing.models import Invoice, InvoiceRun, InvoiceRunStatus
+from portal.jobs.queue import job
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
 from portal.kernel.periods import period_bounds
+from portal.kernel.policy import Action
+from portal.kernel.scope import Scope
+from portal.observability import invoice_run_finished
 from portal.tenancy.models import Organisation
 
 # Organisations drafted per transaction: each batch's writes are a few statements
@@ -50,7 +57,7 @@ def invoice_run_create(
     session: Session, *, actor: Actor, period: str, finalize: bool = False
 ) -> InvoiceRun:
     """Record a new run of ``period`` (validated) for :func:`invoice_run_execute`."""
-    require_finance(actor)
+    policy.require(actor, Action.INVOICE_RUN, message=FINANCE_ONLY)
     period_bounds(period)
     run = InvoiceRun(
         period=period,
@@ -78,6 +85,7 @@ def invoice_run_execute(
     actor: Actor,
     run_id: int,
     on_progress: Callable[[int, int], None] | None = None,
+    batch_size: int = BATCH,
 ) -> InvoiceRun:
     """Draft (and with ``finalize``, finalise) each organisation's invoice, batch by batch.
 
@@ -87,6 +95,8 @@ def invoice_run_execute(
     (the run's start); each batch's drafts are then written, with the run's
     progress, in its own transaction.
     """
+    policy.require(actor, Action.INVOICE_RUN, message=FINANCE_ONLY)
+    started = time.perf_counter()  # portal_invoice_run_duration_seconds (portal.observability)
     run = session.get(InvoiceRun, run_id)
     assert run is not None
     period, finalize = run.period, run.finalize
@@ -107,7 +117,7 @@ def invoice_run_execute(
     inputs: DraftInputs | None = None
     failure: DomainError | None = None
     try:
-        inputs = draft_inputs(session, period=period, now=now_utc())
+        inputs = draft_inputs(session, period=period, now=now_utc(), scope=Scope.council())
     except DomainError as error:  # e.g. a month that has not started: every organisation fails
         failure = error
     session.commit()
@@ -116,7 +126,7 @@ def invoice_run_execute(
     runs = cast(sa.Table, InvoiceRun.__table__)
     progress = sa.update(runs).where(runs.c.id == sa.bindparam("run_id"))
     # A finalising run renders and mails each invoice: one organisation per transaction.
-    size = 1 if finalize else BATCH
+    size = 1 if finalize else batch_size
     done = 0
     for first in range(0, len(organisations), size):
         batch = organisations[first : first + size]
@@ -162,7 +172,53 @@ def invoice_run_execute(
     run.error = "\n".join(errors)[:10_000] or None
     run.finished_at = now_utc()
     session.commit()
+    invoice_run_finished(time.perf_counter() - started, run.status.value)
     return run
+
+
+def _run_gave_up(session: Session, *, error: str, run_id: int) -> None:
+    """The run's job gave up (its last attempt failed): the run says so, and why."""
+    run = session.get(InvoiceRun, run_id)
+    if run is not None and run.status in (InvoiceRunStatus.QUEUED, InvoiceRunStatus.RUNNING):
+        run.status = InvoiceRunStatus.FAILED
+        run.error = f"The run stopped: {error}"[:10_000]
+        run.finished_at = now_utc()
+
+
+@job("billing.invoice_run", max_attempts=3, backoff=(30, 300), on_give_up=_run_gave_up)
+def invoice_run_job(session: Session, *, actor: Actor, run_id: int) -> None:
+    """The job behind a run started on the finance page or through the API.
+
+    Delivered again after its worker was killed, it runs the month again:
+    drafts are refreshed, never duplicated (one invoice per organisation, month
+    and currency), and finalised invoices never change. A run that already
+    ended is left as it is. In the test environment
+    ``PORTAL_TEST_INVOICE_RUN_PAUSE`` (seconds) drafts one organisation at a time
+    and pauses after each, so a test can kill the worker mid-run.
+    """
+    run = session.get(InvoiceRun, run_id, with_for_update=True)
+    if run is None or run.status == InvoiceRunStatus.DONE:
+        session.rollback()
+        return
+    run.status = InvoiceRunStatus.RUNNING
+    run.error = None
+    run.finished_at = None
+    session.commit()
+    pause = _test_pause()
+    invoice_run_execute(
+        session,
+        actor=actor,
+        run_id=run_id,
+        batch_size=1 if pause else BATCH,
+        on_progress=(lambda done, total: time.sleep(pause)) if pause else None,
+    )
+
+
+def _test_pause() -> float:
+    config = current_app.config
+    if config.get("PORTAL_ENV") != "test":
+        return 0.0
+    return float(config.get("PORTAL_TEST_INVOICE_RUN_PAUSE") or 0)
 
 
 def invoice_run(

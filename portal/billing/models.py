@@ -46,6 +46,7 @@ class PaymentMethod(enum.StrEnum):
 
 
 class InvoiceRunStatus(enum.StrEnum):
+    QUEUED = "queued"  # recorded, its job waiting for a worker
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
@@ -159,6 +160,10 @@ class InvoiceRun(Base):
     started_by: Mapped[str] = mapped_column(sa.String(254), nullable=False)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False, default=now_utc)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The job that executes the run (portal.jobs; none for a run the CLI executes itself).
+    job_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("jobs.id", ondelete="SET NULL"), index=True
+    )
 
 
 class DocumentCounter(Base):

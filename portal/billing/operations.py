@@ -1,7 +1,7 @@
 """Finance operations built on the drafting engine and the invoice lifecycle.
 
-* :func:`invoice_run_start` records a run of a month that has begun, for the
-  background job or the API to execute.
+* :func:`invoice_run_start` records a run of a month that has begun and
+  enqueues its job (``billing.invoice_run``), which a worker executes.
 * :func:`drafts_finalize` finalises every draft of a month in one transaction:
   all of them get numbers, PDFs and mail, or (on any failure) none does.
 """
@@ -11,14 +11,17 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.billing.access import require_finance
+from portal.billing.access import FINANCE_ONLY
 from portal.billing.jobs import invoice_run_create
 from portal.billing.lifecycle import invoice_finalize
-from portal.billing.models import Invoice, InvoiceRun, InvoiceStatus
+from portal.billing.models import Invoice, InvoiceRun, InvoiceRunStatus, InvoiceStatus
+from portal.jobs.queue import enqueue
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, ValidationFailed
 from portal.kernel.periods import period_bounds
+from portal.kernel.policy import Action
 
 
 def period_check(period: str | None) -> str:
@@ -36,7 +39,7 @@ def invoice_run_start(
     session: Session, *, actor: Actor, period: str, finalize: bool = False
 ) -> InvoiceRun:
     """Record a run of ``period`` (a month that has begun) to be executed next."""
-    require_finance(actor)
+    policy.require(actor, Action.INVOICE_RUN, message=FINANCE_ONLY)
     period = period_check(period)
     start, _ = period_bounds(period)
     if start > now_utc():
@@ -44,7 +47,11 @@ def invoice_run_start(
             f"{period} has not started; invoice the current month or an earlier one.",
             errors={"period": ["Choose the current month or an earlier one."]},
         )
-    return invoice_run_create(session, actor=actor, period=period, finalize=finalize)
+    run = invoice_run_create(session, actor=actor, period=period, finalize=finalize)
+    # Executed by a worker once this transaction commits (portal.jobs; the run to poll).
+    run.status = InvoiceRunStatus.QUEUED
+    run.job_id = enqueue(session, "billing.invoice_run", {"run_id": run.id}, actor=actor).id
+    return run
 
 
 def drafts_finalize(session: Session, *, actor: Actor, period: str) -> list[Invoice]:
@@ -59,7 +66,7 @@ def drafts_finalize(session: Session, *, actor: Actor, period: str) -> list[Invo
     the order invoice, then number counter, and nobody deadlocks.
     """
     try:
-        require_finance(actor)
+        policy.require(actor, Action.INVOICE_FINALIZE, message=FINANCE_ONLY)
         period_bounds(period)
         drafts = list(
             session.scalars(

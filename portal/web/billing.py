@@ -4,9 +4,9 @@ overdue invoices, exports and council economics) and an organisation's own invoi
 Council admins and finance see every organisation's invoices; an org admin sees
 only its own organisation's issued invoices (another's answers 404). Each view
 parses its input, calls one service or selector and renders; the request
-commits once. An invoice run is the exception that proves it: it runs in a
-background thread (:mod:`portal.billing.background`) with its own app context
-and session, and the run page shows its progress.
+commits once. An invoice run is recorded with its job (``billing.invoice_run``,
+:mod:`portal.jobs`) and executed by a worker; the run page shows its progress
+and its job's attempts, refreshing itself until the run ends.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from flask import (
     url_for,
 )
 
-from portal.billing import background, documents, exports, lifecycle, selectors
+from portal.billing import documents, exports, lifecycle, selectors
 from portal.billing.bank_import import MAX_CHARACTERS, bank_statement_upload
 from portal.billing.drafting import draft_recompute
 from portal.billing.economics import ECONOMICS_COLUMNS, council_economics, economics_rows
@@ -46,12 +46,17 @@ from portal.db import db_session
 from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
+from portal.jobs.selectors import job_by_id
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
 from portal.kernel.money import format_money
 from portal.kernel.periods import period_bounds, period_of
+from portal.kernel.scope import Scope, scope_of
 from portal.settings.services import settings_get
+
+#: Seconds between the run page's reloads while its run is queued or running.
+RUN_REFRESH_SECONDS = 2
 
 bp = Blueprint("billing", __name__)
 
@@ -136,7 +141,7 @@ def _finance_page(period: str, status: str | None, form: RunForm, code: int = 20
 @bp.post("/finance/runs")
 @auth.role_required(*FINANCE)
 def run_start():
-    """Start the invoice run of a month; it runs in the background."""
+    """Start the invoice run of a month; a worker executes it (the run page shows how far)."""
     form = RunForm()
     period = (form.period.data or "").strip()
     if form.validate_on_submit():
@@ -145,7 +150,6 @@ def run_start():
                 db_session(), actor=g.actor, period=period, finalize=form.finalize.data
             )
         if saved:
-            background.invoice_run_in_background(run_id=run.id, actor=g.actor)
             return redirect(url_for("billing.run_detail", run_id=run.id))
     try:
         period_bounds(period)
@@ -162,8 +166,8 @@ def run_detail(run_id: int):
     return render_template(
         "billing/run.html",
         run=run,
-        stalled=background.run_stalled(run, now_utc()),
-        refresh_seconds=background.REFRESH_SECONDS,
+        job=job_by_id(db_session(), run.job_id) if run.job_id else None,
+        refresh_seconds=RUN_REFRESH_SECONDS,
     )
 
 
@@ -193,9 +197,14 @@ def finalize_all():
 # ---------------------------------------------------------------- one invoice
 
 
+def _scope() -> Scope:
+    """Whose invoices the signed-in person reads (finance and council admins: all)."""
+    return scope_of(auth.current_actor())
+
+
 def _invoice_page(invoice_id: int, code: int = 200, **forms):
     detail = selectors.invoice_detail(
-        db_session(), organisation_id=None, invoice_id=invoice_id, compare=True
+        db_session(), scope=_scope(), invoice_id=invoice_id, compare=True
     )
     context = documents.document_context(db_session(), detail.invoice)
     forms.setdefault("credit_form", CreditNoteForm(formdata=None, prefix="credit"))
@@ -229,7 +238,7 @@ def invoice_review(invoice_id: int):
 @auth.role_required(*FINANCE)
 def invoice_pdf(invoice_id: int):
     """The invoice's PDF (the stored one once finalised; a preview of a draft)."""
-    invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
+    invoice = selectors.invoice_in_scope(db_session(), scope=_scope(), invoice_id=invoice_id)
     return _pdf(invoice)
 
 
@@ -237,7 +246,7 @@ def invoice_pdf(invoice_id: int):
 @auth.role_required(*FINANCE)
 def invoice_finalize(invoice_id: int):
     """Give a draft its number, store its PDF and mail it to the billing contact."""
-    invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
+    invoice = selectors.invoice_in_scope(db_session(), scope=_scope(), invoice_id=invoice_id)
     form = ConfirmForm()
     if not form.validate_on_submit():
         flash("The form expired; the invoice was not finalised. Try again.", "error")
@@ -254,7 +263,7 @@ def invoice_finalize(invoice_id: int):
 @auth.role_required(*FINANCE)
 def invoice_refresh(invoice_id: int):
     """Recompute a draft from the seats and usage recorded now."""
-    invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
+    invoice = selectors.invoice_in_scope(db_session(), scope=_scope(), invoice_id=invoice_id)
     period, name = invoice.period, invoice.organisation.name
     form = ConfirmForm()
     if not form.validate_on_submit():
@@ -286,7 +295,7 @@ def _amount_in_units(form, low: int, high: int, currency: str) -> None:
 @auth.role_required(*FINANCE)
 def credit_note_create(invoice_id: int):
     """Issue a credit note against a finalised invoice."""
-    detail = selectors.invoice_detail(db_session(), organisation_id=None, invoice_id=invoice_id)
+    detail = selectors.invoice_detail(db_session(), scope=_scope(), invoice_id=invoice_id)
     invoice = detail.invoice
     form = CreditNoteForm(prefix="credit")
     if form.validate_on_submit():
@@ -318,7 +327,7 @@ def credit_note_create(invoice_id: int):
 @auth.role_required(*FINANCE)
 def payment_create(invoice_id: int):
     """Record money received against an open invoice (in full or in part)."""
-    invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
+    invoice = selectors.invoice_in_scope(db_session(), scope=_scope(), invoice_id=invoice_id)
     form = PaymentForm(prefix="payment")
     if form.validate_on_submit():
         amount = amount_minor(form, invoice.currency)
@@ -353,7 +362,7 @@ def payment_create(invoice_id: int):
 @auth.role_required(*FINANCE)
 def invoice_close(invoice_id: int, action: str):
     """Void an open invoice nothing was paid on, or write it off as uncollectible."""
-    invoice = selectors.invoice_in_scope(db_session(), organisation_id=None, invoice_id=invoice_id)
+    invoice = selectors.invoice_in_scope(db_session(), scope=_scope(), invoice_id=invoice_id)
     prefix = "void" if action == "void" else "writeoff"
     form = ReasonForm(prefix=prefix)
     if form.validate_on_submit():
@@ -404,7 +413,7 @@ def overdue():
     settings = settings_get(db_session())
     return render_template(
         "billing/overdue.html",
-        rows=past_due_invoices(db_session(), today=now_utc().date()),
+        rows=past_due_invoices(db_session(), scope=_scope(), today=now_utc().date()),
         settings=settings,
     )
 
@@ -421,7 +430,9 @@ def exports_page():
         "billing/exports.html",
         period=period,
         periods=_periods(),
-        summary=exports.summary(list(exports.export_rows(db_session(), period=period))),
+        summary=exports.summary(
+            list(exports.export_rows(db_session(), scope=_scope(), period=period))
+        ),
         economics=council_economics(db_session(), period=period, today=now_utc().date()),
     )
 
@@ -432,7 +443,7 @@ def export_invoices(fmt: str):
     """One row per invoice line (and credit note) of a month's issued invoices."""
     period = _period_arg()
     out = io.StringIO()
-    rows = exports.export_rows(db_session(), period=period)
+    rows = exports.export_rows(db_session(), scope=_scope(), period=period)
     (exports.write_csv if fmt == "csv" else exports.write_json)(rows, out)
     mimetype = "text/csv" if fmt == "csv" else "application/json"
     return _download(out.getvalue(), f"invoices-{period}.{fmt}", mimetype)
@@ -470,7 +481,7 @@ def org_invoice(invoice_id: int):
     """One of the organisation's invoices, with payments and credit notes against it."""
     org = auth.current_organisation()
     detail = selectors.invoice_detail(
-        db_session(), organisation_id=org.id, invoice_id=invoice_id, issued_only=True
+        db_session(), scope=Scope.organisation(org.id), invoice_id=invoice_id, issued_only=True
     )
     return render_template(
         "billing/org_invoice.html",
@@ -485,6 +496,6 @@ def org_invoice_pdf(invoice_id: int):
     """The PDF the organisation was sent."""
     org = auth.current_organisation()
     invoice = selectors.invoice_in_scope(
-        db_session(), organisation_id=org.id, invoice_id=invoice_id, issued_only=True
+        db_session(), scope=Scope.organisation(org.id), invoice_id=invoice_id, issued_only=True
     )
     return _pdf(invoice)

@@ -46,12 +46,25 @@ def api(app):
     return make
 
 
-def test_an_invoice_run_drafts_and_can_finalise(app, billed, make_org, api):
-    make_org("quiet")
+def test_an_invoice_run_returns_at_once_queued_with_the_run_to_poll(app, billed, api):
     council = api("council")
     response = council.post("/invoice-runs", {"period": billed["period"]})
     assert response.status_code == 201, response.get_json()
     run = response.get_json()
+    assert (run["status"], run["organisations_done"], run["finished_at"]) == ("queued", 0, None)
+    assert response.headers["Location"] == f"/api/v1/invoice-runs/{run['id']}"
+    polled = council.get(f"/invoice-runs/{run['id']}")
+    assert polled.status_code == 200 and polled.get_json()["status"] == "queued"
+    assert count(app, Invoice) == 0  # no worker ran it (the test broker is in memory)
+    assert_problem(council.get("/invoice-runs/999999"), 404)
+
+
+def test_an_invoice_run_drafts_and_can_finalise(app, billed, make_org, api, jobs_inline):
+    make_org("quiet")
+    council = api("council")
+    response = council.post("/invoice-runs", {"period": billed["period"]})
+    assert response.status_code == 201, response.get_json()
+    run = council.get(f"/invoice-runs/{response.get_json()['id']}").get_json()
     assert {k: run[k] for k in ("period", "status", "finalize", "invoices_created")} == {
         "period": billed["period"],
         "status": "done",
@@ -61,7 +74,9 @@ def test_an_invoice_run_drafts_and_can_finalise(app, billed, make_org, api):
     assert run["organisations_done"] == run["organisations_total"] == 2
     again = council.post("/invoice-runs", {"period": billed["period"], "finalize": True})
     assert again.status_code == 201
-    assert (again.get_json()["invoices_refreshed"], again.get_json()["invoices_finalised"]) == (
+    done = council.get(f"/invoice-runs/{again.get_json()['id']}").get_json()
+    assert (done["status"], done["invoices_refreshed"], done["invoices_finalised"]) == (
+        "done",
         1,
         1,
     )

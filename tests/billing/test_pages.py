@@ -10,9 +10,9 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from portal.billing.background import wait_for_runs
 from portal.billing.models import CreditNote, Invoice, InvoiceRun, Payment
 from portal.db import db
+from portal.jobs.models import Job
 from portal.kernel.clock import now_utc
 from tests.billing.conftest import last_month, this_month
 from tests.billing.factories import counts, draft, finalize, invoice_of, subscribe
@@ -100,7 +100,28 @@ def test_a_missing_invoice_is_404(app, signed_in):
 # ---------------------------------------------------------------- runs
 
 
-def test_a_run_started_on_the_page_runs_in_the_background(app, billed, make_org, signed_in):
+def test_a_run_started_on_the_page_is_queued_until_a_worker_takes_it(app, billed, signed_in):
+    finance = signed_in("finance")
+    response = _post(
+        finance,
+        "/finance/runs",
+        {"period": billed["period"]},
+        f"/finance?period={billed['period']}",
+    )
+    assert response.status_code == 302
+    page = _text(finance.get(response.headers["Location"]))
+    assert '<meta http-equiv="refresh" content="2">' in page
+    assert "queued" in page and "Waiting for a worker" in page
+    assert "attempt 0 of 3" in page
+    with app.app_context():
+        run = db.session.scalars(sa.select(InvoiceRun)).one()
+        job = db.session.get(Job, run.job_id)
+        assert (run.status, job.state, job.name) == ("queued", "queued", "billing.invoice_run")
+        assert job.arguments == {"run_id": run.id} and job.enqueued_by
+        assert db.session.scalars(sa.select(Invoice)).all() == []
+
+
+def test_a_run_started_on_the_page_runs_as_a_job(app, billed, make_org, signed_in, jobs_inline):
     make_org("quiet")
     finance = signed_in("finance")
     response = _post(
@@ -112,12 +133,11 @@ def test_a_run_started_on_the_page_runs_in_the_background(app, billed, make_org,
     assert response.status_code == 302
     run_page = response.headers["Location"]
     assert run_page.startswith("/finance/runs/")
-    wait_for_runs()
     done = finance.get(run_page)
     text = _text(done)
     assert done.status_code == 200 and 'http-equiv="refresh"' not in text
     assert "The run is done" in text and "2 of 2 organisations" in text
-    assert "1 created" in text
+    assert "1 created" in text and "succeeded, attempt 1 of 3" in text
     with app.app_context():
         invoice = db.session.scalars(sa.select(Invoice)).one()
         assert (invoice.status, invoice.period) == ("draft", billed["period"])
@@ -125,24 +145,27 @@ def test_a_run_started_on_the_page_runs_in_the_background(app, billed, make_org,
     assert "Org acme" in month and "Finalise all 1 draft" in month
 
 
-def test_a_running_run_page_refreshes_itself_until_it_stalls(app, signed_in):
+def test_a_running_run_page_refreshes_itself_until_the_run_ends(app, signed_in):
     finance = signed_in("finance")
     with app.app_context():
         running = InvoiceRun(period=last_month()[0], started_by="x", organisations_total=10)
-        stalled = InvoiceRun(
+        failed = InvoiceRun(
             period=last_month()[0],
             started_by="x",
             organisations_total=10,
+            status="failed",
+            error="The run stopped: RuntimeError: boom",
             started_at=now_utc() - dt.timedelta(hours=2),
+            finished_at=now_utc() - dt.timedelta(hours=1),
         )
-        db.session.add_all([running, stalled])
+        db.session.add_all([running, failed])
         db.session.commit()
-        running_id, stalled_id = running.id, stalled.id
+        running_id, failed_id = running.id, failed.id
     page = _text(finance.get(f"/finance/runs/{running_id}"))
     assert '<meta http-equiv="refresh" content="2">' in page
     assert "0 of 10 organisations" in page and "<progress" in page
-    old = _text(finance.get(f"/finance/runs/{stalled_id}"))
-    assert 'http-equiv="refresh"' not in old and "Start the month again" in old
+    old = _text(finance.get(f"/finance/runs/{failed_id}"))
+    assert 'http-equiv="refresh"' not in old and "RuntimeError: boom" in old
     assert finance.get("/finance/runs/999999").status_code == 404
 
 
