@@ -7,19 +7,22 @@ exits non-zero with a one-line reason when its input is bad.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import getpass
 import sys
+from typing import Any
 
 import click
-from flask import Flask
-from flask.cli import FlaskGroup, with_appcontext
+from flask import Flask, has_app_context
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 
 from portal import create_app
 from portal.api import services as api_services
+from portal.audit.services import audit_chain_check
 from portal.billing.exports import export_rows, write_csv, write_json
 from portal.billing.jobs import invoice_run as run_invoices
 from portal.catalogue.selectors import vendor_by_slug
-from portal.db import db_session
+from portal.db import bind_scope, db_session
 from portal.demo import load_demo
 from portal.identity.accounts import user_create
 from portal.inputs import guard_commands
@@ -27,6 +30,7 @@ from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
 from portal.kernel.periods import period_bounds
+from portal.kernel.scope import Scope
 from portal.tenancy.selectors import organisation_by_slug
 
 
@@ -205,7 +209,7 @@ def export_invoices(period: str, fmt: str, output: str | None) -> None:
     """One row per invoice line of a month's finalised invoices (and credit notes)."""
     try:
         period_bounds(period)  # before anything is written: the rows are read lazily
-        rows = export_rows(db_session(), period=period)
+        rows = export_rows(db_session(), scope=Scope.council(), period=period)
         if output:
             with open(output, "w", newline="", encoding="utf-8") as out:
                 count = (write_csv if fmt == "csv" else write_json)(rows, out)
@@ -216,11 +220,55 @@ def export_invoices(period: str, fmt: str, output: str | None) -> None:
         raise _fail(error) from error
 
 
+@click.group("audit")
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exit 1 naming the first broken link."""
+    report = audit_chain_check(db_session(), actor=Actor.system("cli"))
+    db_session().commit()  # the check is recorded (the chain page shows the last one)
+    if not report.intact:
+        raise click.ClickException(report.describe())
+    click.echo(report.describe())
+
+
 def register_commands(app: Flask) -> None:
     """Attach the portal's commands to the app's CLI; every one refuses control characters."""
-    for command in (create_admin, demo, token, invoice_run, export):
+    for command in (create_admin, demo, token, invoice_run, export, audit):
         app.cli.add_command(command)
     guard_commands(app.cli)
+    for name, command in app.cli.commands.items():
+        if name != "db":  # migrations run as the tables' owner, on an engine of their own
+            council_wide_commands(command)
+
+
+def council_wide_commands(command: click.Command) -> None:
+    """Make ``command`` (and its subcommands) run council-wide: an operator's command line
+    works across every organisation, so its session is bound to the council scope
+    (row-level security on PostgreSQL, ``portal.db.bind_scope``) before the command runs."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            council_wide_commands(sub)
+    callback = command.callback
+    if callback is None or getattr(callback, "_portal_council_wide", False):
+        return
+
+    @functools.wraps(callback)
+    def council_wide(*args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            bind_scope(db_session(), Scope.council())
+            return callback(*args, **kwargs)
+        app = click.get_current_context().ensure_object(ScriptInfo).load_app()
+        with app.app_context():
+            bind_scope(db_session(), Scope.council())
+            return callback(*args, **kwargs)
+
+    council_wide._portal_council_wide = True  # type: ignore[attr-defined]
+    command.callback = council_wide
 
 
 def _create_app() -> Flask:

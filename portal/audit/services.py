@@ -1,13 +1,25 @@
-"""Recording audit events (the acting :class:`~portal.kernel.actor.Actor` is in the kernel)."""
+"""Recording audit events (the acting :class:`~portal.kernel.actor.Actor` is in the kernel),
+and checking the hash chain they form (:mod:`portal.audit.chain`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from portal.audit.models import AuditEvent
-from portal.kernel.actor import Actor
+from portal.audit import chain
+from portal.audit.chain import BrokenLink, ChainReport
+from portal.audit.models import AuditChainHead, AuditEvent
+from portal.db import council_wide
+from portal.kernel.actor import Actor, ActorKind, Role
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import PermissionDenied
+
+#: The chain's head table (Core: appends lock and move it with plain statements).
+_HEAD = cast(sa.Table, AuditChainHead.__table__)
 
 
 def snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -39,18 +51,194 @@ def audit_record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Add one audit event to the session (committed with the change it describes)."""
-    event = AuditEvent(
-        actor_user_id=actor.user_id,
-        actor_label=actor.label[:254],
-        organisation_id=organisation_id,
-        action=action,
-        target_type=target_type,
-        target_id=None if target_id is None else str(target_id),
-        target_label=target_label,
-        before=before,
-        after=after,
-        ip=actor.ip,
-    )
+    """Add one audit event to the session (committed with the change it describes).
+
+    The event is linked to the chain here: the chain's head row is locked until
+    the transaction ends, so events of concurrent transactions queue up behind
+    one another instead of forking the chain.
+    """
+    fields: dict[str, Any] = {
+        "occurred_at": now_utc(),
+        "actor_user_id": actor.user_id,
+        "actor_label": actor.label[:254],
+        "organisation_id": organisation_id,
+        "action": action,
+        "target_type": target_type,
+        "target_id": None if target_id is None else str(target_id),
+        "target_label": target_label,
+        "before": chain.as_stored_json(before),
+        "after": chain.as_stored_json(after),
+        "ip": actor.ip,
+    }
+    last_seq, last_hash = _chain_head_locked(session)
+    fields.update(seq=last_seq + 1, prev_hash=last_hash)
+    digest = chain.event_hash(**fields)
+    event = AuditEvent(**fields, hash=digest)
     session.add(event)
+    # The head moves at once (a Core statement, not a pending change): the next event
+    # of this transaction attaches to this one even before the session flushes.
+    session.execute(sa.update(_HEAD).where(_HEAD.c.id == 1).values(seq=fields["seq"], hash=digest))
     return event
+
+
+def _chain_head_locked(session: Session) -> tuple[int, str]:
+    """The chain's last (seq, hash), its row locked until this transaction ends.
+
+    PostgreSQL holds the row lock (``FOR UPDATE``); SQLite transactions that write
+    begin ``IMMEDIATE`` (:mod:`portal.db`), so they are one at a time already.
+    A missing head (a fresh database after the tables were emptied) starts at the
+    last event there is, or at the genesis of an empty chain.
+    """
+    query = sa.select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
+    row = session.execute(query).first()
+    if row is None:
+        with council_wide(session):
+            last = session.execute(
+                sa.select(AuditEvent.__table__.c.seq, AuditEvent.__table__.c.hash)
+                .order_by(AuditEvent.__table__.c.seq.desc())
+                .limit(1)
+            ).first()
+        seq, digest = (last.seq, last.hash) if last else (0, chain.GENESIS)
+        dialect = session.get_bind().dialect.name
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_HEAD)
+        session.execute(
+            insert.values(id=1, seq=seq, hash=digest).on_conflict_do_nothing(index_elements=["id"])
+        )
+        row = session.execute(query).one()
+    return int(row.seq), str(row.hash)
+
+
+# ------------------------------------------------------------------ checking the chain
+
+#: Events read per statement when walking the chain.
+VERIFY_BATCH = 5000
+
+
+def _events_in_order(session: Session, *, up_to: int, batch: int) -> Iterator[Any]:
+    """Every event with ``seq <= up_to`` in ``seq`` order, fetched ``batch`` at a time."""
+    table = AuditEvent.__table__
+    columns = [table.c.id, *(table.c[name] for name in chain.HASHED_FIELDS), table.c.hash]
+    after: int | None = None
+    while True:
+        query = sa.select(*columns).where(table.c.seq <= up_to).order_by(table.c.seq).limit(batch)
+        if after is not None:
+            query = query.where(table.c.seq > after)
+        rows = session.execute(query).all()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].seq
+
+
+def audit_verify(session: Session, *, batch: int = VERIFY_BATCH) -> ChainReport:
+    """Walk the chain in order, recompute every hash, and report the first broken link.
+
+    Reads in batches (bounded memory, however long the log). Only the events up to
+    the head read at the start are checked: events appended meanwhile wait for the
+    next check. Needs to see every organisation's events (council-wide scope).
+    """
+    with council_wide(session):
+        return _walk(session, batch=batch)
+
+
+def _walk(session: Session, *, batch: int) -> ChainReport:
+    head = session.execute(sa.select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)).first()
+    head_seq = int(head.seq) if head else None
+    expected_seq, prev_hash, count = 1, chain.GENESIS, 0
+    last = None
+    up_to = head_seq if head_seq is not None else 2**62
+    for row in _events_in_order(session, up_to=up_to, batch=batch):
+        broken = _check_link(row, expected_seq, prev_hash)
+        if broken is not None:
+            return ChainReport(
+                events=count, last_seq=expected_seq - 1, last_hash=prev_hash, broken=broken
+            )
+        count += 1
+        expected_seq, prev_hash, last = row.seq + 1, row.hash, row
+    if head is not None and (head_seq != expected_seq - 1 or head.hash != prev_hash):
+        detail = (
+            f"the chain ends at seq {expected_seq - 1} but its head records seq {head_seq}: "
+            "events were deleted from the end"
+            if head_seq != expected_seq - 1
+            else f"the head's hash differs from the hash of the last event (seq {head_seq})"
+        )
+        return ChainReport(
+            events=count,
+            last_seq=expected_seq - 1,
+            last_hash=prev_hash,
+            broken=_broken(last, chain.TRUNCATED, detail),
+        )
+    if head is None and count:
+        detail = "the chain's head row is missing"
+        return ChainReport(
+            events=count,
+            last_seq=expected_seq - 1,
+            last_hash=prev_hash,
+            broken=_broken(last, chain.TRUNCATED, detail),
+        )
+    return ChainReport(events=count, last_seq=expected_seq - 1, last_hash=prev_hash, broken=None)
+
+
+def _broken(row: Any, problem: str, detail: str) -> BrokenLink:
+    if row is None:
+        return BrokenLink(None, None, None, None, problem, detail)
+    return BrokenLink(row.id, row.seq, row.occurred_at, row.action, problem, detail)
+
+
+def _check_link(row: Any, expected_seq: int, prev_hash: str) -> BrokenLink | None:
+    """What is wrong with ``row`` as the next link after ``prev_hash``, if anything."""
+    if row.seq != expected_seq:
+        missing = (
+            f"seq {expected_seq}"
+            if row.seq == expected_seq + 1
+            else f"seq {expected_seq} to {row.seq - 1}"
+        )
+        return _broken(
+            row,
+            chain.SEQUENCE_GAP,
+            f"gap in sequence: expected seq {expected_seq}, found {row.seq} ({missing} missing)",
+        )
+    if row.prev_hash != prev_hash:
+        return _broken(
+            row,
+            chain.PREV_HASH_MISMATCH,
+            "prev_hash does not match the previous event's hash",
+        )
+    recomputed = chain.event_hash(**{name: row._mapping[name] for name in chain.HASHED_FIELDS})
+    if recomputed != row.hash:
+        return _broken(
+            row,
+            chain.HASH_MISMATCH,
+            "hash mismatch: the event's recorded fields are not those it was hashed with",
+        )
+    return None
+
+
+def may_verify_chain(actor: Actor) -> bool:
+    """Council staff (admin, finance) and council-wide system work may check the chain."""
+    if actor.kind == ActorKind.SYSTEM:
+        return actor.organisation_id is None
+    return actor.kind == ActorKind.PERSON and actor.role in (Role.COUNCIL_ADMIN, Role.FINANCE)
+
+
+def audit_chain_check(session: Session, *, actor: Actor) -> ChainReport:
+    """Check the chain (:func:`audit_verify`) and record the check and its result."""
+    if not may_verify_chain(actor):
+        raise PermissionDenied("Only council staff may check the audit log's chain.")
+    with council_wide(session):  # the chain spans every organisation
+        report = audit_verify(session)
+        audit_record(
+            session,
+            actor=actor,
+            action=chain.CHAIN_VERIFIED,
+            target_type="audit_chain",
+            target_label="audit log",
+            after={
+                "intact": report.intact,
+                "events": report.events,
+                "last_seq": report.last_seq,
+                "broken": report.broken.as_dict() if report.broken else None,
+            },
+        )
+        session.flush()  # inside council_wide: the event is council-wide (no organisation)
+    return report
