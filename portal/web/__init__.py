@@ -153,6 +153,7 @@ NAV: dict[Role, list] = {
         ("billing.finance", "Invoices"),
         ("billing.exports_page", "Exports"),
         ("jobs.jobs_list", "Jobs"),
+        ("audit.chain", "Audit chain"),
     ],
     Role.ORG_ADMIN: [
         ("tenancy.org_dashboard", "Dashboard"),
