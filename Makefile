@@ -10,7 +10,7 @@ export PORTAL_ENV ?= development
 # Test processes (pytest-xdist); each has its own database, mail server and browser.
 TEST_WORKERS ?= 2
 
-.PHONY: run setup install browser pdf oidc test test-sqlite test-postgres lint fmt graph clean \
+.PHONY: run setup install browser pdf oidc axe test test-sqlite test-postgres lint fmt graph clean \
         bench-seats bench-usage bench-billing
 
 $(BIN)/python:
@@ -51,7 +51,14 @@ tests/oidc/node_modules/.package-lock.json: tests/oidc/package.json tests/oidc/p
 	@command -v npm >/dev/null 2>&1 || { echo "npm (Node.js) is needed for the SSO tests"; exit 1; }
 	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 
-test: install browser pdf oidc
+# axe-core (npm), which the browser tests inject into pages to check accessibility.
+axe: tests/browser/axe/node_modules/.package-lock.json
+
+tests/browser/axe/node_modules/.package-lock.json: tests/browser/axe/package.json tests/browser/axe/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm (Node.js) is needed for the browser tests"; exit 1; }
+	npm ci --prefix tests/browser/axe --no-audit --no-fund --loglevel=error
+
+test: install browser pdf oidc axe
 	PORTAL_ENV=test $(BIN)/pytest -q -n $(TEST_WORKERS)
 
 # Benchmarks (docs/PERFORMANCE.md): each prints the portal beside a bare baseline measured
@@ -83,4 +90,4 @@ fmt: install
 	$(BIN)/ruff check --fix portal tests benchmarks
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache *.egg-info tests/oidc/node_modules
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache *.egg-info tests/oidc/node_modules tests/browser/axe/node_modules

@@ -104,6 +104,52 @@ def link_in(message: EmailMessage) -> str:
     return match.group(0)
 
 
+# ------------------------------------------------------------------ accessibility
+
+AXE = HERE / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+#: The rules checked: WCAG 2.1 A and AA (axe's tags), and axe's best practices.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+
+def check_accessibility(page: Any, name: str = "") -> None:
+    """Run axe-core on the open page and fail on any violation, listing each rule, its
+    impact and the elements. axe is evaluated through the DevTools protocol, so the
+    page's Content-Security-Policy (no inline script) stays as it is."""
+    if not AXE.is_file():
+        pytest.fail(f"axe-core is not installed at {AXE}; run `make axe`.", pytrace=False)
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    result = page.evaluate(
+        "async (tags) => await window.axe.run(document, {runOnly: {type: 'tag', values: tags}})",
+        AXE_TAGS,
+    )
+    problems = [
+        f"{v['id']} ({v['impact']}): {v['help']} — "
+        + "; ".join(" ".join(node["target"]) for node in v["nodes"][:5])
+        for v in result["violations"]
+    ]
+    assert not problems, f"axe on {name or page.url}:\n" + "\n".join(problems)
+
+
+# ------------------------------------------------------------------ signing in
+
+
+def pass_second_step(page: Any, email: str) -> None:
+    """After the password: when the portal asks for the second factor (council staff's
+    accounts have the test authenticator app), type a current code from it."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import totp_code
+
+    page.wait_for_load_state()
+    if "/login/second-factor" not in page.url:
+        return
+    main = page.get_by_role("main")
+    main.get_by_label("Code").fill(totp_code(email=email))
+    main.get_by_role("button", name="Verify").click()
+    expect(page).not_to_have_url(re.compile(r"/login/second-factor$"))
+
+
 # ------------------------------------------------------------------ screenshots
 
 

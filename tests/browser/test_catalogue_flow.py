@@ -18,6 +18,7 @@ from portal.catalogue.services import product_create, vendor_create
 from portal.db import db
 from portal.kernel.clock import now_utc
 from portal.seats.models import SeatAssignment, Subscription
+from tests.browser.conftest import pass_second_step
 from tests.conftest import SYSTEM
 
 PASSWORD = "a long enough passphrase"
@@ -46,6 +47,7 @@ def sign_in(page: Page, email: str, password: str) -> None:
     _main(page).get_by_label("Email").fill(email)
     _main(page).get_by_label("Password").fill(password)
     _main(page).get_by_role("button", name="Sign in").click()
+    pass_second_step(page, email)
 
 
 def _status(page: Page):
