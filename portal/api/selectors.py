@@ -17,29 +17,35 @@ from portal.api.models import ApiToken, IdempotentRequest, TokenScope
 from portal.catalogue.models import Meter, Product, Vendor
 from portal.catalogue.selectors import product_by_sku, vendor_by_slug
 from portal.kernel.errors import NotFound
+from portal.kernel.scope import Scope
 from portal.tenancy.models import Organisation
 from portal.tenancy.selectors import organisation_by_slug
 
 T = TypeVar("T")
 
 
-def tokens_list(session: Session, *, organisation_id: int | None) -> list[ApiToken]:
-    """Tokens, newest first: all of them for the council (None), else one organisation's."""
-    query = sa.select(ApiToken).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
-    if organisation_id is not None:
-        query = query.where(
-            ApiToken.scope == TokenScope.ORGANISATION, ApiToken.organisation_id == organisation_id
-        )
+def _tokens_of(scope: Scope) -> sa.ColumnElement[bool]:
+    """Every token for the council; else the organisation tokens of the scope's organisation."""
+    if scope.is_council:
+        return sa.true()
+    return sa.and_(
+        ApiToken.scope == TokenScope.ORGANISATION, scope.filter(ApiToken.organisation_id)
+    )
+
+
+def tokens_list(session: Session, *, scope: Scope) -> list[ApiToken]:
+    """Tokens in ``scope``, newest first."""
+    query = (
+        sa.select(ApiToken)
+        .where(_tokens_of(scope))
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    )
     return list(session.scalars(query))
 
 
-def token_in_scope(session: Session, *, organisation_id: int | None, token_id: int) -> ApiToken:
-    """One token: any for the council (None), else an organisation token of that organisation."""
-    query = sa.select(ApiToken).where(ApiToken.id == token_id)
-    if organisation_id is not None:
-        query = query.where(
-            ApiToken.scope == TokenScope.ORGANISATION, ApiToken.organisation_id == organisation_id
-        )
+def token_in_scope(session: Session, *, scope: Scope, token_id: int) -> ApiToken:
+    """One token in ``scope`` (see :func:`tokens_list`), or :class:`NotFound`."""
+    query = sa.select(ApiToken).where(ApiToken.id == token_id, _tokens_of(scope))
     token = session.scalar(query)
     if token is None:
         raise NotFound("No such token here.")

@@ -24,7 +24,7 @@ from portal.catalogue.models import Product
 from portal.db import db_session
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import NotFound, PermissionDenied, ValidationFailed
-from portal.kernel.scope import organisation_scope
+from portal.kernel.scope import Scope, scope_of
 from portal.seats import selectors, services
 from portal.seats.models import SeatAssignment, Subscription
 from portal.seats.services import Outcome
@@ -192,14 +192,14 @@ class SeatOut(BaseModel):
 # ---------------------------------------------------------------- scope
 
 
-def _scope() -> int | None:
-    """The organisation the token reads and acts for (None: every organisation)."""
-    return organisation_scope(current_actor())
+def _scope() -> Scope:
+    """Whose rows the token reads and acts for: its organisation's, or (council) every one."""
+    return scope_of(current_actor())
 
 
 def _organisation(slug: str | None) -> Organisation:
     """The organisation a request names, checked against the token's scope."""
-    own = _scope()
+    own = _scope().organisation_id
     if own is not None:
         organisation = db_session().get(Organisation, own)
         if organisation is None:  # pragma: no cover (the token's organisation exists)
@@ -248,7 +248,7 @@ def subscription_create(body: SubscriptionCreate) -> Response:
     organisation or product; a council token must name the organisation (422);
     only a council token may give a `starts_on` other than today (403).
     """
-    if body.starts_on not in (None, now_utc().date()) and _scope() is not None:
+    if body.starts_on not in (None, now_utc().date()) and not _scope().is_council:
         # A rule of the token's scope, not of the body: the council dates contracts.
         raise PermissionDenied(
             "Only the council can date a subscription other than today.",
@@ -274,11 +274,13 @@ def subscriptions_list(query: SubscriptionQuery) -> Response:
 
     404 for an unknown organisation or product in the filters.
     """
-    organisation_id = _organisation(query.organisation).id if query.organisation else _scope()
+    scope = (
+        Scope.organisation(_organisation(query.organisation).id) if query.organisation else _scope()
+    )
     product_id = _product(query.product).id if query.product else None
     rows = selectors.subscriptions_list(
         db_session(),
-        organisation_id=organisation_id,
+        scope=scope,
         product_id=product_id,
         include_cancelled=query.include_cancelled,
         after_id=pagination.decode_cursor(query.cursor),
@@ -305,7 +307,7 @@ def subscriptions_list(query: SubscriptionQuery) -> Response:
 def subscription_get(path: SubscriptionPath) -> Response:
     """One subscription."""
     subscription = selectors.subscription_in_scope(
-        db_session(), organisation_id=_scope(), subscription_id=path.id
+        db_session(), scope=_scope(), subscription_id=path.id
     )
     return reply(SubscriptionOut.of(subscription))
 
@@ -328,7 +330,7 @@ def subscription_resize(path: SubscriptionPath, body: SubscriptionResize) -> Res
         db_session(),
         actor=current_actor(),
         subscription=selectors.subscription_in_scope(
-            db_session(), organisation_id=_scope(), subscription_id=path.id
+            db_session(), scope=_scope(), subscription_id=path.id
         ),
         quantity=body.quantity,
         on_shortage=body.on_shortage,
@@ -351,7 +353,7 @@ def seat_assign(path: SubscriptionPath, body: SeatAssign) -> Response:
         db_session(),
         actor=current_actor(),
         subscription=selectors.subscription_in_scope(
-            db_session(), organisation_id=_scope(), subscription_id=path.id
+            db_session(), scope=_scope(), subscription_id=path.id
         ),
         user_email=body.user_email,
     )
@@ -372,7 +374,7 @@ def seat_release(path: SeatPath) -> Response:
         db_session(),
         actor=current_actor(),
         subscription=selectors.subscription_in_scope(
-            db_session(), organisation_id=_scope(), subscription_id=path.id
+            db_session(), scope=_scope(), subscription_id=path.id
         ),
         user_email=path.user_email,
     )

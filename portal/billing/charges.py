@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from portal.billing.rating import Tier, metered_amount, seat_amount
 from portal.catalogue.models import Meter, Price, PriceTier, Product
+from portal.kernel.scope import Scope
 from portal.metering.selectors import Aggregate, usage_aggregates
 from portal.seats.history import daily_quantities
 from portal.seats.models import Subscription, SubscriptionChange
@@ -106,17 +107,16 @@ def subscriptions_in(
     first: dt.date,
     last: dt.date,
     until: dt.datetime,
-    organisation_id: int | None,
+    scope: Scope,
 ) -> tuple[dict[int, list[tuple[int, int]]], dict[int, list[tuple[dt.datetime, int]]]]:
     """Subscriptions running between ``first`` and ``last`` (by organisation: ``(id,
     product id)`` in id order) and their quantity histories up to ``until`` (by
-    subscription, in time order); of one organisation, or of all (two queries)."""
+    subscription, in time order); of the organisations in ``scope`` (two queries)."""
     where = [
         Subscription.starts_on <= last,
         sa.or_(Subscription.ends_on.is_(None), Subscription.ends_on >= first),
     ]
-    if organisation_id is not None:
-        where.append(Subscription.organisation_id == organisation_id)
+    where.append(scope.filter(Subscription.organisation_id))
     subscriptions: dict[int, list[tuple[int, int]]] = {}
     for sub_id, org_id, product_id in session.execute(
         sa.select(Subscription.id, Subscription.organisation_id, Subscription.product_id)
@@ -136,8 +136,7 @@ def subscriptions_in(
             .where(*where, SubscriptionChange.effective_at < until)
             .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
         )
-        if organisation_id is not None:
-            changes = changes.where(SubscriptionChange.organisation_id == organisation_id)
+        changes = changes.where(scope.filter(SubscriptionChange.organisation_id))
         for sub_id, at, quantity in session.execute(changes):
             history.setdefault(sub_id, []).append((at, quantity))
     return subscriptions, history
@@ -245,14 +244,15 @@ def charges_for(
     """
     first = period_start.date()
     last = (until - dt.timedelta(microseconds=1)).date()
+    scope = Scope.organisation(organisation.id)
     subscriptions, history = subscriptions_in(
-        session, first=first, last=last, until=until, organisation_id=organisation.id
+        session, first=first, last=last, until=until, scope=scope
     )
     aggregates = usage_aggregates(
         session,
         start=period_start,
         end=until,
-        organisation_id=organisation.id,
+        scope=scope,
         received_until=usage_received_until,
     )
     return rate_charges(

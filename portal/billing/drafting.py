@@ -23,15 +23,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.billing.access import require_finance
+from portal.billing.access import FINANCE_ONLY
 from portal.billing.charges import Catalogue, Charge, catalogue_load, rate_charges, subscriptions_in
 from portal.billing.models import ISSUED, Invoice, InvoiceLine, InvoiceStatus
 from portal.billing.rating import metered_amount, tax_amount
 from portal.db import is_postgres
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, InvalidState, ValidationFailed
 from portal.kernel.periods import period_bounds
+from portal.kernel.policy import Action
+from portal.kernel.scope import Scope
 from portal.metering.models import UsageEvent
 from portal.metering.selectors import Aggregate, usage_aggregates
 from portal.settings.services import settings_get
@@ -110,7 +113,11 @@ def _late_charges(
         with_late = {
             a.meter_id: a
             for a in usage_aggregates(
-                session, start=start, end=end, organisation_id=organisation_id, received_until=now
+                session,
+                start=start,
+                end=end,
+                scope=Scope.organisation(organisation_id),
+                received_until=now,
             )
         }
         before_late = {
@@ -119,7 +126,7 @@ def _late_charges(
                 session,
                 start=start,
                 end=end,
-                organisation_id=organisation_id,
+                scope=Scope.organisation(organisation_id),
                 received_until=watermark,
             )
         }
@@ -214,10 +221,8 @@ class DraftInputs:
     finalised_before: set[tuple[int, str]] | None = None
 
 
-def draft_inputs(
-    session: Session, *, period: str, now: dt.datetime, organisation_id: int | None = None
-) -> DraftInputs:
-    """Load what the period's drafts need, for one organisation or (None) for all."""
+def draft_inputs(session: Session, *, period: str, now: dt.datetime, scope: Scope) -> DraftInputs:
+    """Load what the period's drafts need, for the organisations in ``scope``."""
     start, end = period_bounds(period)
     if start >= now:
         raise ValidationFailed(
@@ -227,11 +232,11 @@ def draft_inputs(
     first = start.date()
     last = (end - dt.timedelta(microseconds=1)).date()
     subscriptions, history = subscriptions_in(
-        session, first=first, last=last, until=end, organisation_id=organisation_id
+        session, first=first, last=last, until=end, scope=scope
     )
     usage: dict[int, list[Aggregate]] = {}
     for aggregate in usage_aggregates(
-        session, start=start, end=end, organisation_id=organisation_id, received_until=now
+        session, start=start, end=end, scope=scope, received_until=now
     ):
         usage.setdefault(aggregate.organisation_id, []).append(aggregate)
     inputs = DraftInputs(
@@ -245,7 +250,7 @@ def draft_inputs(
         history=history,
         usage=usage,
     )
-    if organisation_id is None:
+    if scope.is_council:
         inputs.existing = {
             (org_id, currency)
             for org_id, currency in session.execute(
@@ -339,7 +344,7 @@ def drafts_write(
     statement for the whole batch (inserts, deletes and updates as executemany),
     so a batch costs a few round trips however many organisations it holds.
     """
-    require_finance(actor)
+    policy.require_may(actor, Action.INVOICE_DRAFT, message=FINANCE_ONLY)
     period = inputs.period
     if is_postgres(session):
         session.execute(
@@ -592,9 +597,11 @@ def invoice_draft_refresh(
     (organisation, period, currency) constraint and the row lock, so each
     organisation gets one invoice however many runs start (invariant 5).
     """
-    require_finance(actor)
+    policy.require(
+        actor, Action.INVOICE_DRAFT, organisation_id=organisation.id, message=FINANCE_ONLY
+    )
     inputs = draft_inputs(
-        session, period=period, now=now or now_utc(), organisation_id=organisation.id
+        session, period=period, now=now or now_utc(), scope=Scope.organisation(organisation.id)
     )
     (drafted,) = drafts_write(
         session, actor=actor, organisations=[Billed.of(organisation)], inputs=inputs
@@ -616,7 +623,9 @@ def draft_recompute(
 
     As :func:`invoice_draft_refresh` for the draft's organisation and month.
     """
-    require_finance(actor)
+    policy.require(
+        actor, Action.INVOICE_DRAFT, organisation_id=invoice.organisation_id, message=FINANCE_ONLY
+    )
     if invoice.status != InvoiceStatus.DRAFT:
         raise InvalidState(
             f"Invoice {invoice.number} is final; it never changes.", code="not_draft"

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from portal.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus
 from portal.csvutil import safe_cell
 from portal.kernel.periods import period_bounds
+from portal.kernel.scope import Scope
 from portal.tenancy.models import Organisation
 
 COLUMNS = (
@@ -55,10 +56,10 @@ def _spread(total: int, weights: list[int]) -> list[int]:
     return shares
 
 
-def export_rows(
-    session: Session, *, period: str, organisation_id: int | None = None
-) -> Iterator[tuple]:
+def export_rows(session: Session, *, scope: Scope, period: str) -> Iterator[tuple]:
     """Rows of :data:`COLUMNS` for the period's finalised invoices and their credit notes.
+
+    Only the organisations in ``scope``.
 
     Drafts are left out: finance exports what was issued.
     """
@@ -82,11 +83,13 @@ def export_rows(
         )
         .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
         .join(Organisation, Organisation.id == Invoice.organisation_id)
-        .where(Invoice.period == period, Invoice.status != InvoiceStatus.DRAFT)
+        .where(
+            Invoice.period == period,
+            Invoice.status != InvoiceStatus.DRAFT,
+            scope.filter(Invoice.organisation_id),
+        )
         .order_by(Invoice.number, InvoiceLine.position)
     )
-    if organisation_id is not None:
-        query = query.where(Invoice.organisation_id == organisation_id)
     # On the session's connection, not through the ORM: plain rows. (No server-side
     # cursor: API reads run in autocommit, where PostgreSQL has none.)
     result = session.connection().execute(query)
@@ -102,11 +105,9 @@ def export_rows(
         sa.select(CreditNote, Organisation.slug, Organisation.name, Invoice.number)
         .join(Invoice, Invoice.id == CreditNote.invoice_id)
         .join(Organisation, Organisation.id == CreditNote.organisation_id)
-        .where(Invoice.period == period)
+        .where(Invoice.period == period, scope.filter(CreditNote.organisation_id))
         .order_by(CreditNote.number)
     )
-    if organisation_id is not None:
-        notes = notes.where(CreditNote.organisation_id == organisation_id)
     for note, slug, name, invoice_number in session.execute(notes):
         yield (
             slug,

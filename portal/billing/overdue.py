@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from portal.billing.models import Invoice, InvoiceStatus
 from portal.kernel.errors import InvalidState
+from portal.kernel.scope import Scope
 from portal.settings.services import settings_get
 from portal.signals import subscription_opening
 from portal.tenancy.models import Organisation
@@ -32,18 +33,18 @@ class PastDue:
     overdue: bool
 
 
-def past_due_invoices(
-    session: Session, *, today: dt.date, organisation_id: int | None = None
-) -> list[PastDue]:
-    """Open invoices whose due date has passed, oldest due first (``organisation_id`` None: all)."""
+def past_due_invoices(session: Session, *, scope: Scope, today: dt.date) -> list[PastDue]:
+    """Open invoices in ``scope`` whose due date has passed, oldest due first."""
     grace = settings_get(session).overdue_grace_days
     query = (
         sa.select(Invoice)
-        .where(Invoice.status == InvoiceStatus.OPEN, Invoice.due_on < today)
+        .where(
+            Invoice.status == InvoiceStatus.OPEN,
+            Invoice.due_on < today,
+            scope.filter(Invoice.organisation_id),
+        )
         .order_by(Invoice.due_on, Invoice.id)
     )
-    if organisation_id is not None:
-        query = query.where(Invoice.organisation_id == organisation_id)
     out = []
     for invoice in session.scalars(query).unique():
         assert invoice.due_on is not None
@@ -52,15 +53,9 @@ def past_due_invoices(
     return out
 
 
-def overdue_invoices(
-    session: Session, *, today: dt.date, organisation_id: int | None = None
-) -> list[Invoice]:
-    """Open invoices past their due date and the council's grace days."""
-    return [
-        p.invoice
-        for p in past_due_invoices(session, today=today, organisation_id=organisation_id)
-        if p.overdue
-    ]
+def overdue_invoices(session: Session, *, scope: Scope, today: dt.date) -> list[Invoice]:
+    """Open invoices in ``scope`` past their due date and the council's grace days."""
+    return [p.invoice for p in past_due_invoices(session, scope=scope, today=today) if p.overdue]
 
 
 def subscriptions_allowed(session: Session, *, organisation: Organisation, today: dt.date) -> None:

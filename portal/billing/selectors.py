@@ -1,8 +1,8 @@
 """Reading invoices, runs, credit notes and payments, always within a scope.
 
 Every selector that returns an organisation's documents takes the
-``organisation_id`` it reads for; ``None`` means council staff, who see every
-organisation. An invoice of another organisation is simply not found (404),
+:class:`~portal.kernel.scope.Scope` it reads for: ``Scope.council()`` for council
+staff, who see every organisation, ``Scope.organisation(id)`` otherwise. An invoice of another organisation is simply not found (404),
 never "forbidden", so its existence is not revealed.
 """
 
@@ -25,6 +25,7 @@ from portal.billing.models import (
 )
 from portal.kernel.errors import NotFound
 from portal.kernel.periods import period_bounds, period_of
+from portal.kernel.scope import Scope
 from portal.tenancy.models import Organisation
 
 STATUSES = tuple(InvoiceStatus)  # in the order of the finance page's filter
@@ -47,15 +48,15 @@ def previous_period(period: str) -> str:
 
 
 def invoice_in_scope(
-    session: Session, *, organisation_id: int | None, invoice_id: int, issued_only: bool = False
+    session: Session, *, scope: Scope, invoice_id: int, issued_only: bool = False
 ) -> Invoice:
-    """The invoice ``invoice_id``, if the reader may see it (``None``: council staff).
+    """The invoice ``invoice_id``, if it is in ``scope`` (else :class:`NotFound`).
 
     ``issued_only`` hides drafts (finance's working copies) from organisations.
     """
-    query = sa.select(Invoice).where(Invoice.id == invoice_id)
-    if organisation_id is not None:
-        query = query.where(Invoice.organisation_id == organisation_id)
+    query = sa.select(Invoice).where(
+        Invoice.id == invoice_id, scope.filter(Invoice.organisation_id)
+    )
     if issued_only:
         query = query.where(Invoice.status != InvoiceStatus.DRAFT)
     invoice = session.scalar(query)
@@ -67,17 +68,15 @@ def invoice_in_scope(
 def invoices_list(
     session: Session,
     *,
-    organisation_id: int | None,
+    scope: Scope,
     period: str | None = None,
     status: str | None = None,
     issued_only: bool = False,
     after_id: int | None = None,
     limit: int | None = None,
 ) -> list[Invoice]:
-    """Invoices in id order, filtered by month and status (``organisation_id`` None: all)."""
-    query = sa.select(Invoice).order_by(Invoice.id)
-    if organisation_id is not None:
-        query = query.where(Invoice.organisation_id == organisation_id)
+    """Invoices in ``scope`` in id order, filtered by month and status."""
+    query = sa.select(Invoice).where(scope.filter(Invoice.organisation_id)).order_by(Invoice.id)
     if issued_only:
         query = query.where(Invoice.status != InvoiceStatus.DRAFT)
     if period:
@@ -233,15 +232,13 @@ def _compare(current: Invoice, previous: Invoice | None) -> list[Comparison]:
 def invoice_detail(
     session: Session,
     *,
-    organisation_id: int | None,
+    scope: Scope,
     invoice_id: int,
     compare: bool = False,
     issued_only: bool = False,
 ) -> InvoiceDetail:
     """One invoice in scope, its credit notes and payments; with ``compare``, last period too."""
-    invoice = invoice_in_scope(
-        session, organisation_id=organisation_id, invoice_id=invoice_id, issued_only=issued_only
-    )
+    invoice = invoice_in_scope(session, scope=scope, invoice_id=invoice_id, issued_only=issued_only)
     notes = list(
         session.scalars(
             sa.select(CreditNote)

@@ -160,7 +160,7 @@ class Invitation(MixedTenantMixin, Base):
 # ---------------------------------------------------------------- second factors
 
 
-class TotpFactor(Base):
+class TotpFactor(MixedTenantMixin, Base):
     """A person's authenticator app (RFC 6238 TOTP): one per account.
 
     The shared secret is sealed with ``PORTAL_ENCRYPTION_KEY`` (:mod:`portal.crypto`);
@@ -169,14 +169,12 @@ class TotpFactor(Base):
     """
 
     __tablename__ = "totp_factors"
+    # organisation_id: the user's, kept beside it for scoped queries; empty for council staff.
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     user_id: Mapped[int] = mapped_column(
         sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True, nullable=False
-    )
-    # Tenant column kept beside the user for scoped queries; empty for council staff.
-    organisation_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
     secret_encrypted: Mapped[str] = mapped_column(sa.String(500), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)
@@ -184,17 +182,15 @@ class TotpFactor(Base):
     last_used_step: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
-class RecoveryCode(Base):
+class RecoveryCode(MixedTenantMixin, Base):
     """One of a person's ten single-use recovery codes, kept only as a keyed digest."""
 
     __tablename__ = "recovery_codes"
+    __tenant_key__ = TenantKey(ondelete="CASCADE")
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     user_id: Mapped[int] = mapped_column(
         sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    organisation_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
     )
     code_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=now_utc, nullable=False)

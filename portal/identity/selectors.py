@@ -1,4 +1,8 @@
-"""Reading accounts and invitations, always within one organisation or the council."""
+"""Reading accounts and invitations, always within a :class:`~portal.kernel.scope.Scope`.
+
+An organisation's scope reads its people; the council's reads everyone, or with
+``staff_only`` the council's own staff (the accounts with no organisation).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,24 @@ from sqlalchemy.orm import Session
 
 from portal.identity.models import Invitation, User
 from portal.kernel.errors import NotFound
+from portal.kernel.scope import Scope
 from portal.pagination import Page, paginate
 
 
-def user_in_scope(session: Session, *, organisation_id: int | None, user_id: int) -> User:
-    """The account ``user_id`` if it belongs to ``organisation_id`` (None: council staff)."""
-    scope = (
-        User.organisation_id.is_(None)
-        if organisation_id is None
-        else User.organisation_id == organisation_id
+def _whose(column, scope: Scope, staff_only: bool) -> sa.ColumnElement[bool]:
+    """Rows of ``scope``; with ``staff_only``, the council's own (no organisation) only."""
+    if staff_only:
+        return sa.and_(column.is_(None), scope.filter(column))
+    return sa.and_(sa.true(), scope.filter(column))
+
+
+def user_in_scope(
+    session: Session, *, scope: Scope, user_id: int, staff_only: bool = False
+) -> User:
+    """The account ``user_id`` if it is in ``scope`` (and council staff, with ``staff_only``)."""
+    user = session.scalar(
+        sa.select(User).where(User.id == user_id, _whose(User.organisation_id, scope, staff_only))
     )
-    user = session.scalar(sa.select(User).where(User.id == user_id, scope))
     if user is None:
         raise NotFound("No such person here.")
     return user
@@ -26,18 +37,16 @@ def user_in_scope(session: Session, *, organisation_id: int | None, user_id: int
 def users_list(
     session: Session,
     *,
-    organisation_id: int | None,
+    scope: Scope,
+    staff_only: bool = False,
     search: str | None = None,
     page: int = 1,
     per_page: int = 50,
 ) -> Page[User]:
-    """The accounts of one organisation (None: council staff), by email."""
-    scope = (
-        User.organisation_id.is_(None)
-        if organisation_id is None
-        else User.organisation_id == organisation_id
+    """The accounts in ``scope`` (with ``staff_only``: council staff), by email."""
+    query = (
+        sa.select(User).where(_whose(User.organisation_id, scope, staff_only)).order_by(User.email)
     )
-    query = sa.select(User).where(scope).order_by(User.email)
     if search:
         term = search.strip().lower()
         query = query.where(
@@ -49,32 +58,36 @@ def users_list(
     return paginate(session, query, page=page, per_page=per_page)
 
 
-def invitations_pending(session: Session, *, organisation_id: int | None) -> list[Invitation]:
-    """Invitations not yet accepted or withdrawn, newest first (expired ones included)."""
-    scope = (
-        Invitation.organisation_id.is_(None)
-        if organisation_id is None
-        else Invitation.organisation_id == organisation_id
-    )
+def invitations_pending(
+    session: Session, *, scope: Scope, staff_only: bool = False
+) -> list[Invitation]:
+    """Invitations in ``scope`` not yet accepted or withdrawn, newest first (expired included).
+
+    With ``staff_only``, the invitations to council staff roles only.
+    """
     return list(
         session.scalars(
             sa.select(Invitation)
-            .where(scope, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+            .where(
+                _whose(Invitation.organisation_id, scope, staff_only),
+                Invitation.accepted_at.is_(None),
+                Invitation.revoked_at.is_(None),
+            )
             .order_by(Invitation.created_at.desc())
         )
     )
 
 
 def invitation_in_scope(
-    session: Session, *, organisation_id: int | None, invitation_id: int
+    session: Session, *, scope: Scope, invitation_id: int, staff_only: bool = False
 ) -> Invitation:
-    """One invitation of this organisation (None: council), or :class:`NotFound`."""
-    scope = (
-        Invitation.organisation_id.is_(None)
-        if organisation_id is None
-        else Invitation.organisation_id == organisation_id
+    """One invitation in ``scope`` (to council staff, with ``staff_only``), or :class:`NotFound`."""
+    invitation = session.scalar(
+        sa.select(Invitation).where(
+            Invitation.id == invitation_id,
+            _whose(Invitation.organisation_id, scope, staff_only),
+        )
     )
-    invitation = session.scalar(sa.select(Invitation).where(Invitation.id == invitation_id, scope))
     if invitation is None:
         raise NotFound("No such invitation here.")
     return invitation

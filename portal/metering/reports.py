@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.catalogue.models import Meter, Product
+from portal.kernel.scope import Scope
 from portal.metering.selectors import usage_aggregates
 from portal.tenancy.models import Organisation
 
@@ -28,10 +29,10 @@ class UsageRow:
 
 
 def usage_rows(
-    session: Session, *, organisation_id: int | None, start: dt.datetime, end: dt.datetime
+    session: Session, *, scope: Scope, start: dt.datetime, end: dt.datetime
 ) -> list[UsageRow]:
-    """Aggregates of ``[start, end)`` sorted by organisation, product and meter."""
-    aggregates = usage_aggregates(session, start=start, end=end, organisation_id=organisation_id)
+    """Aggregates of ``[start, end)`` in ``scope``, sorted by organisation, product and meter."""
+    aggregates = usage_aggregates(session, start=start, end=end, scope=scope)
     if not aggregates:
         return []
     orgs = dict(

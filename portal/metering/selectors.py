@@ -18,6 +18,7 @@ from sqlalchemy.orm import QueryableAttribute, Session
 
 from portal.catalogue.models import Aggregation, LicencePool, Meter, Product
 from portal.identity.models import User
+from portal.kernel.scope import Scope
 from portal.metering.ingest import micros_to_decimal
 from portal.metering.models import IdleSeatDecision, UsageEvent
 from portal.seats.history import daily_quantities
@@ -42,21 +43,23 @@ def usage_aggregates(
     *,
     start: dt.datetime,
     end: dt.datetime,
-    organisation_id: int | None,
+    scope: Scope,
     product_id: int | None = None,
     received_until: dt.datetime | None = None,
 ) -> list[Aggregate]:
     """Each meter's aggregate per organisation for events with ``start <= occurred_at < end``.
 
-    ``organisation_id=None`` aggregates every organisation (council, billing).
+    ``Scope.council()`` aggregates every organisation (council, billing).
     ``received_until`` leaves out events stored after that moment (billing counts
     usage up to a cut-off; what arrives later is late usage).
     ``sum``/``max``/``count`` come from one grouped query; ``unique_count`` meters
     from a second one counting distinct values of their property.
     """
-    where = [UsageEvent.occurred_at >= start, UsageEvent.occurred_at < end]
-    if organisation_id is not None:
-        where.append(UsageEvent.organisation_id == organisation_id)
+    where = [
+        UsageEvent.occurred_at >= start,
+        UsageEvent.occurred_at < end,
+        scope.filter(UsageEvent.organisation_id),
+    ]
     if product_id is not None:
         where.append(UsageEvent.product_id == product_id)
     if received_until is not None:

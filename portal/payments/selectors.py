@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from portal.billing.models import Invoice
 from portal.kernel.clock import now_utc
+from portal.kernel.scope import Scope
 from portal.payments.models import RESEND_WINDOW, CollectionStatus, PaymentCollection
 
 
@@ -44,12 +45,12 @@ def collections_of(
 
 
 def collection_for_invoice(
-    session: Session, *, invoice_id: int, organisation_id: int | None = None
+    session: Session, *, scope: Scope, invoice_id: int
 ) -> PaymentCollection | None:
-    """The card payment of one invoice (within ``organisation_id`` when given)."""
-    query = sa.select(PaymentCollection).where(PaymentCollection.invoice_id == invoice_id)
-    if organisation_id is not None:
-        query = query.where(PaymentCollection.organisation_id == organisation_id)
+    """The card payment of one invoice, if it is in ``scope``."""
+    query = sa.select(PaymentCollection).where(
+        PaymentCollection.invoice_id == invoice_id, scope.filter(PaymentCollection.organisation_id)
+    )
     return session.scalar(query)
 
 

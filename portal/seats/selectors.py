@@ -1,7 +1,8 @@
 """Reading subscriptions, seats and seat requests, always within an organisation.
 
-``organisation_id=None`` means the council's view of every organisation; callers
-pass it only for council staff and council tokens.
+Selectors that may read more than one organisation take a required
+:class:`~portal.kernel.scope.Scope`: ``Scope.council()`` for council staff and
+council tokens, ``Scope.organisation(id)`` for everyone else.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.catalogue.models import Product
+from portal.db import council_wide
 from portal.identity.models import User
 from portal.kernel.actor import Role
 from portal.kernel.errors import NotFound
+from portal.kernel.scope import Scope
 from portal.seats.models import (
     SeatAssignment,
     SeatRequest,
@@ -24,20 +27,10 @@ from portal.seats.models import (
 )
 
 
-def _scoped(query: sa.Select, model, organisation_id: int | None) -> sa.Select:
-    if organisation_id is not None:
-        query = query.where(model.organisation_id == organisation_id)
-    return query
-
-
-def subscription_in_scope(
-    session: Session, *, organisation_id: int | None, subscription_id: int
-) -> Subscription:
+def subscription_in_scope(session: Session, *, scope: Scope, subscription_id: int) -> Subscription:
     """One subscription the reader may see, or :class:`NotFound`."""
-    query = _scoped(
-        sa.select(Subscription).where(Subscription.id == subscription_id),
-        Subscription,
-        organisation_id,
+    query = sa.select(Subscription).where(
+        Subscription.id == subscription_id, scope.filter(Subscription.organisation_id)
     )
     subscription = session.scalar(query)
     if subscription is None:
@@ -61,15 +54,17 @@ def live_subscription(
 def subscriptions_list(
     session: Session,
     *,
-    organisation_id: int | None,
+    scope: Scope,
     product_id: int | None = None,
     include_cancelled: bool = False,
     after_id: int | None = None,
     limit: int | None = None,
 ) -> list[Subscription]:
     """Subscriptions in id order (keyset pagination with ``after_id``)."""
-    query = _scoped(
-        sa.select(Subscription).order_by(Subscription.id), Subscription, organisation_id
+    query = (
+        sa.select(Subscription)
+        .where(scope.filter(Subscription.organisation_id))
+        .order_by(Subscription.id)
     )
     if product_id is not None:
         query = query.where(Subscription.product_id == product_id)
@@ -83,16 +78,18 @@ def subscriptions_list(
 
 
 def reserved_seats(session: Session, product_id: int) -> int:
-    """Seats of a product granted to live subscriptions."""
-    return (
-        session.scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(Subscription.quantity), 0)).where(
-                Subscription.product_id == product_id,
-                Subscription.status != SubscriptionStatus.CANCELLED,
+    """Seats of a product granted to live subscriptions (of every organisation: a pool is
+    shared, so its capacity rule reads council-wide whoever asks; only the sum comes out)."""
+    with council_wide(session):
+        return (
+            session.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(Subscription.quantity), 0)).where(
+                    Subscription.product_id == product_id,
+                    Subscription.status != SubscriptionStatus.CANCELLED,
+                )
             )
+            or 0
         )
-        or 0
-    )
 
 
 def org_admins(session: Session, organisation_id: int) -> list[User]:
@@ -121,18 +118,16 @@ def assigned_counts(session: Session, subscription_ids: list[int]) -> dict[int, 
     return {sid: int(n) for sid, n in rows}
 
 
-def active_seats(
-    session: Session, *, organisation_id: int | None, subscription_id: int
-) -> list[SeatAssignment]:
+def active_seats(session: Session, *, scope: Scope, subscription_id: int) -> list[SeatAssignment]:
     """People holding a seat of a subscription, by email."""
-    query = _scoped(
+    query = (
         sa.select(SeatAssignment)
         .where(
-            SeatAssignment.subscription_id == subscription_id, SeatAssignment.released_at.is_(None)
+            SeatAssignment.subscription_id == subscription_id,
+            SeatAssignment.released_at.is_(None),
+            scope.filter(SeatAssignment.organisation_id),
         )
-        .order_by(SeatAssignment.assigned_at),
-        SeatAssignment,
-        organisation_id,
+        .order_by(SeatAssignment.assigned_at)
     )
     return list(session.scalars(query).unique())
 
@@ -198,7 +193,7 @@ def seat_request_in_scope(
 
 def holders_of_product(session: Session, product_id: int) -> list[tuple[Subscription, int]]:
     """Every live subscription of a product with its assigned seats (council view)."""
-    subscriptions = subscriptions_list(session, organisation_id=None, product_id=product_id)
+    subscriptions = subscriptions_list(session, scope=Scope.council(), product_id=product_id)
     counts = assigned_counts(session, [s.id for s in subscriptions])
     return [(s, counts.get(s.id, 0)) for s in subscriptions]
 
@@ -208,7 +203,7 @@ def subscriptions_with_assigned(
 ) -> list[tuple[Subscription, int]]:
     """An organisation's subscriptions, live ones first, each with its assigned seats."""
     subscriptions = subscriptions_list(
-        session, organisation_id=organisation_id, include_cancelled=include_cancelled
+        session, scope=Scope.organisation(organisation_id), include_cancelled=include_cancelled
     )
     subscriptions.sort(
         key=lambda s: (s.status == SubscriptionStatus.CANCELLED, s.product.name.lower(), s.id)
@@ -238,12 +233,10 @@ def subscription_overview(
     session: Session, *, organisation_id: int, subscription_id: int
 ) -> SubscriptionOverview:
     """A subscription of the organisation and its seat holders; another's is :class:`NotFound`."""
-    subscription = subscription_in_scope(
-        session, organisation_id=organisation_id, subscription_id=subscription_id
-    )
+    scope = Scope.organisation(organisation_id)
+    subscription = subscription_in_scope(session, scope=scope, subscription_id=subscription_id)
     return SubscriptionOverview(
-        subscription,
-        active_seats(session, organisation_id=organisation_id, subscription_id=subscription.id),
+        subscription, active_seats(session, scope=scope, subscription_id=subscription.id)
     )
 
 

@@ -22,14 +22,16 @@ from portal.audit.services import audit_record
 from portal.catalogue.models import Product, VendorStatus
 from portal.catalogue.selectors import product_by_sku
 from portal.catalogue.services import lock_product
-from portal.kernel.actor import Actor, Role
+from portal.kernel import policy
+from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, InvalidState, ValidationFailed
+from portal.kernel.policy import Action
+from portal.kernel.scope import Scope
 from portal.seats import selectors
 from portal.seats.capacity import free_seats
 from portal.seats.lifecycle import record_change, settle_status, transition
 from portal.seats.models import Subscription, SubscriptionStatus
-from portal.seats.policy import require_seat_manager
 from portal.seats.waitlist import waitlist_fill
 from portal.signals import subscription_opening
 from portal.tenancy.models import Organisation, OrganisationStatus
@@ -104,13 +106,15 @@ def subscription_create(
     starts_on: dt.date | None = None,
 ) -> Outcome:
     """Reserve ``quantity`` seats of ``product`` for ``organisation``."""
-    require_seat_manager(actor, organisation.id)
+    policy.require(actor, Action.SUBSCRIPTION_CREATE, organisation_id=organisation.id)
     quantity = _check_quantity(quantity)
     _check_on_shortage(on_shortage)
     today = now_utc().date()
     if starts_on is None:
         starts_on = today
-    elif starts_on != today and actor.role not in (None, Role.COUNCIL_ADMIN):
+    elif starts_on != today and not policy.allowed(
+        actor, Action.SUBSCRIPTION_BACKDATE, organisation_id=organisation.id
+    ):
         raise ValidationFailed(
             "Only the council can date a subscription other than today.",
             errors={"starts_on": ["Leave empty: subscriptions start today."]},
@@ -188,7 +192,7 @@ def subscription_resize(
     on_shortage: OnShortage | str = "reject",
 ) -> Outcome:
     """Change the seats reserved. Shrinking below the seats assigned is refused."""
-    require_seat_manager(actor, subscription.organisation_id)
+    policy.require(actor, Action.SUBSCRIPTION_RESIZE, organisation_id=subscription.organisation_id)
     quantity = _check_quantity(quantity)
     _check_on_shortage(on_shortage)
     lock_product(session, subscription.product_id)
@@ -259,14 +263,16 @@ def subscription_cancel(
     session: Session, *, actor: Actor, subscription: Subscription
 ) -> Subscription:
     """End a subscription: its seats are released and go back to the pool."""
-    require_seat_manager(actor, subscription.organisation_id)
+    policy.require(actor, Action.SUBSCRIPTION_CANCEL, organisation_id=subscription.organisation_id)
     lock_product(session, subscription.product_id)
     session.refresh(subscription)
     if subscription.status == SubscriptionStatus.CANCELLED:
         raise InvalidState("This subscription is already cancelled.", code="subscription_cancelled")
     now = now_utc()
     for seat in selectors.active_seats(
-        session, organisation_id=subscription.organisation_id, subscription_id=subscription.id
+        session,
+        scope=Scope.organisation(subscription.organisation_id),
+        subscription_id=subscription.id,
     ):
         seat.released_at = now
         seat.release_reason = "cancelled"

@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from portal.kernel.errors import NotFound
+from portal.kernel.scope import Scope
 from portal.sso.models import DomainStatus, EmailDomain, SsoConnection
 from portal.tenancy.models import Organisation, OrganisationStatus
 
@@ -37,13 +38,11 @@ def domains_of(session: Session, *, organisation_id: int) -> list[EmailDomain]:
     )
 
 
-def domain_in_scope(
-    session: Session, *, organisation_id: int | None, domain_id: int
-) -> EmailDomain:
-    """One domain claim, limited to an organisation (None: council staff see every one)."""
-    query = sa.select(EmailDomain).where(EmailDomain.id == domain_id)
-    if organisation_id is not None:
-        query = query.where(EmailDomain.organisation_id == organisation_id)
+def domain_in_scope(session: Session, *, scope: Scope, domain_id: int) -> EmailDomain:
+    """One domain claim in ``scope`` (council staff see every one), or :class:`NotFound`."""
+    query = sa.select(EmailDomain).where(
+        EmailDomain.id == domain_id, scope.filter(EmailDomain.organisation_id)
+    )
     found = session.scalar(query)
     if found is None:
         raise NotFound("No such domain.")

@@ -22,6 +22,7 @@ from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
+from portal.kernel.scope import Scope, scope_of
 from portal.tenancy.models import OrganisationStatus
 from portal.tenancy.selectors import organisation_by_slug, organisations_list
 
@@ -55,9 +56,8 @@ def _created(token: Any, plaintext: str, back: str) -> ResponseReturnValue:
 
 
 def _page(form: OrgTokenForm, *, organisation: Any, status: int = 200) -> ResponseReturnValue:
-    tokens = selectors.tokens_list(
-        db_session(), organisation_id=organisation.id if organisation else None
-    )
+    scope = Scope.organisation(organisation.id) if organisation else Scope.council()
+    tokens = selectors.tokens_list(db_session(), scope=scope)
     return (
         render_template(
             "api/tokens.html",
@@ -107,7 +107,9 @@ def council_token_create() -> ResponseReturnValue:
 @auth.role_required(Role.COUNCIL_ADMIN)
 def council_token_revoke(token_id: int) -> ResponseReturnValue:
     """Revoke any token at once."""
-    token = selectors.token_in_scope(db_session(), organisation_id=None, token_id=token_id)
+    token = selectors.token_in_scope(
+        db_session(), scope=scope_of(auth.current_actor()), token_id=token_id
+    )
     return _revoke(token, url_for("tokens.council_tokens"))
 
 
@@ -144,7 +146,9 @@ def org_token_create() -> ResponseReturnValue:
 def org_token_revoke(token_id: int) -> ResponseReturnValue:
     """Revoke one of the organisation's own tokens."""
     org = auth.current_organisation()
-    token = selectors.token_in_scope(db_session(), organisation_id=org.id, token_id=token_id)
+    token = selectors.token_in_scope(
+        db_session(), scope=Scope.organisation(org.id), token_id=token_id
+    )
     return _revoke(token, url_for("tokens.org_tokens"))
 
 

@@ -28,6 +28,7 @@ from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
 from portal.kernel.periods import period_bounds, period_of
+from portal.kernel.scope import Scope, scope_of
 from portal.metering import selectors, services
 from portal.metering.forms import KeepSeatForm, UsageUploadForm
 from portal.metering.reports import usage_rows
@@ -67,7 +68,7 @@ def org_usage():
         org=org,
         period=period,
         periods=_recent_periods(),
-        rows=usage_rows(db_session(), organisation_id=org.id, start=start, end=end),
+        rows=usage_rows(db_session(), scope=Scope.organisation(org.id), start=start, end=end),
         seats=selectors.seat_utilisation(
             db_session(), organisation_id=org.id, start=start, end=end
         ),
@@ -84,7 +85,7 @@ def org_usage_csv():
     """The month's usage aggregates as CSV."""
     org = auth.current_organisation()
     period, start, end = _period()
-    rows = usage_rows(db_session(), organisation_id=org.id, start=start, end=end)
+    rows = usage_rows(db_session(), scope=Scope.organisation(org.id), start=start, end=end)
     return _csv(rows, f"usage-{org.slug}-{period}.csv")
 
 
@@ -159,7 +160,8 @@ def council_usage():
     period, start, end = _period()
     slug = request.args.get("organisation", "").strip()
     org = organisation_by_slug(db_session(), slug) if slug else None
-    rows = usage_rows(db_session(), organisation_id=org.id if org else None, start=start, end=end)
+    scope = Scope.organisation(org.id) if org else scope_of(auth.current_actor())
+    rows = usage_rows(db_session(), scope=scope, start=start, end=end)
     if request.args.get("format") == "csv":
         return _csv(rows, f"usage-{org.slug if org else 'all'}-{period}.csv")
     return render_template(

@@ -23,6 +23,7 @@ from portal.identity import accounts, auth, invitations, selectors
 from portal.identity.forms import ConfirmForm, InviteForm, RoleForm
 from portal.kernel.actor import COUNCIL_ROLES, ORG_ROLES, Role
 from portal.kernel.errors import DomainError
+from portal.kernel.scope import Scope
 from portal.tenancy.selectors import organisation_by_slug
 
 bp = Blueprint("people", __name__)
@@ -50,6 +51,13 @@ def _resolve(scope: str, slug: str | None) -> tuple[Any, str]:
     return None, url_for("people.staff_users")
 
 
+def _people_of(org: Any) -> dict[str, Any]:
+    """Selector arguments for an organisation's people, or (None) the council's staff."""
+    if org is None:
+        return {"scope": Scope.council(), "staff_only": True}
+    return {"scope": Scope.organisation(org.id)}
+
+
 def _roles_for(org: Any) -> list[tuple[str, str]]:
     roles = ORG_ROLES if org is not None else COUNCIL_ROLES
     return [(r.value, r.label) for r in roles]
@@ -59,12 +67,8 @@ def _list(scope: str, slug: str | None = None):
     org, _ = _resolve(scope, slug)
     search = request.args.get("q", "").strip()[:100]
     page = request.args.get("page", 1, type=int) or 1
-    users = selectors.users_list(
-        db_session(), organisation_id=org.id if org else None, search=search, page=page
-    )
-    invitations = selectors.invitations_pending(
-        db_session(), organisation_id=org.id if org else None
-    )
+    users = selectors.users_list(db_session(), **_people_of(org), search=search, page=page)
+    invitations = selectors.invitations_pending(db_session(), **_people_of(org))
     invite_form = InviteForm(prefix="invite")
     invite_form.role.choices = _roles_for(org)
     if org is not None and not invite_form.role.data:
@@ -133,9 +137,7 @@ def invite(scope: str, slug: str | None = None):
 def change_role(scope: str, user_id: int, slug: str | None = None):
     """Give a person another role."""
     org, back = _resolve(scope, slug)
-    user = selectors.user_in_scope(
-        db_session(), organisation_id=org.id if org else None, user_id=user_id
-    )
+    user = selectors.user_in_scope(db_session(), **_people_of(org), user_id=user_id)
     form = RoleForm()
     form.role.choices = _roles_for(org)
     if form.validate_on_submit():
@@ -158,9 +160,7 @@ def change_role(scope: str, user_id: int, slug: str | None = None):
 def set_active(scope: str, user_id: int, active: str, slug: str | None = None):
     """Deactivate or reactivate a person."""
     org, back = _resolve(scope, slug)
-    user = selectors.user_in_scope(
-        db_session(), organisation_id=org.id if org else None, user_id=user_id
-    )
+    user = selectors.user_in_scope(db_session(), **_people_of(org), user_id=user_id)
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; nothing was changed. Try again.", "error")
         return redirect(back)
@@ -182,7 +182,7 @@ def revoke_invitation(scope: str, invitation_id: int, slug: str | None = None):
     """Withdraw a pending invitation."""
     org, back = _resolve(scope, slug)
     invitation = selectors.invitation_in_scope(
-        db_session(), organisation_id=org.id if org else None, invitation_id=invitation_id
+        db_session(), **_people_of(org), invitation_id=invitation_id
     )
     if not ConfirmForm().validate_on_submit():
         flash("The form expired; nothing was changed. Try again.", "error")

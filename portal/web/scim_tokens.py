@@ -18,6 +18,7 @@ from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
+from portal.kernel.scope import Scope
 from portal.scim import selectors, services
 from portal.scim.forms import MappingForm, ScimTokenForm
 from portal.seats.selectors import subscriptions_list
@@ -91,7 +92,7 @@ def _mapping_form(org: Any) -> MappingForm:
     ]
     form.product.choices = [
         (s.product.sku, s.product.name)
-        for s in subscriptions_list(db_session(), organisation_id=org.id)
+        for s in subscriptions_list(db_session(), scope=Scope.organisation(org.id))
     ]
     return form
 

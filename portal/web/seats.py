@@ -18,6 +18,7 @@ from portal.identity import auth
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.scope import Scope
 from portal.seats import figures, selectors, services
 from portal.seats.forms import (
     BULK_MAX_EMAILS,
@@ -181,7 +182,7 @@ def _subscription(sub_id: int):
     """The organisation's own subscription ``sub_id``; another organisation's is 404."""
     org = auth.current_organisation()
     return selectors.subscription_in_scope(
-        db_session(), organisation_id=org.id, subscription_id=sub_id
+        db_session(), scope=Scope.organisation(org.id), subscription_id=sub_id
     )
 
 

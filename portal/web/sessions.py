@@ -13,6 +13,7 @@ from portal.forms import committed
 from portal.identity import auth, selectors, sessions
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
+from portal.kernel.scope import Scope
 from portal.tenancy.selectors import organisation_by_slug
 
 bp = Blueprint("sessions", __name__)
@@ -97,9 +98,11 @@ def mine_revoke_all():
 
 def _person(slug: str | None, user_id: int) -> Any:
     org = organisation_by_slug(db_session(), slug) if slug is not None else None
-    return selectors.user_in_scope(
-        db_session(), organisation_id=org.id if org else None, user_id=user_id
-    )
+    if org is None:  # council staff
+        return selectors.user_in_scope(
+            db_session(), scope=Scope.council(), staff_only=True, user_id=user_id
+        )
+    return selectors.user_in_scope(db_session(), scope=Scope.organisation(org.id), user_id=user_id)
 
 
 def _council_page(slug: str | None, user_id: int) -> str:

@@ -17,6 +17,7 @@ from portal.identity.invitations import organisation_change_status
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.scope import Scope
 from portal.settings.services import settings_get
 from portal.tenancy import selectors, services
 from portal.tenancy.forms import ApplicationForm, OrganisationForm, OrgProfileForm, StatusForm
@@ -124,9 +125,9 @@ def organisation_new():
 def organisation_detail(slug: str):
     """One organisation: profile, status actions, people and recent activity."""
     org = selectors.organisation_by_slug(db_session(), slug)
-    users = people.users_list(db_session(), organisation_id=org.id, per_page=200)
-    invitations = people.invitations_pending(db_session(), organisation_id=org.id)
-    events = audit_events_list(db_session(), organisation_id=org.id, per_page=10)
+    users = people.users_list(db_session(), scope=Scope.organisation(org.id), per_page=200)
+    invitations = people.invitations_pending(db_session(), scope=Scope.organisation(org.id))
+    events = audit_events_list(db_session(), scope=Scope.organisation(org.id), per_page=10)
     invite_form = InviteForm(prefix="invite")
     invite_form.role.choices = [
         (Role.ORG_ADMIN.value, Role.ORG_ADMIN.label),
@@ -212,9 +213,9 @@ def organisation_status(slug: str, action: str):
 def org_dashboard():
     """The organisation admin's overview."""
     org = auth.current_organisation()
-    users = people.users_list(db_session(), organisation_id=org.id, per_page=1)
-    invitations = people.invitations_pending(db_session(), organisation_id=org.id)
-    events = audit_events_list(db_session(), organisation_id=org.id, per_page=8)
+    users = people.users_list(db_session(), scope=Scope.organisation(org.id), per_page=1)
+    invitations = people.invitations_pending(db_session(), scope=Scope.organisation(org.id))
+    events = audit_events_list(db_session(), scope=Scope.organisation(org.id), per_page=8)
     overview = organisation_overview(
         db_session(),
         organisation_id=org.id,

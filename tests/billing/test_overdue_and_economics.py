@@ -15,6 +15,7 @@ from portal.catalogue.models import Product
 from portal.db import db
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState
+from portal.kernel.scope import Scope
 from portal.seats.models import SeatAssignment, Subscription
 from portal.seats.services import seat_assign, subscription_create
 from portal.settings.services import settings_update
@@ -49,17 +50,19 @@ def test_past_due_and_overdue_follow_the_grace_period(app, issued):
     today = now_utc().date()
     _setting(app, overdue_grace_days=14)
     with app.app_context():
-        assert past_due_invoices(db.session, today=today) == []
+        assert past_due_invoices(db.session, scope=Scope.council(), today=today) == []
     make_due(app, issued["invoice_id"], today - dt.timedelta(days=14))
     with app.app_context():
-        [late] = past_due_invoices(db.session, today=today)
+        [late] = past_due_invoices(db.session, scope=Scope.council(), today=today)
         assert (late.days_late, late.overdue) == (14, False)
-        assert overdue_invoices(db.session, today=today) == []
+        assert overdue_invoices(db.session, scope=Scope.council(), today=today) == []
     make_due(app, issued["invoice_id"], today - dt.timedelta(days=15))
     with app.app_context():
-        [late] = overdue_invoices(db.session, today=today, organisation_id=issued["org"].id)
+        [late] = overdue_invoices(
+            db.session, scope=Scope.organisation(issued["org"].id), today=today
+        )
         assert late.number == issued["number"]
-        assert overdue_invoices(db.session, today=today, organisation_id=999_999) == []
+        assert overdue_invoices(db.session, scope=Scope.organisation(999_999), today=today) == []
 
 
 def test_overdue_invoices_refuse_new_subscriptions_when_the_council_says_so(

@@ -12,6 +12,7 @@ from portal.catalogue.models import Meter, Product
 from portal.db import db
 from portal.kernel.clock import now_utc
 from portal.kernel.periods import period_bounds, period_of
+from portal.kernel.scope import Scope
 from portal.metering import selectors
 from portal.seats import services as seats
 from portal.seats.models import SeatAssignment, Subscription
@@ -79,11 +80,11 @@ def test_each_aggregation_over_a_period(app, frozen, metered):
         result = _by_meter(
             app,
             selectors.usage_aggregates(
-                db.session, start=start, end=end, organisation_id=metered["org"].id
+                db.session, start=start, end=end, scope=Scope.organisation(metered["org"].id)
             ),
         )
         this_month = selectors.usage_aggregates(
-            db.session, start=this_start, end=this_end, organisation_id=metered["org"].id
+            db.session, start=this_start, end=this_end, scope=Scope.organisation(metered["org"].id)
         )
     assert result == {
         "api_calls": (Decimal("3.75"), 2),
@@ -113,14 +114,14 @@ def test_period_boundaries_are_half_open_in_utc(app, metered):
         this = _by_meter(
             app,
             selectors.usage_aggregates(
-                db.session, start=start, end=end, organisation_id=metered["org"].id
+                db.session, start=start, end=end, scope=Scope.organisation(metered["org"].id)
             ),
         )
         last_start, _ = period_bounds(period_of(previous_last_instant))
         last = _by_meter(
             app,
             selectors.usage_aggregates(
-                db.session, start=last_start, end=start, organisation_id=metered["org"].id
+                db.session, start=last_start, end=start, scope=Scope.organisation(metered["org"].id)
             ),
         )
     assert this["api_calls"] == (Decimal(1), 1)
@@ -134,10 +135,10 @@ def test_aggregates_are_scoped_to_the_organisation(app, metered, make_org):
     start, end = _month()
     with app.app_context():
         mine = selectors.usage_aggregates(
-            db.session, start=start, end=end, organisation_id=metered["org"].id
+            db.session, start=start, end=end, scope=Scope.organisation(metered["org"].id)
         )
         everyone = selectors.usage_aggregates(
-            db.session, start=start, end=end, organisation_id=None
+            db.session, start=start, end=end, scope=Scope.council()
         )
     assert [a.value for a in mine] == [Decimal(5)]
     assert sorted(a.value for a in everyone) == [Decimal(5), Decimal(7)]
