@@ -2,8 +2,9 @@
 
 Every selector that returns an organisation's documents takes the
 :class:`~portal.kernel.scope.Scope` it reads for: ``Scope.council()`` for council
-staff, who see every organisation, ``Scope.organisation(id)`` otherwise. An invoice of another organisation is simply not found (404),
-never "forbidden", so its existence is not revealed.
+staff, who see every organisation, ``Scope.organisation(id)`` otherwise. An invoice
+of another organisation is simply not found (404), never "forbidden", so its
+existence is not revealed.
 """
 
 from __future__ import annotations
