@@ -19,8 +19,9 @@ from portal.billing.lifecycle import invoice_finalize, payment_record
 from portal.billing.models import InvoiceStatus
 from portal.catalogue.selectors import product_by_sku
 from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
+from portal.crypto import encrypt_secret
 from portal.identity.accounts import user_create
-from portal.identity.models import User
+from portal.identity.models import TotpFactor, User
 from portal.identity.security import hash_password
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
@@ -34,6 +35,10 @@ from portal.tenancy.services import organisation_apply, organisation_create, org
 
 DEMO_PASSWORD = "demo-password"  # noqa: S105  (a published demo credential)
 COUNCIL_ADMIN = "admin@council.example"
+COUNCIL_FINANCE = "finance@council.example"
+#: The authenticator-app secret of the demo's council admin and finance, who must sign in
+#: with a second factor (a published demo credential, like the password).
+DEMO_TOTP_SECRET = "PORTALDEMOTOTPSECRETPORTALDEMO23"  # noqa: S105
 
 ORGANISATIONS = [
     # slug, name, country, currency, provider, members
@@ -50,6 +55,7 @@ def load_demo(session: Session) -> list[str]:
     """Create the demo council; return the lines to print (sign-ins)."""
     actor = Actor.system("demo")
     if session.scalar(sa.select(User.id).where(User.email == COUNCIL_ADMIN)) is not None:
+        _demo_second_factors(session)  # demo data loaded before second factors existed
         return ["Demo data is already loaded.", *_sign_ins()]
     user_create(
         session,
@@ -61,10 +67,11 @@ def load_demo(session: Session) -> list[str]:
     user_create(
         session,
         actor=actor,
-        email="finance@council.example",
+        email=COUNCIL_FINANCE,
         name="Council Finance",
         role=Role.FINANCE,
     )
+    _demo_second_factors(session)
     for slug, name, country, currency, provider, members in ORGANISATIONS:
         org = organisation_create(
             session,
@@ -451,11 +458,34 @@ def _invoices(session: Session, actor: Actor) -> None:
             )
 
 
+def _demo_second_factors(session: Session) -> None:
+    """Council admin and finance must sign in with a second factor: the demo gives them
+    an authenticator app with :data:`DEMO_TOTP_SECRET` (unless they have one already)."""
+    for email in (COUNCIL_ADMIN, COUNCIL_FINANCE):
+        user = session.scalar(sa.select(User).where(User.email == email))
+        if user is None or session.scalar(
+            sa.select(TotpFactor.id).where(TotpFactor.user_id == user.id)
+        ):
+            continue
+        session.add(
+            TotpFactor(
+                user_id=user.id,
+                organisation_id=user.organisation_id,
+                secret_encrypted=encrypt_secret(DEMO_TOTP_SECRET),
+                confirmed_at=now_utc(),
+            )
+        )
+    session.flush()
+
+
 def _sign_ins() -> list[str]:
     return [
         f"Sign in at /login with password “{DEMO_PASSWORD}” as:",
         f"  council admin   {COUNCIL_ADMIN}",
-        "  finance         finance@council.example",
+        f"  finance         {COUNCIL_FINANCE}",
         "  org admin       admin@acme-gmbh.example",
         "  member          jonas@acme-gmbh.example",
+        "Council admin and finance then type a code from an authenticator app holding the",
+        f"secret {DEMO_TOTP_SECRET}, or from: .venv/bin/python -c "
+        f"\"import pyotp; print(pyotp.TOTP('{DEMO_TOTP_SECRET}').now())\"",
     ]

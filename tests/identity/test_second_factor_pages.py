@@ -427,3 +427,31 @@ def test_last_seen_is_written_at_most_once_a_minute(app, clock, make_org, make_u
     much_later = clock.advance(dt.timedelta(hours=2))
     client.get("/account/sessions")
     assert _sessions(app, user.id)[0].last_seen_at == much_later
+
+
+def test_demo_council_staff_sign_in_with_the_published_secret(app, runner):
+    from portal.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
+
+    result = runner.invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    assert DEMO_TOTP_SECRET in result.output
+    for email, home in (
+        ("admin@council.example", "/council"),
+        ("finance@council.example", "/council"),
+    ):
+        client = app.test_client()
+        response = post_form(client, "/login", {"email": email, "password": DEMO_PASSWORD})
+        assert response.headers["Location"] == SECOND_STEP
+        with app.app_context():
+            from portal.kernel.clock import now_utc
+
+            code = pyotp.TOTP(DEMO_TOTP_SECRET).at(now_utc())
+        response = post_form(client, SECOND_STEP, {"code": code})
+        assert response.headers["Location"] == home
+        assert client.get(home).status_code == 200
+    # members sign in with the password alone
+    member = app.test_client()
+    response = post_form(
+        member, "/login", {"email": "jonas@acme-gmbh.example", "password": DEMO_PASSWORD}
+    )
+    assert response.headers["Location"] == "/my"
