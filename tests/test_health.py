@@ -6,7 +6,16 @@ import pytest
 
 from portal import create_app
 from portal.db import RETRY_AFTER_SECONDS, db, outage
+from portal.observability import readiness_checks, register_readiness_check
 from tests.conftest import free_port
+
+
+def _own(app, response) -> dict:
+    """The body without the checks other parts registered (the job queue's broker)."""
+    body = response.get_json()
+    registered = readiness_checks(app)
+    body["checks"] = {k: v for k, v in body["checks"].items() if k not in registered}
+    return body
 
 
 def test_healthz_answers_ok_without_authentication(client):
@@ -16,7 +25,8 @@ def test_healthz_answers_ok_without_authentication(client):
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_readyz_is_ok_when_the_database_answers(client):
+def test_readyz_is_ok_when_the_database_answers(app, client, monkeypatch):
+    monkeypatch.setitem(app.extensions, "portal_readiness", {})
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok", "checks": {"database": "ok"}}
@@ -26,6 +36,7 @@ def test_readyz_is_ok_when_the_database_answers(client):
 def test_readyz_reports_redis_when_configured(app, client, monkeypatch):
     """Redis down: limits count per process, so ``degraded`` (still 200); Redis up: ok."""
     monkeypatch.setitem(app.config, "PORTAL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setitem(app.extensions, "portal_readiness", {})
     down = client.get("/readyz")
     assert down.status_code == 200
     assert down.get_json() == {
@@ -71,7 +82,7 @@ def test_readyz_fails_with_503_when_the_database_is_down_and_healthz_still_answe
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
-    assert ready.get_json() == {
+    assert _own(app_without_database, ready) == {
         "status": "failing",
         "checks": {"database": "failing", "redis": "degraded"},
     }
@@ -81,3 +92,43 @@ def test_readyz_fails_with_503_when_the_database_is_down_and_healthz_still_answe
     alive = client.get("/healthz")
     assert alive.status_code == 200
     assert alive.get_json() == {"status": "ok"}
+
+
+# ------------------------------------------------------------------ registered checks
+
+
+def test_registered_checks_are_run_failing_critical_is_503_other_is_degraded(
+    app, client, monkeypatch
+):
+    """A part with a server of its own (the job queue's broker) registers its check."""
+    monkeypatch.setitem(app.extensions, "portal_readiness", {})
+    calls: list[str] = []
+
+    def answers() -> bool:
+        calls.append("broker")
+        return True
+
+    register_readiness_check(app, "queue", answers, critical=True)
+    ok = client.get("/readyz")
+    assert ok.status_code == 200
+    assert ok.get_json() == {"status": "ok", "checks": {"database": "ok", "queue": "ok"}}
+    assert calls == ["broker"]
+
+    register_readiness_check(app, "mail", lambda: False)  # not critical
+    degraded = client.get("/readyz")
+    assert degraded.status_code == 200
+    assert degraded.get_json()["status"] == "degraded"
+    assert degraded.get_json()["checks"]["mail"] == "degraded"
+
+    def broken() -> bool:
+        raise ConnectionError("amqp://guest:guest@10.0.0.7:5672 refused")
+
+    register_readiness_check(app, "queue", broken, critical=True)  # replaces the first
+    failing = client.get("/readyz")
+    assert failing.status_code == 503
+    assert failing.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    assert failing.get_json() == {
+        "status": "failing",
+        "checks": {"database": "ok", "queue": "failing", "mail": "degraded"},
+    }
+    assert "10.0.0.7" not in failing.get_data(as_text=True)  # no addresses, no messages

@@ -45,6 +45,7 @@ from portal.identity.security import token_digest
 from portal.inputs import unsafe_query_string
 from portal.kernel.clock import now_utc
 from portal.metering.selectors import ENTITLEMENT_SEAT, entitlement_answer, entitlement_params
+from portal.observability import ENVIRON_ENDPOINT, observe_request
 from portal.security import is_production, response_headers
 
 PATH = "/api/v1/entitlements/check"
@@ -141,12 +142,20 @@ class EntitlementCheckFastPath:
         self._engine: sa.Engine | None = None
         self._statement: _Statement | None = None
         self._setting_up = threading.Lock()
+        # The Flask view's endpoint: answers given here are measured under its name.
+        self.endpoint = app.url_map.bind("").match(PATH, "GET")[0]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == PATH and environ.get("REQUEST_METHOD") == "GET":
-            body = self.answer(environ)
-            if body is not None:
-                return self._reply(body, environ, start_response)
+            # Timed, logged and given a request id like Flask's answers (portal.observability).
+            return observe_request(environ, start_response, self._check)
+        return self.wsgi_app(environ, start_response)
+
+    def _check(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        body = self.answer(environ)
+        if body is not None:
+            environ[ENVIRON_ENDPOINT] = self.endpoint
+            return self._reply(body, environ, start_response)
         return self.wsgi_app(environ, start_response)
 
     def _reply(
@@ -202,6 +211,10 @@ class EntitlementCheckFastPath:
             )
             # Closed with the portal's own (at shutdown, and after each test run).
             sa.event.listen(portal_engine, "engine_disposed", lambda _: engine.dispose())
+            # Row-level security: this engine runs one statement only, for vendor tokens, whose
+            # requests are council-wide (portal.api.auth.token_scope); its connections are
+            # set so once, when made, and serve nothing else.
+            sa.event.listen(engine, "connect", _council_wide_connection)
         self._statement = _Statement(engine.dialect)
         self._engine = engine
 
@@ -244,6 +257,19 @@ class EntitlementCheckFastPath:
                 seat_vendor_id=row["seat_vendor_id"],
             )
         )
+
+
+def _council_wide_connection(dbapi_connection: Any, connection_record: Any) -> None:
+    """A new connection of the fast path's own engine: council-wide (vendor tokens' scope)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(
+            "SELECT set_config('portal.scope', 'council', false), "
+            "set_config('portal.organisation_id', '', false)"
+        )
+    finally:
+        cursor.close()
+    dbapi_connection.commit()  # before SQLAlchemy turns autocommit on; the settings stay
 
 
 def _parameters(query_string: str) -> dict[str, str] | None:

@@ -40,14 +40,18 @@ from sqlalchemy.orm import Session
 
 from portal.catalogue.models import Meter, Product
 from portal.identity.models import User
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import PermissionDenied, ValidationFailed
+from portal.kernel.errors import ValidationFailed
+from portal.kernel.policy import Action
 from portal.metering.models import QUANTITY_FACTOR, QUANTITY_SCALE, UsageEvent
+from portal.observability import usage_events_counted
 from portal.seats.models import Subscription, SubscriptionChange, SubscriptionStatus
 from portal.tenancy.models import Organisation, OrganisationStatus
 
 MAX_BATCH = 10_000
+REPORTERS_ONLY = "Only vendors and the council report usage."
 MAX_KEY_LENGTH = 255
 MAX_QUANTITY = Decimal(10) ** 9
 MAX_PROPERTIES_BYTES = 4096
@@ -324,8 +328,7 @@ def usage_ingest(
     only for an organisation holding a subscription of its product in force on
     the event's day, and only for that organisation's people (invariant 8).
     """
-    if actor.role not in (None, "council_admin", "vendor"):
-        raise PermissionDenied("Only vendors and the council report usage.")
+    policy.require(actor, Action.USAGE_REPORT, vendor_id=vendor_id, message=REPORTERS_ONLY)
     events, errors = decode_batch(body)
     if len(events) > MAX_BATCH:
         raise ValidationFailed(
@@ -384,6 +387,11 @@ def usage_ingest(
     if rows:
         result.accepted = _insert(session, rows)
         result.duplicates = len(rows) - result.accepted
+    usage_events_counted(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=(rejection["code"] for rejection in result.rejected),
+    )
     return result
 
 

@@ -29,9 +29,12 @@ from portal.identity.sign_in import SignInRefused, authenticate, sign_in_refusal
 from portal.identity.sso import Pending as Pending  # re-exported for the pages
 from portal.identity.sso import ProviderSettings, normalise_issuer
 from portal.identity.sso import SsoFailed as SsoFailed  # re-exported for the pages
+from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
+from portal.kernel.errors import Conflict, DomainError, NotFound, ValidationFailed
+from portal.kernel.policy import Action
+from portal.observability import login_failed
 from portal.sso import selectors
 from portal.sso.models import DomainStatus, EmailDomain, SsoConnection
 from portal.tenancy.models import Organisation
@@ -87,11 +90,12 @@ class _ConnectionFields(BaseModel):
 
 
 def _may_configure(actor: Actor, organisation_id: int) -> None:
-    if actor.role is None or actor.role == Role.COUNCIL_ADMIN:
-        return
-    if actor.role == Role.ORG_ADMIN and actor.organisation_id == organisation_id:
-        return
-    raise PermissionDenied("Only the organisation's admin configures its single sign-on.")
+    policy.require(
+        actor,
+        Action.SSO_CONFIGURE,
+        organisation_id=organisation_id,
+        message="Only the organisation's admin configures its single sign-on.",
+    )
 
 
 def _break_glass_admin(session: Session, organisation: Organisation, email: str) -> User:
@@ -199,14 +203,14 @@ def _connection_snapshot(connection: SsoConnection) -> dict[str, Any]:
 
 def connection_may_test(actor: Actor, connection: SsoConnection) -> bool:
     """Only the organisation's own admin runs its connection's test sign-in."""
-    return actor.role == Role.ORG_ADMIN and actor.organisation_id == connection.organisation_id
+    return policy.allowed(actor, Action.SSO_TEST, organisation_id=connection.organisation_id)
 
 
 def connection_record_test(
     session: Session, *, actor: Actor, connection: SsoConnection, ok: bool, message: str
 ) -> SsoConnection:
     """Keep the outcome of a "test connection" run on the connection."""
-    _may_configure(actor, connection.organisation_id)
+    policy.require(actor, Action.SSO_TEST, organisation_id=connection.organisation_id)
     connection.last_test_at = now_utc()
     connection.last_test_ok = ok
     connection.last_test_message = message[:4000]
@@ -407,8 +411,12 @@ def domain_claim(
 
 def domain_verify(session: Session, *, actor: Actor, claim: EmailDomain) -> EmailDomain:
     """A council admin verifies a claim; a domain is verified for one organisation at most."""
-    if not (actor.role is None or actor.role == Role.COUNCIL_ADMIN):
-        raise PermissionDenied("Only council admins verify domains.")
+    policy.require(
+        actor,
+        Action.SSO_DOMAIN_VERIFY,
+        organisation_id=claim.organisation_id,
+        message="Only council admins verify domains.",
+    )
     if claim.status == DomainStatus.VERIFIED:
         return claim
     holder = selectors.verified_domain(session, claim.domain)
@@ -471,6 +479,7 @@ def password_sign_in(session: Session, *, email: str, password: str) -> User:
     if connection is not None:
         break_glass = connection.break_glass_user
         if break_glass is None or break_glass.email != (email or "").strip().lower():
+            login_failed("sso_required")
             raise SignInRefused(
                 f"{connection.organisation.name} signs in with its own identity provider; "
                 "passwords are turned off. Continue with single sign-on.",
@@ -553,7 +562,7 @@ def sso_account(
     """The account verified claims sign in to, created on the first sign-in (JIT, role member)."""
     org = connection.organisation
     email, user = check_claims(session, connection=connection, claims=claims)
-    actor = Actor(label=f"single sign-on ({org.slug})", organisation_id=org.id, ip=ip)
+    actor = Actor.system(f"single sign-on ({org.slug})", organisation_id=org.id, ip=ip)
     if user is None:
         name = claims.get("name") if isinstance(claims.get("name"), str) else ""
         user = user_create(
@@ -640,6 +649,7 @@ def user_provision(
     organisation's provider, so they cannot be provisioned here), is refused with
     one answer (:func:`_not_assignable`) that does not say which.
     """
+    policy.require(actor, Action.SSO_PROVISION, organisation_id=organisation.id)
     fields = parse(_ProvisionFields, {"email": email})
     user = session.scalar(sa.select(User).where(User.email == fields.email))
     if user is not None:

@@ -84,7 +84,13 @@ def _same(whole, flask_only) -> None:
     assert whole.get_data() == flask_only.get_data()
 
     def headers(response) -> list[tuple[str, str]]:
-        return sorted((k, v) for k, v in response.headers.items() if (k, v) != ("Vary", "Cookie"))
+        # Each request gets its own X-Request-Id (portal.observability): present, not equal.
+        assert len(response.headers.getlist("X-Request-Id")) == 1
+        return sorted(
+            (k, v)
+            for k, v in response.headers.items()
+            if (k, v) != ("Vary", "Cookie") and k != "X-Request-Id"
+        )
 
     assert headers(whole) == headers(flask_only)
 
@@ -131,6 +137,35 @@ def test_the_fast_path_gives_flasks_answer_to_every_question(app, seated):
     yes = _asks(app, seated["token"], next(iter(questions)))[1].get_json()
     assert yes["seat"]["subscription"] == seated["subscription"]
     assert yes["seat"]["user_email"] == email
+
+
+def test_fast_answers_carry_a_request_id_and_are_measured_as_the_flask_endpoint(
+    app, seated, monkeypatch
+):
+    """portal.observability: an answer given without Flask is timed under the Flask view's
+    endpoint, logged, and returns the caller's X-Request-Id like any other request."""
+    from portal.observability import REQUEST_SECONDS
+
+    def no_flask(environ, start_response):
+        raise AssertionError("the fast path should have answered")
+
+    monkeypatch.setattr(_fast(app), "wsgi_app", no_flask)
+    query = f"organisation=acme&user_email={seated['email']}&product=cad-suite"
+    counted = REQUEST_SECONDS.labels(endpoint="api.entitlement", method="GET", status="200")
+    before = counted._sum.get(), _count(counted)  # noqa: SLF001 (prometheus_client's value)
+    response = app.test_client().get(
+        PATH,
+        query_string=query,
+        headers={"Authorization": f"Bearer {seated['token']}", "X-Request-Id": "vendor-req-1"},
+    )
+    assert response.status_code == 200
+    assert response.headers.getlist("X-Request-Id") == ["vendor-req-1"]
+    assert _count(counted) == before[1] + 1
+    assert counted._sum.get() > before[0]  # noqa: SLF001
+
+
+def _count(histogram) -> float:
+    return sum(bucket.get() for bucket in histogram._buckets)  # noqa: SLF001
 
 
 def test_a_plain_check_never_reaches_flask(app, seated, monkeypatch):
