@@ -34,25 +34,13 @@ from sqlalchemy.orm import Session
 from portal.audit.services import audit_record
 from portal.crypto import decrypt_secret, encrypt_secret, keyed_digest
 from portal.identity.models import RecoveryCode, TotpFactor, User
+from portal.identity.passkeys import passkey_count, passkeys_remove_all
 from portal.identity.security import verify_password
 from portal.identity.sign_in import sessions_revoke_for_user
 from portal.kernel.actor import Actor, ActorKind, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, DomainError, PermissionDenied, ValidationFailed
 from portal.tenancy.models import Organisation
-
-try:  # passkeys (portal.identity.passkeys) are being written alongside this module
-    from portal.identity.passkeys import passkey_count, passkeys_remove_all
-except ImportError:  # pragma: no cover - only until that module lands
-
-    def passkey_count(session: Session, user_id: int) -> int:
-        """No passkeys module yet: nobody has a passkey."""
-        return 0
-
-    def passkeys_remove_all(session: Session, user_id: int) -> int:
-        """No passkeys module yet: nothing to remove."""
-        return 0
-
 
 TOTP_DIGITS = 6
 TOTP_INTERVAL = 30
