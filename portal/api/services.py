@@ -18,9 +18,11 @@ from portal.api.models import ApiToken, IdempotentRequest, TokenScope
 from portal.audit.services import audit_record
 from portal.catalogue.models import Vendor, VendorStatus
 from portal.identity.security import new_token, token_digest
-from portal.kernel.actor import Actor, Role
+from portal.kernel import policy
+from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import PermissionDenied, ValidationFailed
+from portal.kernel.errors import ValidationFailed
+from portal.kernel.policy import Action
 from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.validation import SafeDateTime, Stripped, parse
 
@@ -53,17 +55,14 @@ class TokenFields(BaseModel):
     expires_at: Annotated[SafeDateTime | None, AfterValidator(_in_future)] = None
 
 
-def _may_create(actor: Actor, scope: str, organisation: Organisation | None) -> None:
-    if actor.role is None or actor.role == Role.COUNCIL_ADMIN:
-        return
-    if (
-        actor.role == Role.ORG_ADMIN
-        and scope == TokenScope.ORGANISATION
-        and organisation is not None
-        and organisation.id == actor.organisation_id
-    ):
-        return
-    raise PermissionDenied("You may not create this token.")
+def _require(actor: Actor, action: Action, scope: str, organisation_id: int | None) -> None:
+    """Council admins handle any token; org admins their own organisation's (the policy)."""
+    policy.require(
+        actor,
+        action,
+        organisation_id=organisation_id if scope == TokenScope.ORGANISATION else None,
+        message="You may not handle this token.",
+    )
 
 
 def token_create(
@@ -104,7 +103,7 @@ def token_create(
         errors["vendor"] = ["Only vendor tokens belong to a vendor."]
     if errors:
         raise ValidationFailed("Some fields need attention.", errors=errors)
-    _may_create(actor, scope, organisation)
+    _require(actor, Action.TOKEN_CREATE, scope, organisation.id if organisation else None)
     if organisation is not None and organisation.status != OrganisationStatus.ACTIVE:
         raise ValidationFailed(
             f"{organisation.name} is {organisation.status}; its tokens would not work.",
@@ -144,12 +143,7 @@ def token_create(
 
 def token_revoke(session: Session, *, actor: Actor, token: ApiToken) -> ApiToken:
     """Revoke a token at once. Revoking a revoked token changes nothing."""
-    if not (actor.role is None or actor.role == Role.COUNCIL_ADMIN) and not (
-        actor.role == Role.ORG_ADMIN
-        and token.scope == TokenScope.ORGANISATION
-        and token.organisation_id == actor.organisation_id
-    ):
-        raise PermissionDenied("You may not revoke this token.")
+    _require(actor, Action.TOKEN_REVOKE, token.scope, token.organisation_id)
     if token.revoked_at is not None:
         return token
     token.revoked_at = now_utc()

@@ -38,14 +38,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.billing.access import require_finance
+from portal.billing.access import FINANCE_ONLY
 from portal.billing.lifecycle import invoice_by_reference, invoice_can_become, payment_record
 from portal.billing.models import Invoice, InvoiceStatus, Payment, PaymentMethod
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, ValidationFailed
 from portal.kernel.iso import is_currency
 from portal.kernel.money import format_money, to_minor
+from portal.kernel.policy import Action
 
 REQUIRED = ("date", "amount", "currency", "reference")
 MAX_ROWS = 10_000
@@ -164,7 +166,7 @@ def bank_statement_upload(session: Session, *, actor: Actor, data: bytes) -> Imp
 
 def bank_statement_import(session: Session, *, actor: Actor, text: str) -> ImportResult:
     """Match every row of a bank statement (CSV text) and record the matched payments."""
-    require_finance(actor)
+    policy.require(actor, Action.PAYMENT_IMPORT_BANK, message=FINANCE_ONLY)
     reader = csv.DictReader(io.StringIO(text))
     columns = _header(reader.fieldnames)
     today = now_utc().date()

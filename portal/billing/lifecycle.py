@@ -24,13 +24,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.billing.access import require_finance
+from portal.billing.access import FINANCE_ONLY
 from portal.billing.models import ISSUED, CreditNote, Invoice, InvoiceStatus, Payment, PaymentMethod
 from portal.billing.numbering import next_number
 from portal.billing.rating import round_half_up
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, InvalidState, ValidationFailed
+from portal.kernel.policy import Action
 from portal.settings.services import settings_get
 from portal.signals import invoice_finalised
 from portal.validation import MIN_DATE
@@ -122,7 +124,12 @@ def invoice_creditable(session: Session, invoice: Invoice) -> int:
 
 def invoice_finalize(session: Session, *, actor: Actor, invoice: Invoice) -> Invoice:
     """Give a draft its number and make it final: it never changes again."""
-    require_finance(actor)
+    policy.require(
+        actor,
+        Action.INVOICE_FINALIZE,
+        organisation_id=invoice.organisation_id,
+        message=FINANCE_ONLY,
+    )
     invoice_lock(session, invoice)
     if not invoice_can_become(invoice, InvoiceStatus.OPEN):
         raise InvalidState(
@@ -153,7 +160,9 @@ def invoice_finalize(session: Session, *, actor: Actor, invoice: Invoice) -> Inv
 
 def invoice_void(session: Session, *, actor: Actor, invoice: Invoice, reason: str) -> Invoice:
     """Cancel a finalised invoice nothing was paid on (its number stays used)."""
-    require_finance(actor)
+    policy.require(
+        actor, Action.INVOICE_VOID, organisation_id=invoice.organisation_id, message=FINANCE_ONLY
+    )
     invoice_lock(session, invoice)
     if not invoice_can_become(invoice, InvoiceStatus.VOID) or invoice.amount_paid:
         raise InvalidState(
@@ -181,7 +190,12 @@ def invoice_mark_uncollectible(
     session: Session, *, actor: Actor, invoice: Invoice, reason: str
 ) -> Invoice:
     """Write off an open invoice as uncollectible (number and PDF stay; a payment still counts)."""
-    require_finance(actor)
+    policy.require(
+        actor,
+        Action.INVOICE_MARK_UNCOLLECTIBLE,
+        organisation_id=invoice.organisation_id,
+        message=FINANCE_ONLY,
+    )
     invoice_lock(session, invoice)
     if not invoice_can_become(invoice, InvoiceStatus.UNCOLLECTIBLE):
         raise InvalidState(
@@ -221,7 +235,12 @@ def credit_note_create(
     session: Session, *, actor: Actor, invoice: Invoice, amount: int, reason: str
 ) -> CreditNote:
     """Credit part or all of a finalised invoice's net amount; tax is credited in proportion."""
-    require_finance(actor)
+    policy.require(
+        actor,
+        Action.CREDIT_NOTE_CREATE,
+        organisation_id=invoice.organisation_id,
+        message=FINANCE_ONLY,
+    )
     invoice_lock(session, invoice)
     if invoice.status not in ISSUED:
         raise InvalidState("Credit notes are for finalised invoices.", code="not_creditable")
@@ -284,8 +303,9 @@ def payment_record(
     ``external_id`` (Stripe's PaymentIntent id) is unique: recording it twice
     returns the first payment and changes nothing.
     """
-    if method != PaymentMethod.STRIPE:
-        require_finance(actor)
+    policy.require(
+        actor, Action.PAYMENT_RECORD, organisation_id=invoice.organisation_id, message=FINANCE_ONLY
+    )
     if external_id:
         existing = session.scalar(sa.select(Payment).where(Payment.external_id == external_id))
         if existing is not None:

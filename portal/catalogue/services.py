@@ -24,8 +24,10 @@ from sqlalchemy.orm import Session
 from portal.audit.services import audit_record, changed, snapshot
 from portal.catalogue.models import LicencePool, Meter, Price, PriceTier, Product, Vendor
 from portal.catalogue.selectors import product_by_sku, vendor_by_slug
+from portal.kernel import policy
 from portal.kernel.actor import Actor
-from portal.kernel.errors import Conflict, PermissionDenied, ValidationFailed
+from portal.kernel.errors import Conflict, ValidationFailed
+from portal.kernel.policy import Action
 from portal.signals import pool_capacity_changed, pool_changing
 from portal.validation import (
     MAX_AMOUNT,
@@ -64,9 +66,7 @@ Url = Annotated[str, Stripped, StringConstraints(max_length=500), AfterValidator
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 
 
-def _require_council_admin(actor: Actor) -> None:
-    if actor.role is not None and actor.role != "council_admin":
-        raise PermissionDenied("Only council admins manage the catalogue.")
+COUNCIL_ADMINS_ONLY = "Only council admins manage the catalogue."
 
 
 # ---------------------------------------------------------------- vendors
@@ -87,7 +87,7 @@ VENDOR_FIELDS = ("slug", "name", "status", "contact_email", "website", "status_n
 
 def vendor_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Vendor:
     """Add a supplier."""
-    _require_council_admin(actor)
+    policy.require(actor, Action.VENDOR_CREATE, message=COUNCIL_ADMINS_ONLY)
     fields = parse(VendorFields, data)
     if session.scalar(sa.select(Vendor.id).where(Vendor.slug == fields.slug)) is not None:
         raise Conflict(
@@ -114,7 +114,7 @@ def vendor_update(
     session: Session, *, actor: Actor, vendor: Vendor, data: dict[str, Any]
 ) -> Vendor:
     """Change a supplier's details or status (the slug stays)."""
-    _require_council_admin(actor)
+    policy.require(actor, Action.VENDOR_UPDATE, message=COUNCIL_ADMINS_ONLY)
     fields = parse(VendorFields, {**snapshot(vendor, VENDOR_FIELDS), **data, "slug": vendor.slug})
     before = snapshot(vendor, VENDOR_FIELDS)
     for key, value in fields.model_dump().items():
@@ -175,7 +175,7 @@ PRODUCT_FIELDS = ("sku", "name", "description", "launch_url")
 
 def product_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Product:
     """Add a product of a vendor, with its meters."""
-    _require_council_admin(actor)
+    policy.require(actor, Action.CATALOGUE_PRODUCT_CREATE, message=COUNCIL_ADMINS_ONLY)
     fields = parse(ProductFields, data)
     vendor = vendor_by_slug(session, fields.vendor, field="vendor")
     if session.scalar(sa.select(Product.id).where(Product.sku == fields.sku)) is not None:
@@ -221,7 +221,7 @@ def product_update(
     session: Session, *, actor: Actor, product: Product, data: dict[str, Any]
 ) -> Product:
     """Change a product's name, description or launch link (the SKU stays)."""
-    _require_council_admin(actor)
+    policy.require(actor, Action.CATALOGUE_PRODUCT_UPDATE, message=COUNCIL_ADMINS_ONLY)
     fields = parse(ProductUpdate, data)
     before = snapshot(product, PRODUCT_FIELDS)
     for key, value in fields.model_dump(include=set(data)).items():
@@ -247,7 +247,7 @@ def meter_create(
     session: Session, *, actor: Actor, product: Product, data: dict[str, Any]
 ) -> Meter:
     """Add a meter to a product."""
-    _require_council_admin(actor)
+    policy.require(actor, Action.CATALOGUE_METER_CREATE, message=COUNCIL_ADMINS_ONLY)
     fields = parse(MeterFields, data)
     if any(m.key == fields.key for m in product.meters):
         raise Conflict(
@@ -308,7 +308,7 @@ POOL_FIELDS = (
 
 def pool_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> LicencePool:
     """Record seats the council bought; waitlisted requests may be granted at once."""
-    _require_council_admin(actor)
+    policy.require(actor, Action.POOL_CREATE, message=COUNCIL_ADMINS_ONLY)
     fields = parse(PoolFields, data)
     product = product_by_sku(session, fields.product, field="product")
     pool = LicencePool(
@@ -346,7 +346,7 @@ def pool_update(
     session: Session, *, actor: Actor, pool: LicencePool, data: dict[str, Any]
 ) -> LicencePool:
     """Grow or shrink a pool, or change its end. Shrinking below reserved seats is refused."""
-    _require_council_admin(actor)
+    policy.require(actor, Action.POOL_UPDATE, message=COUNCIL_ADMINS_ONLY)
     fields = parse(PoolUpdate, data)
     lock_product(session, pool.product_id)
     session.refresh(pool)
@@ -434,7 +434,7 @@ class PriceFields(BaseModel):
 
 def price_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Price:
     """Set what members pay for a product in one currency."""
-    _require_council_admin(actor)
+    policy.require(actor, Action.PRICE_CREATE, message=COUNCIL_ADMINS_ONLY)
     fields = parse(PriceFields, data)
     product = product_by_sku(session, fields.product, field="product")
     meter = None

@@ -16,14 +16,15 @@ from portal.audit.services import audit_record
 from portal.identity.models import User
 from portal.identity.security import hash_password, password_problems
 from portal.identity.sign_in import sessions_revoke_for_user
+from portal.kernel import policy
 from portal.kernel.actor import ORG_ROLES, Actor, Role
 from portal.kernel.errors import (
     Conflict,
     InvalidState,
-    NotFound,
     PermissionDenied,
     ValidationFailed,
 )
+from portal.kernel.policy import Action
 from portal.signals import user_deactivated
 from portal.tenancy.models import Organisation
 from portal.validation import Email, Stripped, parse
@@ -63,8 +64,14 @@ def user_create(
     password: str | None = None,
 ) -> User:
     """Create an account directly (the CLI's ``create-admin``, demo data, SSO provisioning)."""
+    try:
+        role = Role(role)
+    except ValueError as exc:
+        raise ValidationFailed("Choose a role.", errors={"role": ["Choose a role."]}) from exc
+    require_people_manager(
+        actor, Action.USER_CREATE, organisation.id if organisation else None, role
+    )
     fields = parse(_NewAccount, {"email": email, "name": name})
-    role = Role(role)
     if role.is_council != (organisation is None):
         raise ValidationFailed(
             "Council roles have no organisation; organisation roles need one.",
@@ -95,17 +102,17 @@ def user_create(
     return user
 
 
-def may_manage_people(actor: Actor, organisation_id: int | None, role: Role | None = None) -> None:
-    """Council admins manage everyone; org admins only their own organisation's people."""
-    if actor.role is None or actor.role == Role.COUNCIL_ADMIN:
-        return
-    if actor.role == Role.ORG_ADMIN and organisation_id is not None:
-        if actor.organisation_id != organisation_id:
-            raise NotFound("No such person in your organisation.")
-        if role is not None and role not in ORG_ROLES:
-            raise PermissionDenied("Organisation admins can only give organisation roles.")
-        return
-    raise PermissionDenied("You may not manage accounts.")
+def require_people_manager(
+    actor: Actor, action: Action, organisation_id: int | None, role: Role | None = None
+) -> None:
+    """Refuse unless ``actor`` may do ``action`` to the people of ``organisation_id`` (None:
+    council staff), giving ``role``: council admins manage everyone, org admins their own
+    organisation's people in organisation roles (:mod:`portal.kernel.policy`)."""
+    policy.require(
+        actor, action, organisation_id=organisation_id, message="You may not manage accounts."
+    )
+    if role is not None and role not in ORG_ROLES and not policy.allowed(actor, action):
+        raise PermissionDenied("Only council admins give council roles.")
 
 
 def _active_org_admins(session: Session, organisation_id: int) -> int:
@@ -129,7 +136,7 @@ def user_change_role(session: Session, *, actor: Actor, user: User, role: Role |
         role = Role(role)
     except ValueError as exc:
         raise ValidationFailed("Choose a role.", errors={"role": ["Choose a role."]}) from exc
-    may_manage_people(actor, user.organisation_id, role)
+    require_people_manager(actor, Action.USER_CHANGE_ROLE, user.organisation_id, role)
     if role.is_council != user.role.is_council:
         raise ValidationFailed(
             "Council and organisation roles cannot be swapped.",
@@ -166,7 +173,7 @@ def user_change_role(session: Session, *, actor: Actor, user: User, role: Role |
 
 def user_set_active(session: Session, *, actor: Actor, user: User, active: bool) -> User:
     """Deactivate (ends every session, releases seats) or reactivate an account."""
-    may_manage_people(actor, user.organisation_id)
+    require_people_manager(actor, Action.USER_SET_ACTIVE, user.organisation_id)
     if user.id == actor.user_id and not active:
         raise InvalidState("You cannot deactivate your own account.", code="self_deactivation")
     if user.is_active == active:
@@ -207,6 +214,13 @@ class _Profile(BaseModel):
 
 def profile_update(session: Session, *, actor: Actor, user: User, name: str) -> User:
     """Change one's own display name."""
+    policy.require(
+        actor,
+        Action.USER_PROFILE_UPDATE,
+        organisation_id=user.organisation_id,
+        user_id=user.id,
+        message="You may change only your own profile.",
+    )
     fields = parse(_Profile, {"name": name})
     before = {"name": user.name}
     user.name = fields.name

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.identity.accounts import check_password, ensure_email_free, may_manage_people
+from portal.identity.accounts import check_password, ensure_email_free, require_people_manager
 from portal.identity.models import Invitation, InvitationState, User
 from portal.identity.security import hash_password, new_token, token_digest
 from portal.kernel.actor import Actor, Role
@@ -29,9 +29,9 @@ from portal.kernel.errors import (
     Conflict,
     InvalidState,
     NotFound,
-    PermissionDenied,
     ValidationFailed,
 )
+from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.tenancy.services import organisation_transition
@@ -65,9 +65,9 @@ def invitation_create(
         raise ValidationFailed(
             "That role does not fit.", errors={"role": ["This role does not fit."]}
         )
-    may_manage_people(actor, organisation.id if organisation else None, role)
-    if role.is_council and actor.role not in (None, Role.COUNCIL_ADMIN):
-        raise PermissionDenied("Only council admins invite council staff.")
+    require_people_manager(
+        actor, Action.USER_INVITE, organisation.id if organisation else None, role
+    )
     if organisation is not None and organisation.status != OrganisationStatus.ACTIVE:
         raise InvalidState(
             f"{organisation.name} is {organisation.status}; "
@@ -215,13 +215,7 @@ def invitation_accept(
     session.flush()
     audit_record(
         session,
-        actor=Actor(
-            label=user.email,
-            user_id=user.id,
-            role=user.role,
-            organisation_id=user.organisation_id,
-            ip=ip,
-        ),
+        actor=Actor.person(user, ip),
         action="invitation.accept",
         target_type="user",
         target_id=user.id,
@@ -234,7 +228,7 @@ def invitation_accept(
 
 def invitation_revoke(session: Session, *, actor: Actor, invitation: Invitation) -> None:
     """Withdraw a pending invitation."""
-    may_manage_people(actor, invitation.organisation_id)
+    require_people_manager(actor, Action.USER_INVITATION_REVOKE, invitation.organisation_id)
     if invitation.state != InvitationState.PENDING:
         raise InvalidState(f"This invitation is {invitation.state}.", code="invitation_not_pending")
     invitation.revoked_at = now_utc()

@@ -18,9 +18,11 @@ from portal.identity.accounts import check_password
 from portal.identity.models import User, UserSession
 from portal.identity.security import hash_password, token_digest, verify_password
 from portal.identity.sign_in import sessions_revoke_for_user, sign_in_refusal
-from portal.kernel.actor import Actor
+from portal.kernel import policy
+from portal.kernel.actor import Actor, ActorKind
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState, NotFound, ValidationFailed
+from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 
 
@@ -28,6 +30,13 @@ def password_change(
     session: Session, *, actor: Actor, user: User, current: str, new: str, keep_token: str | None
 ) -> None:
     """Change one's own password; every other sign-in session of the account ends."""
+    policy.require(
+        actor,
+        Action.USER_PASSWORD_CHANGE,
+        organisation_id=user.organisation_id,
+        user_id=user.id,
+        message="You may change only your own password.",
+    )
     if not verify_password(user.password_hash, current or ""):
         raise ValidationFailed(
             "The current password is not right.",
@@ -95,7 +104,7 @@ def password_reset_request(session: Session, *, email: str, ip: str | None = Non
     )
     audit_record(
         session,
-        actor=Actor(label=user.email, ip=ip),
+        actor=Actor(label=user.email, kind=ActorKind.ANONYMOUS, ip=ip),
         action="user.request_password_reset",
         target_type="user",
         target_id=user.id,
@@ -134,7 +143,7 @@ def password_reset_complete(
     session.flush()
     audit_record(
         session,
-        actor=Actor(label=user.email, user_id=user.id, ip=ip),
+        actor=Actor.person(user, ip),
         action="user.reset_password",
         target_type="user",
         target_id=user.id,

@@ -15,26 +15,27 @@ from portal.audit.services import audit_record
 from portal.identity.models import User, UserSession
 from portal.identity.security import token_digest
 from portal.identity.sign_in import sessions_revoke_for_user
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import NotFound, PermissionDenied
+from portal.kernel.errors import NotFound
+from portal.kernel.policy import Action
 
 
-def _may_manage(actor: Actor, user_id: int) -> bool:
-    """The owner, or a council admin; an actor without a user or role never."""
-    if actor.user_id is None or actor.role is None:
-        return False
-    return actor.user_id == user_id or actor.is_council_admin
-
-
-def _check(actor: Actor, user_id: int) -> None:
-    if not _may_manage(actor, user_id):
-        raise PermissionDenied("You may only manage your own sign-in sessions.")
+def _check(actor: Actor, action: Action, user: User) -> None:
+    """The owner, or a council admin (:mod:`portal.kernel.policy`, ``session.*``)."""
+    policy.require(
+        actor,
+        action,
+        organisation_id=user.organisation_id,
+        user_id=user.id,
+        message="You may only manage your own sign-in sessions.",
+    )
 
 
 def sessions_active(session: Session, *, actor: Actor, user: User) -> list[UserSession]:
     """The user's sessions that are not signed out, most recently used first."""
-    _check(actor, user.id)
+    _check(actor, Action.SESSION_READ, user)
     return list(
         session.scalars(
             sa.select(UserSession)
@@ -51,7 +52,7 @@ def is_current(row: UserSession, token: str | None) -> bool:
 
 def session_of(session: Session, *, actor: Actor, user: User, session_id: int) -> UserSession:
     """``user``'s active session ``session_id``, or :class:`NotFound` (never another's)."""
-    _check(actor, user.id)
+    _check(actor, Action.SESSION_READ, user)
     row = session.scalar(
         sa.select(UserSession).where(
             UserSession.id == session_id,
@@ -66,6 +67,7 @@ def session_of(session: Session, *, actor: Actor, user: User, session_id: int) -
 
 def session_revoke_one(session: Session, *, actor: Actor, user: User, session_id: int) -> None:
     """Sign out one of ``user``'s sessions (the owner, or a council admin)."""
+    _check(actor, Action.SESSION_REVOKE, user)
     row = session_of(session, actor=actor, user=user, session_id=session_id)
     row.revoked_at = now_utc()
     session.flush()
@@ -85,7 +87,7 @@ def sessions_revoke_all(
     session: Session, *, actor: Actor, user: User, keep_token: str | None = None
 ) -> int:
     """Sign out all of ``user``'s sessions but the one ``keep_token`` belongs to."""
-    _check(actor, user.id)
+    _check(actor, Action.SESSION_REVOKE, user)
     count = sessions_revoke_for_user(session, user_id=user.id, keep_token=keep_token)
     audit_record(
         session,

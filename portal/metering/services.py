@@ -11,14 +11,21 @@ import msgspec
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState, ValidationFailed
-from portal.metering.ingest import MAX_BATCH, IngestResult, printable, usage_ingest
+from portal.kernel.policy import Action
+from portal.metering.ingest import (
+    MAX_BATCH,
+    REPORTERS_ONLY,
+    IngestResult,
+    printable,
+    usage_ingest,
+)
 from portal.metering.models import IdleSeatDecision
 from portal.seats.models import SeatAssignment
 from portal.seats.services import (
-    require_seat_manager,
     seat_release,
     subscription_cancel,
     subscription_resize,
@@ -48,6 +55,7 @@ def usage_ingest_csv(
     may span lines), a stable ``code`` and its errors by column; the good rows
     are counted. A file that cannot be read as CSV at all is refused whole.
     """
+    policy.require(actor, Action.USAGE_REPORT, vendor_id=vendor_id, message=REPORTERS_ONLY)
     reader = csv.DictReader(io.StringIO(text))
     try:
         fieldnames = reader.fieldnames
@@ -139,7 +147,7 @@ def idle_seat_keep(
     session: Session, *, actor: Actor, seat: SeatAssignment, days: int = 30
 ) -> IdleSeatDecision:
     """Keep an idle seat; it is not flagged again for ``days`` days."""
-    require_seat_manager(actor, seat.organisation_id)
+    policy.require(actor, Action.SEAT_IDLE_DECIDE, organisation_id=seat.organisation_id)
     if seat.released_at is not None:
         raise InvalidState("This seat was released already.", code="seat_released")
     if not 1 <= days <= 365:
@@ -171,6 +179,7 @@ def idle_seat_release(session: Session, *, actor: Actor, seat: SeatAssignment) -
 
     The freed seat goes to the waitlist first, as any returned seat does.
     """
+    policy.require(actor, Action.SEAT_IDLE_DECIDE, organisation_id=seat.organisation_id)
     subscription = seat.subscription
     seat_release(
         session,

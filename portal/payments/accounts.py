@@ -13,9 +13,11 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.kernel.actor import Actor, Role
+from portal.kernel import policy
+from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, InvalidState, PermissionDenied, ValidationFailed
+from portal.kernel.policy import Action
 from portal.payments.gateway import (
     GatewayRefused,
     GatewayUnavailable,
@@ -74,11 +76,12 @@ def _refused(error: Exception) -> DomainError:
 
 
 def _require_admin_of(actor: Actor, organisation: Organisation) -> None:
-    if actor.role is None or actor.is_council_admin:
-        return
-    if actor.role == Role.ORG_ADMIN and actor.organisation_id == organisation.id:
-        return
-    raise PermissionDenied("Only the organisation's admins manage its payment method.")
+    policy.require(
+        actor,
+        Action.PAYMENT_METHOD_MANAGE,
+        organisation_id=organisation.id,
+        message="Only the organisation's admins manage its payment method.",
+    )
 
 
 def _require_stripe_billed(organisation: Organisation) -> None:
@@ -152,6 +155,7 @@ def payment_method_save(
     Collections that failed and wait for a retry are brought forward to now: a
     new card is the usual answer to a declined one.
     """
+    _require_admin_of(actor, organisation)
     account = account_ensure(session, actor=actor, organisation=organisation, gateway=gateway)
     if method.customer is not None and method.customer != account.customer_id:
         raise PermissionDenied("That payment method belongs to another Stripe customer.")
@@ -204,6 +208,7 @@ def stripe_test_card_add(
     test_method: str,
 ) -> PaymentAccount:
     """Test mode: save one of Stripe's test payment methods for the organisation."""
+    _require_admin_of(actor, organisation)
     if test_method not in TEST_METHODS:
         raise ValidationFailed(
             "Choose one of the test cards.", errors={"test_method": ["Choose a test card."]}
@@ -232,6 +237,7 @@ def checkout_start(
     cancel_url: str,
 ) -> str:
     """A Stripe Checkout page (setup mode) where the admin adds a card or another method."""
+    _require_admin_of(actor, organisation)
     account = account_ensure(session, actor=actor, organisation=organisation, gateway=gateway)
     try:
         checkout = gateway.checkout_setup_session_create(

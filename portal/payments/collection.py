@@ -35,12 +35,15 @@ from sqlalchemy.orm import Session
 from portal.audit.services import audit_record
 from portal.billing.lifecycle import payment_record
 from portal.billing.models import Invoice, InvoiceStatus, Payment
-from portal.db import db
+from portal.db import bind_scope, db
 from portal.identity.models import User
+from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import InvalidState, NotFound, PermissionDenied
+from portal.kernel.errors import InvalidState, NotFound
 from portal.kernel.money import format_money
+from portal.kernel.policy import Action
+from portal.kernel.scope import Scope
 from portal.mail import build_message, mail_queue
 from portal.payments.accounts import account_of, current_gateway
 from portal.payments.gateway import (
@@ -135,6 +138,7 @@ def _attempt_after_commit(session: Session) -> None:
     for invoice_id in ids:
         try:
             with Session(bind=engine) as own:
+                bind_scope(own, Scope.council())  # the portal's own work, as the collect job's
                 collection_attempt(own, invoice_id=invoice_id, gateway=gateway)
         except Exception:  # the change is committed; `portal payments collect` tries again
             current_app.logger.exception("Collecting invoice %s failed", invoice_id)
@@ -149,13 +153,12 @@ def collection_retry_now(
     session: Session, *, actor: Actor, organisation: Organisation, invoice_id: int
 ) -> PaymentCollection:
     """An org admin asks for another attempt now (after fixing the card, say)."""
-    if not (
-        actor.role is None
-        or actor.is_council_admin
-        or actor.role == Role.FINANCE
-        or (actor.role == Role.ORG_ADMIN and actor.organisation_id == organisation.id)
-    ):
-        raise PermissionDenied("Only the organisation's admins and council finance may do this.")
+    policy.require(
+        actor,
+        Action.PAYMENT_RETRY,
+        organisation_id=organisation.id,
+        message="Only the organisation's admins and council finance may do this.",
+    )
     collection = session.scalar(
         sa.select(PaymentCollection)
         .where(

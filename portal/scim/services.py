@@ -30,9 +30,11 @@ from portal.catalogue.models import Product
 from portal.identity import accounts as identity
 from portal.identity.models import User
 from portal.identity.security import new_token, token_digest
+from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
+from portal.kernel.errors import Conflict, DomainError, NotFound, ValidationFailed
+from portal.kernel.policy import Action
 from portal.scim import schema, selectors
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken
 from portal.seats import selectors as seat_selectors
@@ -62,12 +64,14 @@ class ScimProblem(DomainError):
 # ---------------------------------------------------------------- tokens
 
 
-def _may_manage(actor: Actor, organisation_id: int) -> None:
-    if actor.role is None or actor.role == Role.COUNCIL_ADMIN:
-        return
-    if actor.role == Role.ORG_ADMIN and actor.organisation_id == organisation_id:
-        return
-    raise PermissionDenied("Only the organisation's admin manages its SCIM provisioning.")
+def _may_manage(actor: Actor, organisation_id: int | None, action: Action) -> None:
+    """The organisation's admin (its SCIM client) or a council admin (the policy)."""
+    policy.require(
+        actor,
+        action,
+        organisation_id=organisation_id,
+        message="Only the organisation's admin manages its SCIM provisioning.",
+    )
 
 
 class _TokenFields(BaseModel):
@@ -79,7 +83,7 @@ def token_create(
     session: Session, *, actor: Actor, organisation: Organisation, name: str
 ) -> tuple[ScimToken, str]:
     """A new SCIM bearer token; its plaintext is returned once and never stored."""
-    _may_manage(actor, organisation.id)
+    _may_manage(actor, organisation.id, Action.SCIM_TOKEN_CREATE)
     fields = parse(_TokenFields, {"name": name})
     if organisation.status != OrganisationStatus.ACTIVE:
         raise ValidationFailed(f"{organisation.name} is {organisation.status}.")
@@ -108,7 +112,7 @@ def token_create(
 
 def token_revoke(session: Session, *, actor: Actor, token: ScimToken) -> ScimToken:
     """Revoke a SCIM token at once (revoking twice changes nothing)."""
-    _may_manage(actor, token.organisation_id)
+    _may_manage(actor, token.organisation_id, Action.SCIM_TOKEN_REVOKE)
     if token.revoked_at is None:
         token.revoked_at = now_utc()
         session.flush()
@@ -144,12 +148,7 @@ def token_authenticate(session: Session, plaintext: str) -> ScimToken | None:
 
 def actor_for_token(token: ScimToken, ip: str | None = None) -> Actor:
     """A SCIM client acts as its organisation's admin, labelled by its token prefix."""
-    return Actor(
-        label=f"SCIM {token.prefix}…",
-        role=Role.ORG_ADMIN.value,
-        organisation_id=token.organisation_id,
-        ip=ip,
-    )
+    return Actor.scim_token(f"SCIM {token.prefix}…", organisation_id=token.organisation_id, ip=ip)
 
 
 # ---------------------------------------------------------------- users
@@ -230,6 +229,7 @@ def scim_user_create(
 
     An email the client deleted before comes back as the same account.
     """
+    _may_manage(actor, organisation.id, Action.SCIM_PROVISION)
     _check_email_for(session, organisation, fields.email)
     user = session.scalar(sa.select(User).where(User.email == fields.email))
     if user is not None:
@@ -262,6 +262,7 @@ def scim_user_update(
     session: Session, *, actor: Actor, organisation: Organisation, user: User, fields: UserFields
 ) -> User:
     """Replace what the portal keeps of a SCIM user (PUT, or the result of a PATCH)."""
+    _may_manage(actor, organisation.id, Action.SCIM_PROVISION)
     before = _snapshot(user)
     if fields.email != user.email:
         _check_email_for(session, organisation, fields.email)
@@ -302,6 +303,7 @@ def _set_active(session: Session, *, actor: Actor, user: User, active: bool) -> 
 def scim_user_delete(session: Session, *, actor: Actor, user: User) -> None:
     """Delete as SCIM sees it: the account is deactivated (seats released, sessions ended),
     leaves its groups and disappears from ``/Users``; its history stays."""
+    _may_manage(actor, user.organisation_id, Action.SCIM_PROVISION)
     _set_active(session, actor=actor, user=user, active=False)
     session.execute(sa.delete(ScimGroupMember).where(ScimGroupMember.user_id == user.id))
     user.scim_deleted_at = now_utc()
@@ -374,6 +376,7 @@ def scim_group_create(
     member_ids: list[str],
 ) -> tuple[ScimGroup, SeatReport]:
     """Create a group with its members."""
+    _may_manage(actor, organisation.id, Action.SCIM_PROVISION)
     group = ScimGroup(
         organisation_id=organisation.id,
         display_name=_check_display_name(session, organisation.id, display_name),
@@ -409,6 +412,7 @@ def scim_group_update(
     member_ids: list[str] | None,
 ) -> SeatReport:
     """Replace a group's name, external id and (when given) its members."""
+    _may_manage(actor, group.organisation_id, Action.SCIM_PROVISION)
     name = _check_display_name(session, group.organisation_id, display_name, group.id)
     if name != group.display_name or external_id != group.external_id:
         audit_record(
@@ -440,6 +444,7 @@ def scim_group_change_members(
     session: Session, *, actor: Actor, group: ScimGroup, add: list[str], remove: list[str]
 ) -> SeatReport:
     """Add and remove members by id (a PATCH)."""
+    _may_manage(actor, group.organisation_id, Action.SCIM_PROVISION)
     current = {m.id for m in selectors.members_of(session, [group.id])[group.id]}
     removing = {int(v) for v in remove if v.isdigit()}
     adding = {u.id for u in _member_users(session, group.organisation_id, add)}
@@ -452,6 +457,7 @@ def group_set_members(
     session: Session, *, actor: Actor, group: ScimGroup, users: list[User]
 ) -> SeatReport:
     """Make ``users`` the group's members, giving and taking seats of mapped products."""
+    _may_manage(actor, group.organisation_id, Action.SCIM_PROVISION)
     current = {m.id: m for m in selectors.members_of(session, [group.id])[group.id]}
     wanted = {u.id: u for u in users}
     added = [u for uid, u in wanted.items() if uid not in current]
@@ -496,6 +502,7 @@ def group_set_members(
 
 def scim_group_delete(session: Session, *, actor: Actor, group: ScimGroup) -> SeatReport:
     """Delete a group: its members lose the seats it gave them."""
+    _may_manage(actor, group.organisation_id, Action.SCIM_PROVISION)
     report = group_set_members(session, actor=actor, group=group, users=[])
     audit_record(
         session,
@@ -598,7 +605,7 @@ def mapping_create(
     product: Product,
 ) -> tuple[ScimGroupProduct, SeatReport]:
     """Map a group to a product: its members get seats now, and whoever joins later."""
-    _may_manage(actor, organisation.id)
+    _may_manage(actor, organisation.id, Action.SCIM_PROVISION)
     if group.organisation_id != organisation.id:
         raise NotFound("No such group.")
     exists = session.scalar(
@@ -635,7 +642,7 @@ def mapping_create(
 
 def mapping_delete(session: Session, *, actor: Actor, mapping: ScimGroupProduct) -> SeatReport:
     """Unmap a group: members lose the seats unless another of their groups maps the product."""
-    _may_manage(actor, mapping.organisation_id)
+    _may_manage(actor, mapping.organisation_id, Action.SCIM_PROVISION)
     group, product = mapping.group, mapping.product
     audit_record(
         session,
@@ -656,7 +663,7 @@ def mapping_delete(session: Session, *, actor: Actor, mapping: ScimGroupProduct)
 
 def mappings_sync(session: Session, *, actor: Actor, organisation: Organisation) -> SeatReport:
     """Try again to give seats to mapped groups' members who lack one (after adding seats)."""
-    _may_manage(actor, organisation.id)
+    _may_manage(actor, organisation.id, Action.SCIM_PROVISION)
     report = SeatReport()
     for shortfall in selectors.shortfalls(session, organisation_id=organisation.id):
         _give_seat(

@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.identity.models import User
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, InvalidState, NotFound, ValidationFailed
+from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.seats import selectors
 from portal.seats.models import (
@@ -29,7 +31,6 @@ from portal.seats.models import (
     Subscription,
     SubscriptionStatus,
 )
-from portal.seats.policy import require_seat_manager
 from portal.signals import user_deactivated
 from portal.sso.services import user_provision
 from portal.validation import check_email
@@ -39,7 +40,7 @@ def seat_assign(
     session: Session, *, actor: Actor, subscription: Subscription, user_email: str
 ) -> SeatAssignment:
     """Give a person a seat of the subscription; an unknown email gets an invitation."""
-    require_seat_manager(actor, subscription.organisation_id)
+    policy.require(actor, Action.SEAT_ASSIGN, organisation_id=subscription.organisation_id)
     try:
         email = check_email((user_email or "").strip())
     except ValueError as exc:
@@ -169,6 +170,7 @@ def seat_assign_many(
     session: Session, *, actor: Actor, subscription: Subscription, emails: list[str]
 ) -> list[BulkResult]:
     """Assign seats to several people at once; each email succeeds or fails on its own."""
+    policy.require(actor, Action.SEAT_ASSIGN, organisation_id=subscription.organisation_id)
     results = []
     seen: set[str] = set()
     for raw in emails:
@@ -195,7 +197,7 @@ def seat_release(
     reason: str = "released",
 ) -> SeatAssignment:
     """Take a seat back from a person; the seat stays reserved for the organisation."""
-    require_seat_manager(actor, subscription.organisation_id)
+    policy.require(actor, Action.SEAT_RELEASE, organisation_id=subscription.organisation_id)
     email = (user_email or "").strip().lower()
     seat = session.scalar(
         sa.select(SeatAssignment)

@@ -12,20 +12,24 @@ from sqlalchemy.orm import Session
 from portal.audit.services import audit_record
 from portal.catalogue.models import Product
 from portal.identity.models import User
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, InvalidState, PermissionDenied
+from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.seats import selectors
 from portal.seats.assignments import seat_assign
 from portal.seats.models import SeatRequest, SeatRequestStatus
-from portal.seats.policy import require_seat_manager
 
 
 def seat_request_create(
     session: Session, *, actor: Actor, user: User, product: Product, note: str | None = None
 ) -> SeatRequest:
     """A person asks their organisation's admin for a seat of a product."""
+    policy.require(
+        actor, Action.SEAT_REQUEST, organisation_id=user.organisation_id, user_id=user.id
+    )
     if user.organisation_id is None:
         raise PermissionDenied("Council staff do not hold seats.")
     note = (note or "").strip()[:1000] or None
@@ -74,7 +78,7 @@ def seat_request_decide(
     session: Session, *, actor: Actor, request: SeatRequest, approve: bool, note: str | None = None
 ) -> SeatRequest:
     """Approve (assigns a seat from the organisation's subscription) or decline a request."""
-    require_seat_manager(actor, request.organisation_id)
+    policy.require(actor, Action.SEAT_REQUEST_DECIDE, organisation_id=request.organisation_id)
     if request.status != SeatRequestStatus.PENDING:
         raise InvalidState(f"This request is already {request.status}.", code="request_decided")
     if approve:

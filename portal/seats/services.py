@@ -8,8 +8,9 @@ They live by meaning in
 * :mod:`portal.seats.assignments` — give and take back people's seats;
 * :mod:`portal.seats.requests` — members ask for seats, admins decide;
 * :mod:`portal.seats.capacity` — invariant 1 (reserved never above capacity in force);
-* :mod:`portal.seats.lifecycle` — the subscription states and their transition table;
-* :mod:`portal.seats.policy` — who manages an organisation's seats.
+* :mod:`portal.seats.lifecycle` — the subscription states and their transition table.
+
+Who may do what is :mod:`portal.kernel.policy` (``subscription.*``, ``seat.*``).
 
 Importing this module connects the seats receivers of :mod:`portal.signals`
 (a pool changing or growing, a person deactivated); :func:`portal.create_app`
@@ -25,7 +26,6 @@ from portal.seats.assignments import (
     seat_release,
 )
 from portal.seats.capacity import free_seats
-from portal.seats.policy import require_seat_manager
 from portal.seats.requests import seat_request_create, seat_request_decide
 from portal.seats.subscriptions import (
     MAX_QUANTITY,
@@ -45,7 +45,6 @@ __all__ = [
     "Outcome",
     "free_seats",
     "product_for_subscription",
-    "require_seat_manager",
     "seat_assign",
     "seat_assign_many",
     "seat_release",

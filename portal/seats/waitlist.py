@@ -17,8 +17,11 @@ from sqlalchemy.orm import Session
 from portal.audit.services import audit_record
 from portal.catalogue.models import Product
 from portal.catalogue.services import lock_product
+from portal.db import council_wide
 from portal.identity.models import User
+from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
+from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.seats.capacity import free_seats
 from portal.seats.lifecycle import record_change, settle_status
@@ -34,8 +37,19 @@ def waitlist_fill(
     """Grant free seats to waiting subscriptions, first come first served.
 
     The caller holds the product lock. Returns (subscription, seats granted) pairs;
-    each organisation's admins and the council admins are mailed.
+    each organisation's admins and the council admins are mailed. It follows from a
+    change the actor was allowed to make (seats freed in their organisation or a pool
+    grown), so the actor needs the action, not a reach over every organisation.
     """
+    policy.require_may(actor, Action.SUBSCRIPTION_WAITLIST_FILL)
+    # The waitlist spans organisations: seats one frees go to whoever waited first.
+    with council_wide(session):
+        return _waitlist_fill(session, product=product, actor=actor)
+
+
+def _waitlist_fill(
+    session: Session, *, product: Product, actor: Actor
+) -> list[tuple[Subscription, int]]:
     free = free_seats(session, product.id)
     if free <= 0:
         return []

@@ -9,8 +9,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
-from portal.kernel.actor import Actor, Role
-from portal.kernel.errors import PermissionDenied
+from portal.kernel import policy
+from portal.kernel.actor import Actor
+from portal.kernel.policy import Action
 from portal.settings.models import CouncilSetting
 from portal.validation import Stripped, parse
 
@@ -54,8 +55,9 @@ def settings_get(session: Session) -> CouncilSettings:
 
 def settings_update(session: Session, *, actor: Actor, data: dict[str, Any]) -> CouncilSettings:
     """Change some settings (council admins only)."""
-    if actor.role is not None and actor.role != Role.COUNCIL_ADMIN:
-        raise PermissionDenied("Only council admins change council settings.")
+    policy.require(
+        actor, Action.SETTINGS_UPDATE, message="Only council admins change council settings."
+    )
     current = settings_get(session)
     merged = parse(CouncilSettings, {**current.model_dump(), **data})
     before, after = {}, {}

@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record, changed, snapshot
-from portal.kernel.actor import Actor, Role
+from portal.kernel import policy
+from portal.kernel.actor import Actor
 from portal.kernel.errors import Conflict, InvalidState, PermissionDenied
+from portal.kernel.policy import Action, Reach
 from portal.signals import organisation_status_changed
 from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.validation import (
@@ -125,9 +127,7 @@ def status_actions(status: OrganisationStatus) -> list[tuple[str, OrganisationSt
     return [(event.removeprefix("organisation."), to) for to, event in TRANSITIONS[status].items()]
 
 
-def _require_council_admin(actor: Actor) -> None:
-    if actor.role is not None and actor.role != Role.COUNCIL_ADMIN:
-        raise PermissionDenied("Only council admins manage organisations.")
+COUNCIL_ADMINS_ONLY = "Only council admins manage organisations."
 
 
 def _ensure_slug_free(session: Session, slug: str) -> None:
@@ -141,7 +141,7 @@ def _ensure_slug_free(session: Session, slug: str) -> None:
 
 def organisation_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Organisation:
     """Create an organisation on behalf of council staff; it starts ``active``."""
-    _require_council_admin(actor)
+    policy.require(actor, Action.ORGANISATION_CREATE, message=COUNCIL_ADMINS_ONLY)
     fields = parse(OrganisationCreate, data)
     _ensure_slug_free(session, fields.slug)
     org = Organisation(status=OrganisationStatus.ACTIVE, **fields.model_dump())
@@ -162,6 +162,7 @@ def organisation_create(session: Session, *, actor: Actor, data: dict[str, Any])
 
 def organisation_apply(session: Session, *, actor: Actor, data: dict[str, Any]) -> Organisation:
     """Record an application from the public membership page; it starts ``pending``."""
+    policy.require(actor, Action.ORGANISATION_APPLY)
     fields = parse(OrganisationApplication, data)
     _ensure_slug_free(session, fields.slug)
     values = fields.model_dump()
@@ -189,17 +190,19 @@ def organisation_update(
     session: Session, *, actor: Actor, organisation: Organisation, data: dict[str, Any]
 ) -> Organisation:
     """Change an organisation's profile. Org admins may change only their own contact fields."""
-    if actor.role == Role.ORG_ADMIN:
-        if actor.organisation_id != organisation.id:
-            raise PermissionDenied("You can only change your own organisation.")
+    policy.require(
+        actor,
+        Action.ORGANISATION_UPDATE,
+        organisation_id=organisation.id,
+        message=COUNCIL_ADMINS_ONLY,
+    )
+    if policy.reach_of(actor, Action.ORGANISATION_UPDATE) != Reach.ANY:
         not_allowed = set(data) - ORG_ADMIN_EDITABLE
         if not_allowed:
             raise PermissionDenied(
                 "Only the council can change " + ", ".join(sorted(not_allowed)) + ".",
                 errors={field: ["Only the council can change this."] for field in not_allowed},
             )
-    else:
-        _require_council_admin(actor)
     fields = parse(OrganisationUpdate, data)
     given = fields.model_dump(include=set(data))
     before = snapshot(organisation, AUDIT_FIELDS)
@@ -241,7 +244,12 @@ def organisation_transition(
     The row is locked first so two staff members acting at once cannot both
     apply a transition from the same old state.
     """
-    _require_council_admin(actor)
+    policy.require(
+        actor,
+        Action.ORGANISATION_TRANSITION,
+        organisation_id=organisation.id,
+        message=COUNCIL_ADMINS_ONLY,
+    )
     reason = parse(_ReasonModel, {"reason": reason}).reason
     locked = session.execute(
         sa.select(Organisation).where(Organisation.id == organisation.id).with_for_update()

@@ -159,12 +159,12 @@ def test_a_file_without_the_columns_or_rows_is_refused(app, issued, text, messag
 
 
 def test_only_finance_imports(app, issued):
-    from portal.kernel.actor import Actor
+    from portal.kernel.actor import Actor, Role
 
     with app.app_context(), pytest.raises(PermissionDenied):
         bank_statement_import(
             db.session,
-            actor=Actor(label="x", role="org_admin", organisation_id=issued["org"].id),
+            actor=Actor.api_token("x", role=Role.ORG_ADMIN, organisation_id=issued["org"].id),
             text="date,amount,currency,reference\n",
         )
 

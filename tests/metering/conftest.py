@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from portal.db import db
-from portal.kernel.actor import Actor
+from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from tests.conftest import SYSTEM
 
-COUNCIL = Actor(label="council token", role="council_admin")
+COUNCIL = Actor.api_token("council token", role=Role.COUNCIL_ADMIN)
 
 
 #: Subscriptions made by :func:`subscribe` start this many days ago: before the

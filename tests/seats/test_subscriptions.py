@@ -5,7 +5,7 @@ import sqlalchemy as sa
 
 from portal.catalogue.models import Product
 from portal.db import db
-from portal.kernel.actor import Actor
+from portal.kernel.actor import Actor, ActorKind
 from portal.kernel.errors import Conflict, InvalidState, NotFound, ValidationFailed
 from portal.seats import services
 from portal.seats.models import Subscription, SubscriptionChange
@@ -182,9 +182,7 @@ def test_org_admin_cannot_touch_another_organisations_subscription(
     admin_b = make_user("org_admin", b)
     with app.app_context():
         sub = _subscribe(a, product, 2).subscription
-        actor = Actor(
-            label=admin_b.email, user_id=admin_b.id, role="org_admin", organisation_id=b.id
-        )
+        actor = Actor.person(admin_b)
         with pytest.raises(NotFound):
             services.subscription_resize(db.session, actor=actor, subscription=sub, quantity=3)
         with pytest.raises(NotFound):
@@ -296,15 +294,19 @@ def test_the_app_connects_the_receivers_lower_domains_rely_on(app):
 
 @pytest.mark.parametrize("role", ["member", "finance"])
 def test_only_admins_manage_seats(role):
+    from portal.kernel import policy
     from portal.kernel.actor import Role
     from portal.kernel.errors import PermissionDenied
-    from portal.seats.policy import require_seat_manager
+    from portal.kernel.policy import Action
 
-    require_seat_manager(
-        Actor(label="a", user_id=1, role=Role.COUNCIL_ADMIN, organisation_id=None), 7
-    )
-    require_seat_manager(Actor(label="b", user_id=2, role=Role.ORG_ADMIN, organisation_id=7), 7)
+    def person(role: Role, organisation_id: int | None) -> Actor:
+        return Actor(
+            label="a", kind=ActorKind.PERSON, user_id=1, role=role, organisation_id=organisation_id
+        )
+
+    policy.require(person(Role.COUNCIL_ADMIN, None), Action.SEAT_ASSIGN, organisation_id=7)
+    policy.require(person(Role.ORG_ADMIN, 7), Action.SEAT_ASSIGN, organisation_id=7)
     with pytest.raises(NotFound):
-        require_seat_manager(Actor(label="b", user_id=2, role=Role.ORG_ADMIN, organisation_id=8), 7)
+        policy.require(person(Role.ORG_ADMIN, 8), Action.SEAT_ASSIGN, organisation_id=7)
     with pytest.raises(PermissionDenied):
-        require_seat_manager(Actor(label="c", user_id=3, role=Role(role), organisation_id=7), 7)
+        policy.require(person(Role(role), 7), Action.SEAT_ASSIGN, organisation_id=7)

@@ -460,7 +460,7 @@ def test_bad_input_on_the_org_profile_form(app, make_org, signed_in):
 
 def test_the_service_keeps_council_fields_from_org_admins(app, make_org):
     from portal.kernel.actor import Actor
-    from portal.kernel.errors import PermissionDenied
+    from portal.kernel.errors import NotFound, PermissionDenied
     from portal.tenancy.services import organisation_update
 
     org = make_org("acme")
@@ -474,7 +474,7 @@ def test_the_service_keeps_council_fields_from_org_admins(app, make_org):
             with pytest.raises(PermissionDenied):
                 organisation_update(db.session, actor=actor, organisation=own, data=data)
             db.session.rollback()
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(NotFound):  # another organisation's: as if it did not exist
             organisation_update(
                 db.session,
                 actor=actor,
