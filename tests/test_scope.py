@@ -115,6 +115,7 @@ def _selectors() -> list[tuple[str, Any, dict[str, Any]]]:
         ("billing.invoices_list", billing.invoices_list, {}),
         ("billing.invoice_in_scope", billing.invoice_in_scope, {"invoice_id": 1}),
         ("billing.invoice_detail", billing.invoice_detail, {"invoice_id": 1}),
+        ("billing.month_overview", billing.month_overview, {"period": "2026-01"}),
         ("billing.export_rows", exports.export_rows, {"period": "2026-01"}),
         ("billing.past_due_invoices", overdue.past_due_invoices, {"today": start.date()}),
         ("billing.overdue_invoices", overdue.overdue_invoices, {"today": start.date()}),
@@ -129,6 +130,7 @@ def _selectors() -> list[tuple[str, Any, dict[str, Any]]]:
         ("sso.domain_in_scope", sso.domain_in_scope, {"domain_id": 1}),
         ("audit.audit_events_list", audit.audit_events_list, {}),
         ("payments.collection_for_invoice", payments.collection_for_invoice, {"invoice_id": 1}),
+        ("payments.collections_needing_attention", payments.collections_needing_attention, {}),
     ]
 
 
@@ -395,7 +397,8 @@ def test_another_organisation_s_object_is_not_found_in_an_organisation_scope(app
 
 def test_billing_exports_and_overdue_follow_the_scope(app, two_tenants):
     from portal.billing import exports, overdue
-    from portal.billing.models import Invoice, InvoiceStatus
+    from portal.billing import selectors as billing
+    from portal.billing.models import Invoice, InvoiceLine, InvoiceStatus
 
     a, b, _ = two_tenants
     today = now_utc().date()
@@ -410,8 +413,21 @@ def test_billing_exports_and_overdue_follow_the_scope(app, two_tenants):
                 due_on=today - dt.timedelta(days=60),
             )
         )
+        for tenant in (a, b):
+            db.session.add(
+                InvoiceLine(
+                    organisation_id=tenant.id,
+                    invoice_id=tenant.invoice,
+                    position=0,
+                    kind="adjustment",
+                    description="Test line",
+                    quantity="1",
+                    amount=100,
+                )
+            )
         db.session.commit()
         period = db.session.get(Invoice, a.invoice).period
+        numbers = {a.invoice: "T-1", b.invoice: "T-2"}
         for scope, expected in (
             (Scope.organisation(a.id), {a.invoice}),
             (Scope.organisation(b.id), {b.invoice}),
@@ -423,7 +439,9 @@ def test_billing_exports_and_overdue_follow_the_scope(app, two_tenants):
                 i.id for i in overdue.overdue_invoices(db.session, scope=scope, today=today)
             } == (expected)
             rows = list(exports.export_rows(db.session, scope=scope, period=period))
-            assert {row[2] for row in rows} <= {"T-1", "T-2"}
+            assert {row[2] for row in rows} == {numbers[i] for i in expected}
+            overview = billing.month_overview(db.session, scope=scope, period=period)
+            assert {i.id for i in overview.invoices} == expected
 
 
 def test_council_staff_are_named_explicitly_not_by_a_missing_organisation(app, two_tenants):

@@ -116,14 +116,16 @@ class MonthOverview:
     runs: list[InvoiceRun]
 
 
-def month_overview(session: Session, *, period: str, status: str | None = None) -> MonthOverview:
-    """Everything the finance page shows for ``period`` (one query per part)."""
+def month_overview(
+    session: Session, *, scope: Scope, period: str, status: str | None = None
+) -> MonthOverview:
+    """Everything the finance page shows for ``period`` in ``scope`` (one query per part)."""
     period_bounds(period)
     counts: Counter[str] = Counter(
         dict(
             session.execute(
                 sa.select(Invoice.status, sa.func.count())
-                .where(Invoice.period == period)
+                .where(Invoice.period == period, scope.filter(Invoice.organisation_id))
                 .group_by(Invoice.status)
             ).all()
         )
@@ -131,7 +133,7 @@ def month_overview(session: Session, *, period: str, status: str | None = None) 
     query = (
         sa.select(Invoice)
         .join(Organisation, Organisation.id == Invoice.organisation_id)
-        .where(Invoice.period == period)
+        .where(Invoice.period == period, scope.filter(Invoice.organisation_id))
         .order_by(Organisation.name, Invoice.currency)
     )
     if status:

@@ -6,6 +6,7 @@ import click
 from flask.cli import with_appcontext
 
 from portal.db import db_session
+from portal.kernel.scope import Scope
 from portal.payments.accounts import current_gateway
 from portal.payments.jobs import collect_due
 from portal.payments.selectors import collections_needing_attention
@@ -32,7 +33,7 @@ def collect() -> None:
         click.echo("Nothing was due.")
     for result, count in sorted(counts.items()):
         click.echo(f"{result}: {count}")
-    for row in collections_needing_attention(db_session()):
+    for row in collections_needing_attention(db_session(), scope=Scope.council()):
         click.echo(
             f"needs attention: invoice {row.invoice.number} ({row.collection.status}, "
             f"{row.collection.attempts} attempts): {row.collection.last_error or ''}".rstrip(": ")

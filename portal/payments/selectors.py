@@ -55,21 +55,23 @@ def collection_for_invoice(
 
 
 def collections_needing_attention(
-    session: Session, *, now: dt.datetime | None = None
+    session: Session, *, scope: Scope, now: dt.datetime | None = None
 ) -> list[CollectionRow]:
-    """Given up after every retry, or an answer lost for so long that a person must look."""
+    """Payments in ``scope`` given up after every retry, or whose answer was lost for so
+    long that a person must look."""
     now = now or now_utc()
     rows = session.execute(
         sa.select(PaymentCollection, Invoice)
         .join(Invoice, Invoice.id == PaymentCollection.invoice_id)
         .where(
+            scope.filter(PaymentCollection.organisation_id),
             sa.or_(
                 PaymentCollection.status == CollectionStatus.ABANDONED,
                 sa.and_(
                     PaymentCollection.status == CollectionStatus.PROCESSING,
                     PaymentCollection.last_attempt_at < now - RESEND_WINDOW,
                 ),
-            )
+            ),
         )
         .order_by(PaymentCollection.id)
     ).all()

@@ -122,7 +122,7 @@ def finance():
 
 
 def _finance_page(period: str, status: str | None, form: RunForm, code: int = 200):
-    overview = selectors.month_overview(db_session(), period=period, status=status)
+    overview = selectors.month_overview(db_session(), scope=_scope(), period=period, status=status)
     return (
         render_template(
             "billing/finance.html",
