@@ -27,7 +27,9 @@ forwarded_allow_ips = os.environ.get("PORTAL_TRUSTED_PROXIES", "")
 
 def on_starting(server):
     """Refuse a contradiction: PORTAL_SINGLE_PROCESS=1 (limits counted in memory) with
-    more than one worker would let each worker count its own share of a limit."""
+    more than one worker would let each worker count its own share of a limit.
+    Empty PROMETHEUS_MULTIPROC_DIR, so that /metrics starts from this server's start."""
+    _empty_metrics_folder()
     flag = os.environ.get("PORTAL_SINGLE_PROCESS", "").strip().lower()
     if (
         flag in ("1", "true", "yes", "on")
@@ -38,3 +40,27 @@ def on_starting(server):
             f"PORTAL_SINGLE_PROCESS is set but gunicorn would start {server.cfg.workers} "
             "workers: rate limits need PORTAL_REDIS_URL when more than one process serves"
         )
+
+
+# ---------------------------------------------------------------- metrics of several workers
+# With PROMETHEUS_MULTIPROC_DIR set (an existing folder, in the environment before gunicorn
+# starts), each worker keeps its metrics in files there and /metrics adds every worker's up
+# (portal.observability). The folder is emptied at start; a worker that exits is marked so.
+
+
+def _empty_metrics_folder():
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return
+    if not os.path.isdir(folder):
+        raise SystemExit(f"PROMETHEUS_MULTIPROC_DIR={folder} is not a folder: create it first")
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

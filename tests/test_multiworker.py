@@ -278,3 +278,45 @@ def test_production_refuses_to_start_without_shared_storage(tmp_path):
     assert "PORTAL_SINGLE_PROCESS is set but gunicorn would start 2 workers" in (
         contradiction.stderr
     )
+
+
+def test_metrics_add_up_every_worker_and_logs_are_json_lines(serve, tmp_path):
+    """PROMETHEUS_MULTIPROC_DIR: whichever worker answers /metrics reports every worker's
+    requests (portal.observability); PORTAL_LOG_FORMAT=json: the app's log is JSON lines."""
+    import json
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    (folder / "counter_999999.db").write_bytes(b"")  # a previous server's: removed at start
+    portal = serve(2, PROMETHEUS_MULTIPROC_DIR=str(folder), PORTAL_LOG_FORMAT="json")
+    assert not (folder / "counter_999999.db").exists()
+    for n in range(20):
+        response = requests.get(
+            portal.url + "/healthz",
+            headers={"Connection": "close", "X-Request-Id": f"probe-{n}"},
+            timeout=30,
+        )
+        assert response.headers["X-Request-Id"] == f"probe-{n}"
+    workers = {pid for pid, _ in portal.served("GET", "/healthz")}
+    assert len(workers) == 2, workers  # both workers answered some (connections are new)
+
+    def healthz_count() -> float:
+        text = requests.get(portal.url + "/metrics", headers={"Connection": "close"}, timeout=30)
+        assert text.status_code == 200
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text.text)
+            for sample in family.samples
+            if sample.name == "portal_http_request_duration_seconds_count"
+            and sample.labels.get("endpoint") == "health.healthz"
+        )
+
+    assert {healthz_count() for _ in range(6)} == {20}  # the same from either worker
+    lines = [line for line in portal.error_log.read_text().splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in lines]
+    probes = [e for e in entries if e.get("request_id", "").startswith("probe-")]
+    assert len(probes) == 20
+    assert {e["endpoint"] for e in probes} == {"health.healthz"}
+    assert all(e["logger"] == "portal.request" and e["status"] == 200 for e in probes)

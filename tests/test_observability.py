@@ -31,7 +31,7 @@ from portal.observability import (
     current_request_id,
     request_id_context,
 )
-from tests.conftest import post_form
+from tests.conftest import post_form, second_step, totp_code
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTSIDER = {"REMOTE_ADDR": "203.0.113.9"}
@@ -196,6 +196,22 @@ def test_login_failures_are_counted_by_reason(app, client, make_user):
         - requests_seen(before, "auth.login", "429", "POST")
         == 1
     )
+
+
+def test_a_refused_second_factor_is_counted(app, client, make_user):
+    user = make_user("council_admin")  # council staff sign in with a second factor
+    first = post_form(client, "/login", {"email": user.email, "password": user.password})
+    assert first.headers["Location"].endswith("/login/second-factor")
+    before = scrape(client)
+    code = "000000" if totp_code(app, user_id=user.id) != "000000" else "111111"  # wrong
+    assert second_step(client, user, code).status_code == 401
+    after = scrape(client)
+    name = "portal_login_failures_total"
+    assert (
+        value(after, name, reason="second_factor") - value(before, name, reason="second_factor")
+        == 1
+    )
+    assert value(after, name, reason="bad_password") == value(before, name, reason="bad_password")
 
 
 def test_invoice_run_durations_are_observed(app, client, make_org):

@@ -21,6 +21,7 @@ from portal.identity.forms import (
 )
 from portal.identity.sign_in import SignInRefused
 from portal.kernel.errors import DomainError, ValidationFailed
+from portal.observability import login_failed
 from portal.sso import selectors as sso_selectors
 from portal.sso import services as sso_services
 from portal.web.sso import start_sign_in
@@ -129,6 +130,7 @@ def second_factor():
             )
         except factors.SecondFactorRefused as refused:
             db_session().rollback()
+            login_failed("second_factor")  # portal_login_failures_total
             form.code.errors = [refused.detail]
             status = 401
         else:
