@@ -112,6 +112,8 @@ COUNCIL_WIDE_ENDPOINTS = frozenset(
     {
         "auth.login",
         "auth.second_factor",
+        "passkeys.sign_in_options",  # the second step with a passkey (portal/web/passkeys.py)
+        "passkeys.sign_in",
         "auth.accept_invitation",
         "auth.forgot_password",
         "auth.reset_password",

@@ -243,7 +243,9 @@ def passkeys_list(session: Session, *, actor: Actor, user: User) -> list[Passkey
     )
 
 
-def _passkey_of(session: Session, user: User, passkey_id: int) -> Passkey:
+def passkey_of(session: Session, *, actor: Actor, user: User, passkey_id: int) -> Passkey:
+    """The owner's passkey ``passkey_id``, or :class:`NotFound` (never another's)."""
+    _own(actor, user)
     passkey = session.scalar(
         sa.select(Passkey).where(Passkey.id == passkey_id, Passkey.user_id == user.id)
     )
@@ -459,7 +461,7 @@ def passkey_rename(
 ) -> Passkey:
     """Give one of the owner's passkeys another name."""
     _own(actor, user)
-    passkey = _passkey_of(session, user, passkey_id)
+    passkey = passkey_of(session, actor=actor, user=user, passkey_id=passkey_id)
     wanted = parse(PasskeyName, {"name": name}).name
     if not wanted:
         raise ValidationFailed(
@@ -486,7 +488,7 @@ def passkey_remove(session: Session, *, actor: Actor, user: User, passkey_id: in
     """Remove one of the owner's passkeys. A person who must have a second factor and
     removes their last one is sent to enrol another at their next page."""
     _own(actor, user)
-    passkey = _passkey_of(session, user, passkey_id)
+    passkey = passkey_of(session, actor=actor, user=user, passkey_id=passkey_id)
     name = passkey.name
     session.delete(passkey)
     session.flush()

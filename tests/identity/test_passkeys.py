@@ -31,10 +31,12 @@ ORIGIN = "http://portal.test"
 
 
 @pytest.fixture
-def ctx(app):
-    """A request context: the ceremony's challenge lives in its Flask session."""
-    with app.test_request_context("/account/security"):
-        yield
+def ctx(monkeypatch):
+    """The browser's Flask session, where the ceremony's challenge lives, as a plain dict
+    (tests/identity/test_passkey_pages.py goes through the real one)."""
+    cookie: dict = {}
+    monkeypatch.setattr(passkeys, "flask_session", cookie)
+    return cookie
 
 
 def _user(db_session, make_user, make_org, role="member") -> User:
@@ -179,17 +181,17 @@ def test_an_ip_address_portal_has_no_passkeys(app, db_session, make_user, make_o
     before = app.config["PORTAL_BASE_URL"]
     try:
         app.config["PORTAL_BASE_URL"] = "http://127.0.0.1:5000"
-        with app.test_request_context("/"):
+        with app.app_context():
             assert not passkeys.passkeys_available()
             with pytest.raises(InvalidState) as refused:
                 passkeys.registration_options(db_session, actor=Actor.person(user), user=user)
             assert refused.value.code == "passkeys_unavailable"
         app.config["PORTAL_BASE_URL"] = "https://portal.example:443/"
-        with app.test_request_context("/"):
+        with app.app_context():
             rp = passkeys.relying_party()
             assert (rp.id, rp.origin) == ("portal.example", "https://portal.example")
         app.config["PORTAL_BASE_URL"] = "http://localhost:8123"
-        with app.test_request_context("/"):
+        with app.app_context():
             rp = passkeys.relying_party()
             assert (rp.id, rp.origin) == ("localhost", "http://localhost:8123")
     finally:
@@ -303,12 +305,12 @@ def test_a_replayed_answer_is_refused(ctx, app, db_session, make_user, make_org,
     authenticator = SoftAuthenticator(counter=False)
     _register(db_session, user, authenticator)
     options = passkeys.authentication_options(db_session, user=user)
-    stolen_cookie = dict(passkeys.flask_session)
+    stolen_cookie = dict(ctx)
     answer = authenticator.get(options, origin=ORIGIN)
     passkeys.passkey_authenticate(db_session, user=user, credential=answer)
     db_session.commit()
     clock.advance(dt.timedelta(seconds=30))
-    passkeys.flask_session.update(stolen_cookie)
+    ctx.update(stolen_cookie)
     with pytest.raises(passkeys.PasskeyRefused) as refused:
         passkeys.passkey_authenticate(db_session, user=user, credential=answer)
     assert refused.value.code == "passkey_replayed"
