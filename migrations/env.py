@@ -4,6 +4,7 @@ from logging.config import fileConfig
 from flask import current_app
 
 from alembic import context
+import sqlalchemy as sa
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -15,8 +16,22 @@ fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 
+_migration_engine = None
+
+
 def get_engine():
-    return current_app.extensions['migrate'].db.engine
+    """The engine migrations run on: the tables' owner.
+
+    ``PORTAL_MIGRATION_DATABASE_URL`` when set (PostgreSQL: the application's own role
+    may neither create tables nor see past row-level security), else the app's engine.
+    """
+    global _migration_engine
+    url = current_app.config.get('PORTAL_MIGRATION_DATABASE_URI')
+    if not url:
+        return current_app.extensions['migrate'].db.engine
+    if _migration_engine is None or _migration_engine.url != sa.engine.make_url(url):
+        _migration_engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    return _migration_engine
 
 
 def get_engine_url():

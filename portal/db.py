@@ -13,6 +13,7 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
@@ -31,6 +32,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.pool import Pool
 
 from portal.kernel.clock import now_utc
+from portal.kernel.scope import Scope
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -466,3 +468,148 @@ def read_only(session: Any) -> None:
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     else:
         session.connection(execution_options={READ_ONLY: True})
+
+
+# ------------------------------------------------------------------ row-level security
+
+#: ``session.info`` key of the scope the session's transactions run in (:func:`bind_scope`).
+SCOPE_KEY = "portal_scope"
+#: Connection-record flag: the scope was set for the connection (autocommit); reset at checkin.
+_SESSION_LEVEL_KEY = "portal_scope_session_level"
+#: ``session.info`` key: the scope applied to the session's current connection and transaction.
+_APPLIED_KEY = "portal_scope_applied"
+
+_SET_SCOPE = sa.text(
+    "SELECT set_config('portal.scope', :scope, :local), "
+    "set_config('portal.organisation_id', :organisation_id, :local)"
+)
+_RESET_SCOPE = (
+    "SELECT set_config('portal.scope', '', false), set_config('portal.organisation_id', '', false)"
+)
+
+
+def _plain_session(session: Any) -> Session:
+    return session() if isinstance(session, scoped_session) else session
+
+
+def _settings(scope: Scope | None) -> dict[str, str]:
+    """``portal.scope`` and ``portal.organisation_id`` for ``scope`` (None: no rows at all)."""
+    if scope is None:
+        return {"scope": "", "organisation_id": ""}
+    if scope.is_council:
+        return {"scope": "council", "organisation_id": ""}
+    return {"scope": "organisation", "organisation_id": str(scope.organisation_id)}
+
+
+def _apply_scope(session: Session, connection: Any, scope: Scope | None) -> None:
+    """Set the PostgreSQL settings the row-level security policies read, on ``connection``.
+
+    Inside a transaction they are transaction-local (``set_config(…, true)``) and vanish at
+    its end. A connection in autocommit (:func:`read_only`) has no transaction to hold them,
+    so they are set for the connection and reset when it goes back to the pool.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    autocommit = bool(getattr(dbapi_connection, "autocommit", False))
+    if scope is None:
+        was_set = (
+            connection.info.get(_SESSION_LEVEL_KEY, False)
+            if autocommit
+            else session.info.get(_APPLIED_KEY) is not None
+        )
+        if not was_set:
+            return  # nothing set: nothing to clear (a checked-in connection is clear)
+    connection.execute(_SET_SCOPE, {**_settings(scope), "local": not autocommit})
+    if autocommit:
+        connection.info[_SESSION_LEVEL_KEY] = True
+    session.info[_APPLIED_KEY] = scope
+
+
+def _open_connection(session: Session) -> Any | None:
+    """The connection the session's open transaction holds, or None (none acquired yet)."""
+    transaction = session.get_transaction()
+    if transaction is None or not transaction.is_active:
+        return None  # none, or ending (an after_commit hook): the next one applies the scope
+    connections = getattr(transaction, "_connections", None) or {}
+    for entry in connections.values():
+        return entry[0]
+    return None
+
+
+def bind_scope(session: Any, scope: Scope | None) -> None:
+    """Run ``session``'s work in ``scope``: its rows only, on PostgreSQL, by row-level security.
+
+    The scope is kept in ``session.info`` and set (``portal.scope``, ``portal.organisation_id``)
+    at the start of every transaction the session begins, and at once on the transaction that
+    is open. ``None`` unbinds: no setting, no rows (the policies fail closed). On SQLite it is
+    only recorded; there the selectors' own :class:`Scope` filters are the isolation.
+    """
+    session = _plain_session(session)
+    session.info[SCOPE_KEY] = scope
+    connection = _open_connection(session)
+    if connection is not None and session.info.get(_APPLIED_KEY, None) != scope:
+        _apply_scope(session, connection, scope)
+
+
+def bound_scope(session: Any) -> Scope | None:
+    """The scope :func:`bind_scope` gave ``session`` (None: none, no rows on PostgreSQL)."""
+    return _plain_session(session).info.get(SCOPE_KEY)
+
+
+@contextlib.contextmanager
+def council_wide(session: Any) -> Iterator[Session]:
+    """Explicit council-wide work inside whatever scope ``session`` has; restored afterwards.
+
+    For the lookups that must see every organisation's rows before an actor is known (a
+    session token, an API or SCIM token, an email signing in, an invitation), and for rules
+    that span organisations (a pool's capacity, the waitlist, the audit chain). Use it
+    around exactly that work::
+
+        with council_wide(session):
+            free = capacity - reserved_seats(session, product_id)
+
+    Pending changes are flushed on the way in (checked in the scope that made them) and on
+    the way out (written while council-wide), so none slips into the other scope.
+    """
+    session = _plain_session(session)
+    previous = session.info.get(SCOPE_KEY)
+    # Changes made before are checked in their own scope; changes made inside are written
+    # before the scope narrows again (a flush is no work when nothing is pending).
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    bind_scope(session, Scope.council())
+    try:
+        yield session
+        if session.is_active and (session.new or session.dirty or session.deleted):
+            session.flush()
+    finally:
+        if session.is_active:
+            bind_scope(session, previous)
+        else:  # a failed flush: the transaction is gone; the next one starts from ``previous``
+            session.info[SCOPE_KEY] = previous
+
+
+@event.listens_for(Session, "after_begin")
+def _scope_after_begin(session: Session, transaction: Any, connection: Any) -> None:
+    """Every transaction of a session starts in the session's scope (:func:`bind_scope`)."""
+    session.info.pop(_APPLIED_KEY, None)
+    _apply_scope(session, connection, session.info.get(SCOPE_KEY))
+
+
+@event.listens_for(Pool, "checkin")
+def _reset_session_level_scope(dbapi_connection: Any, connection_record: Any) -> None:
+    """A connection whose scope was set for the connection goes back to the pool without it."""
+    if dbapi_connection is None or not connection_record.info.pop(_SESSION_LEVEL_KEY, False):
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(_RESET_SCOPE)
+        finally:
+            cursor.close()
+        # The pool has turned autocommit off again by now: end the transaction the reset
+        # began (a session-level setting outlives it), so the connection goes back idle.
+        dbapi_connection.commit()
+    except Exception as exc:  # cannot be sure it is clear: never hand it out again
+        connection_record.invalidate(exc)

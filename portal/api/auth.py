@@ -14,9 +14,10 @@ from sqlalchemy.exc import OperationalError
 
 from portal.api import services
 from portal.api.models import ApiToken, TokenScope
-from portal.db import db_session, is_postgres, read_only
+from portal.db import bind_scope, db_session, is_postgres, read_only
 from portal.errors import problem
 from portal.kernel.actor import Actor, Role
+from portal.kernel.scope import Scope
 
 COUNCIL = TokenScope.COUNCIL
 ORGANISATION = TokenScope.ORGANISATION
@@ -25,23 +26,41 @@ ANY_SCOPE = frozenset({COUNCIL, ORGANISATION, VENDOR})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # The role a token's actor carries into services: council tokens act as a council
-# admin, organisation tokens as that organisation's admin; vendor tokens have a
-# role of their own that no organisation or council rule accepts.
+# admin, organisation tokens as that organisation's admin, vendor tokens as that
+# vendor's admin (SPEC 8.1), which no organisation or council rule accepts.
 ROLE_OF_SCOPE = {
-    COUNCIL: Role.COUNCIL_ADMIN.value,
-    ORGANISATION: Role.ORG_ADMIN.value,
-    VENDOR: "vendor",
+    COUNCIL: Role.COUNCIL_ADMIN,
+    ORGANISATION: Role.ORG_ADMIN,
+    VENDOR: Role.VENDOR_ADMIN,
 }
 
 
 def actor_for_token(token: ApiToken, ip: str | None = None) -> Actor:
     """The :class:`Actor` a token acts as, labelled by its visible prefix for the audit log."""
-    return Actor(
-        label=f"token {token.prefix}…",
+    return Actor.api_token(
+        f"token {token.prefix}…",
         role=ROLE_OF_SCOPE[token.scope],
         organisation_id=token.organisation_id,
+        vendor_id=token.vendor_id,
         ip=ip,
     )
+
+
+def token_scope(token: ApiToken) -> Scope | None:
+    """The rows a token's requests may touch in the database.
+
+    An organisation token: its organisation's. Council tokens: every organisation's. Vendor
+    tokens report and check usage across the organisations holding their products, so
+    their requests run council-wide too; what a vendor may see is the views' and
+    services' rule (``vendor_id``), as it is on SQLite.
+    """
+    if token.scope == ORGANISATION:
+        if token.organisation_id is None:
+            return None  # cannot be (a CHECK constraint); if it were: no rows
+        return Scope.organisation(token.organisation_id)
+    if token.scope in (COUNCIL, VENDOR):
+        return Scope.council()
+    return None
 
 
 def _unauthorized(detail: str, *, invalid: bool) -> Response:
@@ -60,18 +79,23 @@ def authenticate() -> Response | None:
     credentials = credentials.strip()
     if scheme.lower() != "bearer" or not credentials:
         return _unauthorized("Send an API token: Authorization: Bearer <token>.", invalid=False)
+    # The token may be any organisation's: it is looked up council-wide, and the request
+    # then runs in the token's scope (row-level security on PostgreSQL).
+    bind_scope(db_session(), Scope.council())
     if request.method in SAFE_METHODS:
         # Views answering GET change nothing: no write lock, no BEGIN/ROLLBACK round trips.
         read_only(db_session())
     token = services.token_authenticate(db_session(), credentials)
     if token is None:
         db_session().rollback()
+        bind_scope(db_session(), None)
         return _unauthorized("The token is unknown, revoked or expired.", invalid=True)
     if db_session().dirty:
         # The time of last use changed (at most once a minute): commit it now, the
         # view's own transaction may roll back. Otherwise the view carries on in
         # the transaction the lookup began, without a commit and a second lookup.
         _commit_time_of_use()
+    bind_scope(db_session(), token_scope(token))
     g.api_token = token
     g.actor = actor_for_token(token, request.remote_addr)
     view = current_app.view_functions.get(request.endpoint or "")

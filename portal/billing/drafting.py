@@ -557,9 +557,10 @@ def _line_row(organisation_id: int, invoice_id: int | None, position: int, charg
 def _insert_lines(session: Session, rows: list[tuple]) -> None:
     """Insert invoice lines (tuples of :data:`LINE_COLUMNS`) in one go.
 
-    PostgreSQL: one binary ``COPY`` (no statement per row to parse, bind and
-    run). SQLite: one Core executemany (the ORM's bulk insert would split the rows
-    into one statement per set of NULL columns).
+    PostgreSQL: one binary ``COPY`` into a temporary table and one ``INSERT …
+    SELECT`` (no statement per row to parse, bind and run). SQLite: one Core
+    executemany (the ORM's bulk insert would split the rows into one statement per
+    set of NULL columns).
     """
     connection = session.connection()
     if connection.dialect.name != "postgresql":
@@ -570,13 +571,23 @@ def _insert_lines(session: Session, rows: list[tuple]) -> None:
         return
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     dumps = json.dumps
+    cols = ", ".join(LINE_COLUMNS)
     try:
-        with cursor.copy(
-            f"COPY invoice_lines ({', '.join(LINE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
+        # Row-level security refuses COPY into invoice_lines itself: the rows go to a
+        # temporary table of this connection, then in with one INSERT (which the
+        # policy checks).
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS invoice_line_stage "
+            "(LIKE invoice_lines INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        cursor.execute("TRUNCATE invoice_line_stage")
+        with cursor.copy(f"COPY invoice_line_stage ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(LINE_PG_TYPES)
             for row in rows:
                 copy.write_row((*row[:-1], dumps(row[-1])))
+        cursor.execute(
+            f"INSERT INTO invoice_lines ({cols}) SELECT {cols} FROM invoice_line_stage"  # noqa: S608 (constant columns)
+        )
     finally:
         cursor.close()
 

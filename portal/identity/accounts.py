@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
+from portal.db import council_wide
 from portal.identity.models import User
 from portal.identity.security import hash_password, password_problems
 from portal.identity.sign_in import sessions_revoke_for_user
@@ -33,7 +34,10 @@ PersonName = Annotated[str, Stripped, StringConstraints(max_length=200)]
 
 
 def ensure_email_free(session: Session, email: str) -> None:
-    if session.scalar(sa.select(User.id).where(User.email == email)) is not None:
+    # One account per email across the council: the rule reads every organisation's.
+    with council_wide(session):
+        taken = session.scalar(sa.select(User.id).where(User.email == email)) is not None
+    if taken:
         raise Conflict(
             f"{email} already has an account.",
             code="email_taken",

@@ -37,11 +37,12 @@ from scim2_models import (
     Sort,
 )
 
-from portal.db import db_session
+from portal.db import bind_scope, db_session
 from portal.errors import register_error_renderer
 from portal.extensions import csrf
 from portal.identity.models import User as Account
 from portal.kernel.errors import DomainError, NotFound, ValidationFailed
+from portal.kernel.scope import Scope
 from portal.scim import resources, selectors, services
 from portal.scim.filters import FilterProblem, where_clause
 from portal.scim.models import ScimGroup
@@ -103,6 +104,9 @@ def _org() -> Organisation:
 def authenticate() -> Response | None:
     """Resolve the bearer token to its organisation, or answer 401."""
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    # The token may be any organisation's: looked up council-wide; the request then runs in
+    # the token's organisation (row-level security on PostgreSQL).
+    bind_scope(db_session(), Scope.council())
     token = (
         services.token_authenticate(db_session(), credentials.strip())
         if scheme.lower() == "bearer" and credentials.strip()
@@ -110,9 +114,11 @@ def authenticate() -> Response | None:
     )
     if token is None:
         db_session().rollback()
+        bind_scope(db_session(), None)
         return render_error(
             401, "Unauthorized", "Send a valid SCIM token: Authorization: Bearer <token>.", None
         )
+    bind_scope(db_session(), Scope.organisation(token.organisation_id))
     g.scim_token = token
     g.scim_organisation = token.organisation
     g.actor = services.actor_for_token(token, request.remote_addr)

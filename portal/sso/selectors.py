@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
+from portal.db import council_wide
 from portal.kernel.errors import NotFound
 from portal.kernel.scope import Scope
 from portal.sso.models import DomainStatus, EmailDomain, SsoConnection
@@ -65,14 +66,19 @@ def domains_for_council(session: Session) -> list[EmailDomain]:
 
 
 def verified_domain(session: Session, domain: str) -> EmailDomain | None:
-    """The verified claim on ``domain`` (at most one organisation holds it)."""
+    """The verified claim on ``domain`` (at most one organisation holds it).
+
+    Whoever asks, the claim is looked for council-wide: a domain belongs to one
+    organisation at most, and another's claim is what refuses this one's.
+    """
     if not domain:
         return None
-    return session.scalar(
-        sa.select(EmailDomain).where(
-            EmailDomain.domain == domain, EmailDomain.status == DomainStatus.VERIFIED
+    with council_wide(session):
+        return session.scalar(
+            sa.select(EmailDomain).where(
+                EmailDomain.domain == domain, EmailDomain.status == DomainStatus.VERIFIED
+            )
         )
-    )
 
 
 def is_verified_domain_of(session: Session, *, organisation_id: int, domain: str) -> bool:

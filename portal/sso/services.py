@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.crypto import decrypt_secret, encrypt_secret
+from portal.db import council_wide
 from portal.identity import sso as gateway
 from portal.identity.accounts import user_create
 from portal.identity.invitations import invitation_create
@@ -651,10 +652,16 @@ def user_provision(
     """
     policy.require(actor, Action.SSO_PROVISION, organisation_id=organisation.id)
     fields = parse(_ProvisionFields, {"email": email})
-    user = session.scalar(sa.select(User).where(User.email == fields.email))
-    if user is not None:
-        if user.organisation_id != organisation.id:
+    # Whose the address is, council-wide (one account per email); only the answer leaves.
+    with council_wide(session):
+        holder = session.execute(
+            sa.select(User.id, User.organisation_id).where(User.email == fields.email)
+        ).first()
+    if holder is not None:
+        if holder.organisation_id != organisation.id:
             raise _not_assignable(fields.email, organisation)
+        user = session.get(User, holder.id)
+        assert user is not None  # the organisation's own account: in scope
         return user
     claim = selectors.verified_domain(session, selectors.email_domain_of(fields.email))
     if claim is not None and claim.organisation_id != organisation.id:

@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from portal.billing import lifecycle
 from portal.billing.jobs import invoice_run
 from portal.billing.models import Invoice, InvoiceRun
-from portal.db import db, is_postgres
+from portal.db import bind_scope, db, is_postgres
 from portal.kernel.clock import now_utc
+from portal.kernel.scope import Scope
 from tests.billing.conftest import last_month
 from tests.billing.factories import subscribe
 from tests.conftest import SYSTEM
@@ -38,6 +39,7 @@ def _in_threads(app, jobs: list, action, workers: int) -> list[BaseException]:
                     return
                 job = queue.pop()
             with app.app_context():
+                bind_scope(db.session, Scope.council())  # a job's or the CLI's scope (a thread)
                 try:
                     action(job)
                 except BaseException as error:  # reported below, with the others

@@ -15,8 +15,9 @@ from collections import Counter
 def main() -> None:
     from portal import create_app
     from portal.catalogue.models import Product
-    from portal.db import db
+    from portal.db import bind_scope, db
     from portal.kernel.errors import DomainError
+    from portal.kernel.scope import Scope
     from portal.seats import services
     from portal.seats.models import Subscription
     from portal.tenancy.models import Organisation
@@ -31,6 +32,7 @@ def main() -> None:
 
     def run(job) -> None:
         with app.app_context():
+            bind_scope(db.session, Scope.council())  # the system actor's scope
             barrier.wait()
             try:
                 if mode == "seats":

@@ -18,10 +18,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from portal.catalogue.models import Product
-from portal.db import db
+from portal.db import bind_scope, db
 from portal.identity.accounts import user_create
 from portal.kernel.actor import Role
 from portal.kernel.errors import DomainError
+from portal.kernel.scope import Scope
 from portal.seats import services
 from portal.seats.models import SeatAssignment, Subscription
 from portal.tenancy.models import Organisation
@@ -73,6 +74,7 @@ def _race(app, jobs, action, workers: int = 16) -> tuple[int, Counter]:
                     return
                 job = queue.pop()
             with app.app_context():
+                bind_scope(db.session, Scope.council())  # the system actor's scope (a thread)
                 try:
                     action(job)
                     db.session.commit()
