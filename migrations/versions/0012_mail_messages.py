@@ -1,0 +1,25 @@
+"""mail messages
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-01 10:30:00
+
+Placeholder until filled in (issue 13); an empty migration changes nothing.
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '0012'
+down_revision = '0011'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass
