@@ -196,6 +196,7 @@ def invoice_run_job(session: Session, *, actor: Actor, run_id: int) -> None:
     ``PORTAL_TEST_INVOICE_RUN_PAUSE`` (seconds) drafts one organisation at a time
     and pauses after each, so a test can kill the worker mid-run.
     """
+    policy.require(actor, Action.INVOICE_RUN, message=FINANCE_ONLY)
     run = session.get(InvoiceRun, run_id, with_for_update=True)
     if run is None or run.status == InvoiceRunStatus.DONE:
         session.rollback()

@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from portal.jobs.queue import job
+from portal.kernel import policy
 from portal.kernel.actor import Actor
+from portal.kernel.policy import Action
 from portal.payments.accounts import current_gateway
 from portal.payments.collection import collection_attempt, collections_due
 from portal.payments.gateway import StripeGateway
@@ -62,6 +64,7 @@ def payments_collect_job(session: Session, *, actor: Actor) -> None:
     lock and a lease, and a request sent again carries the same idempotency key,
     so a slot's job delivered twice, or two slots overlapping, charge nobody twice.
     """
+    policy.require(actor, Action.PAYMENT_RETRY)  # every organisation's: council-wide only
     gateway = current_gateway()
     if gateway is None:
         log.info("Stripe is not configured; nothing to collect")
