@@ -147,6 +147,8 @@ def dispatch_after_commit(session: Session, job_id: int) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _dispatch_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: the real commit is to come
+        return
     ids = session.info.pop(_PENDING_KEY, None)
     if not ids or not has_app_context() or "celery" not in current_app.extensions:
         return  # the sweep sends them
@@ -305,7 +307,7 @@ def _record_failure(
             retry_at=now_utc() + dt.timedelta(seconds=delay),
             dispatched_at=now_utc(),
         )
-        if task.request.is_eager:  # tests asking for inline jobs: the retry runs now
+        if task.app.conf.task_always_eager:  # tests asking for inline jobs: the retry runs now
             return execute(app, task, job_id)
         task.apply_async(args=[job_id], countdown=delay)
         return "retrying"

@@ -95,14 +95,17 @@ def purge_finished(session: Session, *, now: dt.datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def tick(app: Flask) -> list[Job]:
-    """One tick: enqueue what the schedule says is due, send unsent messages, purge old jobs."""
+def tick(app: Flask) -> list[str]:
+    """One tick: enqueue what the schedule says is due, send unsent messages, purge old jobs.
+
+    Returns the names of the jobs it enqueued.
+    """
     with app.app_context():
         session = Session(bind=db.engine)
         try:
             with council_wide(session):
                 now = now_utc()
-                created = schedule_due(session, config=app.config, now=now)
+                created = [j.name for j in schedule_due(session, config=app.config, now=now)]
                 purge_finished(session, now=now)
                 session.commit()  # the new jobs' messages are sent after this commit
                 again = unsent(session, now=now)
