@@ -14,9 +14,11 @@ from portal.audit import chain
 from portal.audit.chain import BrokenLink, ChainReport
 from portal.audit.models import AuditChainHead, AuditEvent
 from portal.db import council_wide
-from portal.kernel.actor import Actor, ActorKind, Role
+from portal.kernel import policy
+from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import PermissionDenied
+from portal.kernel.policy import Action
 
 #: The chain's head table (Core: appends lock and move it with plain statements).
 _HEAD = cast(sa.Table, AuditChainHead.__table__)
@@ -53,9 +55,11 @@ def audit_record(
 ) -> AuditEvent:
     """Add one audit event to the session (committed with the change it describes).
 
-    The event is linked to the chain here: the chain's head row is locked until
-    the transaction ends, so events of concurrent transactions queue up behind
-    one another instead of forking the chain.
+    The event is linked to the chain here: the transaction's first event locks the
+    chain's head row until the transaction ends, so events of concurrent
+    transactions queue up behind one another instead of forking the chain. Cost:
+    one primary-key read and one UPDATE per transaction (per flush), whatever the
+    number of events.
     """
     fields: dict[str, Any] = {
         "occurred_at": now_utc(),
@@ -70,15 +74,50 @@ def audit_record(
         "after": chain.as_stored_json(after),
         "ip": actor.ip,
     }
-    last_seq, last_hash = _chain_head_locked(session)
-    fields.update(seq=last_seq + 1, prev_hash=last_hash)
+    tip = _chain_tip(session)
+    fields.update(seq=tip["seq"] + 1, prev_hash=tip["hash"])
     digest = chain.event_hash(**fields)
     event = AuditEvent(**fields, hash=digest)
     session.add(event)
-    # The head moves at once (a Core statement, not a pending change): the next event
-    # of this transaction attaches to this one even before the session flushes.
-    session.execute(sa.update(_HEAD).where(_HEAD.c.id == 1).values(seq=fields["seq"], hash=digest))
+    tip.update(seq=fields["seq"], hash=digest, unsaved=True)
     return event
+
+
+#: ``session.info`` key: the chain's last link as this transaction sees it (its head
+#: row locked), and whether the head row still has to be updated to it.
+_TIP = "portal_audit_chain_tip"
+
+
+def _chain_tip(session: Session) -> dict[str, Any]:
+    """The chain's last link for this transaction: read (and locked) at its first event.
+
+    Later events of the same transaction attach to the one before without a read:
+    the lock keeps every other transaction from appending meanwhile. The head row is
+    written once per flush (:func:`_save_chain_head`); the remembered link is
+    forgotten whenever a transaction or savepoint ends (:func:`_forget_chain_tip`),
+    so a savepoint rolled back with events in it leaves no hole.
+    """
+    tip = session.info.get(_TIP)
+    if tip is None:
+        seq, digest = _chain_head_locked(session)
+        tip = session.info[_TIP] = {"seq": seq, "hash": digest, "unsaved": False}
+    return tip
+
+
+@sa.event.listens_for(Session, "before_flush")
+def _save_chain_head(session: Session, flush_context: Any, instances: Any) -> None:
+    """Move the head row to the last event this flush writes (one UPDATE per flush)."""
+    tip = session.info.get(_TIP)
+    if tip is not None and tip["unsaved"]:
+        session.connection().execute(
+            sa.update(_HEAD).where(_HEAD.c.id == 1).values(seq=tip["seq"], hash=tip["hash"])
+        )
+        tip["unsaved"] = False
+
+
+@sa.event.listens_for(Session, "after_transaction_end")
+def _forget_chain_tip(session: Session, transaction: Any) -> None:
+    session.info.pop(_TIP, None)
 
 
 def _chain_head_locked(session: Session) -> tuple[int, str]:
@@ -216,9 +255,7 @@ def _check_link(row: Any, expected_seq: int, prev_hash: str) -> BrokenLink | Non
 
 def may_verify_chain(actor: Actor) -> bool:
     """Council staff (admin, finance) and council-wide system work may check the chain."""
-    if actor.kind == ActorKind.SYSTEM:
-        return actor.organisation_id is None
-    return actor.kind == ActorKind.PERSON and actor.role in (Role.COUNCIL_ADMIN, Role.FINANCE)
+    return policy.allowed(actor, Action.AUDIT_VERIFY)
 
 
 def audit_chain_check(session: Session, *, actor: Actor) -> ChainReport:

@@ -137,6 +137,29 @@ def test_events_of_one_transaction_and_of_savepoints_chain_in_order(app):
     assert [(e.seq, e.action) for e in rows(app)] == [(1, "a.one"), (2, "a.two"), (3, "a.three")]
 
 
+def test_a_transaction_reads_and_moves_the_head_once_however_many_events(app):
+    record(app, 1)
+    statements: list[str] = []
+
+    def note(conn, cursor, statement, *args):
+        if "audit_chain_head" in statement:
+            statements.append(statement.split()[0].upper())
+
+    with app.app_context():
+        sa.event.listen(db.engine, "before_cursor_execute", note)
+        try:
+            for i in range(10):
+                audit_record(
+                    db.session, actor=SYSTEM, action="a.many", target_type="t", target_id=i
+                )
+            db.session.commit()
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", note)
+        assert audit_verify(db.session).intact
+    assert statements == ["SELECT", "UPDATE"]
+    assert [e.seq for e in rows(app)] == list(range(1, 12))
+
+
 def test_audit_events_cannot_be_changed_or_deleted_through_the_orm(app):
     record(app, 2)
     with app.app_context():
