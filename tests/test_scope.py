@@ -157,8 +157,10 @@ def _reading_modules() -> list[Any]:
 def test_no_reader_takes_an_optional_organisation_or_a_default_scope(app):
     """``organisation_id: int | None`` was "every organisation" in some places and "council
     staff" in others; readers take a required ``scope`` instead."""
+    modules = _reading_modules()
+    assert {"portal.seats.selectors", "portal.identity.selectors"} <= {m.__name__ for m in modules}
     offenders = []
-    for module in _reading_modules():
+    for module in modules:
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ != module.__name__:
                 continue
