@@ -33,7 +33,8 @@ time; a counter that did not grow means the credential may have been copied, and
 the sign-in is refused (:data:`SIGN_COUNT_REFUSED`).
 
 Services flush but never commit; registration, renaming and removal are audited
-(``passkey.register``, ``passkey.rename``, ``passkey.remove``).
+(``passkey.register``, ``passkey.rename``, ``passkey.remove``), and so is a sign-in
+refused for a counter that went backwards (``passkey.clone_suspected``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ from webauthn.helpers.structs import (
 
 from portal.audit.services import audit_record
 from portal.identity.models import Passkey, User
+from portal.kernel import policy
 from portal.kernel.actor import Actor, ActorKind
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import (
@@ -84,6 +86,7 @@ from portal.kernel.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from portal.kernel.policy import Action
 from portal.validation import OptionalText, parse
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,9 @@ class PasskeyRefused(DomainError):
     status = 400
     code = "passkey_refused"
     title = "Passkey not accepted"
+    #: For :data:`SIGN_COUNT_REFUSED`: the passkey, and its counts (known, reported).
+    passkey_id: int | None = None
+    counts: tuple[int, int] | None = None
 
 
 class PasskeyName(BaseModel):
@@ -231,8 +237,15 @@ def passkey_count(session: Session, user_id: int) -> int:
 def _own(actor: Actor, user: User) -> None:
     """Only the signed-in person manages their own passkeys (a council admin resets a
     lost factor through ``factors_reset``, not here)."""
-    if actor.kind != ActorKind.PERSON or actor.user_id is None or actor.user_id != user.id:
+    if actor.kind != ActorKind.PERSON:  # a token or a job never holds a passkey
         raise PermissionDenied("You may only manage your own passkeys.")
+    policy.require(
+        actor,
+        Action.USER_SECOND_FACTOR_MANAGE,
+        user_id=user.id,
+        organisation_id=user.organisation_id,
+        message="You may only manage your own passkeys.",
+    )
 
 
 def passkeys_list(session: Session, *, actor: Actor, user: User) -> list[Passkey]:
@@ -442,15 +455,39 @@ def passkey_authenticate(
             new_count,
             passkey.sign_count,
         )
-        raise PasskeyRefused(
+        refused = PasskeyRefused(
             "This passkey's use counter went backwards, so it may have been copied. Sign in "
             "another way and remove it from your account's security page.",
             code=SIGN_COUNT_REFUSED,
         )
+        refused.passkey_id = passkey.id
+        refused.counts = (passkey.sign_count, new_count)
+        raise refused
     passkey.sign_count = new_count
     passkey.last_used_at = now_utc()
     session.flush()
     return passkey
+
+
+def passkey_sign_in_refused(
+    session: Session, *, user: User, refused: PasskeyRefused, ip: str | None
+) -> None:
+    """Put a refused passkey sign-in that suggests a copied credential (its counter went
+    backwards) in the audit log, as ``passkey.clone_suspected``. For the page to call after
+    it rolled the refused attempt back, so the event is kept; other refusals write nothing."""
+    if refused.code != SIGN_COUNT_REFUSED or refused.passkey_id is None:
+        return
+    known, reported = refused.counts or (None, None)
+    audit_record(
+        session,
+        actor=Actor.anonymous(ip),
+        action="passkey.clone_suspected",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
+        after={"passkey_id": refused.passkey_id, "sign_count": known, "reported": reported},
+    )
 
 
 # ---------------------------------------------------------------- changes

@@ -234,6 +234,11 @@ def sign_in():
         except DomainError as refused:
             db_session().rollback()
             login_failed("second_factor")  # portal_login_failures_total
+            if isinstance(refused, passkeys.PasskeyRefused):
+                passkeys.passkey_sign_in_refused(
+                    db_session(), user=user, refused=refused, ip=auth.client_ip()
+                )
+                db_session().commit()
             flash(refused.detail, "error")
             status = 401
         else:

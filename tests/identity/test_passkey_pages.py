@@ -241,3 +241,26 @@ def test_a_council_admin_without_a_factor_enrols_a_passkey_then_signs_in_with_it
     response = _passkey_sign_in(client, authenticator)
     assert response.status_code == 302 and response.headers["Location"].endswith("/council")
     assert client.get("/council").status_code == 200
+
+
+def test_a_counter_gone_backwards_is_refused_and_audited(app, make_org, make_user):
+    from portal.audit.models import AuditEvent
+
+    user, authenticator = _member_with_passkey(app, make_org, make_user)
+    client = app.test_client()
+    _to_second_step(client, user)
+    assert _passkey_sign_in(client, authenticator, sign_count=7).status_code == 302
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/account/security")})
+
+    _to_second_step(client, user)  # a copy of the key, used fewer times
+    response = _passkey_sign_in(client, authenticator, sign_count=3)
+    assert response.status_code == 401
+    assert any("may have been copied" in m for m in flashes(response))
+    assert client.get("/my").status_code == 302
+    with app.app_context():
+        event = db.session.scalar(
+            sa.select(AuditEvent).where(AuditEvent.action == "passkey.clone_suspected")
+        )
+        assert event is not None and event.target_id == str(user.id)
+        assert event.after["sign_count"] == 7 and event.after["reported"] == 3
+        assert db.session.scalar(sa.select(Passkey.sign_count)) == 7

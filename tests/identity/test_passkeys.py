@@ -382,17 +382,30 @@ def test_owner_renames_and_removes_audited(ctx, db_session, make_user, make_org)
 
 
 def test_nobody_else_renames_or_removes(ctx, db_session, make_user, make_org):
-    user = _user(db_session, make_user, make_org)
+    org = make_org()
+    user = db_session.get(User, make_user("member", org).id)
     passkey = _register(db_session, user, SoftAuthenticator())
-    other = _user(db_session, make_user, make_org)
+    colleague = db_session.get(User, make_user("org_admin", org).id)
+    db_session.commit()
+    stranger = _user(db_session, make_user, make_org)  # another organisation
     admin = _user(db_session, make_user, make_org, role="council_admin")
-    for actor in (Actor.person(other), Actor.person(admin), Actor.anonymous()):
-        with pytest.raises(PermissionDenied):
+    refusals = (
+        (Actor.person(colleague), PermissionDenied),
+        (Actor.person(admin), PermissionDenied),
+        (Actor.anonymous(), PermissionDenied),
+        (Actor.system("job"), PermissionDenied),
+        (Actor.person(stranger), NotFound),  # another organisation's person: not there
+    )
+    for actor, refusal in refusals:
+        with pytest.raises(refusal):
             passkeys.passkey_remove(db_session, actor=actor, user=user, passkey_id=passkey.id)
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(refusal):
             passkeys.passkey_rename(
                 db_session, actor=actor, user=user, passkey_id=passkey.id, name="Mine"
             )
+        with pytest.raises(refusal):
+            passkeys.passkeys_list(db_session, actor=actor, user=user)
+    other = stranger
     # The other person names their own account and Alice's passkey id: not found.
     with pytest.raises(NotFound):
         passkeys.passkey_remove(
