@@ -434,8 +434,15 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     begins deferred: it writes nothing that needs a rule checked.
     """
     if conn.dialect.name == "sqlite":
-        deferred = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if options.get(FOREIGN_ENGINE, False):  # kombu's queue file begins its own
+            return
+        conn.exec_driver_sql("BEGIN" if options.get(READ_ONLY, False) else "BEGIN IMMEDIATE")
+
+
+#: Engine execution option marking an engine that is not the portal's own (the job queue's
+#: SQLite file in development, portal.jobs): :func:`_sqlite_begin_immediate` leaves it alone.
+FOREIGN_ENGINE = "portal_foreign_engine"
 
 
 def is_postgres(session: Any) -> bool:
@@ -613,3 +620,25 @@ def _reset_session_level_scope(dbapi_connection: Any, connection_record: Any) ->
         dbapi_connection.commit()
     except Exception as exc:  # cannot be sure it is clear: never hand it out again
         connection_record.invalidate(exc)
+
+
+def database_role_isolates(engine: Engine) -> bool:
+    """Whether the role ``engine`` connects as is held by row-level security.
+
+    True on SQLite (nothing to bypass) and on PostgreSQL for a role that is not a
+    superuser, has no BYPASSRLS and owns no table under row-level security (the tables
+    force it, but an owner could switch it off). Production's ``/readyz`` asks it (README:
+    "PostgreSQL roles").
+    """
+    if engine.dialect.name != "postgresql":
+        return True
+    with engine.connect() as connection:
+        row = connection.execute(
+            sa.text(
+                "SELECT r.rolsuper OR r.rolbypassrls AS bypasses, EXISTS ("
+                "  SELECT 1 FROM pg_class c WHERE c.relrowsecurity"
+                "  AND pg_has_role(current_user, c.relowner, 'USAGE')) AS owns "
+                "FROM pg_roles r WHERE r.rolname = current_user"
+            )
+        ).one()
+    return not (row.bypasses or row.owns)

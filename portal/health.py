@@ -50,10 +50,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from portal.db import RETRY_AFTER_SECONDS, UTCDateTime, db
+from portal.db import RETRY_AFTER_SECONDS, UTCDateTime, database_role_isolates, db
 from portal.extensions import csrf, limiter
 from portal.kernel.clock import now_utc
-from portal.observability import readiness_checks
+from portal.observability import readiness_checks, register_readiness_check
 from portal.ratelimit import limits_degraded
 
 log = logging.getLogger(__name__)
@@ -276,3 +276,17 @@ def init_app(app: Flask) -> None:
     csrf.exempt(bp)
     limiter.exempt(bp)
     app.register_blueprint(bp)
+    if app.config.get("PORTAL_ENV") == "production":
+        # Tenant isolation in the database holds only for a role that cannot bypass it.
+        register_readiness_check(app, "database_role", _database_role_isolates, critical=True)
+
+
+_role_checked: dict[str, bool] = {}
+
+
+def _database_role_isolates() -> bool:
+    """:func:`portal.db.database_role_isolates`, asked until it is once true for the URL."""
+    url = str(db.engine.url)
+    if not _role_checked.get(url):
+        _role_checked[url] = database_role_isolates(db.engine)
+    return _role_checked[url]

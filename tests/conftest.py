@@ -348,23 +348,28 @@ def owner_engine(app) -> sa.Engine:
     return app.extensions["portal_test_owner_engine"] or db.engine
 
 
-@sa.event.listens_for(Session, "after_begin", insert=True)
-def _test_code_is_council_wide(session: Session, transaction: Any, connection: Any) -> None:
+_create_session = db.session.registry.createfunc
+
+
+def _test_session() -> Session:
     """Test code's own database work (fixtures, factories, assertions) is council-wide.
 
-    Only the test's own code: the main thread, outside a request and outside a command.
-    Requests, commands and threads the portal starts bind their scope themselves
-    (``portal.db.bind_scope``), as in production; a test that wants no scope says
-    ``bind_scope(session, None)``, which this leaves alone.
+    Only the test's own code: a ``db.session`` made in the main thread, outside a request
+    and outside a command. Requests, commands and the threads the portal starts bind
+    their scope themselves (``portal.db.bind_scope``), as in production; a test that
+    wants no scope says ``bind_scope(db.session, None)``.
     """
-    if (
-        SCOPE_KEY in session.info
-        or has_request_context()
+    session = _create_session()
+    if not (
+        has_request_context()
         or click.get_current_context(silent=True) is not None
         or threading.current_thread() is not threading.main_thread()
     ):
-        return
-    session.info[SCOPE_KEY] = Scope.council()
+        session.info[SCOPE_KEY] = Scope.council()
+    return session
+
+
+db.session.registry.createfunc = _test_session
 
 
 @pytest.fixture(autouse=True)

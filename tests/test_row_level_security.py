@@ -20,13 +20,12 @@ from sqlalchemy.orm import Session
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
 from portal.db import bind_scope, bound_scope, council_wide, db, read_only, tenant_tables
-from portal.kernel.actor import Actor
 from portal.kernel.scope import Scope
 from portal.seats.models import Subscription
 from portal.sso.models import EmailDomain
 from tests.conftest import SYSTEM, TEST_APP_ROLE
 
-pytestmark = pytest.mark.skipif(
+postgres_only = pytest.mark.skipif(
     not (os.environ.get("PORTAL_TEST_DATABASE_URL") or "").startswith("postgresql"),
     reason="row-level security is PostgreSQL's; on SQLite the selectors' Scope is the isolation "
     "(run with PORTAL_TEST_DATABASE_URL=postgresql+psycopg://…, as .ci/run does)",
@@ -69,6 +68,7 @@ def scoped(scope: Scope | None) -> Session:
 # ------------------------------------------------------------------ the role
 
 
+@postgres_only
 def test_the_portal_connects_as_a_role_that_cannot_bypass_row_level_security(app):
     with app.app_context(), db.engine.connect() as conn:
         row = conn.execute(
@@ -93,6 +93,7 @@ def test_the_portal_connects_as_a_role_that_cannot_bypass_row_level_security(app
             )
 
 
+@postgres_only
 def test_every_tenant_owned_table_forces_row_level_security_with_the_policy(app):
     with app.app_context(), db.engine.connect() as conn:
         covered = {
@@ -123,6 +124,7 @@ def test_every_tenant_owned_table_forces_row_level_security_with_the_policy(app)
 # ------------------------------------------------------------------ isolation
 
 
+@postgres_only
 def test_an_unscoped_query_in_an_organisations_transaction_sees_that_organisation_only(
     app, tenants
 ):
@@ -147,6 +149,7 @@ def test_an_unscoped_query_in_an_organisations_transaction_sees_that_organisatio
             session.close()
 
 
+@postgres_only
 def test_council_scope_sees_every_organisation_and_council_staff(app, tenants):
     a, b, users = tenants
     with app.app_context():
@@ -160,6 +163,7 @@ def test_council_scope_sees_every_organisation_and_council_staff(app, tenants):
             session.close()
 
 
+@postgres_only
 def test_no_scope_means_no_rows(app, tenants):
     with app.app_context():
         session = scoped(None)
@@ -180,6 +184,7 @@ def test_no_scope_means_no_rows(app, tenants):
             assert conn.scalar(sa.text("SELECT count(*) FROM users")) == 0
 
 
+@postgres_only
 def test_writing_another_organisations_row_is_refused(app, tenants):
     a, b, _ = tenants
     with app.app_context():
@@ -218,6 +223,7 @@ def test_writing_another_organisations_row_is_refused(app, tenants):
 # ------------------------------------------------------------------ what the role may not do
 
 
+@postgres_only
 def test_audit_events_are_insert_only_for_the_application(app, tenants):
     with app.app_context():
         session = scoped(Scope.council())
@@ -239,6 +245,7 @@ def test_audit_events_are_insert_only_for_the_application(app, tenants):
             session.close()
 
 
+@postgres_only
 @pytest.mark.parametrize(
     "statement",
     [
@@ -262,6 +269,7 @@ def test_the_application_role_cannot_switch_row_level_security_off(app, tenants,
             session.close()
 
 
+@postgres_only
 def test_row_security_off_does_not_show_more_rows(app, tenants):
     """``SET row_security = off`` makes a query that RLS would filter fail; it never bypasses."""
     with app.app_context():
@@ -277,6 +285,7 @@ def test_row_security_off_does_not_show_more_rows(app, tenants):
 # ------------------------------------------------------------------ bind_scope and council_wide
 
 
+@postgres_only
 def test_the_scope_holds_for_every_transaction_of_the_session_and_changes_at_once(app, tenants):
     a, b, _ = tenants
     count = sa.select(sa.func.count(sa.distinct(Subscription.organisation_id)))
@@ -300,6 +309,7 @@ def test_the_scope_holds_for_every_transaction_of_the_session_and_changes_at_onc
             session.close()
 
 
+@postgres_only
 def test_a_read_in_autocommit_is_scoped_and_its_connection_goes_back_clear(app, tenants):
     """``read_only`` reads in autocommit (no transaction to hold a setting): the scope is set
     on the connection and cleared when the connection returns to the pool."""
@@ -347,6 +357,7 @@ class Seen:
         request_finished.disconnect(self._note, self.app)
 
 
+@postgres_only
 def test_a_page_request_runs_in_the_signed_in_persons_scope(app, tenants):
     from tests.conftest import login
 
@@ -362,6 +373,7 @@ def test_a_page_request_runs_in_the_signed_in_persons_scope(app, tenants):
     assert seen.orgs[2] == set()
 
 
+@postgres_only
 def test_an_organisation_tokens_api_request_runs_in_its_organisations_scope(app, tenants):
     from portal.api import services as api_services
     from portal.tenancy.models import Organisation
@@ -385,7 +397,48 @@ def test_an_organisation_tokens_api_request_runs_in_its_organisations_scope(app,
     assert seen.orgs == [{a.id}]
 
 
+@postgres_only
 def test_command_line_work_is_council_wide(app, tenants, runner):
     result = runner.invoke(args=["token", "create", "--scope", "organisation", "--org", "rls-b"])
+    # The command found the organisation: its session was bound council-wide (in a command,
+    # test code's own default does not apply; without a scope it would see no organisation).
     assert result.exit_code == 0, result.output
-    assert Actor.system("cli").organisation_id is None
+    assert "for rls-b" in result.output
+
+
+def test_the_council_wide_pages_exist(app):
+    """Every endpoint named council-wide is a real one (a renamed view would fail closed, and
+    this says why)."""
+    from portal.identity.auth import COUNCIL_WIDE_ENDPOINTS
+
+    assert set(app.view_functions) >= COUNCIL_WIDE_ENDPOINTS
+
+
+@postgres_only
+def test_production_is_not_ready_on_a_role_that_bypasses_row_level_security(
+    app, monkeypatch, tmp_path
+):
+    from cryptography.fernet import Fernet
+
+    from portal import create_app
+    from tests.conftest import owner_engine
+
+    monkeypatch.setenv("PORTAL_ENV", "production")
+    monkeypatch.setenv("PORTAL_SECRET_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("PORTAL_ENCRYPTION_KEY", Fernet.generate_key().decode())
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("PORTAL_SINGLE_PROCESS", "1")
+    with app.app_context():
+        owner_url = owner_engine(app).url.render_as_string(hide_password=False)
+    answers = {}
+    for name, url in (
+        ("app role", app.config["SQLALCHEMY_DATABASE_URI"]),
+        ("owner", owner_url),
+    ):
+        prod = create_app({"SQLALCHEMY_DATABASE_URI": url})
+        response = prod.test_client().get("/readyz")
+        answers[name] = (response.status_code, response.get_json()["checks"].get("database_role"))
+        with prod.app_context():
+            db.engine.dispose()
+    assert answers["app role"][1] == "ok"  # (other checks may fail here: no broker, say)
+    assert answers["owner"][0] == 503 and answers["owner"][1] == "failing"
