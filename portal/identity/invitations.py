@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
+from portal.db import council_wide
 from portal.identity.accounts import check_password, ensure_email_free, require_people_manager
 from portal.identity.models import Invitation, InvitationState, User
 from portal.identity.security import hash_password, new_token, token_digest
@@ -75,7 +76,9 @@ def invitation_create(
             code="organisation_not_active",
         )
     org_id = organisation.id if organisation else None
-    existing = session.scalar(sa.select(User).where(User.email == fields.email))
+    # One account per email across the council: whose it is, whatever the inviter's scope.
+    with council_wide(session):
+        existing = session.scalar(sa.select(User).where(User.email == fields.email))
     if existing is not None and not _awaits_activation(existing, org_id, role):
         ensure_email_free(session, fields.email)
     now = now_utc()

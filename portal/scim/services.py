@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.catalogue.models import Product
+from portal.db import council_wide
 from portal.identity import accounts as identity
 from portal.identity.models import User
 from portal.identity.security import new_token, token_digest
@@ -231,10 +232,18 @@ def scim_user_create(
     """
     _may_manage(actor, organisation.id, Action.SCIM_PROVISION)
     _check_email_for(session, organisation, fields.email)
-    user = session.scalar(sa.select(User).where(User.email == fields.email))
-    if user is not None:
-        if user.organisation_id != organisation.id or user.scim_deleted_at is None:
+    # One account per email across the council: whose it is, read council-wide.
+    with council_wide(session):
+        holder = session.execute(
+            sa.select(User.id, User.organisation_id, User.scim_deleted_at).where(
+                User.email == fields.email
+            )
+        ).first()
+    if holder is not None:
+        if holder.organisation_id != organisation.id or holder.scim_deleted_at is None:
             raise _taken(fields.email)
+        user = session.get(User, holder.id)
+        assert user is not None  # the organisation's own account: in scope
         user.scim_deleted_at = None
         action = "scim.user_restore"
     else:
@@ -266,7 +275,9 @@ def scim_user_update(
     before = _snapshot(user)
     if fields.email != user.email:
         _check_email_for(session, organisation, fields.email)
-        if session.scalar(sa.select(User.id).where(User.email == fields.email)) is not None:
+        with council_wide(session):  # taken by anyone, in any organisation
+            taken = session.scalar(sa.select(User.id).where(User.email == fields.email))
+        if taken is not None:
             raise _taken(fields.email)
         user.email = fields.email
     _apply(user, fields)
