@@ -24,9 +24,14 @@ setup: install pdf
 	$(BIN)/portal db upgrade
 	$(BIN)/portal demo
 
+# The web server and a job worker (with the schedule) together; Ctrl-C stops both. The worker's
+# queue is a SQLite file in instance/ (no server needed); its log goes to instance/worker.log.
 run: setup
 	@echo "Serving the portal at http://127.0.0.1:5000 (Ctrl-C to stop); mail goes to /dev/outbox"
-	$(BIN)/flask --app portal run --host 127.0.0.1 --port 5000
+	@echo "A job worker runs beside it (log: instance/worker.log)"
+	@$(BIN)/portal worker --concurrency 1 >instance/worker.log 2>&1 & worker=$$!; \
+	  trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/flask --app portal run --host 127.0.0.1 --port 5000
 
 # Debian's chromium for the browser tests (no browser download: Playwright drives /usr/bin/chromium).
 browser:

@@ -35,7 +35,7 @@ from flask import Flask, current_app, has_app_context
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from portal.db import council_wide, db, db_session
+from portal.db import FOREIGN_ENGINE, council_wide, db, db_session
 from portal.jobs.models import FINISHED, Job, JobState
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
@@ -328,13 +328,19 @@ def _record_failure(
 def celery_config(config: Any) -> dict[str, Any]:
     """Celery's settings from the portal's (``PORTAL_JOBS_*``, see portal.config)."""
     queue = config["PORTAL_JOBS_QUEUE"]
+    broker = config["PORTAL_JOBS_BROKER_URL"]
+    options: dict[str, Any] = {}
+    if broker.startswith(("redis://", "rediss://")):
+        # Redis: an unacknowledged message (its worker was killed) is delivered again after
+        # this many seconds; longer than any job runs. (RabbitMQ redelivers when the dead
+        # worker's connection closes.)
+        options["visibility_timeout"] = config["PORTAL_JOBS_VISIBILITY_TIMEOUT"]
+    elif broker.startswith("sqla+"):
+        # kombu's SQLAlchemy transport (development) begins its own SQLite transactions.
+        options["execution_options"] = {FOREIGN_ENGINE: True}
     return {
-        "broker_url": config["PORTAL_JOBS_BROKER_URL"],
-        "broker_transport_options": {
-            # Redis: an unacknowledged message (its worker was killed) is delivered again
-            # after this many seconds; longer than any job runs.
-            "visibility_timeout": config["PORTAL_JOBS_VISIBILITY_TIMEOUT"],
-        },
+        "broker_url": broker,
+        "broker_transport_options": options,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 4,
         # A request that queues a job must not hang on a broker that is down.

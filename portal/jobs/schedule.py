@@ -37,6 +37,9 @@ log = logging.getLogger("portal.jobs.schedule")
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: A queued job with no message sent this long after it was enqueued is sent again.
 SEND_AGAIN_AFTER = dt.timedelta(minutes=1)
+#: A queued job whose message was sent this long ago (or this long after its retry time)
+#: without starting is sent again.
+LOST_AFTER = dt.timedelta(hours=2)
 #: Succeeded and cancelled jobs are deleted after this long.
 KEEP_FINISHED = dt.timedelta(days=30)
 #: Seconds between a worker's ticks (``PORTAL_JOBS_TICK_SECONDS`` overrides).
@@ -69,14 +72,23 @@ def schedule_due(session: Session, *, config: object, now: dt.datetime) -> list[
 
 
 def unsent(session: Session, *, now: dt.datetime) -> list[int]:
-    """Queued jobs whose message was never sent (or could not be)."""
+    """Queued jobs whose message was never sent (or could not be), or seems lost.
+
+    A message sent over :data:`LOST_AFTER` ago (after its retry time, for a retry)
+    whose job never started is sent again: a development queue file loses what a
+    killed worker had taken. A duplicate is harmless: a job that finished or was
+    cancelled drops its message, and every job may run again.
+    """
+    waiting = sa.func.coalesce(Job.retry_at, Job.dispatched_at)
     return list(
         session.scalars(
             sa.select(Job.id)
             .where(
                 Job.state == JobState.QUEUED,
-                Job.dispatched_at.is_(None),
-                Job.enqueued_at < now - SEND_AGAIN_AFTER,
+                sa.or_(
+                    sa.and_(Job.dispatched_at.is_(None), Job.enqueued_at < now - SEND_AGAIN_AFTER),
+                    waiting < now - LOST_AFTER,
+                ),
             )
             .order_by(Job.id)
             .limit(500)

@@ -25,7 +25,7 @@ from celery import Celery
 
 from portal.billing.models import Invoice, InvoiceRun
 from portal.billing.operations import invoice_run_start
-from portal.db import council_wide, db
+from portal.db import FOREIGN_ENGINE, council_wide, db
 from portal.jobs.models import Job
 from portal.jobs.queue import TASK_NAME
 from tests.billing.factories import subscribe
@@ -189,3 +189,27 @@ def test_a_run_whose_worker_is_killed_is_redelivered_and_ends_done_once(
     assert len(per_key) == ORGANISATIONS
     assert {row[3] for row in per_key} == {1}
     assert {row[1] for row in per_key} == {billed["period"]}
+
+
+# kombu's SQLAlchemy models declare a relationship ``lazy="noload"`` (deprecated in SQLAlchemy
+# 2.1; the transport never loads it), warned about when this process first maps them.
+@pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
+def test_the_development_queue_needs_no_server(app, billed, workers, tmp_path):
+    """`make run`'s worker: kombu's SQLAlchemy transport on a SQLite file (no broker server)."""
+    url = f"sqla+sqlite:///{tmp_path / 'jobs.sqlite'}"
+    queue = f"portal-test-{uuid.uuid4().hex[:12]}"
+    with app.app_context():
+        with council_wide(db.session):
+            run = invoice_run_start(db.session, actor=SYSTEM, period=billed["period"])
+            run_id = run.id
+            job_id = run.job_id
+            db.session.commit()
+        db.session.remove()
+    worker = workers(url, queue, pause=0.0)
+    sender = Celery("portal-test", broker=url, set_as_current=False)
+    sender.conf.broker_transport_options = {"execution_options": {FOREIGN_ENGINE: True}}
+    sender.send_task(TASK_NAME, args=[job_id], queue=queue, routing_key=queue)
+    sender.close()
+    _wait(lambda: _state(app, run_id)[0].status == "done", 90, "the run is done", _logs(worker))
+    run, job = _state(app, run_id)
+    assert (run.invoices_created, job.state, job.attempts) == (1, "succeeded", 1)

@@ -182,6 +182,10 @@ def test_a_message_the_broker_refused_is_sent_again_by_the_sweep(app, clock, mon
         assert job_id in unsent(db.session, now=now_utc())
     assert dispatch(app, [job_id]) == [job_id]
     assert _job(app, job_id).dispatched_at is not None
+    with app.app_context():
+        assert job_id not in unsent(db.session, now=now_utc())
+        clock.advance(dt.timedelta(hours=3))  # sent, never started: the message seems lost
+        assert job_id in unsent(db.session, now=now_utc())
 
 
 def test_every_declared_job_has_a_sane_retry_policy():
