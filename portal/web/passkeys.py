@@ -113,6 +113,12 @@ def register():
             )
         if saved:
             flash(f"Passkey “{passkey.name}” is added.", "success")
+            if not factors.recovery_codes_left(db_session(), current_user.id):
+                flash(
+                    "Make recovery codes (below) for the day you do not have your passkey "
+                    "with you.",
+                    "info",
+                )
             return redirect(url_for("account.security"))
     else:
         _form_errors(form)

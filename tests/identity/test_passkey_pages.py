@@ -79,6 +79,7 @@ def test_security_page_registers_renames_and_removes(app, make_org, make_user):
     page = client.get(response.headers["Location"])
     html = page.get_data(as_text=True)
     assert "Passkey “Work laptop” is added." in flashes(page)
+    assert any("Make recovery codes" in m for m in flashes(page))  # none yet
     assert "Work laptop" in html
 
     with app.app_context():
