@@ -16,6 +16,7 @@ from portal.api import services
 from portal.api.models import ApiToken, TokenScope
 from portal.db import bind_scope, db_session, is_postgres, read_only
 from portal.errors import problem
+from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
 from portal.kernel.scope import Scope
 
@@ -108,6 +109,9 @@ def authenticate() -> Response | None:
             f"This needs a {wanted} token; this token's scope is {token.scope}.",
             code="scope_forbidden",
         )
+    action = getattr(view, "api_action", None)
+    if action is not None and not policy.may(g.actor, action):
+        return problem(403, "Forbidden", "This token may not do this.", code="forbidden")
     return None
 
 

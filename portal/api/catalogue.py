@@ -22,6 +22,7 @@ from portal.catalogue import services
 from portal.catalogue.models import LicencePool, Price, Product, Vendor
 from portal.db import db_session
 from portal.kernel.clock import now_utc
+from portal.kernel.policy import Action
 from portal.seats import figures
 from portal.seats.figures import ProductFigures
 
@@ -305,6 +306,7 @@ class CatalogueQuery(ListQuery):
     "/vendors",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.VENDOR_CREATE,
     responses={201: VendorOut},
     errors=[409],
     creates=True,
@@ -322,6 +324,7 @@ def vendor_create(body: VendorCreate) -> Response:
     "/products",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.CATALOGUE_PRODUCT_CREATE,
     responses={201: ProductOut},
     errors=[404, 409],
     creates=True,
@@ -340,6 +343,7 @@ def product_create(body: ProductCreate) -> Response:
     "/pools",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.POOL_CREATE,
     responses={201: PoolOut},
     errors=[404],
     creates=True,
@@ -361,6 +365,7 @@ def pool_create(body: PoolCreate) -> Response:
     "/prices",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.PRICE_CREATE,
     responses={201: PriceOut},
     errors=[404, 409],
     creates=True,
@@ -380,7 +385,14 @@ def price_create(body: PriceCreate) -> Response:
     return reply(PriceOut.of(price), 201)
 
 
-@route("get", "/catalogue", scopes=ANY_SCOPE, tag=tag, responses={200: CatalogueList})
+@route(
+    "get",
+    "/catalogue",
+    scopes=ANY_SCOPE,
+    tag=tag,
+    action=Action.CATALOGUE_READ,
+    responses={200: CatalogueList},
+)
 def catalogue_list(query: CatalogueQuery) -> Response:
     """Products with today's capacity, reserved and free seats, oldest first.
 

@@ -24,6 +24,8 @@ from portal.api import auth, idempotency
 from portal.api.schemas import ApiSchema, IdempotencyHeader, Problem
 from portal.db import db_session
 from portal.errors import problem
+from portal.kernel import policy
+from portal.kernel.policy import Action
 from portal.validation import errors_from
 
 api = APIBlueprint(
@@ -114,6 +116,7 @@ def route(
     errors: Iterable[int] = (),
     creates: bool = False,
     raw_body: type[BaseModel] | None = None,
+    action: Action | None = None,
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Register an API view on :data:`api`.
 
@@ -123,9 +126,15 @@ def route(
     creating POST, which accepts ``Idempotency-Key``). A view
     that is not a GET is committed once after it returns. ``raw_body`` documents
     a JSON body that the view reads and validates itself (no model may nest
-    another), for bodies too large to validate in one piece.
+    another), for bodies too large to validate in one piece. ``action`` is what the
+    view does (:mod:`portal.kernel.policy`): every scope allowed must be one whose
+    role may do it, and a token whose actor may not is refused before the view runs.
     """
     allowed = frozenset(scopes)
+    if action is not None:
+        unfit = sorted(s for s in allowed if action not in policy.RULES[auth.ROLE_OF_SCOPE[s]])
+        if unfit:
+            raise ValueError(f"{rule}: {', '.join(unfit)} tokens may not {action} (policy)")
     method = method.lower()
 
     def decorator(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -140,6 +149,7 @@ def route(
             return response
 
         handler.api_scopes = allowed  # type: ignore[attr-defined]
+        handler.api_action = action  # type: ignore[attr-defined]
         handler.__annotations__ = dict(view.__annotations__)
         if creates:
             handler.__annotations__["header"] = IdempotencyHeader

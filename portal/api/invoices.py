@@ -29,6 +29,7 @@ from portal.db import db_session
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, PermissionDenied
 from portal.kernel.periods import period_bounds
+from portal.kernel.policy import Action
 from portal.kernel.scope import Scope, scope_of
 from portal.tenancy.models import Organisation
 
@@ -271,6 +272,7 @@ def _invoice(invoice_id: int) -> Invoice:
     "/invoice-runs",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.INVOICE_RUN,
     responses={201: InvoiceRunOut},
     creates=True,
 )
@@ -306,6 +308,7 @@ def invoice_run_create(body: InvoiceRunCreate) -> Response:
     "/invoice-runs/<int:id>",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.INVOICE_RUN,
     responses={200: InvoiceRunOut},
     errors=[404],
 )
@@ -314,7 +317,15 @@ def invoice_run_get(path: InvoiceRunPath) -> Response:
     return reply(InvoiceRunOut.of(selectors.run_by_id(db_session(), path.id)))
 
 
-@route("get", "/invoices", scopes=READERS, tag=tag, responses={200: InvoiceList}, errors=[404])
+@route(
+    "get",
+    "/invoices",
+    scopes=READERS,
+    tag=tag,
+    action=Action.INVOICE_READ,
+    responses={200: InvoiceList},
+    errors=[404],
+)
 def invoices_list(query: InvoiceQuery) -> Response:
     """List invoices, oldest first, by month, organisation and status.
 
@@ -341,7 +352,13 @@ def invoices_list(query: InvoiceQuery) -> Response:
 
 
 @route(
-    "get", "/invoices/<int:id>", scopes=READERS, tag=tag, responses={200: InvoiceOut}, errors=[404]
+    "get",
+    "/invoices/<int:id>",
+    scopes=READERS,
+    tag=tag,
+    action=Action.INVOICE_READ,
+    responses={200: InvoiceOut},
+    errors=[404],
 )
 def invoice_get(path: InvoicePath) -> Response:
     """One invoice with its lines."""
@@ -353,6 +370,7 @@ def invoice_get(path: InvoicePath) -> Response:
     "/invoices/<int:id>/finalize",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.INVOICE_FINALIZE,
     responses={200: InvoiceOut},
     errors=[404, 409],
 )
@@ -372,6 +390,7 @@ def invoice_finalize(path: InvoicePath) -> Response:
     "/invoices/<int:id>/credit-notes",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.CREDIT_NOTE_CREATE,
     responses={201: CreditNoteOut},
     errors=[404, 409],
     creates=True,
@@ -390,6 +409,7 @@ def credit_note_create(path: InvoicePath, body: CreditNoteCreate) -> Response:
     "/invoices/<int:id>.pdf",
     scopes=READERS,
     tag=tag,
+    action=Action.INVOICE_READ,
     responses={200: PDF_RESPONSE},  # type: ignore[dict-item]
     errors=[404],
 )
@@ -408,6 +428,7 @@ def invoice_pdf(path: InvoicePath) -> Response:
     "/exports/invoices.csv",
     scopes=READERS,
     tag=tag,
+    action=Action.INVOICE_READ,
     responses={200: CSV_RESPONSE},  # type: ignore[dict-item]
 )
 def invoices_export(query: ExportQuery) -> Response:

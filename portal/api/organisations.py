@@ -17,6 +17,7 @@ from portal.api.auth import COUNCIL, current_actor
 from portal.api.framework import reply, route
 from portal.api.schemas import ApiModel, ListQuery, SlugPath
 from portal.db import db_session
+from portal.kernel.policy import Action
 from portal.tenancy import selectors, services
 from portal.tenancy.models import Organisation
 
@@ -84,6 +85,7 @@ def _serialise(org: Organisation) -> dict:
     "/organisations",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.ORGANISATION_CREATE,
     responses={201: OrganisationOut},
     errors=[409],
     creates=True,
@@ -96,7 +98,14 @@ def organisation_create(body: OrganisationCreate) -> Response:
     return reply(OrganisationOut.of(org), 201)
 
 
-@route("get", "/organisations", scopes=[COUNCIL], tag=tag, responses={200: OrganisationList})
+@route(
+    "get",
+    "/organisations",
+    scopes=[COUNCIL],
+    tag=tag,
+    action=Action.ORGANISATION_READ,
+    responses={200: OrganisationList},
+)
 def organisations_list(query: OrganisationListQuery) -> Response:
     """List organisations, oldest first, optionally of one status."""
     rows = selectors.organisations_after(
@@ -113,6 +122,7 @@ def organisations_list(query: OrganisationListQuery) -> Response:
     "/organisations/<slug>",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.ORGANISATION_READ,
     responses={200: OrganisationOut},
     errors=[404],
 )
@@ -126,6 +136,7 @@ def organisation_get(path: SlugPath) -> Response:
     "/organisations/<slug>",
     scopes=[COUNCIL],
     tag=tag,
+    action=Action.ORGANISATION_UPDATE,
     responses={200: OrganisationOut},
     errors=[404],
 )

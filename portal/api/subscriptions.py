@@ -24,6 +24,7 @@ from portal.catalogue.models import Product
 from portal.db import db_session
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import NotFound, PermissionDenied, ValidationFailed
+from portal.kernel.policy import Action
 from portal.kernel.scope import Scope, scope_of
 from portal.seats import selectors, services
 from portal.seats.models import SeatAssignment, Subscription
@@ -235,6 +236,7 @@ def _result(outcome: Outcome, complete_status: int) -> Response:
     "/subscriptions",
     scopes=SCOPES,
     tag=tag,
+    action=Action.SUBSCRIPTION_CREATE,
     responses={201: SubscriptionResult, 202: SubscriptionResult},
     errors=[404, 409],
     creates=True,
@@ -267,7 +269,13 @@ def subscription_create(body: SubscriptionCreate) -> Response:
 
 
 @route(
-    "get", "/subscriptions", scopes=SCOPES, tag=tag, responses={200: SubscriptionList}, errors=[404]
+    "get",
+    "/subscriptions",
+    scopes=SCOPES,
+    tag=tag,
+    action=Action.SUBSCRIPTION_READ,
+    responses={200: SubscriptionList},
+    errors=[404],
 )
 def subscriptions_list(query: SubscriptionQuery) -> Response:
     """List subscriptions, oldest first (live ones unless `include_cancelled`).
@@ -301,6 +309,7 @@ def subscriptions_list(query: SubscriptionQuery) -> Response:
     "/subscriptions/<int:id>",
     scopes=SCOPES,
     tag=tag,
+    action=Action.SUBSCRIPTION_READ,
     responses={200: SubscriptionOut},
     errors=[404],
 )
@@ -317,6 +326,7 @@ def subscription_get(path: SubscriptionPath) -> Response:
     "/subscriptions/<int:id>",
     scopes=SCOPES,
     tag=tag,
+    action=Action.SUBSCRIPTION_RESIZE,
     responses={200: SubscriptionResult, 202: SubscriptionResult},
     errors=[404, 409],
 )
@@ -343,6 +353,7 @@ def subscription_resize(path: SubscriptionPath, body: SubscriptionResize) -> Res
     "/subscriptions/<int:id>/seats",
     scopes=SCOPES,
     tag=tag,
+    action=Action.SEAT_ASSIGN,
     responses={201: SeatOut},
     errors=[404, 409],
     creates=True,
@@ -365,6 +376,7 @@ def seat_assign(path: SubscriptionPath, body: SeatAssign) -> Response:
     "/subscriptions/<int:id>/seats/<user_email>",
     scopes=SCOPES,
     tag=tag,
+    action=Action.SEAT_RELEASE,
     responses={200: SeatOut},
     errors=[404],
 )

@@ -19,6 +19,7 @@ from portal.api.auth import COUNCIL, VENDOR, current_actor, current_token
 from portal.api.framework import reply, route
 from portal.api.schemas import ApiParams
 from portal.db import db_session
+from portal.kernel.policy import Action
 from portal.metering.ingest import (
     MAX_BATCH,
     MAX_KEY_LENGTH,
@@ -110,6 +111,7 @@ class UsageResult(BaseModel):
     "/usage",
     scopes=[VENDOR, COUNCIL],
     tag=tag,
+    action=Action.USAGE_REPORT,
     responses={200: UsageResult},
     errors=(413,),
     raw_body=UsageBatchDoc,
@@ -154,7 +156,14 @@ class EntitlementOut(BaseModel):
     seat: Seat | None
 
 
-@route("get", "/entitlements/check", scopes=[VENDOR], tag=tag, responses={200: EntitlementOut})
+@route(
+    "get",
+    "/entitlements/check",
+    scopes=[VENDOR],
+    tag=tag,
+    action=Action.ENTITLEMENT_CHECK,
+    responses={200: EntitlementOut},
+)
 def entitlement(query: EntitlementQuery) -> Response:
     """May this person use this product now?
 

@@ -42,9 +42,11 @@ from portal.identity.sign_in import (
     session_touch,
     sign_in_refusal,
 )
-from portal.kernel.actor import Actor, Role
+from portal.kernel import policy
+from portal.kernel.actor import Actor, ActorKind, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import PermissionDenied
+from portal.kernel.policy import Action, Reach
 from portal.kernel.scope import Scope, scope_of
 
 
@@ -341,7 +343,22 @@ def safe_next(target: str | None, default: str) -> str:
 def role_required(*roles: Role) -> Callable:
     """Let the view run only for signed-in users with one of ``roles``."""
     allowed = {Role(r).value for r in roles}
+    return _guard(lambda actor: actor.role is not None and actor.role.value in allowed)
 
+
+def action_required(action: Action, reach: Reach | None = None) -> Callable:
+    """Let the view run only for signed-in people whose role may do ``action``
+    (:mod:`portal.kernel.policy`); with ``reach``, only with that reach (``Reach.ANY``:
+    a page over every organisation). Which object it is, the service checks."""
+
+    def may(actor: Actor) -> bool:
+        found = policy.reach_of(actor, action)
+        return found is not None and (reach is None or found == reach)
+
+    return _guard(may)
+
+
+def _guard(may: Callable[[Actor], bool]) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -350,9 +367,10 @@ def role_required(*roles: Role) -> Callable:
                 # Only a page can be gone back to; a form's POST address would answer 405.
                 back = request.full_path.rstrip("?") if request.method == "GET" else None
                 return redirect(url_for("auth.login", next=back))
-            if current_user.role not in allowed:
+            actor = current_actor()
+            if actor.kind != ActorKind.PERSON or not may(actor):
                 abort(403)
-            g.actor = current_actor()
+            g.actor = actor
             return view(*args, **kwargs)
 
         return wrapper

@@ -41,7 +41,9 @@ from portal.db import bind_scope, db_session
 from portal.errors import register_error_renderer
 from portal.extensions import csrf
 from portal.identity.models import User as Account
+from portal.kernel import policy
 from portal.kernel.errors import DomainError, NotFound, ValidationFailed
+from portal.kernel.policy import Action
 from portal.kernel.scope import Scope
 from portal.scim import resources, selectors, services
 from portal.scim.filters import FilterProblem, where_clause
@@ -123,6 +125,8 @@ def authenticate() -> Response | None:
     g.scim_organisation = token.organisation
     g.actor = services.actor_for_token(token, request.remote_addr)
     db_session().commit()  # the last-used time, whatever the request does next
+    if not policy.allowed(g.actor, Action.SCIM_PROVISION, organisation_id=token.organisation_id):
+        return render_error(403, "Forbidden", "This token may not provision people.", None)
     return None
 
 
