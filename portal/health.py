@@ -50,7 +50,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from portal.db import RETRY_AFTER_SECONDS, UTCDateTime, database_role_isolates, db
+from portal.db import (
+    READ_ONLY,
+    RETRY_AFTER_SECONDS,
+    UTCDateTime,
+    database_role_isolates,
+    db,
+)
 from portal.extensions import csrf, limiter
 from portal.kernel.clock import now_utc
 from portal.observability import readiness_checks, register_readiness_check
@@ -106,7 +112,8 @@ def _database() -> str:
     """
     for attempt in (1, 2):
         try:
-            with db.engine.connect() as connection:
+            # A read: on SQLite no write lock, so a request writing meanwhile never fails it.
+            with db.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
                 if connection.dialect.name == "postgresql":
                     connection.exec_driver_sql(
                         f"SET LOCAL statement_timeout = {DATABASE_STATEMENT_TIMEOUT_MS}"
@@ -255,7 +262,7 @@ class JobsCollector(Collector):
 
     def _rows(self) -> list[tuple[str, int, dt.datetime | None, dt.datetime | None]] | None:
         try:
-            with self.engine.connect() as connection:
+            with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
                 if not sa.inspect(connection).has_table("jobs"):
                     return None
                 statement = sa.select(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from portal import create_app
 from portal.db import RETRY_AFTER_SECONDS, db, outage
@@ -132,3 +133,15 @@ def test_registered_checks_are_run_failing_critical_is_503_other_is_degraded(
         "checks": {"database": "ok", "queue": "failing", "mail": "degraded"},
     }
     assert "10.0.0.7" not in failing.get_data(as_text=True)  # no addresses, no messages
+
+
+def test_probes_and_metrics_answer_while_another_transaction_writes(app, client):
+    """On SQLite a writer holds the database's write lock: reads must not wait for it."""
+    with app.app_context(), db.engine.connect() as writer:
+        writer.begin()  # BEGIN IMMEDIATE on SQLite: the write lock, held until the end
+        writer.execute(sa.text("UPDATE organisations SET name = name WHERE 1 = 0"))
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.get_json()
+        assert ready.get_json()["checks"]["database"] == "ok"
+        assert client.get("/metrics").status_code == 200
+        writer.rollback()
