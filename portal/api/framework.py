@@ -21,6 +21,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ValidationError
 
 from portal.api import auth, idempotency
+from portal.api.models import TokenScope
 from portal.api.schemas import ApiSchema, IdempotencyHeader, Problem
 from portal.db import db_session
 from portal.errors import problem
@@ -132,7 +133,8 @@ def route(
     """
     allowed = frozenset(scopes)
     if action is not None:
-        unfit = sorted(s for s in allowed if action not in policy.RULES[auth.ROLE_OF_SCOPE[s]])
+        roles = {s: auth.ROLE_OF_SCOPE[TokenScope(s)] for s in allowed}
+        unfit = sorted(s for s, role in roles.items() if action not in policy.RULES[role])
         if unfit:
             raise ValueError(f"{rule}: {', '.join(unfit)} tokens may not {action} (policy)")
     method = method.lower()
