@@ -27,6 +27,7 @@ def test_finance_runs_reviews_finalises_and_downloads_then_the_org_admin_sees_it
     mailbox,
     tmp_path: Path,
     screenshot,
+    jobs_inline,  # the run's job runs as the page's transaction commits (no worker here)
 ):
     finance = make_user("finance")
     org_admin = make_user("org_admin", billed["org"])
