@@ -37,9 +37,11 @@ from portal.identity.models import RecoveryCode, TotpFactor, User
 from portal.identity.passkeys import passkey_count, passkeys_remove_all
 from portal.identity.security import verify_password
 from portal.identity.sign_in import sessions_revoke_for_user
+from portal.kernel import policy
 from portal.kernel.actor import Actor, ActorKind, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, DomainError, PermissionDenied, ValidationFailed
+from portal.kernel.policy import Action
 from portal.tenancy.models import Organisation
 
 TOTP_DIGITS = 6
@@ -117,8 +119,16 @@ def second_factor_required(user: User) -> bool:
 
 def _check_self(actor: Actor, user: User) -> None:
     """Only the person, signed in, manages their own factors."""
-    if actor.kind != ActorKind.PERSON or actor.user_id is None or actor.user_id != user.id:
-        raise PermissionDenied("Only the person themselves can change their second factors.")
+    message = "Only the person themselves can change their second factors."
+    if actor.kind != ActorKind.PERSON:  # a token or a job never holds a factor
+        raise PermissionDenied(message)
+    policy.require(
+        actor,
+        Action.USER_SECOND_FACTOR_MANAGE,
+        organisation_id=user.organisation_id,
+        user_id=user.id,
+        message=message,
+    )
 
 
 def _step() -> int:
@@ -390,8 +400,15 @@ def factors_reset(session: Session, *, actor: Actor, user: User) -> None:
     """Lost-factor recovery by another council admin: the person's authenticator app,
     recovery codes and passkeys are removed and every session of theirs ends, so they
     sign in with their password and set up a new factor. Never on oneself."""
-    if actor.kind != ActorKind.PERSON or not actor.is_council_admin:
-        raise PermissionDenied("Only a council admin can reset a person's second factors.")
+    message = "Only a council admin can reset a person's second factors."
+    if actor.kind != ActorKind.PERSON:
+        raise PermissionDenied(message)
+    policy.require(
+        actor,
+        Action.USER_SECOND_FACTOR_RESET,
+        organisation_id=user.organisation_id,
+        message=message,
+    )
     if actor.user_id == user.id:
         raise PermissionDenied(
             "You cannot reset your own second factors; ask another council admin.",
@@ -425,13 +442,12 @@ def second_factor_requirement_set(
 ) -> None:
     """An organisation's admin (or a council admin) requires, or stops requiring, a
     second factor of everyone in the organisation."""
-    own_admin = (
-        actor.kind == ActorKind.PERSON
-        and actor.role == Role.ORG_ADMIN
-        and actor.organisation_id == organisation.id
+    message = "Only the organisation's admin can change this."
+    if actor.kind != ActorKind.PERSON:
+        raise PermissionDenied(message)
+    policy.require(
+        actor, Action.ORGANISATION_UPDATE, organisation_id=organisation.id, message=message
     )
-    if not (own_admin or (actor.kind == ActorKind.PERSON and actor.is_council_admin)):
-        raise PermissionDenied("Only the organisation's admin can change this.")
     before = bool(organisation.require_second_factor)
     if before == required:
         return
