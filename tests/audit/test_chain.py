@@ -305,7 +305,7 @@ def test_a_check_is_recorded_and_needs_council_staff(app, make_org):
             Actor.system("org job", organisation_id=org.id),
             Actor(label="x", kind="person", role="org_admin", organisation_id=org.id),
             Actor(label="x", kind="person", role="pirate"),
-            Actor.api_token("token", role=Role.COUNCIL_ADMIN),
+            Actor.api_token("token", role=Role.ORG_ADMIN, organisation_id=org.id),
         ):
             with pytest.raises(PermissionDenied):
                 audit_chain_check(db.session, actor=actor)
