@@ -525,14 +525,16 @@ def test_readyz_is_ok_at_once_after_a_restart(private_postgres, tmp_path, monkey
     )
     client = app.test_client()
     try:
-        assert client.get("/readyz").get_json() == {"status": "ok", "checks": {"database": "ok"}}
+        # (Other checks registered beside the database, e.g. the job queue's, answer too.)
+        first = client.get("/readyz").get_json()
+        assert first["status"] == "ok" and first["checks"]["database"] == "ok"
         private_postgres.ctl("restart", "-m", "fast")
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.get_json()
         private_postgres.ctl("stop", "-m", "fast")
         down = client.get("/readyz")
         assert down.status_code == 503
-        assert down.get_json()["checks"] == {"database": "failing"}
+        assert down.get_json()["checks"]["database"] == "failing"
         private_postgres.ctl("start")
         assert client.get("/readyz").status_code == 200
     finally:
