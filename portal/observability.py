@@ -1,7 +1,7 @@
 """Request ids, JSON logs, Prometheus metrics and the readiness checks others register.
 
 **Request ids.** Every request gets an id: the incoming ``X-Request-Id`` header
-when it is well formed (:data:`REQUEST_ID_PATTERN`: 1 to 128 letters, digits and
+when it is well formed (:data:`REQUEST_ID_PATTERN`: 1 to 64 letters, digits and
 ``._:-``, starting with a letter or digit), otherwise a new random one. It is
 returned in the response's ``X-Request-Id`` header, written on every log line of
 the request, and kept in a context variable: :func:`current_request_id` reads
@@ -65,7 +65,9 @@ from prometheus_client import Counter, Histogram
 #: The response header (and the accepted request header) carrying the request id.
 REQUEST_ID_HEADER = "X-Request-Id"
 #: An incoming id is kept only if it matches: bounded, and safe in a log or a header.
-REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+#: (At most :data:`REQUEST_ID_MAX_LENGTH`, the length the jobs table stores.)
+REQUEST_ID_MAX_LENGTH = 64
+REQUEST_ID_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{REQUEST_ID_MAX_LENGTH - 1}}}")
 
 #: WSGI environ keys: the request id, and what Flask (or the fast path) reports back.
 ENVIRON_REQUEST_ID = "portal.request_id"
