@@ -115,6 +115,7 @@ HASH_MISMATCH = "hash_mismatch"
 PREV_HASH_MISMATCH = "prev_hash_mismatch"
 SEQUENCE_GAP = "sequence_gap"
 TRUNCATED = "truncated"
+BEYOND_HEAD = "beyond_head"
 
 
 @dataclass(frozen=True)

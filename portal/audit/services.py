@@ -215,7 +215,40 @@ def _walk(session: Session, *, batch: int) -> ChainReport:
             last_hash=prev_hash,
             broken=_broken(last, chain.TRUNCATED, detail),
         )
+    beyond = _beyond_head(session) if head is not None else None
+    if beyond is not None:
+        row, head_now = beyond
+        detail = (
+            f"event seq {row.seq} is not in the chain: its head records seq {head_now} "
+            "(the head was moved back, or the event was added behind the portal's back)"
+        )
+        return ChainReport(
+            events=count,
+            last_seq=expected_seq - 1,
+            last_hash=prev_hash,
+            broken=_broken(row, chain.BEYOND_HEAD, detail),
+        )
     return ChainReport(events=count, last_seq=expected_seq - 1, last_hash=prev_hash, broken=None)
+
+
+def _beyond_head(session: Session) -> tuple[Any, int] | None:
+    """The first event past the chain's head, if any (every append moves the head with it).
+
+    The highest ``seq`` is read before the head: an append committed in between
+    only moves the head further, so a legitimate log never looks ahead of it.
+    """
+    table = AuditEvent.__table__
+    top = session.scalar(sa.select(sa.func.max(table.c.seq)))
+    head_now = session.scalar(sa.select(_HEAD.c.seq).where(_HEAD.c.id == 1))
+    if top is None or head_now is None or top <= head_now:
+        return None
+    row = session.execute(
+        sa.select(table.c.id, table.c.seq, table.c.occurred_at, table.c.action)
+        .where(table.c.seq > head_now)
+        .order_by(table.c.seq)
+        .limit(1)
+    ).one()
+    return row, int(head_now)
 
 
 def _broken(row: Any, problem: str, detail: str) -> BrokenLink:
@@ -259,23 +292,33 @@ def may_verify_chain(actor: Actor) -> bool:
 
 
 def audit_chain_check(session: Session, *, actor: Actor) -> ChainReport:
-    """Check the chain (:func:`audit_verify`) and record the check and its result."""
+    """Check the chain (:func:`audit_verify`) and record the check and its result.
+
+    When the check cannot be recorded because the chain's head was moved back onto
+    events that exist (nothing can be appended until it is repaired), the report
+    is returned all the same: it names the event past the head.
+    """
     if not may_verify_chain(actor):
         raise PermissionDenied("Only council staff may check the audit log's chain.")
     with council_wide(session):  # the chain spans every organisation
         report = audit_verify(session)
-        audit_record(
-            session,
-            actor=actor,
-            action=chain.CHAIN_VERIFIED,
-            target_type="audit_chain",
-            target_label="audit log",
-            after={
-                "intact": report.intact,
-                "events": report.events,
-                "last_seq": report.last_seq,
-                "broken": report.broken.as_dict() if report.broken else None,
-            },
-        )
-        session.flush()  # inside council_wide: the event is council-wide (no organisation)
+        try:
+            with session.begin_nested():
+                audit_record(
+                    session,
+                    actor=actor,
+                    action=chain.CHAIN_VERIFIED,
+                    target_type="audit_chain",
+                    target_label="audit log",
+                    after={
+                        "intact": report.intact,
+                        "events": report.events,
+                        "last_seq": report.last_seq,
+                        "broken": report.broken.as_dict() if report.broken else None,
+                    },
+                )
+                session.flush()  # in council_wide: the event is council-wide (no organisation)
+        except sa.exc.IntegrityError:
+            if report.intact:
+                raise
     return report

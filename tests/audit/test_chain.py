@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from portal.audit import chain
 from portal.audit.models import AuditChainHead, AuditEvent
 from portal.audit.services import audit_chain_check, audit_record, audit_verify
-from portal.db import bind_scope, db, is_postgres
+from portal.db import bind_scope, db
 from portal.kernel.actor import Actor, Role
 from portal.kernel.errors import PermissionDenied
 from portal.kernel.scope import Scope
@@ -275,6 +275,17 @@ def test_deleted_first_and_last_events_are_found(app):
     assert report.events == 0
 
 
+def test_a_head_moved_back_is_found(app, runner):
+    record(app, 5)
+    found = rows(app)
+    as_owner(app, "UPDATE audit_chain_head SET seq = 3, hash = :hash", hash=found[2].hash)
+    result = verify(runner)
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert f"event id {found[3].id}, seq 4" in line
+    assert "is not in the chain: its head records seq 3" in line
+
+
 def test_verify_reads_in_batches_and_checks_only_up_to_the_head(app):
     record(app, 23)
     with app.app_context():
@@ -290,7 +301,8 @@ def test_verify_reads_in_batches_and_checks_only_up_to_the_head(app):
         finally:
             sa.event.remove(db.engine, "before_cursor_execute", count)
     assert report.intact and report.events == 23
-    assert len(statements) == 6  # five batches of at most five, and the empty one that ends
+    # five batches of at most five, the empty one that ends, and the check past the head
+    assert len(statements) == 7
 
 
 # ------------------------------------------------------------------ recorded checks, the page
@@ -375,9 +387,7 @@ def test_audit_log_links_to_the_chain_for_council_admins(app, make_org, signed_i
 
 def test_concurrent_transactions_append_one_chain(app):
     """Real parallel connections, each committing events: one chain, no fork, no gap."""
-    with app.app_context():
-        if not is_postgres(db.session):
-            pytest.skip("SQLite writers queue at BEGIN IMMEDIATE; the row lock is PostgreSQL's")
+    with app.app_context():  # PostgreSQL: the head's row lock; SQLite: BEGIN IMMEDIATE
         engine = db.engine
     threads, per_thread, events_each = 8, 5, 3
     start = threading.Barrier(threads)
