@@ -85,7 +85,7 @@ def invoice_run_execute(
     actor: Actor,
     run_id: int,
     on_progress: Callable[[int, int], None] | None = None,
-    batch_size: int = BATCH,
+    batch_size: int | None = None,
 ) -> InvoiceRun:
     """Draft (and with ``finalize``, finalise) each organisation's invoice, batch by batch.
 
@@ -126,7 +126,7 @@ def invoice_run_execute(
     runs = cast(sa.Table, InvoiceRun.__table__)
     progress = sa.update(runs).where(runs.c.id == sa.bindparam("run_id"))
     # A finalising run renders and mails each invoice: one organisation per transaction.
-    size = 1 if finalize else batch_size
+    size = 1 if finalize else (batch_size or BATCH)
     done = 0
     for first in range(0, len(organisations), size):
         batch = organisations[first : first + size]
@@ -210,7 +210,7 @@ def invoice_run_job(session: Session, *, actor: Actor, run_id: int) -> None:
         session,
         actor=actor,
         run_id=run_id,
-        batch_size=1 if pause else BATCH,
+        batch_size=1 if pause else None,
         on_progress=(lambda done, total: time.sleep(pause)) if pause else None,
     )
 
