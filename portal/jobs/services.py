@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.jobs.models import Job, JobState
-from portal.jobs.queue import dispatch_after_commit
+from portal.jobs.queue import REGISTRY, dispatch_after_commit
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
@@ -72,6 +72,10 @@ def job_cancel(session: Session, *, actor: Actor, job_id: int) -> Job:
     row.retry_at = None
     row.finished_at = now_utc()
     session.flush()
+    spec = REGISTRY.get(row.name)
+    if spec is not None and spec.on_give_up is not None and before["state"] == JobState.QUEUED:
+        # What the job was for says it will not happen (an invoice run: failed, and why).
+        spec.on_give_up(session, error=f"cancelled by {actor.label}", **row.arguments)
     audit_record(
         session,
         actor=actor,

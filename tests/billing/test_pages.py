@@ -16,7 +16,7 @@ from portal.jobs.models import Job
 from portal.kernel.clock import now_utc
 from tests.billing.conftest import last_month, this_month
 from tests.billing.factories import counts, draft, finalize, invoice_of, subscribe
-from tests.conftest import flashes, post_form
+from tests.conftest import csrf_token, flashes, post_form
 
 
 def _text(response) -> str:
@@ -119,6 +119,31 @@ def test_a_run_started_on_the_page_is_queued_until_a_worker_takes_it(app, billed
         assert (run.status, job.state, job.name) == ("queued", "queued", "billing.invoice_run")
         assert job.arguments == {"run_id": run.id} and job.enqueued_by
         assert db.session.scalars(sa.select(Invoice)).all() == []
+
+
+def test_a_run_whose_job_is_cancelled_says_so_and_a_retry_runs_it(
+    app, billed, signed_in, jobs_inline
+):
+    app.extensions["celery"].conf.task_always_eager = False  # queued first: no worker yet
+    finance = signed_in("finance")
+    response = _post(finance, "/finance/runs", {"period": billed["period"]}, "/finance")
+    run_page = response.headers["Location"]
+    with app.app_context():
+        job_id = db.session.scalars(sa.select(InvoiceRun.job_id)).one()
+    admin = signed_in("council_admin")
+    token = csrf_token(admin, "/council/jobs")
+    assert (
+        admin.post(f"/council/jobs/{job_id}/cancel", data={"csrf_token": token}).status_code == 302
+    )
+    page = _text(finance.get(run_page))
+    assert "failed" in page and f"The run stopped: cancelled by {admin.user.email}" in page
+    assert 'http-equiv="refresh"' not in page
+    app.extensions["celery"].conf.task_always_eager = True  # a worker takes the retry
+    assert (
+        admin.post(f"/council/jobs/{job_id}/retry", data={"csrf_token": token}).status_code == 302
+    )
+    page = _text(finance.get(run_page))
+    assert "The run is done" in page and "1 created" in page and "Problems" not in page
 
 
 def test_a_run_started_on_the_page_runs_as_a_job(app, billed, make_org, signed_in, jobs_inline):
