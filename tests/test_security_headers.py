@@ -20,7 +20,7 @@ from portal import security
 from portal.db import db
 from tests.api.conftest import api, make_token  # noqa: F401  (fixtures)
 from tests.api.test_fastpath import seated  # noqa: F401  (fixture: a vendor token, a seat)
-from tests.conftest import post_form
+from tests.conftest import post_form, second_step
 from tests.metering.conftest import metered  # noqa: F401  (fixture, for seated)
 from tests.scim.conftest import scim_org  # noqa: F401  (fixture)
 
@@ -321,5 +321,6 @@ def test_signing_in_from_the_outbox_redirect_comes_back_to_it(development, clien
         "/login?next=/dev/outbox",
         {"email": staff.email, "password": staff.password, "next": "/dev/outbox"},
     )
+    response = second_step(client, staff)  # council staff sign in with a second factor
     assert response.status_code == 302 and response.headers["Location"] == "/dev/outbox"
     assert "secret-link-0123" in client.get("/dev/outbox").get_data(as_text=True)

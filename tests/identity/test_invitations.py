@@ -11,7 +11,14 @@ from portal.db import db
 from portal.identity.models import Invitation, User
 from portal.identity.security import verify_password
 from portal.kernel.clock import now_utc
-from tests.conftest import SYSTEM, csrf_token, login, mail_link, post_form
+from tests.conftest import (
+    SYSTEM,
+    csrf_token,
+    give_second_factor,
+    login,
+    mail_link,
+    post_form,
+)
 from tests.support import count, db_rows, follow_messages, form_post, messages, quick_user
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -142,6 +149,9 @@ def test_council_admin_invites_council_staff(app, signed_in, mailbox):
     assert response.headers["Location"] == "/council"
     user = user_of(app, "cfo@council.example")
     assert (user.role, user.organisation_id) == ("finance", None)
+    # Finance must sign in with a second factor: the newcomer sets one up first (SPEC 8.1)
+    assert newcomer.get("/council").headers["Location"] == "/account/security"
+    give_second_factor(app, user.id)
     assert newcomer.get("/council").status_code == 200
 
 
