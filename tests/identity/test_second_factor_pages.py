@@ -455,3 +455,39 @@ def test_demo_council_staff_sign_in_with_the_published_secret(app, runner):
         member, "/login", {"email": "jonas@acme-gmbh.example", "password": DEMO_PASSWORD}
     )
     assert response.headers["Location"] == "/my"
+
+
+def test_setup_cancelled_and_app_removed_with_the_password(app, make_org, make_user):
+    user = make_user("member", make_org())
+    client = app.test_client()
+    login(client, user)
+    post_form(client, "/account/security/totp", {}, token_from="/account/security")
+    page = client.get("/account/security").get_data(as_text=True)
+    assert "Cancel the setup" in page
+    token = re.search(r'name="remove-csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    cancelled = client.post("/account/security/totp/remove", data={"remove-csrf_token": token})
+    assert cancelled.status_code == 302
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(TotpFactor)) == 0
+    # set up for real (the fixture's app), then remove it: a wrong password is refused
+    from tests.conftest import give_second_factor
+
+    give_second_factor(app, user.id)
+    refused = post_form(
+        client,
+        "/account/security/totp/remove",
+        {"remove-password": "not my password"},
+        token_from="/account/security",
+    )
+    assert refused.status_code == 400
+    assert "current code from your app, or your password" in refused.get_data(as_text=True)
+    removed = post_form(
+        client,
+        "/account/security/totp/remove",
+        {"remove-password": user.password},
+        token_from="/account/security",
+    )
+    assert removed.status_code == 302
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(TotpFactor)) == 0
+        assert "user.totp_remove" in db.session.scalars(sa.select(AuditEvent.action)).all()
