@@ -342,13 +342,14 @@ def celery_config(config: Any) -> dict[str, Any]:
         "broker_url": broker,
         "broker_transport_options": options,
         "broker_connection_retry_on_startup": True,
-        "broker_connection_timeout": 4,
-        # A request that queues a job must not hang on a broker that is down.
+        "broker_connection_timeout": 2,
+        # A request that queues a job must not hang on a broker that is down (a few seconds
+        # at worst): its job is recorded, and the sweep sends the message later.
         "task_publish_retry_policy": {
-            "max_retries": 2,
+            "max_retries": 1,
             "interval_start": 0,
             "interval_step": 0.5,
-            "interval_max": 1,
+            "interval_max": 0.5,
         },
         "task_default_queue": queue,
         "task_default_exchange": queue,
@@ -373,7 +374,7 @@ def init_app(app: Flask) -> Celery:
     celery = Celery(app.import_name, set_as_current=False)
     celery.conf.update(celery_config(app.config))
 
-    @celery.task(name=TASK_NAME, bind=True)
+    @celery.task(name=TASK_NAME, bind=True, shared=False)
     def run_job(self: Task, job_id: int) -> str:
         with app.app_context():
             return execute(app, self, int(job_id))
