@@ -355,7 +355,7 @@ def verify_second_factor(session: Session, *, user: User, code: str, ip: str | N
     normalised = _normalise(code)
     if not normalised or len(normalised) > 64:
         raise SecondFactorRefused(WRONG_CODE)
-    if normalised.isdigit():
+    if len(normalised) == TOTP_DIGITS and normalised.isdigit():
         factor = totp_factor(session, user.id)
         if factor is not None and factor.confirmed_at is not None:
             step = _totp_matches(factor, normalised)

@@ -346,3 +346,15 @@ def test_sso_claims_recorded(db_session, make_org, make_user):
     db_session.commit()
     row = db_session.scalars(sa.select(UserSession)).one()
     assert (row.amr, row.sso_amr, row.sso_acr) == ("sso", "pwd mfa", "1")
+
+
+def test_a_recovery_code_of_digits_only_is_not_mistaken_for_an_app_code(
+    db_session, clock, make_org, make_user, monkeypatch
+):
+    clock.freeze(MOMENT)
+    user = _user(db_session, make_user("member", make_org()))
+    made = iter([f"{n}2345-67892" for n in range(2, 10)] + ["22222-33333", "44444-55555"])
+    monkeypatch.setattr(factors, "_new_recovery_code", lambda: next(made))
+    _, codes = _enrol(db_session, user, clock)
+    assert codes[0] == "22345-67892"
+    assert factors.verify_second_factor(db_session, user=user, code="2234567892") == "pwd+recovery"
