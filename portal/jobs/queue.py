@@ -45,6 +45,8 @@ log = logging.getLogger("portal.jobs")
 
 #: The one Celery task every job runs through.
 TASK_NAME = "portal.run_job"
+#: Seconds before a job is tried again when its row could not be read or written.
+INFRASTRUCTURE_RETRY_SECONDS = 60
 
 JobFunction = Callable[..., None]
 
@@ -185,11 +187,18 @@ def dispatch(app: Flask, job_ids: list[int], *, countdown: int | None = None) ->
 
 
 def _note_dispatched(app: Flask, job_id: int, *, undo: bool = False) -> None:
-    with _own_session(app) as session:
-        session.execute(
-            sa.update(Job).where(Job.id == job_id).values(dispatched_at=None if undo else now_utc())
-        )
-        session.commit()
+    """Note when the job's message went out (or that it did not). Never raises: this runs
+    after a commit, and the change is saved whatever happens here."""
+    try:
+        with _own_session(app) as session:
+            session.execute(
+                sa.update(Job)
+                .where(Job.id == job_id)
+                .values(dispatched_at=None if undo else now_utc())
+            )
+            session.commit()
+    except Exception as error:  # the database went away: at worst the sweep sends it again
+        log.warning("Could not note job %s as sent: %s", job_id, _describe(error))
 
 
 @contextlib.contextmanager
@@ -376,8 +385,16 @@ def init_app(app: Flask) -> Celery:
 
     @celery.task(name=TASK_NAME, bind=True, shared=False)
     def run_job(self: Task, job_id: int) -> str:
-        with app.app_context():
-            return execute(app, self, int(job_id))
+        try:
+            with app.app_context():
+                return execute(app, self, int(job_id))
+        except Exception as error:  # the database did not answer: the job's row says nothing
+            if self.app.conf.task_always_eager:
+                raise
+            log.warning(
+                "Job %s could not be run or recorded (%s); again in a minute", job_id, error
+            )
+            raise self.retry(countdown=INFRASTRUCTURE_RETRY_SECONDS, max_retries=None) from error
 
     def forget_parent_connections(**_: Any) -> None:
         """A forked worker child must not share the parent's database connections."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from celery.exceptions import Retry
 
 from portal.db import bound_scope, db
 from portal.jobs.models import Job
@@ -198,3 +199,19 @@ def test_every_declared_job_has_a_sane_retry_policy():
         assert spec.max_attempts >= 1 and spec.backoff, name
         assert all(seconds > 0 for seconds in spec.backoff), name
     assert {"billing.invoice_run", "payments.collect"} <= set(REGISTRY)
+
+
+def test_a_job_whose_row_cannot_be_read_is_tried_again_later(app, monkeypatch):
+    """The database did not answer when the worker claimed the job: Celery retries the task."""
+    from portal.jobs import queue
+
+    job_id = _enqueue(app, "tests.ok")
+
+    def database_away(session, job_id):
+        raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(queue, "_claim", database_away)
+    with pytest.raises(Retry, match="Retry in 60s"):
+        app.extensions["celery"].tasks[TASK_NAME].apply(args=[job_id])
+    monkeypatch.undo()
+    assert SEEN == {} and _job(app, job_id).state == "queued"
