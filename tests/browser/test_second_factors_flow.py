@@ -11,7 +11,7 @@ import pyotp
 from playwright.sync_api import Page, expect
 
 from portal.kernel.clock import now_utc
-from tests.browser.conftest import check_accessibility
+from tests.browser.conftest import check_accessibility, pass_second_step
 from tests.browser.test_membership_flow import PASSWORD, sign_out
 
 
@@ -110,3 +110,34 @@ def test_council_admin_without_a_factor_must_enrol_and_can_do_nothing_else(
     _enrol(page)
     page.goto("/council")
     expect(page.get_by_role("heading", level=1)).to_have_text("Council dashboard")
+
+
+def test_council_admin_resets_a_colleagues_factors_and_an_org_admin_requires_them(
+    page: Page, make_org, make_user, screenshot
+):
+    admin = make_user("council_admin", password=PASSWORD)
+    finance = make_user("finance", password=PASSWORD)
+    _password(page, admin.email)
+    pass_second_step(page, admin.email)
+    page.goto("/council/staff")
+    row = _main(page).get_by_role("row").filter(has_text=finance.email)
+    row.get_by_role("link", name="Second factors").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Second factors of")
+    check_accessibility(page, "a person's second factors")
+    screenshot(page, "second-factor-reset")
+    _main(page).get_by_role("button", name=f"Reset {finance.email}'s second factors").click()
+    expect(page.get_by_role("status").first).to_contain_text("second factors are removed")
+    expect(_main(page)).to_contain_text("Nothing to reset.")
+    sign_out(page)
+
+    org = make_org("brightwater")
+    org_admin = make_user("org_admin", org, email="bea@brightwater.example", password=PASSWORD)
+    _password(page, org_admin.email)
+    page.goto("/org/profile")
+    check_accessibility(page, "organisation profile")
+    switch = _main(page).get_by_label("Require a second factor for everyone in")
+    switch.check()
+    _main(page).get_by_role("button", name="Save").last.click()
+    expect(page.get_by_role("status").first).to_contain_text("must now sign in with a second")
+    page.goto("/org")  # the admin has none yet: off to enrol
+    expect(page).to_have_url(re.compile(r"/account/security$"))
