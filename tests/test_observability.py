@@ -29,6 +29,7 @@ from portal.observability import (
     TextFormatter,
     configure_logging,
     current_request_id,
+    log_context,
     request_id_context,
 )
 from tests.conftest import post_form, second_step, totp_code
@@ -196,6 +197,17 @@ def test_login_failures_are_counted_by_reason(app, client, make_user):
         - requests_seen(before, "auth.login", "429", "POST")
         == 1
     )
+
+
+def test_a_right_password_for_an_unavailable_account_is_counted_apart(client, make_org, make_user):
+    user = make_user("member", make_org(status="suspended"))
+    before = scrape(client)
+    refused = post_form(client, "/login", {"email": user.email, "password": user.password})
+    assert refused.status_code == 401
+    after = scrape(client)
+    name = "portal_login_failures_total"
+    for reason, more in (("account_unavailable", 1), ("bad_password", 0)):
+        assert value(after, name, reason=reason) - value(before, name, reason=reason) == more
 
 
 def test_a_refused_second_factor_is_counted(app, client, make_user):
@@ -426,6 +438,13 @@ def test_json_and_text_formatters_carry_the_request_id_and_exceptions():
     assert entry["job"] == "billing.invoice_run"
     assert "ValueError: bad" in entry["exception"]
     assert "[req-9]: hi" in text
+    plain = logging.LogRecord("portal.jobs", logging.INFO, __file__, 1, "ran", None, None)
+    with request_id_context("req-10"), log_context(job="payments.collect", job_id=7):
+        inside = json.loads(JsonFormatter().format(plain))
+    assert inside["request_id"] == "req-10"
+    assert (inside["job"], inside["job_id"]) == ("payments.collect", 7)
+    outside = json.loads(JsonFormatter().format(plain))
+    assert "job" not in outside and "request_id" not in outside
 
 
 def test_create_app_installs_one_log_handler_however_often_it_runs(tmp_path, monkeypatch):
