@@ -26,7 +26,13 @@ from portal.identity.models import (  # noqa: F401
     UserSession,
 )
 from portal.jobs.models import Job  # noqa: F401
-from portal.metering.models import IdleSeatDecision, UsageEvent  # noqa: F401
+from portal.mail.models import MailMessage  # noqa: F401
+from portal.metering.models import (  # noqa: F401
+    IdleSeatDecision,
+    UsageDaily,
+    UsageDailyPerson,
+    UsageEvent,
+)
 from portal.payments.models import PaymentAccount, PaymentCollection, StripeEvent  # noqa: F401
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken  # noqa: F401
 from portal.seats.models import (  # noqa: F401
@@ -71,6 +77,8 @@ TABLE_SCOPES: dict[str, str] = {
     # metering
     "usage_events": TENANT,
     "idle_seat_decisions": TENANT,
+    "usage_daily": TENANT,  # rollups of usage_events kept at ingest
+    "usage_daily_people": TENANT,
     # council-wide settings
     "council_settings": COUNCIL,
     # billing
@@ -81,6 +89,7 @@ TABLE_SCOPES: dict[str, str] = {
     "invoice_runs": COUNCIL,  # one run covers every organisation
     "document_counters": COUNCIL,
     "jobs": COUNCIL,  # background jobs: the council's Jobs page
+    "mail_messages": MIXED,  # recorded mail: council staff's has no organisation
     # card payments through Stripe
     "payment_accounts": TENANT,
     "payment_collections": TENANT,

@@ -540,6 +540,9 @@ _PG_TYPES = (
 
 
 def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
+    """COPY into a staging table, insert what is new, and add exactly those rows to the
+    rollups: ``RETURNING`` gives the events actually inserted (not the duplicates), kept in
+    a second temporary table the rollups' upserts read."""
     cols = ", ".join(EVENT_COLUMNS)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -547,35 +550,141 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
             "CREATE TEMP TABLE IF NOT EXISTS usage_stage "
             "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        cursor.execute("TRUNCATE usage_stage")
+        cursor.execute(_PG_INSERTED_TABLE)
+        cursor.execute("TRUNCATE usage_stage, usage_inserted")
         with cursor.copy(f"COPY usage_stage ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_PG_TYPES)
             for row in rows:
                 copy.write_row(row)
         cursor.execute(
-            f"INSERT INTO usage_events ({cols}) SELECT {cols} FROM usage_stage "  # noqa: S608 (constant columns)
-            "ON CONFLICT (organisation_id, idempotency_key) DO NOTHING"
+            f"WITH inserted AS (INSERT INTO usage_events ({cols}) "  # noqa: S608 (constant columns)
+            f"SELECT {cols} FROM usage_stage "
+            "ON CONFLICT (organisation_id, idempotency_key) DO NOTHING "
+            f"RETURNING {_ROLLUP_COLUMNS}) "
+            f"INSERT INTO usage_inserted ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} FROM inserted"
         )
-        return cursor.rowcount
+        inserted = cursor.rowcount
+        if inserted:
+            cursor.execute(_PG_DAILY)
+            cursor.execute(_PG_PEOPLE)
+        return inserted
     finally:
         cursor.close()
+
+
+# --- rollups (usage_daily, usage_daily_people: migration 0014) -------------------------
+#
+# Updated from the events just inserted, in the same transaction. Parallel batches add to
+# the same rows without losing an update: ``ON CONFLICT ... DO UPDATE SET q = q + excluded.q``
+# (PostgreSQL locks the row; SQLite has one writer at a time). The upserts visit the rows
+# in key order, and always usage_daily before usage_daily_people, so two batches wait on
+# each other rather than deadlock.
+
+_ROLLUP_COLUMNS = "organisation_id, product_id, meter_id, occurred_at, quantity_micros, user_email"
+_PG_INSERTED_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS usage_inserted (organisation_id int8, product_id int8, "
+    "meter_id int8, occurred_at timestamptz, quantity_micros int8, user_email text) "
+    "ON COMMIT DELETE ROWS"
+)
+_PG_DAILY = (
+    "INSERT INTO usage_daily AS d (organisation_id, product_id, meter_id, day, "
+    "quantity_micros, max_micros, events) "
+    "SELECT organisation_id, product_id, meter_id, (occurred_at AT TIME ZONE 'UTC')::date, "
+    "sum(quantity_micros), "
+    "max(quantity_micros), count(*) FROM usage_inserted "
+    "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
+    "ON CONFLICT (organisation_id, product_id, meter_id, day) DO UPDATE SET "
+    "quantity_micros = d.quantity_micros + excluded.quantity_micros, "
+    "max_micros = greatest(d.max_micros, excluded.max_micros), "
+    "events = d.events + excluded.events"
+)
+_PG_PEOPLE = (
+    "INSERT INTO usage_daily_people AS p (organisation_id, product_id, user_email, meter_id, "
+    "day, last_occurred_at, events) "
+    "SELECT organisation_id, product_id, user_email, meter_id, "
+    "(occurred_at AT TIME ZONE 'UTC')::date, max(occurred_at), "
+    "count(*) FROM usage_inserted WHERE user_email IS NOT NULL "
+    "GROUP BY 1, 2, 3, 4, 5 "
+    "ORDER BY 1, 2, 3, 4, 5 "
+    "ON CONFLICT (organisation_id, product_id, user_email, meter_id, day) DO UPDATE SET "
+    "last_occurred_at = greatest(p.last_occurred_at, excluded.last_occurred_at), "
+    "events = p.events + excluded.events"
+)
+_SQLITE_DAILY = (
+    "INSERT INTO usage_daily AS d (organisation_id, product_id, meter_id, day, "
+    "quantity_micros, max_micros, events) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (organisation_id, product_id, meter_id, day) DO UPDATE SET "
+    "quantity_micros = d.quantity_micros + excluded.quantity_micros, "
+    "max_micros = max(d.max_micros, excluded.max_micros), "
+    "events = d.events + excluded.events"
+)
+_SQLITE_PEOPLE = (
+    "INSERT INTO usage_daily_people AS p (organisation_id, product_id, user_email, meter_id, "
+    "day, last_occurred_at, events) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (organisation_id, product_id, user_email, meter_id, day) DO UPDATE SET "
+    "last_occurred_at = max(p.last_occurred_at, excluded.last_occurred_at), "
+    "events = p.events + excluded.events"
+)
 
 
 def _insert_generic(connection: sa.Connection, rows: list[tuple]) -> int:
-    """SQLite: one executemany with ``ON CONFLICT DO NOTHING``."""
-    before = connection.exec_driver_sql("SELECT total_changes()").scalar() or 0
+    """SQLite: the rows into a staging table (one executemany), then one ``INSERT ...
+    SELECT ... ON CONFLICT DO NOTHING RETURNING`` whose rows (the events actually
+    inserted) are added to the rollups."""
     placeholders = ", ".join("?" for _ in EVENT_COLUMNS)
+    cols = ", ".join(EVENT_COLUMNS)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS usage_stage AS SELECT * FROM usage_events WHERE 0"
+        )
+        cursor.execute("DELETE FROM usage_stage")
         cursor.executemany(
-            f"INSERT INTO usage_events ({', '.join(EVENT_COLUMNS)}) VALUES ({placeholders}) "  # noqa: S608
-            "ON CONFLICT (organisation_id, idempotency_key) DO NOTHING",
+            f"INSERT INTO usage_stage ({cols}) VALUES ({placeholders})",  # noqa: S608
             sqlite_rows(rows),
         )
+        # "WHERE true": SQLite's rule for an upsert clause after INSERT ... SELECT.
+        cursor.execute(
+            f"INSERT INTO usage_events ({cols}) SELECT {cols} FROM usage_stage "  # noqa: S608
+            "WHERE true ORDER BY rowid "
+            f"ON CONFLICT (organisation_id, idempotency_key) DO NOTHING RETURNING {_ROLLUP_COLUMNS}"
+        )
+        inserted: list[tuple] = list(cursor.fetchall())
+        cursor.execute("DELETE FROM usage_stage")
+        if inserted:
+            daily, people = _rollup_rows(inserted)
+            cursor.executemany(_SQLITE_DAILY, daily)
+            cursor.executemany(_SQLITE_PEOPLE, people)
     finally:
         cursor.close()
-    after = connection.exec_driver_sql("SELECT total_changes()").scalar() or 0
-    return int(after - before)
+    return len(inserted)
+
+
+def _rollup_rows(inserted: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+    """usage_daily and usage_daily_people rows (in key order) of SQLite's inserted events
+    (times as stored: naive UTC text, whose first ten characters are the day)."""
+    daily: dict[tuple, list[int]] = {}
+    people: dict[tuple, list] = {}
+    for org_id, product_id, meter_id, occurred, micros, email in inserted:
+        day = occurred[:10]
+        total = daily.get((org_id, product_id, meter_id, day))
+        if total is None:
+            daily[(org_id, product_id, meter_id, day)] = [micros, micros, 1]
+        else:
+            total[0] += micros
+            total[1] = max(total[1], micros)
+            total[2] += 1
+        if email is not None:
+            seen = people.get((org_id, product_id, email, meter_id, day))
+            if seen is None:
+                people[(org_id, product_id, email, meter_id, day)] = [occurred, 1]
+            else:
+                seen[0] = max(seen[0], occurred)
+                seen[1] += 1
+    return (
+        [(*key, *value) for key, value in sorted(daily.items())],
+        [(*key, *value) for key, value in sorted(people.items())],
+    )
 
 
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite

@@ -73,3 +73,61 @@ class IdleSeatDecision(TenantMixin, Base):
     )
     decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False, default=now_utc)
     until: Mapped[dt.date | None] = mapped_column(sa.Date)
+
+
+#: The sum of a day's quantities may pass 64 bits (10,000 events of 10⁹ units are 10¹⁹
+#: millionths): an exact decimal on PostgreSQL; SQLite's integers are 64-bit (as its
+#: ``sum()`` of the events themselves is).
+QuantityTotal = sa.BigInteger().with_variant(sa.Numeric(38, 0), "postgresql")
+
+
+class UsageDaily(TenantMixin, Base):
+    """A rollup of usage kept at ingest: one row per organisation, product, meter and UTC day.
+
+    Written in the transaction that stores the events, from the events actually stored
+    (never the duplicates), by ``portal.metering.ingest``; pages read these rows instead
+    of the month's events (``portal.metering.selectors``). ``sum``, ``max`` and ``count``
+    meters read ``quantity_micros``, ``max_micros`` and ``events``.
+    """
+
+    __tablename__ = "usage_daily"
+    __tenant_key__ = TenantKey(primary_key=True)
+
+    product_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("products.id", ondelete="RESTRICT"), primary_key=True
+    )
+    meter_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("meters.id", ondelete="RESTRICT"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    quantity_micros: Mapped[int] = mapped_column(QuantityTotal, nullable=False)
+    max_micros: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    events: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+
+
+class UsageDailyPerson(TenantMixin, Base):
+    """Who used a product's meter on a UTC day, and the last time that day (a rollup kept
+    at ingest from events with a ``user_email``).
+
+    Answers, without the month's events: people with usage (seat utilisation, the pool
+    charts), ``unique_count`` meters counting ``user_email`` (distinct over the days),
+    and each holder's last use (idle seats).
+    """
+
+    __tablename__ = "usage_daily_people"
+    __tenant_key__ = TenantKey(primary_key=True)
+    __table_args__ = (
+        # The council's pool chart: people with usage per day of one product.
+        sa.Index("ix_usage_daily_people_product_day", "product_id", "day"),
+    )
+
+    product_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("products.id", ondelete="RESTRICT"), primary_key=True
+    )
+    user_email: Mapped[str] = mapped_column(sa.String(254), primary_key=True)
+    meter_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("meters.id", ondelete="RESTRICT"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    last_occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+    events: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)

@@ -1,8 +1,11 @@
 """Reading usage: aggregates per period, entitlements, seat utilisation, idle seats.
 
-Aggregates are computed from the events themselves with one grouped query over
-the ``(organisation, product, meter, occurred_at)`` index, so they are exact
-and late events count the moment they are stored.
+Pages read the rollups kept at ingest (``usage_daily``, ``usage_daily_people``,
+written in the transaction that stores the events: :mod:`portal.metering.ingest`),
+not the month's events, so they cost the same at any volume; a part of a day at
+either end of a period (cost so far: up to now) is read from the events. The
+figures are exact and late events count the moment they are stored
+(``tests/metering/test_rollups.py`` compares them with the events' own).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from portal.catalogue.models import Aggregation, LicencePool, Meter, Product
 from portal.identity.models import User
 from portal.kernel.scope import Scope
 from portal.metering.ingest import micros_to_decimal
-from portal.metering.models import IdleSeatDecision, UsageEvent
+from portal.metering.models import IdleSeatDecision, UsageDaily, UsageDailyPerson, UsageEvent
 from portal.seats.history import daily_quantities
 from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
 from portal.tenancy.models import Organisation, OrganisationStatus
@@ -38,6 +41,31 @@ class Aggregate:
     events: int
 
 
+Key = tuple[int, int, int]  # organisation, product, meter
+
+
+def day_split(
+    start: dt.datetime, end: dt.datetime
+) -> tuple[tuple[dt.date, dt.date] | None, list[tuple[dt.datetime, dt.datetime]]]:
+    """``[start, end)`` as whole UTC days ``[first, stop)`` (read from the rollups) and
+    the instants at either edge that are not whole days (read from the events: at most
+    a day each). ``None`` when no whole day is inside."""
+    start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    midnight = dt.time(tzinfo=dt.UTC)
+    first = start.date() if start.timetz() == midnight else start.date() + dt.timedelta(days=1)
+    stop = end.date()
+    if first >= stop:
+        return None, [(start, end)] if start < end else []
+    edges = []
+    first_at = dt.datetime.combine(first, midnight)
+    stop_at = dt.datetime.combine(stop, midnight)
+    if start < first_at:
+        edges.append((start, first_at))
+    if stop_at < end:
+        edges.append((stop_at, end))
+    return (first, stop), edges
+
+
 def usage_aggregates(
     session: Session,
     *,
@@ -50,21 +78,112 @@ def usage_aggregates(
     """Each meter's aggregate per organisation for events with ``start <= occurred_at < end``.
 
     ``Scope.council()`` aggregates every organisation (council, billing).
+    Whole UTC days come from the rollups kept at ingest (``usage_daily``,
+    ``usage_daily_people``), the part of a day at either end (cost so far: up to now)
+    from the events, so the figures are exact and cost the same at any volume.
+    ``unique_count`` meters counting ``user_email`` read ``usage_daily_people``; those
+    counting another property read the period's events of that meter (the rollups keep
+    no per-day set of arbitrary properties).
+
     ``received_until`` leaves out events stored after that moment (billing counts
-    usage up to a cut-off; what arrives later is late usage).
-    ``sum``/``max``/``count`` come from one grouped query; ``unique_count`` meters
-    from a second one counting distinct values of their property.
+    usage up to a cut-off; what arrives later is late usage): the rollups do not know
+    when an event arrived, so that reads the events (:func:`usage_aggregates_from_events`).
     """
+    if received_until is not None:
+        return usage_aggregates_from_events(
+            session,
+            start=start,
+            end=end,
+            scope=scope,
+            product_id=product_id,
+            received_until=received_until,
+        )
+    days, edges = day_split(start, end)
+    totals: dict[Key, list[int]] = {}  # sum, max, count
+
+    def add(key: Key, total: Any, biggest: Any, count: Any) -> None:
+        current = totals.setdefault(key, [0, 0, 0])
+        current[0] += int(total or 0)
+        current[1] = max(current[1], int(biggest or 0))
+        current[2] += int(count or 0)
+
+    if days is not None:
+        for org_id, prod_id, meter_id, total, biggest, count in session.execute(
+            sa.select(
+                UsageDaily.organisation_id,
+                UsageDaily.product_id,
+                UsageDaily.meter_id,
+                sa.func.sum(UsageDaily.quantity_micros),
+                sa.func.max(UsageDaily.max_micros),
+                sa.func.sum(UsageDaily.events),
+            )
+            .where(*_daily_where(UsageDaily, days, scope, product_id))
+            .group_by(UsageDaily.organisation_id, UsageDaily.product_id, UsageDaily.meter_id)
+        ):
+            add((org_id, prod_id, meter_id), total, biggest, count)
+    for edge in edges:
+        for org_id, prod_id, meter_id, total, biggest, count in session.execute(
+            _grouped_events(_events_where(edge, scope, product_id))
+        ):
+            add((org_id, prod_id, meter_id), total, biggest, count)
+    if not totals:
+        return []
+    meters = {m.id: m for m in session.scalars(sa.select(Meter))}
+    out: list[Aggregate] = []
+    unique: dict[Key, int] = {}
+    for (org_id, prod_id, meter_id), (total, biggest, count) in totals.items():
+        meter = meters[meter_id]
+        if meter.aggregation == Aggregation.UNIQUE_COUNT:
+            unique[(org_id, prod_id, meter_id)] = count
+            continue
+        if meter.aggregation == Aggregation.SUM:
+            value = micros_to_decimal(total)
+        elif meter.aggregation == Aggregation.MAX:
+            value = micros_to_decimal(biggest)
+        else:  # count
+            value = Decimal(count)
+        out.append(Aggregate(org_id, prod_id, meter_id, meter.aggregation, value, count))
+    for meter_id in sorted({key[2] for key in unique}):
+        meter = meters[meter_id]
+        if (meter.property or "user_email") == "user_email":
+            distinct = _people_counts(session, meter_id, days, edges, scope, product_id)
+            out.extend(
+                Aggregate(key[0], key[1], meter_id, "unique_count", Decimal(n), unique[key])
+                for key, n in distinct.items()
+            )
+        else:
+            where = _events_where((start, end), scope, product_id)
+            out.extend(_unique_counts(session, meter, where))
+    return out
+
+
+def _daily_where(
+    table: type[UsageDaily] | type[UsageDailyPerson],
+    days: tuple[dt.date, dt.date],
+    scope: Scope,
+    product_id: int | None,
+) -> list:
+    where = [table.day >= days[0], table.day < days[1], scope.filter(table.organisation_id)]
+    if product_id is not None:
+        where.append(table.product_id == product_id)
+    return where
+
+
+def _events_where(
+    span: tuple[dt.datetime, dt.datetime], scope: Scope, product_id: int | None
+) -> list:
     where = [
-        UsageEvent.occurred_at >= start,
-        UsageEvent.occurred_at < end,
+        UsageEvent.occurred_at >= span[0],
+        UsageEvent.occurred_at < span[1],
         scope.filter(UsageEvent.organisation_id),
     ]
     if product_id is not None:
         where.append(UsageEvent.product_id == product_id)
-    if received_until is not None:
-        where.append(UsageEvent.received_at <= received_until)
-    grouped = (
+    return where
+
+
+def _grouped_events(where: list) -> sa.Select:
+    return (
         sa.select(
             UsageEvent.organisation_id,
             UsageEvent.product_id,
@@ -76,10 +195,103 @@ def usage_aggregates(
         .where(*where)
         .group_by(UsageEvent.organisation_id, UsageEvent.product_id, UsageEvent.meter_id)
     )
+
+
+def _people_counts(
+    session: Session,
+    meter_id: int,
+    days: tuple[dt.date, dt.date] | None,
+    edges: list[tuple[dt.datetime, dt.datetime]],
+    scope: Scope,
+    product_id: int | None,
+) -> dict[Key, int]:
+    """Distinct ``user_email`` per organisation and product of one meter: the rollup's
+    whole days and the edges' events together (a person counts once across both)."""
+    parts: list[sa.Select] = []
+    if days is not None:
+        parts.append(
+            sa.select(
+                UsageDailyPerson.organisation_id,
+                UsageDailyPerson.product_id,
+                UsageDailyPerson.user_email,
+            ).where(
+                *_daily_where(UsageDailyPerson, days, scope, product_id),
+                UsageDailyPerson.meter_id == meter_id,
+            )
+        )
+    for edge in edges:
+        parts.append(
+            sa.select(
+                UsageEvent.organisation_id, UsageEvent.product_id, UsageEvent.user_email
+            ).where(
+                *_events_where(edge, scope, product_id),
+                UsageEvent.meter_id == meter_id,
+                UsageEvent.user_email.is_not(None),
+            )
+        )
+    if not parts:
+        return {}
+    people = (parts[0] if len(parts) == 1 else sa.union(*parts)).subquery()
+    rows = session.execute(
+        sa.select(
+            people.c.organisation_id,
+            people.c.product_id,
+            sa.func.count(sa.distinct(people.c.user_email)),
+        ).group_by(people.c.organisation_id, people.c.product_id)
+    )
+    return {(org_id, prod_id, meter_id): int(n) for org_id, prod_id, n in rows}
+
+
+def people_with_usage(
+    session: Session, *, organisation_id: int, start: dt.datetime, end: dt.datetime
+) -> set[tuple[int, str]]:
+    """(product id, email) of the organisation's people with usage in ``[start, end)``."""
+    days, edges = day_split(start, end)
+    scope = Scope.organisation(organisation_id)
+    out: set[tuple[int, str]] = set()
+    if days is not None:
+        out.update(
+            session.execute(
+                sa.select(UsageDailyPerson.product_id, UsageDailyPerson.user_email)
+                .where(*_daily_where(UsageDailyPerson, days, scope, None))
+                .distinct()
+            ).all()
+        )
+    for edge in edges:
+        out.update(
+            (product_id, email)
+            for product_id, email in session.execute(
+                sa.select(UsageEvent.product_id, UsageEvent.user_email)
+                .where(*_events_where(edge, scope, None), UsageEvent.user_email.is_not(None))
+                .distinct()
+            )
+            if email is not None
+        )
+    return out
+
+
+def usage_aggregates_from_events(
+    session: Session,
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    scope: Scope,
+    product_id: int | None = None,
+    received_until: dt.datetime | None = None,
+) -> list[Aggregate]:
+    """:func:`usage_aggregates` computed from the events themselves (every figure the
+    rollups give must equal this; billing's cut-off reads it).
+
+    ``sum``/``max``/``count`` come from one grouped query; ``unique_count`` meters
+    from a second one counting distinct values of their property.
+    """
+    where = _events_where((start, end), scope, product_id)
+    if received_until is not None:
+        where.append(UsageEvent.received_at <= received_until)
     meters = {m.id: m for m in session.scalars(sa.select(Meter))}
     out: list[Aggregate] = []
     unique_meters = []
-    for org_id, prod_id, meter_id, total, biggest, count in session.execute(grouped):
+    for org_id, prod_id, meter_id, total, biggest, count in session.execute(_grouped_events(where)):
         meter = meters[meter_id]
         if meter.aggregation == Aggregation.UNIQUE_COUNT:
             unique_meters.append(meter)
@@ -260,19 +472,9 @@ def seat_utilisation(
             sa.or_(SeatAssignment.released_at.is_(None), SeatAssignment.released_at >= start),
         )
     ).all()
-    users_with_usage = {
-        (product_id, email)
-        for product_id, email in session.execute(
-            sa.select(UsageEvent.product_id, UsageEvent.user_email)
-            .where(
-                UsageEvent.organisation_id == organisation_id,
-                UsageEvent.occurred_at >= start,
-                UsageEvent.occurred_at < end,
-                UsageEvent.user_email.is_not(None),
-            )
-            .distinct()
-        )
-    }
+    users_with_usage = people_with_usage(
+        session, organisation_id=organisation_id, start=start, end=end
+    )
     out = []
     for sub in subscriptions:
         rows = [a for a in assignments if a.subscription_id == sub.id]
@@ -307,11 +509,11 @@ def idle_seats(
     """
     since = now - dt.timedelta(days=idle_days)
     last_use = (
-        sa.select(sa.func.max(UsageEvent.occurred_at))
+        sa.select(sa.func.max(UsageDailyPerson.last_occurred_at))
         .where(
-            UsageEvent.organisation_id == SeatAssignment.organisation_id,
-            UsageEvent.product_id == SeatAssignment.product_id,
-            UsageEvent.user_email == User.email,
+            UsageDailyPerson.organisation_id == SeatAssignment.organisation_id,
+            UsageDailyPerson.product_id == SeatAssignment.product_id,
+            UsageDailyPerson.user_email == User.email,
         )
         .correlate(SeatAssignment, User)
         .scalar_subquery()
@@ -343,15 +545,6 @@ def _aware(value: dt.datetime | str) -> dt.datetime:
     if isinstance(value, str):  # SQLite returns max() of a timestamp column as text
         value = dt.datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-def _day_of(
-    session: Session, column: sa.ColumnElement[Any] | QueryableAttribute[Any]
-) -> sa.ColumnElement[Any]:
-    """The UTC calendar day of a timestamp column, per dialect."""
-    if session.get_bind().dialect.name == "postgresql":
-        return sa.cast(sa.func.timezone("UTC", column), sa.Date)
-    return sa.func.date(column)
 
 
 def pool_utilisation_series(
@@ -404,18 +597,16 @@ def pool_utilisation_series(
         day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
         assigned.append(sum(1 for a, r in held if a < day_end and (r is None or r >= day_end)))
 
-    day_col = _day_of(session, UsageEvent.occurred_at)
     active_by_day = {
-        str(day): int(n)
+        day.isoformat(): int(n)
         for day, n in session.execute(
-            sa.select(day_col, sa.func.count(sa.distinct(UsageEvent.user_email)))
+            sa.select(UsageDailyPerson.day, sa.func.count(sa.distinct(UsageDailyPerson.user_email)))
             .where(
-                UsageEvent.product_id == product_id,
-                UsageEvent.occurred_at >= start,
-                UsageEvent.occurred_at < end,
-                UsageEvent.user_email.is_not(None),
+                UsageDailyPerson.product_id == product_id,
+                UsageDailyPerson.day >= first,
+                UsageDailyPerson.day <= last,
             )
-            .group_by(day_col)
+            .group_by(UsageDailyPerson.day)
         )
     }
     active = [active_by_day.get(day.isoformat(), 0) for day in days]
