@@ -391,6 +391,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # Mail: SMTP when a host is given, otherwise the development outbox folder.
         "PORTAL_SMTP_HOST": env.get("PORTAL_SMTP_HOST") or None,
         "PORTAL_SMTP_PORT": _int(env, "PORTAL_SMTP_PORT", 25),
+        # Seconds to wait for the SMTP server before the try is recorded failed (and retried).
+        "PORTAL_SMTP_TIMEOUT": _int(env, "PORTAL_SMTP_TIMEOUT", 10),
         "PORTAL_SMTP_USERNAME": env.get("PORTAL_SMTP_USERNAME") or None,
         "PORTAL_SMTP_PASSWORD": env.get("PORTAL_SMTP_PASSWORD") or None,
         "PORTAL_SMTP_STARTTLS": env.get("PORTAL_SMTP_STARTTLS", "") in ("1", "true", "yes"),

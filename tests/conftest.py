@@ -152,8 +152,11 @@ def smtp_server() -> Iterator[tuple[int, _Mailbox]]:
 
 
 @pytest.fixture
-def mailbox(smtp_server) -> list[EmailMessage]:
-    """The messages the portal sent during this test."""
+def mailbox(smtp_server, jobs_inline) -> list[EmailMessage]:
+    """The messages the portal sent during this test.
+
+    Mail is sent by the ``mail.send`` job: a test watching the mailbox runs jobs inline.
+    """
     _, handler = smtp_server
     handler.messages.clear()
     return handler.messages

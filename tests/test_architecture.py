@@ -47,6 +47,7 @@ DOMAINS = [
     "identity",
     "tenancy",
     "settings",
+    "mail",
     "jobs",
     "audit",
 ]

@@ -89,4 +89,6 @@ def _store_and_send(invoice: Invoice, *, session: Session, actor: Actor, **_: An
     message.add_attachment(
         invoice.pdf, maintype="application", subtype="pdf", filename=pdf_filename(invoice)
     )
-    mail_queue(session, message)
+    mail_queue(
+        session, message, organisation_id=invoice.organisation_id, related=("invoice", invoice.id)
+    )

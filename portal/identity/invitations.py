@@ -129,6 +129,9 @@ def invitation_create(
             inviter=actor.label,
             days=days,
         ),
+        organisation_id=org_id,
+        related=("invitation", invitation.id),
+        actor=actor,
     )
     return invitation, token
 

@@ -101,6 +101,8 @@ def password_reset_request(session: Session, *, email: str, ip: str | None = Non
             minutes=minutes,
             user=user,
         ),
+        organisation_id=user.organisation_id,
+        related=("user", user.id),
     )
     audit_record(
         session,

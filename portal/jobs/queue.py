@@ -157,9 +157,13 @@ def _dispatch_after_commit(session: Session) -> None:
     dispatch(current_app._get_current_object(), list(dict.fromkeys(ids)))  # type: ignore[attr-defined]
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING_KEY, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
+    # Only the whole transaction's rollback: a savepoint rolled back (one refused row of a
+    # bulk change) must not drop the jobs the rest of the transaction enqueued. A job
+    # enqueued inside that savepoint has no row any more; dispatch skips it.
+    if previous_transaction.parent is None:
+        session.info.pop(_PENDING_KEY, None)
 
 
 def dispatch(app: Flask, job_ids: list[int], *, countdown: int | None = None) -> list[int]:
@@ -173,7 +177,8 @@ def dispatch(app: Flask, job_ids: list[int], *, countdown: int | None = None) ->
     sent: list[int] = []
     for job_id in job_ids:
         # Noted first: a worker (or an eager run) may finish the job before apply_async returns.
-        _note_dispatched(app, job_id)
+        if not _note_dispatched(app, job_id):
+            continue  # no such row: enqueued in a savepoint that was rolled back
         try:
             task.apply_async(args=[job_id], countdown=countdown)
         except Exception as error:  # the broker is unreachable: the sweep sends it later
@@ -186,19 +191,22 @@ def dispatch(app: Flask, job_ids: list[int], *, countdown: int | None = None) ->
     return sent
 
 
-def _note_dispatched(app: Flask, job_id: int, *, undo: bool = False) -> None:
+def _note_dispatched(app: Flask, job_id: int, *, undo: bool = False) -> bool:
     """Note when the job's message went out (or that it did not). Never raises: this runs
-    after a commit, and the change is saved whatever happens here."""
+    after a commit, and the change is saved whatever happens here. False when the job has
+    no row (it was enqueued in a savepoint that was rolled back)."""
     try:
         with _own_session(app) as session:
-            session.execute(
+            result = session.execute(
                 sa.update(Job)
                 .where(Job.id == job_id)
                 .values(dispatched_at=None if undo else now_utc())
             )
             session.commit()
+            return bool(getattr(result, "rowcount", 1))
     except Exception as error:  # the database went away: at worst the sweep sends it again
         log.warning("Could not note job %s as sent: %s", job_id, _describe(error))
+        return True
 
 
 @contextlib.contextmanager
@@ -344,6 +352,13 @@ def celery_config(config: Any) -> dict[str, Any]:
         # this many seconds; longer than any job runs. (RabbitMQ redelivers when the dead
         # worker's connection closes.)
         options["visibility_timeout"] = config["PORTAL_JOBS_VISIBILITY_TIMEOUT"]
+        # A running worker looks for such messages every 10 s (at most every half timeout),
+        # not kombu's default of every 10th look (~100 s): a dead worker's job goes to a
+        # live worker soon after its timeout, without waiting for a worker to start.
+        options["unacked_restore_interval"] = max(
+            1, min(10, config["PORTAL_JOBS_VISIBILITY_TIMEOUT"] // 2)
+        )
+        options["unacked_restore_throttle"] = 1
     elif broker.startswith("sqla+"):
         # kombu's SQLAlchemy transport (development) begins its own SQLite transactions.
         options["execution_options"] = {FOREIGN_ENGINE: True}

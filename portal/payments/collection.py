@@ -587,6 +587,8 @@ def _failure_mail(session: Session, collection: PaymentCollection, invoice: Invo
                 collection=collection,
                 amount=amount,
             ),
+            organisation_id=organisation.id,
+            related=("invoice", invoice.id),
         )
 
 

@@ -129,6 +129,9 @@ def seat_assign(
                 product=subscription.product,
                 organisation=organisation,
             ),
+            organisation_id=organisation.id,
+            related=("seat", seat.id),
+            actor=actor,
         )
     return seat
 

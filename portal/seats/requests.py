@@ -70,6 +70,9 @@ def seat_request_create(
                 product=product,
                 note=note,
             ),
+            organisation_id=user.organisation_id,
+            related=("seat_request", request.id),
+            actor=actor,
         )
     return request
 
@@ -124,5 +127,8 @@ def seat_request_decide(
                 template="seat_request_declined",
                 request=request,
             ),
+            organisation_id=request.organisation_id,
+            related=("seat_request", request.id),
+            actor=actor,
         )
     return request

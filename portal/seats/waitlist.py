@@ -110,6 +110,8 @@ def _mail_waitlist_grants(
                     subscription=subscription,
                     organisation=subscription.organisation,
                 ),
+                organisation_id=subscription.organisation_id,
+                related=("subscription", subscription.id),
             )
     council = session.scalars(
         sa.select(User).where(User.role == Role.COUNCIL_ADMIN, User.is_active)

@@ -76,6 +76,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.web.catalogue import bp as catalogue_bp
     from portal.web.identity import bp as auth_bp
     from portal.web.jobs import bp as jobs_bp
+    from portal.web.mail import bp as mail_bp
     from portal.web.metering import bp as metering_bp
     from portal.web.people import bp as people_bp
     from portal.web.seats import bp as seats_bp
@@ -99,6 +100,7 @@ def register_blueprints(app: Flask) -> None:
         tokens_bp,
         billing_bp,
         jobs_bp,
+        mail_bp,
     ):
         app.register_blueprint(blueprint)
 

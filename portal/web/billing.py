@@ -53,6 +53,7 @@ from portal.kernel.errors import DomainError
 from portal.kernel.money import format_money
 from portal.kernel.periods import period_bounds, period_of
 from portal.kernel.scope import Scope, scope_of
+from portal.mail import selectors as mail_selectors
 from portal.settings.services import settings_get
 
 #: Seconds between the run page's reloads while its run is queued or running.
@@ -186,7 +187,8 @@ def finalize_all():
         if finalised:
             flash(
                 f"{len(finalised)} invoice{'s' if len(finalised) != 1 else ''} finalised "
-                f"({finalised[0].number} – {finalised[-1].number}); PDFs stored and mailed.",
+                f"({finalised[0].number} – {finalised[-1].number}); "
+                "PDFs stored, their mail queued.",
                 "success",
             )
         else:
@@ -219,6 +221,14 @@ def _invoice_page(invoice_id: int, code: int = 200, **forms):
             "billing/invoice.html",
             detail=detail,
             actions=lifecycle.invoice_actions(detail.invoice),
+            # The invoice's own mail (to the billing contact), as it truly stands.
+            invoice_mail=mail_selectors.messages_about(
+                db_session(),
+                scope=_scope(),
+                related_type="invoice",
+                related_ids=[detail.invoice.id],
+                kind="invoice_issued",
+            ).get(detail.invoice.id),
             confirm=ConfirmForm(),
             **context,
             **forms,
@@ -255,7 +265,10 @@ def invoice_finalize(invoice_id: int):
         lifecycle.invoice_finalize(db_session(), actor=g.actor, invoice=invoice)
         number, email = invoice.number, invoice.organisation.billing_email
     if saved:
-        flash(f"Invoice {number} issued; the PDF is stored and mailed to {email}.", "success")
+        flash(
+            f"Invoice {number} issued; the PDF is stored and its mail to {email} is queued.",
+            "success",
+        )
     return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
 
 

@@ -24,6 +24,7 @@ from portal.identity.forms import ConfirmForm, InviteForm, RoleForm
 from portal.kernel.actor import COUNCIL_ROLES, ORG_ROLES, Role
 from portal.kernel.errors import DomainError
 from portal.kernel.scope import Scope
+from portal.mail import selectors as mail_selectors
 from portal.tenancy.selectors import organisation_by_slug
 
 bp = Blueprint("people", __name__)
@@ -69,6 +70,13 @@ def _list(scope: str, slug: str | None = None):
     page = request.args.get("page", 1, type=int) or 1
     users = selectors.users_list(db_session(), **_people_of(org), search=search, page=page)
     invitations = selectors.invitations_pending(db_session(), **_people_of(org))
+    invitation_mails = mail_selectors.messages_about(
+        db_session(),
+        scope=_people_of(org)["scope"],
+        related_type="invitation",
+        related_ids=[invitation.id for invitation in invitations],
+        kind="invitation",
+    )
     invite_form = InviteForm(prefix="invite")
     invite_form.role.choices = _roles_for(org)
     if org is not None and not invite_form.role.data:
@@ -79,6 +87,7 @@ def _list(scope: str, slug: str | None = None):
         scope=scope,
         users=users,
         invitations=invitations,
+        invitation_mails=invitation_mails,
         invite_form=invite_form,
         role_choices=_roles_for(org),
         confirm_form=ConfirmForm(),
@@ -123,7 +132,8 @@ def invite(scope: str, slug: str | None = None):
                 organisation=org,
             )
         if saved:
-            flash(f"Invitation sent to {form.email.data}.", "success")
+            # The mail is sent by a job: the list below shows whether it went.
+            flash(f"Invitation to {form.email.data} created; its mail is queued.", "success")
             return redirect(back)
     # The list page is another request: the form's messages go with the redirect.
     for field in (form.email, form.role):

@@ -53,7 +53,7 @@ def test_finance_runs_reviews_finalises_and_downloads_then_the_org_admin_sees_it
     expect(_main(page).get_by_role("article", name="Invoice")).to_contain_text("Draft invoice")
     screenshot(page, "finance-draft-review")
     _main(page).get_by_role("button", name="Finalise and send").click()
-    expect(page.get_by_role("status")).to_contain_text("issued; the PDF is stored and mailed")
+    expect(page.get_by_role("status")).to_contain_text("issued; the PDF is stored and its mail")
     with app.app_context():
         invoice = db.session.scalars(db.select(Invoice)).one()
         number, invoice_id, stored = invoice.number, invoice.id, invoice.pdf

@@ -165,7 +165,7 @@ def test_application_to_member_sign_in(
     invite.get_by_label("Role").select_option(label="Member")
     invite.get_by_role("button", name="Send invitation").click()
     expect(admin_page.get_by_role("status")).to_have_text(
-        "Invitation sent to carl@brightwater.example."
+        "Invitation to carl@brightwater.example created; its mail is queued."
     )
     expect(_main(admin_page)).to_contain_text("carl@brightwater.example · member · pending")
     screenshot(admin_page, "08-people")

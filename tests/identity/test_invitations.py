@@ -74,7 +74,9 @@ def test_council_admin_invites_an_organisations_first_admin(app, make_org, signe
         token_from=detail,
     )
     assert response.headers["Location"] == detail
-    assert "Invitation sent to First.Admin@Acme.example." in follow_messages(council, response)
+    assert "Invitation to First.Admin@Acme.example created; its mail is queued." in follow_messages(
+        council, response
+    )
 
     assert len(mailbox) == 1
     message = mailbox[0]
