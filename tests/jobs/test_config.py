@@ -35,7 +35,12 @@ def test_development_queues_in_a_sqlite_file_with_no_server(tmp_path):
 def test_a_portal_with_redis_queues_there_unless_told_otherwise(tmp_path):
     config = _config(tmp_path, **PRODUCTION)
     assert config["PORTAL_JOBS_BROKER_URL"] == "redis://cache:6379/0"
-    assert celery_config(config)["broker_transport_options"] == {"visibility_timeout": 3600}
+    assert celery_config(config)["broker_transport_options"] == {
+        "visibility_timeout": 3600,
+        # a live worker looks for a dead worker's messages every 10 s (tests/test_several_servers)
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+    }
     rabbit = _config(
         tmp_path,
         **PRODUCTION,
