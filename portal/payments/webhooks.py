@@ -8,14 +8,18 @@ the raw body (:func:`portal.payments.gateway.event_verify`), then:
    commits. A second delivery of the same event meets the unique constraint, also
    when ten arrive at once (on PostgreSQL the others wait for the first insert to
    commit, on SQLite writers queue), and only counts the delivery.
-2. :func:`event_process` locks the stored event, applies it if nobody has, and
-   marks it processed in the same transaction. Whoever gets the lock first
-   applies it; everyone after sees it processed. If applying fails, the event
-   stays stored and unprocessed: Stripe delivers it again, and
-   ``portal payments collect`` applies what is left.
+   The same transaction enqueues the job ``payments.webhook_apply`` (the
+   request answers at once: ``queued``, or what applying did when the job ran
+   inline); a later delivery of an event not applied yet enqueues it again.
+2. The job runs :func:`event_process`: it locks the stored event, applies it if
+   nobody has, and marks it processed in the same transaction. Whoever gets the
+   lock first applies it; everyone after sees it processed, so the job delivered
+   twice, a redelivery's job and the schedule's ``payments.collect`` apply it
+   once. If applying fails, the error is written on the event and the job is
+   retried with backoff; ``portal payments collect`` applies what is left.
 
-:func:`receive` owns its transactions, like a job: the event must be committed
-before it is applied, whatever applying it does.
+:func:`receive` owns its transaction: the event and its job are committed
+together, before anything applies it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from portal.jobs.queue import enqueue, job
+from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
 from portal.payments.collection import Outcome, outcome_apply
@@ -62,14 +68,6 @@ class WebhookSignatureInvalid(DomainError):
     title = "Invalid signature"
 
 
-class EventNotApplied(DomainError):
-    """The event is stored, but applying it failed; Stripe's next delivery applies it."""
-
-    status = 500
-    code = "event_not_applied"
-    title = "Event not applied"
-
-
 @dataclass(frozen=True)
 class Received:
     """A delivery taken in: the event's id and what applying it did."""
@@ -79,12 +77,12 @@ class Received:
 
 
 def receive(session: Session, *, payload: bytes, signature: str | None) -> Received:
-    """Take in one delivery: verify it on the raw body, store it, apply it once; commits.
+    """Take in one delivery: verify it on the raw body, store it, enqueue its job; commits.
 
-    Raises :class:`WebhooksNotConfigured` without a signing secret
-    (``PORTAL_STRIPE_WEBHOOK_SECRET``), :class:`WebhookSignatureInvalid` for a
-    delivery that is not Stripe's, and :class:`EventNotApplied` when applying
-    failed (the event stays stored, with the error written on it).
+    The outcome is ``duplicate`` for an event stored before, else what applying did if
+    the job has run already, else ``queued``. Raises :class:`WebhooksNotConfigured`
+    without a signing secret (``PORTAL_STRIPE_WEBHOOK_SECRET``) and
+    :class:`WebhookSignatureInvalid` for a delivery that is not Stripe's.
     """
     secret = current_app.config.get("PORTAL_STRIPE_WEBHOOK_SECRET") or ""
     if not secret:
@@ -93,16 +91,27 @@ def receive(session: Session, *, payload: bytes, signature: str | None) -> Recei
         event = event_verify(payload, signature, secret)
     except SignatureInvalid as error:
         raise WebhookSignatureInvalid(str(error)) from error
-    event_store(session, event)
+    row, new = event_store(session, event)
+    if row.processed_at is None:
+        # Applied by a job (retried with backoff); a redelivery of an event not applied
+        # yet asks again (the job applies it once, whoever runs first).
+        enqueue(
+            session,
+            "payments.webhook_apply",
+            {"event_id": row.event_id},
+            actor=Actor.system("stripe-webhook"),
+        )
     session.commit()
-    try:
-        outcome = event_process_commit(session, event_id=event["id"])
-    except Exception as error:
-        log.exception("Applying Stripe event %s failed", event["id"])
-        raise EventNotApplied(
-            "The event is stored and will be applied when it is delivered again."
-        ) from error
-    return Received(event_id=event["id"], outcome=outcome)
+    if not new:
+        return Received(event_id=event["id"], outcome="duplicate")
+    # The job may have run already (inline in tests, or a fast worker): say what it did.
+    done = session.scalar(
+        sa.select(StripeEvent.outcome).where(
+            StripeEvent.event_id == row.event_id, StripeEvent.processed_at.is_not(None)
+        )
+    )
+    session.commit()
+    return Received(event_id=event["id"], outcome=done or "queued")
 
 
 # ---------------------------------------------------------------- storing and applying
@@ -183,6 +192,16 @@ def event_process_commit(session: Session, *, event_id: str) -> str:
         event_failed(session, event_id=event_id, error=error)
         session.commit()
         raise
+
+
+@job("payments.webhook_apply", max_attempts=5, backoff=(30, 120, 600, 1800))
+def webhook_apply_job(session: Session, *, actor: Actor, event_id: str) -> None:
+    """Apply one stored Stripe event (once: a processed event is left as it is).
+
+    A failure is written on the event and raised, so the job is retried with backoff.
+    """
+    session.commit()  # the job's claim is committed; the event is applied in its own
+    event_process_commit(session, event_id=event_id)
 
 
 def event_failed(session: Session, *, event_id: str, error: BaseException) -> None:
