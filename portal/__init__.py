@@ -92,7 +92,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     # Jobs are declared where they belong; importing their modules registers them.
     from portal import jobs
     from portal.billing import jobs as billing_jobs  # noqa: F401  (billing.invoice_run)
+    from portal.billing import reminders  # noqa: F401  (billing.overdue_reminders, scheduled)
     from portal.mail import services as mail_jobs  # noqa: F401  (mail.send)
+    from portal.metering import prompts  # noqa: F401  (metering.idle_seat_prompts, scheduled)
     from portal.payments import jobs as payment_jobs  # noqa: F401  (payments.collect)
 
     jobs.init_app(app)  # the queue (Celery), `portal worker`, `portal jobs tick`
