@@ -45,8 +45,16 @@ def person(role: Role | str | None, organisation_id: int | None = None, **kw: An
 def test_every_role_has_rules_and_every_action_someone():
     assert set(RULES) == set(Role)
     granted = {action for rules in RULES.values() for action in rules} | policy.PUBLIC
-    nobody = set(Action) - granted
+    nobody = set(Action) - granted - policy.SYSTEM_ONLY
     assert not nobody, f"actions no role may do: {sorted(nobody)}"
+    assert not granted & policy.SYSTEM_ONLY  # the system's own work is no role's
+
+
+def test_jobs_work_only_as_the_system():
+    assert policy.allowed(Actor.system("job:x"), Action.JOB_RUN)
+    assert not policy.allowed(Actor.system("sso", organisation_id=1), Action.JOB_RUN)
+    for role in Role:
+        assert not policy.allowed(person(role, 1), Action.JOB_RUN, organisation_id=1)
 
 
 @pytest.mark.parametrize("action", list(Action))
@@ -190,6 +198,7 @@ class World:
 
 Args = Callable[[World], dict[str, Any]]
 TODAY = dt.date(2026, 9, 15)
+NOW = dt.datetime(2026, 9, 15, 12, tzinfo=dt.UTC)
 
 #: Every service entry point with arguments that would get past anything but the check.
 ENTRY_POINTS: dict[str, Args] = {
@@ -222,6 +231,8 @@ ENTRY_POINTS: dict[str, Args] = {
     "portal.billing.jobs.invoice_run_execute": lambda w: {"run_id": 1},
     "portal.billing.jobs.invoice_run": lambda w: {"period": "2026-08"},
     "portal.billing.jobs.invoice_run_job": lambda w: {"run_id": 1},
+    "portal.billing.reminders.overdue_reminders_send": lambda w: {"now": NOW},
+    "portal.billing.reminders.overdue_reminders_job": lambda w: {},
     "portal.billing.lifecycle.invoice_finalize": lambda w: {"invoice": _invoice(w)},
     "portal.billing.lifecycle.invoice_void": lambda w: {"invoice": _invoice(w), "reason": "x"},
     "portal.billing.lifecycle.invoice_mark_uncollectible": lambda w: {
@@ -309,7 +320,14 @@ ENTRY_POINTS: dict[str, Args] = {
     "portal.jobs.services.job_retry": lambda w: {"job_id": 1},
     "portal.jobs.services.job_cancel": lambda w: {"job_id": 1},
     "portal.kernel.scope.scope_of": lambda w: {},
+    # mail
+    "portal.mail.services.mail_resend": lambda w: {
+        "message": w.unsaved("portal.mail.models.MailMessage", related_type="invitation")
+    },
+    "portal.mail.services.mail_send_job": lambda w: {"message_id": 1},
     # metering
+    "portal.metering.prompts.idle_seat_prompts_send": lambda w: {"now": NOW},
+    "portal.metering.prompts.idle_seat_prompts_job": lambda w: {},
     "portal.metering.ingest.usage_ingest": lambda w: {
         "body": b'{"events": []}',
         "vendor_id": None,
@@ -350,6 +368,7 @@ ENTRY_POINTS: dict[str, Args] = {
         "invoice_id": 1,
     },
     "portal.payments.jobs.payments_collect_job": lambda w: {},
+    "portal.payments.webhooks.webhook_apply_job": lambda w: {"event_id": "evt_1"},
     # scim
     "portal.scim.services.token_create": lambda w: {"organisation": w.org, "name": "x"},
     "portal.scim.services.token_revoke": lambda w: {
@@ -456,6 +475,7 @@ ENTRY_POINTS: dict[str, Args] = {
 NOT_OPERATIONS: dict[str, str] = {
     "portal.audit.services.audit_record": "records who did what; its callers are checked",
     "portal.jobs.queue.enqueue": "records a job for a service that checked its actor",
+    "portal.mail.services.mail_queue": "records mail for a service that checked its actor",
     "portal.tenancy.services.organisation_apply": "the public membership application",
 }
 

@@ -120,6 +120,7 @@ class Action(enum.StrEnum):
     # background jobs (the council's Jobs page)
     JOB_READ = "job.read"
     JOB_MANAGE = "job.manage"  # retry or cancel a job
+    JOB_RUN = "job.run"  # the work of a queued or scheduled job: the system's only
     # the audit log, dashboards
     AUDIT_READ = "audit.read"
     AUDIT_VERIFY = "audit.verify"  # check the log's hash chain
@@ -141,6 +142,9 @@ ANY, OWN_ORG, OWN_VENDOR, SELF = Reach.ANY, Reach.OWN_ORGANISATION, Reach.OWN_VE
 
 #: What anyone may do, signed in or not.
 PUBLIC: frozenset[Action] = frozenset({A.ORGANISATION_APPLY})
+
+#: What only system actors do (no role has a rule for it): jobs' own work.
+SYSTEM_ONLY: frozenset[Action] = frozenset({A.JOB_RUN})
 
 #: What every signed-in person may do to their own account.
 _EVERY_PERSON: dict[Action, Reach] = {

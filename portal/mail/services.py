@@ -167,6 +167,7 @@ def _gave_up(session: Session, *, error: str, message_id: int, sends: int = 1, *
 @job("mail.send", max_attempts=MAIL_ATTEMPTS, backoff=MAIL_BACKOFF, on_give_up=_gave_up)
 def mail_send_job(session: Session, *, actor: Actor, message_id: int, sends: int = 1) -> None:
     """Send one recorded message; on failure record the reason, then raise (the job retries)."""
+    policy.require(actor, Action.JOB_RUN)
     row = session.scalars(
         sa.select(MailMessage).where(MailMessage.id == message_id).with_for_update()
     ).one_or_none()

@@ -36,9 +36,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.jobs.queue import enqueue, job
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.policy import Action
 from portal.payments.collection import Outcome, outcome_apply
 from portal.payments.gateway import SignatureInvalid, event_verify, intent_from
 from portal.payments.models import PaymentAccount, StripeEvent
@@ -200,6 +202,7 @@ def webhook_apply_job(session: Session, *, actor: Actor, event_id: str) -> None:
 
     A failure is written on the event and raised, so the job is retried with backoff.
     """
+    policy.require(actor, Action.JOB_RUN)
     session.commit()  # the job's claim is committed; the event is applied in its own
     event_process_commit(session, event_id=event_id)
 

@@ -12,7 +12,7 @@ from portal.db import db_session
 from portal.forms import committed
 from portal.identity import auth, selectors, sessions
 from portal.identity.forms import ConfirmForm
-from portal.kernel.actor import Role
+from portal.kernel.policy import Action, Reach
 from portal.kernel.scope import Scope
 from portal.tenancy.selectors import organisation_by_slug
 
@@ -112,7 +112,7 @@ def _council_page(slug: str | None, user_id: int) -> str:
 
 
 @bp.get("/council/organisations/<slug>/users/<int:user_id>/sessions")
-@auth.role_required(Role.COUNCIL_ADMIN)
+@auth.action_required(Action.SESSION_READ, Reach.ANY)
 def council_sessions(slug: str, user_id: int):
     """A person's sessions, for council admins."""
     back = url_for("people.council_org_users", slug=slug)
@@ -120,7 +120,7 @@ def council_sessions(slug: str, user_id: int):
 
 
 @bp.get("/council/staff/<int:user_id>/sessions")
-@auth.role_required(Role.COUNCIL_ADMIN)
+@auth.action_required(Action.SESSION_READ, Reach.ANY)
 def staff_sessions(user_id: int):
     """A council staff member's sessions, for council admins."""
     return _render(_person(None, user_id), back=url_for("people.staff_users"), own=False)
@@ -136,28 +136,28 @@ def _end(slug: str | None, user_id: int, session_id: int | None):
 
 
 @bp.post("/council/organisations/<slug>/users/<int:user_id>/sessions/<int:session_id>/end")
-@auth.role_required(Role.COUNCIL_ADMIN)
+@auth.action_required(Action.SESSION_REVOKE, Reach.ANY)
 def council_end(slug: str, user_id: int, session_id: int):
     """End one of a person's sessions."""
     return _end(slug, user_id, session_id)
 
 
 @bp.post("/council/organisations/<slug>/users/<int:user_id>/sessions/end-all")
-@auth.role_required(Role.COUNCIL_ADMIN)
+@auth.action_required(Action.SESSION_REVOKE, Reach.ANY)
 def council_end_all(slug: str, user_id: int):
     """End all of a person's sessions."""
     return _end(slug, user_id, None)
 
 
 @bp.post("/council/staff/<int:user_id>/sessions/<int:session_id>/end")
-@auth.role_required(Role.COUNCIL_ADMIN)
+@auth.action_required(Action.SESSION_REVOKE, Reach.ANY)
 def staff_end(user_id: int, session_id: int):
     """End one of a staff member's sessions."""
     return _end(None, user_id, session_id)
 
 
 @bp.post("/council/staff/<int:user_id>/sessions/end-all")
-@auth.role_required(Role.COUNCIL_ADMIN)
+@auth.action_required(Action.SESSION_REVOKE, Reach.ANY)
 def staff_end_all(user_id: int):
     """End all of a staff member's sessions."""
     return _end(None, user_id, None)

@@ -9,7 +9,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from portal.db import db_session
 from portal.forms import committed, form_values
 from portal.identity import auth
-from portal.kernel.actor import Role
+from portal.kernel.policy import Action
 from portal.settings.forms import CouncilSettingsForm
 from portal.settings.services import settings_get, settings_update
 
@@ -17,7 +17,7 @@ bp = Blueprint("settings", __name__)
 
 
 @bp.route("/council/settings", methods=["GET", "POST"])
-@auth.role_required(Role.COUNCIL_ADMIN)
+@auth.action_required(Action.SETTINGS_UPDATE)
 def council_settings():
     """Tax default, idle-seat threshold, numbering, payment terms, bank details."""
     current = settings_get(db_session())
