@@ -11,7 +11,7 @@ export PORTAL_ENV ?= development
 TEST_WORKERS ?= 2
 
 .PHONY: run setup install browser pdf oidc axe test test-sqlite test-postgres lint fmt graph clean \
-        bench-seats bench-usage bench-billing
+        bench-seats bench-usage bench-billing bench-pages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,9 @@ bench-usage: install
 
 bench-billing: install
 	$(BIN)/python -m benchmarks.billing $(BENCH_ARGS)
+
+bench-pages: install
+	$(BIN)/python -m benchmarks.pages $(BENCH_ARGS)
 
 # The checks CI runs before the tests (.ci/run); pre-commit runs the same (.pre-commit-config.yaml).
 lint: install
