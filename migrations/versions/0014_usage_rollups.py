@@ -43,6 +43,25 @@ def _allows(column):
     )
 
 
+def backfill_statements(postgres):
+    """The events stored so far, rolled up (``tests/metering/test_rollups.py`` runs these too
+    and compares them with what ingestion keeps)."""
+    # The UTC day of an event (SQLite stores naive UTC text).
+    day = "(occurred_at AT TIME ZONE 'UTC')::date" if postgres else "date(occurred_at)"
+    return (
+        "INSERT INTO usage_daily (organisation_id, product_id, meter_id, day, quantity_micros, "
+        "max_micros, events) "
+        f"SELECT organisation_id, product_id, meter_id, {day}, sum(quantity_micros), "
+        "max(quantity_micros), count(*) FROM usage_events "
+        f"GROUP BY organisation_id, product_id, meter_id, {day}",
+        "INSERT INTO usage_daily_people (organisation_id, product_id, user_email, meter_id, day, "
+        "last_occurred_at, events) "
+        f"SELECT organisation_id, product_id, user_email, meter_id, {day}, max(occurred_at), "
+        "count(*) FROM usage_events WHERE user_email IS NOT NULL "
+        f"GROUP BY organisation_id, product_id, user_email, meter_id, {day}",
+    )
+
+
 def upgrade():
     op.create_table('usage_daily',
     sa.Column('organisation_id', ID, nullable=False),
@@ -75,22 +94,8 @@ def upgrade():
 
     bind = op.get_bind()
     postgres = bind.dialect.name == "postgresql"
-    # The UTC day of an event (SQLite stores naive UTC text).
-    day = "(occurred_at AT TIME ZONE 'UTC')::date" if postgres else "date(occurred_at)"
-    op.execute(
-        "INSERT INTO usage_daily (organisation_id, product_id, meter_id, day, quantity_micros, "
-        "max_micros, events) "
-        f"SELECT organisation_id, product_id, meter_id, {day}, sum(quantity_micros), "
-        "max(quantity_micros), count(*) FROM usage_events "
-        f"GROUP BY organisation_id, product_id, meter_id, {day}"
-    )
-    op.execute(
-        "INSERT INTO usage_daily_people (organisation_id, product_id, user_email, meter_id, day, "
-        "last_occurred_at, events) "
-        f"SELECT organisation_id, product_id, user_email, meter_id, {day}, max(occurred_at), "
-        "count(*) FROM usage_events WHERE user_email IS NOT NULL "
-        f"GROUP BY organisation_id, product_id, user_email, meter_id, {day}"
-    )
+    for statement in backfill_statements(postgres):
+        op.execute(statement)
 
     if not postgres:
         return

@@ -256,3 +256,39 @@ def test_idle_seats_read_the_last_use_from_the_rollup(app, metered):
             selectors.idle_seats(db.session, organisation_id=org_id, idle_days=14, now=now_utc())
             == []
         )
+
+
+def _migration_0014():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "migrations/versions/0014_usage_rollups.py"
+    spec = importlib.util.spec_from_file_location("migration_0014", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_migrations_backfill_rolls_up_stored_events_as_ingestion_does(app, make_org, metered):
+    """Migration 0014 rolls up the events stored before it with the same figures that
+    ingestion keeps from then on."""
+    from tests.conftest import owner_engine
+
+    _seed(app, make_org, metered, seed=3, n=500)
+    tables = (UsageDaily.__table__, UsageDailyPerson.__table__)
+    with app.app_context():
+        engine = owner_engine(app)
+        with engine.connect() as conn:
+            kept = {t.name: sorted(map(tuple, conn.execute(sa.select(t)))) for t in tables}
+        assert all(kept.values())
+        with engine.begin() as conn:
+            for table in tables:
+                conn.execute(table.delete())
+            for statement in _migration_0014().backfill_statements(
+                engine.dialect.name == "postgresql"
+            ):
+                conn.execute(sa.text(statement))
+        with engine.connect() as conn:
+            backfilled = {t.name: sorted(map(tuple, conn.execute(sa.select(t)))) for t in tables}
+    assert backfilled == kept
