@@ -46,7 +46,7 @@ def test_create_admin_refuses_a_taken_email(runner, make_user):
     assert "already has an account" in result.output
 
 
-def test_demo_loads_once_and_meets_the_spec_minimums(runner, app):
+def test_demo_loads_once_and_meets_the_spec_minimums(runner, app, jobs_inline):
     from portal.catalogue.models import LicencePool, Price, Product, Vendor
     from portal.metering.models import UsageEvent
     from portal.seats.models import SeatAssignment, Subscription

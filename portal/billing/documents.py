@@ -7,9 +7,11 @@ same stylesheet (``static/invoice.css``). So what finance reviews, what the
 organisation sees and the PDF it receives cannot drift apart.
 
 On finalisation (the :data:`~portal.signals.invoice_finalised` signal, in the
-same transaction) the PDF is rendered once and stored on the invoice: the
-document the organisation received is kept as it was sent. It is mailed to the
-organisation's billing contact after the transaction commits.
+same transaction) the job ``billing.invoice_document`` is enqueued: a worker
+renders the PDF once and stores it on the invoice (the document the organisation
+received is kept as it was sent), then queues its mail to the organisation's
+billing contact (a recorded message, :mod:`portal.mail`). Until the job has run,
+the PDF offered for download is rendered on the fly from the same, final data.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from flask import current_app, render_template
 from sqlalchemy.orm import Session
 
 from portal.billing.models import Invoice, InvoiceStatus
+from portal.jobs.queue import enqueue, job
 from portal.kernel.actor import Actor
 from portal.mail import build_message, mail_queue
+from portal.mail.models import MailMessage
 from portal.settings.services import settings_get
 from portal.signals import invoice_finalised
 
@@ -75,10 +80,41 @@ def pdf_filename(invoice: Invoice) -> str:
 
 
 @invoice_finalised.connect
-def _store_and_send(invoice: Invoice, *, session: Session, actor: Actor, **_: Any) -> None:
-    """Render the finalised invoice's PDF into the invoice, and mail it to the billing contact."""
-    invoice.pdf = invoice_pdf_render(session, invoice)
-    session.flush()
+def _store_and_send_later(invoice: Invoice, *, session: Session, actor: Actor, **_: Any) -> None:
+    """Enqueue the job that renders the finalised invoice's PDF and mails it (same transaction)."""
+    enqueue(session, "billing.invoice_document", {"invoice_id": invoice.id}, actor=actor)
+
+
+@job("billing.invoice_document", max_attempts=4, backoff=(30, 300, 1800))
+def invoice_document_job(session: Session, *, actor: Actor, invoice_id: int) -> None:
+    """Render and store a finalised invoice's PDF, then queue its mail; each once.
+
+    Run again (a redelivery, a retry after the mail could not be queued), it keeps the
+    stored PDF and queues no second mail: the recorded message is the memory. A voided
+    invoice keeps its document but is not mailed as issued.
+    """
+    invoice = session.scalars(
+        sa.select(Invoice).where(Invoice.id == invoice_id).with_for_update()
+    ).one_or_none()
+    if invoice is None or invoice.status == InvoiceStatus.DRAFT:
+        return
+    if invoice.pdf is None:
+        invoice.pdf = invoice_pdf_render(session, invoice)
+        session.flush()
+    mailed = session.scalar(
+        sa.select(MailMessage.id).where(
+            MailMessage.kind == "invoice_issued",
+            MailMessage.related_type == "invoice",
+            MailMessage.related_id == invoice.id,
+        )
+    )
+    if mailed is None and invoice.status != InvoiceStatus.VOID:
+        invoice_mail_queue(session, invoice)
+
+
+def invoice_mail_queue(session: Session, invoice: Invoice) -> None:
+    """Queue the finalised invoice's mail, its stored PDF attached, to the billing contact."""
+    assert invoice.pdf is not None
     organisation = invoice.organisation
     message = build_message(
         to=organisation.billing_email,

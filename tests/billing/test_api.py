@@ -222,7 +222,7 @@ def test_credit_notes_need_a_finalised_invoice(app, billed, api):
     assert_problem(response, 409, "not_creditable")
 
 
-def test_pdf_and_export(app, issued, api):
+def test_pdf_and_export(app, jobs_inline, issued, api):
     council = api("council")
     pdf = council.get(f"/invoices/{issued['invoice_id']}.pdf")
     assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"

@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 
 import pypdf
+import pytest
 
 from portal.billing import documents
 from portal.billing.models import Invoice
 from portal.db import db
 from portal.tenancy.models import Organisation
 from tests.billing.factories import draft, finalize, invoice_of
+
+# The PDF is rendered and mailed by the job billing.invoice_document: run inline here.
+pytestmark = pytest.mark.usefixtures("jobs_inline")
 
 
 def _text_of(pdf: bytes) -> tuple[int, str]:

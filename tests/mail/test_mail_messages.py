@@ -300,6 +300,16 @@ def test_an_invoice_page_shows_its_mail_and_finance_sends_it_again(
 ):
     finance = signed_in("finance")
     page_path = f"/finance/invoices/{issued['invoice_id']}"
+    assert "Mail to " not in _text(finance.get(page_path))  # its document job has not run
+    with app.app_context():
+        (document_job,) = db.session.scalars(
+            sa.select(Job.id).where(Job.name == "billing.invoice_document")
+        ).all()
+    assert _run(app, document_job) == "succeeded"  # renders the PDF, queues the mail
+    with app.app_context():  # its message delivered again: the PDF stays, no second mail
+        db.session.execute(sa.update(Job).where(Job.id == document_job).values(state="queued"))
+        db.session.commit()
+    assert _run(app, document_job) == "succeeded"
     page = _text(finance.get(page_path))
     assert "Mail to " in page
     assert "badge-queued" in page
