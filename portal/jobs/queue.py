@@ -135,6 +135,9 @@ def enqueue(
         enqueued_by=actor.label[:254],
         request_id=request_id if request_id is not None else current_request_id(),
         enqueued_at=now_utc(),
+        # Sent as this transaction commits (undone if the broker refuses; then the sweep
+        # sends it): noted here, so sending after the commit writes nothing more.
+        dispatched_at=now_utc(),
     )
     session.add(row)
     session.flush()
@@ -166,47 +169,47 @@ def _forget_after_rollback(session: Session, previous_transaction: Any) -> None:
         session.info.pop(_PENDING_KEY, None)
 
 
-def dispatch(app: Flask, job_ids: list[int], *, countdown: int | None = None) -> list[int]:
-    """Send each job's message to the queue and note when; returns the ids sent.
+def dispatch(app: Flask, job_ids: list[int], *, note_sent: bool = False) -> list[int]:
+    """Send each job's message to the queue; returns the ids sent.
 
-    Never raises: a job whose message could not be sent stays without
-    ``dispatched_at`` and the sweep tries again.
+    Never raises: a job whose message could not be sent is noted unsent
+    (``dispatched_at`` cleared) and the sweep tries again. Rows already say they
+    were sent (:func:`enqueue`, a retry), so sending costs no second write (50
+    finalisations at once on SQLite, each with its mail's job, queue on one write
+    lock); the sweep passes ``note_sent``. A job enqueued in a savepoint that was
+    rolled back has no row: its message is dropped by the worker.
     """
     celery: Celery = app.extensions["celery"]
     task = celery.tasks[TASK_NAME]
     sent: list[int] = []
     for job_id in job_ids:
-        # Noted first: a worker (or an eager run) may finish the job before apply_async returns.
-        if not _note_dispatched(app, job_id):
-            continue  # no such row: enqueued in a savepoint that was rolled back
+        if note_sent:  # first: a worker (or an eager run) may start it before we return
+            _note_dispatched(app, job_id, sent=True)
         try:
-            task.apply_async(args=[job_id], countdown=countdown)
+            task.apply_async(args=[job_id])
         except Exception as error:  # the broker is unreachable: the sweep sends it later
             if celery.conf.task_always_eager:
                 raise
             log.warning("Could not queue job %s: %s", job_id, _describe(error))
-            _note_dispatched(app, job_id, undo=True)
+            _note_dispatched(app, job_id, sent=False)
             continue
         sent.append(job_id)
     return sent
 
 
-def _note_dispatched(app: Flask, job_id: int, *, undo: bool = False) -> bool:
-    """Note when the job's message went out (or that it did not). Never raises: this runs
-    after a commit, and the change is saved whatever happens here. False when the job has
-    no row (it was enqueued in a savepoint that was rolled back)."""
+def _note_dispatched(app: Flask, job_id: int, *, sent: bool) -> None:
+    """Note that the job's message went out now, or did not. Never raises: this runs after
+    a commit, and the change is saved whatever happens here."""
     try:
         with _own_session(app) as session:
-            result = session.execute(
+            session.execute(
                 sa.update(Job)
                 .where(Job.id == job_id)
-                .values(dispatched_at=None if undo else now_utc())
+                .values(dispatched_at=now_utc() if sent else None)
             )
             session.commit()
-            return bool(getattr(result, "rowcount", 1))
     except Exception as error:  # the database went away: at worst the sweep sends it again
         log.warning("Could not note job %s as sent: %s", job_id, _describe(error))
-        return True
 
 
 @contextlib.contextmanager

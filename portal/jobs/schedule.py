@@ -126,7 +126,7 @@ def tick(app: Flask) -> list[str]:
             session.close()
         if again:
             log.info("Sending %d queued job(s) whose message was not sent", len(again))
-            dispatch(app, again)
+            dispatch(app, again, note_sent=True)
         return created
 
 

@@ -42,7 +42,7 @@ def job_retry(session: Session, *, actor: Actor, job_id: int) -> Job:
     row.attempts = 0
     row.retry_at = None
     row.finished_at = None
-    row.dispatched_at = None
+    row.dispatched_at = now_utc()  # sent as this commits (portal.jobs.queue.enqueue)
     session.flush()
     dispatch_after_commit(session, row.id)
     audit_record(
