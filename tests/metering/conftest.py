@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from portal.db import db
+from portal.db import bind_scope, db
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
+from portal.kernel.scope import Scope
 from tests.conftest import SYSTEM
 
 COUNCIL = Actor.api_token("council token", role=Role.COUNCIL_ADMIN)
@@ -133,6 +134,8 @@ def ingest(app, events, *, vendor_id=None, actor=COUNCIL, raw: bytes | None = No
     from portal.metering.ingest import usage_ingest
 
     with app.app_context():
+        # As the API binds a council or vendor token's requests (also from the tests' threads).
+        bind_scope(db.session, Scope.council())
         result = usage_ingest(
             db.session,
             actor=actor,
