@@ -195,7 +195,8 @@ def organisation_status(slug: str, action: str):
         db_session().commit()
         message = f"{change.organisation.name} is now {change.organisation.status}."
         if change.invited:
-            message += f" An invitation went to {change.invited}."
+            # Its mail is sent by a job; the people page shows whether it went.
+            message += f" An invitation to {change.invited} is queued to be mailed."
         flash(message, "success")
         if change.not_invited:
             flash(

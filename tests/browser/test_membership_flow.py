@@ -123,7 +123,8 @@ def test_application_to_member_sign_in(
     screenshot(page, "05-organisation-pending")
     _main(page).get_by_role("button", name="Approve").click()
     expect(page.get_by_role("status")).to_have_text(
-        f"{application['Legal name']} is now active. An invitation went to bea@brightwater.example."
+        f"{application['Legal name']} is now active. "
+        "An invitation to bea@brightwater.example is queued to be mailed."
     )
     expect(page.get_by_role("heading", level=1)).to_contain_text("active")
     expect(_main(page).get_by_role("button", name="Approve")).to_have_count(0)

@@ -215,7 +215,10 @@ def test_an_application_starts_pending_and_approval_mails_the_applicant(app, sig
     council = signed_in("council_admin")
     assert "Caspian Energy LLC" in council.get("/council").get_data(as_text=True)
     shown = status_action(council, "caspian", "approve")
-    assert "Caspian Energy LLC is now active. An invitation went to leyla@caspian.example." in shown
+    assert (
+        "Caspian Energy LLC is now active. "
+        "An invitation to leyla@caspian.example is queued to be mailed."
+    ) in shown
     assert row(app, Organisation, org["id"])["status"] == "active"
     assert [m["To"] for m in mailbox] == ["leyla@caspian.example"]
     body = mailbox[0].get_body(preferencelist=("plain",)).get_content()
