@@ -26,7 +26,9 @@ from sqlalchemy.orm import Session
 
 from portal.billing.models import Invoice, InvoiceStatus
 from portal.jobs.queue import enqueue, job
+from portal.kernel import policy
 from portal.kernel.actor import Actor
+from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.mail.models import MailMessage
 from portal.settings.services import settings_get
@@ -93,8 +95,11 @@ def invoice_document_job(session: Session, *, actor: Actor, invoice_id: int) -> 
     stored PDF and queues no second mail: the recorded message is the memory. A voided
     invoice keeps its document but is not mailed as issued.
     """
+    policy.require(actor, Action.JOB_RUN)
     invoice = session.scalars(
-        sa.select(Invoice).where(Invoice.id == invoice_id).with_for_update()
+        # Only the invoice's row: PostgreSQL refuses FOR UPDATE on the organisation's
+        # outer join (the eager ``Invoice.organisation``).
+        sa.select(Invoice).where(Invoice.id == invoice_id).with_for_update(of=Invoice)
     ).one_or_none()
     if invoice is None or invoice.status == InvoiceStatus.DRAFT:
         return
