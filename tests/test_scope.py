@@ -198,7 +198,7 @@ def two_tenants(app, make_org, make_user, make_product) -> tuple[Tenant, Tenant,
     from portal.catalogue.models import Meter, Product
     from portal.identity.invitations import invitation_create
     from portal.identity.models import Invitation
-    from portal.metering.models import UsageEvent
+    from portal.metering.models import UsageDaily, UsageEvent
     from portal.seats.assignments import seat_assign
     from portal.seats.models import Subscription
     from portal.sso.models import EmailDomain
@@ -237,6 +237,18 @@ def two_tenants(app, make_org, make_user, make_product) -> tuple[Tenant, Tenant,
                     idempotency_key=f"e-{n}",
                     quantity_micros=n * 1_000_000,
                     occurred_at=now_utc() - dt.timedelta(minutes=1),
+                )
+            )
+            # Its rollup, as ingestion would keep it (the usage pages read rollups).
+            session.add(
+                UsageDaily(
+                    organisation_id=org.id,
+                    product_id=product.id,
+                    meter_id=meter.id,
+                    day=(now_utc() - dt.timedelta(minutes=1)).date(),
+                    quantity_micros=n * 1_000_000,
+                    max_micros=n * 1_000_000,
+                    events=1,
                 )
             )
             invitation_create(
