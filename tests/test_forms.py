@@ -7,9 +7,10 @@ import sqlalchemy as sa
 from flask_wtf import FlaskForm
 from wtforms import StringField
 
-from portal.db import db
+from portal.db import bind_scope, db
 from portal.forms import committed
 from portal.kernel.errors import PermissionDenied, ValidationFailed
+from portal.kernel.scope import Scope
 from portal.tenancy.models import Organisation
 from portal.tenancy.services import organisation_create
 from tests.conftest import SYSTEM
@@ -29,6 +30,8 @@ def _organisations(app) -> list[str]:
 
 
 def _create(slug: str) -> None:
+    # The page this stands for binds its person's scope; a council admin's is council-wide.
+    bind_scope(db.session, Scope.council())
     organisation_create(
         db.session,
         actor=SYSTEM,

@@ -20,6 +20,7 @@ from portal.catalogue.selectors import (
     product_by_sku,
     seat_prices,
 )
+from portal.db import council_wide
 from portal.seats.models import (
     SeatAssignment,
     SeatRequest,
@@ -92,6 +93,25 @@ def catalogue_list(
             .group_by(LicencePool.product_id)
         ).all()
     )
+    # A pool is shared: its reserved, waiting and assigned seats are every organisation's,
+    # whoever asks (only the sums leave this function).
+    with council_wide(session):
+        reserved, assigned = _pool_totals(session, ids)
+    return [
+        ProductFigures(
+            product=p,
+            capacity=int(capacity.get(p.id, 0) or 0),
+            reserved=reserved.get(p.id, (0, 0))[0],
+            assigned=int(assigned.get(p.id, 0) or 0),
+            waiting=reserved.get(p.id, (0, 0))[1],
+        )
+        for p in products
+    ]
+
+
+def _pool_totals(
+    session: Session, ids: list[int]
+) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
     reserved = {
         pid: (int(q or 0), int(w or 0))
         for pid, q, w in session.execute(
@@ -114,16 +134,7 @@ def catalogue_list(
             .group_by(SeatAssignment.product_id)
         ).all()
     )
-    return [
-        ProductFigures(
-            product=p,
-            capacity=int(capacity.get(p.id, 0) or 0),
-            reserved=reserved.get(p.id, (0, 0))[0],
-            assigned=int(assigned.get(p.id, 0) or 0),
-            waiting=reserved.get(p.id, (0, 0))[1],
-        )
-        for p in products
-    ]
+    return reserved, {int(k): int(v or 0) for k, v in assigned.items()}
 
 
 def product_figures(session: Session, product: Product, day: dt.date) -> ProductFigures:
