@@ -69,7 +69,6 @@ def _outbox_for_staff() -> ResponseReturnValue:
 def register_blueprints(app: Flask) -> None:
     """Attach every domain's pages."""
     from portal.web.account import bp as account_bp
-    from portal.web.passkeys import bp as passkeys_bp
     from portal.web.api_tokens import bp as tokens_bp
     from portal.web.audit import bp as audit_bp
     from portal.web.billing import bp as billing_bp
@@ -78,6 +77,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.web.jobs import bp as jobs_bp
     from portal.web.mail import bp as mail_bp
     from portal.web.metering import bp as metering_bp
+    from portal.web.passkeys import bp as passkeys_bp
     from portal.web.people import bp as people_bp
     from portal.web.seats import bp as seats_bp
     from portal.web.sessions import bp as sessions_bp

@@ -192,9 +192,7 @@ def test_a_vendor_reports_only_for_its_own_products(app, metered, make_product):
     from portal.kernel.actor import Actor, Role
 
     make_product(5, sku="bi-studio", vendor="datalake")
-    vendor = Actor.api_token(
-        "vendor token", role=Role.VENDOR_ADMIN, vendor_id=metered["vendor_id"]
-    )
+    vendor = Actor.api_token("vendor token", role=Role.VENDOR_ADMIN, vendor_id=metered["vendor_id"])
     result = ingest(
         app,
         [event(), event(product="bi-studio", meter="api_calls")],
