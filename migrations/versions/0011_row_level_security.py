@@ -75,12 +75,13 @@ TENANT_TABLES = (
     "stripe_events",
 )
 
-#: Tables of migrations written alongside this one (0007 second factors, 0008 passkeys);
-#: each is covered when it exists.
+#: Tables of migrations written alongside this one (0007 second factors, 0008 passkeys,
+#: 0010 jobs and mail); each is covered when it exists.
 LATER_TENANT_TABLES = (
     "totp_factors",
     "recovery_codes",
     "passkeys",
+    "mail_messages",
 )
 
 #: The organisations themselves, keyed on their own id.
