@@ -68,7 +68,7 @@ SEATS = 3
 SMALL_POOL = 10  # organisations ask for 3 seats each: 3 of the 4 get them
 BATCHES = 4  # usage batches per organisation, each sent to both servers
 EVENTS = 10  # per batch; consecutive batches share half their keys
-RUN_PAUSE = "0.4"  # seconds a worker pauses after each organisation of a run
+RUN_PAUSE = "0.5"  # seconds a worker pauses after each organisation of a run
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("PORTAL_TEST_DATABASE_URL") or "").startswith("postgresql"),
