@@ -15,7 +15,8 @@ a. loads ``--events`` events (random UUID idempotency keys, spread over the
 b. replays the first 100,000 events: counts the rows before and after (0 must
    be added) and compares the time with the first ingest's time for as many events;
 c. aggregates the current month for all organisations through the portal's own
-   ``usage_aggregates(organisation_id=None)`` and, beside it, the bare SQL
+   ``usage_aggregates(scope=Scope.council())`` (the rollups since issue 13) and,
+   beside it, the bare SQL
    ``GROUP BY`` over the same rows (median of several alternating runs);
 d. loads ``GET /api/v1/entitlements/check`` from ``--check-connections``
    keep-alive connections (``common.http_load``: a closed loop like wrk, each
@@ -391,6 +392,7 @@ def aggregates(db: common.Database, env: dict[str, str], runs: int) -> dict[str,
     from portal import create_app
     from portal.db import db as portal_db
     from portal.kernel.periods import period_bounds, period_of
+    from portal.kernel.scope import Scope
     from portal.metering.selectors import usage_aggregates
 
     app = create_app()
@@ -416,7 +418,7 @@ def aggregates(db: common.Database, env: dict[str, str], runs: int) -> dict[str,
         for i in range(runs + 1):  # the first round warms both up and is not counted
             t0 = time.perf_counter()
             portal_rows = usage_aggregates(
-                portal_db.session, start=start, end=end, organisation_id=None
+                portal_db.session, start=start, end=end, scope=Scope.council()
             )
             portal_db.session.rollback()
             t1 = time.perf_counter()
