@@ -135,3 +135,17 @@ def follow_messages(client, response) -> list[str]:
     """The messages shown on the page a redirect leads to."""
     assert response.status_code == 302, response.status_code
     return messages(client.get(response.headers["Location"]))
+
+
+def deliver_job(app, job_id: int) -> str:
+    """One delivery of a job's message, run here as a worker would; the task's answer.
+
+    ``EagerResult.get()`` is not used: Celery refuses it while its process-wide "inside
+    a task" flag is set, and an eager job started by a live-server thread of this
+    process (a webhook, a page) sets that flag for every thread while it runs.
+    """
+    from portal.jobs.queue import TASK_NAME
+
+    result = app.extensions["celery"].tasks[TASK_NAME].apply(args=[job_id])
+    result.maybe_throw()
+    return result.result

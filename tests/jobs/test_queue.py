@@ -24,6 +24,7 @@ from portal.kernel.clock import now_utc
 from portal.kernel.scope import Scope
 from portal.observability import current_request_id, request_id_context
 from tests.conftest import SYSTEM
+from tests.support import deliver_job
 
 #: What the test jobs saw, by job name: (actor label, request id, scope, arguments) per call.
 SEEN: dict[str, list[tuple[str, str | None, Any, dict[str, Any]]]] = {}
@@ -154,14 +155,13 @@ def test_a_retry_waits_for_its_backoff_on_a_real_queue(app):
 def test_a_cancelled_or_finished_jobs_message_is_dropped(app, jobs_inline):
     job_id = _enqueue(app, "tests.ok")
     assert len(SEEN["tests.ok"]) == 1
-    celery = app.extensions["celery"]
-    assert celery.tasks[TASK_NAME].apply(args=[job_id]).get() == "skipped"  # delivered again
+    assert deliver_job(app, job_id) == "skipped"  # delivered again
     with app.app_context():
         row = enqueue(db.session, "tests.ok", actor=SYSTEM)
         row.state = "cancelled"
         db.session.commit()
         cancelled = row.id
-    assert celery.tasks[TASK_NAME].apply(args=[cancelled]).get() == "skipped"
+    assert deliver_job(app, cancelled) == "skipped"
     assert len(SEEN["tests.ok"]) == 1
     assert _job(app, cancelled).attempts == 0
 

@@ -20,7 +20,6 @@ from portal.audit.models import AuditEvent
 from portal.db import db
 from portal.identity.models import Invitation
 from portal.jobs.models import Job
-from portal.jobs.queue import TASK_NAME
 from portal.kernel.clock import now_utc
 from portal.mail import build_message, mail_queue
 from portal.mail.models import MailMessage
@@ -28,6 +27,7 @@ from portal.mail.services import MAIL_ATTEMPTS
 from tests.billing.conftest import billed  # noqa: F401  (the fixture ``issued`` needs)
 from tests.billing.factories import issued  # noqa: F401  (a fixture)
 from tests.conftest import free_port, post_form
+from tests.support import deliver_job
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def real_port(app):
 
 def _run(app, job_id: int) -> str:
     """One delivery of the job's message, as a worker would run it."""
-    return app.extensions["celery"].tasks[TASK_NAME].apply(args=[job_id]).get()
+    return deliver_job(app, job_id)
 
 
 def _message(app, message_id: int) -> MailMessage:

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 
 from portal.db import db
 from portal.jobs.models import Job
-from portal.jobs.queue import TASK_NAME
 from portal.jobs.schedule import schedule_due
 from portal.kernel.clock import now_utc
 from portal.mail.models import MailMessage
@@ -21,6 +20,7 @@ from tests.billing.conftest import billed  # noqa: F401  (the fixture ``issued``
 from tests.billing.factories import issued, make_due  # noqa: F401  (a fixture, a helper)
 from tests.conftest import SYSTEM
 from tests.metering.conftest import metered, subscribe  # noqa: F401  (a fixture, a helper)
+from tests.support import deliver_job
 
 
 def _tick(app) -> list[str]:
@@ -37,7 +37,7 @@ def _run_scheduled(app, name: str) -> None:
             sa.select(Job.id).where(Job.name == name, Job.state == "queued")
         ).all()
     for job_id in ids:
-        app.extensions["celery"].tasks[TASK_NAME].apply(args=[job_id]).get()
+        deliver_job(app, job_id)
 
 
 def _messages(app, kind: str) -> list[tuple[str, int | None, str]]:

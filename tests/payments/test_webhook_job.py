@@ -12,10 +12,10 @@ import sqlalchemy as sa
 
 from portal.db import db
 from portal.jobs.models import Job
-from portal.jobs.queue import TASK_NAME
 from portal.payments.models import StripeEvent
 from tests.payments.conftest import deliver, finalise, save_card, state
 from tests.payments.test_webhooks import _answer_lost
+from tests.support import deliver_job
 
 
 def _apply_jobs(app) -> list[Job]:
@@ -28,7 +28,7 @@ def _apply_jobs(app) -> list[Job]:
 
 
 def _run(app, job_id: int) -> str:
-    return app.extensions["celery"].tasks[TASK_NAME].apply(args=[job_id]).get()
+    return deliver_job(app, job_id)
 
 
 def _event(app, event_id: str) -> StripeEvent:
