@@ -77,6 +77,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     from portal.errors import register_error_handlers
     from portal.web import register_blueprints, register_template_helpers
 
+    from portal import i18n
+
+    i18n.init_app(app)  # Flask-Babel: the reader's language, locale formats (filters)
     register_error_handlers(app)
     register_template_helpers(app)
     register_blueprints(app)
@@ -94,6 +97,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     from portal.billing import jobs as billing_jobs  # noqa: F401  (billing.invoice_run)
     from portal.billing import reminders  # noqa: F401  (billing.overdue_reminders, scheduled)
     from portal.mail import services as mail_jobs  # noqa: F401  (mail.send)
+    from portal.metering import partitions as usage_partitions  # noqa: F401  (scheduled)
     from portal.metering import prompts  # noqa: F401  (metering.idle_seat_prompts, scheduled)
     from portal.payments import jobs as payment_jobs  # noqa: F401  (payments.collect)
 

@@ -31,6 +31,7 @@ from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
 from portal.kernel.periods import period_bounds
 from portal.kernel.scope import Scope
+from portal.metering.partitions import MONTHS_AHEAD, usage_partitions_ensure, usage_partitions_list
 from portal.tenancy.selectors import organisation_by_slug
 
 
@@ -236,9 +237,43 @@ def audit_verify() -> None:
     click.echo(report.describe())
 
 
+@click.group("usage")
+def usage() -> None:
+    """Usage events."""
+
+
+@usage.command("partitions")
+@click.option(
+    "--ahead",
+    default=MONTHS_AHEAD,
+    type=click.IntRange(0, 24),
+    show_default=True,
+    help="Months to make ahead of the current one.",
+)
+@with_appcontext
+def usage_partitions(ahead: int) -> None:
+    """Make the month partitions of usage_events (PostgreSQL) for this month and the next
+    ones, as the daily job does, and list them."""
+    session = db_session()
+    made = usage_partitions_ensure(session, actor=Actor.system("cli"), now=now_utc(), ahead=ahead)
+    partitions = usage_partitions_list(session)
+    session.commit()
+    if not partitions:
+        click.echo("usage_events is not partitioned on this database (SQLite): nothing to do.")
+        return
+    click.echo(f"Made {len(made)}: {', '.join(m.strftime('%Y-%m') for m in made) or 'none'}.")
+    for partition in partitions:
+        months = (
+            f"{partition.start:%Y-%m}"
+            if partition.start is not None
+            else "any month without its own partition"
+        )
+        click.echo(f"{partition.name}\t{months}")
+
+
 def register_commands(app: Flask) -> None:
     """Attach the portal's commands to the app's CLI; every one refuses control characters."""
-    for command in (create_admin, demo, token, invoice_run, export, audit):
+    for command in (create_admin, demo, token, invoice_run, export, audit, usage):
         app.cli.add_command(command)
     guard_commands(app.cli)
     for name, command in app.cli.commands.items():

@@ -76,6 +76,7 @@ TABLE_SCOPES: dict[str, str] = {
     "idempotent_requests": MIXED,
     # metering
     "usage_events": TENANT,
+    "usage_event_keys": TENANT,  # PostgreSQL: the counted-once rule across partitions
     "idle_seat_decisions": TENANT,
     "usage_daily": TENANT,  # rollups of usage_events kept at ingest
     "usage_daily_people": TENANT,

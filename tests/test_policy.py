@@ -330,6 +330,8 @@ ENTRY_POINTS: dict[str, Args] = {
     # metering
     "portal.metering.prompts.idle_seat_prompts_send": lambda w: {"now": NOW},
     "portal.metering.prompts.idle_seat_prompts_job": lambda w: {},
+    "portal.metering.partitions.usage_partitions_ensure": lambda w: {"now": NOW},
+    "portal.metering.partitions.usage_partitions_job": lambda w: {},
     "portal.metering.ingest.usage_ingest": lambda w: {
         "body": b'{"events": []}',
         "vendor_id": None,

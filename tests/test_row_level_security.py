@@ -102,7 +102,7 @@ def test_every_tenant_owned_table_forces_row_level_security_with_the_policy(app)
                 sa.text(
                     "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c "
                     "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity"
+                    "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relrowsecurity"
                 )
             )
         }

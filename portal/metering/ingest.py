@@ -515,11 +515,22 @@ EVENT_COLUMNS = (
 
 
 def _insert(session: Session, rows: list[tuple]) -> int:
-    """Insert rows, skipping (organisation, key) pairs already stored; return how many were new."""
+    """Insert rows, skipping (organisation, key) pairs already stored; return how many were new.
+
+    A key sent twice in one batch counts once: the first event of the batch with it is the
+    one stored (as when the two are sent in two batches).
+    """
+    seen: set[tuple[int, str]] = set()
+    unique: list[tuple] = []
+    for row in rows:
+        key = (row[0], row[3])
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        return _insert_postgres(connection, rows)
-    return _insert_generic(connection, rows)
+        return _insert_postgres(connection, unique)
+    return _insert_sqlite(connection, unique)
 
 
 # PostgreSQL types of EVENT_COLUMNS in usage_events (migration 0003), for binary COPY: the
@@ -537,36 +548,54 @@ _PG_TYPES = (
     "timestamptz",
     "int8",
 )
+_COLS = ", ".join(EVENT_COLUMNS)
+_ROLLUP_COLUMNS = "organisation_id, product_id, meter_id, occurred_at, quantity_micros, user_email"
+
+# Session-local tables, emptied at commit: the batch as sent (COPY's target) and the events
+# of it actually inserted (what the rollups add). One round trip makes and empties both.
+_PG_PREPARE = (
+    "CREATE TEMP TABLE IF NOT EXISTS usage_stage "
+    "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
+    "CREATE TEMP TABLE IF NOT EXISTS usage_inserted (organisation_id int8, product_id int8, "
+    "meter_id int8, occurred_at timestamptz, quantity_micros int8, user_email text) "
+    "ON COMMIT DELETE ROWS; "
+    "DELETE FROM usage_stage; DELETE FROM usage_inserted"
+)
+# Invariant 3 across the month partitions (migration 0013): the batch's keys go into
+# usage_event_keys, whose primary key is (organisation, key); only the events whose key
+# was new there are inserted, in the same statement. The keys are inserted in key order,
+# so two batches sharing keys wait for each other (the second skips what the first
+# committed) rather than deadlock. The keys of a batch are distinct (``_insert``).
+_STAGED = ", ".join("s." + c for c in EVENT_COLUMNS)
+_PG_INSERT = (
+    "WITH new_keys AS (INSERT INTO usage_event_keys (organisation_id, idempotency_key) "  # noqa: S608
+    "SELECT organisation_id, idempotency_key FROM usage_stage "
+    "ORDER BY organisation_id, idempotency_key "
+    "ON CONFLICT (organisation_id, idempotency_key) DO NOTHING "
+    "RETURNING organisation_id, idempotency_key), "
+    f"inserted AS (INSERT INTO usage_events ({_COLS}) "
+    f"SELECT {_STAGED} FROM usage_stage s "
+    "JOIN new_keys k ON k.organisation_id = s.organisation_id "
+    "AND k.idempotency_key = s.idempotency_key "
+    f"RETURNING {_ROLLUP_COLUMNS}) "
+    f"INSERT INTO usage_inserted ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} FROM inserted"
+)
 
 
 def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
     """COPY into a staging table, insert what is new, and add exactly those rows to the
-    rollups: ``RETURNING`` gives the events actually inserted (not the duplicates), kept in
-    a second temporary table the rollups' upserts read."""
-    cols = ", ".join(EVENT_COLUMNS)
+    rollups: four round trips whatever the batch's size."""
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS usage_stage "
-            "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        cursor.execute(_PG_INSERTED_TABLE)
-        cursor.execute("TRUNCATE usage_stage, usage_inserted")
-        with cursor.copy(f"COPY usage_stage ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+        cursor.execute(_PG_PREPARE)
+        with cursor.copy(f"COPY usage_stage ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_PG_TYPES)
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(
-            f"WITH inserted AS (INSERT INTO usage_events ({cols}) "  # noqa: S608 (constant columns)
-            f"SELECT {cols} FROM usage_stage "
-            "ON CONFLICT (organisation_id, idempotency_key) DO NOTHING "
-            f"RETURNING {_ROLLUP_COLUMNS}) "
-            f"INSERT INTO usage_inserted ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} FROM inserted"
-        )
+        cursor.execute(_PG_INSERT)
         inserted = cursor.rowcount
         if inserted:
-            cursor.execute(_PG_DAILY)
-            cursor.execute(_PG_PEOPLE)
+            cursor.execute(_PG_ROLLUPS)
         return inserted
     finally:
         cursor.close()
@@ -574,19 +603,14 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
 
 # --- rollups (usage_daily, usage_daily_people: migration 0014) -------------------------
 #
-# Updated from the events just inserted, in the same transaction. Parallel batches add to
-# the same rows without losing an update: ``ON CONFLICT ... DO UPDATE SET q = q + excluded.q``
-# (PostgreSQL locks the row; SQLite has one writer at a time). The upserts visit the rows
-# in key order, and always usage_daily before usage_daily_people, so two batches wait on
-# each other rather than deadlock.
+# Updated from the events just inserted, in the same transaction, by SQL on both databases
+# (no row comes back to Python). Parallel batches add to the same rows without losing an
+# update: ``ON CONFLICT ... DO UPDATE SET q = q + excluded.q`` (PostgreSQL locks the row;
+# SQLite has one writer at a time). The upserts visit the rows in key order, and always
+# usage_daily before usage_daily_people, so two batches wait on each other rather than
+# deadlock.
 
-_ROLLUP_COLUMNS = "organisation_id, product_id, meter_id, occurred_at, quantity_micros, user_email"
-_PG_INSERTED_TABLE = (
-    "CREATE TEMP TABLE IF NOT EXISTS usage_inserted (organisation_id int8, product_id int8, "
-    "meter_id int8, occurred_at timestamptz, quantity_micros int8, user_email text) "
-    "ON COMMIT DELETE ROWS"
-)
-_PG_DAILY = (
+_PG_ROLLUPS = (
     "INSERT INTO usage_daily AS d (organisation_id, product_id, meter_id, day, "
     "quantity_micros, max_micros, events) "
     "SELECT organisation_id, product_id, meter_id, (occurred_at AT TIME ZONE 'UTC')::date, "
@@ -596,9 +620,7 @@ _PG_DAILY = (
     "ON CONFLICT (organisation_id, product_id, meter_id, day) DO UPDATE SET "
     "quantity_micros = d.quantity_micros + excluded.quantity_micros, "
     "max_micros = greatest(d.max_micros, excluded.max_micros), "
-    "events = d.events + excluded.events"
-)
-_PG_PEOPLE = (
+    "events = d.events + excluded.events; "
     "INSERT INTO usage_daily_people AS p (organisation_id, product_id, user_email, meter_id, "
     "day, last_occurred_at, events) "
     "SELECT organisation_id, product_id, user_email, meter_id, "
@@ -610,9 +632,15 @@ _PG_PEOPLE = (
     "last_occurred_at = greatest(p.last_occurred_at, excluded.last_occurred_at), "
     "events = p.events + excluded.events"
 )
+# SQLite: the staging table holds only new events when these run (times as stored: naive
+# UTC text, whose first ten characters are the day; "WHERE true": SQLite's rule for an
+# upsert clause after INSERT ... SELECT).
 _SQLITE_DAILY = (
     "INSERT INTO usage_daily AS d (organisation_id, product_id, meter_id, day, "
-    "quantity_micros, max_micros, events) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "quantity_micros, max_micros, events) "
+    "SELECT organisation_id, product_id, meter_id, substr(occurred_at, 1, 10), "
+    "sum(quantity_micros), max(quantity_micros), count(*) FROM usage_stage WHERE true "
+    "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
     "ON CONFLICT (organisation_id, product_id, meter_id, day) DO UPDATE SET "
     "quantity_micros = d.quantity_micros + excluded.quantity_micros, "
     "max_micros = max(d.max_micros, excluded.max_micros), "
@@ -620,19 +648,27 @@ _SQLITE_DAILY = (
 )
 _SQLITE_PEOPLE = (
     "INSERT INTO usage_daily_people AS p (organisation_id, product_id, user_email, meter_id, "
-    "day, last_occurred_at, events) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "day, last_occurred_at, events) "
+    "SELECT organisation_id, product_id, user_email, meter_id, substr(occurred_at, 1, 10), "
+    "max(occurred_at), count(*) FROM usage_stage WHERE user_email IS NOT NULL "
+    "GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 "
     "ON CONFLICT (organisation_id, product_id, user_email, meter_id, day) DO UPDATE SET "
     "last_occurred_at = max(p.last_occurred_at, excluded.last_occurred_at), "
     "events = p.events + excluded.events"
 )
 
 
-def _insert_generic(connection: sa.Connection, rows: list[tuple]) -> int:
-    """SQLite: the rows into a staging table (one executemany), then one ``INSERT ...
-    SELECT ... ON CONFLICT DO NOTHING RETURNING`` whose rows (the events actually
-    inserted) are added to the rollups."""
+def _insert_sqlite(connection: sa.Connection, rows: list[tuple]) -> int:
+    """SQLite: the rows into a staging table (one executemany); those whose key is stored
+    already are deleted from it; the rest are inserted, and rolled up, by SQL.
+
+    Exact because SQLite has one writer at a time and the portal's transactions begin
+    with ``BEGIN IMMEDIATE`` (``portal.db``): no other transaction can store a key between
+    the check and the insert. Were one to (a connection without that rule), the insert,
+    which has no ``ON CONFLICT`` clause, fails on the primary key and the batch is rolled
+    back whole: never counted twice, never rolled up wrongly.
+    """
     placeholders = ", ".join("?" for _ in EVENT_COLUMNS)
-    cols = ", ".join(EVENT_COLUMNS)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(
@@ -640,51 +676,26 @@ def _insert_generic(connection: sa.Connection, rows: list[tuple]) -> int:
         )
         cursor.execute("DELETE FROM usage_stage")
         cursor.executemany(
-            f"INSERT INTO usage_stage ({cols}) VALUES ({placeholders})",  # noqa: S608
+            f"INSERT INTO usage_stage ({_COLS}) VALUES ({placeholders})",  # noqa: S608
             sqlite_rows(rows),
         )
-        # "WHERE true": SQLite's rule for an upsert clause after INSERT ... SELECT.
         cursor.execute(
-            f"INSERT INTO usage_events ({cols}) SELECT {cols} FROM usage_stage "  # noqa: S608
-            "WHERE true ORDER BY rowid "
-            f"ON CONFLICT (organisation_id, idempotency_key) DO NOTHING RETURNING {_ROLLUP_COLUMNS}"
+            "DELETE FROM usage_stage WHERE EXISTS (SELECT 1 FROM usage_events e "
+            "WHERE e.organisation_id = usage_stage.organisation_id "
+            "AND e.idempotency_key = usage_stage.idempotency_key)"
         )
-        inserted: list[tuple] = list(cursor.fetchall())
-        cursor.execute("DELETE FROM usage_stage")
+        cursor.execute(
+            f"INSERT INTO usage_events ({_COLS}) SELECT {_COLS} FROM usage_stage "  # noqa: S608
+            "ORDER BY rowid"
+        )
+        inserted = cursor.rowcount
         if inserted:
-            daily, people = _rollup_rows(inserted)
-            cursor.executemany(_SQLITE_DAILY, daily)
-            cursor.executemany(_SQLITE_PEOPLE, people)
+            cursor.execute(_SQLITE_DAILY)
+            cursor.execute(_SQLITE_PEOPLE)
+        cursor.execute("DELETE FROM usage_stage")
     finally:
         cursor.close()
-    return len(inserted)
-
-
-def _rollup_rows(inserted: list[tuple]) -> tuple[list[tuple], list[tuple]]:
-    """usage_daily and usage_daily_people rows (in key order) of SQLite's inserted events
-    (times as stored: naive UTC text, whose first ten characters are the day)."""
-    daily: dict[tuple, list[int]] = {}
-    people: dict[tuple, list] = {}
-    for org_id, product_id, meter_id, occurred, micros, email in inserted:
-        day = occurred[:10]
-        total = daily.get((org_id, product_id, meter_id, day))
-        if total is None:
-            daily[(org_id, product_id, meter_id, day)] = [micros, micros, 1]
-        else:
-            total[0] += micros
-            total[1] = max(total[1], micros)
-            total[2] += 1
-        if email is not None:
-            seen = people.get((org_id, product_id, email, meter_id, day))
-            if seen is None:
-                people[(org_id, product_id, email, meter_id, day)] = [occurred, 1]
-            else:
-                seen[0] = max(seen[0], occurred)
-                seen[1] += 1
-    return (
-        [(*key, *value) for key, value in sorted(daily.items())],
-        [(*key, *value) for key, value in sorted(people.items())],
-    )
+    return inserted
 
 
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite

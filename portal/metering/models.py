@@ -21,8 +21,11 @@ class UsageEvent(TenantMixin, Base):
     """One thing a vendor counted for an organisation's use of a product.
 
     Counted once per (organisation, idempotency key) however often it is sent
-    (invariant 3): the unique constraint is the guarantee, inserts use
-    ``ON CONFLICT DO NOTHING``.
+    (invariant 3). SQLite: the primary key is the guarantee, inserts use
+    ``ON CONFLICT DO NOTHING``. PostgreSQL (migration 0013): the table is partitioned
+    by month of ``occurred_at`` and has no primary key (a unique index of a partitioned
+    table must contain the partition key); :class:`UsageEventKey` is the guarantee
+    there, across every partition. The ORM's primary key below is the identity either way.
     """
 
     __tablename__ = "usage_events"
@@ -55,6 +58,23 @@ class UsageEvent(TenantMixin, Base):
     properties: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     # Which token sent it (vendor or council), for support questions.
     source_token_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+
+class UsageEventKey(TenantMixin, Base):
+    """One row per (organisation, idempotency key) stored in ``usage_events``: on
+    PostgreSQL the counted-once rule (invariant 3) across the month partitions.
+
+    Ingestion inserts the batch's keys here with ``ON CONFLICT DO NOTHING`` and, in the
+    same statement, the events whose keys were new (``portal.metering.ingest``); parallel
+    batches sending one key wait on its index entry, so exactly one stores the event,
+    whatever months the copies name. Empty on SQLite, whose ``usage_events`` keeps the
+    rule as its primary key.
+    """
+
+    __tablename__ = "usage_event_keys"
+    __tenant_key__ = TenantKey(primary_key=True)
+
+    idempotency_key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
 
 
 class IdleSeatDecision(TenantMixin, Base):
