@@ -10,7 +10,7 @@ export PORTAL_ENV ?= development
 # Test processes (pytest-xdist); each has its own database, mail server and browser.
 TEST_WORKERS ?= 2
 
-.PHONY: run setup install browser pdf oidc axe test test-sqlite test-postgres lint fmt graph clean \
+.PHONY: run setup install browser pdf oidc axe test test-sqlite test-postgres lint fmt graph clean translations \
         bench-seats bench-usage bench-billing bench-pages
 
 $(BIN)/python:
@@ -19,6 +19,7 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m portal.i18n  # the Russian catalogue, compiled for Flask-Babel
 
 setup: install pdf
 	$(BIN)/portal db upgrade
@@ -90,6 +91,15 @@ lint: install
 
 # The import graph between the portal's packages (mermaid and a table), printed and written
 # into docs/ARCHITECTURE.md.
+# The words to translate (docs/I18N.md): extract the marked messages, then merge them into the
+# Russian catalogue (new entries empty, to fill in; `make install` compiles it).
+translations: install
+	$(BIN)/pybabel extract -F portal/translations/babel.cfg -k _l -k _n:1,2 -k _ln:1,2 \
+	  --no-location --sort-output -o portal/translations/messages.pot .
+	$(BIN)/pybabel update -i portal/translations/messages.pot -d portal/translations -l ru \
+	  --no-fuzzy-matching --ignore-obsolete --no-location
+	$(BIN)/python -m portal.i18n
+
 graph: install
 	$(BIN)/python -m tests.import_graph --write
 

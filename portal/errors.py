@@ -22,6 +22,7 @@ from portal.db import (
     outage,
     remove_session,
 )
+from portal.i18n import language
 from portal.kernel.errors import (
     Conflict,
     DomainError,
@@ -63,12 +64,17 @@ def problem(
     errors: dict[str, list[str]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response:
-    """An RFC 9457 ``application/problem+json`` response."""
+    """An RFC 9457 ``application/problem+json`` response.
+
+    ``title`` and ``detail`` are in the request's language: English unless the client's
+    ``Accept-Language`` asks for Russian (``Content-Language`` says which); ``code`` and
+    ``type`` never change (portal.i18n).
+    """
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + (code or str(status)),
-        "title": title,
+        "title": str(title),
         "status": status,
-        "detail": detail,
+        "detail": str(detail),
     }
     if code:
         body["code"] = code
@@ -79,6 +85,7 @@ def problem(
     response = jsonify(body)
     response.status_code = status
     response.mimetype = "application/problem+json"
+    response.headers["Content-Language"] = language()
     return response
 
 

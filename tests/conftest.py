@@ -81,6 +81,10 @@ def pytest_configure(config: pytest.Config) -> None:
         offset = _parse_instant(start) - dt.datetime.now(dt.UTC)
         os.environ[portal_clock.OFFSET_VARIABLE] = repr(offset.total_seconds())
     portal_clock.offset_from_environment()
+    if not hasattr(config, "workerinput"):  # once, before xdist's workers start
+        from portal.i18n import compile_catalogues
+
+        compile_catalogues()  # a catalogue edited since `make install`: compiled now
 
 
 class Clock:

@@ -197,6 +197,10 @@ def test_a_bad_import_would_be_caught(
 # --- No private names across modules -----------------------------------------------------------
 
 
+#: The translation markers every module imports (portal.kernel.i18n; pybabel finds them).
+GETTEXT_MARKERS = {"_", "_l", "_n", "_ln"}
+
+
 def _private_uses(path: Path) -> list[str]:
     """`from portal.x import _name` and `module._name` on a portal module imported here."""
     tree = ast.parse(path.read_text(), filename=str(path))
@@ -208,6 +212,8 @@ def _private_uses(path: Path) -> list[str]:
             aliases |= {a.asname for a in node.names if a.asname and a.name in modules}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("portal"):
             for a in node.names:
+                if node.module == "portal.kernel.i18n" and a.name in GETTEXT_MARKERS:
+                    continue  # gettext's conventional names, public (its __all__)
                 if a.name.startswith("_") and not a.name.startswith("__"):
                     found.append(f"{path}:{node.lineno}: from {node.module} import {a.name}")
                 elif f"{node.module}.{a.name}" in modules:

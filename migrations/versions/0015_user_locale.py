@@ -4,7 +4,8 @@ Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-01 13:00:00
 
-Placeholder until filled in (users.locale, the reader's chosen language (issue 14)); an empty migration changes nothing.
+``users.locale``: the language a person chose for the portal's pages and mail (``en`` or
+``ru``; none: the browser's ``Accept-Language``). Issue 14, SPEC section 8.6.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -18,8 +19,10 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    with op.batch_alter_table('users') as batch:
+        batch.add_column(sa.Column('locale', sa.String(length=8), nullable=True))
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table('users') as batch:
+        batch.drop_column('locale')

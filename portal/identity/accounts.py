@@ -25,6 +25,7 @@ from portal.kernel.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from portal.kernel.i18n import LANGUAGES, _l
 from portal.kernel.policy import Action
 from portal.signals import user_deactivated
 from portal.tenancy.models import Organisation
@@ -239,5 +240,38 @@ def profile_update(session: Session, *, actor: Actor, user: User, name: str) -> 
         organisation_id=user.organisation_id,
         before=before,
         after={"name": user.name},
+    )
+    return user
+
+
+def language_choose(session: Session, *, actor: Actor, user: User, language: str | None) -> User:
+    """Choose the language of one's own pages and mail (``None``: the browser's)."""
+    policy.require(
+        actor,
+        Action.USER_PROFILE_UPDATE,
+        organisation_id=user.organisation_id,
+        user_id=user.id,
+        message=_l("You may change only your own profile."),
+    )
+    if language is not None and language not in LANGUAGES:
+        raise ValidationFailed(
+            _l("The portal speaks English and Russian only."),
+            errors={"language": [_l("Choose English or Russian.")]},
+        )
+    if user.locale == language:
+        return user
+    before = {"locale": user.locale}
+    user.locale = language
+    session.flush()
+    audit_record(
+        session,
+        actor=actor,
+        action="user.choose_language",
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        organisation_id=user.organisation_id,
+        before=before,
+        after={"locale": language},
     )
     return user

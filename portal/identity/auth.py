@@ -288,6 +288,7 @@ _ENROLMENT_OPEN = (
     "/login/passkey",
     "/login/second-factor",
     "/logout",
+    "/language",  # the language switcher (portal/web/language.py)
     "/static/",
     "/api/",
     "/scim/",

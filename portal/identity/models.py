@@ -64,6 +64,8 @@ class User(MixedTenantMixin, TimestampMixin, Base):
     given_name: Mapped[str | None] = mapped_column(sa.String(100))
     family_name: Mapped[str | None] = mapped_column(sa.String(100))
     scim_deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The language the person chose (portal.kernel.i18n.LANGUAGES); none: the browser's.
+    locale: Mapped[str | None] = mapped_column(sa.String(8))
 
     organisation: Mapped[Organisation | None] = relationship(lazy="joined")
 

@@ -7,7 +7,12 @@ problem+json body.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from portal.kernel.i18n import _l
+
+if TYPE_CHECKING:
+    from flask_babel.speaklater import LazyString
 
 
 class DomainError(Exception):
@@ -15,22 +20,38 @@ class DomainError(Exception):
 
     status = 400
     code = "bad_request"
-    title = "Bad request"
+    title = _l("Bad request")
 
     def __init__(
         self,
-        detail: str,
+        detail: str | LazyString,
         *,
         code: str | None = None,
-        errors: dict[str, list[str]] | None = None,
+        errors: dict[str, list[Any]] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
-        self.detail = detail
+        self._detail = detail
         if code:
             self.code = code
-        self.errors = errors or {}
+        self._errors = errors or {}
         self.extra = extra or {}
+
+    # Messages may be lazy (``_l("…")``): they are read in the language of whoever reads
+    # them (a page, an API client asking in Russian), always as plain text.
+
+    @property
+    def detail(self) -> str:
+        """What went wrong, as a sentence in the reader's language."""
+        return str(self._detail)
+
+    @property
+    def errors(self) -> dict[str, list[str]]:
+        """Each field's messages, in the reader's language."""
+        return {field: [str(m) for m in messages] for field, messages in self._errors.items()}
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 class ValidationFailed(DomainError):
@@ -38,7 +59,7 @@ class ValidationFailed(DomainError):
 
     status = 422
     code = "validation_failed"
-    title = "Validation failed"
+    title = _l("Validation failed")
 
 
 class NotFound(DomainError):
@@ -46,7 +67,7 @@ class NotFound(DomainError):
 
     status = 404
     code = "not_found"
-    title = "Not found"
+    title = _l("Not found")
 
 
 class PermissionDenied(DomainError):
@@ -54,7 +75,7 @@ class PermissionDenied(DomainError):
 
     status = 403
     code = "forbidden"
-    title = "Forbidden"
+    title = _l("Forbidden")
 
 
 class Conflict(DomainError):
@@ -62,11 +83,11 @@ class Conflict(DomainError):
 
     status = 409
     code = "conflict"
-    title = "Conflict"
+    title = _l("Conflict")
 
 
 class InvalidState(Conflict):
     """A state transition that is not allowed from the current state."""
 
     code = "invalid_state"
-    title = "Not allowed in this state"
+    title = _l("Not allowed in this state")

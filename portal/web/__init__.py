@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import (
     Blueprint,
     Flask,
@@ -17,11 +15,12 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
+from portal import i18n
 from portal.db import db_session
 from portal.extensions import csrf
 from portal.identity import auth
 from portal.kernel.actor import Role
-from portal.kernel.money import format_money
+from portal.kernel.i18n import _, _l
 from portal.mail import outbox_messages
 from portal.seats.selectors import my_software as my_software_of
 
@@ -75,6 +74,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.web.catalogue import bp as catalogue_bp
     from portal.web.identity import bp as auth_bp
     from portal.web.jobs import bp as jobs_bp
+    from portal.web.language import bp as language_bp
     from portal.web.mail import bp as mail_bp
     from portal.web.metering import bp as metering_bp
     from portal.web.passkeys import bp as passkeys_bp
@@ -101,6 +101,7 @@ def register_blueprints(app: Flask) -> None:
         billing_bp,
         jobs_bp,
         mail_bp,
+        language_bp,
     ):
         app.register_blueprint(blueprint)
 
@@ -129,60 +130,60 @@ def register_blueprints(app: Flask) -> None:
 # that render as a disclosure menu (<details>, so they work without JavaScript).
 NAV: dict[Role, list] = {
     Role.COUNCIL_ADMIN: [
-        ("tenancy.council_dashboard", "Dashboard"),
-        ("tenancy.organisations", "Organisations"),
-        ("catalogue.council_catalogue", "Catalogue"),
-        ("catalogue.vendors", "Vendors"),
-        ("metering.council_usage", "Usage"),
-        ("billing.finance", "Finance"),
+        ("tenancy.council_dashboard", _l("Dashboard")),
+        ("tenancy.organisations", _l("Organisations")),
+        ("catalogue.council_catalogue", _l("Catalogue")),
+        ("catalogue.vendors", _l("Vendors")),
+        ("metering.council_usage", _l("Usage")),
+        ("billing.finance", _l("Finance")),
         (
-            "Admin",
+            _l("Admin"),
             [
-                ("people.staff_users", "Council staff"),
-                ("sso.council_domains", "Email domains"),
-                ("tokens.council_tokens", "API tokens"),
-                ("settings.council_settings", "Settings"),
-                ("audit.audit_log", "Audit log"),
-                ("jobs.jobs_list", "Jobs"),
+                ("people.staff_users", _l("Council staff")),
+                ("sso.council_domains", _l("Email domains")),
+                ("tokens.council_tokens", _l("API tokens")),
+                ("settings.council_settings", _l("Settings")),
+                ("audit.audit_log", _l("Audit log")),
+                ("jobs.jobs_list", _l("Jobs")),
             ],
         ),
     ],
     Role.FINANCE: [
-        ("tenancy.council_dashboard", "Dashboard"),
-        ("tenancy.organisations", "Organisations"),
-        ("catalogue.council_catalogue", "Catalogue"),
-        ("metering.council_usage", "Usage"),
-        ("billing.finance", "Invoices"),
-        ("billing.exports_page", "Exports"),
-        ("jobs.jobs_list", "Jobs"),
-        ("audit.chain", "Audit chain"),
+        ("tenancy.council_dashboard", _l("Dashboard")),
+        ("tenancy.organisations", _l("Organisations")),
+        ("catalogue.council_catalogue", _l("Catalogue")),
+        ("metering.council_usage", _l("Usage")),
+        ("billing.finance", _l("Invoices")),
+        ("billing.exports_page", _l("Exports")),
+        ("jobs.jobs_list", _l("Jobs")),
+        ("audit.chain", _l("Audit chain")),
     ],
     Role.ORG_ADMIN: [
-        ("tenancy.org_dashboard", "Dashboard"),
-        ("seats.subscriptions", "Subscriptions"),
-        ("catalogue.member_catalogue", "Catalogue"),
-        ("metering.org_usage", "Usage"),
-        ("billing.org_invoices", "Invoices"),
-        ("people.org_users", "People"),
+        ("tenancy.org_dashboard", _l("Dashboard")),
+        ("seats.subscriptions", _l("Subscriptions")),
+        ("catalogue.member_catalogue", _l("Catalogue")),
+        ("metering.org_usage", _l("Usage")),
+        ("billing.org_invoices", _l("Invoices")),
+        ("people.org_users", _l("People")),
         (
-            "Admin",
+            _l("Admin"),
             [
-                ("seats.seat_requests", "Seat requests"),
-                ("metering.idle_seats", "Idle seats"),
-                ("tenancy.org_profile", "Organisation"),
-                ("payments.payment_method", "Payment method"),
-                ("sso.org_sso", "Single sign-on"),
-                ("sso.org_domains", "Domains"),
-                ("scim.org_scim", "SCIM"),
-                ("tokens.org_tokens", "API tokens"),
-                ("audit.audit_log", "Audit log"),
+                ("seats.seat_requests", _l("Seat requests")),
+                ("metering.idle_seats", _l("Idle seats")),
+                ("tenancy.org_profile", _l("Organisation")),
+                ("payments.payment_method", _l("Payment method")),
+                ("sso.org_sso", _l("Single sign-on")),
+                ("sso.org_domains", _l("Domains")),
+                ("scim.org_scim", _l("SCIM")),
+                ("tokens.org_tokens", _l("API tokens")),
+                ("audit.audit_log", _l("Audit log")),
             ],
         ),
-        ("web.my_software", "My software"),
+        ("web.my_software", _l("My software")),
     ],
     Role.MEMBER: [
-        ("web.my_software", "My software"),
-        ("catalogue.member_catalogue", "Catalogue"),
+        ("web.my_software", _l("My software")),
+        ("catalogue.member_catalogue", _l("Catalogue")),
     ],
 }
 
@@ -204,27 +205,11 @@ def _nav_entries(role: Role) -> list[dict]:
 def register_template_helpers(app: Flask) -> None:
     """Filters and globals the templates use."""
 
-    @app.template_filter("datetime")
-    def format_datetime(value: dt.datetime | None) -> str:
-        if value is None:
-            return "—"
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-    @app.template_filter("date")
-    def format_date(value: dt.date | dt.datetime | None) -> str:
-        return "—" if value is None else value.strftime("%Y-%m-%d")
-
-    @app.template_filter("money")
-    def money(amount_minor: int | None, currency: str | None) -> str:
-        """``{{ price.unit_amount | money(price.currency) }}`` → ``€12.50``, ``¥1,500``."""
-        return format_money(amount_minor, currency)
-
+    # Money, numbers, dates and datetimes in the reader's locale: portal.i18n's filters.
     @app.template_filter("percent_bp")
     def percent_bp(value: int | None) -> str:
-        if value is None:
-            return "council default"
-        whole, rest = divmod(value, 100)
-        return f"{whole}%" if rest == 0 else f"{whole}.{rest:02d}%".rstrip("0")
+        """A tax rate in basis points; none: the council's default rate applies."""
+        return _("council default") if value is None else i18n.percent_bp(value)
 
     @app.context_processor
     def navigation() -> dict:
