@@ -144,6 +144,8 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", LANGUAGES[0])
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", ";".join(translation_directories()))
     babel.init_app(app, locale_selector=select_language)
+    # Templates write plurals as _n("%(num)d seat", "%(num)d seats", n), as Python does.
+    app.jinja_env.globals.setdefault("_n", app.jinja_env.globals["ngettext"])
     app.add_template_filter(money, "money")
     app.add_template_filter(number, "number")
     app.add_template_filter(date, "date")
