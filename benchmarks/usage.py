@@ -169,20 +169,33 @@ def setup(db: common.Database, env: dict[str, str], orgs: int, people: int) -> W
     return World(plaintext, token_id, world_orgs, world_people, products)
 
 
+#: The baselines' tables (PostgreSQL: the executemany's and the COPY's).
+BARE_TABLES = ("bare_usage_events", "bare_copy_usage_events")
+
+
 def _create_bare_table(db: common.Database) -> None:
-    """``bare_usage_events``: usage_events' shape (columns, keys, indexes, foreign keys)."""
+    """``bare_usage_events`` (and on PostgreSQL ``bare_copy_usage_events``): one plain table
+    of usage_events' shape (columns, indexes, foreign keys) with the counted-once rule as
+    its primary key (organisation, key), as usage_events had before it was partitioned."""
     with db.connect() as conn:
         if db.kind == "postgresql":
-            conn.execute("CREATE TABLE bare_usage_events (LIKE usage_events INCLUDING ALL)")
-            for column, table in (
-                ("organisation_id", "organisations"),
-                ("product_id", "products"),
-                ("meter_id", "meters"),
-            ):
+            for bare in BARE_TABLES:
                 conn.execute(
-                    f"ALTER TABLE bare_usage_events ADD FOREIGN KEY ({column}) "
-                    f"REFERENCES {table} (id) ON DELETE RESTRICT"
+                    f"CREATE TABLE {bare} (LIKE usage_events "
+                    "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)"
                 )
+                conn.execute(
+                    f"ALTER TABLE {bare} ADD PRIMARY KEY (organisation_id, idempotency_key)"
+                )
+                for column, table in (
+                    ("organisation_id", "organisations"),
+                    ("product_id", "products"),
+                    ("meter_id", "meters"),
+                ):
+                    conn.execute(
+                        f"ALTER TABLE {bare} ADD FOREIGN KEY ({column}) "
+                        f"REFERENCES {table} (id) ON DELETE RESTRICT"
+                    )
             conn.commit()
             return
         for (sql,) in conn.execute(
@@ -364,19 +377,71 @@ def _bare_insert(job: tuple, start: float, *_: Any) -> tuple[dict, dict]:
     return {"done": [time.time()], "cpu": [cpu]}, {}
 
 
-def bare_insert(db: common.Database, load: Load, connections: int) -> tuple[float, float]:
-    """Seconds for the plain executemany of every batch from ``connections`` processes,
-    and the CPU seconds it took (the inserting processes and their PostgreSQL backends)."""
+#: PostgreSQL types of EVENT_COLUMNS, for the bare binary COPY (as the portal's own).
+PG_TYPES = (
+    "int8",
+    "int8",
+    "int8",
+    "text",
+    "int8",
+    "timestamptz",
+    "text",
+    "text",
+    "timestamptz",
+    "int8",
+)
+
+
+def _bare_copy(job: tuple, start: float, *_: Any) -> tuple[dict, dict]:
+    """One COPY baseline process (PostgreSQL): a binary ``COPY`` of each of its batches
+    straight into ``bare_copy_usage_events``, one transaction per batch."""
+    db, rows, first, step = job
+    conn = db.connect()
+    backend = [conn.info.backend_pid]
+    time.sleep(max(0.0, start - time.time()))
+    cpu = time.process_time() + common.cpu_seconds(backend)
+    statement = (
+        f"COPY bare_copy_usage_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    )
+    for batch in rows[first::step]:
+        with conn.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(PG_TYPES)
+            for row in batch:
+                copy.write_row(row)
+        conn.commit()
+    cpu = time.process_time() + common.cpu_seconds(backend) - cpu
+    conn.close()
+    return {"done": [time.time()], "cpu": [cpu]}, {}
+
+
+def bare_insert(
+    db: common.Database, load: Load, connections: int, worker: Any = None
+) -> tuple[float, float]:
+    """Seconds for the plain executemany (or, with ``worker=_bare_copy``, the COPY) of every
+    batch from ``connections`` processes, and the CPU seconds it took (the inserting
+    processes and their PostgreSQL backends)."""
     import multiprocessing
 
     start = time.time() + 1.0
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(connections) as pool:
         parts = pool.starmap(
-            _bare_insert, [((db, load.rows, i, connections), start) for i in range(connections)]
+            worker or _bare_insert,
+            [((db, load.rows, i, connections), start) for i in range(connections)],
         )
     seconds = max(done["done"][0] for done, _ in parts) - start
     return seconds, sum(done["cpu"][0] for done, _ in parts)
+
+
+def partitions_used(db: common.Database) -> dict[str, int]:
+    """The partitions of usage_events the events are stored in, and how many in each."""
+    with db.connect() as conn:
+        return dict(
+            conn.execute(
+                "SELECT c.relname, count(*) FROM usage_events e JOIN pg_class c "
+                "ON c.oid = e.tableoid GROUP BY c.relname ORDER BY c.relname"
+            ).fetchall()
+        )
 
 
 def count_rows(db: common.Database, table: str = "usage_events") -> int:
@@ -581,6 +646,13 @@ def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             f"  {kind}: bare executemany {load.events / out['bare_seconds']:,.0f} events/s",
             flush=True,
         )
+        if kind == "postgresql":
+            out["copy_seconds"], out["copy_cpu"] = bare_insert(db, load, args.senders, _bare_copy)
+            assert count_rows(db, "bare_copy_usage_events") == load.events
+            print(
+                f"  {kind}: bare COPY {load.events / out['copy_seconds']:,.0f} events/s",
+                flush=True,
+            )
         with common.gunicorn("wsgi:app", env, log=log) as server:
             port = server.port
             warm_up(port, world.token, 8)
@@ -598,6 +670,9 @@ def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 print(f"    first failure: {ingest.failures[0]}")
             stored = count_rows(db)
             out["stored"] = stored
+            if kind == "postgresql":
+                out["partitions"] = partitions_used(db)
+                print(f"  {kind}: events stored in partitions {out['partitions']}", flush=True)
             # b. replay
             replay_bodies = load.bodies[: max(1, min(REPLAY, load.events) // BATCH)]
             replay_events = sum(len(rows) for rows in load.rows[: len(replay_bodies)])
@@ -610,7 +685,8 @@ def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 flush=True,
             )
         # d. entitlement checks (the servers start afresh, no ingest running)
-        out.update(entitlement_checks(db, env, world, args, tmp))
+        if not args.no_checks:
+            out.update(entitlement_checks(db, env, world, args, tmp))
         # c. aggregates, with no server running
         out["aggregate"] = aggregates(db, env, args.aggregate_runs)
         print(
@@ -635,17 +711,28 @@ def _report_events(r: dict[str, Any], args: argparse.Namespace, add: Any) -> Non
     portal_rate = ingest.accepted / ingest.seconds
     bare_rate = args.events / r["bare_seconds"]
     complete = ingest.accepted == args.events == r["stored"] and not ingest.failures
+    postgres = kind == "postgresql"
+    floor = 2.0 if postgres else 0.5  # issue 13: ≥ 2.0× the executemany on PostgreSQL
     add(
         kind,
-        f"a. ingest {args.events:,} events: events/s",
+        f"a. ingest {args.events:,} events: events/s (bare executemany)",
         portal_rate,
         bare_rate,
         portal_rate / bare_rate,
-        "ratio ≥ 0.5" + ("; ≥ 50,000/s" if kind == "postgresql" else ""),
-        complete
-        and portal_rate / bare_rate >= 0.5
-        and (kind != "postgresql" or portal_rate >= 50_000),
+        f"ratio ≥ {floor}",
+        complete and portal_rate / bare_rate >= floor,
     )
+    if postgres:
+        copy_rate = args.events / r["copy_seconds"]
+        add(
+            kind,
+            f"a. ingest {args.events:,} events: events/s (bare COPY)",
+            portal_rate,
+            copy_rate,
+            portal_rate / copy_rate,
+            "ratio ≥ 0.5",
+            complete and portal_rate / copy_rate >= 0.5,
+        )
     portal_cpu = r["ingest_cpu"] / args.events * 1e6
     bare_cpu = r["bare_cpu"] / args.events * 1e6
     add(
@@ -657,6 +744,17 @@ def _report_events(r: dict[str, Any], args: argparse.Namespace, add: Any) -> Non
         "",
         None,
     )
+    if postgres:
+        copy_cpu = r["copy_cpu"] / args.events * 1e6
+        add(
+            kind,
+            "a. CPU per event (server + database), µs (bare COPY)",
+            portal_cpu,
+            copy_cpu,
+            portal_cpu / copy_cpu,
+            "",
+            None,
+        )
     replay, replay_events, added = r["replay"]
     first = replay_events / portal_rate
     add(
@@ -675,8 +773,8 @@ def _report_events(r: dict[str, Any], args: argparse.Namespace, add: Any) -> Non
         agg["portal"] * 1000,
         agg["bare"] * 1000,
         agg["portal"] / agg["bare"],
-        "≤ 1.5",
-        agg["portal"] / agg["bare"] <= 1.5
+        "≤ 1.0",
+        agg["portal"] / agg["bare"] <= 1.0
         and agg["groups"][0] == agg["groups"][1]
         and agg["events"][0] == agg["events"][1],
     )
@@ -701,6 +799,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[str
         kind = r["kind"]
         if "ingest" in r:
             _report_events(r, args, add)
+        if "check_portal" not in r:
+            continue
         cp, cb = r["check_portal"], r["check_bare"]
         add(
             kind,
@@ -762,6 +862,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only-checks", action="store_true", help="only d., the entitlement checks (no events)"
+    )
+    parser.add_argument(
+        "--no-checks", action="store_true", help="skip d., the entitlement checks (a., b., c. only)"
     )
     args = parser.parse_args(argv)
     if args.quick:
