@@ -11,7 +11,7 @@ export PORTAL_ENV ?= development
 TEST_WORKERS ?= 2
 
 .PHONY: run setup install browser pdf oidc axe test test-sqlite test-postgres lint fmt graph clean translations \
-        bench-seats bench-usage bench-billing bench-pages
+        bench-seats bench-usage bench-billing bench-pages bench-scale bench-soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,14 @@ bench-billing: install
 
 bench-pages: install
 	$(BIN)/python -m benchmarks.pages $(BENCH_ARGS)
+
+# Pages at scale (10,000 organisations, 30,000,000 usage events in portal_scale, loaded once
+# and reused; BENCH_ARGS=--scale 0.01 for a quick check) and the mixed soak on it.
+bench-scale: install
+	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
+
+bench-soak: install
+	$(BIN)/python -m benchmarks.soak $(BENCH_ARGS)
 
 # The checks CI runs before the tests (.ci/run); pre-commit runs the same (.pre-commit-config.yaml).
 lint: install

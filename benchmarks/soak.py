@@ -1,0 +1,276 @@
+"""The mixed soak (issue 13): API clients and page readers together against gunicorn on
+PostgreSQL, beside the same API clients alone (the baseline), in the same run.
+
+On the pages-at-scale database (``benchmarks.scale``: at ``--scale 1`` an organisation,
+``scale-big``, with 600,000 usage events this month among 30,000,000), eight clients:
+
+* 2 send entitlement checks (``GET /api/v1/entitlements/check``),
+* 2 send usage batches of ``--batch`` events (``POST /api/v1/usage``, council token),
+* 1 assigns and releases seats (``POST`` then ``DELETE /api/v1/subscriptions/{id}/seats``,
+  the organisation's token),
+* 3 read ``/org``, ``/org/usage`` and ``/org/idle-seats`` in turn, signed in as the
+  organisation's admin.
+
+First the five API clients alone for ``--baseline-minutes``, then all eight for
+``--minutes``; the table gives p50 and p99 per operation in each phase. Target: the
+API's p99 at most 100 ms while the pages are read. Each client is a closed loop on one
+keep-alive connection (no think time), so the machine is as busy as it can be made.
+
+    python -m benchmarks.soak [--minutes 10] [--baseline-minutes 3] [--scale 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from benchmarks import common, scale
+
+PAGES = ("/org", "/org/usage", "/org/idle-seats")
+SEAT_PEOPLE = 40  # people of their own for the seat client (no seat to start with)
+API_OPS = ("entitlement check", "usage batch", "seat assign", "seat release")
+
+
+def setup(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """Tokens, the admin's session cookie, the seat client's people; in this process."""
+    import psycopg
+
+    from portal.identity.security import hash_password
+
+    dsn = scale._dsn(args.postgres_url, scale.scale_database(args))
+    slug = scale.BIG_SLUG
+    with psycopg.connect(dsn) as conn:
+        org_id = conn.execute("SELECT id FROM organisations WHERE slug = %s", (slug,)).fetchone()
+        assert org_id, f"{slug} is missing: run benchmarks.scale first"
+        org_id = org_id[0]
+        conn.execute(
+            "UPDATE users SET password_hash = %s WHERE email = %s",
+            (hash_password(scale.PASSWORD), scale.BIG_ADMIN),
+        )
+        for i in range(SEAT_PEOPLE):
+            conn.execute(
+                "INSERT INTO users (organisation_id, email, name, role, is_active, created_at, "
+                "updated_at) VALUES (%s, %s, %s, 'member', true, now(), now()) "
+                "ON CONFLICT DO NOTHING",
+                (org_id, f"soak-{i:03d}@{slug}.example", f"Soak {i}"),
+            )
+        sub = conn.execute(
+            "SELECT s.id, p.sku FROM subscriptions s JOIN products p ON p.id = s.product_id "
+            "WHERE s.organisation_id = %s AND s.status = 'active' ORDER BY s.id LIMIT 1",
+            (org_id,),
+        ).fetchone()
+        metered = conn.execute(
+            "SELECT p.sku, m.key FROM subscriptions s JOIN products p ON p.id = s.product_id "
+            "JOIN meters m ON m.product_id = p.id WHERE s.organisation_id = %s "
+            "AND s.status = 'active' AND m.aggregation = 'sum' ORDER BY s.id LIMIT 1",
+            (org_id,),
+        ).fetchone()
+        # Seats held by the seat client's people from an interrupted run are released.
+        conn.execute(
+            "UPDATE seat_assignments SET released_at = now(), release_reason = 'soak' "
+            "WHERE subscription_id = %s AND released_at IS NULL AND user_id IN "
+            "(SELECT id FROM users WHERE email LIKE 'soak-%%')",
+            (sub[0],),
+        )
+        month = dt.datetime.now(dt.UTC).replace(day=1, hour=0, minute=0, second=0)
+        events = conn.execute(
+            "SELECT count(*) FROM usage_events WHERE organisation_id = %s AND occurred_at >= %s",
+            (org_id, month),
+        ).fetchone()[0]
+        conn.commit()
+    site = scale.Site.__new__(scale.Site)
+    os.environ.update(env)
+    from portal import create_app
+
+    site.app = create_app()
+    scale.quiet(site.app)
+    site.org_slug = slug
+    client = site._sign_in(scale.BIG_ADMIN, scale.PASSWORD)
+    cookie = client.get_cookie(site.app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None, "no session cookie after signing in"
+    tokens = site._tokens()
+    people = [f"p{j:05d}@{slug}.example" for j in range(1, 200)]
+    with site.app.app_context():
+        from portal.db import db
+
+        db.engine.dispose()
+    return {
+        "cookie": f"{cookie.key}={cookie.value}",
+        "tokens": tokens,
+        "subscription": sub[0],
+        "product": sub[1],
+        "metered": metered,
+        "people": people,
+        "seat_people": [f"soak-{i:03d}@{slug}.example" for i in range(SEAT_PEOPLE)],
+        "events_this_month": events,
+        "slug": slug,
+    }
+
+
+def _client(job: tuple, start: float, t_warm: float, t_end: float) -> tuple:
+    """One closed-loop client of one kind until ``t_end``."""
+    kind, port, number, info = job
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    latencies: dict[str, list[float]] = {}
+    errors: dict[str, int] = {}
+    sent = 0
+    run = secrets.token_hex(4)
+    i = 0
+    time.sleep(max(0.0, start - time.time()))
+
+    def timed(op: str, method: str, path: str, payload: bytes | None, headers: dict, ok: int):
+        nonlocal sent
+        began = time.time()
+        t0 = time.perf_counter()
+        status, _ = common.request(conn, method, path, payload, headers)
+        elapsed = time.perf_counter() - t0
+        sent += 1
+        if t_warm <= began < t_end:
+            latencies.setdefault(op, []).append(elapsed)
+            if status != ok:
+                errors[f"{op} {status}"] = errors.get(f"{op} {status}", 0) + 1
+
+    council = common.json_headers(info["tokens"]["council"])
+    own = common.json_headers(info["tokens"]["organisation"])
+    page_headers = {"Cookie": info["cookie"], "Connection": "keep-alive"}
+    while time.time() < t_end:
+        if kind == "entitlement":
+            query = urlencode(
+                {
+                    "organisation": info["slug"],
+                    "user_email": info["people"][i % len(info["people"])],
+                    "product": info["product"],
+                }
+            )
+            timed(
+                "entitlement check",
+                "GET",
+                f"/api/v1/entitlements/check?{query}",
+                None,
+                council,
+                200,
+            )
+        elif kind == "usage":
+            sku, meter = info["metered"]
+            moment = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)).isoformat()
+            batch = [
+                {
+                    "idempotency_key": f"soak-{run}-{number}-{i}-{k}",
+                    "organisation": info["slug"],
+                    "product": sku,
+                    "meter": meter,
+                    "quantity": "3",
+                    "occurred_at": moment,
+                    "user_email": info["people"][(i + k) % len(info["people"])],
+                }
+                for k in range(info["batch"])
+            ]
+            timed(
+                "usage batch", "POST", "/api/v1/usage", common.body({"events": batch}), council, 200
+            )
+        elif kind == "seats":
+            email = info["seat_people"][i % len(info["seat_people"])]
+            path = f"/api/v1/subscriptions/{info['subscription']}/seats"
+            timed("seat assign", "POST", path, common.body({"user_email": email}), own, 201)
+            timed("seat release", "DELETE", f"{path}/{quote(email, safe='@')}", None, own, 200)
+        else:  # pages
+            path = PAGES[(i + number) % len(PAGES)]
+            timed(path, "GET", path, None, page_headers, 200)
+        i += 1
+    conn.close()
+    return latencies, errors, sent
+
+
+def phase(port: int, info: dict[str, Any], *, readers: bool, seconds: float) -> common.LoadResult:
+    jobs: list[tuple] = [
+        ("entitlement", port, 0, info),
+        ("entitlement", port, 1, info),
+        ("usage", port, 0, info),
+        ("usage", port, 1, info),
+        ("seats", port, 0, info),
+    ]
+    if readers:
+        jobs += [("pages", port, n, info) for n in range(3)]
+    return common.run_clients(_client, jobs, duration=seconds, warmup=min(20.0, seconds / 5))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=10, help="the mixed phase")
+    parser.add_argument("--baseline-minutes", type=float, default=3, help="API clients alone")
+    parser.add_argument("--batch", type=int, default=100, help="events per usage batch")
+    parser.add_argument("--scale", type=float, default=1.0, help="the scale database's size")
+    parser.add_argument("--database", default="")
+    parser.add_argument("--postgres-url", default=common.DEFAULT_POSTGRES)
+    args = parser.parse_args(argv)
+    print(f"Machine: {common.machine()}", flush=True)
+    print(f"PostgreSQL {common.postgres_version(args.postgres_url)}", flush=True)
+    print(f"gunicorn: {common.gunicorn_settings()}", flush=True)
+    instance = tempfile.mkdtemp(prefix="portal-bench-soak-")
+    name = scale.scale_database(args)
+    owner_env = scale._fixed_env(name, args.postgres_url, instance)
+    if not scale._loaded(scale._dsn(args.postgres_url, name), scale.Sizes(args.scale)):
+        print(f"{name} is not loaded: run python -m benchmarks.scale --scale {args.scale:g}")
+        return 2
+    scale._portal(owner_env, "db", "upgrade")
+    env = scale.as_application(owner_env, args.postgres_url)
+    env["PORTAL_API_RATE_LIMIT"] = "100000000 per minute"
+    info = setup(env, args)
+    info["batch"] = args.batch
+    print(
+        f"{info['slug']}: {info['events_this_month']:,} usage events this month; "
+        f"usage batches of {args.batch}; 5 API clients, then 5 + 3 page readers",
+        flush=True,
+    )
+    log = Path(instance) / "gunicorn.log"
+    with common.gunicorn("wsgi:app", env, log=log) as server:
+        print(f"baseline: API clients alone for {args.baseline_minutes:g} min", flush=True)
+        alone = phase(server.port, info, readers=False, seconds=args.baseline_minutes * 60)
+        print(f"mixed: API clients and page readers for {args.minutes:g} min", flush=True)
+        mixed = phase(server.port, info, readers=True, seconds=args.minutes * 60)
+    rows = []
+    for op in (*API_OPS, *PAGES):
+        rows.append(
+            (
+                op,
+                len(alone.latencies.get(op, [])),
+                alone.p(op, 0.5),
+                alone.p(op, 0.99),
+                len(mixed.latencies.get(op, [])),
+                mixed.p(op, 0.5),
+                mixed.p(op, 0.99),
+            )
+        )
+    print(
+        common.table(
+            [
+                "operation",
+                "alone n",
+                "alone p50 ms",
+                "alone p99 ms",
+                "mixed n",
+                "mixed p50 ms",
+                "mixed p99 ms",
+            ],
+            rows,
+        )
+    )
+    for name_, result in (("alone", alone), ("mixed", mixed)):
+        if result.errors:
+            print(f"errors ({name_}): {result.errors}")
+    worst = max(mixed.p(op, 0.99) for op in API_OPS if mixed.latencies.get(op))
+    print(f"API p99 while pages are read: at most {worst:.0f} ms (target 100 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
