@@ -37,7 +37,7 @@ def setup(db: common.Database, env: dict[str, str], users: int) -> tuple[str, in
     import datetime as dt
 
     from portal.api.services import token_create
-    from portal.catalogue.services import pool_create, product_create, vendor_create
+    from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
     from portal.db import db as portal_db
     from portal.identity.accounts import user_create
     from portal.kernel.actor import Actor
@@ -66,6 +66,12 @@ def setup(db: common.Database, env: dict[str, str], users: int) -> tuple[str, in
                 "ends_on": (today + dt.timedelta(days=365)).isoformat(),
                 "unit_cost": {"amount": 500, "currency": "EUR"},
             },
+        )
+        # A product is subscribable only with a seat price in the organisation's currency.
+        price_create(
+            session,
+            actor=system,
+            data={"product": "bench-suite", "currency": "EUR", "model": "seat", "unit_amount": 900},
         )
         org = organisation_create(
             session,

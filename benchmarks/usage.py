@@ -82,7 +82,7 @@ def setup(db: common.Database, env: dict[str, str], orgs: int, people: int) -> W
     """Organisations subscribed to every product, people with seats, the vendor's
     products and meters, a vendor token."""
     from portal.api.services import token_create
-    from portal.catalogue.services import pool_create, product_create, vendor_create
+    from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
     from portal.db import db as portal_db
     from portal.identity.accounts import user_create
     from portal.kernel.actor import Actor
@@ -121,6 +121,12 @@ def setup(db: common.Database, env: dict[str, str], orgs: int, people: int) -> W
                     "ends_on": (today + dt.timedelta(days=365)).isoformat(),
                     "unit_cost": {"amount": 500, "currency": "EUR"},
                 },
+            )
+            # Subscribable only with a seat price in the organisations' currency.
+            price_create(
+                session,
+                actor=system,
+                data={"product": sku, "currency": "EUR", "model": "seat", "unit_amount": 900},
             )
             products[sku] = (product.id, {m.key: m.id for m in product.meters})
             product_objects[sku] = product
