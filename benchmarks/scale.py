@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from benchmarks import common
@@ -81,13 +80,16 @@ def _ensure_database(postgres_url: str, name: str, *, fresh: bool) -> bool:
 
 
 def _portal(env: dict[str, str], *command: str) -> None:
-    """Run ``portal <command>`` on the database of ``env``."""
+    """Run ``portal <command>`` on the database of ``env``, with this checkout's code."""
     import subprocess
 
-    portal = str(Path(sys.executable).parent / "portal")
-    full = {**os.environ, **env}
+    full = {**os.environ, **env, "PYTHONPATH": str(common.ROOT)}
     done = subprocess.run(
-        [portal, *command], env=full, cwd=common.ROOT, capture_output=True, text=True
+        [sys.executable, "-c", "from portal.cli import main; main()", *command],
+        env=full,
+        cwd=common.ROOT,
+        capture_output=True,
+        text=True,
     )
     if done.returncode:
         raise RuntimeError(f"portal {' '.join(command)} failed: {done.stderr[-3000:]}")
@@ -687,12 +689,20 @@ class Site:
         self.app = create_app()
         quiet(self.app)
         self.statements = 0
+        self.tracing: list[tuple[float, str, Any]] | None = None
         with self.app.app_context():
             engine = db.engine
 
             @sa.event.listens_for(engine, "before_cursor_execute")
-            def _count(*_: Any) -> None:
+            def _count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
                 self.statements += 1
+                conn.info["bench_t0"] = time.perf_counter()
+
+            @sa.event.listens_for(engine, "after_cursor_execute")
+            def _trace(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+                if self.tracing is not None:
+                    ms = (time.perf_counter() - conn.info.pop("bench_t0", 0.0)) * 1000
+                    self.tracing.append((ms, statement, params))
 
         from portal.demo import COUNCIL_ADMIN, COUNCIL_FINANCE, DEMO_PASSWORD
 
@@ -784,6 +794,15 @@ class Site:
         response.close()
         return ms, response.status_code, self.statements - before
 
+    def slowest(self, who: str, path: str, n: int = 3) -> list[tuple[float, str, Any]]:
+        """The ``n`` slowest statements of one read of ``path``."""
+        self.tracing = []
+        try:
+            self.get(who, path)
+            return sorted(self.tracing, key=lambda t: -t[0])[:n]
+        finally:
+            self.tracing = None
+
 
 def quiet(app: Any) -> None:
     """No log line per request (the JSON request log) in the benchmark's own output."""
@@ -839,7 +858,7 @@ def pages(site: Site) -> list[tuple[str, str, str]]:
     return out + extra
 
 
-def time_pages(demo: Site, scale: Site, runs: int) -> list[tuple]:
+def time_pages(demo: Site, scale: Site, runs: int, *, trace: bool = False) -> list[tuple]:
     """Each page ``runs`` times on each site, the sites in turn; a row per page."""
     import statistics
 
@@ -874,6 +893,9 @@ def time_pages(demo: Site, scale: Site, runs: int) -> list[tuple]:
             )
         )
         print(f"  {who:16} {name:40} demo p95 {d95:7.1f} ms  scale p95 {s95:7.1f} ms", flush=True)
+        if trace and s95 > 2 * d95:
+            for ms, statement, params in scale.slowest(who, scale_path):
+                print(f"      {ms:8.1f} ms  {' '.join(statement.split())[:400]}  {params}")
     return rows
 
 
@@ -908,7 +930,7 @@ def run(demo_env: dict[str, str], scale_env: dict[str, str], args: argparse.Name
         PASSWORD,
     )
     print(f"{args.runs} reads per page and database, the two in turn (in-process test client)")
-    rows = time_pages(demo, scale, args.runs)
+    rows = time_pages(demo, scale, args.runs, trace=args.trace)
     print(
         common.table(
             [
@@ -939,6 +961,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=common.DEFAULT_POSTGRES)
     parser.add_argument("--fresh", action="store_true", help="drop the scale database first")
     parser.add_argument("--load-only", action="store_true", help="load, do not time")
+    parser.add_argument(
+        "--trace", action="store_true", help="print the slowest SQL of pages past 2x"
+    )
     args = parser.parse_args(argv)
     print(f"Machine: {common.machine()}", flush=True)
     print(f"PostgreSQL {common.postgres_version(args.postgres_url)}", flush=True)

@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     scale._portal(owner_env, "db", "upgrade")
     env = scale.as_application(owner_env, args.postgres_url)
     env["PORTAL_API_RATE_LIMIT"] = "100000000 per minute"
+    env["PYTHONPATH"] = str(common.ROOT)  # gunicorn serves this checkout's code
     info = setup(env, args)
     info["batch"] = args.batch
     print(
