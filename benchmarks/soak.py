@@ -22,13 +22,17 @@ keep-alive connection (no think time), so the machine is as busy as it can be ma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import http.client
 import os
 import secrets
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -203,6 +207,36 @@ def phase(port: int, info: dict[str, Any], *, readers: bool, seconds: float) -> 
     return common.run_clients(_client, jobs, duration=seconds, warmup=min(20.0, seconds / 5))
 
 
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str], *, log: Path) -> Iterator[common.Server]:
+    """The portal under gunicorn (``gunicorn.conf.py``), as :func:`common.gunicorn` serves it
+    but given five minutes to boot (a loaded machine imports the app slowly)."""
+    port = common.free_port()
+    command = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "-c",
+        str(common.GUNICORN_CONF),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "wsgi:app",
+    ]
+    full = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command, cwd=common.ROOT, env=full, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        common._wait_ready(port, process, log, timeout=300)
+        yield common.Server(port, process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10, help="the mixed phase")
@@ -233,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     log = Path(instance) / "gunicorn.log"
-    with common.gunicorn("wsgi:app", env, log=log) as server:
+    with gunicorn(env, log=log) as server:
         print(f"baseline: API clients alone for {args.baseline_minutes:g} min", flush=True)
         alone = phase(server.port, info, readers=False, seconds=args.baseline_minutes * 60)
         print(f"mixed: API clients and page readers for {args.minutes:g} min", flush=True)
