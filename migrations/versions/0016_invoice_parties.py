@@ -4,7 +4,11 @@ Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-01 13:00:00
 
-Placeholder until filled in (seller details in council settings, buyer address and tax id on organisations (issue 14)); an empty migration changes nothing.
+The buyer on an invoice (issue 14): ``organisations.billing_address`` (the postal
+address printed under the name; the tax id was there already) and
+``organisations.invoice_language`` (``en`` or ``ru``: the language of the invoice PDF,
+its mail and its lines; none: English). The seller's legal name, address, tax id and
+bank account are council settings (rows of ``council_settings``: no column needed).
 """
 from alembic import op
 import sqlalchemy as sa
@@ -18,8 +22,12 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    with op.batch_alter_table('organisations') as batch:
+        batch.add_column(sa.Column('billing_address', sa.Text(), nullable=True))
+        batch.add_column(sa.Column('invoice_language', sa.String(length=8), nullable=True))
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table('organisations') as batch:
+        batch.drop_column('invoice_language')
+        batch.drop_column('billing_address')

@@ -6,4 +6,6 @@ The rules are :data:`portal.kernel.policy.RULES` (``invoice.*``, ``credit_note.*
 
 from __future__ import annotations
 
-FINANCE_ONLY = "Only council finance and council admins handle invoices."
+from portal.kernel.i18n import _l
+
+FINANCE_ONLY = _l("Only council finance and council admins handle invoices.")

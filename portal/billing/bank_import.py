@@ -37,16 +37,18 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal import i18n
 from portal.audit.services import audit_record
 from portal.billing.access import FINANCE_ONLY
 from portal.billing.lifecycle import invoice_by_reference, invoice_can_become, payment_record
-from portal.billing.models import Invoice, InvoiceStatus, Payment, PaymentMethod
+from portal.billing.models import Invoice, InvoiceStatus, Payment, PaymentMethod, status_name
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, ValidationFailed
+from portal.kernel.i18n import _, _l, _ln
 from portal.kernel.iso import is_currency
-from portal.kernel.money import format_money, to_minor
+from portal.kernel.money import to_minor
 from portal.kernel.policy import Action
 
 REQUIRED = ("date", "amount", "currency", "reference")
@@ -87,11 +89,25 @@ def _header(fieldnames: Sequence[str] | None) -> dict[str, str]:
     names = {(n or "").strip().lower(): n for n in fieldnames or []}
     missing = [n for n in REQUIRED if n not in names]
     if missing:
+        names_missing = ", ".join(missing)
         raise ValidationFailed(
-            "The statement needs a header row with the columns date, amount, currency, "
-            f"reference; {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing.",
+            _ln(
+                "The statement needs a header row with the columns date, amount, currency, "
+                "reference; %(columns)s is missing.",
+                "The statement needs a header row with the columns date, amount, currency, "
+                "reference; %(columns)s are missing.",
+                len(missing),
+                columns=names_missing,
+            ),
             errors={
-                "file": [f"Missing column{'s' if len(missing) != 1 else ''}: {', '.join(missing)}."]
+                "file": [
+                    _ln(
+                        "Missing column: %(columns)s.",
+                        "Missing columns: %(columns)s.",
+                        len(missing),
+                        columns=names_missing,
+                    )
+                ]
             },
         )
     return {n: names[n] for n in REQUIRED}
@@ -120,25 +136,25 @@ def _parse(row: ImportRow, today: dt.date) -> dt.date | None:
     try:
         received = dt.date.fromisoformat(row.date.strip())
     except ValueError:
-        row.message = "The date must be YYYY-MM-DD."
+        row.message = _("The date must be YYYY-MM-DD.")
         return None
     if received > today:
-        row.message = "The date is in the future."
+        row.message = _("The date is in the future.")
         return None
     row.currency = row.currency.strip().upper()
     if not is_currency(row.currency):
-        row.message = f"“{row.currency}” is not an ISO 4217 currency."
+        row.message = _("“%(currency)s” is not an ISO 4217 currency.", currency=row.currency)
         return None
     try:
         row.amount_minor = to_minor(row.amount.strip(), row.currency)
     except ValueError as error:
-        row.message = f"Amount: {error}"
+        row.message = _("Amount: %(problem)s", problem=str(error))
         return None
     if row.amount_minor <= 0:
-        row.message = "Not money received (the amount is not positive)."
+        row.message = _("Not money received (the amount is not positive).")
         return None
     if not row.reference.strip():
-        row.message = "The reference is empty."
+        row.message = _("The reference is empty.")
         return None
     return received
 
@@ -153,13 +169,13 @@ def bank_statement_upload(session: Session, *, actor: Actor, data: bytes) -> Imp
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationFailed(
-            "The file must be UTF-8 text (CSV).",
-            errors={"file": ["The file must be UTF-8 text (CSV)."]},
+            _l("The file must be UTF-8 text (CSV)."),
+            errors={"file": [_l("The file must be UTF-8 text (CSV).")]},
         ) from exc
     if len(text) > MAX_CHARACTERS:
         raise ValidationFailed(
-            "The file is over 2 MB; split the statement.",
-            errors={"file": ["The file is over 2 MB; split the statement."]},
+            _l("The file is over 2 MB; split the statement."),
+            errors={"file": [_l("The file is over 2 MB; split the statement.")]},
         )
     return bank_statement_import(session, actor=actor, text=text)
 
@@ -175,8 +191,11 @@ def bank_statement_import(session: Session, *, actor: Actor, text: str) -> Impor
     for number, raw in enumerate(reader, start=2):
         if len(result.rows) >= MAX_ROWS:
             raise ValidationFailed(
-                f"A statement may have at most {MAX_ROWS:,} rows; split the file.",
-                errors={"file": [f"At most {MAX_ROWS:,} rows."]},
+                _l(
+                    "A statement may have at most %(limit)s rows; split the file.",
+                    limit=i18n.number(MAX_ROWS),
+                ),
+                errors={"file": [_l("At most %(limit)s rows.", limit=i18n.number(MAX_ROWS))]},
             )
         if not any((v or "").strip() for v in raw.values() if isinstance(v, str)):
             continue  # a blank line
@@ -196,11 +215,11 @@ def bank_statement_import(session: Session, *, actor: Actor, text: str) -> Impor
         key = _transfer_key(row, seen[identity])
         seen[identity] += 1
         if session.scalar(sa.select(Payment.id).where(Payment.external_id == key)) is not None:
-            row.outcome, row.message = "duplicate", "Imported before; not recorded again."
+            row.outcome, row.message = "duplicate", _("Imported before; not recorded again.")
             continue
         invoice = _find_invoice(session, row.reference)
         if invoice is None:
-            row.outcome, row.message = "unmatched", "No invoice has this reference."
+            row.outcome, row.message = "unmatched", _("No invoice has this reference.")
             continue
         row.invoice = invoice
         problem = _mismatch(invoice, row)
@@ -224,13 +243,14 @@ def bank_statement_import(session: Session, *, actor: Actor, text: str) -> Impor
             continue
         row.outcome = "matched"
         row.message = (
-            "Paid in full."
+            _("Paid in full.")
             if invoice.status == InvoiceStatus.PAID
-            else "Part payment recorded; the rest is still due."
+            else _("Part payment recorded; the rest is still due.")
         )
     if not result.rows:
         raise ValidationFailed(
-            "The statement has no rows.", errors={"file": ["The file has a header but no rows."]}
+            _l("The statement has no rows."),
+            errors={"file": [_l("The file has a header but no rows.")]},
         )
     audit_record(
         session,
@@ -246,13 +266,24 @@ def bank_statement_import(session: Session, *, actor: Actor, text: str) -> Impor
 def _mismatch(invoice: Invoice, row: ImportRow) -> str:
     """Why a transfer cannot be recorded against ``invoice`` ("" when it can)."""
     if invoice.currency != row.currency:
-        return f"{invoice.number} is in {invoice.currency}; the transfer is in {row.currency}."
+        return _(
+            "%(number)s is in %(currency)s; the transfer is in %(transfer_currency)s.",
+            number=invoice.number,
+            currency=invoice.currency,
+            transfer_currency=row.currency,
+        )
     if not invoice_can_become(invoice, InvoiceStatus.PAID):
-        return f"{invoice.number} is {invoice.status}; nothing is owed on it."
+        return _(
+            "%(number)s is %(status)s; nothing is owed on it.",
+            number=invoice.number,
+            status=status_name(invoice.status),
+        )
     assert row.amount_minor is not None
     if row.amount_minor > invoice.amount_due:
-        return (
-            f"The transfer ({format_money(row.amount_minor, row.currency)}) is more than the "
-            f"{format_money(invoice.amount_due, invoice.currency)} still owed on {invoice.number}."
+        return _(
+            "The transfer (%(amount)s) is more than the %(due)s still owed on %(number)s.",
+            amount=i18n.money(row.amount_minor, row.currency),
+            due=i18n.money(invoice.amount_due, invoice.currency),
+            number=invoice.number,
         )
     return ""

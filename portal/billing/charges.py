@@ -16,15 +16,31 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from babel.dates import format_date
 from sqlalchemy.orm import Session
 
+from portal import i18n
 from portal.billing.rating import Tier, metered_amount, seat_amount
 from portal.catalogue.models import Meter, Price, PriceTier, Product
+from portal.kernel.i18n import _l, _n
 from portal.kernel.scope import Scope
 from portal.metering.selectors import Aggregate, usage_aggregates
 from portal.seats.history import daily_quantities
 from portal.seats.models import Subscription, SubscriptionChange
 from portal.tenancy.models import Organisation
+
+# A meter's aggregation as an invoice line names it.
+AGGREGATIONS = {
+    "sum": _l("sum"),
+    "count": _l("count"),
+    "max": _l("max"),
+    "unique_count": _l("unique count"),
+}
+
+
+def _day(day: dt.date) -> str:
+    """A day of the month on an invoice line: ``01 Dec`` / ``01 дек.``."""
+    return format_date(day, format="dd MMM", locale=i18n.language())
 
 
 @dataclass
@@ -181,8 +197,15 @@ def rate_charges(
                 kind="seat",
                 product_id=product_id,
                 product_sku=sku,
-                description=f"{name}: {seat_days} seat-days "
-                f"({first:%d %b}–{last:%d %b}) of {days_in_month}",
+                description=_n(
+                    "%(product)s: %(num)d seat-day (%(first)s–%(last)s) of %(days)s",
+                    "%(product)s: %(num)d seat-days (%(first)s–%(last)s) of %(days)s",
+                    seat_days,
+                    product=name,
+                    first=_day(first),
+                    last=_day(last),
+                    days=days_in_month,
+                ),
                 quantity=(Decimal(seat_days) / days_in_month).quantize(Decimal("0.0001")),
                 unit_amount=price.unit_amount,
                 amount=amount,
@@ -212,8 +235,14 @@ def rate_charges(
                 kind="metered",
                 product_id=aggregate.product_id,
                 product_sku=sku,
-                description=f"{name}: {meter_name} ({aggregate.aggregation}, "
-                f"{aggregate.events} events)",
+                description=_n(
+                    "%(product)s: %(meter)s (%(aggregation)s, %(num)d event)",
+                    "%(product)s: %(meter)s (%(aggregation)s, %(num)d events)",
+                    aggregate.events,
+                    product=name,
+                    meter=meter_name,
+                    aggregation=AGGREGATIONS.get(aggregate.aggregation, aggregate.aggregation),
+                ),
                 quantity=aggregate.value,
                 unit_amount=None if price.tiers else price.unit_amount,
                 amount=amount,

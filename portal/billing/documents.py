@@ -6,6 +6,11 @@ includes it in a bare print page and hands that to WeasyPrint (A4), with the
 same stylesheet (``static/invoice.css``). So what finance reviews, what the
 organisation sees and the PDF it receives cannot drift apart.
 
+The invoice speaks its organisation's language (``organisations.invoice_language``,
+English when none is set; docs/I18N.md): the PDF, its mail and the lines drafted for it.
+The seller (legal name, address, tax id, bank account) comes from the council settings,
+the buyer (name, address, tax id) from the organisation's profile.
+
 On finalisation (the :data:`~portal.signals.invoice_finalised` signal, in the
 same transaction) the job ``billing.invoice_document`` is enqueued: a worker
 renders the PDF once and stores it on the invoice (the document the organisation
@@ -24,10 +29,12 @@ import sqlalchemy as sa
 from flask import current_app, render_template
 from sqlalchemy.orm import Session
 
+from portal import i18n
 from portal.billing.models import Invoice, InvoiceStatus
 from portal.jobs.queue import enqueue, job
 from portal.kernel import policy
 from portal.kernel.actor import Actor
+from portal.kernel.i18n import _
 from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.mail.models import MailMessage
@@ -39,15 +46,29 @@ from portal.signals import invoice_finalised
 _RENDER_LOCK = threading.Lock()
 
 
+def invoice_language(organisation: Any) -> str:
+    """The language of an organisation's invoices (PDF, mail, lines): its choice, or English."""
+    return i18n.supported(getattr(organisation, "invoice_language", None)) or "en"
+
+
 def document_context(session: Session, invoice: Invoice) -> dict[str, Any]:
-    """What the invoice template needs besides the invoice."""
+    """What the invoice template needs besides the invoice: the seller and the buyer."""
     organisation = invoice.organisation
     manual = organisation.billing_provider == "manual"
+    settings = settings_get(session)
+    council_name = current_app.config["PORTAL_COUNCIL_NAME"]
     return {
         "invoice": invoice,
         "organisation": organisation,
-        "council_name": current_app.config["PORTAL_COUNCIL_NAME"],
-        "bank_details": settings_get(session).bank_details if manual else None,
+        "council_name": council_name,
+        "seller": {
+            "name": settings.seller_legal_name or council_name,
+            "address": settings.seller_address,
+            "tax_id": settings.seller_tax_id,
+            "iban": settings.seller_iban,
+            "bic": settings.seller_bic,
+        },
+        "bank_details": settings.bank_details if manual else None,
         "manual": manual,
     }
 
@@ -57,10 +78,11 @@ def _stylesheet() -> Path:
 
 
 def invoice_pdf_render(session: Session, invoice: Invoice) -> bytes:
-    """The invoice as an A4 PDF, rendered now from the document template."""
+    """The invoice as an A4 PDF in its organisation's language, rendered now."""
     from weasyprint import CSS, HTML  # imported on first use: it loads pango
 
-    html = render_template("billing/invoice_pdf.html", **document_context(session, invoice))
+    with i18n.in_language(invoice_language(invoice.organisation)):
+        html = render_template("billing/invoice_pdf.html", **document_context(session, invoice))
     with _RENDER_LOCK:
         return HTML(string=html, base_url=str(_stylesheet().parent)).write_pdf(
             stylesheets=[CSS(filename=str(_stylesheet()))]
@@ -121,12 +143,15 @@ def invoice_mail_queue(session: Session, invoice: Invoice) -> None:
     """Queue the finalised invoice's mail, its stored PDF attached, to the billing contact."""
     assert invoice.pdf is not None
     organisation = invoice.organisation
-    message = build_message(
-        to=organisation.billing_email,
-        subject=f"Invoice {invoice.number} for {invoice.period}",
-        template="invoice_issued",
-        **document_context(session, invoice),
-    )
+    with i18n.in_language(invoice_language(organisation)):
+        message = build_message(
+            to=organisation.billing_email,
+            subject=_(
+                "Invoice %(number)s for %(period)s", number=invoice.number, period=invoice.period
+            ),
+            template="invoice_issued",
+            **document_context(session, invoice),
+        )
     message.add_attachment(
         invoice.pdf, maintype="application", subtype="pdf", filename=pdf_filename(invoice)
     )

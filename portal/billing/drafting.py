@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from portal import i18n
 from portal.audit.services import audit_record
 from portal.billing.access import FINANCE_ONLY
 from portal.billing.charges import Catalogue, Charge, catalogue_load, rate_charges, subscriptions_in
@@ -32,6 +33,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, InvalidState, ValidationFailed
+from portal.kernel.i18n import _l, _n
 from portal.kernel.periods import period_bounds
 from portal.kernel.policy import Action
 from portal.kernel.scope import Scope
@@ -156,8 +158,16 @@ def _late_charges(
                     kind="late_usage",
                     product_id=aggregate.product_id,
                     product_sku=sku,
-                    description=f"Late usage for {period}: {name}, {meter_name} "
-                    f"({extra_events} events received after that invoice)",
+                    description=_n(
+                        "Late usage for %(period)s: %(product)s, %(meter)s "
+                        "(%(num)d event received after that invoice)",
+                        "Late usage for %(period)s: %(product)s, %(meter)s "
+                        "(%(num)d events received after that invoice)",
+                        extra_events,
+                        period=period,
+                        product=name,
+                        meter=meter_name,
+                    ),
                     quantity=aggregate.value - old_value,
                     unit_amount=None if price.tiers else price.unit_amount,
                     amount=max(0, amount),
@@ -183,6 +193,8 @@ class Billed:
     currency: str
     tax_rate_bp: int | None
     reverse_charge: bool
+    # The language its invoices speak (their lines' descriptions too); None: English.
+    invoice_language: str | None = None
 
     @classmethod
     def of(cls, organisation: Organisation) -> Billed:
@@ -192,6 +204,7 @@ class Billed:
             organisation.currency,
             organisation.tax_rate_bp,
             organisation.reverse_charge,
+            organisation.invoice_language,
         )
 
 
@@ -226,8 +239,8 @@ def draft_inputs(session: Session, *, period: str, now: dt.datetime, scope: Scop
     start, end = period_bounds(period)
     if start >= now:
         raise ValidationFailed(
-            f"{period} has not started; invoice a month that has.",
-            errors={"period": ["Choose the current month or an earlier one."]},
+            _l("%(period)s has not started; invoice a month that has.", period=period),
+            errors={"period": [_l("Choose the current month or an earlier one.")]},
         )
     first = start.date()
     last = (end - dt.timedelta(microseconds=1)).date()
@@ -459,7 +472,17 @@ def drafts_write(
 
 
 def _draft_charges(session: Session, organisation: Billed, inputs: DraftInputs) -> list[Charge]:
-    """The organisation's charges for the month, with late usage of earlier months."""
+    """The organisation's charges for the month, with late usage of earlier months.
+
+    Their descriptions are written in the organisation's invoice language, whoever asks.
+    """
+    with i18n.in_language(organisation.invoice_language):
+        return _charges_in_language(session, organisation, inputs)
+
+
+def _charges_in_language(
+    session: Session, organisation: Billed, inputs: DraftInputs
+) -> list[Charge]:
     charges = rate_charges(
         currency=organisation.currency,
         period_start=inputs.start,
@@ -639,7 +662,8 @@ def draft_recompute(
     )
     if invoice.status != InvoiceStatus.DRAFT:
         raise InvalidState(
-            f"Invoice {invoice.number} is final; it never changes.", code="not_draft"
+            _l("Invoice %(number)s is final; it never changes.", number=invoice.number),
+            code="not_draft",
         )
     return invoice_draft_refresh(
         session, actor=actor, organisation=invoice.organisation, period=invoice.period

@@ -109,6 +109,7 @@ def invoice_run_execute(
                 Organisation.currency,
                 Organisation.tax_rate_bp,
                 Organisation.reverse_charge,
+                Organisation.invoice_language,
             )
             .where(Organisation.status != "pending")
             .order_by(Organisation.id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from fractions import Fraction
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -25,13 +26,22 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.billing.access import FINANCE_ONLY
-from portal.billing.models import ISSUED, CreditNote, Invoice, InvoiceStatus, Payment, PaymentMethod
+from portal.billing.models import (
+    ISSUED,
+    CreditNote,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentMethod,
+    status_name,
+)
 from portal.billing.numbering import next_number
 from portal.billing.rating import round_half_up
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, InvalidState, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.settings.services import settings_get
 from portal.signals import invoice_finalised
@@ -66,7 +76,12 @@ def invoice_move(invoice: Invoice, to: InvoiceStatus, *, at: dt.datetime | None 
     """
     if not invoice_can_become(invoice, to):
         raise InvalidState(
-            f"Invoice {invoice.number or '(draft)'} is {invoice.status}; it cannot become {to}.",
+            _l(
+                "Invoice %(number)s is %(status)s; it cannot become %(to)s.",
+                number=invoice.number or _l("(draft)"),
+                status=status_name(invoice.status),
+                to=status_name(to),
+            ),
             code="invalid_transition",
         )
     at = at or now_utc()
@@ -133,7 +148,12 @@ def invoice_finalize(session: Session, *, actor: Actor, invoice: Invoice) -> Inv
     invoice_lock(session, invoice)
     if not invoice_can_become(invoice, InvoiceStatus.OPEN):
         raise InvalidState(
-            f"Invoice {invoice.number} is already {invoice.status}.", code="not_draft"
+            _l(
+                "Invoice %(number)s is already %(status)s.",
+                number=invoice.number,
+                status=status_name(invoice.status),
+            ),
+            code="not_draft",
         )
     settings = settings_get(session)
     now = now_utc()
@@ -166,11 +186,11 @@ def invoice_void(session: Session, *, actor: Actor, invoice: Invoice, reason: st
     invoice_lock(session, invoice)
     if not invoice_can_become(invoice, InvoiceStatus.VOID) or invoice.amount_paid:
         raise InvalidState(
-            "Only an open invoice with no payments can be voided.", code="not_voidable"
+            _l("Only an open invoice with no payments can be voided."), code="not_voidable"
         )
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationFailed("Say why.", errors={"reason": ["Give a reason."]})
+        raise ValidationFailed(_l("Say why."), errors={"reason": [_l("Give a reason.")]})
     invoice_move(invoice, InvoiceStatus.VOID)
     session.flush()
     audit_record(
@@ -199,14 +219,17 @@ def invoice_mark_uncollectible(
     invoice_lock(session, invoice)
     if not invoice_can_become(invoice, InvoiceStatus.UNCOLLECTIBLE):
         raise InvalidState(
-            f"Only an open invoice can be written off; this one is {invoice.status}.",
+            _l(
+                "Only an open invoice can be written off; this one is %(status)s.",
+                status=status_name(invoice.status),
+            ),
             code="not_collectible",
         )
     reason = (reason or "").strip()
     if not reason or len(reason) > 1000:
         raise ValidationFailed(
-            "Say why the invoice cannot be collected.",
-            errors={"reason": ["Give a reason (at most 1,000 characters)."]},
+            _l("Say why the invoice cannot be collected."),
+            errors={"reason": [_l("Give a reason (at most 1,000 characters).")]},
         )
     invoice_move(invoice, InvoiceStatus.UNCOLLECTIBLE)
     session.flush()
@@ -243,16 +266,18 @@ def credit_note_create(
     )
     invoice_lock(session, invoice)
     if invoice.status not in ISSUED:
-        raise InvalidState("Credit notes are for finalised invoices.", code="not_creditable")
+        raise InvalidState(_l("Credit notes are for finalised invoices."), code="not_creditable")
     reason = (reason or "").strip()
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, list[Any]] = {}
     if not reason or len(reason) > 1000:
-        errors["reason"] = ["Give a reason (at most 1,000 characters)."]
+        errors["reason"] = [_l("Give a reason (at most 1,000 characters).")]
     creditable = invoice_creditable(session, invoice)
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= creditable:
-        errors["amount"] = [f"Give a whole number of minor units from 1 to {creditable}."]
+        errors["amount"] = [
+            _l("Give a whole number of minor units from 1 to %(most)s.", most=creditable)
+        ]
     if errors:
-        raise ValidationFailed("The credit note needs attention.", errors=errors)
+        raise ValidationFailed(_l("The credit note needs attention."), errors=errors)
     tax = round_half_up(Fraction(amount * invoice.tax, invoice.subtotal)) if invoice.subtotal else 0
     settings = settings_get(session)
     note = CreditNote(
@@ -313,25 +338,30 @@ def payment_record(
     invoice_lock(session, invoice)
     if not invoice_can_become(invoice, InvoiceStatus.PAID):
         raise InvalidState(
-            f"Invoice {invoice.number or '(draft)'} is {invoice.status}; "
-            "payments are recorded against open invoices.",
+            _l(
+                "Invoice %(number)s is %(status)s; payments are recorded against open invoices.",
+                number=invoice.number or _l("(draft)"),
+                status=status_name(invoice.status),
+            ),
             code="not_payable",
         )
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, list[Any]] = {}
     if (
         isinstance(amount, bool)
         or not isinstance(amount, int)
         or not 0 < amount <= invoice.amount_due
     ):
-        errors["amount"] = [f"Give an amount from 1 to {invoice.amount_due} (minor units)."]
+        errors["amount"] = [
+            _l("Give an amount from 1 to %(most)s (minor units).", most=invoice.amount_due)
+        ]
     if method not in PAYMENT_METHODS:
-        errors["method"] = ["Choose stripe, bank_transfer or other."]
+        errors["method"] = [_l("Choose stripe, bank_transfer or other.")]
     if received_on > now_utc().date():
-        errors["received_on"] = ["A payment cannot be received in the future."]
+        errors["received_on"] = [_l("A payment cannot be received in the future.")]
     elif received_on < MIN_DATE:  # date arithmetic on it stays in range (SPEC invariant 9)
-        errors["received_on"] = [f"Give a date from {MIN_DATE.isoformat()} on."]
+        errors["received_on"] = [_l("Give a date from %(first)s on.", first=MIN_DATE.isoformat())]
     if errors:
-        raise ValidationFailed("The payment needs attention.", errors=errors)
+        raise ValidationFailed(_l("The payment needs attention."), errors=errors)
     payment = Payment(
         organisation_id=invoice.organisation_id,
         invoice_id=invoice.id,
@@ -347,7 +377,7 @@ def payment_record(
         with session.begin_nested():
             session.add(payment)
     except IntegrityError as exc:
-        raise Conflict("This payment was recorded already.", code="payment_exists") from exc
+        raise Conflict(_l("This payment was recorded already."), code="payment_exists") from exc
     invoice.amount_paid += amount
     if invoice.amount_due == 0:  # paid in full, written off or not
         invoice_move(invoice, InvoiceStatus.PAID)

@@ -24,6 +24,7 @@ from portal.db import (
     enum_column,
 )
 from portal.kernel.clock import now_utc
+from portal.kernel.i18n import _l
 from portal.tenancy.models import Organisation
 
 
@@ -37,6 +38,21 @@ class InvoiceStatus(enum.StrEnum):
 
 # Finalised invoices that stand: they were issued and count (void ones were cancelled).
 ISSUED = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
+
+# An invoice's status as people read it (the code stays English in APIs, CSV and the audit log).
+STATUS_NAMES = {
+    InvoiceStatus.DRAFT: _l("draft"),
+    InvoiceStatus.OPEN: _l("open"),
+    InvoiceStatus.PAID: _l("paid"),
+    InvoiceStatus.VOID: _l("void"),
+    InvoiceStatus.UNCOLLECTIBLE: _l("uncollectible"),
+}
+
+
+def status_name(status: str) -> str:
+    """``open`` → "open" / "открыт": an invoice status in the reader's language."""
+    name = STATUS_NAMES.get(status)  # type: ignore[call-overload]
+    return str(name) if name is not None else str(status)
 
 
 class PaymentMethod(enum.StrEnum):

@@ -20,6 +20,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.periods import period_bounds
 from portal.kernel.policy import Action
 
@@ -44,8 +45,11 @@ def invoice_run_start(
     start, _ = period_bounds(period)
     if start > now_utc():
         raise ValidationFailed(
-            f"{period} has not started; invoice the current month or an earlier one.",
-            errors={"period": ["Choose the current month or an earlier one."]},
+            _l(
+                "%(period)s has not started; invoice the current month or an earlier one.",
+                period=period,
+            ),
+            errors={"period": [_l("Choose the current month or an earlier one.")]},
         )
     run = invoice_run_create(session, actor=actor, period=period, finalize=finalize)
     # Executed by a worker once this transaction commits (portal.jobs; the run to poll).
@@ -85,6 +89,8 @@ def drafts_finalize(session: Session, *, actor: Actor, period: str) -> list[Invo
     except DomainError as error:  # all or none: the caller rolls every finalisation back
         # One message for the month (its reason included): no field of a form to point at.
         raise type(error)(
-            f"Nothing was finalised: {error.detail}", code=error.code, extra=error.extra
+            _l("Nothing was finalised: %(reason)s", reason=error._detail),
+            code=error.code,
+            extra=error.extra,
         ) from error
     return finalised

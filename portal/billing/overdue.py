@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from portal.billing.models import Invoice, InvoiceStatus
 from portal.kernel.errors import InvalidState
+from portal.kernel.i18n import _ln
 from portal.kernel.scope import Scope
 from portal.settings.services import settings_get
 from portal.signals import subscription_opening
@@ -74,11 +75,17 @@ def subscriptions_allowed(session: Session, *, organisation: Organisation, today
         .order_by(Invoice.due_on)
     ).all()
     if overdue:
+        numbers = ", ".join(n or "" for n in overdue[:3]) + (" …" if len(overdue) > 3 else "")
         raise InvalidState(
-            f"{organisation.name} has {len(overdue)} overdue invoice"
-            f"{'s' if len(overdue) != 1 else ''} ({', '.join(n or '' for n in overdue[:3])}"
-            f"{' …' if len(overdue) > 3 else ''}); new subscriptions wait until "
-            f"{'they are' if len(overdue) != 1 else 'it is'} paid.",
+            _ln(
+                "%(organisation)s has %(num)d overdue invoice (%(numbers)s); "
+                "new subscriptions wait until it is paid.",
+                "%(organisation)s has %(num)d overdue invoices (%(numbers)s); "
+                "new subscriptions wait until they are paid.",
+                len(overdue),
+                organisation=organisation.name,
+                numbers=numbers,
+            ),
             code="overdue_invoices",
             extra={"overdue_invoices": list(overdue)},
         )

@@ -17,11 +17,14 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
+from portal import i18n
+from portal.billing.documents import invoice_language
 from portal.billing.overdue import past_due_invoices
 from portal.jobs.queue import job
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
+from portal.kernel.i18n import _
 from portal.kernel.policy import Action
 from portal.kernel.scope import Scope
 from portal.mail import build_message, mail_queue
@@ -60,18 +63,20 @@ def overdue_reminders_send(session: Session, *, actor: Actor, now: dt.datetime) 
         if invoice.id in recent:
             continue
         organisation = invoice.organisation
-        mail_queue(
-            session,
-            build_message(
+        with i18n.in_language(invoice_language(organisation)):
+            message = build_message(
                 to=organisation.billing_email,
-                subject=f"Reminder: invoice {invoice.number} is overdue",
+                subject=_("Reminder: invoice %(number)s is overdue", number=invoice.number),
                 template=KIND,
                 invoice=invoice,
                 organisation=organisation,
                 days_late=late.days_late,
                 holds_back=holds_back,
                 council_name=current_app.config["PORTAL_COUNCIL_NAME"],
-            ),
+            )
+        mail_queue(
+            session,
+            message,
             organisation_id=invoice.organisation_id,
             related=("invoice", invoice.id),
             actor=actor,

@@ -25,6 +25,7 @@ from portal.billing.models import (
     Payment,
 )
 from portal.kernel.errors import NotFound
+from portal.kernel.i18n import _, _l
 from portal.kernel.periods import period_bounds, period_of
 from portal.kernel.scope import Scope
 from portal.tenancy.models import Organisation
@@ -36,7 +37,7 @@ def recent_periods(today: dt.date, count: int = 6) -> list[str]:
     """The month of ``today`` and the ``count - 1`` months before it, newest first."""
     day = today.replace(day=1)
     out = []
-    for _ in range(count):
+    for _step in range(count):
         out.append(period_of(day))
         day = (day - dt.timedelta(days=1)).replace(day=1)
     return out
@@ -62,7 +63,7 @@ def invoice_in_scope(
         query = query.where(Invoice.status != InvoiceStatus.DRAFT)
     invoice = session.scalar(query)
     if invoice is None:
-        raise NotFound("No such invoice.")
+        raise NotFound(_l("No such invoice."))
     return invoice
 
 
@@ -166,7 +167,7 @@ def runs_of_period(session: Session, *, period: str, limit: int = 5) -> list[Inv
 def run_by_id(session: Session, run_id: int) -> InvoiceRun:
     run = session.get(InvoiceRun, run_id)
     if run is None:
-        raise NotFound("No such invoice run.")
+        raise NotFound(_l("No such invoice run."))
     return run
 
 
@@ -213,8 +214,10 @@ def _compare(current: Invoice, previous: Invoice | None) -> list[Comparison]:
     """Line amounts grouped by product (late usage and adjustments on their own), side by side."""
 
     def key(line: InvoiceLine) -> str:
-        if line.kind in ("late_usage", "adjustment"):
-            return f"{line.kind.replace('_', ' ').capitalize()}"
+        if line.kind == "late_usage":
+            return _("Late usage")
+        if line.kind == "adjustment":
+            return _("Adjustment")
         return line.product_sku or line.kind
 
     def sums(invoice: Invoice | None) -> dict[str, int]:
@@ -227,7 +230,7 @@ def _compare(current: Invoice, previous: Invoice | None) -> list[Comparison]:
     labels = list(now) + [k for k in before if k not in now]
     rows = [Comparison(label, now.get(label, 0), before.get(label, 0)) for label in labels]
     rows.append(
-        Comparison("Total before tax", current.subtotal, previous.subtotal if previous else 0)
+        Comparison(_("Total before tax"), current.subtotal, previous.subtotal if previous else 0)
     )
     return rows
 

@@ -17,6 +17,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError, InvalidState, PermissionDenied, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.payments.gateway import (
     GatewayRefused,
@@ -32,8 +33,8 @@ from portal.tenancy.models import BillingProvider, Organisation
 
 #: Stripe's test payment methods offered in test mode (they exist in Stripe and in localstripe).
 TEST_METHODS = {
-    "pm_card_visa": "Visa 4242 4242 4242 4242: payments succeed",
-    "pm_card_chargeCustomerFail": "Visa 4000 0000 0000 0341: saved, but payments are declined",
+    "pm_card_visa": _l("Visa 4242 4242 4242 4242: payments succeed"),
+    "pm_card_chargeCustomerFail": _l("Visa 4000 0000 0000 0341: saved, but payments are declined"),
 }
 
 
@@ -42,7 +43,7 @@ class PaymentsUnavailable(DomainError):
 
     status = 503
     code = "payments_unavailable"
-    title = "Card payments are unavailable"
+    title = _l("Card payments are unavailable")
 
 
 def current_gateway() -> StripeGateway | None:
@@ -54,22 +55,22 @@ def require_gateway() -> StripeGateway:
     """The gateway, or :class:`PaymentsUnavailable`."""
     gateway = current_gateway()
     if gateway is None:
-        raise PaymentsUnavailable("Card payments are not set up on this portal.")
+        raise PaymentsUnavailable(_l("Card payments are not set up on this portal."))
     return gateway
 
 
 def _refused(error: Exception) -> DomainError:
     if isinstance(error, GatewayUnavailable):
-        return PaymentsUnavailable("Stripe did not answer; try again in a minute.")
+        return PaymentsUnavailable(_l("Stripe did not answer; try again in a minute."))
     if isinstance(error, PaymentDeclined):
         return ValidationFailed(
-            f"Stripe declined this payment method: {error.message}",
+            _l("Stripe declined this payment method: %(reason)s", reason=error.message),
             code="card_declined",
             errors={"payment_method": [error.message]},
         )
     assert isinstance(error, GatewayRefused)
     return ValidationFailed(
-        f"Stripe refused: {error.message}",
+        _l("Stripe refused: %(reason)s", reason=error.message),
         code="stripe_refused",
         errors={"stripe": [error.message]},
     )
@@ -80,15 +81,18 @@ def _require_admin_of(actor: Actor, organisation: Organisation) -> None:
         actor,
         Action.PAYMENT_METHOD_MANAGE,
         organisation_id=organisation.id,
-        message="Only the organisation's admins manage its payment method.",
+        message=_l("Only the organisation's admins manage its payment method."),
     )
 
 
 def _require_stripe_billed(organisation: Organisation) -> None:
     if organisation.billing_provider != BillingProvider.STRIPE:
         raise InvalidState(
-            f"{organisation.name} pays by bank transfer; the council can switch it to card "
-            "payments.",
+            _l(
+                "%(organisation)s pays by bank transfer; the council can switch it to card "
+                "payments.",
+                organisation=organisation.name,
+            ),
             code="not_stripe_billed",
         )
 
@@ -158,7 +162,7 @@ def payment_method_save(
     _require_admin_of(actor, organisation)
     account = account_ensure(session, actor=actor, organisation=organisation, gateway=gateway)
     if method.customer is not None and method.customer != account.customer_id:
-        raise PermissionDenied("That payment method belongs to another Stripe customer.")
+        raise PermissionDenied(_l("That payment method belongs to another Stripe customer."))
     try:
         gateway.payment_method_make_default(
             customer_id=account.customer_id, payment_method_id=method.id
@@ -211,10 +215,10 @@ def stripe_test_card_add(
     _require_admin_of(actor, organisation)
     if test_method not in TEST_METHODS:
         raise ValidationFailed(
-            "Choose one of the test cards.", errors={"test_method": ["Choose a test card."]}
+            _l("Choose one of the test cards."), errors={"test_method": [_l("Choose a test card.")]}
         )
     if not gateway.test_mode:
-        raise PermissionDenied("Test cards can be used only with a Stripe test-mode key.")
+        raise PermissionDenied(_l("Test cards can be used only with a Stripe test-mode key."))
     account = account_ensure(session, actor=actor, organisation=organisation, gateway=gateway)
     try:
         method = gateway.test_method_attach(
@@ -249,7 +253,7 @@ def checkout_start(
     except (GatewayUnavailable, GatewayRefused, PaymentDeclined) as error:
         raise _refused(error) from error
     if not checkout.url:
-        raise PaymentsUnavailable("Stripe gave no page to add the payment method on.")
+        raise PaymentsUnavailable(_l("Stripe gave no page to add the payment method on."))
     return checkout.url
 
 
@@ -266,15 +270,17 @@ def checkout_finish(
     _require_stripe_billed(organisation)
     account = account_of(session, organisation_id=organisation.id)
     if account is None or not checkout_session_id.startswith("cs_"):
-        raise ValidationFailed("That is not a Checkout session of this organisation.")
+        raise ValidationFailed(_l("That is not a Checkout session of this organisation."))
     try:
         checkout = gateway.checkout_session_retrieve(checkout_session_id)
     except (GatewayUnavailable, GatewayRefused, PaymentDeclined) as error:
         raise _refused(error) from error
     if checkout.customer != account.customer_id:
-        raise PermissionDenied("That Checkout session belongs to another customer.")
+        raise PermissionDenied(_l("That Checkout session belongs to another customer."))
     if checkout.status != "complete" or not checkout.payment_method:
-        raise ValidationFailed("No payment method was added at Stripe.", code="checkout_incomplete")
+        raise ValidationFailed(
+            _l("No payment method was added at Stripe."), code="checkout_incomplete"
+        )
     try:
         method = gateway.payment_method_retrieve(checkout.payment_method)
     except (GatewayUnavailable, GatewayRefused, PaymentDeclined) as error:

@@ -32,6 +32,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from portal import i18n
 from portal.audit.services import audit_record
 from portal.billing.lifecycle import payment_record
 from portal.billing.models import Invoice, InvoiceStatus, Payment
@@ -41,7 +42,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState, NotFound
-from portal.kernel.money import format_money
+from portal.kernel.i18n import _, _l
 from portal.kernel.policy import Action
 from portal.kernel.scope import Scope
 from portal.mail import build_message, mail_queue
@@ -67,6 +68,8 @@ MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 LEASE = dt.timedelta(minutes=5)
 STRIPE = Actor.system("stripe")
 PAYABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+#: The failure recorded when there is nothing to charge (stored in English; pages translate it).
+NO_PAYMENT_METHOD = _l("No card or other payment method is saved for your organisation.")
 
 
 def idempotency_key(invoice_id: int, attempt: int) -> str:
@@ -157,7 +160,7 @@ def collection_retry_now(
         actor,
         Action.PAYMENT_RETRY,
         organisation_id=organisation.id,
-        message="Only the organisation's admins and council finance may do this.",
+        message=_l("Only the organisation's admins and council finance may do this."),
     )
     collection = session.scalar(
         sa.select(PaymentCollection)
@@ -168,9 +171,9 @@ def collection_retry_now(
         .with_for_update()
     )
     if collection is None:
-        raise NotFound("There is no card payment of that invoice.")
+        raise NotFound(_l("There is no card payment of that invoice."))
     if not collection.retryable:
-        raise InvalidState("This payment is not waiting for a retry.", code="not_retryable")
+        raise InvalidState(_l("This payment is not waiting for a retry."), code="not_retryable")
     collection.status = CollectionStatus.SCHEDULED
     collection.next_attempt_at = now_utc()
     session.flush()
@@ -344,7 +347,7 @@ def _claim(session: Session, *, invoice_id: int, now: dt.datetime) -> _Claim | s
                 session,
                 collection,
                 invoice,
-                message="No card or other payment method is saved for your organisation.",
+                message=str(NO_PAYMENT_METHOD),
                 code="no_payment_method",
             )
             session.commit()
@@ -565,28 +568,33 @@ def _failure_mail(session: Session, collection: PaymentCollection, invoice: Invo
     if not has_app_context():
         return
     organisation = invoice.organisation
-    admins = session.scalars(
-        sa.select(User.email)
-        .where(
-            User.organisation_id == organisation.id,
-            User.role == Role.ORG_ADMIN,
-            User.is_active.is_(True),
+    admins: list[tuple[str, str | None]] = [
+        (email, locale)
+        for email, locale in session.execute(
+            sa.select(User.email, User.locale)
+            .where(
+                User.organisation_id == organisation.id,
+                User.role == Role.ORG_ADMIN,
+                User.is_active.is_(True),
+            )
+            .order_by(User.id)
         )
-        .order_by(User.id)
-    ).all()
-    amount = format_money(collection.amount or invoice.amount_due, invoice.currency)
-    for address in admins or [organisation.billing_email]:
-        mail_queue(
-            session,
-            build_message(
+    ]
+    # The admins, each in the language they chose; else the billing contact, in the invoices'.
+    for address, locale in admins or [(organisation.billing_email, organisation.invoice_language)]:
+        with i18n.in_language(locale):  # each admin reads it in the language they chose
+            message = build_message(
                 to=address,
-                subject=f"Payment of invoice {invoice.number} failed",
+                subject=_("Payment of invoice %(number)s failed", number=invoice.number),
                 template="payment_failed",
                 organisation=organisation,
                 invoice=invoice,
                 collection=collection,
-                amount=amount,
-            ),
+                amount=i18n.money(collection.amount or invoice.amount_due, invoice.currency),
+            )
+        mail_queue(
+            session,
+            message,
             organisation_id=organisation.id,
             related=("invoice", invoice.id),
         )

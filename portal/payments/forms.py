@@ -6,19 +6,21 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, SubmitField
 from wtforms.fields.choices import SelectChoice
 
+from portal.kernel.i18n import _l
 from portal.payments.accounts import TEST_METHODS
 
 
 class CheckoutForm(FlaskForm):
     """Go to Stripe to add a card or another payment method."""
 
-    submit = SubmitField("Add a payment method at Stripe")
+    submit = SubmitField(_l("Add a payment method at Stripe"))
 
 
 class StripeTestCardForm(FlaskForm):
     """Test mode only: save one of Stripe's test cards."""
 
     test_method = SelectField(
-        "Test card", choices=[SelectChoice(value, label) for value, label in TEST_METHODS.items()]
+        _l("Test card"),
+        choices=[SelectChoice(value, label) for value, label in TEST_METHODS.items()],
     )
-    submit = SubmitField("Save test card")
+    submit = SubmitField(_l("Save test card"))

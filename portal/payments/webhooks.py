@@ -40,6 +40,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.payments.collection import Outcome, outcome_apply
 from portal.payments.gateway import SignatureInvalid, event_verify, intent_from
@@ -59,7 +60,7 @@ class WebhooksNotConfigured(DomainError):
 
     status = 503
     code = "webhooks_not_configured"
-    title = "Webhooks are not configured"
+    title = _l("Webhooks are not configured")
 
 
 class WebhookSignatureInvalid(DomainError):
@@ -67,7 +68,7 @@ class WebhookSignatureInvalid(DomainError):
 
     status = 400
     code = "invalid_signature"
-    title = "Invalid signature"
+    title = _l("Invalid signature")
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,9 @@ def receive(session: Session, *, payload: bytes, signature: str | None) -> Recei
     """
     secret = current_app.config.get("PORTAL_STRIPE_WEBHOOK_SECRET") or ""
     if not secret:
-        raise WebhooksNotConfigured("PORTAL_STRIPE_WEBHOOK_SECRET is not set on this portal.")
+        raise WebhooksNotConfigured(
+            _l("%(setting)s is not set on this portal.", setting="PORTAL_STRIPE_WEBHOOK_SECRET")
+        )
     try:
         event = event_verify(payload, signature, secret)
     except SignatureInvalid as error:

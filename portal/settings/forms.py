@@ -11,33 +11,52 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired, Length, NumberRange
 
+from portal.kernel.i18n import _l
+
 
 class CouncilSettingsForm(FlaskForm):
     default_tax_rate_percent = DecimalField(
-        "Default tax rate (%)",
+        _l("Default tax rate (%)"),
         places=2,
         validators=[InputRequired(), NumberRange(min=0, max=100)],
-        description="For organisations without a rate of their own.",
+        description=_l("For organisations without a rate of their own."),
     )
     idle_seat_days = IntegerField(
-        "Idle after (days)",
+        _l("Idle after (days)"),
         validators=[InputRequired(), NumberRange(min=1, max=365)],
-        description="A seat with no usage by its holder for this long is flagged to the org admin.",
+        description=_l(
+            "A seat with no usage by its holder for this long is flagged to the org admin."
+        ),
     )
     invoice_prefix = StringField(
-        "Invoice number prefix", validators=[InputRequired(), Length(max=12)]
+        _l("Invoice number prefix"), validators=[InputRequired(), Length(max=12)]
     )
     credit_note_prefix = StringField(
-        "Credit note number prefix", validators=[InputRequired(), Length(max=12)]
+        _l("Credit note number prefix"), validators=[InputRequired(), Length(max=12)]
     )
     payment_terms_days = IntegerField(
-        "Payment terms (days)", validators=[InputRequired(), NumberRange(min=0, max=120)]
+        _l("Payment terms (days)"), validators=[InputRequired(), NumberRange(min=0, max=120)]
     )
     overdue_grace_days = IntegerField(
-        "Grace before overdue (days)", validators=[InputRequired(), NumberRange(min=0, max=365)]
+        _l("Grace before overdue (days)"),
+        validators=[InputRequired(), NumberRange(min=0, max=365)],
     )
     suspend_subscriptions_when_overdue = BooleanField(
-        "Refuse new subscriptions of organisations with overdue invoices"
+        _l("Refuse new subscriptions of organisations with overdue invoices")
     )
-    bank_details = TextAreaField("Bank details on invoices", validators=[Length(max=1000)])
-    submit = SubmitField("Save settings")
+    bank_details = TextAreaField(_l("Bank details on invoices"), validators=[Length(max=1000)])
+    # The seller on every invoice (the rules are the service's: portal.settings.services).
+    seller_legal_name = StringField(
+        _l("Legal name"),
+        validators=[Length(max=200)],
+        description=_l("Empty: the council's name."),
+    )
+    seller_address = TextAreaField(_l("Address"), validators=[Length(max=500)])
+    seller_tax_id = StringField(
+        _l("Tax id (VAT)"),
+        validators=[Length(max=64)],
+        description=_l("Printed on every invoice, e.g. DE123456789."),
+    )
+    seller_iban = StringField(_l("IBAN"), validators=[Length(max=50)])
+    seller_bic = StringField(_l("BIC"), validators=[Length(max=14)])
+    submit = SubmitField(_l("Save settings"))

@@ -51,6 +51,10 @@ class Organisation(TimestampMixin, Base):
     country: Mapped[str] = mapped_column(sa.String(2), nullable=False)
     currency: Mapped[str] = mapped_column(sa.String(3), nullable=False)
     tax_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # The buyer's postal address on its invoices, and their language (en/ru; none:
+    # English): migration 0016, issue 14.
+    billing_address: Mapped[str | None] = mapped_column(sa.Text)
+    invoice_language: Mapped[str | None] = mapped_column(sa.String(8))
     billing_email: Mapped[str] = mapped_column(sa.String(254), nullable=False)
     status: Mapped[OrganisationStatus] = mapped_column(
         enum_column(OrganisationStatus, 16),

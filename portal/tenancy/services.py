@@ -36,6 +36,9 @@ TaxId = Annotated[Annotated[str, StringConstraints(max_length=64)] | None, Optio
 Reason = Annotated[Annotated[str, StringConstraints(max_length=500)] | None, OptionalText]
 Note = Annotated[Annotated[str, StringConstraints(max_length=2000)] | None, OptionalText]
 TaxRate = Annotated[Annotated[int, Field(ge=0, le=10000)] | None, OptionalText]
+# The buyer on invoices (issue 14): postal address, and the language of its invoices.
+BillingAddress = Annotated[Annotated[str, StringConstraints(max_length=500)] | None, OptionalText]
+InvoiceLanguage = Annotated[Literal["en", "ru"] | None, OptionalText]
 
 PROFILE_FIELDS = (
     "name",
@@ -46,11 +49,13 @@ PROFILE_FIELDS = (
     "billing_provider",
     "tax_rate_bp",
     "reverse_charge",
+    "billing_address",
+    "invoice_language",
 )
 AUDIT_FIELDS = ("slug", *PROFILE_FIELDS, "status")
 
 # Which fields an organisation's own admin may change; the rest are the council's.
-ORG_ADMIN_EDITABLE = {"name", "tax_id", "billing_email"}
+ORG_ADMIN_EDITABLE = {"name", "tax_id", "billing_email", "billing_address", "invoice_language"}
 
 
 class OrganisationCreate(BaseModel):
@@ -66,6 +71,8 @@ class OrganisationCreate(BaseModel):
     billing_provider: Literal["stripe", "manual"] = "manual"
     tax_rate_bp: TaxRate = None
     reverse_charge: bool = False
+    billing_address: BillingAddress = None
+    invoice_language: InvoiceLanguage = None
 
 
 class OrganisationApplication(BaseModel):
@@ -95,6 +102,8 @@ class OrganisationUpdate(BaseModel):
     billing_provider: Literal["stripe", "manual"] | None = None
     tax_rate_bp: TaxRate = None
     reverse_charge: bool | None = None
+    billing_address: BillingAddress = None
+    invoice_language: InvoiceLanguage = None
 
 
 # The allowed status transitions: from -> {to: audit action}.
@@ -207,7 +216,12 @@ def organisation_update(
     given = fields.model_dump(include=set(data))
     before = snapshot(organisation, AUDIT_FIELDS)
     for key, value in given.items():
-        if value is None and key not in ("tax_id", "tax_rate_bp"):
+        if value is None and key not in (
+            "tax_id",
+            "tax_rate_bp",
+            "billing_address",
+            "invoice_language",
+        ):
             continue
         setattr(organisation, key, value)
     session.flush()

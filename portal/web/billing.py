@@ -26,6 +26,7 @@ from flask import (
     url_for,
 )
 
+from portal import i18n
 from portal.billing import documents, exports, lifecycle, selectors
 from portal.billing.bank_import import MAX_CHARACTERS, bank_statement_upload
 from portal.billing.drafting import draft_recompute
@@ -38,7 +39,7 @@ from portal.billing.forms import (
     RunForm,
     amount_minor,
 )
-from portal.billing.models import Invoice, InvoiceStatus
+from portal.billing.models import Invoice, InvoiceStatus, status_name
 from portal.billing.operations import drafts_finalize, invoice_run_start
 from portal.billing.overdue import past_due_invoices
 from portal.csvutil import csv_text
@@ -50,7 +51,7 @@ from portal.jobs.selectors import job_by_id
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
-from portal.kernel.money import format_money
+from portal.kernel.i18n import _, _l, _n
 from portal.kernel.periods import period_bounds, period_of
 from portal.kernel.scope import Scope, scope_of
 from portal.mail import selectors as mail_selectors
@@ -64,14 +65,31 @@ bp = Blueprint("billing", __name__)
 FINANCE = (Role.COUNCIL_ADMIN, Role.FINANCE)
 
 
+#: How billing providers read ("manual": the organisation pays by bank transfer).
+BILLING_PROVIDERS = {"manual": _l("manual"), "stripe": "Stripe"}
+
+
 @bp.app_template_filter("quantity")
 def quantity(value: str | None) -> str:
-    """An exact decimal as people read it: ``"11.6000"`` → ``11.6``, ``"12.0000"`` → ``12``."""
+    """An exact decimal in the reader's locale: ``"11.6000"`` → ``11.6`` / ``11,6``, never
+    ``12.0000`` nor an exponent (a line's quantity has 4 decimals)."""
     try:
         number = Decimal(value or "0")
     except InvalidOperation:
         return value or ""
-    return f"{number.normalize():f}"
+    return i18n.number(number, 4)
+
+
+@bp.app_template_filter("invoice_status")
+def invoice_status(value: str) -> str:
+    """An invoice status in the reader's language."""
+    return status_name(value)
+
+
+@bp.app_template_filter("billing_provider")
+def billing_provider(value: str) -> str:
+    """How an organisation pays, in the reader's language."""
+    return str(BILLING_PROVIDERS.get(value, value))
 
 
 # ---------------------------------------------------------------- helpers
@@ -179,20 +197,26 @@ def finalize_all():
     period = (request.form.get("period") or "").strip()
     form = ConfirmForm()
     if not form.validate_on_submit():
-        flash("The form expired; nothing was finalised. Try again.", "error")
+        flash(_("The form expired; nothing was finalised. Try again."), "error")
         return redirect(url_for("billing.finance", period=period or None))
     with committed(form) as saved:  # a refusal says "Nothing was finalised: ..."
         finalised = drafts_finalize(db_session(), actor=g.actor, period=period)
     if saved:
         if finalised:
             flash(
-                f"{len(finalised)} invoice{'s' if len(finalised) != 1 else ''} finalised "
-                f"({finalised[0].number} – {finalised[-1].number}); "
-                "PDFs stored, their mail queued.",
+                _n(
+                    "%(num)d invoice finalised (%(first)s – %(last)s); "
+                    "PDFs stored, their mail queued.",
+                    "%(num)d invoices finalised (%(first)s – %(last)s); "
+                    "PDFs stored, their mail queued.",
+                    len(finalised),
+                    first=finalised[0].number,
+                    last=finalised[-1].number,
+                ),
                 "success",
             )
         else:
-            flash(f"There were no drafts for {period} to finalise.", "info")
+            flash(_("There were no drafts for %(period)s to finalise.", period=period), "info")
     return redirect(url_for("billing.finance", period=period or None))
 
 
@@ -259,14 +283,18 @@ def invoice_finalize(invoice_id: int):
     invoice = selectors.invoice_in_scope(db_session(), scope=_scope(), invoice_id=invoice_id)
     form = ConfirmForm()
     if not form.validate_on_submit():
-        flash("The form expired; the invoice was not finalised. Try again.", "error")
+        flash(_("The form expired; the invoice was not finalised. Try again."), "error")
         return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
     with committed(form) as saved:
         lifecycle.invoice_finalize(db_session(), actor=g.actor, invoice=invoice)
         number, email = invoice.number, invoice.organisation.billing_email
     if saved:
         flash(
-            f"Invoice {number} issued; the PDF is stored and its mail to {email} is queued.",
+            _(
+                "Invoice %(number)s issued; the PDF is stored and its mail to %(email)s is queued.",
+                number=number,
+                email=email,
+            ),
             "success",
         )
     return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
@@ -280,17 +308,24 @@ def invoice_refresh(invoice_id: int):
     period, name = invoice.period, invoice.organisation.name
     form = ConfirmForm()
     if not form.validate_on_submit():
-        flash("The form expired; the draft was not refreshed. Try again.", "error")
+        flash(_("The form expired; the draft was not refreshed. Try again."), "error")
         return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
     with committed(form) as saved:
-        refreshed, _ = draft_recompute(db_session(), actor=g.actor, invoice=invoice)
+        refreshed, _outcome = draft_recompute(db_session(), actor=g.actor, invoice=invoice)
         refreshed_id = refreshed.id if refreshed is not None else None
     if not saved:
         return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
     if refreshed_id is None:
-        flash(f"{name} owes nothing for {period}; the draft was removed.", "info")
+        flash(
+            _(
+                "%(name)s owes nothing for %(period)s; the draft was removed.",
+                name=name,
+                period=period,
+            ),
+            "info",
+        )
         return redirect(url_for("billing.finance", period=period))
-    flash("The draft is up to date with the seats and usage recorded now.", "success")
+    flash(_("The draft is up to date with the seats and usage recorded now."), "success")
     return redirect(url_for("billing.invoice_review", invoice_id=refreshed_id))
 
 
@@ -298,9 +333,13 @@ def _amount_in_units(form, low: int, high: int, currency: str) -> None:
     """A service's amount message (in minor units) in the units people typed."""
     if form.amount.errors:
         form.amount.errors = [
-            f"Enter an amount from {format_money(low, currency)} to {format_money(high, currency)}."
+            _(
+                "Enter an amount from %(low)s to %(high)s.",
+                low=i18n.money(low, currency),
+                high=i18n.money(high, currency),
+            )
             if high >= low
-            else "Nothing is left to credit or to pay on this invoice."
+            else _("Nothing is left to credit or to pay on this invoice.")
         ]
 
 
@@ -328,8 +367,11 @@ def credit_note_create(invoice_id: int):
                 _amount_in_units(form, 1, creditable, invoice.currency)
             else:
                 flash(
-                    f"Credit note {number} issued for {format_money(total, invoice.currency)} "
-                    "(tax included).",
+                    _(
+                        "Credit note %(number)s issued for %(total)s (tax included).",
+                        number=number,
+                        total=i18n.money(total, invoice.currency),
+                    ),
                     "success",
                 )
                 return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
@@ -361,10 +403,12 @@ def payment_create(invoice_id: int):
                 _amount_in_units(form, 1, due, invoice.currency)
             else:
                 flash(
-                    "Payment recorded; the invoice is paid."
+                    _("Payment recorded; the invoice is paid.")
                     if status == InvoiceStatus.PAID
-                    else f"Part payment recorded; {format_money(left, invoice.currency)} "
-                    "is still due.",
+                    else _(
+                        "Part payment recorded; %(left)s is still due.",
+                        left=i18n.money(left, invoice.currency),
+                    ),
                     "success",
                 )
                 return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))
@@ -388,9 +432,9 @@ def invoice_close(invoice_id: int, action: str):
             number = invoice.number
         if saved:
             flash(
-                f"Invoice {number} is void; its number stays used."
+                _("Invoice %(number)s is void; its number stays used.", number=number)
                 if action == "void"
-                else f"Invoice {number} is written off as uncollectible.",
+                else _("Invoice %(number)s is written off as uncollectible.", number=number),
                 "success",
             )
             return redirect(url_for("billing.invoice_review", invoice_id=invoice_id))

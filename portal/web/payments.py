@@ -13,6 +13,7 @@ from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _
 from portal.payments import accounts, collection, selectors, webhooks
 from portal.payments.forms import CheckoutForm, StripeTestCardForm
 from portal.tenancy.models import BillingProvider
@@ -54,7 +55,7 @@ def checkout_start() -> ResponseReturnValue:
     """Off to Stripe Checkout (setup mode) to add a payment method."""
     form = CheckoutForm()
     if not form.validate_on_submit():
-        return _back("The form expired; try again.", "error")
+        return _back(_("The form expired; try again."), "error")
     base = current_app.config["PORTAL_BASE_URL"]
     # Not forms.committed: Stripe's refusals name no field of this form; their detail is flashed.
     try:
@@ -92,7 +93,7 @@ def checkout_return() -> ResponseReturnValue:
         db_session().rollback()
         return _back(error.detail, "error")
     db_session().commit()
-    return _back(f"{account.method_label} will be charged for your invoices.")
+    return _back(_("%(method)s will be charged for your invoices.", method=account.method_label))
 
 
 @bp.post("/org/payment-method/test-card")
@@ -101,7 +102,7 @@ def test_card() -> ResponseReturnValue:
     """Test mode: save one of Stripe's test cards."""
     form = StripeTestCardForm()
     if not form.validate_on_submit():
-        return _back("Choose one of the test cards.", "error")
+        return _back(_("Choose one of the test cards."), "error")
     # Not forms.committed: the page redirects, so a refusal's detail is flashed, not placed.
     try:
         account = accounts.stripe_test_card_add(
@@ -115,7 +116,7 @@ def test_card() -> ResponseReturnValue:
         db_session().rollback()
         return _back(error.detail, "error")
     db_session().commit()
-    return _back(f"{account.method_label} will be charged for your invoices.")
+    return _back(_("%(method)s will be charged for your invoices.", method=account.method_label))
 
 
 @bp.post("/org/payment-method/payments/<int:invoice_id>/retry")
@@ -124,7 +125,7 @@ def payment_retry(invoice_id: int) -> ResponseReturnValue:
     """Ask for another attempt at a failed payment now."""
     form = ConfirmForm()
     if not form.validate_on_submit():
-        return _back("The form expired; try again.", "error")
+        return _back(_("The form expired; try again."), "error")
     with committed(form) as saved:  # a refusal (no field errors) is flashed
         collection.collection_retry_now(
             db_session(),
@@ -134,7 +135,7 @@ def payment_retry(invoice_id: int) -> ResponseReturnValue:
         )
     if not saved:
         return _back()
-    return _back("The payment was tried again; the list below shows how it went.")
+    return _back(_("The payment was tried again; the list below shows how it went."))
 
 
 # ---------------------------------------------------------------- the webhook
