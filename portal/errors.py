@@ -22,7 +22,7 @@ from portal.db import (
     outage,
     remove_session,
 )
-from portal.i18n import language
+from portal.i18n import in_language, language, supported
 from portal.kernel.errors import (
     Conflict,
     DomainError,
@@ -31,6 +31,7 @@ from portal.kernel.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from portal.kernel.i18n import LANGUAGES, _l
 
 __all__ = [
     "Conflict",
@@ -115,10 +116,85 @@ def _rollback() -> None:
         db_session().invalidate()
 
 
-DATABASE_UNAVAILABLE_DETAIL = (
+DATABASE_UNAVAILABLE_DETAIL = _l(
     "The database is not answering just now (a restart or a lost connection). "
     "Try again in a few seconds."
 )
+
+# HTTP errors' titles, in the reader's language (werkzeug names them in English only).
+HTTP_TITLES = {
+    400: _l("Bad Request"),
+    401: _l("Unauthorized"),
+    403: _l("Forbidden"),
+    404: _l("Not Found"),
+    405: _l("Method Not Allowed"),
+    406: _l("Not Acceptable"),
+    409: _l("Conflict"),
+    410: _l("Gone"),
+    413: _l("Request Entity Too Large"),
+    415: _l("Unsupported Media Type"),
+    422: _l("Unprocessable Entity"),
+    429: _l("Too Many Requests"),
+    500: _l("Internal Server Error"),
+    501: _l("Not Implemented"),
+    502: _l("Bad Gateway"),
+    503: _l("Service Unavailable"),
+}
+
+# werkzeug's own explanations, when an error carries no other (same English, translated).
+HTTP_DESCRIPTIONS = {
+    400: _l("The browser (or proxy) sent a request that this server could not understand."),
+    401: _l(
+        "The server could not verify that you are authorized to access the URL requested. "
+        "You either supplied the wrong credentials (e.g. a bad password), or your browser "
+        "doesn't understand how to supply the credentials required."
+    ),
+    403: _l(
+        "You don't have the permission to access the requested resource. "
+        "It is either read-protected or not readable by the server."
+    ),
+    404: _l(
+        "The requested URL was not found on the server. "
+        "If you entered the URL manually please check your spelling and try again."
+    ),
+    405: _l("The method is not allowed for the requested URL."),
+    409: _l(
+        "A conflict happened while processing the request. "
+        "The resource might have been modified while the request was being processed."
+    ),
+    413: _l("The data value transmitted exceeds the capacity limit."),
+    415: _l("The server does not support the media type transmitted in the request."),
+    429: _l("This user has exceeded an allotted request count. Try again later."),
+    500: _l(
+        "The server encountered an internal error and was unable to complete your request. "
+        "Either the server is overloaded or there is an error in the application."
+    ),
+}
+
+UNEXPECTED_DETAIL = _l("Something went wrong on our side. The error has been logged.")
+
+
+def http_title(error: HTTPException) -> Any:
+    """The error's title in the reader's language (werkzeug's English name if not listed)."""
+    return HTTP_TITLES.get(error.code or 500, error.name)
+
+
+def http_detail(error: HTTPException) -> Any:
+    """The error's explanation: its own, or werkzeug's default one in the reader's language."""
+    detail = error.description or ""
+    default = type(error).description
+    if detail and detail == default and (error.code or 500) in HTTP_DESCRIPTIONS:
+        return HTTP_DESCRIPTIONS[error.code or 500]
+    return detail
+
+
+def _language_without_database() -> str:
+    """The reader's language when the signed-in person cannot be read: cookie, then browser."""
+    from portal.i18n import LANGUAGE_COOKIE
+
+    return supported(request.cookies.get(LANGUAGE_COOKIE)) or (
+        request.accept_languages.best_match(LANGUAGES, default=LANGUAGES[0])
+    )
 
 
 def database_unavailable(error: BaseException) -> Response:
@@ -134,19 +210,22 @@ def database_unavailable(error: BaseException) -> Response:
     with contextlib.suppress(Exception):  # the connection is gone already
         db_session().invalidate()
     outage.failed(error)
-    title = "Service Unavailable"
+    title = HTTP_TITLES[503]
     detail = DATABASE_UNAVAILABLE_DETAIL
     if render := _renderer():
         response = render(503, title, detail, None)
     elif wants_json():
         response = problem(503, title, detail, code="database_unavailable")
     else:
-        html = current_app.jinja_env.get_template("errors/unavailable.html").render(
-            title=title,
-            detail=detail,
-            retry_after=RETRY_AFTER_SECONDS,
-            council_name=current_app.config["PORTAL_COUNCIL_NAME"],
-        )
+        # The person's own choice cannot be read: the cookie's or the browser's language.
+        with in_language(_language_without_database()) as chosen:
+            html = current_app.jinja_env.get_template("errors/unavailable.html").render(
+                title=title,
+                detail=detail,
+                retry_after=RETRY_AFTER_SECONDS,
+                council_name=current_app.config["PORTAL_COUNCIL_NAME"],
+                lang=chosen,
+            )
         response = Response(html, status=503, mimetype="text/html")
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
@@ -164,6 +243,22 @@ def _page(status: int, title: str, detail: str, code: str | None) -> Response:
             raise
         return database_unavailable(exc)
     return current_app.make_response((html, status))
+
+
+# Flask-WTF's reasons for refusing a form, in the reader's language.
+CSRF_REASONS = {
+    "The CSRF token is missing.": _l("The CSRF token is missing."),
+    "The CSRF token has expired.": _l("The CSRF token has expired."),
+    "The CSRF token is invalid.": _l("The CSRF token is invalid."),
+    "The CSRF session token is missing.": _l("The CSRF session token is missing."),
+    "The CSRF tokens do not match.": _l("The CSRF tokens do not match."),
+    "The referrer header is missing.": _l("The referrer header is missing."),
+    "The referrer does not match the host.": _l("The referrer does not match the host."),
+}
+
+
+def _csrf_reason(reason: str) -> Any:
+    return CSRF_REASONS.get(reason, reason)
 
 
 def _pass_on_headers(headers: Any, response: Response) -> Response:
@@ -206,23 +301,25 @@ def register_error_handlers(app: Flask) -> None:
         if (error.code or 500) >= 500:
             _rollback()
         status = error.code or 500
-        detail = error.description or ""
+        detail = http_detail(error)
+        title = http_title(error)
         if isinstance(error, CSRFError):
-            detail = (
+            detail = _l(
                 "This form has expired or was opened in another session, so nothing was saved. "
-                f"Go back, reload the page and try again. ({detail})"
+                "Go back, reload the page and try again. (%(reason)s)",
+                reason=_csrf_reason(error.description or ""),
             )
         headers = error.get_response().headers
         if render := _renderer():
-            rendered = current_app.make_response(render(status, error.name, detail, None))
+            rendered = current_app.make_response(render(status, title, detail, None))
             return _pass_on_headers(headers, rendered)
         if wants_json():
             # A stable code for a rate limit's refusal (portal.ratelimit adds its headers).
             response = problem(
-                status, error.name, detail, code="rate_limited" if status == 429 else None
+                status, title, detail, code="rate_limited" if status == 429 else None
             )
         else:
-            response = _page(status, error.name, detail, None)
+            response = _page(status, title, detail, None)
             if response.status_code == 503 and status != 503:
                 return response  # the database went away while the page was drawn
         return _pass_on_headers(headers, response)
@@ -234,9 +331,10 @@ def register_error_handlers(app: Flask) -> None:
             return database_unavailable(error)
         _rollback()
         current_app.logger.exception("Unhandled error")
-        detail = "Something went wrong on our side. The error has been logged."
+        detail = UNEXPECTED_DETAIL
+        title = HTTP_TITLES[500]
         if render := _renderer():
-            return render(500, "Internal Server Error", detail, None)
+            return render(500, title, detail, None)
         if wants_json():
-            return problem(500, "Internal Server Error", detail)
-        return _page(500, "Internal Server Error", detail, None)
+            return problem(500, title, detail)
+        return _page(500, title, detail, None)

@@ -46,6 +46,7 @@ from flask import Flask, request
 from werkzeug.routing import IntegerConverter
 
 from portal.kernel.errors import ValidationFailed
+from portal.kernel.i18n import _l
 
 # The largest value a BIGINT (PostgreSQL) or INTEGER (SQLite) column holds.
 MAX_DB_INT = 2**63 - 1
@@ -81,7 +82,7 @@ class UnsafeInput(ValidationFailed):
     def __init__(self, field: str, detail: str, message: str, status: int) -> None:
         super().__init__(detail, errors={field: [message]})
         self.status = status
-        self.title = "Validation failed" if status == 422 else "Bad request"
+        self.title = _l("Validation failed") if status == 422 else _l("Bad request")
 
 
 def _at_most(limit: int) -> str:
@@ -209,8 +210,11 @@ def _unsafe() -> tuple[str, str] | None:
         if json_too_deep(raw):
             raise _refusal(
                 "_",
-                f"The JSON body nests arrays and objects more than {MAX_JSON_DEPTH} deep.",
-                f"Nest at most {MAX_JSON_DEPTH} levels deep.",
+                _l(
+                    "The JSON body nests arrays and objects more than %(depth)d deep.",
+                    depth=MAX_JSON_DEPTH,
+                ),
+                _l("Nest at most %(depth)d levels deep.", depth=MAX_JSON_DEPTH),
             )
         field = unsafe_json_field(raw)
         if field is not None:
@@ -226,9 +230,18 @@ def refuse_control_characters() -> None:
     where, field = found
     raise _refusal(
         field,
-        f"The {where} holds a control character (such as a NUL byte) in “{field}”; "
-        "remove it and send again.",
-        "Remove the control character (such as a NUL byte).",
+        _l(
+            "The form holds a control character (such as a NUL byte) in “%(field)s”; "
+            "remove it and send again.",
+            field=field,
+        )
+        if where == "form"
+        else _l(
+            "The JSON body holds a control character (such as a NUL byte) in “%(field)s”; "
+            "remove it and send again.",
+            field=field,
+        ),
+        _l("Remove the control character (such as a NUL byte)."),
     )
 
 

@@ -50,6 +50,7 @@ from portal.config import Network
 from portal.extensions import limiter
 from portal.identity.auth import pending_second_factor_user_id
 from portal.identity.security import token_digest
+from portal.kernel.i18n import _
 from portal.scim.api import bp as scim
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -322,7 +323,9 @@ def _add_token_limits() -> None:
         key_func=_bearer_key,
         exempt_when=_no_bearer,
         deduct_when=_token_accepted,
-        error_message="Too many requests with this token. Wait and try again (Retry-After).",
+        error_message=lambda: _(
+            "Too many requests with this token. Wait and try again (Retry-After)."
+        ),
     )(api)
     limiter.shared_limit(
         setting("PORTAL_SCIM_RATE_LIMIT"),
@@ -330,7 +333,9 @@ def _add_token_limits() -> None:
         key_func=_bearer_key,
         exempt_when=_no_bearer,
         deduct_when=_token_accepted,
-        error_message="Too many requests with this token. Wait and try again (Retry-After).",
+        error_message=lambda: _(
+            "Too many requests with this token. Wait and try again (Retry-After)."
+        ),
     )(scim)
 
 

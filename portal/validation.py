@@ -24,6 +24,7 @@ from pydantic import (
 
 from portal.kernel import iso
 from portal.kernel.errors import ValidationFailed
+from portal.kernel.i18n import _, _l
 from portal.kernel.periods import check_period
 
 M = TypeVar("M", bound=BaseModel)
@@ -43,11 +44,11 @@ def _blank_to_none(value: Any) -> Any:
 def check_email(value: str) -> str:
     """A syntactically valid address, normalised to lower case."""
     if len(value) > 254:
-        raise ValueError("Use at most 254 characters.")
+        raise ValueError(_("Use at most %(num)d characters.", num=254))
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise ValueError(f"Enter a valid email address ({exc}).") from exc
+        raise ValueError(_("Enter a valid email address (%(reason)s).", reason=exc)) from exc
     return result.normalized.lower()
 
 
@@ -55,10 +56,10 @@ def check_slug(value: str) -> str:
     """Lower-case letters, digits and single hyphens, 3–63 characters, starting with a letter."""
     value = value.lower()
     if not 3 <= len(value) <= 63:
-        raise ValueError("Use 3 to 63 characters.")
+        raise ValueError(_("Use %(low)d to %(high)d characters.", low=3, high=63))
     if not SLUG_RE.match(value):
         raise ValueError(
-            "Use lower-case letters, digits and single hyphens, starting with a letter."
+            _("Use lower-case letters, digits and single hyphens, starting with a letter.")
         )
     return value
 
@@ -67,7 +68,7 @@ def check_country(value: str) -> str:
     """An ISO 3166-1 alpha-2 country code."""
     value = value.upper()
     if not iso.is_country(value):
-        raise ValueError("Choose a country (ISO 3166-1 two-letter code, e.g. DE).")
+        raise ValueError(_("Choose a country (ISO 3166-1 two-letter code, e.g. DE)."))
     return value
 
 
@@ -75,7 +76,7 @@ def check_currency(value: str) -> str:
     """An ISO 4217 currency code the portal bills in."""
     value = value.upper()
     if not iso.is_currency(value):
-        raise ValueError("Choose a currency (ISO 4217 code, e.g. EUR).")
+        raise ValueError(_("Choose a currency (ISO 4217 code, e.g. EUR)."))
     return value
 
 
@@ -90,26 +91,26 @@ MAX_AMOUNT = 10**15
 # later; a month's end) stays inside Python's and PostgreSQL's ranges.
 MIN_DATE = dt.date(2000, 1, 1)
 MAX_DATE = dt.date(9998, 12, 31)
-_DATE_RANGE = f"between {MIN_DATE.isoformat()} and {MAX_DATE.isoformat()}"
+_DATE_RANGE = {"first": MIN_DATE.isoformat(), "last": MAX_DATE.isoformat()}
 
 
 def check_date(value: dt.date) -> dt.date:
     """A date inside :data:`MIN_DATE` … :data:`MAX_DATE`."""
     if not MIN_DATE <= value <= MAX_DATE:
-        raise ValueError(f"Give a date {_DATE_RANGE}.")
+        raise ValueError(_("Give a date between %(first)s and %(last)s.", **_DATE_RANGE))
     return value
 
 
 def check_datetime(value: dt.datetime) -> dt.datetime:
     """A moment with a time zone, inside the date range once turned into UTC."""
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("Give a time zone, e.g. 2026-05-01T12:00:00Z.")
+        raise ValueError(_("Give a time zone, e.g. 2026-05-01T12:00:00Z."))
     try:
         utc = value.astimezone(dt.UTC)
     except OverflowError as exc:
-        raise ValueError(f"Give a moment {_DATE_RANGE}.") from exc
+        raise ValueError(_("Give a moment between %(first)s and %(last)s.", **_DATE_RANGE)) from exc
     if not MIN_DATE <= utc.date() <= MAX_DATE:
-        raise ValueError(f"Give a moment {_DATE_RANGE}.")
+        raise ValueError(_("Give a moment between %(first)s and %(last)s.", **_DATE_RANGE))
     return utc
 
 
@@ -139,17 +140,18 @@ def optional_int(ge: int, le: int) -> Any:
     return Annotated[Annotated[int, Field(ge=ge, le=le)] | None, OptionalText]
 
 
+# Pydantic's errors in the reader's language; placeholders from the error's ``ctx``.
 _MESSAGES = {
-    "missing": "This field is required.",
-    "string_too_short": "This field is required.",
-    "string_too_long": "Use at most {max_length} characters.",
-    "int_parsing": "Enter a whole number.",
-    "bool_parsing": "Enter true or false.",
-    "literal_error": "Choose one of: {expected}.",
-    "enum": "Choose one of: {expected}.",
-    "greater_than_equal": "Enter {ge} or more.",
-    "less_than_equal": "Enter {le} or less.",
-    "extra_forbidden": "This field is not accepted.",
+    "missing": _l("This field is required."),
+    "string_too_short": _l("This field is required."),
+    "string_too_long": _l("Use at most %(max_length)s characters."),
+    "int_parsing": _l("Enter a whole number."),
+    "bool_parsing": _l("Enter true or false."),
+    "literal_error": _l("Choose one of: %(expected)s."),
+    "enum": _l("Choose one of: %(expected)s."),
+    "greater_than_equal": _l("Enter %(ge)s or more."),
+    "less_than_equal": _l("Enter %(le)s or less."),
+    "extra_forbidden": _l("This field is not accepted."),
 }
 
 
@@ -163,13 +165,14 @@ def _message(error: dict[str, Any]) -> str:
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     if kind == "string_too_short" and ctx.get("min_length", 1) > 1:
-        return f"Use at least {ctx['min_length']} characters."
+        return _("Use at least %(num)d characters.", num=int(ctx["min_length"]))
     template = _MESSAGES.get(kind)
-    if template:
+    if template is not None:
+        text = str(template)
         try:
-            return template.format(**ctx)
-        except (KeyError, IndexError):
-            return template
+            return text % ctx if "%(" in text else text
+        except (KeyError, TypeError, ValueError):
+            return text
     return error["msg"]
 
 
@@ -187,4 +190,4 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed("Some fields need attention.", errors=errors_from(exc)) from exc
+        raise ValidationFailed(_l("Some fields need attention."), errors=errors_from(exc)) from exc

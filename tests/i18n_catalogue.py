@@ -229,6 +229,11 @@ def _called(node: ast.Call) -> str:
     return getattr(func, "id", None) or getattr(func, "attr", None) or ""
 
 
+# pydantic's Field(description=…) and the spec's Tag(description=…) document the API for the
+# programmers who call it: English, like its codes and field names (docs/I18N.md).
+OPENAPI_DOCUMENTATION = {"Field", "Tag"}
+
+
 def unmarked_python_text(path: Path, errors: set[str]) -> list[str]:
     """Flashes, domain errors, form labels and messages written as bare strings in ``path``."""
     tree = ast.parse(path.read_text())
@@ -237,6 +242,8 @@ def unmarked_python_text(path: Path, errors: set[str]) -> list[str]:
         if not isinstance(node, ast.Call):
             continue
         name = _called(node)
+        if name in OPENAPI_DOCUMENTATION:
+            continue
         suspects: list[ast.AST | None] = []
         if name == "flash" or name in errors or name.endswith("Field"):
             suspects.append(node.args[0] if node.args else None)

@@ -7,6 +7,8 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length
 
+from portal.kernel.i18n import _l
+
 # 90 days is preselected (and the service's default); "never" must be chosen.
 NEVER = "never"
 EXPIRY_CHOICES = [
@@ -26,16 +28,16 @@ class OrgTokenForm(FlaskForm):
     """An org admin names a token for their own organisation."""
 
     name = StringField(
-        "Name",
+        _l("Name"),
         validators=[InputRequired(), Length(max=200)],
-        description="What the token is for, e.g. “HR system sync”.",
+        description=_l("What the token is for, e.g. “HR system sync”."),
     )
     expires_in = SelectField(
-        "Expires",
+        _l("Expires"),
         default="90",
-        description="A token that never expires keeps working until someone revokes it.",
+        description=_l("A token that never expires keeps working until someone revokes it."),
     )
-    submit = SubmitField("Create token")
+    submit = SubmitField(_l("Create token"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,9 +47,9 @@ class OrgTokenForm(FlaskForm):
 class CouncilTokenForm(OrgTokenForm):
     """Council admins also choose the scope and, for it, the organisation or vendor."""
 
-    scope = SelectField("Scope")
-    organisation = SelectField("Organisation (for an organisation token)")
-    vendor = SelectField("Vendor (for a vendor token)")
+    scope = SelectField(_l("Scope"))
+    organisation = SelectField(_l("Organisation (for an organisation token)"))
+    vendor = SelectField(_l("Vendor (for a vendor token)"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -28,6 +28,7 @@ from portal.billing.operations import invoice_run_start
 from portal.db import db_session
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, PermissionDenied
+from portal.kernel.i18n import _l
 from portal.kernel.periods import period_bounds
 from portal.kernel.policy import Action
 from portal.kernel.scope import Scope, scope_of
@@ -250,8 +251,8 @@ def _organisation_filter(slug: str | None) -> Scope:
         organisation = db_session().get(Organisation, own.organisation_id)
         if organisation is None or slug.lower() != organisation.slug:
             raise PermissionDenied(
-                "This token reads only its own organisation's invoices.",
-                errors={"organisation": ["Leave out, or give this token's own organisation."]},
+                _l("This token reads only its own organisation's invoices."),
+                errors={"organisation": [_l("Leave out, or give this token's own organisation.")]},
             )
         return own
     return Scope.organisation(organisation_named(db_session(), slug).id)
@@ -291,9 +292,12 @@ def invoice_run_create(body: InvoiceRunCreate) -> Response:
     start, _ = period_bounds(body.period)
     if start > now_utc():
         raise Conflict(
-            f"{body.period} has not started; invoice the current month or an earlier one.",
+            _l(
+                "%(period)s has not started; invoice the current month or an earlier one.",
+                period=body.period,
+            ),
             code="period_not_started",
-            errors={"period": ["Choose the current month or an earlier one."]},
+            errors={"period": [_l("Choose the current month or an earlier one.")]},
         )
     run = invoice_run_start(db_session(), actor=actor, period=body.period, finalize=body.finalize)
     out = InvoiceRunOut.of(run)  # as recorded: queued (an inline job may run at commit)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from portal.api.schemas import CURSOR_PATTERN
 from portal.kernel.errors import ValidationFailed
+from portal.kernel.i18n import _l
 
 T = TypeVar("T")
 
@@ -36,8 +37,8 @@ def decode_cursor(cursor: str | None) -> int | None:
         return None
     if not _CURSOR_RE.match(cursor):
         raise ValidationFailed(
-            "The cursor is not one this API gave out.",
-            errors={"cursor": ["Use the next_cursor of the previous page, or leave it out."]},
+            _l("The cursor is not one this API gave out."),
+            errors={"cursor": [_l("Use the next_cursor of the previous page, or leave it out.")]},
         )
     return int.from_bytes(base64.urlsafe_b64decode(cursor + "="), "big")
 

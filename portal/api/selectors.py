@@ -17,6 +17,7 @@ from portal.api.models import ApiToken, IdempotentRequest, TokenScope
 from portal.catalogue.models import Meter, Product, Vendor
 from portal.catalogue.selectors import product_by_sku, vendor_by_slug
 from portal.kernel.errors import NotFound
+from portal.kernel.i18n import _l
 from portal.kernel.scope import Scope
 from portal.tenancy.models import Organisation
 from portal.tenancy.selectors import organisation_by_slug
@@ -48,7 +49,7 @@ def token_in_scope(session: Session, *, scope: Scope, token_id: int) -> ApiToken
     query = sa.select(ApiToken).where(ApiToken.id == token_id, _tokens_of(scope))
     token = session.scalar(query)
     if token is None:
-        raise NotFound("No such token here.")
+        raise NotFound(_l("No such token here."))
     return token
 
 
@@ -71,7 +72,7 @@ def _named(find: Callable[[Session, str], T], session: Session, key: str, field:
     try:
         return find(session, key)
     except NotFound as exc:
-        raise NotFound(exc.detail, errors={field: [f"No such {field}."]}) from exc
+        raise NotFound(exc.detail, errors={field: [_l("No such %(field)s.", field=field)]}) from exc
 
 
 def vendor_named(session: Session, slug: str) -> Vendor:
@@ -95,6 +96,6 @@ def meter_named(product: Product, key: str) -> Meter:
         if meter.key == key:
             return meter
     raise NotFound(
-        f"{product.name} has no meter “{key}”.",
-        errors={"meter": [f"Choose one of {product.name}'s meters."]},
+        _l("%(product)s has no meter “%(key)s”.", product=product.name, key=key),
+        errors={"meter": [_l("Choose one of %(product)s's meters.", product=product.name)]},
     )

@@ -22,6 +22,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.validation import SafeDateTime, Stripped, parse
@@ -61,7 +62,7 @@ def _require(actor: Actor, action: Action, scope: str, organisation_id: int | No
         actor,
         action,
         organisation_id=organisation_id if scope == TokenScope.ORGANISATION else None,
-        message="You may not handle this token.",
+        message=_l("You may not handle this token."),
     )
 
 
@@ -85,8 +86,8 @@ def token_create(
     """
     if never_expires and expires_at is not None:
         raise ValidationFailed(
-            "A token either expires or never does.",
-            errors={"expires_at": ["Give an expiry or choose “never”, not both."]},
+            _l("A token either expires or never does."),
+            errors={"expires_at": [_l("Give an expiry or choose “never”, not both.")]},
         )
     if expires_at is None and not never_expires:
         expires_at = now_utc() + DEFAULT_LIFETIME
@@ -102,12 +103,16 @@ def token_create(
     if scope != TokenScope.VENDOR and vendor is not None:
         errors["vendor"] = ["Only vendor tokens belong to a vendor."]
     if errors:
-        raise ValidationFailed("Some fields need attention.", errors=errors)
+        raise ValidationFailed(_l("Some fields need attention."), errors=errors)
     _require(actor, Action.TOKEN_CREATE, scope, organisation.id if organisation else None)
     if organisation is not None and organisation.status != OrganisationStatus.ACTIVE:
         raise ValidationFailed(
-            f"{organisation.name} is {organisation.status}; its tokens would not work.",
-            errors={"organisation": ["Choose an active organisation."]},
+            _l(
+                "%(organisation)s is %(status)s; its tokens would not work.",
+                organisation=organisation.name,
+                status=organisation.status,
+            ),
+            errors={"organisation": [_l("Choose an active organisation.")]},
         )
     plaintext = new_token(f"{TOKEN_START}{SCOPE_LETTERS[scope]}_")
     token = ApiToken(

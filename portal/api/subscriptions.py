@@ -24,6 +24,7 @@ from portal.catalogue.models import Product
 from portal.db import db_session
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import NotFound, PermissionDenied, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.kernel.scope import Scope, scope_of
 from portal.seats import selectors, services
@@ -204,16 +205,16 @@ def _organisation(slug: str | None) -> Organisation:
     if own is not None:
         organisation = db_session().get(Organisation, own)
         if organisation is None:  # pragma: no cover (the token's organisation exists)
-            raise NotFound("No such organisation.")
+            raise NotFound(_l("No such organisation."))
         if slug is not None and slug.lower() != organisation.slug:
             raise PermissionDenied(
-                "This token acts only for its own organisation.",
-                errors={"organisation": ["Leave out, or give this token's own organisation."]},
+                _l("This token acts only for its own organisation."),
+                errors={"organisation": [_l("Leave out, or give this token's own organisation.")]},
             )
         return organisation
     if slug is None:
         raise ValidationFailed(
-            "Name the organisation.", errors={"organisation": ["This field is required."]}
+            _l("Name the organisation."), errors={"organisation": [_l("This field is required.")]}
         )
     return organisation_named(db_session(), slug)
 
@@ -253,8 +254,8 @@ def subscription_create(body: SubscriptionCreate) -> Response:
     if body.starts_on not in (None, now_utc().date()) and not _scope().is_council:
         # A rule of the token's scope, not of the body: the council dates contracts.
         raise PermissionDenied(
-            "Only the council can date a subscription other than today.",
-            errors={"starts_on": ["Leave out: subscriptions start today."]},
+            _l("Only the council can date a subscription other than today."),
+            errors={"starts_on": [_l("Leave out: subscriptions start today.")]},
         )
     outcome = services.subscription_create(
         db_session(),

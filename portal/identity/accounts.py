@@ -40,16 +40,16 @@ def ensure_email_free(session: Session, email: str) -> None:
         taken = session.scalar(sa.select(User.id).where(User.email == email)) is not None
     if taken:
         raise Conflict(
-            f"{email} already has an account.",
+            _l("%(email)s already has an account.", email=email),
             code="email_taken",
-            errors={"email": ["This email already has an account."]},
+            errors={"email": [_l("This email already has an account.")]},
         )
 
 
 def check_password(password: str, field: str = "password") -> None:
     problems = password_problems(password or "")
     if problems:
-        raise ValidationFailed("Choose another password.", errors={field: problems})
+        raise ValidationFailed(_l("Choose another password."), errors={field: problems})
 
 
 class _NewAccount(BaseModel):
@@ -72,15 +72,17 @@ def user_create(
     try:
         role = Role(role)
     except ValueError as exc:
-        raise ValidationFailed("Choose a role.", errors={"role": ["Choose a role."]}) from exc
+        raise ValidationFailed(
+            _l("Choose a role."), errors={"role": [_l("Choose a role.")]}
+        ) from exc
     require_people_manager(
         actor, Action.USER_CREATE, organisation.id if organisation else None, role
     )
     fields = parse(_NewAccount, {"email": email, "name": name})
     if role.is_council != (organisation is None):
         raise ValidationFailed(
-            "Council roles have no organisation; organisation roles need one.",
-            errors={"role": ["This role does not fit the organisation given."]},
+            _l("Council roles have no organisation; organisation roles need one."),
+            errors={"role": [_l("This role does not fit the organisation given.")]},
         )
     ensure_email_free(session, fields.email)
     if password is not None:
@@ -114,10 +116,10 @@ def require_people_manager(
     council staff), giving ``role``: council admins manage everyone, org admins their own
     organisation's people in organisation roles (:mod:`portal.kernel.policy`)."""
     policy.require(
-        actor, action, organisation_id=organisation_id, message="You may not manage accounts."
+        actor, action, organisation_id=organisation_id, message=_l("You may not manage accounts.")
     )
     if role is not None and role not in ORG_ROLES and not policy.allowed(actor, action):
-        raise PermissionDenied("Only council admins give council roles.")
+        raise PermissionDenied(_l("Only council admins give council roles."))
 
 
 def _active_org_admins(session: Session, organisation_id: int) -> int:
@@ -140,12 +142,14 @@ def user_change_role(session: Session, *, actor: Actor, user: User, role: Role |
     try:
         role = Role(role)
     except ValueError as exc:
-        raise ValidationFailed("Choose a role.", errors={"role": ["Choose a role."]}) from exc
+        raise ValidationFailed(
+            _l("Choose a role."), errors={"role": [_l("Choose a role.")]}
+        ) from exc
     require_people_manager(actor, Action.USER_CHANGE_ROLE, user.organisation_id, role)
     if role.is_council != user.role.is_council:
         raise ValidationFailed(
-            "Council and organisation roles cannot be swapped.",
-            errors={"role": ["Choose a role on the same side."]},
+            _l("Council and organisation roles cannot be swapped."),
+            errors={"role": [_l("Choose a role on the same side.")]},
         )
     if user.role == role:
         return user
@@ -156,7 +160,7 @@ def user_change_role(session: Session, *, actor: Actor, user: User, role: Role |
         and _active_org_admins(session, user.organisation_id) <= 1
     ):
         raise InvalidState(
-            "This is the organisation's only admin. Make someone else an admin first.",
+            _l("This is the organisation's only admin. Make someone else an admin first."),
             code="last_org_admin",
         )
     before = {"role": user.role}
@@ -180,7 +184,7 @@ def user_set_active(session: Session, *, actor: Actor, user: User, active: bool)
     """Deactivate (ends every session, releases seats) or reactivate an account."""
     require_people_manager(actor, Action.USER_SET_ACTIVE, user.organisation_id)
     if user.id == actor.user_id and not active:
-        raise InvalidState("You cannot deactivate your own account.", code="self_deactivation")
+        raise InvalidState(_l("You cannot deactivate your own account."), code="self_deactivation")
     if user.is_active == active:
         return user
     if (
@@ -190,7 +194,7 @@ def user_set_active(session: Session, *, actor: Actor, user: User, active: bool)
         and _active_org_admins(session, user.organisation_id) <= 1
     ):
         raise InvalidState(
-            "This is the organisation's only admin. Make someone else an admin first.",
+            _l("This is the organisation's only admin. Make someone else an admin first."),
             code="last_org_admin",
         )
     user.is_active = active
@@ -224,7 +228,7 @@ def profile_update(session: Session, *, actor: Actor, user: User, name: str) -> 
         Action.USER_PROFILE_UPDATE,
         organisation_id=user.organisation_id,
         user_id=user.id,
-        message="You may change only your own profile.",
+        message=_l("You may change only your own profile."),
     )
     fields = parse(_Profile, {"name": name})
     before = {"name": user.name}

@@ -46,6 +46,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor, ActorKind, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import PermissionDenied
+from portal.kernel.i18n import _
 from portal.kernel.policy import Action, Reach
 from portal.kernel.scope import Scope, scope_of
 
@@ -313,8 +314,10 @@ def _second_factor_guard() -> Any:
     if not second_factor_required(user) or user_has_second_factor(db_session(), user):
         return None
     flash(
-        "Your account must sign in with a second factor. Set up an authenticator app "
-        "or a passkey to continue.",
+        _(
+            "Your account must sign in with a second factor. Set up an "
+            "authenticator app or a passkey to continue."
+        ),
         "info",
     )
     return redirect(url_for("account.security"))
@@ -364,7 +367,7 @@ def _guard(may: Callable[[Actor], bool]) -> Callable:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not current_user.is_authenticated:
-                flash("Please sign in to see that page.", "info")
+                flash(_("Please sign in to see that page."), "info")
                 # Only a page can be gone back to; a form's POST address would answer 405.
                 back = request.full_path.rstrip("?") if request.method == "GET" else None
                 return redirect(url_for("auth.login", next=back))

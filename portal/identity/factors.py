@@ -41,6 +41,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor, ActorKind, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, DomainError, PermissionDenied, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.tenancy.models import Organisation
 
@@ -68,7 +69,7 @@ class SecondFactorRefused(DomainError):
 
     status = 401
     code = "invalid_second_factor"
-    title = "Second factor refused"
+    title = _l("Second factor refused")
 
 
 WRONG_CODE = "That code is not right, or it was used already. Try the newest code."
@@ -196,7 +197,7 @@ def totp_begin(session: Session, *, actor: Actor, user: User, issuer: str) -> To
     factor = totp_factor(session, user.id)
     if factor is not None and factor.confirmed_at is not None:
         raise Conflict(
-            "An authenticator app is already set up. Remove it first to set up another.",
+            _l("An authenticator app is already set up. Remove it first to set up another."),
             code="totp_exists",
         )
     secret = pyotp.random_base32()  # 160 bits
@@ -225,12 +226,12 @@ def totp_confirm(session: Session, *, actor: Actor, user: User, code: str) -> li
     _check_self(actor, user)
     factor = totp_factor(session, user.id)
     if factor is None or factor.confirmed_at is not None:
-        raise Conflict("Start setting up an authenticator app first.", code="totp_not_started")
+        raise Conflict(_l("Start setting up an authenticator app first."), code="totp_not_started")
     step = _totp_matches(factor, _normalise(code))
     if step is None:
         raise ValidationFailed(
-            "The code does not match.",
-            errors={"code": ["That code does not match. Type the code your app shows now."]},
+            _l("The code does not match."),
+            errors={"code": [_l("That code does not match. Type the code your app shows now.")]},
         )
     factor.confirmed_at = now_utc()
     factor.last_used_step = step
@@ -264,7 +265,7 @@ def totp_remove(
     _check_self(actor, user)
     factor = totp_factor(session, user.id)
     if factor is None:
-        raise Conflict("No authenticator app is set up.", code="totp_missing")
+        raise Conflict(_l("No authenticator app is set up."), code="totp_missing")
     if factor.confirmed_at is None:  # a setup never finished: nothing to prove
         session.delete(factor)
         session.flush()
@@ -280,9 +281,9 @@ def totp_remove(
         proven = verify_password(user.password_hash, password)
     if not proven:
         raise ValidationFailed(
-            "Not proven.",
+            _l("Not proven."),
             errors={
-                "code": ["Type a current code from your app, or your password."],
+                "code": [_l("Type a current code from your app, or your password.")],
             },
         )
     session.delete(factor)
@@ -318,7 +319,7 @@ def recovery_codes_generate(session: Session, *, actor: Actor, user: User) -> li
     _check_self(actor, user)
     if not user_has_second_factor(session, user):
         raise Conflict(
-            "Set up an authenticator app or a passkey first; recovery codes stand in for one.",
+            _l("Set up an authenticator app or a passkey first; recovery codes stand in for one."),
             code="no_second_factor",
         )
     session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
@@ -411,7 +412,7 @@ def factors_reset(session: Session, *, actor: Actor, user: User) -> None:
     )
     if actor.user_id == user.id:
         raise PermissionDenied(
-            "You cannot reset your own second factors; ask another council admin.",
+            _l("You cannot reset your own second factors; ask another council admin."),
             code="reset_self",
         )
     had_totp = totp_factor(session, user.id) is not None

@@ -6,13 +6,16 @@ from wtforms import (
     EmailField,
     HiddenField,
     PasswordField,
+    RadioField,
     SelectField,
     StringField,
     SubmitField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
 
 from portal.identity.security import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from portal.kernel.i18n import _l
 
 _new_password = [InputRequired(), Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWORD_LENGTH)]
 
@@ -20,105 +23,123 @@ _new_password = [InputRequired(), Length(min=MIN_PASSWORD_LENGTH, max=MAX_PASSWO
 class LoginForm(FlaskForm):
     """Email and password in one POST; an email alone goes to its organisation's provider."""
 
-    email = EmailField("Email", validators=[InputRequired(), Length(max=254)])
+    email = EmailField(_l("Email"), validators=[InputRequired(), Length(max=254)])
     # Optional here: with an empty password the email is routed to single sign-on if
     # its domain has it, and told to enter a password otherwise.
-    password = PasswordField("Password", validators=[Length(max=MAX_PASSWORD_LENGTH)])
+    password = PasswordField(_l("Password"), validators=[Length(max=MAX_PASSWORD_LENGTH)])
     next = HiddenField()
-    submit = SubmitField("Sign in")
-    sso = SubmitField("Continue with single sign-on")
+    submit = SubmitField(_l("Sign in"))
+    sso = SubmitField(_l("Continue with single sign-on"))
 
 
 class AcceptInvitationForm(FlaskForm):
-    name = StringField("Your name", validators=[InputRequired(), Length(max=200)])
-    password = PasswordField("Choose a password", validators=_new_password)
-    submit = SubmitField("Create my account")
+    name = StringField(_l("Your name"), validators=[InputRequired(), Length(max=200)])
+    password = PasswordField(_l("Choose a password"), validators=_new_password)
+    submit = SubmitField(_l("Create my account"))
 
 
 class ForgotPasswordForm(FlaskForm):
-    email = EmailField("Email", validators=[InputRequired(), Length(max=254)])
-    submit = SubmitField("Send me a reset link")
+    email = EmailField(_l("Email"), validators=[InputRequired(), Length(max=254)])
+    submit = SubmitField(_l("Send me a reset link"))
 
 
 class ResetPasswordForm(FlaskForm):
-    password = PasswordField("New password", validators=_new_password)
-    submit = SubmitField("Set password")
+    password = PasswordField(_l("New password"), validators=_new_password)
+    submit = SubmitField(_l("Set password"))
 
 
 class ProfileForm(FlaskForm):
-    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
-    submit = SubmitField("Save")
+    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
+    submit = SubmitField(_l("Save"))
 
 
 class ChangePasswordForm(FlaskForm):
-    current_password = PasswordField("Current password", validators=[InputRequired()])
-    new_password = PasswordField("New password", validators=_new_password)
-    submit = SubmitField("Change password")
+    current_password = PasswordField(_l("Current password"), validators=[InputRequired()])
+    new_password = PasswordField(_l("New password"), validators=_new_password)
+    submit = SubmitField(_l("Change password"))
 
 
 class InviteForm(FlaskForm):
-    email = EmailField("Email", validators=[InputRequired(), Length(max=254)])
-    role = SelectField("Role")
-    submit = SubmitField("Send invitation")
+    email = EmailField(_l("Email"), validators=[InputRequired(), Length(max=254)])
+    role = SelectField(_l("Role"))
+    submit = SubmitField(_l("Send invitation"))
 
 
 class RoleForm(FlaskForm):
-    role = SelectField("Role")
-    submit = SubmitField("Change role")
+    role = SelectField(_l("Role"))
+    submit = SubmitField(_l("Change role"))
 
 
 class ConfirmForm(FlaskForm):
     """A bare POST form: a button with a CSRF token."""
 
-    submit = SubmitField("Confirm")
+    submit = SubmitField(_l("Confirm"))
 
 
 class PasskeyRegisterForm(FlaskForm):
     """A passkey's name, and the browser's answer that static/js/passkeys.js fills in."""
 
-    name = StringField("Name for this passkey", validators=[Length(max=100)])
+    name = StringField(_l("Name for this passkey"), validators=[Length(max=100)])
     credential = HiddenField()
-    submit = SubmitField("Add a passkey")
+    submit = SubmitField(_l("Add a passkey"))
 
 
 class PasskeyRenameForm(FlaskForm):
-    name = StringField("New name", validators=[InputRequired(), Length(max=100)])
-    submit = SubmitField("Rename")
+    name = StringField(_l("New name"), validators=[InputRequired(), Length(max=100)])
+    submit = SubmitField(_l("Rename"))
 
 
 class PasskeySignInForm(FlaskForm):
     """The second sign-in step with a passkey: the browser's answer, filled in by the script."""
 
     credential = HiddenField()
-    submit = SubmitField("Use a passkey")
+    submit = SubmitField(_l("Use a passkey"))
 
 
 class SecondFactorForm(FlaskForm):
     """The second sign-in step: a code from the authenticator app, or a recovery code."""
 
     code = StringField(
-        "Code",
+        _l("Code"),
         validators=[InputRequired(), Length(max=64)],
-        description="The 6-digit code your authenticator app shows, or one of your recovery codes.",
+        description=_l(
+            "The 6-digit code your authenticator app shows, or one of your recovery codes."
+        ),
     )
-    submit = SubmitField("Verify")
+    submit = SubmitField(_l("Verify"))
 
 
 class TotpConfirmForm(FlaskForm):
     code = StringField(
-        "Code from the app", validators=[InputRequired(), Length(max=16)], description=""
+        _l("Code from the app"), validators=[InputRequired(), Length(max=16)], description=""
     )
-    submit = SubmitField("Confirm")
+    submit = SubmitField(_l("Confirm"))
 
 
 class TotpRemoveForm(FlaskForm):
     """Removing the authenticator app: proven with a current code or the password."""
 
-    code = StringField("Current code from the app", validators=[Length(max=16)])
-    password = PasswordField("Or your password", validators=[Length(max=MAX_PASSWORD_LENGTH)])
-    submit = SubmitField("Remove the authenticator app")
+    code = StringField(_l("Current code from the app"), validators=[Length(max=16)])
+    password = PasswordField(_l("Or your password"), validators=[Length(max=MAX_PASSWORD_LENGTH)])
+    submit = SubmitField(_l("Remove the authenticator app"))
 
 
 class RequireSecondFactorForm(FlaskForm):
-    required = BooleanField("Require a second factor for everyone")
-    submit = SubmitField("Save")
+    required = BooleanField(_l("Require a second factor for everyone"))
+    submit = SubmitField(_l("Save"))
+
+
+class LanguageForm(FlaskForm):
+    """The language of one's pages and mail: English, Russian, or the browser's (no choice)."""
+
+    # Each language named in itself; "" is no choice: the browser's Accept-Language.
+    language = RadioField(
+        _l("Language"),
+        choices=[
+            SelectChoice("", _l("The browser's language")),
+            SelectChoice("en", "English"),
+            SelectChoice("ru", "Русский"),
+        ],
+        default="",
+    )
+    submit = SubmitField(_l("Save the language"))

@@ -24,6 +24,7 @@ from portal.db import council_wide
 from portal.identity.accounts import check_password, ensure_email_free, require_people_manager
 from portal.identity.models import Invitation, InvitationState, User
 from portal.identity.security import hash_password, new_token, token_digest
+from portal.identity.selectors import organisation_language
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import (
@@ -32,6 +33,7 @@ from portal.kernel.errors import (
     NotFound,
     ValidationFailed,
 )
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.tenancy.models import Organisation, OrganisationStatus
@@ -60,19 +62,24 @@ def invitation_create(
     try:
         role = Role(role)
     except ValueError as exc:
-        raise ValidationFailed("Choose a role.", errors={"role": ["Choose a role."]}) from exc
+        raise ValidationFailed(
+            _l("Choose a role."), errors={"role": [_l("Choose a role.")]}
+        ) from exc
     fields = parse(_InvitationFields, {"email": email})
     if role.is_council != (organisation is None):
         raise ValidationFailed(
-            "That role does not fit.", errors={"role": ["This role does not fit."]}
+            _l("That role does not fit."), errors={"role": [_l("This role does not fit.")]}
         )
     require_people_manager(
         actor, Action.USER_INVITE, organisation.id if organisation else None, role
     )
     if organisation is not None and organisation.status != OrganisationStatus.ACTIVE:
         raise InvalidState(
-            f"{organisation.name} is {organisation.status}; "
-            "invitations can be sent once it is active.",
+            _l(
+                "%(organisation)s is %(status)s; invitations can be sent once it is active.",
+                organisation=organisation.name,
+                status=organisation.status,
+            ),
             code="organisation_not_active",
         )
     org_id = organisation.id if organisation else None
@@ -121,7 +128,13 @@ def invitation_create(
         session,
         build_message(
             to=fields.email,
-            subject=f"You are invited to the {current_app.config['PORTAL_COUNCIL_NAME']} portal",
+            subject=_l(
+                "You are invited to the %(council)s portal",
+                council=current_app.config["PORTAL_COUNCIL_NAME"],
+            ),
+            # Someone without an account yet: their organisation's admins' language, else
+            # the language the inviter is using.
+            locale=organisation_language(session, org_id),
             template="invitation",
             link=f"{base}/invitations/{token}",
             organisation=organisation,
@@ -154,22 +167,22 @@ def invitation_by_token(session: Session, token: str) -> Invitation:
     )
     if invitation is None:
         raise NotFound(
-            "This invitation link is not valid. Ask for a new invitation.",
+            _l("This invitation link is not valid. Ask for a new invitation."),
             code="invitation_invalid",
         )
     state = invitation.state
     if state == InvitationState.ACCEPTED:
         raise InvalidState(
-            "This invitation has already been used. Sign in instead.", code="invitation_used"
+            _l("This invitation has already been used. Sign in instead."), code="invitation_used"
         )
     if state == InvitationState.REVOKED:
         raise InvalidState(
-            "This invitation was replaced or withdrawn. Use the newest link you got.",
+            _l("This invitation was replaced or withdrawn. Use the newest link you got."),
             code="invitation_revoked",
         )
     if state == InvitationState.EXPIRED:
         raise InvalidState(
-            "This invitation has expired. Ask for a new one.", code="invitation_expired"
+            _l("This invitation has expired. Ask for a new one."), code="invitation_expired"
         )
     return invitation
 
@@ -193,13 +206,17 @@ def invitation_accept(
         .execution_options(populate_existing=True)
     ).scalar_one()
     if locked.accepted_at is not None:
-        raise InvalidState("This invitation has already been used.", code="invitation_used")
+        raise InvalidState(_l("This invitation has already been used."), code="invitation_used")
     fields = parse(_AcceptFields, {"name": name})
     check_password(password)
     org = locked.organisation
     if org is not None and org.status != OrganisationStatus.ACTIVE:
         raise InvalidState(
-            f"{org.name} is {org.status}; the invitation cannot be used now.",
+            _l(
+                "%(org)s is %(status)s; the invitation cannot be used now.",
+                org=org.name,
+                status=org.status,
+            ),
             code="organisation_not_active",
         )
     user = session.scalar(sa.select(User).where(User.email == locked.email))
@@ -236,7 +253,10 @@ def invitation_revoke(session: Session, *, actor: Actor, invitation: Invitation)
     """Withdraw a pending invitation."""
     require_people_manager(actor, Action.USER_INVITATION_REVOKE, invitation.organisation_id)
     if invitation.state != InvitationState.PENDING:
-        raise InvalidState(f"This invitation is {invitation.state}.", code="invitation_not_pending")
+        raise InvalidState(
+            _l("This invitation is %(state)s.", state=invitation.state),
+            code="invitation_not_pending",
+        )
     invitation.revoked_at = now_utc()
     session.flush()
     audit_record(

@@ -86,6 +86,7 @@ from portal.kernel.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.validation import OptionalText, parse
 
@@ -108,7 +109,7 @@ class PasskeyRefused(DomainError):
 
     status = 400
     code = "passkey_refused"
-    title = "Passkey not accepted"
+    title = _l("Passkey not accepted")
     #: For :data:`SIGN_COUNT_REFUSED`: the passkey, and its counts (known, reported).
     passkey_id: int | None = None
     counts: tuple[int, int] | None = None
@@ -159,8 +160,10 @@ def _relying_party() -> RelyingParty:
     rp = relying_party()
     if rp is None:
         raise InvalidState(
-            "Passkeys need the portal to be served at a domain name (PORTAL_BASE_URL), "
-            "not an IP address.",
+            _l(
+                "Passkeys need the portal to be served at a domain name "
+                "(PORTAL_BASE_URL), not an IP address."
+            ),
             code="passkeys_unavailable",
         )
     return rp
@@ -189,12 +192,12 @@ def _challenge_take(purpose: str, user_id: int) -> tuple[bytes, dt.datetime]:
         issued_at = dt.datetime.fromisoformat(kept["issued_at"])
     except (KeyError, TypeError, ValueError):
         raise PasskeyRefused(
-            "That passkey request is not the one this page started. Try again.",
+            _l("That passkey request is not the one this page started. Try again."),
             code="passkey_no_challenge",
         ) from None
     if not issued_at.tzinfo or now_utc() - issued_at > CHALLENGE_LIFETIME:
         raise PasskeyRefused(
-            "That passkey request took more than 5 minutes. Try again.",
+            _l("That passkey request took more than 5 minutes. Try again."),
             code="passkey_challenge_expired",
         )
     return challenge, issued_at
@@ -205,19 +208,21 @@ def _credential_json(credential: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(credential, str):
         if not credential.strip():
             raise PasskeyRefused(
-                "No passkey answer came with the form. Passkeys need JavaScript in the browser.",
+                _l(
+                    "No passkey answer came with the form. Passkeys need JavaScript in the browser."
+                ),
                 code="passkey_missing",
             )
         if len(credential) > MAX_CREDENTIAL_JSON:
-            raise PasskeyRefused("That is not a passkey answer.", code="passkey_malformed")
+            raise PasskeyRefused(_l("That is not a passkey answer."), code="passkey_malformed")
         try:
             credential = json.loads(credential)
         except ValueError:
             raise PasskeyRefused(
-                "That is not a passkey answer.", code="passkey_malformed"
+                _l("That is not a passkey answer."), code="passkey_malformed"
             ) from None
     if not isinstance(credential, dict) or not isinstance(credential.get("id"), str):
-        raise PasskeyRefused("That is not a passkey answer.", code="passkey_malformed")
+        raise PasskeyRefused(_l("That is not a passkey answer."), code="passkey_malformed")
     return credential
 
 
@@ -238,13 +243,13 @@ def _own(actor: Actor, user: User) -> None:
     """Only the signed-in person manages their own passkeys (a council admin resets a
     lost factor through ``factors_reset``, not here)."""
     if actor.kind != ActorKind.PERSON:  # a token or a job never holds a passkey
-        raise PermissionDenied("You may only manage your own passkeys.")
+        raise PermissionDenied(_l("You may only manage your own passkeys."))
     policy.require(
         actor,
         Action.USER_SECOND_FACTOR_MANAGE,
         user_id=user.id,
         organisation_id=user.organisation_id,
-        message="You may only manage your own passkeys.",
+        message=_l("You may only manage your own passkeys."),
     )
 
 
@@ -263,7 +268,7 @@ def passkey_of(session: Session, *, actor: Actor, user: User, passkey_id: int) -
         sa.select(Passkey).where(Passkey.id == passkey_id, Passkey.user_id == user.id)
     )
     if passkey is None:
-        raise NotFound("No such passkey.")
+        raise NotFound(_l("No such passkey."))
     return passkey
 
 
@@ -290,8 +295,10 @@ def _user_handle(user: User) -> bytes:
 def _may_register(user: User) -> None:
     if not user.password_hash:
         raise InvalidState(
-            "Accounts that sign in through their organisation's identity provider use its "
-            "second factor, not a passkey here.",
+            _l(
+                "Accounts that sign in through their organisation's identity provider "
+                "use its second factor, not a passkey here."
+            ),
             code="passkey_not_for_sso",
         )
 
@@ -304,7 +311,10 @@ def registration_options(session: Session, *, actor: Actor, user: User) -> str:
     existing = passkeys_list(session, actor=actor, user=user)
     if len(existing) >= MAX_PASSKEYS:
         raise InvalidState(
-            f"You have {MAX_PASSKEYS} passkeys already. Remove one to add another.",
+            _l(
+                "You have %(max_passkeys)s passkeys already. Remove one to add another.",
+                max_passkeys=MAX_PASSKEYS,
+            ),
             code="passkeys_too_many",
         )
     challenge = secrets.token_bytes(32)
@@ -352,11 +362,11 @@ def passkey_register(
     except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
         log.info("Passkey registration refused for user %s: %s", user.id, exc)
         raise PasskeyRefused(
-            "The passkey could not be verified. Try again.", code="passkey_invalid"
+            _l("The passkey could not be verified. Try again."), code="passkey_invalid"
         ) from None
     credential_id = bytes_to_base64url(verified.credential_id)
     if session.scalar(sa.select(Passkey.id).where(Passkey.credential_id == credential_id)):
-        raise Conflict("That passkey is registered already.", code="passkey_exists")
+        raise Conflict(_l("That passkey is registered already."), code="passkey_exists")
     transports = (answer.get("response") or {}).get("transports") or []
     known = [t for t in transports if isinstance(t, str) and t in KNOWN_TRANSPORTS]
     count = passkey_count(session, user.id)
@@ -393,7 +403,7 @@ def authentication_options(session: Session, *, user: User) -> str:
     rp = _relying_party()
     passkeys = list(session.scalars(sa.select(Passkey).where(Passkey.user_id == user.id)))
     if not passkeys:
-        raise InvalidState("This account has no passkey.", code="passkey_none")
+        raise InvalidState(_l("This account has no passkey."), code="passkey_none")
     challenge = secrets.token_bytes(32)
     options = generate_authentication_options(
         rp_id=rp.id,
@@ -425,11 +435,11 @@ def passkey_authenticate(
     )
     if passkey is None:
         raise PasskeyRefused(
-            "That passkey is not registered for this account.", code="passkey_unknown"
+            _l("That passkey is not registered for this account."), code="passkey_unknown"
         )
     if passkey.last_used_at is not None and passkey.last_used_at >= issued_at:
         raise PasskeyRefused(
-            "That passkey answer was used already. Try again.", code="passkey_replayed"
+            _l("That passkey answer was used already. Try again."), code="passkey_replayed"
         )
     try:
         # The counter is checked below, after the signature, to tell that refusal apart.
@@ -444,7 +454,7 @@ def passkey_authenticate(
     except (WebAuthnException, ValueError, TypeError, KeyError) as exc:
         log.info("Passkey sign-in refused for user %s: %s", user.id, exc)
         raise PasskeyRefused(
-            "The passkey could not be verified. Try again.", code="passkey_invalid"
+            _l("The passkey could not be verified. Try again."), code="passkey_invalid"
         ) from None
     new_count = verified.new_sign_count
     if (new_count or passkey.sign_count) and new_count <= passkey.sign_count:
@@ -456,8 +466,11 @@ def passkey_authenticate(
             passkey.sign_count,
         )
         refused = PasskeyRefused(
-            "This passkey's use counter went backwards, so it may have been copied. Sign in "
-            "another way and remove it from your account's security page.",
+            _l(
+                "This passkey's use counter went backwards, so it may have been "
+                "copied. Sign in another way and remove it from your account's "
+                "security page."
+            ),
             code=SIGN_COUNT_REFUSED,
         )
         refused.passkey_id = passkey.id
@@ -502,7 +515,7 @@ def passkey_rename(
     wanted = parse(PasskeyName, {"name": name}).name
     if not wanted:
         raise ValidationFailed(
-            "Give the passkey a name.", errors={"name": ["This field is required."]}
+            _l("Give the passkey a name."), errors={"name": [_l("This field is required.")]}
         )
     before = passkey.name
     passkey.name = wanted

@@ -22,6 +22,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor, ActorKind
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState, NotFound, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 
@@ -35,12 +36,12 @@ def password_change(
         Action.USER_PASSWORD_CHANGE,
         organisation_id=user.organisation_id,
         user_id=user.id,
-        message="You may change only your own password.",
+        message=_l("You may change only your own password."),
     )
     if not verify_password(user.password_hash, current or ""):
         raise ValidationFailed(
-            "The current password is not right.",
-            errors={"current_password": ["This is not your current password."]},
+            _l("The current password is not right."),
+            errors={"current_password": [_l("This is not your current password.")]},
         )
     check_password(new, "new_password")
     user.password_hash = hash_password(new)
@@ -95,7 +96,8 @@ def password_reset_request(session: Session, *, email: str, ip: str | None = Non
         session,
         build_message(
             to=user.email,
-            subject="Reset your portal password",
+            subject=_l("Reset your portal password"),
+            locale=user.locale,
             template="password_reset",
             link=f"{current_app.config['PORTAL_BASE_URL']}/password/reset/{token}",
             minutes=minutes,
@@ -122,14 +124,14 @@ def password_reset_user(session: Session, token: str) -> User:
         data = _reset_serializer().loads(token, max_age=minutes * 60)
     except SignatureExpired as exc:
         raise InvalidState(
-            "This reset link has expired. Ask for a new one.", code="reset_expired"
+            _l("This reset link has expired. Ask for a new one."), code="reset_expired"
         ) from exc
     except BadSignature as exc:
-        raise NotFound("This reset link is not valid.", code="reset_invalid") from exc
+        raise NotFound(_l("This reset link is not valid."), code="reset_invalid") from exc
     user = session.get(User, data.get("u"))
     if user is None or _password_fingerprint(user) != data.get("f"):
         raise InvalidState(
-            "This reset link has already been used. Ask for a new one.", code="reset_used"
+            _l("This reset link has already been used. Ask for a new one."), code="reset_used"
         )
     return user
 

@@ -17,6 +17,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app, has_app_context
 
+from portal.kernel.i18n import _
+
 #: Argon2 cost profiles. ``test`` is for the test suite only (PORTAL_ENV=test):
 #: the same algorithm at a cost that lets hundreds of accounts be made quickly.
 _PROFILES: dict[str, dict[str, Any]] = {
@@ -66,11 +68,11 @@ def password_problems(password: str) -> list[str]:
     """What is wrong with a new password, in words a person can act on."""
     problems = []
     if len(password) < MIN_PASSWORD_LENGTH:
-        problems.append(f"Use at least {MIN_PASSWORD_LENGTH} characters.")
+        problems.append(_("Use at least %(num)d characters.", num=MIN_PASSWORD_LENGTH))
     if len(password) > MAX_PASSWORD_LENGTH:
-        problems.append(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
+        problems.append(_("Use at most %(num)d characters.", num=MAX_PASSWORD_LENGTH))
     if password and password.strip() == "":
-        problems.append("A password cannot be only spaces.")
+        problems.append(_("A password cannot be only spaces."))
     return problems
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.db import council_wide
 from portal.identity.models import Invitation, User
+from portal.kernel.actor import Role
 from portal.kernel.errors import NotFound
+from portal.kernel.i18n import LANGUAGES, _l
 from portal.kernel.scope import Scope
 from portal.pagination import Page, paginate
 
@@ -30,7 +33,7 @@ def user_in_scope(
         sa.select(User).where(User.id == user_id, _whose(User.organisation_id, scope, staff_only))
     )
     if user is None:
-        raise NotFound("No such person here.")
+        raise NotFound(_l("No such person here."))
     return user
 
 
@@ -89,5 +92,30 @@ def invitation_in_scope(
         )
     )
     if invitation is None:
-        raise NotFound("No such invitation here.")
+        raise NotFound(_l("No such invitation here."))
     return invitation
+
+
+def organisation_language(session: Session, organisation_id: int | None) -> str | None:
+    """The language most of an organisation's active admins chose (SPEC section 8.6).
+
+    English on a tie; None when none of them chose one (or for no organisation): the
+    caller's language then. Mail to one person uses their own ``users.locale``; this is
+    for mail about the organisation to someone without an account yet (an invitation).
+    """
+    if organisation_id is None:
+        return None
+    # Mail is written from jobs and other organisations' work: read this one's admins.
+    with council_wide(session):
+        rows = session.execute(
+            sa.select(User.locale, sa.func.count())
+            .where(
+                User.organisation_id == organisation_id,
+                User.role == Role.ORG_ADMIN,
+                User.is_active,
+                User.locale.is_not(None),
+            )
+            .group_by(User.locale)
+        ).all()
+    chosen = [(n, code == LANGUAGES[0], code) for code, n in rows if code in LANGUAGES]
+    return max(chosen)[2] if chosen else None

@@ -19,6 +19,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import NotFound
+from portal.kernel.i18n import _, _l
 from portal.kernel.policy import Action
 
 
@@ -29,7 +30,7 @@ def _check(actor: Actor, action: Action, user: User) -> None:
         action,
         organisation_id=user.organisation_id,
         user_id=user.id,
-        message="You may only manage your own sign-in sessions.",
+        message=_l("You may only manage your own sign-in sessions."),
     )
 
 
@@ -61,7 +62,7 @@ def session_of(session: Session, *, actor: Actor, user: User, session_id: int) -
         )
     )
     if row is None:
-        raise NotFound("No such session.")
+        raise NotFound(_l("No such session."))
     return row
 
 
@@ -130,4 +131,4 @@ def device_label(user_agent: str | None) -> str:
         return f"{browser} on {system}"
     if browser or system:
         return browser or system or ""
-    return ua[:40] or "Unknown device"
+    return ua[:40] or _("Unknown device")

@@ -18,6 +18,7 @@ from portal.identity.security import new_token, token_digest, verify_password
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _l
 from portal.observability import login_failed
 from portal.signals import organisation_status_changed
 from portal.tenancy.models import Organisation, OrganisationStatus
@@ -28,7 +29,7 @@ class SignInRefused(DomainError):
 
     status = 401
     code = "invalid_credentials"
-    title = "Sign-in refused"
+    title = _l("Sign-in refused")
 
 
 GENERIC_SIGN_IN_FAILURE = "That email and password do not match an account."

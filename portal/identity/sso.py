@@ -36,6 +36,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _l
 
 # Asymmetric algorithms only: "none" and HMAC (keyed with the client secret) are refused.
 SIGNING_ALGORITHMS = (
@@ -61,7 +62,7 @@ class SsoFailed(DomainError):
 
     status = 400
     code = "sso_failed"
-    title = "Single sign-on failed"
+    title = _l("Single sign-on failed")
 
     def __init__(self, detail: str, *, stage: str, code: str, status: int | None = None) -> None:
         super().__init__(detail, code=code, extra={"stage": stage})
@@ -143,15 +144,24 @@ def _get_json(url: str, *, stage: str, what: str) -> dict[str, Any]:
     except requests.RequestException as exc:
         host = urlsplit(url).netloc or url
         raise SsoFailed(
-            f"The identity provider at {host} could not be reached ({type(exc).__name__}). "
-            "It may be down; try again in a few minutes, or ask your IT team.",
+            _l(
+                "The identity provider at %(host)s could not be reached (%(name)s). It "
+                "may be down; try again in a few minutes, or ask your IT team.",
+                host=host,
+                name=type(exc).__name__,
+            ),
             stage=stage,
             code="provider_unreachable",
             status=502,
         ) from exc
     if response.status_code != 200:
         raise SsoFailed(
-            f"The identity provider answered {response.status_code} for its {what} ({url}).",
+            _l(
+                "The identity provider answered %(status_code)s for its %(what)s (%(url)s).",
+                status_code=response.status_code,
+                what=what,
+                url=url,
+            ),
             stage=stage,
             code="provider_error",
             status=502,
@@ -160,14 +170,14 @@ def _get_json(url: str, *, stage: str, what: str) -> dict[str, Any]:
         data = response.json()
     except ValueError as exc:
         raise SsoFailed(
-            f"The identity provider's {what} at {url} is not JSON.",
+            _l("The identity provider's %(what)s at %(url)s is not JSON.", what=what, url=url),
             stage=stage,
             code="provider_error",
             status=502,
         ) from exc
     if not isinstance(data, dict):
         raise SsoFailed(
-            f"The identity provider's {what} is not a JSON object.",
+            _l("The identity provider's %(what)s is not a JSON object.", what=what),
             stage=stage,
             code="provider_error",
             status=502,
@@ -186,8 +196,12 @@ def discover(issuer: str) -> dict[str, Any]:
     )
     if normalise_issuer(metadata.get("issuer", "")) != issuer:
         raise SsoFailed(
-            f"The metadata names issuer “{metadata.get('issuer')}”, not “{issuer}”. "
-            "Check the issuer URL in the SSO settings.",
+            _l(
+                "The metadata names issuer “%(get)s”, not “%(issuer)s”. Check the "
+                "issuer URL in the SSO settings.",
+                get=metadata.get("issuer"),
+                issuer=issuer,
+            ),
             stage="discovery",
             code="issuer_mismatch",
             status=502,
@@ -199,7 +213,7 @@ def discover(issuer: str) -> dict[str, Any]:
     ]
     if missing:
         raise SsoFailed(
-            f"The provider's metadata lacks {', '.join(missing)}.",
+            _l("The provider's metadata lacks %(join)s.", join=", ".join(missing)),
             stage="discovery",
             code="metadata_incomplete",
             status=502,
@@ -207,7 +221,7 @@ def discover(issuer: str) -> dict[str, Any]:
     methods = metadata.get("code_challenge_methods_supported")
     if methods is not None and "S256" not in methods:
         raise SsoFailed(
-            "The provider does not support PKCE with S256, which the portal requires.",
+            _l("The provider does not support PKCE with S256, which the portal requires."),
             stage="discovery",
             code="pkce_unsupported",
             status=502,
@@ -228,7 +242,7 @@ def _keys(jwks_uri: str, *, refresh: bool = False) -> KeySet:
         )
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise SsoFailed(
-            "The provider's signing keys (JWKS) could not be read.",
+            _l("The provider's signing keys (JWKS) could not be read."),
             stage="id_token",
             code="jwks_invalid",
             status=502,
@@ -301,20 +315,23 @@ def finish(settings: ProviderSettings, pending: Pending, query: dict[str, str]) 
     """
     if pending.expired:
         raise SsoFailed(
-            "The sign-in took too long. Start again.", stage="authorisation", code="sso_expired"
+            _l("The sign-in took too long. Start again."), stage="authorisation", code="sso_expired"
         )
     if normalise_issuer(settings.issuer) != pending.issuer or (
         settings.redirect_uri != pending.redirect_uri
     ):
         raise SsoFailed(
-            "This sign-in was started for another provider. Start again.",
+            _l("This sign-in was started for another provider. Start again."),
             stage="authorisation",
             code="sso_mixup",
         )
     if query.get("error"):
         description = (query.get("error_description") or query["error"])[:300]
         raise SsoFailed(
-            f"Your identity provider did not sign you in: {description}.",
+            _l(
+                "Your identity provider did not sign you in: %(description)s.",
+                description=description,
+            ),
             stage="authorisation",
             code="provider_refused",
         )
@@ -323,14 +340,14 @@ def finish(settings: ProviderSettings, pending: Pending, query: dict[str, str]) 
     returned_iss = query.get("iss")
     if returned_iss is not None and normalise_issuer(returned_iss) != pending.issuer:
         raise SsoFailed(
-            "The response came from another identity provider than the one asked.",
+            _l("The response came from another identity provider than the one asked."),
             stage="authorisation",
             code="sso_mixup",
         )
     code = query.get("code")
     if not code:
         raise SsoFailed(
-            "The identity provider sent no authorisation code.",
+            _l("The identity provider sent no authorisation code."),
             stage="authorisation",
             code="code_missing",
         )
@@ -338,7 +355,7 @@ def finish(settings: ProviderSettings, pending: Pending, query: dict[str, str]) 
     id_token = token.get("id_token")
     if not id_token:
         raise SsoFailed(
-            "The identity provider returned no ID token. Is the “openid” scope allowed?",
+            _l("The identity provider returned no ID token. Is the “openid” scope allowed?"),
             stage="token",
             code="id_token_missing",
         )
@@ -370,37 +387,46 @@ def _exchange(
     except OAuthError as exc:
         if exc.error in ("invalid_client", "unauthorized_client"):
             raise SsoFailed(
-                "The identity provider refused the portal's client id or secret "
-                f"({exc.description or exc.error}). Check them in the SSO settings.",
+                _l(
+                    "The identity provider refused the portal's client id or secret "
+                    "(%(value)s). Check them in the SSO settings.",
+                    value=exc.description or exc.error,
+                ),
                 stage="client_auth",
                 code="client_auth_failed",
                 status=502,
             ) from exc
         if exc.error == "invalid_grant":
             raise SsoFailed(
-                "The identity provider refused the sign-in code: it was already used, "
-                "has expired, or was not issued for this sign-in. Start again.",
+                _l(
+                    "The identity provider refused the sign-in code: it was already used, "
+                    "has expired, or was not issued for this sign-in. Start again."
+                ),
                 stage="token",
                 code="code_rejected",
             ) from exc
         raise SsoFailed(
-            f"The identity provider refused the token request: {exc.error}"
-            + (f" ({exc.description})" if exc.description else "")
-            + ".",
+            _l(
+                "The identity provider refused the token request: %(error)s (%(description)s).",
+                error=exc.error,
+                description=exc.description,
+            )
+            if exc.description
+            else _l("The identity provider refused the token request: %(error)s.", error=exc.error),
             stage="token",
             code="token_error",
             status=502,
         ) from exc
     except requests.RequestException as exc:
         raise SsoFailed(
-            "The identity provider could not be reached to finish the sign-in.",
+            _l("The identity provider could not be reached to finish the sign-in."),
             stage="token",
             code="provider_unreachable",
             status=502,
         ) from exc
     except ValueError as exc:  # a token response that is not JSON
         raise SsoFailed(
-            "The identity provider's token response could not be read.",
+            _l("The identity provider's token response could not be read."),
             stage="token",
             code="token_error",
             status=502,
@@ -437,8 +463,11 @@ def verify_id_token(
     algorithms = [a for a in offered if a in SIGNING_ALGORITHMS]
     if not algorithms:
         raise SsoFailed(
-            "The provider signs ID tokens only with algorithms the portal does not accept "
-            f"({', '.join(offered)}).",
+            _l(
+                "The provider signs ID tokens only with algorithms the portal does not "
+                "accept (%(join)s).",
+                join=", ".join(offered),
+            ),
             stage="id_token",
             code="id_token_algorithm",
             status=502,
@@ -447,38 +476,58 @@ def verify_id_token(
     claims = dict(token.claims)
     now = time.time() if now is None else now
 
-    def refuse(message: str, code: str) -> SsoFailed:
-        return SsoFailed(message + " Nobody was signed in.", stage="id_token", code=code)
+    def refuse(message: Any, code: str) -> SsoFailed:
+        # Each message says "Nobody was signed in." itself: one sentence set to translate.
+        return SsoFailed(message, stage="id_token", code=code)
 
     if normalise_issuer(str(claims.get("iss", ""))) != normalise_issuer(metadata["issuer"]):
         raise refuse(
-            f"The ID token was issued by “{claims.get('iss')}”, not by your provider.",
+            _l(
+                "The ID token was issued by “%(issuer)s”, not by your provider. "
+                "Nobody was signed in.",
+                issuer=claims.get("iss"),
+            ),
             "id_token_wrong_issuer",
         )
     audience = claims.get("aud")
     audiences = audience if isinstance(audience, list) else [audience]
     if client_id not in audiences:
-        raise refuse("The ID token was not issued to the portal.", "id_token_wrong_audience")
+        raise refuse(
+            _l("The ID token was not issued to the portal. Nobody was signed in."),
+            "id_token_wrong_audience",
+        )
     if len(audiences) > 1 and claims.get("azp") not in (None, client_id):
-        raise refuse("The ID token was issued to another party.", "id_token_wrong_audience")
+        raise refuse(
+            _l("The ID token was issued to another party. Nobody was signed in."),
+            "id_token_wrong_audience",
+        )
     exp = claims.get("exp")
     if not isinstance(exp, int | float) or now > exp + clock_skew:
-        raise refuse("The ID token has expired.", "id_token_expired")
+        raise refuse(_l("The ID token has expired. Nobody was signed in."), "id_token_expired")
     iat = claims.get("iat")
     if not isinstance(iat, int | float) or iat > now + clock_skew:
         raise refuse(
-            "The ID token is dated in the future. Check the clocks.", "id_token_not_yet_valid"
+            _l("The ID token is dated in the future. Check the clocks. Nobody was signed in."),
+            "id_token_not_yet_valid",
         )
     nbf = claims.get("nbf")
     if isinstance(nbf, int | float) and nbf > now + clock_skew:
-        raise refuse("The ID token is not valid yet. Check the clocks.", "id_token_not_yet_valid")
+        raise refuse(
+            _l("The ID token is not valid yet. Check the clocks. Nobody was signed in."),
+            "id_token_not_yet_valid",
+        )
     if not nonce or claims.get("nonce") != nonce:
         raise refuse(
-            "The ID token does not belong to this sign-in (its nonce differs).",
+            _l(
+                "The ID token does not belong to this sign-in (its nonce differs). "
+                "Nobody was signed in."
+            ),
             "id_token_wrong_nonce",
         )
     if not claims.get("sub"):
-        raise refuse("The ID token names no subject.", "id_token_no_subject")
+        raise refuse(
+            _l("The ID token names no subject. Nobody was signed in."), "id_token_no_subject"
+        )
     return claims
 
 
@@ -490,8 +539,10 @@ def _decode(id_token: str, jwks_uri: str, algorithms: list[str]) -> Any:
         except (JoseError, ValueError) as exc:
             if refresh:
                 raise SsoFailed(
-                    "The ID token's signature does not verify with your provider's keys. "
-                    "Nobody was signed in.",
+                    _l(
+                        "The ID token's signature does not verify with your provider's keys. "
+                        "Nobody was signed in."
+                    ),
                     stage="id_token",
                     code="id_token_bad_signature",
                 ) from exc

@@ -15,6 +15,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from portal.kernel.i18n import _, _l
+
 
 class Role(enum.StrEnum):
     """The roles of SPEC sections 2 and 8.1."""
@@ -31,12 +33,13 @@ class Role(enum.StrEnum):
 
     @property
     def label(self) -> str:
+        """The role's name in the reader's language."""
         return {
-            Role.COUNCIL_ADMIN: "Council admin",
-            Role.FINANCE: "Finance",
-            Role.ORG_ADMIN: "Organisation admin",
-            Role.MEMBER: "Member",
-            Role.VENDOR_ADMIN: "Vendor admin",
+            Role.COUNCIL_ADMIN: _("Council admin"),
+            Role.FINANCE: _("Finance"),
+            Role.ORG_ADMIN: _("Organisation admin"),
+            Role.MEMBER: _("Member"),
+            Role.VENDOR_ADMIN: _("Vendor admin"),
         }[self]
 
 
@@ -84,7 +87,7 @@ class Actor:
     @classmethod
     def anonymous(cls, ip: str | None = None) -> Actor:
         """A visitor who has not signed in."""
-        return cls(label="anonymous", kind=ActorKind.ANONYMOUS, ip=ip)
+        return cls(label=_l("anonymous"), kind=ActorKind.ANONYMOUS, ip=ip)
 
     @classmethod
     def system(

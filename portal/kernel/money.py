@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 from babel.numbers import format_currency
 
+from portal.kernel.i18n import _
 from portal.kernel.iso import minor_unit_digits
 
 
@@ -30,9 +31,9 @@ def to_minor(amount: Decimal | str | int, currency: str) -> int:
     try:
         value = Decimal(str(amount).strip()) if not isinstance(amount, Decimal) else amount
     except InvalidOperation as exc:
-        raise ValueError("Enter an amount such as 12.50.") from exc
+        raise ValueError(_("Enter an amount such as 12.50.")) from exc
     if not value.is_finite():
-        raise ValueError("Enter an amount such as 12.50.")
+        raise ValueError(_("Enter an amount such as 12.50."))
     digits = minor_unit_digits(currency)
     scaled = value.scaleb(digits)
     if scaled != scaled.to_integral_value():

@@ -7,6 +7,7 @@ import datetime as dt
 import re
 
 from portal.kernel.errors import ValidationFailed
+from portal.kernel.i18n import _
 
 PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 _PERIOD_RE = re.compile(PERIOD_PATTERN)
@@ -16,9 +17,15 @@ FIRST_YEAR, LAST_YEAR = 2000, 9998
 def check_period(value: str) -> str:
     """A month written ``YYYY-MM`` between 2000-01 and 9998-12 (``2026-5`` is refused)."""
     if not isinstance(value, str) or not _PERIOD_RE.fullmatch(value):
-        raise ValueError("Use the form YYYY-MM, e.g. 2026-05.")
+        raise ValueError(_("Use the form YYYY-MM, e.g. 2026-05."))
     if not FIRST_YEAR <= int(value[:4]) <= LAST_YEAR:
-        raise ValueError(f"Give a month from {FIRST_YEAR}-01 to {LAST_YEAR}-12 (YYYY-MM).")
+        raise ValueError(
+            _(
+                "Give a month from %(first)s-01 to %(last)s-12 (YYYY-MM).",
+                first=FIRST_YEAR,
+                last=LAST_YEAR,
+            )
+        )
     return value
 
 

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 
 from portal.kernel.actor import Actor, ActorKind, Role
 from portal.kernel.errors import NotFound, PermissionDenied
+from portal.kernel.i18n import _l
 
 
 class Action(enum.StrEnum):
@@ -399,10 +400,10 @@ def require(
     if actor.kind != ActorKind.ANONYMOUS and elsewhere(
         actor, organisation_id=organisation_id, vendor_id=vendor_id
     ):
-        raise NotFound("No such thing here.")
+        raise NotFound(_l("No such thing here."))
     if actor.kind == ActorKind.ANONYMOUS:
-        raise PermissionDenied("Sign in to do this.")
-    raise PermissionDenied(message or "You may not do this.")
+        raise PermissionDenied(_l("Sign in to do this."))
+    raise PermissionDenied(message or _l("You may not do this."))
 
 
 def require_may(actor: Actor, action: Action | str, *, message: str | None = None) -> None:
@@ -411,8 +412,8 @@ def require_may(actor: Actor, action: Action | str, *, message: str | None = Non
     if may(actor, action):
         return
     if actor.kind == ActorKind.ANONYMOUS:
-        raise PermissionDenied("Sign in to do this.")
-    raise PermissionDenied(message or "You may not do this.")
+        raise PermissionDenied(_l("Sign in to do this."))
+    raise PermissionDenied(message or _l("You may not do this."))
 
 
 def roles_allowed(action: Action | str) -> frozenset[Role]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from portal.kernel.actor import Actor, ActorKind, Role
 from portal.kernel.errors import PermissionDenied
+from portal.kernel.i18n import _l
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,9 @@ def scope_of(actor: Actor) -> Scope:
             return Scope.council()
         return Scope.organisation(actor.organisation_id)
     if actor.kind == ActorKind.ANONYMOUS or actor.role is None:
-        raise PermissionDenied("Sign in to see this.")
+        raise PermissionDenied(_l("Sign in to see this."))
     if actor.role in (Role.COUNCIL_ADMIN, Role.FINANCE):
         return Scope.council()
     if actor.role in (Role.ORG_ADMIN, Role.MEMBER) and actor.organisation_id is not None:
         return Scope.organisation(actor.organisation_id)
-    raise PermissionDenied("You may not see organisations' data.")
+    raise PermissionDenied(_l("You may not see organisations' data."))

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.kernel.errors import NotFound
+from portal.kernel.i18n import _l
 from portal.kernel.scope import Scope
 from portal.mail.models import MailMessage
 
@@ -46,7 +47,7 @@ def message_in_scope(session: Session, *, scope: Scope, message_id: int) -> Mail
         )
     )
     if row is None:
-        raise NotFound("No such message.")
+        raise NotFound(_l("No such message."))
     return row
 
 

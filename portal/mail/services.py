@@ -36,6 +36,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.mail.models import MailMessage, MailState
 from portal.mail.transport import KIND_ATTRIBUTE, deliver, describe_failure
@@ -120,7 +121,8 @@ def mail_resend(session: Session, *, actor: Actor, message: MailMessage) -> Mail
     policy.require(actor, action, organisation_id=message.organisation_id)
     if message.state == MailState.QUEUED:
         raise InvalidState(
-            f"The message to {message.recipient} is already queued.", code="mail_queued"
+            _l("The message to %(recipient)s is already queued.", recipient=message.recipient),
+            code="mail_queued",
         )
     before = {"state": message.state.value, "last_error": message.last_error}
     message.state = MailState.QUEUED

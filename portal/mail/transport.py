@@ -12,28 +12,44 @@ from __future__ import annotations
 import smtplib
 import socket
 import uuid
+from contextlib import nullcontext
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
+from typing import Any
 
 from flask import current_app, render_template
 
+from portal.i18n import in_language, language
 from portal.kernel.clock import now_utc
 
 #: The attribute :func:`build_message` leaves on a message: the template it came from.
 KIND_ATTRIBUTE = "portal_kind"
 
 
-def build_message(*, to: str, subject: str, template: str, **context) -> EmailMessage:
-    """Render ``templates/mail/<template>.txt`` into a plain-text message."""
-    message = EmailMessage()
-    message["From"] = current_app.config["PORTAL_MAIL_FROM"]
-    message["To"] = to
-    message["Subject"] = subject
-    message["Message-ID"] = make_msgid(domain="portal.local")
-    context.setdefault("council_name", current_app.config["PORTAL_COUNCIL_NAME"])
-    context.setdefault("base_url", current_app.config["PORTAL_BASE_URL"])
-    message.set_content(render_template(f"mail/{template}.txt", **context))
+def build_message(
+    *, to: str, subject: Any, template: str, locale: str | None = None, **context: Any
+) -> EmailMessage:
+    """Render ``templates/mail/<template>.txt`` into a plain-text message, in ``locale``.
+
+    ``locale`` is the recipient's language (``users.locale``; for an organisation's
+    mail, its admins' or invoice language). Without one, the language spoken where the
+    message is built: a caller's ``with i18n.in_language(…)`` block, else the request's
+    reader's (English in a job). ``subject`` may be a lazy message
+    (``_l("Invoice %(number)s", number=…)``): it is read, like the body, in that language.
+    The message says which (``Content-Language``).
+    """
+    speaking = in_language(locale) if locale else nullcontext(language())
+    with speaking as spoken:
+        message = EmailMessage()
+        message["From"] = current_app.config["PORTAL_MAIL_FROM"]
+        message["To"] = to
+        message["Subject"] = str(subject)
+        message["Message-ID"] = make_msgid(domain="portal.local")
+        message["Content-Language"] = spoken
+        context.setdefault("council_name", current_app.config["PORTAL_COUNCIL_NAME"])
+        context.setdefault("base_url", current_app.config["PORTAL_BASE_URL"])
+        message.set_content(render_template(f"mail/{template}.txt", **context))
     setattr(message, KIND_ATTRIBUTE, template)
     return message
 

@@ -43,6 +43,7 @@ from portal.extensions import csrf
 from portal.identity.models import User as Account
 from portal.kernel import policy
 from portal.kernel.errors import DomainError, NotFound, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.kernel.scope import Scope
 from portal.scim import resources, selectors, services
@@ -88,7 +89,9 @@ def render_error(status: int, title: str, detail: str, error: DomainError | None
     headers = {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="scim"'
-    return _json(resources.error_body(status, detail or title, _scim_type(error)), status, headers)
+    return _json(
+        resources.error_body(status, str(detail or title), _scim_type(error)), status, headers
+    )
 
 
 register_error_renderer("/scim/", render_error)
@@ -133,7 +136,7 @@ def authenticate() -> Response | None:
 def _body() -> Any:
     payload = request.get_json(force=True, silent=True)
     if payload is None:
-        raise services.ScimProblem("The body is not JSON.", scim_type="invalidSyntax")
+        raise services.ScimProblem(_l("The body is not JSON."), scim_type="invalidSyntax")
     return payload
 
 
@@ -163,7 +166,7 @@ def _query_from_args() -> _Query:
             return int(raw)
         except ValueError as exc:
             raise services.ScimProblem(
-                f"{name} must be a whole number.", scim_type="invalidValue"
+                _l("%(name)s must be a whole number.", name=name), scim_type="invalidValue"
             ) from exc
 
     return _Query(
@@ -180,7 +183,10 @@ def _query_from_search() -> _Query:
     payload = _body()
     if not isinstance(payload, dict) or SEARCH_SCHEMA not in (payload.get("schemas") or []):
         raise services.ScimProblem(
-            f"A search body is a SearchRequest message ({SEARCH_SCHEMA}).",
+            _l(
+                "A search body is a SearchRequest message (%(search_schema)s).",
+                search_schema=SEARCH_SCHEMA,
+            ),
             scim_type="invalidSyntax",
         )
     try:
@@ -231,7 +237,10 @@ def _check_if_match(body: dict[str, Any]) -> None:
     if wanted.star_tag or wanted.contains_weak(version.removeprefix("W/").strip('"')):
         return
     raise services.ScimProblem(
-        f"The resource has changed: its version is {version}. Read it again and retry.",
+        _l(
+            "The resource has changed: its version is %(version)s. Read it again and retry.",
+            version=version,
+        ),
         status=412,
     )
 
@@ -265,7 +274,7 @@ def service_provider_config():
             AuthenticationScheme(
                 type=AuthenticationScheme.Type.oauthbearertoken,
                 name="Bearer token",
-                description="A SCIM token created by the organisation's admin in the portal.",
+                description=_l("A SCIM token created by the organisation's admin in the portal."),
                 primary=True,
             )
         ],
@@ -303,7 +312,7 @@ def resource_type(name: str):
     for body in _resource_types():
         if body["id"] == name:
             return _json(body)
-    raise NotFound(f"No resource type {name}.")
+    raise NotFound(_l("No resource type %(name)s.", name=name))
 
 
 def _schemas() -> list[dict[str, Any]]:
@@ -326,7 +335,7 @@ def schema(urn: str):
     for body in _schemas():
         if body["id"] == urn:
             return _json(body)
-    raise NotFound(f"No schema {urn}.")
+    raise NotFound(_l("No schema %(urn)s.", urn=urn))
 
 
 # ---------------------------------------------------------------- users

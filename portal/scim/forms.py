@@ -4,17 +4,19 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length
 
+from portal.kernel.i18n import _l
+
 
 class ScimTokenForm(FlaskForm):
     name = StringField(
-        "Name",
+        _l("Name"),
         validators=[InputRequired(), Length(max=200)],
-        description="Where the token is used, e.g. “Entra ID provisioning”.",
+        description=_l("Where the token is used, e.g. “Entra ID provisioning”."),
     )
-    submit = SubmitField("Create SCIM token")
+    submit = SubmitField(_l("Create SCIM token"))
 
 
 class MappingForm(FlaskForm):
-    group = SelectField("Group", validators=[InputRequired()])
-    product = SelectField("Product", validators=[InputRequired()])
-    submit = SubmitField("Map group to product")
+    group = SelectField(_l("Group"), validators=[InputRequired()])
+    product = SelectField(_l("Product"), validators=[InputRequired()])
+    submit = SubmitField(_l("Map group to product"))

@@ -26,6 +26,7 @@ from scim2_models import (
 from scim2_models.path import AttrPath, CompareOperator, Comparison, ValuePath
 
 from portal.identity.models import User as Account
+from portal.kernel.i18n import _l
 from portal.scim.models import ScimGroup
 from portal.scim.schema import LENIENT, STRICT, Group, User
 from portal.scim.services import ScimProblem, UserFields, email_for
@@ -177,7 +178,7 @@ def user_fields(payload: Any, *, current: Account | None = None) -> UserFields:
     the person from ``name`` (its ``formatted`` part, or given and family names).
     """
     if not isinstance(payload, dict):
-        raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
+        raise ScimProblem(_l("The body must be a JSON object."), scim_type="invalidSyntax")
     payload = {k: v for k, v in payload.items() if str(k).lower() not in ("id", "meta")}
     if _key(payload, "active") is None:
         payload["active"] = True if current is None else current.is_active
@@ -274,7 +275,7 @@ def patched_user_fields(user: Account, payload: Any) -> UserFields:
     POST and PUT); a path that is no attribute is ``invalidPath``, a read-only one
     ``mutability``."""
     if not isinstance(payload, dict):
-        raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
+        raise ScimProblem(_l("The body must be a JSON object."), scim_type="invalidSyntax")
     operations = payload.get("Operations")
     payload = _kept_operations(payload)
     ignored_all = bool(operations) and not payload["Operations"]
@@ -310,7 +311,7 @@ def patched_user_fields(user: Account, payload: Any) -> UserFields:
 def group_fields(payload: Any) -> tuple[str | None, str | None, list[str] | None]:
     """(displayName, externalId, member ids or None) of a POST or PUT ``/Groups`` payload."""
     if not isinstance(payload, dict):
-        raise ScimProblem("The body must be a JSON object.", scim_type="invalidSyntax")
+        raise ScimProblem(_l("The body must be a JSON object."), scim_type="invalidSyntax")
     payload = {k: v for k, v in payload.items() if str(k).lower() not in ("id", "meta")}
     try:
         model = Group.model_validate(
@@ -323,7 +324,7 @@ def group_fields(payload: Any) -> tuple[str | None, str | None, list[str] | None
     for member in model.members:
         if member.type is not None and member.type != "User":
             raise ScimProblem(
-                "Groups hold people: members are of type User.", scim_type="invalidValue"
+                _l("Groups hold people: members are of type User."), scim_type="invalidValue"
             )
     return model.display_name, model.external_id, [str(m.value) for m in model.members if m.value]
 
@@ -335,7 +336,7 @@ def _member_values(value: Any) -> list[str]:
         if isinstance(item, dict) and item.get("value") is not None:
             out.append(str(item["value"]))
         else:
-            raise ScimProblem('Members are given as [{"value": id}].', scim_type="invalidValue")
+            raise ScimProblem(_l('Members are given as [{"value": id}].'), scim_type="invalidValue")
     return out
 
 
@@ -351,31 +352,34 @@ def group_patch(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict) or "urn:ietf:params:scim:api:messages:2.0:PatchOp" not in (
         payload.get("schemas") or []
     ):
-        raise ScimProblem("A PATCH body must be a PatchOp message.", scim_type="invalidSyntax")
+        raise ScimProblem(_l("A PATCH body must be a PatchOp message."), scim_type="invalidSyntax")
     operations = payload.get("Operations") or payload.get("operations")
     if not isinstance(operations, list) or not operations:
-        raise ScimProblem("A PATCH needs Operations.", scim_type="invalidSyntax")
+        raise ScimProblem(_l("A PATCH needs Operations."), scim_type="invalidSyntax")
     changes: dict[str, Any] = {"add": [], "remove": []}
     for operation in operations:
         if not isinstance(operation, dict):
-            raise ScimProblem("Each operation is an object.", scim_type="invalidSyntax")
+            raise ScimProblem(_l("Each operation is an object."), scim_type="invalidSyntax")
         op = str(operation.get("op", "")).lower()
         if op not in ("add", "remove", "replace"):
             raise ScimProblem(
-                f"Unknown operation “{operation.get('op')}”.", scim_type="invalidSyntax"
+                _l("Unknown operation “%(get)s”.", get=operation.get("op")),
+                scim_type="invalidSyntax",
             )
         raw_path = operation.get("path")
         value = operation.get("value")
         if not raw_path:
             if op == "remove" or not isinstance(value, dict):
-                raise ScimProblem("This operation needs a path.", scim_type="noTarget")
+                raise ScimProblem(_l("This operation needs a path."), scim_type="noTarget")
             for key, item in value.items():
                 _group_attribute(changes, op, key.lower(), item)
             continue
         try:
             path = Path(str(raw_path)).ast
         except (SCIMException, ValueError) as exc:
-            raise ScimProblem(f"Invalid path “{raw_path}”.", scim_type="invalidPath") from exc
+            raise ScimProblem(
+                _l("Invalid path “%(raw_path)s”.", raw_path=raw_path), scim_type="invalidPath"
+            ) from exc
         if isinstance(path, ValuePath) and path.attr_path.attr.lower() == "members":
             filt = path.val_filter
             if op != "remove" or not (
@@ -384,7 +388,8 @@ def group_patch(payload: Any) -> dict[str, Any]:
                 and filt.op == CompareOperator.eq
             ):
                 raise ScimProblem(
-                    'Only members[value eq "id"] with remove is supported.', scim_type="invalidPath"
+                    _l('Only members[value eq "id"] with remove is supported.'),
+                    scim_type="invalidPath",
                 )
             changes["remove"].append(str(filt.value))
         elif isinstance(path, AttrPath) and not path.sub_attr:
@@ -394,14 +399,15 @@ def group_patch(payload: Any) -> dict[str, Any]:
                 else:  # Entra: remove with a list of values
                     changes["remove"] += _member_values(value)
             elif op == "remove" and path.attr.lower() == "displayname":
-                raise ScimProblem("displayName is required.", scim_type="mutability")
+                raise ScimProblem(_l("displayName is required."), scim_type="mutability")
             elif op == "remove":
                 _group_attribute(changes, "replace", path.attr.lower(), None)
             else:
                 _group_attribute(changes, op, path.attr.lower(), value)
         else:
             raise ScimProblem(
-                f"Path “{raw_path}” is not supported on groups.", scim_type="invalidPath"
+                _l("Path “%(raw_path)s” is not supported on groups.", raw_path=raw_path),
+                scim_type="invalidPath",
             )
     return changes
 
@@ -409,11 +415,13 @@ def group_patch(payload: Any) -> dict[str, Any]:
 def _group_attribute(changes: dict[str, Any], op: str, key: str, value: Any) -> None:
     if key == "displayname":
         if not isinstance(value, str) or not value.strip():
-            raise ScimProblem("displayName must be a non-empty string.", scim_type="invalidValue")
+            raise ScimProblem(
+                _l("displayName must be a non-empty string."), scim_type="invalidValue"
+            )
         changes["display_name"] = value
     elif key == "externalid":
         if value is not None and not isinstance(value, str):
-            raise ScimProblem("externalId must be a string.", scim_type="invalidValue")
+            raise ScimProblem(_l("externalId must be a string."), scim_type="invalidValue")
         changes["external_id"] = value
     elif key == "members":
         members = _member_values(value) if value is not None else []
@@ -425,4 +433,6 @@ def _group_attribute(changes: dict[str, Any], op: str, key: str, value: Any) -> 
     elif key in ("id", "schemas", "meta"):
         return
     else:
-        raise ScimProblem(f"“{key}” is not an attribute of groups here.", scim_type="invalidPath")
+        raise ScimProblem(
+            _l("“%(key)s” is not an attribute of groups here.", key=key), scim_type="invalidPath"
+        )

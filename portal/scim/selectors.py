@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from portal.identity.models import User
 from portal.kernel.actor import ORG_ROLES
 from portal.kernel.errors import NotFound
+from portal.kernel.i18n import _l
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken
 from portal.seats.models import SeatAssignment
 
@@ -32,7 +33,7 @@ def token_in_scope(session: Session, *, organisation_id: int, token_id: int) -> 
         )
     )
     if found is None:
-        raise NotFound("No such SCIM token.")
+        raise NotFound(_l("No such SCIM token."))
     return found
 
 
@@ -59,7 +60,9 @@ def scim_user(
         query = query.with_for_update(of=User)
     found = session.scalar(query) if user_id is not None else None
     if found is None:
-        raise NotFound(f"No user with id {resource_id}.", code="scim_not_found")
+        raise NotFound(
+            _l("No user with id %(resource_id)s.", resource_id=resource_id), code="scim_not_found"
+        )
     return found
 
 
@@ -75,7 +78,9 @@ def scim_group(
         query = query.with_for_update(of=ScimGroup)
     found = session.scalar(query) if group_id is not None else None
     if found is None:
-        raise NotFound(f"No group with id {resource_id}.", code="scim_not_found")
+        raise NotFound(
+            _l("No group with id %(resource_id)s.", resource_id=resource_id), code="scim_not_found"
+        )
     return found
 
 
@@ -153,7 +158,7 @@ def mapping_in_scope(
         )
     )
     if found is None:
-        raise NotFound("No such group mapping.")
+        raise NotFound(_l("No such group mapping."))
     return found
 
 

@@ -35,6 +35,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, DomainError, NotFound, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.scim import schema, selectors
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken
@@ -54,7 +55,7 @@ class ScimProblem(DomainError):
 
     status = 400
     code = "scim_invalid"
-    title = "Bad request"
+    title = _l("Bad request")
 
     def __init__(self, detail: str, *, status: int = 400, scim_type: str | None = None) -> None:
         super().__init__(detail)
@@ -71,7 +72,7 @@ def _may_manage(actor: Actor, organisation_id: int | None, action: Action) -> No
         actor,
         action,
         organisation_id=organisation_id,
-        message="Only the organisation's admin manages its SCIM provisioning.",
+        message=_l("Only the organisation's admin manages its SCIM provisioning."),
     )
 
 
@@ -87,7 +88,13 @@ def token_create(
     _may_manage(actor, organisation.id, Action.SCIM_TOKEN_CREATE)
     fields = parse(_TokenFields, {"name": name})
     if organisation.status != OrganisationStatus.ACTIVE:
-        raise ValidationFailed(f"{organisation.name} is {organisation.status}.")
+        raise ValidationFailed(
+            _l(
+                "%(organisation)s is %(status)s.",
+                organisation=organisation.name,
+                status=organisation.status,
+            )
+        )
     plaintext = new_token(TOKEN_START)
     token = ScimToken(
         organisation_id=organisation.id,
@@ -180,7 +187,7 @@ def email_for(user_name: str | None, emails: Sequence[tuple[str, str | None, boo
         except ValueError:
             continue
     raise ScimProblem(
-        "userName (or a primary email) must be the person's email address.",
+        _l("userName (or a primary email) must be the person's email address."),
         scim_type="invalidValue",
     )
 
@@ -190,19 +197,28 @@ def _check_email_for(session: Session, organisation: Organisation, email: str) -
         session, organisation_id=organisation.id, domain=email_domain_of(email)
     ):
         raise ScimProblem(
-            f"{email} is not on an email domain verified for {organisation.name}; "
-            "claim the domain and have the council verify it first.",
+            _l(
+                "%(email)s is not on an email domain verified for %(organisation)s; "
+                "claim the domain and have the council verify it first.",
+                email=email,
+                organisation=organisation.name,
+            ),
             scim_type="invalidValue",
         )
 
 
 def _taken(email: str) -> ScimProblem:
-    return ScimProblem(f"{email} already has an account.", status=409, scim_type="uniqueness")
+    return ScimProblem(
+        _l("%(email)s already has an account.", email=email), status=409, scim_type="uniqueness"
+    )
 
 
 def _longest(value: str | None, limit: int, attribute: str) -> str | None:
     if value is not None and len(value) > limit:
-        raise ScimProblem(f"{attribute} is at most {limit} characters.", scim_type="invalidValue")
+        raise ScimProblem(
+            _l("%(attribute)s is at most %(limit)s characters.", attribute=attribute, limit=limit),
+            scim_type="invalidValue",
+        )
     return value or None
 
 
@@ -348,7 +364,10 @@ def _check_display_name(
     name = (name or "").strip()
     if not name or len(name) > schema.MAX_GROUP_NAME:
         raise ScimProblem(
-            f"displayName is required (at most {schema.MAX_GROUP_NAME} characters).",
+            _l(
+                "displayName is required (at most %(max_group_name)s characters).",
+                max_group_name=schema.MAX_GROUP_NAME,
+            ),
             scim_type="invalidValue",
         )
     query = sa.select(ScimGroup.id).where(
@@ -358,7 +377,9 @@ def _check_display_name(
         query = query.where(ScimGroup.id != group_id)
     if session.scalar(query) is not None:
         raise ScimProblem(
-            f"A group named “{name}” exists already.", status=409, scim_type="uniqueness"
+            _l("A group named “%(name)s” exists already.", name=name),
+            status=409,
+            scim_type="uniqueness",
         )
     return name
 
@@ -372,7 +393,8 @@ def _member_users(session: Session, organisation_id: int, ids: list[str]) -> lis
             )
         except NotFound as exc:
             raise ScimProblem(
-                f"No user with id {value} to add to the group.", scim_type="invalidValue"
+                _l("No user with id %(value)s to add to the group.", value=value),
+                scim_type="invalidValue",
             ) from exc
     return users
 
@@ -618,7 +640,7 @@ def mapping_create(
     """Map a group to a product: its members get seats now, and whoever joins later."""
     _may_manage(actor, organisation.id, Action.SCIM_PROVISION)
     if group.organisation_id != organisation.id:
-        raise NotFound("No such group.")
+        raise NotFound(_l("No such group."))
     exists = session.scalar(
         sa.select(ScimGroupProduct.id).where(
             ScimGroupProduct.group_id == group.id, ScimGroupProduct.product_id == product.id
@@ -626,7 +648,12 @@ def mapping_create(
     )
     if exists is not None:
         raise Conflict(
-            f"{group.display_name} is already mapped to {product.name}.", code="mapping_exists"
+            _l(
+                "%(display_name)s is already mapped to %(product)s.",
+                display_name=group.display_name,
+                product=product.name,
+            ),
+            code="mapping_exists",
         )
     mapping = ScimGroupProduct(
         organisation_id=organisation.id,

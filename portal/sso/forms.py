@@ -4,48 +4,54 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length, Optional
 
+from portal.kernel.i18n import _l
+
 
 class ConnectionForm(FlaskForm):
     issuer = StringField(
-        "Issuer URL",
+        _l("Issuer URL"),
         validators=[InputRequired(), Length(max=500)],
-        description="Your provider's issuer, e.g. https://login.example.com/realms/acme. "
-        "The portal reads its /.well-known/openid-configuration.",
+        description=_l(
+            "Your provider's issuer, e.g. https://login.example.com/realms/acme. "
+            "The portal reads its /.well-known/openid-configuration."
+        ),
     )
-    client_id = StringField("Client id", validators=[InputRequired(), Length(max=255)])
+    client_id = StringField(_l("Client id"), validators=[InputRequired(), Length(max=255)])
     client_secret = PasswordField(
-        "Client secret",
+        _l("Client secret"),
         validators=[Optional(), Length(max=2000)],
-        description="Stored encrypted. Leave empty to keep the secret already saved.",
+        description=_l("Stored encrypted. Leave empty to keep the secret already saved."),
     )
-    enabled = BooleanField("Sign people in through this provider", default=True)
+    enabled = BooleanField(_l("Sign people in through this provider"), default=True)
     jit_enabled = BooleanField(
-        "Create an account at a person's first sign-in (role member)", default=True
+        _l("Create an account at a person's first sign-in (role member)"), default=True
     )
     group_claim = StringField(
-        "Group claim",
+        _l("Group claim"),
         validators=[Optional(), Length(max=100)],
-        description="Optional: the ID token claim listing a person's groups, e.g. groups.",
+        description=_l("Optional: the ID token claim listing a person's groups, e.g. groups."),
     )
     required_group = StringField(
-        "Required group",
+        _l("Required group"),
         validators=[Optional(), Length(max=255)],
-        description="Optional: only people in this group may sign in (and get an account).",
+        description=_l("Optional: only people in this group may sign in (and get an account)."),
     )
-    enforce_sso = BooleanField("Turn off password sign-in for our verified domains")
+    enforce_sso = BooleanField(_l("Turn off password sign-in for our verified domains"))
     break_glass_email = StringField(
-        "Break-glass admin",
+        _l("Break-glass admin"),
         validators=[Optional(), Length(max=254)],
-        description="The email of one of your admins who may still use a password "
-        "(required when passwords are turned off).",
+        description=_l(
+            "The email of one of your admins who may still use a password "
+            "(required when passwords are turned off)."
+        ),
     )
-    submit = SubmitField("Save")
+    submit = SubmitField(_l("Save"))
 
 
 class DomainForm(FlaskForm):
     domain = StringField(
-        "Domain",
+        _l("Domain"),
         validators=[InputRequired(), Length(max=253)],
-        description="The part after @ in your people's email addresses, e.g. acme.example.",
+        description=_l("The part after @ in your people's email addresses, e.g. acme.example."),
     )
-    submit = SubmitField("Claim domain")
+    submit = SubmitField(_l("Claim domain"))

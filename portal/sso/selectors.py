@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from portal.db import council_wide
 from portal.kernel.errors import NotFound
+from portal.kernel.i18n import _l
 from portal.kernel.scope import Scope
 from portal.sso.models import DomainStatus, EmailDomain, SsoConnection
 from portal.tenancy.models import Organisation, OrganisationStatus
@@ -46,7 +47,7 @@ def domain_in_scope(session: Session, *, scope: Scope, domain_id: int) -> EmailD
     )
     found = session.scalar(query)
     if found is None:
-        raise NotFound("No such domain.")
+        raise NotFound(_l("No such domain."))
     return found
 
 

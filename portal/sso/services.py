@@ -34,6 +34,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, DomainError, NotFound, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.observability import login_failed
 from portal.sso import selectors
@@ -47,7 +48,7 @@ class SsoRefused(DomainError):
 
     status = 403
     code = "sso_refused"
-    title = "Sign-in refused"
+    title = _l("Sign-in refused")
 
 
 # ---------------------------------------------------------------- connections
@@ -95,7 +96,7 @@ def _may_configure(actor: Actor, organisation_id: int) -> None:
         actor,
         Action.SSO_CONFIGURE,
         organisation_id=organisation_id,
-        message="Only the organisation's admin configures its single sign-on.",
+        message=_l("Only the organisation's admin configures its single sign-on."),
     )
 
 
@@ -107,15 +108,21 @@ def _break_glass_admin(session: Session, organisation: Organisation, email: str)
     )
     if user is None or user.role != Role.ORG_ADMIN or not user.is_active:
         raise ValidationFailed(
-            "The break-glass account must be an active admin of your organisation.",
+            _l("The break-glass account must be an active admin of your organisation."),
             errors={
-                "break_glass_email": [f"{email} is not an active admin of {organisation.name}."]
+                "break_glass_email": [
+                    _l(
+                        "%(email)s is not an active admin of %(organisation)s.",
+                        email=email,
+                        organisation=organisation.name,
+                    )
+                ]
             },
         )
     if user.password_hash is None:
         raise ValidationFailed(
-            "The break-glass admin needs a password, since they sign in without the provider.",
-            errors={"break_glass_email": ["This admin has no password yet."]},
+            _l("The break-glass admin needs a password, since they sign in without the provider."),
+            errors={"break_glass_email": [_l("This admin has no password yet.")]},
         )
     return user
 
@@ -144,7 +151,7 @@ def connection_save(
             "Name a break-glass admin who may still sign in with a password."
         ]
     if errors:
-        raise ValidationFailed("Some fields need attention.", errors=errors)
+        raise ValidationFailed(_l("Some fields need attention."), errors=errors)
     break_glass = (
         _break_glass_admin(session, organisation, fields.break_glass_email)
         if fields.break_glass_email
@@ -272,7 +279,9 @@ def provider_settings(connection: SsoConnection) -> ProviderSettings:
 def council_provider_settings() -> ProviderSettings:
     """The council's own provider, from ``PORTAL_COUNCIL_OIDC_*``."""
     if not selectors.council_sso_configured():
-        raise NotFound("The council has no single sign-on configured.", code="sso_not_configured")
+        raise NotFound(
+            _l("The council has no single sign-on configured."), code="sso_not_configured"
+        )
     config = current_app.config
     return ProviderSettings(
         issuer=config["PORTAL_COUNCIL_OIDC_ISSUER"],
@@ -379,15 +388,19 @@ def domain_claim(
     )
     if mine is not None:
         raise Conflict(
-            f"{fields.domain} is already claimed ({mine.status}).",
+            _l(
+                "%(domain)s is already claimed (%(status)s).",
+                domain=fields.domain,
+                status=mine.status,
+            ),
             code="domain_claimed",
-            errors={"domain": ["Already claimed by your organisation."]},
+            errors={"domain": [_l("Already claimed by your organisation.")]},
         )
     if selectors.verified_domain(session, fields.domain) is not None:
         raise Conflict(
-            f"{fields.domain} is verified for another organisation.",
+            _l("%(domain)s is verified for another organisation.", domain=fields.domain),
             code="domain_taken",
-            errors={"domain": ["This domain belongs to another organisation."]},
+            errors={"domain": [_l("This domain belongs to another organisation.")]},
         )
     claim = EmailDomain(
         organisation_id=organisation.id,
@@ -416,14 +429,18 @@ def domain_verify(session: Session, *, actor: Actor, claim: EmailDomain) -> Emai
         actor,
         Action.SSO_DOMAIN_VERIFY,
         organisation_id=claim.organisation_id,
-        message="Only council admins verify domains.",
+        message=_l("Only council admins verify domains."),
     )
     if claim.status == DomainStatus.VERIFIED:
         return claim
     holder = selectors.verified_domain(session, claim.domain)
     if holder is not None:
         raise Conflict(
-            f"{claim.domain} is already verified for {holder.organisation.name}.",
+            _l(
+                "%(domain)s is already verified for %(organisation)s.",
+                domain=claim.domain,
+                organisation=holder.organisation.name,
+            ),
             code="domain_taken",
         )
     claim.status = DomainStatus.VERIFIED
@@ -434,7 +451,8 @@ def domain_verify(session: Session, *, actor: Actor, claim: EmailDomain) -> Emai
             session.flush()
     except IntegrityError as exc:  # a concurrent approval for another organisation won
         raise Conflict(
-            f"{claim.domain} was just verified for another organisation.", code="domain_taken"
+            _l("%(domain)s was just verified for another organisation.", domain=claim.domain),
+            code="domain_taken",
         ) from exc
     audit_record(
         session,
@@ -482,8 +500,11 @@ def password_sign_in(session: Session, *, email: str, password: str) -> User:
         if break_glass is None or break_glass.email != (email or "").strip().lower():
             login_failed("sso_required")
             raise SignInRefused(
-                f"{connection.organisation.name} signs in with its own identity provider; "
-                "passwords are turned off. Continue with single sign-on.",
+                _l(
+                    "%(organisation)s signs in with its own identity provider; passwords "
+                    "are turned off. Continue with single sign-on.",
+                    organisation=connection.organisation.name,
+                ),
                 code="sso_required",
             )
     return authenticate(session, email=email, password=password)
@@ -509,21 +530,32 @@ def check_claims(
     raw = claims.get("email")
     if not raw or not isinstance(raw, str):
         raise SsoRefused(
-            "Your identity provider did not send an email address. "
-            "Ask your IT team to release the “email” claim to the portal.",
+            _l(
+                "Your identity provider did not send an email address. Ask your IT "
+                "team to release the “email” claim to the portal."
+            ),
             code="email_missing",
         )
     try:
         email = check_email(raw)
     except ValueError as exc:
-        raise SsoRefused(f"The provider sent “{raw}”, which is not an email address.") from exc
+        raise SsoRefused(
+            _l("The provider sent “%(raw)s”, which is not an email address.", raw=raw)
+        ) from exc
     if claims.get("email_verified") is False:
-        raise SsoRefused(f"Your provider says {email} is not verified.", code="email_unverified")
+        raise SsoRefused(
+            _l("Your provider says %(email)s is not verified.", email=email),
+            code="email_unverified",
+        )
     domain = selectors.email_domain_of(email)
     if not selectors.is_verified_domain_of(session, organisation_id=org.id, domain=domain):
         raise SsoRefused(
-            f"{email} is not on an email domain verified for {org.name}, "
-            "so it cannot sign in through its provider.",
+            _l(
+                "%(email)s is not on an email domain verified for %(org)s, so it "
+                "cannot sign in through its provider.",
+                email=email,
+                org=org.name,
+            ),
             code="email_domain_not_verified",
         )
     if (
@@ -532,26 +564,40 @@ def check_claims(
         and connection.required_group not in _groups(claims, connection.group_claim)
     ):
         raise SsoRefused(
-            f"Your provider does not put you in the group “{connection.required_group}” "
-            f"that {org.name} requires for the portal. Ask your IT team for access.",
+            _l(
+                "Your provider does not put you in the group “%(required_group)s” that "
+                "%(org)s requires for the portal. Ask your IT team for access.",
+                required_group=connection.required_group,
+                org=org.name,
+            ),
             code="not_in_required_group",
         )
     user = session.scalar(sa.select(User).where(User.email == email))
     if user is not None:
         if user.organisation_id != org.id:
             raise SsoRefused(
-                f"{email} has an account that does not belong to {org.name}.",
+                _l(
+                    "%(email)s has an account that does not belong to %(org)s.",
+                    email=email,
+                    org=org.name,
+                ),
                 code="account_elsewhere",
             )
         if user.sso_subject and user.sso_subject != str(claims.get("sub")):
             raise SsoRefused(
-                f"{email} is linked to another identity at your provider. "
-                "Ask your organisation's admin.",
+                _l(
+                    "%(email)s is linked to another identity at your provider. Ask your "
+                    "organisation's admin.",
+                    email=email,
+                ),
                 code="subject_mismatch",
             )
     elif not connection.jit_enabled:
         raise SsoRefused(
-            f"There is no account for {email} yet. Ask your organisation's admin to add you.",
+            _l(
+                "There is no account for %(email)s yet. Ask your organisation's admin to add you.",
+                email=email,
+            ),
             code="no_account",
         )
     return email, user
@@ -602,12 +648,16 @@ def council_account(session: Session, *, claims: dict[str, Any]) -> User:
         email = ""
     if not email or claims.get("email_verified") is False:
         raise SsoRefused(
-            "The council's provider did not send a verified email address.", code="email_missing"
+            _l("The council's provider did not send a verified email address."),
+            code="email_missing",
         )
     user = session.scalar(sa.select(User).where(User.email == email))
     if user is None or not user.is_council:
         raise SsoRefused(
-            f"{email} is not a council staff account. Ask a council admin to invite you.",
+            _l(
+                "%(email)s is not a council staff account. Ask a council admin to invite you.",
+                email=email,
+            ),
             code="no_account",
         )
     refusal = sign_in_refusal(user)
@@ -633,9 +683,13 @@ def _not_assignable(email: str, organisation: Organisation) -> Conflict:
     account elsewhere.
     """
     return Conflict(
-        f"{email} cannot be given a seat in {organisation.name}.",
+        _l(
+            "%(email)s cannot be given a seat in %(organisation)s.",
+            email=email,
+            organisation=organisation.name,
+        ),
         code="email_not_assignable",
-        errors={"user_email": ["This address cannot be given a seat in this organisation."]},
+        errors={"user_email": [_l("This address cannot be given a seat in this organisation.")]},
     )
 
 

@@ -29,6 +29,7 @@ from portal.identity.forms import (
     TotpRemoveForm,
 )
 from portal.kernel.actor import Role
+from portal.kernel.i18n import _
 from portal.kernel.scope import Scope
 from portal.tenancy.selectors import organisation_by_slug
 
@@ -97,7 +98,7 @@ def totp_begin():
                 db_session(), actor=auth.current_actor(), user=current_user.user, issuer=_issuer()
             )
     else:
-        flash("The form expired; nothing was changed. Try again.", "error")
+        flash(_("The form expired; nothing was changed. Try again."), "error")
     return redirect(url_for("account.security"))
 
 
@@ -116,7 +117,7 @@ def totp_confirm():
                 code=form.code.data,
             )
         if saved:
-            flash("Your authenticator app is set up.", "success")
+            flash(_("Your authenticator app is set up."), "success")
             if codes:
                 return _page(recovery_codes=codes)
             return redirect(url_for("account.security"))
@@ -139,7 +140,7 @@ def totp_remove():
                 password=form.password.data,
             )
         if saved:
-            flash("The authenticator app is removed.", "success")
+            flash(_("The authenticator app is removed."), "success")
             return redirect(url_for("account.security"))
     return _page(remove_form=form, status=400)
 
@@ -156,10 +157,10 @@ def recovery_codes():
                 db_session(), actor=auth.current_actor(), user=current_user.user
             )
         if saved:
-            flash("New recovery codes are made; the old ones no longer work.", "success")
+            flash(_("New recovery codes are made; the old ones no longer work."), "success")
             return _page(recovery_codes=codes)
         return _page(status=409)
-    flash("The form expired; nothing was changed. Try again.", "error")
+    flash(_("The form expired; nothing was changed. Try again."), "error")
     return redirect(url_for("account.security"))
 
 
@@ -211,12 +212,15 @@ def _reset(slug: str | None, user_id: int):
             factors.factors_reset(db_session(), actor=auth.current_actor(), user=person)
         if saved:
             flash(
-                f"{person.email}'s second factors are removed and their sessions ended. "
-                "They sign in with their password and set up a new one.",
+                _(
+                    "%(email)s's second factors are removed and their sessions ended. "
+                    "They sign in with their password and set up a new one.",
+                    email=person.email,
+                ),
                 "success",
             )
     else:
-        flash("The form expired; nothing was changed. Try again.", "error")
+        flash(_("The form expired; nothing was changed. Try again."), "error")
     if slug is None:
         return redirect(url_for("account.staff_factors", user_id=user_id))
     return redirect(url_for("account.council_factors", slug=slug, user_id=user_id))
@@ -270,9 +274,12 @@ def org_require_second_factor():
         )
     if saved:
         flash(
-            f"Everyone in {org.name} must now sign in with a second factor."
+            _(
+                "Everyone in %(organisation)s must now sign in with a second factor.",
+                organisation=org.name,
+            )
             if form.required.data
-            else f"A second factor is now optional in {org.name}.",
+            else _("A second factor is now optional in %(organisation)s.", organisation=org.name),
             "success",
         )
     return redirect(url_for("tenancy.org_profile"))

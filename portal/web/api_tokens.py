@@ -22,6 +22,7 @@ from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
+from portal.kernel.i18n import _
 from portal.kernel.scope import Scope, scope_of
 from portal.tenancy.models import OrganisationStatus
 from portal.tenancy.selectors import organisation_by_slug, organisations_list
@@ -155,12 +156,17 @@ def org_token_revoke(token_id: int) -> ResponseReturnValue:
 def _revoke(token: Any, back: str) -> ResponseReturnValue:
     form = ConfirmForm()
     if not form.validate_on_submit():
-        flash("The form expired; nothing was changed. Try again.", "error")
+        flash(_("The form expired; nothing was changed. Try again."), "error")
         return redirect(back)
     with committed(form) as saved:  # a refusal (no field errors) is flashed
         services.token_revoke(db_session(), actor=g.actor, token=token)
     if saved:
         flash(
-            f"Token {token.prefix}… “{token.name}” is revoked; it stops working at once.", "success"
+            _(
+                "Token %(prefix)s… “%(name)s” is revoked; it stops working at once.",
+                prefix=token.prefix,
+                name=token.name,
+            ),
+            "success",
         )
     return redirect(back)

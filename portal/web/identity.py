@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from portal import ratelimit
+from portal import i18n, ratelimit
 from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import committed, show_errors
@@ -14,13 +14,16 @@ from portal.identity.forms import (
     AcceptInvitationForm,
     ChangePasswordForm,
     ForgotPasswordForm,
+    LanguageForm,
     LoginForm,
     ProfileForm,
     ResetPasswordForm,
     SecondFactorForm,
 )
 from portal.identity.sign_in import SignInRefused
+from portal.kernel.actor import Role
 from portal.kernel.errors import DomainError, ValidationFailed
+from portal.kernel.i18n import LANGUAGES, _, _n
 from portal.observability import login_failed
 from portal.sso import selectors as sso_selectors
 from portal.sso import services as sso_services
@@ -36,14 +39,16 @@ bp = Blueprint("auth", __name__)
     ratelimit.setting("PORTAL_LOGIN_ADDRESS_RATE_LIMIT"),
     methods=["POST"],
     deduct_when=ratelimit.failed_sign_in,
-    error_message="Too many failed sign-ins from your network address. Wait and try again.",
+    error_message=lambda: _(
+        "Too many failed sign-ins from your network address. Wait and try again."
+    ),
 )
 @limiter.limit(
     ratelimit.setting("PORTAL_LOGIN_RATE_LIMIT"),
     methods=["POST"],
     key_func=ratelimit.email_address_key("login"),
     deduct_when=ratelimit.failed_sign_in,
-    error_message="Too many failed sign-ins for this email. Wait and try again.",
+    error_message=lambda: _("Too many failed sign-ins for this email. Wait and try again."),
 )
 def login():
     """Sign in: one POST with ``email``, ``password`` and the CSRF token signs a password in.
@@ -68,11 +73,13 @@ def login():
                 return start_sign_in(realm, email=form.email.data, next_url=form.next.data)
             if form.sso.data:
                 flash(
-                    "No single sign-on is set up for that email's domain. "
-                    "Sign in with your password.",
+                    _(
+                        "No single sign-on is set up for that email's domain. "
+                        "Sign in with your password."
+                    ),
                     "info",
                 )
-            form.password.errors = ["Enter your password."]
+            form.password.errors = [_("Enter your password.")]
             return render_template(
                 "identity/login.html", form=form, council_sso=council_sso, ask_password=True
             ), 400
@@ -102,14 +109,14 @@ def login():
     ratelimit.setting("PORTAL_LOGIN_ADDRESS_RATE_LIMIT"),
     methods=["POST"],
     deduct_when=ratelimit.failed_sign_in,
-    error_message="Too many wrong codes from your network address. Wait and try again.",
+    error_message=lambda: _("Too many wrong codes from your network address. Wait and try again."),
 )
 @limiter.limit(
     ratelimit.setting("PORTAL_LOGIN_RATE_LIMIT"),
     methods=["POST"],
     key_func=ratelimit.second_factor_key,
     deduct_when=ratelimit.failed_sign_in,
-    error_message="Too many wrong codes for this account. Wait and try again.",
+    error_message=lambda: _("Too many wrong codes for this account. Wait and try again."),
 )
 def second_factor():
     """The second sign-in step: within five minutes of the password, a code from the
@@ -118,7 +125,7 @@ def second_factor():
         return redirect(auth.home_for(current_user))
     user = auth.pending_second_factor_user()
     if user is None:
-        flash("Your sign-in took too long or was not started. Sign in again.", "info")
+        flash(_("Your sign-in took too long or was not started. Sign in again."), "info")
         return redirect(url_for("auth.login"))
     form = SecondFactorForm()
     status = 200
@@ -140,8 +147,13 @@ def second_factor():
             if method == factors.AMR_RECOVERY:
                 left = factors.recovery_codes_left(db_session(), user.id)
                 flash(
-                    f"You signed in with a recovery code; {left} left. "
-                    "Make new ones on your security page if you are running out.",
+                    _n(
+                        "You signed in with a recovery code; %(num)d left. "
+                        "Make new ones on your security page if you are running out.",
+                        "You signed in with a recovery code; %(num)d left. "
+                        "Make new ones on your security page if you are running out.",
+                        left,
+                    ),
                     "info",
                 )
             return redirect(target)
@@ -155,7 +167,7 @@ def logout():
     """Sign out: the server-side session ends, so the old cookie stops working."""
     auth.sign_out()
     db_session().commit()
-    flash("You are signed out.", "info")
+    flash(_("You are signed out."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -187,12 +199,13 @@ def accept_invitation(token: str):
                 auth.sign_out()
             auth.sign_in(user)
             db_session().commit()
-            flash("Welcome! Your account is ready.", "success")
+            flash(_("Welcome! Your account is ready."), "success")
             return redirect(auth.home_for(user))
     return render_template(
         "identity/accept_invitation.html",
         form=form,
         invitation=invitation,
+        role_label=Role(invitation.role).label,
     ), (400 if request.method == "POST" else 200)
 
 
@@ -201,14 +214,16 @@ def accept_invitation(token: str):
     ratelimit.setting("PORTAL_RESET_ADDRESS_RATE_LIMIT"),
     methods=["POST"],
     deduct_when=ratelimit.reset_requested,
-    error_message="Too many reset requests from your network address. Wait and try again.",
+    error_message=lambda: _(
+        "Too many reset requests from your network address. Wait and try again."
+    ),
 )
 @limiter.limit(
     ratelimit.setting("PORTAL_RESET_RATE_LIMIT"),
     methods=["POST"],
     key_func=ratelimit.email_address_key("reset"),
     deduct_when=ratelimit.reset_requested,
-    error_message="Too many reset requests for this email. Wait and try again.",
+    error_message=lambda: _("Too many reset requests for this email. Wait and try again."),
 )
 def forgot_password():
     """Ask for a reset link. The answer is the same whether the email is known or not."""
@@ -220,7 +235,8 @@ def forgot_password():
             )
         if saved:
             flash(
-                "If that email has an account, a reset link is on its way. It works once.", "info"
+                _("If that email has an account, a reset link is on its way. It works once."),
+                "info",
             )
             return redirect(url_for("auth.login"))
     status = 400 if request.method == "POST" else 200
@@ -250,18 +266,21 @@ def reset_password(token: str):
             if current_user.is_authenticated:
                 auth.sign_out()
             db_session().commit()
-            flash("Your password is changed. Sign in with it now.", "success")
+            flash(_("Your password is changed. Sign in with it now."), "success")
             return redirect(url_for("auth.login"))
     status = 400 if request.method == "POST" else 200
     return render_template("identity/reset_password.html", form=form, user=user), status
 
 
-def _profile_page(profile_form=None, password_form=None, status: int = 200):
+def _profile_page(profile_form=None, password_form=None, language_form=None, status: int = 200):
     user = current_user.user
+    if language_form is None:
+        language_form = LanguageForm(prefix="language", formdata=None, language=user.locale or "")
     return render_template(
         "identity/profile.html",
         profile_form=profile_form or ProfileForm(prefix="profile", obj=user),
         password_form=password_form or ChangePasswordForm(prefix="password"),
+        language_form=language_form,
         user=user,
     ), status
 
@@ -287,7 +306,7 @@ def profile_save():
                 name=form.name.data,
             )
         if saved:
-            flash("Profile saved.", "success")
+            flash(_("Profile saved."), "success")
             return redirect(url_for("auth.profile"))
     return _profile_page(profile_form=form, status=400)
 
@@ -308,6 +327,38 @@ def password_save():
                 keep_token=current_user.token,
             )
         if saved:
-            flash("Password changed. Your other sessions were signed out.", "success")
+            flash(_("Password changed. Your other sessions were signed out."), "success")
             return redirect(url_for("auth.profile"))
     return _profile_page(password_form=form, status=400)
+
+
+@bp.post("/profile/language")
+@login_required
+def language_save():
+    """Choose the language of one's pages and mail: English, Russian, or the browser's."""
+    form = LanguageForm(prefix="language")
+    if form.validate_on_submit():
+        chosen = i18n.supported(form.language.data)
+        with committed(form) as saved:
+            accounts.language_choose(
+                db_session(), actor=auth.current_actor(), user=current_user.user, language=chosen
+            )
+        if saved:
+            # Flashed in the language just chosen, as the next page will be.
+            with i18n.in_language(chosen or request.accept_languages.best_match(LANGUAGES)):
+                flash(_("Language saved."), "success")
+            response = redirect(url_for("auth.profile"))
+            if chosen is None:
+                # The browser's language from now on: the switcher's cookie would win over it.
+                response.delete_cookie(i18n.LANGUAGE_COOKIE)
+            else:
+                response.set_cookie(
+                    i18n.LANGUAGE_COOKIE,
+                    chosen,
+                    max_age=i18n.LANGUAGE_COOKIE_SECONDS,
+                    secure=request.is_secure,
+                    httponly=True,
+                    samesite="Lax",
+                )
+            return response
+    return _profile_page(language_form=form, status=400)

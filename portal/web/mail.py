@@ -14,6 +14,7 @@ from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _
 from portal.kernel.scope import scope_of
 from portal.mail import mail_resend
 from portal.mail.selectors import message_in_scope
@@ -29,7 +30,7 @@ def resend(message_id: int):
     actor = auth.current_actor()
     message = message_in_scope(db_session(), scope=scope_of(actor), message_id=message_id)
     if not ConfirmForm().validate_on_submit():
-        flash("The form expired; nothing was sent. Try again.", "error")
+        flash(_("The form expired; nothing was sent. Try again."), "error")
         return redirect(back)
     try:
         mail_resend(db_session(), actor=actor, message=message)
@@ -38,5 +39,11 @@ def resend(message_id: int):
         flash(error.detail, "error")
     else:
         db_session().commit()
-        flash(f"The message to {message.recipient} is queued to be sent again.", "success")
+        flash(
+            _(
+                "The message to %(recipient)s is queued to be sent again.",
+                recipient=message.recipient,
+            ),
+            "success",
+        )
     return redirect(back)

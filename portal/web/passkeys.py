@@ -29,6 +29,7 @@ from portal.identity.forms import (
     SecondFactorForm,
 )
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _, _l
 from portal.observability import login_failed
 from portal.web import account as account_pages
 
@@ -112,11 +113,13 @@ def register():
                 name=form.name.data,
             )
         if saved:
-            flash(f"Passkey “{passkey.name}” is added.", "success")
+            flash(_("Passkey “%(name)s” is added.", name=passkey.name), "success")
             if not factors.recovery_codes_left(db_session(), current_user.id):
                 flash(
-                    "Make recovery codes (below) for the day you do not have your passkey "
-                    "with you.",
+                    _(
+                        "Make recovery codes (below) for the day you do not have your passkey "
+                        "with you."
+                    ),
                     "info",
                 )
             return redirect(url_for("account.security"))
@@ -141,7 +144,7 @@ def rename(passkey_id: int):
                 name=form.name.data,
             )
         if saved:
-            flash(f"The passkey is now called “{passkey.name}”.", "success")
+            flash(_("The passkey is now called “%(name)s”.", name=passkey.name), "success")
             return redirect(url_for("account.security"))
         _form_errors(form)
     else:
@@ -164,7 +167,7 @@ def remove(passkey_id: int):
                 passkey_id=passkey_id,
             )
         if saved:
-            flash("The passkey is removed.", "success")
+            flash(_("The passkey is removed."), "success")
             return redirect(url_for("account.security"))
     else:
         _form_errors(form)
@@ -182,11 +185,14 @@ def _form_errors(form: Any) -> None:
     """A form's field errors as messages on the page (the section's fields have no place
     of their own on the security page)."""
     for name, errors in form.errors.items():
-        label = (
-            "The form expired; nothing was changed. Try again." if name == "csrf_token" else None
-        )
         for error in errors:
-            flash(label or f"{form[name].label.text}: {error}", "error")
+            if name == "csrf_token":
+                flash(_("The form expired; nothing was changed. Try again."), "error")
+            else:
+                flash(
+                    _("%(field)s: %(message)s", field=form[name].label.text, message=error),
+                    "error",
+                )
 
 
 # ---------------------------------------------------------------- the second sign-in step
@@ -196,7 +202,7 @@ def _pending_user() -> Any:
     user = auth.pending_second_factor_user()
     if user is None:
         raise passkeys.PasskeyRefused(
-            "Your sign-in took too long or was not started. Sign in again.",
+            _l("Your sign-in took too long or was not started. Sign in again."),
             code="sign_in_expired",
         )
     return user
@@ -213,13 +219,15 @@ def sign_in_options():
 @limiter.limit(
     ratelimit.setting("PORTAL_LOGIN_ADDRESS_RATE_LIMIT"),
     deduct_when=ratelimit.failed_sign_in,
-    error_message="Too many failed sign-ins from your network address. Wait and try again.",
+    error_message=lambda: _(
+        "Too many failed sign-ins from your network address. Wait and try again."
+    ),
 )
 @limiter.limit(
     ratelimit.setting("PORTAL_LOGIN_RATE_LIMIT"),
     key_func=ratelimit.second_factor_key,
     deduct_when=ratelimit.failed_sign_in,
-    error_message="Too many failed sign-ins for this account. Wait and try again.",
+    error_message=lambda: _("Too many failed sign-ins for this account. Wait and try again."),
 )
 def sign_in():
     """Finish signing in with the passkey answer the script put in the form."""
@@ -227,7 +235,7 @@ def sign_in():
         return redirect(auth.home_for(current_user))
     user = auth.pending_second_factor_user()
     if user is None:
-        flash("Your sign-in took too long or was not started. Sign in again.", "info")
+        flash(_("Your sign-in took too long or was not started. Sign in again."), "info")
         return redirect(url_for("auth.login"))
     form = PasskeySignInForm()
     status = 400
@@ -253,7 +261,7 @@ def sign_in():
             db_session().commit()
             return redirect(target)
     else:
-        flash("The form expired. Try again.", "error")
+        flash(_("The form expired. Try again."), "error")
     return render_template(
         "identity/second_factor.html", form=SecondFactorForm(), pending_user=user
     ), status

@@ -18,13 +18,15 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from portal.db import db_session
-from portal.forms import committed
+from portal.forms import committed, confirmation_needed
 from portal.identity import accounts, auth, invitations, selectors
 from portal.identity.forms import ConfirmForm, InviteForm, RoleForm
 from portal.kernel.actor import COUNCIL_ROLES, ORG_ROLES, Role
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _, _n
 from portal.kernel.scope import Scope
 from portal.mail import selectors as mail_selectors
+from portal.seats.selectors import my_seats
 from portal.tenancy.selectors import organisation_by_slug
 
 bp = Blueprint("people", __name__)
@@ -64,8 +66,15 @@ def _roles_for(org: Any) -> list[tuple[str, str]]:
     return [(r.value, r.label) for r in roles]
 
 
-def _list(scope: str, slug: str | None = None):
-    org, _ = _resolve(scope, slug)
+def _role_label(value: str) -> str:
+    try:
+        return Role(value).label
+    except ValueError:
+        return value
+
+
+def _list(scope: str, slug: str | None = None, invite_form: InviteForm | None = None):
+    org, _back = _resolve(scope, slug)
     search = request.args.get("q", "").strip()[:100]
     page = request.args.get("page", 1, type=int) or 1
     users = selectors.users_list(db_session(), **_people_of(org), search=search, page=page)
@@ -77,8 +86,9 @@ def _list(scope: str, slug: str | None = None):
         related_ids=[invitation.id for invitation in invitations],
         kind="invitation",
     )
-    invite_form = InviteForm(prefix="invite")
-    invite_form.role.choices = _roles_for(org)
+    if invite_form is None:
+        invite_form = InviteForm(prefix="invite", formdata=None)
+        invite_form.role.choices = _roles_for(org)
     if org is not None and not invite_form.role.data:
         invite_form.role.data = Role.MEMBER.value  # colleagues are members unless chosen
     return render_template(
@@ -92,6 +102,7 @@ def _list(scope: str, slug: str | None = None):
         role_choices=_roles_for(org),
         confirm_form=ConfirmForm(),
         role_form=RoleForm(),
+        role_label=_role_label,
         q=search,
     )
 
@@ -133,15 +144,15 @@ def invite(scope: str, slug: str | None = None):
             )
         if saved:
             # The mail is sent by a job: the list below shows whether it went.
-            flash(f"Invitation to {form.email.data} created; its mail is queued.", "success")
+            flash(
+                _("Invitation to %(email)s created; its mail is queued.", email=form.email.data),
+                "success",
+            )
             return redirect(back)
-    # The list page is another request: the form's messages go with the redirect.
-    for field in (form.email, form.role):
-        for message in field.errors:
-            flash(f"{field.label.text}: {message}", "error")
     if form.csrf_token.errors:
-        flash("The form expired; nothing was sent. Try again.", "error")
-    return redirect(back)
+        flash(_("The form expired; nothing was sent. Try again."), "error")
+    # The list again, with every field's message and what was typed kept.
+    return _list(scope, slug, invite_form=form), 400
 
 
 def change_role(scope: str, user_id: int, slug: str | None = None):
@@ -161,10 +172,46 @@ def change_role(scope: str, user_id: int, slug: str | None = None):
             flash(error.detail, "error")
         else:
             db_session().commit()
-            flash(f"{user.email} is now {user.role.label.lower()}.", "success")
+            flash(
+                _("%(email)s is now %(role)s.", email=user.email, role=_role_label(user.role).lower()),
+                "success",
+            )
     else:
-        flash("Choose a role from the list; nothing was changed.", "error")
+        flash(_("Choose a role from the list; nothing was changed."), "error")
     return redirect(back)
+
+
+def _confirm_deactivation(user, back: str):
+    """The confirm step of a deactivation: who, their sessions, and the seats they lose."""
+    person = f"{user.name} ({user.email})" if user.name else user.email
+    consequences = [
+        _(
+            "%(person)s can no longer sign in, and every session of theirs ends now.",
+            person=person,
+        )
+    ]
+    if user.organisation_id is not None:
+        seats = my_seats(db_session(), organisation_id=user.organisation_id, user_id=user.id)
+        if seats:
+            consequences.append(
+                _n(
+                    "Their %(num)d seat (%(products)s) is released; it stays reserved for "
+                    "the organisation.",
+                    "Their %(num)d seats (%(products)s) are released; they stay reserved for "
+                    "the organisation.",
+                    len(seats),
+                    products=", ".join(seat.subscription.product.name for seat in seats),
+                )
+            )
+    consequences.append(
+        _("You can reactivate the account later; released seats are not given back.")
+    )
+    return confirmation_needed(
+        title=_("Deactivate %(person)s?", person=person),
+        consequences=consequences,
+        confirm_label=_("Deactivate"),
+        cancel_url=back,
+    )
 
 
 def set_active(scope: str, user_id: int, active: str, slug: str | None = None):
@@ -172,8 +219,12 @@ def set_active(scope: str, user_id: int, active: str, slug: str | None = None):
     org, back = _resolve(scope, slug)
     user = selectors.user_in_scope(db_session(), **_people_of(org), user_id=user_id)
     if not ConfirmForm().validate_on_submit():
-        flash("The form expired; nothing was changed. Try again.", "error")
+        flash(_("The form expired; nothing was changed. Try again."), "error")
         return redirect(back)
+    if active == "deactivate" and user.is_active:
+        page = _confirm_deactivation(user, back)
+        if page is not None:
+            return page  # the confirm step: nothing changes until it is confirmed
     # Not forms.committed: the page redirects, so a refusal is flashed whole.
     try:
         accounts.user_set_active(
@@ -184,7 +235,10 @@ def set_active(scope: str, user_id: int, active: str, slug: str | None = None):
         flash(error.detail, "error")
     else:
         db_session().commit()
-        flash(f"{user.email} is {'active again' if user.is_active else 'deactivated'}.", "success")
+        if user.is_active:
+            flash(_("%(email)s is active again.", email=user.email), "success")
+        else:
+            flash(_("%(email)s is deactivated.", email=user.email), "success")
     return redirect(back)
 
 
@@ -195,7 +249,7 @@ def revoke_invitation(scope: str, invitation_id: int, slug: str | None = None):
         db_session(), **_people_of(org), invitation_id=invitation_id
     )
     if not ConfirmForm().validate_on_submit():
-        flash("The form expired; nothing was changed. Try again.", "error")
+        flash(_("The form expired; nothing was changed. Try again."), "error")
         return redirect(back)
     # Not forms.committed: the page redirects, so a refusal is flashed whole.
     try:
@@ -207,7 +261,7 @@ def revoke_invitation(scope: str, invitation_id: int, slug: str | None = None):
         flash(error.detail, "error")
     else:
         db_session().commit()
-        flash(f"The invitation to {invitation.email} is withdrawn.", "success")
+        flash(_("The invitation to %(email)s is withdrawn.", email=invitation.email), "success")
     return redirect(back)
 
 

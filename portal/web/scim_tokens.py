@@ -18,6 +18,7 @@ from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
+from portal.kernel.i18n import _, _n
 from portal.kernel.scope import Scope
 from portal.scim import selectors, services
 from portal.scim.forms import MappingForm, ScimTokenForm
@@ -80,7 +81,14 @@ def org_scim_token_revoke(token_id: int) -> ResponseReturnValue:
         with committed(form) as saved:
             services.token_revoke(db_session(), actor=g.actor, token=token)
         if saved:
-            flash(f"SCIM token {token.prefix}… “{token.name}” is revoked.", "success")
+            flash(
+                _(
+                    "SCIM token %(prefix)s… “%(name)s” is revoked.",
+                    prefix=token.prefix,
+                    name=token.name,
+                ),
+                "success",
+            )
     return redirect(url_for("scim.org_scim"))
 
 
@@ -99,9 +107,14 @@ def _mapping_form(org: Any) -> MappingForm:
 
 def _report_flash(report: services.SeatReport) -> None:
     if report.assigned:
-        flash(f"{len(report.assigned)} seat(s) assigned.", "success")
+        flash(
+            _n("%(num)d seat assigned.", "%(num)d seats assigned.", len(report.assigned)), "success"
+        )
     for email, sku, why in report.failed:
-        flash(f"{email} got no seat of {sku}: {why}", "error")
+        flash(
+            _("%(email)s got no seat of %(sku)s: %(reason)s", email=email, sku=sku, reason=why),
+            "error",
+        )
 
 
 @bp.route("/org/scim/groups", methods=["GET", "POST"])
@@ -122,7 +135,14 @@ def org_scim_groups() -> ResponseReturnValue:
                     db_session(), actor=g.actor, organisation=org, group=group, product=product
                 )
             if saved:
-                flash(f"{group.display_name} now gives seats of {product.name}.", "success")
+                flash(
+                    _(
+                        "%(group)s now gives seats of %(product)s.",
+                        group=group.display_name,
+                        product=product.name,
+                    ),
+                    "success",
+                )
                 _report_flash(report)
                 return redirect(url_for("scim.org_scim_groups"))
         status = 400
@@ -151,7 +171,14 @@ def org_scim_mapping_remove(mapping_id: int) -> ResponseReturnValue:
         with committed(form) as saved:
             report = services.mapping_delete(db_session(), actor=g.actor, mapping=mapping)
         if saved:
-            flash(f"Mapping removed; {len(report.released)} seat(s) released.", "success")
+            flash(
+                _n(
+                    "Mapping removed; %(num)d seat released.",
+                    "Mapping removed; %(num)d seats released.",
+                    len(report.released),
+                ),
+                "success",
+            )
     return redirect(url_for("scim.org_scim_groups"))
 
 
@@ -167,5 +194,5 @@ def org_scim_mappings_sync() -> ResponseReturnValue:
         if saved:
             _report_flash(report)
             if not report.assigned and not report.failed:
-                flash("Everyone in a mapped group has a seat.", "info")
+                flash(_("Everyone in a mapped group has a seat."), "info")
     return redirect(url_for("scim.org_scim_groups"))

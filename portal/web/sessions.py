@@ -12,6 +12,7 @@ from portal.db import db_session
 from portal.forms import committed
 from portal.identity import auth, selectors, sessions
 from portal.identity.forms import ConfirmForm
+from portal.kernel.i18n import _
 from portal.kernel.policy import Action, Reach
 from portal.kernel.scope import Scope
 from portal.tenancy.selectors import organisation_by_slug
@@ -58,7 +59,7 @@ def _revoke(user: Any, session_id: int | None, *, keep: str | None, done: str):
         if saved:
             flash(done, "success")
     else:
-        flash("The form expired; nothing was changed. Try again.", "error")
+        flash(_("The form expired; nothing was changed. Try again."), "error")
 
 
 # ---------------------------------------------------------------- one's own
@@ -76,7 +77,7 @@ def mine():
 def mine_revoke(session_id: int):
     """Sign out one of one's own sessions (the current one too: that is signing out)."""
     user = current_user.user
-    _revoke(user, session_id, keep=None, done="That session is signed out.")
+    _revoke(user, session_id, keep=None, done=_("That session is signed out."))
     return redirect(url_for("sessions.mine"))
 
 
@@ -88,7 +89,7 @@ def mine_revoke_all():
         current_user.user,
         None,
         keep=current_user.token,
-        done="Your other sessions are signed out.",
+        done=_("Your other sessions are signed out."),
     )
     return redirect(url_for("sessions.mine"))
 
@@ -130,7 +131,11 @@ def _end(slug: str | None, user_id: int, session_id: int | None):
     user = _person(slug, user_id)
     if user.id == current_user.id:
         abort(404)  # one's own sessions are ended from /account/sessions
-    done = "The session is ended." if session_id else f"All of {user.email}'s sessions are ended."
+    done = (
+        _("The session is ended.")
+        if session_id
+        else _("All of %(email)s's sessions are ended.", email=user.email)
+    )
     _revoke(user, session_id, keep=None, done=done)
     return redirect(_council_page(slug, user_id))
 

@@ -38,6 +38,7 @@ from portal.identity import auth, factors
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _, _l
 from portal.kernel.scope import Scope, scope_of
 from portal.sso import selectors, services
 from portal.sso.forms import ConnectionForm, DomainForm
@@ -73,7 +74,13 @@ def _take(state: str | None) -> services.Pending | None:
 def _failed(detail: str, status: int = 400, *, stage: str | None = None, code: str | None = None):
     db_session().rollback()
     return (
-        render_template("sso/failed.html", detail=detail, stage=stage, code=code),
+        render_template(
+            "sso/failed.html",
+            detail=detail,
+            stage=stage,
+            stage_label=_stage_name(stage) if stage else None,
+            code=code,
+        ),
         status,
     )
 
@@ -92,7 +99,11 @@ def start_sign_in(realm: Realm, *, email: str | None, next_url: str | None):
         url, pending = services.sign_in_begin(connection, login_hint=email, context=context)
     except services.SsoFailed as error:
         return _failed(
-            f"{realm.label}'s sign-in could not be started. {error.detail}",
+            _(
+                "The sign-in of %(realm)s could not be started. %(detail)s",
+                realm=realm.label,
+                detail=error.detail,
+            ),
             error.status,
             stage=error.stage,
             code=error.code,
@@ -117,7 +128,7 @@ def realm():
 def council_start():
     """Council staff sign in through the council's own provider."""
     if not selectors.council_sso_configured():
-        return _failed("The council has no single sign-on configured.", 404)
+        return _failed(_("The council has no single sign-on configured."), 404)
     label = current_app.config["PORTAL_COUNCIL_NAME"]
     return start_sign_in(
         Realm(kind="council", label=label), email=None, next_url=request.args.get("next")
@@ -131,9 +142,11 @@ def _callback_pending():
     pending = _take(request.args.get("state"))
     if pending is None:
         return None, _failed(
-            "This sign-in response is not valid here: it was used already, it expired, or it "
-            "did not start in this browser. Nobody was signed in. Start again from the sign-in "
-            "page.",
+            _(
+                "This sign-in response is not valid here: it was used already, it expired, or it "
+                "did not start in this browser. Nobody was signed in. Start again from the "
+                "sign-in page."
+            ),
             400,
             stage="state",
             code="state_invalid",
@@ -150,7 +163,7 @@ def org_callback(slug: str):
     context = pending.context
     if context.get("slug") != slug:
         return _failed(
-            "This response belongs to another organisation's sign-in. Nobody was signed in.",
+            _("This response belongs to another organisation's sign-in. Nobody was signed in."),
             400,
             stage="state",
             code="sso_mixup",
@@ -158,10 +171,12 @@ def org_callback(slug: str):
     try:
         org = organisation_by_slug(db_session(), slug)
     except DomainError:
-        return _failed("No such organisation.", 404)
+        return _failed(_("No such organisation."), 404)
     connection = selectors.connection_of(db_session(), organisation_id=org.id)
     if connection is None or (not connection.enabled and context.get("purpose") != "test"):
-        return _failed(f"{org.name} has no single sign-on turned on.", 404)
+        return _failed(
+            _("%(organisation)s has no single sign-on turned on.", organisation=org.name), 404
+        )
     if context.get("purpose") == "test":
         return _finish_test(connection, pending)
     try:
@@ -188,7 +203,7 @@ def council_callback():
     if refusal is not None:
         return refusal
     if pending.context.get("purpose") != "council":
-        return _failed("This response belongs to another sign-in.", 400, stage="state")
+        return _failed(_("This response belongs to another sign-in."), 400, stage="state")
     try:
         claims = services.sign_in_finish(None, pending, request.args.to_dict())
         user = services.council_account(db_session(), claims=claims)
@@ -208,19 +223,35 @@ def council_callback():
 
 
 STAGES = (
-    ("discovery", "Discovery (the provider's metadata)"),
-    ("authorisation", "Authorisation (the provider signed someone in)"),
-    ("client_auth", "Client authentication (client id and secret)"),
-    ("token", "Token exchange"),
-    ("id_token", "ID token (signature, issuer, audience, expiry, nonce)"),
-    ("claims", "Claims (email, domain, group) and the portal's rules"),
+    ("discovery", _l("Discovery (the provider's metadata)")),
+    ("authorisation", _l("Authorisation (the provider signed someone in)")),
+    ("client_auth", _l("Client authentication (client id and secret)")),
+    ("token", _l("Token exchange")),
+    ("id_token", _l("ID token (signature, issuer, audience, expiry, nonce)")),
+    ("claims", _l("Claims (email, domain, group) and the portal's rules")),
 )
+STAGE_NAMES = {
+    "discovery": _l("discovery"),
+    "authorisation": _l("authorisation"),
+    "client_auth": _l("client authentication"),
+    "token": _l("token exchange"),
+    "id_token": _l("ID token"),
+    "claims": _l("claims"),
+    "state": _l("state"),
+    "configuration": _l("configuration"),
+}
+
+
+def _stage_name(stage: str | None) -> str:
+    return str(STAGE_NAMES.get(stage or "", (stage or "").replace("_", " ")))
 
 
 def _report(failed_stage: str | None) -> list[tuple[str, str]]:
     """Each stage with ok / failed / not reached, for the report."""
-    rows, reached = [], True
-    for stage, label in STAGES:
+    rows: list[tuple[str, str]] = []
+    reached = True
+    for stage, lazy_label in STAGES:
+        label = str(lazy_label)
         if not reached:
             rows.append((label, "not reached"))
         elif stage == failed_stage:
@@ -234,16 +265,16 @@ def _report(failed_stage: str | None) -> list[tuple[str, str]]:
 def _finish_test(connection, pending: services.Pending):
     actor = auth.current_actor()
     if not services.connection_may_test(actor, connection):
-        return _failed("Only your organisation's admin can test its connection.", 403)
+        return _failed(_("Only your organisation's admin can test its connection."), 403)
     claims: dict[str, Any] = {}
     failed_stage, detail = None, ""
     try:
         claims = services.sign_in_finish(connection, pending, request.args.to_dict())
         email, user = services.check_claims(db_session(), connection=connection, claims=claims)
         detail = (
-            f"{email} would sign in to their account."
+            _("%(email)s would sign in to their account.", email=email)
             if user is not None
-            else f"{email} would get a new member account at their first sign-in."
+            else _("%(email)s would get a new member account at their first sign-in.", email=email)
         )
     except services.SsoFailed as error:
         db_session().rollback()
@@ -252,7 +283,11 @@ def _finish_test(connection, pending: services.Pending):
         db_session().rollback()
         failed_stage, detail = "claims", error.detail
     ok = failed_stage is None
-    summary = ("Connection works. " if ok else f"Failed at {failed_stage}: ") + detail
+    summary = (
+        _("Connection works. %(detail)s", detail=detail)
+        if ok
+        else _("Failed at %(stage)s: %(detail)s", stage=_stage_name(failed_stage), detail=detail)
+    )
     services.connection_record_test(
         db_session(), actor=actor, connection=connection, ok=ok, message=summary
     )
@@ -279,7 +314,7 @@ def org_sso_test():
     org = auth.current_organisation()
     connection = selectors.connection_of(db_session(), organisation_id=org.id)
     if connection is None or not ConfirmForm().validate_on_submit():
-        flash("Save the connection first.", "error")
+        flash(_("Save the connection first."), "error")
         return redirect(url_for("sso.org_sso"))
     # Not forms.committed: a failure to start is recorded on the connection and committed.
     try:
@@ -293,7 +328,9 @@ def org_sso_test():
             actor=g.actor,
             connection=connection,
             ok=False,
-            message=f"Failed at discovery: {detail}",
+            message=_(
+                "Failed at %(stage)s: %(detail)s", stage=_stage_name("discovery"), detail=detail
+            ),
         )
         db_session().commit()
         return render_template(
@@ -347,7 +384,7 @@ def org_sso():
             with committed(form) as saved:
                 services.connection_save(db_session(), actor=g.actor, organisation=org, data=data)
             if saved:
-                flash("Single sign-on settings saved. Test the connection now.", "success")
+                flash(_("Single sign-on settings saved. Test the connection now."), "success")
                 return redirect(url_for("sso.org_sso"))
         status = 400
     return render_template(
@@ -371,7 +408,7 @@ def org_sso_delete():
     if connection is not None and ConfirmForm().validate_on_submit():
         services.connection_delete(db_session(), actor=g.actor, connection=connection)
         db_session().commit()
-        flash("Single sign-on is removed; people sign in with passwords again.", "success")
+        flash(_("Single sign-on is removed; people sign in with passwords again."), "success")
     return redirect(url_for("sso.org_sso"))
 
 
@@ -390,8 +427,10 @@ def org_domains():
                 )
             if saved:
                 flash(
-                    f"{form.domain.data.strip().lower()} is claimed; a council admin will "
-                    "verify it.",
+                    _(
+                        "%(domain)s is claimed; a council admin will verify it.",
+                        domain=form.domain.data.strip().lower(),
+                    ),
                     "success",
                 )
                 return redirect(url_for("sso.org_domains"))
@@ -416,7 +455,7 @@ def org_domain_remove(domain_id: int):
     if ConfirmForm().validate_on_submit():
         services.domain_remove(db_session(), actor=g.actor, claim=claim)
         db_session().commit()
-        flash(f"{claim.domain} is removed.", "success")
+        flash(_("%(domain)s is removed.", domain=claim.domain), "success")
     return redirect(url_for("sso.org_domains"))
 
 
@@ -438,7 +477,7 @@ def council_domain_decide(domain_id: int, action: str):
         db_session(), scope=scope_of(auth.current_actor()), domain_id=domain_id
     )
     if not ConfirmForm().validate_on_submit():
-        flash("The form expired; nothing was changed. Try again.", "error")
+        flash(_("The form expired; nothing was changed. Try again."), "error")
         return redirect(url_for("sso.council_domains"))
     label, org_name = claim.domain, claim.organisation.name
     # Not forms.committed: the page redirects, so a refusal is flashed whole.
@@ -452,6 +491,22 @@ def council_domain_decide(domain_id: int, action: str):
         flash(error.detail, "error")
     else:
         db_session().commit()
-        verb = "verified for" if action == "verify" else "rejected for"
-        flash(f"{label} is {verb} {org_name}.", "success")
+        if action == "verify":
+            flash(
+                _(
+                    "%(domain)s is verified for %(organisation)s.",
+                    domain=label,
+                    organisation=org_name,
+                ),
+                "success",
+            )
+        else:
+            flash(
+                _(
+                    "%(domain)s is rejected for %(organisation)s.",
+                    domain=label,
+                    organisation=org_name,
+                ),
+                "success",
+            )
     return redirect(url_for("sso.council_domains"))
