@@ -4,8 +4,9 @@ PostgreSQL, beside the same API clients alone (the baseline), in the same run.
 On the pages-at-scale database (``benchmarks.scale``: at ``--scale 1`` an organisation,
 ``scale-big``, with 600,000 usage events this month among 30,000,000), eight clients:
 
-* 2 send entitlement checks (``GET /api/v1/entitlements/check``),
-* 2 send usage batches of ``--batch`` events (``POST /api/v1/usage``, council token),
+* 2 send entitlement checks (``GET /api/v1/entitlements/check``; these two and the usage
+  batches with the products' vendor's token),
+* 2 send usage batches of ``--batch`` events (``POST /api/v1/usage``),
 * 1 assigns and releases seats (``POST`` then ``DELETE /api/v1/subscriptions/{id}/seats``,
   the organisation's token),
 * 3 read ``/org``, ``/org/usage`` and ``/org/idle-seats`` in turn, signed in as the
@@ -102,6 +103,21 @@ def setup(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     cookie = client.get_cookie(site.app.config["SESSION_COOKIE_NAME"])
     assert cookie is not None, "no session cookie after signing in"
     tokens = site._tokens()
+    with site.app.app_context():
+        from portal.api.services import token_create
+        from portal.catalogue.selectors import vendor_by_slug
+        from portal.db import council_wide, db
+        from portal.kernel.actor import Actor
+
+        with council_wide(db.session) as session:
+            _, tokens["vendor"] = token_create(
+                session,
+                actor=Actor.system("benchmark"),
+                scope="vendor",
+                vendor=vendor_by_slug(session, "scale-vendor"),
+                name="soak",
+            )
+            session.commit()
     people = [f"p{j:05d}@{slug}.example" for j in range(1, 200)]
     with site.app.app_context():
         from portal.db import db
@@ -143,7 +159,7 @@ def _client(job: tuple, start: float, t_warm: float, t_end: float) -> tuple:
             if status != ok:
                 errors[f"{op} {status}"] = errors.get(f"{op} {status}", 0) + 1
 
-    council = common.json_headers(info["tokens"]["council"])
+    vendor = common.json_headers(info["tokens"]["vendor"])
     own = common.json_headers(info["tokens"]["organisation"])
     page_headers = {"Cookie": info["cookie"], "Connection": "keep-alive"}
     while time.time() < t_end:
@@ -160,7 +176,7 @@ def _client(job: tuple, start: float, t_warm: float, t_end: float) -> tuple:
                 "GET",
                 f"/api/v1/entitlements/check?{query}",
                 None,
-                council,
+                vendor,
                 200,
             )
         elif kind == "usage":
@@ -179,7 +195,7 @@ def _client(job: tuple, start: float, t_warm: float, t_end: float) -> tuple:
                 for k in range(info["batch"])
             ]
             timed(
-                "usage batch", "POST", "/api/v1/usage", common.body({"events": batch}), council, 200
+                "usage batch", "POST", "/api/v1/usage", common.body({"events": batch}), vendor, 200
             )
         elif kind == "seats":
             email = info["seat_people"][i % len(info["seat_people"])]
