@@ -18,6 +18,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import PermissionDenied
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 
 #: The chain's head table (Core: appends lock and move it with plain statements).
@@ -299,7 +300,7 @@ def audit_chain_check(session: Session, *, actor: Actor) -> ChainReport:
     is returned all the same: it names the event past the head.
     """
     if not may_verify_chain(actor):
-        raise PermissionDenied("Only council staff may check the audit log's chain.")
+        raise PermissionDenied(_l("Only council staff may check the audit log's chain."))
     with council_wide(session):  # the chain spans every organisation
         report = audit_verify(session)
         try:

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from portal.jobs.models import Job, JobState
 from portal.kernel.errors import NotFound
+from portal.kernel.i18n import _l
 from portal.pagination import Page, paginate
 
 #: The page's filters: a state, or ``retried`` (jobs that needed more than one attempt).
@@ -35,5 +36,5 @@ def job_counts(session: Session) -> dict[str, int]:
 def job_by_id(session: Session, job_id: int) -> Job:
     row = session.get(Job, job_id)
     if row is None:
-        raise NotFound("No such job.")
+        raise NotFound(_l("No such job."))
     return row

@@ -6,25 +6,27 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
+from portal.jobs.labels import state_label
 from portal.jobs.models import Job, JobState
 from portal.jobs.queue import REGISTRY, dispatch_after_commit
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState, NotFound
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 
 #: From which states a person may retry, or cancel, a job.
 RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
 CANCELLABLE = (JobState.QUEUED, JobState.FAILED)
 
-MANAGE_ONLY = "Only council admins retry or cancel jobs."
+MANAGE_ONLY = _l("Only council admins retry or cancel jobs.")
 
 
 def _locked(session: Session, job_id: int) -> Job:
     row = session.scalars(sa.select(Job).where(Job.id == job_id).with_for_update()).one_or_none()
     if row is None:
-        raise NotFound("No such job.")
+        raise NotFound(_l("No such job."))
     return row
 
 
@@ -34,7 +36,11 @@ def job_retry(session: Session, *, actor: Actor, job_id: int) -> Job:
     row = _locked(session, job_id)
     if row.state not in RETRYABLE:
         raise InvalidState(
-            f"Job {row.id} is {row.state.value}; only failed or cancelled jobs can be retried.",
+            _l(
+                "Job %(id)d is %(state)s; only failed or cancelled jobs can be retried.",
+                id=row.id,
+                state=state_label(row.state.value),
+            ),
             code="job_not_retryable",
         )
     before = {"state": row.state.value, "attempts": row.attempts}
@@ -64,7 +70,11 @@ def job_cancel(session: Session, *, actor: Actor, job_id: int) -> Job:
     row = _locked(session, job_id)
     if row.state not in CANCELLABLE:
         raise InvalidState(
-            f"Job {row.id} is {row.state.value}; only queued or failed jobs can be cancelled.",
+            _l(
+                "Job %(id)d is %(state)s; only queued or failed jobs can be cancelled.",
+                id=row.id,
+                state=state_label(row.state.value),
+            ),
             code="job_not_cancellable",
         )
     before = {"state": row.state.value}

@@ -5,24 +5,30 @@ from flask_wtf.file import FileAllowed, FileField, FileRequired
 from wtforms import IntegerField, SubmitField
 from wtforms.validators import InputRequired, NumberRange
 
+from portal.kernel.i18n import _l
+
 
 class UsageUploadForm(FlaskForm):
     file = FileField(
-        "CSV file",
+        _l("CSV file"),
         validators=[
-            FileRequired("Choose a CSV file."),
-            FileAllowed(["csv"], "Upload a .csv file."),
+            FileRequired(_l("Choose a CSV file.")),
+            FileAllowed(["csv"], _l("Upload a .csv file.")),
         ],
-        description="Header: idempotency_key, organisation, product, meter, quantity, occurred_at "
-        "and optionally user_email, properties (JSON). At most 10,000 rows. Rows are checked "
-        "as API events are: a row counts only for an organisation subscribed to the product "
-        "on its day, for that organisation's people; rejected rows are listed by line.",
+        description=_l(
+            "Header: idempotency_key, organisation, product, meter, quantity, occurred_at "
+            "and optionally user_email, properties (JSON). At most 10,000 rows. Rows are checked "
+            "as API events are: a row counts only for an organisation subscribed to the product "
+            "on its day, for that organisation's people; rejected rows are listed by line."
+        ),
     )
-    submit = SubmitField("Upload usage")
+    submit = SubmitField(_l("Upload usage"))
 
 
 class KeepSeatForm(FlaskForm):
     days = IntegerField(
-        "Keep for (days)", default=30, validators=[InputRequired(), NumberRange(min=1, max=365)]
+        _l("Keep for (days)"),
+        default=30,
+        validators=[InputRequired(), NumberRange(min=1, max=365)],
     )
-    submit = SubmitField("Keep")
+    submit = SubmitField(_l("Keep"))

@@ -44,14 +44,16 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.metering.models import QUANTITY_FACTOR, QUANTITY_SCALE, UsageEvent
+from portal.metering.quantities import lazy_number
 from portal.observability import usage_events_counted
 from portal.seats.models import Subscription, SubscriptionChange, SubscriptionStatus
 from portal.tenancy.models import Organisation, OrganisationStatus
 
 MAX_BATCH = 10_000
-REPORTERS_ONLY = "Only vendors and the council report usage."
+REPORTERS_ONLY = _l("Only vendors and the council report usage.")
 MAX_KEY_LENGTH = 255
 MAX_QUANTITY = Decimal(10) ** 9
 MAX_PROPERTIES_BYTES = 4096
@@ -148,12 +150,13 @@ def decode_batch(body: bytes) -> tuple[list[EventIn | None], dict[int, dict[str,
         raw = _raw_decoder.decode(body).events
     except msgspec.DecodeError as exc:
         raise ValidationFailed(
-            'The body must be JSON: {"events": [ … ]}.', errors={"events": [printable(str(exc))]}
+            _l('The body must be JSON: {"events": [ … ]}.'),
+            errors={"events": [printable(str(exc))]},
         ) from exc
     except RecursionError as exc:
         # msgspec cannot even skip over the events: the batch cannot be split into events.
         raise ValidationFailed(
-            "The body nests arrays or objects too deeply to be read.",
+            _l("The body nests arrays or objects too deeply to be read."),
             errors={"events": [_TOO_DEEP]},
         ) from exc
     events: list[EventIn | None] = []
@@ -332,13 +335,19 @@ def usage_ingest(
     events, errors = decode_batch(body)
     if len(events) > MAX_BATCH:
         raise ValidationFailed(
-            f"A batch holds at most {MAX_BATCH:,} events; this one has {len(events):,}.",
+            _l(
+                "A batch holds at most %(max)s events; this one has %(count)s.",
+                max=lazy_number(MAX_BATCH),
+                count=lazy_number(len(events)),
+            ),
             code="batch_too_large",
-            errors={"events": [f"Send at most {MAX_BATCH:,} events per batch."]},
+            errors={
+                "events": [_l("Send at most %(max)s events per batch.", max=lazy_number(MAX_BATCH))]
+            },
         )
     if not events:
         raise ValidationFailed(
-            "The batch is empty.", errors={"events": ["Send at least one event."]}
+            _l("The batch is empty."), errors={"events": [_l("Send at least one event.")]}
         )
     refs = _load_refs(session, events)
     now = now_utc()

@@ -29,10 +29,16 @@ class UsageRow:
 
 
 def usage_rows(
-    session: Session, *, scope: Scope, start: dt.datetime, end: dt.datetime
+    session: Session,
+    *,
+    scope: Scope,
+    start: dt.datetime,
+    end: dt.datetime,
+    product_id: int | None = None,
 ) -> list[UsageRow]:
-    """Aggregates of ``[start, end)`` in ``scope``, sorted by organisation, product and meter."""
-    aggregates = usage_aggregates(session, start=start, end=end, scope=scope)
+    """Aggregates of ``[start, end)`` in ``scope`` (of one product, if given), sorted by
+    organisation, product and meter."""
+    aggregates = usage_aggregates(session, start=start, end=end, scope=scope, product_id=product_id)
     if not aggregates:
         return []
     orgs = dict(

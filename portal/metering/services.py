@@ -15,6 +15,7 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.metering.ingest import (
     MAX_BATCH,
@@ -24,6 +25,7 @@ from portal.metering.ingest import (
     usage_ingest,
 )
 from portal.metering.models import IdleSeatDecision
+from portal.metering.quantities import lazy_number
 from portal.seats.models import SeatAssignment
 from portal.seats.services import (
     seat_release,
@@ -65,14 +67,24 @@ def usage_ingest_csv(
     missing = [c for c in REQUIRED_CSV_COLUMNS if c not in header]
     if missing:
         raise ValidationFailed(
-            "The CSV file needs a header row naming " + ", ".join(REQUIRED_CSV_COLUMNS) + ".",
-            errors={"file": [f"Missing columns: {', '.join(missing)}."]},
+            _l(
+                "The CSV file needs a header row naming %(columns)s.",
+                columns=", ".join(REQUIRED_CSV_COLUMNS),
+            ),
+            errors={"file": [_l("Missing columns: %(columns)s.", columns=", ".join(missing))]},
         )
     unknown = [h for h in header if h not in CSV_COLUMNS]
     if unknown:
         raise ValidationFailed(
-            "The CSV file has columns the portal does not know.",
-            errors={"file": [f"Unknown columns: {', '.join(printable(u) for u in unknown)}."]},
+            _l("The CSV file has columns the portal does not know."),
+            errors={
+                "file": [
+                    _l(
+                        "Unknown columns: %(columns)s.",
+                        columns=", ".join(printable(u) for u in unknown),
+                    )
+                ]
+            },
         )
     events: list[dict] = []
     lines: list[int] = []
@@ -86,9 +98,13 @@ def usage_ingest_csv(
             raise _unreadable(reader, exc) from exc
         if len(events) >= MAX_BATCH:
             raise ValidationFailed(
-                f"Upload at most {MAX_BATCH:,} events per file.",
+                _l("Upload at most %(max)s events per file.", max=lazy_number(MAX_BATCH)),
                 code="batch_too_large",
-                errors={"file": [f"Split the file into parts of {MAX_BATCH:,} rows."]},
+                errors={
+                    "file": [
+                        _l("Split the file into parts of %(max)s rows.", max=lazy_number(MAX_BATCH))
+                    ]
+                },
             )
         event: dict = {}
         spanned = 0
@@ -110,7 +126,9 @@ def usage_ingest_csv(
                 event["properties"] = msgspec.json.decode(event["properties"])
         events.append(event)
     if not events:
-        raise ValidationFailed("The CSV file has no events.", errors={"file": ["No data rows."]})
+        raise ValidationFailed(
+            _l("The CSV file has no events."), errors={"file": [_l("No data rows.")]}
+        )
     result = usage_ingest(
         session,
         actor=actor,
@@ -138,8 +156,16 @@ def usage_ingest_csv(
 def _unreadable(reader: csv.DictReader, exc: csv.Error) -> ValidationFailed:
     line = reader.line_num + 1  # the line being read when it failed
     return ValidationFailed(
-        f"The file cannot be read as CSV (line {line}).",
-        errors={"file": [f"Line {line} cannot be read as CSV: {printable(str(exc))}."]},
+        _l("The file cannot be read as CSV (line %(line)d).", line=line),
+        errors={
+            "file": [
+                _l(
+                    "Line %(line)d cannot be read as CSV: %(problem)s.",
+                    line=line,
+                    problem=printable(str(exc)),
+                )
+            ]
+        },
     )
 
 
@@ -149,9 +175,11 @@ def idle_seat_keep(
     """Keep an idle seat; it is not flagged again for ``days`` days."""
     policy.require(actor, Action.SEAT_IDLE_DECIDE, organisation_id=seat.organisation_id)
     if seat.released_at is not None:
-        raise InvalidState("This seat was released already.", code="seat_released")
+        raise InvalidState(_l("This seat was released already."), code="seat_released")
     if not 1 <= days <= 365:
-        raise ValidationFailed("Keep a seat for 1 to 365 days.", errors={"days": ["1 to 365."]})
+        raise ValidationFailed(
+            _l("Keep a seat for 1 to 365 days."), errors={"days": [_l("1 to 365.")]}
+        )
     decision = IdleSeatDecision(
         organisation_id=seat.organisation_id,
         seat_assignment_id=seat.id,

@@ -14,12 +14,16 @@ from portal.forms import committed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.jobs import selectors
+from portal.jobs.labels import job_label, state_label
 from portal.jobs.services import job_cancel, job_retry
 from portal.kernel import policy
 from portal.kernel.actor import Role
+from portal.kernel.i18n import _
 from portal.kernel.policy import Action
 
 bp = Blueprint("jobs", __name__)
+bp.add_app_template_global(job_label, "job_label")
+bp.add_app_template_global(state_label, "job_state")
 
 
 def _show() -> str | None:
@@ -53,7 +57,7 @@ def job_act(job_id: int, verb: str):
     form = ConfirmForm()
     back = redirect(url_for("jobs.jobs_list", show=_show()))
     if not form.validate_on_submit():
-        flash("The form expired; nothing was changed. Try again.", "error")
+        flash(_("The form expired; nothing was changed. Try again."), "error")
         return back
     actor = auth.current_actor()
     if not policy.allowed(actor, Action.JOB_MANAGE):
@@ -62,6 +66,11 @@ def job_act(job_id: int, verb: str):
     with committed(form) as saved:
         row = act(db_session(), actor=actor, job_id=job_id)
     if saved:
-        done = "queued again" if verb == "retry" else "cancelled"
-        flash(f"Job {row.id} ({row.name}) {done}.", "success")
+        label = job_label(row.name)
+        flash(
+            _("Job %(id)d (%(job)s) queued again.", id=row.id, job=label)
+            if verb == "retry"
+            else _("Job %(id)d (%(job)s) cancelled.", id=row.id, job=label),
+            "success",
+        )
     return back

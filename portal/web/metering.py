@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
+from babel.dates import format_date
 from flask import (
     Blueprint,
     Response,
@@ -16,27 +18,47 @@ from flask import (
     url_for,
 )
 
-from portal.billing.charges import charges_for
+from portal.billing.charges import Charge, charges_for
+from portal.catalogue.models import Product
 from portal.catalogue.selectors import product_by_sku
 from portal.charts import line_chart
 from portal.csvutil import csv_text
 from portal.db import db_session
 from portal.forms import committed
+from portal.i18n import language
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _, _n
 from portal.kernel.periods import period_bounds, period_of
 from portal.kernel.scope import Scope, scope_of
 from portal.metering import selectors, services
 from portal.metering.forms import KeepSeatForm, UsageUploadForm
-from portal.metering.reports import usage_rows
+from portal.metering.quantities import aggregation_label, plain, quantity
+from portal.metering.reports import UsageRow, usage_rows
 from portal.seats.selectors import seat_in_scope
 from portal.settings.services import settings_get
-from portal.tenancy.selectors import organisation_by_slug
+from portal.web.lookups import (
+    organisation_named,
+    organisation_suggestions,
+    product_named,
+    product_suggestions,
+)
 
 bp = Blueprint("metering", __name__)
+bp.add_app_template_filter(quantity, "usage_quantity")
+bp.add_app_template_filter(aggregation_label, "usage_aggregation")
+
+#: Series of the pool chart (keys of selectors.pool_utilisation_series) as people read them.
+SERIES = {
+    "Capacity": lambda: _("Capacity"),
+    "Reserved": lambda: _("Reserved"),
+    "Assigned": lambda: _("Assigned"),
+    "People with usage": lambda: _("People with usage"),
+}
+TIER_MODES = {"graduated": lambda: _("graduated tiers"), "volume": lambda: _("volume tiers")}
 
 COUNCIL = (Role.COUNCIL_ADMIN, Role.FINANCE)
 
@@ -50,7 +72,7 @@ def _period() -> tuple[str, dt.datetime, dt.datetime]:
 def _recent_periods(count: int = 4) -> list[str]:
     today = now_utc().date().replace(day=1)
     out = []
-    for _ in range(count):
+    for _step in range(count):
         out.append(period_of(today))
         today = (today - dt.timedelta(days=1)).replace(day=1)
     return out
@@ -63,20 +85,81 @@ def org_usage():
     org = auth.current_organisation()
     period, start, end = _period()
     until = min(end, now_utc())
-    return render_template(
+    product = product_named(db_session(), request.args.get("product"))
+    rows = (
+        []
+        if product.error
+        else usage_rows(
+            db_session(),
+            scope=Scope.organisation(org.id),
+            start=start,
+            end=end,
+            product_id=product.found.id if product.found else None,
+        )
+    )
+    charges = (
+        charges_for(db_session(), organisation=org, period_start=start, until=until)
+        if until > start
+        else []
+    )
+    names = dict(
+        db_session()
+        .execute(
+            sa.select(Product.id, Product.name).where(
+                Product.id.in_({c.product_id for c in charges})
+            )
+        )
+        .all()
+    )
+    page = render_template(
         "metering/org_usage.html",
         org=org,
         period=period,
         periods=_recent_periods(),
-        rows=usage_rows(db_session(), scope=Scope.organisation(org.id), start=start, end=end),
+        rows=rows,
+        product=product,
+        products=product_suggestions(db_session()),
         seats=selectors.seat_utilisation(
             db_session(), organisation_id=org.id, start=start, end=end
         ),
-        charges=charges_for(db_session(), organisation=org, period_start=start, until=until)
-        if until > start
-        else [],
+        charges=[_charge_line(c, rows, names) for c in charges],
+        total=sum(c.amount for c in charges),
         until=until,
     )
+    return page, 422 if product.error else 200
+
+
+def _charge_line(charge: Charge, rows: list[UsageRow], names: dict[int, str]) -> dict:
+    """A charge of "cost so far" as the page shows it, in the reader's language."""
+    source = charge.source
+    product_name = names.get(charge.product_id, charge.product_sku)
+    if charge.kind == "seat":
+        days = int(source.get("seat_days", 0))
+        label = _n(
+            "%(product)s: %(num)d seat-day", "%(product)s: %(num)d seat-days", days,
+            product=product_name,
+        )  # fmt: skip
+        shown = quantity(charge.quantity, "seat-month", "sum")
+    else:
+        meter = next(
+            (r for r in rows if r.product == charge.product_sku and r.meter == source.get("meter")),
+            None,
+        )
+        events = int(source.get("events", 0))
+        label = _n(
+            "%(product)s: %(meter)s (%(num)d event)", "%(product)s: %(meter)s (%(num)d events)",
+            events, product=product_name, meter=meter.meter_name if meter else source.get("meter"),
+        )  # fmt: skip
+        shown = quantity(charge.quantity, meter.unit if meter else None, source.get("aggregation"))
+    tiers = TIER_MODES.get(source.get("tier_mode") or "")
+    return {
+        "description": label,
+        "quantity": shown,
+        "unit_amount": charge.unit_amount,
+        "tiers": tiers() if tiers else None,
+        "amount": charge.amount,
+        "currency": charge.currency,
+    }
 
 
 @bp.get("/org/usage.csv")
@@ -85,7 +168,16 @@ def org_usage_csv():
     """The month's usage aggregates as CSV."""
     org = auth.current_organisation()
     period, start, end = _period()
-    rows = usage_rows(db_session(), scope=Scope.organisation(org.id), start=start, end=end)
+    product = product_named(db_session(), request.args.get("product"))
+    if product.error:
+        return Response(product.error, status=422, mimetype="text/plain")
+    rows = usage_rows(
+        db_session(),
+        scope=Scope.organisation(org.id),
+        start=start,
+        end=end,
+        product_id=product.found.id if product.found else None,
+    )
     return _csv(rows, f"usage-{org.slug}-{period}.csv")
 
 
@@ -93,7 +185,7 @@ def _csv(rows, filename: str) -> Response:
     text = csv_text(
         ["organisation", "product", "meter", "aggregation", "value", "unit", "events"],
         (
-            [r.organisation, r.product, r.meter, r.aggregation, str(r.value), r.unit, r.events]
+            [r.organisation, r.product, r.meter, r.aggregation, plain(r.value), r.unit, r.events]
             for r in rows
         ),
     )
@@ -130,7 +222,9 @@ def idle_seat_decide(seat_id: int, decision: str):
     seat = seat_in_scope(db_session(), organisation_id=org.id, seat_id=seat_id)
     form = KeepSeatForm() if decision == "keep" else ConfirmForm()
     if not form.validate_on_submit():
-        flash("The form expired or the number of days is not 1 to 365; nothing changed.", "error")
+        flash(
+            _("The form expired or the number of days is not 1 to 365; nothing changed."), "error"
+        )
         return redirect(url_for("metering.idle_seats"))
     # Not forms.committed: the page redirects, so a refusal is flashed whole.
     try:
@@ -145,9 +239,12 @@ def idle_seat_decide(seat_id: int, decision: str):
         email, product = seat.user.email, seat.subscription.product.name
         db_session().commit()
         flash(
-            f"{email} keeps the seat of {product}."
+            _("%(email)s keeps the seat of %(product)s.", email=email, product=product)
             if decision == "keep"
-            else f"The seat of {product} is released and back in the council's pool.",
+            else _(
+                "The seat of %(product)s is released and back in the council's pool.",
+                product=product,
+            ),
             "success",
         )
     return redirect(url_for("metering.idle_seats"))
@@ -158,19 +255,41 @@ def idle_seat_decide(seat_id: int, decision: str):
 def council_usage():
     """Usage across organisations for a month, and pool utilisation charts."""
     period, start, end = _period()
-    slug = request.args.get("organisation", "").strip()
-    org = organisation_by_slug(db_session(), slug) if slug else None
+    organisation = organisation_named(db_session(), request.args.get("organisation"))
+    product = product_named(db_session(), request.args.get("product"))
+    org = organisation.found
+    refused = organisation.error or product.error
+    if refused and request.args.get("format") == "csv":
+        return Response(refused, status=422, mimetype="text/plain")
     scope = Scope.organisation(org.id) if org else scope_of(auth.current_actor())
-    rows = usage_rows(db_session(), scope=scope, start=start, end=end)
+    rows = (
+        []
+        if refused
+        else usage_rows(
+            db_session(),
+            scope=scope,
+            start=start,
+            end=end,
+            product_id=product.found.id if product.found else None,
+        )
+    )
     if request.args.get("format") == "csv":
-        return _csv(rows, f"usage-{org.slug if org else 'all'}-{period}.csv")
-    return render_template(
+        name = "-".join(
+            [org.slug if org else "all", *([product.found.sku] if product.found else []), period]
+        )
+        return _csv(rows, f"usage-{name}.csv")
+    page = render_template(
         "metering/council_usage.html",
         rows=rows,
         period=period,
         periods=_recent_periods(),
         org=org,
+        organisation=organisation,
+        product=product,
+        organisations=organisation_suggestions(db_session()),
+        products=product_suggestions(db_session()),
     )
+    return page, 422 if refused else 200
 
 
 @bp.get("/council/utilisation/<sku>")
@@ -183,6 +302,9 @@ def utilisation(sku: str):
     labels, series = selectors.pool_utilisation_series(
         db_session(), product_id=product.id, first=first, last=last
     )
+    days = [first + dt.timedelta(days=n) for n in range(len(labels))]
+    labels = [format_date(day, "d MMM", locale=language()) for day in days]
+    series = {(SERIES[k]() if k in SERIES else k): v for k, v in series.items()}
     chart = line_chart(series, labels)
     table = list(zip(labels, *series.values(), strict=True))[-14:]
     return render_template(
@@ -200,7 +322,7 @@ def upload():
         try:
             text = form.file.data.read().decode("utf-8-sig")
         except UnicodeDecodeError:
-            form.file.errors = ["The file must be UTF-8 text."]
+            form.file.errors = [_("The file must be UTF-8 text.")]
         else:
             with committed(form):
                 result = services.usage_ingest_csv(

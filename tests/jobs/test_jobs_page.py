@@ -115,7 +115,7 @@ def test_a_council_admin_retries_a_failed_job_audited(app, signed_in):
     )
     assert event.actor_label == admin.user.email
     page = admin.get("/council/jobs")
-    assert f"Job {failed} (billing.invoice_run) queued again." in flashes(page)
+    assert f"Job {failed} (Invoice run) queued again." in flashes(page)
 
 
 def test_a_council_admin_cancels_a_queued_job_audited(app, signed_in):

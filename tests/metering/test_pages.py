@@ -157,7 +157,7 @@ def test_csv_upload_page(app, metered, signed_in):
     )
     page = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert "<strong>1</strong> events stored" in page
+    assert "Events stored: 1;" in page
     assert "quantity: Quantities cannot be negative." in page
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(UsageEvent)) == 1
