@@ -200,8 +200,8 @@ ECONOMICS_COLUMNS = (
     "currency",
     "capacity",
     "days_in_force",
-    "unit_cost",
-    "amount",
+    "unit_cost_minor",  # whole minor units of the row's currency (issue 14)
+    "amount_minor",
     "avg_capacity",
     "avg_reserved",
     "avg_assigned",

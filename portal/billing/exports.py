@@ -43,6 +43,13 @@ COLUMNS = (
     "gross",
 )
 
+#: The CSV's header: :data:`COLUMNS` with the money columns named for what they hold, whole
+#: minor units of the row's ``currency`` (``35700`` EUR is €357.00; issue 14). A header
+#: machines read: English, whoever downloads it. The JSON keeps :data:`COLUMNS`, like every
+#: JSON money field of the API (integers in minor units beside a ``currency``).
+MONEY_COLUMNS = ("unit_amount", "net", "tax", "gross")
+CSV_COLUMNS = tuple(f"{c}_minor" if c in MONEY_COLUMNS else c for c in COLUMNS)
+
 
 def _spread(total: int, weights: list[int]) -> list[int]:
     """``total`` split in proportion to ``weights`` (largest remainder; sums exactly)."""
@@ -231,7 +238,7 @@ def write_csv(rows: Iterator[tuple], out: io.TextIOBase | Any) -> int:
     could be taken for a formula is copied to be made safe.
     """
     writer = csv.writer(out)
-    writer.writerow(COLUMNS)
+    writer.writerow(CSV_COLUMNS)
     counter = [0]
     writer.writerows(_safe_rows(rows, counter))
     return counter[0]

@@ -232,7 +232,10 @@ def test_pdf_and_export(app, jobs_inline, issued, api):
     export = council.get(f"/exports/invoices.csv?period={issued['period']}")
     assert export.status_code == 200 and export.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(export.get_data(as_text=True))))
-    assert [(r["invoice_number"], r["gross"]) for r in rows] == [(issued["number"], "35700")]
+    # Money columns say their unit: whole minor units beside the currency (issue 14).
+    assert [(r["invoice_number"], r["gross_minor"], r["currency"]) for r in rows] == [
+        (issued["number"], "35700", "EUR")
+    ]
     assert_problem(council.get("/exports/invoices.csv"), 422, "validation_failed")
     assert_problem(council.get(f"/invoices/{issued['invoice_id'] + 999}.pdf"), 404)
 

@@ -509,6 +509,13 @@ def test_exports_page_and_downloads(app, issued, signed_in):
     assert f"invoices-{period}.csv" in csv_text.headers["Content-Disposition"]
     lines = csv_text.get_data(as_text=True).splitlines()
     assert lines[0].startswith("organisation,") and issued["number"] in lines[1]
+    header = lines[0].split(",")
+    assert [c for c in header if c.endswith("_minor")] == [
+        "unit_amount_minor",
+        "net_minor",
+        "tax_minor",
+        "gross_minor",
+    ] and not {"net", "tax", "gross", "unit_amount"} & set(header)
     document = json.loads(finance.get(f"/finance/exports/invoices.json?period={period}").data)
     assert document["summary"][0] == {
         "currency": "EUR",
@@ -520,6 +527,7 @@ def test_exports_page_and_downloads(app, issued, signed_in):
     economics = finance.get(f"/finance/exports/economics.csv?period={period}")
     rows = economics.get_data(as_text=True).splitlines()
     assert rows[0].startswith("period,product,product_name,row,pool")
+    assert "unit_cost_minor" in rows[0] and ",amount_minor," in rows[0]
     assert any(",billed,,EUR," in row and row.endswith(",30000,,,,") for row in rows)
     assert finance.get("/finance/exports?period=May").status_code == 422
     assert finance.get("/finance/exports/invoices.xml").status_code == 404
