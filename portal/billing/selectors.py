@@ -28,6 +28,7 @@ from portal.kernel.errors import NotFound
 from portal.kernel.i18n import _, _l
 from portal.kernel.periods import period_bounds, period_of
 from portal.kernel.scope import Scope
+from portal.pagination import Page, paginate
 from portal.tenancy.models import Organisation
 
 STATUSES = tuple(InvoiceStatus)  # in the order of the finance page's filter
@@ -113,14 +114,26 @@ class MonthOverview:
     period: str
     invoices: list[Invoice]
     counts: dict[str, int]
-    totals: dict[str, int]  # total per currency of the listed invoices
+    totals: dict[str, int]  # total per currency of the listed invoices (every page)
     runs: list[InvoiceRun]
+    #: Where ``invoices`` sits among the month's (one page when not paginated).
+    page: Page[Invoice] | None = None
 
 
 def month_overview(
-    session: Session, *, scope: Scope, period: str, status: str | None = None
+    session: Session,
+    *,
+    scope: Scope,
+    period: str,
+    status: str | None = None,
+    page: int | None = None,
+    per_page: int = 100,
 ) -> MonthOverview:
-    """Everything the finance page shows for ``period`` in ``scope`` (one query per part)."""
+    """Everything the finance page shows for ``period`` in ``scope`` (one query per part).
+
+    With ``page``, one page of ``per_page`` invoices (a council has one per organisation a
+    month: 10,000 of them are not one page); the totals are the whole month's either way,
+    summed by the database."""
     period_bounds(period)
     counts: Counter[str] = Counter(
         dict(
@@ -139,16 +152,30 @@ def month_overview(
     )
     if status:
         query = query.where(Invoice.status == status)
-    invoices = list(session.scalars(query).unique())
-    totals: dict[str, int] = {}
-    for invoice in invoices:
-        totals[invoice.currency] = totals.get(invoice.currency, 0) + invoice.total
+    listed: Page[Invoice] | None = None
+    if page is None:
+        invoices = list(session.scalars(query).unique())
+        totals: dict[str, int] = {}
+        for invoice in invoices:
+            totals[invoice.currency] = totals.get(invoice.currency, 0) + invoice.total
+    else:
+        listed = paginate(session, query, page=page, per_page=per_page)
+        invoices = listed.items
+        summed = (
+            sa.select(Invoice.currency, sa.func.sum(Invoice.total))
+            .where(Invoice.period == period, scope.filter(Invoice.organisation_id))
+            .group_by(Invoice.currency)
+        )
+        if status:
+            summed = summed.where(Invoice.status == status)
+        totals = {currency: int(total) for currency, total in session.execute(summed).all()}
     return MonthOverview(
         period=period,
         invoices=invoices,
         counts={s: counts.get(s, 0) for s in STATUSES},
         totals=dict(sorted(totals.items())),
         runs=runs_of_period(session, period=period, limit=5),
+        page=listed,
     )
 
 

@@ -141,7 +141,13 @@ def finance():
 
 
 def _finance_page(period: str, status: str | None, form: RunForm, code: int = 200):
-    overview = selectors.month_overview(db_session(), scope=_scope(), period=period, status=status)
+    overview = selectors.month_overview(
+        db_session(),
+        scope=_scope(),
+        period=period,
+        status=status,
+        page=request.args.get("page", 1, type=int) or 1,
+    )
     return (
         render_template(
             "billing/finance.html",
