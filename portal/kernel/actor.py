@@ -34,13 +34,14 @@ class Role(enum.StrEnum):
     @property
     def label(self) -> str:
         """The role's name in the reader's language."""
-        return {
+        labels: dict[Role, str] = {
             Role.COUNCIL_ADMIN: _("Council admin"),
             Role.FINANCE: _("Finance"),
             Role.ORG_ADMIN: _("Organisation admin"),
             Role.MEMBER: _("Member"),
             Role.VENDOR_ADMIN: _("Vendor admin"),
-        }[self]
+        }
+        return labels[self]
 
 
 COUNCIL_ROLES = (Role.COUNCIL_ADMIN, Role.FINANCE)

@@ -131,7 +131,7 @@ def org_scim_groups() -> ResponseReturnValue:
                     db_session(), organisation_id=org.id, resource_id=form.group.data
                 )
                 product = product_by_sku(db_session(), form.product.data, field="product")
-                _, report = services.mapping_create(
+                _mapping, report = services.mapping_create(
                     db_session(), actor=g.actor, organisation=org, group=group, product=product
                 )
             if saved:
