@@ -11,6 +11,7 @@ from portal.audit.models import AuditEvent
 from portal.audit.selectors import audit_chain_state, audit_events_list
 from portal.audit.services import audit_chain_check
 from portal.billing.models import CreditNote, Invoice
+from portal.catalogue.models import LicencePool, Price
 from portal.db import db_session
 from portal.forms import committed
 from portal.identity import auth
@@ -25,6 +26,16 @@ from portal.web.lookups import organisation_named, organisation_suggestions
 bp = Blueprint("audit", __name__)
 
 
+#: Where the currency of an event's target (or its organisation) is kept.
+CURRENCY_OF: dict[str, Any] = {
+    "invoice": Invoice.currency,
+    "credit_note": CreditNote.currency,
+    "pool": LicencePool.unit_cost_currency,
+    "price": Price.currency,
+    "organisation": Organisation.currency,
+}
+
+
 def _holds_money(values: dict[str, Any] | None) -> bool:
     return any(
         k in MONEY_KEYS and isinstance(v, int) and not isinstance(v, bool)
@@ -33,20 +44,18 @@ def _holds_money(values: dict[str, Any] | None) -> bool:
 
 
 def _event_currency(event: AuditEvent) -> str | None:
-    """The currency of an event's amounts that the event does not name: its invoice's or
-    credit note's, else its organisation's (looked up once per request and target)."""
+    """The currency of an event's amounts that the event does not name: its target's (invoice,
+    credit note, pool, price), else its organisation's (looked up once per request and target)."""
     cache: dict[tuple[str, Any], str | None] = g.setdefault("audit_currencies", {})
     keys: list[tuple[str, Any]] = []
-    if event.target_type in ("invoice", "credit_note") and (event.target_id or "").isdigit():
+    if event.target_type in CURRENCY_OF and (event.target_id or "").isdigit():
         keys.append((event.target_type, int(event.target_id or 0)))
     if event.organisation_id is not None:
         keys.append(("organisation", event.organisation_id))
     for key in keys:
         if key not in cache:
-            model = {"invoice": Invoice, "credit_note": CreditNote}.get(key[0], Organisation)
-            cache[key] = db_session().scalar(
-                sa.select(model.currency).where(model.id == key[1])  # type: ignore[attr-defined]
-            )
+            column = CURRENCY_OF[key[0]]
+            cache[key] = db_session().scalar(sa.select(column).where(column.class_.id == key[1]))
         if cache[key]:
             return cache[key]
     return None
