@@ -20,6 +20,7 @@ from portal.jobs.queue import job
 from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
+from portal.kernel.i18n import _ln
 from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.mail.models import MailMessage
@@ -57,8 +58,8 @@ def idle_seat_prompts_send(session: Session, *, actor: Actor, now: dt.datetime) 
         flagged = idle_seats(session, organisation_id=organisation.id, idle_days=idle_days, now=now)
         if not flagged:
             continue
-        admins = session.scalars(
-            sa.select(User.email)
+        admins = session.execute(
+            sa.select(User.email, User.locale)
             .where(
                 User.organisation_id == organisation.id,
                 User.role == Role.ORG_ADMIN,
@@ -66,12 +67,18 @@ def idle_seat_prompts_send(session: Session, *, actor: Actor, now: dt.datetime) 
             )
             .order_by(User.id)
         ).all()
-        for address in admins:
+        for address, locale in admins:
             mail_queue(
                 session,
                 build_message(
                     to=address,
-                    subject=f"{len(flagged)} idle seat(s) at {organisation.name}",
+                    subject=_ln(
+                        "%(num)d idle seat at %(organisation)s",
+                        "%(num)d idle seats at %(organisation)s",
+                        len(flagged),
+                        organisation=organisation.name,
+                    ),
+                    locale=locale,  # each admin reads it in their own language
                     template=KIND,
                     organisation=organisation,
                     seats=flagged,
