@@ -46,10 +46,10 @@ def build_message(
         message["To"] = to
         message["Subject"] = str(subject)
         message["Message-ID"] = make_msgid(domain="portal.local")
-        message["Content-Language"] = spoken
         context.setdefault("council_name", current_app.config["PORTAL_COUNCIL_NAME"])
         context.setdefault("base_url", current_app.config["PORTAL_BASE_URL"])
         message.set_content(render_template(f"mail/{template}.txt", **context))
+    message["Content-Language"] = spoken  # after set_content, which replaces Content-* headers
     setattr(message, KIND_ATTRIBUTE, template)
     return message
 
