@@ -20,7 +20,7 @@ from portal.billing.models import InvoiceStatus
 from portal.catalogue.selectors import product_by_sku
 from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
 from portal.crypto import encrypt_secret
-from portal.identity.accounts import user_create
+from portal.identity.accounts import language_choose, user_create
 from portal.identity.models import TotpFactor, User
 from portal.identity.security import hash_password
 from portal.kernel.actor import Actor, Role
@@ -46,9 +46,32 @@ ORGANISATIONS = [
     ("tbilisi-tech", "Tbilisi Tech LLC", "GE", "GEL", "manual", ["nino", "giorgi"]),
     ("thames-analytics", "Thames Analytics Ltd", "GB", "GBP", "stripe", ["oliver", "amelia"]),
     ("kyoto-robotics", "Kyoto Robotics K.K.", "JP", "JPY", "manual", ["haruto", "yui"]),
-    ("riga-logistics", "Riga Logistics SIA", "LV", "EUR", "manual", ["janis", "anna"]),
+    (
+        "riga-logistics",
+        "Riga Logistics SIA",
+        "LV",
+        "EUR",
+        "manual",
+        ["janis", "anna", "dmitri", "olga"],
+    ),
     ("nordic-design", "Nordic Design AB", "SE", "SEK", "stripe", ["elsa"]),
 ]
+
+
+#: Russian-speaking people (SPEC section 8.6): their pages and mail are in Russian (users.locale).
+#: email -> display name.
+RUSSIAN_SPEAKERS = {
+    "admin@riga-logistics.example": "Светлана Кузнецова",
+    "dmitri@riga-logistics.example": "Дмитрий Соколов",
+    "olga@riga-logistics.example": "Ольга Иванова",
+}
+
+
+def _speaks_russian(session: Session, email: str) -> None:
+    """``email`` chose Russian, as they would on their profile page (audited)."""
+    user = session.scalar(sa.select(User).where(User.email == email))
+    assert user is not None
+    language_choose(session, actor=Actor.person(user), user=user, language="ru")
 
 
 def load_demo(session: Session) -> list[str]:
@@ -90,7 +113,7 @@ def load_demo(session: Session) -> list[str]:
             session,
             actor=actor,
             email=f"admin@{slug}.example",
-            name=f"{name.split()[0]} Admin",
+            name=RUSSIAN_SPEAKERS.get(f"admin@{slug}.example", f"{name.split()[0]} Admin"),
             role=Role.ORG_ADMIN,
             organisation=org,
         )
@@ -99,7 +122,7 @@ def load_demo(session: Session) -> list[str]:
                 session,
                 actor=actor,
                 email=f"{person}@{slug}.example",
-                name=person.capitalize(),
+                name=RUSSIAN_SPEAKERS.get(f"{person}@{slug}.example", person.capitalize()),
                 role=Role.MEMBER,
                 organisation=org,
             )
@@ -111,6 +134,8 @@ def load_demo(session: Session) -> list[str]:
                 to_status=OrganisationStatus.SUSPENDED,
                 reason="Unpaid membership fee",
             )
+    for email in RUSSIAN_SPEAKERS:
+        _speaks_russian(session, email)
     _catalogue(session, actor)
     _subscriptions(session, actor)
     _usage(session, actor)
@@ -229,7 +254,10 @@ SUBSCRIPTIONS = {
         "secure-mail": (15, ["oliver"]),
     },
     "kyoto-robotics": {"cad-suite": (30, ["haruto", "yui"]), "pdm-vault": (20, ["haruto"])},
-    "riga-logistics": {"secure-mail": (40, ["janis", "anna"]), "bi-studio": (5, ["anna"])},
+    "riga-logistics": {
+        "secure-mail": (40, ["janis", "anna", "dmitri", "olga"]),
+        "bi-studio": (5, ["anna", "olga"]),
+    },
 }
 
 

@@ -67,6 +67,10 @@ def test_demo_loads_once_and_meets_the_spec_minimums(runner, app, jobs_inline):
         assert count(Vendor) >= 4 and count(Product) >= 6 and count(LicencePool) >= 6
         assert len(set(db.session.scalars(sa.select(Price.currency)))) >= 3
         assert count(Subscription) >= 5 and count(SeatAssignment) >= 5
+        # Russian-speaking people (issue 14): their pages and mail are in Russian.
+        russian = db.session.scalars(sa.select(User).where(User.locale == "ru")).all()
+        assert len(russian) >= 3 and any(u.role == "org_admin" for u in russian)
+        assert all(any("а" <= ch <= "я" for ch in u.name.lower()) for u in russian)
         first_event, last_event = db.session.execute(
             sa.select(sa.func.min(UsageEvent.occurred_at), sa.func.max(UsageEvent.occurred_at))
         ).one()
