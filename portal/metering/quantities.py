@@ -52,6 +52,7 @@ UNITS: dict[str, _Unit] = {
     "file": lambda n, q: _n("%(count)s file", "%(count)s files", n, count=q),
     "word": lambda n, q: _n("%(count)s word", "%(count)s words", n, count=q),
     "seat": lambda n, q: _n("%(count)s seat", "%(count)s seats", n, count=q),
+    "unit": lambda n, q: _n("%(count)s unit", "%(count)s units", n, count=q),
     "seat-day": lambda n, q: _n("%(count)s seat-day", "%(count)s seat-days", n, count=q),
     "seat-month": lambda n, q: _n("%(count)s seat-month", "%(count)s seat-months", n, count=q),
 }
@@ -75,6 +76,7 @@ _PLURALS = {
     "files": "file",
     "words": "word",
     "seats": "seat",
+    "units": "unit",
     "seat-days": "seat-day",
     "seat-months": "seat-month",
 }

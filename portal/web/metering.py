@@ -136,9 +136,11 @@ def _charge_line(charge: Charge, rows: list[UsageRow], names: dict[int, str]) ->
     if charge.kind == "seat":
         days = int(source.get("seat_days", 0))
         label = _n(
-            "%(product)s: %(num)d seat-day", "%(product)s: %(num)d seat-days", days,
+            "%(product)s: %(num)d reserved seat-day",
+            "%(product)s: %(num)d reserved seat-days",
+            days,
             product=product_name,
-        )  # fmt: skip
+        )
         shown = quantity(charge.quantity, "seat-month", "sum")
     else:
         meter = next(
