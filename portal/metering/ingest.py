@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, Inexact, InvalidOperation
 from typing import Any
 
 import msgspec
@@ -174,12 +175,29 @@ def decode_batch(body: bytes) -> tuple[list[EventIn | None], dict[int, dict[str,
     return events, errors
 
 
+#: Multiplies exactly or signals: 40 digits hold any quantity ≤ 10⁹ with six places many
+#: times over; a longer one (or any rounding at all) raises ``Inexact``.
+_EXACT = Context(prec=40, Emin=MIN_EMIN, Emax=MAX_EMAX, traps=[Inexact, InvalidOperation])
+_FACTOR = Decimal(QUANTITY_FACTOR)
+
+
 def quantity_to_micros(value: Decimal) -> int:
     """An exact non-negative decimal with at most six places, as an integer of millionths.
 
     Exact for any input: no rounding to the decimal context's 28 digits, no
     underflow of tiny values (``1E-999999999`` is refused, not read as 0).
     """
+    # The common case in C: a finite value in range, times 10⁶ computed exactly (or
+    # ``Inexact``), is a whole number. Anything else takes the digit-by-digit way below,
+    # which also says what is wrong.
+    if value.is_finite() and 0 <= value <= MAX_QUANTITY:
+        try:
+            scaled = _EXACT.multiply(value, _FACTOR)
+        except (Inexact, InvalidOperation):
+            pass
+        else:
+            if scaled == scaled.to_integral_value():
+                return int(scaled)
     if not value.is_finite():
         raise ValueError("Give a finite number.")
     if value < 0:
@@ -216,8 +234,10 @@ class _Refs:
 
 
 def _load_refs(session: Session, events: Iterable[EventIn | None]) -> _Refs:
-    slugs = {e.organisation for e in events if e is not None and _lookup_key(e.organisation)}
-    skus = {e.product for e in events if e is not None and _lookup_key(e.product)}
+    present = [e for e in events if e is not None]
+    # A batch names few organisations and products: check each name once, not per event.
+    slugs = {s for s in {e.organisation for e in present} if _lookup_key(s)}
+    skus = {s for s in {e.product for e in present} if _lookup_key(s)}
     organisations = {
         slug: (oid, status)
         for oid, slug, status in session.execute(
@@ -641,15 +661,22 @@ _PG_ROLLUPS = (
     "last_occurred_at = greatest(p.last_occurred_at, excluded.last_occurred_at), "
     "events = p.events + excluded.events"
 )
-# SQLite: the staging table holds only new events when these run (times as stored: naive
-# UTC text, whose first ten characters are the day; "WHERE true": SQLite's rule for an
-# upsert clause after INSERT ... SELECT).
+# SQLite: the rows are inserted with one executemany, straight into usage_events; the
+# rollups are grouped in Python from the rows inserted (times as stored: naive UTC text,
+# whose first ten characters are the day) and upserted with one executemany each.
+_SQLITE_INSERT = (
+    f"INSERT INTO usage_events ({_COLS}) "  # noqa: S608 (constant columns)
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+)
+_SQLITE_STORED = (
+    "SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) j "
+    "WHERE EXISTS (SELECT 1 FROM usage_events e "
+    "WHERE e.organisation_id = json_extract(j.value, '$[0]') "
+    "AND e.idempotency_key = json_extract(j.value, '$[1]'))"
+)
 _SQLITE_DAILY = (
     "INSERT INTO usage_daily AS d (organisation_id, product_id, meter_id, day, "
-    "quantity_micros, max_micros, events) "
-    "SELECT organisation_id, product_id, meter_id, substr(occurred_at, 1, 10), "
-    "sum(quantity_micros), max(quantity_micros), count(*) FROM usage_stage WHERE true "
-    "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
+    "quantity_micros, max_micros, events) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (organisation_id, product_id, meter_id, day) DO UPDATE SET "
     "quantity_micros = d.quantity_micros + excluded.quantity_micros, "
     "max_micros = max(d.max_micros, excluded.max_micros), "
@@ -657,10 +684,7 @@ _SQLITE_DAILY = (
 )
 _SQLITE_PEOPLE = (
     "INSERT INTO usage_daily_people AS p (organisation_id, product_id, user_email, meter_id, "
-    "day, last_occurred_at, events) "
-    "SELECT organisation_id, product_id, user_email, meter_id, substr(occurred_at, 1, 10), "
-    "max(occurred_at), count(*) FROM usage_stage WHERE user_email IS NOT NULL "
-    "GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5 "
+    "day, last_occurred_at, events) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (organisation_id, product_id, user_email, meter_id, day) DO UPDATE SET "
     "last_occurred_at = max(p.last_occurred_at, excluded.last_occurred_at), "
     "events = p.events + excluded.events"
@@ -668,46 +692,78 @@ _SQLITE_PEOPLE = (
 
 
 def _insert_sqlite(connection: sa.Connection, rows: list[tuple]) -> int:
-    """SQLite: the rows into a staging table (one executemany); those whose key is stored
-    already are deleted from it; the rest are inserted, and rolled up, by SQL.
+    """SQLite: one ``executemany`` of the rows straight into usage_events, with no conflict
+    clause, under a savepoint. A batch of new events (the common case) costs what a bare
+    executemany costs. If a key is stored already the insert stops at it (IntegrityError):
+    back to the savepoint, one query finds the batch's keys already stored, and the others
+    are inserted. The rollups are added from exactly the rows inserted.
 
     Exact because SQLite has one writer at a time and the portal's transactions begin
     with ``BEGIN IMMEDIATE`` (``portal.db``): no other transaction can store a key between
-    the check and the insert. Were one to (a connection without that rule), the insert,
-    which has no ``ON CONFLICT`` clause, fails on the primary key and the batch is rolled
-    back whole: never counted twice, never rolled up wrongly.
+    the check and the insert. Were one to (a connection without that rule), the second
+    insert fails on the primary key and the batch is rolled back whole: never counted
+    twice, never rolled up wrongly.
     """
-    placeholders = ", ".join("?" for _ in EVENT_COLUMNS)
+    stored = sqlite_rows(rows)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS usage_stage AS SELECT * FROM usage_events WHERE 0"
-        )
-        cursor.execute("DELETE FROM usage_stage")
-        cursor.executemany(
-            f"INSERT INTO usage_stage ({_COLS}) VALUES ({placeholders})",  # noqa: S608
-            sqlite_rows(rows),
-        )
-        cursor.execute(
-            "DELETE FROM usage_stage WHERE EXISTS (SELECT 1 FROM usage_events e "
-            "WHERE e.organisation_id = usage_stage.organisation_id "
-            "AND e.idempotency_key = usage_stage.idempotency_key)"
-        )
-        cursor.execute(
-            f"INSERT INTO usage_events ({_COLS}) SELECT {_COLS} FROM usage_stage "  # noqa: S608
-            "ORDER BY rowid"
-        )
-        inserted = cursor.rowcount
-        if inserted:
-            cursor.execute(_SQLITE_DAILY)
-            cursor.execute(_SQLITE_PEOPLE)
-        cursor.execute("DELETE FROM usage_stage")
+        cursor.execute("SAVEPOINT usage_batch")
+        try:
+            cursor.executemany(_SQLITE_INSERT, stored)
+        except sqlite3.IntegrityError:
+            cursor.execute("ROLLBACK TO usage_batch")
+            pairs = _encode([[row[0], row[3]] for row in stored]).decode()
+            seen = {(org, key) for org, key in cursor.execute(_SQLITE_STORED, (pairs,))}
+            stored = [row for row in stored if (row[0], row[3]) not in seen]
+            if stored:
+                cursor.executemany(_SQLITE_INSERT, stored)
+        cursor.execute("RELEASE usage_batch")
+        if stored:
+            daily, people = _rollup_rows(stored)
+            cursor.executemany(_SQLITE_DAILY, daily)
+            if people:
+                cursor.executemany(_SQLITE_PEOPLE, people)
     finally:
         cursor.close()
-    return inserted
+    return len(stored)
+
+
+def _rollup_rows(stored: list[tuple]) -> tuple[list[tuple], list[tuple]]:
+    """usage_daily and usage_daily_people rows (in key order) of the rows SQLite inserted
+    (:func:`sqlite_rows`: times as naive UTC text, whose first ten characters are the day)."""
+    daily: dict[tuple, list[int]] = {}
+    people: dict[tuple, list] = {}
+    for org_id, product_id, meter_id, _, micros, occurred, email, *_ in stored:
+        day = occurred[:10]
+        total = daily.get((org_id, product_id, meter_id, day))
+        if total is None:
+            daily[(org_id, product_id, meter_id, day)] = [micros, micros, 1]
+        else:
+            total[0] += micros
+            if micros > total[1]:
+                total[1] = micros
+            total[2] += 1
+        if email is not None:
+            seen = people.get((org_id, product_id, email, meter_id, day))
+            if seen is None:
+                people[(org_id, product_id, email, meter_id, day)] = [occurred, 1]
+            else:
+                if occurred > seen[0]:
+                    seen[0] = occurred
+                seen[1] += 1
+    return (
+        [(*key, *value) for key, value in sorted(daily.items())],
+        [(*key, *value) for key, value in sorted(people.items())],
+    )
 
 
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
+
+
+def _sqlite_time(moment: dt.datetime) -> str:
+    """``moment`` (UTC) as SQLAlchemy stores it on SQLite (:data:`SQLITE_TIME`, the year in
+    four digits): ``isoformat``'s first 26 characters, much cheaper than ``strftime``."""
+    return moment.astimezone(dt.UTC).isoformat(" ", "microseconds")[:26]
 
 
 def sqlite_rows(rows: list[tuple]) -> list[tuple]:
@@ -721,8 +777,14 @@ def sqlite_rows(rows: list[tuple]) -> list[tuple]:
     for row in rows:
         received = formatted.get(row[8])
         if received is None:
-            received = formatted[row[8]] = row[8].strftime(SQLITE_TIME)
-        out.append((*row[:5], row[5].strftime(SQLITE_TIME), row[6], row[7], received, row[9]))
+            received = formatted[row[8]] = _sqlite_time(row[8])
+        occurred = row[5]
+        text = (
+            occurred.isoformat(" ", "microseconds")[:26]
+            if occurred.tzinfo is dt.UTC
+            else _sqlite_time(occurred)
+        )
+        out.append((*row[:5], text, row[6], row[7], received, row[9]))
     return out
 
 
