@@ -33,26 +33,33 @@ from wtforms.validators import InputRequired, Length, Optional
 
 from portal.forms import show_errors
 from portal.kernel.errors import DomainError, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.money import to_minor
 from portal.tenancy.forms import currency_choices
 
 VENDOR_STATUS_CHOICES = [
-    ("active", "Active"),
-    ("under_review", "Under review (members cannot newly subscribe)"),
-    ("suspended", "Suspended (members cannot newly subscribe)"),
+    ("active", _l("Active")),
+    ("under_review", _l("Under review (members cannot newly subscribe)")),
+    ("suspended", _l("Suspended (members cannot newly subscribe)")),
 ]
 AGGREGATION_CHOICES = [
-    ("sum", "Sum of the quantities"),
-    ("count", "Count of the events"),
-    ("max", "Highest quantity"),
-    ("unique_count", "Count of distinct values of a property"),
+    ("sum", _l("Sum of the quantities")),
+    ("count", _l("Count of the events")),
+    ("max", _l("Highest quantity")),
+    ("unique_count", _l("Count of distinct values of a property")),
 ]
-MODEL_CHOICES = [("seat", "Per seat per month"), ("metered", "Per unit of a meter")]
+MODEL_CHOICES = [("seat", _l("Per seat per month")), ("metered", _l("Per unit of a meter"))]
 TIER_MODE_CHOICES = [
-    ("", "No tiers (one unit price)"),
-    ("graduated", "Graduated: each unit at its own tier's price"),
-    ("volume", "Volume: every unit at the price of the tier the total falls in"),
+    ("", _l("No tiers (one unit price)")),
+    ("graduated", _l("Graduated: each unit at its own tier's price")),
+    ("volume", _l("Volume: every unit at the price of the tier the total falls in")),
 ]
+# A vendor's status inside a choice's label.
+VENDOR_STATUS_NAMES = {
+    "active": _l("active"),
+    "under_review": _l("under review"),
+    "suspended": _l("suspended"),
+}
 TIER_ROWS = 5
 _AMOUNT = {"step": "any", "min": "0", "inputmode": "decimal"}
 
@@ -70,7 +77,7 @@ def _minor(
     """``amount`` (a Decimal or None) in minor units, or a message under ``field``."""
     if amount is None:
         if default is None:
-            errors.setdefault(field, []).append("Enter an amount (0 for free).")
+            errors.setdefault(field, []).append(str(_l("Enter an amount (0 for free).")))
         return default
     try:
         return to_minor(amount, currency)
@@ -86,20 +93,20 @@ class VendorForm(FlaskForm):
     """Create or edit a vendor; the slug is given once (an edit drops the field)."""
 
     slug = StringField(
-        "Slug",
+        _l("Slug"),
         validators=[InputRequired(), Length(min=3, max=63)],
-        description="Lower-case letters, digits and hyphens, e.g. acme-soft; used in the API.",
+        description=_l("Lower-case letters, digits and hyphens, e.g. acme-soft; used in the API."),
     )
-    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
-    status = SelectField("Status")
+    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
+    status = SelectField(_l("Status"))
     status_note = TextAreaField(
-        "Status note",
+        _l("Status note"),
         validators=[Optional(), Length(max=500)],
-        description="Why the vendor is under review or suspended; members see it.",
+        description=_l("Why the vendor is under review or suspended; members see it."),
     )
-    contact_email = EmailField("Contact email", validators=[Optional(), Length(max=254)])
-    website = URLField("Website", validators=[Optional(), Length(max=500)])
-    submit = SubmitField("Save vendor")
+    contact_email = EmailField(_l("Contact email"), validators=[Optional(), Length(max=254)])
+    website = URLField(_l("Website"), validators=[Optional(), Length(max=500)])
+    submit = SubmitField(_l("Save vendor"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -123,25 +130,26 @@ class VendorForm(FlaskForm):
 class ProductForm(FlaskForm):
     """A new product of a vendor."""
 
-    vendor = SelectField("Vendor", validators=[InputRequired()])
+    vendor = SelectField(_l("Vendor"), validators=[InputRequired()])
     sku = StringField(
-        "SKU",
+        _l("SKU"),
         validators=[InputRequired(), Length(min=3, max=63)],
-        description="Lower-case letters, digits and hyphens, e.g. cad-suite. It never changes.",
+        description=_l("Lower-case letters, digits and hyphens, e.g. cad-suite. It never changes."),
     )
-    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
-    description = TextAreaField("Description", validators=[Optional(), Length(max=5000)])
+    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
+    description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=5000)])
     launch_url = URLField(
-        "Launch URL",
+        _l("Launch URL"),
         validators=[Optional(), Length(max=500)],
-        description="Where people with a seat open the product (https://…).",
+        description=_l("Where people with a seat open the product (https://…)."),
     )
-    submit = SubmitField("Create product")
+    submit = SubmitField(_l("Create product"))
 
     def __init__(self, *args: Any, vendors: list | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.vendor.choices = [("", "Choose a vendor")] + [
-            (v.slug, f"{v.name} ({v.status.replace('_', ' ')})") for v in vendors or []
+        self.vendor.choices = [("", str(_l("Choose a vendor")))] + [
+            (v.slug, f"{v.name} ({VENDOR_STATUS_NAMES.get(v.status, v.status)})")
+            for v in vendors or []
         ]
 
     def service_data(self) -> dict[str, Any]:
@@ -157,10 +165,10 @@ class ProductForm(FlaskForm):
 class ProductEditForm(FlaskForm):
     """Change a product's name, description or launch link."""
 
-    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
-    description = TextAreaField("Description", validators=[Optional(), Length(max=5000)])
-    launch_url = URLField("Launch URL", validators=[Optional(), Length(max=500)])
-    submit = SubmitField("Save product")
+    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
+    description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=5000)])
+    launch_url = URLField(_l("Launch URL"), validators=[Optional(), Length(max=500)])
+    submit = SubmitField(_l("Save product"))
 
     def service_data(self) -> dict[str, Any]:
         return {
@@ -174,21 +182,21 @@ class MeterForm(FlaskForm):
     """A meter of a product: what its vendor counts."""
 
     key = StringField(
-        "Key",
+        _l("Key"),
         validators=[InputRequired(), Length(max=63)],
-        description="As vendors send it in usage events, e.g. api_calls.",
+        description=_l("As vendors send it in usage events, e.g. api_calls."),
     )
-    name = StringField("Name", validators=[InputRequired(), Length(max=200)])
+    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
     unit = StringField(
-        "Unit", validators=[InputRequired(), Length(max=40)], description="e.g. call, GB"
+        _l("Unit"), validators=[InputRequired(), Length(max=40)], description=_l("e.g. call, GB")
     )
-    aggregation = SelectField("Adds up as")
+    aggregation = SelectField(_l("Adds up as"))
     property = StringField(
-        "Property",
+        _l("Property"),
         validators=[Optional(), Length(max=63)],
-        description="For distinct counts only: the event property whose values are counted.",
+        description=_l("For distinct counts only: the event property whose values are counted."),
     )
-    submit = SubmitField("Add meter")
+    submit = SubmitField(_l("Add meter"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -210,21 +218,23 @@ class MeterForm(FlaskForm):
 class PoolForm(FlaskForm):
     """Seats the council bought for a term, at a unit cost per seat-month."""
 
-    capacity = IntegerField("Seats", validators=[InputRequired()], render_kw={"min": "1"})
-    starts_on = DateField("Starts on", validators=[InputRequired()])
-    ends_on = DateField("Ends on", validators=[InputRequired()])
+    capacity = IntegerField(_l("Seats"), validators=[InputRequired()], render_kw={"min": "1"})
+    starts_on = DateField(_l("Starts on"), validators=[InputRequired()])
+    ends_on = DateField(_l("Ends on"), validators=[InputRequired()])
     unit_cost_amount = DecimalField(
-        "Unit cost per seat-month",
+        _l("Unit cost per seat-month"),
         places=None,
         validators=[InputRequired()],
         render_kw=_AMOUNT,
-        description="What the council pays, in the currency's units (e.g. 12.50).",
+        description=_l("What the council pays, in the currency's units (e.g. 12.50)."),
     )
-    unit_cost_currency = SelectField("Currency", validators=[InputRequired()])
+    unit_cost_currency = SelectField(_l("Currency"), validators=[InputRequired()])
     reference = StringField(
-        "Contract reference", validators=[Optional(), Length(max=200)], description="Optional."
+        _l("Contract reference"),
+        validators=[Optional(), Length(max=200)],
+        description=_l("Optional."),
     )
-    submit = SubmitField("Add pool")
+    submit = SubmitField(_l("Add pool"))
 
     # Where the services' field names are shown on this form.
     ALIASES = {
@@ -244,7 +254,7 @@ class PoolForm(FlaskForm):
         currency = self.unit_cost_currency.data
         amount = _minor(self.unit_cost_amount.data, currency, "unit_cost_amount", errors, None)
         if errors:
-            raise ValidationFailed("Some fields need attention.", errors=errors)
+            raise ValidationFailed(_l("Some fields need attention."), errors=errors)
         return {
             "product": sku,
             "capacity": self.capacity.data,
@@ -258,9 +268,9 @@ class PoolForm(FlaskForm):
 class PoolEditForm(FlaskForm):
     """Grow or shrink a pool, or move its end."""
 
-    capacity = IntegerField("Seats", validators=[InputRequired()])
-    ends_on = DateField("Ends on", validators=[Optional()])
-    submit = SubmitField("Save")
+    capacity = IntegerField(_l("Seats"), validators=[InputRequired()])
+    ends_on = DateField(_l("Ends on"), validators=[Optional()])
+    submit = SubmitField(_l("Save"))
 
     def service_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"capacity": self.capacity.data}
@@ -275,12 +285,12 @@ class PoolEditForm(FlaskForm):
 class TierForm(Form):
     """One row of a tiered price; a row left empty is ignored."""
 
-    up_to = IntegerField("Up to (units)", validators=[Optional()], render_kw={"min": "1"})
+    up_to = IntegerField(_l("Up to (units)"), validators=[Optional()], render_kw={"min": "1"})
     unit_amount = DecimalField(
-        "Unit price", places=None, validators=[Optional()], render_kw=_AMOUNT
+        _l("Unit price"), places=None, validators=[Optional()], render_kw=_AMOUNT
     )
     flat_amount = DecimalField(
-        "Flat amount", places=None, validators=[Optional()], render_kw=_AMOUNT
+        _l("Flat amount"), places=None, validators=[Optional()], render_kw=_AMOUNT
     )
 
     def is_empty(self) -> bool:
@@ -290,26 +300,30 @@ class TierForm(Form):
 class PriceForm(FlaskForm):
     """What members pay for a product in one currency, flat or in tiers."""
 
-    currency = SelectField("Currency", validators=[InputRequired()])
-    model = SelectField("Charged")
-    meter = SelectField("Meter (metered prices)", validators=[Optional()])
+    currency = SelectField(_l("Currency"), validators=[InputRequired()])
+    model = SelectField(_l("Charged"))
+    meter = SelectField(_l("Meter (metered prices)"), validators=[Optional()])
     unit_amount = DecimalField(
-        "Unit price",
+        _l("Unit price"),
         places=None,
         validators=[Optional()],
         render_kw=_AMOUNT,
-        description="Per seat per month, or per unit of the meter, in the currency's units.",
+        description=_l("Per seat per month, or per unit of the meter, in the currency's units."),
     )
-    tier_mode = SelectField("Tiers", validators=[Optional()])
+    tier_mode = SelectField(_l("Tiers"), validators=[Optional()])
     tiers = FieldList(FormField(TierForm), min_entries=TIER_ROWS, max_entries=TIER_ROWS)
-    submit = SubmitField("Add price")
+    submit = SubmitField(_l("Add price"))
 
     def __init__(self, *args: Any, meters: list | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.currency.choices = currency_choices()
         self.model.choices = MODEL_CHOICES
-        self.meter.choices = [("", "No meter (seat price)")] + [
-            (m.key, f"{m.name} ({m.key}, per {m.unit})") for m in meters or []
+        self.meter.choices = [("", str(_l("No meter (seat price)")))] + [
+            (
+                m.key,
+                str(_l("%(name)s (%(key)s, per %(unit)s)", name=m.name, key=m.key, unit=m.unit)),
+            )
+            for m in meters or []
         ]
         self.tier_mode.choices = TIER_MODE_CHOICES
         self._tier_rows: list[int] = []
@@ -346,7 +360,7 @@ class PriceForm(FlaskForm):
         )
         if errors:
             self._place_row_errors(errors)
-            raise ValidationFailed("Some fields need attention.", errors=errors)
+            raise ValidationFailed(_l("Some fields need attention."), errors=errors)
         return {
             "product": sku,
             "currency": currency,

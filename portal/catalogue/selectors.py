@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from portal.catalogue.models import LicencePool, Price, PriceModel, Product, Vendor
 from portal.kernel.errors import NotFound, ValidationFailed
+from portal.kernel.i18n import _l
 
 
 def vendor_by_slug(session: Session, slug: str, *, field: str | None = None) -> Vendor:
@@ -20,8 +21,10 @@ def vendor_by_slug(session: Session, slug: str, *, field: str | None = None) -> 
     vendor = session.scalar(sa.select(Vendor).where(Vendor.slug == (slug or "").lower()))
     if vendor is None:
         if field:
-            raise ValidationFailed(f"No vendor “{slug}”.", errors={field: ["No such vendor."]})
-        raise NotFound(f"No vendor “{slug}”.")
+            raise ValidationFailed(
+                _l("No vendor “%(slug)s”.", slug=slug), errors={field: [_l("No such vendor.")]}
+            )
+        raise NotFound(_l("No vendor “%(slug)s”.", slug=slug))
     return vendor
 
 
@@ -30,8 +33,10 @@ def product_by_sku(session: Session, sku: str, *, field: str | None = None) -> P
     product = session.scalar(sa.select(Product).where(Product.sku == (sku or "").lower()))
     if product is None:
         if field:
-            raise ValidationFailed(f"No product “{sku}”.", errors={field: ["No such product."]})
-        raise NotFound(f"No product “{sku}”.")
+            raise ValidationFailed(
+                _l("No product “%(sku)s”.", sku=sku), errors={field: [_l("No such product.")]}
+            )
+        raise NotFound(_l("No product “%(sku)s”.", sku=sku))
     return product
 
 
@@ -43,7 +48,7 @@ def vendors_list(session: Session) -> list[Vendor]:
 def pool_by_id(session: Session, pool_id: int) -> LicencePool:
     pool = session.get(LicencePool, pool_id)
     if pool is None:
-        raise NotFound("No such pool.")
+        raise NotFound(_l("No such pool."))
     return pool
 
 
@@ -100,7 +105,7 @@ def pool_of_product(session: Session, *, product_id: int, pool_id: int) -> Licen
         )
     )
     if pool is None:
-        raise NotFound("No such pool of this product.")
+        raise NotFound(_l("No such pool of this product."))
     return pool
 
 

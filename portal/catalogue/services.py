@@ -27,6 +27,7 @@ from portal.catalogue.selectors import product_by_sku, vendor_by_slug
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.errors import Conflict, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.signals import pool_capacity_changed, pool_changing
 from portal.validation import (
@@ -47,14 +48,14 @@ _URL_RE = re.compile(r"^https?://[^\s/$.?#].[^\s]*$")
 def check_key(value: str) -> str:
     if not _KEY_RE.match(value):
         raise ValueError(
-            "Use lower-case letters, digits, “_”, “.” and “-”, starting with a letter."
+            _l("Use lower-case letters, digits, “_”, “.” and “-”, starting with a letter.")
         )
     return value
 
 
 def check_url(value: str) -> str:
     if not _URL_RE.match(value):
-        raise ValueError("Enter a web address starting with https:// (or http://).")
+        raise ValueError(_l("Enter a web address starting with https:// (or http://)."))
     return value
 
 
@@ -66,7 +67,7 @@ Url = Annotated[str, Stripped, StringConstraints(max_length=500), AfterValidator
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 
 
-COUNCIL_ADMINS_ONLY = "Only council admins manage the catalogue."
+COUNCIL_ADMINS_ONLY = _l("Only council admins manage the catalogue.")
 
 
 # ---------------------------------------------------------------- vendors
@@ -91,9 +92,9 @@ def vendor_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Ve
     fields = parse(VendorFields, data)
     if session.scalar(sa.select(Vendor.id).where(Vendor.slug == fields.slug)) is not None:
         raise Conflict(
-            f"The vendor slug “{fields.slug}” is taken.",
+            _l("The vendor slug “%(slug)s” is taken.", slug=fields.slug),
             code="slug_taken",
-            errors={"slug": ["This slug is taken; choose another."]},
+            errors={"slug": [_l("This slug is taken; choose another.")]},
         )
     vendor = Vendor(**fields.model_dump())
     session.add(vendor)
@@ -149,7 +150,7 @@ class MeterFields(BaseModel):
     @model_validator(mode="after")
     def _property_for_unique_count(self) -> MeterFields:
         if self.aggregation == "unique_count" and not self.property:
-            raise ValueError("A unique_count meter needs the property whose values it counts.")
+            raise ValueError(_l("A unique_count meter needs the property whose values it counts."))
         return self
 
 
@@ -166,7 +167,7 @@ class ProductFields(BaseModel):
     def _unique_meter_keys(self) -> ProductFields:
         keys = [m.key for m in self.meters]
         if len(keys) != len(set(keys)):
-            raise ValueError("Each meter of a product needs its own key.")
+            raise ValueError(_l("Each meter of a product needs its own key."))
         return self
 
 
@@ -180,9 +181,9 @@ def product_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> P
     vendor = vendor_by_slug(session, fields.vendor, field="vendor")
     if session.scalar(sa.select(Product.id).where(Product.sku == fields.sku)) is not None:
         raise Conflict(
-            f"The SKU “{fields.sku}” is taken.",
+            _l("The SKU “%(sku)s” is taken.", sku=fields.sku),
             code="sku_taken",
-            errors={"sku": ["This SKU is taken; choose another."]},
+            errors={"sku": [_l("This SKU is taken; choose another.")]},
         )
     product = Product(
         vendor_id=vendor.id,
@@ -251,9 +252,9 @@ def meter_create(
     fields = parse(MeterFields, data)
     if any(m.key == fields.key for m in product.meters):
         raise Conflict(
-            f"{product.name} already has a meter “{fields.key}”.",
+            _l("%(product)s already has a meter “%(key)s”.", product=product.name, key=fields.key),
             code="meter_key_taken",
-            errors={"key": ["This product already has a meter with this key."]},
+            errors={"key": [_l("This product already has a meter with this key.")]},
         )
     meter = Meter(product_id=product.id, **fields.model_dump())
     session.add(meter)
@@ -292,7 +293,7 @@ class PoolFields(BaseModel):
     @model_validator(mode="after")
     def _term_ordered(self) -> PoolFields:
         if self.ends_on < self.starts_on:
-            raise ValueError("The pool must end on or after the day it starts.")
+            raise ValueError(_l("The pool must end on or after the day it starts."))
         return self
 
 
@@ -356,8 +357,8 @@ def pool_update(
     if fields.ends_on is not None:
         if fields.ends_on < pool.starts_on:
             raise ValidationFailed(
-                "The pool must end on or after the day it starts.",
-                errors={"ends_on": ["The pool must end on or after the day it starts."]},
+                _l("The pool must end on or after the day it starts."),
+                errors={"ends_on": [_l("The pool must end on or after the day it starts.")]},
             )
         pool.ends_on = fields.ends_on
     if "reference" in data:
@@ -415,20 +416,20 @@ class PriceFields(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> PriceFields:
         if self.model == "seat" and self.meter:
-            raise ValueError("A seat price has no meter.")
+            raise ValueError(_l("A seat price has no meter."))
         if self.model == "metered" and not self.meter:
-            raise ValueError("A metered price needs the meter it prices.")
+            raise ValueError(_l("A metered price needs the meter it prices."))
         if self.tiers and not self.tier_mode:
-            raise ValueError("Tiers need a tier mode: graduated or volume.")
+            raise ValueError(_l("Tiers need a tier mode: graduated or volume."))
         if self.tier_mode and not self.tiers:
-            raise ValueError("A tier mode needs tiers.")
+            raise ValueError(_l("A tier mode needs tiers."))
         if self.tiers:
             limits = [t.up_to for t in self.tiers]
             if limits[-1] is not None:
-                raise ValueError("The last tier must have no upper limit (up_to null).")
+                raise ValueError(_l("The last tier must have no upper limit (up_to null)."))
             bounded = list(limits[:-1])
             if None in bounded or bounded != sorted(set(bounded)):  # type: ignore[type-var]
-                raise ValueError("Tier limits must rise, and only the last may be open.")
+                raise ValueError(_l("Tier limits must rise, and only the last may be open."))
         return self
 
 
@@ -442,8 +443,10 @@ def price_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Pri
         meter = next((m for m in product.meters if m.key == fields.meter), None)
         if meter is None:
             raise ValidationFailed(
-                f"{product.name} has no meter “{fields.meter}”.",
-                errors={"meter": [f"Choose one of {product.name}'s meters."]},
+                _l("%(product)s has no meter “%(key)s”.", product=product.name, key=fields.meter),
+                errors={
+                    "meter": [_l("Choose one of the meters of %(product)s.", product=product.name)]
+                },
             )
     clash = sa.select(Price.id).where(
         Price.currency == fields.currency, Price.model == fields.model
@@ -455,9 +458,19 @@ def price_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Pri
     )
     if session.scalar(clash) is not None:
         raise Conflict(
-            f"{product.name} already has a {fields.model} price in {fields.currency}.",
+            _l(
+                "%(product)s already has a seat price in %(currency)s.",
+                product=product.name,
+                currency=fields.currency,
+            )
+            if fields.model == "seat"
+            else _l(
+                "%(product)s already has a metered price in %(currency)s for this meter.",
+                product=product.name,
+                currency=fields.currency,
+            ),
             code="price_exists",
-            errors={"currency": ["A price in this currency exists already."]},
+            errors={"currency": [_l("A price in this currency exists already.")]},
         )
     price = Price(
         product_id=product.id,

@@ -16,11 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
+from portal.i18n import in_language
 from portal.identity.models import User
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, InvalidState, NotFound, ValidationFailed
+from portal.kernel.i18n import _, _l, _ln
 from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.seats import selectors
@@ -52,7 +54,9 @@ def seat_assign(
     session.refresh(subscription)
     if subscription.status != SubscriptionStatus.ACTIVE:
         raise InvalidState(
-            f"This subscription is {subscription.status}; it has no seats to assign.",
+            _l("This subscription is waitlisted; it has no seats to assign.")
+            if subscription.status == SubscriptionStatus.WAITLISTED
+            else _l("This subscription is cancelled; it has no seats to assign."),
             code="subscription_not_active",
         )
     organisation = subscription.organisation
@@ -64,9 +68,9 @@ def seat_assign(
     user = user_provision(session, actor=actor, organisation=organisation, email=email)
     if not user.is_active:
         raise InvalidState(
-            f"{email} is deactivated; reactivate the account first.",
+            _l("%(email)s is deactivated; reactivate the account first.", email=email),
             code="user_inactive",
-            errors={"user_email": ["This account is deactivated."]},
+            errors={"user_email": [_l("This account is deactivated.")]},
         )
     existing = selectors.seat_of_user(
         session,
@@ -76,9 +80,13 @@ def seat_assign(
     )
     if existing is not None:
         raise Conflict(
-            f"{email} already has a seat of {subscription.product.name}.",
+            _l(
+                "%(email)s already has a seat of %(product)s.",
+                email=email,
+                product=subscription.product.name,
+            ),
             code="already_assigned",
-            errors={"user_email": ["Already has a seat."]},
+            errors={"user_email": [_l("Already has a seat.")]},
         )
     if assigned >= subscription.quantity:
         raise _no_free_seat(subscription)
@@ -93,7 +101,12 @@ def seat_assign(
             session.add(seat)
     except IntegrityError as exc:  # the unique index caught a race for the same person
         raise Conflict(
-            f"{email} already has a seat of {subscription.product.name}.", code="already_assigned"
+            _l(
+                "%(email)s already has a seat of %(product)s.",
+                email=email,
+                product=subscription.product.name,
+            ),
+            code="already_assigned",
         ) from exc
     # A pending request of this person for this product is answered by the seat.
     session.execute(
@@ -120,15 +133,17 @@ def seat_assign(
         after={"user_email": email, "subscription": subscription.id},
     )
     if user.password_hash is not None:
-        mail_queue(
-            session,
-            build_message(
+        with in_language(user.locale):
+            message = build_message(
                 to=email,
-                subject=f"You have a seat of {subscription.product.name}",
+                subject=_("You have a seat of %(product)s", product=subscription.product.name),
                 template="seat_assigned",
                 product=subscription.product,
                 organisation=organisation,
-            ),
+            )
+        mail_queue(
+            session,
+            message,
             organisation_id=organisation.id,
             related=("seat", seat.id),
             actor=actor,
@@ -145,8 +160,14 @@ class BulkResult:
 
 def _no_free_seat(subscription: Subscription) -> Conflict:
     return Conflict(
-        f"All {subscription.quantity} seats of {subscription.product.name} are assigned. "
-        "Release one or add seats to the subscription.",
+        _ln(
+            "The %(num)d seat of %(product)s is assigned. "
+            "Release it or add seats to the subscription.",
+            "All %(num)d seats of %(product)s are assigned. "
+            "Release one or add seats to the subscription.",
+            subscription.quantity,
+            product=subscription.product.name,
+        ),
         code="no_free_seat",
     )
 
@@ -187,7 +208,7 @@ def seat_assign_many(
         except (Conflict, InvalidState, ValidationFailed, NotFound) as error:
             results.append(BulkResult(email, False, error.detail))
         else:
-            results.append(BulkResult(email, True, "Seat assigned."))
+            results.append(BulkResult(email, True, _("Seat assigned.")))
     return results
 
 
@@ -214,7 +235,10 @@ def seat_release(
     )
     if seat is None:
         raise NotFound(
-            f"{email or 'That person'} holds no seat of this subscription.", code="seat_not_found"
+            _l("%(email)s holds no seat of this subscription.", email=email)
+            if email
+            else _l("That person holds no seat of this subscription."),
+            code="seat_not_found",
         )
     seat.released_at = now_utc()
     seat.release_reason = reason

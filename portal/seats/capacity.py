@@ -18,6 +18,7 @@ from portal.catalogue.models import LicencePool
 from portal.catalogue.selectors import capacity_in_force
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict
+from portal.kernel.i18n import _ln
 from portal.seats.selectors import reserved_seats
 from portal.signals import pool_changing
 
@@ -38,8 +39,23 @@ def _check_pool_change(pool: LicencePool, **kwargs: Any) -> None:
     reserved = reserved_seats(session, pool.product_id)
     if reserved > capacity:
         raise Conflict(
-            f"Members hold {reserved} seats of {pool.product.name}; the pools in force would "
-            f"hold only {capacity}. Reduce subscriptions first.",
+            _ln(
+                "Members reserve %(num)d seat of %(product)s; the pools in force would hold "
+                "only %(capacity)d. Reduce subscriptions first.",
+                "Members reserve %(num)d seats of %(product)s; the pools in force would hold "
+                "only %(capacity)d. Reduce subscriptions first.",
+                reserved,
+                product=pool.product.name,
+                capacity=capacity,
+            ),
             code="capacity_below_reserved",
-            errors={"capacity": [f"At least {reserved - capacity + pool.capacity} seats needed."]},
+            errors={
+                "capacity": [
+                    _ln(
+                        "At least %(num)d seat needed.",
+                        "At least %(num)d seats needed.",
+                        reserved - capacity + pool.capacity,
+                    )
+                ]
+            },
         )

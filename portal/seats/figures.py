@@ -181,6 +181,25 @@ class CatalogueEntry:
     def product(self) -> Product:
         return self.figures.product
 
+    @property
+    def unavailable(self) -> str | None:
+        """Why the organisation cannot newly subscribe (None: it can), as
+        :func:`portal.seats.subscriptions.subscribable_or_refuse` refuses: ``vendor`` (under
+        review or suspended), ``no_pool`` (no pool in force), ``no_price`` (none in the
+        organisation's currency)."""
+        if not self.figures.subscribable:
+            return "vendor"
+        if self.figures.capacity <= 0:
+            return "no_pool"
+        if self.price is None:
+            return "no_price"
+        return None
+
+    @property
+    def can_request(self) -> bool:
+        """Whether a person may ask for a seat: a subscription gives it, or could follow."""
+        return self.subscription is not None or self.unavailable is None
+
 
 def member_catalogue(
     session: Session,

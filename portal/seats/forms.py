@@ -22,35 +22,39 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired, Length, Optional
 
+from portal.kernel.i18n import _l
+
 # What each ``on_shortage`` choice does, in plain words.
 ON_SHORTAGE_CHOICES = [
     (
         "reject",
-        "All or nothing: if not every seat is free, take none and tell me.",
+        _l("All or nothing: if not every seat is free, take none and tell me."),
     ),
     (
         "waitlist",
-        "Take the free seats now and put the rest on the waiting list; they are added "
-        "automatically, first come first served, as seats free up.",
+        _l(
+            "Take the free seats now and put the rest on the waiting list; they are added "
+            "automatically, first come first served, as seats free up."
+        ),
     ),
     (
         "partial",
-        "Take the free seats now and forget the rest.",
+        _l("Take the free seats now and forget the rest."),
     ),
 ]
 BULK_MAX_EMAILS = 500
 
 
 def _shortage_field() -> RadioField:
-    return RadioField("If not enough seats are free", default="reject")
+    return RadioField(_l("If not enough seats are free"), default="reject")
 
 
 class SubscribeForm(FlaskForm):
     """An org admin reserves seats of a product for the organisation."""
 
-    quantity = IntegerField("Seats", validators=[InputRequired()], render_kw={"min": "1"})
+    quantity = IntegerField(_l("Seats"), validators=[InputRequired()], render_kw={"min": "1"})
     on_shortage = _shortage_field()
-    submit = SubmitField("Subscribe")
+    submit = SubmitField(_l("Subscribe"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,40 +64,42 @@ class SubscribeForm(FlaskForm):
 class ResizeForm(SubscribeForm):
     """Change the seats reserved."""
 
-    submit = SubmitField("Change seats")
+    submit = SubmitField(_l("Change seats"))
 
 
 class CancelForm(FlaskForm):
     """Cancel a subscription; the box makes sure it is meant."""
 
     confirm = BooleanField(
-        "Yes, cancel: every assigned seat is released",
-        validators=[InputRequired("Tick the box to confirm.")],
+        _l("Yes, cancel: every assigned seat is released"),
+        validators=[InputRequired(_l("Tick the box to confirm."))],
     )
-    submit = SubmitField("Cancel subscription")
+    submit = SubmitField(_l("Cancel subscription"))
 
 
 class AssignForm(FlaskForm):
     """Give one person a seat."""
 
     user_email = EmailField(
-        "Email",
+        _l("Email"),
         validators=[InputRequired(), Length(max=254)],
-        description="Someone without an account yet gets an invitation.",
+        description=_l("Someone without an account yet gets an invitation."),
     )
-    submit = SubmitField("Assign seat")
+    submit = SubmitField(_l("Assign seat"))
 
 
 class BulkAssignForm(FlaskForm):
     """Give several people a seat at once."""
 
     emails = TextAreaField(
-        "Emails",
+        _l("Emails"),
         validators=[InputRequired(), Length(max=30_000)],
-        description=f"One per line (or separated by commas); up to {BULK_MAX_EMAILS}.",
+        description=_l(
+            "One per line (or separated by commas); up to %(max)d.", max=BULK_MAX_EMAILS
+        ),
         render_kw={"rows": 5},
     )
-    submit = SubmitField("Assign seats")
+    submit = SubmitField(_l("Assign seats"))
 
     def email_list(self) -> list[str]:
         """The addresses typed, in order, blanks dropped."""
@@ -104,20 +110,22 @@ class ReleaseForm(FlaskForm):
     """Take a seat back from a person."""
 
     user_email = HiddenField(validators=[InputRequired()])
-    submit = SubmitField("Release")
+    submit = SubmitField(_l("Release"))
 
 
 class SeatRequestForm(FlaskForm):
     """A person asks their org admin for a seat."""
 
     note = StringField(
-        "Note for your admin", validators=[Optional(), Length(max=1000)], description="Optional."
+        _l("Note for your admin"),
+        validators=[Optional(), Length(max=1000)],
+        description=_l("Optional."),
     )
-    submit = SubmitField("Request a seat")
+    submit = SubmitField(_l("Request a seat"))
 
 
 class DecisionForm(FlaskForm):
     """An org admin approves or declines a seat request."""
 
-    note = StringField("Note to the person", validators=[Optional(), Length(max=1000)])
-    submit = SubmitField("Confirm")
+    note = StringField(_l("Note to the person"), validators=[Optional(), Length(max=1000)])
+    submit = SubmitField(_l("Confirm"))

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState
+from portal.kernel.i18n import _l
 from portal.seats.models import Subscription, SubscriptionChange, SubscriptionStatus
 
 #: status -> the statuses it may become. A new subscription starts active or waitlisted;
@@ -28,12 +29,24 @@ TRANSITIONS: dict[SubscriptionStatus, frozenset[SubscriptionStatus]] = {
 }
 
 
+# A subscription's status as a word inside a sentence.
+STATUS_NAMES = {
+    SubscriptionStatus.ACTIVE: _l("active"),
+    SubscriptionStatus.WAITLISTED: _l("waitlisted"),
+    SubscriptionStatus.CANCELLED: _l("cancelled"),
+}
+
+
 def transition(subscription: Subscription, target: SubscriptionStatus) -> None:
     """Set the status to ``target`` if :data:`TRANSITIONS` allows it (staying put is no change)."""
     current = subscription.status
     if current is not None and current != target and target not in TRANSITIONS[current]:
         raise InvalidState(
-            f"This subscription is {current}; it cannot become {target}.",
+            _l(
+                "This subscription is %(status)s; it cannot become %(target)s.",
+                status=STATUS_NAMES[current],
+                target=STATUS_NAMES[target],
+            ),
             code="invalid_transition",
         )
     subscription.status = target

@@ -11,16 +11,19 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.catalogue.models import Product
+from portal.i18n import in_language
 from portal.identity.models import User
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, InvalidState, PermissionDenied
+from portal.kernel.i18n import _, _l
 from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.seats import selectors
 from portal.seats.assignments import seat_assign
 from portal.seats.models import SeatRequest, SeatRequestStatus
+from portal.seats.subscriptions import subscribable_or_refuse
 
 
 def seat_request_create(
@@ -31,18 +34,32 @@ def seat_request_create(
         actor, Action.SEAT_REQUEST, organisation_id=user.organisation_id, user_id=user.id
     )
     if user.organisation_id is None:
-        raise PermissionDenied("Council staff do not hold seats.")
+        raise PermissionDenied(_l("Council staff do not hold seats."))
     note = (note or "").strip()[:1000] or None
     if selectors.seat_of_user(
         session, organisation_id=user.organisation_id, user_id=user.id, product_id=product.id
     ):
-        raise Conflict(f"You already have a seat of {product.name}.", code="already_assigned")
+        raise Conflict(
+            _l("You already have a seat of %(product)s.", product=product.name),
+            code="already_assigned",
+        )
     pending = selectors.seat_requests_list(
         session, organisation_id=user.organisation_id, user_id=user.id
     )
     if any(r.product_id == product.id for r in pending):
         raise Conflict(
-            f"You already asked for {product.name}; your admin will answer.", code="request_pending"
+            _l("You already asked for %(product)s; your admin will answer.", product=product.name),
+            code="request_pending",
+        )
+    if (
+        selectors.live_subscription(
+            session, organisation_id=user.organisation_id, product_id=product.id
+        )
+        is None
+    ):
+        # No subscription to give the seat from: ask only where one could follow.
+        subscribable_or_refuse(
+            session, product=product, currency=user.organisation.currency, day=now_utc().date()
         )
     request = SeatRequest(
         organisation_id=user.organisation_id, product_id=product.id, user_id=user.id, note=note
@@ -60,16 +77,22 @@ def seat_request_create(
         after={"product": product.sku, "note": note},
     )
     for admin in selectors.org_admins(session, user.organisation_id):
-        mail_queue(
-            session,
-            build_message(
+        with in_language(admin.locale):
+            message = build_message(
                 to=admin.email,
-                subject=f"{user.display_name} asks for a seat of {product.name}",
+                subject=_(
+                    "%(person)s asks for a seat of %(product)s",
+                    person=user.display_name,
+                    product=product.name,
+                ),
                 template="seat_requested",
                 requester=user,
                 product=product,
                 note=note,
-            ),
+            )
+        mail_queue(
+            session,
+            message,
             organisation_id=user.organisation_id,
             related=("seat_request", request.id),
             actor=actor,
@@ -83,14 +106,22 @@ def seat_request_decide(
     """Approve (assigns a seat from the organisation's subscription) or decline a request."""
     policy.require(actor, Action.SEAT_REQUEST_DECIDE, organisation_id=request.organisation_id)
     if request.status != SeatRequestStatus.PENDING:
-        raise InvalidState(f"This request is already {request.status}.", code="request_decided")
+        raise InvalidState(
+            _l("This request is already approved.")
+            if request.status == SeatRequestStatus.APPROVED
+            else _l("This request is already declined."),
+            code="request_decided",
+        )
     if approve:
         subscription = selectors.live_subscription(
             session, organisation_id=request.organisation_id, product_id=request.product_id
         )
         if subscription is None:
             raise InvalidState(
-                f"Your organisation does not subscribe to {request.product.name}; subscribe first.",
+                _l(
+                    "Your organisation does not subscribe to %(product)s; subscribe first.",
+                    product=request.product.name,
+                ),
                 code="no_subscription",
             )
         held = selectors.seat_of_user(
@@ -119,14 +150,16 @@ def seat_request_decide(
         after={"status": request.status},
     )
     if not approve:
-        mail_queue(
-            session,
-            build_message(
+        with in_language(request.user.locale):
+            message = build_message(
                 to=request.user.email,
-                subject=f"Your request for {request.product.name}",
+                subject=_("Your request for %(product)s", product=request.product.name),
                 template="seat_request_declined",
                 request=request,
-            ),
+            )
+        mail_queue(
+            session,
+            message,
             organisation_id=request.organisation_id,
             related=("seat_request", request.id),
             actor=actor,

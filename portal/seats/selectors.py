@@ -17,6 +17,7 @@ from portal.db import council_wide
 from portal.identity.models import User
 from portal.kernel.actor import Role
 from portal.kernel.errors import NotFound
+from portal.kernel.i18n import _l
 from portal.kernel.scope import Scope
 from portal.seats.models import (
     SeatAssignment,
@@ -34,7 +35,7 @@ def subscription_in_scope(session: Session, *, scope: Scope, subscription_id: in
     )
     subscription = session.scalar(query)
     if subscription is None:
-        raise NotFound("No such subscription.")
+        raise NotFound(_l("No such subscription."))
     return subscription
 
 
@@ -187,7 +188,7 @@ def seat_request_in_scope(
         )
     )
     if request is None:
-        raise NotFound("No such seat request.")
+        raise NotFound(_l("No such seat request."))
     return request
 
 
@@ -299,5 +300,5 @@ def seat_in_scope(session: Session, *, organisation_id: int, seat_id: int) -> Se
         )
     )
     if seat is None:
-        raise NotFound("No such seat.")
+        raise NotFound(_l("No such seat."))
     return seat

@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.catalogue.models import Product, VendorStatus
-from portal.catalogue.selectors import product_by_sku
+from portal.catalogue.selectors import capacity_in_force, product_by_sku, seat_prices
 from portal.catalogue.services import lock_product
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import Conflict, InvalidState, ValidationFailed
+from portal.kernel.i18n import _l, _ln
 from portal.kernel.policy import Action
 from portal.kernel.scope import Scope
 from portal.seats import selectors
@@ -35,6 +36,7 @@ from portal.seats.models import Subscription, SubscriptionStatus
 from portal.seats.waitlist import waitlist_fill
 from portal.signals import subscription_opening
 from portal.tenancy.models import Organisation, OrganisationStatus
+from portal.tenancy.services import STATUS_NAMES
 from portal.validation import MIN_DATE
 
 OnShortage = Literal["reject", "waitlist", "partial"]
@@ -44,12 +46,16 @@ MAX_QUANTITY = 100_000
 def _check_quantity(quantity: Any, *, minimum: int = 1) -> int:
     if isinstance(quantity, bool) or not isinstance(quantity, int):
         raise ValidationFailed(
-            "Give a whole number of seats.", errors={"quantity": ["Enter a whole number."]}
+            _l("Give a whole number of seats."), errors={"quantity": [_l("Enter a whole number.")]}
         )
     if not minimum <= quantity <= MAX_QUANTITY:
         raise ValidationFailed(
-            f"Give between {minimum} and {MAX_QUANTITY} seats.",
-            errors={"quantity": [f"Enter a number from {minimum} to {MAX_QUANTITY}."]},
+            _l("Give between %(min)d and %(max)d seats.", min=minimum, max=MAX_QUANTITY),
+            errors={
+                "quantity": [
+                    _l("Enter a number from %(min)d to %(max)d.", min=minimum, max=MAX_QUANTITY)
+                ]
+            },
         )
     return quantity
 
@@ -57,19 +63,79 @@ def _check_quantity(quantity: Any, *, minimum: int = 1) -> int:
 def _check_on_shortage(on_shortage: str) -> str:
     if on_shortage not in ("reject", "waitlist", "partial"):
         raise ValidationFailed(
-            "on_shortage must be reject, waitlist or partial.",
-            errors={"on_shortage": ["Choose reject, waitlist or partial."]},
+            _l("on_shortage must be reject, waitlist or partial."),
+            errors={"on_shortage": [_l("Choose reject, waitlist or partial.")]},
         )
     return on_shortage
 
 
 def _shortage(product: Product, wanted: int, free: int) -> Conflict:
     return Conflict(
-        f"Only {free} seat{'s' if free != 1 else ''} of {product.name} "
-        f"{'are' if free != 1 else 'is'} free; {wanted} were asked for.",
+        _ln(
+            "Only %(num)d seat of %(product)s is free; you asked for %(wanted)d.",
+            "Only %(num)d seats of %(product)s are free; you asked for %(wanted)d.",
+            free,
+            product=product.name,
+            wanted=wanted,
+        ),
         code="pool_exhausted",
         extra={"available": free},
     )
+
+
+def _vendor_unavailable(product: Product, *, adding: bool = False) -> InvalidState:
+    """A product of a vendor under review or suspended cannot be newly subscribed."""
+    vendor = product.vendor.name
+    if adding:
+        if product.vendor.status == VendorStatus.SUSPENDED:
+            message = _l("%(vendor)s is suspended; no seats can be added.", vendor=vendor)
+        else:
+            message = _l("%(vendor)s is under review; no seats can be added.", vendor=vendor)
+    elif product.vendor.status == VendorStatus.SUSPENDED:
+        message = _l(
+            "%(vendor)s is suspended; %(product)s cannot be newly subscribed.",
+            vendor=vendor,
+            product=product.name,
+        )
+    else:
+        message = _l(
+            "%(vendor)s is under review; %(product)s cannot be newly subscribed.",
+            vendor=vendor,
+            product=product.name,
+        )
+    return InvalidState(message, code="vendor_unavailable")
+
+
+def subscribable_or_refuse(
+    session: Session, *, product: Product, currency: str, day: dt.date
+) -> None:
+    """Refuse, saying why, unless an organisation billed in ``currency`` could subscribe.
+
+    A product can be subscribed when its vendor is active, the council has a pool of it
+    in force on ``day`` and it has a seat price in ``currency`` (SPEC section 4; issue 14:
+    a product with no pool or no price showed a Subscribe button and took waitlists).
+    Seat requests and waitlists follow the same rule: they only make sense where a
+    subscription could follow.
+    """
+    if product.vendor.status != VendorStatus.ACTIVE:
+        raise _vendor_unavailable(product)
+    if capacity_in_force(session, product.id, day) <= 0:
+        raise InvalidState(
+            _l(
+                "The council has no seats of %(product)s in force; it cannot be subscribed yet.",
+                product=product.name,
+            ),
+            code="no_pool_in_force",
+        )
+    if not seat_prices(session, currency=currency, product_ids=[product.id]):
+        raise InvalidState(
+            _l(
+                "%(product)s has no price in %(currency)s yet; it cannot be subscribed.",
+                product=product.name,
+                currency=currency,
+            ),
+            code="no_price",
+        )
 
 
 @dataclass
@@ -116,38 +182,40 @@ def subscription_create(
         actor, Action.SUBSCRIPTION_BACKDATE, organisation_id=organisation.id
     ):
         raise ValidationFailed(
-            "Only the council can date a subscription other than today.",
-            errors={"starts_on": ["Leave empty: subscriptions start today."]},
+            _l("Only the council can date a subscription other than today."),
+            errors={"starts_on": [_l("Leave empty: subscriptions start today.")]},
         )
     elif starts_on > today:
         raise ValidationFailed(
-            "A subscription cannot start in the future.",
-            errors={"starts_on": ["Give today or a past date."]},
+            _l("A subscription cannot start in the future."),
+            errors={"starts_on": [_l("Give today or a past date.")]},
         )
     elif starts_on < MIN_DATE:  # date arithmetic on it stays in range (SPEC invariant 9)
         raise ValidationFailed(
-            f"A subscription cannot start before {MIN_DATE.isoformat()}.",
-            errors={"starts_on": [f"Give a date from {MIN_DATE.isoformat()} on."]},
+            _l("A subscription cannot start before %(day)s.", day=MIN_DATE.isoformat()),
+            errors={"starts_on": [_l("Give a date from %(day)s on.", day=MIN_DATE.isoformat())]},
         )
     if organisation.status != OrganisationStatus.ACTIVE:
         raise InvalidState(
-            f"{organisation.name} is {organisation.status}; it cannot take new subscriptions.",
+            _l(
+                "%(name)s is %(status)s; it cannot take new subscriptions.",
+                name=organisation.name,
+                status=STATUS_NAMES[organisation.status],
+            ),
             code="organisation_not_active",
         )
     # Receivers may refuse: billing's overdue invoices hold back new subscriptions (a council
     # setting; existing seats are never touched).
     subscription_opening.send(organisation, session=session, today=today)
-    if product.vendor.status != VendorStatus.ACTIVE:
-        raise InvalidState(
-            f"{product.vendor.name} is {product.vendor.status.replace('_', ' ')}; "
-            f"{product.name} cannot be newly subscribed.",
-            code="vendor_unavailable",
-        )
+    subscribable_or_refuse(session, product=product, currency=organisation.currency, day=today)
     lock_product(session, product.id)
     if selectors.live_subscription(session, organisation_id=organisation.id, product_id=product.id):
         raise Conflict(
-            f"{organisation.name} already subscribes to {product.name}; "
-            "change its quantity instead.",
+            _l(
+                "%(organisation)s already subscribes to %(product)s; change its quantity instead.",
+                organisation=organisation.name,
+                product=product.name,
+            ),
             code="subscription_exists",
         )
     granted, requested, result = _grant(
@@ -198,17 +266,29 @@ def subscription_resize(
     lock_product(session, subscription.product_id)
     session.refresh(subscription)
     if subscription.status == SubscriptionStatus.CANCELLED:
-        raise InvalidState("This subscription is cancelled.", code="subscription_cancelled")
+        raise InvalidState(_l("This subscription is cancelled."), code="subscription_cancelled")
     product = subscription.product
     assigned = selectors.assigned_counts(session, [subscription.id]).get(subscription.id, 0)
     if quantity < assigned:
         release = assigned - quantity
         raise Conflict(
-            f"{assigned} seats are assigned; "
-            f"release {release} of them before reducing to {quantity}.",
+            _ln(
+                "%(num)d seat is assigned; release %(release)d before reducing to %(quantity)d.",
+                "%(num)d seats are assigned; release %(release)d of them before reducing to "
+                "%(quantity)d.",
+                assigned,
+                release=release,
+                quantity=quantity,
+            ),
             code="seats_assigned",
             errors={
-                "quantity": [f"Release {release} assigned seat{'s' if release != 1 else ''} first."]
+                "quantity": [
+                    _ln(
+                        "Release %(num)d assigned seat first.",
+                        "Release %(num)d assigned seats first.",
+                        release,
+                    )
+                ]
             },
             extra={"assigned": assigned},
         )
@@ -225,11 +305,7 @@ def subscription_resize(
         result = "waitlisted"
     else:
         if product.vendor.status != VendorStatus.ACTIVE:
-            raise InvalidState(
-                f"{product.vendor.name} is {product.vendor.status.replace('_', ' ')}; "
-                "no seats can be added.",
-                code="vendor_unavailable",
-            )
+            raise _vendor_unavailable(product, adding=True)
         more, wanted_more, result = _grant(
             product, quantity - subscription.quantity, free_seats(session, product.id), on_shortage
         )
@@ -267,7 +343,9 @@ def subscription_cancel(
     lock_product(session, subscription.product_id)
     session.refresh(subscription)
     if subscription.status == SubscriptionStatus.CANCELLED:
-        raise InvalidState("This subscription is already cancelled.", code="subscription_cancelled")
+        raise InvalidState(
+            _l("This subscription is already cancelled."), code="subscription_cancelled"
+        )
     now = now_utc()
     for seat in selectors.active_seats(
         session,

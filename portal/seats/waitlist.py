@@ -18,9 +18,11 @@ from portal.audit.services import audit_record
 from portal.catalogue.models import Product
 from portal.catalogue.services import lock_product
 from portal.db import council_wide
+from portal.i18n import in_language
 from portal.identity.models import User
 from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
+from portal.kernel.i18n import _, _n
 from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.seats.capacity import free_seats
@@ -99,17 +101,24 @@ def _mail_waitlist_grants(
 ) -> None:
     for subscription, seats in granted:
         for admin in org_admins(session, subscription.organisation_id):
-            mail_queue(
-                session,
-                build_message(
+            with in_language(admin.locale):
+                message = build_message(
                     to=admin.email,
-                    subject=f"{seats} seat(s) of {product.name} granted",
+                    subject=_n(
+                        "%(num)d seat of %(product)s granted",
+                        "%(num)d seats of %(product)s granted",
+                        seats,
+                        product=product.name,
+                    ),
                     template="waitlist_granted",
                     product=product,
                     seats=seats,
                     subscription=subscription,
                     organisation=subscription.organisation,
-                ),
+                )
+            mail_queue(
+                session,
+                message,
                 organisation_id=subscription.organisation_id,
                 related=("subscription", subscription.id),
             )
@@ -117,16 +126,15 @@ def _mail_waitlist_grants(
         sa.select(User).where(User.role == Role.COUNCIL_ADMIN, User.is_active)
     ).all()
     for admin in council:
-        mail_queue(
-            session,
-            build_message(
+        with in_language(admin.locale):
+            message = build_message(
                 to=admin.email,
-                subject=f"Waitlisted seats of {product.name} granted",
+                subject=_("Waitlisted seats of %(product)s granted", product=product.name),
                 template="waitlist_granted_council",
                 product=product,
                 granted=granted,
-            ),
-        )
+            )
+        mail_queue(session, message)
 
 
 @pool_capacity_changed.connect

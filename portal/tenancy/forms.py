@@ -1,5 +1,6 @@
 """Forms for organisations: the council's, the org admin's and the public application."""
 
+from babel import Locale
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -12,27 +13,43 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
+from portal.i18n import language
 from portal.kernel import iso
+from portal.kernel.i18n import _l
 
 
 def country_choices() -> list[tuple[str, str]]:
-    return [("", "Choose a country")] + [(c, f"{n} ({c})") for c, n in iso.countries().items()]
+    """Countries by name in the reader's language: ``Deutschland``/``Германия (DE)``."""
+    names = Locale.parse(language()).territories
+    pairs = sorted(((c, names.get(c, n)) for c, n in iso.countries().items()), key=lambda p: p[1])
+    return [("", str(_l("Choose a country")))] + [(c, f"{n} ({c})") for c, n in pairs]
 
 
 def currency_choices() -> list[tuple[str, str]]:
-    return [("", "Choose a currency")] + [(c, f"{c} — {n}") for c, n in iso.currencies().items()]
+    """Currencies by code, named in the reader's language."""
+    names = Locale.parse(language()).currencies
+    return [("", str(_l("Choose a currency")))] + [
+        (c, f"{c} — {names.get(c, n)}") for c, n in iso.currencies().items()
+    ]
 
 
-BILLING_PROVIDER_CHOICES = [("manual", "Manual (bank transfer)"), ("stripe", "Stripe")]
+INVOICE_LANGUAGE_CHOICES = [
+    ("", _l("English (the default)")),
+    ("en", "English"),
+    ("ru", "Русский"),
+]
+BILLING_PROVIDER_CHOICES = [("manual", _l("Manual (bank transfer)")), ("stripe", "Stripe")]
 
 
 class _OrganisationFields(FlaskForm):
-    name = StringField("Legal name", validators=[InputRequired(), Length(max=200)])
+    name = StringField(_l("Legal name"), validators=[InputRequired(), Length(max=200)])
     # The service checks the codes, so a form, the API and the CLI say the same thing.
-    country = SelectField("Country", validators=[InputRequired()], validate_choice=False)
-    currency = SelectField("Billing currency", validators=[InputRequired()], validate_choice=False)
-    tax_id = StringField("Tax id", validators=[Optional(), Length(max=64)])
-    billing_email = EmailField("Billing email", validators=[InputRequired(), Length(max=254)])
+    country = SelectField(_l("Country"), validators=[InputRequired()], validate_choice=False)
+    currency = SelectField(
+        _l("Billing currency"), validators=[InputRequired()], validate_choice=False
+    )
+    tax_id = StringField(_l("Tax id"), validators=[Optional(), Length(max=64)])
+    billing_email = EmailField(_l("Billing email"), validators=[InputRequired(), Length(max=254)])
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -40,63 +57,79 @@ class _OrganisationFields(FlaskForm):
         self.currency.choices = currency_choices()
 
 
-class OrganisationForm(_OrganisationFields):
+class _BuyerFields(FlaskForm):
+    """The buyer's details its invoices print (issue 14): postal address, invoice language."""
+
+    billing_address = TextAreaField(
+        _l("Billing address"),
+        validators=[Optional(), Length(max=500)],
+        description=_l("The postal address printed on invoices, as it should appear."),
+        render_kw={"rows": 4, "autocomplete": "street-address"},
+    )
+    invoice_language = SelectField(_l("Invoice language"), validators=[Optional()])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.invoice_language.choices = INVOICE_LANGUAGE_CHOICES
+
+
+class OrganisationForm(_OrganisationFields, _BuyerFields):
     """Council staff create or edit an organisation."""
 
     slug = StringField(
-        "Slug",
+        _l("Slug"),
         validators=[InputRequired(), Length(min=3, max=63)],
-        description="Lower-case letters, digits and hyphens; used in links and the API.",
+        description=_l("Lower-case letters, digits and hyphens; used in links and the API."),
     )
     # Choices are set per instance: WTForms 3.3 deprecates tuples given to the constructor.
-    billing_provider = SelectField("Billing provider")
+    billing_provider = SelectField(_l("Billing provider"))
     tax_rate_percent = DecimalField(
-        "Tax rate (%)",
+        _l("Tax rate (%)"),
         places=2,
         validators=[Optional(), NumberRange(min=0, max=100)],
-        description="Leave empty to use the council's default rate.",
+        description=_l("Leave empty to use the council's default rate."),
     )
-    reverse_charge = BooleanField("Reverse charge (no tax; a note on the invoice)")
-    submit = SubmitField("Save organisation")
+    reverse_charge = BooleanField(_l("Reverse charge (no tax; a note on the invoice)"))
+    submit = SubmitField(_l("Save organisation"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.billing_provider.choices = BILLING_PROVIDER_CHOICES
 
 
-class OrgProfileForm(FlaskForm):
-    """An org admin edits the contact fields of their own organisation."""
+class OrgProfileForm(_BuyerFields):
+    """An org admin edits the contact and buyer fields of their own organisation."""
 
-    name = StringField("Legal name", validators=[InputRequired(), Length(max=200)])
-    tax_id = StringField("Tax id", validators=[Optional(), Length(max=64)])
-    billing_email = EmailField("Billing email", validators=[InputRequired(), Length(max=254)])
-    submit = SubmitField("Save")
+    name = StringField(_l("Legal name"), validators=[InputRequired(), Length(max=200)])
+    tax_id = StringField(_l("Tax id"), validators=[Optional(), Length(max=64)])
+    billing_email = EmailField(_l("Billing email"), validators=[InputRequired(), Length(max=254)])
+    submit = SubmitField(_l("Save"))
 
 
 class ApplicationForm(_OrganisationFields):
     """The public membership application."""
 
     slug = StringField(
-        "Short name for links",
+        _l("Short name for links"),
         validators=[InputRequired(), Length(min=3, max=63)],
-        description="Lower-case letters, digits and hyphens, e.g. acme-gmbh.",
+        description=_l("Lower-case letters, digits and hyphens, e.g. acme-gmbh."),
     )
-    applicant_name = StringField("Your name", validators=[InputRequired(), Length(max=200)])
+    applicant_name = StringField(_l("Your name"), validators=[InputRequired(), Length(max=200)])
     applicant_email = EmailField(
-        "Your work email",
+        _l("Your work email"),
         validators=[InputRequired(), Length(max=254)],
-        description="The council will invite you as your company's admin.",
+        description=_l("The council will invite you as your company's admin."),
     )
     note = TextAreaField(
-        "Anything the council should know", validators=[Optional(), Length(max=2000)]
+        _l("Anything the council should know"), validators=[Optional(), Length(max=2000)]
     )
-    submit = SubmitField("Apply for membership")
+    submit = SubmitField(_l("Apply for membership"))
 
 
 class StatusForm(FlaskForm):
     """Approve, decline, suspend, reactivate or close, with an optional reason."""
 
     reason = StringField(
-        "Reason (shown to the organisation's users)", validators=[Optional(), Length(max=500)]
+        _l("Reason (shown to the organisation's users)"), validators=[Optional(), Length(max=500)]
     )
-    submit = SubmitField("Confirm")
+    submit = SubmitField(_l("Confirm"))

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.kernel.errors import NotFound
+from portal.kernel.i18n import _l
 from portal.pagination import Page, paginate
 from portal.tenancy.models import Organisation
 
@@ -14,7 +15,7 @@ def organisation_by_slug(session: Session, slug: str) -> Organisation:
     """The organisation with ``slug``, or :class:`NotFound`."""
     org = session.scalar(sa.select(Organisation).where(Organisation.slug == slug.lower()))
     if org is None:
-        raise NotFound(f"No organisation “{slug}”.")
+        raise NotFound(_l("No organisation “%(slug)s”.", slug=slug))
     return org
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record, changed, snapshot
 from portal.kernel import policy
 from portal.kernel.actor import Actor
-from portal.kernel.errors import Conflict, InvalidState, PermissionDenied
+from portal.kernel.errors import Conflict, InvalidState, PermissionDenied, ValidationFailed
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action, Reach
 from portal.signals import organisation_status_changed
 from portal.tenancy.models import Organisation, OrganisationStatus
@@ -27,6 +28,8 @@ from portal.validation import (
     OptionalText,
     Slug,
     Stripped,
+    check_slug,
+    errors_from,
     parse,
 )
 
@@ -131,28 +134,98 @@ ACTION_TARGETS: dict[str, OrganisationStatus] = {
 }
 
 
+# An organisation's status and the lifecycle's actions, as words inside a sentence.
+STATUS_NAMES = {
+    OrganisationStatus.PENDING: _l("pending"),
+    OrganisationStatus.ACTIVE: _l("active"),
+    OrganisationStatus.SUSPENDED: _l("suspended"),
+    OrganisationStatus.CLOSED: _l("closed"),
+}
+ACTION_NAMES = {
+    "approve": _l("approve"),
+    "decline": _l("decline"),
+    "suspend": _l("suspend"),
+    "reactivate": _l("reactivate"),
+    "close": _l("close"),
+}
+# The actions as button labels.
+ACTION_LABELS = {
+    "approve": _l("Approve"),
+    "decline": _l("Decline"),
+    "suspend": _l("Suspend"),
+    "reactivate": _l("Reactivate"),
+    "close": _l("Close"),
+}
+
+
 def status_actions(status: OrganisationStatus) -> list[tuple[str, OrganisationStatus]]:
     """The lifecycle's actions from ``status``, in order: (action, the status it leads to)."""
     return [(event.removeprefix("organisation."), to) for to, event in TRANSITIONS[status].items()]
 
 
-COUNCIL_ADMINS_ONLY = "Only council admins manage organisations."
+COUNCIL_ADMINS_ONLY = _l("Only council admins manage organisations.")
 
 
-def _ensure_slug_free(session: Session, slug: str) -> None:
-    if session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug)) is not None:
-        raise Conflict(
-            f"The slug “{slug}” is taken by another organisation.",
-            code="slug_taken",
-            errors={"slug": ["This slug is taken; choose another."]},
-        )
+def _slug_taken(session: Session, slug: str) -> bool:
+    return session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug)) is not None
+
+
+def organisation_problems(
+    session: Session, *, data: dict[str, Any], kind: str = "create"
+) -> dict[str, list[str]]:
+    """Every field's problem with an organisation's ``data``, all at once (empty: none).
+
+    ``kind``: ``create`` (council staff), ``apply`` (the public application) or ``update``
+    (a partial change; the slug is not checked). The pydantic rules and whether the slug is
+    free are checked together, so a form shows every message on its first submit (a bad
+    tax rate does not hide a taken slug or a bad email). Nothing is written.
+    """
+    model = {
+        "create": OrganisationCreate,
+        "apply": OrganisationApplication,
+        "update": OrganisationUpdate,
+    }[kind]
+    errors: dict[str, list[str]] = {}
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        errors = errors_from(exc)
+    if kind != "update" and "slug" not in errors:
+        try:
+            slug = check_slug(str(data.get("slug") or "").strip())
+        except ValueError:
+            slug = None
+        if slug and _slug_taken(session, slug):
+            errors["slug"] = [str(_l("This slug is taken; choose another."))]
+    return errors
+
+
+def _validated(
+    session: Session,
+    model: type[OrganisationCreate] | type[OrganisationApplication],
+    data: dict[str, Any],
+) -> Any:
+    """``data`` as ``model``, or one refusal naming every field's problem."""
+    errors = organisation_problems(
+        session, data=data, kind="apply" if model is OrganisationApplication else "create"
+    )
+    if not errors:
+        return parse(model, data)
+    try:
+        fields = model.model_validate(data)
+    except ValidationError:
+        raise ValidationFailed(_l("Some fields need attention."), errors=errors) from None
+    raise Conflict(  # every field passed its rules: the one problem is the taken slug
+        _l("The slug “%(slug)s” is taken by another organisation.", slug=fields.slug),
+        code="slug_taken",
+        errors=errors,
+    )
 
 
 def organisation_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Organisation:
     """Create an organisation on behalf of council staff; it starts ``active``."""
     policy.require(actor, Action.ORGANISATION_CREATE, message=COUNCIL_ADMINS_ONLY)
-    fields = parse(OrganisationCreate, data)
-    _ensure_slug_free(session, fields.slug)
+    fields = _validated(session, OrganisationCreate, data)
     org = Organisation(status=OrganisationStatus.ACTIVE, **fields.model_dump())
     session.add(org)
     session.flush()
@@ -172,8 +245,7 @@ def organisation_create(session: Session, *, actor: Actor, data: dict[str, Any])
 def organisation_apply(session: Session, *, actor: Actor, data: dict[str, Any]) -> Organisation:
     """Record an application from the public membership page; it starts ``pending``."""
     policy.require(actor, Action.ORGANISATION_APPLY)
-    fields = parse(OrganisationApplication, data)
-    _ensure_slug_free(session, fields.slug)
+    fields = _validated(session, OrganisationApplication, data)
     values = fields.model_dump()
     org = Organisation(
         status=OrganisationStatus.PENDING,
@@ -209,8 +281,10 @@ def organisation_update(
         not_allowed = set(data) - ORG_ADMIN_EDITABLE
         if not_allowed:
             raise PermissionDenied(
-                "Only the council can change " + ", ".join(sorted(not_allowed)) + ".",
-                errors={field: ["Only the council can change this."] for field in not_allowed},
+                _l(
+                    "Only the council can change %(fields)s.", fields=", ".join(sorted(not_allowed))
+                ),
+                errors={field: [_l("Only the council can change this.")] for field in not_allowed},
             )
     fields = parse(OrganisationUpdate, data)
     given = fields.model_dump(include=set(data))
@@ -273,15 +347,27 @@ def organisation_transition(
     try:
         target = OrganisationStatus(to_status)
     except ValueError as exc:
-        raise InvalidState(f"“{to_status}” is not an organisation status.") from exc
+        raise InvalidState(
+            _l("“%(status)s” is not an organisation status.", status=to_status)
+        ) from exc
     if action is not None and allowed.get(target) != f"organisation.{action}":
         raise InvalidState(
-            f"{locked.name} is {locked.status}; you cannot {action} it.",
+            _l(
+                "%(name)s is %(status)s; you cannot %(action)s it.",
+                name=locked.name,
+                status=STATUS_NAMES[locked.status],
+                action=ACTION_NAMES.get(action, action),
+            ),
             code="invalid_transition",
         )
     if target not in allowed:
         raise InvalidState(
-            f"{locked.name} is {locked.status}; it cannot become {target}.",
+            _l(
+                "%(name)s is %(status)s; it cannot become %(target)s.",
+                name=locked.name,
+                status=STATUS_NAMES[locked.status],
+                target=STATUS_NAMES[target],
+            ),
             code="invalid_transition",
         )
     before = {"status": locked.status, "status_reason": locked.status_reason}

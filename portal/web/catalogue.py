@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from portal import i18n
 from portal.catalogue import selectors, services
 from portal.catalogue.forms import (
     MeterForm,
@@ -27,6 +28,7 @@ from portal.identity import auth
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _, _n
 from portal.seats import figures
 
 bp = Blueprint("catalogue", __name__)
@@ -81,7 +83,7 @@ def vendor_new():
         with committed(form) as saved:
             vendor = services.vendor_create(db_session(), actor=g.actor, data=form.service_data())
         if saved:
-            flash(f"{vendor.name} is added.", "success")
+            flash(_("%(vendor)s is added.", vendor=vendor.name), "success")
             return redirect(url_for("catalogue.vendors"))
     return render_template("catalogue/vendor_form.html", form=form, vendor=None), _status()
 
@@ -102,7 +104,7 @@ def vendor_edit(slug: str):
                     db_session(), actor=g.actor, vendor=vendor, data=form.service_data()
                 )
             if saved:
-                flash(f"{vendor.name} is saved.", "success")
+                flash(_("%(vendor)s is saved.", vendor=vendor.name), "success")
                 return redirect(url_for("catalogue.vendors"))
     return render_template("catalogue/vendor_form.html", form=form, vendor=vendor), _status()
 
@@ -121,7 +123,10 @@ def product_new():
         with committed(form) as saved:
             product = services.product_create(db_session(), actor=g.actor, data=form.service_data())
         if saved:
-            flash(f"{product.name} is created. Add its pools and prices below.", "success")
+            flash(
+                _("%(product)s is created. Add its pools and prices below.", product=product.name),
+                "success",
+            )
             return redirect(url_for("catalogue.product_detail", sku=product.sku))
     return render_template("catalogue/product_new.html", form=form), _status()
 
@@ -167,7 +172,7 @@ def product_edit(sku: str):
                 db_session(), actor=g.actor, product=product, data=form.service_data()
             )
         if saved:
-            flash("Product saved.", "success")
+            flash(_("Product saved."), "success")
             return redirect(url_for("catalogue.product_detail", sku=product.sku))
     return _product_page(sku, 400, edit_form=form)
 
@@ -184,7 +189,7 @@ def meter_new(sku: str):
                 db_session(), actor=g.actor, product=product, data=form.service_data()
             )
         if saved:
-            flash(f"Meter “{meter.key}” is added.", "success")
+            flash(_("Meter “%(key)s” is added.", key=meter.key), "success")
             return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="meters"))
     return _product_page(sku, 400, meter_form=form)
 
@@ -201,7 +206,14 @@ def pool_new(sku: str):
                 db_session(), actor=g.actor, data=form.service_data(product.sku)
             )
         if saved:
-            flash(f"A pool of {pool.capacity} seats is added.", "success")
+            flash(
+                _n(
+                    "A pool of %(num)d seat is added.",
+                    "A pool of %(num)d seats is added.",
+                    pool.capacity,
+                ),
+                "success",
+            )
             return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="pools"))
     return _product_page(sku, 400, pool_form=form)
 
@@ -214,8 +226,13 @@ def pool_edit(sku: str, pool_id: int):
     pool = selectors.pool_of_product(db_session(), product_id=product.id, pool_id=pool_id)
     form = PoolEditForm()
     if not form.validate_on_submit():
-        problems = [f"{f.label.text}: {m}" for f in form if f.errors for m in f.errors]
-        flash(" ".join(problems) or "Nothing was changed.", "error")
+        problems = [
+            _("%(field)s: %(message)s", field=f.label.text, message=m)
+            for f in form
+            if f.errors
+            for m in f.errors
+        ]
+        flash(" ".join(problems) or _("Nothing was changed."), "error")
     else:
         # Not forms.committed: the page redirects, so a refusal and its field messages are
         # flashed together.
@@ -227,7 +244,15 @@ def pool_edit(sku: str, pool_id: int):
             flash(" ".join([error.detail, *messages]), "error")
         else:
             db_session().commit()
-            flash(f"The pool now has {pool.capacity} seats until {pool.ends_on}.", "success")
+            flash(
+                _n(
+                    "The pool now has %(num)d seat until %(day)s.",
+                    "The pool now has %(num)d seats until %(day)s.",
+                    pool.capacity,
+                    day=i18n.date(pool.ends_on),
+                ),
+                "success",
+            )
     return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="pools"))
 
 
@@ -248,7 +273,11 @@ def price_new(sku: str):
             form.show_errors(error)
         else:
             db_session().commit()
-            flash(f"The {price.model} price in {price.currency} is added.", "success")
+            if price.model == "seat":
+                added = _("The seat price in %(currency)s is added.", currency=price.currency)
+            else:
+                added = _("The metered price in %(currency)s is added.", currency=price.currency)
+            flash(added, "success")
             return redirect(url_for("catalogue.product_detail", sku=sku, _anchor="prices"))
     return _product_page(sku, 400, price_form=form)
 

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.billing.charges import subscriptions_in
 from portal.billing.models import Invoice, InvoiceStatus
-from portal.metering.selectors import idle_seats
+from portal.catalogue.models import Product
+from portal.kernel.scope import Scope
+from portal.metering.selectors import idle_seat_count, seat_utilisation
+from portal.seats.history import daily_quantities
 from portal.seats.models import (
     SeatAssignment,
     SeatRequest,
@@ -76,14 +80,69 @@ def organisation_overview(
             ),
         ).where(Invoice.organisation_id == organisation_id, Invoice.status == InvoiceStatus.OPEN)
     ).one()
-    idle = idle_seats(session, organisation_id=organisation_id, idle_days=idle_days, now=now)
+    idle = idle_seat_count(session, organisation_id=organisation_id, idle_days=idle_days, now=now)
     return OrganisationOverview(
         subscriptions=int(count),
         seats_reserved=int(reserved),
         seats_assigned=int(assigned or 0),
         seats_waiting=int(requested) - int(reserved),
         seat_requests=int(requests or 0),
-        idle_seats=len(idle),
+        idle_seats=idle,
         open_invoices=int(open_count),
         amount_due=int(due),
     )
+
+
+@dataclass(frozen=True)
+class SeatDays:
+    """A product's seat-days this month, both ways they are counted (glossary: docs/I18N.md).
+
+    ``reserved`` are the seat-days billed: each day counts the seats the subscription
+    reserved that day (the invoice line's and the usage page's cost line's figure);
+    ``assigned`` count the days each person had a seat (the usage page's seats table).
+    They differ whenever reserved seats are not all assigned (issue 14 saw 360 and 90
+    for one product: 12 seats reserved, 3 assigned, over 30 days), so each is named.
+    """
+
+    product_name: str
+    reserved: int
+    assigned: int
+
+
+def seat_days_this_month(
+    session: Session, *, organisation_id: int, now: dt.datetime
+) -> list[SeatDays]:
+    """Reserved and assigned seat-days of each subscription from the month's start to now.
+
+    Reserved seat-days come from the quantity history as billing rates them
+    (:func:`portal.billing.charges.subscriptions_in`,
+    :func:`portal.seats.history.daily_quantities`), assigned ones from
+    :func:`portal.metering.selectors.seat_utilisation`.
+    """
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    first = start.date()
+    last = (now - dt.timedelta(microseconds=1)).date()
+    if now <= start:
+        return []
+    subscriptions, history = subscriptions_in(
+        session, first=first, last=last, until=now, scope=Scope.organisation(organisation_id)
+    )
+    assigned = {
+        u.subscription_id: u.seat_days
+        for u in seat_utilisation(session, organisation_id=organisation_id, start=start, end=now)
+    }
+    rows = subscriptions.get(organisation_id, [])
+    names = dict(
+        session.execute(
+            sa.select(Product.id, Product.name).where(Product.id.in_({p for _, p in rows}))
+        ).all()
+    )
+    out = [
+        SeatDays(
+            product_name=names.get(product_id, ""),
+            reserved=sum(daily_quantities(history.get(sub_id, []), first, last)),
+            assigned=assigned.get(sub_id, 0),
+        )
+        for sub_id, product_id in rows
+    ]
+    return sorted((r for r in out if r.reserved or r.assigned), key=lambda r: r.product_name)

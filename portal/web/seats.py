@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from portal.billing.preview import seat_cost_preview
 from portal.catalogue import selectors as catalogue
 from portal.db import db_session
 from portal.forms import committed, show_errors
@@ -18,6 +19,7 @@ from portal.identity import auth
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _, _n
 from portal.kernel.scope import Scope
 from portal.seats import figures, selectors, services
 from portal.seats.forms import (
@@ -35,33 +37,66 @@ from portal.seats.forms import (
 bp = Blueprint("seats", __name__)
 
 
-def _seats(n: int) -> str:
-    return f"{n} seat{'s' if n != 1 else ''}"
-
-
 def _outcome_message(outcome: services.Outcome, asked: int) -> str:
-    """What a subscription request got, in words."""
+    """What a subscription request got, in words (whole sentences, plural forms per language)."""
     sub = outcome.subscription
     name = sub.product.name
     if outcome.result == "partial":
-        return f"Only {_seats(sub.quantity)} of {asked} were free; you now have {sub.quantity}."
-    if outcome.result == "waitlisted":
-        now = f"You have {_seats(sub.quantity)} of {name} now; " if sub.quantity else ""
-        return (
-            f"{now}{_seats(sub.waiting)} wait{'s' if sub.waiting == 1 else ''} in line and "
-            "will be added automatically, first come first served, as seats free up."
+        return _n(
+            "Only %(num)d seat was free of the %(asked)d you asked for; you now have %(num)d.",
+            "Only %(num)d seats were free of the %(asked)d you asked for; you now have %(num)d.",
+            sub.quantity,
+            asked=asked,
         )
-    return f"You have {_seats(sub.quantity)} of {name}. Assign them to people below."
+    if outcome.result == "waitlisted":
+        waiting = _n(
+            "%(num)d seat is waitlisted and will be added automatically, first come first "
+            "served, as seats free up.",
+            "%(num)d seats are waitlisted and will be added automatically, first come first "
+            "served, as seats free up.",
+            sub.waiting,
+        )
+        if not sub.quantity:
+            return waiting
+        now = _n(
+            "You have %(num)d seat of %(product)s now.",
+            "You have %(num)d seats of %(product)s now.",
+            sub.quantity,
+            product=name,
+        )
+        return f"{now} {waiting}"
+    return _n(
+        "You have %(num)d seat of %(product)s. Assign it to a person below.",
+        "You have %(num)d seats of %(product)s. Assign them to people below.",
+        sub.quantity,
+        product=name,
+    )
 
 
 def _form_problems(form) -> str:
     """A refused small form's messages as one line for a flash."""
     problems = [
-        f"{field.label.text}: {message}" if field.label.text else message
+        _("%(field)s: %(message)s", field=field.label.text, message=message)
+        if field.label.text
+        else message
         for field in form
         for message in field.errors
     ]
-    return " ".join(problems) or "Nothing was changed."
+    return " ".join(problems) or _("Nothing was changed.")
+
+
+def _preview(org, product, quantity, subscription=None):
+    """The cost preview for ``quantity`` seats, or None (no price, or no sane quantity)."""
+    if not isinstance(quantity, int) or not 1 <= quantity <= services.MAX_QUANTITY:
+        return None
+    return seat_cost_preview(
+        db_session(),
+        organisation=org,
+        product=product,
+        quantity=quantity,
+        now=now_utc(),
+        subscription=subscription,
+    )
 
 
 # ---------------------------------------------------------------- from the catalogue
@@ -81,7 +116,12 @@ def subscribe(sku: str):
         sku=sku,
     )
     form = SubscribeForm()
-    if form.validate_on_submit():
+    if request.method == "GET":
+        form.quantity.data = request.args.get("quantity", 1, type=int)
+    preview_only = "preview" in request.form
+    if preview_only:
+        form.validate_on_submit()  # the messages of a bad quantity, no change
+    elif form.validate_on_submit():
         # Not forms.committed: a pool_exhausted refusal also marks the on_shortage choice.
         try:
             outcome = services.subscription_create(
@@ -97,15 +137,20 @@ def subscribe(sku: str):
             show_errors(form, error)
             if error.code == "pool_exhausted":
                 form.on_shortage.errors = [
-                    "Choose to wait for the missing seats, or to take the free ones."
+                    _("Choose to wait for the missing seats, or to take the free ones.")
                 ]
         else:
             db_session().commit()
             category = "success" if outcome.complete else "info"
             flash(_outcome_message(outcome, form.quantity.data), category)
             return redirect(url_for("seats.subscription_detail", sub_id=outcome.subscription.id))
-    status = 400 if request.method == "POST" else 200
-    return render_template("seats/subscribe.html", entry=entry, form=form, org=org), status
+    status = 400 if request.method == "POST" and not (preview_only and not form.errors) else 200
+    preview = None
+    if entry.subscription is None and entry.unavailable is None:
+        preview = _preview(org, entry.product, form.quantity.data)
+    return render_template(
+        "seats/subscribe.html", entry=entry, form=form, org=org, preview=preview
+    ), status
 
 
 @bp.post("/catalogue/<sku>/request")
@@ -133,7 +178,13 @@ def seat_request(sku: str):
             flash(error.detail, "error")
         else:
             db_session().commit()
-            flash(f"Your request for {product.name} went to your organisation's admin.", "success")
+            flash(
+                _(
+                    "Your request for %(product)s went to your organisation's admin.",
+                    product=product.name,
+                ),
+                "success",
+            )
     return redirect(url_for("catalogue.member_catalogue", q=back[:100] or None))
 
 
@@ -160,6 +211,9 @@ def _subscription_page(sub_id: int, status: int = 200, **forms):
         forms["resize_form"] = ResizeForm(
             prefix="resize", data={"quantity": sub.requested_quantity}
         )
+    preview = None
+    if sub.status != "cancelled":
+        preview = _preview(org, sub.product, forms["resize_form"].quantity.data, subscription=sub)
     forms.setdefault("cancel_form", CancelForm(prefix="cancel"))
     forms.setdefault("assign_form", AssignForm(prefix="assign"))
     forms.setdefault("bulk_form", BulkAssignForm(prefix="bulk"))
@@ -172,6 +226,7 @@ def _subscription_page(sub_id: int, status: int = 200, **forms):
             org=org,
             release_form=ReleaseForm(),
             bulk_max=BULK_MAX_EMAILS,
+            preview=preview,
             **forms,
         ),
         status,
@@ -199,6 +254,10 @@ def subscription_resize(sub_id: int):
     """Change the seats reserved; shrinking below the assigned seats is refused."""
     sub = _subscription(sub_id)
     form = ResizeForm(prefix="resize")
+    if "preview" in request.form:
+        # Only the cost of the quantity typed: nothing changes.
+        status = 200 if form.validate_on_submit() else 400
+        return _subscription_page(sub_id, status, resize_form=form)
     if form.validate_on_submit():
         # Not forms.committed: a refusal with field messages is flashed too (the form sits
         # low on a long page).
@@ -233,7 +292,10 @@ def subscription_cancel(sub_id: int):
         with committed(form) as saved:
             services.subscription_cancel(db_session(), actor=g.actor, subscription=sub)
         if saved:
-            flash(f"The subscription to {sub.product.name} is cancelled.", "success")
+            flash(
+                _("The subscription to %(product)s is cancelled.", product=sub.product.name),
+                "success",
+            )
             return redirect(url_for("seats.subscriptions"))
     return _subscription_page(sub_id, 400, cancel_form=form)
 
@@ -253,7 +315,14 @@ def seat_assign(sub_id: int):
                 db_session(), actor=g.actor, subscription=sub, user_email=form.user_email.data
             )
         if saved:
-            flash(f"{form.user_email.data.strip()} has a seat of {sub.product.name}.", "success")
+            flash(
+                _(
+                    "%(email)s has a seat of %(product)s.",
+                    email=form.user_email.data.strip(),
+                    product=sub.product.name,
+                ),
+                "success",
+            )
             return redirect(url_for("seats.subscription_detail", sub_id=sub_id, _anchor="seats"))
     return _subscription_page(sub_id, 400, assign_form=form)
 
@@ -267,9 +336,11 @@ def seat_assign_many(sub_id: int):
     if form.validate_on_submit():
         emails = form.email_list()
         if not emails:
-            form.emails.errors = ["Give at least one email address."]
+            form.emails.errors = [_("Give at least one email address.")]
         elif len(emails) > BULK_MAX_EMAILS:
-            form.emails.errors = [f"Give at most {BULK_MAX_EMAILS} emails at once."]
+            form.emails.errors = [
+                _("Give at most %(max)d email addresses at once.", max=BULK_MAX_EMAILS)
+            ]
         else:
             with committed(form) as saved:
                 results = services.seat_assign_many(
@@ -278,7 +349,12 @@ def seat_assign_many(sub_id: int):
             if saved:
                 done = sum(1 for r in results if r.ok)
                 flash(
-                    f"{_seats(done)} assigned; {len(results) - done} refused.",
+                    _n(
+                        "%(num)d seat assigned; %(refused)d refused.",
+                        "%(num)d seats assigned; %(refused)d refused.",
+                        done,
+                        refused=len(results) - done,
+                    ),
                     "success" if done == len(results) else "info",
                 )
                 fresh = BulkAssignForm(prefix="bulk", formdata=None)
@@ -305,7 +381,7 @@ def seat_release(sub_id: int):
             flash(error.detail, "error")
         else:
             db_session().commit()
-            flash(f"The seat of {form.user_email.data} is released.", "success")
+            flash(_("The seat of %(email)s is released.", email=form.user_email.data), "success")
     return redirect(url_for("seats.subscription_detail", sub_id=sub_id, _anchor="seats"))
 
 
@@ -351,7 +427,14 @@ def seat_request_decide(request_id: int, decision: str):
             db_session().commit()
             who, what = seat_request.user.email, seat_request.product.name
             if decision == "approve":
-                flash(f"{who} has a seat of {what}.", "success")
+                flash(_("%(email)s has a seat of %(product)s.", email=who, product=what), "success")
             else:
-                flash(f"The request of {who} for {what} is declined.", "success")
+                flash(
+                    _(
+                        "The request of %(email)s for %(product)s is declined.",
+                        email=who,
+                        product=what,
+                    ),
+                    "success",
+                )
     return redirect(url_for("seats.seat_requests"))

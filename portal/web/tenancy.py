@@ -17,12 +17,13 @@ from portal.identity.invitations import organisation_change_status
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _
 from portal.kernel.scope import Scope
 from portal.settings.services import settings_get
 from portal.tenancy import selectors, services
 from portal.tenancy.forms import ApplicationForm, OrganisationForm, OrgProfileForm, StatusForm
 from portal.tenancy.models import OrganisationStatus
-from portal.web.overview import organisation_overview
+from portal.web.overview import organisation_overview, seat_days_this_month
 
 bp = Blueprint("tenancy", __name__)
 
@@ -44,9 +45,26 @@ def _organisation_data(form: OrganisationForm) -> dict:
         "billing_email",
         "billing_provider",
         "reverse_charge",
+        "billing_address",
+        "invoice_language",
     )
     data["tax_rate_bp"] = _percent_to_bp(form.tax_rate_percent.data)
     return data
+
+
+def _every_problem(form, data: dict, *, kind: str, aliases: dict | None = None) -> None:
+    """After the form's own checks refused it, add the service's messages for the other fields.
+
+    So every field's problem shows on the first submit (issue 14: a bad tax rate hid the
+    slug and email errors until the next one). A stale form (CSRF) shows only that.
+    """
+    if "csrf_token" in form.errors:
+        return
+    problems = services.organisation_problems(db_session(), data=data, kind=kind)
+    for field, messages in problems.items():
+        name = (aliases or {}).get(field, field)
+        if name in form._fields and not form[name].errors:
+            form[name].errors = list(messages)
 
 
 # ---------------------------------------------------------------- public
@@ -64,6 +82,8 @@ def apply():
             )
         if saved:
             return render_template("tenancy/applied.html", email=form.applicant_email.data)
+    elif request.method == "POST":
+        _every_problem(form, form_values(form), kind="apply")
     status = 400 if request.method == "POST" else 200
     return render_template("tenancy/apply.html", form=form), status
 
@@ -100,6 +120,7 @@ def organisations():
         q=search,
         status=status,
         statuses=list(OrganisationStatus),
+        status_names=services.STATUS_NAMES,
     )
 
 
@@ -114,8 +135,15 @@ def organisation_new():
                 db_session(), actor=g.actor, data=_organisation_data(form)
             )
         if saved:
-            flash(f"{org.name} is created. Invite its first admin below.", "success")
+            flash(_("%(name)s is created. Invite its first admin below.", name=org.name), "success")
             return redirect(url_for("tenancy.organisation_detail", slug=org.slug))
+    elif request.method == "POST":
+        _every_problem(
+            form,
+            _organisation_data(form),
+            kind="create",
+            aliases={"tax_rate_bp": "tax_rate_percent"},
+        )
     status = 400 if request.method == "POST" else 200
     return render_template("tenancy/organisation_form.html", form=form, org=None), status
 
@@ -139,7 +167,10 @@ def organisation_detail(slug: str):
         users=users,
         invitations=invitations,
         events=events,
-        actions=[(a, to, a.capitalize()) for a, to in services.status_actions(org.status)],
+        actions=[
+            (a, to, services.ACTION_LABELS.get(a, a))
+            for a, to in services.status_actions(org.status)
+        ],
         status_form=StatusForm(),
         invite_form=invite_form,
         confirm_form=ConfirmForm(),
@@ -161,8 +192,12 @@ def organisation_edit(slug: str):
         with committed(form, aliases={"tax_rate_bp": "tax_rate_percent"}) as saved:
             services.organisation_update(db_session(), actor=g.actor, organisation=org, data=data)
         if saved:
-            flash("Organisation saved.", "success")
+            flash(_("Organisation saved."), "success")
             return redirect(url_for("tenancy.organisation_detail", slug=org.slug))
+    elif request.method == "POST":
+        data = _organisation_data(form)
+        data.pop("slug")
+        _every_problem(form, data, kind="update", aliases={"tax_rate_bp": "tax_rate_percent"})
     status = 400 if request.method == "POST" else 200
     return render_template("tenancy/organisation_form.html", form=form, org=org), status
 
@@ -176,7 +211,7 @@ def organisation_status(slug: str, action: str):
     org = selectors.organisation_by_slug(db_session(), slug)
     form = StatusForm()
     if not form.validate_on_submit():
-        flash("The form expired or was incomplete; nothing was changed. Try again.", "error")
+        flash(_("The form expired or was incomplete; nothing was changed. Try again."), "error")
         return redirect(url_for("tenancy.organisation_detail", slug=slug))
     # Not forms.committed: the page redirects, so every refusal is flashed whole.
     try:
@@ -193,14 +228,26 @@ def organisation_status(slug: str, action: str):
         flash(error.detail, "error")
     else:
         db_session().commit()
-        message = f"{change.organisation.name} is now {change.organisation.status}."
+        message = _(
+            "%(name)s is now %(status)s.",
+            name=change.organisation.name,
+            status=services.STATUS_NAMES[change.organisation.status],
+        )
         if change.invited:
             # Its mail is sent by a job; the people page shows whether it went.
-            message += f" An invitation to {change.invited} is queued to be mailed."
+            message = _(
+                "%(name)s is now %(status)s. An invitation to %(email)s is queued to be mailed.",
+                name=change.organisation.name,
+                status=services.STATUS_NAMES[change.organisation.status],
+                email=change.invited,
+            )
         flash(message, "success")
         if change.not_invited:
             flash(
-                f"{change.not_invited} No invitation was sent; invite the first admin below.",
+                _(
+                    "%(reason)s No invitation was sent; invite the first admin below.",
+                    reason=change.not_invited,
+                ),
                 "error",
             )
     return redirect(url_for("tenancy.organisation_detail", slug=slug))
@@ -223,8 +270,10 @@ def org_dashboard():
         idle_days=settings_get(db_session()).idle_seat_days,
         now=now_utc(),
     )
+    seat_days = seat_days_this_month(db_session(), organisation_id=org.id, now=now_utc())
     return render_template(
         "tenancy/org_dashboard.html",
+        seat_days=seat_days,
         org=org,
         user_count=users.total,
         invitations=invitations,
@@ -245,7 +294,9 @@ def org_profile():
                 db_session(), actor=g.actor, organisation=org, data=form_values(form)
             )
         if saved:
-            flash("Profile saved.", "success")
+            flash(_("Profile saved."), "success")
             return redirect(url_for("tenancy.org_profile"))
+    elif request.method == "POST":
+        _every_problem(form, form_values(form), kind="update")
     status = 400 if request.method == "POST" else 200
     return render_template("tenancy/org_profile.html", form=form, org=org), status

@@ -131,17 +131,24 @@ def assert_problem(response, status: int, code: str | None = None) -> dict[str, 
 @pytest.fixture
 def make_product(make_product) -> Callable[..., ProductRef]:  # noqa: F811 (tests/conftest.py's)
     """The API tests' product: an active vendor's, with a pool of ``capacity`` seats in force
-    today and no meter or price (the catalogue answers list exactly what a test adds)."""
+    today, no meter, and a seat price in EUR (a product without one cannot be subscribed:
+    issue 14) unless ``price=None``."""
     counter = iter(range(1, 10_000))
 
-    def make(capacity: int = 10, *, sku: str | None = None, vendor: str = "api-soft") -> ProductRef:
+    def make(
+        capacity: int = 10,
+        *,
+        sku: str | None = None,
+        vendor: str = "api-soft",
+        price: int | None = 1000,
+    ) -> ProductRef:
         return make_product(
             capacity,
             sku=sku or f"api-product-{next(counter)}",
             vendor=vendor,
             vendor_name="API Soft",
             meters=False,
-            price=None,
+            price=price,
         )
 
     return make

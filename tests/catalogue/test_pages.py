@@ -201,11 +201,12 @@ def test_catalogue_shows_the_seat_figures_of_each_product(app, clients, make_org
     _assign(app, sub_id, clients["member"].user.email)
 
     page = _text(clients["council_admin"].get("/council/catalogue"))
-    assert "10 of 10 seats reserved, 1 assigned, 0 free, 3 waiting" in page
-    assert "0 of 0 seats reserved, 0 assigned, 0 free" in page
+    assert "10 of 10 seats reserved, 1 assigned, 0 available, 3 waitlisted" in page
+    assert "0 of 0 seats reserved, 0 assigned, 0 available" in page
     row = page.split("Product cad-suite", 1)[1].split("</tr>", 1)[0]
     cells = re.findall(r'<td class="num">(?:<strong>)?(\d+)', row)
-    assert cells == ["10", "10", "1", "0", "3"]  # capacity, reserved, assigned, free, waiting
+    # capacity, reserved, assigned, available, waitlisted
+    assert cells == ["10", "10", "1", "0", "3"]
     assert "Acme-Soft" in row and "active" in row
 
     searched = _text(clients["council_admin"].get("/council/catalogue?q=no-pool"))
@@ -505,7 +506,9 @@ def test_pool_capacity_edit_grows_and_refuses_to_shrink_below_reserved(
     )
     assert response.status_code == 302
     messages = _messages(admin.get(response.headers["Location"]))
-    assert any("Members hold 10 seats" in m and "At least 10 seats needed." in m for m in messages)
+    assert any(
+        "Members reserve 10 seats" in m and "At least 10 seats needed." in m for m in messages
+    )
     assert db_rows(app) == before
 
     response = post_form(
@@ -621,7 +624,7 @@ def test_a_metered_price_with_tiers_ignores_empty_rows(app, clients, make_produc
             (None, 1, 500),
         ]
     page = _text(clients["council_admin"].get("/council/products/cad-suite"))
-    assert "up to 1000: €0.05 each" in page
+    assert "up to 1,000: €0.05 each" in page
     assert "above: €0.01 each + €5.00 flat" in page
 
 
@@ -793,7 +796,7 @@ def test_org_admin_sees_its_subscription_instead_of_subscribe(app, clients, make
     product = make_product(5, sku="cad-suite")
     sub_id = _subscribe(app, clients["org"], product, 2)
     page = _text(clients["org_admin"].get("/catalogue"))
-    assert "Your organisation has 2 seats" in page
+    assert "Your organisation reserves 2 seats." in page
     assert f"/org/subscriptions/{sub_id}" in page
     assert "/catalogue/cad-suite/subscribe" not in page
 

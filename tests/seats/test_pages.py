@@ -135,7 +135,7 @@ def test_my_software_answers_everyone_signed_in(app, world, signed_in):
     assert world["member"].get("/my").status_code == 200
     assert world["admin"].get("/my").status_code == 200
     council = signed_in("council_admin")
-    assert "Council staff hold no seats" in _text(council.get("/my"))
+    assert "Council staff have no seats" in _text(council.get("/my"))
     assert _is_sign_in_redirect(app.test_client().get("/my"))
 
 
@@ -147,7 +147,7 @@ def test_org_admin_subscribes_from_the_catalogue(app, world):
     page = _text(admin.get("/catalogue/cad-suite/subscribe"))
     assert "All or nothing" in page and "waiting list" in page
     assert "€10.00 per seat per month" in page
-    assert "Free seats now</dt><dd>7" in page
+    assert "Seats available now</dt><dd>7" in page
 
     response = post_form(
         admin, "/catalogue/cad-suite/subscribe", {"quantity": "4", "on_shortage": "reject"}
@@ -177,7 +177,7 @@ def test_a_shortage_is_refused_waitlisted_or_partly_granted_as_chosen(
     )
     assert response.status_code == 400
     messages = _messages(response)
-    assert "Only 7 seats of Product cad-suite are free; 9 were asked for." in messages
+    assert "Only 7 seats of Product cad-suite are free; you asked for 9." in messages
     assert "Choose to wait for the missing seats, or to take the free ones." in messages
     assert db_rows(app) == before
 
@@ -185,7 +185,7 @@ def test_a_shortage_is_refused_waitlisted_or_partly_granted_as_chosen(
         admin, "/catalogue/cad-suite/subscribe", {"quantity": "9", "on_shortage": "waitlist"}
     )
     assert (
-        "You have 7 seats of Product cad-suite now; 2 seats wait in line and will be added "
+        "You have 7 seats of Product cad-suite now. 2 seats are waitlisted and will be added "
         "automatically, first come first served, as seats free up." in _follow(admin, response)
     )
     with app.app_context():
@@ -203,7 +203,7 @@ def test_a_shortage_is_refused_waitlisted_or_partly_granted_as_chosen(
         {"quantity": "3", "on_shortage": "partial"},
     )
     assert response.status_code == 400
-    assert "Only 0 seats of Product cad-suite are free; 3 were asked for." in _messages(response)
+    assert "Only 0 seats of Product cad-suite are free; you asked for 3." in _messages(response)
     assert db_rows(app) == before
 
 
@@ -298,7 +298,7 @@ def test_growing_beyond_the_free_seats_is_refused_unless_waiting_is_chosen(app, 
         token_from=path,
     )
     assert response.status_code == 400
-    assert "Only 2 seats of Product cad-suite are free; 4 were asked for." in _messages(response)
+    assert "Only 2 seats of Product cad-suite are free; you asked for 4." in _messages(response)
     assert db_rows(app) == before
     response = post_form(
         world["admin"],
@@ -306,7 +306,7 @@ def test_growing_beyond_the_free_seats_is_refused_unless_waiting_is_chosen(app, 
         {"resize-quantity": "9", "resize-on_shortage": "waitlist"},
         token_from=path,
     )
-    assert any("2 seats wait in line" in m for m in _follow(world["admin"], response))
+    assert any("2 seats are waitlisted" in m for m in _follow(world["admin"], response))
     assert _sub(app, sub_id) == (7, 9, "active")
 
 
@@ -352,13 +352,16 @@ def test_assigning_and_releasing_one_seat(app, world, make_user, mailbox):
     )
     assert response.status_code == 400
     assert (
-        "All 1 seats of Product cad-suite are assigned. Release one or add seats to the "
+        "The 1 seat of Product cad-suite is assigned. Release it or add seats to the "
         "subscription." in _messages(response)
     )
     assert db_rows(app) == before
 
     response = post_form(
-        world["admin"], f"{path}/seats/release", {"user_email": email}, token_from=path
+        world["admin"],
+        f"{path}/seats/release",
+        {"user_email": email, "confirmed": "1"},
+        token_from=path,
     )
     assert _follow(world["admin"], response) == [f"The seat of {email} is released."]
     assert _holders(app, sub_id) == []
@@ -464,7 +467,10 @@ def test_bulk_assign_refuses_an_empty_list(app, world):
     for emails, message in (
         ("", "This field is required."),
         (" ,\n ; ", "Give at least one email address."),
-        (" ".join(f"p{i}@alpha.example" for i in range(501)), "Give at most 500 emails at once."),
+        (
+            " ".join(f"p{i}@alpha.example" for i in range(501)),
+            "Give at most 500 email addresses at once.",
+        ),
     ):
         response = post_form(
             world["admin"], f"{path}/seats/bulk", {"bulk-emails": emails}, token_from=path
@@ -488,7 +494,7 @@ def test_another_organisations_subscription_is_not_found_and_unchanged(app, worl
         f"{path}/cancel": {"cancel-confirm": "y"},
         f"{path}/seats": {"assign-user_email": "someone@alpha.example"},
         f"{path}/seats/bulk": {"bulk-emails": "someone@alpha.example"},
-        f"{path}/seats/release": {"user_email": world["bravo_member"].email},
+        f"{path}/seats/release": {"user_email": world["bravo_member"].email, "confirmed": "1"},
     }
     for target, data in posts.items():
         data = {**data, "resize-csrf_token": "", "cancel-csrf_token": ""}
@@ -618,7 +624,7 @@ def test_stale_forms_change_nothing(app, world):
 def test_my_software_shows_seats_with_launch_links(app, world, make_product):
     make_product(5, sku="mail-hub")
     member = world["member"]
-    assert "You hold no seats yet" in _text(member.get("/my"))
+    assert "You have no seats yet" in _text(member.get("/my"))
     sub_id = _subscribe(app, world["alpha"], world["product"], 2)
     _assign(app, sub_id, member.user.email)
     page = _text(member.get("/my"))

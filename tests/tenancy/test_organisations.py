@@ -503,7 +503,12 @@ def test_org_dashboard_shows_seats_requests_idle_seats_and_what_is_owed(app, mak
     idle = make_user("member", org)
     other = make_org("elsewhere")
     with app.app_context():
-        from portal.catalogue.services import pool_create, product_create, vendor_create
+        from portal.catalogue.services import (
+            pool_create,
+            price_create,
+            product_create,
+            vendor_create,
+        )
 
         vendor_create(db.session, actor=SYSTEM, data={"slug": "glance-soft", "name": "Glance"})
         product_create(
@@ -522,6 +527,11 @@ def test_org_dashboard_shows_seats_requests_idle_seats_and_what_is_owed(app, mak
                 "ends_on": today + dt.timedelta(days=30),
                 "unit_cost": {"amount": 1, "currency": "EUR"},
             },
+        )
+        price_create(
+            db.session,
+            actor=SYSTEM,
+            data={"product": "glance", "currency": "EUR", "model": "seat", "unit_amount": 100},
         )
         product = db.session.scalar(sa.select(Product))
         sub = seats.subscription_create(
@@ -544,9 +554,9 @@ def test_org_dashboard_shows_seats_requests_idle_seats_and_what_is_owed(app, mak
     client = app.test_client()
     login(client, admin)
     page = client.get("/org").get_data(as_text=True)
-    assert "<strong>1 / 3</strong>seats assigned" in page
-    assert "<strong>1</strong>idle seats" in page
-    assert "<strong>1</strong>subscriptions" in page
+    assert "<strong>1 / 3</strong>seats assigned / reserved" in page
+    assert "<strong>1</strong>idle seat<" in page
+    assert "<strong>1</strong>subscription<" in page
     assert "0 open invoices" in page
 
 
