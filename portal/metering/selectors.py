@@ -24,6 +24,7 @@ from portal.identity.models import User
 from portal.kernel.scope import Scope
 from portal.metering.ingest import micros_to_decimal
 from portal.metering.models import IdleSeatDecision, UsageDaily, UsageDailyPerson, UsageEvent
+from portal.pagination import Page
 from portal.seats.history import daily_quantities
 from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
 from portal.tenancy.models import Organisation, OrganisationStatus
@@ -525,13 +526,9 @@ class IdleSeat:
     last_used_at: dt.datetime | None
 
 
-def idle_seats(
-    session: Session, *, organisation_id: int, idle_days: int, now: dt.datetime
-) -> list[IdleSeat]:
-    """Seats held for at least ``idle_days`` with no usage by their holder in that time.
-
-    Seats an admin chose to keep are not flagged again until the day they chose.
-    """
+def _idle_query(organisation_id: int, idle_days: int, now: dt.datetime) -> sa.Select:
+    """The organisation's idle seats (see :func:`idle_seats`), oldest assignment first: the
+    filter is the database's, so a page of them reads only that page."""
     since = now - dt.timedelta(days=idle_days)
     last_use = (
         sa.select(sa.func.max(UsageDailyPerson.last_occurred_at))
@@ -552,7 +549,7 @@ def idle_seats(
         )
         .exists()
     )
-    rows = session.execute(
+    return (
         sa.select(SeatAssignment, last_use.label("last_use"))
         .join(User, User.id == SeatAssignment.user_id)
         .where(
@@ -560,10 +557,52 @@ def idle_seats(
             SeatAssignment.released_at.is_(None),
             SeatAssignment.assigned_at <= since,
             ~kept,
+            sa.or_(last_use.is_(None), last_use < since),
         )
-        .order_by(SeatAssignment.assigned_at)
+        .order_by(SeatAssignment.assigned_at, SeatAssignment.id)
+    )
+
+
+def idle_seats(
+    session: Session, *, organisation_id: int, idle_days: int, now: dt.datetime
+) -> list[IdleSeat]:
+    """Seats held for at least ``idle_days`` with no usage by their holder in that time.
+
+    Seats an admin chose to keep are not flagged again until the day they chose.
+    """
+    rows = session.execute(_idle_query(organisation_id, idle_days, now)).unique()
+    return [IdleSeat(seat, None if last is None else _aware(last)) for seat, last in rows]
+
+
+def idle_seat_count(
+    session: Session, *, organisation_id: int, idle_days: int, now: dt.datetime
+) -> int:
+    """How many seats :func:`idle_seats` would list (one counting query)."""
+    query = _idle_query(organisation_id, idle_days, now).order_by(None)
+    return int(session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0)
+
+
+def idle_seats_page(
+    session: Session,
+    *,
+    organisation_id: int,
+    idle_days: int,
+    now: dt.datetime,
+    page: int = 1,
+    per_page: int = 50,
+) -> Page[IdleSeat]:
+    """One page of :func:`idle_seats` (an organisation of thousands of seats may have
+    hundreds idle): the count and ``per_page`` rows, whatever the number of seats."""
+    page = max(1, page)
+    total = idle_seat_count(session, organisation_id=organisation_id, idle_days=idle_days, now=now)
+    offset = (page - 1) * per_page
+    if offset >= total:
+        return Page(items=[], page=page, per_page=per_page, total=total)
+    rows = session.execute(
+        _idle_query(organisation_id, idle_days, now).limit(per_page).offset(offset)
     ).unique()
-    return [IdleSeat(seat, last) for seat, last in rows if last is None or _aware(last) < since]
+    items = [IdleSeat(seat, None if last is None else _aware(last)) for seat, last in rows]
+    return Page(items=items, page=page, per_page=per_page, total=total)
 
 
 def _aware(value: dt.datetime | str) -> dt.datetime:

@@ -204,12 +204,17 @@ def idle_seats():
     """Seats with no usage for the council's idle threshold: keep or release each."""
     org = auth.current_organisation()
     days = settings_get(db_session()).idle_seat_days
-    flagged = selectors.idle_seats(
-        db_session(), organisation_id=org.id, idle_days=days, now=now_utc()
+    flagged = selectors.idle_seats_page(
+        db_session(),
+        organisation_id=org.id,
+        idle_days=days,
+        now=now_utc(),
+        page=request.args.get("page", 1, type=int) or 1,
     )
     return render_template(
         "metering/idle_seats.html",
-        seats=flagged,
+        seats=flagged.items,
+        page=flagged,
         idle_days=days,
         keep_form=KeepSeatForm(),
         confirm_form=ConfirmForm(),
