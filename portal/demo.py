@@ -29,6 +29,7 @@ from portal.kernel.periods import period_of
 from portal.metering.ingest import usage_ingest
 from portal.seats.models import SeatAssignment
 from portal.seats.services import seat_assign, subscription_create
+from portal.settings.services import settings_update
 from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.tenancy.selectors import organisation_by_slug
 from portal.tenancy.services import organisation_apply, organisation_create, organisation_transition
@@ -64,6 +65,29 @@ RUSSIAN_SPEAKERS = {
     "admin@riga-logistics.example": "Светлана Кузнецова",
     "dmitri@riga-logistics.example": "Дмитрий Соколов",
     "olga@riga-logistics.example": "Ольга Иванова",
+}
+
+
+#: The buyers' postal addresses on their invoices (issue 14); riga-logistics reads its
+#: invoices in Russian (organisations.invoice_language).
+BILLING_ADDRESSES = {
+    "acme-gmbh": "Industriestraße 12\n70565 Stuttgart",
+    "tbilisi-tech": "12 Rustaveli Avenue\n0108 Tbilisi",
+    "thames-analytics": "4 Riverside Walk\nLondon SE1 9PP",
+    "kyoto-robotics": "3-1 Karasuma-dori, Shimogyo-ku\nKyoto 600-8216",
+    "riga-logistics": "Brīvības iela 55\nRīga, LV-1010",
+    "nordic-design": "Södra Vägen 8\n411 35 Göteborg",
+}
+INVOICES_IN_RUSSIAN = {"riga-logistics"}
+
+#: The seller on every invoice: the council's legal name, address, tax id and account.
+SELLER = {
+    "seller_legal_name": "Business Council e.V.",
+    "seller_address": "Unter den Linden 10\n10117 Berlin\nGermany",
+    "seller_tax_id": "DE123456789",
+    "seller_iban": "DE89 3704 0044 0532 0130 00",
+    "seller_bic": "COBADEFFXXX",
+    "bank_details": "Commerzbank AG, Berlin",
 }
 
 
@@ -107,6 +131,8 @@ def load_demo(session: Session) -> list[str]:
                 "billing_email": f"billing@{slug}.example",
                 "billing_provider": provider,
                 "reverse_charge": country not in ("DE",) and currency == "EUR",
+                "billing_address": BILLING_ADDRESSES.get(slug),
+                "invoice_language": "ru" if slug in INVOICES_IN_RUSSIAN else None,
             },
         )
         user_create(
@@ -136,6 +162,7 @@ def load_demo(session: Session) -> list[str]:
             )
     for email in RUSSIAN_SPEAKERS:
         _speaks_russian(session, email)
+    settings_update(session, actor=actor, data=SELLER)
     _catalogue(session, actor)
     _subscriptions(session, actor)
     _usage(session, actor)
