@@ -33,7 +33,7 @@ ON_SHORTAGE_CHOICES = [
     (
         "waitlist",
         _l(
-            "Take the free seats now and put the rest on the waiting list; they are added "
+            "Take the free seats now and put the rest on the waitlist; they are added "
             "automatically, first come first served, as seats free up."
         ),
     ),

@@ -145,7 +145,7 @@ def test_my_software_answers_everyone_signed_in(app, world, signed_in):
 def test_org_admin_subscribes_from_the_catalogue(app, world):
     admin = world["admin"]
     page = _text(admin.get("/catalogue/cad-suite/subscribe"))
-    assert "All or nothing" in page and "waiting list" in page
+    assert "All or nothing" in page and "put the rest on the waitlist" in page
     assert "€10.00 per seat per month" in page
     assert "Seats available now</dt><dd>7" in page
 
