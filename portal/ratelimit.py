@@ -266,8 +266,11 @@ def _items(text: str) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(text))
 
 
-def fast_path_allows(app: Flask, digest: str) -> bool:
-    """Count one API call of the token with this digest; False: let Flask answer.
+def fast_path_allows(app: Flask, digest: str, *, cost: int = 1) -> bool:
+    """Count ``cost`` API calls of the token with this digest; False: let Flask answer.
+
+    ``cost`` above one reserves counts for the fast path's next checks of the token
+    (:class:`portal.api.fastpath.Reservations`); it is refused whole when it does not fit.
 
     Flask answers when the limit is reached (its 429 carries the headers), when the
     shared storage is degraded (Flask's limiter checks whether Redis is back) and
@@ -280,7 +283,7 @@ def fast_path_allows(app: Flask, digest: str) -> bool:
     strategy = limiter.limiter
     items = _items(app.config["PORTAL_API_RATE_LIMIT"])
     try:  # one round trip per item: a sliding window counter is two counters per key
-        return all(strategy.hit(item, *args) for item in items)
+        return all(strategy.hit(item, *args, cost=cost) for item in items)
     except Exception:  # the storage failed: Flask's limiter falls back and logs it
         return False
 

@@ -21,11 +21,25 @@ the answer (:func:`entitlement_answer`), the JSON body
 (:func:`portal.api.usage.entitlement_body`), the parameters' limits (read from
 :class:`~portal.api.usage.EntitlementQuery`) and the app's JSON provider, and
 the tests ask both the same questions and compare the answers byte for byte.
+
+**The token's rate limit.** Every answer given here counts in the token's limit,
+in the same Redis bucket as Flask's. One round trip to Redis per check cost more
+server CPU than the check's own query (docs/PERFORMANCE.md, "After issue 13"), so
+a process reserves counts ahead (:class:`Reservations`): a token asking often gets
+a few counts added to its bucket in one round trip (``cost=n``) and spends them on
+its next checks within :data:`RESERVATION_SECONDS`. Redis refuses a reservation
+that does not fit under the limit, and the process then asks for one count at a
+time, exactly as before: no more checks are answered than the limit allows.
+Counts reserved and not spent in time are forgotten (counted, not used), which can
+only make a token reach its limit slightly early, never late; the size of the next
+reservation follows what the last one was used for, so a token asking once in a
+while reserves one count at a time.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -50,9 +64,72 @@ from portal.security import is_production, response_headers
 
 PATH = "/api/v1/entitlements/check"
 
-#: Counts one call of the token with this digest against its limit; False: let Flask answer.
-#: (:func:`portal.ratelimit.fast_path_allows`, handed over by the app factory.)
-TokenLimit = Callable[[Flask, str], bool]
+#: Counts ``cost`` calls of the token with this digest against its limit (all or none);
+#: False: let Flask answer. (:func:`portal.ratelimit.fast_path_allows`, handed over by the
+#: app factory; called ``token_limit(app, digest, cost=n)``.)
+TokenLimit = Callable[..., bool]
+
+#: Counts reserved ahead in a token's limit are spent within this many seconds, or forgotten.
+RESERVATION_SECONDS = 1.0
+#: The most counts one reservation asks for (one round trip to Redis per this many checks).
+MAX_RESERVATION = 32
+#: Reservations remembered per process before the lapsed ones are dropped.
+_PRUNE_AT = 1024
+
+
+class Reservations:
+    """Counts of the tokens' rate limits reserved ahead by this process (see the module doc).
+
+    ``allow(app, digest)`` answers whether one more check of the token may be answered:
+    from a count reserved earlier (no round trip) or by reserving anew through
+    ``token_limit``. The size of a reservation doubles while the last one was spent in
+    time (up to :data:`MAX_RESERVATION`), falls back to what was spent when counts
+    lapsed, and is one whenever a larger one does not fit under the limit.
+    """
+
+    def __init__(self, token_limit: TokenLimit, *, clock: Callable[[], float] = time.monotonic):
+        self.token_limit = token_limit
+        self.clock = clock
+        self._lock = threading.Lock()
+        # digest -> [counts left, usable until (clock), size of the last reservation]
+        self._held: dict[str, list[float]] = {}
+
+    def allow(self, app: Flask, digest: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            held = self._held.get(digest)
+            if held is not None and held[0] > 0 and now < held[1]:
+                held[0] -= 1
+                return True
+            size = self._next_size(held, now)
+        if size > 1 and self.token_limit(app, digest, cost=size):
+            self._keep(digest, size, now)
+            return True
+        if self.token_limit(app, digest, cost=1):
+            self._keep(digest, 1, now)
+            return True
+        with self._lock:
+            self._held.pop(digest, None)  # at the limit: the next reservation starts at one
+        return False
+
+    @staticmethod
+    def _next_size(held: list[float] | None, now: float) -> int:
+        if held is None:
+            return 1
+        left, until, size = held
+        if left <= 0 and now < until:  # spent in time: the token asks often
+            return int(min(MAX_RESERVATION, size * 2))
+        return int(max(1, size - left))  # what the last one was used for
+
+    def _keep(self, digest: str, size: int, now: float) -> None:
+        with self._lock:
+            if len(self._held) >= _PRUNE_AT:
+                for key in [k for k, v in self._held.items() if v[1] <= now]:
+                    del self._held[key]
+            held = self._held.get(digest)
+            left = held[0] if held is not None and now < held[1] else 0
+            # One count is this check's; the rest wait for the token's next checks.
+            self._held[digest] = [left + size - 1, now + RESERVATION_SECONDS, size]
 
 
 def _lengths(model: type[BaseModel]) -> dict[str, tuple[int, int]]:
@@ -139,6 +216,7 @@ class EntitlementCheckFastPath:
         self.app = app
         self.wsgi_app = wsgi_app
         self.token_limit = token_limit
+        self.reservations = Reservations(token_limit)
         self._engine: sa.Engine | None = None
         self._statement: _Statement | None = None
         self._setting_up = threading.Lock()
@@ -246,7 +324,7 @@ class EntitlementCheckFastPath:
             connection.close()
         if row is None or not _live_vendor_token(row):
             return None
-        if not self.token_limit(self.app, values["token_hash"]):
+        if not self.reservations.allow(self.app, values["token_hash"]):
             return None  # the token's limit is reached (or Redis in doubt): Flask answers
         return entitlement_body(
             entitlement_answer(
