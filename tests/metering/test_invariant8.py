@@ -488,7 +488,7 @@ def test_the_csv_upload_rejects_rows_by_line_with_the_same_codes(
     )
     page = response.get_data(as_text=True)
     assert response.status_code == 200, page
-    assert "<strong>3</strong> events stored" in page
+    assert "Events stored: 3;" in page
     rows = re.findall(r"<tr><td>(\d+)</td><td>[^<]*<code>([a-z_]+)</code></td><td>(.*?)</td>", page)
     assert [(int(line), code) for line, code, _ in rows] == [
         (3, "no_subscription"),
