@@ -192,9 +192,10 @@ def _language_without_database() -> str:
     """The reader's language when the signed-in person cannot be read: cookie, then browser."""
     from portal.i18n import LANGUAGE_COOKIE
 
-    return supported(request.cookies.get(LANGUAGE_COOKIE)) or (
-        request.accept_languages.best_match(LANGUAGES, default=LANGUAGES[0])
-    )
+    browser = request.accept_languages.best_match(LANGUAGES, default=LANGUAGES[0])
+    if request.path.startswith(("/api/", "/scim/")):
+        return browser  # machines: English unless the request asks (portal.i18n)
+    return supported(request.cookies.get(LANGUAGE_COOKIE)) or browser
 
 
 def database_unavailable(error: BaseException) -> Response:
@@ -212,13 +213,13 @@ def database_unavailable(error: BaseException) -> Response:
     outage.failed(error)
     title = HTTP_TITLES[503]
     detail = DATABASE_UNAVAILABLE_DETAIL
-    if render := _renderer():
-        response = render(503, title, detail, None)
-    elif wants_json():
-        response = problem(503, title, detail, code="database_unavailable")
-    else:
-        # The person's own choice cannot be read: the cookie's or the browser's language.
-        with in_language(_language_without_database()) as chosen:
+    # The person's own choice cannot be read: the cookie's or the browser's language.
+    with in_language(_language_without_database()) as chosen:
+        if render := _renderer():
+            response = render(503, title, detail, None)
+        elif wants_json():
+            response = problem(503, title, detail, code="database_unavailable")
+        else:
             html = current_app.jinja_env.get_template("errors/unavailable.html").render(
                 title=title,
                 detail=detail,
@@ -226,7 +227,7 @@ def database_unavailable(error: BaseException) -> Response:
                 council_name=current_app.config["PORTAL_COUNCIL_NAME"],
                 lang=chosen,
             )
-        response = Response(html, status=503, mimetype="text/html")
+            response = Response(html, status=503, mimetype="text/html")
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 

@@ -229,9 +229,10 @@ def _called(node: ast.Call) -> str:
     return getattr(func, "id", None) or getattr(func, "attr", None) or ""
 
 
-# pydantic's Field(description=…) and the spec's Tag(description=…) document the API for the
-# programmers who call it: English, like its codes and field names (docs/I18N.md).
-OPENAPI_DOCUMENTATION = {"Field", "Tag"}
+# pydantic's Field(description=…), the spec's Tag(description=…) and SCIM's service provider
+# configuration document the API for the programmers who call it: English, like its codes and
+# field names (docs/I18N.md).
+OPENAPI_DOCUMENTATION = {"Field", "Tag", "AuthenticationScheme"}
 
 
 def unmarked_python_text(path: Path, errors: set[str]) -> list[str]:

@@ -274,7 +274,7 @@ def service_provider_config():
             AuthenticationScheme(
                 type=AuthenticationScheme.Type.oauthbearertoken,
                 name="Bearer token",
-                description=_l("A SCIM token created by the organisation's admin in the portal."),
+                description="A SCIM token created by the organisation's admin in the portal.",
                 primary=True,
             )
         ],
