@@ -34,7 +34,7 @@ class Lookup(Generic[T]):
 
 def organisation_named(session: Session, text: str | None) -> Lookup[Organisation]:
     """The organisation whose slug or name is ``text`` (any case); empty text: no filter."""
-    text = (text or "").strip()[:200]
+    text = (text or "").replace("\x00", "").strip()[:200]  # PostgreSQL refuses NUL
     if not text:
         return Lookup(text)
     wanted = text.lower()
@@ -60,7 +60,7 @@ def organisation_named(session: Session, text: str | None) -> Lookup[Organisatio
 
 def product_named(session: Session, text: str | None) -> Lookup[Product]:
     """The product whose SKU or name is ``text`` (any case); empty text: no filter."""
-    text = (text or "").strip()[:200]
+    text = (text or "").replace("\x00", "").strip()[:200]  # PostgreSQL refuses NUL
     if not text:
         return Lookup(text)
     wanted = text.lower()
