@@ -34,7 +34,7 @@ SLUG = "bench-pages"
 def setup(env: dict[str, str], people: int) -> tuple[Any, int, list[str], dict[str, Any]]:
     """An organisation subscribed to a product with sum/max/count/unique meters, an admin
     with a password, ``people`` members holding seats; the app."""
-    from portal.catalogue.services import pool_create, product_create, vendor_create
+    from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
     from portal.db import db as portal_db
     from portal.identity.accounts import user_create
     from portal.kernel.actor import Actor
@@ -75,6 +75,12 @@ def setup(env: dict[str, str], people: int) -> tuple[Any, int, list[str], dict[s
                 "ends_on": (today + dt.timedelta(days=365)).isoformat(),
                 "unit_cost": {"amount": 500, "currency": "EUR"},
             },
+        )
+        # A seat price in the organisation's currency: nobody subscribes without one (issue 14).
+        price_create(
+            session,
+            actor=system,
+            data={"product": "bench-suite", "currency": "EUR", "model": "seat", "unit_amount": 900},
         )
         org = organisation_create(
             session,

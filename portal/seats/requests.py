@@ -51,15 +51,17 @@ def seat_request_create(
             _l("You already asked for %(product)s; your admin will answer.", product=product.name),
             code="request_pending",
         )
+    organisation = user.organisation
     if (
-        selectors.live_subscription(
-            session, organisation_id=user.organisation_id, product_id=product.id
+        organisation is not None
+        and selectors.live_subscription(
+            session, organisation_id=organisation.id, product_id=product.id
         )
         is None
     ):
         # No subscription to give the seat from: ask only where one could follow.
         subscribable_or_refuse(
-            session, product=product, currency=user.organisation.currency, day=now_utc().date()
+            session, product=product, currency=organisation.currency, day=now_utc().date()
         )
     request = SeatRequest(
         organisation_id=user.organisation_id, product_id=product.id, user_id=user.id, note=note

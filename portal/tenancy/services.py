@@ -180,11 +180,12 @@ def organisation_problems(
     free are checked together, so a form shows every message on its first submit (a bad
     tax rate does not hide a taken slug or a bad email). Nothing is written.
     """
-    model = {
+    models: dict[str, type[BaseModel]] = {
         "create": OrganisationCreate,
         "apply": OrganisationApplication,
         "update": OrganisationUpdate,
-    }[kind]
+    }
+    model = models[kind]
     errors: dict[str, list[str]] = {}
     try:
         model.model_validate(data)
