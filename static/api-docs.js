@@ -4,7 +4,9 @@ window.addEventListener("DOMContentLoaded", function () {
   window.ui = SwaggerUIBundle({
     url: root.dataset.specUrl,
     dom_id: "#swagger-ui",
-    deepLinking: true,
+    // No deep links: Swagger UI puts each operation's link inside its toggle button, and a link
+    // inside a button is an interactive control nested in another (axe: nested-interactive).
+    deepLinking: false,
     validatorUrl: null,
     persistAuthorization: false,
     presets: [SwaggerUIBundle.presets.apis],

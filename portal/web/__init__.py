@@ -204,6 +204,10 @@ def _nav_entries(role: Role) -> list[dict]:
 
 def register_template_helpers(app: Flask) -> None:
     """Filters and globals the templates use."""
+    from portal.web.layout import scrolling_tables
+
+    # Every table of a page's content scrolls inside its own box (templates/base.html).
+    app.add_template_filter(scrolling_tables, "scrolling_tables")
 
     # Money, numbers, dates and datetimes in the reader's locale: portal.i18n's filters.
     @app.template_filter("percent_bp")

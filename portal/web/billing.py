@@ -44,7 +44,7 @@ from portal.billing.operations import drafts_finalize, invoice_run_start
 from portal.billing.overdue import past_due_invoices
 from portal.csvutil import csv_text
 from portal.db import db_session
-from portal.forms import committed
+from portal.forms import committed, confirmation_needed
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.jobs.selectors import job_by_id
@@ -196,6 +196,58 @@ def run_detail(run_id: int):
     )
 
 
+def _confirm_finalize_all(period: str):
+    """The confirm step of "Finalise all drafts": how many invoices, numbers, PDFs and mails."""
+    try:
+        drafts = selectors.month_overview(
+            db_session(), scope=_scope(), period=period, status=InvoiceStatus.DRAFT
+        )
+    except DomainError:
+        return None  # a bad month: drafts_finalize refuses it and says why
+    count = len(drafts.invoices)
+    if not count:
+        return None  # nothing to finalise: the page says so
+    year = now_utc().year
+    prefix = settings_get(db_session()).invoice_prefix
+    organisations = len({invoice.organisation_id for invoice in drafts.invoices})
+    totals = ", ".join(i18n.money(total, currency) for currency, total in drafts.totals.items())
+    return confirmation_needed(
+        title=_n(
+            "Finalise %(num)d draft of %(period)s?",
+            "Finalise all %(num)d drafts of %(period)s?",
+            count,
+            period=period,
+        ),
+        consequences=[
+            _n(
+                "%(num)d invoice is issued to %(organisations)s, for %(totals)s.",
+                "%(num)d invoices are issued to %(organisations)s, for %(totals)s in all.",
+                count,
+                organisations=_n("%(num)d organisation", "%(num)d organisations", organisations),
+                totals=totals,
+            ),
+            _n(
+                "It takes the next invoice number of %(year)s (%(prefix)s-%(year)s-…); "
+                "a number taken is never given back.",
+                "They take the next %(num)d invoice numbers of %(year)s "
+                "(%(prefix)s-%(year)s-…), in order; a number taken is never given back.",
+                count,
+                year=str(year),
+                prefix=prefix,
+            ),
+            _n(
+                "Its PDF is stored and %(num)d mail is sent to the billing contact.",
+                "Their %(num)d PDFs are stored and %(num)d mails are sent, one to each "
+                "invoice's billing contact.",
+                count,
+            ),
+            _("An issued invoice never changes again: it can only be credited or voided."),
+        ],
+        confirm_label=_n("Finalise %(num)d invoice", "Finalise %(num)d invoices", count),
+        cancel_url=url_for("billing.finance", period=period),
+    )
+
+
 @bp.post("/finance/finalize-all")
 @auth.role_required(*FINANCE)
 def finalize_all():
@@ -205,6 +257,8 @@ def finalize_all():
     if not form.validate_on_submit():
         flash(_("The form expired; nothing was finalised. Try again."), "error")
         return redirect(url_for("billing.finance", period=period or None))
+    if (page := _confirm_finalize_all(period)) is not None:
+        return page  # the confirm step: nothing is finalised until it is confirmed
     with committed(form) as saved:  # a refusal says "Nothing was finalised: ..."
         finalised = drafts_finalize(db_session(), actor=g.actor, period=period)
     if saved:

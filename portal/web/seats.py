@@ -14,7 +14,7 @@ from flask_login import current_user
 from portal.billing.preview import seat_cost_preview
 from portal.catalogue import selectors as catalogue
 from portal.db import db_session
-from portal.forms import committed, show_errors
+from portal.forms import committed, confirmation_needed, show_errors
 from portal.identity import auth
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
@@ -362,6 +362,36 @@ def seat_assign_many(sub_id: int):
     return _subscription_page(sub_id, 400, bulk_form=form)
 
 
+def _confirm_seat_release(sub, email: str):
+    """The confirm step of a seat release: whose seat, of what, and that it stays reserved."""
+    holders = selectors.subscription_overview(
+        db_session(), organisation_id=sub.organisation_id, subscription_id=sub.id
+    ).seats
+    holder = next((s.user for s in holders if s.user.email.lower() == (email or "").lower()), None)
+    person = f"{holder.name} ({holder.email})" if holder is not None and holder.name else email
+    return confirmation_needed(
+        title=_("Release the seat of %(person)s?", person=person),
+        consequences=[
+            _(
+                "%(person)s loses the seat of %(product)s at once and can no longer use it.",
+                person=person,
+                product=sub.product.name,
+            ),
+            _n(
+                "The seat stays reserved for your organisation: the subscription keeps its "
+                "%(num)d seat and its charge. Assign the seat to someone else, or reduce the "
+                "subscription to stop paying for it.",
+                "The seat stays reserved for your organisation: the subscription keeps its "
+                "%(num)d seats and its charge. Assign the seat to someone else, or reduce the "
+                "subscription to stop paying for it.",
+                sub.quantity,
+            ),
+        ],
+        confirm_label=_("Release the seat"),
+        cancel_url=url_for("seats.subscription_detail", sub_id=sub.id, _anchor="seats"),
+    )
+
+
 @bp.post("/org/subscriptions/<int:sub_id>/seats/release")
 @auth.role_required(Role.ORG_ADMIN)
 def seat_release(sub_id: int):
@@ -370,6 +400,8 @@ def seat_release(sub_id: int):
     form = ReleaseForm()
     if not form.validate_on_submit():
         flash(_form_problems(form), "error")
+    elif (page := _confirm_seat_release(sub, form.user_email.data)) is not None:
+        return page  # the confirm step: nothing is released until it is confirmed
     else:
         # Not forms.committed: the page redirects, so a refusal is flashed whole.
         try:

@@ -163,7 +163,9 @@ def test_every_change_writes_an_audit_event(app, make_org, signed_in, mailbox):
         org_id,
         ADMIN_IP,
     )
-    post_form(admin, f"/org/users/{member.id}/deactivate", {}, token_from="/org/users")
+    post_form(
+        admin, f"/org/users/{member.id}/deactivate", {"confirmed": "1"}, token_from="/org/users"
+    )
     post_form(admin, f"/org/users/{member.id}/reactivate", {}, token_from="/org/users")
     deactivated, reactivated = only(app, "user.deactivate"), only(app, "user.reactivate")
     assert (deactivated["before"], deactivated["after"]) == (
@@ -295,7 +297,12 @@ def test_refused_changes_leave_no_event(app, make_org, signed_in):
     post_form(
         admin, f"/org/users/{admin.user.id}/role", {"role": "member"}, token_from="/org/users"
     )
-    post_form(admin, f"/org/users/{admin.user.id}/deactivate", {}, token_from="/org/users")
+    post_form(
+        admin,
+        f"/org/users/{admin.user.id}/deactivate",
+        {"confirmed": "1"},
+        token_from="/org/users",
+    )
     post_form(admin, "/org/profile", {"name": "", "billing_email": "x@example.com"})
     assert len(events(app)) == before
 

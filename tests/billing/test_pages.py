@@ -286,7 +286,8 @@ def test_finalise_all_drafts_of_the_month(app, billed, make_org, signed_in, mail
     ids = [draft(app, org.id, billed["period"]) for org in (billed["org"], other)]
     finance = signed_in("finance")
     month = f"/finance?period={billed['period']}"
-    response = _post(finance, "/finance/finalize-all", {"period": billed["period"]}, month)
+    data = {"period": billed["period"], "confirmed": "1"}
+    response = _post(finance, "/finance/finalize-all", data, month)
     assert response.status_code == 302
     numbers = sorted(invoice_of(app, i).number for i in ids)
     year = now_utc().year
@@ -294,7 +295,7 @@ def test_finalise_all_drafts_of_the_month(app, billed, make_org, signed_in, mail
     assert "2 invoices finalised" in " ".join(_messages(finance.get(month)))
     assert len(mailbox) == 2
     # nothing left to finalise
-    again = _post(finance, "/finance/finalize-all", {"period": billed["period"]}, month)
+    again = _post(finance, "/finance/finalize-all", data, month)
     assert "no drafts" in " ".join(_messages(finance.get(again.headers["Location"])))
 
 

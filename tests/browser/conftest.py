@@ -131,6 +131,29 @@ def check_accessibility(page: Any, name: str = "") -> None:
     assert not problems, f"axe on {name or page.url}:\n" + "\n".join(problems)
 
 
+#: The impacts that fail a page in the every-page checks (issue 14: 0 critical, 0 serious).
+SERIOUS = ("critical", "serious")
+
+
+def axe_problems(page: Any, impacts: tuple[str, ...] = SERIOUS) -> list[str]:
+    """axe-core's violations of ``impacts`` on the open page, one line each (rule, impact,
+    the first elements); an empty list when there are none."""
+    if not AXE.is_file():
+        pytest.fail(f"axe-core is not installed at {AXE}; run `make axe`.", pytrace=False)
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    result = page.evaluate(
+        "async (tags) => await window.axe.run(document, {runOnly: {type: 'tag', values: tags}})",
+        AXE_TAGS,
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — "
+        + "; ".join(" ".join(node["target"]) for node in v["nodes"][:5])
+        for v in result["violations"]
+        if v["impact"] in impacts
+    ]
+
+
 # ------------------------------------------------------------------ signing in
 
 
@@ -153,14 +176,63 @@ def pass_second_step(page: Any, email: str) -> None:
 # ------------------------------------------------------------------ screenshots
 
 
+#: Where the test run saves its screenshots: PORTAL_SCREENSHOTS, else test-results/screenshots
+#: under the repository (ignored by git; CI may keep it as an artifact).
+SCREENSHOTS = Path(
+    os.environ.get("PORTAL_SCREENSHOTS") or HERE.parents[1] / "test-results" / "screenshots"
+)
+
+
 @pytest.fixture
 def screenshot() -> Callable[[Any, str], None]:
-    """``screenshot(page, name)`` saves a full-page PNG when PORTAL_SCREENSHOTS names a folder."""
-    folder = os.environ.get("PORTAL_SCREENSHOTS")
+    """``screenshot(page, name)`` saves a full-page PNG in :data:`SCREENSHOTS` (``name.png``)."""
 
     def take(page: Any, name: str) -> None:
-        if folder:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
     return take
+
+
+# ------------------------------------------------------------------ phones and languages
+
+#: A phone's viewport (issue 14: every page checked at 390 px).
+PHONE = {"width": 390, "height": 844}
+
+
+def sign_in_by_form(page: Any, email: str, password: str, totp_secret: str | None = None) -> None:
+    """Sign in from /login in any language (fields found by name, not by their label), and
+    answer the second step with a code from ``totp_secret`` when the portal asks for one."""
+    import pyotp
+    from playwright.sync_api import expect
+
+    page.goto("/login")
+    form = page.locator("#login-form")
+    form.locator("input[name=email]").fill(email)
+    form.locator("input[name=password]").fill(password)
+    form.locator("input[type=submit][name=submit]").click()
+    page.wait_for_load_state()
+    if "/login/second-factor" in page.url:
+        assert totp_secret, f"{email} is asked for a second factor"
+        main = page.locator("main")
+        main.locator("input[name=code]").fill(pyotp.TOTP(totp_secret).now())
+        main.locator("form [type=submit]").first.click()
+    expect(page).not_to_have_url(re.compile(r"/login(/second-factor)?$"))
+
+
+def open_menu(page: Any) -> Any:
+    """On a phone: open the header's "Menu" disclosure (no JavaScript) and return its list."""
+    menu = page.locator("header details.nav-menu")
+    if menu.get_attribute("open") is None:
+        menu.locator("summary").click()
+    return menu
+
+
+def choose_language(page: Any, code: str) -> None:
+    """Switch the language with the header's switcher, from the phone menu when it shows."""
+    from playwright.sync_api import expect
+
+    menu = page.locator("header details.nav-menu")
+    where = open_menu(page) if menu.is_visible() else page.locator("header .nav-wide")
+    where.locator(f"button[name=language][value={code}]").click()
+    expect(page.locator("html")).to_have_attribute("lang", code)

@@ -10,8 +10,11 @@ LAST_ADMIN = "This is the organisation's only admin. Make someone else an admin 
 
 
 def act(client, path: str, data: dict | None = None, *, back: str):
-    """POST a people action with a CSRF token from ``back``; the messages shown afterwards."""
-    response = post_form(client, path, data or {}, token_from=back)
+    """POST a people action with a CSRF token from ``back``; the messages shown afterwards.
+
+    A deactivation is posted as confirmed (its confirm step: tests/test_confirmation.py)."""
+    data = {**(data or {}), **({"confirmed": "1"} if path.endswith("/deactivate") else {})}
+    response = post_form(client, path, data, token_from=back)
     assert response.status_code == 302, response.status_code
     assert response.headers["Location"] == back
     return follow_messages(client, response)

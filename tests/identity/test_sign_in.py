@@ -106,7 +106,9 @@ def test_deactivation_ends_existing_sessions(app, make_org, make_user, signed_in
     member_client = app.test_client()
     login(member_client, member)
     assert member_client.get("/my").status_code == 200
-    response = post_form(admin, f"/org/users/{member.id}/deactivate", {}, token_from="/org/users")
+    response = post_form(
+        admin, f"/org/users/{member.id}/deactivate", {"confirmed": "1"}, token_from="/org/users"
+    )
     assert response.status_code == 302
     assert member_client.get("/my").status_code == 302
     refused = login(app.test_client(), member)

@@ -96,7 +96,10 @@ def test_idle_seat_keep_and_release(app, metered, make_user, make_org):
     )
     assert "nothing changed" in " ".join(flashes(client.get(bad.headers["Location"])))
     released = post_form(
-        client, f"/org/idle-seats/{seat_id}/release", {}, token_from="/org/idle-seats"
+        client,
+        f"/org/idle-seats/{seat_id}/release",
+        {"confirmed": "1"},
+        token_from="/org/idle-seats",
     )
     assert released.status_code == 302
     with app.app_context():
