@@ -62,7 +62,9 @@ def test_council_staff_see_retry_and_cancel_jobs(app, page: Page, make_user, scr
     screenshot(page, "jobs")
 
     _main(page).get_by_role("button", name=f"Retry job {failed}").click()
-    expect(page.get_by_role("status").first).to_contain_text(f"Job {failed} (payments.collect)")
+    expect(page.get_by_role("status").first).to_contain_text(
+        f"Job {failed} (Card payment collection)"
+    )
     _main(page).get_by_role("button", name=f"Cancel job {queued}").click()
     expect(page.get_by_role("status").first).to_contain_text("cancelled")
     _main(page).get_by_role("link", name=re.compile(r"^Cancelled")).click()
