@@ -26,6 +26,8 @@ PostgreSQL (issue 13):
   made one. ``SECURITY DEFINER`` (only the tables' owner may add partitions) and granted
   to ``portal_app`` alone, so the scheduled job ``metering.usage_partitions`` and
   ``portal usage partitions`` create months ahead while connected as the application.
+  ``usage_partition_default_months()`` (the same) names the months that have events in
+  the default partition, which the job then gives partitions of their own.
 
 SQLite: ``usage_events`` is unchanged (its primary key stays the rule);
 ``usage_event_keys`` is created too (one schema for both databases) and stays empty.
@@ -47,6 +49,7 @@ POLICY = "tenant_isolation"
 SCHEMA = "usage_partitions"
 DEFAULT_PARTITION = "usage_events_default"
 ENSURE = "usage_partition_ensure"
+DEFAULT_MONTHS = "usage_partition_default_months"
 #: Months made ahead of the database's current month by the migration (the job keeps it so).
 AHEAD = 3
 
@@ -118,6 +121,17 @@ $fn$
 """
 
 
+# The months (first days) of the events in the default partition, which the application
+# role may not read directly; the default partition is small (the job keeps it so).
+DEFAULT_MONTHS_FUNCTION = f"""
+CREATE FUNCTION public.{DEFAULT_MONTHS}() RETURNS SETOF date
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT DISTINCT (date_trunc('month', occurred_at AT TIME ZONE 'UTC'))::date
+    FROM {SCHEMA}.{DEFAULT_PARTITION} ORDER BY 1
+$fn$
+"""
+
+
 def _app_role_exists(bind):
     return bind.execute(
         sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE}
@@ -170,9 +184,11 @@ def upgrade():
     op.execute(f"REVOKE ALL ON SCHEMA {SCHEMA} FROM PUBLIC")
     op.execute(f"CREATE TABLE {SCHEMA}.{DEFAULT_PARTITION} PARTITION OF usage_events DEFAULT")
     op.execute(ENSURE_FUNCTION)
-    op.execute(f"REVOKE ALL ON FUNCTION public.{ENSURE}(date) FROM PUBLIC")
-    if role:
-        op.execute(f"GRANT EXECUTE ON FUNCTION public.{ENSURE}(date) TO {APP_ROLE}")
+    op.execute(DEFAULT_MONTHS_FUNCTION)
+    for function in (f"{ENSURE}(date)", f"{DEFAULT_MONTHS}()"):
+        op.execute(f"REVOKE ALL ON FUNCTION public.{function} FROM PUBLIC")
+        if role:
+            op.execute(f"GRANT EXECUTE ON FUNCTION public.{function} TO {APP_ROLE}")
     # Every month the stored events span, and the current month and AHEAD after it.
     op.execute(
         f"SELECT public.{ENSURE}(month) FROM ("
@@ -209,6 +225,7 @@ def downgrade():
         )
         op.execute("DROP TABLE usage_events")  # the partitions, policy and grants go with it
         op.execute(f"DROP FUNCTION public.{ENSURE}(date)")
+        op.execute(f"DROP FUNCTION public.{DEFAULT_MONTHS}()")
         op.execute(f"DROP SCHEMA {SCHEMA}")
         op.execute("ALTER TABLE usage_events_unpartitioned RENAME TO usage_events")
         op.execute(

@@ -9,7 +9,9 @@ without a partition of its own: ingestion never fails for want of one. The job
 ``usage_partition_ensure`` (``SECURITY DEFINER``: only the tables' owner may add a
 partition, and the portal connects as the application role). Making a partition that
 exists does nothing, so the job may run any number of times; a month that already has
-events in the default partition gets its partition with those events moved into it.
+events in the default partition gets its partition with those events moved into it, and
+the job does that for every month it finds there (late events of a past month, events
+loaded before the month's partition was made), so the default partition stays small.
 
 SQLite has no partitions: the job and the command do nothing there.
 """
@@ -79,15 +81,17 @@ def month_starts(now: dt.datetime, ahead: int = MONTHS_AHEAD) -> list[dt.date]:
 def usage_partitions_ensure(
     session: Session, *, actor: Actor, now: dt.datetime, ahead: int = MONTHS_AHEAD
 ) -> list[dt.date]:
-    """Make the partitions of ``now``'s month and the ``ahead`` after it that are missing;
-    the months made (none when all exist, and always none on SQLite). Flushes nothing of
-    the session's own: the partitions are made in its transaction."""
+    """Make the partitions that are missing of ``now``'s month, of the ``ahead`` after it
+    and of every month with events in the default partition; the months made, in order
+    (none when all exist, and always none on SQLite). The partitions are made in the
+    session's transaction."""
     policy.require(actor, Action.JOB_RUN)
     months = month_starts(now, ahead)
     if not partitioned(session):
         return []
+    stranded = session.scalars(sa.text("SELECT usage_partition_default_months()")).all()
     made = []
-    for first in months:
+    for first in sorted(set(months) | set(stranded)):
         if session.scalar(sa.text("SELECT usage_partition_ensure(:m)"), {"m": first}):
             made.append(first)
     return made

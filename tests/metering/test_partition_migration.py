@@ -203,12 +203,15 @@ def _check(old) -> None:
                 assert conn.scalar(
                     sa.text("SELECT has_table_privilege('portal_app', :t, 'INSERT')"), {"t": table}
                 )
-            assert conn.scalar(
-                sa.text(
-                    "SELECT has_function_privilege('portal_app', "
-                    "'public.usage_partition_ensure(date)', 'EXECUTE')"
+            for function in ("usage_partition_ensure(date)", "usage_partition_default_months()"):
+                assert conn.scalar(
+                    sa.text("SELECT has_function_privilege('portal_app', :f, 'EXECUTE')"),
+                    {"f": f"public.{function}"},
                 )
-            )
+                assert not conn.scalar(
+                    sa.text("SELECT has_function_privilege('public', :f, 'EXECUTE')"),
+                    {"f": f"public.{function}"},
+                )
             # The unique rule is the keys', not a (month-local) index of the events.
             assert (
                 conn.scalar(

@@ -205,12 +205,11 @@ def test_an_event_of_a_month_without_a_partition_is_kept_and_moves_into_its_part
     first = event(idempotency_key="late", quantity="2", occurred_at="2034-02-27T10:00:00Z")
     assert ingest(app, [first]).accepted == 1
     assert _where(app) == [("usage_events_default", "late", 2_000_000)]
+    # The job (here on 10 March, nothing ahead) finds February in the default partition.
     with app.app_context():
-        made = usage_partitions_ensure(
-            db.session, actor=SYSTEM, now=_utc(dt.date(2034, 2, 1)), ahead=0
-        )
+        made = usage_partitions_ensure(db.session, actor=SYSTEM, now=now_utc(), ahead=0)
         db.session.commit()
-    assert made == [dt.date(2034, 2, 1)]
+    assert made == [dt.date(2034, 2, 1), dt.date(2034, 3, 1)]
     assert _where(app) == [("usage_events_2034_02", "late", 2_000_000)]
     again = ingest(app, [dict(first, occurred_at="2034-03-09T10:00:00Z")])
     assert (again.accepted, again.duplicates) == (0, 1)
