@@ -3,6 +3,8 @@ pluralised per language; the usage filters take a product's or organisation's na
 
 from __future__ import annotations
 
+import html
+import io
 import re
 from decimal import Decimal
 
@@ -10,6 +12,7 @@ import pytest
 from flask_babel import force_locale
 
 from portal.metering.quantities import aggregation_label, digits_for, plain, quantity
+from tests.conftest import post_form
 from tests.metering.conftest import event, ingest
 
 RU = {"Accept-Language": "ru"}
@@ -127,3 +130,29 @@ def test_org_usage_filters_by_product_name(app, metered, signed_in):
     assert page.status_code == 200 and "5 calls" in page.get_data(as_text=True)
     unknown = client.get("/org/usage", query_string={"product": "nothing"})
     assert unknown.status_code == 422 and "No product is named" in unknown.get_data(as_text=True)
+
+
+def test_upload_problems_read_in_the_reader_s_language(app, metered, signed_in):
+    from portal.kernel.clock import now_utc
+
+    council = signed_in("council_admin")
+    when = now_utc().isoformat()
+    text = (
+        "idempotency_key,organisation,product,meter,quantity,occurred_at\n"
+        f"u1,acme,cad-suite,api_calls,-3,{when}\n"
+        f"u2,acme,cad-suite,nothing,3,{when}\n"
+        f"u3,acme,no-such,api_calls,3,{when}\n"
+    )
+    council.set_cookie("portal_language", "ru")
+    response = post_form(
+        council,
+        "/council/usage/upload",
+        {"file": (io.BytesIO(text.encode()), "usage.csv")},
+        content_type="multipart/form-data",
+    )
+    page = html.unescape(response.get_data(as_text=True))
+    assert response.status_code == 200 and "Сохранено событий: 0;" in page
+    assert "quantity: Количество не может быть отрицательным." in page
+    assert "meter: У cad-suite нет счётчика «nothing»." in page
+    assert "product: Такого продукта нет." in page
+    assert "Quantities cannot be negative" not in page
