@@ -24,7 +24,7 @@ from portal.catalogue.selectors import product_by_sku
 from portal.charts import line_chart
 from portal.csvutil import csv_text
 from portal.db import db_session
-from portal.forms import committed
+from portal.forms import committed, confirmation_needed
 from portal.i18n import language
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
@@ -223,6 +223,48 @@ def idle_seats():
     )
 
 
+def _confirm_idle_release(seat):
+    """The confirm step of an idle seat's release: whose seat, and how the subscription shrinks."""
+    sub = seat.subscription
+    person = seat.user.display_name
+    if seat.user.display_name != seat.user.email:
+        person = f"{seat.user.display_name} ({seat.user.email})"
+    consequences = [
+        _(
+            "%(person)s loses the seat of %(product)s at once.",
+            person=person,
+            product=sub.product.name,
+        ),
+        _(
+            "The seat goes back to the council's pool; organisations on the waitlist get it first."
+        ),
+    ]
+    if sub.quantity > 1:
+        consequences.append(
+            _n(
+                "Your subscription shrinks from %(num)d seat to %(after)d, "
+                "and its charge with it.",
+                "Your subscription shrinks from %(num)d seats to %(after)d, "
+                "and its charge with it.",
+                sub.quantity,
+                after=sub.quantity - 1,
+            )
+        )
+    else:
+        consequences.append(
+            _(
+                "It is the subscription's only seat: the subscription of %(product)s is cancelled.",
+                product=sub.product.name,
+            )
+        )
+    return confirmation_needed(
+        title=_("Release the idle seat of %(person)s?", person=person),
+        consequences=consequences,
+        confirm_label=_("Release the seat"),
+        cancel_url=url_for("metering.idle_seats"),
+    )
+
+
 @bp.post("/org/idle-seats/<int:seat_id>/<any(keep, release):decision>")
 @auth.role_required(Role.ORG_ADMIN)
 def idle_seat_decide(seat_id: int, decision: str):
@@ -235,6 +277,8 @@ def idle_seat_decide(seat_id: int, decision: str):
             _("The form expired or the number of days is not 1 to 365; nothing changed."), "error"
         )
         return redirect(url_for("metering.idle_seats"))
+    if decision == "release" and (page := _confirm_idle_release(seat)) is not None:
+        return page  # the confirm step: nothing is released until it is confirmed
     # Not forms.committed: the page redirects, so a refusal is flashed whole.
     try:
         if decision == "keep":
