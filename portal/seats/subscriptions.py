@@ -306,6 +306,13 @@ def subscription_resize(
     else:
         if product.vendor.status != VendorStatus.ACTIVE:
             raise _vendor_unavailable(product, adding=True)
+        # More seats (or a longer waitlist) only where a new subscription could be taken.
+        subscribable_or_refuse(
+            session,
+            product=product,
+            currency=subscription.organisation.currency,
+            day=now_utc().date(),
+        )
         more, wanted_more, result = _grant(
             product, quantity - subscription.quantity, free_seats(session, product.id), on_shortage
         )

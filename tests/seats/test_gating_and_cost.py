@@ -399,3 +399,33 @@ def test_a_shortage_reads_as_a_sentence_in_both_languages(app, make_org, make_pr
                 refusals[language] = refused.value.detail
     assert refusals["en"] == "Only 1 seat of Product solo is free; you asked for 2."
     assert refusals["ru"] == "Свободно только 1 место продукта Product solo; вы запросили 2."
+
+
+def test_no_seats_are_added_or_waitlisted_once_no_pool_is_in_force(app, make_org, make_product):
+    from portal.catalogue.models import LicencePool
+    from portal.kernel.clock import now_utc
+
+    org = make_org("alpha")
+    product = make_product(5, sku="cad-suite")
+    sub_id = _subscribe(app, org, product, 2)
+    with app.app_context():  # the council's pool ended yesterday (set directly: a test)
+        pool = db.session.scalar(sa.select(LicencePool).where(LicencePool.product_id == product.id))
+        pool.ends_on = now_utc().date() - dt.timedelta(days=1)
+        db.session.commit()
+    before = db_rows(app)
+    with app.app_context(), pytest.raises(InvalidState) as refused:
+        services.subscription_resize(
+            db.session,
+            actor=SYSTEM,
+            subscription=db.session.get(Subscription, sub_id),
+            quantity=4,
+            on_shortage="waitlist",
+        )
+    assert refused.value.code == "no_pool_in_force"
+    assert db_rows(app) == before
+    with app.app_context():  # fewer seats are always possible
+        services.subscription_resize(
+            db.session, actor=SYSTEM, subscription=db.session.get(Subscription, sub_id), quantity=1
+        )
+        db.session.commit()
+        assert db.session.get(Subscription, sub_id).quantity == 1
