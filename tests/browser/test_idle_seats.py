@@ -12,6 +12,7 @@ from portal.kernel.clock import now_utc
 from portal.seats import services as seats
 from portal.seats.models import SeatAssignment, Subscription
 from portal.tenancy.models import Organisation
+from tests.browser.conftest import check_accessibility
 from tests.browser.test_membership_flow import sign_in
 from tests.conftest import SYSTEM
 
@@ -61,6 +62,12 @@ def test_releasing_an_idle_seat_gives_it_to_the_waitlisted_organisation(
     row = page.get_by_role("row").filter(has_text=idle_person.email)
     expect(row).to_contain_text("never")
     row.get_by_role("button", name="Release").click()
+    # the confirm step says what will happen; nothing is released until it is confirmed
+    confirm = page.get_by_role("article").filter(has_text="This cannot be undone.")
+    expect(confirm).to_contain_text("It is the subscription's only seat")
+    expect(confirm).to_contain_text("organisations on the waitlist get it first")
+    check_accessibility(page, "confirm step of an idle seat's release")
+    confirm.get_by_role("button", name="Release the seat").click()
     expect(page.get_by_role("status")).to_contain_text("back in the council's pool")
     expect(page.get_by_role("row").filter(has_text=idle_person.email)).to_have_count(0)
 
