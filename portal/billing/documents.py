@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from babel import Locale
 from flask import current_app, render_template
 from sqlalchemy.orm import Session
 
@@ -51,6 +52,11 @@ def invoice_language(organisation: Any) -> str:
     return i18n.supported(getattr(organisation, "invoice_language", None)) or "en"
 
 
+def country_name(code: str) -> str:
+    """A country in the language being spoken: ``LV`` → "Latvia" / "Латвия"."""
+    return Locale.parse(i18n.language()).territories.get(code, code)
+
+
 def document_context(session: Session, invoice: Invoice) -> dict[str, Any]:
     """What the invoice template needs besides the invoice: the seller and the buyer."""
     organisation = invoice.organisation
@@ -60,6 +66,7 @@ def document_context(session: Session, invoice: Invoice) -> dict[str, Any]:
     return {
         "invoice": invoice,
         "organisation": organisation,
+        "buyer_country": country_name(organisation.country),
         "council_name": council_name,
         "seller": {
             "name": settings.seller_legal_name or council_name,

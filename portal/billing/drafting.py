@@ -14,6 +14,7 @@ after drafting live in :mod:`portal.billing.lifecycle`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass
 from typing import cast
@@ -45,7 +46,16 @@ from portal.tenancy.models import Organisation
 # The tables, for Core statements (the ORM types ``__table__`` as any FROM clause).
 INVOICES = cast(sa.Table, Invoice.__table__)
 INVOICE_LINES = cast(sa.Table, InvoiceLine.__table__)
-REVERSE_CHARGE_NOTE = "Reverse charge: VAT is to be accounted for by the recipient of the services."
+REVERSE_CHARGE_NOTE = _l(
+    "Reverse charge: VAT is to be accounted for by the recipient of the services."
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _reverse_charge_note(language: str | None) -> str:
+    """The note in the invoice's language (stored with the invoice, as drafted)."""
+    with i18n.in_language(language):
+        return str(REVERSE_CHARGE_NOTE)
 
 
 def _late_charges(
@@ -522,7 +532,11 @@ def _draft_values(organisation: Billed, charges: list[Charge], inputs: DraftInpu
         "tax_rate_bp": 0 if organisation.reverse_charge else rate_bp,
         "tax": tax,
         "total": subtotal + tax,
-        "note": REVERSE_CHARGE_NOTE if organisation.reverse_charge else None,
+        "note": (
+            _reverse_charge_note(organisation.invoice_language)
+            if organisation.reverse_charge
+            else None
+        ),
         "usage_counted_until": inputs.now,
     }
 

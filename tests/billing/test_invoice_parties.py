@@ -197,6 +197,7 @@ def test_seller_and_buyer_are_on_the_page_and_the_pdf(app, billed, signed_in):
         "Tax id: DE 123456789",
         "Industriestr. 5",
         "80331 München",
+        "Germany",
         "Tax id: DE999999999",
         "IBAN DE89 3704 0044 0532 0130 00",
         "BIC COBADEFFXXX",
@@ -219,13 +220,16 @@ def test_without_seller_settings_the_council_name_stands_and_no_iban_line(app, b
 
 def test_an_organisation_reading_russian_gets_its_invoice_in_russian(app, billed, mailbox):
     _seller(app)
-    _buyer(app, billed["org"].id, invoice_language="ru")
+    _buyer(app, billed["org"].id, invoice_language="ru", reverse_charge=True)
     invoice_id = draft(app, billed["org"].id, billed["period"])
     number = finalize(app, invoice_id)
     invoice = invoice_of(app, invoice_id)
     words = _words(invoice.pdf)
     assert f"Счёт {number}" in words and "Покупатель" in words and "Итого" in words
-    assert "357,00" in words and "Bill to" not in words  # money in the Russian locale
+    assert "300,00" in words and "Bill to" not in words  # money in the Russian locale
+    assert "Германия" in words  # the buyer's country by name, in the invoice's language
+    assert "Обратное начисление НДС: налог уплачивает получатель услуг." in words
+    assert invoice.note.startswith("Обратное начисление")  # stored as drafted
     # the line drafted for it speaks Russian too (seat-days pluralised), in the PDF and stored
     [line] = invoice.lines
     assert "место-д" in line.description and "seat-days" not in line.description
