@@ -276,6 +276,7 @@ ENTRY_POINTS: dict[str, Args] = {
     "portal.identity.accounts.user_change_role": lambda w: {"user": w.member, "role": "org_admin"},
     "portal.identity.accounts.user_set_active": lambda w: {"user": w.member, "active": False},
     "portal.identity.accounts.profile_update": lambda w: {"user": w.member, "name": "x"},
+    "portal.identity.accounts.language_choose": lambda w: {"user": w.member, "language": "ru"},
     "portal.identity.factors.totp_begin": lambda w: {"user": w.member, "issuer": "x"},
     "portal.identity.factors.totp_pending": lambda w: {"user": w.member, "issuer": "x"},
     "portal.identity.factors.totp_confirm": lambda w: {"user": w.member, "code": "000000"},
