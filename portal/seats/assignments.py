@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
@@ -25,7 +24,7 @@ from portal.kernel.errors import Conflict, InvalidState, NotFound, ValidationFai
 from portal.kernel.i18n import _, _l, _ln
 from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
-from portal.seats import selectors
+from portal.seats import selectors, writes
 from portal.seats.models import (
     SeatAssignment,
     SeatRequest,
@@ -47,11 +46,8 @@ def seat_assign(
         email = check_email((user_email or "").strip())
     except ValueError as exc:
         raise ValidationFailed(str(exc), errors={"user_email": [str(exc)]}) from exc
-    # Lock the subscription: concurrent assignments queue here (invariant 2).
-    session.execute(
-        sa.select(Subscription.id).where(Subscription.id == subscription.id).with_for_update()
-    )
-    session.refresh(subscription)
+    # Lock the subscription and read it afresh: concurrent assignments queue here (invariant 2).
+    writes.lock_subscription(session, subscription)
     if subscription.status != SubscriptionStatus.ACTIVE:
         raise InvalidState(
             _l("This subscription is waitlisted; it has no seats to assign.")
@@ -72,13 +68,12 @@ def seat_assign(
             code="user_inactive",
             errors={"user_email": [_l("This account is deactivated.")]},
         )
-    existing = selectors.seat_of_user(
+    if writes.holds_active_seat(
         session,
         organisation_id=organisation.id,
         user_id=user.id,
         product_id=subscription.product_id,
-    )
-    if existing is not None:
+    ):
         raise Conflict(
             _l(
                 "%(email)s already has a seat of %(product)s.",
@@ -90,16 +85,8 @@ def seat_assign(
         )
     if assigned >= subscription.quantity:
         raise _no_free_seat(subscription)
-    seat = SeatAssignment(
-        organisation_id=organisation.id,
-        subscription_id=subscription.id,
-        product_id=subscription.product_id,
-        user_id=user.id,
-    )
-    try:
-        with session.begin_nested():
-            session.add(seat)
-    except IntegrityError as exc:  # the unique index caught a race for the same person
+    seat = writes.insert_seat(session, subscription=subscription, user=user)
+    if seat is None:  # the unique index caught a race for the same person
         raise Conflict(
             _l(
                 "%(email)s already has a seat of %(product)s.",
@@ -107,7 +94,7 @@ def seat_assign(
                 product=subscription.product.name,
             ),
             code="already_assigned",
-        ) from exc
+        )
     # A pending request of this person for this product is answered by the seat.
     session.execute(
         sa.update(SeatRequest)
@@ -232,6 +219,7 @@ def seat_release(
             SeatAssignment.released_at.is_(None),
             User.email == email,
         )
+        .options(*writes.RELEASE_LOAD)
     )
     if seat is None:
         raise NotFound(
@@ -241,8 +229,7 @@ def seat_release(
             code="seat_not_found",
         )
     seat.released_at = now_utc()
-    seat.release_reason = reason
-    session.flush()
+    seat.release_reason = reason  # written with the audit event, in one flush
     audit_record(
         session,
         actor=actor,
