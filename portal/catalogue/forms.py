@@ -32,7 +32,7 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, Optional
 
 from portal.forms import show_errors
-from portal.kernel.errors import DomainError, ValidationFailed
+from portal.kernel.errors import DomainError
 from portal.kernel.i18n import _l
 from portal.kernel.money import to_minor
 from portal.tenancy.forms import currency_choices
@@ -84,6 +84,13 @@ def _minor(
     except ValueError as exc:
         errors.setdefault(field, []).append(str(exc))
         return None
+
+
+def _place(form: FlaskForm, errors: dict[str, list[str]]) -> None:
+    """Put messages beside the form's fields (not where the field's own check spoke already)."""
+    for name, messages in errors.items():
+        if name in form._fields and not form[name].errors:
+            form[name].errors = list(messages)
 
 
 # ---------------------------------------------------------------- vendors
@@ -253,14 +260,15 @@ class PoolForm(FlaskForm):
         errors: dict[str, list[str]] = {}
         currency = self.unit_cost_currency.data
         amount = _minor(self.unit_cost_amount.data, currency, "unit_cost_amount", errors, None)
-        if errors:
-            raise ValidationFailed(_l("Some fields need attention."), errors=errors)
+        # A bad amount goes beside its field, and the service still checks the rest (every
+        # field's message on the first submit); forms.committed keeps nothing then.
+        _place(self, errors)
         return {
             "product": sku,
             "capacity": self.capacity.data,
             "starts_on": self.starts_on.data,
             "ends_on": self.ends_on.data,
-            "unit_cost": {"amount": amount, "currency": currency},
+            "unit_cost": {"amount": amount if amount is not None else 0, "currency": currency},
             "reference": _blank_to_none(self.reference.data),
         }
 
@@ -358,18 +366,27 @@ class PriceForm(FlaskForm):
         amount = _minor(
             self.unit_amount.data, currency, "unit_amount", errors, 0 if tiers else None
         )
-        if errors:
-            self._place_row_errors(errors)
-            raise ValidationFailed(_l("Some fields need attention."), errors=errors)
+        # Bad amounts go beside their fields, and the service still checks the rest (every
+        # field's message on the first submit); the page keeps nothing then.
+        self._place_row_errors(errors)
+        _place(self, errors)
+        for tier in tiers:
+            tier["unit_amount"] = tier["unit_amount"] or 0
+            tier["flat_amount"] = tier["flat_amount"] or 0
         return {
             "product": sku,
             "currency": currency,
             "model": self.model.data,
             "meter": _blank_to_none(self.meter.data),
-            "unit_amount": amount,
+            "unit_amount": amount if amount is not None else 0,
             "tier_mode": _blank_to_none(self.tier_mode.data) if tiers else None,
             "tiers": tiers,
         }
+
+    def has_errors(self) -> bool:
+        """Whether a field, or a field of a tier row, carries a message."""
+        rows = (f for entry in self.tiers.entries for f in entry.form)
+        return any(f.errors for f in self if f.name != "tiers") or any(f.errors for f in rows)
 
     def _place_row_errors(self, errors: dict[str, list[str]]) -> None:
         """Move ``tiers-N-field`` messages onto the tier rows' own fields."""

@@ -7,8 +7,10 @@ domain's waitlist through a signal.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from pydantic import (
@@ -17,6 +19,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from sqlalchemy.orm import Session
@@ -37,9 +41,12 @@ from portal.validation import (
     SafeDate,
     Slug,
     Stripped,
+    check_slug,
     optional_text,
     parse,
 )
+
+M = TypeVar("M", bound=BaseModel)
 
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_.-]*$")
 _URL_RE = re.compile(r"^https?://[^\s/$.?#].[^\s]*$")
@@ -70,6 +77,28 @@ Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 COUNCIL_ADMINS_ONLY = _l("Only council admins manage the catalogue.")
 
 
+def _parse_naming_taken(
+    model: type[M], data: dict[str, Any], *, field: str, taken: Callable[[str], bool], message: Any
+) -> M:
+    """``data`` as ``model``; a refusal names a taken ``field`` too, beside the other problems.
+
+    So a form shows every message on its first submit (a missing name does not hide a taken
+    slug until the next one).
+    """
+    try:
+        return parse(model, data)
+    except ValidationFailed as error:
+        errors = error.errors
+        if field not in errors:
+            try:
+                value = check_slug(str(data.get(field) or "").strip())
+            except ValueError:
+                value = None
+            if value and taken(value):
+                errors[field] = [str(message)]
+        raise ValidationFailed(_l("Some fields need attention."), errors=errors) from None
+
+
 # ---------------------------------------------------------------- vendors
 
 
@@ -89,7 +118,15 @@ VENDOR_FIELDS = ("slug", "name", "status", "contact_email", "website", "status_n
 def vendor_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Vendor:
     """Add a supplier."""
     policy.require(actor, Action.VENDOR_CREATE, message=COUNCIL_ADMINS_ONLY)
-    fields = parse(VendorFields, data)
+    fields = _parse_naming_taken(
+        VendorFields,
+        data,
+        field="slug",
+        taken=lambda slug: (
+            session.scalar(sa.select(Vendor.id).where(Vendor.slug == slug)) is not None
+        ),
+        message=_l("This slug is taken; choose another."),
+    )
     if session.scalar(sa.select(Vendor.id).where(Vendor.slug == fields.slug)) is not None:
         raise Conflict(
             _l("The vendor slug “%(slug)s” is taken.", slug=fields.slug),
@@ -177,7 +214,15 @@ PRODUCT_FIELDS = ("sku", "name", "description", "launch_url")
 def product_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Product:
     """Add a product of a vendor, with its meters."""
     policy.require(actor, Action.CATALOGUE_PRODUCT_CREATE, message=COUNCIL_ADMINS_ONLY)
-    fields = parse(ProductFields, data)
+    fields = _parse_naming_taken(
+        ProductFields,
+        data,
+        field="sku",
+        taken=lambda sku: (
+            session.scalar(sa.select(Product.id).where(Product.sku == sku)) is not None
+        ),
+        message=_l("This SKU is taken; choose another."),
+    )
     vendor = vendor_by_slug(session, fields.vendor, field="vendor")
     if session.scalar(sa.select(Product.id).where(Product.sku == fields.sku)) is not None:
         raise Conflict(
@@ -290,11 +335,15 @@ class PoolFields(BaseModel):
     unit_cost: UnitCost
     reference: optional_text(200) = None  # type: ignore[valid-type]
 
-    @model_validator(mode="after")
-    def _term_ordered(self) -> PoolFields:
-        if self.ends_on < self.starts_on:
+    @field_validator("ends_on")
+    @classmethod
+    def _term_ordered(cls, ends_on: dt.date, info: ValidationInfo) -> dt.date:
+        # A field's check (not the model's): it runs, and is named, even when another
+        # field is wrong too (every message on a form's first submit).
+        starts_on = info.data.get("starts_on")
+        if starts_on is not None and ends_on < starts_on:
             raise ValueError(_l("The pool must end on or after the day it starts."))
-        return self
+        return ends_on
 
 
 POOL_FIELDS = (

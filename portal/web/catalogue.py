@@ -23,7 +23,7 @@ from portal.catalogue.forms import (
     VendorForm,
 )
 from portal.db import db_session
-from portal.forms import committed
+from portal.forms import committed, submitted
 from portal.identity import auth
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
@@ -79,7 +79,7 @@ def vendors():
 def vendor_new():
     """Add a supplier."""
     form = VendorForm()
-    if form.validate_on_submit():
+    if submitted(form):
         with committed(form) as saved:
             vendor = services.vendor_create(db_session(), actor=g.actor, data=form.service_data())
         if saved:
@@ -98,7 +98,7 @@ def vendor_edit(slug: str):
     if request.method == "POST":
         if current_user.role != Role.COUNCIL_ADMIN:
             abort(403)
-        if form.validate_on_submit():
+        if submitted(form):
             with committed(form) as saved:
                 services.vendor_update(
                     db_session(), actor=g.actor, vendor=vendor, data=form.service_data()
@@ -119,7 +119,7 @@ def product_new():
     form = ProductForm(vendors=selectors.vendors_list(db_session()))
     if request.method == "GET" and request.args.get("vendor"):
         form.vendor.data = request.args["vendor"]
-    if form.validate_on_submit():
+    if submitted(form):
         with committed(form) as saved:
             product = services.product_create(db_session(), actor=g.actor, data=form.service_data())
         if saved:
@@ -166,7 +166,7 @@ def product_edit(sku: str):
     """Change the product's name, description or launch link."""
     product = selectors.product_by_sku(db_session(), sku)
     form = ProductEditForm(prefix="product")
-    if form.validate_on_submit():
+    if submitted(form):
         with committed(form) as saved:
             services.product_update(
                 db_session(), actor=g.actor, product=product, data=form.service_data()
@@ -183,7 +183,7 @@ def meter_new(sku: str):
     """Add a meter to the product."""
     product = selectors.product_by_sku(db_session(), sku)
     form = MeterForm(prefix="meter")
-    if form.validate_on_submit():
+    if submitted(form):
         with committed(form) as saved:
             meter = services.meter_create(
                 db_session(), actor=g.actor, product=product, data=form.service_data()
@@ -200,7 +200,7 @@ def pool_new(sku: str):
     """Record seats the council bought; waiting organisations may get seats at once."""
     product = selectors.product_by_sku(db_session(), sku)
     form = PoolForm(prefix="pool")
-    if form.validate_on_submit():
+    if submitted(form):
         with committed(form, aliases=PoolForm.ALIASES) as saved:
             pool = services.pool_create(
                 db_session(), actor=g.actor, data=form.service_data(product.sku)
@@ -262,7 +262,7 @@ def price_new(sku: str):
     """Set what members pay in one currency: per seat, or per unit of a meter, flat or tiered."""
     product = selectors.product_by_sku(db_session(), sku)
     form = PriceForm(prefix="price", meters=product.meters)
-    if form.validate_on_submit():
+    if submitted(form):
         # Not forms.committed: PriceForm places the messages of its tier rows itself.
         try:
             price = services.price_create(
@@ -272,6 +272,9 @@ def price_new(sku: str):
             db_session().rollback()
             form.show_errors(error)
         else:
+            if form.has_errors():  # the service ran only to add its messages to the fields'
+                db_session().rollback()
+                return _product_page(sku, 400, price_form=form)
             db_session().commit()
             if price.model == "seat":
                 added = _("The seat price in %(currency)s is added.", currency=price.currency)

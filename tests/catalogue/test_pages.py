@@ -861,3 +861,52 @@ def test_money_is_formatted_with_its_currency(app):
     with app.app_context():
         money = app.jinja_env.filters["money"]
         assert money(123456, "USD") == "$1,234.56"
+
+
+# ---------------------------------------------------------------- every error on the first submit
+
+
+def _field_errors(response) -> dict[str, str]:
+    page = html.unescape(response.get_data(as_text=True))
+    return dict(re.findall(r'id="([\w-]+)-error" class="field-error">([^<]*)<', page))
+
+
+def test_the_pool_form_shows_every_field_s_error_on_the_first_submit(app, clients, make_product):
+    """The form's own check (seats missing) no longer hides the service's (the term's order)
+    or the amount's (three decimals in EUR); the typed values stay."""
+    make_product(0, sku="cad-suite")
+    before = db_rows(app)
+    response = post_form(
+        clients["council_admin"],
+        "/council/products/cad-suite/pools",
+        _pool_form(
+            capacity="",
+            starts_on=TODAY.isoformat(),
+            ends_on=(TODAY - dt.timedelta(days=1)).isoformat(),
+            unit_cost_amount="12.505",
+        ),
+        token_from="/council/products/cad-suite",
+    )
+    assert response.status_code == 400
+    errors = _field_errors(response)
+    assert "This field is required." in errors["pool-capacity"]
+    assert errors["pool-ends_on"] == "The pool must end on or after the day it starts."
+    assert "EUR has 2 decimals" in errors["pool-unit_cost_amount"]
+    assert 'value="12.505"' in response.get_data(as_text=True)
+    assert db_rows(app) == before
+
+
+def test_the_vendor_form_names_a_taken_slug_beside_a_missing_name(app, clients):
+    admin = clients["council_admin"]
+    post_form(
+        admin, "/council/vendors/new", {"slug": "acme-soft", "name": "Acme", "status": "active"}
+    )
+    before = db_rows(app)
+    response = post_form(
+        admin, "/council/vendors/new", {"slug": "acme-soft", "name": "", "status": "active"}
+    )
+    assert response.status_code == 400
+    errors = _field_errors(response)
+    assert errors["name"] == "This field is required."
+    assert errors["slug"] == "This slug is taken; choose another."
+    assert db_rows(app) == before
