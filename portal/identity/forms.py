@@ -49,7 +49,7 @@ class ResetPasswordForm(FlaskForm):
 
 
 class ProfileForm(FlaskForm):
-    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=200)])
+    name = StringField(_l("Your name"), validators=[InputRequired(), Length(max=200)])
     submit = SubmitField(_l("Save"))
 
 
