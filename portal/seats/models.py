@@ -104,6 +104,15 @@ class SeatAssignment(TenantMixin, Base):
             postgresql_where=sa.text("released_at IS NULL"),
         ),
         sa.Index("ix_seat_assignments_subscription_active", "subscription_id", "released_at"),
+        # The catalogue's seats held per product, council-wide (1,000,000 seats at scale):
+        # an index-only count (organisation_id is in it for the row-level security policy).
+        sa.Index(
+            "ix_seat_assignments_product_active",
+            "product_id",
+            "organisation_id",
+            sqlite_where=sa.text("released_at IS NULL"),
+            postgresql_where=sa.text("released_at IS NULL"),
+        ),
         sa.CheckConstraint(
             "released_at IS NULL OR released_at >= assigned_at", name="release_after_assign"
         ),
