@@ -18,11 +18,15 @@ it is written for speed without giving up exactness:
   (:data:`REJECTION_CODES`) beside its errors by field; nothing in one event
   (a NUL byte, a number past 64 bits, a date past year 9999) fails the batch
   (invariant 9).
-* Valid events are written in the caller's single transaction with
-  ``ON CONFLICT DO NOTHING`` on (organisation, idempotency key) — invariant 3 —
-  through binary ``COPY`` into a staging table on PostgreSQL and
-  ``executemany`` on SQLite. A failure mid-batch rolls everything back: nothing is half-written,
-  and resending the batch counts each event once.
+* Valid events are written in the caller's single transaction, each
+  (organisation, idempotency key) stored once — invariant 3. PostgreSQL (events
+  partitioned by month, migration 0013): binary ``COPY`` into a staging table, then
+  one statement inserting the keys into ``usage_event_keys`` with
+  ``ON CONFLICT DO NOTHING`` and the events whose keys were new. SQLite: one
+  ``executemany`` straight into ``usage_events`` (its primary key is the rule), with
+  a lookup of the stored keys only when the batch has some. A failure mid-batch
+  rolls everything back: nothing is half-written, and resending the batch counts
+  each event once.
 """
 
 from __future__ import annotations
