@@ -383,7 +383,7 @@ def test_a_shortage_reads_as_a_sentence_in_both_languages(app, make_org, make_pr
 
     org = make_org("alpha")
     product = make_product(1, sku="solo")
-    with app.test_request_context():
+    with app.app_context():
         refusals = {}
         with pytest.raises(Conflict) as refused:
             services.subscription_create(
