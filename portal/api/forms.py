@@ -48,7 +48,10 @@ class CouncilTokenForm(OrgTokenForm):
     """Council admins also choose the scope and, for it, the organisation or vendor."""
 
     scope = SelectField(_l("Scope"))
-    organisation = SelectField(_l("Organisation (for an organisation token)"))
+    # The organisation's slug typed, not chosen from a list: a council has thousands.
+    organisation = StringField(
+        _l("Organisation's slug (for an organisation token)"), validators=[Length(max=63)]
+    )
     vendor = SelectField(_l("Vendor (for a vendor token)"))
 
     def __init__(self, *args, **kwargs):

@@ -5,16 +5,22 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.kernel.errors import NotFound
+from portal.kernel.errors import NotFound, ValidationFailed
 from portal.kernel.i18n import _l
 from portal.pagination import Page, paginate
 from portal.tenancy.models import Organisation
 
 
-def organisation_by_slug(session: Session, slug: str) -> Organisation:
-    """The organisation with ``slug``, or :class:`NotFound`."""
+def organisation_by_slug(session: Session, slug: str, *, field: str | None = None) -> Organisation:
+    """The organisation with ``slug``, or :class:`NotFound`; when ``slug`` came from an
+    input ``field``, a miss is a validation error of that field."""
     org = session.scalar(sa.select(Organisation).where(Organisation.slug == slug.lower()))
     if org is None:
+        if field:
+            raise ValidationFailed(
+                _l("No organisation “%(slug)s”.", slug=slug),
+                errors={field: [_l("No such organisation.")]},
+            )
         raise NotFound(_l("No organisation “%(slug)s”.", slug=slug))
     return org
 

@@ -24,18 +24,13 @@ from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.i18n import _
 from portal.kernel.scope import Scope, scope_of
-from portal.tenancy.models import OrganisationStatus
-from portal.tenancy.selectors import organisation_by_slug, organisations_list
+from portal.tenancy.selectors import organisation_by_slug
 
 bp = Blueprint("tokens", __name__)
 
 
 def _council_form() -> CouncilTokenForm:
     form = CouncilTokenForm()
-    active = organisations_list(
-        db_session(), status=OrganisationStatus.ACTIVE, per_page=10_000
-    ).items
-    form.organisation.choices = [("", "—")] + [(o.slug, f"{o.name} ({o.slug})") for o in active]
     form.vendor.choices = [("", "—")] + [
         (v.slug, f"{v.name} ({v.slug})") for v in vendors_list(db_session())
     ]
@@ -90,8 +85,10 @@ def council_token_create() -> ResponseReturnValue:
                 db_session(),
                 actor=g.actor,
                 scope=scope,
-                organisation=organisation_by_slug(db_session(), form.organisation.data)
-                if scope == TokenScope.ORGANISATION and form.organisation.data
+                organisation=organisation_by_slug(
+                    db_session(), form.organisation.data.strip(), field="organisation"
+                )
+                if scope == TokenScope.ORGANISATION and (form.organisation.data or "").strip()
                 else None,
                 vendor=vendor_by_slug(db_session(), form.vendor.data, field="vendor")
                 if scope == TokenScope.VENDOR and form.vendor.data

@@ -218,6 +218,26 @@ def test_council_token_form_explains_a_missing_owner(signed_in):
     assert "Choose the vendor this token acts for." in response.get_data(as_text=True)
 
 
+def test_council_token_form_takes_an_organisations_slug_not_a_list_of_them(
+    app, signed_in, make_org
+):
+    """A council has thousands of organisations (issue 13): the form does not list them
+    all; an unknown slug is the field's error, a known one (any case, spaces) is taken."""
+    for n in range(3):
+        make_org(f"listed-{n}")
+    client = signed_in("council_admin")
+    page = client.get("/council/tokens").get_data(as_text=True)
+    assert "listed-1" not in page
+    data = {"name": "x", "scope": "organisation", "vendor": "", "expires_in": "90"}
+    refused = post_form(client, "/council/tokens", {**data, "organisation": "no-such-org"})
+    assert refused.status_code == 400
+    assert "No such organisation." in refused.get_data(as_text=True)
+    too_long = post_form(client, "/council/tokens", {**data, "organisation": "x" * 64})
+    assert too_long.status_code == 400
+    created = post_form(client, "/council/tokens", {**data, "organisation": " Listed-2 "})
+    assert created.status_code == 201
+
+
 def test_council_admin_revokes_a_token(app, signed_in, api):
     council = api("council")
     client = signed_in("council_admin")
