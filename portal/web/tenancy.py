@@ -153,7 +153,9 @@ def organisation_new():
 def organisation_detail(slug: str):
     """One organisation: profile, status actions, people and recent activity."""
     org = selectors.organisation_by_slug(db_session(), slug)
-    users = people.users_list(db_session(), scope=Scope.organisation(org.id), per_page=200)
+    # The first 25 people; the people page lists them all a page at a time (an organisation
+    # may have thousands).
+    users = people.users_list(db_session(), scope=Scope.organisation(org.id), per_page=25)
     invitations = people.invitations_pending(db_session(), scope=Scope.organisation(org.id))
     events = audit_events_list(db_session(), scope=Scope.organisation(org.id), per_page=10)
     invite_form = InviteForm(prefix="invite")
