@@ -147,6 +147,7 @@ def _finance_page(period: str, status: str | None, form: RunForm, code: int = 20
         period=period,
         status=status,
         page=request.args.get("page", 1, type=int) or 1,
+        per_page=50,
     )
     return (
         render_template(
