@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from portal.api.models import ApiToken, IdempotentRequest, TokenScope
 from portal.audit.services import audit_record
 from portal.catalogue.models import Vendor, VendorStatus
+from portal.identity.labels import state_word
 from portal.identity.security import new_token, token_digest
 from portal.kernel import policy
 from portal.kernel.actor import Actor
@@ -110,7 +111,7 @@ def token_create(
             _l(
                 "%(organisation)s is %(status)s; its tokens would not work.",
                 organisation=organisation.name,
-                status=organisation.status,
+                status=state_word(organisation.status),
             ),
             errors={"organisation": [_l("Choose an active organisation.")]},
         )

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from portal.audit.services import audit_record
 from portal.db import council_wide
 from portal.identity.accounts import check_password, ensure_email_free, require_people_manager
+from portal.identity.labels import state_word
 from portal.identity.models import Invitation, InvitationState, User
 from portal.identity.security import hash_password, new_token, token_digest
 from portal.identity.selectors import organisation_language
@@ -78,7 +79,7 @@ def invitation_create(
             _l(
                 "%(organisation)s is %(status)s; invitations can be sent once it is active.",
                 organisation=organisation.name,
-                status=organisation.status,
+                status=state_word(organisation.status),
             ),
             code="organisation_not_active",
         )
@@ -215,7 +216,7 @@ def invitation_accept(
             _l(
                 "%(org)s is %(status)s; the invitation cannot be used now.",
                 org=org.name,
-                status=org.status,
+                status=state_word(org.status),
             ),
             code="organisation_not_active",
         )
@@ -254,7 +255,7 @@ def invitation_revoke(session: Session, *, actor: Actor, invitation: Invitation)
     require_people_manager(actor, Action.USER_INVITATION_REVOKE, invitation.organisation_id)
     if invitation.state != InvitationState.PENDING:
         raise InvalidState(
-            _l("This invitation is %(state)s.", state=invitation.state),
+            _l("This invitation is %(state)s.", state=state_word(invitation.state)),
             code="invitation_not_pending",
         )
     invitation.revoked_at = now_utc()

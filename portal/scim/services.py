@@ -29,6 +29,7 @@ from portal.audit.services import audit_record
 from portal.catalogue.models import Product
 from portal.db import council_wide
 from portal.identity import accounts as identity
+from portal.identity.labels import state_word
 from portal.identity.models import User
 from portal.identity.security import new_token, token_digest
 from portal.kernel import policy
@@ -92,7 +93,7 @@ def token_create(
             _l(
                 "%(organisation)s is %(status)s.",
                 organisation=organisation.name,
-                status=organisation.status,
+                status=state_word(organisation.status),
             )
         )
     plaintext = new_token(TOKEN_START)

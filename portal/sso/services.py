@@ -25,6 +25,7 @@ from portal.db import council_wide
 from portal.identity import sso as gateway
 from portal.identity.accounts import user_create
 from portal.identity.invitations import invitation_create
+from portal.identity.labels import state_word
 from portal.identity.models import User
 from portal.identity.sign_in import SignInRefused, authenticate, sign_in_refusal
 from portal.identity.sso import Pending as Pending  # re-exported for the pages
@@ -391,7 +392,7 @@ def domain_claim(
             _l(
                 "%(domain)s is already claimed (%(status)s).",
                 domain=fields.domain,
-                status=mine.status,
+                status=state_word(mine.status),
             ),
             code="domain_claimed",
             errors={"domain": [_l("Already claimed by your organisation.")]},
