@@ -19,7 +19,7 @@ from portal.kernel.clock import now_utc
 from portal.seats import services as seats
 from portal.seats.models import SeatAssignment, Subscription
 from tests.billing.conftest import billed  # noqa: F401  (fixture re-export)
-from tests.billing.factories import draft
+from tests.billing.factories import draft, subscribe
 from tests.conftest import SYSTEM, csrf_token, flashes, login, post_form
 from tests.support import db_rows
 
@@ -84,9 +84,9 @@ def test_finalise_all_asks_first_with_counts_then_finalises(
     )
     text = text_of(asked)
     assert f"Finalise 1 draft of {billed['period']}?" in text
-    assert "1 invoice is issued to 1 organisation" in text
-    assert f"the next invoice number of {now_utc().year} (INV-{now_utc().year}-…)" in text
-    assert "1 mail is sent to the billing contact" in text
+    assert "1 invoice is issued to 1 organisation, for €" in text
+    assert f"It takes the number INV-{now_utc().year}-000001;" in text
+    assert "1 mail is sent, to billing@acme.example" in text
     assert "This cannot be undone." in text
     assert f'href="{month}"' in asked.get_data(as_text=True).replace("&amp;", "&")  # Cancel
     assert db_rows(app) == before  # nothing finalised, no number taken, no mail
@@ -103,6 +103,30 @@ def test_finalise_all_asks_first_with_counts_then_finalises(
         invoice = db.session.get(Invoice, invoice_id)
         assert invoice.status == "open" and invoice.number == f"INV-{now_utc().year}-000001"
     assert len(mailbox) == 1
+
+
+def test_finalise_all_of_two_drafts_names_the_number_range_and_recipients(
+    app,
+    billed,  # noqa: F811
+    make_org,
+    signed_in,
+):
+    other = make_org("beta")
+    subscribe(app, other.id, billed["product"].id, 3, billed["first"])
+    for org in (billed["org"], other):
+        draft(app, org.id, billed["period"])
+    finance = signed_in("finance")
+    month = f"/finance?period={billed['period']}"
+    asked = post_form(
+        finance, "/finance/finalize-all", {"period": billed["period"]}, token_from=month
+    )
+    text = text_of(asked)
+    year = now_utc().year
+    assert f"Finalise all 2 drafts of {billed['period']}?" in text
+    assert "2 invoices are issued to 2 organisations" in text
+    assert f"They take the numbers INV-{year}-000001 to INV-{year}-000002, in order" in text
+    assert "2 mails are sent, to billing@acme.example, billing@beta.example" in text
+    assert "Finalise 2 invoices" in text
 
 
 def test_finalise_all_with_nothing_to_finalise_does_not_ask(app, billed, signed_in):  # noqa: F811

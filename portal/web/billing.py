@@ -40,7 +40,11 @@ from portal.billing.forms import (
     amount_minor,
 )
 from portal.billing.models import Invoice, InvoiceStatus, status_name
-from portal.billing.operations import drafts_finalize, invoice_run_start
+from portal.billing.operations import (
+    drafts_finalize,
+    drafts_finalize_preview,
+    invoice_run_start,
+)
 from portal.billing.overdue import past_due_invoices
 from portal.csvutil import csv_text
 from portal.db import db_session
@@ -200,18 +204,60 @@ def run_detail(run_id: int):
 def _confirm_finalize_all(period: str):
     """The confirm step of "Finalise all drafts": how many invoices, numbers, PDFs and mails."""
     try:
-        drafts = selectors.month_overview(
-            db_session(), scope=_scope(), period=period, status=InvoiceStatus.DRAFT
-        )
+        preview = drafts_finalize_preview(db_session(), scope=_scope(), period=period)
     except DomainError:
         return None  # a bad month: drafts_finalize refuses it and says why
-    count = len(drafts.invoices)
-    if not count:
+    if preview.empty or preview.numbers is None:
         return None  # nothing to finalise: the page says so
-    year = now_utc().year
-    prefix = settings_get(db_session()).invoice_prefix
-    organisations = len({invoice.organisation_id for invoice in drafts.invoices})
-    totals = ", ".join(i18n.money(total, currency) for currency, total in drafts.totals.items())
+    count = preview.drafts
+    totals = ", ".join(i18n.money(total, currency) for currency, total in preview.totals.items())
+    recipients = preview.recipients
+    if len(recipients) > 5:
+        who = _n(
+            "%(addresses)s and %(num)d other",
+            "%(addresses)s and %(num)d others",
+            len(recipients) - 3,
+            addresses=", ".join(recipients[:3]),
+        )
+    else:
+        who = ", ".join(recipients)
+    first, last = preview.numbers
+    consequences = [
+        _n(
+            "%(num)d invoice is issued to %(organisations)s, for %(totals)s.",
+            "%(num)d invoices are issued to %(organisations)s, for %(totals)s in all.",
+            count,
+            organisations=_n(
+                "%(num)d organisation", "%(num)d organisations", preview.organisations
+            ),
+            totals=totals,
+        ),
+        _("It takes the number %(first)s; a number taken is never given back.", first=first)
+        if count == 1
+        else _(
+            "They take the numbers %(first)s to %(last)s, in order; a number taken is never "
+            "given back.",
+            first=first,
+            last=last,
+        ),
+        _n(
+            "Its PDF is stored and %(num)d mail is sent, to %(recipients)s.",
+            "Their PDFs are stored and %(num)d mails are sent, to %(recipients)s.",
+            preview.mails,
+            recipients=who,
+        ),
+    ]
+    if preview.card_charges:
+        consequences.append(
+            _n(
+                "%(num)d invoice is charged to its organisation's card.",
+                "%(num)d invoices are charged to their organisations' cards.",
+                preview.card_charges,
+            )
+        )
+    consequences.append(
+        _("An issued invoice never changes again: it can only be credited or voided.")
+    )
     return confirmation_needed(
         title=_n(
             "Finalise %(num)d draft of %(period)s?",
@@ -219,31 +265,7 @@ def _confirm_finalize_all(period: str):
             count,
             period=period,
         ),
-        consequences=[
-            _n(
-                "%(num)d invoice is issued to %(organisations)s, for %(totals)s.",
-                "%(num)d invoices are issued to %(organisations)s, for %(totals)s in all.",
-                count,
-                organisations=_n("%(num)d organisation", "%(num)d organisations", organisations),
-                totals=totals,
-            ),
-            _n(
-                "It takes the next invoice number of %(year)s (%(prefix)s-%(year)s-…); "
-                "a number taken is never given back.",
-                "They take the next %(num)d invoice numbers of %(year)s "
-                "(%(prefix)s-%(year)s-…), in order; a number taken is never given back.",
-                count,
-                year=str(year),
-                prefix=prefix,
-            ),
-            _n(
-                "Its PDF is stored and %(num)d mail is sent to the billing contact.",
-                "Their %(num)d PDFs are stored and %(num)d mails are sent, one to each "
-                "invoice's billing contact.",
-                count,
-            ),
-            _("An issued invoice never changes again: it can only be credited or voided."),
-        ],
+        consequences=consequences,
         confirm_label=_n("Finalise %(num)d invoice", "Finalise %(num)d invoices", count),
         cancel_url=url_for("billing.finance", period=period),
     )
