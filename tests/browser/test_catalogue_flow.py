@@ -116,7 +116,7 @@ def test_council_stocks_a_product_and_a_member_launches_it(
     price_form.get_by_label("Unit price", exact=True).fill("19.90")
     price_form.get_by_role("button", name="Add price").click()
     expect(_status(page)).to_have_text("The seat price in EUR is added.")
-    expect(page.locator("#prices > table")).to_contain_text("€19.90")
+    expect(page.locator("#prices table").first).to_contain_text("€19.90")
     screenshot(page, "catalogue-02-product")
 
     # ---- The org admin finds it in the catalogue and subscribes to 3 seats.
@@ -127,7 +127,7 @@ def test_council_stocks_a_product_and_a_member_launches_it(
     card = _main(admin_page).get_by_role("article").filter(has_text="CAD Suite")
     expect(card).to_contain_text("by Northwind Software")
     expect(card).to_contain_text("€19.90 per seat per month")
-    expect(card).to_contain_text(re.compile(r"Free seats\s*10"))
+    expect(card).to_contain_text(re.compile(r"Seats available\s*10"))
     screenshot(admin_page, "catalogue-03-members-catalogue")
     card.get_by_role("button", name="Subscribe to CAD Suite").click()
     expect(admin_page.get_by_role("heading", level=1)).to_have_text("Subscribe to CAD Suite")
@@ -152,7 +152,7 @@ def test_council_stocks_a_product_and_a_member_launches_it(
     )
     stats = admin_page.get_by_role("region", name="Seats", exact=True)
     expect(stats).to_contain_text("2assigned")
-    expect(stats).to_contain_text("1free to assign")
+    expect(stats).to_contain_text("1free")
     screenshot(admin_page, "catalogue-04-subscription")
 
     # The newcomer is invited; the colleague is told.
@@ -164,7 +164,7 @@ def test_council_stocks_a_product_and_a_member_launches_it(
     row = _main(admin_page).get_by_role("row").filter(has_text="CAD Suite")
     expect(row).to_contain_text("active")
     expect(row.get_by_role("cell")).to_have_text(
-        [re.compile("CAD Suite"), "3", "0", "2", "active", re.compile(TODAY.isoformat())]
+        [re.compile("CAD Suite"), "3", "2", "1", "0", "active", re.compile(TODAY.isoformat())]
     )
 
     # ---- The member signs in and finds the software with its launch link.
@@ -183,7 +183,7 @@ def test_council_stocks_a_product_and_a_member_launches_it(
     page.goto("/council/catalogue")
     row = _main(page).get_by_role("row").filter(has_text="CAD Suite")
     expect(row.get_by_role("img")).to_have_attribute(
-        "aria-label", "3 of 10 seats reserved, 2 assigned, 7 free"
+        "aria-label", "3 of 10 seats reserved, 2 assigned, 7 available"
     )
     screenshot(page, "catalogue-06-council-catalogue")
 
