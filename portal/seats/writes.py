@@ -37,13 +37,14 @@ def lock_subscription(session: Session, subscription: Subscription) -> None:
     organisation and product stay the session's (loaded with the subscription; they do
     not change under a seat change).
     """
-    session.execute(
+    # The row must be fetched for its values to reach the object (populate_existing).
+    session.scalars(
         sa.select(Subscription)
         .where(Subscription.id == subscription.id)
         .with_for_update(of=Subscription)
         .options(lazyload(Subscription.organisation), lazyload(Subscription.product))
         .execution_options(populate_existing=True)
-    )
+    ).all()
 
 
 def holds_active_seat(
