@@ -235,15 +235,12 @@ def _confirm_idle_release(seat):
             person=person,
             product=sub.product.name,
         ),
-        _(
-            "The seat goes back to the council's pool; organisations on the waitlist get it first."
-        ),
+        _("The seat goes back to the council's pool; organisations on the waitlist get it first."),
     ]
     if sub.quantity > 1:
         consequences.append(
             _n(
-                "Your subscription shrinks from %(num)d seat to %(after)d, "
-                "and its charge with it.",
+                "Your subscription shrinks from %(num)d seat to %(after)d, and its charge with it.",
                 "Your subscription shrinks from %(num)d seats to %(after)d, "
                 "and its charge with it.",
                 sub.quantity,
