@@ -231,7 +231,8 @@ def gunicorn(app: str, env: dict[str, str], *, log: Path) -> Iterator[Server]:
             process.wait()
 
 
-def _wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+def _wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    # Three workers importing the portal take 45 s and more on two busy shared cores.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
