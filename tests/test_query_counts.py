@@ -44,8 +44,9 @@ PAGES = {
         "/council/usage",
         "/council/utilisation/prod-0",
         "/council/staff",
+        "/council/tokens",
     ],
-    "finance": ["/finance", "/council/usage"],
+    "finance": ["/finance", "/finance?page=2", "/council/usage"],
 }
 
 
