@@ -135,7 +135,7 @@ def invitation_create(
             ),
             # Someone without an account yet: their organisation's admins' language, else
             # the language the inviter is using.
-            locale=organisation_language(session, org_id),
+            locale=organisation_language(session, org_id) if org_id is not None else None,
             template="invitation",
             link=f"{base}/invitations/{token}",
             organisation=organisation,
