@@ -39,6 +39,7 @@ from portal.metering.forms import KeepSeatForm, UsageUploadForm
 from portal.metering.problems import problem_text
 from portal.metering.quantities import aggregation_label, plain, quantity
 from portal.metering.reports import UsageRow, usage_rows
+from portal.pagination import Page
 from portal.seats.selectors import seat_in_scope
 from portal.settings.services import settings_get
 from portal.web.lookups import (
@@ -328,9 +329,20 @@ def council_usage():
             [org.slug if org else "all", *([product.found.sku] if product.found else []), period]
         )
         return _csv(rows, f"usage-{name}.csv")
+    # 100 rows a page (10,000 organisations give tens of thousands of rows a month; the CSV
+    # above has them all).
+    listed = Page(
+        items=[],
+        page=max(1, request.args.get("page", 1, type=int) or 1),
+        per_page=100,
+        total=len(rows),
+    )
+    offset = (listed.page - 1) * listed.per_page
+    listed.items = rows[offset : offset + listed.per_page] if offset < len(rows) else []
     page = render_template(
         "metering/council_usage.html",
-        rows=rows,
+        rows=listed.items,
+        listed=listed,
         period=period,
         periods=_recent_periods(),
         org=org,
