@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import enum
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -313,6 +314,26 @@ def is_database_unavailable(error: BaseException) -> bool:
         # No SQLSTATE: the client library's own failure (refused, timed out, closed).
         return sqlstate is None or sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
     return False
+
+
+# Another transaction holds what this one needs: SQLite's write lock, or PostgreSQL's
+# lock_not_available, serialization_failure and deadlock_detected.
+_BUSY_SQLSTATES = frozenset({"55P03", "40001", "40P01"})
+_BUSY_SQLITE = ("database is locked", "database table is locked")
+
+
+def is_database_busy(error: BaseException) -> bool:
+    """Whether ``error`` means another transaction was in the way (try again), not a fault.
+
+    SQLite's "database is locked" (a writer held the file past the busy timeout) and
+    PostgreSQL's lock, serialization and deadlock failures: the transaction is rolled
+    back whole, so the client may safely send the same request again.
+    """
+    if isinstance(error, sa.exc.DBAPIError) and error.orig is not None:
+        error = error.orig
+    if isinstance(error, sqlite3.OperationalError):
+        return str(error).startswith(_BUSY_SQLITE)
+    return getattr(error, "sqlstate", None) in _BUSY_SQLSTATES
 
 
 class _Outage:

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from portal.db import (
     RETRY_AFTER_SECONDS,
     db_session,
+    is_database_busy,
     is_database_unavailable,
     outage,
     remove_session,
@@ -198,6 +199,29 @@ def _language_without_database() -> str:
     return supported(request.cookies.get(LANGUAGE_COOKIE)) or browser
 
 
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+def _database_busy(error: BaseException) -> Response:
+    """503 with ``Retry-After: 1`` when another transaction held what this one needed.
+
+    The request's transaction was rolled back whole, so nothing changed and the same
+    request may be sent again (SQLite's single writer under load; PostgreSQL's lock,
+    serialization and deadlock failures). Logged as a warning, without a traceback.
+    """
+    current_app.logger.warning("Database busy, answered 503: %s", error.__class__.__name__)
+    title = HTTP_TITLES[503]
+    detail = _l("The portal is busy with other changes and saved nothing. Try again in a moment.")
+    if render := _renderer():
+        response = current_app.make_response(render(503, title, detail, None))
+    elif wants_json():
+        response = problem(503, title, detail, code="database_busy")
+    else:
+        response = _page(503, title, detail, None)
+    response.headers["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
+    return response
+
+
 def database_unavailable(error: BaseException) -> Response:
     """503 with ``Retry-After`` for a database that cannot be reached.
 
@@ -331,6 +355,8 @@ def register_error_handlers(app: Flask) -> None:
         if is_database_unavailable(error):
             return database_unavailable(error)
         _rollback()
+        if is_database_busy(error):
+            return _database_busy(error)
         current_app.logger.exception("Unhandled error")
         detail = UNEXPECTED_DETAIL
         title = HTTP_TITLES[500]

@@ -140,3 +140,73 @@ def test_500_page_and_problem_roll_back_and_hide_internals(app, boom_app, caplog
     assert "Unhandled error" in caplog.text  # logged for the operators
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Organisation)) == 0
+
+
+@pytest.fixture
+def locked_app(app):
+    """A portal instance whose route writes, then meets SQLite's "database is locked"."""
+    import sqlite3
+
+    from portal import create_app
+
+    other = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
+
+    @other.get("/locked")
+    def locked():
+        db.session.add(
+            Organisation(
+                slug="never-saved",
+                name="Never Saved",
+                country="DE",
+                currency="EUR",
+                billing_email="x@never.example",
+                status="active",
+            )
+        )
+        db.session.flush()
+        raise sa.exc.OperationalError(
+            "INSERT …", {}, sqlite3.OperationalError("database is locked")
+        )
+
+    yield other
+    with other.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_a_busy_database_is_a_503_to_retry_not_a_500(app, locked_app, caplog):
+    """Another writer held the database: 503 with Retry-After, nothing saved, no traceback."""
+    client = locked_app.test_client()
+    body = assert_problem(client.get("/locked", headers=JSON), 503, "Service Unavailable")
+    assert body["code"] == "database_busy" and "Try again" in body["detail"]
+    answer = client.get("/locked", headers={"Accept-Language": "ru", **JSON})
+    assert answer.headers["Retry-After"] == "1" and "Повторите" in answer.json["detail"]
+    page = client.get("/locked")
+    assert page.status_code == 503 and "Try again in a moment" in page.get_data(as_text=True)
+    assert count(app, Organisation, Organisation.slug == "never-saved") == 0  # rolled back
+    assert "Unhandled error" not in caplog.text
+
+
+def test_what_counts_as_a_busy_database():
+    import sqlite3
+
+    from portal.db import is_database_busy
+
+    class PgError(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            self.sqlstate = sqlstate
+
+    assert is_database_busy(sqlite3.OperationalError("database is locked"))
+    assert not is_database_busy(sqlite3.OperationalError("no such table: seats"))
+    assert [is_database_busy(PgError(s)) for s in ("40P01", "40001", "55P03", "23505")] == [
+        True,
+        True,
+        True,
+        False,
+    ]
