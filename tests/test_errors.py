@@ -148,6 +148,8 @@ def locked_app(app):
     import sqlite3
 
     from portal import create_app
+    from portal.db import bind_scope
+    from portal.kernel.scope import Scope
 
     other = create_app(
         {
@@ -159,6 +161,7 @@ def locked_app(app):
 
     @other.get("/locked")
     def locked():
+        bind_scope(db.session, Scope.council())  # a write that row-level security lets through
         db.session.add(
             Organisation(
                 slug="never-saved",
