@@ -74,10 +74,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     from portal import security
 
     security.init_app(app)
+    from portal import i18n
     from portal.errors import register_error_handlers
     from portal.web import register_blueprints, register_template_helpers
-
-    from portal import i18n
 
     i18n.init_app(app)  # Flask-Babel: the reader's language, locale formats (filters)
     register_error_handlers(app)

@@ -99,8 +99,9 @@ def invitation_in_scope(
 def organisation_language(session: Session, organisation_id: int) -> str | None:
     """The language most of an organisation's active admins chose (SPEC section 8.6).
 
-    English on a tie; None when none of them chose one: the caller's language then. Mail to one person uses their own ``users.locale``; this is
-    for mail about the organisation to someone without an account yet (an invitation).
+    English on a tie; None when none of them chose one: the caller's language then. Mail
+    to one person uses their own ``users.locale``; this is for mail about the organisation
+    to someone without an account yet (an invitation).
     """
     # Mail is written from jobs and other organisations' work: read this one's admins.
     with council_wide(session):

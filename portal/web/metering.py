@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 from babel.dates import format_date
@@ -331,7 +332,7 @@ def council_usage():
         return _csv(rows, f"usage-{name}.csv")
     # 100 rows a page (10,000 organisations give tens of thousands of rows a month; the CSV
     # above has them all).
-    listed = Page(
+    listed: Page[Any] = Page(
         items=[],
         page=max(1, request.args.get("page", 1, type=int) or 1),
         per_page=100,

@@ -173,7 +173,11 @@ def change_role(scope: str, user_id: int, slug: str | None = None):
         else:
             db_session().commit()
             flash(
-                _("%(email)s is now %(role)s.", email=user.email, role=_role_label(user.role).lower()),
+                _(
+                    "%(email)s is now %(role)s.",
+                    email=user.email,
+                    role=_role_label(user.role).lower(),
+                ),
                 "success",
             )
     else:

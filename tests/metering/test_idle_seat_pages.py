@@ -37,9 +37,7 @@ def test_idle_seats_come_a_page_at_a_time_and_are_counted(app, metered, make_use
     with app.app_context():
         now = now_utc()
         every = selectors.idle_seats(db.session, organisation_id=org_id, idle_days=30, now=now)
-        count = selectors.idle_seat_count(
-            db.session, organisation_id=org_id, idle_days=30, now=now
-        )
+        count = selectors.idle_seat_count(db.session, organisation_id=org_id, idle_days=30, now=now)
         pages = [
             selectors.idle_seats_page(
                 db.session, organisation_id=org_id, idle_days=30, now=now, page=n, per_page=2
