@@ -209,3 +209,26 @@ def test_compiled_catalogues_are_as_new_as_their_sources():
     assert i18n.compile_catalogues() == []  # the session's start compiled every edited one
     for po in i18n.catalogue_files():
         assert po.with_suffix(".mo").exists()
+
+
+def test_csv_headers_are_codes_in_english_and_labels_in_russian(app):
+    """Scripts and the CLI read the codes; a reader who chose Russian reads the labels."""
+    import io
+
+    from portal.billing.exports import CSV_COLUMNS, write_csv
+
+    def header() -> str:
+        out = io.StringIO()
+        write_csv(iter(()), out)
+        return out.getvalue().splitlines()[0]
+
+    with app.app_context():  # the CLI: no request, English
+        assert header() == ",".join(CSV_COLUMNS)
+    with app.test_request_context("/api/v1/exports/invoices.csv"):  # an API client not asking
+        assert "unit_amount_minor" in header()
+    with app.test_request_context(
+        "/api/v1/exports/invoices.csv", headers={"Accept-Language": "ru"}
+    ):
+        russian = header()
+    assert "Номер счёта" in russian and "Цена за единицу, в минимальных единицах" in russian
+    assert "invoice_number" not in russian

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from portal.billing.models import ISSUED, Invoice, InvoiceLine, InvoiceStatus
 from portal.billing.rating import round_half_up
 from portal.catalogue.models import LicencePool, Product
+from portal.kernel.i18n import _l
 from portal.kernel.periods import period_bounds
 from portal.metering.selectors import pool_utilisation_series
 
@@ -207,6 +208,23 @@ ECONOMICS_COLUMNS = (
     "avg_assigned",
     "utilisation_percent",
 )
+#: The header a reader in another language than English gets (portal.csvutil).
+ECONOMICS_LABELS = {
+    "period": _l("Period"),
+    "product": _l("Product code"),
+    "product_name": _l("Product"),
+    "row": _l("Row"),
+    "pool": _l("Pool"),
+    "currency": _l("Currency"),
+    "capacity": _l("Capacity"),
+    "days_in_force": _l("Days in force"),
+    "unit_cost_minor": _l("Unit cost, minor units"),
+    "amount_minor": _l("Amount, minor units"),
+    "avg_capacity": _l("Average capacity"),
+    "avg_reserved": _l("Average reserved"),
+    "avg_assigned": _l("Average assigned"),
+    "utilisation_percent": _l("Utilisation, %"),
+}
 
 
 def economics_rows(economics: Economics) -> list[tuple]:

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus
-from portal.csvutil import safe_cell
+from portal.csvutil import localised_header, safe_cell
+from portal.kernel.i18n import _l
 from portal.kernel.periods import period_bounds
 from portal.kernel.scope import Scope
 from portal.tenancy.models import Organisation
@@ -44,11 +45,30 @@ COLUMNS = (
 )
 
 #: The CSV's header: :data:`COLUMNS` with the money columns named for what they hold, whole
-#: minor units of the row's ``currency`` (``35700`` EUR is €357.00; issue 14). A header
-#: machines read: English, whoever downloads it. The JSON keeps :data:`COLUMNS`, like every
-#: JSON money field of the API (integers in minor units beside a ``currency``).
+#: minor units of the row's ``currency`` (``35700`` EUR is €357.00; issue 14). Codes in
+#: English (scripts and imports read them); labels for a reader of another language. The
+#: JSON keeps :data:`COLUMNS`, like every JSON money field of the API (integers in minor
+#: units beside a ``currency``).
 MONEY_COLUMNS = ("unit_amount", "net", "tax", "gross")
 CSV_COLUMNS = tuple(f"{c}_minor" if c in MONEY_COLUMNS else c for c in COLUMNS)
+#: The header a reader in another language than English gets (portal.csvutil).
+CSV_LABELS = {
+    "organisation": _l("Organisation code"),
+    "organisation_name": _l("Organisation"),
+    "invoice_number": _l("Invoice number"),
+    "invoice_status": _l("Invoice status"),
+    "period": _l("Period"),
+    "currency": _l("Currency"),
+    "line": _l("Line"),
+    "kind": _l("Kind"),
+    "product": _l("Product"),
+    "description": _l("Description"),
+    "quantity": _l("Quantity"),
+    "unit_amount_minor": _l("Unit price, minor units"),
+    "net_minor": _l("Net, minor units"),
+    "tax_minor": _l("Tax, minor units"),
+    "gross_minor": _l("Gross, minor units"),
+}
 
 
 def _spread(total: int, weights: list[int]) -> list[int]:
@@ -238,7 +258,7 @@ def write_csv(rows: Iterator[tuple], out: io.TextIOBase | Any) -> int:
     could be taken for a formula is copied to be made safe.
     """
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(localised_header(CSV_COLUMNS, CSV_LABELS))
     counter = [0]
     writer.writerows(_safe_rows(rows, counter))
     return counter[0]

@@ -30,7 +30,12 @@ from portal import i18n
 from portal.billing import documents, exports, lifecycle, selectors
 from portal.billing.bank_import import MAX_CHARACTERS, bank_statement_upload
 from portal.billing.drafting import draft_recompute
-from portal.billing.economics import ECONOMICS_COLUMNS, council_economics, economics_rows
+from portal.billing.economics import (
+    ECONOMICS_COLUMNS,
+    ECONOMICS_LABELS,
+    council_economics,
+    economics_rows,
+)
 from portal.billing.forms import (
     BankImportForm,
     CreditNoteForm,
@@ -46,7 +51,7 @@ from portal.billing.operations import (
     invoice_run_start,
 )
 from portal.billing.overdue import past_due_invoices
-from portal.csvutil import csv_text
+from portal.csvutil import csv_text, localised_header
 from portal.db import db_session
 from portal.forms import committed, confirmation_needed
 from portal.identity import auth
@@ -596,7 +601,8 @@ def export_economics():
     period = _period_arg()
     economics = council_economics(db_session(), period=period, today=now_utc().date())
     return _download(
-        csv_text(ECONOMICS_COLUMNS, economics_rows(economics)), f"economics-{period}.csv"
+        csv_text(localised_header(ECONOMICS_COLUMNS, ECONOMICS_LABELS), economics_rows(economics)),
+        f"economics-{period}.csv",
     )
 
 

@@ -23,7 +23,7 @@ from portal.billing.charges import Charge, charges_for
 from portal.catalogue.models import Product
 from portal.catalogue.selectors import product_by_sku
 from portal.charts import line_chart
-from portal.csvutil import csv_text
+from portal.csvutil import csv_text, localised_header
 from portal.db import db_session
 from portal.forms import committed, confirmation_needed
 from portal.i18n import language
@@ -32,7 +32,7 @@ from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
-from portal.kernel.i18n import _, _n
+from portal.kernel.i18n import _, _l, _n
 from portal.kernel.periods import period_bounds, period_of
 from portal.kernel.scope import Scope, scope_of
 from portal.metering import selectors, services
@@ -187,9 +187,22 @@ def org_usage_csv():
     return _csv(rows, f"usage-{org.slug}-{period}.csv")
 
 
+USAGE_CSV_COLUMNS = ("organisation", "product", "meter", "aggregation", "value", "unit", "events")
+#: The usage CSV's header for a reader of another language than English (portal.csvutil).
+USAGE_CSV_LABELS = {
+    "organisation": _l("Organisation"),
+    "product": _l("Product"),
+    "meter": _l("Meter"),
+    "aggregation": _l("Aggregation"),
+    "value": _l("Value"),
+    "unit": _l("Unit"),
+    "events": _l("Events"),
+}
+
+
 def _csv(rows, filename: str) -> Response:
     text = csv_text(
-        ["organisation", "product", "meter", "aggregation", "value", "unit", "events"],
+        localised_header(USAGE_CSV_COLUMNS, USAGE_CSV_LABELS),
         (
             [r.organisation, r.product, r.meter, r.aggregation, plain(r.value), r.unit, r.events]
             for r in rows
