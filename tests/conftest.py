@@ -326,8 +326,15 @@ def needs_second_factor(role: str) -> bool:
     return role in ("council_admin", "finance")
 
 
-def totp_code(app=None, email: str | None = None, *, user_id: int | None = None) -> str:
-    """A current code of the test account's authenticator app (:data:`TEST_TOTP_SECRET`).
+def totp_code(
+    app=None,
+    email: str | None = None,
+    *,
+    user_id: int | None = None,
+    secret: str = TEST_TOTP_SECRET,
+) -> str:
+    """A current code of the test account's authenticator app (:data:`TEST_TOTP_SECRET`, or
+    ``secret``: the demo's), at the portal's time (a run may start at another instant).
 
     The portal refuses a code of a step already used, and tests sign the same person in
     more often than every 30 seconds: the account's last used step is forgotten first
@@ -345,7 +352,7 @@ def totp_code(app=None, email: str | None = None, *, user_id: int | None = None)
         db.session.execute(query.where(TotpFactor.user_id == user_id))
         db.session.commit()
         db.session.remove()
-    return pyotp.TOTP(TEST_TOTP_SECRET).at(now_utc())
+    return pyotp.TOTP(secret).at(now_utc())
 
 
 def owner_engine(app) -> sa.Engine:

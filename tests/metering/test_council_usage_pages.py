@@ -6,7 +6,7 @@ from __future__ import annotations
 from tests.metering.conftest import event, ingest, person
 
 
-def test_council_usage_rows_come_a_page_at_a_time(app, metered, signed_in, make_org):
+def test_council_usage_rows_come_a_page_at_a_time(mid_month, app, metered, signed_in, make_org):
     ingest(app, [event(quantity="5", user_email=person(app, "acme", "a@acme.example"))])
     council = signed_in("council_admin")
     first = council.get("/council/usage").get_data(as_text=True)
