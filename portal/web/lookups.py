@@ -7,8 +7,9 @@ JavaScript). A text that names nothing is a message beside the box (never a 404 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -32,55 +33,58 @@ class Lookup(Generic[T]):
     error: str | None = None
 
 
-def organisation_named(session: Session, text: str | None) -> Lookup[Organisation]:
-    """The organisation whose slug or name is ``text`` (any case); empty text: no filter."""
+def _named(
+    session: Session,
+    model: Any,
+    code: Any,
+    text: str | None,
+    *,
+    several: Callable[[str], str],
+    none: Callable[[str], str],
+) -> Lookup[Any]:
+    """The row of ``model`` whose ``code`` column or name is ``text`` (any case); empty: no filter.
+
+    An exact code wins over a name; two rows of that name are ``several``, none is ``none``.
+    """
     text = (text or "").replace("\x00", "").strip()[:200]  # PostgreSQL refuses NUL
     if not text:
         return Lookup(text)
     wanted = text.lower()
     found = session.scalars(
-        sa.select(Organisation)
-        .where(sa.or_(Organisation.slug == wanted, sa.func.lower(Organisation.name) == wanted))
-        .order_by(Organisation.slug)
+        sa.select(model)
+        .where(sa.or_(code == wanted, sa.func.lower(model.name) == wanted))
+        .order_by(code)
         .limit(2)
     ).all()
-    exact = [o for o in found if o.slug == wanted]
+    exact = [row for row in found if getattr(row, code.key) == wanted]
     if exact:
         return Lookup(text, exact[0])
     if len(found) == 1:
         return Lookup(text, found[0])
-    if found:
-        return Lookup(
-            text, error=_("Several organisations are named “%(text)s”: give the slug.", text=text)
-        )
-    return Lookup(
-        text, error=_("No organisation is named “%(text)s”. Choose one from the list.", text=text)
+    return Lookup(text, error=several(text) if found else none(text))
+
+
+def organisation_named(session: Session, text: str | None) -> Lookup[Organisation]:
+    """The organisation whose slug or name is ``text`` (any case); empty text: no filter."""
+    return _named(
+        session,
+        Organisation,
+        Organisation.slug,
+        text,
+        several=lambda t: _("Several organisations are named “%(text)s”: give the slug.", text=t),
+        none=lambda t: _("No organisation is named “%(text)s”. Choose one from the list.", text=t),
     )
 
 
 def product_named(session: Session, text: str | None) -> Lookup[Product]:
     """The product whose SKU or name is ``text`` (any case); empty text: no filter."""
-    text = (text or "").replace("\x00", "").strip()[:200]  # PostgreSQL refuses NUL
-    if not text:
-        return Lookup(text)
-    wanted = text.lower()
-    found = session.scalars(
-        sa.select(Product)
-        .where(sa.or_(Product.sku == wanted, sa.func.lower(Product.name) == wanted))
-        .order_by(Product.sku)
-        .limit(2)
-    ).all()
-    exact = [p for p in found if p.sku == wanted]
-    if exact:
-        return Lookup(text, exact[0])
-    if len(found) == 1:
-        return Lookup(text, found[0])
-    if found:
-        return Lookup(
-            text, error=_("Several products are named “%(text)s”: give the SKU.", text=text)
-        )
-    return Lookup(
-        text, error=_("No product is named “%(text)s”. Choose one from the list.", text=text)
+    return _named(
+        session,
+        Product,
+        Product.sku,
+        text,
+        several=lambda t: _("Several products are named “%(text)s”: give the SKU.", text=t),
+        none=lambda t: _("No product is named “%(text)s”. Choose one from the list.", text=t),
     )
 
 
