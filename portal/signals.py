@@ -30,3 +30,25 @@ subscription_opening = _signals.signal("subscription-opening")
 #: kwargs: session. A receiver refuses by raising a DomainError (seats: capacity in force
 #: below the seats reserved).
 pool_changing = _signals.signal("pool-changing")
+
+# ---------------------------------------------------------------- the second wave (SPEC 8)
+#: sent with the vendor after its standing (``status``) changed; kwargs: session, actor,
+#: old_status. Notifications tell the people holding its products' seats (SPEC 8.2).
+vendor_standing_changed = _signals.signal("vendor-standing-changed")
+#: sent with the vendor after its service status changed; kwargs: session, actor,
+#: old_status, source (``vendor``, ``council`` or ``statuspage``).
+vendor_service_status_changed = _signals.signal("vendor-service-status-changed")
+#: sent with the incident after it opened, changed impact, got an update or resolved;
+#: kwargs: session, actor, change (``opened|impact_changed|updated|resolved``).
+vendor_incident_changed = _signals.signal("vendor-incident-changed")
+#: sent with the seat assignment after it is flushed; kwargs: session, actor. Provisioning
+#: writes its outbox row in the same transaction (SPEC 8.4).
+seat_assigned = _signals.signal("seat-assigned")
+#: sent with the seat assignment after its release is flushed; kwargs: session, actor.
+seat_released = _signals.signal("seat-released")
+#: sent with the user after their name, email or other profile fields changed; kwargs:
+#: session, actor, fields (the names of the changed attributes).
+user_profile_changed = _signals.signal("user-profile-changed")
+#: sent with the subscription after it opened, was resized or cancelled; kwargs: session,
+#: actor, change (``opened|resized|cancelled``).
+subscription_changed = _signals.signal("subscription-changed")

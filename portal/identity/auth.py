@@ -134,7 +134,16 @@ TOKEN_BLUEPRINTS = frozenset({"api", "scim_api"})
 
 
 def person_scope(user: Any) -> Scope | None:
-    """The scope a signed-in person's requests run in; None (no rows) for an unknown role."""
+    """The scope a signed-in person's requests run in; None (no rows) for an unknown role.
+
+    A vendor admin belongs to no organisation: like a vendor's API token
+    (``portal.api.auth.token_scope``) their requests run council-wide in the database,
+    and what they may see is the policy's ``OWN_VENDOR`` rule in the services (their
+    vendor's products, pools and seat counts; never an organisation's invoices or people).
+    ``scope_of`` still refuses them every organisation-scoped reader (fails closed).
+    """
+    if Role(user.role) == Role.VENDOR_ADMIN:
+        return Scope.council() if getattr(user, "vendor_id", None) is not None else None
     try:
         return scope_of(Actor.person(user))
     except PermissionDenied:
@@ -391,4 +400,6 @@ def home_for(user: Any) -> str:
         return url_for("tenancy.council_dashboard")
     if role == Role.ORG_ADMIN:
         return url_for("tenancy.org_dashboard")
+    if role == Role.VENDOR_ADMIN:
+        return url_for("vendor_portal.home")
     return url_for("web.my_software")

@@ -37,12 +37,17 @@ class User(MixedTenantMixin, TimestampMixin, Base):
     __tablename__ = "users"
     __table_args__ = (
         sa.CheckConstraint(
-            "role IN ('council_admin', 'finance', 'org_admin', 'member')", name="role_known"
+            "role IN ('council_admin', 'finance', 'org_admin', 'member', 'vendor_admin')",
+            name="role_known",
         ),
-        # Council roles belong to no organisation; organisation roles to exactly one.
+        # Council roles belong to no organisation; organisation roles to exactly one; a
+        # vendor admin (SPEC 8.1) to no organisation and exactly one vendor.
         sa.CheckConstraint(
-            "(role IN ('council_admin', 'finance') AND organisation_id IS NULL) OR "
-            "(role IN ('org_admin', 'member') AND organisation_id IS NOT NULL)",
+            "(role IN ('council_admin', 'finance') AND organisation_id IS NULL "
+            "AND vendor_id IS NULL) OR "
+            "(role IN ('org_admin', 'member') AND organisation_id IS NOT NULL "
+            "AND vendor_id IS NULL) OR "
+            "(role = 'vendor_admin' AND organisation_id IS NULL AND vendor_id IS NOT NULL)",
             name="role_matches_organisation",
         ),
         # One account per provider subject within an organisation.
@@ -53,6 +58,10 @@ class User(MixedTenantMixin, TimestampMixin, Base):
     email: Mapped[str] = mapped_column(sa.String(254), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(sa.String(200), nullable=False, default="")
     role: Mapped[Role] = mapped_column(enum_column(Role, 20), nullable=False)
+    # A vendor admin's vendor (SPEC 8.1); none for every other role.
+    vendor_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("vendors.id", ondelete="RESTRICT"), index=True
+    )
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     is_active: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=True)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -124,11 +133,15 @@ class Invitation(MixedTenantMixin, Base):
     __tenant_key__ = TenantKey(ondelete="CASCADE")
     __table_args__ = (
         sa.CheckConstraint(
-            "role IN ('council_admin', 'finance', 'org_admin', 'member')", name="role_known"
+            "role IN ('council_admin', 'finance', 'org_admin', 'member', 'vendor_admin')",
+            name="role_known",
         ),
         sa.CheckConstraint(
-            "(role IN ('council_admin', 'finance') AND organisation_id IS NULL) OR "
-            "(role IN ('org_admin', 'member') AND organisation_id IS NOT NULL)",
+            "(role IN ('council_admin', 'finance') AND organisation_id IS NULL "
+            "AND vendor_id IS NULL) OR "
+            "(role IN ('org_admin', 'member') AND organisation_id IS NOT NULL "
+            "AND vendor_id IS NULL) OR "
+            "(role = 'vendor_admin' AND organisation_id IS NULL AND vendor_id IS NOT NULL)",
             name="role_matches_organisation",
         ),
     )
@@ -136,6 +149,7 @@ class Invitation(MixedTenantMixin, Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), nullable=False, index=True)
     role: Mapped[Role] = mapped_column(enum_column(Role, 20), nullable=False)
+    vendor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vendors.id", ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
     invited_by_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL")

@@ -110,6 +110,7 @@ class Actor:
             user_id=user.id,
             role=user.role,
             organisation_id=user.organisation_id,
+            vendor_id=getattr(user, "vendor_id", None),
             ip=ip,
         )
 

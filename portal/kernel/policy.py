@@ -122,6 +122,35 @@ class Action(enum.StrEnum):
     JOB_READ = "job.read"
     JOB_MANAGE = "job.manage"  # retry or cancel a job
     JOB_RUN = "job.run"  # the work of a queued or scheduled job: the system's only
+    # suppliers online (SPEC 8.2, issue 15)
+    SUPPLIER_READ = "supplier.read"  # the supplier directory: every signed-in person
+    VENDOR_PROFILE_UPDATE = "vendor.profile_update"  # a vendor admin: its own profile
+    VENDOR_SERVICE_STATUS_SET = "vendor.service_status_set"
+    VENDOR_INCIDENT_MANAGE = "vendor.incident_manage"  # open, update, resolve
+    VENDOR_DOCUMENT_READ = "vendor.document_read"  # compliance documents
+    VENDOR_DOCUMENT_MANAGE = "vendor.document_manage"
+    VENDOR_SEATS_READ = "vendor.seats_read"  # its products' pools and seat counts
+    VENDOR_USAGE_HEALTH_READ = "vendor.usage_health_read"  # usage reporting health
+    NOTIFICATION_READ = "notification.read"  # one's own notifications
+    # procurement (SPEC 8.3, issue 16)
+    DEMAND_READ = "demand.read"
+    PRODUCT_REQUEST_CREATE = "product_request.create"  # ask for a product not in the catalogue
+    PRODUCT_REQUEST_READ = "product_request.read"
+    PRODUCT_REQUEST_DECIDE = "product_request.decide"  # merge duplicates, answer
+    PURCHASE_ORDER_READ = "purchase_order.read"
+    PURCHASE_ORDER_DRAFT = "purchase_order.draft"  # create and edit drafts
+    PURCHASE_ORDER_APPROVE = "purchase_order.approve"  # four eyes above the threshold
+    PURCHASE_ORDER_SEND = "purchase_order.send"
+    PURCHASE_ORDER_CONFIRM = "purchase_order.confirm"
+    PURCHASE_ORDER_RECEIVE = "purchase_order.receive"
+    PURCHASE_ORDER_CANCEL = "purchase_order.cancel"
+    VENDOR_INVOICE_RECORD = "purchase_order.vendor_invoice_record"
+    # provisioning into vendors' applications (SPEC 8.4, issue 17)
+    PROVISIONING_READ = "provisioning.read"
+    PROVISIONING_CONFIGURE = "provisioning.configure"
+    DELIVERY_READ = "provisioning.delivery_read"
+    DELIVERY_REDELIVER = "provisioning.redeliver"
+    PROVISIONING_RECONCILE = "provisioning.reconcile"
     # the audit log, dashboards
     AUDIT_READ = "audit.read"
     AUDIT_VERIFY = "audit.verify"  # check the log's hash chain
@@ -155,6 +184,8 @@ _EVERY_PERSON: dict[Action, Reach] = {
     A.SESSION_READ: SELF,
     A.SESSION_REVOKE: SELF,
     A.SEAT_READ_OWN: SELF,  # "My software" (council staff hold none)
+    A.NOTIFICATION_READ: SELF,
+    A.SUPPLIER_READ: ANY,  # the supplier directory
 }
 
 #: Council finance reads what a council admin reads but people, tokens, settings, the log.
@@ -170,6 +201,12 @@ _COUNCIL_READS: dict[Action, Reach] = {
     A.EXPORT_READ: ANY,
     A.JOB_READ: ANY,
     A.AUDIT_VERIFY: ANY,
+    A.VENDOR_DOCUMENT_READ: ANY,
+    A.VENDOR_SEATS_READ: ANY,
+    A.VENDOR_USAGE_HEALTH_READ: ANY,
+    A.DEMAND_READ: ANY,
+    A.PRODUCT_REQUEST_READ: ANY,
+    A.PURCHASE_ORDER_READ: ANY,
 }
 
 #: Handling invoices and money: council finance and council admins.
@@ -183,6 +220,8 @@ _FINANCE_WORK: dict[Action, Reach] = {
     A.PAYMENT_RECORD: ANY,
     A.PAYMENT_IMPORT_BANK: ANY,
     A.PAYMENT_RETRY: ANY,
+    A.PURCHASE_ORDER_APPROVE: ANY,  # four eyes: two different people above the threshold
+    A.VENDOR_INVOICE_RECORD: ANY,
 }
 
 RULES: Mapping[Role, Mapping[Action, Reach]] = {
@@ -237,6 +276,21 @@ RULES: Mapping[Role, Mapping[Action, Reach]] = {
         A.SSO_DOMAIN_VERIFY: ANY,
         A.SSO_PROVISION: ANY,
         A.AUDIT_READ: ANY,
+        A.VENDOR_PROFILE_UPDATE: ANY,
+        A.VENDOR_SERVICE_STATUS_SET: ANY,
+        A.VENDOR_INCIDENT_MANAGE: ANY,
+        A.VENDOR_DOCUMENT_MANAGE: ANY,
+        A.PRODUCT_REQUEST_DECIDE: ANY,
+        A.PURCHASE_ORDER_DRAFT: ANY,
+        A.PURCHASE_ORDER_SEND: ANY,
+        A.PURCHASE_ORDER_CONFIRM: ANY,
+        A.PURCHASE_ORDER_RECEIVE: ANY,
+        A.PURCHASE_ORDER_CANCEL: ANY,
+        A.PROVISIONING_READ: ANY,
+        A.PROVISIONING_CONFIGURE: ANY,
+        A.DELIVERY_READ: ANY,
+        A.DELIVERY_REDELIVER: ANY,
+        A.PROVISIONING_RECONCILE: ANY,
     },
     Role.FINANCE: {
         **_EVERY_PERSON,
@@ -280,11 +334,15 @@ RULES: Mapping[Role, Mapping[Action, Reach]] = {
         A.SSO_TEST: OWN_ORG,
         A.SSO_PROVISION: OWN_ORG,
         A.AUDIT_READ: OWN_ORG,
+        A.PRODUCT_REQUEST_CREATE: OWN_ORG,
+        A.PRODUCT_REQUEST_READ: OWN_ORG,
     },
     Role.MEMBER: {
         **_EVERY_PERSON,
         A.CATALOGUE_READ: ANY,
         A.SEAT_REQUEST: SELF,
+        A.PRODUCT_REQUEST_CREATE: OWN_ORG,
+        A.PRODUCT_REQUEST_READ: OWN_ORG,
     },
     Role.VENDOR_ADMIN: {
         **_EVERY_PERSON,
@@ -292,6 +350,20 @@ RULES: Mapping[Role, Mapping[Action, Reach]] = {
         A.CATALOGUE_READ: ANY,
         A.USAGE_REPORT: OWN_VENDOR,
         A.ENTITLEMENT_CHECK: OWN_VENDOR,
+        A.VENDOR_PROFILE_UPDATE: OWN_VENDOR,
+        A.VENDOR_SERVICE_STATUS_SET: OWN_VENDOR,
+        A.VENDOR_INCIDENT_MANAGE: OWN_VENDOR,
+        A.VENDOR_DOCUMENT_READ: OWN_VENDOR,
+        A.VENDOR_SEATS_READ: OWN_VENDOR,
+        A.VENDOR_USAGE_HEALTH_READ: OWN_VENDOR,
+        A.TOKEN_READ: OWN_VENDOR,
+        A.TOKEN_CREATE: OWN_VENDOR,
+        A.TOKEN_REVOKE: OWN_VENDOR,
+        A.PROVISIONING_READ: OWN_VENDOR,
+        A.PROVISIONING_CONFIGURE: OWN_VENDOR,
+        A.DELIVERY_READ: OWN_VENDOR,
+        A.DELIVERY_REDELIVER: OWN_VENDOR,
+        A.PROVISIONING_RECONCILE: OWN_VENDOR,
     },
 }
 

@@ -1,0 +1,2 @@
+"""Procurement (issue 16, SPEC 8.3): demand, purchase orders with approvals, renewal
+forecasts."""
