@@ -33,7 +33,7 @@ from portal.kernel.actor import Actor
 from portal.kernel.errors import Conflict, ValidationFailed
 from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
-from portal.signals import pool_capacity_changed, pool_changing
+from portal.signals import pool_capacity_changed, pool_changing, vendor_standing_changed
 from portal.validation import (
     MAX_AMOUNT,
     Currency,
@@ -155,6 +155,7 @@ def vendor_update(
     policy.require(actor, Action.VENDOR_UPDATE, message=COUNCIL_ADMINS_ONLY)
     fields = parse(VendorFields, {**snapshot(vendor, VENDOR_FIELDS), **data, "slug": vendor.slug})
     before = snapshot(vendor, VENDOR_FIELDS)
+    old_status = vendor.status
     for key, value in fields.model_dump().items():
         setattr(vendor, key, value)
     session.flush()
@@ -170,6 +171,9 @@ def vendor_update(
             before=old,
             after=new,
         )
+    if vendor.status != old_status:
+        # Notifications tell the people holding its products' seats (SPEC 8.2).
+        vendor_standing_changed.send(vendor, session=session, actor=actor, old_status=old_status)
     return vendor
 
 
