@@ -32,8 +32,10 @@ from portal.metering.models import (  # noqa: F401
     UsageDaily,
     UsageDailyPerson,
     UsageEvent,
+    UsageReportDay,
 )
 from portal.payments.models import PaymentAccount, PaymentCollection, StripeEvent  # noqa: F401
+from portal.procurement.forecast_models import PoolReminder  # noqa: F401
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken  # noqa: F401
 from portal.seats.models import (  # noqa: F401
     SeatAssignment,
@@ -43,6 +45,8 @@ from portal.seats.models import (  # noqa: F401
 )
 from portal.settings.models import CouncilSetting  # noqa: F401
 from portal.sso.models import EmailDomain, SsoConnection  # noqa: F401
+from portal.suppliers.compliance_models import ComplianceDocument  # noqa: F401
+from portal.suppliers.models import Incident, IncidentUpdate, VendorStatusInterval  # noqa: F401
 from portal.tenancy.models import Organisation  # noqa: F401
 
 TENANT = "tenant"
@@ -66,6 +70,7 @@ TABLE_SCOPES: dict[str, str] = {
     "licence_pools": COUNCIL,
     "prices": COUNCIL,
     "price_tiers": COUNCIL,
+    "pool_reminders": COUNCIL,  # renewal-forecast reminders sent to council staff (issue 16)
     # seats: each row belongs to one organisation
     "subscriptions": TENANT,
     "subscription_changes": TENANT,
@@ -80,6 +85,7 @@ TABLE_SCOPES: dict[str, str] = {
     "idle_seat_decisions": TENANT,
     "usage_daily": TENANT,  # rollups of usage_events kept at ingest
     "usage_daily_people": TENANT,
+    "usage_report_days": COUNCIL,  # a vendor's usage batches per day: counts only
     # council-wide settings
     "council_settings": COUNCIL,
     # billing
@@ -102,4 +108,10 @@ TABLE_SCOPES: dict[str, str] = {
     "scim_groups": TENANT,
     "scim_group_members": TENANT,
     "scim_group_products": TENANT,
+    # suppliers: compliance documents of vendors (issue 15), the council's
+    "compliance_documents": COUNCIL,
+    # suppliers online: a vendor's status history and incidents, public to every member
+    "vendor_status_intervals": COUNCIL,
+    "incidents": COUNCIL,
+    "incident_updates": COUNCIL,
 }

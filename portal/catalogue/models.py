@@ -8,7 +8,7 @@ import enum
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, BigIntId, TimestampMixin, enum_column
+from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
 
 
 class VendorStatus(enum.StrEnum):
@@ -17,6 +17,28 @@ class VendorStatus(enum.StrEnum):
     ACTIVE = "active"
     UNDER_REVIEW = "under_review"
     SUSPENDED = "suspended"
+
+
+class ServiceStatus(enum.StrEnum):
+    """Whether a supplier's service works right now (issue 15; Statuspage's vocabulary)."""
+
+    OPERATIONAL = "operational"
+    DEGRADED = "degraded"
+    PARTIAL_OUTAGE = "partial_outage"
+    MAJOR_OUTAGE = "major_outage"
+    MAINTENANCE = "maintenance"
+
+
+#: The service statuses that count against uptime (maintenance is counted apart).
+OUTAGE_STATUSES = (ServiceStatus.PARTIAL_OUTAGE, ServiceStatus.MAJOR_OUTAGE)
+
+
+class StatusSource(enum.StrEnum):
+    """Who said what the service status is."""
+
+    VENDOR = "vendor"  # the vendor, on its portal page or with its API token
+    COUNCIL = "council"  # council staff
+    STATUSPAGE = "statuspage"  # the poller, from the vendor's Statuspage summary.json
 
 
 class Aggregation(enum.StrEnum):
@@ -38,6 +60,13 @@ class TierMode(enum.StrEnum):
     VOLUME = "volume"
 
 
+class TierBasis(enum.StrEnum):
+    """What chooses a seat price's tier (SPEC 8.3): the organisation's seats or the council's."""
+
+    ORGANISATION = "organisation"
+    COUNCIL = "council"  # the council-wide average reserved seats of the product in the month
+
+
 class Vendor(TimestampMixin, Base):
     """A supplier the council buys licences from."""
 
@@ -46,6 +75,17 @@ class Vendor(TimestampMixin, Base):
         sa.CheckConstraint(
             "status IN ('active', 'under_review', 'suspended')", name="status_known"
         ),
+        sa.CheckConstraint(
+            "service_status IN ('operational', 'degraded', 'partial_outage', 'major_outage', "
+            "'maintenance')",
+            name="service_status_known",
+        ),
+        sa.CheckConstraint(
+            "service_status_source IS NULL OR "
+            "service_status_source IN ('vendor', 'council', 'statuspage')",
+            name="service_status_source_known",
+        ),
+        sa.CheckConstraint("country IS NULL OR length(country) = 2", name="country_iso3166"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -57,6 +97,30 @@ class Vendor(TimestampMixin, Base):
     contact_email: Mapped[str | None] = mapped_column(sa.String(254))
     website: Mapped[str | None] = mapped_column(sa.String(500))
     status_note: Mapped[str | None] = mapped_column(sa.String(500))
+    # The supplier's profile (issue 15; migration 0019).
+    legal_name: Mapped[str | None] = mapped_column(sa.String(200))
+    country: Mapped[str | None] = mapped_column(sa.String(2))  # ISO 3166-1 alpha-2, upper case
+    support_contact: Mapped[str | None] = mapped_column(sa.String(254))
+    data_residency: Mapped[str | None] = mapped_column(sa.String(200))
+    # Its service status now (the history: portal.suppliers.models.VendorStatusInterval).
+    service_status: Mapped[ServiceStatus] = mapped_column(
+        enum_column(ServiceStatus, 16),
+        nullable=False,
+        default=ServiceStatus.OPERATIONAL,
+        server_default=ServiceStatus.OPERATIONAL.value,
+    )
+    service_status_message: Mapped[str | None] = mapped_column(sa.String(500))
+    service_status_source: Mapped[StatusSource | None] = mapped_column(
+        enum_column(StatusSource, 16)
+    )
+    service_status_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The base of a Statuspage-format site; the poller reads <base>/api/v2/summary.json.
+    status_page_url: Mapped[str | None] = mapped_column(sa.String(500))
+    # The last good reading's time; the last failure's time and reason (cleared by a good
+    # reading): a status read before a failure is stale, and the pages say so.
+    status_polled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    status_poll_failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    status_poll_error: Mapped[str | None] = mapped_column(sa.String(500))
 
     products: Mapped[list[Product]] = relationship(back_populates="vendor", order_by="Product.name")
 
@@ -150,6 +214,11 @@ class Price(TimestampMixin, Base):
         ),
         sa.CheckConstraint("unit_amount >= 0", name="unit_amount_not_negative"),
         sa.CheckConstraint("length(currency) = 3", name="currency_iso4217"),
+        sa.CheckConstraint("tier_basis IN ('organisation', 'council')", name="tier_basis_known"),
+        sa.CheckConstraint(
+            "tier_basis = 'organisation' OR (model = 'seat' AND tier_mode = 'volume')",
+            name="council_basis_seat_volume",
+        ),
         # One seat price per product and currency; one metered price per meter and currency.
         sa.Index(
             "uq_prices_seat",
@@ -178,6 +247,13 @@ class Price(TimestampMixin, Base):
     meter_id: Mapped[int | None] = mapped_column(sa.ForeignKey("meters.id", ondelete="RESTRICT"))
     unit_amount: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
     tier_mode: Mapped[TierMode | None] = mapped_column(enum_column(TierMode, 10))
+    # council: a seat price's (volume) tier is chosen by the council-wide average seats.
+    tier_basis: Mapped[TierBasis] = mapped_column(
+        enum_column(TierBasis, 16),
+        nullable=False,
+        default=TierBasis.ORGANISATION,
+        server_default=TierBasis.ORGANISATION.value,
+    )
 
     product: Mapped[Product] = relationship(lazy="joined")
     meter: Mapped[Meter | None] = relationship(lazy="joined")
