@@ -19,7 +19,9 @@ class Outcome:
     whether trying again may help (a timeout, a refused connection, a 5xx or 429) or not
     (a 4xx the same request will always get: the delivery fails at once). ``request`` and
     ``response`` are what the delivery log shows (secrets already left out), each cut to
-    a few kilobytes; ``status`` is the HTTP status, if an answer came.
+    a few kilobytes; ``status`` is the HTTP status, if an answer came. ``retry_after``:
+    seconds the vendor asked the portal to wait (a 429's or 503's ``Retry-After``), which
+    the engine waits at least, instead of a shorter backoff.
     """
 
     delivered: bool
@@ -28,6 +30,7 @@ class Outcome:
     request: str = ""
     response: str = ""
     error: str | None = None
+    retry_after: int | None = None
 
     @classmethod
     def ok(cls, *, status: int | None, request: str = "", response: str = "") -> Outcome:
@@ -42,6 +45,7 @@ class Outcome:
         request: str = "",
         response: str = "",
         error: str | None = None,
+        retry_after: int | None = None,
     ) -> Outcome:
         return cls(
             delivered=False,
@@ -50,4 +54,5 @@ class Outcome:
             request=request,
             response=response,
             error=error,
+            retry_after=retry_after,
         )
