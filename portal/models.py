@@ -36,6 +36,11 @@ from portal.metering.models import (  # noqa: F401
 )
 from portal.payments.models import PaymentAccount, PaymentCollection, StripeEvent  # noqa: F401
 from portal.procurement.forecast_models import PoolReminder  # noqa: F401
+from portal.provisioning.models import (  # noqa: F401
+    Delivery,
+    DeliveryAttempt,
+    VendorProvisioning,
+)
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken  # noqa: F401
 from portal.seats.models import (  # noqa: F401
     SeatAssignment,
@@ -114,4 +119,8 @@ TABLE_SCOPES: dict[str, str] = {
     "vendor_status_intervals": COUNCIL,
     "incidents": COUNCIL,
     "incident_updates": COUNCIL,
+    # provisioning into vendors' applications (SPEC 8.4, issue 17)
+    "vendor_provisioning": COUNCIL,  # one vendor's settings
+    "provisioning_deliveries": TENANT,  # the person's (or subscription's) organisation
+    "provisioning_delivery_attempts": TENANT,
 }
