@@ -34,8 +34,20 @@ from portal.metering.models import (  # noqa: F401
     UsageEvent,
     UsageReportDay,
 )
+from portal.notifications.models import (  # noqa: F401
+    Notification,
+    NotificationDigest,
+    NotificationPreference,
+)
 from portal.payments.models import PaymentAccount, PaymentCollection, StripeEvent  # noqa: F401
 from portal.procurement.forecast_models import PoolReminder  # noqa: F401
+from portal.procurement.models import (  # noqa: F401
+    PurchaseOrder,
+    PurchaseOrderApproval,
+    PurchaseOrderLine,
+    VendorInvoice,
+    VendorInvoiceLine,
+)
 from portal.provisioning.models import (  # noqa: F401
     Delivery,
     DeliveryAttempt,
@@ -113,6 +125,10 @@ TABLE_SCOPES: dict[str, str] = {
     "scim_groups": TENANT,
     "scim_group_members": TENANT,
     "scim_group_products": TENANT,
+    # notifications (issue 15): a person's; council staff's and vendor admins' have none
+    "notifications": MIXED,
+    "notification_preferences": MIXED,
+    "notification_digests": TENANT,  # an org admin's daily digest
     # suppliers: compliance documents of vendors (issue 15), the council's
     "compliance_documents": COUNCIL,
     # suppliers online: a vendor's status history and incidents, public to every member
@@ -123,4 +139,10 @@ TABLE_SCOPES: dict[str, str] = {
     "vendor_provisioning": COUNCIL,  # one vendor's settings
     "provisioning_deliveries": TENANT,  # the person's (or subscription's) organisation
     "provisioning_delivery_attempts": TENANT,
+    # purchase orders to vendors (SPEC 8.3, issue 16): the council's own
+    "purchase_orders": COUNCIL,
+    "purchase_order_lines": COUNCIL,
+    "purchase_order_approvals": COUNCIL,
+    "vendor_invoices": COUNCIL,
+    "vendor_invoice_lines": COUNCIL,
 }

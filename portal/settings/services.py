@@ -15,7 +15,7 @@ from portal.kernel.errors import ValidationFailed
 from portal.kernel.i18n import _, _l
 from portal.kernel.policy import Action
 from portal.settings.models import CouncilSetting
-from portal.validation import Stripped, parse
+from portal.validation import MAX_AMOUNT, Currency, Stripped, parse
 
 
 def _prefix(value: str) -> str:
@@ -88,6 +88,15 @@ class CouncilSettings(BaseModel):
     seller_tax_id: TaxId = ""
     seller_iban: Iban = ""
     seller_bic: Bic = ""
+    #: purchase orders (issue 16): an order whose total is above its currency's amount here
+    #: (minor units) needs finance's approval as well as a council admin's, by another
+    #: person; an order in a currency not listed always needs both (fails closed)
+    purchase_order_finance_threshold: dict[Currency, Annotated[int, Field(ge=0, le=MAX_AMOUNT)]] = {
+        "EUR": 1_000_000
+    }
+    #: suppliers (issue 15): a vendor is put under review when one of its documents marked
+    #: required expires (once per expiry; the council may reinstate it)
+    compliance_review_on_expiry: bool = False
 
 
 def settings_get(session: Session) -> CouncilSettings:
