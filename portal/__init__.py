@@ -60,6 +60,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     db.init_app(app)
     # Signal receivers connect on import (portal.signals): higher domains reacting to lower ones.
     from portal.billing import overdue  # noqa: F401  (refuses new subscriptions of late payers)
+
+    # Suppliers' incidents and standing tell their seat holders (notifications.seat_holders job).
+    from portal.notifications import events as notification_events  # noqa: F401
     from portal.seats import services  # noqa: F401  (waitlist, capacity check, deactivated seats)
 
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
@@ -98,7 +101,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     from portal.mail import services as mail_jobs  # noqa: F401  (mail.send)
     from portal.metering import partitions as usage_partitions  # noqa: F401  (scheduled)
     from portal.metering import prompts  # noqa: F401  (metering.idle_seat_prompts, scheduled)
+    from portal.notifications import digest  # noqa: F401  (notifications.daily_digest, scheduled)
     from portal.payments import jobs as payment_jobs  # noqa: F401  (payments.collect)
+    from portal.suppliers import (
+        compliance,  # noqa: F401  (suppliers.compliance_expiry)
+        statuspage,  # noqa: F401  (suppliers.poll_status, scheduled)
+    )
 
     jobs.init_app(app)  # the queue (Celery), `portal worker`, `portal jobs tick`
     from portal.cli import register_commands
