@@ -235,6 +235,12 @@ class PriceOut(BaseModel):
     unit_amount: int
     tier_mode: Literal["graduated", "volume"] | None
     tiers: list[TierOut]
+    tier_basis: Literal["organisation", "council"] = Field(
+        description=(
+            "What chooses a seat price's tier: the organisation's seats, or the council-wide "
+            "average reserved seats of the product in the month (council volume pricing)"
+        )
+    )
 
     @classmethod
     def of(cls, price: Price) -> PriceOut:
@@ -247,6 +253,7 @@ class PriceOut(BaseModel):
             unit_amount=price.unit_amount,
             tier_mode=price.tier_mode,  # type: ignore[arg-type]
             tiers=[TierOut.model_validate(t, from_attributes=True) for t in price.tiers],
+            tier_basis=price.tier_basis,  # type: ignore[arg-type]
         )
 
 

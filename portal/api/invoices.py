@@ -100,6 +100,17 @@ class InvoiceLineOut(BaseModel):
     quantity: str = Field(description="An exact decimal: seat-months or the meter's aggregate")
     unit_amount: int | None = Field(description="Minor units; null for tiered prices")
     amount: int = Field(description="Minor units")
+    council_quantity: int | None = Field(
+        default=None,
+        description=(
+            "Council volume pricing (a seat line): the council-wide average reserved seats "
+            "of the product in the month, which chose the tier; null otherwise"
+        ),
+    )
+    tier: int | None = Field(
+        default=None,
+        description="Council volume pricing: the tier (1, 2, …) the council-wide seats chose",
+    )
 
 
 class InvoiceOut(BaseModel):
@@ -152,6 +163,8 @@ class InvoiceOut(BaseModel):
                     quantity=line.quantity,
                     unit_amount=line.unit_amount,
                     amount=line.amount,
+                    council_quantity=line.council_quantity,
+                    tier=line.tier,
                 )
                 for line in invoice.lines
             ],

@@ -22,8 +22,15 @@ from flask_babel import get_translations
 from sqlalchemy.orm import Session
 
 from portal import i18n
-from portal.billing.rating import Tier, metered_amount, seat_amount
-from portal.catalogue.models import Meter, Price, PriceTier, Product
+from portal.billing.rating import (
+    Tier,
+    council_average_seats,
+    metered_amount,
+    seat_amount,
+    volume_tier,
+)
+from portal.catalogue.models import Meter, Price, PriceTier, Product, TierBasis
+from portal.db import council_wide
 from portal.kernel.i18n import _l
 from portal.kernel.scope import Scope
 from portal.metering.selectors import Aggregate, usage_aggregates
@@ -82,6 +89,9 @@ class Charge:
     amount: int
     currency: str
     source: dict[str, Any] = field(default_factory=dict)
+    # A seat charge of a council-basis price: the council-wide average seats and its tier.
+    council_quantity: int | None = None
+    tier: int | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,7 @@ class PriceTerms:
     unit_amount: int
     tier_mode: str | None
     tiers: tuple[Tier, ...]
+    tier_basis: str = TierBasis.ORGANISATION
 
 
 @dataclass
@@ -110,7 +121,7 @@ def catalogue_load(session: Session, currency: str | None = None) -> Catalogue:
     """Prices (in ``currency``, or all), meters and products as plain snapshots."""
     query = sa.select(
         Price.id, Price.currency, Price.model, Price.product_id, Price.meter_id,
-        Price.unit_amount, Price.tier_mode,
+        Price.unit_amount, Price.tier_mode, Price.tier_basis,
     )  # fmt: skip
     tiers_query = sa.select(
         PriceTier.price_id, PriceTier.up_to, PriceTier.unit_amount, PriceTier.flat_amount
@@ -124,10 +135,17 @@ def catalogue_load(session: Session, currency: str | None = None) -> Catalogue:
     for price_id, up_to, unit_amount, flat_amount in session.execute(tiers_query):
         tiers.setdefault(price_id, []).append(Tier(up_to, unit_amount, flat_amount))
     catalogue = Catalogue({}, {}, {}, {})
-    for price_id, cur, model, product_id, meter_id, unit_amount, tier_mode in session.execute(
-        query
-    ):
-        terms = PriceTerms(unit_amount, tier_mode, tuple(tiers.get(price_id, ())))
+    for (
+        price_id,
+        cur,
+        model,
+        product_id,
+        meter_id,
+        unit_amount,
+        tier_mode,
+        basis,
+    ) in session.execute(query):
+        terms = PriceTerms(unit_amount, tier_mode, tuple(tiers.get(price_id, ())), basis)
         if model == "seat":
             catalogue.seat.setdefault(cur, {})[product_id] = terms
         elif meter_id is not None:
@@ -184,6 +202,91 @@ def subscriptions_in(
     return subscriptions, history
 
 
+def council_products(catalogue: Catalogue) -> set[int]:
+    """Products with a council-basis seat price in some currency (SPEC 8.3)."""
+    return {
+        product_id
+        for prices in catalogue.seat.values()
+        for product_id, terms in prices.items()
+        if terms.tier_basis == TierBasis.COUNCIL
+    }
+
+
+def council_quantities_of(
+    *,
+    products: set[int],
+    period_start: dt.datetime,
+    subscriptions: dict[int, list[tuple[int, int]]],
+    history: dict[int, list[tuple[dt.datetime, int]]],
+) -> dict[int, int]:
+    """The council-wide average reserved seats of each product in the month (SPEC 8.3).
+
+    Every organisation's seat-days of the product over the whole calendar month,
+    whatever its currency, ÷ days in the month, rounded down. ``subscriptions`` and
+    ``history`` are every organisation's (as :func:`subscriptions_in` loads them
+    council-wide); the whole month counts, today's quantity held to its end, as a draft
+    counts it, so "cost so far" and the draft choose the same tier.
+    """
+    days_in_month = calendar.monthrange(period_start.year, period_start.month)[1]
+    first = period_start.date().replace(day=1)
+    last = first.replace(day=days_in_month)
+    seat_days = dict.fromkeys(products, 0)
+    for subs in subscriptions.values():
+        for sub_id, product_id in subs:
+            if product_id in seat_days:
+                seat_days[product_id] += sum(daily_quantities(history.get(sub_id, []), first, last))
+    return {
+        product_id: council_average_seats(seat_days=days, days_in_month=days_in_month)
+        for product_id, days in seat_days.items()
+    }
+
+
+def council_quantities_load(
+    session: Session, *, catalogue: Catalogue, period_start: dt.datetime
+) -> dict[int, int]:
+    """:func:`council_quantities_of` for the council-basis products, read council-wide.
+
+    A rule across organisations (SPEC 8.3): every organisation's subscriptions of
+    those products are read whatever the session's scope (an org admin's "cost so far"
+    too); only the per-product averages leave this function.
+    """
+    products = council_products(catalogue)
+    if not products:
+        return {}
+    days_in_month = calendar.monthrange(period_start.year, period_start.month)[1]
+    first = period_start.date().replace(day=1)
+    last = first.replace(day=days_in_month)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    where = [
+        Subscription.product_id.in_(products),
+        Subscription.starts_on <= last,
+        sa.or_(Subscription.ends_on.is_(None), Subscription.ends_on >= first),
+    ]
+    with council_wide(session):
+        subscriptions: dict[int, list[tuple[int, int]]] = {}
+        for sub_id, org_id, product_id in session.execute(
+            sa.select(Subscription.id, Subscription.organisation_id, Subscription.product_id)
+            .where(*where)
+            .order_by(Subscription.id)
+        ):
+            subscriptions.setdefault(org_id, []).append((sub_id, product_id))
+        history: dict[int, list[tuple[dt.datetime, int]]] = {}
+        for sub_id, at, quantity in session.execute(
+            sa.select(
+                SubscriptionChange.subscription_id,
+                SubscriptionChange.effective_at,
+                SubscriptionChange.quantity,
+            )
+            .join(Subscription, Subscription.id == SubscriptionChange.subscription_id)
+            .where(*where, SubscriptionChange.effective_at < end)
+            .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
+        ):
+            history.setdefault(sub_id, []).append((at, quantity))
+    return council_quantities_of(
+        products=products, period_start=period_start, subscriptions=subscriptions, history=history
+    )
+
+
 def rate_charges(
     *,
     currency: str,
@@ -193,12 +296,16 @@ def rate_charges(
     subscriptions: list[tuple[int, int]],
     history: dict[int, list[tuple[dt.datetime, int]]],
     aggregates: list[Aggregate],
+    council_quantities: dict[int, int] | None = None,
 ) -> list[Charge]:
     """One organisation's charges from what :func:`charges_for` loads (no database).
 
     Seat prices are prorated by day over the whole month (days in the month is
     the divisor), so a part of a month costs its share. Products without a price
-    in the organisation's currency are not charged.
+    in the organisation's currency are not charged. A council-basis seat price
+    (SPEC 8.3) charges the unit amount of the tier that ``council_quantities`` (the
+    council-wide average seats of each such product) falls in, on the
+    organisation's own seat-days, rounded once per line.
     """
     days_in_month = calendar.monthrange(period_start.year, period_start.month)[1]
     seat_prices = catalogue.seat.get(currency, {})
@@ -215,37 +322,57 @@ def rate_charges(
         seat_days = sum(days)
         if seat_days == 0:
             continue
+        unit_amount = price.unit_amount
+        council_quantity: int | None = None
+        tier: int | None = None
+        if price.tier_basis == TierBasis.COUNCIL and price.tiers:
+            council_quantity = (council_quantities or {}).get(product_id)
+            if council_quantity is None:
+                raise ValueError("a council-basis price needs the council-wide quantity")
+            tier, chosen = volume_tier(price.tiers, council_quantity)
+            unit_amount = chosen.unit_amount
         amount = seat_amount(
-            unit_amount=price.unit_amount, daily_quantities=days, days_in_month=days_in_month
+            unit_amount=unit_amount, daily_quantities=days, days_in_month=days_in_month
         )
         sku, name = catalogue.products[product_id]
+        description = ngettext(
+            "%(product)s: %(num)d seat-day (%(first)s–%(last)s) of %(days)s",
+            "%(product)s: %(num)d seat-days (%(first)s–%(last)s) of %(days)s",
+            seat_days,
+            language,
+        ) % {
+            "product": name,
+            "num": seat_days,
+            "first": _day(first, language),
+            "last": _day(last, language),
+            "days": days_in_month,
+        }
+        source: dict[str, Any] = {
+            "subscription": sub_id,
+            "seat_days": seat_days,
+            "days_in_month": days_in_month,
+        }
+        if council_quantity is not None:
+            description += "; " + ngettext(
+                "council volume: %(num)d seat → tier %(tier)d",
+                "council volume: %(num)d seats → tier %(tier)d",
+                council_quantity,
+                language,
+            ) % {"num": council_quantity, "tier": tier}
+            source.update(tier_basis="council", council_quantity=council_quantity, tier=tier)
         charges.append(
             Charge(
                 kind="seat",
                 product_id=product_id,
                 product_sku=sku,
-                description=ngettext(
-                    "%(product)s: %(num)d seat-day (%(first)s–%(last)s) of %(days)s",
-                    "%(product)s: %(num)d seat-days (%(first)s–%(last)s) of %(days)s",
-                    seat_days,
-                    language,
-                )
-                % {
-                    "product": name,
-                    "num": seat_days,
-                    "first": _day(first, language),
-                    "last": _day(last, language),
-                    "days": days_in_month,
-                },
+                description=description,
                 quantity=(Decimal(seat_days) / days_in_month).quantize(Decimal("0.0001")),
-                unit_amount=price.unit_amount,
+                unit_amount=unit_amount,
                 amount=amount,
                 currency=currency,
-                source={
-                    "subscription": sub_id,
-                    "seat_days": seat_days,
-                    "days_in_month": days_in_month,
-                },
+                source=source,
+                council_quantity=council_quantity,
+                tier=tier,
             )
         )
 
@@ -319,12 +446,16 @@ def charges_for(
         scope=scope,
         received_until=usage_received_until,
     )
+    catalogue = catalogue_load(session, organisation.currency)
     return rate_charges(
         currency=organisation.currency,
         period_start=period_start,
         until=until,
-        catalogue=catalogue_load(session, organisation.currency),
+        catalogue=catalogue,
         subscriptions=subscriptions.get(organisation.id, []),
         history=history,
         aggregates=aggregates,
+        council_quantities=council_quantities_load(
+            session, catalogue=catalogue, period_start=period_start
+        ),
     )

@@ -26,7 +26,16 @@ from sqlalchemy.orm import Session
 from portal import i18n
 from portal.audit.services import audit_record
 from portal.billing.access import FINANCE_ONLY
-from portal.billing.charges import Catalogue, Charge, catalogue_load, rate_charges, subscriptions_in
+from portal.billing.charges import (
+    Catalogue,
+    Charge,
+    catalogue_load,
+    council_products,
+    council_quantities_load,
+    council_quantities_of,
+    rate_charges,
+    subscriptions_in,
+)
 from portal.billing.models import ISSUED, Invoice, InvoiceLine, InvoiceStatus
 from portal.billing.rating import metered_amount, tax_amount
 from portal.db import is_postgres
@@ -242,6 +251,9 @@ class DraftInputs:
     # Organisations with finalised invoices of earlier months (only they can have late
     # usage), when loaded for all; None: look for each.
     finalised_before: set[tuple[int, str]] | None = None
+    # The council-wide average reserved seats of each product with a council-basis seat
+    # price (SPEC 8.3): product id -> seats.
+    council_quantities: dict[int, int] | None = None
 
 
 def draft_inputs(session: Session, *, period: str, now: dt.datetime, scope: Scope) -> DraftInputs:
@@ -273,6 +285,18 @@ def draft_inputs(session: Session, *, period: str, now: dt.datetime, scope: Scop
         history=history,
         usage=usage,
     )
+    if scope.is_council:
+        # Every organisation's subscriptions are loaded already: no second read.
+        inputs.council_quantities = council_quantities_of(
+            products=council_products(inputs.catalogue),
+            period_start=start,
+            subscriptions=subscriptions,
+            history=history,
+        )
+    else:
+        inputs.council_quantities = council_quantities_load(
+            session, catalogue=inputs.catalogue, period_start=start
+        )
     if scope.is_council:
         inputs.existing = {
             (org_id, currency)
@@ -501,6 +525,7 @@ def _charges_in_language(
         subscriptions=inputs.subscriptions.get(organisation.id, []),
         history=inputs.history,
         aggregates=inputs.usage.get(organisation.id, []),
+        council_quantities=inputs.council_quantities,
     )
     if (
         inputs.finalised_before is None
@@ -553,6 +578,8 @@ LINE_COLUMNS = (
     "unit_amount",
     "amount",
     "source",
+    "council_quantity",
+    "tier",
 )
 # PostgreSQL types of LINE_COLUMNS in invoice_lines (migration 0005), for binary COPY;
 # ``text`` for the varchar and json columns: their binary form is their text.
@@ -568,6 +595,8 @@ LINE_PG_TYPES = (
     "int8",
     "int8",
     "text",
+    "int8",
+    "int4",
 )
 
 
@@ -588,6 +617,8 @@ def _line_row(organisation_id: int, invoice_id: int | None, position: int, charg
         charge.unit_amount,
         charge.amount,
         source,
+        charge.council_quantity,
+        charge.tier,
     )
 
 
@@ -621,7 +652,7 @@ def _insert_lines(session: Session, rows: list[tuple]) -> None:
         with cursor.copy(f"COPY invoice_line_stage ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(LINE_PG_TYPES)
             for row in rows:
-                copy.write_row((*row[:-1], dumps(row[-1])))
+                copy.write_row((*row[:10], dumps(row[10]), *row[11:]))
         cursor.execute(
             f"INSERT INTO invoice_lines ({cols}) SELECT {cols} FROM invoice_line_stage"  # noqa: S608 (constant columns)
         )

@@ -154,6 +154,10 @@ class InvoiceLine(TenantMixin, Base):
     unit_amount: Mapped[int | None] = mapped_column(sa.BigInteger)
     amount: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
     source: Mapped[dict[str, Any]] = mapped_column(sa.JSON, nullable=False, default=dict)
+    # A seat line of a council-basis price (SPEC 8.3): the council-wide average reserved
+    # seats of the product in the month, and the tier (1, 2, …) that quantity chose.
+    council_quantity: Mapped[int | None] = mapped_column(sa.BigInteger)
+    tier: Mapped[int | None] = mapped_column(sa.Integer)
 
 
 class InvoiceRun(Base):

@@ -48,6 +48,30 @@ class Tier:
     flat_amount: int = 0
 
 
+def volume_tier(tiers: Sequence[Tier], quantity: int) -> tuple[int, Tier]:
+    """The tier ``quantity`` falls in (limits inclusive) and its number (1, 2, …).
+
+    A quantity of zero falls in the first tier; past every limit, the last tier.
+    Council volume pricing (SPEC 8.3) chooses a seat price's tier this way by the
+    council-wide average reserved seats of the product in the month.
+    """
+    if not tiers:
+        raise ValueError("a tiered price needs tiers")
+    for number, tier in enumerate(tiers, start=1):
+        if tier.up_to is None or quantity <= tier.up_to:
+            return number, tier
+    return len(tiers), tiers[-1]
+
+
+def council_average_seats(*, seat_days: int, days_in_month: int) -> int:
+    """The council-wide average reserved seats: all seat-days ÷ days in the month, rounded down."""
+    if days_in_month not in (28, 29, 30, 31):
+        raise ValueError("a month has 28 to 31 days")
+    if seat_days < 0:
+        raise ValueError("seat-days cannot be negative")
+    return seat_days // days_in_month
+
+
 def metered_amount(
     *,
     quantity: Decimal,

@@ -54,6 +54,16 @@ TIER_MODE_CHOICES = [
     ("graduated", _l("Graduated: each unit at its own tier's price")),
     ("volume", _l("Volume: every unit at the price of the tier the total falls in")),
 ]
+TIER_BASIS_CHOICES = [
+    ("organisation", _l("The organisation's own seats")),
+    (
+        "council",
+        _l(
+            "Council volume: the council-wide average seats of the month "
+            "(seat prices, volume tiers)"
+        ),
+    ),
+]
 # A vendor's status inside a choice's label.
 VENDOR_STATUS_NAMES = {
     "active": _l("active"),
@@ -319,6 +329,14 @@ class PriceForm(FlaskForm):
         description=_l("Per seat per month, or per unit of the meter, in the currency's units."),
     )
     tier_mode = SelectField(_l("Tiers"), validators=[Optional()])
+    tier_basis = SelectField(
+        _l("Tier chosen by"),
+        validators=[Optional()],
+        description=_l(
+            "Council volume: every organisation pays the unit price of the tier that all "
+            "organisations' seats together reach, on its own seat-days."
+        ),
+    )
     tiers = FieldList(FormField(TierForm), min_entries=TIER_ROWS, max_entries=TIER_ROWS)
     submit = SubmitField(_l("Add price"))
 
@@ -334,6 +352,7 @@ class PriceForm(FlaskForm):
             for m in meters or []
         ]
         self.tier_mode.choices = TIER_MODE_CHOICES
+        self.tier_basis.choices = TIER_BASIS_CHOICES
         self._tier_rows: list[int] = []
 
     def service_data(self, sku: str) -> dict[str, Any]:
@@ -381,6 +400,7 @@ class PriceForm(FlaskForm):
             "unit_amount": amount if amount is not None else 0,
             "tier_mode": _blank_to_none(self.tier_mode.data) if tiers else None,
             "tiers": tiers,
+            "tier_basis": self.tier_basis.data or "organisation",
         }
 
     def has_errors(self) -> bool:

@@ -465,6 +465,14 @@ class PriceFields(BaseModel):
     unit_amount: Amount = 0
     tier_mode: Literal["graduated", "volume"] | None = None
     tiers: list[TierFields] = Field(default_factory=list, max_length=20)
+    tier_basis: Literal["organisation", "council"] = Field(
+        default="organisation",
+        description=(
+            "What chooses the tier of a seat price: the organisation's own seats, or "
+            "(council) the council-wide average reserved seats of the product in the month; "
+            "council needs a seat price with volume tiers and no flat amounts"
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PriceFields:
@@ -483,6 +491,13 @@ class PriceFields(BaseModel):
             bounded = list(limits[:-1])
             if None in bounded or bounded != sorted(set(bounded)):  # type: ignore[type-var]
                 raise ValueError(_l("Tier limits must rise, and only the last may be open."))
+        if self.tier_basis == "council":
+            if self.model != "seat":
+                raise ValueError(_l("Council volume pricing is for seat prices."))
+            if self.tier_mode != "volume":
+                raise ValueError(_l("Council volume pricing needs volume tiers."))
+            if any(t.flat_amount for t in self.tiers):
+                raise ValueError(_l("Council volume tiers have no flat amounts."))
         return self
 
 
@@ -532,6 +547,7 @@ def price_create(session: Session, *, actor: Actor, data: dict[str, Any]) -> Pri
         meter_id=meter.id if meter else None,
         unit_amount=fields.unit_amount,
         tier_mode=fields.tier_mode,
+        tier_basis=fields.tier_basis,
         tiers=[PriceTier(position=i, **t.model_dump()) for i, t in enumerate(fields.tiers)],
     )
     session.add(price)

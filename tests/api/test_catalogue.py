@@ -105,6 +105,7 @@ def test_council_builds_the_catalogue(api):
         "unit_amount": 5900,
         "tier_mode": None,
         "tiers": [],
+        "tier_basis": "organisation",
     }
     metered = council.post(
         "/prices",

@@ -161,6 +161,8 @@ def test_invoices_list_get_and_cursor(app, billed, make_org, api):
             "quantity": "10.0000",
             "unit_amount": 3000,
             "amount": 30000,
+            "council_quantity": None,  # an organisation-basis price (council volume: SPEC 8.3)
+            "tier": None,
         }
     ]
     mine = council.get("/invoices?organisation=acme&status=draft").get_json()["data"]
