@@ -59,4 +59,11 @@ class CouncilSettingsForm(FlaskForm):
     )
     seller_iban = StringField(_l("IBAN"), validators=[Length(max=50)])
     seller_bic = StringField(_l("BIC"), validators=[Length(max=14)])
+    compliance_review_on_expiry = BooleanField(
+        _l("Put a vendor under review when a required compliance document expires"),
+        description=_l(
+            "Checked daily. The council can reinstate the vendor; the same expiry does not "
+            "put it under review again."
+        ),
+    )
     submit = SubmitField(_l("Save settings"))

@@ -30,6 +30,7 @@ FIELDS = (
     "seller_tax_id",
     "seller_iban",
     "seller_bic",
+    "compliance_review_on_expiry",
 )
 ALIASES = {"default_tax_rate_bp": "default_tax_rate_percent"}
 
