@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record, changed, snapshot
 from portal.catalogue.models import ServiceStatus, StatusSource, Vendor
+from portal.catalogue.services import Url
 from portal.kernel import policy
 from portal.kernel.actor import Actor, ActorKind
 from portal.kernel.clock import now_utc
@@ -33,7 +34,7 @@ from portal.suppliers.models import (
     IncidentUpdate,
     VendorStatusInterval,
 )
-from portal.validation import Country, Stripped, optional_text, parse
+from portal.validation import Country, OptionalText, Stripped, optional_text, parse
 
 TITLE_MAX = 200
 MESSAGE_MAX = 500
@@ -442,7 +443,7 @@ class ProfileFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     legal_name: optional_text(200) = None  # type: ignore[valid-type]
     country: Country | None = None
-    website: optional_text(URL_MAX) = None  # type: ignore[valid-type]
+    website: Annotated[Url | None, OptionalText] = None
     support_contact: optional_text(254) = None  # type: ignore[valid-type]
     data_residency: optional_text(200) = None  # type: ignore[valid-type]
 
@@ -455,16 +456,6 @@ def update_profile(session: Session, actor: Actor, vendor: Vendor, data: dict[st
     if merged.get("country") in ("", None):
         merged["country"] = None
     fields = parse(ProfileFields, merged)
-    if fields.website is not None:
-        try:
-            fields.website = check_status_page_url(fields.website)
-        except ValueError:
-            raise ValidationFailed(
-                _l("Some fields need attention."),
-                errors={
-                    "website": [_l("Enter a web address starting with https:// (or http://).")]
-                },
-            ) from None
     before = snapshot(vendor, PROFILE_FIELDS)
     for key, value in fields.model_dump().items():
         setattr(vendor, key, value)
