@@ -497,12 +497,20 @@ def make_user(app) -> Callable[..., UserRef]:
         email: str | None = None,
         password: str = TEST_PASSWORD,
         second_factor: bool | None = None,
+        vendor: str | None = None,
     ) -> UserRef:
         """``second_factor``: give the account an authenticator app (default: for the
-        roles that must have one, :func:`needs_second_factor`)."""
+        roles that must have one, :func:`needs_second_factor`). ``vendor``: the slug of a
+        vendor admin's vendor (an existing vendor)."""
         n = next(counter)
-        email = email or f"{role.replace('_', '-')}-{n}@{org.slug if org else 'council'}.example"
+        home = org.slug if org else (vendor or "council")
+        email = email or f"{role.replace('_', '-')}-{n}@{home}.example"
         with app.app_context():
+            vendor_id = None
+            if vendor is not None:
+                from portal.catalogue.selectors import vendor_by_slug
+
+                vendor_id = vendor_by_slug(db.session, vendor).id
             organisation = None
             if org is not None:
                 from portal.tenancy.models import Organisation
@@ -516,6 +524,7 @@ def make_user(app) -> Callable[..., UserRef]:
                 organisation=organisation,
                 name=f"Person {n}",
                 password=password,
+                vendor_id=vendor_id,
             )
             db.session.commit()
             assert isinstance(user, User)

@@ -44,6 +44,30 @@ def tokens_list(session: Session, *, scope: Scope) -> list[ApiToken]:
     return list(session.scalars(query))
 
 
+def vendor_tokens(session: Session, *, vendor_id: int) -> list[ApiToken]:
+    """A vendor's own API tokens (scope ``vendor``), newest first: the vendor portal's list."""
+    query = (
+        sa.select(ApiToken)
+        .where(ApiToken.scope == TokenScope.VENDOR, ApiToken.vendor_id == vendor_id)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    )
+    return list(session.scalars(query))
+
+
+def vendor_token(session: Session, *, vendor_id: int, token_id: int) -> ApiToken:
+    """One of a vendor's tokens, or :class:`NotFound` (another vendor's is not found)."""
+    token = session.scalar(
+        sa.select(ApiToken).where(
+            ApiToken.id == token_id,
+            ApiToken.scope == TokenScope.VENDOR,
+            ApiToken.vendor_id == vendor_id,
+        )
+    )
+    if token is None:
+        raise NotFound(_l("No such token here."))
+    return token
+
+
 def token_in_scope(session: Session, *, scope: Scope, token_id: int) -> ApiToken:
     """One token in ``scope`` (see :func:`tokens_list`), or :class:`NotFound`."""
     query = sa.select(ApiToken).where(ApiToken.id == token_id, _tokens_of(scope))

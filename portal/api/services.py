@@ -57,12 +57,20 @@ class TokenFields(BaseModel):
     expires_at: Annotated[SafeDateTime | None, AfterValidator(_in_future)] = None
 
 
-def _require(actor: Actor, action: Action, scope: str, organisation_id: int | None) -> None:
-    """Council admins handle any token; org admins their own organisation's (the policy)."""
+def _require(
+    actor: Actor,
+    action: Action,
+    scope: str,
+    organisation_id: int | None,
+    vendor_id: int | None = None,
+) -> None:
+    """Council admins handle any token; org admins their own organisation's, vendor admins
+    their own vendor's (the policy)."""
     policy.require(
         actor,
         action,
         organisation_id=organisation_id if scope == TokenScope.ORGANISATION else None,
+        vendor_id=vendor_id if scope == TokenScope.VENDOR else None,
         message=_l("You may not handle this token."),
     )
 
@@ -105,7 +113,13 @@ def token_create(
         errors["vendor"] = ["Only vendor tokens belong to a vendor."]
     if errors:
         raise ValidationFailed(_l("Some fields need attention."), errors=errors)
-    _require(actor, Action.TOKEN_CREATE, scope, organisation.id if organisation else None)
+    _require(
+        actor,
+        Action.TOKEN_CREATE,
+        scope,
+        organisation.id if organisation else None,
+        vendor.id if vendor else None,
+    )
     if organisation is not None and organisation.status != OrganisationStatus.ACTIVE:
         raise ValidationFailed(
             _l(
@@ -149,7 +163,7 @@ def token_create(
 
 def token_revoke(session: Session, *, actor: Actor, token: ApiToken) -> ApiToken:
     """Revoke a token at once. Revoking a revoked token changes nothing."""
-    _require(actor, Action.TOKEN_REVOKE, token.scope, token.organisation_id)
+    _require(actor, Action.TOKEN_REVOKE, token.scope, token.organisation_id, token.vendor_id)
     if token.revoked_at is not None:
         return token
     token.revoked_at = now_utc()

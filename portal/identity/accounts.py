@@ -27,7 +27,7 @@ from portal.kernel.errors import (
 )
 from portal.kernel.i18n import LANGUAGES, _l
 from portal.kernel.policy import Action
-from portal.signals import user_deactivated
+from portal.signals import user_deactivated, user_profile_changed
 from portal.tenancy.models import Organisation
 from portal.validation import Email, Stripped, parse
 
@@ -67,8 +67,12 @@ def user_create(
     organisation: Organisation | None = None,
     name: str = "",
     password: str | None = None,
+    vendor_id: int | None = None,
 ) -> User:
-    """Create an account directly (the CLI's ``create-admin``, demo data, SSO provisioning)."""
+    """Create an account directly (the CLI's ``create-admin``, demo data, SSO provisioning).
+
+    ``vendor_id`` goes with the ``vendor_admin`` role only (SPEC 8.1: no organisation).
+    """
     try:
         role = Role(role)
     except ValueError as exc:
@@ -79,7 +83,11 @@ def user_create(
         actor, Action.USER_CREATE, organisation.id if organisation else None, role
     )
     fields = parse(_NewAccount, {"email": email, "name": name})
-    if role.is_council != (organisation is None):
+    if role == Role.VENDOR_ADMIN:
+        fits = organisation is None and vendor_id is not None
+    else:
+        fits = role.is_council == (organisation is None) and vendor_id is None
+    if not fits:
         raise ValidationFailed(
             _l("Council roles have no organisation; organisation roles need one."),
             errors={"role": [_l("This role does not fit the organisation given.")]},
@@ -92,6 +100,7 @@ def user_create(
         name=fields.name,
         role=role,
         organisation_id=organisation.id if organisation else None,
+        vendor_id=vendor_id,
         password_hash=hash_password(password) if password else None,
     )
     session.add(user)
@@ -146,6 +155,11 @@ def user_change_role(session: Session, *, actor: Actor, user: User, role: Role |
             _l("Choose a role."), errors={"role": [_l("Choose a role.")]}
         ) from exc
     require_people_manager(actor, Action.USER_CHANGE_ROLE, user.organisation_id, role)
+    if Role.VENDOR_ADMIN in (role, user.role) and role != user.role:
+        raise ValidationFailed(
+            _l("A vendor admin stays a vendor admin; invite the person again for another role."),
+            errors={"role": [_l("Choose a role on the same side.")]},
+        )
     if role.is_council != user.role.is_council:
         raise ValidationFailed(
             _l("Council and organisation roles cannot be swapped."),
@@ -245,6 +259,8 @@ def profile_update(session: Session, *, actor: Actor, user: User, name: str) -> 
         before=before,
         after={"name": user.name},
     )
+    if before["name"] != user.name:
+        user_profile_changed.send(user, session=session, actor=actor, fields=["name"])
     return user
 
 

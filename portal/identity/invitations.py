@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from flask import current_app
@@ -54,11 +54,16 @@ def invitation_create(
     email: str,
     role: Role | str,
     organisation: Organisation | None,
+    vendor: Any = None,
 ) -> tuple[Invitation, str]:
     """Invite someone to create an account with ``role``; mails a single-use link.
 
-    An earlier pending invitation for the same email and organisation is revoked,
-    so only the newest link works. Returns the invitation and its token.
+    An earlier pending invitation for the same email and organisation (or vendor) is
+    revoked, so only the newest link works. Returns the invitation and its token.
+
+    ``vendor`` (a :class:`portal.catalogue.models.Vendor`: identity sits below the
+    catalogue, so any object with ``id`` and ``name``) goes with the ``vendor_admin``
+    role only, which has no organisation (SPEC 8.1); only council admins invite one.
     """
     try:
         role = Role(role)
@@ -67,7 +72,11 @@ def invitation_create(
             _l("Choose a role."), errors={"role": [_l("Choose a role.")]}
         ) from exc
     fields = parse(_InvitationFields, {"email": email})
-    if role.is_council != (organisation is None):
+    if role == Role.VENDOR_ADMIN:
+        fits = organisation is None and vendor is not None
+    else:
+        fits = role.is_council == (organisation is None) and vendor is None
+    if not fits:
         raise ValidationFailed(
             _l("That role does not fit."), errors={"role": [_l("This role does not fit.")]}
         )
@@ -84,6 +93,7 @@ def invitation_create(
             code="organisation_not_active",
         )
     org_id = organisation.id if organisation else None
+    vendor_id = vendor.id if vendor is not None else None
     # One account per email across the council: whose it is, whatever the inviter's scope.
     with council_wide(session):
         existing = session.scalar(sa.select(User).where(User.email == fields.email))
@@ -97,6 +107,9 @@ def invitation_create(
             Invitation.organisation_id.is_(None)
             if org_id is None
             else Invitation.organisation_id == org_id,
+            Invitation.vendor_id.is_(None)
+            if vendor_id is None
+            else Invitation.vendor_id == vendor_id,
             Invitation.accepted_at.is_(None),
             Invitation.revoked_at.is_(None),
         )
@@ -108,6 +121,7 @@ def invitation_create(
         organisation_id=org_id,
         email=fields.email,
         role=role,
+        vendor_id=vendor_id,
         token_hash=token_digest(token),
         invited_by_id=actor.user_id,
         expires_at=now + dt.timedelta(days=days),
@@ -122,7 +136,11 @@ def invitation_create(
         target_id=invitation.id,
         target_label=fields.email,
         organisation_id=org_id,
-        after={"email": fields.email, "role": role.value},
+        after={
+            "email": fields.email,
+            "role": role.value,
+            **({"vendor": vendor.name} if vendor is not None else {}),
+        },
     )
     base = current_app.config["PORTAL_BASE_URL"]
     mail_queue(
@@ -139,6 +157,7 @@ def invitation_create(
             template="invitation",
             link=f"{base}/invitations/{token}",
             organisation=organisation,
+            vendor_name=vendor.name if vendor is not None else None,
             role=role,
             inviter=actor.label,
             days=days,
@@ -232,6 +251,7 @@ def invitation_accept(
             name=fields.name,
             role=locked.role,
             organisation_id=locked.organisation_id,
+            vendor_id=locked.vendor_id,
             password_hash=hash_password(password),
         )
         session.add(user)

@@ -19,9 +19,10 @@ from portal.pagination import Page, paginate
 
 
 def _whose(column, scope: Scope, staff_only: bool) -> sa.ColumnElement[bool]:
-    """Rows of ``scope``; with ``staff_only``, the council's own (no organisation) only."""
+    """Rows of ``scope``; with ``staff_only``, the council's own (no organisation, and no
+    vendor: vendor admins are not staff) only."""
     if staff_only:
-        return sa.and_(column.is_(None), scope.filter(column))
+        return sa.and_(column.is_(None), column.table.c.vendor_id.is_(None), scope.filter(column))
     return sa.and_(sa.true(), scope.filter(column))
 
 
@@ -94,6 +95,47 @@ def invitation_in_scope(
     if invitation is None:
         raise NotFound(_l("No such invitation here."))
     return invitation
+
+
+def vendor_admins(session: Session, *, vendor_id: int) -> list[User]:
+    """A vendor's admins (SPEC 8.1), active first, by email: for the council's vendor page."""
+    with council_wide(session):
+        return list(
+            session.scalars(
+                sa.select(User)
+                .where(User.vendor_id == vendor_id, User.role == Role.VENDOR_ADMIN)
+                .order_by(User.is_active.desc(), User.email)
+            )
+        )
+
+
+def vendor_admin_of(session: Session, *, vendor_id: int, user_id: int) -> User:
+    """One admin of the vendor, or :class:`NotFound` (another vendor's, or not an admin)."""
+    with council_wide(session):
+        user = session.scalar(
+            sa.select(User).where(
+                User.id == user_id, User.vendor_id == vendor_id, User.role == Role.VENDOR_ADMIN
+            )
+        )
+    if user is None:
+        raise NotFound(_l("No such person here."))
+    return user
+
+
+def vendor_invitations_pending(session: Session, *, vendor_id: int) -> list[Invitation]:
+    """Invitations to be an admin of the vendor not yet accepted or withdrawn, newest first."""
+    with council_wide(session):
+        return list(
+            session.scalars(
+                sa.select(Invitation)
+                .where(
+                    Invitation.vendor_id == vendor_id,
+                    Invitation.accepted_at.is_(None),
+                    Invitation.revoked_at.is_(None),
+                )
+                .order_by(Invitation.created_at.desc())
+            )
+        )
 
 
 def organisation_language(session: Session, organisation_id: int) -> str | None:

@@ -41,6 +41,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from portal.catalogue.models import Meter, Product
@@ -51,7 +52,7 @@ from portal.kernel.clock import now_utc
 from portal.kernel.errors import ValidationFailed
 from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
-from portal.metering.models import QUANTITY_FACTOR, QUANTITY_SCALE, UsageEvent
+from portal.metering.models import QUANTITY_FACTOR, QUANTITY_SCALE, UsageEvent, UsageReportDay
 from portal.metering.quantities import lazy_number
 from portal.observability import usage_events_counted
 from portal.seats.models import Subscription, SubscriptionChange, SubscriptionStatus
@@ -425,7 +426,39 @@ def usage_ingest(
         duplicates=result.duplicates,
         rejected=(rejection["code"] for rejection in result.rejected),
     )
+    if vendor_id is not None:
+        _count_report(session, vendor_id, now, result)
     return result
+
+
+def _count_report(session: Session, vendor_id: int, now: dt.datetime, result: IngestResult) -> None:
+    """Add the batch to its vendor's day of usage-reporting health (``usage_report_days``):
+    one ``INSERT … ON CONFLICT DO UPDATE`` adding the counts, in the batch's transaction."""
+    codes = dict.fromkeys(REJECTION_CODES, 0)
+    for rejection in result.rejected:
+        codes[rejection["code"]] += 1
+    counts = {
+        "batches": 1,
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "rejected_invalid": codes["invalid"],
+        "rejected_no_subscription": codes["no_subscription"],
+        "rejected_not_organisation_person": codes["not_organisation_person"],
+    }
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    table = UsageReportDay.__table__
+    statement = insert(table).values(
+        vendor_id=vendor_id, day=now.date(), last_batch_at=now, **counts
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.vendor_id, table.c.day],
+            set_={
+                **{name: table.c[name] + statement.excluded[name] for name in counts},
+                "last_batch_at": statement.excluded.last_batch_at,
+            },
+        )
+    )
 
 
 def _property_problem(properties: dict[str, Any]) -> str | None:

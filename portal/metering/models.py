@@ -151,3 +151,53 @@ class UsageDailyPerson(TenantMixin, Base):
     day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
     last_occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
     events: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+
+
+# ---------------------------------------------------------------- usage reporting health
+# (issue 15, the vendor portal: SPEC 8.1 "usage-reporting health")
+
+
+class UsageReportDay(Base):
+    """How a vendor's usage reports fared on one UTC day (the day a batch was received).
+
+    One row per vendor and day, counted by ``portal.metering.ingest`` in the transaction
+    that stores a vendor token's batch (one ``INSERT … ON CONFLICT DO UPDATE`` per batch):
+    batches, events accepted (stored now), duplicates (an idempotency key seen before) and
+    rejected, by rejection code (``portal.metering.ingest.REJECTION_CODES``: one column
+    each, so the upsert only adds numbers). Council-wide: a vendor's batch spans
+    organisations, and the row holds no organisation's data, only counts. A batch refused
+    whole (empty, too large, not JSON) writes nothing: it is rolled back with its answer.
+    """
+
+    __tablename__ = "usage_report_days"
+
+    vendor_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("vendors.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(sa.Date, primary_key=True)
+    batches: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    accepted: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    duplicates: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    rejected_invalid: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    rejected_no_subscription: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    rejected_not_organisation_person: Mapped[int] = mapped_column(
+        sa.BigInteger, nullable=False, default=0
+    )
+    last_batch_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    @property
+    def rejected_by_code(self) -> dict[str, int]:
+        """Rejected events by code (``REJECTION_CODES``), zeros included."""
+        return {
+            "invalid": self.rejected_invalid,
+            "no_subscription": self.rejected_no_subscription,
+            "not_organisation_person": self.rejected_not_organisation_person,
+        }
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_code.values())
+
+    @property
+    def events(self) -> int:
+        return self.accepted + self.duplicates + self.rejected

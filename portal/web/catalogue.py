@@ -30,6 +30,7 @@ from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
 from portal.kernel.i18n import _, _n
 from portal.seats import figures
+from portal.web import vendor_portal
 
 bp = Blueprint("catalogue", __name__)
 
@@ -106,7 +107,12 @@ def vendor_edit(slug: str):
             if saved:
                 flash(_("%(vendor)s is saved.", vendor=vendor.name), "success")
                 return redirect(url_for("catalogue.vendors"))
-    return render_template("catalogue/vendor_form.html", form=form, vendor=vendor), _status()
+    return render_template(
+        "catalogue/vendor_form.html",
+        form=form,
+        vendor=vendor,
+        **vendor_portal.admins_context(vendor),  # its vendor admins (issue 15)
+    ), _status()
 
 
 # ---------------------------------------------------------------- council: products

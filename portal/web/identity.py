@@ -6,6 +6,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from portal import i18n, ratelimit
+from portal.catalogue.models import Vendor
 from portal.db import db_session
 from portal.extensions import limiter
 from portal.forms import committed, show_errors
@@ -206,6 +207,7 @@ def accept_invitation(token: str):
         form=form,
         invitation=invitation,
         role_label=Role(invitation.role).label,
+        vendor=db_session().get(Vendor, invitation.vendor_id) if invitation.vendor_id else None,
     ), (400 if request.method == "POST" else 200)
 
 
