@@ -14,7 +14,9 @@ How an endpoint's object is chosen:
 * ``mine``: the person's own organisation (council staff: none) and their own account;
 * ``org``: the same, for ``/org`` pages, which need an organisation;
 * ``own`` / ``other``: the URL names an object of the actor's organisation, or of another
-  (``org-own`` / ``org-other``: on an ``/org`` page, which needs an organisation).
+  (``org-own`` / ``org-other``: on an ``/org`` page, which needs an organisation);
+* ``vendor``: the actor's own vendor, for ``/vendor`` pages (the vendor portal), which need
+  one: everyone but a vendor admin is refused there.
 """
 
 from __future__ import annotations
@@ -87,6 +89,13 @@ PAGES = [
     Endpoint(Action.SUBSCRIPTION_CREATE, "GET", "/catalogue/cad-suite/subscribe", "org"),
     Endpoint(Action.SUBSCRIPTION_READ, "GET", "/org/subscriptions/{sub}", "org-own"),
     Endpoint(Action.SUBSCRIPTION_READ, "GET", "/org/subscriptions/{other_sub}", "org-other"),
+    # the vendor portal (issue 15)
+    Endpoint(Action.VENDOR_READ, "GET", "/vendor", "vendor"),
+    Endpoint(Action.VENDOR_PROFILE_UPDATE, "GET", "/vendor/profile", "vendor"),
+    Endpoint(Action.VENDOR_SERVICE_STATUS_SET, "GET", "/vendor/status", "vendor"),
+    Endpoint(Action.VENDOR_SEATS_READ, "GET", "/vendor/products", "vendor"),
+    Endpoint(Action.VENDOR_USAGE_HEALTH_READ, "GET", "/vendor/usage-health", "vendor"),
+    Endpoint(Action.TOKEN_READ, "GET", "/vendor/tokens", "vendor"),
 ]
 
 API = [
@@ -105,7 +114,7 @@ API = [
     Endpoint(Action.ENTITLEMENT_CHECK, "GET", "/api/v1/entitlements/check", "mine"),
 ]
 
-PAGE_ROLES = [Role.COUNCIL_ADMIN, Role.FINANCE, Role.ORG_ADMIN, Role.MEMBER]
+PAGE_ROLES = [Role.COUNCIL_ADMIN, Role.FINANCE, Role.ORG_ADMIN, Role.MEMBER, Role.VENDOR_ADMIN]
 SCOPE_ROLES = {
     "council": Role.COUNCIL_ADMIN,
     "organisation": Role.ORG_ADMIN,
@@ -116,6 +125,14 @@ SCOPE_ROLES = {
 def expected(actor: Actor, endpoint: Endpoint, own_org: int, other_org: int) -> set[int] | str:
     """What the policy says ``actor`` gets at ``endpoint``: "allowed" or refusal statuses."""
     target = endpoint.target
+    if target == "vendor":
+        if actor.vendor_id is None:
+            return {403}
+        return (
+            "allowed"
+            if policy.allowed(actor, endpoint.action, vendor_id=actor.vendor_id)
+            else {403}
+        )
     if target.startswith("org-"):
         if actor.organisation_id is None:
             return {403}
@@ -186,10 +203,20 @@ def matrix_world(app, make_org, make_user, make_product, clock):
     }
 
 
+def _vendor_of(app, user_id: int) -> int | None:
+    from portal.identity.models import User
+
+    with app.app_context():
+        return db.session.get(User, user_id).vendor_id
+
+
 @pytest.mark.parametrize("role", PAGE_ROLES, ids=str)
 def test_pages_answer_as_the_policy_says(app, matrix_world, make_user, role):
     own, other = matrix_world["own"], matrix_world["other"]
-    user = make_user(role.value, None if role.is_council else own)
+    if role == Role.VENDOR_ADMIN:  # of the product's vendor; no organisation
+        user = make_user(role.value, vendor="acme-soft")
+    else:
+        user = make_user(role.value, None if role.is_council else own)
     client = app.test_client()
     response = login(client, user)
     assert response.status_code == 302, response.get_data(as_text=True)
@@ -199,6 +226,7 @@ def test_pages_answer_as_the_policy_says(app, matrix_world, make_user, role):
         user_id=user.id,
         role=role,
         organisation_id=user.organisation_id,
+        vendor_id=_vendor_of(app, user.id),
     )
     wrong = []
     for endpoint in PAGES:
@@ -277,4 +305,4 @@ def test_every_api_route_with_an_action_accepts_only_scopes_whose_role_may(app):
 def test_the_matrix_covers_every_role_and_many_actions():
     covered = {e.action for e in PAGES + API}
     assert len(covered) >= 30
-    assert set(PAGE_ROLES) | {SCOPE_ROLES["vendor"]} == set(Role)
+    assert set(PAGE_ROLES) == set(Role)
