@@ -522,7 +522,7 @@ def _pool_for(session: Session, po: PurchaseOrder, line: PurchaseOrderLine) -> L
         )
         .order_by(LicencePool.id)
         .limit(1)
-        .with_for_update()
+        .with_for_update(of=LicencePool)
     ).first()
 
 
