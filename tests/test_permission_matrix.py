@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from portal.db import db
 from portal.kernel import policy
@@ -55,6 +56,8 @@ PAGES = [
     Endpoint(Action.VENDOR_READ, "GET", "/council/vendors", "council"),
     Endpoint(Action.VENDOR_CREATE, "GET", "/council/vendors/new", "council"),
     Endpoint(Action.POOL_READ, "GET", "/council/catalogue", "council"),
+    Endpoint(Action.POOL_READ, "GET", "/council/forecasts", "council"),
+    Endpoint(Action.POOL_READ, "GET", "/council/forecasts/{pool}", "council"),
     Endpoint(Action.CATALOGUE_PRODUCT_CREATE, "GET", "/council/products/new", "council"),
     Endpoint(Action.USAGE_READ, "GET", "/council/usage", "council"),
     Endpoint(Action.USAGE_REPORT, "GET", "/council/usage/upload", "council"),
@@ -104,6 +107,7 @@ API = [
     Endpoint(Action.ORGANISATION_CREATE, "POST", "/api/v1/organisations", "council"),
     Endpoint(Action.CATALOGUE_READ, "GET", "/api/v1/catalogue", "mine"),
     Endpoint(Action.CATALOGUE_PRODUCT_CREATE, "POST", "/api/v1/products", "council"),
+    Endpoint(Action.POOL_READ, "GET", "/api/v1/pools/{pool}/forecast", "council"),
     Endpoint(Action.SUBSCRIPTION_READ, "GET", "/api/v1/subscriptions", "mine"),
     Endpoint(Action.SUBSCRIPTION_READ, "GET", "/api/v1/subscriptions/{sub}", "own"),
     Endpoint(Action.SUBSCRIPTION_READ, "GET", "/api/v1/subscriptions/{other_sub}", "other"),
@@ -190,6 +194,11 @@ def matrix_world(app, make_org, make_user, make_product, clock):
             )
             subs[org.id] = outcome.subscription.id
         db.session.commit()
+        from portal.catalogue.models import LicencePool
+
+        pool = db.session.scalar(
+            sa.select(LicencePool.id).where(LicencePool.product_id == product.id)
+        )
     return {
         "own": own,
         "other": other,
@@ -199,6 +208,7 @@ def matrix_world(app, make_org, make_user, make_product, clock):
             "sub": subs[own.id],
             "other_sub": subs[other.id],
             "staff": staff.id,
+            "pool": pool,
         },
     }
 
