@@ -24,6 +24,7 @@ def init_app(app: Any, *, token_limit: TokenLimit) -> None:
     from portal.api import (  # noqa: F401 (routes)
         catalogue,
         docs,
+        forecasts,
         invoices,
         organisations,
         subscriptions,
