@@ -27,8 +27,10 @@ def init_app(app: Any, *, token_limit: TokenLimit) -> None:
         forecasts,
         invoices,
         organisations,
+        purchase_orders,
         subscriptions,
         usage,
+        vendors,
     )
     from portal.api.fastpath import EntitlementCheckFastPath
     from portal.api.framework import api

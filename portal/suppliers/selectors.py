@@ -302,15 +302,21 @@ def directory(
     filters: DirectoryFilter | None = None,
     now: dt.datetime,
     limit: int = 500,
+    after_id: int | None = None,
+    by_id: bool = False,
 ) -> list[VendorSummary]:
     """Vendors matching ``filters``, by name, each with products, uptime (30 and 90 days)
     and open incidents (no updates, no recent ones): four queries whatever the count.
 
+    ``by_id`` and ``after_id`` give the API's keyset pages instead of the name order.
     Unknown filter values match nothing (a country or status nobody has, an SKU nobody
     sells); text is matched case-insensitively as a plain substring.
     """
     f = filters or DirectoryFilter()
-    query = sa.select(Vendor).order_by(Vendor.name, Vendor.id).limit(limit)
+    order = (Vendor.id,) if by_id else (Vendor.name, Vendor.id)
+    query = sa.select(Vendor).order_by(*order).limit(limit)
+    if after_id is not None:  # the API's pages: by id, after a cursor
+        query = query.where(Vendor.id > after_id)
     if f.country:
         query = query.where(Vendor.country == f.country.strip().upper()[:2])
     if f.service_status:
