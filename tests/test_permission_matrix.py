@@ -116,6 +116,13 @@ API = [
     Endpoint(Action.INVOICE_RUN, "POST", "/api/v1/invoice-runs", "council"),
     Endpoint(Action.USAGE_REPORT, "POST", "/api/v1/usage", "mine"),
     Endpoint(Action.ENTITLEMENT_CHECK, "GET", "/api/v1/entitlements/check", "mine"),
+    # suppliers (issue 15): the vendor token is acme-soft's, the matrix's one vendor
+    Endpoint(Action.SUPPLIER_READ, "GET", "/api/v1/vendors", "mine"),
+    Endpoint(Action.SUPPLIER_READ, "GET", "/api/v1/vendors/acme-soft", "mine"),
+    Endpoint(
+        Action.VENDOR_SERVICE_STATUS_SET, "PUT", "/api/v1/vendors/acme-soft/service-status", "mine"
+    ),
+    Endpoint(Action.VENDOR_INCIDENT_MANAGE, "POST", "/api/v1/vendors/acme-soft/incidents", "mine"),
 ]
 
 PAGE_ROLES = [Role.COUNCIL_ADMIN, Role.FINANCE, Role.ORG_ADMIN, Role.MEMBER, Role.VENDOR_ADMIN]
