@@ -24,3 +24,19 @@ def supplier(app, make_product):
     cad = make_product(5, sku="cad-suite")
     mail = make_product(1, sku="secure-mail")
     return {"vendor_id": vendor_with_contact(app), "cad": cad, "mail": mail}
+
+
+@pytest.fixture
+def council_api(app):
+    """An API client with a new council token."""
+    from portal.api.services import token_create
+    from portal.db import db
+    from tests.api.conftest import ApiClient
+    from tests.conftest import SYSTEM
+
+    with app.app_context():
+        _, plaintext = token_create(
+            db.session, actor=SYSTEM, scope="council", name="procurement script"
+        )
+        db.session.commit()
+    return ApiClient(app.test_client(), plaintext)
