@@ -90,6 +90,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.web.seats import bp as seats_bp
     from portal.web.sessions import bp as sessions_bp
     from portal.web.settings import bp as settings_bp
+    from portal.web.supplier_feeds import bp as supplier_feeds_bp
     from portal.web.suppliers import bp as suppliers_bp
     from portal.web.tenancy import bp as tenancy_bp
     from portal.web.vendor_portal import bp as vendor_portal_bp
@@ -113,6 +114,7 @@ def register_blueprints(app: Flask) -> None:
         mail_bp,
         language_bp,
         suppliers_bp,
+        supplier_feeds_bp,
         vendor_portal_bp,
         notifications_bp,
         procurement_bp,
