@@ -32,6 +32,7 @@ from portal.kernel.errors import DomainError
 from portal.kernel.periods import period_bounds
 from portal.kernel.scope import Scope
 from portal.metering.partitions import MONTHS_AHEAD, usage_partitions_ensure, usage_partitions_list
+from portal.provisioning.cli import provisioning
 from portal.suppliers.cli import suppliers
 from portal.tenancy.selectors import organisation_by_slug
 
@@ -274,7 +275,17 @@ def usage_partitions(ahead: int) -> None:
 
 def register_commands(app: Flask) -> None:
     """Attach the portal's commands to the app's CLI; every one refuses control characters."""
-    for command in (create_admin, demo, token, invoice_run, export, audit, usage, suppliers):
+    for command in (
+        create_admin,
+        demo,
+        token,
+        invoice_run,
+        export,
+        audit,
+        usage,
+        suppliers,
+        provisioning,
+    ):
         app.cli.add_command(command)
     guard_commands(app.cli)
     for name, command in app.cli.commands.items():

@@ -53,6 +53,7 @@ from portal.provisioning.models import (  # noqa: F401
     DeliveryAttempt,
     VendorProvisioning,
 )
+from portal.provisioning.reconcile_models import DriftFinding, ReconciliationRun  # noqa: F401
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken  # noqa: F401
 from portal.seats.models import (  # noqa: F401
     SeatAssignment,
@@ -139,6 +140,10 @@ TABLE_SCOPES: dict[str, str] = {
     "vendor_provisioning": COUNCIL,  # one vendor's settings
     "provisioning_deliveries": TENANT,  # the person's (or subscription's) organisation
     "provisioning_delivery_attempts": TENANT,
+    # reconciliation (issue 17): a vendor's users compared with the seats; covers every
+    # organisation, and an extra person at the vendor may be nobody in the portal
+    "provisioning_reconciliations": COUNCIL,
+    "provisioning_drift": COUNCIL,
     # purchase orders to vendors (SPEC 8.3, issue 16): the council's own
     "purchase_orders": COUNCIL,
     "purchase_order_lines": COUNCIL,
