@@ -30,6 +30,7 @@ from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
 from portal.kernel.i18n import _, _n
 from portal.seats import figures
+from portal.suppliers import compliance
 from portal.web import vendor_portal
 
 bp = Blueprint("catalogue", __name__)
@@ -69,9 +70,13 @@ def council_catalogue():
 @bp.get("/council/vendors")
 @auth.role_required(*COUNCIL)
 def vendors():
-    """The council's suppliers and their standing."""
+    """The council's suppliers, their standing, service status and expiring documents."""
+    today = now_utc().date()
     return render_template(
-        "catalogue/vendors.html", vendors=selectors.vendors_overview(db_session())
+        "catalogue/vendors.html",
+        vendors=selectors.vendors_overview(db_session()),
+        expiring=compliance.expiring_by_vendor(db_session(), actor=g.actor, today=today),
+        today=today,
     )
 
 
