@@ -164,8 +164,10 @@ def load_demo(session: Session) -> list[str]:
         _speaks_russian(session, email)
     settings_update(session, actor=actor, data=SELLER)
     _catalogue(session, actor)
+    _supplier_status(session, actor)
     _subscriptions(session, actor)
     _usage(session, actor)
+    _vendor_admins(session, actor)
     _invoices(session, actor)
     organisation_apply(
         session,
@@ -390,6 +392,132 @@ DEMO_MONTHS_BACK = 3
 IDLE_PEOPLE = {"mia@acme-gmbh.example", "yui@kyoto-robotics.example"}
 
 
+# ---------------------------------------------------------------- suppliers online (issue 15)
+
+# slug: legal name, country, support contact, data residency
+SUPPLIER_PROFILES = {
+    "autodraft": ("AutoDraft Systems GmbH", "DE", "support@autodraft.example", "EU (Frankfurt)"),
+    "datalake": ("DataLake Analytics Oy", "FI", "https://help.datalake.example", "EU (Helsinki)"),
+    "securemail": ("SecureMail AG", "CH", "+41 44 000 00 00", "Switzerland (Zurich)"),
+    "translingo": ("TransLingo SIA", "LV", "help@translingo.example", "EU (Riga)"),
+    "cloudsheet": ("CloudSheet Inc.", "US", "support@cloudsheet.example", "USA (Virginia)"),
+}
+# slug: (days ago the status began, status, message), oldest first; the last one is now's
+SUPPLIER_HISTORY: dict[str, list[tuple[float, str, str | None]]] = {
+    "autodraft": [
+        (90, "operational", None),
+        (61.5, "maintenance", "Planned database upgrade"),
+        (61.3, "operational", None),
+        (12.9, "partial_outage", "Rendering queue stalled in one region"),
+        (12.75, "operational", None),
+    ],
+    "datalake": [
+        (90, "operational", None),
+        (40.2, "major_outage", "Dashboards unavailable"),
+        (40.05, "operational", None),
+        (0.1, "degraded", "Report exports are slow"),
+    ],
+    "securemail": [(90, "operational", None)],
+    "translingo": [
+        (90, "operational", None),
+        (25, "degraded", "Machine translation slower than usual"),
+        (24.5, "operational", None),
+    ],
+    "cloudsheet": [
+        (90, "operational", None),
+        (7.0, "major_outage", "Sign-in failing for all customers"),
+        (6.6, "operational", None),
+    ],
+}
+
+
+def _supplier_status(session: Session, actor: Actor) -> None:
+    """Vendors' profiles, 90 days of service status history, a resolved incident and an
+    open one (suppliers online, issue 15)."""
+    from portal.catalogue.models import ServiceStatus, StatusSource, Vendor
+    from portal.suppliers.models import VendorStatusInterval
+    from portal.suppliers.services import add_incident_update, open_incident, update_profile
+
+    now = now_utc()
+    vendors = {v.slug: v for v in session.scalars(sa.select(Vendor))}
+    for slug, (legal_name, country, contact, residency) in SUPPLIER_PROFILES.items():
+        update_profile(
+            session,
+            actor,
+            vendors[slug],
+            {
+                "legal_name": legal_name,
+                "country": country,
+                "support_contact": contact,
+                "data_residency": residency,
+            },
+        )
+    # History written as it would have been recorded (the services record changes as of now).
+    for slug, spans in SUPPLIER_HISTORY.items():
+        vendor = vendors[slug]
+        starts = [now - dt.timedelta(days=days) for days, _status, _message in spans]
+        for index, (_days, status, message) in enumerate(spans):
+            session.add(
+                VendorStatusInterval(
+                    vendor_id=vendor.id,
+                    service_status=ServiceStatus(status),
+                    started_at=starts[index],
+                    ended_at=starts[index + 1] if index + 1 < len(spans) else None,
+                    source=StatusSource.VENDOR,
+                    message=message,
+                )
+            )
+        vendor.service_status = ServiceStatus(spans[-1][1])
+        vendor.service_status_message = spans[-1][2]
+        vendor.service_status_source = StatusSource.VENDOR
+        vendor.service_status_at = starts[-1]
+    session.flush()
+    past = open_incident(
+        session,
+        actor,
+        vendors["cloudsheet"],
+        title="Sign-in failing for all customers",
+        impact="critical",
+        body="Nobody can sign in; we are investigating.",
+        source="vendor",
+        opened_at=now - dt.timedelta(days=7),
+    )
+    add_incident_update(
+        session,
+        actor,
+        past,
+        body="An expired certificate on the identity service; renewed.",
+        state="monitoring",
+        created_at=now - dt.timedelta(days=6, hours=14),
+    )
+    add_incident_update(
+        session,
+        actor,
+        past,
+        body="Sign-ins have worked for 12 hours. Resolved.",
+        state="resolved",
+        created_at=now - dt.timedelta(days=6, hours=2),
+    )
+    current = open_incident(
+        session,
+        actor,
+        vendors["datalake"],
+        title="Report exports are slow",
+        impact="minor",
+        body="Exports of large reports take several minutes; dashboards are unaffected.",
+        source="vendor",
+        opened_at=now - dt.timedelta(hours=2, minutes=24),
+    )
+    add_incident_update(
+        session,
+        actor,
+        current,
+        body="A storage node is overloaded; traffic is being moved.",
+        state="identified",
+        created_at=now - dt.timedelta(hours=1),
+    )
+
+
 def _subscriptions(session: Session, actor: Actor) -> None:
     """Subscriptions that began three months ago, with seats held since then."""
     started = (now_utc().date().replace(day=1) - dt.timedelta(days=62)).replace(day=1)
@@ -513,6 +641,57 @@ def _invoices(session: Session, actor: Actor) -> None:
             )
 
 
+# ---------------------------------------------------------------- the vendor portal (issue 15)
+
+#: Each demo vendor's admin signs in to the vendor portal as vendor@<vendor slug>.example.
+VENDOR_ADMIN = "vendor@autodraft.example"
+VENDOR_ADMIN_NAMES = {"securemail": "Ирина Волкова"}  # speaks Russian (chosen on the profile)
+USAGE_HEALTH_DAYS = 14
+
+
+def _vendor_admins(session: Session, actor: Actor) -> None:
+    """One admin per vendor, and two weeks of usage-reporting health per vendor with
+    products: the counts ingestion keeps for a vendor token's batches (``usage_report_days``),
+    written directly here (the demo's own usage came in through the council's uploads)."""
+    from portal.catalogue.models import Product, Vendor
+    from portal.metering.models import UsageReportDay
+
+    rng = random.Random(15)  # noqa: S311  (demo data, not security)
+    now = now_utc()
+    with_products = set(session.scalars(sa.select(Product.vendor_id)))
+    for vendor in session.scalars(sa.select(Vendor).order_by(Vendor.slug)):
+        email = f"vendor@{vendor.slug}.example"
+        user_create(
+            session,
+            actor=actor,
+            email=email,
+            name=VENDOR_ADMIN_NAMES.get(vendor.slug, f"{vendor.name.split()[0]} Admin"),
+            role=Role.VENDOR_ADMIN,
+            vendor_id=vendor.id,
+        )
+        if vendor.slug in VENDOR_ADMIN_NAMES:
+            _speaks_russian(session, email)
+        if vendor.id not in with_products:
+            continue
+        for back in range(USAGE_HEALTH_DAYS, 0, -1):
+            day = now.date() - dt.timedelta(days=back)
+            batches = rng.randint(4, 24)
+            session.add(
+                UsageReportDay(
+                    vendor_id=vendor.id,
+                    day=day,
+                    batches=batches,
+                    accepted=batches * rng.randint(40, 400),
+                    duplicates=rng.choice([0, 0, 3, 12, 40]),
+                    rejected_invalid=rng.choice([0, 0, 0, 1, 5]),
+                    rejected_no_subscription=rng.choice([0, 0, 2, 9]),
+                    rejected_not_organisation_person=rng.choice([0, 0, 0, 1]),
+                    last_batch_at=dt.datetime.combine(day, dt.time(23, 40), tzinfo=dt.UTC),
+                )
+            )
+    session.flush()
+
+
 def _demo_second_factors(session: Session) -> None:
     """Council admin and finance must sign in with a second factor: the demo gives them
     an authenticator app with :data:`DEMO_TOTP_SECRET` (unless they have one already)."""
@@ -540,6 +719,7 @@ def _sign_ins() -> list[str]:
         f"  finance         {COUNCIL_FINANCE}",
         "  org admin       admin@acme-gmbh.example",
         "  member          jonas@acme-gmbh.example",
+        f"  vendor admin    {VENDOR_ADMIN} (and vendor@<vendor>.example for each vendor)",
         "Council admin and finance then type a code from an authenticator app holding the",
         f"secret {DEMO_TOTP_SECRET}, or from: .venv/bin/python -c "
         f"\"import pyotp; print(pyotp.TOTP('{DEMO_TOTP_SECRET}').now())\"",

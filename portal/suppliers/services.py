@@ -36,6 +36,8 @@ from portal.suppliers.models import (
 )
 from portal.validation import Country, OptionalText, Stripped, optional_text, parse
 
+#: How the council signs an incident update (a page shows it as _("The council")).
+COUNCIL_AUTHOR = "The council"
 TITLE_MAX = 200
 MESSAGE_MAX = 500
 BODY_MAX = 5000
@@ -62,18 +64,17 @@ def _choice(enum_class: type[Any], value: Any, field: str) -> Any:
 
 
 def _source_for(actor: Actor, source: StatusSource | str | None) -> StatusSource:
-    """Who is saying it: a vendor's people speak as the vendor and only as the vendor."""
+    """Who is saying it: a vendor's people speak as the vendor, council staff as the
+    council; only the system (the poller, the CLI, the demo) names another source."""
     if actor.vendor_id is not None:
-        wanted = StatusSource.VENDOR if source is None else _choice(StatusSource, source, "source")
-        if wanted != StatusSource.VENDOR:
-            raise PermissionDenied(_l("A vendor speaks for itself only."))
-        return StatusSource.VENDOR
-    if source is None:
-        return StatusSource.COUNCIL
-    chosen = _choice(StatusSource, source, "source")
-    if chosen == StatusSource.STATUSPAGE and actor.kind != ActorKind.SYSTEM:
-        raise PermissionDenied(_l("Only the status page poller reports as the status page."))
-    return chosen
+        own = StatusSource.VENDOR
+    elif actor.kind == ActorKind.SYSTEM:
+        return StatusSource.COUNCIL if source is None else _choice(StatusSource, source, "source")
+    else:
+        own = StatusSource.COUNCIL
+    if source is not None and _choice(StatusSource, source, "source") != own:
+        raise PermissionDenied(_l("You can speak only for yourself here."))
+    return own
 
 
 def _locked(session: Session, vendor: Vendor) -> Vendor:
@@ -355,12 +356,13 @@ def add_incident_update(
 
 
 def _author(actor: Actor, vendor: Vendor, source: StatusSource) -> str:
-    """How an update is signed: the vendor's name for the vendor and its status page."""
+    """How an update is signed: the vendor's name for the vendor and its status page, else
+    :data:`COUNCIL_AUTHOR` (stored in English, whoever wrote it; pages translate it)."""
     if source == StatusSource.STATUSPAGE:
         return f"{vendor.name} (status page)"[:254]
     if source == StatusSource.VENDOR:
         return vendor.name[:254]
-    return str(_l("The council"))
+    return COUNCIL_AUTHOR
 
 
 # ---------------------------------------------------------------- the status page, the profile

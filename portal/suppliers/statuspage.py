@@ -227,8 +227,8 @@ def parse_summary(body: bytes) -> Summary:
     if indicator not in INDICATOR_STATUS:
         raise SummaryError("the answer is not a summary (no known status.indicator)")
     components = document.get("components")
-    component_statuses = [
-        c.get("status")
+    component_statuses: list[str] = [
+        str(c["status"])
         for c in (components if isinstance(components, list) else [])
         if isinstance(c, dict) and isinstance(c.get("status"), str)
     ]
