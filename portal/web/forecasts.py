@@ -9,6 +9,8 @@ a council admin draft the renewal purchase order. How the forecast is made:
 
 from __future__ import annotations
 
+from typing import Any
+
 from babel.dates import format_date
 from flask import Blueprint, current_app, flash, g, redirect, render_template, url_for
 from werkzeug.routing import BuildError
@@ -151,12 +153,13 @@ def draft_renewal(pool_id: int):
         "success",
     )
     # The order's page (issue 16's purchase orders) when it is there; else back here.
-    for endpoint, args in (
+    candidates: tuple[tuple[str, dict[str, Any]], ...] = (
         ("procurement.purchase_order", {"po_id": order.id}),
         ("procurement.purchase_order", {"order_id": order.id}),
         ("procurement.purchase_order", {"id": order.id}),
         ("procurement.purchase_orders", {}),
-    ):
+    )
+    for endpoint, args in candidates:
         if endpoint in current_app.view_functions:
             try:
                 return redirect(url_for(endpoint, **args))
