@@ -87,6 +87,7 @@ def upgrade():
     sa.Column('last_status', sa.Integer(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('redelivered_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('organisation_id', ID, nullable=False),
     sa.CheckConstraint("state IN ('pending', 'delivered', 'failed')", name=op.f('ck_provisioning_deliveries_state_known')),
     sa.CheckConstraint("channel IN ('scim', 'webhook')", name=op.f('ck_provisioning_deliveries_channel_known')),

@@ -197,6 +197,8 @@ class Delivery(TenantMixin, Base):
     last_status: Mapped[int | None] = mapped_column(sa.Integer)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Sent again by a person: the three days of retries count from then.
+    redelivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     vendor: Mapped[Vendor] = relationship(lazy="joined")
 

@@ -42,6 +42,7 @@ from portal.scim import schema, selectors
 from portal.scim.models import ScimGroup, ScimGroupMember, ScimGroupProduct, ScimToken
 from portal.seats import selectors as seat_selectors
 from portal.seats import services as seats
+from portal.signals import user_profile_changed
 from portal.sso.selectors import email_domain_of, is_verified_domain_of
 from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.validation import Stripped, check_email, parse
@@ -231,6 +232,16 @@ def _apply(user: User, fields: UserFields) -> None:
     user.name = _longest(fields.display_name, schema.MAX_DISPLAY_NAME, "displayName") or ""
 
 
+def _profile(user: User) -> dict:
+    """What vendors are told of a person (a change of it is a profile change)."""
+    return {
+        "email": user.email,
+        "name": user.name,
+        "given_name": user.given_name,
+        "family_name": user.family_name,
+    }
+
+
 def _snapshot(user: User) -> dict:
     return {
         "email": user.email,
@@ -290,6 +301,7 @@ def scim_user_update(
     """Replace what the portal keeps of a SCIM user (PUT, or the result of a PATCH)."""
     _may_manage(actor, organisation.id, Action.SCIM_PROVISION)
     before = _snapshot(user)
+    profile_before = _profile(user)
     if fields.email != user.email:
         _check_email_for(session, organisation, fields.email)
         with council_wide(session):  # taken by anyone, in any organisation
@@ -299,6 +311,10 @@ def scim_user_update(
         user.email = fields.email
     _apply(user, fields)
     session.flush()
+    profile_after = _profile(user)
+    changed = [k for k in profile_after if profile_after[k] != profile_before[k]]
+    if changed:  # vendors holding the person hear of it (SPEC 8.4)
+        user_profile_changed.send(user, session=session, actor=actor, fields=changed)
     if fields.active is not None:
         _set_active(session, actor=actor, user=user, active=fields.active)
     after = _snapshot(user)

@@ -32,7 +32,7 @@ from portal.seats.models import (
     Subscription,
     SubscriptionStatus,
 )
-from portal.signals import user_deactivated
+from portal.signals import seat_assigned, seat_released, user_deactivated
 from portal.sso.services import user_provision
 from portal.validation import check_email
 
@@ -95,6 +95,8 @@ def seat_assign(
             ),
             code="already_assigned",
         )
+    # Provisioning writes its outbox row in this transaction (SPEC 8.4).
+    seat_assigned.send(seat, session=session, actor=actor)
     # A pending request of this person for this product is answered by the seat.
     session.execute(
         sa.update(SeatRequest)
@@ -241,6 +243,7 @@ def seat_release(
         before={"user_email": email},
         after={"released": True, "reason": reason},
     )
+    seat_released.send(seat, session=session, actor=actor)
     return seat
 
 
@@ -266,3 +269,4 @@ def _release_seats_of_deactivated(user: User, **kwargs: Any) -> None:
             organisation_id=seat.organisation_id,
             after={"released": True, "reason": "deactivated"},
         )
+        seat_released.send(seat, session=session, actor=kwargs["actor"])

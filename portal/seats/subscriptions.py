@@ -34,7 +34,7 @@ from portal.seats.capacity import free_seats
 from portal.seats.lifecycle import record_change, settle_status, transition
 from portal.seats.models import Subscription, SubscriptionStatus
 from portal.seats.waitlist import waitlist_fill
-from portal.signals import subscription_opening
+from portal.signals import seat_released, subscription_changed, subscription_opening
 from portal.tenancy.models import Organisation, OrganisationStatus
 from portal.tenancy.services import STATUS_NAMES
 from portal.validation import MIN_DATE
@@ -248,6 +248,7 @@ def subscription_create(
             "outcome": result,
         },
     )
+    subscription_changed.send(subscription, session=session, actor=actor, change="opened")
     return Outcome(subscription, result)
 
 
@@ -337,6 +338,7 @@ def subscription_resize(
             "outcome": result,
         },
     )
+    subscription_changed.send(subscription, session=session, actor=actor, change="resized")
     if subscription.quantity < before["quantity"]:
         waitlist_fill(session, product=product, actor=actor)
     return Outcome(subscription, result)
@@ -354,11 +356,14 @@ def subscription_cancel(
             _l("This subscription is already cancelled."), code="subscription_cancelled"
         )
     now = now_utc()
-    for seat in selectors.active_seats(
-        session,
-        scope=Scope.organisation(subscription.organisation_id),
-        subscription_id=subscription.id,
-    ):
+    released = list(
+        selectors.active_seats(
+            session,
+            scope=Scope.organisation(subscription.organisation_id),
+            subscription_id=subscription.id,
+        )
+    )
+    for seat in released:
         seat.released_at = now
         seat.release_reason = "cancelled"
     before = {"quantity": subscription.quantity, "status": subscription.status}
@@ -380,6 +385,9 @@ def subscription_cancel(
         before=before,
         after={"quantity": 0, "status": SubscriptionStatus.CANCELLED},
     )
+    for seat in released:
+        seat_released.send(seat, session=session, actor=actor)
+    subscription_changed.send(subscription, session=session, actor=actor, change="cancelled")
     waitlist_fill(session, product=subscription.product, actor=actor)
     return subscription
 

@@ -29,7 +29,7 @@ from portal.seats.capacity import free_seats
 from portal.seats.lifecycle import record_change, settle_status
 from portal.seats.models import Subscription, SubscriptionStatus
 from portal.seats.selectors import org_admins
-from portal.signals import pool_capacity_changed
+from portal.signals import pool_capacity_changed, subscription_changed
 from portal.tenancy.models import Organisation, OrganisationStatus
 
 
@@ -90,6 +90,7 @@ def _waitlist_fill(
                 "still_waiting": subscription.waiting,
             },
         )
+        subscription_changed.send(subscription, session=session, actor=actor, change="resized")
         granted.append((subscription, seats))
     if granted:
         _mail_waitlist_grants(session, product, granted)
