@@ -75,6 +75,14 @@ PAGES = [
     Endpoint(Action.USER_PROFILE_UPDATE, "GET", "/profile", "mine"),
     Endpoint(Action.SESSION_READ, "GET", "/account/sessions", "mine"),
     Endpoint(Action.USER_SECOND_FACTOR_MANAGE, "GET", "/account/security", "mine"),
+    # the supplier directory and compliance documents (issue 15; acme-soft is the matrix's
+    # vendor). The council's POST controls are refused to other roles in
+    # tests/suppliers/test_directory_pages.py (a POST here stops at its CSRF check).
+    Endpoint(Action.SUPPLIER_READ, "GET", "/suppliers", "mine"),
+    Endpoint(Action.SUPPLIER_READ, "GET", "/suppliers/acme-soft", "mine"),
+    Endpoint(Action.VENDOR_DOCUMENT_MANAGE, "GET", "/suppliers/acme-soft/documents/new", "council"),
+    Endpoint(Action.NOTIFICATION_READ, "GET", "/notifications", "mine"),
+    Endpoint(Action.NOTIFICATION_READ, "GET", "/notifications/settings", "mine"),
     Endpoint(Action.ORGANISATION_DASHBOARD, "GET", "/org", "org"),
     Endpoint(Action.ORGANISATION_UPDATE, "GET", "/org/profile", "org"),
     Endpoint(Action.USER_READ, "GET", "/org/users", "org"),
