@@ -166,6 +166,7 @@ def load_demo(session: Session) -> list[str]:
     _catalogue(session, actor)
     _supplier_status(session, actor)
     _subscriptions(session, actor)
+    _renewals(session, actor)
     _usage(session, actor)
     _vendor_admins(session, actor)
     _invoices(session, actor)
@@ -724,3 +725,104 @@ def _sign_ins() -> list[str]:
         f"secret {DEMO_TOTP_SECRET}, or from: .venv/bin/python -c "
         f"\"import pyotp; print(pyotp.TOTP('{DEMO_TOTP_SECRET}').now())\"",
     ]
+
+
+# ------------------------------------------------ renewals and council volume pricing (issue 16)
+
+#: Team Chat: one pool of 32 seats ending in 50 days, council volume prices (SPEC 8.3), and
+#: five months of growing seats: (organisation, days ago, seats from then on).
+RENEWAL_SKU = "team-chat"
+RENEWAL_HISTORY = [
+    ("acme-gmbh", 150, 6),
+    ("thames-analytics", 140, 4),
+    ("acme-gmbh", 120, 8),
+    ("thames-analytics", 100, 6),
+    ("riga-logistics", 90, 5),
+    ("acme-gmbh", 85, 10),
+    ("thames-analytics", 70, 5),
+    ("acme-gmbh", 50, 11),
+    ("thames-analytics", 40, 8),
+    ("acme-gmbh", 20, 14),
+    ("thames-analytics", 10, 10),
+]
+RENEWAL_TIERS = {
+    # currency: (up to 10 seats, up to 25, above), per seat-month, minor units
+    "EUR": (1500, 1200, 950),
+    "GBP": (1300, 1050, 850),
+}
+
+
+def _renewals(session: Session, actor: Actor) -> None:
+    """A product whose pool ends soon and fills up: its renewal forecast, reminders and the
+    council volume tier on its members' invoices. The seats' history is written as it would
+    have been: each change made through the services, then dated back (as the demo's seat
+    assignments are)."""
+    from portal.seats.models import SubscriptionChange
+    from portal.seats.subscriptions import subscription_resize
+
+    today = now_utc().date()
+    product_create(
+        session,
+        actor=actor,
+        data={
+            "sku": RENEWAL_SKU,
+            "vendor": "securemail",
+            "name": "Team Chat",
+            "description": "Encrypted team messaging and video calls.",
+            "launch_url": f"https://{RENEWAL_SKU}.example/app",
+            "meters": [],
+        },
+    )
+    pool_create(
+        session,
+        actor=actor,
+        data={
+            "product": RENEWAL_SKU,
+            "capacity": 32,
+            "starts_on": today - dt.timedelta(days=315),
+            "ends_on": today + dt.timedelta(days=50),
+            "unit_cost": {"amount": 700, "currency": "EUR"},
+            "reference": "PO-TEAM-CHAT-1",
+        },
+    )
+    for currency, (small, middle, large) in RENEWAL_TIERS.items():
+        price_create(
+            session,
+            actor=actor,
+            data={
+                "product": RENEWAL_SKU,
+                "currency": currency,
+                "model": "seat",
+                "tier_mode": "volume",
+                "tier_basis": "council",
+                "tiers": [
+                    {"up_to": 10, "unit_amount": small},
+                    {"up_to": 25, "unit_amount": middle},
+                    {"up_to": None, "unit_amount": large},
+                ],
+            },
+        )
+    product = product_by_sku(session, RENEWAL_SKU)
+    subscriptions = {}
+    for slug, days_ago, seats in RENEWAL_HISTORY:
+        when = dt.datetime.combine(today - dt.timedelta(days=days_ago), dt.time(9), tzinfo=dt.UTC)
+        subscription = subscriptions.get(slug)
+        if subscription is None:
+            subscription = subscriptions[slug] = subscription_create(
+                session,
+                actor=actor,
+                organisation=organisation_by_slug(session, slug),
+                product=product,
+                quantity=seats,
+                starts_on=when.date(),
+            ).subscription
+        else:
+            subscription_resize(session, actor=actor, subscription=subscription, quantity=seats)
+        session.flush()
+        change = session.scalars(
+            sa.select(SubscriptionChange)
+            .where(SubscriptionChange.subscription_id == subscription.id)
+            .order_by(SubscriptionChange.id.desc())
+            .limit(1)
+        ).one()
+        change.effective_at = when
