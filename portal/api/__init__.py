@@ -27,6 +27,7 @@ def init_app(app: Any, *, token_limit: TokenLimit) -> None:
         forecasts,
         invoices,
         organisations,
+        provisioning,
         purchase_orders,
         subscriptions,
         usage,
@@ -39,5 +40,7 @@ def init_app(app: Any, *, token_limit: TokenLimit) -> None:
     csrf.exempt(api)
     app.register_api(api)
     app.register_blueprint(docs.bp)
+    # What the portal POSTs to vendors (OpenAPI 3.1 ``webhooks``), beside the paths.
+    app.openapi_extensions = {**(app.openapi_extensions or {}), "webhooks": provisioning.WEBHOOKS}
 
     app.wsgi_app = EntitlementCheckFastPath(app, app.wsgi_app, token_limit=token_limit)

@@ -53,6 +53,7 @@ def deliveries_page(
     filters: DeliveryFilter,
     limit: int = PAGE_SIZE,
     offset: int = 0,
+    before_id: int | None = None,
 ) -> tuple[list[Delivery], bool]:
     """The deliveries ``actor`` may read matching ``filters``, newest first; and whether
     there are more."""
@@ -70,6 +71,8 @@ def deliveries_page(
             person=filters.person,
         )
     query = sa.select(Delivery)
+    if before_id is not None:
+        query = query.where(Delivery.id < before_id)
     if filters.vendor_id is not None:
         query = query.where(Delivery.vendor_id == filters.vendor_id)
     if filters.state is not None:
