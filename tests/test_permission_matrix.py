@@ -100,6 +100,10 @@ PAGES = [
     Endpoint(Action.SUBSCRIPTION_CREATE, "GET", "/catalogue/cad-suite/subscribe", "org"),
     Endpoint(Action.SUBSCRIPTION_READ, "GET", "/org/subscriptions/{sub}", "org-own"),
     Endpoint(Action.SUBSCRIPTION_READ, "GET", "/org/subscriptions/{other_sub}", "org-other"),
+    # purchase orders (issue 16); the moves and vendor invoices are POSTs: see API
+    Endpoint(Action.PURCHASE_ORDER_READ, "GET", "/council/purchase-orders", "council"),
+    Endpoint(Action.PURCHASE_ORDER_READ, "GET", "/council/purchase-orders/mismatches", "council"),
+    Endpoint(Action.PURCHASE_ORDER_DRAFT, "GET", "/council/purchase-orders/new", "council"),
     # the vendor portal (issue 15)
     Endpoint(Action.VENDOR_READ, "GET", "/vendor", "vendor"),
     Endpoint(Action.VENDOR_PROFILE_UPDATE, "GET", "/vendor/profile", "vendor"),
@@ -131,6 +135,22 @@ API = [
         Action.VENDOR_SERVICE_STATUS_SET, "PUT", "/api/v1/vendors/acme-soft/service-status", "mine"
     ),
     Endpoint(Action.VENDOR_INCIDENT_MANAGE, "POST", "/api/v1/vendors/acme-soft/incidents", "mine"),
+    # purchase orders (issue 16): order 0 is no id (422 once past authorization). A council
+    # token's approve passes the policy (the council admin's rule) and is then refused by
+    # the service: approvals are people's (403 approval_needs_person, tests/procurement).
+    Endpoint(Action.PURCHASE_ORDER_READ, "GET", "/api/v1/purchase-orders", "council"),
+    Endpoint(Action.PURCHASE_ORDER_DRAFT, "POST", "/api/v1/purchase-orders", "council"),
+    *(
+        Endpoint(action, "POST", f"/api/v1/purchase-orders/0/{move}", "council")
+        for action, move in (
+            (Action.PURCHASE_ORDER_APPROVE, "approve"),
+            (Action.PURCHASE_ORDER_SEND, "send"),
+            (Action.PURCHASE_ORDER_CONFIRM, "confirm"),
+            (Action.PURCHASE_ORDER_RECEIVE, "receive"),
+            (Action.PURCHASE_ORDER_CANCEL, "cancel"),
+            (Action.VENDOR_INVOICE_RECORD, "vendor-invoices"),
+        )
+    ),
 ]
 
 PAGE_ROLES = [Role.COUNCIL_ADMIN, Role.FINANCE, Role.ORG_ADMIN, Role.MEMBER, Role.VENDOR_ADMIN]
