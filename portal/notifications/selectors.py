@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from portal.kernel import policy
 from portal.kernel.actor import Actor
+from portal.kernel.errors import NotFound
+from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.notifications import kinds
 from portal.notifications.models import Notification
@@ -60,6 +62,21 @@ def notifications_page(
         per_page=found.per_page,
         total=found.total,
     )
+
+
+def notification_of(session: Session, *, actor: Actor, notification_id: int) -> Notification:
+    """One of the actor's own notifications; another's, or none: NotFound (a 404)."""
+    row = None
+    if actor.user_id is not None:
+        row = session.scalars(
+            sa.select(Notification).where(
+                Notification.id == notification_id, Notification.user_id == actor.user_id
+            )
+        ).one_or_none()
+    if row is None:
+        raise NotFound(_l("No such notification."), code="notification_not_found")
+    policy.require(actor, Action.NOTIFICATION_READ, user_id=row.user_id)
+    return row
 
 
 def unread_count(session: Session, *, actor: Actor) -> int:

@@ -26,12 +26,11 @@ from portal.identity.models import User
 from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import NotFound, ValidationFailed
-from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
 from portal.notifications import kinds
 from portal.notifications.models import Notification, NotificationPreference
+from portal.notifications.selectors import notification_of
 
 _SYSTEM = Actor.system("notifications")
 #: People looked up (and rows inserted) per statement.
@@ -242,16 +241,7 @@ def notify_council_staff(
 
 def mark_read(session: Session, *, actor: Actor, notification_id: int) -> Notification:
     """Mark one of one's own notifications read (another's, or none: NotFound)."""
-    row = None
-    if actor.user_id is not None:
-        row = session.scalars(
-            sa.select(Notification).where(
-                Notification.id == notification_id, Notification.user_id == actor.user_id
-            )
-        ).one_or_none()
-    if row is None:
-        raise NotFound(_l("No such notification."), code="notification_not_found")
-    policy.require(actor, Action.NOTIFICATION_READ, user_id=row.user_id)
+    row = notification_of(session, actor=actor, notification_id=notification_id)
     if row.read_at is None:
         row.read_at = now_utc()
         session.flush()
@@ -268,14 +258,3 @@ def mark_all_read(session: Session, *, actor: Actor) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def parse_id(raw: Any) -> int:
-    """A notification id from a form or URL (bad input: ValidationFailed, a 4xx)."""
-    try:
-        value = int(str(raw))
-    except (TypeError, ValueError):
-        raise ValidationFailed(_l("No such notification.")) from None
-    if not 0 < value < 2**63:
-        raise ValidationFailed(_l("No such notification."))
-    return value

@@ -97,6 +97,7 @@ def _back() -> str:
 @auth.action_required(Action.NOTIFICATION_READ)
 def mark_read(notification_id: int):
     """Mark one of one's own notifications read (another's: 404)."""
+    selectors.notification_of(db_session(), actor=g.actor, notification_id=notification_id)
     form = MarkReadForm()
     if form.validate_on_submit():
         with committed(form) as saved:
