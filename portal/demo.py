@@ -165,6 +165,7 @@ def load_demo(session: Session) -> list[str]:
     settings_update(session, actor=actor, data=SELLER)
     _catalogue(session, actor)
     _supplier_status(session, actor)
+    _compliance_documents(session, actor)
     _subscriptions(session, actor)
     _renewals(session, actor)
     _usage(session, actor)
@@ -517,6 +518,61 @@ def _supplier_status(session: Session, actor: Actor) -> None:
         state="identified",
         created_at=now - dt.timedelta(hours=1),
     )
+
+
+# ---------------------------------------------------------------- compliance documents (issue 15)
+
+# vendor slug: (kind, title, issued days ago, expires in days or None, required)
+COMPLIANCE_DOCUMENTS = [
+    ("autodraft", "iso27001", "ISO/IEC 27001:2022 certificate", 345, 20, True),
+    ("autodraft", "dpa", "Data-processing agreement 2025", 400, None, True),
+    ("securemail", "dpa", "Data-processing agreement (Swiss FADP and GDPR)", 200, None, True),
+    ("datalake", "soc2", "SOC 2 Type II report", 120, 245, False),
+]
+
+
+def _demo_pdf(title: str, vendor: str, issued: dt.date, expires: dt.date | None) -> bytes:
+    """A one-page PDF standing in for a vendor's certificate."""
+    from html import escape
+
+    from weasyprint import HTML
+
+    until = expires.isoformat() if expires else "until terminated"
+    return HTML(
+        string=(
+            f"<h1>{escape(title)}</h1><p>{escape(vendor)}</p>"
+            f"<p>Issued {issued.isoformat()}, valid {until}.</p>"
+            "<p>Demo document of the shared-use software licensing portal.</p>"
+        )
+    ).write_pdf()
+
+
+def _compliance_documents(session: Session, actor: Actor) -> None:
+    """Vendors' certificates and agreements: one certificate expiring in 20 days (flagged on
+    the vendor's pages), agreements that do not expire, a valid SOC 2 report."""
+    from portal.catalogue.models import Vendor
+    from portal.suppliers.compliance import document_upload
+
+    today = now_utc().date()
+    for slug, kind, title, issued_ago, expires_in, required in COMPLIANCE_DOCUMENTS:
+        vendor = session.scalar(sa.select(Vendor).where(Vendor.slug == slug))
+        assert vendor is not None
+        issued = today - dt.timedelta(days=issued_ago)
+        expires = today + dt.timedelta(days=expires_in) if expires_in is not None else None
+        document_upload(
+            session,
+            actor=actor,
+            vendor=vendor,
+            data={
+                "kind": kind,
+                "title": title,
+                "issued_on": issued,
+                "expires_on": expires,
+                "required": required,
+            },
+            content=_demo_pdf(title, vendor.legal_name or vendor.name, issued, expires),
+            filename=f"{slug}-{kind}.pdf",
+        )
 
 
 def _subscriptions(session: Session, actor: Actor) -> None:
