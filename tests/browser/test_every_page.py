@@ -27,7 +27,14 @@ from playwright.sync_api import Error as PlaywrightError
 from werkzeug.exceptions import HTTPException
 
 from portal.db import db_session
-from portal.demo import COUNCIL_ADMIN, COUNCIL_FINANCE, DEMO_PASSWORD, DEMO_TOTP_SECRET, load_demo
+from portal.demo import (
+    COUNCIL_ADMIN,
+    COUNCIL_FINANCE,
+    DEMO_PASSWORD,
+    DEMO_TOTP_SECRET,
+    VENDOR_ADMIN,
+    load_demo,
+)
 from tests.browser.conftest import PHONE, axe_problems, choose_language, sign_in_by_form
 
 #: Who walks, and from where (besides the links their pages show).
@@ -37,6 +44,7 @@ ROLES: dict[str, tuple[str | None, list[str]]] = {
     "finance": (COUNCIL_FINANCE, ["/finance/overdue", "/finance/bank-import"]),
     "org_admin": ("admin@acme-gmbh.example", ["/org/scim/groups"]),
     "member": ("jonas@acme-gmbh.example", []),
+    "vendor_admin": (VENDOR_ADMIN, []),
 }
 LANGUAGES = ["en", "ru"]
 #: At most this many pages per walk, and this many of one route with path arguments
