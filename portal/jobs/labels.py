@@ -18,6 +18,8 @@ JOB_LABELS = {
     "mail.send": _l("Mail"),
     "metering.usage_partitions": _l("Usage partitions"),
     "metering.idle_seat_prompts": _l("Idle seat prompts"),
+    "notifications.seat_holders": _l("Notifications to seat holders"),
+    "notifications.daily_digest": _l("Org admins' daily digest"),
 }
 
 STATE_LABELS = {

@@ -22,7 +22,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from flask import url_for
+from flask import current_app
 from sqlalchemy.orm import Session
 from werkzeug.routing import BuildError
 
@@ -45,8 +45,6 @@ TOLD_CHANGES = {
     "impact_changed": kinds.INCIDENT_IMPACT_CHANGED,
     "resolved": kinds.INCIDENT_RESOLVED,
 }
-#: The supplier pages a notification links to, the first that exists (the directory's).
-VENDOR_ENDPOINTS = ("suppliers.vendor", "suppliers.vendor_profile", "suppliers.profile")
 
 
 def _value(value: Any) -> str:
@@ -55,16 +53,15 @@ def _value(value: Any) -> str:
 
 
 def vendor_link(slug: str) -> str | None:
-    """The path of the vendor's page in the supplier directory, or None (not built here)."""
-    for endpoint in VENDOR_ENDPOINTS:
+    """The path of the vendor's page in the supplier directory (the directory's, or None)."""
+    # The URL map builds paths without a request (a job, the CLI): no SERVER_NAME needed.
+    urls = current_app.url_map.bind("portal.invalid")
+    for endpoint, values in (("suppliers.vendor", {"slug": slug}), ("suppliers.directory", {})):
         try:
-            return url_for(endpoint, slug=slug)
-        except (BuildError, RuntimeError):  # no such page, or no URL adapter (a bare CLI)
+            return str(urls.build(endpoint, values))
+        except BuildError:  # that page is not there (a deployment without it)
             continue
-    try:
-        return url_for("suppliers.directory")
-    except (BuildError, RuntimeError):
-        return None
+    return None
 
 
 def incident_key(incident_id: int, change: str, impact: str) -> str:

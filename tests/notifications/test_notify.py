@@ -96,6 +96,8 @@ def test_an_incident_opened_twice_signalled_tells_each_seat_holder_once(app, wor
     assert set(found) == {world.alice.id, world.boris.id, world.dave.id}
     for person in (world.alice, world.boris, world.dave):
         assert found[person.id] == [("incident.opened", f"incident:{incident}:opened")]
+    with app.app_context():  # the link is the vendor's page in the supplier directory
+        assert set(db.session.scalars(sa.select(Notification.link))) == {"/suppliers/status-soft"}
     # Mail as each chose: Dave turned incident mail off (his row is there, no mail).
     sent = collections.Counter(str(m["To"]) for m in mailbox)
     assert sent == {world.alice.email: 1, world.boris.email: 1}
