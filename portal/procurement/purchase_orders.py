@@ -801,3 +801,47 @@ def committed_cost(session: Session, *, start: dt.date, end: dt.date) -> dict[in
         per_currency = cost.setdefault(line.product_id, {})
         per_currency[currency] = per_currency.get(currency, 0) + share
     return cost
+
+
+@dataclass
+class CommittedRow:
+    """One product's committed cost in one currency, for a month."""
+
+    sku: str
+    name: str
+    currency: str
+    amount: int
+
+
+@dataclass
+class Committed:
+    """A month's committed cost from purchase orders: per currency and per product."""
+
+    totals: dict[str, int]
+    rows: list[CommittedRow]
+
+
+def committed_in_period(session: Session, *, period: str) -> Committed:
+    """:func:`committed_cost` of the calendar month ``period`` (``YYYY-MM``), for the council
+    economics page beside what members were billed (billing does not import procurement:
+    the page asks both)."""
+    from portal.kernel.periods import period_bounds
+
+    start, end = period_bounds(period)
+    first, last = start.date(), (end - dt.timedelta(days=1)).date()
+    cost = committed_cost(session, start=first, end=last)
+    products = {
+        p.id: p for p in session.scalars(sa.select(Product).where(Product.id.in_(list(cost))))
+    }
+    rows = sorted(
+        (
+            CommittedRow(products[pid].sku, products[pid].name, currency, amount)
+            for pid, per_currency in cost.items()
+            for currency, amount in per_currency.items()
+        ),
+        key=lambda row: (row.name, row.currency),
+    )
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row.currency] = totals.get(row.currency, 0) + row.amount
+    return Committed(totals=dict(sorted(totals.items())), rows=rows)

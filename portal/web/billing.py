@@ -64,6 +64,7 @@ from portal.kernel.i18n import _, _l, _n
 from portal.kernel.periods import period_bounds, period_of
 from portal.kernel.scope import Scope, scope_of
 from portal.mail import selectors as mail_selectors
+from portal.procurement.purchase_orders import committed_in_period
 from portal.settings.services import settings_get
 
 #: Seconds between the run page's reloads while its run is queued or running.
@@ -579,6 +580,9 @@ def exports_page():
             list(exports.export_rows(db_session(), scope=_scope(), period=period))
         ),
         economics=council_economics(db_session(), period=period, today=now_utc().date()),
+        # committed cost from purchase orders (issue 16): procurement sits above billing,
+        # so the page asks it beside billing's figures
+        committed=committed_in_period(db_session(), period=period),
     )
 
 

@@ -232,3 +232,30 @@ def test_the_list_filters_by_state_and_vendor(app, supplier, people):
     assert "Draft #" in drafts.get_data(as_text=True)
     assert finance.get("/council/purchase-orders?vendor=nobody&state=lost").status_code == 200
     assert finance.get("/council/purchase-orders?state=%00").status_code == 400
+
+
+def test_council_economics_shows_committed_cost_beside_billing(app, supplier, people):
+    from tests.procurement.po_support import act, draft
+
+    starts_on, _ = term()
+    line = {"product_id": supplier["cad"].id, "seats": 10, "unit_cost": 1000}  # €100/month
+    po_id = draft(app, people["admin"], supplier["vendor_id"], [line])
+    draft(app, people["admin"], supplier["vendor_id"], [line])  # a draft commits nothing
+    act(app, people["admin"], po_id, "approve")
+    with app.app_context():
+        from portal.procurement.purchase_orders import committed_in_period
+
+        committed = committed_in_period(db.session, period=starts_on.strftime("%Y-%m"))
+    # the term's first month: its days' share of €1,200.00 over the year's days
+    assert set(committed.totals) == {"EUR"}
+    assert 9000 <= committed.totals["EUR"] <= 11000
+    [row] = committed.rows
+    assert (row.sku, row.currency, row.amount) == ("cad-suite", "EUR", committed.totals["EUR"])
+    finance = client_for(app, "finance")
+    page = finance.get(f"/finance/exports?period={starts_on:%Y-%m}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Committed cost from purchase orders" in html
+    from portal.kernel.money import format_money
+
+    assert format_money(committed.totals["EUR"], "EUR") in html
