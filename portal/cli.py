@@ -32,8 +32,10 @@ from portal.kernel.errors import DomainError
 from portal.kernel.periods import period_bounds
 from portal.kernel.scope import Scope
 from portal.metering.partitions import MONTHS_AHEAD, usage_partitions_ensure, usage_partitions_list
+from portal.procurement.purchase_orders_cli import purchase_orders
 from portal.provisioning.cli import provisioning
 from portal.suppliers.cli import suppliers
+from portal.suppliers.vendor_portal_cli import vendor_admin
 from portal.tenancy.selectors import organisation_by_slug
 
 
@@ -285,6 +287,8 @@ def register_commands(app: Flask) -> None:
         usage,
         suppliers,
         provisioning,
+        purchase_orders,
+        vendor_admin,
     ):
         app.cli.add_command(command)
     guard_commands(app.cli)

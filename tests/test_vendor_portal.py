@@ -591,3 +591,34 @@ def test_a_vendor_admin_cannot_make_a_council_token_through_the_service(app, wor
         with pytest.raises(NotFound):
             token_create(db.session, actor=actor, scope="vendor", vendor=rival, name="sneaky")
         db.session.rollback()
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def test_the_cli_invites_and_lists_a_vendors_admins(app, world, runner, mailbox):
+    result = runner.invoke(
+        args=["vendor-admin", "invite", "--vendor", "acme-soft", "--email", "cli@acme.example"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "cli@acme.example" in result.output
+    assert any(m["To"] == "cli@acme.example" and "Acme Soft" in str(m) for m in mailbox)
+    listing = runner.invoke(args=["vendor-admin", "list", "--vendor", "acme-soft"])
+    assert listing.exit_code == 0
+    assert world["admin"].email in listing.output and "cli@acme.example" in listing.output
+    assert world["rival_admin"].email not in listing.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["invite", "--vendor", "nobody", "--email", "a@b.example"],
+        ["invite", "--vendor", "acme-soft", "--email", "not-an-email"],
+        ["list", "--vendor", "nobody"],
+    ],
+)
+def test_the_cli_refuses_bad_input_in_one_line(app, world, runner, args):
+    result = runner.invoke(args=["vendor-admin", *args])
+    assert result.exit_code != 0
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert count(app, Invitation) == 0
