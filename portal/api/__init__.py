@@ -29,6 +29,7 @@ def init_app(app: Any, *, token_limit: TokenLimit) -> None:
         organisations,
         provisioning,
         purchase_orders,
+        reconciliation,
         subscriptions,
         usage,
         vendors,

@@ -44,7 +44,7 @@ from portal.jobs.queue import job
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
-from portal.kernel.errors import InvalidState
+from portal.kernel.errors import InvalidState, NotFound
 from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.provisioning.models import Channel, Delivery, DeliveryState, VendorProvisioning
@@ -55,7 +55,13 @@ from portal.provisioning.reconcile_models import (
     ReconciliationRun,
     RunState,
 )
-from portal.provisioning.scim_client import Directory, Person, outcome_of_error
+from portal.provisioning.scim_client import (
+    ConnectionCheck,
+    Directory,
+    Person,
+    outcome_of_error,
+    test_connection,
+)
 from portal.seats.models import SeatAssignment
 
 #: How often the schedule reconciles every vendor with SCIM configured.
@@ -377,3 +383,54 @@ def findings_of(session: Session, *, actor: Actor, run: ReconciliationRun) -> li
             sa.select(DriftFinding).where(DriftFinding.run_id == run.id).order_by(DriftFinding.id)
         )
     )
+
+
+def latest_runs(session: Session, *, actor: Actor) -> list[tuple[Vendor, ReconciliationRun | None]]:
+    """Every vendor with SCIM configured and its latest run (the council's overview)."""
+    policy.require(actor, Action.PROVISIONING_READ)
+    latest = (
+        sa.select(ReconciliationRun.vendor_id, sa.func.max(ReconciliationRun.id).label("run_id"))
+        .group_by(ReconciliationRun.vendor_id)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(Vendor, ReconciliationRun)
+        .join(VendorProvisioning, VendorProvisioning.vendor_id == Vendor.id)
+        .outerjoin(latest, latest.c.vendor_id == Vendor.id)
+        .outerjoin(ReconciliationRun, ReconciliationRun.id == latest.c.run_id)
+        .where(
+            VendorProvisioning.scim_base_url.is_not(None),
+            VendorProvisioning.scim_token_sealed.is_not(None),
+        )
+        .order_by(Vendor.name)
+    ).all()
+    return [(vendor, run) for vendor, run in rows]
+
+
+def run_of(session: Session, *, actor: Actor, vendor: Vendor, run_id: int) -> ReconciliationRun:
+    """One of ``vendor``'s runs (another vendor's run id is not found)."""
+    policy.require(actor, Action.PROVISIONING_READ, vendor_id=vendor.id)
+    run = session.scalar(
+        sa.select(ReconciliationRun).where(
+            ReconciliationRun.id == run_id, ReconciliationRun.vendor_id == vendor.id
+        )
+    )
+    if run is None:
+        raise NotFound(_l("No such reconciliation run."))
+    return run
+
+
+def scim_settings_of(
+    session: Session, *, actor: Actor, vendor: Vendor
+) -> VendorProvisioning | None:
+    """The vendor's provisioning settings, if any (for the page's summary)."""
+    policy.require(actor, Action.PROVISIONING_READ, vendor_id=vendor.id)
+    return session.scalar(
+        sa.select(VendorProvisioning).where(VendorProvisioning.vendor_id == vendor.id)
+    )
+
+
+def connection_check(session: Session, *, actor: Actor, vendor: Vendor) -> ConnectionCheck:
+    """Test the vendor's SCIM connection: read its ``ServiceProviderConfig`` and one user."""
+    policy.require(actor, Action.PROVISIONING_CONFIGURE, vendor_id=vendor.id)
+    return test_connection(_settings(session, vendor))

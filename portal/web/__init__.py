@@ -87,6 +87,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.web.people import bp as people_bp
     from portal.web.procurement import bp as procurement_bp
     from portal.web.provisioning import bp as provisioning_bp
+    from portal.web.provisioning_scim import bp as provisioning_scim_bp
     from portal.web.seats import bp as seats_bp
     from portal.web.sessions import bp as sessions_bp
     from portal.web.settings import bp as settings_bp
@@ -121,6 +122,7 @@ def register_blueprints(app: Flask) -> None:
         demand_bp,
         forecasts_bp,
         provisioning_bp,
+        provisioning_scim_bp,
     ):
         app.register_blueprint(blueprint)
 
@@ -168,6 +170,7 @@ NAV: dict[Role, list] = {
             _l("Admin"),
             [
                 ("provisioning.council_deliveries", _l("Deliveries")),
+                ("provisioning_scim.council_reconciliation", _l("Reconciliation")),
                 ("people.staff_users", _l("Council staff")),
                 ("sso.council_domains", _l("Email domains")),
                 ("tokens.council_tokens", _l("API tokens")),
@@ -229,6 +232,7 @@ NAV: dict[Role, list] = {
                 ("vendor_portal.tokens", _l("API tokens")),
                 ("provisioning.vendor_settings", _l("Provisioning")),
                 ("provisioning.vendor_deliveries", _l("Deliveries")),
+                ("provisioning_scim.vendor_reconciliation", _l("Reconciliation")),
             ],
         ),
         ("suppliers.directory", _l("Suppliers")),
