@@ -446,6 +446,11 @@ ENTRY_POINTS: dict[str, Args] = {
     },
     "portal.seats.subscriptions.subscription_cancel": lambda w: {"subscription": w.subscription},
     "portal.seats.waitlist.waitlist_fill": lambda w: {"product": w.product},
+    # procurement: renewal forecasts (issue 16)
+    "portal.procurement.forecast.pool_forecast": lambda w: {"pool_id": w.pool.id},
+    "portal.procurement.forecast.forecasts_list": lambda w: {},
+    "portal.procurement.forecast_jobs.pool_reminders_send": lambda w: {},
+    "portal.procurement.forecast_jobs.pool_reminders_job": lambda w: {},
     # settings
     "portal.settings.services.settings_update": lambda w: {"data": {}},
     # single sign-on
