@@ -446,15 +446,17 @@ def _count_report(session: Session, vendor_id: int, now: dt.datetime, result: In
         "rejected_not_organisation_person": codes["not_organisation_person"],
     }
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    table = UsageReportDay.__table__
-    statement = insert(table).values(
+    statement = insert(UsageReportDay).values(
         vendor_id=vendor_id, day=now.date(), last_batch_at=now, **counts
     )
     session.execute(
         statement.on_conflict_do_update(
-            index_elements=[table.c.vendor_id, table.c.day],
+            index_elements=[UsageReportDay.vendor_id, UsageReportDay.day],
             set_={
-                **{name: table.c[name] + statement.excluded[name] for name in counts},
+                **{
+                    name: getattr(UsageReportDay, name) + statement.excluded[name]
+                    for name in counts
+                },
                 "last_batch_at": statement.excluded.last_batch_at,
             },
         )
