@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from portal.billing.drafting import invoice_draft_refresh
 from portal.billing.lifecycle import invoice_finalize, payment_record
 from portal.billing.models import InvoiceStatus
+from portal.catalogue.models import Product, Vendor
 from portal.catalogue.selectors import product_by_sku
 from portal.catalogue.services import pool_create, price_create, product_create, vendor_create
 from portal.crypto import encrypt_secret
@@ -27,6 +28,7 @@ from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.periods import period_of
 from portal.metering.ingest import usage_ingest
+from portal.procurement import purchase_orders
 from portal.seats.models import SeatAssignment
 from portal.seats.services import seat_assign, subscription_create
 from portal.settings.services import settings_update
@@ -167,7 +169,9 @@ def load_demo(session: Session) -> list[str]:
     _supplier_status(session, actor)
     _compliance_documents(session, actor)
     _subscriptions(session, actor)
+    _notifications(session, actor)
     _renewals(session, actor)
+    _purchase_orders(session, actor)
     _usage(session, actor)
     _vendor_admins(session, actor)
     _invoices(session, actor)
@@ -517,6 +521,34 @@ def _supplier_status(session: Session, actor: Actor) -> None:
         body="A storage node is overloaded; traffic is being moved.",
         state="identified",
         created_at=now - dt.timedelta(hours=1),
+    )
+
+
+# ---------------------------------------------------------------- notifications (issue 15)
+
+
+def _notifications(session: Session, actor: Actor) -> None:
+    """The seat holders of the demo incidents' vendors told now, not only once a worker runs
+    the queued ``notifications.seat_holders`` jobs (which then tell nobody twice); the
+    resolved incident's notifications are read."""
+    from portal.jobs.models import Job
+    from portal.notifications.events import JOB, seat_holders_job
+    from portal.notifications.models import Notification
+
+    session.flush()
+    for arguments in session.scalars(sa.select(Job.arguments).where(Job.name == JOB)).all():
+        seat_holders_job(session, actor=Actor.system(f"job:{JOB}"), **arguments)
+    session.execute(
+        sa.update(Notification)
+        .where(Notification.key.like("incident:%"), Notification.kind == "incident.resolved")
+        .values(read_at=now_utc())
+    )
+    resolved = session.scalars(
+        sa.select(Notification.key).where(Notification.kind == "incident.resolved")
+    ).all()
+    opened = {key.rsplit(":", 1)[0] + ":opened" for key in resolved}
+    session.execute(
+        sa.update(Notification).where(Notification.key.in_(opened)).values(read_at=now_utc())
     )
 
 
@@ -882,3 +914,53 @@ def _renewals(session: Session, actor: Actor) -> None:
             .limit(1)
         ).one()
         change.effective_at = when
+
+
+# ---------------------------------------------------------------- purchase orders (issue 16)
+
+
+def _purchase_orders(session: Session, actor: Actor) -> None:
+    """Three orders: a draft (from the demand board), one approved by the council admin and
+    finance (above the threshold) and one received into a pool of PDM Vault."""
+    admin = Actor.person(session.scalar(sa.select(User).where(User.email == COUNCIL_ADMIN)))
+    finance = Actor.person(session.scalar(sa.select(User).where(User.email == COUNCIL_FINANCE)))
+    products = {p.sku: p for p in session.scalars(sa.select(Product))}
+    vendors = {v.slug: v.id for v in session.scalars(sa.select(Vendor))}
+    today = now_utc().date()
+    next_year = today.replace(day=1) + dt.timedelta(days=366)
+    purchase_orders.draft_purchase_order(
+        session,
+        actor,
+        vendor_id=vendors["datalake"],
+        lines=[{"product_id": products["bi-studio"].id, "seats": 20, "unit_cost": 1700}],
+        currency="EUR",
+        starts_on=next_year.replace(day=1),
+        ends_on=next_year.replace(day=1, year=next_year.year + 1) - dt.timedelta(days=1),
+        source="demand",
+        notes="Waitlist on BI Studio; renewal at the volume price offered.",
+    )
+    approved = purchase_orders.draft_purchase_order(
+        session,
+        actor,
+        vendor_id=vendors["securemail"],
+        lines=[{"product_id": products["secure-mail"].id, "seats": 100, "unit_cost": 900}],
+        currency="EUR",
+        starts_on=today,
+        ends_on=today + dt.timedelta(days=364),
+    )
+    purchase_orders.approve(session, admin, approved)
+    purchase_orders.approve(session, finance, approved)
+    received = purchase_orders.draft_purchase_order(
+        session,
+        actor,
+        vendor_id=vendors["autodraft"],
+        lines=[{"product_id": products["pdm-vault"].id, "seats": 10, "unit_cost": 1900}],
+        currency="EUR",
+        starts_on=today,
+        ends_on=today + dt.timedelta(days=364),
+        notes="Ten more PDM Vault seats for the waitlist.",
+    )
+    purchase_orders.approve(session, admin, received)
+    purchase_orders.send(session, admin, received)
+    purchase_orders.confirm(session, admin, received, vendor_reference="AD-SO-2291")
+    purchase_orders.receive(session, admin, received)
