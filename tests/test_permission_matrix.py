@@ -111,6 +111,11 @@ PAGES = [
     Endpoint(Action.VENDOR_SEATS_READ, "GET", "/vendor/products", "vendor"),
     Endpoint(Action.VENDOR_USAGE_HEALTH_READ, "GET", "/vendor/usage-health", "vendor"),
     Endpoint(Action.TOKEN_READ, "GET", "/vendor/tokens", "vendor"),
+    # provisioning (issue 17): the council's log and a vendor's settings; the vendor's own
+    Endpoint(Action.DELIVERY_READ, "GET", "/council/provisioning/deliveries", "council"),
+    Endpoint(Action.PROVISIONING_READ, "GET", "/council/vendors/acme-soft/provisioning", "council"),
+    Endpoint(Action.PROVISIONING_READ, "GET", "/vendor/provisioning", "vendor"),
+    Endpoint(Action.DELIVERY_READ, "GET", "/vendor/provisioning/deliveries", "vendor"),
 ]
 
 API = [
@@ -135,6 +140,18 @@ API = [
         Action.VENDOR_SERVICE_STATUS_SET, "PUT", "/api/v1/vendors/acme-soft/service-status", "mine"
     ),
     Endpoint(Action.VENDOR_INCIDENT_MANAGE, "POST", "/api/v1/vendors/acme-soft/incidents", "mine"),
+    # provisioning (issue 17): delivery 0 is no id (422 once past authorization)
+    Endpoint(Action.PROVISIONING_READ, "GET", "/api/v1/vendors/acme-soft/provisioning", "mine"),
+    Endpoint(
+        Action.PROVISIONING_CONFIGURE, "PUT", "/api/v1/vendors/acme-soft/provisioning", "mine"
+    ),
+    Endpoint(Action.DELIVERY_READ, "GET", "/api/v1/vendors/acme-soft/deliveries", "mine"),
+    Endpoint(
+        Action.DELIVERY_REDELIVER,
+        "POST",
+        "/api/v1/vendors/acme-soft/deliveries/0/redeliver",
+        "mine",
+    ),
     # purchase orders (issue 16): order 0 is no id (422 once past authorization). A council
     # token's approve passes the policy (the council admin's rule) and is then refused by
     # the service: approvals are people's (403 approval_needs_person, tests/procurement).

@@ -19,6 +19,7 @@ from portal.kernel.actor import Actor
 from portal.kernel.errors import NotFound
 from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
+from portal.pagination import Page, paginate
 from portal.provisioning.models import (
     Delivery,
     DeliveryAttempt,
@@ -46,22 +47,13 @@ class DeliveryFilter:
     person: str | None = None  # part of the person's email address
 
 
-def deliveries_page(
-    session: Session,
-    *,
-    actor: Actor,
-    filters: DeliveryFilter,
-    limit: int = PAGE_SIZE,
-    offset: int = 0,
-    before_id: int | None = None,
-) -> tuple[list[Delivery], bool]:
-    """The deliveries ``actor`` may read matching ``filters``, newest first; and whether
-    there are more."""
+def _deliveries_query(actor: Actor, filters: DeliveryFilter) -> sa.Select:
+    """The deliveries ``actor`` may read matching ``filters`` (a vendor's reader: its own
+    vendor's only; naming another vendor finds nothing)."""
     reach = policy.reach_of(actor, Action.DELIVERY_READ)
     if reach is None:
         policy.require(actor, Action.DELIVERY_READ)  # raises
     if reach != policy.Reach.ANY:
-        # A vendor's reader sees its own vendor's deliveries only.
         if actor.vendor_id is None or filters.vendor_id not in (None, actor.vendor_id):
             raise NotFound(_l("No such thing here."))
         filters = DeliveryFilter(
@@ -71,8 +63,6 @@ def deliveries_page(
             person=filters.person,
         )
     query = sa.select(Delivery)
-    if before_id is not None:
-        query = query.where(Delivery.id < before_id)
     if filters.vendor_id is not None:
         query = query.where(Delivery.vendor_id == filters.vendor_id)
     if filters.state is not None:
@@ -85,8 +75,32 @@ def deliveries_page(
         query = query.join(User, User.id == Delivery.user_id).where(
             sa.func.lower(User.email).like(f"%{needle}%", escape="\\")
         )
-    rows = list(session.scalars(query.order_by(Delivery.id.desc()).limit(limit + 1).offset(offset)))
+    return query
+
+
+def deliveries_page(
+    session: Session,
+    *,
+    actor: Actor,
+    filters: DeliveryFilter,
+    limit: int = PAGE_SIZE,
+    before_id: int | None = None,
+) -> tuple[list[Delivery], bool]:
+    """Up to ``limit`` deliveries, newest first, older than ``before_id`` (the API's cursor);
+    and whether there are more."""
+    query = _deliveries_query(actor, filters)
+    if before_id is not None:
+        query = query.where(Delivery.id < before_id)
+    rows = list(session.scalars(query.order_by(Delivery.id.desc()).limit(limit + 1)))
     return rows[:limit], len(rows) > limit
+
+
+def deliveries_paged(
+    session: Session, *, actor: Actor, filters: DeliveryFilter, page: int, per_page: int = PAGE_SIZE
+) -> Page[Delivery]:
+    """A numbered page of the deliveries (the log pages), newest first."""
+    query = _deliveries_query(actor, filters).order_by(Delivery.id.desc())
+    return paginate(session, query, page=page, per_page=per_page)
 
 
 def delivery_for(session: Session, *, actor: Actor, delivery_id: int) -> Delivery:
@@ -136,3 +150,8 @@ def state_counts(session: Session, *, vendor_id: int) -> dict[str, int]:
     counts = {str(state): 0 for state in DeliveryState}
     counts.update({str(state): int(n) for state, n in rows})
     return counts
+
+
+def all_settings(session: Session) -> list[VendorProvisioning]:
+    """Every vendor's settings row (council pages)."""
+    return list(session.scalars(sa.select(VendorProvisioning)))

@@ -119,7 +119,8 @@ def _settings_row(session: Session, vendor: Vendor) -> VendorProvisioning:
 
 
 def describe(row: VendorProvisioning | None, vendor: Vendor) -> dict[str, Any]:
-    """The settings as pages, the API and the audit log show them: never a secret."""
+    """The settings as pages, the API and the audit log show them: never a secret (times
+    as datetimes)."""
     if row is None:
         return {
             "vendor": vendor.slug,
@@ -136,15 +137,14 @@ def describe(row: VendorProvisioning | None, vendor: Vendor) -> dict[str, Any]:
             "failing_since": None,
             "last_success_at": None,
         }
-    iso = lambda value: value.isoformat() if value else None  # noqa: E731
     return {
         "vendor": vendor.slug,
         "scim_base_url": row.scim_base_url,
         "scim_token_set": row.scim_token_sealed is not None,
         "webhook_url": row.webhook_url,
         "webhook_secret_set": row.webhook_secret_sealed is not None,
-        "webhook_secret_created_at": iso(row.webhook_secret_created_at),
-        "previous_secret_until": iso(
+        "webhook_secret_created_at": row.webhook_secret_created_at,
+        "previous_secret_until": (
             row.previous_secret_until
             if row.previous_secret_until and row.previous_secret_until > now_utc()
             else None
@@ -153,8 +153,8 @@ def describe(row: VendorProvisioning | None, vendor: Vendor) -> dict[str, Any]:
         "group_push": row.group_push,
         "reconcile_fix": row.reconcile_fix,
         "failing": row.failing,
-        "failing_since": iso(row.failing_since),
-        "last_success_at": iso(row.last_success_at),
+        "failing_since": row.failing_since,
+        "last_success_at": row.last_success_at,
     }
 
 
