@@ -30,12 +30,12 @@ def suppliers_poll(slug: str | None, timeout: float) -> None:
     """Read the status page of every vendor that has one (or of --vendor) now, as the
     scheduled job suppliers.poll_status does, and print what each said."""
     session = db_session()
-    vendors = selectors.vendors_with_status_page(session, slug=slug)
-    if slug is not None and not vendors:
+    if slug is not None and not selectors.vendors_with_status_page(session, slug=slug):
         raise click.ClickException(f"No vendor {slug!r} with a status page address.")
+    session.rollback()
     try:
-        results = statuspage.poll_vendors(
-            session, Actor.system("cli: suppliers poll"), vendors, timeout=timeout
+        vendors, results = statuspage.poll_outside_transaction(
+            session, Actor.system("cli: suppliers poll"), slug=slug, timeout=timeout
         )
     except DomainError as error:
         raise click.ClickException(error.detail) from None

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.catalogue.models import ServiceStatus, StatusSource, Vendor
+from portal.db import read_only
 from portal.jobs.queue import job
 from portal.kernel import policy
 from portal.kernel.actor import Actor
@@ -411,25 +412,33 @@ def record_failure(session: Session, vendor: Vendor, reason: str) -> None:
 # ---------------------------------------------------------------- polling
 
 
-def poll_vendors(
-    session: Session,
-    actor: Actor,
-    vendors: Sequence[Vendor],
+@dataclass(frozen=True)
+class Target:
+    """A status page to read: taken from the vendor row before any network call."""
+
+    vendor_id: int
+    slug: str
+    base_url: str
+
+    @property
+    def url(self) -> str:
+        return summary_url(self.base_url)
+
+
+def targets_of(vendors: Sequence[Vendor]) -> list[Target]:
+    return [Target(v.id, v.slug, v.status_page_url) for v in vendors if v.status_page_url]
+
+
+def read_pages(
+    targets: Sequence[Target],
     *,
     timeout: float = TIMEOUT,
     retries: int = RETRIES,
     pause: float = RETRY_PAUSE,
-) -> list[PollResult]:
-    """Read each vendor's status page (at once, :data:`PARALLEL` at a time) and apply
-    the readings one vendor after another, each in a savepoint. Never raises for a
-    vendor's answer."""
-    policy.require(actor, Action.VENDOR_SERVICE_STATUS_SET)
-    policy.require(actor, Action.VENDOR_INCIDENT_MANAGE)
-    targets = [
-        (vendor, summary_url(vendor.status_page_url))
-        for vendor in vendors
-        if vendor.status_page_url
-    ]
+) -> list[Summary | str]:
+    """Each target's summary, or the reason it could not be read (:data:`PARALLEL` at a
+    time). Touches no database: call it with no transaction open, so no lock is held while
+    the network answers."""
 
     def read(url: str) -> Summary | str:
         try:
@@ -443,9 +452,25 @@ def poll_vendors(
     if not targets:
         return []
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(targets))) as pool:
-        readings = list(pool.map(read, [url for _, url in targets]))
+        return list(pool.map(read, [target.url for target in targets]))
+
+
+def apply_readings(
+    session: Session,
+    actor: Actor,
+    targets: Sequence[Target],
+    readings: Sequence[Summary | str],
+) -> list[PollResult]:
+    """Apply each reading to its vendor, one after another, each in a savepoint: a good one
+    through :func:`apply_summary`, a failure as :func:`record_failure`. A vendor removed, or
+    given another address, since its page was read is left alone."""
+    policy.require(actor, Action.VENDOR_SERVICE_STATUS_SET)
+    policy.require(actor, Action.VENDOR_INCIDENT_MANAGE)
     results = []
-    for (vendor, _url), reading in zip(targets, readings, strict=True):
+    for target, reading in zip(targets, readings, strict=True):
+        vendor = session.get(Vendor, target.vendor_id)
+        if vendor is None or vendor.status_page_url != target.base_url:
+            continue
         if isinstance(reading, str):
             record_failure(session, vendor, reading)
             results.append(PollResult(vendor_slug=vendor.slug, ok=False, error=reading))
@@ -461,8 +486,42 @@ def poll_vendors(
     return results
 
 
+def poll_vendors(
+    session: Session,
+    actor: Actor,
+    vendors: Sequence[Vendor],
+    *,
+    timeout: float = TIMEOUT,
+    retries: int = RETRIES,
+    pause: float = RETRY_PAUSE,
+) -> list[PollResult]:
+    """Read the vendors' status pages and apply the readings, in the caller's transaction.
+    Never raises for a vendor's answer. (The job and the CLI end their read transaction
+    before the network calls: :func:`poll_outside_transaction`.)"""
+    policy.require(actor, Action.VENDOR_SERVICE_STATUS_SET)
+    targets = targets_of(vendors)
+    readings = read_pages(targets, timeout=timeout, retries=retries, pause=pause)
+    return apply_readings(session, actor, targets, readings)
+
+
+def poll_outside_transaction(
+    session: Session, actor: Actor, *, slug: str | None = None, timeout: float = TIMEOUT
+) -> tuple[list[Vendor], list[PollResult]]:
+    """The job's and the CLI's poll: read the targets in a read-only transaction and end
+    it, wait for the pages with no transaction (nor lock) open, then apply the readings in
+    a new one that the caller commits. Returns the vendors read and the results."""
+    policy.require(actor, Action.VENDOR_SERVICE_STATUS_SET)
+    read_only(session)
+    vendors = selectors.vendors_with_status_page(session, slug=slug)
+    targets = targets_of(vendors)
+    session.commit()
+    readings = read_pages(targets, timeout=timeout)
+    results = apply_readings(session, actor, targets, readings)
+    return vendors, results
+
+
 @job("suppliers.poll_status", max_attempts=1, every=POLL_EVERY)
 def poll_status_job(session: Session, *, actor: Actor, vendor: str | None = None) -> None:
     """Read every vendor's status page (or ``vendor``'s): the schedule's every 5 minutes."""
     policy.require(actor, Action.JOB_RUN)
-    poll_vendors(session, actor, selectors.vendors_with_status_page(session, slug=vendor))
+    poll_outside_transaction(session, actor, slug=vendor)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -84,6 +85,8 @@ class StatuspageServer:
         self.status = 200
         self.delay = 0.0
         self.requests = 0
+        #: Called (in the server's thread) before each answer, e.g. to write to the database.
+        self.on_request: Callable[[], None] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._release = threading.Event()  # ends a delayed answer early, at stop()
@@ -98,6 +101,8 @@ class StatuspageServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 owner.requests += 1
+                if owner.on_request is not None:
+                    owner.on_request()
                 if owner.delay:
                     owner._release.wait(owner.delay)
                 if self.path != SUMMARY_PATH:

@@ -314,3 +314,38 @@ def test_the_scheduled_job_and_the_cli_poll_every_vendor_with_a_page(
     assert "1 of 2 status pages could not be read" in out.output
     out = runner.invoke(args=["suppliers", "poll", "--vendor", "nobody"])
     assert out.exit_code == 1 and "No vendor 'nobody'" in out.output
+
+
+def test_the_job_holds_no_lock_while_it_waits_for_a_page(app, db_session, clock, server):
+    """While the page is being read, another connection writes the vendor's row: the job
+    ended its read transaction first (on SQLite a held write lock would make that write
+    fail, or the page's answer wait past the poller's timeout)."""
+    from tests.conftest import owner_engine
+    from tests.support import deliver_job
+
+    clock.freeze(T0)
+    vendor_id = _vendor(db_session, server.base_url).id
+    server.document = summary("major", "Partial outage")
+    written = []
+
+    def write_meanwhile():
+        with app.app_context(), owner_engine(app).begin() as conn:
+            conn.execute(
+                sa.update(Vendor)
+                .where(Vendor.id == vendor_id)
+                .values(contact_email="ops@mail-co.example")
+            )
+        written.append(True)
+
+    server.on_request = write_meanwhile
+    job = enqueue(db_session, "suppliers.poll_status", actor=SYSTEM)
+    db_session.commit()
+    job_id = job.id
+    db_session.remove()
+    deliver_job(app, job_id)
+    with app.app_context():
+        vendor = db.session.get(Vendor, vendor_id)
+        assert written == [True]
+        assert vendor.contact_email == "ops@mail-co.example"
+        assert vendor.service_status == ServiceStatus.PARTIAL_OUTAGE
+        assert vendor.status_poll_error is None

@@ -84,7 +84,7 @@ def test_atom_feeds_are_well_formed_and_escaped(app, incidents, make_org):
     answer = client.get("/feeds/suppliers.atom")
     assert answer.status_code == 200
     assert answer.mimetype == "application/atom+xml"
-    root = ET.fromstring(answer.data)  # parses: well-formed, nothing unescaped
+    root = ET.fromstring(answer.data)  # noqa: S314 (the portal's own feed) parses: well-formed
     assert root.tag == f"{ATOM}feed"
     entries = root.findall(f"{ATOM}entry")
     titles = [e.find(f"{ATOM}title").text for e in entries]
@@ -92,7 +92,7 @@ def test_atom_feeds_are_well_formed_and_escaped(app, incidents, make_org):
     assert b"&lt;fails&gt; &amp; bounces" in answer.data
     terms = {c.get("term") for c in entries[1].findall(f"{ATOM}category")}
     assert {"impact:critical", "state:resolved", "vendor:mail-co"} <= terms
-    one = ET.fromstring(client.get("/feeds/suppliers/mail-co.atom").data)
+    one = ET.fromstring(client.get("/feeds/suppliers/mail-co.atom").data)  # noqa: S314
     assert len(one.findall(f"{ATOM}entry")) == 1
 
 

@@ -18,7 +18,6 @@ from portal import signals
 from portal.audit.models import AuditEvent
 from portal.catalogue.models import ServiceStatus, StatusSource, Vendor
 from portal.catalogue.services import vendor_create
-from portal.db import db
 from portal.kernel.actor import Actor, Role
 from portal.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from portal.suppliers import selectors, services
