@@ -537,18 +537,17 @@ def _notifications(session: Session, actor: Actor) -> None:
 
     session.flush()
     for arguments in session.scalars(sa.select(Job.arguments).where(Job.name == JOB)).all():
-        seat_holders_job(session, actor=Actor.system(f"job:{JOB}"), **arguments)
-    session.execute(
-        sa.update(Notification)
-        .where(Notification.key.like("incident:%"), Notification.kind == "incident.resolved")
-        .values(read_at=now_utc())
-    )
+        seat_holders_job(session, actor=actor, **arguments)
     resolved = session.scalars(
         sa.select(Notification.key).where(Notification.kind == "incident.resolved")
     ).all()
-    opened = {key.rsplit(":", 1)[0] + ":opened" for key in resolved}
+    read = {
+        f"{key.removesuffix(':resolved')}:{change}"
+        for key in resolved
+        for change in ("opened", "resolved")
+    }
     session.execute(
-        sa.update(Notification).where(Notification.key.in_(opened)).values(read_at=now_utc())
+        sa.update(Notification).where(Notification.key.in_(read)).values(read_at=now_utc())
     )
 
 
