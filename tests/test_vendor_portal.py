@@ -121,6 +121,26 @@ def test_other_roles_get_403_on_the_vendor_portal(app, world, signed_in):
     assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
 
 
+def test_a_vendor_admin_resets_a_forgotten_password_and_enrols_an_authenticator(
+    app, world, mailbox
+):
+    from tests.conftest import give_second_factor
+
+    user = world["admin"]
+    post_form(app.test_client(), "/password/forgot", {"email": user.email})
+    (message,) = [m for m in mailbox if m["To"] == user.email]
+    link = mail_link(message)
+    reset = app.test_client()
+    assert reset.get(link).status_code == 200
+    assert post_form(reset, link, {"password": "a new vendor passphrase"}).status_code == 302
+    assert login(app.test_client(), user, password="a new vendor passphrase").status_code == 302
+    # With an authenticator app they are asked for its code, then land in the vendor portal.
+    give_second_factor(app, user.id)
+    client = app.test_client()
+    response = login(client, user, password="a new vendor passphrase")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/vendor")
+
+
 # ---------------------------------------------------------------- tenant probes
 
 
