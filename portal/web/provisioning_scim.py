@@ -111,7 +111,7 @@ def _reconcile(vendor: Vendor, *, council: bool, back: str) -> ResponseReturnVal
                 found = _n(
                     "%(num)s difference found.", "%(num)s differences found.", run.drift_count
                 )
-                flash(f"{found} {_('%(fixed)s fixed.', fixed=run.fixed_count)}", "success")
+                flash(f"{found} {_('Fixed: %(fixed)s.', fixed=run.fixed_count)}", "success")
             else:
                 found = _n(
                     "%(num)s difference found.", "%(num)s differences found.", run.drift_count

@@ -46,7 +46,7 @@ def test_a_vendor_admin_reconciles_and_fixes_their_own_vendor(
     assert fixed.status_code == 302
     shown = client.get(fixed.headers["Location"])
     text = shown.get_data(as_text=True)
-    assert "1 difference found. 1 fixed." in " ".join(flashes(shown))
+    assert "1 difference found. Fixed: 1." in " ".join(flashes(shown))
     assert "stranger@vendor.example" in text
     assert "Active at the vendor without a seat" in text and "deactivated" in text
     assert vendor_server.user("stranger@vendor.example")["active"] is False
