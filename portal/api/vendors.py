@@ -146,6 +146,26 @@ class IncidentUpdateOut(BaseModel):
         )
 
 
+class IncidentBrief(BaseModel):
+    """An open incident, as the vendor list shows it (the vendor's page has its updates)."""
+
+    id: int
+    title: str
+    impact: ImpactName
+    state: StateName
+    opened_at: dt.datetime
+
+    @classmethod
+    def of(cls, incident: Incident) -> IncidentBrief:
+        return cls(
+            id=incident.id,
+            title=incident.title,
+            impact=incident.impact.value,
+            state=incident.state.value,
+            opened_at=incident.opened_at,
+        )
+
+
 class IncidentOut(BaseModel):
     """An incident and its updates, newest first."""
 
@@ -216,7 +236,7 @@ class VendorEntry(BaseModel):
     uptime_30d: str | None = Field(description="Uptime over 30 days, e.g. '99.95'")
     uptime_90d: str | None
     products: list[str] = Field(description="SKUs of its products in the catalogue")
-    open_incidents: int
+    open_incidents: list[IncidentBrief]
 
     @classmethod
     def of(cls, summary: VendorSummary) -> VendorEntry:
@@ -238,7 +258,7 @@ class VendorEntry(BaseModel):
             uptime_30d=_percent(summary.uptime_30.uptime_percent),
             uptime_90d=_percent(summary.uptime_90.uptime_percent),
             products=[p.sku for p in summary.products],
-            open_incidents=len(summary.open_incidents),
+            open_incidents=[IncidentBrief.of(i) for i in summary.open_incidents],
         )
 
 

@@ -478,9 +478,12 @@ def apply_readings(
         try:
             with session.begin_nested():
                 results.append(apply_summary(session, actor, vendor, reading))
-        except DomainError as error:
+        except (DomainError, sa.exc.IntegrityError) as error:
+            # A rule refused it, or another poll of the same page got there first (the
+            # next poll finds its work done): recorded, never raised.
             session.refresh(vendor)
-            reason = f"the summary could not be applied: {error.detail}"
+            detail = error.detail if isinstance(error, DomainError) else "a concurrent change"
+            reason = f"the summary could not be applied: {detail}"
             record_failure(session, vendor, reason)
             results.append(PollResult(vendor_slug=vendor.slug, ok=False, error=reason))
     return results

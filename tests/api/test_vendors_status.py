@@ -160,6 +160,10 @@ def test_incidents_open_update_resolve_through_the_api(app, api, vendors, clock)
             1,
         )
         path = f"/vendors/mail-co/incidents/{incident['id']}/updates"
+        listed = own.get("/vendors?search=mail").get_json()["data"]
+        assert [(i["id"], i["state"]) for i in listed[0]["open_incidents"]] == [
+            (incident["id"], "investigating")
+        ]
         clock.advance(dt.timedelta(minutes=5))
         updated = own.post(path, {"body": "Worse.", "impact": "major"})
         assert updated.status_code == 201
@@ -173,6 +177,7 @@ def test_incidents_open_update_resolve_through_the_api(app, api, vendors, clock)
             "Vendor mail-co",
         ]
     assert [s["change"] for s in sent] == ["opened", "impact_changed", "resolved"]
+    assert own.get("/vendors").get_json()["data"][0]["open_incidents"] == []
     assert_problem(own.post(path, {"body": "Again"}), 409, "incident_resolved")
     # Another vendor's path to the same incident, an unknown id, bad bodies.
     assert_problem(

@@ -18,6 +18,7 @@ from portal import signals
 from portal.audit.models import AuditEvent
 from portal.catalogue.models import ServiceStatus, StatusSource, Vendor
 from portal.catalogue.services import vendor_create
+from portal.db import db
 from portal.kernel.actor import Actor, Role
 from portal.kernel.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from portal.suppliers import selectors, services
@@ -409,3 +410,61 @@ def test_only_council_admins_set_the_status_page_address(app, db_session, clock)
     services.set_status_page_url(db_session, COUNCIL, vendor, "")
     assert vendor.status_page_url is None
     assert not selectors.reading_stale(vendor, now=T0)
+
+
+def test_concurrent_status_changes_keep_one_open_interval_and_a_gapless_chain(app, clock):
+    """Eight changes at once (threads, each its own session and transaction): the vendor row
+    lock orders them, so the history is a chain without gaps or overlaps and exactly one
+    interval is open (proved on PostgreSQL in CI; SQLite serialises writers anyway)."""
+    import threading
+
+    from portal.db import bind_scope
+    from portal.kernel.scope import Scope
+
+    clock.freeze(T0)
+    with app.app_context():
+        vendor_id = _vendor(db.session).id
+        db.session.commit()
+    statuses = ["degraded", "major_outage", "maintenance", "partial_outage"] * 2
+    barrier = threading.Barrier(len(statuses))
+    errors: list[BaseException] = []
+
+    def change(status: str) -> None:
+        with app.app_context():
+            bind_scope(db.session, Scope.council())
+            try:
+                barrier.wait()
+                vendor = db.session.get(Vendor, vendor_id)
+                services.set_service_status(db.session, SYSTEM, vendor, status)
+                db.session.commit()
+            except BaseException as error:  # noqa: BLE001 (reported below)
+                db.session.rollback()
+                errors.append(error)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=change, args=(s,)) for s in statuses]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with app.app_context():
+        rows = db.session.scalars(
+            sa.select(VendorStatusInterval)
+            .where(VendorStatusInterval.vendor_id == vendor_id)
+            .order_by(VendorStatusInterval.started_at, VendorStatusInterval.id)
+        ).all()
+        vendor = db.session.get(Vendor, vendor_id)
+        assert [r.ended_at is None for r in rows].count(True) == 1
+        assert rows[-1].ended_at is None
+        for earlier, later in zip(rows, rows[1:], strict=False):
+            assert earlier.ended_at == later.started_at
+            assert earlier.service_status != later.service_status
+        assert rows[-1].service_status == vendor.service_status
+        changes = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "vendor.service_status_set")
+        )
+        assert changes == len(rows) - 1  # one audited change per interval opened
