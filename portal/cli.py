@@ -32,6 +32,7 @@ from portal.kernel.errors import DomainError
 from portal.kernel.periods import period_bounds
 from portal.kernel.scope import Scope
 from portal.metering.partitions import MONTHS_AHEAD, usage_partitions_ensure, usage_partitions_list
+from portal.notifications.cli import notifications
 from portal.procurement.purchase_orders_cli import purchase_orders
 from portal.provisioning.cli import provisioning
 from portal.suppliers.cli import suppliers
@@ -286,6 +287,7 @@ def register_commands(app: Flask) -> None:
         audit,
         usage,
         suppliers,
+        notifications,
         provisioning,
         purchase_orders,
         vendor_admin,

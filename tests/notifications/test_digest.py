@@ -118,3 +118,23 @@ def test_the_scheduled_job_sends_yesterdays_digest_once_however_often_it_runs(
     assert sorted(digests) == sorted(
         [(world.acme_admin.id, DAY.date(), 1), (world.beta_admin.id, DAY.date(), 1)]
     )
+
+
+def test_the_command_sends_a_days_digest_once_and_refuses_a_bad_day(
+    app, world, clock, mailbox, runner
+):
+    clock.freeze(DAY)
+    open_incident(app)
+    mailbox.clear()
+    result = runner.invoke(args=["notifications", "digest", "--day", DAY.date().isoformat()])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "2026-11-03: 2 digest(s) queued for mail."
+    again = runner.invoke(args=["notifications", "digest", "--day", "2026-11-03"])
+    assert again.output.strip() == "2026-11-03: 0 digest(s) queued for mail."
+    assert len(mailbox) == 2
+    for bad in ("yesterday", "2026-13-01", ""):
+        refused = runner.invoke(args=["notifications", "digest", "--day", bad])
+        assert refused.exit_code != 0
+        assert "is not a day" in refused.output
+    clock.freeze(DAY + dt.timedelta(days=1, hours=3))  # default: yesterday
+    assert runner.invoke(args=["notifications", "digest"]).output.startswith("2026-11-03: 0")
