@@ -116,6 +116,12 @@ PAGES = [
     Endpoint(Action.PROVISIONING_READ, "GET", "/council/vendors/acme-soft/provisioning", "council"),
     Endpoint(Action.PROVISIONING_READ, "GET", "/vendor/provisioning", "vendor"),
     Endpoint(Action.DELIVERY_READ, "GET", "/vendor/provisioning/deliveries", "vendor"),
+    # reconciliation (issue 17): its POSTs (reconcile, test the connection) are in the API list
+    Endpoint(Action.PROVISIONING_READ, "GET", "/council/provisioning/reconciliation", "council"),
+    Endpoint(
+        Action.PROVISIONING_READ, "GET", "/council/vendors/acme-soft/reconciliation", "council"
+    ),
+    Endpoint(Action.PROVISIONING_READ, "GET", "/vendor/provisioning/reconciliation", "vendor"),
 ]
 
 API = [
@@ -136,6 +142,7 @@ API = [
     # suppliers (issue 15): the vendor token is acme-soft's, the matrix's one vendor
     Endpoint(Action.SUPPLIER_READ, "GET", "/api/v1/vendors", "mine"),
     Endpoint(Action.SUPPLIER_READ, "GET", "/api/v1/vendors/acme-soft", "mine"),
+    Endpoint(Action.VENDOR_DOCUMENT_READ, "GET", "/api/v1/vendors/acme-soft/documents", "mine"),
     Endpoint(
         Action.VENDOR_SERVICE_STATUS_SET, "PUT", "/api/v1/vendors/acme-soft/service-status", "mine"
     ),
@@ -150,6 +157,19 @@ API = [
         Action.DELIVERY_REDELIVER,
         "POST",
         "/api/v1/vendors/acme-soft/deliveries/0/redeliver",
+        "mine",
+    ),
+    # reconciliation (issue 17): an empty body is 422 once past authorization
+    Endpoint(
+        Action.PROVISIONING_READ,
+        "GET",
+        "/api/v1/vendors/acme-soft/provisioning/reconciliations",
+        "mine",
+    ),
+    Endpoint(
+        Action.PROVISIONING_RECONCILE,
+        "POST",
+        "/api/v1/vendors/acme-soft/provisioning/reconciliations",
         "mine",
     ),
     # purchase orders (issue 16): order 0 is no id (422 once past authorization). A council

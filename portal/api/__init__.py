@@ -23,6 +23,7 @@ def init_app(app: Any, *, token_limit: TokenLimit) -> None:
     """
     from portal.api import (  # noqa: F401 (routes)
         catalogue,
+        compliance,
         docs,
         forecasts,
         invoices,
