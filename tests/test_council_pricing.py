@@ -367,3 +367,32 @@ def test_refused_council_prices_change_nothing(app, make_product, change):
             price_create(db.session, actor=SYSTEM, data=data)
         db.session.rollback()
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Price)) == 0
+
+
+def test_the_cost_preview_and_the_catalogue_speak_of_council_volume(
+    app, clock, council_priced, make_org
+):
+    """On 20 February a fourth organisation (EUR) considers 5 seats: the council holds
+    562 seat-days this month (20 seats), its 5 seats for the 9 days left add 45: 607 ÷ 28
+    = 21 seats → tier 3, 5.00 EUR. Its catalogue shows the price's range."""
+    from portal.billing.preview import seat_cost_preview
+    from tests.support import client_for
+
+    clock.freeze("2027-02-20T00:00:00Z")
+    delta = make_org("delta", currency="EUR")
+    with app.app_context():
+        preview = seat_cost_preview(
+            db.session,
+            organisation=db.session.get(Organisation, delta.id),
+            product=db.session.scalar(sa.select(Product).where(Product.sku == "team-chat")),
+            quantity=5,
+            now=dt.datetime(2027, 2, 20, tzinfo=UTC),
+        )
+    assert (preview.council_quantity, preview.tier, preview.unit_amount) == (21, 3, 500)
+    assert preview.this_month == 804  # 45 × 500 ÷ 28 = 803.57
+    assert preview.monthly == 2500
+    admin = client_for(app, "org_admin", delta)
+    page = admin.get("/catalogue/team-chat/subscribe?quantity=5").get_data(as_text=True)
+    assert "tier 3" in page and "€5.00" in page
+    catalogue = admin.get("/catalogue").get_data(as_text=True)
+    assert "€5.00 to €10.00 per seat per month" in catalogue

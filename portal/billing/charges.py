@@ -228,6 +228,24 @@ def council_quantities_of(
     counts it, so "cost so far" and the draft choose the same tier.
     """
     days_in_month = calendar.monthrange(period_start.year, period_start.month)[1]
+    seat_days = council_seat_days_of(
+        products=products, period_start=period_start, subscriptions=subscriptions, history=history
+    )
+    return {
+        product_id: council_average_seats(seat_days=days, days_in_month=days_in_month)
+        for product_id, days in seat_days.items()
+    }
+
+
+def council_seat_days_of(
+    *,
+    products: set[int],
+    period_start: dt.datetime,
+    subscriptions: dict[int, list[tuple[int, int]]],
+    history: dict[int, list[tuple[dt.datetime, int]]],
+) -> dict[int, int]:
+    """Every organisation's seat-days of each product over the whole calendar month."""
+    days_in_month = calendar.monthrange(period_start.year, period_start.month)[1]
     first = period_start.date().replace(day=1)
     last = first.replace(day=days_in_month)
     seat_days = dict.fromkeys(products, 0)
@@ -235,10 +253,7 @@ def council_quantities_of(
         for sub_id, product_id in subs:
             if product_id in seat_days:
                 seat_days[product_id] += sum(daily_quantities(history.get(sub_id, []), first, last))
-    return {
-        product_id: council_average_seats(seat_days=days, days_in_month=days_in_month)
-        for product_id, days in seat_days.items()
-    }
+    return seat_days
 
 
 def council_quantities_load(
@@ -251,6 +266,21 @@ def council_quantities_load(
     too); only the per-product averages leave this function.
     """
     products = council_products(catalogue)
+    if not products:
+        return {}
+    days_in_month = calendar.monthrange(period_start.year, period_start.month)[1]
+    return {
+        product_id: council_average_seats(seat_days=days, days_in_month=days_in_month)
+        for product_id, days in council_seat_days_load(
+            session, products=products, period_start=period_start
+        ).items()
+    }
+
+
+def council_seat_days_load(
+    session: Session, *, products: set[int], period_start: dt.datetime
+) -> dict[int, int]:
+    """:func:`council_seat_days_of` for ``products``, read council-wide (only sums leave)."""
     if not products:
         return {}
     days_in_month = calendar.monthrange(period_start.year, period_start.month)[1]
@@ -282,7 +312,7 @@ def council_quantities_load(
             .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
         ):
             history.setdefault(sub_id, []).append((at, quantity))
-    return council_quantities_of(
+    return council_seat_days_of(
         products=products, period_start=period_start, subscriptions=subscriptions, history=history
     )
 

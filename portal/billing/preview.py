@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from portal.billing.charges import subscriptions_in
-from portal.billing.rating import seat_amount
-from portal.catalogue.models import Product
+from portal.billing.charges import council_seat_days_load, subscriptions_in
+from portal.billing.rating import Tier, council_average_seats, seat_amount, volume_tier
+from portal.catalogue.models import Product, TierBasis
 from portal.catalogue.selectors import seat_prices
 from portal.kernel.scope import Scope
 from portal.seats.history import daily_quantities
@@ -40,6 +40,10 @@ class CostPreview:
     monthly: int  # a whole month at ``quantity``
     days_left: int  # days of this month from today on, today included
     days_in_month: int
+    # Council volume pricing (SPEC 8.3): the council-wide average seats this month with the
+    # change, and the tier (1, 2, …) they choose; None for other prices.
+    council_quantity: int | None = None
+    tier: int | None = None
 
     @property
     def difference(self) -> int:
@@ -83,23 +87,43 @@ def seat_cost_preview(
         )
         history = histories.get(subscription.id, [])
 
+    unit_amount = price.unit_amount
+    council_quantity = tier = None
+    if price.tier_basis == TierBasis.COUNCIL and price.tiers:
+        # The tier this month's council-wide seats choose, this change included.
+        period_start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
+        council_days = council_seat_days_load(
+            session, products={product.id}, period_start=period_start
+        ).get(product.id, 0)
+        change = sum(daily_quantities([*history, (now, quantity)], first, last)) - sum(
+            daily_quantities(history, first, last)
+        )
+        council_quantity = council_average_seats(
+            seat_days=max(0, council_days + change), days_in_month=days_in_month
+        )
+        tiers = [Tier(t.up_to, t.unit_amount, t.flat_amount) for t in price.tiers]
+        tier, chosen = volume_tier(tiers, council_quantity)
+        unit_amount = chosen.unit_amount
+
     def charge(changes: list[tuple[dt.datetime, int]]) -> int:
         days = daily_quantities(changes, first, last)
         return seat_amount(
-            unit_amount=price.unit_amount, daily_quantities=days, days_in_month=days_in_month
+            unit_amount=unit_amount, daily_quantities=days, days_in_month=days_in_month
         )
 
     return CostPreview(
         currency=organisation.currency,
-        unit_amount=price.unit_amount,
+        unit_amount=unit_amount,
         quantity=quantity,
         this_month=charge([*history, (now, quantity)]),
         now_this_month=charge(history),
         monthly=seat_amount(
-            unit_amount=price.unit_amount,
+            unit_amount=unit_amount,
             daily_quantities=[quantity] * days_in_month,
             days_in_month=days_in_month,
         ),
         days_left=(last - now.date()).days + 1,
         days_in_month=days_in_month,
+        council_quantity=council_quantity,
+        tier=tier,
     )

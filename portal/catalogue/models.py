@@ -261,6 +261,13 @@ class Price(TimestampMixin, Base):
         order_by="PriceTier.position", cascade="all, delete-orphan", lazy="selectin"
     )
 
+    @property
+    def unit_range(self) -> tuple[int, int]:
+        """The lowest and highest unit amount (its tiers', or its own without tiers): what a
+        council-volume seat may cost before the month's council-wide seats choose the tier."""
+        amounts = [t.unit_amount for t in self.tiers] or [self.unit_amount]
+        return min(amounts), max(amounts)
+
 
 class PriceTier(Base):
     """One tier of a tiered price: units up to ``up_to`` (None: no limit)."""
