@@ -33,6 +33,7 @@ from portal.kernel.periods import period_bounds
 from portal.kernel.scope import Scope
 from portal.metering.partitions import MONTHS_AHEAD, usage_partitions_ensure, usage_partitions_list
 from portal.notifications.cli import notifications
+from portal.procurement.forecast_cli import forecasts
 from portal.procurement.purchase_orders_cli import purchase_orders
 from portal.provisioning.cli import provisioning
 from portal.suppliers.cli import suppliers
@@ -290,6 +291,7 @@ def register_commands(app: Flask) -> None:
         notifications,
         provisioning,
         purchase_orders,
+        forecasts,
         vendor_admin,
     ):
         app.cli.add_command(command)

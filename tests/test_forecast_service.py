@@ -227,3 +227,23 @@ def test_draft_the_renewal_order(app, world):
     org_admin = client_for(app, "org_admin", world["alpha"])
     assert org_admin.post(f"{path}/renewal").status_code in (403, 400)
     assert count(app, PurchaseOrder) == 1
+
+
+def test_cli(app, world, runner):
+    import json
+
+    listed = runner.invoke(args=["forecasts", "list"])
+    assert listed.exit_code == 0, listed.output
+    (line,) = listed.output.strip().splitlines()
+    assert line.split("\t")[:5] == [str(world["pool"]), "sheet-pro", "2027-04-30", "22", "20"]
+    shown = runner.invoke(args=["forecasts", "show", str(world["pool"])])
+    assert shown.exit_code == 0, shown.output
+    body = json.loads(shown.output)
+    assert body["reserved"] == 20 and body["ends_on"] == "2027-04-30"
+    for bad in ("999999", "0", "x", "99999999999999999999999"):
+        refused = runner.invoke(args=["forecasts", "show", bad])
+        assert refused.exit_code != 0 and "Traceback" not in refused.output
+    reminded = runner.invoke(args=["forecasts", "remind"])
+    assert reminded.exit_code == 0 and "Reminders sent: 2." in reminded.output
+    again = runner.invoke(args=["forecasts", "remind"])
+    assert "Reminders sent: 0." in again.output

@@ -87,30 +87,7 @@ class ForecastOut(BaseModel):
 
     @classmethod
     def of(cls, pool: LicencePool, f: forecasting.Forecast) -> ForecastOut:
-        return cls(
-            pool=pool.id,
-            product=pool.product.sku,
-            as_of=f.today,
-            starts_on=pool.starts_on,
-            ends_on=pool.ends_on,
-            capacity=pool.capacity,
-            product_capacity=f.capacity_now,
-            reserved=f.reserved_now,
-            waiting=f.waiting,
-            open_requests=f.open_requests,
-            trend_per_day=forecasting.decimal_text(f.trend.slope),
-            fitted_days=f.trend.fitted_days,
-            at_ends_on=f.at_ends_on,
-            runs_out_on=f.runs_out_on,
-            projection=[PointOut(date=p.day, seats=p.seats) for p in f.projection],
-            next_term_starts_on=f.next_term_starts_on,
-            next_term_ends_on=f.next_term_ends_on,
-            term_months=f.term_months,
-            projected_peak=f.projected_peak,
-            recommended_capacity=f.recommended_capacity,
-            cost=MoneyOut(amount=f.cost.amount, currency=f.cost.currency),
-            revenue=[MoneyOut(amount=m.amount, currency=m.currency) for m in f.revenue],
-        )
+        return cls.model_validate(forecasting.as_json(pool, f))
 
 
 @route(

@@ -458,6 +458,39 @@ def pool_forecast(
     return pool, forecast_of(_inputs(session, pool, day))
 
 
+def as_json(pool: LicencePool, f: Forecast) -> dict:
+    """A pool's forecast as the API and the CLI give it (dates ISO 8601, money in minor
+    units beside its currency, the trend a decimal string)."""
+
+    def day(value: dt.date | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "pool": pool.id,
+        "product": pool.product.sku,
+        "as_of": day(f.today),
+        "starts_on": day(pool.starts_on),
+        "ends_on": day(pool.ends_on),
+        "capacity": pool.capacity,
+        "product_capacity": f.capacity_now,
+        "reserved": f.reserved_now,
+        "waiting": f.waiting,
+        "open_requests": f.open_requests,
+        "trend_per_day": decimal_text(f.trend.slope),
+        "fitted_days": f.trend.fitted_days,
+        "at_ends_on": f.at_ends_on,
+        "runs_out_on": day(f.runs_out_on),
+        "projection": [{"date": day(p.day), "seats": p.seats} for p in f.projection],
+        "next_term_starts_on": day(f.next_term_starts_on),
+        "next_term_ends_on": day(f.next_term_ends_on),
+        "term_months": f.term_months,
+        "projected_peak": f.projected_peak,
+        "recommended_capacity": f.recommended_capacity,
+        "cost": {"amount": f.cost.amount, "currency": f.cost.currency},
+        "revenue": [{"amount": m.amount, "currency": m.currency} for m in f.revenue],
+    }
+
+
 def reminders_of(session: Session, *, pool_id: int) -> list[PoolReminder]:
     """The reminders sent about a pool, newest first."""
     return list(
