@@ -12,6 +12,8 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, NumberRange
 
 from portal.kernel.i18n import _l
+from portal.kernel.money import from_minor, to_minor
+from portal.validation import check_currency
 
 
 class CouncilSettingsForm(FlaskForm):
@@ -66,4 +68,43 @@ class CouncilSettingsForm(FlaskForm):
             "put it under review again."
         ),
     )
+    # Purchase orders (issue 16): "EUR 10000.00" a line, read by threshold_parse.
+    purchase_order_finance_threshold = TextAreaField(
+        _l("Finance also approves purchase orders above"),
+        validators=[Length(max=1000)],
+        description=_l(
+            "One currency and amount a line, e.g. EUR 10000.00. An order in a currency not "
+            "listed always needs finance's approval as well as a council admin's."
+        ),
+    )
     submit = SubmitField(_l("Save settings"))
+
+
+def threshold_text(thresholds: dict[str, int]) -> str:
+    """``{"EUR": 1000000}`` as the field shows it: ``EUR 10000.00``, a line each."""
+    return "\n".join(f"{c} {from_minor(a, c)}" for c, a in sorted(thresholds.items()))
+
+
+def threshold_parse(text: str) -> dict[str, int]:
+    """The field's lines as currency → minor units; ValueError naming the first bad line."""
+    thresholds: dict[str, int] = {}
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            if len(parts) != 2:
+                raise ValueError(line)
+            currency = check_currency(parts[0].upper())
+            if currency in thresholds:
+                raise ValueError(line)
+            thresholds[currency] = to_minor(parts[1].replace(",", ""), currency)
+        except (ValueError, ArithmeticError):
+            raise ValueError(
+                _l(
+                    "Line %(number)s: write a currency and an amount, e.g. EUR 10000.00, "
+                    "each currency once.",
+                    number=number,
+                )
+            ) from None
+    return thresholds

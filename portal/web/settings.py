@@ -12,7 +12,7 @@ from portal.identity import auth
 from portal.kernel.errors import ValidationFailed
 from portal.kernel.i18n import _, _l
 from portal.kernel.policy import Action
-from portal.settings.forms import CouncilSettingsForm
+from portal.settings.forms import CouncilSettingsForm, threshold_parse, threshold_text
 from portal.settings.services import settings_errors, settings_get, settings_update
 
 bp = Blueprint("settings", __name__)
@@ -38,6 +38,12 @@ ALIASES = {"default_tax_rate_bp": "default_tax_rate_percent"}
 def _values(form: CouncilSettingsForm) -> dict:
     """The submitted settings whose fields passed the form's own checks."""
     data = {k: v for k, v in form_values(form, *FIELDS).items() if not form[k].errors}
+    threshold = form.purchase_order_finance_threshold
+    if not threshold.errors and threshold.raw_data:  # left alone when not sent at all
+        try:
+            data["purchase_order_finance_threshold"] = threshold_parse(threshold.data)
+        except ValueError as error:
+            threshold.errors = [*threshold.errors, str(error)]
     rate = form.default_tax_rate_percent
     if not rate.errors and rate.data is not None:
         data["default_tax_rate_bp"] = int((rate.data * 100).to_integral_value())
@@ -52,8 +58,12 @@ def council_settings():
     form = CouncilSettingsForm(data=current.model_dump())
     if request.method == "GET":
         form.default_tax_rate_percent.data = Decimal(current.default_tax_rate_bp) / 100
+        form.purchase_order_finance_threshold.data = threshold_text(
+            current.purchase_order_finance_threshold
+        )
     if form.validate_on_submit():
         with committed(form, aliases=ALIASES) as saved:
+            # committed() keeps nothing when a field carries a message (the threshold's lines)
             settings_update(db_session(), actor=g.actor, data=_values(form))
         if saved:
             flash(_("Settings saved."), "success")
