@@ -11,7 +11,7 @@ export PORTAL_ENV ?= development
 TEST_WORKERS ?= 2
 
 .PHONY: run setup install browser pdf oidc axe test test-sqlite test-postgres lint fmt graph clean translations \
-        bench-seats bench-usage bench-billing bench-pages bench-scale bench-soak
+        bench-seats bench-usage bench-billing bench-pages bench-scale bench-soak bench-provisioning
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,10 @@ bench-scale: install
 
 bench-soak: install
 	$(BIN)/python -m benchmarks.soak $(BENCH_ARGS)
+
+# SCIM provisioning: 10,000 seats through a group mapping until the vendor holds them (BENCH_ARGS="--n 500": quick)
+bench-provisioning: install
+	$(BIN)/python -m benchmarks.provisioning $(BENCH_ARGS)
 
 # The checks CI runs before the tests (.ci/run); pre-commit runs the same (.pre-commit-config.yaml).
 lint: install
