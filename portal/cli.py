@@ -36,6 +36,7 @@ from portal.notifications.cli import notifications
 from portal.procurement.forecast_cli import forecasts
 from portal.procurement.purchase_orders_cli import purchase_orders
 from portal.provisioning.cli import provisioning
+from portal.suppliers import compliance_cli  # noqa: F401  (documents, compliance-check)
 from portal.suppliers.cli import suppliers
 from portal.suppliers.vendor_portal_cli import vendor_admin
 from portal.tenancy.selectors import organisation_by_slug

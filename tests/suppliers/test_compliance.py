@@ -309,3 +309,35 @@ def test_the_job_is_scheduled_daily_and_runs(app, make_product, clock):
         job_id = job.id
     deliver_job(app, job_id)
     assert _vendor(app, "acme-soft").status == "under_review"
+
+
+def test_the_cli_lists_documents_and_runs_the_check(app, runner, make_product):
+    make_product(sku="mail", vendor="acme-soft")
+    today = now_utc().date()
+    upload(
+        app,
+        "acme-soft",
+        title="Old ISO cert",
+        issued_on=today - dt.timedelta(days=400),
+        expires_on=today - dt.timedelta(days=2),
+        required=True,
+    )
+    upload(app, "acme-soft", kind="dpa", title="DPA", issued_on=today, expires_on=None)
+    listed = runner.invoke(args=["suppliers", "documents", "--vendor", "acme-soft"])
+    assert listed.exit_code == 0, listed.output
+    assert (
+        "acme-soft\tiso27001" in listed.output
+        and "expired\trequired\tOld ISO cert" in listed.output
+    )
+    expiring = runner.invoke(args=["suppliers", "documents", "--expiring"])
+    assert "DPA" not in expiring.output and "Old ISO cert" in expiring.output
+    missing = runner.invoke(args=["suppliers", "documents", "--vendor", "nobody"])
+    assert missing.exit_code != 0 and "No vendor 'nobody'" in missing.output
+    off = runner.invoke(args=["suppliers", "compliance-check"])
+    assert off.exit_code == 0 and "setting is off" in off.output
+    assert _vendor(app, "acme-soft").status == "active"
+    _review_setting(app, True)
+    on = runner.invoke(args=["suppliers", "compliance-check"])
+    assert on.exit_code == 0 and "acme-soft\tunder_review\tOld ISO cert" in on.output
+    again = runner.invoke(args=["suppliers", "compliance-check"])
+    assert "No newly expired required documents." in again.output
