@@ -170,12 +170,16 @@ def fetch(
                     continue
                 if response.status_code != 200:
                     raise SummaryError(f"HTTP {response.status_code}")
-                body = b""
+                body = bytearray()
+                # The read timeout is per chunk: a page dripping bytes is cut off too.
+                deadline = time.monotonic() + 2 * timeout
                 for chunk in response.iter_content(65536):
                     body += chunk
                     if len(body) > MAX_BYTES:
                         raise SummaryError(f"the answer is larger than {MAX_BYTES} bytes")
-                return body
+                    if time.monotonic() > deadline:
+                        raise requests.Timeout("the answer is too slow")
+                return bytes(body)
         except requests.Timeout:
             reason = f"no answer within {timeout:g} s"
         except requests.ConnectionError as error:

@@ -349,3 +349,16 @@ def test_the_job_holds_no_lock_while_it_waits_for_a_page(app, db_session, clock,
         assert vendor.contact_email == "ops@mail-co.example"
         assert vendor.service_status == ServiceStatus.PARTIAL_OUTAGE
         assert vendor.status_poll_error is None
+
+
+def test_an_oversized_answer_and_a_redirect_are_refused(app, db_session, clock, server):
+    clock.freeze(T0)
+    vendor = _vendor(db_session, server.base_url)
+    server.document = b'{"status": {"indicator": "none"}, "pad": "' + b"x" * 1_100_000 + b'"}'
+    [big] = _poll(db_session)
+    assert not big.ok and "larger than 1000000 bytes" in big.error
+    server.document, server.status = summary("critical"), 302  # not followed
+    [moved] = _poll(db_session)
+    assert not moved.ok and "HTTP 302" in moved.error
+    assert vendor.service_status == ServiceStatus.OPERATIONAL
+    assert selectors.reading_stale(vendor, now=T0)
