@@ -197,3 +197,16 @@ def test_term_months():
 def test_fit_is_exact_on_a_line():
     trend = fit([10 + 2 * d for d in range(30)], capacity=1000)
     assert trend.slope == 2 and trend.level == 68 and trend.fitted_days == 30
+
+
+def test_a_pool_ending_in_the_year_9999_is_projected_three_years():
+    far = dt.date(9999, 12, 31)
+    history = [20 + d // 2 for d in range(DAYS)]
+    f = forecast_of(inputs(history, ends_on=far, pools=((1, START, far, 100),)))
+    assert f.next_term_starts_on == far and f.next_term_ends_on == far
+    days = [p.day for p in f.projection]
+    assert days[-1] == far
+    assert days[-2] <= TODAY + dt.timedelta(days=3 * 366 + 90)
+    assert f.runs_out_on is not None  # growing into 100 seats within the three years
+    f = forecast_of(inputs([50] * DAYS, starts_on=dt.date(1, 1, 1), ends_on=far, pools=()))
+    assert f.runs_out_on is None and f.term_months > 100_000

@@ -79,6 +79,9 @@ SHIFT_SHARE = Fraction(1, 4)
 HEADROOM_PERCENT = 10
 #: How far past ``ends_on`` the projection is reported.
 PAST_END_DAYS = 90
+#: The projection and the run-out search stop this many days from today at the latest (a
+#: pool ending in the year 9999 is projected three years, not eight thousand).
+MAX_HORIZON_DAYS = 3 * 366
 #: Reminders: a pool ending within these many days, and one running out within RUN_OUT_SOON.
 REMINDER_DAYS = (60, 30)
 RUN_OUT_SOON = 30
@@ -224,16 +227,23 @@ class Forecast:
         return sum(c for _, start, end, c in self.pools if start <= day <= end)
 
 
+def _plus(day: dt.date, days: int) -> dt.date:
+    """``day`` + ``days``, the calendar's last day at most (no overflow)."""
+    return day + dt.timedelta(days=days) if (dt.date.max - day).days >= days else dt.date.max
+
+
 def next_term_end(starts_on: dt.date, ends_on: dt.date) -> dt.date:
     """The last day of the next term: as many whole months again when the term is whole
     calendar months (a year from 1 January ends on 31 December, leap or not), else as many
-    days again."""
-    after = ends_on + _DAY
-    if starts_on.day == 1 and after.day == 1:
+    days again (the calendar's last day at most)."""
+    after = _plus(ends_on, 1)
+    if starts_on.day == 1 and after.day == 1 and after != ends_on:
         months = (after.year - starts_on.year) * 12 + after.month - starts_on.month
         total = after.year * 12 + after.month - 1 + months
-        return dt.date(total // 12, total % 12 + 1, 1) - _DAY
-    return ends_on + (ends_on - starts_on) + _DAY
+        if total // 12 <= dt.MAXYEAR:
+            return dt.date(total // 12, total % 12 + 1, 1) - _DAY
+        return dt.date.max
+    return _plus(ends_on, (ends_on - starts_on).days + 1)
 
 
 def term_months(starts_on: dt.date, ends_on: dt.date) -> int:
@@ -250,14 +260,15 @@ def forecast_of(inputs: Inputs) -> Forecast:
 
     runs_out_on = None
     day = today
-    while day <= inputs.ends_on:
+    search_until = min(inputs.ends_on, _plus(today, MAX_HORIZON_DAYS))
+    while day <= search_until:
         ahead = (day - today).days
         if trend.at(ahead) + inputs.waiting >= inputs.capacity_on(day) > 0:
             runs_out_on = day
             break
         day += _DAY
 
-    horizon = max(inputs.ends_on, today) + dt.timedelta(days=PAST_END_DAYS)
+    horizon = _plus(max(min(inputs.ends_on, _plus(today, MAX_HORIZON_DAYS)), today), PAST_END_DAYS)
     days = sorted(
         {today + dt.timedelta(days=7 * k) for k in range((horizon - today).days // 7 + 1)}
         | ({inputs.ends_on} if inputs.ends_on >= today else set())
@@ -266,7 +277,7 @@ def forecast_of(inputs: Inputs) -> Forecast:
     projection = tuple(Point(d, round_half_up(trend.at((d - today).days))) for d in days)
     at_ends_on = round_half_up(trend.at(max(0, (inputs.ends_on - today).days)))
 
-    next_start = inputs.ends_on + _DAY
+    next_start = _plus(inputs.ends_on, 1)
     next_end = next_term_end(inputs.starts_on, inputs.ends_on)
     months = term_months(inputs.starts_on, inputs.ends_on)
     first_ahead = max(0, (next_start - today).days)
