@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
+from flask_wtf import FlaskForm
 
 from portal.catalogue.models import Product, Vendor
 from portal.catalogue.selectors import vendors_list
@@ -183,14 +184,14 @@ def purchase_order_move(po_id: int, move: str):
     if not policy.may(g.actor, service.ACTIONS[move]):
         abort(403)
     po = _order(po_id)
-    form = {"confirm": ConfirmForm, "cancel": CancelForm}.get(move, MoveForm)()
+    form: FlaskForm = {"confirm": ConfirmForm, "cancel": CancelForm}.get(move, MoveForm)()
     if not form.validate_on_submit():
         flash(_("The form expired or was incomplete; nothing was changed. Try again."), "error")
         return redirect(url_for("procurement.purchase_order_detail", po_id=po_id))
     kwargs = {}
-    if move == "confirm":
+    if isinstance(form, ConfirmForm):
         kwargs["vendor_reference"] = form.vendor_reference.data
-    elif move == "cancel":
+    elif isinstance(form, CancelForm):
         kwargs["reason"] = form.reason.data
     try:
         moved = getattr(service, move)(db_session(), g.actor, po, **kwargs)
