@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from portal.audit.services import audit_record
 from portal.billing.numbering import next_number
@@ -219,7 +219,16 @@ def purchase_orders_list(
 ) -> list[PurchaseOrder]:
     """Orders, newest first, optionally of one state and one vendor (``after_id``: paging)."""
     policy.require(actor, Action.PURCHASE_ORDER_READ)
-    query = sa.select(PurchaseOrder).order_by(PurchaseOrder.id.desc()).limit(limit)
+    query = (
+        sa.select(PurchaseOrder)
+        .options(
+            selectinload(PurchaseOrder.lines),
+            selectinload(PurchaseOrder.approvals),
+            selectinload(PurchaseOrder.vendor_invoices).selectinload(VendorInvoice.lines),
+        )
+        .order_by(PurchaseOrder.id.desc())
+        .limit(limit)
+    )
     if state:
         try:
             query = query.where(PurchaseOrder.state == PurchaseOrderState(state))
@@ -532,8 +541,11 @@ def receive(session: Session, actor: Actor, po: PurchaseOrder) -> PurchaseOrder:
     locked = _move(session, actor, po, "receive")
     before = _snapshot(locked)
     products: list[Product] = []
+    # The products' rows in one order (by id), so two orders received at once never wait
+    # on each other's products crosswise.
+    for product_id in sorted({line.product_id for line in locked.lines}):
+        lock_product(session, product_id)
     for line in locked.lines:
-        lock_product(session, line.product_id)
         pool = _pool_for(session, locked, line)
         if pool is None:
             pool = LicencePool(
