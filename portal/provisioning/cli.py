@@ -69,7 +69,7 @@ def provisioning_reconcile(slug: str | None, fix: bool) -> None:
         )
         for finding in run.findings:
             fixed = f"\t{finding.fix.value}" if finding.fix else ""
-            error = f"\t{finding.fix_error}" if finding.fix_error else ""
-            click.echo(f"  {finding.kind.value}\t{finding.user_name}{fixed}{error}")
+            why = f"\t{finding.fix_error}" if finding.fix_error else ""
+            click.echo(f"  {finding.kind.value}\t{finding.user_name}{fixed}{why}")
     if failed:
         raise SystemExit(1)

@@ -172,10 +172,10 @@ def compare(
             )
         )
     for user_id, seat in sorted(seated.items()):
-        record = matched.get(user_id)
-        if record is None:
+        held_record = matched.get(user_id)
+        if held_record is None:
             kind = DriftKind.MISSING
-        elif record.active is False:
+        elif held_record.active is False:
             kind = DriftKind.INACTIVE
         else:
             continue
@@ -184,7 +184,7 @@ def compare(
                 kind=kind,
                 user_id=user_id,
                 user_name=seat.person.email[:254],
-                vendor_resource_id=record.id if record is not None else None,
+                vendor_resource_id=held_record.id if held_record is not None else None,
             )
         )
     return findings
