@@ -175,6 +175,7 @@ def load_demo(session: Session) -> list[str]:
     _usage(session, actor)
     _vendor_admins(session, actor)
     _invoices(session, actor)
+    _provisioning(session, actor)
     organisation_apply(
         session,
         actor=actor,
@@ -778,6 +779,102 @@ def _vendor_admins(session: Session, actor: Actor) -> None:
                 )
             )
     session.flush()
+
+
+def _provisioning(session: Session, actor: Actor) -> None:
+    """SecureMail takes signed webhooks (issue 17), and its delivery log shows a few days of
+    them: seats assigned and delivered at the first try, and one delivered after its
+    receiver answered 503 twice. The demo's address is not reachable: a seat assigned
+    in the demo is tried again for three days, then fails, as a real outage would."""
+    from portal.provisioning import services as provisioning
+    from portal.provisioning.models import Channel, Delivery, DeliveryAttempt, Event
+    from portal.provisioning.models import DeliveryState as State
+
+    vendor = session.scalar(sa.select(Vendor).where(Vendor.slug == "securemail"))
+    if vendor is None:
+        return
+    provisioning.settings_update(
+        session,
+        actor=actor,
+        vendor=vendor,
+        data={"webhook_url": "https://hooks.securemail.example/portal"},
+    )
+    provisioning.webhook_secret_rotate(session, actor=actor, vendor=vendor)
+    seats = session.execute(
+        sa.select(SeatAssignment, User)
+        .join(User, User.id == SeatAssignment.user_id)
+        .join(Product, Product.id == SeatAssignment.product_id)
+        .where(Product.vendor_id == vendor.id, SeatAssignment.released_at.is_(None))
+        .order_by(SeatAssignment.id)
+        .limit(4)
+    ).all()
+    now = now_utc()
+    for n, (seat, user) in enumerate(seats):
+        at = now - dt.timedelta(days=4 - n, hours=3)
+        product = session.get(Product, seat.product_id)
+        organisation = session.get(Organisation, seat.organisation_id)
+        assert product is not None and organisation is not None
+        delivery = Delivery(
+            organisation_id=seat.organisation_id,
+            vendor_id=vendor.id,
+            channel=Channel.WEBHOOK,
+            event=Event.SEAT_ASSIGNED,
+            sequence_key=f"user:{user.id}",
+            user_id=user.id,
+            product_id=product.id,
+            message_id=f"msg_demo{seat.id:06d}",
+            payload={
+                "type": "seat.assigned",
+                "timestamp": at.isoformat(),
+                "data": {
+                    "seat": {"id": str(seat.id), "assigned_at": at.isoformat()},
+                    "person": {
+                        "id": str(user.id),
+                        "email": user.email,
+                        "name": user.name,
+                        "active": True,
+                    },
+                    "organisation": {
+                        "id": str(organisation.id),
+                        "slug": organisation.slug,
+                        "name": organisation.name,
+                    },
+                    "product": {"id": str(product.id), "sku": product.sku, "name": product.name},
+                },
+            },
+            state=State.DELIVERED,
+            attempts=3 if n == 1 else 1,
+            created_at=at,
+            next_attempt_at=at,
+            delivered_at=at + dt.timedelta(minutes=2 if n == 1 else 0, seconds=1),
+            last_attempt_at=at,
+            last_status=200,
+        )
+        session.add(delivery)
+        session.flush()
+        tries = (
+            [(503, "retry", 0), (503, "retry", 40), (200, "delivered", 121)]
+            if n == 1
+            else [(200, "delivered", 1)]
+        )
+        for status, outcome, seconds in tries:
+            session.add(
+                DeliveryAttempt(
+                    organisation_id=seat.organisation_id,
+                    delivery_id=delivery.id,
+                    at=at + dt.timedelta(seconds=seconds),
+                    outcome=outcome,
+                    status=status,
+                    request=f"POST https://hooks.securemail.example/portal\nwebhook-id: "
+                    f"{delivery.message_id}\n\n(the JSON body above)",
+                    response=f"HTTP {status}\n\n" + ('{"ok":true}' if status == 200 else "busy"),
+                    error=None if status == 200 else f"HTTP {status}",
+                    duration_ms=80 + 10 * n,
+                )
+            )
+    vendor_settings = provisioning.selectors.settings_for(session, vendor.id)
+    if vendor_settings is not None:
+        vendor_settings.last_success_at = now - dt.timedelta(days=1)
 
 
 def _demo_second_factors(session: Session) -> None:
