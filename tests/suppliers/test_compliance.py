@@ -16,7 +16,7 @@ from portal.db import db
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import NotFound, PermissionDenied, ValidationFailed
-from portal.settings.services import settings_update
+from portal.settings.services import settings_get, settings_update
 from portal.suppliers.compliance import (
     MAX_DOCUMENT_BYTES,
     check_pdf,
@@ -341,3 +341,20 @@ def test_the_cli_lists_documents_and_runs_the_check(app, runner, make_product):
     assert on.exit_code == 0 and "acme-soft\tunder_review\tOld ISO cert" in on.output
     again = runner.invoke(args=["suppliers", "compliance-check"])
     assert "No newly expired required documents." in again.output
+
+
+def test_the_setting_is_on_the_council_settings_page(app, signed_in):
+    from tests.conftest import post_form
+    from tests.settings.test_settings import VALID
+
+    client = signed_in("council_admin")
+    page = client.get("/council/settings").get_data(as_text=True)
+    assert "Put a vendor under review when a required compliance document expires" in page
+    response = post_form(client, "/council/settings", {**VALID, "compliance_review_on_expiry": "y"})
+    assert response.status_code == 302
+    with app.app_context():
+        assert settings_get(db.session).compliance_review_on_expiry is True
+    # Unchecked (a checkbox not sent): off again.
+    assert post_form(client, "/council/settings", VALID).status_code == 302
+    with app.app_context():
+        assert settings_get(db.session).compliance_review_on_expiry is False
