@@ -92,7 +92,9 @@ def _check(kind: str, key: str, params: Mapping[str, Any], link: str | None) -> 
         raise LookupError(f"no notification kind {kind!r} is registered")
     if not key or len(key) > KEY_LENGTH:
         raise ValueError(f"a notification key must have 1 to {KEY_LENGTH} characters")
-    if link is not None and (len(link) > LINK_LENGTH or not link.startswith("/")):
+    if link is not None and (
+        len(link) > LINK_LENGTH or not link.startswith("/") or link.startswith(("//", "/\\"))
+    ):
         raise ValueError("a notification's link is a path inside the portal")
     if not isinstance(params, Mapping):
         raise TypeError("a notification's params are a mapping of JSON values")

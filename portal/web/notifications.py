@@ -82,7 +82,6 @@ def index():
         page=found,
         show=show,
         unread=unread_for_header() or 0,
-        form=MarkReadForm(),
     )
 
 

@@ -258,15 +258,16 @@ def test_notify_refuses_an_unknown_kind_and_a_bad_key(app, world):
                     key=key,
                     params={},
                 )
-        with pytest.raises(ValueError):
-            notify(
-                db.session,
-                user_ids=[world.alice.id],
-                kind="incident.opened",
-                key="k",
-                params={},
-                link="https://elsewhere.example/",
-            )
+        for link in ("https://elsewhere.example/", "//elsewhere.example/", "/\\elsewhere"):
+            with pytest.raises(ValueError):
+                notify(
+                    db.session,
+                    user_ids=[world.alice.id],
+                    kind="incident.opened",
+                    key="k",
+                    params={},
+                    link=link,
+                )
         db.session.rollback()
     assert told(app) == {}
 
