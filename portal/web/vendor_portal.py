@@ -38,6 +38,7 @@ from portal.kernel.i18n import _
 from portal.kernel.policy import Action
 from portal.suppliers import services as supplier_services
 from portal.suppliers import vendor_portal as portal
+from portal.suppliers.selectors import reading_stale
 from portal.suppliers.vendor_portal_forms import (
     IMPACT_LABELS,
     SERVICE_STATUS_LABELS,
@@ -89,6 +90,7 @@ def home() -> ResponseReturnValue:
         open_incidents=open_incidents,
         totals=portal.seat_totals(products),
         health=health,
+        stale=reading_stale(vendor, now=now_utc()),
         **LABELS,
     )
 
@@ -141,6 +143,7 @@ def _status_page(
             update_forms=update_forms,
             open_incidents=open_incidents,
             resolved=resolved,
+            stale=reading_stale(vendor, now=now_utc()),
             **LABELS,
         ),
         status,
