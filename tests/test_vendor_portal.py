@@ -642,3 +642,17 @@ def test_the_cli_refuses_bad_input_in_one_line(app, world, runner, args):
     assert result.exit_code != 0
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert count(app, Invitation) == 0
+
+
+def test_a_stale_status_page_reading_is_shown_as_such(app, world):
+    with app.app_context():
+        vendor = db.session.scalar(sa.select(Vendor).where(Vendor.slug == "acme-soft"))
+        vendor.status_page_url = "https://status.acme.example"
+        vendor.status_poll_error = "timed out"
+        db.session.commit()
+    client = _signed_in(app, world["admin"])
+    home = client.get("/vendor").get_data(as_text=True)
+    assert "reading out of date" in home and "timed out" in home
+    assert "reading out of date" in client.get("/vendor/status").get_data(as_text=True)
+    rival = _signed_in(app, world["rival_admin"])
+    assert "reading out of date" not in rival.get("/vendor").get_data(as_text=True)
