@@ -396,3 +396,17 @@ def test_the_cost_preview_and_the_catalogue_speak_of_council_volume(
     assert "tier 3" in page and "€5.00" in page
     catalogue = admin.get("/catalogue").get_data(as_text=True)
     assert "€5.00 to €10.00 per seat per month" in catalogue
+
+
+def test_cost_so_far_reads_the_council_quantity_in_the_organisations_scope(
+    app, clock, council_priced
+):
+    """An org admin's usage page (its own scope; row-level security on PostgreSQL) rates
+    February so far at the tier of every organisation's seats: 20 → tier 2."""
+    from tests.support import client_for
+
+    clock.freeze("2027-02-20T10:00:00Z")
+    admin = client_for(app, "org_admin", council_priced["orgs"]["beta"])
+    page = admin.get("/org/usage")
+    assert page.status_code == 200
+    assert "council volume: 20 seats → tier 2" in page.get_data(as_text=True)

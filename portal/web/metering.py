@@ -145,6 +145,13 @@ def _charge_line(charge: Charge, rows: list[UsageRow], names: dict[int, str]) ->
             days,
             product=product_name,
         )
+        if charge.council_quantity is not None:  # council volume pricing (SPEC 8.3)
+            label += "; " + _n(
+                "council volume: %(num)d seat → tier %(tier)d",
+                "council volume: %(num)d seats → tier %(tier)d",
+                charge.council_quantity,
+                tier=charge.tier,
+            )
         shown = quantity(charge.quantity, "seat-month", "sum")
     else:
         meter = next(
