@@ -100,6 +100,9 @@ PAGES = [
     Endpoint(Action.SUBSCRIPTION_CREATE, "GET", "/catalogue/cad-suite/subscribe", "org"),
     Endpoint(Action.SUBSCRIPTION_READ, "GET", "/org/subscriptions/{sub}", "org-own"),
     Endpoint(Action.SUBSCRIPTION_READ, "GET", "/org/subscriptions/{other_sub}", "org-other"),
+    # the suppliers' incident feeds (issue 15): every signed-in person
+    Endpoint(Action.SUPPLIER_READ, "GET", "/feeds/suppliers.json", "mine"),
+    Endpoint(Action.SUPPLIER_READ, "GET", "/feeds/suppliers/acme-soft.atom", "mine"),
     # purchase orders (issue 16); the moves and vendor invoices are POSTs: see API
     Endpoint(Action.PURCHASE_ORDER_READ, "GET", "/council/purchase-orders", "council"),
     Endpoint(Action.PURCHASE_ORDER_READ, "GET", "/council/purchase-orders/mismatches", "council"),

@@ -211,3 +211,65 @@ def test_the_openapi_document_describes_the_supplier_routes(client):
         "organisation",
         "vendor",
     ]
+
+
+def _statements(app, call) -> int:
+    import sqlalchemy as sa
+
+    seen = []
+
+    def count_one(*args, **kwargs):
+        seen.append(1)
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", count_one)
+    try:
+        response = call()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count_one)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return len(seen)
+
+
+def test_the_list_and_the_feeds_read_the_same_statements_for_more_vendors(
+    app, api, make_product, make_org, clock
+):
+    """No N+1: 2 vendors or 6, each with a product, history and an incident of two updates."""
+    from portal.suppliers import services
+    from tests.conftest import SYSTEM
+    from tests.support import client_for
+
+    clock.freeze("2027-02-01T12:00Z")
+    client = api("council")
+    reader = client_for(app, "member", make_org())
+
+    def grow(upto: int) -> None:
+        for n in range(upto):
+            slug = f"vendor-{n}"
+            with app.app_context():
+                if db.session.query(Vendor).filter_by(slug=slug).first() is not None:
+                    continue
+            make_product(sku=f"prod-{n}", vendor=slug)
+            with app.app_context():
+                vendor = db.session.query(Vendor).filter_by(slug=slug).one()
+                services.set_service_status(db.session, SYSTEM, vendor, "degraded")
+                incident = services.open_incident(
+                    db.session, SYSTEM, vendor, title="Slow", impact="minor", body="b"
+                )
+                services.add_incident_update(db.session, SYSTEM, incident, body="still")
+                db.session.commit()
+
+    counts = []
+    client.get("/vendors")  # the token's first use is noted (a write): not counted
+    for size in (2, 6):
+        grow(size)
+        counts.append(
+            (
+                _statements(app, lambda: client.get("/vendors")),
+                _statements(app, lambda: client.get("/vendors/vendor-1")),
+                _statements(app, lambda: reader.get("/feeds/suppliers.json")),
+                _statements(app, lambda: reader.get("/feeds/suppliers.atom")),
+            )
+        )
+    assert counts[0] == counts[1], counts
