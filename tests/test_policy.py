@@ -446,11 +446,38 @@ ENTRY_POINTS: dict[str, Args] = {
     },
     "portal.seats.subscriptions.subscription_cancel": lambda w: {"subscription": w.subscription},
     "portal.seats.waitlist.waitlist_fill": lambda w: {"product": w.product},
+    # notifications (issue 15)
+    "portal.notifications.digest.daily_digest_job": lambda w: {},
+    "portal.notifications.digest.digest_send": lambda w: {"day": TODAY},
+    "portal.notifications.events.seat_holders_job": lambda w: {
+        "vendor_id": w.vendor.id,
+        "kind": "incident.opened",
+        "key": "incident:1:opened",
+        "params": {"vendor": "V", "title": "T", "impact": "major"},
+    },
+    "portal.notifications.selectors.notification_of": lambda w: {"notification_id": 1},
+    "portal.notifications.selectors.notifications_page": lambda w: {},
+    "portal.notifications.selectors.unread_count": lambda w: {},
+    "portal.notifications.services.mark_read": lambda w: {"notification_id": 1},
+    "portal.notifications.services.mark_all_read": lambda w: {},
+    "portal.notifications.services.preferences_update": lambda w: {
+        "user": w.member,
+        "mail_incidents": False,
+        "mail_standing": False,
+        "mail_operations": False,
+        "digest": False,
+    },
     # procurement: renewal forecasts (issue 16)
     "portal.procurement.forecast.pool_forecast": lambda w: {"pool_id": w.pool.id},
     "portal.procurement.forecast.forecasts_list": lambda w: {},
     "portal.procurement.forecast_jobs.pool_reminders_send": lambda w: {},
     "portal.procurement.forecast_jobs.pool_reminders_job": lambda w: {},
+    # suppliers: the vendor portal's reads (issue 15)
+    "portal.suppliers.vendor_portal.own_vendor": lambda w: {},
+    "portal.suppliers.vendor_portal.incidents_of": lambda w: {"vendor": w.vendor},
+    "portal.suppliers.vendor_portal.incident_of": lambda w: {"vendor": w.vendor, "incident_id": 1},
+    "portal.suppliers.vendor_portal.products_seats": lambda w: {"vendor": w.vendor, "day": TODAY},
+    "portal.suppliers.vendor_portal.usage_health": lambda w: {"vendor": w.vendor, "today": TODAY},
     # settings
     "portal.settings.services.settings_update": lambda w: {"data": {}},
     # single sign-on
@@ -486,6 +513,9 @@ NOT_OPERATIONS: dict[str, str] = {
     "portal.audit.services.audit_record": "records who did what; its callers are checked",
     "portal.jobs.queue.enqueue": "records a job for a service that checked its actor",
     "portal.mail.services.mail_queue": "records mail for a service that checked its actor",
+    "portal.notifications.services.notify": "tells people of a change a checked service made",
+    "portal.notifications.services.notify_council_staff": "notify, to council staff",
+    "portal.notifications.events.enqueue_seat_holders": "a receiver's job for a checked change",
     "portal.tenancy.services.organisation_apply": "the public membership application",
 }
 
