@@ -21,15 +21,15 @@ from portal.api import pagination
 from portal.api.auth import COUNCIL, current_actor
 from portal.api.framework import reply, route
 from portal.api.schemas import SLUG, ApiModel, IdPath, ListQuery
+from portal.api.selectors import vendor_named
 from portal.catalogue.models import Product
-from portal.catalogue.selectors import vendor_by_slug
 from portal.db import db_session
-from portal.kernel.errors import ValidationFailed
+from portal.kernel.errors import NotFound, ValidationFailed
 from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.procurement import purchase_orders as service
 from portal.procurement.models import PurchaseOrder, PurchaseOrderState
-from portal.validation import MAX_AMOUNT
+from portal.validation import MAX_AMOUNT, Currency, SafeDate, Slug
 
 tag = Tag(
     name="Purchase orders",
@@ -48,7 +48,7 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 
 class LineCreate(ApiModel):
     model_config = ConfigDict(extra="forbid")
-    product: str = Field(max_length=63, description="The product's SKU", json_schema_extra=SLUG)
+    product: Slug = Field(description="The product's SKU")
     seats: int = Field(ge=1, le=service.MAX_SEATS)
     unit_cost: int = Field(ge=0, le=MAX_AMOUNT, description="Minor units per seat-month")
 
@@ -69,10 +69,10 @@ class PurchaseOrderCreate(ApiModel):
             }
         },
     )
-    vendor: str = Field(max_length=63, description="The vendor's slug", json_schema_extra=SLUG)
-    currency: str = Field(min_length=3, max_length=3, description="ISO 4217")
-    starts_on: dt.date
-    ends_on: dt.date
+    vendor: Slug = Field(description="The vendor's slug")
+    currency: Currency = Field(description="ISO 4217, the currency of every line")
+    starts_on: SafeDate
+    ends_on: SafeDate
     lines: list[LineCreate] = Field(min_length=1, max_length=service.MAX_LINES)
     notes: Text | None = None
 
@@ -103,8 +103,10 @@ class VendorInvoiceCreate(ApiModel):
     vendor_number: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
     ]
-    issued_on: dt.date
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    issued_on: SafeDate
+    currency: Currency | None = Field(
+        default=None, description="ISO 4217; if given, the order's currency"
+    )
     lines: list[VendorInvoiceLineCreate] = Field(min_length=1, max_length=service.MAX_LINES)
 
 
@@ -152,8 +154,8 @@ class PurchaseOrderOut(BaseModel):
     vendor: str = Field(description="The vendor's slug")
     state: States
     currency: str
-    starts_on: dt.date
-    ends_on: dt.date
+    starts_on: SafeDate
+    ends_on: SafeDate
     total: int
     notes: str
     source: Literal["manual", "demand", "forecast"]
@@ -241,22 +243,18 @@ def _order(po_id: int) -> PurchaseOrder:
 def _draft_data(body: PurchaseOrderCreate) -> dict[str, Any]:
     """The service's arguments from the body: slugs and SKUs to ids, each miss named."""
     session = db_session()
-    errors: dict[str, list[Any]] = {}
-    vendor_id = 0
-    try:
-        vendor_id = vendor_by_slug(session, body.vendor, field="vendor").id
-    except ValidationFailed as error:
-        errors.update(error.errors)
+    vendor_id = vendor_named(session, body.vendor).id
     skus = {line.product.lower() for line in body.lines}
     products = {p.sku: p.id for p in session.query(Product).filter(Product.sku.in_(skus))}
-    lines = []
+    lines, unknown = [], {}
     for index, line in enumerate(body.lines):
         product_id = products.get(line.product.lower())
         if product_id is None:
-            errors[f"lines.{index}.product"] = [_l("No such product.")]
+            unknown[f"lines.{index}.product"] = [_l("No such product.")]
         lines.append({"product_id": product_id, "seats": line.seats, "unit_cost": line.unit_cost})
-    if errors:
-        raise ValidationFailed(_l("Some fields need attention."), errors=errors)
+    if unknown:
+        # As everywhere in the API, a SKU the body names that does not exist is a 404.
+        raise NotFound(_l("No such product."), errors=unknown)
     return {
         "vendor_id": vendor_id,
         "lines": lines,
@@ -283,6 +281,7 @@ def _renamed(error: ValidationFailed) -> ValidationFailed:
     tag=tag,
     action=Action.PURCHASE_ORDER_DRAFT,
     responses={201: PurchaseOrderOut},
+    errors=[404],
     creates=True,
 )
 def purchase_order_create(body: PurchaseOrderCreate) -> Response:
@@ -316,7 +315,7 @@ def purchase_orders_index(query: PurchaseOrderQuery) -> Response:
     session = db_session()
     vendor_id = None
     if query.vendor:
-        vendor_id = vendor_by_slug(session, query.vendor, field="vendor").id
+        vendor_id = vendor_named(session, query.vendor).id
     rows = service.purchase_orders_list(
         session,
         current_actor(),

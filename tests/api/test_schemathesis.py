@@ -116,6 +116,18 @@ def _fit(case, scope: str) -> None:
                 if meter["key"] in seen:
                     meter["key"] = f"{meter['key'][:58]}-{n}"
                 seen.add(meter["key"])
+    elif case.path == "/api/v1/purchase-orders":
+        # a term that ends on or after it starts; the world's vendor and its one product,
+        # once, and a total within the money limit (tests/procurement/test_po_api.py has
+        # the 4xx of breaking those)
+        starts, ends = body.get("starts_on"), body.get("ends_on")
+        if isinstance(starts, str) and isinstance(ends, str) and ends < starts:
+            body["starts_on"], body["ends_on"] = ends, starts
+        if isinstance(body.get("lines"), list) and body["lines"]:
+            line = body["lines"][0]
+            if isinstance(line, dict):
+                body["vendor"] = "acme-soft"
+                body["lines"] = [{**line, "product": "cad-suite", "seats": 1, "unit_cost": 1}]
     elif case.path == "/api/v1/prices" and isinstance(body.get("tiers"), list):
         tiers = body["tiers"]
         for n, tier in enumerate(tiers, start=1):
