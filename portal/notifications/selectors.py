@@ -81,10 +81,7 @@ def notification_of(session: Session, *, actor: Actor, notification_id: int) -> 
 
 def unread_count(session: Session, *, actor: Actor) -> int:
     """How many of the actor's notifications are unread, up to :data:`COUNT_CAP` (one query)."""
-    if actor.user_id is None or not policy.allowed(
-        actor, Action.NOTIFICATION_READ, user_id=actor.user_id
-    ):
-        return 0
+    policy.require(actor, Action.NOTIFICATION_READ, user_id=actor.user_id)
     unread = (
         sa.select(sa.literal(1))
         .where(Notification.user_id == actor.user_id, Notification.read_at.is_(None))
