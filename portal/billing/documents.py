@@ -84,16 +84,22 @@ def _stylesheet() -> Path:
     return Path(current_app.static_folder or "static") / "invoice.css"
 
 
-def invoice_pdf_render(session: Session, invoice: Invoice) -> bytes:
-    """The invoice as an A4 PDF in its organisation's language, rendered now."""
+def pdf_render(html: str) -> bytes:
+    """A print page (``html``) as a PDF with the documents' stylesheet (``static/invoice.css``),
+    one render at a time: invoices here, purchase orders (portal.procurement.documents)."""
     from weasyprint import CSS, HTML  # imported on first use: it loads pango
 
-    with i18n.in_language(invoice_language(invoice.organisation)):
-        html = render_template("billing/invoice_pdf.html", **document_context(session, invoice))
     with _RENDER_LOCK:
         return HTML(string=html, base_url=str(_stylesheet().parent)).write_pdf(
             stylesheets=[CSS(filename=str(_stylesheet()))]
         )
+
+
+def invoice_pdf_render(session: Session, invoice: Invoice) -> bytes:
+    """The invoice as an A4 PDF in its organisation's language, rendered now."""
+    with i18n.in_language(invoice_language(invoice.organisation)):
+        html = render_template("billing/invoice_pdf.html", **document_context(session, invoice))
+    return pdf_render(html)
 
 
 def invoice_pdf(session: Session, invoice: Invoice) -> bytes:

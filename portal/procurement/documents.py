@@ -17,7 +17,7 @@ from flask import current_app, render_template
 from sqlalchemy.orm import Session
 
 from portal import i18n
-from portal.billing.documents import _RENDER_LOCK, _stylesheet
+from portal.billing.documents import pdf_render
 from portal.kernel.actor import Actor
 from portal.kernel.i18n import _
 from portal.mail import build_message, mail_queue
@@ -46,14 +46,9 @@ def document_context(session: Session, po: PurchaseOrder) -> dict[str, Any]:
 
 def purchase_order_pdf_render(session: Session, po: PurchaseOrder) -> bytes:
     """The order as an A4 PDF, rendered now (in the vendor's language, English)."""
-    from weasyprint import CSS, HTML  # imported on first use: it loads pango
-
     with i18n.in_language(VENDOR_LANGUAGE):
         html = render_template("procurement/po_pdf.html", **document_context(session, po))
-    with _RENDER_LOCK:
-        return HTML(string=html, base_url=str(_stylesheet().parent)).write_pdf(
-            stylesheets=[CSS(filename=str(_stylesheet()))]
-        )
+    return pdf_render(html)
 
 
 def purchase_order_pdf(session: Session, po: PurchaseOrder) -> bytes:
