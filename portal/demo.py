@@ -176,6 +176,7 @@ def load_demo(session: Session) -> list[str]:
     _vendor_admins(session, actor)
     _invoices(session, actor)
     _provisioning(session, actor)
+    _reconciliation(session, actor)
     organisation_apply(
         session,
         actor=actor,
@@ -779,6 +780,69 @@ def _vendor_admins(session: Session, actor: Actor) -> None:
                 )
             )
     session.flush()
+
+
+def _reconciliation(session: Session, actor: Actor) -> None:
+    """AutoDraft provisions over SCIM (issue 17), and yesterday's reconciliation found two
+    differences: a contractor AutoDraft added by hand, and one seat holder missing there.
+    The demo's SCIM address is not reachable: "Reconcile now" and "Test the SCIM
+    connection" say so, as they would for a vendor that is down."""
+    from portal.provisioning import services as provisioning
+    from portal.provisioning.reconcile_models import (
+        DriftFinding,
+        DriftKind,
+        ReconciliationRun,
+        RunState,
+    )
+
+    vendor = session.scalar(sa.select(Vendor).where(Vendor.slug == "autodraft"))
+    if vendor is None:
+        return
+    # Configured after the demo's seats were assigned: no SCIM delivery is left waiting.
+    provisioning.settings_update(
+        session,
+        actor=actor,
+        vendor=vendor,
+        data={
+            "scim_base_url": "https://scim.autodraft.example/scim/v2",
+            "scim_token": "demo-autodraft-scim-token",
+            "on_release": "deactivate",
+        },
+    )
+    seated = session.scalars(
+        sa.select(User)
+        .join(SeatAssignment, SeatAssignment.user_id == User.id)
+        .join(Product, Product.id == SeatAssignment.product_id)
+        .where(Product.vendor_id == vendor.id, SeatAssignment.released_at.is_(None))
+        .distinct()
+        .order_by(User.id)
+    ).all()
+    if not seated:
+        return
+    started = now_utc() - dt.timedelta(days=1, hours=2)
+    missing = seated[-1]
+    session.add(
+        ReconciliationRun(
+            vendor_id=vendor.id,
+            state=RunState.DONE,
+            fix=False,
+            started_at=started,
+            finished_at=started + dt.timedelta(seconds=4),
+            requested_by="job:provisioning.reconcile",
+            vendor_users=len(seated),
+            seated_people=len(seated),
+            drift_count=2,
+            fixed_count=0,
+            findings=[
+                DriftFinding(
+                    kind=DriftKind.EXTRA,
+                    user_name="contractor@autodraft-partner.example",
+                    vendor_resource_id="ad-7f3c9e",
+                ),
+                DriftFinding(kind=DriftKind.MISSING, user_id=missing.id, user_name=missing.email),
+            ],
+        )
+    )
 
 
 def _provisioning(session: Session, actor: Actor) -> None:
