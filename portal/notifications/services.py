@@ -35,7 +35,7 @@ from portal.notifications.selectors import notification_of
 _SYSTEM = Actor.system("notifications")
 #: People looked up (and rows inserted) per statement.
 BATCH = 500
-#: The longest key, link and params a notification keeps.
+#: The longest key and link a notification keeps.
 KEY_LENGTH = 200
 LINK_LENGTH = 500
 MAIL_TEMPLATE = "notification"

@@ -37,11 +37,20 @@ def signed_in_as(app, user):
 
 
 def header_count(html: str) -> str | None:
-    """The unread badge of the header's notifications link (None: no badge)."""
-    found = re.search(r'class="notifications-link"[^>]*>Notifications(.*?)</a>', html, re.S)
-    assert found, "the header has no notifications link"
-    badge = re.search(r'<span class="badge badge-open" aria-hidden="true">([^<]+)</span>', found[1])
-    return badge[1] if badge else None
+    """The unread badge of the header's notifications links (None: no badge); the wide row's
+    bell and the phone menu's word show the same."""
+    links = re.findall(r'<a href="/notifications" class="notifications-link".*?</a>', html, re.S)
+    assert len(links) == 2, "the header has a notifications link in the row and in the menu"
+    assert 'class="visually-hidden">Notifications<' in links[0]  # the bell's name
+    badges = {
+        (found[1] if found else None)
+        for found in (
+            re.search(r'<span class="badge badge-open" aria-hidden="true">([^<]+)</span>', link)
+            for link in links
+        )
+    }
+    assert len(badges) == 1, badges
+    return badges.pop()
 
 
 def test_the_header_counts_ones_own_unread_notifications(app, world):
