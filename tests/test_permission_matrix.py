@@ -142,6 +142,11 @@ API = [
     Endpoint(Action.INVOICE_RUN, "POST", "/api/v1/invoice-runs", "council"),
     Endpoint(Action.USAGE_REPORT, "POST", "/api/v1/usage", "mine"),
     Endpoint(Action.ENTITLEMENT_CHECK, "GET", "/api/v1/entitlements/check", "mine"),
+    # the vendor portal's API (issue 15): the matrix's vendor token is acme-soft's
+    Endpoint(Action.VENDOR_SEATS_READ, "GET", "/api/v1/vendors/acme-soft/seats", "mine"),
+    Endpoint(
+        Action.VENDOR_USAGE_HEALTH_READ, "GET", "/api/v1/vendors/acme-soft/usage-health", "mine"
+    ),
     # suppliers (issue 15): the vendor token is acme-soft's, the matrix's one vendor
     Endpoint(Action.SUPPLIER_READ, "GET", "/api/v1/vendors", "mine"),
     Endpoint(Action.SUPPLIER_READ, "GET", "/api/v1/vendors/acme-soft", "mine"),

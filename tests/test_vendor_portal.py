@@ -656,3 +656,83 @@ def test_a_stale_status_page_reading_is_shown_as_such(app, world):
     assert "reading out of date" in client.get("/vendor/status").get_data(as_text=True)
     rival = _signed_in(app, world["rival_admin"])
     assert "reading out of date" not in rival.get("/vendor").get_data(as_text=True)
+
+
+# ---------------------------------------------------------------- the API
+
+
+def _token(app, scope: str, vendor_slug: str | None = None) -> dict[str, str]:
+    from portal.api.services import token_create
+
+    with app.app_context():
+        vendor = (
+            db.session.scalar(sa.select(Vendor).where(Vendor.slug == vendor_slug))
+            if vendor_slug
+            else None
+        )
+        organisation = None
+        if scope == "organisation":
+            from portal.tenancy.selectors import organisation_by_slug
+
+            organisation = organisation_by_slug(db.session, "buyer-org")
+        _t, plaintext = token_create(
+            db.session,
+            actor=SYSTEM,
+            scope=scope,
+            vendor=vendor,
+            organisation=organisation,
+            name="t",
+        )
+        db.session.commit()
+    return {"Authorization": f"Bearer {plaintext}"}
+
+
+def test_the_api_gives_a_vendor_its_seat_counts_and_usage_health(app, world):
+    api = app.test_client()
+    acme = _token(app, "vendor", "acme-soft")
+    seats = api.get("/api/v1/vendors/acme-soft/seats", headers=acme)
+    assert seats.status_code == 200, seats.get_data(as_text=True)
+    assert seats.json["data"] == [
+        {
+            "product": "cad-suite",
+            "name": "Product cad-suite",
+            "capacity": 20,
+            "reserved": 3,
+            "assigned": 1,
+            "free": 17,
+            "waiting": 0,
+        }
+    ]
+    assert world["member"].email not in seats.get_data(as_text=True)
+    batch = _batch([_event("buyer-org", "cad-suite"), _event("buyer-org", "other-tool")])
+    api.post("/api/v1/usage", data=batch, headers={**acme, "Content-Type": "application/json"})
+    health = api.get("/api/v1/vendors/acme-soft/usage-health?days=7", headers=acme)
+    assert health.status_code == 200
+    body = health.json
+    assert (body["days"], body["batches"], body["accepted"], body["rejected"]) == (7, 1, 1, 1)
+    assert body["rejected_by_code"] == {
+        "invalid": 1,
+        "no_subscription": 0,
+        "not_organisation_person": 0,
+    }
+    assert [d["day"] for d in body["data"]] == [now_utc().date().isoformat()]
+    council = _token(app, "council")
+    assert api.get("/api/v1/vendors/acme-soft/usage-health", headers=council).status_code == 200
+
+
+def test_the_api_refuses_another_vendor_and_organisations_and_bad_input(app, world):
+    api = app.test_client()
+    rival = _token(app, "vendor", "rival-soft")
+    org = _token(app, "organisation")
+    for path in ("/api/v1/vendors/acme-soft/seats", "/api/v1/vendors/acme-soft/usage-health"):
+        theirs = api.get(path, headers=rival)
+        assert theirs.status_code == 404, path
+        assert theirs.headers["Content-Type"].startswith("application/problem+json")
+        assert api.get(path, headers=org).status_code == 403, path
+        assert api.get(path).status_code == 401, path
+    acme = _token(app, "vendor", "acme-soft")
+    for days in ("0", "91", "abc", "-1", "9" * 30):
+        bad = api.get(f"/api/v1/vendors/acme-soft/usage-health?days={days}", headers=acme)
+        assert bad.status_code == 422, days
+        assert "days" in bad.json["errors"]
+    assert api.get("/api/v1/vendors/nobody/seats", headers=acme).status_code == 404

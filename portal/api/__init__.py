@@ -24,6 +24,7 @@ def init_app(app: Any, *, token_limit: TokenLimit) -> None:
     from portal.api import (  # noqa: F401 (routes)
         catalogue,
         compliance,
+        demand,
         docs,
         forecasts,
         invoices,
@@ -33,6 +34,7 @@ def init_app(app: Any, *, token_limit: TokenLimit) -> None:
         reconciliation,
         subscriptions,
         usage,
+        vendor_portal,
         vendors,
     )
     from portal.api.fastpath import EntitlementCheckFastPath
