@@ -35,6 +35,7 @@ from portal.metering.partitions import MONTHS_AHEAD, usage_partitions_ensure, us
 from portal.notifications.cli import notifications
 from portal.procurement.forecast_cli import forecasts
 from portal.procurement.purchase_orders_cli import purchase_orders
+from portal.provisioning import commands as provisioning_commands  # noqa: F401  (deliver, …)
 from portal.provisioning.cli import provisioning
 from portal.suppliers import compliance_cli  # noqa: F401  (documents, compliance-check)
 from portal.suppliers.cli import suppliers
