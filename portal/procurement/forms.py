@@ -10,10 +10,11 @@ are put back on the rows they came from.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
-from flask import flash
+from flask import flash, has_request_context, request
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -48,6 +49,11 @@ def _minor(amount: Decimal | None, currency: str, field: Any) -> int | None:
     except ValueError as exc:
         field.errors = [*field.errors, str(exc)]
         return None
+
+
+def _id(value: str | None) -> int | None:
+    """A chosen option's id; None for none or anything that is not one (the service says)."""
+    return int(value) if value and value.isascii() and value.isdigit() else None
 
 
 def _place(form: Any, errors: dict[str, list[str]], rows: list[Any], prefix: str) -> list[str]:
@@ -122,7 +128,7 @@ class DraftForm(FlaskForm):
             unit_cost = _minor(row.unit_cost.data, currency, row.unit_cost)
             lines.append(
                 {
-                    "product_id": int(row.product.data) if row.product.data else None,
+                    "product_id": _id(row.product.data),
                     "seats": row.seats.data,
                     "unit_cost": unit_cost,
                 }
@@ -131,7 +137,7 @@ class DraftForm(FlaskForm):
         if not lines:
             self.lines.entries[0].form.product.errors = [str(_l("Add at least one line."))]
         return {
-            "vendor_id": int(self.vendor.data) if (self.vendor.data or "").isdigit() else None,
+            "vendor_id": _id(self.vendor.data),
             "currency": self.currency.data,
             "starts_on": self.starts_on.data,
             "ends_on": self.ends_on.data,
@@ -187,6 +193,19 @@ class VendorInvoiceForm(FlaskForm):
 
     def __init__(self, *args: Any, order_lines: list, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Row N is the order's N-th line. WTForms renumbers the rows it is sent, so rows sent
+        # under other numbers (a hand-made POST) are caught here, not guessed at: the rows
+        # start empty and the form says so.
+        sent = set()
+        if kwargs.get("formdata", True) is not None and has_request_context():
+            for key in request.form:
+                match = re.fullmatch(r"lines-(\d{1,6})-\w+", key)
+                if match:
+                    sent.add(int(match.group(1)))
+        self.rows_mismatched = bool(sent) and sent != set(range(min(len(order_lines), len(sent))))
+        if self.rows_mismatched:
+            self.lines.entries = []
+            self.lines.last_index = -1
         while len(self.lines.entries) < len(order_lines):
             self.lines.append_entry()
         self.order_lines = order_lines
@@ -203,7 +222,11 @@ class VendorInvoiceForm(FlaskForm):
             amount = _minor(row.amount.data, currency, row.amount)
             lines.append({"line_id": line.id, "seats": row.seats.data or 0, "amount": amount})
             self._rows.append(row)
-        if not lines and self.lines.entries:
+        if self.rows_mismatched and self.lines.entries:
+            self.lines.entries[0].form.seats.errors = [
+                str(_l("The rows did not match the order's lines; enter them again."))
+            ]
+        elif not lines and self.lines.entries:
             self.lines.entries[0].form.seats.errors = [
                 str(_l("Enter what the invoice charges for at least one line."))
             ]

@@ -165,6 +165,14 @@ def test_a_bad_draft_shows_every_message_and_keeps_nothing(app, supplier, make_p
     assert empty.status_code == 400
     nul = post_form(admin, "/council/purchase-orders/new", _form(supplier, notes="a\x00b"))
     assert nul.status_code == 400
+    for hostile in (
+        {"vendor": "abc", "lines-0-product": "x"},
+        {"vendor": "9" * 30, "lines-0-product": "²"},
+        {"lines-0-seats": "1e9", "lines-0-unit_cost": "NaN"},
+        {"lines-0-unit_cost": "1" * 40, "starts_on": "2027-13-01"},
+    ):
+        response = post_form(admin, "/council/purchase-orders/new", _form(supplier, **hostile))
+        assert response.status_code == 400, hostile
     assert count(app, PurchaseOrder) == 0
 
 
@@ -185,6 +193,15 @@ def test_a_bad_vendor_invoice_answers_400_beside_its_fields(app, supplier, peopl
     assert response.status_code == 400
     html = response.get_data(as_text=True)
     assert 'id="vendor_number-error"' in html and 'id="issued_on-error"' in html
+    for hostile in (
+        {"lines-0-seats": "-5", "lines-0-amount": "NaN"},
+        {"lines-0-seats": "9" * 30, "lines-0-amount": "1" * 40},
+        {"lines-0-amount": "Infinity"},
+        {"lines-7-seats": "1", "lines-7-amount": "1"},
+    ):
+        data = {"vendor_number": "V-1", "issued_on": "2027-01-02", **hostile}
+        response = post_form(finance, f"{detail}/vendor-invoices", data, token_from=detail)
+        assert response.status_code == 400, hostile
     from portal.procurement.models import VendorInvoice
 
     assert count(app, VendorInvoice) == 0
