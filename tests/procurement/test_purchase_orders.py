@@ -3,6 +3,7 @@ vendor invoices matched against what was ordered and received, committed cost.""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import itertools
 
@@ -417,7 +418,7 @@ def test_receiving_grants_waitlisted_seats(app, people, supplier, make_org):
         supplier["vendor_id"],
         [line],
         starts_on=starts_on,
-        ends_on=starts_on.replace(year=starts_on.year + 1),
+        ends_on=starts_on + dt.timedelta(days=364),
     )
     to_state(app, po_id, "received", admin=people["admin"], finance=people["finance"])
     with app.app_context():
