@@ -163,15 +163,9 @@ def attempt(session: Session, delivery_id: int, *, lease: str) -> str | None:
     if not _take(session, delivery_id, lease=lease, now=now):
         return None
     delivery = session.get(Delivery, delivery_id, populate_existing=True)
-    settings = (
-        session.scalar(
-            sa.select(VendorProvisioning).where(VendorProvisioning.vendor_id == delivery.vendor_id)
-        )
-        if delivery is not None
-        else None
-    )
     if delivery is None:
         return None
+    settings = _settings(session, delivery.vendor_id)
     started = time.monotonic()
     if settings is None or delivery.channel not in settings.channels:
         outcome = Outcome.failed(
@@ -184,15 +178,19 @@ def attempt(session: Session, delivery_id: int, *, lease: str) -> str | None:
             log.exception("Delivery %s: the transport failed", delivery_id)
             session.rollback()
             outcome = Outcome.failed(retry=True, error=f"{type(error).__name__}: {error}"[:500])
-            delivery = session.get(Delivery, delivery_id)
-            settings = session.scalar(
-                sa.select(VendorProvisioning).where(
-                    VendorProvisioning.vendor_id == delivery.vendor_id  # type: ignore[union-attr]
-                )
-            )
+            reread = session.get(Delivery, delivery_id)
+            if reread is None:
+                return None
+            delivery = reread
+            settings = _settings(session, delivery.vendor_id)
     duration_ms = int((time.monotonic() - started) * 1000)
-    assert delivery is not None
     return record(session, delivery, settings, outcome, duration_ms=duration_ms)
+
+
+def _settings(session: Session, vendor_id: int) -> VendorProvisioning | None:
+    return session.scalar(
+        sa.select(VendorProvisioning).where(VendorProvisioning.vendor_id == vendor_id)
+    )
 
 
 def record(

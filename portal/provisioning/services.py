@@ -254,7 +254,11 @@ def webhook_secret_rotate(
         target_label=vendor.slug,
         after={
             "rotated": rotated,
-            "previous_signs_until": row.previous_secret_until.isoformat() if rotated else None,
+            "previous_signs_until": (
+                row.previous_secret_until.isoformat()
+                if rotated and row.previous_secret_until
+                else None
+            ),
         },
     )
     return row, secret

@@ -20,10 +20,9 @@ again.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import secrets
-import time
-from typing import Any
 
 import requests
 from standardwebhooks.webhooks import Webhook
@@ -61,8 +60,6 @@ def body_of(delivery: Delivery) -> str:
 
 def signature(secrets_: list[str], *, message_id: str, timestamp: int, body: str) -> str:
     """The ``webhook-signature`` header: one ``v1,…`` per secret, space-separated."""
-    import datetime as dt
-
     moment = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
     return " ".join(
         Webhook(secret).sign(msg_id=message_id, timestamp=moment, data=body) for secret in secrets_
@@ -131,15 +128,3 @@ def send(settings: VendorProvisioning, delivery: Delivery) -> Outcome:
 def _describe(error: BaseException, kind: str) -> str:
     first = str(error).strip().splitlines()
     return f"{kind}: {type(error).__name__}" + (f": {first[0][:300]}" if first else "")
-
-
-def sample_headers(secret: str, body: str, message_id: str = "msg_example") -> dict[str, Any]:
-    """Headers as the portal would send them now (documentation and tests)."""
-    timestamp = int(time.time())
-    return {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(
-            [secret], message_id=message_id, timestamp=timestamp, body=body
-        ),
-    }
