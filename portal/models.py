@@ -42,6 +42,7 @@ from portal.notifications.models import (  # noqa: F401
 from portal.payments.models import PaymentAccount, PaymentCollection, StripeEvent  # noqa: F401
 from portal.procurement.forecast_models import PoolReminder  # noqa: F401
 from portal.procurement.models import (  # noqa: F401
+    ProductRequest,
     PurchaseOrder,
     PurchaseOrderApproval,
     PurchaseOrderLine,
@@ -150,4 +151,6 @@ TABLE_SCOPES: dict[str, str] = {
     "purchase_order_approvals": COUNCIL,
     "vendor_invoices": COUNCIL,
     "vendor_invoice_lines": COUNCIL,
+    # requests for products not in the catalogue (issue 16): the requester's organisation
+    "product_requests": TENANT,
 }

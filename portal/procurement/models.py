@@ -17,10 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.catalogue.models import LicencePool, Product, Vendor
-from portal.db import Base, BigIntId, TimestampMixin, UTCDateTime, enum_column
+from portal.db import Base, BigIntId, TenantMixin, TimestampMixin, UTCDateTime, enum_column
 from portal.identity.models import User
 from portal.kernel.clock import now_utc
 from portal.kernel.i18n import _l
+from portal.tenancy.models import Organisation
 
 
 class PurchaseOrderState(enum.StrEnum):
@@ -244,3 +245,94 @@ class VendorInvoiceLine(Base):
     amount: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
 
     vendor_invoice: Mapped[VendorInvoice] = relationship(back_populates="lines")
+
+
+# ---------------------------------------------------------------- product requests (part D2)
+
+
+class ProductRequestState(enum.StrEnum):
+    OPEN = "open"
+    PLANNED = "planned"
+    ORDERED = "ordered"
+    DECLINED = "declined"
+    MERGED = "merged"
+
+
+#: A request's state as people read it.
+REQUEST_STATE_NAMES = {
+    ProductRequestState.OPEN: _l("open"),
+    ProductRequestState.PLANNED: _l("planned"),
+    ProductRequestState.ORDERED: _l("ordered"),
+    ProductRequestState.DECLINED: _l("declined"),
+    ProductRequestState.MERGED: _l("merged"),
+}
+
+#: The states a request still counts as demand in.
+REQUEST_WAITING = (ProductRequestState.OPEN, ProductRequestState.PLANNED)
+
+_REQUEST_STATES_SQL = ", ".join(f"'{state.value}'" for state in ProductRequestState)
+
+
+def request_state_name(state: str) -> str:
+    """``planned`` → "planned" / "запланирован": a product request's state."""
+    name = REQUEST_STATE_NAMES.get(state)  # type: ignore[call-overload]
+    return str(name) if name is not None else str(state)
+
+
+class ProductRequest(TenantMixin, TimestampMixin, Base):
+    """A member's or org admin's request for a product not in the catalogue (issue 16).
+
+    The council answers it (``state`` and ``reply``, shown to the requesters), merges
+    duplicates into one *primary* request (a merged one has ``state = merged`` and
+    ``merged_into_id``; it counts in the primary's demand and shows the primary's
+    answer), links it to the catalogue product once there is one (``product_id``) and
+    drafts a purchase order from it (``purchase_order_id``, ``state = ordered``).
+    """
+
+    __tablename__ = "product_requests"
+    __table_args__ = (
+        sa.CheckConstraint(f"state IN ({_REQUEST_STATES_SQL})", name="state_known"),
+        sa.CheckConstraint("seats > 0", name="seats_positive"),
+        sa.CheckConstraint(
+            "(state = 'merged') = (merged_into_id IS NOT NULL)", name="merged_has_primary"
+        ),
+        sa.CheckConstraint(
+            "merged_into_id IS NULL OR merged_into_id != id", name="not_merged_into_self"
+        ),
+        sa.Index("ix_product_requests_state_created", "state", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    requested_by_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    product_name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    #: the vendor as typed, or an existing vendor's (``vendor_id``)
+    vendor_name: Mapped[str] = mapped_column(sa.String(200), nullable=False, default="")
+    vendor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vendors.id", ondelete="SET NULL"))
+    seats: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    note: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
+    state: Mapped[ProductRequestState] = mapped_column(
+        enum_column(ProductRequestState, 16), nullable=False, default=ProductRequestState.OPEN
+    )
+    reply: Mapped[str] = mapped_column(sa.Text, nullable=False, default="")
+    answered_by_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    merged_into_id: Mapped[int | None] = mapped_column(
+        # NO ACTION (checked at the statement's end): a table emptied at once is no breach
+        sa.ForeignKey("product_requests.id"),
+        index=True,
+    )
+    product_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("products.id", ondelete="SET NULL"), index=True
+    )
+    purchase_order_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("purchase_orders.id", ondelete="SET NULL")
+    )
+
+    organisation: Mapped[Organisation] = relationship(lazy="joined")
+    requested_by: Mapped[User | None] = relationship(foreign_keys=[requested_by_id], lazy="joined")
+    vendor: Mapped[Vendor | None] = relationship()
+    product: Mapped[Product | None] = relationship(lazy="joined")
