@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable
 
@@ -40,6 +41,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
 from portal.catalogue.models import Vendor
+from portal.jobs.queue import enqueue, job
+from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.i18n import _
 from portal.notifications.kinds import Group, Kind, register
@@ -319,3 +322,32 @@ def vendors_with_due(session: Session, *, now: dt.datetime) -> list[int]:
             .distinct()
         ).all()
     )
+
+
+# ------------------------------------------------------------------ the delivery job
+
+DELIVER_JOB = "provisioning.deliver"
+_ENQUEUER = Actor.system("provisioning.outbox")
+
+
+def enqueue_delivery(session: Session, vendor_id: int) -> None:
+    """Enqueue the job that delivers ``vendor_id``'s due deliveries (after the commit).
+
+    ``lease`` names this job's hold on the deliveries it sends: the same message delivered
+    again (a worker killed mid-way) takes them up at once, another job waits for the hold
+    to run out.
+    """
+    enqueue(
+        session,
+        DELIVER_JOB,
+        {"vendor_id": vendor_id, "lease": secrets.token_hex(8)},
+        actor=_ENQUEUER,
+    )
+
+
+@job(DELIVER_JOB, max_attempts=5, backoff=(10, 60, 300, 900))
+def deliver_job(session: Session, *, actor: Actor, vendor_id: int, lease: str) -> None:
+    """Send the vendor's due deliveries; a long queue continues in a job of its own."""
+    _, more = deliver_due(session, lease=lease, vendor_id=int(vendor_id))
+    if more:
+        enqueue_delivery(session, int(vendor_id))

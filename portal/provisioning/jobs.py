@@ -1,9 +1,10 @@
 """The provisioning jobs: delivering a vendor's due deliveries, and the minute's sweep.
 
-* ``provisioning.deliver`` (``vendor_id``, ``lease``): enqueued by the outbox with the
-  change's commit, by the sweep, and by a redelivery; sends that vendor's due deliveries
-  in order (:func:`portal.provisioning.delivery.deliver_due`). A worker killed mid-way has
-  its message delivered again: the same ``lease`` takes up what it held at once.
+* ``provisioning.deliver`` (``vendor_id``, ``lease``; declared in
+  :mod:`portal.provisioning.delivery`): enqueued by the outbox with the change's commit,
+  by the sweep, and by a redelivery; sends that vendor's due deliveries in order. A worker
+  killed mid-way has its message delivered again: the same ``lease`` takes up what it
+  held at once.
 * ``provisioning.sweep`` (every minute): a delivery job for each vendor with deliveries
   due (retries whose time came, deliveries whose job never ran, leases that ran out), and
   the council told of vendors failing for a day even when nothing is being tried.
@@ -19,16 +20,12 @@ from sqlalchemy.orm import Session
 from portal.jobs.queue import job
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
-from portal.provisioning import delivery
+from portal.provisioning import (
+    delivery,
+    outbox,  # noqa: F401  (the signal receivers connect)
+)
+from portal.provisioning.delivery import enqueue_delivery
 from portal.provisioning.models import VendorProvisioning
-from portal.provisioning.outbox import DELIVER_JOB, enqueue_delivery
-
-
-@job(DELIVER_JOB, max_attempts=5, backoff=(10, 60, 300, 900))
-def deliver_job(session: Session, *, actor: Actor, vendor_id: int, lease: str) -> None:
-    _, more = delivery.deliver_due(session, lease=lease, vendor_id=int(vendor_id))
-    if more:  # a long queue: the rest in a job of its own, after the others' turns
-        enqueue_delivery(session, int(vendor_id))
 
 
 @job("provisioning.sweep", max_attempts=1, every=dt.timedelta(minutes=1))

@@ -24,9 +24,8 @@ from sqlalchemy.orm import Session
 
 from portal.catalogue.models import Product
 from portal.identity.models import User
-from portal.jobs.queue import enqueue
-from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
+from portal.provisioning.delivery import enqueue_delivery
 from portal.provisioning.models import Channel, Delivery, Event, VendorProvisioning
 from portal.seats.models import SeatAssignment, Subscription
 from portal.signals import (
@@ -40,8 +39,6 @@ from portal.tenancy.models import Organisation
 
 _CONFIGURED_KEY = "portal_provisioning_configured"
 _TOUCHED_KEY = "portal_provisioning_vendors"
-DELIVER_JOB = "provisioning.deliver"
-_ENQUEUER = Actor.system("provisioning.outbox")
 
 #: Which events go over which channel (SCIM has nothing to do for a subscription; a
 #: profile change is a SCIM PATCH only).
@@ -108,21 +105,6 @@ def _enqueue_deliveries(session: Session) -> None:
     touched = session.info.pop(_TOUCHED_KEY, None)
     for vendor_id in sorted(touched or ()):
         enqueue_delivery(session, vendor_id)
-
-
-def enqueue_delivery(session: Session, vendor_id: int) -> None:
-    """Enqueue the job that delivers ``vendor_id``'s due deliveries (after the commit).
-
-    ``lease`` names this job's hold on the deliveries it sends: the same message delivered
-    again (a worker killed mid-way) takes them up at once, another job waits for the hold
-    to run out.
-    """
-    enqueue(
-        session,
-        DELIVER_JOB,
-        {"vendor_id": vendor_id, "lease": secrets.token_hex(8)},
-        actor=_ENQUEUER,
-    )
 
 
 # ------------------------------------------------------------------ payloads

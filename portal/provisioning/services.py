@@ -33,8 +33,9 @@ from portal.kernel.errors import InvalidState, ValidationFailed
 from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.provisioning import selectors, webhooks
+from portal.provisioning.delivery import enqueue_delivery
 from portal.provisioning.models import Delivery, DeliveryState, OnRelease, VendorProvisioning
-from portal.provisioning.outbox import enqueue_delivery, forget_configuration
+from portal.provisioning.outbox import forget_configuration
 from portal.validation import parse
 
 URL_MAX = 500
