@@ -213,3 +213,34 @@ def test_a_vendor_refusing_fails_the_delivery_and_the_next_goes_ahead(
         assert row.state == "failed" and row.last_status == 400
         world.release(scim_world, "jo@scim-buyer.example")
         assert [r.state for r in world.deliveries()] == ["failed", "delivered"]
+
+
+def test_a_worker_killed_after_the_vendor_answered_delivers_once_at_the_vendor(
+    app, scim_world, vendor_server, jobs_inline, monkeypatch
+):
+    """The worker dies between the vendor's answer and recording it (simulated as in
+    test_webhooks.py: recording the attempt raises, as a killed process stops there). The
+    job's message comes again and the delivery goes out again: the person the first try
+    created is found, not created twice."""
+    from portal.provisioning import delivery as engine
+
+    real_record = engine.record
+    killed: list[int] = []
+
+    def die_before_recording(session, delivery, settings, outcome, **kwargs):
+        if delivery.event == "seat.assigned" and not killed:
+            killed.append(delivery.id)
+            raise RuntimeError("worker killed after the request went out")
+        return real_record(session, delivery, settings, outcome, **kwargs)
+
+    monkeypatch.setattr(engine, "record", die_before_recording)
+    with app.app_context():
+        world.member(app, scim_world, "kai@scim-buyer.example")
+        world.assign(scim_world, "kai@scim-buyer.example")
+        assert killed
+        (row,) = world.deliveries()
+        assert row.state == "delivered" and row.attempts == 1
+    posts = [r for r in vendor_server.requests if r[0] == "POST"]
+    assert len(posts) == 1  # created once; the second try found the person
+    users = vendor_server.users()
+    assert len(users) == 1 and users[0]["active"] is True
