@@ -323,3 +323,27 @@ def test_params_that_do_not_fit_the_kind_show_its_name_not_an_error(app):
         assert kinds.title("incident.opened", {}) == "incident.opened"
         assert kinds.body("incident.opened", {"vendor": "V"}) == ""
         assert kinds.title("no.such.kind", {"x": 1}) == "no.such.kind"
+
+
+def test_a_person_holding_two_of_the_vendors_products_is_told_once(
+    app, world, make_product, mailbox
+):
+    from tests.notifications.conftest import hold_seat
+
+    make_product(10, sku="mail-archive", vendor=VENDOR)
+    hold_seat(app, world.acme, "mail-archive", world.alice)
+    mailbox.clear()
+    incident = open_incident(app)
+    assert told(app)[world.alice.id] == [("incident.opened", f"incident:{incident}:opened")]
+    assert [str(m["To"]) for m in mailbox].count(world.alice.email) == 1
+
+
+def test_an_inactive_person_still_holding_a_seat_is_not_told(app, world, mailbox):
+    """(Deactivation releases seats; an account switched off by other means keeps them.)"""
+    from portal.identity.models import User
+
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.id == world.boris.id).values(is_active=False))
+        db.session.commit()
+    open_incident(app)
+    assert set(told(app)) == {world.alice.id, world.dave.id}
