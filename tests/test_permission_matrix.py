@@ -107,6 +107,11 @@ PAGES = [
     Endpoint(Action.PURCHASE_ORDER_READ, "GET", "/council/purchase-orders", "council"),
     Endpoint(Action.PURCHASE_ORDER_READ, "GET", "/council/purchase-orders/mismatches", "council"),
     Endpoint(Action.PURCHASE_ORDER_DRAFT, "GET", "/council/purchase-orders/new", "council"),
+    # demand (issue 16): the board; product requests (a request's own page and the council's
+    # POSTs: tests/procurement/test_demand_pages.py)
+    Endpoint(Action.DEMAND_READ, "GET", "/demand", "council"),
+    Endpoint(Action.PRODUCT_REQUEST_READ, "GET", "/requests/products", "mine"),
+    Endpoint(Action.PRODUCT_REQUEST_CREATE, "GET", "/requests/products/new", "mine"),
     # the vendor portal (issue 15)
     Endpoint(Action.VENDOR_READ, "GET", "/vendor", "vendor"),
     Endpoint(Action.VENDOR_PROFILE_UPDATE, "GET", "/vendor/profile", "vendor"),
@@ -185,6 +190,8 @@ API = [
     # the service: approvals are people's (403 approval_needs_person, tests/procurement).
     Endpoint(Action.PURCHASE_ORDER_READ, "GET", "/api/v1/purchase-orders", "council"),
     Endpoint(Action.PURCHASE_ORDER_DRAFT, "POST", "/api/v1/purchase-orders", "council"),
+    Endpoint(Action.DEMAND_READ, "GET", "/api/v1/demand", "council"),
+    Endpoint(Action.PRODUCT_REQUEST_READ, "GET", "/api/v1/demand/requests", "council"),
     *(
         Endpoint(action, "POST", f"/api/v1/purchase-orders/0/{move}", "council")
         for action, move in (
