@@ -60,14 +60,15 @@ from portal.procurement.models import (
     VendorInvoiceLine,
     state_name,
 )
-from portal.settings.services import settings_get
+from portal.settings.services import PURCHASE_ORDER_PREFIX, settings_get
 from portal.signals import pool_capacity_changed
 from portal.validation import MAX_AMOUNT, Currency, DbId, SafeDate, optional_text, parse
 
 S = PurchaseOrderState
 
-#: PO numbers: ``PO-{YYYY}-{NNNNNN}``, a counter of their own beside invoices' and credit notes'.
-NUMBER_PREFIX = "PO"
+#: PO numbers: ``PO-{YYYY}-{NNNNNN}``, a counter of their own beside invoices' and credit notes'
+#: (the council settings refuse it as an invoice or credit note prefix).
+NUMBER_PREFIX = PURCHASE_ORDER_PREFIX
 
 #: The one table of the state machine: action → (the states it is allowed from, where it leads).
 TRANSITIONS: dict[str, tuple[frozenset[PurchaseOrderState], PurchaseOrderState]] = {

@@ -17,10 +17,17 @@ from portal.kernel.policy import Action
 from portal.settings.models import CouncilSetting
 from portal.validation import MAX_AMOUNT, Currency, Stripped, parse
 
+#: Purchase orders' numbers are PO-YYYY-NNNNNN, counted apart (portal.procurement).
+PURCHASE_ORDER_PREFIX = "PO"
+
 
 def _prefix(value: str) -> str:
     if not re.fullmatch(r"[A-Z0-9]{1,12}", value):
         raise ValueError(_("Use 1 to 12 capital letters and digits, e.g. INV."))
+    if value == PURCHASE_ORDER_PREFIX:
+        # one counter per prefix and year: invoices numbered PO-… would share the purchase
+        # orders' and leave gaps in both
+        raise ValueError(_("PO numbers purchase orders; choose another prefix."))
     return value
 
 

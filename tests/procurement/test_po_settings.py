@@ -47,3 +47,13 @@ def test_left_out_of_the_form_the_threshold_is_kept(app, signed_in):
     client = signed_in("council_admin")
     assert post_form(client, "/council/settings", VALID).status_code == 302
     assert _threshold(app) == {"EUR": 1_000_000}
+
+
+def test_po_is_no_invoice_or_credit_note_prefix(app, signed_in):
+    client = signed_in("council_admin")
+    for field in ("invoice_prefix", "credit_note_prefix"):
+        response = post_form(client, "/council/settings", {**VALID, field: "PO"})
+        assert response.status_code == 400
+        assert "PO numbers purchase orders" in response.get_data(as_text=True)
+    with app.app_context():
+        assert settings_get(db.session).invoice_prefix == "INV"
