@@ -32,7 +32,7 @@ def _fits_and_passes_axe(page, name: str) -> None:
 
 
 def test_a_vendor_admin_keeps_its_status_incidents_and_tokens_on_a_phone(
-    app, browser: Browser, base_url: str, make_org, make_user, make_product
+    app, browser: Browser, base_url: str, make_org, make_user, make_product, screenshot
 ):
     org = make_org("buyer-org")
     product = make_product(12, sku="cad-suite", vendor="autodraft", vendor_name="AutoDraft")
@@ -59,6 +59,7 @@ def test_a_vendor_admin_keeps_its_status_incidents_and_tokens_on_a_phone(
         expect(page).to_have_url(f"{base_url}/vendor")
         expect(page.get_by_role("heading", level=1)).to_have_text("AutoDraft")
         _fits_and_passes_axe(page, "overview")
+        screenshot(page, "vendor-portal-overview")
 
         # Seat counts: capacity 12, reserved 4, assigned 1, free 8; never who.
         open_menu(page).get_by_role("link", name="Products").click()
@@ -66,6 +67,7 @@ def test_a_vendor_admin_keeps_its_status_incidents_and_tokens_on_a_phone(
         expect(row.get_by_role("cell")).to_have_text(["12", "4", "1", "8", "0"])
         expect(page.get_by_text(member.email)).to_have_count(0)
         _fits_and_passes_axe(page, "products")
+        screenshot(page, "vendor-portal-products")
 
         # The service status, then an incident opened and resolved.
         open_menu(page).get_by_role("link", name="Service status").click()
@@ -85,6 +87,7 @@ def test_a_vendor_admin_keeps_its_status_incidents_and_tokens_on_a_phone(
         incident = main.get_by_role("article").filter(has_text="Rendering queue stalled")
         expect(incident).to_contain_text("Jobs wait in the queue")
         _fits_and_passes_axe(page, "incident open")
+        screenshot(page, "vendor-portal-status")
 
         incident.get_by_role("textbox", name="Update", exact=True).fill(
             "The queue is running again."
