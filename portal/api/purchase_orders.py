@@ -175,10 +175,10 @@ class PurchaseOrderOut(BaseModel):
     lines: list[LineOut]
 
     @classmethod
-    def of(cls, po: PurchaseOrder) -> PurchaseOrderOut:
+    def of(cls, po: PurchaseOrder, thresholds: dict[str, int] | None = None) -> PurchaseOrderOut:
         matches = {match.line.id: match for match in service.match_lines(po)}
         missing = (
-            service.approvals_missing(db_session(), po)
+            service.approvals_missing(db_session(), po, thresholds)
             if po.state == PurchaseOrderState.DRAFT
             else []
         )
@@ -316,6 +316,7 @@ def purchase_orders_index(query: PurchaseOrderQuery) -> Response:
     vendor_id = None
     if query.vendor:
         vendor_id = vendor_named(session, query.vendor).id
+    thresholds = service.finance_thresholds(session)  # once for the page's drafts
     rows = service.purchase_orders_list(
         session,
         current_actor(),
@@ -328,7 +329,7 @@ def purchase_orders_index(query: PurchaseOrderQuery) -> Response:
         pagination.page(
             rows,
             limit=query.limit,
-            serialise=lambda po: PurchaseOrderOut.of(po).model_dump(mode="json"),
+            serialise=lambda po: PurchaseOrderOut.of(po, thresholds).model_dump(mode="json"),
             key=lambda p: p.id,
         )
     )

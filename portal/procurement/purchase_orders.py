@@ -374,21 +374,31 @@ def draft_purchase_order(
 # ---------------------------------------------------------------- approval (four eyes)
 
 
-def finance_needed(session: Session, po: PurchaseOrder) -> bool:
+def finance_thresholds(session: Session) -> dict[str, int]:
+    """The council's threshold per currency, above which finance approves too."""
+    return settings_get(session).purchase_order_finance_threshold
+
+
+def finance_needed(
+    session: Session, po: PurchaseOrder, thresholds: dict[str, int] | None = None
+) -> bool:
     """Whether the order needs finance's approval too: above its currency's threshold, or
-    in a currency the council set no threshold for."""
-    thresholds = settings_get(session).purchase_order_finance_threshold
+    in a currency the council set no threshold for (``thresholds``: read once for many)."""
+    if thresholds is None:
+        thresholds = finance_thresholds(session)
     threshold = thresholds.get(po.currency)
     return threshold is None or po.total > threshold
 
 
-def approvals_missing(session: Session, po: PurchaseOrder) -> list[Role]:
+def approvals_missing(
+    session: Session, po: PurchaseOrder, thresholds: dict[str, int] | None = None
+) -> list[Role]:
     """The roles whose approval the order still waits for (none: it may be approved)."""
     roles = {approval.role for approval in po.approvals}
     missing = []
     if Role.COUNCIL_ADMIN.value not in roles:
         missing.append(Role.COUNCIL_ADMIN)
-    if finance_needed(session, po) and Role.FINANCE.value not in roles:
+    if finance_needed(session, po, thresholds) and Role.FINANCE.value not in roles:
         missing.append(Role.FINANCE)
     return missing
 
@@ -771,6 +781,10 @@ def mismatches(session: Session, actor: Actor) -> list[tuple[PurchaseOrder, list
     invoiced = session.scalars(
         sa.select(PurchaseOrder)
         .where(PurchaseOrder.id.in_(sa.select(VendorInvoice.purchase_order_id)))
+        .options(
+            selectinload(PurchaseOrder.lines),
+            selectinload(PurchaseOrder.vendor_invoices).selectinload(VendorInvoice.lines),
+        )
         .order_by(PurchaseOrder.id)
     )
     found = []

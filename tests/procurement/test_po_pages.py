@@ -276,3 +276,52 @@ def test_council_economics_shows_committed_cost_beside_billing(app, supplier, pe
     from portal.kernel.money import format_money
 
     assert format_money(committed.totals["EUR"], "EUR") in html
+
+
+def test_the_lists_send_as_many_statements_for_many_orders_as_for_few(app, supplier, people):
+    """No N+1: the order list and the mismatches read the same statements for 2 orders with
+    mismatched vendor invoices as for 10."""
+    import sqlalchemy as sa
+
+    from portal.procurement import purchase_orders as service
+    from tests.procurement.po_support import draft, to_state
+
+    def grow(n: int) -> None:
+        for _ in range(n):
+            line = {"product_id": supplier["cad"].id, "seats": 2, "unit_cost": 100}
+            po_id = draft(app, people["admin"], supplier["vendor_id"], [line])
+            to_state(app, po_id, "sent", admin=people["admin"], finance=people["finance"])
+            with app.app_context():
+                po = db.session.get(PurchaseOrder, po_id)
+                data = {
+                    "vendor_number": f"V-{po_id}",
+                    "issued_on": "2027-01-02",
+                    "lines": [{"line_id": po.lines[0].id, "seats": 2, "amount": 99999}],
+                }
+                service.vendor_invoice_record(db.session, people["finance"], po, data=data)
+                db.session.commit()
+
+    finance = client_for(app, "finance")
+    paths = ["/council/purchase-orders", "/council/purchase-orders/mismatches"]
+
+    def statements(path: str) -> int:
+        assert finance.get(path).status_code == 200  # warm-up
+        with app.app_context():
+            engine = db.engine
+        seen: list[str] = []
+
+        def note(conn, cursor, statement, *args) -> None:
+            seen.append(statement)
+
+        sa.event.listen(engine, "before_cursor_execute", note)
+        try:
+            assert finance.get(path).status_code == 200
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", note)
+        return len(seen)
+
+    grow(2)
+    few = {path: statements(path) for path in paths}
+    grow(8)
+    many = {path: statements(path) for path in paths}
+    assert many == few
