@@ -320,7 +320,9 @@ def test_a_council_admin_deactivates_a_vendor_admin_after_a_confirm_step(app, wo
     assert row(app, User, user.id)["is_active"] is False
     # Their session ended; signing in again is refused.
     assert vendor_client.get("/vendor").status_code == 302
-    assert login(app.test_client(), user).status_code != 302
+    refused = login(app.test_client(), user)
+    assert refused.status_code == 401
+    assert "Ask the council to restore it." in messages(refused)[0]
     # Another vendor's admin is not found under this vendor's page.
     other = post_form(
         council, f"{page}/admins/{world['rival_admin'].id}/deactivate", {}, token_from=page

@@ -61,6 +61,8 @@ def authenticate(session: Session, *, email: str, password: str) -> User:
 def sign_in_refusal(user: User) -> str | None:
     """Why this account may not be signed in now, or ``None`` when it may."""
     if not user.is_active:
+        if user.vendor_id is not None:  # a vendor admin: the council deactivated them
+            return "This account has been deactivated. Ask the council to restore it."
         return "This account has been deactivated. Ask your organisation's admin to restore it."
     org = user.organisation
     if org is not None and org.status != OrganisationStatus.ACTIVE:
