@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
 from portal.catalogue.models import Vendor
+from portal.db import read_only
 from portal.jobs.queue import enqueue, job
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
@@ -165,8 +166,12 @@ def attempt(session: Session, delivery_id: int, *, lease: str) -> str | None:
     now = now_utc()
     if not _take(session, delivery_id, lease=lease, now=now):
         return None
+    # The request goes out inside a read (SQLite: no write lock; PostgreSQL: no open
+    # transaction), so a slow vendor holds up no one; the outcome is written afterwards.
+    read_only(session)
     delivery = session.get(Delivery, delivery_id, populate_existing=True)
     if delivery is None:
+        session.rollback()
         return None
     settings = _settings(session, delivery.vendor_id)
     started = time.monotonic()
@@ -187,6 +192,7 @@ def attempt(session: Session, delivery_id: int, *, lease: str) -> str | None:
             delivery = reread
             settings = _settings(session, delivery.vendor_id)
     duration_ms = int((time.monotonic() - started) * 1000)
+    session.commit()  # the read ends; the outcome is written in a transaction of its own
     return record(session, delivery, settings, outcome, duration_ms=duration_ms)
 
 
