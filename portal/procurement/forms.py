@@ -126,6 +126,8 @@ class DraftForm(FlaskForm):
             if row.is_empty():
                 continue
             unit_cost = _minor(row.unit_cost.data, currency, row.unit_cost)
+            if not row.product.data and not row.product.errors:
+                row.product.errors = [str(_l("Choose a product, or empty the row."))]
             lines.append(
                 {
                     "product_id": _id(row.product.data),

@@ -371,6 +371,77 @@ def draft_purchase_order(
     return po
 
 
+def update_draft(
+    session: Session,
+    actor: Actor,
+    po: PurchaseOrder,
+    *,
+    vendor_id: int,
+    lines: list[dict[str, Any]],
+    currency: str,
+    starts_on: dt.date | str,
+    ends_on: dt.date | str,
+    notes: str | None = None,
+) -> PurchaseOrder:
+    """Change a draft (its vendor, term, currency, lines and notes) as
+    :func:`draft_purchase_order` takes them. Approvals given to the draft before are
+    withdrawn: they approved what it said then."""
+    policy.require(
+        actor, Action.PURCHASE_ORDER_DRAFT, message=_l("Only council admins draft purchase orders.")
+    )
+    fields = parse(
+        DraftFields,
+        {
+            "vendor_id": vendor_id,
+            "currency": currency,
+            "starts_on": starts_on,
+            "ends_on": ends_on,
+            "lines": lines,
+            "source": po.source,
+            "notes": notes,
+        },
+    )
+    locked = _lock(session, po)
+    if locked.state != S.DRAFT:
+        raise InvalidState(
+            _l(
+                "Purchase order %(label)s is %(state)s; only a draft is changed.",
+                label=locked.label,
+                state=state_name(locked.state),
+            ),
+            code="invalid_transition",
+            extra={"state": str(locked.state), "action": "update"},
+        )
+    vendor, priced = _check_lines(session, fields)
+    before = {**_snapshot(locked), "lines": len(locked.lines)}
+    withdrawn = [approval.user_id for approval in locked.approvals]
+    locked.approvals.clear()
+    locked.lines.clear()
+    session.flush()  # the old lines' positions are free before the new ones take them
+    locked.vendor_id = vendor.id
+    locked.currency = fields.currency
+    locked.starts_on = fields.starts_on
+    locked.ends_on = fields.ends_on
+    locked.notes = fields.notes or ""
+    locked.total = sum(line["amount"] for line in priced)
+    locked.lines = [
+        PurchaseOrderLine(position=i + 1, received_seats=0, **line) for i, line in enumerate(priced)
+    ]
+    session.flush()
+    session.refresh(locked, ["vendor"])
+    _record(
+        session,
+        actor,
+        locked,
+        "update",
+        before,
+        vendor=vendor.slug,
+        lines=len(priced),
+        approvals_withdrawn=len(withdrawn),
+    )
+    return locked
+
+
 # ---------------------------------------------------------------- approval (four eyes)
 
 

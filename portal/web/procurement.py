@@ -20,6 +20,7 @@ from portal.identity import auth
 from portal.kernel import policy
 from portal.kernel.errors import DomainError
 from portal.kernel.i18n import _
+from portal.kernel.money import from_minor
 from portal.kernel.policy import Action
 from portal.procurement import purchase_orders as service
 from portal.procurement.documents import document_context, pdf_filename, purchase_order_pdf
@@ -97,12 +98,57 @@ def purchase_orders():
     )
 
 
-def _draft_form() -> DraftForm:
+def _draft_form(po: PurchaseOrder | None = None) -> DraftForm:
+    """The draft form; for ``po`` (a GET of its edit page), filled with what it says."""
     session = db_session()
     products = list(
         session.scalars(sa.select(Product).join(Vendor).order_by(Vendor.name, Product.name))
     )
-    return DraftForm(vendors=vendors_list(session), products=products)
+    data = None
+    if po is not None and request.method == "GET":
+        data = {
+            "vendor": str(po.vendor_id),
+            "currency": po.currency,
+            "starts_on": po.starts_on,
+            "ends_on": po.ends_on,
+            "notes": po.notes,
+            "lines": [
+                {
+                    "product": str(line.product_id),
+                    "seats": line.seats,
+                    "unit_cost": from_minor(line.unit_cost, po.currency),
+                }
+                for line in po.lines
+            ],
+        }
+    return DraftForm(vendors=vendors_list(session), products=products, data=data)
+
+
+@bp.route("/council/purchase-orders/<int:po_id>/edit", methods=["GET", "POST"])
+@auth.action_required(Action.PURCHASE_ORDER_DRAFT)
+def purchase_order_edit(po_id: int):
+    """Change a draft; approvals it had are withdrawn (they approved what it said then)."""
+    po = _order(po_id)
+    if po.state != PurchaseOrderState.DRAFT:
+        flash(_("Only a draft is changed."), "error")
+        return redirect(url_for("procurement.purchase_order_detail", po_id=po_id))
+    form = _draft_form(po)
+    form.submit.label.text = _("Save the changes")
+    if request.method == "POST":
+        valid = form.validate_on_submit()
+        try:
+            service.update_draft(db_session(), g.actor, po, **form.service_data())
+        except DomainError as error:
+            db_session().rollback()
+            form.show_errors(error)
+        else:
+            if valid and not form.has_errors():
+                db_session().commit()
+                flash(_("The draft is saved."), "success")
+                return redirect(url_for("procurement.purchase_order_detail", po_id=po_id))
+            db_session().rollback()
+    status = 400 if request.method == "POST" else 200
+    return render_template("procurement/purchase_order_new.html", form=form, po=po), status
 
 
 @bp.route("/council/purchase-orders/new", methods=["GET", "POST"])

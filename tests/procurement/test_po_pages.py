@@ -325,3 +325,37 @@ def test_the_lists_send_as_many_statements_for_many_orders_as_for_few(app, suppl
     grow(8)
     many = {path: statements(path) for path in paths}
     assert many == few
+
+
+def test_a_draft_is_changed_and_its_approvals_withdrawn(app, supplier, people):
+    from portal.audit.models import AuditEvent
+    from tests.procurement.po_support import act, draft
+
+    line = {"product_id": supplier["cad"].id, "seats": 100, "unit_cost": 1000}  # above
+    po_id = draft(app, people["admin"], supplier["vendor_id"], [line])
+    act(app, people["admin"], po_id, "approve")
+    admin = client_for(app, "council_admin")
+    edit = f"/council/purchase-orders/{po_id}/edit"
+    page = admin.get(edit).get_data(as_text=True)
+    assert "Saving changes withdraws the approvals" in page
+    assert 'value="10.00"' in page and 'value="100"' in page
+    response = post_form(admin, edit, _form(supplier, **{"lines-0-seats": "3"}))
+    assert response.status_code == 302, messages(response)
+    assert follow_messages(admin, response) == ["The draft is saved."]
+    with app.app_context():
+        po = db.session.get(PurchaseOrder, po_id)
+        assert [(line.product.sku, line.seats, line.position) for line in po.lines] == [
+            ("cad-suite", 3, 1),
+            ("secure-mail", 4, 2),
+        ]
+        assert po.approvals == [] and po.total == 3 * 1000 * 12 + 4 * 250 * 12
+        assert (
+            db.session.scalar(
+                sa.select(AuditEvent.after).where(AuditEvent.action == "purchase_order.update")
+            )["approvals_withdrawn"]
+            == 1
+        )
+    bad = post_form(admin, edit, _form(supplier, **{"lines-0-seats": "0"}))
+    assert bad.status_code == 400
+    act(app, people["admin"], po_id, "approve")  # below the threshold now: approved
+    assert follow_messages(admin, admin.get(edit)) == ["Only a draft is changed."]

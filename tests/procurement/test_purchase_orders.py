@@ -628,3 +628,23 @@ def test_committed_cost_counts_approved_orders_prorated_by_day(app, people, supp
     expected = round_half_up(Fraction(36000 * inside, days))
     assert first_month == {supplier["cad"].id: {"EUR": expected}}
     assert abs(expected - 3000) <= 3 * 1000 * 12 * 3 // days + 1  # about a month's worth
+
+
+@pytest.mark.parametrize("state", [s for s in STATES if s != "draft"])
+def test_only_a_draft_is_changed(app, people, supplier, state):
+    po_id = _small(app, people, supplier)
+    to_state(app, po_id, state, admin=people["admin"], finance=people["finance"])
+    starts_on, ends_on = term()
+    with app.app_context(), pytest.raises(InvalidState):
+        service.update_draft(
+            db.session,
+            people["admin"],
+            db.session.get(PurchaseOrder, po_id),
+            vendor_id=supplier["vendor_id"],
+            lines=[{"product_id": supplier["cad"].id, "seats": 9, "unit_cost": 1}],
+            currency="EUR",
+            starts_on=starts_on,
+            ends_on=ends_on,
+        )
+    with app.app_context():
+        assert [line.seats for line in db.session.get(PurchaseOrder, po_id).lines] == [2]
