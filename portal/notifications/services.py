@@ -13,6 +13,7 @@ They flush and do not commit: the caller's request, CLI command or job commits.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -98,6 +99,10 @@ def _check(kind: str, key: str, params: Mapping[str, Any], link: str | None) -> 
         raise ValueError("a notification's link is a path inside the portal")
     if not isinstance(params, Mapping):
         raise TypeError("a notification's params are a mapping of JSON values")
+    try:
+        json.dumps(dict(params))
+    except (TypeError, ValueError) as error:  # a date, a Decimal: say so before the insert
+        raise TypeError(f"a notification's params must be JSON values: {error}") from None
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> list[int]:

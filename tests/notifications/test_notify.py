@@ -258,6 +258,14 @@ def test_notify_refuses_an_unknown_kind_and_a_bad_key(app, world):
                     key=key,
                     params={},
                 )
+        with pytest.raises(TypeError):
+            notify(
+                db.session,
+                user_ids=[world.alice.id],
+                kind="incident.opened",
+                key="k",
+                params={"when": dt.date(2026, 1, 1)},
+            )
         for link in ("https://elsewhere.example/", "//elsewhere.example/", "/\\elsewhere"):
             with pytest.raises(ValueError):
                 notify(
