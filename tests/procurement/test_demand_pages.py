@@ -181,3 +181,4 @@ def test_the_council_merges_links_and_drafts_from_the_board(app, make_org, make_
         assert (str(request.state), request.purchase_order_id) == ("ordered", po.id)
         db.session.remove()
     assert response.headers["Location"].endswith(f"/council/purchase-orders/{po.id}")
+    assert council.get(response.headers["Location"]).status_code == 200
