@@ -738,3 +738,23 @@ def test_the_api_refuses_another_vendor_and_organisations_and_bad_input(app, wor
         assert bad.status_code == 422, days
         assert "days" in bad.json["errors"]
     assert api.get("/api/v1/vendors/nobody/seats", headers=acme).status_code == 404
+
+
+def test_a_council_admin_resets_a_vendor_admins_lost_second_factors(app, world, signed_in):
+    from portal.identity.models import TotpFactor
+    from tests.conftest import give_second_factor
+
+    user = world["admin"]
+    give_second_factor(app, user.id)
+    council = signed_in("council_admin")
+    page = f"/council/vendors/acme-soft/admins/{user.id}/second-factors"
+    assert page in council.get("/council/vendors/acme-soft").get_data(as_text=True)
+    html = council.get(page).get_data(as_text=True)
+    assert user.email in html and "Reset" in html
+    done = post_form(council, f"{page}/reset", {}, token_from=page)
+    assert done.status_code == 302
+    assert count(app, TotpFactor, TotpFactor.user_id == user.id) == 0
+    # Not under another vendor's page; not for finance.
+    other = f"/council/vendors/rival-soft/admins/{user.id}/second-factors"
+    assert council.get(other).status_code == 404
+    assert signed_in("finance").get(page).status_code == 403

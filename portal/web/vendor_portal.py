@@ -27,7 +27,7 @@ from portal.catalogue.models import Vendor
 from portal.catalogue.selectors import vendor_by_slug
 from portal.db import db_session
 from portal.forms import committed, confirmation_needed, submitted
-from portal.identity import accounts, auth, invitations
+from portal.identity import accounts, auth, factors, invitations
 from portal.identity import selectors as people
 from portal.identity.forms import ConfirmForm
 from portal.kernel import policy
@@ -459,3 +459,49 @@ def admin_invitation_revoke(slug: str, invitation_id: int) -> ResponseReturnValu
         db_session().commit()
         flash(_("The invitation to %(email)s is withdrawn.", email=invitation.email), "success")
     return redirect(back)
+
+
+@bp.get("/council/vendors/<slug>/admins/<int:user_id>/second-factors")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def admin_factors(slug: str, user_id: int) -> ResponseReturnValue:
+    """A vendor admin's second factors, with the reset button (lost factors), as for staff."""
+    vendor, back = _council_vendor(slug)
+    person = people.vendor_admin_of(db_session(), vendor_id=vendor.id, user_id=user_id)
+    session = db_session()
+    factor = factors.totp_factor(session, person.id)
+    return render_template(
+        "account/person_factors.html",
+        person=person,
+        totp=factor is not None and factor.confirmed_at is not None,
+        passkeys=factors.passkey_count(session, person.id),
+        codes_left=factors.recovery_codes_left(session, person.id),
+        required=factors.second_factor_required(person),
+        own=False,
+        back=back,
+        action=url_for("vendor_portal.admin_factors_reset", slug=vendor.slug, user_id=person.id),
+        form=ConfirmForm(),
+    )
+
+
+@bp.post("/council/vendors/<slug>/admins/<int:user_id>/second-factors/reset")
+@auth.role_required(Role.COUNCIL_ADMIN)
+def admin_factors_reset(slug: str, user_id: int) -> ResponseReturnValue:
+    """Remove a vendor admin's second factors (they lost them); their sessions end."""
+    vendor, _back = _council_vendor(slug)
+    person = people.vendor_admin_of(db_session(), vendor_id=vendor.id, user_id=user_id)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        with committed(form) as saved:
+            factors.factors_reset(db_session(), actor=g.actor, user=person)
+        if saved:
+            flash(
+                _(
+                    "%(email)s's second factors are removed and their sessions ended. "
+                    "They sign in with their password and set up a new one.",
+                    email=person.email,
+                ),
+                "success",
+            )
+    else:
+        flash(_("The form expired; nothing was changed. Try again."), "error")
+    return redirect(url_for("vendor_portal.admin_factors", slug=vendor.slug, user_id=person.id))
