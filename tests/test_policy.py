@@ -455,6 +455,8 @@ ENTRY_POINTS: dict[str, Args] = {
         "key": "incident:1:opened",
         "params": {"vendor": "V", "title": "T", "impact": "major"},
     },
+    "portal.notifications.retention.notifications_sweep": lambda w: {"now": NOW},
+    "portal.notifications.retention.notifications_sweep_job": lambda w: {},
     "portal.notifications.selectors.notification_of": lambda w: {"notification_id": 1},
     "portal.notifications.selectors.notifications_page": lambda w: {},
     "portal.notifications.selectors.unread_count": lambda w: {},

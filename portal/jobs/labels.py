@@ -20,6 +20,7 @@ JOB_LABELS = {
     "metering.idle_seat_prompts": _l("Idle seat prompts"),
     "notifications.seat_holders": _l("Notifications to seat holders"),
     "notifications.daily_digest": _l("Org admins' daily digest"),
+    "notifications.sweep": _l("Old notifications deleted"),
 }
 
 STATE_LABELS = {
