@@ -57,6 +57,12 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # ids that failed verification
     requests: int = 0
+    #: Hold the first request of this type unanswered until ``release`` is set (a worker
+    #: can be killed while it waits for the answer); ``held`` is set when it arrives.
+    hold_type: str | None = None
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    held_ids: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -88,6 +94,16 @@ def start(receiver: Receiver) -> tuple[ThreadingHTTPServer, threading.Thread]:
             data = self.rfile.read(length)
             receiver.requests += 1
             headers = {k.lower(): v for k, v in self.headers.items()}
+            if receiver.hold_type and not receiver.held.is_set():
+                try:
+                    kind = json.loads(data).get("type")
+                except ValueError:
+                    kind = None
+                if kind == receiver.hold_type:
+                    receiver.held_ids.append(headers.get("webhook-id", ""))
+                    receiver.held.set()
+                    receiver.release.wait(120)
+                    return  # never answered: the sender died waiting
             if receiver.answer >= 300:
                 self._reply(receiver.answer, b'{"error":"down"}')
                 return
