@@ -146,6 +146,14 @@ class ApprovalOut(BaseModel):
     approved_at: dt.datetime
 
 
+class VendorInvoiceOut(BaseModel):
+    vendor_number: str
+    issued_on: dt.date
+    currency: str
+    amount: int = Field(description="Minor units: the sum of its lines")
+    recorded_at: dt.datetime
+
+
 class PurchaseOrderOut(BaseModel):
     """A purchase order; money in minor units of ``currency``."""
 
@@ -173,6 +181,9 @@ class PurchaseOrderOut(BaseModel):
     cancelled_at: dt.datetime | None
     cancel_reason: str | None
     lines: list[LineOut]
+    vendor_invoices: list[VendorInvoiceOut] = Field(
+        description="The vendor's invoices recorded against the order"
+    )
 
     @classmethod
     def of(cls, po: PurchaseOrder, thresholds: dict[str, int] | None = None) -> PurchaseOrderOut:
@@ -222,6 +233,16 @@ class PurchaseOrderOut(BaseModel):
                     pool=line.pool_id,
                 )
                 for line in po.lines
+            ],
+            vendor_invoices=[
+                VendorInvoiceOut(
+                    vendor_number=invoice.vendor_number,
+                    issued_on=invoice.issued_on,
+                    currency=invoice.currency,
+                    amount=invoice.amount,
+                    recorded_at=invoice.recorded_at,
+                )
+                for invoice in po.vendor_invoices
             ],
         )
 

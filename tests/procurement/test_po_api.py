@@ -104,6 +104,12 @@ def test_a_vendor_invoice_is_recorded_and_matched(app, supplier, council_api, pe
     assert (cad["invoiced_seats"], cad["invoiced_amount"]) == (3, 40000)
     assert cad["problems"] == ["over_invoiced", "seats_not_received", "price_differs"]
     assert mail["problems"] == []
+    [invoice] = response.get_json()["vendor_invoices"]
+    assert (invoice["vendor_number"], invoice["amount"], invoice["currency"]) == (
+        "INV-9",
+        40000,
+        "EUR",
+    )
     repeat = council_api.post(
         f"/purchase-orders/{po_id}/vendor-invoices",
         json={
