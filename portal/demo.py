@@ -28,7 +28,7 @@ from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
 from portal.kernel.periods import period_of
 from portal.metering.ingest import usage_ingest
-from portal.procurement import purchase_orders
+from portal.procurement import demand, purchase_orders
 from portal.seats.models import SeatAssignment
 from portal.seats.services import seat_assign, subscription_create
 from portal.settings.services import settings_update
@@ -172,6 +172,7 @@ def load_demo(session: Session) -> list[str]:
     _notifications(session, actor)
     _renewals(session, actor)
     _purchase_orders(session, actor)
+    _product_requests(session, actor)
     _usage(session, actor)
     _vendor_admins(session, actor)
     _invoices(session, actor)
@@ -1124,3 +1125,32 @@ def _purchase_orders(session: Session, actor: Actor) -> None:
     purchase_orders.send(session, admin, received)
     purchase_orders.confirm(session, admin, received, vendor_reference="AD-SO-2291")
     purchase_orders.receive(session, admin, received)
+
+
+def _product_requests(session: Session, actor: Actor) -> None:
+    """Requests for products not in the catalogue (issue 16): ACME and Riga Logistics both
+    ask for Atlas GIS (merged, planned), Thames Analytics for a design tool (declined), and
+    Riga Logistics for a fleet tracker nobody answered yet."""
+    admin = Actor.person(session.scalar(sa.select(User).where(User.email == COUNCIL_ADMIN)))
+
+    def ask(email: str, name: str, vendor: str, seats: int, note: str):
+        person = Actor.person(session.scalar(sa.select(User).where(User.email == email)))
+        return demand.product_request_create(
+            session, person, product_name=name, vendor_name=vendor, seats=seats, note=note
+        )
+
+    atlas = ask("jonas@acme-gmbh.example", "Atlas GIS", "Atlas Geo", 8, "Site planning maps.")
+    twin = ask("janis@riga-logistics.example", "Atlas GIS Pro", "Atlas Geo", 5, "Route maps.")
+    design = ask("oliver@thames-analytics.example", "Sketchboard", "Sketch Ltd", 4, "")
+    ask("anna@riga-logistics.example", "FleetTrack", "Fleet Systems", 12, "Live truck positions.")
+    demand.product_request_merge(session, admin, twin, into=atlas.id)
+    demand.product_request_answer(
+        session, admin, atlas, state="planned", reply="We are asking Atlas Geo for a quote."
+    )
+    demand.product_request_answer(
+        session,
+        admin,
+        design,
+        state="declined",
+        reply="Please use the design tool already in the catalogue.",
+    )

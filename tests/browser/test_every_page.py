@@ -40,13 +40,13 @@ from tests.browser.conftest import PHONE, axe_problems, choose_language, sign_in
 #: Who walks, and from where (besides the links their pages show).
 ROLES: dict[str, tuple[str | None, list[str]]] = {
     "anonymous": (None, ["/", "/login", "/apply", "/password/forgot", "/api/v1/docs"]),
-    "council_admin": (COUNCIL_ADMIN, ["/api/v1/docs", "/council/purchase-orders"]),
+    "council_admin": (COUNCIL_ADMIN, ["/api/v1/docs", "/council/purchase-orders", "/demand"]),
     "finance": (
         COUNCIL_FINANCE,
         ["/finance/overdue", "/finance/bank-import", "/council/purchase-orders"],
     ),
     "org_admin": ("admin@acme-gmbh.example", ["/org/scim/groups"]),
-    "member": ("jonas@acme-gmbh.example", []),
+    "member": ("jonas@acme-gmbh.example", ["/requests/products"]),
     "vendor_admin": (VENDOR_ADMIN, []),
 }
 LANGUAGES = ["en", "ru"]
