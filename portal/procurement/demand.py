@@ -252,7 +252,7 @@ def answers_of(session: Session, requests: list[ProductRequest]) -> dict[int, An
             }
         for r in requests:
             if r.merged_into_id in found:
-                answers[r.id] = found[r.merged_into_id]  # type: ignore[index]
+                answers[r.id] = found[r.merged_into_id]
     return answers
 
 

@@ -34,7 +34,11 @@ def test_a_members_request_becomes_seats_the_organisation_subscribes_to(
         vendor_create(
             db.session,
             actor=SYSTEM,
-            data={"slug": "northwind", "name": "Northwind", "contact_email": "po@northwind.example"},
+            data={
+                "slug": "northwind",
+                "name": "Northwind",
+                "contact_email": "po@northwind.example",
+            },
         )
         db.session.commit()
     admin = make_user("council_admin", password=PASSWORD)

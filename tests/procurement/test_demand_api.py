@@ -44,7 +44,9 @@ def test_the_figures_per_product_with_their_requests(world, council_api):
     assert cad["oldest_waiting_since"] is not None
     assert [p["reserved"] for p in cad["trend"]] == [5, 1, 5, 5]
     assert [p["on"] for p in cad["trend"]] == [i.date().isoformat() for i in world.instants]
-    assert [(r["id"], r["state"], r["merged_into"], r["organisation"]) for r in cad["requests"]] == [
+    assert [
+        (r["id"], r["state"], r["merged_into"], r["organisation"]) for r in cad["requests"]
+    ] == [
         (world.r1, "open", None, "org-a"),
         (world.r2, "merged", world.r1, "org-b"),
     ]
