@@ -192,3 +192,25 @@ def test_the_openapi_document_lists_the_webhooks(client):
     }
     assert "/api/v1/vendors/{slug}/provisioning" in doc["paths"]
     assert "/api/v1/vendors/{slug}/deliveries" in doc["paths"]
+
+
+def test_an_organisation_token_assigning_a_seat_writes_the_delivery_in_its_scope(
+    app, client, tokens, world, receiver, jobs_inline
+):
+    """An organisation's own request (row-level security on PostgreSQL: its scope only)
+    writes the delivery, and the job sends it."""
+    assigned = client.post(
+        f"/api/v1/subscriptions/{world.subscription_id}/seats",
+        json={"user_email": "org@buyer.example"},
+        headers=tokens["org"],
+    )
+    assert assigned.status_code == 201, assigned.json
+    released = client.delete(
+        f"/api/v1/subscriptions/{world.subscription_id}/seats/org@buyer.example",
+        headers=tokens["org"],
+    )
+    assert released.status_code in (200, 204), released.get_data(as_text=True)
+    assert receiver.types[-2:] == ["seat.assigned", "seat.released"]
+    with app.app_context():
+        rows = db.session.scalars(sa.select(Delivery).where(Delivery.user_id.is_not(None))).all()
+        assert {r.organisation_id for r in rows} == {world.org_id}
