@@ -6,8 +6,9 @@
   killed mid-way has its message delivered again: the same ``lease`` takes up what it
   held at once.
 * ``provisioning.sweep`` (every minute): a delivery job for each vendor with deliveries
-  due (retries whose time came, deliveries whose job never ran, leases that ran out), and
-  the council told of vendors failing for a day even when nothing is being tried.
+  due (retries whose time came, deliveries whose job never ran, leases that ran out), the
+  council told of vendors failing for a day even when nothing is being tried, and
+  delivered deliveries older than :data:`KEEP_DELIVERED` deleted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,18 @@ from portal.provisioning import (
     outbox,  # noqa: F401  (the signal receivers connect)
 )
 from portal.provisioning.delivery import enqueue_delivery
-from portal.provisioning.models import VendorProvisioning
+from portal.provisioning.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    VendorProvisioning,
+)
+
+#: Delivered deliveries (and their attempts) are deleted this long after they were written;
+#: failed ones are kept until a person sends them again or the vendor goes.
+KEEP_DELIVERED = dt.timedelta(days=90)
+#: At most this many are deleted a sweep (the next sweep goes on).
+PURGE_BATCH = 5000
 
 
 @job("provisioning.sweep", max_attempts=1, every=dt.timedelta(minutes=1))
@@ -48,4 +60,25 @@ def sweep(session: Session) -> list[int]:
     ).all()
     for settings in failing:
         delivery.report_if_failing(session, settings, now=now)
+    purge_delivered(session, now=now)
     return vendors
+
+
+def purge_delivered(session: Session, *, now: dt.datetime) -> int:
+    """Delete up to :data:`PURGE_BATCH` deliveries delivered :data:`KEEP_DELIVERED` ago."""
+    old = list(
+        session.scalars(
+            sa.select(Delivery.id)
+            .where(
+                Delivery.state == DeliveryState.DELIVERED,
+                Delivery.created_at < now - KEEP_DELIVERED,
+            )
+            .order_by(Delivery.id)
+            .limit(PURGE_BATCH)
+        )
+    )
+    if not old:
+        return 0
+    session.execute(sa.delete(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(old)))
+    session.execute(sa.delete(Delivery).where(Delivery.id.in_(old)))
+    return len(old)

@@ -259,3 +259,20 @@ def test_a_delivery_failing_for_three_days_fails_for_good(
             _run_due(app)
         db.session.expire_all()
         assert {r.state for r in _deliveries()} == {"failed"}
+
+
+def test_delivered_deliveries_are_deleted_after_90_days_failed_ones_kept(
+    app, world, receiver, jobs_inline, clock
+):
+    clock.freeze(clock.now)
+    with app.app_context():
+        _assign(world, "old@buyer.example")
+        receiver.answer = 400
+        _release(world, "old@buyer.example")
+        states = sorted(str(r.state) for r in _deliveries())
+        assert states == ["delivered", "delivered", "failed"]
+        clock.advance(dt.timedelta(days=91))
+        _run_due(app)
+        db.session.expire_all()
+        assert [str(r.state) for r in _deliveries()] == ["failed"]
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(DeliveryAttempt)) == 1
