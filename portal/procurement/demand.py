@@ -279,7 +279,7 @@ def _lock(session: Session, request: ProductRequest) -> ProductRequest:
     return session.scalars(
         sa.select(ProductRequest)
         .where(ProductRequest.id == request.id)
-        .with_for_update()
+        .with_for_update(of=ProductRequest)
         .execution_options(populate_existing=True)
     ).one()
 
