@@ -196,6 +196,12 @@ class World:
         model = getattr(importlib.import_module(module), name)
         return model(organisation_id=self.org.id, **fields)
 
+    def unsaved_of_vendor(self, model_path: str, **fields: Any) -> Any:
+        """A council-wide row of the world's vendor, unsaved (only its vendor's id)."""
+        module, _, name = model_path.rpartition(".")
+        model = getattr(importlib.import_module(module), name)
+        return model(vendor_id=self.vendor.id, **fields)
+
 
 Args = Callable[[World], dict[str, Any]]
 TODAY = dt.date(2026, 9, 15)
@@ -474,12 +480,136 @@ ENTRY_POINTS: dict[str, Args] = {
     "portal.procurement.forecast.forecasts_list": lambda w: {},
     "portal.procurement.forecast_jobs.pool_reminders_send": lambda w: {},
     "portal.procurement.forecast_jobs.pool_reminders_job": lambda w: {},
+    # procurement: product requests and demand
+    "portal.procurement.demand.demand_board": lambda w: {},
+    "portal.procurement.demand.waiting_request_groups": lambda w: {},
+    "portal.procurement.demand.waiting_requests_of": lambda w: {"product_ids": [w.product.id]},
+    "portal.procurement.demand.draft_from_demand": lambda w: {
+        "product_id": w.product.id,
+        "seats": 2,
+        "unit_cost": 100,
+        "currency": "EUR",
+        "starts_on": "2026-10-01",
+        "ends_on": "2027-09-30",
+    },
+    "portal.procurement.demand.product_request_create": lambda w: {
+        "product_name": "A product nobody sells yet",
+        "seats": 3,
+        "vendor_id": w.vendor.id,
+    },
+    "portal.procurement.demand.product_request_get": lambda w: {"request_id": 1},
+    "portal.procurement.demand.product_requests_list": lambda w: {},
+    "portal.procurement.demand.product_request_answer": lambda w: {
+        "request": _product_request(w),
+        "state": "planned",
+        "reply": "x",
+    },
+    "portal.procurement.demand.product_request_link": lambda w: {
+        "request": _product_request(w),
+        "product_id": w.product.id,
+    },
+    "portal.procurement.demand.product_request_merge": lambda w: {
+        "request": _product_request(w),
+        "into": 1,
+    },
+    # procurement: purchase orders
+    "portal.procurement.purchase_orders.purchase_orders_list": lambda w: {},
+    "portal.procurement.purchase_orders.purchase_order_get": lambda w: {"po_id": 1},
+    "portal.procurement.purchase_orders.mismatches": lambda w: {},
+    "portal.procurement.purchase_orders.draft_purchase_order": lambda w: {
+        "vendor_id": w.vendor.id,
+        "lines": [{"product_id": w.product.id, "seats": 2, "unit_cost": 100}],
+        "currency": "EUR",
+        "starts_on": "2026-10-01",
+        "ends_on": "2027-09-30",
+    },
+    "portal.procurement.purchase_orders.update_draft": lambda w: {
+        "po": _purchase_order(w, "draft"),
+        "vendor_id": w.vendor.id,
+        "lines": [{"product_id": w.product.id, "seats": 2, "unit_cost": 100}],
+        "currency": "EUR",
+        "starts_on": "2026-10-01",
+        "ends_on": "2027-09-30",
+    },
+    "portal.procurement.purchase_orders.may_approve": lambda w: {"po": _purchase_order(w, "draft")},
+    "portal.procurement.purchase_orders.approve": lambda w: {"po": _purchase_order(w, "draft")},
+    "portal.procurement.purchase_orders.send": lambda w: {"po": _purchase_order(w, "approved")},
+    "portal.procurement.purchase_orders.confirm": lambda w: {
+        "po": _purchase_order(w, "sent"),
+        "vendor_reference": "x",
+    },
+    "portal.procurement.purchase_orders.receive": lambda w: {"po": _purchase_order(w, "confirmed")},
+    "portal.procurement.purchase_orders.cancel": lambda w: {
+        "po": _purchase_order(w, "draft"),
+        "reason": "x",
+    },
+    "portal.procurement.purchase_orders.vendor_invoice_record": lambda w: {
+        "po": _purchase_order(w, "received"),
+        "data": {"vendor_number": "INV-1", "issued_on": "2026-09-15", "lines": []},
+    },
     # suppliers: the vendor portal's reads (issue 15)
     "portal.suppliers.vendor_portal.own_vendor": lambda w: {},
     "portal.suppliers.vendor_portal.incidents_of": lambda w: {"vendor": w.vendor},
     "portal.suppliers.vendor_portal.incident_of": lambda w: {"vendor": w.vendor, "incident_id": 1},
     "portal.suppliers.vendor_portal.products_seats": lambda w: {"vendor": w.vendor, "day": TODAY},
     "portal.suppliers.vendor_portal.usage_health": lambda w: {"vendor": w.vendor, "today": TODAY},
+    # suppliers: status, incidents and profiles (issue 15)
+    "portal.suppliers.services.set_service_status": lambda w: {
+        "vendor": w.vendor,
+        "status": "major_outage",
+        "message": "x",
+    },
+    "portal.suppliers.services.set_status_page_url": lambda w: {
+        "vendor": w.vendor,
+        "url": "https://status.x.example",
+    },
+    "portal.suppliers.services.open_incident": lambda w: {
+        "vendor": w.vendor,
+        "title": "x",
+        "impact": "major",
+        "body": "x",
+    },
+    "portal.suppliers.services.add_incident_update": lambda w: {
+        "incident": w.unsaved_of_vendor(
+            "portal.suppliers.models.Incident", title="x", impact="major", state="investigating"
+        ),
+        "body": "x",
+        "state": "resolved",
+    },
+    "portal.suppliers.services.update_profile": lambda w: {
+        "vendor": w.vendor,
+        "data": {"legal_name": "x"},
+    },
+    # suppliers: the status page poller
+    "portal.suppliers.statuspage.poll_status_job": lambda w: {},
+    "portal.suppliers.statuspage.poll_outside_transaction": lambda w: {"timeout": 0.1},
+    "portal.suppliers.statuspage.poll_vendors": lambda w: {
+        "vendors": [w.vendor],
+        "timeout": 0.1,
+        "retries": 0,
+        "pause": 0,
+    },
+    "portal.suppliers.statuspage.apply_readings": lambda w: {"targets": [], "readings": []},
+    "portal.suppliers.statuspage.apply_summary": lambda w: {
+        "vendor": w.vendor,
+        "summary": _summary(),
+    },
+    # suppliers: compliance documents
+    "portal.suppliers.compliance.documents_of": lambda w: {"vendor": w.vendor},
+    "portal.suppliers.compliance.document_of": lambda w: {"vendor": w.vendor, "document_id": 1},
+    "portal.suppliers.compliance.document_upload": lambda w: {
+        "vendor": w.vendor,
+        "data": {},
+        "content": b"%PDF-1.4\n",
+        "filename": "x.pdf",
+    },
+    "portal.suppliers.compliance.document_delete": lambda w: {
+        "document": w.unsaved_of_vendor(
+            "portal.suppliers.compliance_models.ComplianceDocument", kind="iso27001", title="x"
+        )
+    },
+    "portal.suppliers.compliance.compliance_expiry_check": lambda w: {"today": TODAY},
+    "portal.suppliers.compliance.compliance_expiry_job": lambda w: {},
     # settings
     "portal.settings.services.settings_update": lambda w: {"data": {}},
     # single sign-on
@@ -518,6 +648,13 @@ NOT_OPERATIONS: dict[str, str] = {
     "portal.notifications.services.notify": "tells people of a change a checked service made",
     "portal.notifications.services.notify_council_staff": "notify, to council staff",
     "portal.notifications.events.enqueue_seat_holders": "a receiver's job for a checked change",
+    "portal.procurement.documents.purchase_order_mail_queue": (
+        "queues the order's mail for send(), which checked its actor (as mail_queue)"
+    ),
+    "portal.suppliers.compliance.expiring_by_vendor": (
+        "a read filtered by the actor's reach (documents of the vendors it may read: none "
+        "for an actor who may read none), the pages' expiry warnings"
+    ),
     "portal.tenancy.services.organisation_apply": "the public membership application",
 }
 
@@ -529,6 +666,27 @@ def _invoice(w: World):
     return w.unsaved(
         "portal.billing.models.Invoice", period="2026-08", currency="EUR", status="draft"
     )
+
+
+def _product_request(w: World):
+    return w.unsaved("portal.procurement.models.ProductRequest", product_name="x", seats=1)
+
+
+def _purchase_order(w: World, state: str):
+    return w.unsaved_of_vendor(
+        "portal.procurement.models.PurchaseOrder",
+        state=state,
+        currency="EUR",
+        starts_on=dt.date(2026, 10, 1),
+        ends_on=dt.date(2027, 9, 30),
+    )
+
+
+def _summary():
+    from portal.catalogue.models import ServiceStatus
+    from portal.suppliers.statuspage import Summary
+
+    return Summary(status=ServiceStatus.MAJOR_OUTAGE, description="x", incidents=())
 
 
 def _group(w: World):
