@@ -18,9 +18,9 @@ requests are idempotent: find or create, set inactive).
 
 Retries. A failure worth retrying (a timeout, a refused connection, 408, 429, a 5xx) is
 due again after an exponential backoff with jitter (30 s, 1 min, 2 min, … capped at an
-hour, each between half and all of it); a delivery still failing three days after it was
-written, or refused outright (another 4xx), fails for good. Later deliveries of its
-sequence then go ahead.
+hour, each between half and all of it), or after the vendor's ``Retry-After`` if longer;
+a delivery still failing three days after it was written, or refused outright (another
+4xx), fails for good. Later deliveries of its sequence then go ahead.
 
 Health. The first failure after a success starts the vendor's ``failing_since``; a success
 clears it. When a vendor has been failing for :data:`FAILING_AFTER`, council admins are
@@ -94,6 +94,14 @@ def backoff(attempts: int, *, rng: random.Random | None = None) -> dt.timedelta:
     ceiling = min(MAX_DELAY, BASE_DELAY * (2 ** max(0, min(attempts - 1, 20))))
     factor = 0.5 + (rng or random).random() / 2  # noqa: S311 (jitter, not a secret)
     return ceiling * factor
+
+
+def _wait(attempts: int, outcome: Outcome) -> dt.timedelta:
+    """The backoff, or longer when the vendor asked for it (``Retry-After``)."""
+    wait = backoff(attempts)
+    if outcome.retry_after:
+        wait = max(wait, dt.timedelta(seconds=outcome.retry_after))
+    return wait
 
 
 def _scim(session: Session, settings: VendorProvisioning, delivery: Delivery) -> Outcome:
@@ -222,7 +230,7 @@ def record(
         delivery.state = DeliveryState.DELIVERED
         delivery.delivered_at = now
         delivery.last_error = None
-    elif outcome.retry and (due := now + backoff(delivery.attempts)) < (
+    elif outcome.retry and (due := now + _wait(delivery.attempts, outcome)) < (
         (delivery.redelivered_at or delivery.created_at) + GIVE_UP_AFTER
     ):
         result = "retry"

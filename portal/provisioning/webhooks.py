@@ -12,7 +12,8 @@ the vendor's webhook URL with three headers:
   signatures separated by a space, so a receiver holding either verifies.
 
 Signing is the ``standardwebhooks`` library's (``Webhook.sign``). A 2xx answer delivers;
-a timeout, a refused connection, 408, 429 or a 5xx is tried again later; any other answer
+a timeout, a refused connection, 408, 429 or a 5xx is tried again later (not before its
+``Retry-After``, if it gave one); any other answer
 (a 3xx is not followed, a 4xx) fails the delivery at once: the same request would get it
 again.
 """
@@ -29,6 +30,7 @@ from standardwebhooks.webhooks import Webhook
 
 from portal.kernel.clock import now_utc
 from portal.provisioning.models import Delivery, VendorProvisioning
+from portal.provisioning.scim_client import retry_after
 from portal.provisioning.transport import Outcome
 
 #: How long the previous secret still signs after a rotation.
@@ -122,6 +124,7 @@ def send(settings: VendorProvisioning, delivery: Delivery) -> Outcome:
         request=request_log,
         response=response_log,
         error=f"HTTP {answer.status_code}",
+        retry_after=retry_after(answer.headers) if retry else None,
     )
 
 

@@ -54,6 +54,7 @@ class Receiver:
     port: int = 0
     secrets: list[str] = field(default_factory=list)
     answer: int = 200
+    retry_after: str | None = None  # a Retry-After header sent with an answer >= 300
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # ids that failed verification
     requests: int = 0
@@ -105,7 +106,7 @@ def start(receiver: Receiver) -> tuple[ThreadingHTTPServer, threading.Thread]:
                     receiver.release.wait(120)
                     return  # never answered: the sender died waiting
             if receiver.answer >= 300:
-                self._reply(receiver.answer, b'{"error":"down"}')
+                self._reply(receiver.answer, b'{"error":"down"}', receiver.retry_after)
                 return
             verified = []
             body: Any = None
@@ -124,8 +125,10 @@ def start(receiver: Receiver) -> tuple[ThreadingHTTPServer, threading.Thread]:
             )
             self._reply(200, json.dumps({"ok": True}).encode())
 
-        def _reply(self, status: int, payload: bytes) -> None:
+        def _reply(self, status: int, payload: bytes, retry_after: str | None = None) -> None:
             self.send_response(status)
+            if retry_after:
+                self.send_header("Retry-After", retry_after)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(payload)))
             self.end_headers()

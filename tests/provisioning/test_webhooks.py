@@ -276,3 +276,20 @@ def test_delivered_deliveries_are_deleted_after_90_days_failed_ones_kept(
         db.session.expire_all()
         assert [str(r.state) for r in _deliveries()] == ["failed"]
         assert db.session.scalar(sa.select(sa.func.count()).select_from(DeliveryAttempt)) == 1
+
+
+def test_a_retry_after_is_waited_for(app, world, receiver, jobs_inline, clock):
+    """A 503 with ``Retry-After: 3600`` is not tried again before the hour is out (the
+    backoff alone would try after 30 s at most)."""
+    clock.freeze(clock.now)
+    receiver.answer = 503
+    receiver.retry_after = "3600"
+    with app.app_context():
+        _assign(world, "ray@buyer.example")
+        first = [r for r in _deliveries() if r.event == "seat.assigned"][0]
+        assert first.attempts == 1
+        assert first.next_attempt_at >= clock.now + dt.timedelta(seconds=3600)
+        clock.advance(dt.timedelta(minutes=30))
+        _run_due(app)
+        db.session.expire_all()
+        assert db.session.get(Delivery, first.id).attempts == 1
