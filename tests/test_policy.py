@@ -553,6 +553,37 @@ ENTRY_POINTS: dict[str, Args] = {
     "portal.suppliers.vendor_portal.incident_of": lambda w: {"vendor": w.vendor, "incident_id": 1},
     "portal.suppliers.vendor_portal.products_seats": lambda w: {"vendor": w.vendor, "day": TODAY},
     "portal.suppliers.vendor_portal.usage_health": lambda w: {"vendor": w.vendor, "today": TODAY},
+    # provisioning: vendors' settings, the delivery outbox and reconciliation
+    "portal.provisioning.services.settings_of": lambda w: {"vendor": w.vendor},
+    "portal.provisioning.services.settings_update": lambda w: {
+        "vendor": w.vendor,
+        "data": {"webhook_url": "https://hooks.x.example/portal", "on_release": "deactivate"},
+    },
+    "portal.provisioning.services.webhook_secret_rotate": lambda w: {"vendor": w.vendor},
+    "portal.provisioning.services.redeliver": lambda w: {
+        "delivery": w.unsaved(
+            "portal.provisioning.models.Delivery", vendor_id=w.vendor.id, state="failed"
+        )
+    },
+    "portal.provisioning.selectors.deliveries_page": lambda w: {"filters": _deliveries()},
+    "portal.provisioning.selectors.deliveries_paged": lambda w: {
+        "filters": _deliveries(),
+        "page": 1,
+    },
+    "portal.provisioning.selectors.delivery_for": lambda w: {"delivery_id": 1},
+    "portal.provisioning.delivery.deliver_job": lambda w: {"vendor_id": w.vendor.id, "lease": "x"},
+    "portal.provisioning.jobs.sweep_job": lambda w: {},
+    "portal.provisioning.reconcile.connection_check": lambda w: {"vendor": w.vendor},
+    "portal.provisioning.reconcile.scim_settings_of": lambda w: {"vendor": w.vendor},
+    "portal.provisioning.reconcile.reconcile_vendor": lambda w: {"vendor": w.vendor, "fix": True},
+    "portal.provisioning.reconcile.reconcile_all": lambda w: {},
+    "portal.provisioning.reconcile.reconcile_job": lambda w: {},
+    "portal.provisioning.reconcile.latest_runs": lambda w: {},
+    "portal.provisioning.reconcile.runs_of": lambda w: {"vendor": w.vendor},
+    "portal.provisioning.reconcile.run_of": lambda w: {"vendor": w.vendor, "run_id": 1},
+    "portal.provisioning.reconcile.findings_of": lambda w: {
+        "run": w.unsaved_of_vendor("portal.provisioning.reconcile_models.ReconciliationRun")
+    },
     # suppliers: status, incidents and profiles (issue 15)
     "portal.suppliers.services.set_service_status": lambda w: {
         "vendor": w.vendor,
@@ -680,6 +711,12 @@ def _purchase_order(w: World, state: str):
         starts_on=dt.date(2026, 10, 1),
         ends_on=dt.date(2027, 9, 30),
     )
+
+
+def _deliveries():
+    from portal.provisioning.selectors import DeliveryFilter
+
+    return DeliveryFilter()
 
 
 def _summary():

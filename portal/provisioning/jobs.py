@@ -19,8 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.jobs.queue import job
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
+from portal.kernel.policy import Action
 from portal.provisioning import (
     delivery,
     outbox,  # noqa: F401  (the signal receivers connect)
@@ -42,6 +44,7 @@ PURGE_BATCH = 5000
 
 @job("provisioning.sweep", max_attempts=1, every=dt.timedelta(minutes=1))
 def sweep_job(session: Session, *, actor: Actor) -> None:
+    policy.require(actor, Action.JOB_RUN)
     sweep(session)
 
 

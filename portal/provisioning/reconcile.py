@@ -338,6 +338,7 @@ def reconcile_vendor(
 
 def reconcile_all(session: Session, *, actor: Actor) -> list[ReconciliationRun]:
     """Reconcile every vendor with SCIM configured, each as its setting says."""
+    policy.require(actor, Action.PROVISIONING_RECONCILE)  # every vendor's: council-wide
     vendors = session.scalars(
         sa.select(Vendor)
         .join(VendorProvisioning, VendorProvisioning.vendor_id == Vendor.id)
