@@ -36,8 +36,10 @@ from portal.kernel import policy
 from portal.kernel.actor import Actor, ActorKind
 from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState, NotFound, ValidationFailed
-from portal.kernel.i18n import _l
+from portal.kernel.i18n import _, _l
 from portal.kernel.policy import Action
+from portal.notifications.kinds import Group, Kind, register
+from portal.notifications.services import notify, notify_council_staff
 from portal.procurement.models import (
     REQUEST_WAITING,
     ProductRequest,
@@ -70,6 +72,60 @@ TREND_MONTHS = 3
 MAX_REQUEST_SEATS = 100_000
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+# ---------------------------------------------------------------- notifications
+
+#: The requesters of a request (and of those merged into it) are told the council's answer.
+REQUEST_ANSWERED = "product_request.answered"
+#: Council admins are told of a new request.
+REQUEST_CREATED = "product_request.created"
+
+register(
+    Kind(
+        name=REQUEST_ANSWERED,
+        group=Group.OPERATIONS,
+        title=lambda p: _(
+            "The council answered your request for %(product)s", product=p["product"]
+        ),
+        body=lambda p: " ".join(
+            part
+            for part in (
+                _("State: %(state)s.", state=request_state_name(p["state"])),
+                str(p.get("reply") or ""),
+            )
+            if part
+        ),
+    )
+)
+register(
+    Kind(
+        name=REQUEST_CREATED,
+        group=Group.OPERATIONS,
+        title=lambda p: _("A request for %(product)s", product=p["product"]),
+        body=lambda p: _(
+            "%(organisation)s asks for %(seats)s seats of %(product)s (%(vendor)s).", **p
+        ),
+    )
+)
+
+
+def _tell_requesters(session: Session, actor: Actor, request: ProductRequest) -> None:
+    """Tell the people who asked (this request and the ones merged into it) its answer."""
+    group = [request, *merged_into(session, request)]
+    notify(
+        session,
+        user_ids=[r.requested_by_id for r in group if r.requested_by_id is not None],
+        kind=REQUEST_ANSWERED,
+        key=f"product_request:{request.id}:{request.state}:{request.answered_at:%Y%m%dT%H%M%S%f}",
+        params={
+            "product": request.product_name,
+            "state": str(request.state),
+            "reply": request.reply,
+        },
+        link=f"/requests/products/{request.id}",
+        actor=actor,
+    )
 
 
 # ---------------------------------------------------------------- product requests
@@ -179,6 +235,19 @@ def product_request_create(
     session.add(request)
     session.flush()
     _audit(session, actor, request, "create", vendor=request.vendor_name, seats=request.seats)
+    notify_council_staff(
+        session,
+        kind=REQUEST_CREATED,
+        key=f"product_request:{request.id}:created",
+        params={
+            "product": request.product_name,
+            "vendor": request.vendor_name,
+            "seats": request.seats,
+            "organisation": request.organisation.name,
+        },
+        link=f"/requests/products/{request.id}",
+        actor=actor,
+    )
     return request
 
 
@@ -302,6 +371,7 @@ def product_request_answer(
     request.answered_by_id = actor.user_id if actor.kind == ActorKind.PERSON else None
     session.flush()
     _audit(session, actor, request, "answer", before=before, reply=request.reply)
+    _tell_requesters(session, actor, request)
     return request
 
 
@@ -731,6 +801,7 @@ def draft_from_demand(
         request.answered_by_id = actor.user_id if actor.kind == ActorKind.PERSON else None
         session.flush()
         _audit(session, actor, request, "order", purchase_order=po.id)
+        _tell_requesters(session, actor, request)
     return po
 
 

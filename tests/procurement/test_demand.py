@@ -329,3 +329,36 @@ def test_a_bad_draft_keeps_nothing(app, world, make_user):
                 demand.draft_from_demand(db.session, admin, **{**good, **change})
             db.session.rollback()
     assert count(app, PurchaseOrder) == 0
+
+
+def test_council_admins_hear_of_a_request_and_every_requester_of_the_answer(
+    app, make_org, make_product, make_user
+):
+    from portal.notifications.models import Notification
+
+    make_product(5, sku="cad-suite")
+    admin_ref = make_user("council_admin", second_factor=False)
+    admin = person(admin_ref)
+    a, b = make_org("org-a"), make_org("org-b")
+    member_a = person(quick_user(app, "member", a))
+    member_b = person(quick_user(app, "member", b))
+    with app.app_context():
+        first = demand.product_request_create(
+            db.session, member_a, product_name="Atlas GIS", vendor_name="Atlas", seats=2
+        )
+        second = demand.product_request_create(
+            db.session, member_b, product_name="Atlas", vendor_name="Atlas", seats=3
+        )
+        demand.product_request_merge(db.session, admin, second, into=first.id)
+        demand.product_request_answer(
+            db.session, admin, first, state="declined", reply="Not this year."
+        )
+        db.session.commit()
+        told = {
+            (n.user_id, n.kind)
+            for n in db.session.scalars(sa.select(Notification).order_by(Notification.id))
+        }
+        db.session.remove()
+    assert (admin_ref.id, demand.REQUEST_CREATED) in told
+    assert (member_a.user_id, demand.REQUEST_ANSWERED) in told
+    assert (member_b.user_id, demand.REQUEST_ANSWERED) in told
