@@ -45,6 +45,8 @@ PAGES = {
         "/council/utilisation/prod-0",
         "/council/staff",
         "/council/tokens",
+        "/demand",
+        "/requests/products",
     ],
     "finance": ["/finance", "/finance?page=2", "/council/usage"],
 }
