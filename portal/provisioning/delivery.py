@@ -43,9 +43,11 @@ from sqlalchemy.orm import Session, aliased
 from portal.catalogue.models import Vendor
 from portal.db import read_only
 from portal.jobs.queue import enqueue, job
+from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.i18n import _
+from portal.kernel.policy import Action
 from portal.notifications.kinds import Group, Kind, register
 from portal.notifications.services import notify_council_staff
 from portal.provisioning import scim_client, webhooks
@@ -362,6 +364,7 @@ def enqueue_delivery(session: Session, vendor_id: int) -> None:
 @job(DELIVER_JOB, max_attempts=5, backoff=(10, 60, 300, 900))
 def deliver_job(session: Session, *, actor: Actor, vendor_id: int, lease: str) -> None:
     """Send the vendor's due deliveries; a long queue continues in a job of its own."""
+    policy.require(actor, Action.JOB_RUN)  # the system's work only
     _, more = deliver_due(session, lease=lease, vendor_id=int(vendor_id))
     if more:
         enqueue_delivery(session, int(vendor_id))
