@@ -170,7 +170,9 @@ class World:
     organisation), so a service that touched them before checking would fail loudly.
     """
 
-    def __init__(self, org, member, product, subscription_id: int, seat_id: int) -> None:
+    def __init__(
+        self, org, member, product, subscription_id: int, seat_id: int, delivery_id: int
+    ) -> None:
         from portal.catalogue.models import LicencePool, Product, Vendor
         from portal.identity.models import User
         from portal.seats.models import Subscription
@@ -184,6 +186,7 @@ class World:
         self.pool = s.scalar(sa.select(LicencePool).where(LicencePool.product_id == product.id))
         self.subscription = s.get(Subscription, subscription_id)
         self.seat_id = seat_id
+        self.delivery_id = delivery_id  # the member's seat, due to go to the vendor's webhook
 
     @property
     def seat(self):
@@ -570,7 +573,7 @@ ENTRY_POINTS: dict[str, Args] = {
         "filters": _deliveries(),
         "page": 1,
     },
-    "portal.provisioning.selectors.delivery_for": lambda w: {"delivery_id": 1},
+    "portal.provisioning.selectors.delivery_for": lambda w: {"delivery_id": w.delivery_id},
     "portal.provisioning.delivery.deliver_job": lambda w: {"vendor_id": w.vendor.id, "lease": "x"},
     "portal.provisioning.jobs.sweep_job": lambda w: {},
     "portal.provisioning.reconcile.connection_check": lambda w: {"vendor": w.vendor},
@@ -781,8 +784,10 @@ def _row_counts() -> dict[str, int]:
 
 @pytest.fixture
 def world_refs(app, make_org, make_user, make_product, mid_month):
-    """An organisation with a member holding a seat of a product, made by the system."""
+    """An organisation with a member holding a seat of a product, made by the system, and
+    that seat's webhook delivery to the product's vendor (pending, due now)."""
     from portal.identity.models import User
+    from portal.provisioning.models import Channel, Delivery, Event
     from portal.seats import services as seats
     from portal.tenancy.models import Organisation
     from tests.conftest import SYSTEM
@@ -806,8 +811,20 @@ def world_refs(app, make_org, make_user, make_product, mid_month):
             subscription=outcome.subscription,
             user_email=db.session.get(User, member.id).email,
         )
+        delivery = Delivery(
+            organisation_id=org.id,
+            vendor_id=db.session.get(Product, product.id).vendor_id,
+            channel=Channel.WEBHOOK,
+            event=Event.SEAT_ASSIGNED,
+            sequence_key=f"user:{member.id}",
+            user_id=member.id,
+            product_id=product.id,
+            message_id="msg_policy_world",
+            payload={},
+        )
+        db.session.add(delivery)
         db.session.commit()
-        return org, member, product, outcome.subscription.id, seat.id
+        return org, member, product, outcome.subscription.id, seat.id, delivery.id
 
 
 def _refusers(org_id: int) -> list[Actor]:
