@@ -33,6 +33,7 @@ from portal.kernel.periods import period_bounds
 from portal.kernel.scope import Scope
 from portal.metering.partitions import MONTHS_AHEAD, usage_partitions_ensure, usage_partitions_list
 from portal.notifications.cli import notifications
+from portal.procurement.demand_cli import demand as demand_cli
 from portal.procurement.forecast_cli import forecasts
 from portal.procurement.purchase_orders_cli import purchase_orders
 from portal.provisioning import commands as provisioning_commands  # noqa: F401  (deliver, …)
@@ -294,6 +295,7 @@ def register_commands(app: Flask) -> None:
         provisioning,
         purchase_orders,
         forecasts,
+        demand_cli,
         vendor_admin,
     ):
         app.cli.add_command(command)
