@@ -112,13 +112,20 @@ def test_bad_forms_answer_400_and_keep_nothing(app, make_org, make_product):
         {"product_name": "Atlas", "vendor_id": "99999", "seats": "1"},
         {"product_name": "Product cad-suite", "vendor_name": "Acme", "seats": "1"},
         {"product_name": "A" * 500, "vendor_name": "Atlas", "seats": "1"},
+        {"product_name": "Atlas", "vendor_name": "Atlas", "seats": "9" * 30},
+        {"product_name": "Atlas", "vendor_id": "9" * 30, "seats": "1"},
     ):
         response = form_post(
             member, "/requests/products/new", data, token_from="/requests/products/new"
         )
         assert response.status_code == 400, data
         assert messages(response), data
+    # a control character: the input guard's 400 page, before any view
+    nul = {"product_name": "Atlas\x00", "vendor_name": "Atlas", "seats": "1"}
+    path = "/requests/products/new"
+    assert form_post(member, path, nul, token_from=path).status_code == 400
     assert count(app, ProductRequest) == 0
+    assert member.get("/requests/products/" + "9" * 30).status_code == 404
 
 
 def test_the_council_merges_links_and_drafts_from_the_board(app, make_org, make_product):
