@@ -21,6 +21,12 @@ JOB_LABELS = {
     "notifications.seat_holders": _l("Notifications to seat holders"),
     "notifications.daily_digest": _l("Org admins' daily digest"),
     "notifications.sweep": _l("Old notifications deleted"),
+    "suppliers.poll_status": _l("Vendors' status pages read"),
+    "suppliers.compliance_expiry": _l("Compliance documents' expiry check"),
+    "procurement.pool_reminders": _l("Pool renewal reminders"),
+    "provisioning.deliver": _l("Provisioning deliveries"),
+    "provisioning.sweep": _l("Provisioning deliveries due"),
+    "provisioning.reconcile": _l("Provisioning reconciliation"),
 }
 
 STATE_LABELS = {

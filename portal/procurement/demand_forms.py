@@ -82,7 +82,7 @@ class AnswerForm(FlaskForm):
         validators=[Optional(), Length(max=2000)],
         render_kw={"maxlength": "2000", "rows": "3"},
     )
-    submit = SubmitField(_l("Answer"))
+    submit = SubmitField(_l("Send the answer"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

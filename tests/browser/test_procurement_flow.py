@@ -79,7 +79,7 @@ def test_a_members_request_becomes_seats_the_organisation_subscribes_to(
     request_url = page.url
 
     # ---- ... answers it, adds the product to the catalogue, with a price ...
-    answer = page.locator("form").filter(has=page.get_by_role("button", name="Answer"))
+    answer = page.locator("form").filter(has=page.get_by_role("button", name="Send the answer"))
     answer.get_by_label("State").select_option("planned")
     answer.get_by_label("Reply to the requesters").fill("We are ordering it from Northwind.")
     answer.get_by_role("button", name="Answer").click()
