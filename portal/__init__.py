@@ -101,8 +101,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     from portal.mail import services as mail_jobs  # noqa: F401  (mail.send)
     from portal.metering import partitions as usage_partitions  # noqa: F401  (scheduled)
     from portal.metering import prompts  # noqa: F401  (metering.idle_seat_prompts, scheduled)
-    from portal.notifications import digest  # noqa: F401  (notifications.daily_digest, scheduled)
-    from portal.notifications import retention  # noqa: F401  (notifications.sweep, scheduled)
+    from portal.notifications import (
+        digest,  # noqa: F401  (notifications.daily_digest, scheduled)
+        retention,  # noqa: F401  (notifications.sweep, scheduled)
+    )
     from portal.payments import jobs as payment_jobs  # noqa: F401  (payments.collect)
     from portal.procurement import forecast_jobs  # noqa: F401  (procurement.pool_reminders)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -1052,7 +1053,7 @@ def _renewals(session: Session, actor: Actor) -> None:
             },
         )
     product = product_by_sku(session, RENEWAL_SKU)
-    subscriptions = {}
+    subscriptions: dict[str, Any] = {}
     for slug, days_ago, seats in RENEWAL_HISTORY:
         when = dt.datetime.combine(today - dt.timedelta(days=days_ago), dt.time(9), tzinfo=dt.UTC)
         subscription = subscriptions.get(slug)
