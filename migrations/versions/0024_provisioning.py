@@ -100,7 +100,8 @@ def upgrade():
     sa.UniqueConstraint('message_id', name=op.f('uq_provisioning_deliveries_message_id'))
     )
     with op.batch_alter_table('provisioning_deliveries', schema=None) as batch_op:
-        batch_op.create_index('ix_provisioning_deliveries_sequence', ['vendor_id', 'channel', 'sequence_key', 'state', 'id'], unique=False)
+        # Pending deliveries only (portal.provisioning.delivery.due_heads).
+        batch_op.create_index('ix_provisioning_deliveries_sequence', ['vendor_id', 'channel', 'sequence_key', 'id'], unique=False, sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))
         batch_op.create_index('ix_provisioning_deliveries_due', ['state', 'next_attempt_at'], unique=False)
         batch_op.create_index('ix_provisioning_deliveries_vendor_id_id', ['vendor_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_provisioning_deliveries_user_id'), ['user_id'], unique=False)

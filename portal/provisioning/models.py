@@ -148,14 +148,18 @@ class Delivery(TenantMixin, Base):
         sa.CheckConstraint("state IN ('pending', 'delivered', 'failed')", name="state_known"),
         sa.CheckConstraint("channel IN ('scim', 'webhook')", name="channel_known"),
         sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
-        # The engine's question: the earliest pending delivery of each sequence.
+        # The engine's question, "the earliest pending delivery of each sequence", answered
+        # from the first entry of the sequence's range (delivery.due_heads). Pending rows
+        # only: a scan of it costs the pending deliveries, never the delivered history,
+        # whatever the planner's statistics say.
         sa.Index(
             "ix_provisioning_deliveries_sequence",
             "vendor_id",
             "channel",
             "sequence_key",
-            "state",
             "id",
+            sqlite_where=sa.text("state = 'pending'"),
+            postgresql_where=sa.text("state = 'pending'"),
         ),
         # Due work: pending deliveries by the time they are next due.
         sa.Index("ix_provisioning_deliveries_due", "state", "next_attempt_at"),

@@ -99,12 +99,13 @@ def _after_rollback(session: Session, previous_transaction: Any) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _enqueue_deliveries(session: Session) -> None:
-    """One delivery job per vendor this transaction wrote deliveries for, in it."""
+    """A delivery job per vendor this transaction wrote deliveries for, in it (several
+    for a large change: ``delivery.enqueue_delivery``)."""
     if session.in_nested_transaction():
         return
-    touched = session.info.pop(_TOUCHED_KEY, None)
-    for vendor_id in sorted(touched or ()):
-        enqueue_delivery(session, vendor_id)
+    touched = session.info.pop(_TOUCHED_KEY, None) or {}
+    for vendor_id in sorted(touched):
+        enqueue_delivery(session, vendor_id, deliveries=touched[vendor_id])
 
 
 # ------------------------------------------------------------------ payloads
@@ -169,7 +170,8 @@ def _write(
         )
         written += 1
     if written:
-        session.info.setdefault(_TOUCHED_KEY, set()).add(vendor_id)
+        touched = session.info.setdefault(_TOUCHED_KEY, {})  # vendor id: deliveries written
+        touched[vendor_id] = touched.get(vendor_id, 0) + written
     return written
 
 
