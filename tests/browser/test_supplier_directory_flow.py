@@ -23,6 +23,7 @@ COUNCIL = Actor.system("test:council")
 
 
 def _fits_and_passes_axe(page, name: str) -> None:
+    page.wait_for_load_state()  # after a form's navigation: the stylesheet is in force
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"{name}: {width} px wide"
     assert not axe_problems(page, ("critical", "serious", "moderate")), name

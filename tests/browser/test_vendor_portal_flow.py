@@ -18,6 +18,7 @@ from tests.conftest import SYSTEM
 
 
 def _fits_and_passes_axe(page, name: str) -> None:
+    page.wait_for_load_state()  # after a form's navigation: the stylesheet is in force
     width = page.evaluate("() => document.documentElement.scrollWidth")
     wide = page.evaluate(
         """(limit) => Array.from(document.querySelectorAll('body *'))
