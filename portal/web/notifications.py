@@ -24,7 +24,7 @@ from flask import (
 )
 from flask_login import current_user
 
-from portal.db import db_session
+from portal.db import db_session, is_database_unavailable
 from portal.forms import committed
 from portal.identity import auth
 from portal.kernel.actor import Role
@@ -47,7 +47,12 @@ def unread_for_header() -> int | None:
     if _UNREAD_KEY not in g:
         try:
             count: int | None = selectors.unread_count(db_session(), actor=auth.current_actor())
-        except Exception:  # an error page after the database failed: no count, no second error
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                # Not swallowed: the session's transaction is dead, and the page's next
+                # statement would fail on it as an "unhandled" error. Raised, the page answers
+                # 503 like any other (an error page drawn then is the layout-free 503 page).
+                raise
             log.debug("Unread notifications could not be counted", exc_info=True)
             count = None
         setattr(g, _UNREAD_KEY, count)
