@@ -56,7 +56,7 @@ def seat_assign(
             code="subscription_not_active",
         )
     organisation = subscription.organisation
-    assigned = selectors.assigned_counts(session, [subscription.id]).get(subscription.id, 0)
+    assigned = subscription.assigned  # read afresh under the lock
     if assigned >= subscription.quantity and not _holds_seat(session, subscription, email):
         # Before the address is looked at: a full subscription answers the same for
         # every address, whoever it belongs to.
@@ -83,7 +83,7 @@ def seat_assign(
             code="already_assigned",
             errors={"user_email": [_l("Already has a seat.")]},
         )
-    if assigned >= subscription.quantity:
+    if not writes.take_seat(session, subscription):  # the counter, in the capacity check
         raise _no_free_seat(subscription)
     seat = writes.insert_seat(session, subscription=subscription, user=user)
     if seat is None:  # the unique index caught a race for the same person
@@ -232,6 +232,7 @@ def seat_release(
         )
     seat.released_at = now_utc()
     seat.release_reason = reason  # written with the audit event, in one flush
+    writes.give_back(session, {subscription.id: 1})
     audit_record(
         session,
         actor=actor,
@@ -256,6 +257,10 @@ def _release_seats_of_deactivated(user: User, **kwargs: Any) -> None:
             SeatAssignment.user_id == user.id, SeatAssignment.released_at.is_(None)
         )
     ).all()
+    counts: dict[int, int] = {}
+    for seat in seats:
+        counts[seat.subscription_id] = counts.get(seat.subscription_id, 0) + 1
+    writes.give_back(session, counts)
     for seat in seats:
         seat.released_at = now_utc()
         seat.release_reason = "deactivated"

@@ -60,6 +60,9 @@ class Subscription(TenantMixin, TimestampMixin, Base):
     ends_on: Mapped[dt.date | None] = mapped_column(sa.Date)
     waitlisted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: Active seats of the subscription, kept by every seat write (:mod:`portal.seats.writes`)
+    #: in the statement that checks the capacity: ``assigned <= quantity`` is invariant 2.
+    assigned: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")
 
     organisation: Mapped[Organisation] = relationship(lazy="joined")
     product: Mapped[Product] = relationship(lazy="joined")

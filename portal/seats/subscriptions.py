@@ -29,7 +29,7 @@ from portal.kernel.errors import Conflict, InvalidState, ValidationFailed
 from portal.kernel.i18n import _l, _ln
 from portal.kernel.policy import Action
 from portal.kernel.scope import Scope
-from portal.seats import selectors
+from portal.seats import selectors, writes
 from portal.seats.capacity import free_seats
 from portal.seats.lifecycle import record_change, settle_status, transition
 from portal.seats.models import Subscription, SubscriptionStatus
@@ -350,7 +350,9 @@ def subscription_cancel(
     """End a subscription: its seats are released and go back to the pool."""
     policy.require(actor, Action.SUBSCRIPTION_CANCEL, organisation_id=subscription.organisation_id)
     lock_product(session, subscription.product_id)
-    session.refresh(subscription)
+    # The subscription's row too, read afresh: seat changes queue on it, so the seats
+    # read below are all of them and its counter of active seats ends at zero.
+    writes.lock_subscription(session, subscription)
     if subscription.status == SubscriptionStatus.CANCELLED:
         raise InvalidState(
             _l("This subscription is already cancelled."), code="subscription_cancelled"
@@ -366,6 +368,7 @@ def subscription_cancel(
     for seat in released:
         seat.released_at = now
         seat.release_reason = "cancelled"
+    subscription.assigned = 0  # every active seat released (the row is locked by the refresh)
     before = {"quantity": subscription.quantity, "status": subscription.status}
     subscription.quantity = subscription.requested_quantity = 0
     transition(subscription, SubscriptionStatus.CANCELLED)

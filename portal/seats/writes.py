@@ -106,3 +106,50 @@ RELEASE_LOAD = (
     contains_eager(SeatAssignment.user).lazyload(User.organisation),
     lazyload(SeatAssignment.subscription),
 )
+
+
+# ---------------------------------------------------------------- the counter of active seats
+
+_subscriptions = Subscription.__table__
+
+#: Take one seat of a live subscription if one is free: the capacity check and the count
+#: of active seats in one statement (it also locks the row until the transaction ends).
+TAKE_SEAT = (
+    sa.update(_subscriptions)
+    .where(
+        _subscriptions.c.id == sa.bindparam("subscription_id"),
+        _subscriptions.c.status == "active",
+        _subscriptions.c.assigned < _subscriptions.c.quantity,
+    )
+    .values(assigned=_subscriptions.c.assigned + 1)
+)
+
+#: Give ``n`` seats of a subscription back (released ones).
+GIVE_BACK = (
+    sa.update(_subscriptions)
+    .where(_subscriptions.c.id == sa.bindparam("subscription_id"))
+    .values(assigned=_subscriptions.c.assigned - sa.bindparam("n"))
+)
+
+
+def take_seat(session: Session, subscription: Subscription) -> bool:
+    """Count one more active seat of ``subscription``; False when it has none free.
+
+    ``subscriptions.assigned`` never passes ``quantity``: concurrent assignments queue on
+    the row this statement updates, and each sees the count the one before it left.
+    The object's ``assigned`` is set to what the row now holds.
+    """
+    taken = session.execute(TAKE_SEAT, {"subscription_id": subscription.id}).rowcount == 1
+    if taken:
+        set_committed_value(subscription, "assigned", subscription.assigned + 1)
+    return taken
+
+
+def give_back(session: Session, counts: dict[int, int]) -> None:
+    """Count ``n`` fewer active seats of each subscription id in ``counts`` (seats released)."""
+    for subscription_id, n in counts.items():
+        if n:
+            session.execute(GIVE_BACK, {"subscription_id": subscription_id, "n": n})
+            held = session.identity_map.get(Session.identity_key(Subscription, subscription_id))
+            if isinstance(held, Subscription) and "assigned" in held.__dict__:
+                set_committed_value(held, "assigned", held.assigned - n)
