@@ -29,7 +29,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import random
 import re
 import sys
 import tempfile
@@ -201,13 +200,12 @@ def _catalogue(conn: Any, stamp: str) -> tuple[list[int], dict[int, list[tuple[i
     return product_ids, meters_of
 
 
-def bulk_load(dsn: str, sizes: Sizes, *, log: Any = print) -> None:
+def bulk_load(dsn: str, sizes: Sizes, *, load_workers: int = 2, log: Any = print) -> None:
     """The bulk council with COPY, beside the demo (its own vendor and products)."""
     import psycopg
 
     from portal.identity.security import hash_password
 
-    rng = random.Random(13)  # noqa: S311 (benchmark data)
     now = dt.datetime.now(dt.UTC)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     first = month_start
@@ -307,6 +305,17 @@ def bulk_load(dsn: str, sizes: Sizes, *, log: Any = print) -> None:
             seat_lines,
         )
         del seat_lines, sub_lines
+        assigned = conn.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' "
+            "AND table_name = 'subscriptions' AND column_name = 'assigned'"
+        ).fetchone()
+        if assigned:  # migration 0028: each subscription's count of its active seats
+            conn.execute(
+                "UPDATE subscriptions s SET assigned = c.n FROM (SELECT subscription_id, "
+                "count(*) AS n FROM seat_assignments WHERE released_at IS NULL AND "
+                "subscription_id >= %s GROUP BY 1) c WHERE s.id = c.subscription_id",
+                (sub0,),
+            )
         # Pools large enough for every subscription.
         pool_lines = []
         end = (now + dt.timedelta(days=365)).date().isoformat()
@@ -396,109 +405,43 @@ def bulk_load(dsn: str, sizes: Sizes, *, log: Any = print) -> None:
         conn.commit()
         log(f"  audit events: {time.perf_counter() - t0:.0f} s")
 
-        # -- usage events, ordered as both indexes are (each insert lands at an index's end)
+        # -- usage events, their keys and the rollups, generated in SQL (no row through Python)
         t0 = time.perf_counter()
         span = int((now - first).total_seconds()) - 900
         month_span = max(int((now - month_start).total_seconds()) - 900, 60)
-        bulk_events = sizes.events - sizes.big_events
-        per_org = bulk_events // (len(orgs) - 1)
-        extra = bulk_events - per_org * (len(orgs) - 1)
-        # Partitioned storage (migration 0013): each month's partition made before the COPY.
+        # Partitioned storage (migration 0013): each month's partition made before the load.
         ensure = conn.execute("SELECT to_regproc('public.usage_partition_ensure')").fetchone()[0]
         if ensure:
             month = first
             while month <= now:
                 conn.execute("SELECT usage_partition_ensure(%s)", (month.date(),))
                 month = (month + dt.timedelta(days=32)).replace(day=1)
-            conn.commit()
-
-        def org_events(
-            o: int,
-            count: int,
-            products_: list[int],
-            users: list[tuple[int, str]],
-            start: dt.datetime,
-            seconds: int,
-        ) -> Iterator[str]:
-            combos = [(p, m, agg) for p in products_ for m, agg in meters_of.get(p, [])]
-            if not combos:
-                return
-            active = [
-                email for k, (_, email) in enumerate(users) if k % IDLE_EVERY != IDLE_EVERY - 1
-            ]
-            share = count // len(combos)
-            for c, (p, m, agg) in enumerate(combos):
-                n = share + (count - share * len(combos) if c == 0 else 0)
-                offsets = sorted(rng.randrange(seconds) for _ in range(n))
-                prefix = f"{o}\t{p}\t{m}\ts{o:07d}-{p:04d}-{m:04d}-"
-                for i, off in enumerate(offsets):
-                    at = start + dt.timedelta(seconds=off)
-                    if agg == "sum":
-                        q = rng.randint(1, 400)
-                    elif agg == "max":
-                        q = rng.randint(10, 120)
-                    else:
-                        q = 1
-                    yield (
-                        f"{prefix}{i:08d}\t{q}000000\t{_ts(at)}\t"
-                        f"{_ts(at + dt.timedelta(seconds=30))}\t{active[i % len(active)]}\n"
-                    )
-
-        def all_events() -> Iterator[str]:
-            yield from org_events(
-                big_id,
-                sizes.big_events,
-                subscribed[big_id],
-                people[big_id],
-                month_start,
-                month_span,
-            )
-            for n, o in enumerate(orgs[1:]):
-                yield from org_events(
-                    o, per_org + (1 if n < extra else 0), subscribed[o], people[o], first, span
-                )
-                if n % 1000 == 999:
-                    log(f"    events of {n + 1:,} organisations: {time.perf_counter() - t0:.0f} s")
-
-        written = _copy(
-            conn,
-            "usage_events",
-            "organisation_id, product_id, meter_id, idempotency_key, quantity_micros, "
-            "occurred_at, received_at, user_email",
-            all_events(),
+        _combos(conn, sizes, orgs, big_id, slugs, subscribed, people, meters_of)
+        conn.execute(
+            "UPDATE bench_scale_combos SET start_at = %s, seconds = %s WHERE org = %s",
+            (month_start, month_span, big_id),
+        )
+        conn.execute(
+            "UPDATE bench_scale_combos SET start_at = %s, seconds = %s WHERE org <> %s",
+            (first, span, big_id),
         )
         conn.commit()
-        log(f"  {written:,} usage events: {time.perf_counter() - t0:.0f} s")
-        if conn.execute("SELECT to_regclass('public.usage_event_keys')").fetchone()[0]:
-            t0 = time.perf_counter()
+        written = _generate_usage(dsn, orgs, big_id, workers=load_workers, log=log)
+        log(f"  {written:,} usage events, their keys and rollups: {time.perf_counter() - t0:.0f} s")
+        conn.execute("DROP TABLE bench_scale_combos")
+        if conn.execute("SELECT to_regclass('public.usage_report_days')").fetchone()[0]:
+            # The vendor's usage-reporting health: its batches of 100 events per day.
             conn.execute(
-                "INSERT INTO usage_event_keys (organisation_id, idempotency_key) "
-                "SELECT organisation_id, idempotency_key FROM usage_events ORDER BY 1, 2 "
+                "INSERT INTO usage_report_days (vendor_id, day, batches, accepted, duplicates, "
+                "rejected_invalid, rejected_no_subscription, rejected_not_organisation_person, "
+                "last_batch_at) "
+                "SELECT p.vendor_id, d.day, (sum(d.events) + 99) / 100, sum(d.events), 0, 0, 0, "
+                "0, least(d.day + interval '1 day' - interval '1 minute', now()) "
+                "FROM usage_daily d JOIN products p ON p.id = d.product_id "
+                "WHERE p.sku LIKE 'scale-%' GROUP BY p.vendor_id, d.day "
                 "ON CONFLICT DO NOTHING"
             )
-            conn.commit()
-            log(f"  usage_event_keys: {time.perf_counter() - t0:.0f} s")
-
-        # -- the rollups, rebuilt from every event in SQL
-        t0 = time.perf_counter()
-        conn.execute("TRUNCATE usage_daily, usage_daily_people")
-        conn.execute(
-            "INSERT INTO usage_daily (organisation_id, product_id, meter_id, day, "
-            "quantity_micros, max_micros, events) "
-            "SELECT organisation_id, product_id, meter_id, (occurred_at AT TIME ZONE 'UTC')::date, "
-            "sum(quantity_micros), max(quantity_micros), count(*) FROM usage_events "
-            "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
-        )
-        conn.execute(
-            "INSERT INTO usage_daily_people (organisation_id, product_id, user_email, meter_id, "
-            "day, last_occurred_at, events) "
-            "SELECT organisation_id, product_id, user_email, meter_id, "
-            "(occurred_at AT TIME ZONE 'UTC')::date, max(occurred_at), count(*) "
-            "FROM usage_events WHERE user_email IS NOT NULL GROUP BY 1, 2, 3, 4, 5 "
-            "ORDER BY 1, 2, 3, 4, 5"
-        )
         conn.commit()
-        log(f"  rollups: {time.perf_counter() - t0:.0f} s")
         for table in (
             "organisations",
             "users",
@@ -516,6 +459,158 @@ def bulk_load(dsn: str, sizes: Sizes, *, log: Any = print) -> None:
         t0 = time.perf_counter()
         conn.execute("VACUUM ANALYZE")
         log(f"  vacuum analyze: {time.perf_counter() - t0:.0f} s")
+
+
+def _combos(
+    conn: Any,
+    sizes: Sizes,
+    orgs: list[int],
+    big_id: int,
+    slugs: dict[int, str],
+    subscribed: dict[int, list[int]],
+    people: dict[int, list[tuple[int, str]]],
+    meters_of: dict[int, list[tuple[int, str]]],
+) -> None:
+    """``bench_scale_combos``: one row per organisation, product and meter with the number
+    of events to generate for it (what ``_generate_usage`` expands in SQL)."""
+    conn.execute("DROP TABLE IF EXISTS bench_scale_combos")
+    conn.execute(
+        "CREATE UNLOGGED TABLE bench_scale_combos (id bigint PRIMARY KEY, org bigint NOT NULL, "
+        "product bigint NOT NULL, meter bigint NOT NULL, agg text NOT NULL, n bigint NOT NULL, "
+        "n_active bigint NOT NULL, slug text NOT NULL, big boolean NOT NULL, "
+        "start_at timestamptz, seconds bigint)"
+    )
+    bulk_events = sizes.events - sizes.big_events
+    per_org = bulk_events // (len(orgs) - 1)
+    extra = bulk_events - per_org * (len(orgs) - 1)
+    lines: list[str] = []
+    for n, o in enumerate(orgs):
+        count = sizes.big_events if o == big_id else per_org + (1 if n - 1 < extra else 0)
+        # In key order (organisation, product, meter): each insert lands at an index's end.
+        combos = sorted((p, m, agg) for p in subscribed[o] for m, agg in meters_of.get(p, []))
+        if not combos:
+            continue
+        active = sum(1 for k in range(len(people[o])) if k % IDLE_EVERY != IDLE_EVERY - 1)
+        share = count // len(combos)
+        for c, (p, m, agg) in enumerate(combos):
+            k = share + (count - share * len(combos) if c == 0 else 0)
+            lines.append(
+                f"{len(lines) + 1}\t{o}\t{p}\t{m}\t{agg}\t{k}\t{active}\t{slugs[o]}\t"
+                f"{'t' if o == big_id else 'f'}\t\\N\t\\N\n"
+            )
+    _copy(
+        conn,
+        "bench_scale_combos",
+        "id, org, product, meter, agg, n, n_active, slug, big, start_at, seconds",
+        lines,
+    )
+
+
+#: One chunk of organisations' events: generated from the row number (the quantities and
+#: the second within its slice of the span from a hash of it; the person in turn among the
+#: organisation's active people, every IDLE_EVERY-th person never), inserted into the
+#: month partitions, their keys into usage_event_keys (counted once), and the chunk's
+#: rollups from the rows inserted (a chunk holds whole organisations, so its groups are
+#: complete).
+_GENERATE = f"""
+WITH ev AS (
+    INSERT INTO usage_events (organisation_id, product_id, meter_id, idempotency_key,
+        quantity_micros, occurred_at, received_at, user_email)
+    SELECT c.org, c.product, c.meter,
+        's' || lpad(c.org::text, 7, '0') || '-' || lpad(c.product::text, 4, '0') || '-'
+            || lpad(c.meter::text, 4, '0') || '-' || lpad(g.i::text, 8, '0'),
+        CASE c.agg WHEN 'sum' THEN 1 + g.h %% 400 WHEN 'max' THEN 10 + g.h %% 111 ELSE 1 END
+            * 1000000,
+        g.at, g.at + interval '30 seconds',
+        CASE WHEN c.big AND g.k = 0 THEN '{BIG_ADMIN}'
+            ELSE 'p' || lpad(g.k::text, 5, '0') || '@' || c.slug || '.example' END
+    FROM (SELECT * FROM bench_scale_combos WHERE org BETWEEN %(lo)s AND %(hi)s ORDER BY id) c
+    CROSS JOIN LATERAL (
+        SELECT s.i, s.h,
+            (s.i %% c.n_active) + (s.i %% c.n_active) / {IDLE_EVERY - 1} AS k,
+            c.start_at + (s.i * c.seconds / c.n + s.h %% greatest(c.seconds / c.n, 1))
+                * interval '1 second' AS at
+        FROM (
+            SELECT i, (hashint8(c.id * 100000000 + i) & 2147483647)::bigint AS h
+            FROM generate_series(0::bigint, c.n - 1) AS i
+        ) s
+    ) g
+    RETURNING organisation_id, product_id, meter_id, idempotency_key, quantity_micros,
+        occurred_at, user_email
+), keys AS (
+    INSERT INTO usage_event_keys (organisation_id, idempotency_key)
+    SELECT organisation_id, idempotency_key FROM ev
+), daily AS (
+    INSERT INTO usage_daily (organisation_id, product_id, meter_id, day, quantity_micros,
+        max_micros, events)
+    SELECT organisation_id, product_id, meter_id, (occurred_at AT TIME ZONE 'UTC')::date,
+        sum(quantity_micros), max(quantity_micros), count(*)
+    FROM ev GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+)
+INSERT INTO usage_daily_people (organisation_id, product_id, user_email, meter_id, day,
+    last_occurred_at, events)
+SELECT organisation_id, product_id, user_email, meter_id,
+    (occurred_at AT TIME ZONE 'UTC')::date, max(occurred_at), count(*)
+FROM ev WHERE user_email IS NOT NULL GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+"""
+
+
+def _generate_usage(
+    dsn: str, orgs: list[int], big_id: int, *, workers: int, log: Any = print
+) -> int:
+    """Expand ``bench_scale_combos`` into the events, keys and rollups, by chunks of
+    organisations on ``workers`` connections; the number of events."""
+    import queue
+    import threading
+
+    import psycopg
+
+    chunks: queue.Queue[tuple[int, int]] = queue.Queue()
+    chunks.put((big_id, big_id))
+    rest = [o for o in orgs if o != big_id]
+    size = 200
+    for k in range(0, len(rest), size):
+        part = rest[k : k + size]
+        chunks.put((part[0], part[-1]))
+    total = chunks.qsize()
+    done: list[int] = []
+    errors: list[BaseException] = []
+    t0 = time.perf_counter()
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            with psycopg.connect(dsn) as conn:
+                conn.execute("SET session_replication_role = replica")
+                conn.execute("SET TIME ZONE 'UTC'")
+                conn.execute("SET work_mem = '256MB'")
+                conn.execute("SET synchronous_commit = off")
+                while not errors:
+                    try:
+                        lo, hi = chunks.get_nowait()
+                    except queue.Empty:
+                        return
+                    conn.execute(_GENERATE, {"lo": lo, "hi": hi})
+                    conn.commit()
+                    with lock:
+                        done.append(hi)
+                        if len(done) % 10 == 0 or len(done) == total:
+                            log(
+                                f"    events: {len(done)} of {total} chunks, "
+                                f"{time.perf_counter() - t0:.0f} s"
+                            )
+        except BaseException as error:  # noqa: BLE001 (reported by the caller)
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    with psycopg.connect(dsn) as conn:
+        return int(conn.execute("SELECT coalesce(sum(n), 0) FROM bench_scale_combos").fetchone()[0])
 
 
 def _audit(
@@ -619,7 +714,7 @@ def prepare(args: argparse.Namespace, instance: str) -> tuple[dict[str, str], di
         _loaded(dsn, sizes)
         print(f"{name}: loading {sizes.describe()}", flush=True)
         t0 = time.perf_counter()
-        bulk_load(dsn, sizes, log=lambda s: print(s, flush=True))
+        bulk_load(dsn, sizes, load_workers=args.load_workers, log=lambda s: print(s, flush=True))
         _mark_loaded(dsn, sizes)
         print(f"{name}: loaded in {time.perf_counter() - t0:.0f} s", flush=True)
     demo_env = _fixed_env(DEMO_DB, args.postgres_url, instance + "/demo")
@@ -961,6 +1056,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=common.DEFAULT_POSTGRES)
     parser.add_argument("--fresh", action="store_true", help="drop the scale database first")
     parser.add_argument("--load-only", action="store_true", help="load, do not time")
+    parser.add_argument(
+        "--load-workers", type=int, default=2, help="connections generating the usage events"
+    )
     parser.add_argument(
         "--trace", action="store_true", help="print the slowest SQL of pages past 2x"
     )
