@@ -953,44 +953,84 @@ def pages(site: Site) -> list[tuple[str, str, str]]:
     return out + extra
 
 
-def time_pages(demo: Site, scale: Site, runs: int, *, trace: bool = False) -> list[tuple]:
-    """Each page ``runs`` times on each site, the sites in turn; a row per page."""
+def time_pages(
+    demo: Site,
+    scale: Site,
+    runs: int,
+    *,
+    trace: bool = False,
+    minutes: float = 0.0,
+    only: str = "",
+) -> list[tuple]:
+    """Every page read ``runs`` times on each site, in rounds: a round reads each page
+    once on each site, the two in turn (which goes first alternates from round to round),
+    so every page has as many reads as the others whenever the run stops (``minutes``,
+    when given, ends it after the round that passes it). A row per page."""
     import statistics
 
+    pairs = [
+        (who, name, demo_path, scale_path)
+        for (who, name, demo_path), (_, _, scale_path) in zip(
+            pages(demo), pages(scale), strict=True
+        )
+        if not only or re.search(only, f"{who} {name}")
+    ]
+    times: list[dict[str, list[float]]] = [{"demo": [], "scale": []} for _ in pairs]
+    statuses: list[set[int]] = [set() for _ in pairs]
+    counts: list[dict[str, int]] = [{"demo": 0, "scale": 0} for _ in pairs]
+    t0 = time.perf_counter()
+    for k, (who, _name, demo_path, scale_path) in enumerate(pairs):  # warm, and the SQL
+        for site, path in ((demo, demo_path), (scale, scale_path)):
+            _, status, counts[k][site.label] = site.get(who, path)
+            statuses[k].add(status)
+    print(f"  {len(pairs)} pages warmed: {time.perf_counter() - t0:.0f} s", flush=True)
+    done = 0
+    try:
+        for r in range(runs):
+            order = ((demo, 2), (scale, 3)) if r % 2 == 0 else ((scale, 3), (demo, 2))
+            for k, pair in enumerate(pairs):
+                who = pair[0]
+                for site, column in order:
+                    ms, status, _ = site.get(who, pair[column])
+                    times[k][site.label].append(ms)
+                    statuses[k].add(status)
+            done = r + 1
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(
+                f"  round {done} of {runs}: {time.perf_counter() - t0:.0f} s, load {load}",
+                flush=True,
+            )
+            if minutes and time.perf_counter() - t0 > minutes * 60:
+                print(f"  stopped after {done} rounds ({minutes:g} minutes)", flush=True)
+                break
+    except KeyboardInterrupt:
+        print(f"  interrupted after {done} complete rounds", flush=True)
     rows = []
-    demo_pages, scale_pages = pages(demo), pages(scale)
-    for (who, name, demo_path), (_, _, scale_path) in zip(demo_pages, scale_pages, strict=True):
-        times: dict[str, list[float]] = {"demo": [], "scale": []}
-        statuses: set[int] = set()
-        counts = {"demo": 0, "scale": 0}
-        for site, path in ((demo, demo_path), (scale, scale_path)):  # warm
-            _, status, counts[site.label] = site.get(who, path)
-            statuses.add(status)
-        for _ in range(runs):
-            for site, path in ((demo, demo_path), (scale, scale_path)):
-                ms, status, _ = site.get(who, path)
-                times[site.label].append(ms)
-                statuses.add(status)
-        d95 = common.percentile(times["demo"], 0.95)
-        s95 = common.percentile(times["scale"], 0.95)
+    for k, (who, name, _, scale_path) in enumerate(pairs):
+        demo_ms, scale_ms = times[k]["demo"][: max(done, 1)], times[k]["scale"][: max(done, 1)]
+        if not demo_ms or not scale_ms:
+            continue
+        d95 = common.percentile(demo_ms, 0.95)
+        s95 = common.percentile(scale_ms, 0.95)
         rows.append(
             (
                 who,
                 name,
-                ",".join(str(s) for s in sorted(statuses)),
-                statistics.median(times["demo"]),
+                ",".join(str(s) for s in sorted(statuses[k])),
+                statistics.median(demo_ms),
                 d95,
-                counts["demo"],
-                statistics.median(times["scale"]),
+                counts[k]["demo"],
+                statistics.median(scale_ms),
                 s95,
-                counts["scale"],
+                counts[k]["scale"],
                 s95 / d95,
             )
         )
-        print(f"  {who:16} {name:40} demo p95 {d95:7.1f} ms  scale p95 {s95:7.1f} ms", flush=True)
         if trace and s95 > 2 * d95:
+            print(f"  {who} {name}: demo p95 {d95:.1f} ms, scale p95 {s95:.1f} ms")
             for ms, statement, params in scale.slowest(who, scale_path):
                 print(f"      {ms:8.1f} ms  {' '.join(statement.split())[:400]}  {params}")
+    print(f"  {done} reads per page and database", flush=True)
     return rows
 
 
@@ -1024,8 +1064,13 @@ def run(demo_env: dict[str, str], scale_env: dict[str, str], args: argparse.Name
         f"p00001@{BIG_SLUG}.example",
         PASSWORD,
     )
-    print(f"{args.runs} reads per page and database, the two in turn (in-process test client)")
-    rows = time_pages(demo, scale, args.runs, trace=args.trace)
+    print(
+        f"{args.runs} reads per page and database, the two in turn (in-process test client)",
+        flush=True,
+    )
+    rows = time_pages(
+        demo, scale, args.runs, trace=args.trace, minutes=args.minutes, only=args.only
+    )
     print(
         common.table(
             [
@@ -1062,6 +1107,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--trace", action="store_true", help="print the slowest SQL of pages past 2x"
     )
+    parser.add_argument(
+        "--minutes", type=float, default=0.0, help="stop after the round that passes this"
+    )
+    parser.add_argument("--only", default="", help="only pages whose 'who name' matches")
     args = parser.parse_args(argv)
     print(f"Machine: {common.machine()}", flush=True)
     print(f"PostgreSQL {common.postgres_version(args.postgres_url)}", flush=True)
