@@ -13,6 +13,7 @@ over the rollups now.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import re
@@ -20,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,8 +194,16 @@ def time_pages(client: Any, runs: int) -> dict[str, tuple[float, float]]:
     return out
 
 
+_SEAT_HOLDERS = (
+    "FROM seat_assignments s JOIN users u ON u.id = s.user_id "
+    "WHERE s.organisation_id = :org AND s.released_at IS NULL"
+)
+
+
 def _bare_sql(kind: str) -> dict[str, list[str]]:
-    """What the pages read, as bare SQL: over the month's events (before) and the rollups."""
+    """What the pages read, as bare SQL: over the month's events (before issue 13), over
+    the rollups with a per-seat last use and seats in Python (before the index probes),
+    and over the rollups with one index probe per seat (now)."""
     return {
         "events (before)": [
             "SELECT product_id, meter_id, sum(quantity_micros), max(quantity_micros), count(*), "
@@ -203,24 +213,38 @@ def _bare_sql(kind: str) -> dict[str, list[str]]:
             "AND occurred_at >= :start AND occurred_at < :end AND user_email IS NOT NULL",
             "SELECT s.id, (SELECT max(e.occurred_at) FROM usage_events e WHERE "
             "e.organisation_id = s.organisation_id AND e.product_id = s.product_id "
-            "AND e.user_email = u.email) FROM seat_assignments s JOIN users u ON u.id = s.user_id "
-            "WHERE s.organisation_id = :org AND s.released_at IS NULL",
+            "AND e.user_email = u.email) " + _SEAT_HOLDERS,
         ],
-        "rollups (now)": [
+        "rollups, per-seat max (before)": [
             "SELECT product_id, meter_id, sum(quantity_micros), max(max_micros), sum(events) "
             "FROM usage_daily WHERE organisation_id = :org AND day >= :first AND day < :stop "
             "GROUP BY product_id, meter_id",
             "SELECT DISTINCT product_id, user_email FROM usage_daily_people WHERE "
             "organisation_id = :org AND day >= :first AND day < :stop",
-            "SELECT s.id, (SELECT max(p.last_occurred_at) FROM usage_daily_people p WHERE "
+            "SELECT s.id, s.subscription_id, s.assigned_at, s.released_at, u.email, "
+            "(SELECT max(p.last_occurred_at) FROM usage_daily_people p WHERE "
             "p.organisation_id = s.organisation_id AND p.product_id = s.product_id "
-            "AND p.user_email = u.email) FROM seat_assignments s JOIN users u ON u.id = s.user_id "
-            "WHERE s.organisation_id = :org AND s.released_at IS NULL",
+            "AND p.user_email = u.email) " + _SEAT_HOLDERS,
+        ],
+        "rollups, index probes (now)": [
+            "SELECT product_id, meter_id, sum(quantity_micros), max(max_micros), sum(events) "
+            "FROM usage_daily WHERE organisation_id = :org AND day >= :first AND day < :stop "
+            "GROUP BY product_id, meter_id",
+            "SELECT s.subscription_id, count(*), count(DISTINCT CASE WHEN EXISTS (SELECT 1 "
+            "FROM usage_daily_people p WHERE p.organisation_id = s.organisation_id "
+            "AND p.product_id = s.product_id AND p.user_email = u.email AND p.day >= :first "
+            "AND p.day < :stop) THEN u.email END) " + _SEAT_HOLDERS + " GROUP BY 1",
+            "SELECT count(*) " + _SEAT_HOLDERS + " AND s.assigned_at <= :since AND NOT EXISTS "
+            "(SELECT 1 FROM usage_daily_people p WHERE p.organisation_id = s.organisation_id "
+            "AND p.product_id = s.product_id AND p.user_email = u.email "
+            "AND p.day >= :since_day AND p.last_occurred_at >= :since)",
         ],
     }
 
 
-def time_bare(app: Any, kind: str, org_id: int, runs: int) -> dict[str, tuple[float, float]]:
+def time_bare(
+    app: Any, kind: str, org_id: int, runs: int, *, events_sql: bool = True
+) -> dict[str, tuple[float, float]]:
     import sqlalchemy as sa
 
     from portal.db import db as portal_db
@@ -234,11 +258,15 @@ def time_bare(app: Any, kind: str, org_id: int, runs: int) -> dict[str, tuple[fl
         "end": end,
         "first": start.date(),
         "stop": end.date(),
+        "since": now - dt.timedelta(days=30),
+        "since_day": (now - dt.timedelta(days=30)).date(),
     }
     out = {}
     with app.app_context():
         engine = portal_db.engine
         for name, statements in _bare_sql(kind).items():
+            if name.startswith("events") and not events_sql:
+                continue
             times = []
             # The events' SQL takes seconds at volume: a few runs of it say enough.
             repeat = min(runs, 3) if name.startswith("events") else runs
@@ -254,9 +282,27 @@ def time_bare(app: Any, kind: str, org_id: int, runs: int) -> dict[str, tuple[fl
     return out
 
 
+@contextlib.contextmanager
+def _database(kind: str, args: argparse.Namespace) -> Iterator[common.Database]:
+    """A fresh database, dropped afterwards; with ``--keep NAME`` a PostgreSQL database of
+    that name (dropped first) that stays for profiling the pages afterwards."""
+    if not args.keep or kind != "postgresql":
+        with common.fresh_database(kind, args.postgres_url) as db:
+            yield db
+        return
+    import psycopg
+
+    server = "postgresql://" + args.postgres_url.split("://", 1)[1]
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{args.keep}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{args.keep}"')
+    base = server.rpartition("/")[0].split("://", 1)[1]
+    yield common.Database("postgresql", f"postgresql+psycopg://{base}/{args.keep}")
+
+
 def measure(kind: str, args: argparse.Namespace, tmp: Path) -> list[tuple]:
     rows: list[tuple] = []
-    with common.fresh_database(kind, args.postgres_url) as db:
+    with _database(kind, args) as db:
         env = common.portal_env(db, str(tmp / f"instance-{kind}"))
         app, _, emails, ids = setup(env, args.people)
         client = signed_in_client(app, ids["admin"])
@@ -269,7 +315,11 @@ def measure(kind: str, args: argparse.Namespace, tmp: Path) -> list[tuple]:
             print(f"  {kind}: {loaded:,} events loaded ({seconds:.0f} s)", flush=True)
             for path, (p50, p95) in time_pages(client, args.runs).items():
                 rows.append((kind, f"{loaded:,}", path, p50, p95))
-            for name, (p50, p95) in time_bare(app, kind, ids["org"], args.runs).items():
+            # The events' per-seat last use reads every event of the organisation for each
+            # seat (no index on the person): hours at 600,000 events and 5,100 seats.
+            events_sql = loaded * args.people <= args.events_sql_max
+            bare = time_bare(app, kind, ids["org"], args.runs, events_sql=events_sql)
+            for name, (p50, p95) in bare.items():
                 rows.append((kind, f"{loaded:,}", f"bare SQL: {name}", p50, p95))
     return rows
 
@@ -281,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20, help="reads per page")
     parser.add_argument("--databases", default="postgresql")
     parser.add_argument("--postgres-url", default=common.DEFAULT_POSTGRES)
+    parser.add_argument(
+        "--events-sql-max",
+        type=int,
+        default=100_000 * 100,
+        help="time the events' bare SQL only while events x seat holders is at most this",
+    )
+    parser.add_argument("--keep", default="", help="PostgreSQL database to load and keep")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args(argv)
     if args.quick:

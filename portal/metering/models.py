@@ -139,6 +139,11 @@ class UsageDailyPerson(TenantMixin, Base):
     __table_args__ = (
         # The council's pool chart: people with usage per day of one product.
         sa.Index("ix_usage_daily_people_product_day", "product_id", "day"),
+        # A seat holder's use of a product by day (idle seats, seats with usage): one probe
+        # per seat from a day on, whatever the history (migration 0028).
+        sa.Index(
+            "ix_usage_daily_people_person_day", "organisation_id", "product_id", "user_email", "day"
+        ),
     )
 
     product_id: Mapped[int] = mapped_column(

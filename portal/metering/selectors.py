@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import QueryableAttribute, Session
 
 from portal.catalogue.models import Aggregation, LicencePool, Meter, Product
+from portal.db import UTCDateTime
 from portal.identity.models import User
 from portal.kernel.scope import Scope
 from portal.metering.ingest import micros_to_decimal
@@ -468,6 +469,67 @@ def _held_days(
     return (last - begin.date()).days + 1
 
 
+def _seat_spans(session: Session, start: dt.datetime, end: dt.datetime) -> sa.Subquery:
+    """Each seat row held in ``[start, end)`` with the part of the period it was held
+    (``begin``, ``stop``) and the days of that part (a day counts when the seat was held at
+    any moment of it: :func:`_held_days`), worked out by the database."""
+    first = sa.literal(start, UTCDateTime())
+    last = sa.literal(end, UTCDateTime())
+    if session.get_bind().dialect.name == "postgresql":
+        begin: Any = sa.func.greatest(SeatAssignment.assigned_at, first)
+        stop: Any = sa.func.least(sa.func.coalesce(SeatAssignment.released_at, last), last)
+        days: Any = (
+            sa.cast(
+                sa.func.timezone("UTC", stop - sa.literal_column("interval '1 microsecond'")),
+                sa.Date,
+            )
+            - sa.cast(sa.func.timezone("UTC", begin), sa.Date)
+            + 1
+        )
+    else:  # SQLite keeps naive UTC text: 'YYYY-MM-DD HH:MM:SS.ffffff'
+        begin = sa.func.max(SeatAssignment.assigned_at, first)
+        stop = sa.func.min(sa.func.coalesce(SeatAssignment.released_at, last), last)
+        at_midnight = sa.func.rtrim(sa.func.substr(stop, 12), "0:.") == ""
+        last_day = sa.case((at_midnight, sa.func.date(stop, "-1 day")), else_=sa.func.date(stop))
+        days = (
+            sa.cast(
+                sa.func.julianday(last_day) - sa.func.julianday(sa.func.date(begin)), sa.Integer
+            )
+            + 1
+        )
+    return (
+        sa.select(
+            SeatAssignment.subscription_id,
+            SeatAssignment.organisation_id,
+            SeatAssignment.product_id,
+            SeatAssignment.user_id,
+            SeatAssignment.released_at,
+            sa.case((stop > begin, days), else_=0).label("days"),
+        )
+        .where(
+            SeatAssignment.assigned_at < end,
+            sa.or_(SeatAssignment.released_at.is_(None), SeatAssignment.released_at >= start),
+        )
+        .subquery()
+    )
+
+
+def seat_days_by_subscription(
+    session: Session, *, organisation_id: int, start: dt.datetime, end: dt.datetime
+) -> dict[int, int]:
+    """Assigned seat-days of ``[start, end)`` per subscription (see :func:`seat_utilisation`),
+    summed by the database: one row per subscription leaves it, whatever the seats."""
+    spans = _seat_spans(session, start, end)
+    return {
+        int(sub_id): int(days or 0)
+        for sub_id, days in session.execute(
+            sa.select(spans.c.subscription_id, sa.func.sum(spans.c.days))
+            .where(spans.c.organisation_id == organisation_id)
+            .group_by(spans.c.subscription_id)
+        )
+    }
+
+
 def seat_utilisation(
     session: Session, *, organisation_id: int, start: dt.datetime, end: dt.datetime
 ) -> list[SeatUtilisation]:
@@ -475,12 +537,92 @@ def seat_utilisation(
 
     A seat counts a day when it was held at any moment of that day. An active seat
     is one whose holder appears as ``user_email`` in the product's usage in the period.
+
+    One grouped query: seat-days summed by the database, seats held now counted, and
+    the holders with usage counted by one index probe of the rollup per seat
+    (``ix_usage_daily_people_person_day``), so the page costs the same at any volume of
+    events. A period with part of a day at either end that the rollups cannot answer
+    (:func:`_spans`: rare; cost so far reads the day so far from them) counts its
+    holders with usage as :func:`seat_utilisation_from_rows` does.
     """
+    subscriptions = session.execute(
+        sa.select(Subscription.id, Subscription.product_id, Product.name, Subscription.quantity)
+        .join(Product, Product.id == Subscription.product_id)
+        .where(Subscription.organisation_id == organisation_id, Subscription.status != "cancelled")
+        .order_by(Subscription.id)
+    ).all()
+    if not subscriptions:
+        return []
+    days, edges = _spans(session, start, end, Scope.organisation(organisation_id), None)
+    spans = _seat_spans(session, start, end)
+    if days is not None and not edges:
+        used = (
+            sa.select(sa.literal(1))
+            .where(
+                UsageDailyPerson.organisation_id == spans.c.organisation_id,
+                UsageDailyPerson.product_id == spans.c.product_id,
+                UsageDailyPerson.user_email == User.email,
+                UsageDailyPerson.day >= days[0],
+                UsageDailyPerson.day < days[1],
+            )
+            .correlate(spans, User)
+            .exists()
+        )
+        active: Any = sa.func.count(sa.distinct(sa.case((used, User.email))))
+    else:
+        active = sa.literal(0)
+    figures = {
+        int(sub_id): (int(now or 0), int(held or 0), int(with_usage or 0))
+        for sub_id, now, held, with_usage in session.execute(
+            sa.select(
+                spans.c.subscription_id,
+                sa.func.sum(sa.case((spans.c.released_at.is_(None), 1), else_=0)),
+                sa.func.sum(spans.c.days),
+                active,
+            )
+            .join(User, User.id == spans.c.user_id)
+            .where(spans.c.organisation_id == organisation_id)
+            .group_by(spans.c.subscription_id)
+        )
+    }
+    if days is None or edges:
+        from_rows = {
+            u.subscription_id: u.active_seats
+            for u in seat_utilisation_from_rows(
+                session, organisation_id=organisation_id, start=start, end=end
+            )
+        }
+        figures = {k: (n, held, from_rows.get(k, 0)) for k, (n, held, _) in figures.items()}
+    out = []
+    for sub_id, product_id, name, quantity in subscriptions:
+        now, held, with_usage = figures.get(sub_id, (0, 0, 0))
+        out.append(
+            SeatUtilisation(
+                subscription_id=sub_id,
+                product_id=product_id,
+                product_name=name,
+                quantity=quantity,
+                assigned_now=now,
+                seat_days=held,
+                active_seats=with_usage,
+            )
+        )
+    return out
+
+
+def seat_utilisation_from_rows(
+    session: Session, *, organisation_id: int, start: dt.datetime, end: dt.datetime
+) -> list[SeatUtilisation]:
+    """:func:`seat_utilisation` worked out in Python from every seat row of the period and
+    the people with usage (how it was computed before issue 13; every figure of
+    :func:`seat_utilisation` must equal this one's: ``tests/metering/test_seat_figures.py``)."""
     subscriptions = list(
         session.scalars(
-            sa.select(Subscription).where(
+            sa.select(Subscription)
+            .where(
                 Subscription.organisation_id == organisation_id, Subscription.status != "cancelled"
             )
+            .order_by(Subscription.id)
         ).unique()
     )
     assignments = session.execute(
@@ -526,20 +668,46 @@ class IdleSeat:
     last_used_at: dt.datetime | None
 
 
-def _idle_query(organisation_id: int, idle_days: int, now: dt.datetime) -> sa.Select:
-    """The organisation's idle seats (see :func:`idle_seats`), oldest assignment first: the
-    filter is the database's, so a page of them reads only that page."""
-    since = now - dt.timedelta(days=idle_days)
-    last_use = (
-        sa.select(sa.func.max(UsageDailyPerson.last_occurred_at))
+def _used_since(since: dt.datetime) -> sa.Exists:
+    """Whether the seat's holder used its product at or after ``since``: one probe of
+    ``ix_usage_daily_people_person_day`` (migration 0028) from ``since``'s day on, found
+    at the first row for a busy holder and empty for an idle one, whatever the history."""
+    return (
+        sa.select(sa.literal(1))
+        .where(
+            UsageDailyPerson.organisation_id == SeatAssignment.organisation_id,
+            UsageDailyPerson.product_id == SeatAssignment.product_id,
+            UsageDailyPerson.user_email == User.email,
+            UsageDailyPerson.day >= since.astimezone(dt.UTC).date(),
+            UsageDailyPerson.last_occurred_at >= since,
+        )
+        .correlate(SeatAssignment, User)
+        .exists()
+    )
+
+
+def _last_use() -> sa.ScalarSelect[Any]:
+    """The holder's last use of the seat's product: the latest day's latest row (a day's
+    rows are that day's events), read backwards from the same index: one row per seat."""
+    return (
+        sa.select(UsageDailyPerson.last_occurred_at)
         .where(
             UsageDailyPerson.organisation_id == SeatAssignment.organisation_id,
             UsageDailyPerson.product_id == SeatAssignment.product_id,
             UsageDailyPerson.user_email == User.email,
         )
+        .order_by(UsageDailyPerson.day.desc(), UsageDailyPerson.last_occurred_at.desc())
+        .limit(1)
         .correlate(SeatAssignment, User)
         .scalar_subquery()
     )
+
+
+def _idle_where(organisation_id: int, idle_days: int, now: dt.datetime) -> list:
+    """The filter of the organisation's idle seats (see :func:`idle_seats`): per seat an
+    index probe for recent use and one for a decision to keep, so a count or a page costs
+    the same however many events the month has."""
+    since = now - dt.timedelta(days=idle_days)
     kept = (
         sa.select(IdleSeatDecision.id)
         .where(
@@ -549,16 +717,22 @@ def _idle_query(organisation_id: int, idle_days: int, now: dt.datetime) -> sa.Se
         )
         .exists()
     )
+    return [
+        SeatAssignment.organisation_id == organisation_id,
+        SeatAssignment.released_at.is_(None),
+        SeatAssignment.assigned_at <= since,
+        ~kept,
+        ~_used_since(since),
+    ]
+
+
+def _idle_query(organisation_id: int, idle_days: int, now: dt.datetime) -> sa.Select:
+    """The organisation's idle seats with their holder's last use, oldest assignment
+    first: the filter is the database's, so a page of them reads only that page."""
     return (
-        sa.select(SeatAssignment, last_use.label("last_use"))
+        sa.select(SeatAssignment, _last_use().label("last_use"))
         .join(User, User.id == SeatAssignment.user_id)
-        .where(
-            SeatAssignment.organisation_id == organisation_id,
-            SeatAssignment.released_at.is_(None),
-            SeatAssignment.assigned_at <= since,
-            ~kept,
-            sa.or_(last_use.is_(None), last_use < since),
-        )
+        .where(*_idle_where(organisation_id, idle_days, now))
         .order_by(SeatAssignment.assigned_at, SeatAssignment.id)
     )
 
@@ -578,8 +752,13 @@ def idle_seat_count(
     session: Session, *, organisation_id: int, idle_days: int, now: dt.datetime
 ) -> int:
     """How many seats :func:`idle_seats` would list (one counting query)."""
-    query = _idle_query(organisation_id, idle_days, now).order_by(None)
-    return int(session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0)
+    query = (
+        sa.select(sa.func.count())
+        .select_from(SeatAssignment)
+        .join(User, User.id == SeatAssignment.user_id)
+        .where(*_idle_where(organisation_id, idle_days, now))
+    )
+    return int(session.scalar(query) or 0)
 
 
 def idle_seats_page(

@@ -17,7 +17,7 @@ from portal.billing.charges import subscriptions_in
 from portal.billing.models import Invoice, InvoiceStatus
 from portal.catalogue.models import Product
 from portal.kernel.scope import Scope
-from portal.metering.selectors import idle_seat_count, seat_utilisation
+from portal.metering.selectors import idle_seat_count, seat_days_by_subscription
 from portal.seats.history import daily_quantities
 from portal.seats.models import (
     SeatAssignment,
@@ -116,8 +116,9 @@ def seat_days_this_month(
 
     Reserved seat-days come from the quantity history as billing rates them
     (:func:`portal.billing.charges.subscriptions_in`,
-    :func:`portal.seats.history.daily_quantities`), assigned ones from
-    :func:`portal.metering.selectors.seat_utilisation`.
+    :func:`portal.seats.history.daily_quantities`), assigned ones summed by the database
+    (:func:`portal.metering.selectors.seat_days_by_subscription`: one row per subscription,
+    whatever the number of seats).
     """
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     first = start.date()
@@ -127,10 +128,9 @@ def seat_days_this_month(
     subscriptions, history = subscriptions_in(
         session, first=first, last=last, until=now, scope=Scope.organisation(organisation_id)
     )
-    assigned = {
-        u.subscription_id: u.seat_days
-        for u in seat_utilisation(session, organisation_id=organisation_id, start=start, end=now)
-    }
+    assigned = seat_days_by_subscription(
+        session, organisation_id=organisation_id, start=start, end=now
+    )
     rows = subscriptions.get(organisation_id, [])
     names = dict(
         session.execute(
