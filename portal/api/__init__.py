@@ -39,6 +39,7 @@ def init_app(app: Any, *, token_limit: TokenLimit) -> None:
     )
     from portal.api.fastpath import EntitlementCheckFastPath
     from portal.api.framework import api
+    from portal.api.seat_fastpath import SeatFastPath
     from portal.extensions import csrf
 
     csrf.exempt(api)
@@ -47,4 +48,6 @@ def init_app(app: Any, *, token_limit: TokenLimit) -> None:
     # What the portal POSTs to vendors (OpenAPI 3.1 ``webhooks``), beside the paths.
     app.openapi_extensions = {**(app.openapi_extensions or {}), "webhooks": provisioning.WEBHOOKS}
 
+    # Seat assignment and release in a few statements (docs/PERFORMANCE.md, issue 13).
+    app.wsgi_app = SeatFastPath(app, app.wsgi_app, token_limit=token_limit)
     app.wsgi_app = EntitlementCheckFastPath(app, app.wsgi_app, token_limit=token_limit)

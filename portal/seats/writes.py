@@ -19,6 +19,8 @@ these are how it reads and writes the rows for them, measured in docs/PERFORMANC
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, contains_eager, lazyload
@@ -110,7 +112,7 @@ RELEASE_LOAD = (
 
 # ---------------------------------------------------------------- the counter of active seats
 
-_subscriptions = Subscription.__table__
+_subscriptions = cast(sa.Table, Subscription.__table__)
 
 #: Take one seat of a live subscription if one is free: the capacity check and the count
 #: of active seats in one statement (it also locks the row until the transaction ends).
@@ -139,7 +141,9 @@ def take_seat(session: Session, subscription: Subscription) -> bool:
     the row this statement updates, and each sees the count the one before it left.
     The object's ``assigned`` is set to what the row now holds.
     """
-    taken = session.execute(TAKE_SEAT, {"subscription_id": subscription.id}).rowcount == 1
+    values = {"subscription_id": subscription.id}
+    result = cast(sa.CursorResult[Any], session.execute(TAKE_SEAT, values))
+    taken = result.rowcount == 1
     if taken:
         set_committed_value(subscription, "assigned", subscription.assigned + 1)
     return taken

@@ -1,0 +1,584 @@
+"""A lean path for the API's seat assignment and release (issue 13).
+
+``POST /api/v1/subscriptions/{id}/seats`` and ``DELETE …/seats/{email}`` through
+Flask, flask-openapi3, Flask-Limiter and the ORM cost 10–20 times the CPU of one
+bare insert (docs/PERFORMANCE.md, "Seat assign + release: where the CPU goes"). This
+WSGI middleware answers the common case before Flask sees the request, with a few
+Core statements compiled once, in one transaction of an ORM session of its own
+(so the session's hooks run as on the Flask path: the row-level security scope,
+the provisioning outbox's delivery jobs at commit), and hands everything else to
+Flask unchanged.
+
+It answers only when the answer is certain to be the Flask view's:
+
+* a ``Bearer`` council or organisation token that is live (not revoked or expired,
+  its organisation active) and used within the last minute (no time of use to write),
+  no ``Idempotency-Key``, no trusted proxies configured (the audit's address is then
+  the peer's), a canonical path and, for an assignment, a JSON body that is exactly
+  ``{"user_email": "…"}`` with a lower-case address;
+* **assign**: the subscription is in the token's scope, active and has a free seat
+  (``subscriptions.assigned < quantity``, counted in the same ``UPDATE``:
+  invariant 2), the person is an active account of its organisation without a
+  password (so no mail is due) and holds no seat of the product (the partial unique
+  index, ``ON CONFLICT DO NOTHING``);
+* **release**: the person holds an active seat of the subscription in scope.
+
+Anything else (an unknown person to invite, a full subscription, a 404, a 409, a
+database error, the token's rate limit reached) rolls back and goes to Flask, which
+answers it and writes what it writes. What an answer writes is what the services
+write: the seat, the subscription's counter, the approved seat request, the audit
+event linked to the chain (its head row locked, as :func:`portal.audit.services.
+audit_record` does), and the signals ``seat_assigned`` / ``seat_released`` sent with
+the seat (a persistent :class:`~portal.seats.models.SeatAssignment` of the session)
+so provisioning writes its outbox rows in the same transaction. The token's rate
+limit is counted as the entitlement check's fast path counts it
+(:class:`portal.api.fastpath.Reservations`), once, just before the commit.
+tests/api/test_seat_fastpath.py asks both paths the same questions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any, cast
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.session import make_transient_to_detached
+
+from portal.api.auth import COUNCIL, ORGANISATION, ROLE_OF_SCOPE
+from portal.api.fastpath import Reservations, StartResponse, TokenLimit, WSGIApp
+from portal.api.models import ApiToken
+from portal.api.services import LAST_USED_RESOLUTION, TOKEN_START
+from portal.api.subscriptions import SeatOut
+from portal.audit import chain
+from portal.audit.models import AuditChainHead, AuditEvent
+from portal.catalogue.models import Product
+from portal.db import bind_scope, db
+from portal.identity.models import User
+from portal.identity.security import token_digest
+from portal.kernel.actor import Actor
+from portal.kernel.clock import now_utc
+from portal.kernel.scope import Scope
+from portal.observability import ENVIRON_ACTOR, ENVIRON_ENDPOINT, observe_request
+from portal.seats.models import SeatAssignment, SeatRequest, Subscription
+from portal.security import is_production, response_headers
+from portal.signals import seat_assigned, seat_released
+from portal.tenancy.models import Organisation
+
+ASSIGN_PATH = re.compile(r"/api/v1/subscriptions/([1-9][0-9]{0,17})/seats")
+RELEASE_PATH = re.compile(r"/api/v1/subscriptions/([1-9][0-9]{0,17})/seats/([^/]{3,254})")
+#: Addresses this path takes as they are (anything else goes to Flask's validation).
+PLAIN_EMAIL = re.compile(r"[a-z0-9._+\-]{1,64}@[a-z0-9\-]+(\.[a-z0-9\-]+)+")
+#: The largest assignment body read here (``{"user_email": …}`` of 254 characters).
+MAX_BODY = 512
+
+_token = cast(sa.Table, ApiToken.__table__)
+_organisation = cast(sa.Table, Organisation.__table__)
+_subscription = cast(sa.Table, Subscription.__table__)
+_seat = cast(sa.Table, SeatAssignment.__table__)
+_user = cast(sa.Table, User.__table__)
+_product = cast(sa.Table, Product.__table__)
+_request = cast(sa.Table, SeatRequest.__table__)
+_event = cast(sa.Table, AuditEvent.__table__)
+_head = cast(sa.Table, AuditChainHead.__table__)
+
+TOKEN = (
+    sa.select(
+        _token.c.scope,
+        _token.c.organisation_id,
+        _token.c.prefix,
+        _token.c.revoked_at,
+        _token.c.expires_at,
+        _token.c.last_used_at,
+        _organisation.c.status.label("organisation_status"),
+    )
+    .select_from(_token.outerjoin(_organisation, _organisation.c.id == _token.c.organisation_id))
+    .where(_token.c.token_hash == sa.bindparam("token_hash"))
+)
+
+_SKU = (
+    sa.select(_product.c.sku)
+    .where(_product.c.id == _subscription.c.product_id)
+    .scalar_subquery()
+    .label("sku")
+)
+
+
+def _in_scope(organisation_column: Any) -> Any:
+    """``organisation_id = :scope_org``, or true when ``:scope_org`` is NULL (council)."""
+    scope_org = sa.bindparam("scope_org", type_=sa.BigInteger)
+    return sa.or_(scope_org.is_(None), organisation_column == scope_org)
+
+
+#: One seat of the subscription taken, if it is in scope, active and not full.
+TAKE = (
+    sa.update(_subscription)
+    .where(
+        _subscription.c.id == sa.bindparam("subscription_id"),
+        _subscription.c.status == "active",
+        _subscription.c.assigned < _subscription.c.quantity,
+        _in_scope(_subscription.c.organisation_id),
+    )
+    .values(assigned=_subscription.c.assigned + 1)
+    .returning(_subscription.c.organisation_id, _subscription.c.product_id, _SKU)
+)
+
+#: One seat of the subscription given back (the seat was released in this transaction).
+GIVE_BACK = (
+    sa.update(_subscription)
+    .where(_subscription.c.id == sa.bindparam("subscription_id"))
+    .values(assigned=_subscription.c.assigned - 1)
+    .returning(_subscription.c.product_id, _SKU)
+)
+
+
+def _insert_seat(dialect: str) -> Any:
+    """The person's new seat: an active account of the organisation, without a password,
+    holding no seat of the product (the partial unique index; a conflict inserts nothing)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    person = sa.select(
+        sa.bindparam("b_organisation_id", type_=sa.BigInteger),
+        sa.bindparam("b_subscription_id", type_=sa.BigInteger),
+        sa.bindparam("b_product_id", type_=sa.BigInteger),
+        _user.c.id,
+        sa.bindparam("b_now", type_=_seat.c.assigned_at.type),
+    ).where(
+        _user.c.email == sa.bindparam("b_email"),
+        _user.c.organisation_id == sa.bindparam("b_organisation_id"),
+        _user.c.is_active.is_(True),
+        _user.c.password_hash.is_(None),
+    )
+    return (
+        insert(_seat)
+        .from_select(
+            ["organisation_id", "subscription_id", "product_id", "user_id", "assigned_at"], person
+        )
+        .on_conflict_do_nothing(
+            index_elements=[_seat.c.user_id, _seat.c.product_id],
+            index_where=_seat.c.released_at.is_(None),
+        )
+        .returning(_seat.c.id, _seat.c.user_id, _seat.c.assigned_at)
+    )
+
+
+#: The person's pending request for the product is answered by the seat.
+APPROVE_REQUEST = (
+    sa.update(_request)
+    .where(
+        _request.c.organisation_id == sa.bindparam("b_organisation_id"),
+        _request.c.user_id == sa.bindparam("b_user_id"),
+        _request.c.product_id == sa.bindparam("b_product_id"),
+        _request.c.status == "pending",
+    )
+    .values(
+        status="approved",
+        decided_by_id=None,
+        decided_at=sa.bindparam("b_now", type_=_request.c.decided_at.type),
+    )
+)
+
+#: The person's active seat of the subscription, released.
+RELEASE = (
+    sa.update(_seat)
+    .where(
+        _seat.c.subscription_id == sa.bindparam("b_subscription_id"),
+        _seat.c.released_at.is_(None),
+        _in_scope(_seat.c.organisation_id),
+        _seat.c.user_id
+        == sa.select(_user.c.id).where(_user.c.email == sa.bindparam("b_email")).scalar_subquery(),
+    )
+    .values(
+        released_at=sa.bindparam("b_now", type_=_seat.c.released_at.type), release_reason="released"
+    )
+    .returning(
+        _seat.c.id,
+        _seat.c.organisation_id,
+        _seat.c.product_id,
+        _seat.c.user_id,
+        _seat.c.assigned_at,
+    )
+)
+
+HEAD = sa.select(_head.c.seq, _head.c.hash).where(_head.c.id == 1).with_for_update()
+MOVE_HEAD = sa.update(_head).where(_head.c.id == 1)
+ADD_EVENT = sa.insert(_event)
+
+
+class _Refused(Exception):
+    """Not this path's answer: roll back and let Flask answer."""
+
+
+class SeatFastPath:
+    """WSGI middleware: assign or release a seat in a few statements, or pass it on."""
+
+    def __init__(self, app: Flask, wsgi_app: WSGIApp, *, token_limit: TokenLimit) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.reservations = Reservations(token_limit)
+        self._engine: sa.Engine | None = None
+        self._insert: Any = None
+        self._setting_up = threading.Lock()
+        adapter = app.url_map.bind("")
+        self.assign_endpoint = adapter.match("/api/v1/subscriptions/1/seats", "POST")[0]
+        self.release_endpoint = adapter.match("/api/v1/subscriptions/1/seats/a@b.c", "DELETE")[0]
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD")
+        if method in ("POST", "DELETE") and environ.get("PATH_INFO", "").startswith(
+            "/api/v1/subscriptions/"
+        ):
+            return observe_request(environ, start_response, self._seat)
+        return self.wsgi_app(environ, start_response)
+
+    def _seat(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        answer = self.answer(environ)
+        if answer is None:
+            return self.wsgi_app(environ, start_response)
+        status, body, endpoint, actor_label = answer
+        environ[ENVIRON_ENDPOINT] = endpoint
+        environ[ENVIRON_ACTOR] = actor_label
+        return self._reply(status, body, environ, start_response)
+
+    def _reply(
+        self, status: int, body: dict[str, Any], environ: dict[str, Any], start: StartResponse
+    ) -> Iterable[bytes]:
+        """Flask's JSON response (``jsonify``), with the security headers Flask adds."""
+        provider = self.app.json
+        security = response_headers(mimetype="application/json", production=is_production(self.app))
+        if not isinstance(provider, DefaultJSONProvider) or self.app.debug:
+            response = provider.response(body)
+            response.status_code = status
+            response.headers.extend(security)
+            return response(environ, start)  # type: ignore[operator]
+        payload = f"{provider.dumps(body, separators=(',', ':'))}\n".encode()
+        start(
+            "201 CREATED" if status == 201 else "200 OK",
+            [
+                ("Content-Type", provider.mimetype),
+                ("Content-Length", str(len(payload))),
+                *security,
+            ],
+        )
+        return [payload]
+
+    # ------------------------------------------------------------ the request
+
+    def _request(self, environ: dict[str, Any]) -> tuple[str, int, str] | None:
+        """("assign" | "release", subscription id, email) of a request this path may answer."""
+        if environ.get("HTTP_IDEMPOTENCY_KEY") is not None or environ.get("QUERY_STRING"):
+            return None
+        path = environ.get("PATH_INFO", "")
+        if environ["REQUEST_METHOD"] == "POST":
+            match = ASSIGN_PATH.fullmatch(path)
+            if match is None:
+                return None
+            email = _assign_body(environ)
+            return None if email is None else ("assign", int(match[1]), email)
+        match = RELEASE_PATH.fullmatch(path)
+        if match is None or not PLAIN_EMAIL.fullmatch(match[2]):
+            return None
+        return "release", int(match[1]), match[2]
+
+    def answer(self, environ: dict[str, Any]) -> tuple[int, dict[str, Any], str, str] | None:
+        """(status, JSON body, endpoint, actor label) of the answer, or None: Flask answers."""
+        scheme, _, credentials = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        credentials = credentials.strip()
+        if (
+            scheme.lower() != "bearer"
+            or not credentials.startswith(TOKEN_START)
+            or len(credentials) > 200
+            or self.app.config.get("PORTAL_TRUSTED_PROXIES")
+        ):
+            return None
+        asked = self._request(environ)
+        if asked is None:
+            return None
+        kind, subscription_id, email = asked
+        digest = token_digest(credentials)
+        try:
+            session = Session(bind=self._engine_for_process(), autoflush=False)
+        except Exception:
+            return None
+        try:
+            bind_scope(session, Scope.council())  # the token is looked up council-wide
+            connection = session.connection()
+            token = connection.execute(TOKEN, {"token_hash": digest}).first()
+            if token is None or not _live_token(token):
+                raise _Refused
+            label = f"token {token.prefix}…"
+            scope_org = token.organisation_id if token.scope == "organisation" else None
+            if scope_org is not None:
+                bind_scope(session, Scope.organisation(scope_org))
+            ip = environ.get("REMOTE_ADDR")
+            if kind == "assign":
+                body = self._assign(
+                    session, connection, subscription_id, email, scope_org, label, ip
+                )
+            else:
+                body = self._release(
+                    session, connection, subscription_id, email, scope_org, label, ip
+                )
+            if not self.reservations.allow(self.app, digest):
+                raise _Refused  # the token's limit is reached (or Redis in doubt): Flask answers
+            session.commit()
+        except Exception:  # _Refused, or a database error: Flask answers (a 503 if down)
+            with contextlib.suppress(Exception):  # the connection is gone: Flask reports it
+                session.rollback()
+            return None
+        finally:
+            session.close()
+        if kind == "assign":
+            return 201, body, self.assign_endpoint, label
+        return 200, body, self.release_endpoint, label
+
+    def _assign(
+        self,
+        session: Session,
+        connection: sa.Connection,
+        subscription_id: int,
+        email: str,
+        scope_org: int | None,
+        label: str,
+        ip: str | None,
+    ) -> dict[str, Any]:
+        taken = connection.execute(
+            TAKE, {"subscription_id": subscription_id, "scope_org": scope_org}
+        ).first()
+        if taken is None:  # out of scope, not active or full: Flask says which
+            raise _Refused
+        now = now_utc()
+        values = {
+            "b_organisation_id": taken.organisation_id,
+            "b_subscription_id": subscription_id,
+            "b_product_id": taken.product_id,
+            "b_email": email,
+            "b_now": now,
+        }
+        seat = connection.execute(self._insert, values).first()
+        if seat is None:  # no such person, deactivated, with mail due, or holding a seat
+            raise _Refused
+        connection.execute(
+            APPROVE_REQUEST,
+            {
+                "b_organisation_id": taken.organisation_id,
+                "b_user_id": seat.user_id,
+                "b_product_id": taken.product_id,
+                "b_now": now,
+            },
+        )
+        _audit(
+            connection,
+            label=label,
+            ip=ip,
+            action="seat.assign",
+            target_id=seat.id,
+            target_label=f"{taken.sku} → {email}",
+            organisation_id=taken.organisation_id,
+            before=None,
+            after={"user_email": email, "subscription": subscription_id},
+        )
+        held = _seat_object(
+            session,
+            id=seat.id,
+            organisation_id=taken.organisation_id,
+            subscription_id=subscription_id,
+            product_id=taken.product_id,
+            user_id=seat.user_id,
+            assigned_at=seat.assigned_at,
+            released_at=None,
+            release_reason=None,
+        )
+        seat_assigned.send(held, session=session, actor=_actor(label, scope_org, ip))
+        session.flush()  # what the receivers added (the provisioning outbox)
+        return _body(subscription_id, email, seat.assigned_at, None)
+
+    def _release(
+        self,
+        session: Session,
+        connection: sa.Connection,
+        subscription_id: int,
+        email: str,
+        scope_org: int | None,
+        label: str,
+        ip: str | None,
+    ) -> dict[str, Any]:
+        now = now_utc()
+        seat = connection.execute(
+            RELEASE,
+            {
+                "b_subscription_id": subscription_id,
+                "scope_org": scope_org,
+                "b_email": email,
+                "b_now": now,
+            },
+        ).first()
+        if seat is None:  # no such seat in scope: Flask's 404
+            raise _Refused
+        subscription = connection.execute(GIVE_BACK, {"subscription_id": subscription_id}).first()
+        if subscription is None:  # pragma: no cover (the seat's subscription exists)
+            raise _Refused
+        _audit(
+            connection,
+            label=label,
+            ip=ip,
+            action="seat.release",
+            target_id=seat.id,
+            target_label=f"{subscription.sku} → {email}",
+            organisation_id=seat.organisation_id,
+            before={"user_email": email},
+            after={"released": True, "reason": "released"},
+        )
+        held = _seat_object(
+            session,
+            id=seat.id,
+            organisation_id=seat.organisation_id,
+            subscription_id=subscription_id,
+            product_id=seat.product_id,
+            user_id=seat.user_id,
+            assigned_at=seat.assigned_at,
+            released_at=now,
+            release_reason="released",
+        )
+        seat_released.send(held, session=session, actor=_actor(label, scope_org, ip))
+        session.flush()
+        return _body(subscription_id, email, seat.assigned_at, now)
+
+    # ------------------------------------------------------------ set-up
+
+    def _engine_for_process(self) -> sa.Engine:
+        if self._engine is None:
+            with self._setting_up:
+                if self._engine is None:
+                    with self.app.app_context():
+                        engine = db.engine
+                    self._insert = _insert_seat(engine.dialect.name)
+                    self._engine = engine
+        return self._engine
+
+
+def _assign_body(environ: dict[str, Any]) -> str | None:
+    """The address of a plain assignment body ``{"user_email": "…"}``, or None."""
+    if not environ.get("CONTENT_TYPE", "").startswith("application/json"):
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    if not 0 < length <= MAX_BODY:
+        return None
+    stream = environ["wsgi.input"]
+    raw = stream.read(length)
+    # Flask reads the body again, from the bytes read here.
+    environ["wsgi.input"] = _Replay(raw)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or list(data) != ["user_email"]:
+        return None
+    email = data["user_email"]
+    if not isinstance(email, str) or len(email) > 254 or not PLAIN_EMAIL.fullmatch(email):
+        return None
+    return email
+
+
+class _Replay:
+    """A WSGI input stream over bytes already read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._stream = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._stream.readline(size)
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return self._stream.readlines(hint)
+
+    def __iter__(self) -> Any:
+        return iter(self._stream)
+
+
+def _live_token(row: Any) -> bool:
+    """A council or organisation token Flask would accept without writing its time of use."""
+    now = now_utc()
+    if row.scope == "organisation":
+        if row.organisation_id is None or row.organisation_status != "active":
+            return False
+    elif row.scope != "council":
+        return False
+    return (
+        row.revoked_at is None
+        and (row.expires_at is None or row.expires_at > now)
+        and row.last_used_at is not None
+        and now - row.last_used_at < LAST_USED_RESOLUTION
+    )
+
+
+def _actor(label: str, scope_org: int | None, ip: str | None) -> Actor:
+    scope = COUNCIL if scope_org is None else ORGANISATION
+    return Actor.api_token(label, role=ROLE_OF_SCOPE[scope], organisation_id=scope_org, ip=ip)
+
+
+def _seat_object(session: Session, **columns: Any) -> SeatAssignment:
+    """The seat as a persistent object of the session (no statement): the signals' payload."""
+    seat = SeatAssignment(**columns)
+    make_transient_to_detached(seat)
+    session.add(seat)
+    return seat
+
+
+def _body(subscription_id: int, email: str, assigned_at: Any, released_at: Any) -> dict[str, Any]:
+    return SeatOut(
+        subscription=subscription_id,
+        user_email=email,
+        assigned_at=assigned_at,
+        released_at=released_at,
+    ).model_dump(mode="json")
+
+
+def _audit(
+    connection: sa.Connection,
+    *,
+    label: str,
+    ip: str | None,
+    action: str,
+    target_id: int,
+    target_label: str,
+    organisation_id: int,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> None:
+    """One audit event linked to the chain, as :func:`portal.audit.services.audit_record`
+    links it: the head row read and locked, the event inserted, the head moved."""
+    head = connection.execute(HEAD).first()
+    if head is None:  # a fresh chain: the services set up its head
+        raise _Refused
+    fields: dict[str, Any] = {
+        "occurred_at": now_utc(),
+        "actor_user_id": None,
+        "actor_label": label[:254],
+        "organisation_id": organisation_id,
+        "action": action,
+        "target_type": "seat",
+        "target_id": str(target_id),
+        "target_label": target_label,
+        "before": chain.as_stored_json(before),
+        "after": chain.as_stored_json(after),
+        "ip": ip,
+        "seq": int(head.seq) + 1,
+        "prev_hash": str(head.hash),
+    }
+    digest = chain.event_hash(**fields)
+    connection.execute(ADD_EVENT, {**fields, "hash": digest})
+    connection.execute(MOVE_HEAD, {"seq": fields["seq"], "hash": digest})

@@ -1,0 +1,364 @@
+"""The seat lean path (``portal.api.seat_fastpath``) answers and writes as Flask does.
+
+Each plain assignment or release is made once through the whole application (where
+the lean path answers first) and once, for another person, through the Flask
+application alone (the middleware's inner WSGI app): the answers must have the same
+status, headers and shape, and the rows written (the seat, the subscription's counter,
+the audit event and its link in the chain, the approved seat request, the provisioning
+outbox) must be the same. Every other request is left to Flask (a spy on
+``SeatFastPath.answer`` tells which path answered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.test import Client
+
+from portal.api.seat_fastpath import SeatFastPath
+from portal.audit.models import AuditEvent
+from portal.audit.services import audit_verify
+from portal.catalogue.models import Product
+from portal.db import council_wide, db
+from portal.identity.accounts import user_create
+from portal.identity.models import User
+from portal.kernel.actor import Role
+from portal.seats import services
+from portal.seats.models import SeatAssignment, SeatRequest, Subscription
+from portal.tenancy.models import Organisation
+from tests.api.conftest import assert_problem
+from tests.conftest import SYSTEM
+from tests.provisioning.conftest import receiver, world  # noqa: F401
+
+#: The peer's address, as Flask's test client gives it (werkzeug's own gives none).
+PEER = {"REMOTE_ADDR": "127.0.0.1"}
+
+
+@dataclass
+class Setup:
+    org_id: int
+    slug: str
+    subscription_id: int
+    product_id: int
+    token: str
+    people: list[str]
+
+
+def _middleware(app) -> SeatFastPath:
+    layer = app.wsgi_app
+    while not isinstance(layer, SeatFastPath):
+        layer = layer.wsgi_app
+    return layer
+
+
+@pytest.fixture
+def spy(app, monkeypatch) -> list[bool]:
+    """Whether the lean path answered each seat request (True) or left it to Flask."""
+    middleware = _middleware(app)
+    answered: list[bool] = []
+    answer = middleware.answer
+
+    def spying(environ):
+        result = answer(environ)
+        answered.append(result is not None)
+        return result
+
+    monkeypatch.setattr(middleware, "answer", spying)
+    return answered
+
+
+def _setup(app, make_org, make_product, make_token, *, slug="acme", quantity=3, people=4):
+    org = make_org(slug)
+    product = make_product(capacity=20)
+    with app.app_context():
+        organisation = db.session.get(Organisation, org.id)
+        emails = [f"p{i}@{slug}.example" for i in range(people)]
+        for email in emails:  # no passwords: no mail is due on assignment
+            user_create(
+                db.session, actor=SYSTEM, email=email, role=Role.MEMBER, organisation=organisation
+            )
+        outcome = services.subscription_create(
+            db.session,
+            actor=SYSTEM,
+            organisation=organisation,
+            product=db.session.get(Product, product.id),
+            quantity=quantity,
+        )
+        db.session.commit()
+        subscription_id = outcome.subscription.id
+    token = make_token("council")
+    setup = Setup(org.id, slug, subscription_id, product.id, token, emails)
+    _warm(app, setup.token, subscription_id)
+    return setup
+
+
+def _warm(app, token: str, subscription_id: int) -> None:
+    """A first request notes the token's time of use (Flask's work; the lean path then may)."""
+    response = app.test_client().get(
+        f"/api/v1/subscriptions/{subscription_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _assign(client, setup: Setup, email: str, **headers: str):
+    return client.post(
+        f"/api/v1/subscriptions/{setup.subscription_id}/seats",
+        json={"user_email": email},
+        headers={**_headers(setup.token), **headers},
+        environ_base=PEER,
+    )
+
+
+def _release(client, setup: Setup, email: str):
+    return client.delete(
+        f"/api/v1/subscriptions/{setup.subscription_id}/seats/{email}",
+        headers=_headers(setup.token),
+        environ_base=PEER,
+    )
+
+
+def _flask(app) -> Client:
+    return Client(_middleware(app).wsgi_app)
+
+
+def _counter_and_active(app, subscription_id: int) -> tuple[int, int]:
+    with app.app_context(), council_wide(db.session):
+        assigned = db.session.scalar(
+            sa.select(Subscription.assigned).where(Subscription.id == subscription_id)
+        )
+        active = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(SeatAssignment)
+            .where(
+                SeatAssignment.subscription_id == subscription_id,
+                SeatAssignment.released_at.is_(None),
+            )
+        )
+        return assigned, active
+
+
+def _event(app, action: str, email: str) -> dict:
+    with app.app_context(), council_wide(db.session):
+        event = db.session.scalars(
+            sa.select(AuditEvent)
+            .where(AuditEvent.action == action, AuditEvent.target_label.endswith(email))
+            .order_by(AuditEvent.seq.desc())
+        ).first()
+        assert event is not None
+        return {
+            "actor_user_id": event.actor_user_id,
+            "actor_label": event.actor_label,
+            "organisation_id": event.organisation_id,
+            "target_type": event.target_type,
+            "target_label": event.target_label.replace(email, "EMAIL"),
+            "before": _blank(event.before, email),
+            "after": _blank(event.after, email),
+            "ip": event.ip,
+        }
+
+
+def _blank(value, email):
+    if isinstance(value, dict):
+        return {k: ("EMAIL" if v == email else v) for k, v in value.items()}
+    return value
+
+
+def _same_answer(fast, flask, email_fast: str, email_flask: str) -> None:
+    assert fast.status_code == flask.status_code
+    ignore = {"date", "x-request-id", "vary"}
+    assert sorted(k.lower() for k, _ in fast.headers if k.lower() not in ignore) == sorted(
+        k.lower() for k, _ in flask.headers if k.lower() not in ignore
+    )
+    assert fast.headers["Content-Type"] == flask.headers["Content-Type"]
+    a, b = fast.get_json(), flask.get_json()
+    assert set(a) == set(b) == {"subscription", "user_email", "assigned_at", "released_at"}
+    assert a["user_email"] == email_fast and b["user_email"] == email_flask
+    assert a["subscription"] == b["subscription"]
+    for key in ("assigned_at", "released_at"):
+        assert (a[key] is None) == (b[key] is None)
+        if a[key] is not None:
+            assert len(a[key]) == len(b[key]) and a[key][-1] == b[key][-1]
+
+
+def test_a_plain_assignment_and_release_are_answered_here_as_flask_answers(
+    app, make_org, make_product, make_token, spy
+):
+    setup = _setup(app, make_org, make_product, make_token)
+    client = app.test_client()
+    one, two = setup.people[:2]
+
+    fast = _assign(client, setup, one)
+    assert spy == [True]
+    flask = _assign(_flask(app), setup, two)
+    assert spy == [True]  # the inner app is Flask alone
+    _same_answer(fast, flask, one, two)
+    assert _event(app, "seat.assign", one) == _event(app, "seat.assign", two)
+    assert _counter_and_active(app, setup.subscription_id) == (2, 2)
+
+    fast = _release(client, setup, one)
+    assert spy == [True, True]
+    flask = _release(_flask(app), setup, two)
+    _same_answer(fast, flask, one, two)
+    assert _event(app, "seat.release", one) == _event(app, "seat.release", two)
+    assert _counter_and_active(app, setup.subscription_id) == (0, 0)
+    with app.app_context():
+        assert audit_verify(db.session).broken is None
+        seats = db.session.scalars(
+            sa.select(SeatAssignment).where(SeatAssignment.subscription_id == setup.subscription_id)
+        ).all()
+        assert {s.release_reason for s in seats} == {"released"}
+        assert all(s.released_at >= s.assigned_at for s in seats)
+
+
+def test_an_organisation_token_assigns_in_its_own_organisation_only(
+    app, make_org, make_product, make_token, spy
+):
+    acme = _setup(app, make_org, make_product, make_token, slug="acme")
+    globex = _setup(app, make_org, make_product, make_token, slug="globex")
+    with app.app_context():
+        org = db.session.get(Organisation, acme.org_id)
+        ref = type("Ref", (), {"id": org.id, "slug": org.slug})()
+    own = make_token("organisation", org=ref)
+    _warm(app, own, acme.subscription_id)
+    client = app.test_client()
+    mine = Setup(**{**acme.__dict__, "token": own})
+    assert _assign(client, mine, acme.people[0]).status_code == 201
+    assert spy == [True]
+    theirs = Setup(**{**globex.__dict__, "token": own})
+    assert_problem(_assign(client, theirs, globex.people[0]), 404)
+    assert_problem(_release(client, theirs, globex.people[0]), 404)
+    assert spy[1:] == [False, False]
+    assert _release(client, mine, acme.people[0]).status_code == 200
+    assert spy[-1] is True
+    assert _counter_and_active(app, acme.subscription_id) == (0, 0)
+    assert _counter_and_active(app, globex.subscription_id) == (0, 0)
+
+
+def test_everything_else_goes_to_flask(app, make_org, make_product, make_token, spy):
+    setup = _setup(app, make_org, make_product, make_token, quantity=2, people=4)
+    client = app.test_client()
+    a, b, c, _ = setup.people
+
+    assert _assign(client, setup, a).status_code == 201
+    assert spy == [True]
+    # Already holding a seat: Flask's 409.
+    assert_problem(_assign(client, setup, a), 409, "already_assigned")
+    # An unknown address: Flask invites the person (and assigns the seat).
+    assert _assign(client, setup, "new.person@acme.example").status_code == 201
+    assert spy[1:] == [False, False]
+    # Full: Flask's 409, for a known and an unknown address alike.
+    assert_problem(_assign(client, setup, b), 409, "no_free_seat")
+    assert_problem(_assign(client, setup, "other@acme.example"), 409, "no_free_seat")
+    # Releasing a person without a seat: Flask's 404.
+    assert_problem(_release(client, setup, c), 404, "seat_not_found")
+    # An address that is not plain, an Idempotency-Key: Flask.
+    assert_problem(_assign(client, setup, a.upper()), 409)
+    assert spy[1:] == [False] * 6
+    assert _release(client, setup, a).status_code == 200
+    assert spy[-1] is True
+    response = _assign(client, setup, a, **{"Idempotency-Key": "k-1"})
+    assert response.status_code == 201
+    assert spy[-1] is False
+    # No token, a bad token: Flask's 401.
+    response = app.test_client().post(
+        f"/api/v1/subscriptions/{setup.subscription_id}/seats", json={"user_email": c}
+    )
+    assert_problem(response, 401)
+    bad = Setup(**{**setup.__dict__, "token": "pk_c_" + "x" * 40})
+    assert_problem(_assign(client, bad, c), 401)
+    assert _counter_and_active(app, setup.subscription_id) == (2, 2)
+    with app.app_context():
+        assert audit_verify(db.session).broken is None
+
+
+def test_a_deactivated_person_and_a_person_with_a_password_go_to_flask(
+    app, make_org, make_product, make_token, make_user, spy
+):
+    setup = _setup(app, make_org, make_product, make_token)
+    client = app.test_client()
+    with app.app_context():
+        person = db.session.scalar(sa.select(User).where(User.email == setup.people[0]))
+        person.is_active = False
+        db.session.commit()
+    assert_problem(_assign(client, setup, setup.people[0]), 409)
+    assert spy == [False]
+    ref = type("Ref", (), {"id": setup.org_id, "slug": setup.slug})()
+    member = make_user("member", ref)  # with a password: a mail is due, Flask sends it
+    assert _assign(client, setup, member.email).status_code == 201
+    assert spy == [False, False]
+    assert _counter_and_active(app, setup.subscription_id) == (1, 1)
+
+
+def test_the_pending_seat_request_is_approved_by_the_seat(
+    app, make_org, make_product, make_token, spy
+):
+    from portal.kernel.actor import Actor
+    from portal.seats.requests import seat_request_create
+
+    setup = _setup(app, make_org, make_product, make_token)
+    with app.app_context():
+        for email in setup.people[:2]:
+            person = db.session.scalar(sa.select(User).where(User.email == email))
+            seat_request_create(
+                db.session,
+                actor=Actor.person(person),
+                user=person,
+                product=db.session.get(Product, setup.product_id),
+            )
+        db.session.commit()
+    assert _assign(app.test_client(), setup, setup.people[0]).status_code == 201
+    assert _assign(_flask(app), setup, setup.people[1]).status_code == 201
+    assert spy == [True]
+    with app.app_context(), council_wide(db.session):
+        requests = db.session.scalars(sa.select(SeatRequest).order_by(SeatRequest.id)).all()
+        assert [r.status for r in requests] == ["approved", "approved"]
+        assert all(r.decided_at is not None and r.decided_by_id is None for r in requests)
+
+
+def test_the_provisioning_outbox_is_written_in_the_same_transaction(
+    app,
+    world,  # noqa: F811
+    make_token,
+    spy,
+):
+    from portal.provisioning.models import Delivery
+
+    with app.app_context():
+        organisation = db.session.get(Organisation, world.org_id)
+        for email in ("amy@buyer.example", "bob@buyer.example"):
+            user_create(
+                db.session, actor=SYSTEM, email=email, role=Role.MEMBER, organisation=organisation
+            )
+        db.session.commit()
+        product_id = db.session.scalar(
+            sa.select(Subscription.product_id).where(Subscription.id == world.subscription_id)
+        )
+    setup = Setup(world.org_id, world.org_slug, world.subscription_id, product_id, "", [])
+    setup.token = make_token("council")
+    _warm(app, setup.token, world.subscription_id)
+    assert _assign(app.test_client(), setup, "amy@buyer.example").status_code == 201
+    assert _assign(_flask(app), setup, "bob@buyer.example").status_code == 201
+    assert _release(app.test_client(), setup, "amy@buyer.example").status_code == 200
+    assert _release(_flask(app), setup, "bob@buyer.example").status_code == 200
+    assert spy == [True, True]
+    with app.app_context(), council_wide(db.session):
+        rows = db.session.scalars(
+            sa.select(Delivery).where(Delivery.event.in_(["seat.assigned", "seat.released"]))
+        ).all()
+
+        def shape(row):
+            return (row.event, row.channel, row.organisation_id, sorted(row.payload))
+
+        amy = sorted(shape(r) for r in rows if r.user_id == _user_id("amy@buyer.example"))
+        bob = sorted(shape(r) for r in rows if r.user_id == _user_id("bob@buyer.example"))
+        assert amy == bob and len(amy) == 2
+
+
+def _user_id(email: str) -> int:
+    return db.session.scalar(sa.select(User.id).where(User.email == email))
