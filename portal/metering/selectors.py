@@ -83,14 +83,39 @@ def _spans(
     if finish != end.astimezone(dt.UTC) or begin != midnight:
         return days, edges
     later = session.execute(
-        sa.select(sa.literal(1))
-        .where(*_events_where((finish, midnight + dt.timedelta(days=1)), scope, product_id))
-        .limit(1)
+        _later_probe((finish, midnight + dt.timedelta(days=1)), scope, product_id)
     ).first()
     if later is not None:
         return days, edges
     last = finish.date() + dt.timedelta(days=1)
     return ((days[0] if days else finish.date()), last), edges[:-1]
+
+
+def _later_probe(
+    span: tuple[dt.datetime, dt.datetime], scope: Scope, product_id: int | None
+) -> sa.Select:
+    """Whether an event lies in ``span`` (the rest of a day). For one organisation, one
+    probe of ``ix_usage_events_org_product_meter_time`` per meter with usage that day (the
+    day's ``usage_daily`` rows name them: every stored event has its row), so the answer
+    costs the same however many events the day has; council-wide, the day's events."""
+    if scope.is_council:
+        return sa.select(sa.literal(1)).where(*_events_where(span, scope, product_id)).limit(1)
+    later = (
+        sa.select(sa.literal(1))
+        .where(
+            UsageEvent.organisation_id == UsageDaily.organisation_id,
+            UsageEvent.product_id == UsageDaily.product_id,
+            UsageEvent.meter_id == UsageDaily.meter_id,
+            UsageEvent.occurred_at >= span[0],
+            UsageEvent.occurred_at < span[1],
+        )
+        .correlate(UsageDaily)
+        .exists()
+    )
+    where = [scope.filter(UsageDaily.organisation_id), UsageDaily.day == span[0].date(), later]
+    if product_id is not None:
+        where.append(UsageDaily.product_id == product_id)
+    return sa.select(sa.literal(1)).where(*where).limit(1)
 
 
 def usage_aggregates(

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.audit.models import AuditEvent
 from portal.billing.charges import subscriptions_in
 from portal.billing.models import Invoice, InvoiceStatus
 from portal.catalogue.models import Product
+from portal.identity.models import User
 from portal.kernel.scope import Scope
 from portal.metering.selectors import idle_seat_count, seat_days_by_subscription
+from portal.pagination import Page
 from portal.seats.history import daily_quantities
 from portal.seats.models import (
     SeatAssignment,
@@ -146,3 +149,26 @@ def seat_days_this_month(
         for sub_id, product_id in rows
     ]
     return sorted((r for r in out if r.reserved or r.assigned), key=lambda r: r.product_name)
+
+
+def people_count(session: Session, *, organisation_id: int) -> int:
+    """The organisation's accounts (one count from the organisation's index; the dashboard
+    shows the number, not a page of people sorted by email)."""
+    query = sa.select(sa.func.count()).select_from(User)
+    return int(session.scalar(query.where(User.organisation_id == organisation_id)) or 0)
+
+
+def latest_audit_events(
+    session: Session, *, organisation_id: int, limit: int = 8
+) -> Page[AuditEvent]:
+    """The organisation's latest audit events, newest first, without counting its whole
+    history (the dashboard links to the log for the rest)."""
+    items = list(
+        session.scalars(
+            sa.select(AuditEvent)
+            .where(AuditEvent.organisation_id == organisation_id)
+            .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
+            .limit(limit)
+        )
+    )
+    return Page(items=items, page=1, per_page=limit, total=len(items))

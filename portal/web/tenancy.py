@@ -23,7 +23,12 @@ from portal.settings.services import settings_get
 from portal.tenancy import selectors, services
 from portal.tenancy.forms import ApplicationForm, OrganisationForm, OrgProfileForm, StatusForm
 from portal.tenancy.models import OrganisationStatus
-from portal.web.overview import organisation_overview, seat_days_this_month
+from portal.web.overview import (
+    latest_audit_events,
+    organisation_overview,
+    people_count,
+    seat_days_this_month,
+)
 
 bp = Blueprint("tenancy", __name__)
 
@@ -263,9 +268,9 @@ def organisation_status(slug: str, action: str):
 def org_dashboard():
     """The organisation admin's overview."""
     org = auth.current_organisation()
-    users = people.users_list(db_session(), scope=Scope.organisation(org.id), per_page=1)
+    user_count = people_count(db_session(), organisation_id=org.id)
     invitations = people.invitations_pending(db_session(), scope=Scope.organisation(org.id))
-    events = audit_events_list(db_session(), scope=Scope.organisation(org.id), per_page=8)
+    events = latest_audit_events(db_session(), organisation_id=org.id)
     overview = organisation_overview(
         db_session(),
         organisation_id=org.id,
@@ -277,7 +282,7 @@ def org_dashboard():
         "tenancy/org_dashboard.html",
         seat_days=seat_days,
         org=org,
-        user_count=users.total,
+        user_count=user_count,
         invitations=invitations,
         events=events,
         overview=overview,
