@@ -265,11 +265,13 @@ def subscription_resize(
     quantity = _check_quantity(quantity)
     _check_on_shortage(on_shortage)
     lock_product(session, subscription.product_id)
-    session.refresh(subscription)
+    # The subscription's row too, read afresh: seat assignments queue on it, so the count
+    # of assigned seats cannot grow past the new quantity meanwhile (invariant 2).
+    writes.lock_subscription(session, subscription)
     if subscription.status == SubscriptionStatus.CANCELLED:
         raise InvalidState(_l("This subscription is cancelled."), code="subscription_cancelled")
     product = subscription.product
-    assigned = selectors.assigned_counts(session, [subscription.id]).get(subscription.id, 0)
+    assigned = subscription.assigned
     if quantity < assigned:
         release = assigned - quantity
         raise Conflict(
