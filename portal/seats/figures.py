@@ -112,29 +112,30 @@ def catalogue_list(
 def _pool_totals(
     session: Session, ids: list[int]
 ) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
-    reserved = {
-        pid: (int(q or 0), int(w or 0))
-        for pid, q, w in session.execute(
-            sa.select(
-                Subscription.product_id,
-                sa.func.sum(Subscription.quantity),
-                sa.func.sum(Subscription.requested_quantity - Subscription.quantity),
-            )
-            .where(
-                Subscription.product_id.in_(ids),
-                Subscription.status != SubscriptionStatus.CANCELLED,
-            )
-            .group_by(Subscription.product_id)
-        ).all()
-    }
-    assigned = dict(
-        session.execute(
-            sa.select(SeatAssignment.product_id, sa.func.count())
-            .where(SeatAssignment.product_id.in_(ids), SeatAssignment.released_at.is_(None))
-            .group_by(SeatAssignment.product_id)
-        ).all()
-    )
-    return reserved, {int(k): int(v or 0) for k, v in assigned.items()}
+    """Per product: (seats reserved, waiting), and seats assigned.
+
+    Assigned seats are the sum of the subscriptions' counters (``subscriptions.assigned``,
+    kept by every seat write), not a count of the seat rows: the catalogue costs the same
+    at any number of seats (a cancelled subscription counts none).
+    """
+    reserved: dict[int, tuple[int, int]] = {}
+    assigned: dict[int, int] = {}
+    for pid, q, w, a in session.execute(
+        sa.select(
+            Subscription.product_id,
+            sa.func.sum(Subscription.quantity),
+            sa.func.sum(Subscription.requested_quantity - Subscription.quantity),
+            sa.func.sum(Subscription.assigned),
+        )
+        .where(
+            Subscription.product_id.in_(ids),
+            Subscription.status != SubscriptionStatus.CANCELLED,
+        )
+        .group_by(Subscription.product_id)
+    ).all():
+        reserved[int(pid)] = (int(q or 0), int(w or 0))
+        assigned[int(pid)] = int(a or 0)
+    return reserved, assigned
 
 
 def product_figures(session: Session, product: Product, day: dt.date) -> ProductFigures:
