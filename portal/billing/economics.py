@@ -27,7 +27,8 @@ from portal.billing.rating import round_half_up
 from portal.catalogue.models import LicencePool, Product
 from portal.kernel.i18n import _l
 from portal.kernel.periods import period_bounds
-from portal.metering.selectors import pool_utilisation_series
+from portal.seats.history import daily_quantities
+from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
 
 
 @dataclass
@@ -115,6 +116,104 @@ def _overlap_days(start: dt.date, end: dt.date, first: dt.date, last: dt.date) -
     return max(0, (stop - begin).days + 1)
 
 
+def _held_days(
+    assigned_at: dt.datetime, released_at: dt.datetime | None, first: dt.date, last: dt.date
+) -> int:
+    """The days from ``first`` to ``last`` at whose end a seat was held (assigned before
+    the day's last midnight, not released before it), as the pool chart counts them."""
+    day = dt.timedelta(days=1)
+    lo = max(assigned_at.astimezone(dt.UTC).date() + day, first + day)  # first midnight after
+    hi = last + day if released_at is None else released_at.astimezone(dt.UTC).date()
+    return max(0, (min(hi, last + day) - lo).days + 1)
+
+
+def seat_days(
+    session: Session, *, product_ids: list[int], first: dt.date, last: dt.date
+) -> dict[int, tuple[int, int, int]]:
+    """Capacity, reserved and assigned seat-days of each product from ``first`` to ``last``:
+    the sums of :func:`portal.metering.selectors.pool_utilisation_series`'s daily series,
+    for every product at once and at a cost that does not grow with the seats held.
+
+    Capacity from the pools; reserved from the subscriptions' quantity history (as
+    billing rates it); assigned: the seats held now (the subscriptions' ``assigned``
+    counters, migration 0028) that were assigned before ``first`` were held every day,
+    and only the seats assigned since, or released since, are read one by one (partial
+    indexes of migration 0030 find them).
+    """
+    out = dict.fromkeys(product_ids, (0, 0, 0))
+    if not product_ids:
+        return out
+    ids = list(product_ids)
+    days = (last - first).days + 1
+    start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    capacity = dict.fromkeys(ids, 0)
+    for product_id, starts_on, ends_on, seats in session.execute(
+        sa.select(
+            LicencePool.product_id, LicencePool.starts_on, LicencePool.ends_on, LicencePool.capacity
+        ).where(
+            LicencePool.product_id.in_(ids),
+            LicencePool.starts_on <= last,
+            LicencePool.ends_on >= first,
+        )
+    ):
+        capacity[product_id] += seats * _overlap_days(starts_on, ends_on, first, last)
+
+    history: dict[int, list[tuple[dt.datetime, int]]] = {}
+    product_of: dict[int, int] = {}
+    for product_id, sub_id, at, quantity in session.execute(
+        sa.select(
+            Subscription.product_id,
+            SubscriptionChange.subscription_id,
+            SubscriptionChange.effective_at,
+            SubscriptionChange.quantity,
+        )
+        .join(Subscription, Subscription.id == SubscriptionChange.subscription_id)
+        .where(Subscription.product_id.in_(ids), SubscriptionChange.effective_at < end)
+        .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
+    ):
+        history.setdefault(sub_id, []).append((at, quantity))
+        product_of[sub_id] = product_id
+    reserved = dict.fromkeys(ids, 0)
+    for sub_id, changes in history.items():
+        reserved[product_of[sub_id]] += sum(daily_quantities(changes, first, last))
+
+    held_now = dict.fromkeys(ids, 0)
+    for product_id, held in session.execute(
+        sa.select(Subscription.product_id, sa.func.sum(Subscription.assigned))
+        .where(Subscription.product_id.in_(ids))
+        .group_by(Subscription.product_id)
+    ):
+        held_now[product_id] = int(held or 0)
+    assigned = dict.fromkeys(ids, 0)
+    # Held now but assigned since ``first``: not held every day of the period.
+    for product_id, assigned_at in session.execute(
+        sa.select(SeatAssignment.product_id, SeatAssignment.assigned_at).where(
+            SeatAssignment.product_id.in_(ids),
+            SeatAssignment.released_at.is_(None),
+            SeatAssignment.assigned_at >= start,
+        )
+    ):
+        held_now[product_id] -= 1
+        assigned[product_id] += _held_days(assigned_at, None, first, last)
+    # Released since ``first`` (and assigned before the period's end).
+    for product_id, assigned_at, released_at in session.execute(
+        sa.select(
+            SeatAssignment.product_id, SeatAssignment.assigned_at, SeatAssignment.released_at
+        ).where(
+            SeatAssignment.product_id.in_(ids),
+            SeatAssignment.released_at.is_not(None),
+            SeatAssignment.released_at >= start,
+            SeatAssignment.assigned_at < end,
+        )
+    ):
+        assigned[product_id] += _held_days(assigned_at, released_at, first, last)
+    for product_id in ids:
+        assigned[product_id] += days * held_now[product_id]
+        out[product_id] = (capacity[product_id], reserved[product_id], assigned[product_id])
+    return out
+
+
 def council_economics(session: Session, *, period: str, today: dt.date) -> Economics:
     """Cost against billing per product and pool for ``period``, with the utilisation behind it."""
     start, end = period_bounds(period)
@@ -162,16 +261,12 @@ def council_economics(session: Session, *, period: str, today: dt.date) -> Econo
 
     measured_last = min(last, today)
     if measured_last >= first:
-        for entry in products.values():
-            if not entry.pools and not entry.billed:
-                continue
-            _, series = pool_utilisation_series(
-                session, product_id=entry.product_id, first=first, last=measured_last
-            )
+        measured = [e.product_id for e in products.values() if e.pools or e.billed]
+        figures = seat_days(session, product_ids=measured, first=first, last=measured_last)
+        for product_id in measured:
+            entry = products[product_id]
             entry.days = (measured_last - first).days + 1
-            entry.capacity_days = sum(series["Capacity"])
-            entry.reserved_days = sum(series["Reserved"])
-            entry.assigned_days = sum(series["Assigned"])
+            entry.capacity_days, entry.reserved_days, entry.assigned_days = figures[product_id]
 
     totals: dict[str, CurrencyEconomics] = {}
     for entry in products.values():

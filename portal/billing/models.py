@@ -86,6 +86,14 @@ class Invoice(TenantMixin, TimestampMixin, Base):
             name="number_when_final",
         ),
         sa.Index("ix_invoices_period_status", "period", "status"),
+        # Past-due invoices, oldest due first, a page at a time (migration 0030).
+        sa.Index(
+            "ix_invoices_open_due",
+            "due_on",
+            "id",
+            sqlite_where=sa.text("status = 'open'"),
+            postgresql_where=sa.text("status = 'open'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)

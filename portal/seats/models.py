@@ -116,6 +116,25 @@ class SeatAssignment(TenantMixin, Base):
             sqlite_where=sa.text("released_at IS NULL"),
             postgresql_where=sa.text("released_at IS NULL"),
         ),
+        # The council economics' assigned seat-days: the seats assigned, or released, since
+        # a month began (portal.billing.economics.seat_days; migration 0030).
+        sa.Index(
+            "ix_seat_assignments_product_recent",
+            "product_id",
+            "assigned_at",
+            "organisation_id",
+            sqlite_where=sa.text("released_at IS NULL"),
+            postgresql_where=sa.text("released_at IS NULL"),
+        ),
+        sa.Index(
+            "ix_seat_assignments_product_released",
+            "product_id",
+            "released_at",
+            "assigned_at",
+            "organisation_id",
+            sqlite_where=sa.text("released_at IS NOT NULL"),
+            postgresql_where=sa.text("released_at IS NOT NULL"),
+        ),
         sa.CheckConstraint(
             "released_at IS NULL OR released_at >= assigned_at", name="release_after_assign"
         ),

@@ -50,7 +50,7 @@ from portal.billing.operations import (
     drafts_finalize_preview,
     invoice_run_start,
 )
-from portal.billing.overdue import past_due_invoices
+from portal.billing.overdue import past_due_page
 from portal.csvutil import csv_text, localised_header
 from portal.db import db_session
 from portal.forms import committed, confirmation_needed
@@ -557,10 +557,14 @@ def bank_import():
 def overdue():
     """Open invoices past their due date; those past the grace period too are overdue."""
     settings = settings_get(db_session())
+    listed = past_due_page(
+        db_session(),
+        scope=_scope(),
+        today=now_utc().date(),
+        page=request.args.get("page", 1, type=int) or 1,
+    )
     return render_template(
-        "billing/overdue.html",
-        rows=past_due_invoices(db_session(), scope=_scope(), today=now_utc().date()),
-        settings=settings,
+        "billing/overdue.html", rows=listed.rows, listed=listed, settings=settings
     )
 
 
@@ -576,9 +580,7 @@ def exports_page():
         "billing/exports.html",
         period=period,
         periods=_periods(),
-        summary=exports.summary(
-            list(exports.export_rows(db_session(), scope=_scope(), period=period))
-        ),
+        summary=exports.export_summary(db_session(), scope=_scope(), period=period),
         economics=council_economics(db_session(), period=period, today=now_utc().date()),
         # committed cost from purchase orders (issue 16): procurement sits above billing,
         # so the page asks it beside billing's figures
