@@ -106,12 +106,12 @@ TOKEN = (
     .where(_token.c.token_hash == sa.bindparam("token_hash"))
 )
 
-_SKU = (
-    sa.select(_product.c.sku)
-    .where(_product.c.id == _subscription.c.product_id)
-    .scalar_subquery()
-    .label("sku")
-)
+#: The SKU of a seat's product (for the audit event's label), returned with the seat. Written
+#: out: in a RETURNING clause the seat's columns must be named with their table's name.
+_SKU = sa.literal_column(
+    "(SELECT products.sku FROM products WHERE products.id = seat_assignments.product_id)",
+    type_=sa.String,
+).label("sku")
 
 
 def _in_scope(organisation_column: Any) -> Any:
@@ -123,17 +123,17 @@ def _in_scope(organisation_column: Any) -> Any:
 #: The subscription's time of change (its ``onupdate``, given here: nothing is run per row).
 _UPDATED_AT = sa.bindparam("b_updated_at", type_=_subscription.c.updated_at.type)
 
-#: One seat of the subscription taken, if it is in scope, active and not full.
+#: One seat of the subscription taken if one is free (invariant 2: the count of active
+#: seats and the check in one statement, on the row every seat change of it queues on).
 TAKE = (
     sa.update(_subscription)
     .where(
         _subscription.c.id == sa.bindparam("subscription_id"),
         _subscription.c.status == "active",
         _subscription.c.assigned < _subscription.c.quantity,
-        _in_scope(_subscription.c.organisation_id),
     )
     .values(assigned=_subscription.c.assigned + 1, updated_at=_UPDATED_AT)
-    .returning(_subscription.c.organisation_id, _subscription.c.product_id, _SKU)
+    .returning(_subscription.c.id)
 )
 
 #: One seat of the subscription given back (the seat was released in this transaction).
@@ -141,25 +141,34 @@ GIVE_BACK = (
     sa.update(_subscription)
     .where(_subscription.c.id == sa.bindparam("subscription_id"))
     .values(assigned=_subscription.c.assigned - 1, updated_at=_UPDATED_AT)
-    .returning(_subscription.c.product_id, _SKU)
+    .returning(_subscription.c.id)
 )
 
 
 def _insert_seat(dialect: str) -> Any:
-    """The person's new seat: an active account of the organisation, without a password,
-    holding no seat of the product (the partial unique index; a conflict inserts nothing)."""
+    """The person's new seat of a live subscription in scope: an active account of its
+    organisation, without a password, holding no seat of the product (the partial unique
+    index; a conflict inserts nothing). The capacity is :data:`TAKE`'s, later."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    person = sa.select(
-        sa.bindparam("b_organisation_id", type_=sa.BigInteger),
-        sa.bindparam("b_subscription_id", type_=sa.BigInteger),
-        sa.bindparam("b_product_id", type_=sa.BigInteger),
-        _user.c.id,
-        sa.bindparam("b_now", type_=_seat.c.assigned_at.type),
-    ).where(
-        _user.c.email == sa.bindparam("b_email"),
-        _user.c.organisation_id == sa.bindparam("b_organisation_id"),
-        _user.c.is_active.is_(True),
-        _user.c.password_hash.is_(None),
+    person = (
+        sa.select(
+            _subscription.c.organisation_id,
+            _subscription.c.id,
+            _subscription.c.product_id,
+            _user.c.id,
+            sa.bindparam("b_now", type_=_seat.c.assigned_at.type),
+        )
+        .select_from(
+            _subscription.join(_user, _user.c.organisation_id == _subscription.c.organisation_id)
+        )
+        .where(
+            _subscription.c.id == sa.bindparam("b_subscription_id", type_=sa.BigInteger),
+            _subscription.c.status == "active",
+            _in_scope(_subscription.c.organisation_id),
+            _user.c.email == sa.bindparam("b_email"),
+            _user.c.is_active.is_(True),
+            _user.c.password_hash.is_(None),
+        )
     )
     return (
         insert(_seat)
@@ -170,7 +179,14 @@ def _insert_seat(dialect: str) -> Any:
             index_elements=[_seat.c.user_id, _seat.c.product_id],
             index_where=_seat.c.released_at.is_(None),
         )
-        .returning(_seat.c.id, _seat.c.user_id, _seat.c.assigned_at)
+        .returning(
+            _seat.c.id,
+            _seat.c.organisation_id,
+            _seat.c.product_id,
+            _seat.c.user_id,
+            _seat.c.assigned_at,
+            _SKU,
+        )
     )
 
 
@@ -209,6 +225,7 @@ RELEASE = (
         _seat.c.product_id,
         _seat.c.user_id,
         _seat.c.assigned_at,
+        _SKU,
     )
 )
 
@@ -439,6 +456,10 @@ class SeatFastPath:
             return 201, body, self.assign_endpoint, label
         return 200, body, self.release_endpoint, label
 
+    # The order keeps the locks short and in the services' order: the seat's row, then
+    # the subscription's (every seat change of it queues there), then the audit chain's
+    # head (every audited change queues there), each held until the commit right after.
+
     def _assign(
         self,
         session: Session,
@@ -450,55 +471,53 @@ class SeatFastPath:
         ip: str | None,
     ) -> dict[str, Any]:
         now = now_utc()
-        taken = run(
-            "take",
-            {"subscription_id": subscription_id, "scope_org": scope_org, "b_updated_at": now},
+        seat = run(
+            "insert_seat",
+            {
+                "b_subscription_id": subscription_id,
+                "scope_org": scope_org,
+                "b_email": email,
+                "b_now": now,
+            },
         )
-        if taken is None:  # out of scope, not active or full: Flask says which
-            raise _Refused
-        values = {
-            "b_organisation_id": taken["organisation_id"],
-            "b_subscription_id": subscription_id,
-            "b_product_id": taken["product_id"],
-            "b_email": email,
-            "b_now": now,
-        }
-        seat = run("insert_seat", values)
-        if seat is None:  # no such person, deactivated, with mail due, or holding a seat
+        if seat is None:  # no such subscription or person, mail due, or holding a seat
             raise _Refused
         run(
             "approve_request",
             {
-                "b_organisation_id": taken["organisation_id"],
+                "b_organisation_id": seat["organisation_id"],
                 "b_user_id": seat["user_id"],
-                "b_product_id": taken["product_id"],
+                "b_product_id": seat["product_id"],
                 "b_now": now,
             },
         )
+        held = _seat_object(
+            session,
+            id=seat["id"],
+            organisation_id=seat["organisation_id"],
+            subscription_id=subscription_id,
+            product_id=seat["product_id"],
+            user_id=seat["user_id"],
+            assigned_at=seat["assigned_at"],
+            released_at=None,
+            release_reason=None,
+        )
+        # Provisioning writes its outbox rows in this transaction (SPEC 8.4).
+        seat_assigned.send(held, session=session, actor=_actor(label, scope_org, ip))
+        session.flush()  # what the receivers added
+        if run("take", {"subscription_id": subscription_id, "b_updated_at": now}) is None:
+            raise _Refused  # full: Flask's 409
         _audit(
             run,
             label=label,
             ip=ip,
             action="seat.assign",
             target_id=seat["id"],
-            target_label=f"{taken['sku']} → {email}",
-            organisation_id=taken["organisation_id"],
+            target_label=f"{seat['sku']} → {email}",
+            organisation_id=seat["organisation_id"],
             before=None,
             after={"user_email": email, "subscription": subscription_id},
         )
-        held = _seat_object(
-            session,
-            id=seat["id"],
-            organisation_id=taken["organisation_id"],
-            subscription_id=subscription_id,
-            product_id=taken["product_id"],
-            user_id=seat["user_id"],
-            assigned_at=seat["assigned_at"],
-            released_at=None,
-            release_reason=None,
-        )
-        seat_assigned.send(held, session=session, actor=_actor(label, scope_org, ip))
-        session.flush()  # what the receivers added (the provisioning outbox)
         return _body(subscription_id, email, seat["assigned_at"], None)
 
     def _release(
@@ -523,20 +542,6 @@ class SeatFastPath:
         )
         if seat is None:  # no such seat in scope: Flask's 404
             raise _Refused
-        subscription = run("give_back", {"subscription_id": subscription_id, "b_updated_at": now})
-        if subscription is None:  # pragma: no cover (the seat's subscription exists)
-            raise _Refused
-        _audit(
-            run,
-            label=label,
-            ip=ip,
-            action="seat.release",
-            target_id=seat["id"],
-            target_label=f"{subscription['sku']} → {email}",
-            organisation_id=seat["organisation_id"],
-            before={"user_email": email},
-            after={"released": True, "reason": "released"},
-        )
         held = _seat_object(
             session,
             id=seat["id"],
@@ -550,6 +555,19 @@ class SeatFastPath:
         )
         seat_released.send(held, session=session, actor=_actor(label, scope_org, ip))
         session.flush()
+        if run("give_back", {"subscription_id": subscription_id, "b_updated_at": now}) is None:
+            raise _Refused  # pragma: no cover (the seat's subscription exists)
+        _audit(
+            run,
+            label=label,
+            ip=ip,
+            action="seat.release",
+            target_id=seat["id"],
+            target_label=f"{seat['sku']} → {email}",
+            organisation_id=seat["organisation_id"],
+            before={"user_email": email},
+            after={"released": True, "reason": "released"},
+        )
         return _body(subscription_id, email, seat["assigned_at"], now)
 
     # ------------------------------------------------------------ set-up
