@@ -19,6 +19,7 @@ from portal.kernel.actor import Role
 from portal.kernel.errors import NotFound
 from portal.kernel.i18n import _l
 from portal.kernel.scope import Scope
+from portal.pagination import Page, paginate
 from portal.seats.models import (
     SeatAssignment,
     SeatRequest,
@@ -219,10 +220,12 @@ class SubscriptionOverview:
 
     subscription: Subscription
     seats: list[SeatAssignment]
+    #: With a page: that page of the holders (``seats``) and how many hold a seat in all.
+    page: Page[SeatAssignment] | None = None
 
     @property
     def assigned(self) -> int:
-        return len(self.seats)
+        return self.page.total if self.page is not None else len(self.seats)
 
     @property
     def unassigned(self) -> int:
@@ -231,14 +234,35 @@ class SubscriptionOverview:
 
 
 def subscription_overview(
-    session: Session, *, organisation_id: int, subscription_id: int
+    session: Session,
+    *,
+    organisation_id: int,
+    subscription_id: int,
+    page: int | None = None,
+    per_page: int = 50,
 ) -> SubscriptionOverview:
-    """A subscription of the organisation and its seat holders; another's is :class:`NotFound`."""
+    """A subscription of the organisation and its seat holders; another's is :class:`NotFound`.
+
+    With ``page``, one page of ``per_page`` holders (by the time they got the seat) and
+    their number counted by the database: a subscription of 5,000 seats is not one page."""
     scope = Scope.organisation(organisation_id)
     subscription = subscription_in_scope(session, scope=scope, subscription_id=subscription_id)
-    return SubscriptionOverview(
-        subscription, active_seats(session, scope=scope, subscription_id=subscription.id)
+    if page is None:
+        return SubscriptionOverview(
+            subscription, active_seats(session, scope=scope, subscription_id=subscription.id)
+        )
+    query = sa.select(SeatAssignment).where(
+        SeatAssignment.subscription_id == subscription.id,
+        SeatAssignment.released_at.is_(None),
+        scope.filter(SeatAssignment.organisation_id),
     )
+    listed = paginate(
+        session,
+        query.order_by(SeatAssignment.assigned_at, SeatAssignment.id),
+        page=page,
+        per_page=per_page,
+    )
+    return SubscriptionOverview(subscription, listed.items, listed)
 
 
 @dataclass

@@ -204,7 +204,10 @@ def _subscription_page(sub_id: int, status: int = 200, **forms):
     """The subscription page with the forms given (fresh ones for the others)."""
     org = auth.current_organisation()
     overview = selectors.subscription_overview(
-        db_session(), organisation_id=org.id, subscription_id=sub_id
+        db_session(),
+        organisation_id=org.id,
+        subscription_id=sub_id,
+        page=request.args.get("page", 1, type=int) or 1,
     )
     sub = overview.subscription
     if "resize_form" not in forms:
