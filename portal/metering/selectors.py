@@ -606,7 +606,9 @@ def seat_utilisation(
                 active,
             )
             .join(User, User.id == spans.c.user_id)
-            .where(spans.c.organisation_id == organisation_id)
+            .where(
+                spans.c.organisation_id == organisation_id, User.organisation_id == organisation_id
+            )
             .group_by(spans.c.subscription_id)
         )
     }
@@ -744,6 +746,9 @@ def _idle_where(organisation_id: int, idle_days: int, now: dt.datetime) -> list:
     )
     return [
         SeatAssignment.organisation_id == organisation_id,
+        # Holders are the organisation's people (row-level security shows no others): said
+        # here too, so the planner reads them from the organisation's index, not every user.
+        User.organisation_id == organisation_id,
         SeatAssignment.released_at.is_(None),
         SeatAssignment.assigned_at <= since,
         ~kept,
@@ -802,8 +807,24 @@ def idle_seats_page(
     offset = (page - 1) * per_page
     if offset >= total:
         return Page(items=[], page=page, per_page=per_page, total=total)
+    # The page's seat ids first (the filter and the order over the seat and holder rows
+    # alone), then those seats with what the page shows of them: the eager loads and the
+    # last use are for ``per_page`` seats, not for every seat the filter looks at.
+    ids = list(
+        session.scalars(
+            sa.select(SeatAssignment.id)
+            .join(User, User.id == SeatAssignment.user_id)
+            .where(*_idle_where(organisation_id, idle_days, now))
+            .order_by(SeatAssignment.assigned_at, SeatAssignment.id)
+            .limit(per_page)
+            .offset(offset)
+        )
+    )
     rows = session.execute(
-        _idle_query(organisation_id, idle_days, now).limit(per_page).offset(offset)
+        sa.select(SeatAssignment, _last_use().label("last_use"))
+        .join(User, User.id == SeatAssignment.user_id)
+        .where(SeatAssignment.id.in_(ids))
+        .order_by(SeatAssignment.assigned_at, SeatAssignment.id)
     ).unique()
     items = [IdleSeat(seat, None if last is None else _aware(last)) for seat, last in rows]
     return Page(items=items, page=page, per_page=per_page, total=total)
