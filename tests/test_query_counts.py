@@ -47,8 +47,15 @@ PAGES = {
         "/council/tokens",
         "/demand",
         "/requests/products",
+        "/council/forecasts",
     ],
-    "finance": ["/finance", "/finance?page=2", "/council/usage"],
+    "finance": [
+        "/finance",
+        "/finance?page=2",
+        "/council/usage",
+        "/finance/overdue",
+        "/finance/exports",
+    ],
 }
 
 

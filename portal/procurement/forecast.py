@@ -390,71 +390,122 @@ def _inputs(
 
 
 def _product_inputs(session: Session, product_id: int, today: dt.date) -> Inputs:
-    history = product_history(
-        session,
-        product_id=product_id,
-        first=today - dt.timedelta(days=HISTORY_DAYS - 1),
-        last=today,
-    )
-    pools = tuple(
-        (id_, start, end, capacity)
-        for id_, start, end, capacity in session.execute(
-            sa.select(
-                LicencePool.id, LicencePool.starts_on, LicencePool.ends_on, LicencePool.capacity
-            ).where(LicencePool.product_id == product_id)
-        )
-    )
+    return _products_inputs(session, [product_id], today)[product_id]
+
+
+def _products_inputs(session: Session, product_ids: list[int], today: dt.date) -> dict[int, Inputs]:
+    """The inputs every pool of each product shares, for all the products at once: a few
+    grouped statements whatever the number of products (the renewals page lists every
+    pool in force; at scale each product has thousands of subscriptions)."""
+    ids = sorted(set(product_ids))
+    first = today - dt.timedelta(days=HISTORY_DAYS - 1)
+    end = dt.datetime.combine(today + _DAY, dt.time(), tzinfo=dt.UTC)
+    history = {p: [0] * HISTORY_DAYS for p in ids}
+    pools: dict[int, list[tuple[int, dt.date, dt.date, int]]] = {p: [] for p in ids}
+    waiting = dict.fromkeys(ids, 0)
+    open_requests = dict.fromkeys(ids, 0)
+    reserved: dict[int, dict[str, int]] = {p: {} for p in ids}
+    prices: dict[int, list[PriceTerms]] = {p: [] for p in ids}
+    if not ids:
+        return {}
     live = Subscription.status != SubscriptionStatus.CANCELLED
     with council_wide(session):
-        waiting = session.scalar(
+        # The product's reserved seats on each day (as product_history, every product).
+        changes: dict[int, list[tuple[dt.datetime, int]]] = {}
+        product_of: dict[int, int] = {}
+        for product_id, sub_id, at, quantity in session.execute(
             sa.select(
+                Subscription.product_id,
+                SubscriptionChange.subscription_id,
+                SubscriptionChange.effective_at,
+                SubscriptionChange.quantity,
+            )
+            .join(Subscription, Subscription.id == SubscriptionChange.subscription_id)
+            .where(
+                Subscription.product_id.in_(ids),
+                Subscription.starts_on <= today,
+                sa.or_(Subscription.ends_on.is_(None), Subscription.ends_on >= first),
+                SubscriptionChange.effective_at < end,
+            )
+            .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
+        ):
+            changes.setdefault(sub_id, []).append((at, quantity))
+            product_of[sub_id] = product_id
+        for sub_id, steps in changes.items():
+            totals = history[product_of[sub_id]]
+            for i, seats in enumerate(daily_quantities(steps, first, today)):
+                totals[i] += seats
+        for product_id, waited in session.execute(
+            sa.select(
+                Subscription.product_id,
                 sa.func.coalesce(
                     sa.func.sum(Subscription.requested_quantity - Subscription.quantity), 0
-                )
-            ).where(Subscription.product_id == product_id, live)
-        )
-        open_requests = session.scalar(
-            sa.select(sa.func.count())
-            .select_from(SeatRequest)
+                ),
+            )
+            .where(Subscription.product_id.in_(ids), live)
+            .group_by(Subscription.product_id)
+        ):
+            waiting[product_id] = int(waited or 0)
+        for product_id, asked in session.execute(
+            sa.select(SeatRequest.product_id, sa.func.count())
             .where(
-                SeatRequest.product_id == product_id,
+                SeatRequest.product_id.in_(ids),
                 SeatRequest.status == SeatRequestStatus.PENDING,
             )
-        )
-        reserved_by_currency = {
-            currency: int(seats)
-            for currency, seats in session.execute(
-                sa.select(Organisation.currency, sa.func.sum(Subscription.quantity))
-                .join(Organisation, Organisation.id == Subscription.organisation_id)
-                .where(Subscription.product_id == product_id, live)
-                .group_by(Organisation.currency)
+            .group_by(SeatRequest.product_id)
+        ):
+            open_requests[product_id] = int(asked or 0)
+        for product_id, currency, seats in session.execute(
+            sa.select(
+                Subscription.product_id, Organisation.currency, sa.func.sum(Subscription.quantity)
             )
-        }
-    prices = tuple(
-        PriceTerms(
-            p.currency,
-            p.unit_amount,
-            p.tier_basis,
-            tuple(Tier(t.up_to, t.unit_amount, t.flat_amount) for t in p.tiers),
+            .join(Organisation, Organisation.id == Subscription.organisation_id)
+            .where(Subscription.product_id.in_(ids), live)
+            .group_by(Subscription.product_id, Organisation.currency)
+        ):
+            reserved[product_id][currency] = int(seats)
+    for id_, product_id, start, stop, capacity in session.execute(
+        sa.select(
+            LicencePool.id,
+            LicencePool.product_id,
+            LicencePool.starts_on,
+            LicencePool.ends_on,
+            LicencePool.capacity,
         )
-        for p in session.scalars(
-            sa.select(Price).where(Price.product_id == product_id, Price.model == PriceModel.SEAT)
+        .where(LicencePool.product_id.in_(ids))
+        .order_by(LicencePool.id)
+    ):
+        pools[product_id].append((id_, start, stop, capacity))
+    for p in session.scalars(
+        sa.select(Price)
+        .where(Price.product_id.in_(ids), Price.model == PriceModel.SEAT)
+        .order_by(Price.id)
+    ).unique():
+        prices[p.product_id].append(
+            PriceTerms(
+                p.currency,
+                p.unit_amount,
+                p.tier_basis,
+                tuple(Tier(t.up_to, t.unit_amount, t.flat_amount) for t in p.tiers),
+            )
         )
-    )
-    return Inputs(
-        today=today,
-        starts_on=today,
-        ends_on=today,
-        capacity=0,
-        unit_cost=0,
-        cost_currency="EUR",
-        history=tuple(history),
-        pools=pools,
-        waiting=int(waiting or 0),
-        open_requests=int(open_requests or 0),
-        reserved_by_currency=reserved_by_currency,
-        prices=prices,
-    )
+    return {
+        p: Inputs(
+            today=today,
+            starts_on=today,
+            ends_on=today,
+            capacity=0,
+            unit_cost=0,
+            cost_currency="EUR",
+            history=tuple(history[p]),
+            pools=tuple(pools[p]),
+            waiting=waiting[p],
+            open_requests=open_requests[p],
+            reserved_by_currency=reserved[p],
+            prices=tuple(prices[p]),
+        )
+        for p in ids
+    }
 
 
 def pool_forecast(
@@ -531,10 +582,9 @@ def forecasts_list(
     query = sa.select(LicencePool).order_by(LicencePool.ends_on, LicencePool.id)
     if not include_ended:
         query = query.where(LicencePool.ends_on >= day)
-    memo: dict[int, Inputs] = {}
-    rows = [
-        Row(pool, forecast_of(_inputs(session, pool, day, memo))) for pool in session.scalars(query)
-    ]
+    pools = list(session.scalars(query))
+    memo = _products_inputs(session, [pool.product_id for pool in pools], day)
+    rows = [Row(pool, forecast_of(_inputs(session, pool, day, memo))) for pool in pools]
     far = dt.date.max
     return sorted(
         rows,
