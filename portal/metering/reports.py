@@ -14,7 +14,6 @@ from portal.catalogue.models import Meter, Product
 from portal.kernel.scope import Scope
 from portal.metering.models import UsageDaily
 from portal.metering.selectors import usage_aggregates
-from portal.pagination import Page, paginate
 from portal.tenancy.models import Organisation
 
 
@@ -89,6 +88,21 @@ class _Organisations(Scope):
         return column.in_(self.ids)
 
 
+@dataclass
+class OrganisationPage:
+    """A page of organisations with usage: their ids, and whether pages come before and
+    after (no total: counting every organisation with usage costs what the page saves)."""
+
+    items: list[int]
+    page: int
+    per_page: int
+    has_next: bool
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+
 def usage_rows_page(
     session: Session,
     *,
@@ -97,38 +111,52 @@ def usage_rows_page(
     product_id: int | None = None,
     page: int = 1,
     per_page: int = 25,
-) -> tuple[list[UsageRow], Page[int]]:
+) -> tuple[list[UsageRow], OrganisationPage]:
     """Council-wide :func:`usage_rows` of one page of organisations (by slug, those with
-    usage in the period), and the page of their ids: a council of 10,000 organisations
-    has tens of thousands of rows a month, which only the CSV needs whole. An
-    organisation has usage in whole days when it has a ``usage_daily`` row in them
-    (every stored event has its row); a period that starts or ends inside a day is read
-    whole instead."""
+    usage in the period), and that page: a council of 10,000 organisations has tens of
+    thousands of rows a month, which only the CSV needs whole.
+
+    The organisations are walked by slug and asked, a growing batch at a time, whether
+    they have a ``usage_daily`` row in the period's days (every stored event has its
+    row), until the page and one more are found: the first pages cost a few probes, not
+    one per organisation. A period that starts or ends inside a day is read whole."""
     midnight = dt.time()
-    if (
-        start.timetz().replace(tzinfo=None) != midnight
-        or end.timetz().replace(tzinfo=None) != midnight
-    ):
+    whole_days = (
+        start.timetz().replace(tzinfo=None) == midnight
+        and end.timetz().replace(tzinfo=None) == midnight
+    )
+    if not whole_days:
         rows = usage_rows(
             session, scope=Scope.council(), start=start, end=end, product_id=product_id
         )
-        return rows, Page(items=[], page=1, per_page=max(1, len(rows)), total=len(rows))
-    used = [
-        UsageDaily.organisation_id == Organisation.id,
-        UsageDaily.day >= start.date(),
-        UsageDaily.day < end.date(),
-    ]
-    if product_id is not None:
-        used.append(UsageDaily.product_id == product_id)
-    query = (
-        sa.select(Organisation.id)
-        .where(sa.select(sa.literal(1)).where(*used).exists())
-        .order_by(Organisation.slug, Organisation.id)
+        return rows, OrganisationPage([], 1, max(1, len(rows)), False)
+    page = max(1, page)
+    wanted = page * per_page + 1
+    ids = list(
+        session.scalars(sa.select(Organisation.id).order_by(Organisation.slug, Organisation.id))
     )
-    listed: Page[int] = paginate(session, query, page=page, per_page=per_page)
-    if not listed.items:
+    found: list[int] = []
+    at, batch = 0, 2 * (per_page + 1)
+    while len(found) < wanted and at < len(ids):
+        part = ids[at : at + batch]
+        at += batch
+        batch = min(2 * batch, 2000)
+        used = [
+            UsageDaily.organisation_id.in_(part),
+            UsageDaily.day >= start.date(),
+            UsageDaily.day < end.date(),
+        ]
+        if product_id is not None:
+            used.append(UsageDaily.product_id == product_id)
+        with_usage = set(
+            session.scalars(sa.select(UsageDaily.organisation_id).where(*used).distinct())
+        )
+        found.extend(i for i in part if i in with_usage)
+    chosen = found[(page - 1) * per_page : page * per_page]
+    listed = OrganisationPage(chosen, page, per_page, len(found) > page * per_page)
+    if not chosen:
         return [], listed
-    scope = _Organisations(None, tuple(listed.items))
+    scope = _Organisations(None, tuple(chosen))
     return (
         usage_rows(session, scope=scope, start=start, end=end, product_id=product_id),
         listed,

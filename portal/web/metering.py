@@ -39,7 +39,7 @@ from portal.metering import selectors, services
 from portal.metering.forms import KeepSeatForm, UsageUploadForm
 from portal.metering.problems import problem_text
 from portal.metering.quantities import aggregation_label, plain, quantity
-from portal.metering.reports import UsageRow, usage_rows, usage_rows_page
+from portal.metering.reports import OrganisationPage, UsageRow, usage_rows, usage_rows_page
 from portal.pagination import Page
 from portal.seats.selectors import seat_in_scope
 from portal.settings.services import settings_get
@@ -346,7 +346,7 @@ def council_usage():
             [org.slug if org else "all", *([product.found.sku] if product.found else []), period]
         )
         return _csv(rows, f"usage-{name}.csv")
-    listed: Page[Any]
+    listed: Page[Any] | OrganisationPage
     if refused:
         rows, listed = [], Page(items=[], page=number, per_page=100, total=0)
     elif org is None and scope.is_council:
