@@ -49,7 +49,6 @@ from portal.procurement.models import (
 )
 from portal.procurement.purchase_orders import MAX_SEATS, draft_purchase_order
 from portal.seats.models import (
-    SeatAssignment,
     SeatRequest,
     SeatRequestStatus,
     Subscription,
@@ -547,12 +546,14 @@ def demand_board(
             return []
         _pools(session, rows, ids, today)
         _subscriptions(session, rows, ids, now)
+        # Seats held: the subscriptions' counters (migration 0028), not a count over every
+        # active seat row (1,000,000 at scale).
         for product_id, count in session.execute(
-            sa.select(SeatAssignment.product_id, sa.func.count())
-            .where(SeatAssignment.product_id.in_(ids), SeatAssignment.released_at.is_(None))
-            .group_by(SeatAssignment.product_id)
+            sa.select(Subscription.product_id, sa.func.sum(Subscription.assigned))
+            .where(Subscription.product_id.in_(ids))
+            .group_by(Subscription.product_id)
         ):
-            rows[product_id].assigned = int(count)
+            rows[product_id].assigned = int(count or 0)
         for product_id, count in session.execute(
             sa.select(SeatRequest.product_id, sa.func.count())
             .where(

@@ -89,6 +89,7 @@ def build(app, make_org, make_product) -> SimpleNamespace:
                     release_reason="test" if n == 2 else None,
                 )
             )
+        sub_a.assigned = 2  # its active seats (the counter the seat services keep)
         db.session.add(
             SeatRequest(
                 organisation_id=a.id, product_id=cad.id, user_id=people[3].id, created_at=now - D
