@@ -190,6 +190,57 @@ def _insert_seat(dialect: str) -> Any:
     )
 
 
+#: PostgreSQL: the seat and the answer to the person's pending request in one statement.
+ASSIGN_WITH_REQUEST = (
+    sa.text(
+        """
+WITH seat AS (
+    INSERT INTO seat_assignments
+        (organisation_id, subscription_id, product_id, user_id, assigned_at)
+    SELECT subscriptions.organisation_id, subscriptions.id, subscriptions.product_id,
+           users.id, :b_now
+    FROM subscriptions JOIN users ON users.organisation_id = subscriptions.organisation_id
+    WHERE subscriptions.id = :b_subscription_id
+      AND subscriptions.status = 'active'
+      AND (CAST(:scope_org AS BIGINT) IS NULL
+           OR subscriptions.organisation_id = CAST(:scope_org AS BIGINT))
+      AND users.email = :b_email AND users.is_active AND users.password_hash IS NULL
+    ON CONFLICT (user_id, product_id) WHERE released_at IS NULL DO NOTHING
+    RETURNING seat_assignments.id, seat_assignments.organisation_id,
+              seat_assignments.product_id, seat_assignments.user_id,
+              seat_assignments.assigned_at,
+              (SELECT products.sku FROM products
+               WHERE products.id = seat_assignments.product_id) AS sku
+), approved AS (
+    UPDATE seat_requests
+    SET status = 'approved', decided_by_id = NULL, decided_at = :b_now
+    FROM seat
+    WHERE seat_requests.organisation_id = seat.organisation_id
+      AND seat_requests.user_id = seat.user_id
+      AND seat_requests.product_id = seat.product_id
+      AND seat_requests.status = 'pending'
+)
+SELECT seat.id, seat.organisation_id, seat.product_id, seat.user_id, seat.assigned_at,
+       seat.sku
+FROM seat
+"""
+    )
+    .bindparams(
+        sa.bindparam("b_now", type_=_seat.c.assigned_at.type),
+        sa.bindparam("b_subscription_id", type_=sa.BigInteger),
+        sa.bindparam("scope_org", type_=sa.BigInteger),
+        sa.bindparam("b_email", type_=sa.String),
+    )
+    .columns(
+        _seat.c.id,
+        _seat.c.organisation_id,
+        _seat.c.product_id,
+        _seat.c.user_id,
+        _seat.c.assigned_at,
+        sa.column("sku", sa.String),
+    )
+)
+
 #: The person's pending request for the product is answered by the seat.
 APPROVE_REQUEST = (
     sa.update(_request)
@@ -302,6 +353,7 @@ class _Statements:
         # move; one round trip each instead of two, while the locks are held.
         self.combined = dialect.name == "postgresql"
         if self.combined:
+            self.insert_seat_and_request = _Compiled(ASSIGN_WITH_REQUEST, dialect)
             self.take_and_head = _Compiled(_with_head(TAKE), dialect)
             self.give_back_and_head = _Compiled(_with_head(GIVE_BACK), dialect)
             self.add_event_and_move_head = _Compiled(
@@ -503,26 +555,25 @@ class SeatFastPath:
         ip: str | None,
     ) -> dict[str, Any]:
         now = now_utc()
-        seat = run(
-            "insert_seat",
-            {
-                "b_subscription_id": subscription_id,
-                "scope_org": scope_org,
-                "b_email": email,
-                "b_now": now,
-            },
-        )
+        values = {
+            "b_subscription_id": subscription_id,
+            "scope_org": scope_org,
+            "b_email": email,
+            "b_now": now,
+        }
+        seat = run("insert_seat_and_request" if run.statements.combined else "insert_seat", values)
         if seat is None:  # no such subscription or person, mail due, or holding a seat
             raise _Refused
-        run(
-            "approve_request",
-            {
-                "b_organisation_id": seat["organisation_id"],
-                "b_user_id": seat["user_id"],
-                "b_product_id": seat["product_id"],
-                "b_now": now,
-            },
-        )
+        if not run.statements.combined:
+            run(
+                "approve_request",
+                {
+                    "b_organisation_id": seat["organisation_id"],
+                    "b_user_id": seat["user_id"],
+                    "b_product_id": seat["product_id"],
+                    "b_now": now,
+                },
+            )
         held = _seat_object(
             session,
             id=seat["id"],
