@@ -563,10 +563,10 @@ def seat_utilisation(
     A seat counts a day when it was held at any moment of that day. An active seat
     is one whose holder appears as ``user_email`` in the product's usage in the period.
 
-    One grouped query: seat-days summed by the database, seats held now counted, and
-    the holders with usage counted by one index probe of the rollup per seat
-    (``ix_usage_daily_people_person_day``), so the page costs the same at any volume of
-    events. A period with part of a day at either end that the rollups cannot answer
+    Two grouped queries: seat-days summed by the database and seats held now counted;
+    then the holders with usage, each distinct holder counted by one index probe of the
+    rollup (``ix_usage_daily_people_person_day``), so the page costs the same at any
+    volume of events. A period with part of a day at either end that the rollups cannot answer
     (:func:`_spans`: rare; cost so far reads the day so far from them) counts its
     holders with usage as :func:`seat_utilisation_from_rows` does.
     """
@@ -716,7 +716,7 @@ class IdleSeat:
 
 def _used_since(since: dt.datetime) -> sa.Exists:
     """Whether the seat's holder used its product at or after ``since``: one probe of
-    ``ix_usage_daily_people_person_day`` (migration 0028) from ``since``'s day on, found
+    ``ix_usage_daily_people_person_day`` (migration 0029) from ``since``'s day on, found
     at the first row for a busy holder and empty for an idle one, whatever the history."""
     return (
         sa.select(sa.literal(1))
