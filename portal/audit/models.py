@@ -25,7 +25,8 @@ class AuditEvent(MixedTenantMixin, Base):
     # actor's user, ON DELETE RESTRICT: deleting a user or an organisation must not
     # rewrite the (hashed) events about them.
     __tenant_key__ = TenantKey(ondelete="RESTRICT", index=False)
-    __table_args__ = (sa.Index("ix_audit_events_org_time", "organisation_id", "occurred_at"),)
+    # An organisation's events in the audit log's order (occurred_at, id): migration 0031.
+    __table_args__ = (sa.Index("ix_audit_events_org_time", "organisation_id", "occurred_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
     occurred_at: Mapped[dt.datetime] = mapped_column(
