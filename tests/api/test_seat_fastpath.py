@@ -11,6 +11,7 @@ outbox) must be the same. Every other request is left to Flask (a spy on
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -362,3 +363,67 @@ def test_the_provisioning_outbox_is_written_in_the_same_transaction(
 
 def _user_id(email: str) -> int:
     return db.session.scalar(sa.select(User.id).where(User.email == email))
+
+
+def test_a_lean_assignment_waits_for_a_locked_subscription_instead_of_deadlocking(
+    app, make_org, make_product, make_token, spy
+):
+    """PostgreSQL, two real connections. Another transaction holds the subscription's row
+    (as the services' assignment does first) while the lean path assigns the same person;
+    that transaction then writes the person's seat and commits. The lean path, which writes
+    the seat before its counter, must have waited at the subscription's row without a seat
+    written (the seat's foreign key takes a key-share lock there first): had it written the
+    seat, the two would wait for each other and PostgreSQL would abort one (``deadlock
+    detected``, a 503)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import owner_engine
+
+    setup = _setup(app, make_org, make_product, make_token)
+    email = setup.people[0]
+    with app.app_context():
+        engine = owner_engine(app)
+        if engine.dialect.name != "postgresql":
+            pytest.skip("row locks between connections: PostgreSQL (SQLite has one writer)")
+        user_id = db.session.scalar(sa.select(User.id).where(User.email == email))
+    client = app.test_client()
+    with engine.connect() as other, ThreadPoolExecutor(1) as pool:
+        other.execute(
+            sa.text("SELECT id FROM subscriptions WHERE id = :id FOR UPDATE"),
+            {"id": setup.subscription_id},
+        )
+        answer = pool.submit(_assign, client, setup, email)
+        waiting = sa.text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        with engine.connect() as watcher:
+            for _ in range(200):  # until the lean path waits for the row (at most 10 s)
+                if watcher.execute(waiting).scalar():
+                    break
+                threading.Event().wait(0.05)
+            else:
+                pytest.fail("the lean assignment never waited for the subscription's row")
+        other.execute(
+            sa.text(
+                "INSERT INTO seat_assignments"
+                " (organisation_id, subscription_id, product_id, user_id, assigned_at)"
+                " VALUES (:org, :sub, :product, :user, now())"
+            ),
+            {
+                "org": setup.org_id,
+                "sub": setup.subscription_id,
+                "product": setup.product_id,
+                "user": user_id,
+            },
+        )  # had the lean path written the person's seat, this would wait for it
+        other.execute(
+            sa.text("UPDATE subscriptions SET assigned = assigned + 1 WHERE id = :id"),
+            {"id": setup.subscription_id},
+        )
+        other.commit()
+        response = answer.result(timeout=60)
+    assert_problem(response, 409)  # already holds a seat: Flask's answer, not a 503
+    assert response.get_json()["code"] == "already_assigned"
+    assert spy == [False]  # the lean path rolled back and left it to Flask
+    assert _counter_and_active(app, setup.subscription_id) == (1, 1)
