@@ -622,12 +622,17 @@ def seat_utilisation(
         active = {
             int(sub_id): int(n)
             for sub_id, n in session.execute(
-                sa.select(holders.c.subscription_id, sa.func.count(sa.distinct(User.email)))
+                # The probe inside CASE stays a probe per holder (in WHERE, PostgreSQL turns
+                # it into a join of its own choosing: on one product it joined every holder
+                # to every person with usage, 8.8 s for 5,100 seats).
+                sa.select(
+                    holders.c.subscription_id,
+                    sa.func.count(sa.distinct(sa.case((used, User.email)))),
+                )
                 # The holder by primary key (not "the organisation's people": with row-level
                 # security's estimates the planner then loops over every pair of a seat row
                 # and a person: 2.8 s at 21,000 seat rows of scale-big after a soak).
                 .join(User, User.id == holders.c.user_id)
-                .where(used)
                 .group_by(holders.c.subscription_id)
             )
         }
