@@ -527,7 +527,11 @@ class SeatFastPath:
                 raise _Refused  # the token's limit is reached (or Redis in doubt): Flask answers
             run.close()
             run = None
-            session.commit()
+            # In the application's context: the jobs the transaction enqueued (provisioning's
+            # delivery job) are sent to the queue as it commits, as on the Flask path;
+            # outside one they would wait for the schedule's sweep.
+            with self.app.app_context():
+                session.commit()
         except Exception:  # _Refused, or a database error: Flask answers (a 503 if down)
             with contextlib.suppress(Exception):  # the connection is gone: Flask reports it
                 if run is not None:
