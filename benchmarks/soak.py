@@ -86,6 +86,12 @@ def setup(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
             "(SELECT id FROM users WHERE email LIKE 'soak-%%')",
             (sub[0],),
         )
+        # ... and the subscription's counter of assigned seats (migration 0028) kept exact.
+        conn.execute(
+            "UPDATE subscriptions SET assigned = (SELECT count(*) FROM seat_assignments a "
+            "WHERE a.subscription_id = subscriptions.id AND a.released_at IS NULL) WHERE id = %s",
+            (sub[0],),
+        )
         month = dt.datetime.now(dt.UTC).replace(day=1, hour=0, minute=0, second=0)
         events = conn.execute(
             "SELECT count(*) FROM usage_events WHERE organisation_id = %s AND occurred_at >= %s",
