@@ -149,3 +149,27 @@ def deliver_job(app, job_id: int) -> str:
     result = app.extensions["celery"].tasks[TASK_NAME].apply(args=[job_id])
     result.maybe_throw()
     return result.result
+
+
+def seat_counts(subscription_id: int) -> tuple[int, int]:
+    """(``subscriptions.assigned``, the active seats counted) of a subscription, read
+    afresh council-wide; the two must always be equal (migration 0028). Needs an
+    application context."""
+    from portal.db import council_wide
+    from portal.seats.models import SeatAssignment, Subscription
+
+    with council_wide(db.session):
+        assigned = db.session.scalar(
+            sa.select(Subscription.assigned)
+            .where(Subscription.id == subscription_id)
+            .execution_options(populate_existing=True)
+        )
+        active = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(SeatAssignment)
+            .where(
+                SeatAssignment.subscription_id == subscription_id,
+                SeatAssignment.released_at.is_(None),
+            )
+        )
+    return assigned, active

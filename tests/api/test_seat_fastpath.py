@@ -32,6 +32,7 @@ from portal.tenancy.models import Organisation
 from tests.api.conftest import assert_problem
 from tests.conftest import SYSTEM
 from tests.provisioning.conftest import receiver, world  # noqa: F401
+from tests.support import seat_counts
 
 #: The peer's address, as Flask's test client gives it (werkzeug's own gives none).
 PEER = {"REMOTE_ADDR": "127.0.0.1"}
@@ -129,19 +130,8 @@ def _flask(app) -> Client:
 
 
 def _counter_and_active(app, subscription_id: int) -> tuple[int, int]:
-    with app.app_context(), council_wide(db.session):
-        assigned = db.session.scalar(
-            sa.select(Subscription.assigned).where(Subscription.id == subscription_id)
-        )
-        active = db.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(SeatAssignment)
-            .where(
-                SeatAssignment.subscription_id == subscription_id,
-                SeatAssignment.released_at.is_(None),
-            )
-        )
-        return assigned, active
+    with app.app_context():
+        return seat_counts(subscription_id)
 
 
 def _event(app, action: str, email: str) -> dict:

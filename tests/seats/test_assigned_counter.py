@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from portal.db import bind_scope, council_wide, db
+from portal.db import bind_scope, db
 from portal.identity.accounts import user_set_active
 from portal.identity.models import User
 from portal.kernel.errors import Conflict
@@ -25,30 +25,12 @@ from portal.seats import services
 from portal.seats.models import SeatAssignment, Subscription
 from tests.conftest import SYSTEM
 from tests.seats.test_concurrency import _people, _race, _subscription
-
-
-def _counts(subscription_id: int) -> tuple[int, int]:
-    """(the counter, the active seats) of a subscription."""
-    with council_wide(db.session):
-        assigned = db.session.scalar(
-            sa.select(Subscription.assigned)
-            .where(Subscription.id == subscription_id)
-            .execution_options(populate_existing=True)
-        )
-        active = db.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(SeatAssignment)
-            .where(
-                SeatAssignment.subscription_id == subscription_id,
-                SeatAssignment.released_at.is_(None),
-            )
-        )
-    return assigned, active
+from tests.support import seat_counts
 
 
 def _exact(subscription_id: int, expected: int) -> None:
     db.session.expire_all()
-    assert _counts(subscription_id) == (expected, expected)
+    assert seat_counts(subscription_id) == (expected, expected)
 
 
 def test_every_path_keeps_the_counter_exact(app, make_org, make_product):
@@ -169,7 +151,7 @@ def test_parallel_assignments_and_releases_keep_the_counter_and_the_cap(
     _race(app, jobs, either)
     with app.app_context():
         db.session.expire_all()
-        assigned, active = _counts(sub_id)
+        assigned, active = seat_counts(sub_id)
         assert assigned == active <= 40
 
 
@@ -220,5 +202,5 @@ def test_parallel_api_requests_keep_the_counter_and_the_cap(app, make_org, make_
     assert statuses[201] + statuses[409] == 60
     with app.app_context():
         db.session.expire_all()
-        assigned, active = _counts(sub_id)
+        assigned, active = seat_counts(sub_id)
         assert assigned == active == statuses[201] - statuses["release 200"] <= 20
