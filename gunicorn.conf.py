@@ -59,6 +59,12 @@ def _empty_metrics_folder():
             os.remove(os.path.join(folder, name))
 
 
+def post_worker_init(worker):
+    """A line per worker once it has loaded the app and is about to accept: the operator
+    (and the tests that start several workers) can tell that every worker is serving."""
+    worker.log.info("Worker ready (pid: %s)", worker.pid)
+
+
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
