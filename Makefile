@@ -65,7 +65,7 @@ tests/browser/axe/node_modules/.package-lock.json: tests/browser/axe/package.jso
 	npm ci --prefix tests/browser/axe --no-audit --no-fund --loglevel=error
 
 test: install browser pdf oidc axe
-	PORTAL_ENV=test $(BIN)/pytest -q -n $(TEST_WORKERS)
+	PORTAL_ENV=test $(BIN)/pytest -q -n $(TEST_WORKERS) --durations=20
 
 # Benchmarks (docs/PERFORMANCE.md): each prints the portal beside a bare baseline measured
 # in the same run, on SQLite and on PostgreSQL (PORTAL_BENCH_POSTGRES_URL names the server;
