@@ -14,10 +14,19 @@ On the pages-at-scale database (``benchmarks.scale``: at ``--scale 1`` an organi
 
 First the five API clients alone for ``--baseline-minutes``, then all eight for
 ``--minutes``; the table gives p50 and p99 per operation in each phase. Target: the
-API's p99 at most 100 ms while the pages are read. Each client is a closed loop on one
-keep-alive connection (no think time), so the machine is as busy as it can be made.
+API's p99 at most 100 ms while the pages are read. Each client is on one keep-alive
+connection. By default every client is a closed loop (no think time), so the machine is
+as busy as it can be made and the API's p99 is mostly its own queue; ``--rate N`` paces
+each API client at N requests a second instead (the page readers stay closed loops), the
+latency counted from the moment a request was due, so that the p99 shows what the pages
+do to an API that is not saturating the machine by itself.
 
-    python -m benchmarks.soak [--minutes 10] [--baseline-minutes 3] [--scale 1]
+    python -m benchmarks.soak [--minutes 10] [--baseline-minutes 3] [--scale 1] [--rate 0]
+                              [--pools shared|split] [--api-workers 2] [--page-workers 1]
+
+``--pools split`` serves the API and the pages from two gunicorns (the deployment
+docs/SCALING.md describes: a proxy sends ``/api/`` to one pool and pages to the other),
+so that an API request never waits for a page's Python in the same process.
 """
 
 from __future__ import annotations
@@ -151,12 +160,20 @@ def _client(job: tuple, start: float, t_warm: float, t_end: float) -> tuple:
     sent = 0
     run = secrets.token_hex(4)
     i = 0
+    # --rate: an API client sends its n-th request at start + n / rate (page readers stay
+    # closed loops); its latency counts from that moment, so time spent waiting behind a
+    # slow answer is counted (no coordinated omission).
+    rate = info["rate"] if kind != "pages" else 0.0
     time.sleep(max(0.0, start - time.time()))
 
     def timed(op: str, method: str, path: str, payload: bytes | None, headers: dict, ok: int):
         nonlocal sent
         began = time.time()
         t0 = time.perf_counter()
+        if rate:
+            due = start + sent / rate
+            time.sleep(max(0.0, due - began))
+            began, t0 = due, time.perf_counter() - max(0.0, time.time() - due)
         status, _ = common.request(conn, method, path, payload, headers)
         elapsed = time.perf_counter() - t0
         sent += 1
@@ -216,16 +233,20 @@ def _client(job: tuple, start: float, t_warm: float, t_end: float) -> tuple:
     return latencies, errors, sent
 
 
-def phase(port: int, info: dict[str, Any], *, readers: bool, seconds: float) -> common.LoadResult:
+def phase(
+    api_port: int, page_port: int, info: dict[str, Any], *, readers: bool, seconds: float
+) -> common.LoadResult:
+    """The API clients on ``api_port``, the page readers (if any) on ``page_port`` (the same
+    server, or the pages' own pool: ``--pools split``)."""
     jobs: list[tuple] = [
-        ("entitlement", port, 0, info),
-        ("entitlement", port, 1, info),
-        ("usage", port, 0, info),
-        ("usage", port, 1, info),
-        ("seats", port, 0, info),
+        ("entitlement", api_port, 0, info),
+        ("entitlement", api_port, 1, info),
+        ("usage", api_port, 0, info),
+        ("usage", api_port, 1, info),
+        ("seats", api_port, 0, info),
     ]
     if readers:
-        jobs += [("pages", port, n, info) for n in range(3)]
+        jobs += [("pages", page_port, n, info) for n in range(3)]
     return common.run_clients(_client, jobs, duration=seconds, warmup=min(20.0, seconds / 5))
 
 
@@ -267,6 +288,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="the scale database's size")
     parser.add_argument("--database", default="")
     parser.add_argument("--postgres-url", default=common.DEFAULT_POSTGRES)
+    parser.add_argument(
+        "--pools",
+        choices=("shared", "split"),
+        default="shared",
+        help="shared: one gunicorn serves everything (gunicorn.conf.py); split: the API and "
+        "the pages from two gunicorns, as a proxy routing /api/ would (docs/SCALING.md)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="requests a second of each API client (0: closed loops, as fast as answered)",
+    )
+    parser.add_argument("--api-workers", type=int, default=2, help="--pools split: API pool")
+    parser.add_argument("--page-workers", type=int, default=1, help="--pools split: pages pool")
     args = parser.parse_args(argv)
     print(f"Machine: {common.machine()}", flush=True)
     print(f"PostgreSQL {common.postgres_version(args.postgres_url)}", flush=True)
@@ -283,17 +319,35 @@ def main(argv: list[str] | None = None) -> int:
     env["PYTHONPATH"] = str(common.ROOT)  # gunicorn serves this checkout's code
     info = setup(env, args)
     info["batch"] = args.batch
+    info["rate"] = args.rate
     print(
         f"{info['slug']}: {info['events_this_month']:,} usage events this month; "
-        f"usage batches of {args.batch}; 5 API clients, then 5 + 3 page readers",
+        f"usage batches of {args.batch}; 5 API clients "
+        f"({f'{args.rate:g} requests/s each' if args.rate else 'closed loops'}), "
+        "then 5 + 3 page readers (closed loops)",
         flush=True,
     )
     log = Path(instance) / "gunicorn.log"
-    with gunicorn(env, log=log) as server:
+    with contextlib.ExitStack() as servers:
+        if args.pools == "split":
+            api = servers.enter_context(
+                gunicorn({**env, "WEB_CONCURRENCY": str(args.api_workers)}, log=log)
+            )
+            pages = servers.enter_context(
+                gunicorn({**env, "WEB_CONCURRENCY": str(args.page_workers)}, log=log)
+            )
+            print(
+                f"pools: split, the API on {args.api_workers} worker(s) (port {api.port}), "
+                f"the pages on {args.page_workers} (port {pages.port})",
+                flush=True,
+            )
+        else:
+            api = pages = servers.enter_context(gunicorn(env, log=log))
+            print("pools: shared, one gunicorn serves the API and the pages", flush=True)
         print(f"baseline: API clients alone for {args.baseline_minutes:g} min", flush=True)
-        alone = phase(server.port, info, readers=False, seconds=args.baseline_minutes * 60)
+        alone = phase(api.port, pages.port, info, readers=False, seconds=args.baseline_minutes * 60)
         print(f"mixed: API clients and page readers for {args.minutes:g} min", flush=True)
-        mixed = phase(server.port, info, readers=True, seconds=args.minutes * 60)
+        mixed = phase(api.port, pages.port, info, readers=True, seconds=args.minutes * 60)
     rows = []
     for op in (*API_OPS, *PAGES):
         rows.append(
