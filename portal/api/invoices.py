@@ -313,8 +313,10 @@ def invoice_run_create(body: InvoiceRunCreate) -> Response:
             errors={"period": [_l("Choose the current month or an earlier one.")]},
         )
     run = invoice_run_start(db_session(), actor=actor, period=body.period, finalize=body.finalize)
-    out = InvoiceRunOut.of(run)  # as recorded: queued (an inline job may run at commit)
-    db_session().commit()
+    # As recorded: queued (an inline job may run at commit). The commit is the creating
+    # route's (portal.api.idempotency.run): with an Idempotency-Key, the stored answer is
+    # committed with the run, so a resent start never makes a second one.
+    out = InvoiceRunOut.of(run)
     response = reply(out, 201)
     response.headers["Location"] = f"/api/v1/invoice-runs/{run.id}"
     return response
