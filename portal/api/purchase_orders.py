@@ -315,8 +315,7 @@ def purchase_order_create(body: PurchaseOrderCreate) -> Response:
         po = service.draft_purchase_order(db_session(), current_actor(), **_draft_data(body))
     except ValidationFailed as error:
         raise _renamed(error) from None
-    out = PurchaseOrderOut.of(po)
-    db_session().commit()
+    out = PurchaseOrderOut.of(po)  # committed by the creating route, with its stored answer
     response = reply(out, 201)
     response.headers["Location"] = f"/api/v1/purchase-orders/{po.id}"
     return response

@@ -53,6 +53,29 @@ def test_a_council_token_drafts_and_reads_an_order(supplier, council_api):
     assert council_api.get("/purchase-orders?state=sent").get_json()["data"] == []
 
 
+def test_two_drafts_with_one_key_that_race_make_one_order(app, supplier, council_api, monkeypatch):
+    """The second draft looks for the key before the first has stored it; the order and the
+    stored answer are committed together, so the second's order is rolled back with its
+    failed insert of the key and the first's answer is replayed."""
+    from portal.api import idempotency
+
+    headers = {"Idempotency-Key": "po-raced"}
+    first = council_api.post("/purchase-orders", json=_body(), headers=headers)
+    assert first.status_code == 201, first.get_json()
+    real, looks = idempotency.selectors.idempotent_request_find, []
+
+    def late_look(session, *, token_id, key):
+        looks.append(key)
+        return None if len(looks) == 1 else real(session, token_id=token_id, key=key)
+
+    monkeypatch.setattr(idempotency.selectors, "idempotent_request_find", late_look)
+    second = council_api.post("/purchase-orders", json=_body(), headers=headers)
+    assert len(looks) == 2
+    assert second.status_code == 201 and second.get_json() == first.get_json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert count(app, PurchaseOrder) == 1
+
+
 def test_the_list_pages_newest_first(supplier, council_api):
     ids = [council_api.post("/purchase-orders", json=_body()).get_json()["id"] for _ in range(3)]
     first = council_api.get("/purchase-orders?limit=2").get_json()
