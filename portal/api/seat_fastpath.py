@@ -42,6 +42,7 @@ import contextlib
 import fcntl
 import io
 import json
+import logging
 import os
 import re
 import threading
@@ -74,6 +75,8 @@ from portal.seats.models import SeatAssignment, SeatRequest, Subscription
 from portal.security import is_production, response_headers
 from portal.signals import seat_assigned, seat_released
 from portal.tenancy.models import Organisation
+
+log = logging.getLogger(__name__)
 
 ASSIGN_PATH = re.compile(r"/api/v1/subscriptions/([1-9][0-9]{0,17})/seats")
 RELEASE_PATH = re.compile(r"/api/v1/subscriptions/([1-9][0-9]{0,17})/seats/([^/]{3,254})")
@@ -148,7 +151,7 @@ GIVE_BACK = (
 def _insert_seat(dialect: str) -> Any:
     """The person's new seat of a live subscription in scope: an active account of its
     organisation, without a password, holding no seat of the product (the partial unique
-    index; a conflict inserts nothing). The capacity is :data:`TAKE`'s, later."""
+    index; a conflict inserts nothing). The capacity is :data:`TAKE`'s, run just before."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     person = (
         sa.select(
@@ -190,20 +193,25 @@ def _insert_seat(dialect: str) -> Any:
     )
 
 
-#: PostgreSQL: the seat and the answer to the person's pending request in one statement.
+#: PostgreSQL, in one statement: a seat of the subscription taken if one is free (the
+#: counter's ``UPDATE``, which locks the subscription's row first, as the services'
+#: ``FOR UPDATE`` does), then the seat, then the answer to the person's pending request.
+#: The seat is inserted only from the row the counter's ``UPDATE`` returned, so nothing is
+#: written before the subscription's lock is held (no deadlock with the services).
 ASSIGN_WITH_REQUEST = (
     sa.text(
         """
-WITH seat AS (
+WITH taken AS (
+    UPDATE subscriptions SET assigned = assigned + 1, updated_at = :b_now
+    WHERE id = :b_subscription_id AND status = 'active' AND assigned < quantity
+    RETURNING id, organisation_id, product_id
+), seat AS (
     INSERT INTO seat_assignments
         (organisation_id, subscription_id, product_id, user_id, assigned_at)
-    SELECT subscriptions.organisation_id, subscriptions.id, subscriptions.product_id,
-           users.id, :b_now
-    FROM subscriptions JOIN users ON users.organisation_id = subscriptions.organisation_id
-    WHERE subscriptions.id = :b_subscription_id
-      AND subscriptions.status = 'active'
-      AND (CAST(:scope_org AS BIGINT) IS NULL
-           OR subscriptions.organisation_id = CAST(:scope_org AS BIGINT))
+    SELECT taken.organisation_id, taken.id, taken.product_id, users.id, :b_now
+    FROM taken JOIN users ON users.organisation_id = taken.organisation_id
+    WHERE (CAST(:scope_org AS BIGINT) IS NULL
+           OR taken.organisation_id = CAST(:scope_org AS BIGINT))
       AND users.email = :b_email AND users.is_active AND users.password_hash IS NULL
     ON CONFLICT (user_id, product_id) WHERE released_at IS NULL DO NOTHING
     RETURNING seat_assignments.id, seat_assignments.organisation_id,
@@ -280,6 +288,48 @@ RELEASE = (
     )
 )
 
+#: PostgreSQL, in one statement: the subscription's counter given back (its row locked
+#: first, as the services lock it first), then the person's active seat released. No seat:
+#: nothing returned, and the caller rolls the counter back.
+RELEASE_WITH_COUNTER = (
+    sa.text(
+        """
+WITH given AS (
+    UPDATE subscriptions SET assigned = assigned - 1, updated_at = :b_now
+    WHERE id = :b_subscription_id
+    RETURNING id
+)
+UPDATE seat_assignments
+SET released_at = :b_now, release_reason = 'released'
+FROM given
+WHERE seat_assignments.subscription_id = given.id
+  AND seat_assignments.released_at IS NULL
+  AND (CAST(:scope_org AS BIGINT) IS NULL
+       OR seat_assignments.organisation_id = CAST(:scope_org AS BIGINT))
+  AND seat_assignments.user_id = (SELECT users.id FROM users WHERE users.email = :b_email)
+RETURNING seat_assignments.id, seat_assignments.organisation_id,
+          seat_assignments.product_id, seat_assignments.user_id,
+          seat_assignments.assigned_at,
+          (SELECT products.sku FROM products
+           WHERE products.id = seat_assignments.product_id) AS sku
+"""
+    )
+    .bindparams(
+        sa.bindparam("b_now", type_=_seat.c.released_at.type),
+        sa.bindparam("b_subscription_id", type_=sa.BigInteger),
+        sa.bindparam("scope_org", type_=sa.BigInteger),
+        sa.bindparam("b_email", type_=sa.String),
+    )
+    .columns(
+        _seat.c.id,
+        _seat.c.organisation_id,
+        _seat.c.product_id,
+        _seat.c.user_id,
+        _seat.c.assigned_at,
+        sa.column("sku", sa.String),
+    )
+)
+
 HEAD = sa.select(_head.c.seq, _head.c.hash).where(_head.c.id == 1).with_for_update()
 MOVE_HEAD = (
     sa.update(_head)
@@ -349,38 +399,15 @@ class _Statements:
         self.move_head = _Compiled(MOVE_HEAD, dialect)
         self.add_event = _Compiled(ADD_EVENT, dialect)
         # PostgreSQL runs a write inside another statement (a data-modifying WITH): the
-        # counter's change with the chain head's lock and read, the event with the head's
-        # move; one round trip each instead of two, while the locks are held.
+        # counter's change with the seat's, the event with the head's move; one round trip
+        # each instead of two, while the locks are held.
         self.combined = dialect.name == "postgresql"
         if self.combined:
-            self.insert_seat_and_request = _Compiled(ASSIGN_WITH_REQUEST, dialect)
-            self.take_and_head = _Compiled(_with_head(TAKE), dialect)
-            self.give_back_and_head = _Compiled(_with_head(GIVE_BACK), dialect)
+            self.take_and_insert_seat = _Compiled(ASSIGN_WITH_REQUEST, dialect)
+            self.give_back_and_release = _Compiled(RELEASE_WITH_COUNTER, dialect)
             self.add_event_and_move_head = _Compiled(
                 MOVE_HEAD.add_cte(ADD_EVENT.cte("event")), dialect
             )
-
-
-def _with_head(change: Any) -> Any:
-    """The chain's head row, locked and read, if ``change`` (run first) changed a row."""
-    changed = change.cte("changed")
-    return (
-        sa.select(_head.c.seq, _head.c.hash)
-        .select_from(_head.join(changed, sa.true()))
-        .where(_head.c.id == 1)
-        .with_for_update(of=_head)
-    )
-
-
-def _counted(run: _Run, change: str, values: dict[str, Any]) -> dict[str, Any] | None:
-    """Run ``change`` (the subscription's counter) and lock and read the chain's head:
-    the head, or None when the counter did not change (a full subscription) or there is
-    no head yet (a fresh chain, which the services set up)."""
-    if run.statements.combined:
-        return run(f"{change}_and_head", values)
-    if run(change, values) is None:
-        return None
-    return run("head", {})
 
 
 class _Run:
@@ -532,7 +559,9 @@ class SeatFastPath:
             # outside one they would wait for the schedule's sweep.
             with self.app.app_context():
                 session.commit()
-        except Exception:  # _Refused, or a database error: Flask answers (a 503 if down)
+        except Exception as error:  # _Refused, or a database error: Flask answers (a 503 if down)
+            if not isinstance(error, _Refused):  # a deadlock, a lost connection: worth a line
+                log.warning("seat lean path: %s; Flask answers", type(error).__name__)
             with contextlib.suppress(Exception):  # the connection is gone: Flask reports it
                 if run is not None:
                     run.close()
@@ -544,9 +573,11 @@ class SeatFastPath:
             return 201, body, self.assign_endpoint, label
         return 200, body, self.release_endpoint, label
 
-    # The order keeps the locks short and in the services' order: the seat's row, then
-    # the subscription's (every seat change of it queues there), then the audit chain's
-    # head (every audited change queues there), each held until the commit right after.
+    # The locks are taken in the services' order (portal.seats.assignments): the
+    # subscription's row (every seat change of it queues there), then the seat's, then the
+    # audit chain's head (every audited change queues there), each held until the commit.
+    # Taken in another order, a lean assignment and a service's assignment of the same
+    # person would each wait for the other and PostgreSQL would abort one (a deadlock).
 
     def _assign(
         self,
@@ -565,8 +596,13 @@ class SeatFastPath:
             "b_email": email,
             "b_now": now,
         }
-        seat = run("insert_seat_and_request" if run.statements.combined else "insert_seat", values)
-        if seat is None:  # no such subscription or person, mail due, or holding a seat
+        if run.statements.combined:
+            seat = run("take_and_insert_seat", values)
+        else:
+            if run("take", {"subscription_id": subscription_id, "b_updated_at": now}) is None:
+                raise _Refused  # full or not active: Flask's 409
+            seat = run("insert_seat", values)
+        if seat is None:  # full, no such subscription or person, mail due, or holding a seat
             raise _Refused
         if not run.statements.combined:
             run(
@@ -592,9 +628,9 @@ class SeatFastPath:
         # Provisioning writes its outbox rows in this transaction (SPEC 8.4).
         seat_assigned.send(held, session=session, actor=_actor(label, scope_org, ip))
         session.flush()  # what the receivers added
-        head = _counted(run, "take", {"subscription_id": subscription_id, "b_updated_at": now})
+        head = run("head", {})
         if head is None:
-            raise _Refused  # full: Flask's 409
+            raise _Refused  # pragma: no cover (a fresh chain: the services set its head up)
         _audit(
             run,
             head,
@@ -620,16 +656,19 @@ class SeatFastPath:
         ip: str | None,
     ) -> dict[str, Any]:
         now = now_utc()
-        seat = run(
-            "release",
-            {
-                "b_subscription_id": subscription_id,
-                "scope_org": scope_org,
-                "b_email": email,
-                "b_now": now,
-            },
-        )
-        if seat is None:  # no such seat in scope: Flask's 404
+        values = {
+            "b_subscription_id": subscription_id,
+            "scope_org": scope_org,
+            "b_email": email,
+            "b_now": now,
+        }
+        if run.statements.combined:
+            seat = run("give_back_and_release", values)
+        else:
+            if run("give_back", {"subscription_id": subscription_id, "b_updated_at": now}) is None:
+                raise _Refused  # no such subscription: Flask's 404
+            seat = run("release", values)
+        if seat is None:  # no such seat in scope (the counter is rolled back): Flask's 404
             raise _Refused
         held = _seat_object(
             session,
@@ -644,9 +683,9 @@ class SeatFastPath:
         )
         seat_released.send(held, session=session, actor=_actor(label, scope_org, ip))
         session.flush()
-        head = _counted(run, "give_back", {"subscription_id": subscription_id, "b_updated_at": now})
+        head = run("head", {})
         if head is None:
-            raise _Refused  # pragma: no cover (the seat's subscription exists)
+            raise _Refused  # pragma: no cover (a fresh chain: the services set its head up)
         _audit(
             run,
             head,

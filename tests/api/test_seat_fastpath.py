@@ -356,15 +356,16 @@ def _user_id(email: str) -> int:
 
 
 def test_a_lean_assignment_waits_for_a_locked_subscription_instead_of_deadlocking(
-    app, make_org, make_product, make_token, spy
+    app, make_org, make_product, make_token, spy, caplog
 ):
     """PostgreSQL, two real connections. Another transaction holds the subscription's row
     (as the services' assignment does first) while the lean path assigns the same person;
-    that transaction then writes the person's seat and commits. The lean path, which writes
-    the seat before its counter, must have waited at the subscription's row without a seat
-    written (the seat's foreign key takes a key-share lock there first): had it written the
-    seat, the two would wait for each other and PostgreSQL would abort one (``deadlock
-    detected``, a 503)."""
+    that transaction then writes the person's seat and commits. The lean path changes the
+    subscription's counter before it writes the seat, so it must have waited at the
+    subscription's row without a seat written. Had it written the seat first (as it once
+    did: the seat's foreign key is checked after the row and its unique index entry are
+    written), the two would wait for each other and PostgreSQL would abort one
+    (``deadlock detected``): this transaction, or the lean path's, which then logs it."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tests.conftest import owner_engine
@@ -383,9 +384,9 @@ def test_a_lean_assignment_waits_for_a_locked_subscription_instead_of_deadlockin
             {"id": setup.subscription_id},
         )
         answer = pool.submit(_assign, client, setup, email)
-        waiting = sa.text(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        waiting = sa.text(  # in this test's database (other tests run beside it)
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() AND pid <> pg_backend_pid()"
         )
         with engine.connect() as watcher:
             for _ in range(200):  # until the lean path waits for the row (at most 10 s)
@@ -416,4 +417,6 @@ def test_a_lean_assignment_waits_for_a_locked_subscription_instead_of_deadlockin
     assert_problem(response, 409)  # already holds a seat: Flask's answer, not a 503
     assert response.get_json()["code"] == "already_assigned"
     assert spy == [False]  # the lean path rolled back and left it to Flask
+    # ... because the seat was taken, not because PostgreSQL aborted it (a deadlock).
+    assert not [r.getMessage() for r in caplog.records if r.name == "portal.api.seat_fastpath"]
     assert _counter_and_active(app, setup.subscription_id) == (1, 1)
