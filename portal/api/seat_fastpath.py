@@ -193,14 +193,36 @@ def _insert_seat(dialect: str) -> Any:
     )
 
 
+def _seat_statement(sql: str) -> Any:
+    """A PostgreSQL statement of this path written out (a data-modifying WITH): its values
+    (the time, the subscription, the token's organisation or NULL, the email) and the seat
+    it returns, with its product's SKU."""
+    return (
+        sa.text(sql)
+        .bindparams(
+            sa.bindparam("b_now", type_=_seat.c.assigned_at.type),
+            sa.bindparam("b_subscription_id", type_=sa.BigInteger),
+            sa.bindparam("scope_org", type_=sa.BigInteger),
+            sa.bindparam("b_email", type_=sa.String),
+        )
+        .columns(
+            _seat.c.id,
+            _seat.c.organisation_id,
+            _seat.c.product_id,
+            _seat.c.user_id,
+            _seat.c.assigned_at,
+            sa.column("sku", sa.String),
+        )
+    )
+
+
 #: PostgreSQL, in one statement: a seat of the subscription taken if one is free (the
 #: counter's ``UPDATE``, which locks the subscription's row first, as the services'
 #: ``FOR UPDATE`` does), then the seat, then the answer to the person's pending request.
 #: The seat is inserted only from the row the counter's ``UPDATE`` returned, so nothing is
 #: written before the subscription's lock is held (no deadlock with the services).
-ASSIGN_WITH_REQUEST = (
-    sa.text(
-        """
+ASSIGN_WITH_REQUEST = _seat_statement(
+    """
 WITH taken AS (
     UPDATE subscriptions SET assigned = assigned + 1, updated_at = :b_now
     WHERE id = :b_subscription_id AND status = 'active' AND assigned < quantity
@@ -232,21 +254,6 @@ SELECT seat.id, seat.organisation_id, seat.product_id, seat.user_id, seat.assign
        seat.sku
 FROM seat
 """
-    )
-    .bindparams(
-        sa.bindparam("b_now", type_=_seat.c.assigned_at.type),
-        sa.bindparam("b_subscription_id", type_=sa.BigInteger),
-        sa.bindparam("scope_org", type_=sa.BigInteger),
-        sa.bindparam("b_email", type_=sa.String),
-    )
-    .columns(
-        _seat.c.id,
-        _seat.c.organisation_id,
-        _seat.c.product_id,
-        _seat.c.user_id,
-        _seat.c.assigned_at,
-        sa.column("sku", sa.String),
-    )
 )
 
 #: The person's pending request for the product is answered by the seat.
@@ -291,9 +298,8 @@ RELEASE = (
 #: PostgreSQL, in one statement: the subscription's counter given back (its row locked
 #: first, as the services lock it first), then the person's active seat released. No seat:
 #: nothing returned, and the caller rolls the counter back.
-RELEASE_WITH_COUNTER = (
-    sa.text(
-        """
+RELEASE_WITH_COUNTER = _seat_statement(
+    """
 WITH given AS (
     UPDATE subscriptions SET assigned = assigned - 1, updated_at = :b_now
     WHERE id = :b_subscription_id
@@ -313,21 +319,6 @@ RETURNING seat_assignments.id, seat_assignments.organisation_id,
           (SELECT products.sku FROM products
            WHERE products.id = seat_assignments.product_id) AS sku
 """
-    )
-    .bindparams(
-        sa.bindparam("b_now", type_=_seat.c.released_at.type),
-        sa.bindparam("b_subscription_id", type_=sa.BigInteger),
-        sa.bindparam("scope_org", type_=sa.BigInteger),
-        sa.bindparam("b_email", type_=sa.String),
-    )
-    .columns(
-        _seat.c.id,
-        _seat.c.organisation_id,
-        _seat.c.product_id,
-        _seat.c.user_id,
-        _seat.c.assigned_at,
-        sa.column("sku", sa.String),
-    )
 )
 
 HEAD = sa.select(_head.c.seq, _head.c.hash).where(_head.c.id == 1).with_for_update()

@@ -128,6 +128,22 @@ def assert_problem(response, status: int, code: str | None = None) -> dict[str, 
     return body
 
 
+def miss_the_stored_answer_once(monkeypatch) -> list[str]:
+    """The next ``Idempotency-Key`` look-up finds nothing, as when a request looks before an
+    identical one racing it has stored its answer; later look-ups are real. Returns the keys
+    looked up, in order."""
+    from portal.api import idempotency
+
+    real, looks = idempotency.selectors.idempotent_request_find, []
+
+    def late_look(session, *, token_id, key):
+        looks.append(key)
+        return None if len(looks) == 1 else real(session, token_id=token_id, key=key)
+
+    monkeypatch.setattr(idempotency.selectors, "idempotent_request_find", late_look)
+    return looks
+
+
 @pytest.fixture
 def make_product(make_product) -> Callable[..., ProductRef]:  # noqa: F811 (tests/conftest.py's)
     """The API tests' product: an active vendor's, with a pool of ``capacity`` seats in force

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from portal.billing.models import CreditNote, Invoice, InvoiceRun
 from portal.db import db
 from portal.kernel.clock import now_utc
-from tests.api.conftest import ApiClient, assert_problem
+from tests.api.conftest import ApiClient, assert_problem, miss_the_stored_answer_once
 from tests.billing.factories import count, draft, finalize, subscribe
 from tests.conftest import OrgRef
 
@@ -97,19 +97,11 @@ def test_two_starts_with_one_key_that_race_make_one_run(app, billed, api, monkey
     """Both starts miss the stored answer (the second looks before the first has stored
     it); the run and the stored answer are committed together, so the second's insert of
     the key fails, its run is rolled back and it replays the first's answer."""
-    from portal.api import idempotency
-
     council = api("council")
     headers = {"Idempotency-Key": "run-raced"}
     first = council.post("/invoice-runs", {"period": billed["period"]}, headers=headers)
     assert first.status_code == 201, first.get_json()
-    real, looks = idempotency.selectors.idempotent_request_find, []
-
-    def late_look(session, *, token_id, key):
-        looks.append(key)
-        return None if len(looks) == 1 else real(session, token_id=token_id, key=key)
-
-    monkeypatch.setattr(idempotency.selectors, "idempotent_request_find", late_look)
+    looks = miss_the_stored_answer_once(monkeypatch)
     second = council.post("/invoice-runs", {"period": billed["period"]}, headers=headers)
     assert len(looks) == 2  # missed it, then found it after the failed insert
     assert second.status_code == 201 and second.get_json() == first.get_json()

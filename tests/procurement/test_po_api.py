@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from portal.procurement.models import PurchaseOrder, VendorInvoice
-from tests.api.conftest import assert_problem
+from tests.api.conftest import assert_problem, miss_the_stored_answer_once
 from tests.procurement.po_support import act, person, term
 from tests.support import count, db_rows
 
@@ -57,18 +57,10 @@ def test_two_drafts_with_one_key_that_race_make_one_order(app, supplier, council
     """The second draft looks for the key before the first has stored it; the order and the
     stored answer are committed together, so the second's order is rolled back with its
     failed insert of the key and the first's answer is replayed."""
-    from portal.api import idempotency
-
     headers = {"Idempotency-Key": "po-raced"}
     first = council_api.post("/purchase-orders", json=_body(), headers=headers)
     assert first.status_code == 201, first.get_json()
-    real, looks = idempotency.selectors.idempotent_request_find, []
-
-    def late_look(session, *, token_id, key):
-        looks.append(key)
-        return None if len(looks) == 1 else real(session, token_id=token_id, key=key)
-
-    monkeypatch.setattr(idempotency.selectors, "idempotent_request_find", late_look)
+    looks = miss_the_stored_answer_once(monkeypatch)
     second = council_api.post("/purchase-orders", json=_body(), headers=headers)
     assert len(looks) == 2
     assert second.status_code == 201 and second.get_json() == first.get_json()
