@@ -172,6 +172,13 @@ def test_a_run_whose_worker_is_killed_is_redelivered_and_ends_done_once(
         "the second worker finished the run",
         _logs(first, second),
     )
+    # The job's own record is written as the task returns, just after the run's last commit.
+    _wait(
+        lambda: _state(app, run_id)[1].state != "running",
+        60,
+        "the second worker recorded the job's end",
+        _logs(first, second),
+    )
     run, job = _state(app, run_id)
     assert (run.status, run.error) == ("done", None), _logs(second)
     assert run.organisations_done == run.organisations_total == ORGANISATIONS
@@ -211,5 +218,6 @@ def test_the_development_queue_needs_no_server(app, billed, workers, tmp_path):
     sender.send_task(TASK_NAME, args=[job_id], queue=queue, routing_key=queue)
     sender.close()
     _wait(lambda: _state(app, run_id)[0].status == "done", 90, "the run is done", _logs(worker))
+    _wait(lambda: _state(app, run_id)[1].state != "running", 60, "the job ended", _logs(worker))
     run, job = _state(app, run_id)
     assert (run.invoices_created, job.state, job.attempts) == (1, "succeeded", 1)
