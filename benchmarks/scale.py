@@ -750,15 +750,43 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN
 END
 $$
 """
+# Council-wide transactions as portal_council (migration 0032), as README advises; or not
+# (--no-council-role: the planner guesses at portal.scope, as before 0032).
+_GRANT_COUNCIL_ROLE = f"""
+DO $$
+BEGIN
+    IF to_regrole('portal_council_members') IS NOT NULL
+       AND NOT pg_has_role('{APP_ROLE_LOGIN}', 'portal_council_members', 'MEMBER') THEN
+        GRANT portal_council_members TO {APP_ROLE_LOGIN};
+    END IF;
+EXCEPTION WHEN unique_violation OR internal_error THEN
+    NULL;
+END
+$$
+"""
+_REVOKE_COUNCIL_ROLE = f"""
+DO $$
+BEGIN
+    IF to_regrole('portal_council_members') IS NOT NULL THEN
+        REVOKE portal_council_members FROM {APP_ROLE_LOGIN};
+    END IF;
+END
+$$
+"""
 
 
-def as_application(env: dict[str, str], postgres_url: str) -> dict[str, str]:
+def as_application(
+    env: dict[str, str], postgres_url: str, council_role: bool = True
+) -> dict[str, str]:
     """``env`` with the portal connecting as a login role of ``portal_app`` (row-level
-    security applies, as in production); migrations keep the owner's URL."""
+    security applies, as in production); migrations keep the owner's URL. With
+    ``council_role`` the login role may switch to ``portal_council`` for council-wide work
+    (README, "PostgreSQL roles")."""
     import psycopg
 
     with psycopg.connect(_server(postgres_url), autocommit=True) as admin:
         admin.execute(_CREATE_APP_ROLE)
+        admin.execute(_GRANT_COUNCIL_ROLE if council_role else _REVOKE_COUNCIL_ROLE)
     owner = env["PORTAL_DATABASE_URL"]
     scheme, rest = owner.split("://", 1)
     host_db = rest.split("@", 1)[1]
@@ -1057,7 +1085,7 @@ def run(demo_env: dict[str, str], scale_env: dict[str, str], args: argparse.Name
 
     demo = Site(
         "demo",
-        as_application(demo_env, args.postgres_url),
+        as_application(demo_env, args.postgres_url, council_role=not args.no_council_role),
         "acme-gmbh",
         "admin@acme-gmbh.example",
         "jonas@acme-gmbh.example",
@@ -1065,7 +1093,7 @@ def run(demo_env: dict[str, str], scale_env: dict[str, str], args: argparse.Name
     )
     scale = Site(
         "scale",
-        as_application(scale_env, args.postgres_url),
+        as_application(scale_env, args.postgres_url, council_role=not args.no_council_role),
         BIG_SLUG,
         BIG_ADMIN,
         f"p00001@{BIG_SLUG}.example",
@@ -1118,6 +1146,11 @@ def main(argv: list[str] | None = None) -> int:
         "--minutes", type=float, default=0.0, help="stop after the round that passes this"
     )
     parser.add_argument("--only", default="", help="only pages whose 'who name' matches")
+    parser.add_argument(
+        "--no-council-role",
+        action="store_true",
+        help="council-wide work under portal_app's policy alone (as before migration 0032)",
+    )
     args = parser.parse_args(argv)
     print(f"Machine: {common.machine()}", flush=True)
     print(f"PostgreSQL {common.postgres_version(args.postgres_url)}", flush=True)

@@ -511,9 +511,42 @@ _SET_SCOPE = sa.text(
     "SELECT set_config('portal.scope', :scope, :local), "
     "set_config('portal.organisation_id', :organisation_id, :local)"
 )
-_RESET_SCOPE = (
-    "SELECT set_config('portal.scope', '', false), set_config('portal.organisation_id', '', false)"
+#: The same, on a connection that switches to :data:`COUNCIL_ROLE` for council-wide work.
+_SET_SCOPE_AND_ROLE = sa.text(
+    "SELECT set_config('portal.scope', :scope, :local), "
+    "set_config('portal.organisation_id', :organisation_id, :local), "
+    "set_config('role', :role, :local)"
 )
+_RESET_SCOPE = (
+    "SELECT set_config('portal.scope', '', false), set_config('portal.organisation_id', '', false), "
+    "set_config('role', 'none', false)"
+)
+
+#: The role council-wide transactions run as where the login role may switch to it
+#: (migration 0032): its policy ``council_scope`` is ``USING (true)``, so the planner sees
+#: council-wide queries unfiltered instead of guessing at ``portal.scope``.
+COUNCIL_ROLE = "portal_council"
+#: Connection-record flag: whether the connection's login role switches to COUNCIL_ROLE.
+_SWITCHES_KEY = "portal_switches_to_council_role"
+_CAN_SWITCH = sa.text(
+    "SELECT CASE WHEN to_regrole(:role) IS NULL THEN false ELSE"
+    " pg_has_role(session_user, :role, 'MEMBER')"
+    " AND NOT pg_has_role(session_user, :role, 'USAGE')"
+    " AND NOT r.rolsuper AND NOT r.rolbypassrls END"
+    " FROM pg_roles r WHERE r.rolname = session_user"
+)
+
+
+def _switches_role(connection: Any) -> bool:
+    """Whether ``connection`` runs council-wide work as :data:`COUNCIL_ROLE` (asked once per
+    connection). Only a login role held by row-level security, a member of the role through
+    ``portal_council_members`` (so it may switch to it, and does not hold it otherwise), does:
+    a superuser or the tables' owner bypasses the policies anyway, and a login role without
+    the grant works as before, the planner guessing at ``portal.scope``."""
+    info = connection.info
+    if _SWITCHES_KEY not in info:
+        info[_SWITCHES_KEY] = bool(connection.scalar(_CAN_SWITCH, {"role": COUNCIL_ROLE}))
+    return bool(info[_SWITCHES_KEY])
 
 
 def _plain_session(session: Any) -> Session:
@@ -530,7 +563,8 @@ def _settings(scope: Scope | None) -> dict[str, str]:
 
 
 def _apply_scope(session: Session, connection: Any, scope: Scope | None) -> None:
-    """Set the PostgreSQL settings the row-level security policies read, on ``connection``.
+    """Set the PostgreSQL settings the row-level security policies read, on ``connection``
+    (and, council-wide, the role :data:`COUNCIL_ROLE` where the connection switches to it).
 
     Inside a transaction they are transaction-local (``set_config(…, true)``) and vanish at
     its end. A connection in autocommit (:func:`read_only`) has no transaction to hold them,
@@ -548,7 +582,12 @@ def _apply_scope(session: Session, connection: Any, scope: Scope | None) -> None
         )
         if not was_set:
             return  # nothing set: nothing to clear (a checked-in connection is clear)
-    connection.execute(_SET_SCOPE, {**_settings(scope), "local": not autocommit})
+    params: dict[str, Any] = {**_settings(scope), "local": not autocommit}
+    if _switches_role(connection):
+        params["role"] = COUNCIL_ROLE if scope is not None and scope.is_council else "none"
+        connection.execute(_SET_SCOPE_AND_ROLE, params)
+    else:
+        connection.execute(_SET_SCOPE, params)
     if autocommit:
         connection.info[_SESSION_LEVEL_KEY] = True
     session.info[_APPLIED_KEY] = scope
@@ -647,9 +686,11 @@ def database_role_isolates(engine: Engine) -> bool:
     """Whether the role ``engine`` connects as is held by row-level security.
 
     True on SQLite (nothing to bypass) and on PostgreSQL for a role that is not a
-    superuser, has no BYPASSRLS and owns no table under row-level security (the tables
-    force it, but an owner could switch it off). Production's ``/readyz`` asks it (README:
-    "PostgreSQL roles").
+    superuser, has no BYPASSRLS, owns no table under row-level security (the tables
+    force it, but an owner could switch it off) and does not hold :data:`COUNCIL_ROLE`'s
+    privileges (granted it directly instead of through the NOINHERIT
+    ``portal_council_members``, its policy would show every organisation's rows to every
+    transaction). Production's ``/readyz`` asks it (README: "PostgreSQL roles").
     """
     if engine.dialect.name != "postgresql":
         return True
@@ -658,8 +699,11 @@ def database_role_isolates(engine: Engine) -> bool:
             sa.text(
                 "SELECT r.rolsuper OR r.rolbypassrls AS bypasses, EXISTS ("
                 "  SELECT 1 FROM pg_class c WHERE c.relrowsecurity"
-                "  AND pg_has_role(current_user, c.relowner, 'USAGE')) AS owns "
-                "FROM pg_roles r WHERE r.rolname = current_user"
-            )
+                "  AND pg_has_role(session_user, c.relowner, 'USAGE')) AS owns, "
+                "  CASE WHEN to_regrole(:role) IS NULL THEN false"
+                "  ELSE pg_has_role(session_user, :role, 'USAGE') END AS council_always "
+                "FROM pg_roles r WHERE r.rolname = session_user"
+            ),
+            {"role": COUNCIL_ROLE},
         ).one()
-    return not (row.bypasses or row.owns)
+    return not (row.bypasses or row.owns or row.council_always)

@@ -240,6 +240,9 @@ BEGIN
     IF NOT pg_has_role('portal_test_app', 'portal_app', 'MEMBER') THEN
         GRANT portal_app TO portal_test_app;
     END IF;
+    IF NOT pg_has_role('portal_test_app', 'portal_council_members', 'MEMBER') THEN
+        GRANT portal_council_members TO portal_test_app;  -- council-wide as portal_council
+    END IF;
 EXCEPTION WHEN unique_violation OR internal_error THEN
     NULL;
 END

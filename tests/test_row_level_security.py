@@ -121,6 +121,127 @@ def test_every_tenant_owned_table_forces_row_level_security_with_the_policy(app)
     assert policies == expected
 
 
+@postgres_only
+def test_every_table_under_row_level_security_lets_the_council_role_see_everything(app):
+    """Migration 0032: a second policy, for ``portal_council`` only, on every such table."""
+    with app.app_context(), db.engine.connect() as conn:
+        secured = set(
+            conn.scalars(
+                sa.text(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relrowsecurity"
+                )
+            )
+        )
+        council = {
+            row.tablename: (tuple(row.roles), row.qual, row.with_check, row.permissive)
+            for row in conn.execute(
+                sa.text(
+                    "SELECT tablename, roles::text[] AS roles, qual, with_check, permissive "
+                    "FROM pg_policies WHERE policyname = 'council_scope'"
+                )
+            )
+        }
+    assert secured and set(council) == secured, "a new table needs migration 0032's policy too"
+    assert set(council.values()) == {(("portal_council",), "true", "true", "PERMISSIVE")}
+
+
+@postgres_only
+def test_the_login_role_may_switch_to_the_council_role_but_does_not_hold_it(app):
+    with app.app_context(), db.engine.connect() as conn:
+        member, holds = conn.execute(
+            sa.text(
+                "SELECT pg_has_role(session_user, 'portal_council', 'MEMBER'), "
+                "pg_has_role(session_user, 'portal_council', 'USAGE')"
+            )
+        ).one()
+        assert member is True  # through portal_council_members (tests/conftest.py)
+        assert holds is False  # portal_council_members is NOINHERIT: its policy is not ours
+        assert conn.scalar(sa.text("SELECT count(*) FROM subscriptions")) == 0  # no scope
+
+
+def _plan(session: Session) -> str:
+    rows = session.execute(sa.text("EXPLAIN (VERBOSE) SELECT id FROM invoices ORDER BY id LIMIT 5"))
+    return "\n".join(rows.scalars())
+
+
+@postgres_only
+def test_council_wide_transactions_run_as_the_council_role_and_narrow_back(app, tenants):
+    a, b, _ = tenants
+    orgs = sa.select(Subscription.organisation_id).distinct()
+    role = sa.text("SELECT current_user")
+    with app.app_context():
+        council = scoped(Scope.council())
+        try:
+            assert council.scalar(role) == "portal_council"
+            assert {a.id, b.id} <= set(council.scalars(orgs))
+            # The planner sees no policy filter at all (the point of the role) ...
+            assert "portal.scope" not in _plan(council)
+            council.commit()
+            assert council.scalar(role) == "portal_council"  # every transaction of the session
+        finally:
+            council.close()
+        session = scoped(Scope.organisation(a.id))
+        try:
+            assert session.scalar(role) == TEST_APP_ROLE
+            assert "portal.scope" in _plan(session)  # ... which an organisation's has
+            with council_wide(session):
+                assert session.scalar(role) == "portal_council"
+                assert {a.id, b.id} <= set(session.scalars(orgs))
+            assert session.scalar(role) == TEST_APP_ROLE  # narrowed back in the same transaction
+            assert set(session.scalars(orgs)) == {a.id}
+            bind_scope(session, None)
+            assert session.scalar(role) == TEST_APP_ROLE
+            assert session.scalar(sa.select(sa.func.count()).select_from(Subscription)) == 0
+        finally:
+            session.close()
+
+
+_ALWAYS_COUNCIL_ROLE = "portal_test_always_council"
+
+
+@postgres_only
+def test_a_login_role_holding_the_council_role_itself_does_not_isolate(app, tenants):
+    """Granted ``portal_council`` directly (not through the NOINHERIT
+    ``portal_council_members``), a login role would see every organisation in every
+    transaction: ``/readyz``'s check says so."""
+    from portal.db import database_role_isolates
+    from tests.conftest import owner_engine
+
+    with app.app_context():
+        owner = owner_engine(app)
+        with owner.connect() as conn:
+            conn.execute(
+                sa.text(
+                    f"""
+                    DO $$
+                    BEGIN
+                        IF NOT EXISTS (SELECT 1 FROM pg_roles
+                                       WHERE rolname = '{_ALWAYS_COUNCIL_ROLE}') THEN
+                            CREATE ROLE {_ALWAYS_COUNCIL_ROLE} LOGIN
+                                PASSWORD '{_ALWAYS_COUNCIL_ROLE}' NOSUPERUSER NOBYPASSRLS;
+                        END IF;
+                        GRANT portal_council TO {_ALWAYS_COUNCIL_ROLE};
+                    EXCEPTION WHEN duplicate_object OR unique_violation OR internal_error THEN
+                        NULL;
+                    END
+                    $$
+                    """
+                )
+            )
+            conn.commit()
+        url = db.engine.url.set(username=_ALWAYS_COUNCIL_ROLE, password=_ALWAYS_COUNCIL_ROLE)
+        always = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with always.connect() as conn:  # no scope set, yet every organisation
+                seen = set(conn.scalars(sa.text("SELECT organisation_id FROM users")))
+                assert {tenants[0].id, tenants[1].id} <= seen
+            assert database_role_isolates(always) is False
+            assert database_role_isolates(db.engine) is True
+        finally:
+            always.dispose()
+
+
 # ------------------------------------------------------------------ isolation
 
 
@@ -329,6 +450,14 @@ def test_a_read_in_autocommit_is_scoped_and_its_connection_goes_back_clear(app, 
                     "",
                     None,
                 )
+                assert conn.scalar(sa.text("SELECT count(*) FROM subscriptions")) == 0
+            session = Session(bind=engine)  # council-wide: as portal_council, for the connection
+            bind_scope(session, Scope.council())
+            read_only(session)
+            assert session.scalar(sa.text("SELECT current_user")) == "portal_council"
+            session.close()
+            with engine.connect() as conn:  # back as the login role, seeing nothing
+                assert conn.scalar(sa.text("SELECT current_user")) == TEST_APP_ROLE
                 assert conn.scalar(sa.text("SELECT count(*) FROM subscriptions")) == 0
         finally:
             engine.dispose()
