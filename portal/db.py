@@ -518,8 +518,8 @@ _SET_SCOPE_AND_ROLE = sa.text(
     "set_config('role', :role, :local)"
 )
 _RESET_SCOPE = (
-    "SELECT set_config('portal.scope', '', false), set_config('portal.organisation_id', '', false), "
-    "set_config('role', 'none', false)"
+    "SELECT set_config('portal.scope', '', false), "
+    "set_config('portal.organisation_id', '', false), set_config('role', 'none', false)"
 )
 
 #: The role council-wide transactions run as where the login role may switch to it

@@ -198,6 +198,19 @@ def test_council_wide_transactions_run_as_the_council_role_and_narrow_back(app, 
 
 
 _ALWAYS_COUNCIL_ROLE = "portal_test_always_council"
+_CREATE_ALWAYS_COUNCIL_ROLE = """
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'portal_test_always_council') THEN
+        CREATE ROLE portal_test_always_council LOGIN PASSWORD 'portal_test_always_council'
+            NOSUPERUSER NOBYPASSRLS;
+    END IF;
+    GRANT portal_council TO portal_test_always_council;
+EXCEPTION WHEN duplicate_object OR unique_violation OR internal_error THEN
+    NULL;
+END
+$$
+"""
 
 
 @postgres_only
@@ -211,24 +224,7 @@ def test_a_login_role_holding_the_council_role_itself_does_not_isolate(app, tena
     with app.app_context():
         owner = owner_engine(app)
         with owner.connect() as conn:
-            conn.execute(
-                sa.text(
-                    f"""
-                    DO $$
-                    BEGIN
-                        IF NOT EXISTS (SELECT 1 FROM pg_roles
-                                       WHERE rolname = '{_ALWAYS_COUNCIL_ROLE}') THEN
-                            CREATE ROLE {_ALWAYS_COUNCIL_ROLE} LOGIN
-                                PASSWORD '{_ALWAYS_COUNCIL_ROLE}' NOSUPERUSER NOBYPASSRLS;
-                        END IF;
-                        GRANT portal_council TO {_ALWAYS_COUNCIL_ROLE};
-                    EXCEPTION WHEN duplicate_object OR unique_violation OR internal_error THEN
-                        NULL;
-                    END
-                    $$
-                    """
-                )
-            )
+            conn.execute(sa.text(_CREATE_ALWAYS_COUNCIL_ROLE))
             conn.commit()
         url = db.engine.url.set(username=_ALWAYS_COUNCIL_ROLE, password=_ALWAYS_COUNCIL_ROLE)
         always = sa.create_engine(url, poolclass=sa.pool.NullPool)

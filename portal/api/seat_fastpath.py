@@ -71,6 +71,7 @@ from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.scope import Scope
 from portal.observability import ENVIRON_ACTOR, ENVIRON_ENDPOINT, observe_request
+from portal.provisioning.outbox import configured_vendors
 from portal.seats.models import SeatAssignment, SeatRequest, Subscription
 from portal.security import is_production, response_headers
 from portal.signals import seat_assigned, seat_released
@@ -539,6 +540,10 @@ class SeatFastPath:
             if scope_org is not None:
                 bind_scope(session, Scope.organisation(scope_org))
             ip = environ.get("REMOTE_ADDR")
+            # Provisioning's receiver reads its settings after the seat is written, while the
+            # subscription's row is locked; read here, before the first lock, its read is the
+            # transaction's cached one (one round trip fewer under the locks).
+            configured_vendors(session)
             write = self._assign if kind == "assign" else self._release
             body = write(session, run, subscription_id, email, scope_org, label, ip)
             if not self.reservations.allow(self.app, digest):
