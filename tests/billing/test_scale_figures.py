@@ -34,6 +34,11 @@ def test_export_summary_is_the_summary_of_the_rows(app, issued, make_org):
     subscribe(app, other.id, issued["product"].id, 3, issued["first"])
     finalize(app, draft(app, other.id, issued["period"]))
     with app.app_context():
+        # What export_summary relies on: a final invoice's subtotal is its lines' sum.
+        for invoice in db.session.scalars(
+            sa.select(Invoice).where(Invoice.period == issued["period"])
+        ):
+            assert invoice.lines and invoice.subtotal == sum(line.amount for line in invoice.lines)
         for scope in (Scope.council(), Scope.organisation(other.id)):
             rows = list(export_rows(db.session, scope=scope, period=issued["period"]))
             assert export_summary(db.session, scope=scope, period=issued["period"]) == summary(rows)
