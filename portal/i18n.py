@@ -25,7 +25,7 @@ from babel.numbers import format_decimal
 from flask import Flask, has_request_context, request
 from flask_babel import Babel, force_locale, get_locale
 
-from portal.kernel.i18n import LANGUAGES
+from portal.kernel.i18n import LANGUAGES, _l
 from portal.kernel.money import format_money
 
 babel = Babel()
@@ -139,6 +139,41 @@ def percent_bp(value: int | None) -> str:
     return number(Decimal(value) / 100, digits=2) + "%"
 
 
+#: The words of status badges (``_macros.html``'s ``status``); another value is shown as it
+#: is, its underscores as spaces.
+STATUS_WORDS = {
+    "active": _l("active"),
+    "inactive": _l("inactive"),
+    "pending": _l("pending"),
+    "under_review": _l("under review"),
+    "suspended": _l("suspended"),
+    "closed": _l("closed"),
+    "waitlisted": _l("waitlisted"),
+    "cancelled": _l("cancelled"),
+    "accepted": _l("accepted"),
+    "revoked": _l("revoked"),
+    "expired": _l("expired"),
+    "draft": _l("draft"),
+    "open": _l("open"),
+    "paid": _l("paid"),
+    "void": _l("void"),
+    "uncollectible": _l("uncollectible"),
+    "queued": _l("queued"),
+    "sent": _l("sent"),
+    "failed": _l("failed"),
+    "running": _l("running"),
+    "succeeded": _l("succeeded"),
+    "verified": _l("verified"),
+}
+
+
+def status_word(value: object) -> str:
+    """A status badge's word in the reader's language (``under_review`` → "under review")."""
+    key = str(getattr(value, "value", value))
+    word = STATUS_WORDS.get(key)
+    return str(word) if word is not None else key.replace("_", " ")
+
+
 def init_app(app: Flask) -> None:
     """Flask-Babel with the portal's catalogues and language choice, and the template helpers."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", LANGUAGES[0])
@@ -151,6 +186,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(date, "date")
     app.add_template_filter(datetime, "datetime")
     app.add_template_filter(percent_bp, "percent_bp")
+    app.add_template_filter(status_word, "status_word")
 
     @app.context_processor
     def languages() -> dict:

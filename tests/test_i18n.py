@@ -196,6 +196,24 @@ def test_money_numbers_and_dates_in_the_reader_s_locale(app):
         assert i18n.percent_bp(1250) == "12,5%"
 
 
+def test_a_status_badge_says_its_word_in_the_reader_s_language(app):
+    from portal.billing.models import InvoiceStatus
+
+    template = app.jinja_env.from_string(
+        '{% from "_macros.html" import status %}{{ status(value) }}'
+    )
+    with app.test_request_context():
+        assert i18n.status_word("under_review") == "under review"
+        assert i18n.status_word(InvoiceStatus.OPEN) == "open"  # an enum: its value's word
+        assert i18n.status_word("on_hold") == "on hold"  # no word: the code, readable
+        assert template.render(value="under_review") == (
+            '<span class="badge badge-under_review">under review</span>'
+        )
+    with app.test_request_context(), force_locale("ru"):
+        assert i18n.status_word("under_review") == "на рассмотрении"
+        assert "на рассмотрении" in template.render(value="under_review")
+
+
 def test_in_language_speaks_the_chosen_language_outside_a_request(app):
     with app.app_context():
         with i18n.in_language("ru-RU") as chosen:
