@@ -116,10 +116,10 @@ def usage_rows_page(
     usage in the period), and that page: a council of 10,000 organisations has tens of
     thousands of rows a month, which only the CSV needs whole.
 
-    The organisations are walked by slug and asked, a growing batch at a time, whether
-    they have a ``usage_daily`` row in the period's days (every stored event has its
-    row), until the page and one more are found: the first pages cost a few probes, not
-    one per organisation. A period that starts or ends inside a day is read whole."""
+    The organisations are walked by slug, a growing batch at a time read from the slug's
+    index, and each batch is asked whether its organisations have a ``usage_daily`` row in
+    the period's days (every stored event has its row), until the page and one more are
+    found: the first pages cost a few probes, not one per organisation. A period that starts or ends inside a day is read whole."""
     midnight = dt.time()
     whole_days = (
         start.timetz().replace(tzinfo=None) == midnight
@@ -132,14 +132,18 @@ def usage_rows_page(
         return rows, OrganisationPage([], 1, max(1, len(rows)), False)
     page = max(1, page)
     wanted = page * per_page + 1
-    ids = list(
-        session.scalars(sa.select(Organisation.id).order_by(Organisation.slug, Organisation.id))
-    )
     found: list[int] = []
-    at, batch = 0, 2 * (per_page + 1)
-    while len(found) < wanted and at < len(ids):
-        part = ids[at : at + batch]
-        at += batch
+    after: str | None = None  # the last slug walked (slugs are unique)
+    batch = 2 * (per_page + 1)
+    while len(found) < wanted:
+        walk = sa.select(Organisation.id, Organisation.slug).order_by(Organisation.slug)
+        if after is not None:
+            walk = walk.where(Organisation.slug > after)
+        walked = session.execute(walk.limit(batch)).all()
+        if not walked:
+            break
+        after = walked[-1].slug
+        part = [row.id for row in walked]
         batch = min(2 * batch, 2000)
         used = [
             UsageDaily.organisation_id.in_(part),

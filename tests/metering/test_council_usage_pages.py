@@ -48,11 +48,19 @@ def test_council_usage_pages_are_organisations_read_alone(mid_month, app, metere
         pages = [
             usage_rows_page(db.session, start=start, end=end, page=n, per_page=3) for n in (1, 2, 3)
         ]
+        # One organisation a page: the walk reads the slugs in batches of 4, then 8.
+        singles = [
+            usage_rows_page(db.session, start=start, end=end, page=n, per_page=1)
+            for n in range(1, 6)
+        ]
         product_id = metered["product"].id
         one_product = usage_rows_page(
             db.session, start=start, end=end, product_id=product_id, per_page=10
         )
     assert [r for rows, _ in pages for r in rows] == every
+    assert [r for rows, _ in singles for r in rows] == every
+    assert [len(listed.items) for _, listed in singles] == [1, 1, 1, 1, 0]
+    assert [listed.has_next for _, listed in singles] == [True, True, True, False, False]
     assert [(listed.has_prev, listed.has_next) for _, listed in pages] == [
         (False, True),
         (True, False),
