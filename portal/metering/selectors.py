@@ -827,23 +827,27 @@ def idle_seats_page(
     """One page of :func:`idle_seats` (an organisation of thousands of seats may have
     hundreds idle): the count and ``per_page`` rows, whatever the number of seats."""
     page = max(1, page)
-    total = idle_seat_count(session, organisation_id=organisation_id, idle_days=idle_days, now=now)
-    offset = (page - 1) * per_page
-    if offset >= total:
-        return Page(items=[], page=page, per_page=per_page, total=total)
+    offset = min((page - 1) * per_page, 2**62)  # a page past any number a database stores
     # The page's seat ids first (the filter and the order over the seat and holder rows
-    # alone), then those seats with what the page shows of them: the eager loads and the
-    # last use are for ``per_page`` seats, not for every seat the filter looks at.
-    ids = list(
-        session.scalars(
-            sa.select(SeatAssignment.id)
-            .join(User, User.id == SeatAssignment.user_id)
-            .where(*_idle_where(organisation_id, idle_days, now))
-            .order_by(SeatAssignment.assigned_at, SeatAssignment.id)
-            .limit(per_page)
-            .offset(offset)
+    # alone), with the count of every idle seat beside them (a window over the same rows:
+    # the filter's probes run once, not once for the count and again for the page); then
+    # those seats with what the page shows of them: the eager loads and the last use are
+    # for ``per_page`` seats, not for every seat the filter looks at.
+    found = session.execute(
+        sa.select(SeatAssignment.id, sa.func.count().over().label("total"))
+        .join(User, User.id == SeatAssignment.user_id)
+        .where(*_idle_where(organisation_id, idle_days, now))
+        .order_by(SeatAssignment.assigned_at, SeatAssignment.id)
+        .limit(per_page)
+        .offset(offset)
+    ).all()
+    if not found:  # past the last page (or none idle): the count alone
+        total = idle_seat_count(
+            session, organisation_id=organisation_id, idle_days=idle_days, now=now
         )
-    )
+        return Page(items=[], page=page, per_page=per_page, total=total)
+    total = int(found[0].total)
+    ids = [row.id for row in found]
     rows = session.execute(
         sa.select(SeatAssignment, _last_use().label("last_use"))
         .join(User, User.id == SeatAssignment.user_id)
