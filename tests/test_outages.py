@@ -443,8 +443,11 @@ def test_postgresql_restart_and_stop_under_traffic_give_503s_never_500s(
     up = [
         r.getMessage() for r in log.records if r.name == OUTAGE_LOGGER and r.levelno == logging.INFO
     ]
-    # Two outages (the restart, the stop): a line when each began and one when it ended.
-    assert 1 <= len(down) <= 2, down
+    # Two outages (the restart, the stop): a line when each began and one when it ended,
+    # not one per failed request (hundreds here). A restart may show as two: CI saw a
+    # request answered between the old server's AdminShutdown and the new one's "starting
+    # up" (logged as the outage's end, then a new one), hence up to two per outage.
+    assert 1 <= len(down) <= 4, down
     assert len(up) == len(down), (down, up)
     assert all(m.startswith("Database unreachable") for m in down)
     assert all(m.startswith("Database answers again") for m in up)
