@@ -119,7 +119,8 @@ def usage_rows_page(
     The organisations are walked by slug, a growing batch at a time read from the slug's
     index, and each batch is asked whether its organisations have a ``usage_daily`` row in
     the period's days (every stored event has its row), until the page and one more are
-    found: the first pages cost a few probes, not one per organisation. A period that starts or ends inside a day is read whole."""
+    found: the first pages cost a few probes, not one per organisation. A period that
+    starts or ends inside a day is read whole."""
     midnight = dt.time()
     whole_days = (
         start.timetz().replace(tzinfo=None) == midnight
