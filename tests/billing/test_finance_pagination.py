@@ -61,3 +61,32 @@ def test_the_finance_page_links_to_the_next_page(app, billed, make_org, signed_i
     assert 'rel="prev"' in second.get_data(as_text=True)
     for bad in ("0", "-3", "x", "99999999999999999999"):
         assert finance.get(f"/finance?period={billed['period']}&page={bad}").status_code == 200
+
+
+def test_a_status_filter_pages_and_totals_that_status_and_counts_every_one(app, billed, make_org):
+    """The month's counts, totals and page count come from one grouped statement: with a
+    status chosen, the totals and pages are that status's, the counts every status's."""
+    from tests.billing.factories import finalize
+
+    ids = _three_drafts(app, billed, make_org)
+    finalize(app, ids[1])
+    with app.app_context():
+        session = db.session
+        period = billed["period"]
+        every = selectors.month_overview(session, scope=Scope.council(), period=period)
+        final = {i.status for i in every.invoices} - {"draft"}
+        assert len(final) == 1  # open, or paid when its total is zero
+        (chosen,) = final
+        for status in ("draft", chosen):
+            whole = selectors.month_overview(
+                session, scope=Scope.council(), period=period, status=status
+            )
+            paged = selectors.month_overview(
+                session, scope=Scope.council(), period=period, status=status, page=1, per_page=1
+            )
+            listed = [i for i in every.invoices if i.status == status]
+            assert [i.id for i in whole.invoices] == [i.id for i in listed]
+            assert paged.page is not None and paged.page.total == len(listed)
+            assert whole.totals == paged.totals == {"EUR": sum(i.total for i in listed)}
+            assert whole.counts == paged.counts == every.counts
+        assert every.counts["draft"] == 2 and every.counts[chosen] == 1
