@@ -111,23 +111,35 @@ AXE = HERE / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 
 
-def check_accessibility(page: Any, name: str = "") -> None:
-    """Run axe-core on the open page and fail on any violation, listing each rule, its
-    impact and the elements. axe is evaluated through the DevTools protocol, so the
-    page's Content-Security-Policy (no inline script) stays as it is."""
+def _axe_violations(page: Any) -> list[dict]:
+    """axe-core's violations on the open page. axe is evaluated through the DevTools
+    protocol, so the page's Content-Security-Policy (no inline script) stays as it is."""
     if not AXE.is_file():
         pytest.fail(f"axe-core is not installed at {AXE}; run `make axe`.", pytrace=False)
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
         page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    # Only the violations are read: axe then skips building selectors for every node that
+    # passed (the same violations; the every-page walk takes a quarter less time).
     result = page.evaluate(
-        "async (tags) => await window.axe.run(document, {runOnly: {type: 'tag', values: tags}})",
+        "async (tags) => await window.axe.run(document,"
+        " {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})",
         AXE_TAGS,
     )
-    problems = [
+    return list(result["violations"])
+
+
+def _violation_lines(violations: list[dict]) -> list[str]:
+    return [
         f"{v['id']} ({v['impact']}): {v['help']} — "
         + "; ".join(" ".join(node["target"]) for node in v["nodes"][:5])
-        for v in result["violations"]
+        for v in violations
     ]
+
+
+def check_accessibility(page: Any, name: str = "") -> None:
+    """Run axe-core on the open page and fail on any violation, listing each rule, its
+    impact and the elements."""
+    problems = _violation_lines(_axe_violations(page))
     assert not problems, f"axe on {name or page.url}:\n" + "\n".join(problems)
 
 
@@ -138,20 +150,7 @@ SERIOUS = ("critical", "serious")
 def axe_problems(page: Any, impacts: tuple[str, ...] = SERIOUS) -> list[str]:
     """axe-core's violations of ``impacts`` on the open page, one line each (rule, impact,
     the first elements); an empty list when there are none."""
-    if not AXE.is_file():
-        pytest.fail(f"axe-core is not installed at {AXE}; run `make axe`.", pytrace=False)
-    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
-    result = page.evaluate(
-        "async (tags) => await window.axe.run(document, {runOnly: {type: 'tag', values: tags}})",
-        AXE_TAGS,
-    )
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} — "
-        + "; ".join(" ".join(node["target"]) for node in v["nodes"][:5])
-        for v in result["violations"]
-        if v["impact"] in impacts
-    ]
+    return _violation_lines([v for v in _axe_violations(page) if v["impact"] in impacts])
 
 
 # ------------------------------------------------------------------ signing in

@@ -35,7 +35,7 @@ from portal.demo import (
     VENDOR_ADMIN,
     load_demo,
 )
-from tests.browser.conftest import PHONE, axe_problems, choose_language, sign_in_by_form
+from tests.browser.conftest import AXE, PHONE, axe_problems, choose_language, sign_in_by_form
 
 #: Who walks, and from where (besides the links their pages show).
 ROLES: dict[str, tuple[str | None, list[str]]] = {
@@ -176,6 +176,9 @@ def test_every_page_fits_a_phone_and_passes_axe(
 ):
     email, starts = ROLES[role]
     context = browser.new_context(base_url=base_url, viewport=PHONE)
+    # axe-core is in every page the walk opens, loaded by the browser itself (not sent
+    # through the DevTools protocol page by page).
+    context.add_init_script(path=str(AXE))
     page = context.new_page()
     try:
         if email:
