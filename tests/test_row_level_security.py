@@ -197,37 +197,26 @@ def test_council_wide_transactions_run_as_the_council_role_and_narrow_back(app, 
             session.close()
 
 
-_ALWAYS_COUNCIL_ROLE = "portal_test_always_council"
-_CREATE_ALWAYS_COUNCIL_ROLE = """
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'portal_test_always_council') THEN
-        CREATE ROLE portal_test_always_council LOGIN PASSWORD 'portal_test_always_council'
-            NOSUPERUSER NOBYPASSRLS;
-    END IF;
-    GRANT portal_council TO portal_test_always_council;
-EXCEPTION WHEN duplicate_object OR unique_violation OR internal_error THEN
-    NULL;
-END
-$$
-"""
-
-
 @postgres_only
 def test_a_login_role_holding_the_council_role_itself_does_not_isolate(app, tenants):
     """Granted ``portal_council`` directly (not through the NOINHERIT
     ``portal_council_members``), a login role would see every organisation in every
-    transaction: ``/readyz``'s check says so."""
+    transaction: ``/readyz``'s check says so. The role is this test's own, dropped after."""
+    import uuid
+
     from portal.db import database_role_isolates
     from tests.conftest import owner_engine
 
+    name = f"portal_test_always_council_{uuid.uuid4().hex[:12]}"
     with app.app_context():
         owner = owner_engine(app)
         with owner.connect() as conn:
-            conn.execute(sa.text(_CREATE_ALWAYS_COUNCIL_ROLE))
+            conn.execute(sa.text(f"CREATE ROLE {name} LOGIN PASSWORD '{name}' NOSUPERUSER"))
+            conn.execute(sa.text(f"GRANT portal_council TO {name}"))
             conn.commit()
-        url = db.engine.url.set(username=_ALWAYS_COUNCIL_ROLE, password=_ALWAYS_COUNCIL_ROLE)
-        always = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        always = sa.create_engine(
+            db.engine.url.set(username=name, password=name), poolclass=sa.pool.NullPool
+        )
         try:
             with always.connect() as conn:  # no scope set, yet every organisation
                 seen = set(conn.scalars(sa.text("SELECT organisation_id FROM users")))
@@ -236,6 +225,9 @@ def test_a_login_role_holding_the_council_role_itself_does_not_isolate(app, tena
             assert database_role_isolates(db.engine) is True
         finally:
             always.dispose()
+            with owner.connect() as conn:
+                conn.execute(sa.text(f"DROP ROLE {name}"))
+                conn.commit()
 
 
 # ------------------------------------------------------------------ isolation
