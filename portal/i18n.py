@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from babel.dates import format_date as babel_format_date
 from babel.numbers import format_decimal
@@ -139,8 +140,9 @@ def percent_bp(value: int | None) -> str:
     return number(Decimal(value) / 100, digits=2) + "%"
 
 
-#: The words of status badges (``_macros.html``'s ``status``); another value is shown as it
-#: is, its underscores as spaces.
+#: The words of states and statuses (badges, and states named in messages); the codes
+#: themselves never change (they are API values). Another code reads as it is, its
+#: underscores as spaces.
 STATUS_WORDS = {
     "active": _l("active"),
     "inactive": _l("inactive"),
@@ -167,11 +169,15 @@ STATUS_WORDS = {
 }
 
 
+def state_word(state: object) -> Any:
+    """``state`` as a word for a sentence (lazy: read in the language of whoever reads it)."""
+    code = str(getattr(state, "value", state))
+    return STATUS_WORDS.get(code, code.replace("_", " "))
+
+
 def status_word(value: object) -> str:
     """A status badge's word in the reader's language (``under_review`` → "under review")."""
-    key = str(getattr(value, "value", value))
-    word = STATUS_WORDS.get(key)
-    return str(word) if word is not None else key.replace("_", " ")
+    return str(state_word(value))
 
 
 def init_app(app: Flask) -> None:

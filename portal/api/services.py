@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from portal.api.models import ApiToken, IdempotentRequest, TokenScope
 from portal.audit.services import audit_record
 from portal.catalogue.models import Vendor, VendorStatus
-from portal.identity.labels import state_word
+from portal.i18n import state_word
 from portal.identity.security import new_token, token_digest
 from portal.kernel import policy
 from portal.kernel.actor import Actor

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from portal.audit.services import audit_record
 from portal.db import council_wide
+from portal.i18n import state_word
 from portal.identity.accounts import check_password, ensure_email_free, require_people_manager
-from portal.identity.labels import state_word
 from portal.identity.models import Invitation, InvitationState, User
 from portal.identity.security import hash_password, new_token, token_digest
 from portal.identity.selectors import organisation_language

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 from portal.audit.services import audit_record
 from portal.catalogue.models import Product
 from portal.db import council_wide
+from portal.i18n import state_word
 from portal.identity import accounts as identity
-from portal.identity.labels import state_word
 from portal.identity.models import User
 from portal.identity.security import new_token, token_digest
 from portal.kernel import policy

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 from portal.audit.services import audit_record
 from portal.crypto import decrypt_secret, encrypt_secret
 from portal.db import council_wide
+from portal.i18n import state_word
 from portal.identity import sso as gateway
 from portal.identity.accounts import user_create
 from portal.identity.invitations import invitation_create
-from portal.identity.labels import state_word
 from portal.identity.models import User
 from portal.identity.sign_in import SignInRefused, authenticate, sign_in_refusal
 from portal.identity.sso import Pending as Pending  # re-exported for the pages
