@@ -619,6 +619,25 @@ def bind_scope(session: Any, scope: Scope | None) -> None:
         _apply_scope(session, connection, scope)
 
 
+def scope_to_send(connection: Any, scope: Scope) -> tuple[sa.TextClause, dict[str, Any]]:
+    """For a caller that sends the scope's statement itself, pipelined with its first query
+    (the lean seat path: :mod:`portal.api.seat_fastpath`): the statement and values that set
+    ``scope`` (and the role, where ``connection`` switches) for the transaction of
+    ``connection``, a PostgreSQL connection of ``session`` bound to no scope yet. Once it
+    is sent, :func:`scope_sent` records it, as :func:`bind_scope` would have."""
+    params: dict[str, Any] = {**_settings(scope), "local": True}
+    if _switches_role(connection):
+        params["role"] = COUNCIL_ROLE if scope.is_council else "none"
+        return _SET_SCOPE_AND_ROLE, params
+    return _SET_SCOPE, params
+
+
+def scope_sent(session: Session, scope: Scope) -> None:
+    """``session``'s transaction runs in ``scope``: :func:`scope_to_send`'s statement was sent."""
+    session.info[SCOPE_KEY] = scope
+    session.info[_APPLIED_KEY] = scope
+
+
 def bound_scope(session: Any) -> Scope | None:
     """The scope :func:`bind_scope` gave ``session`` (None: none, no rows on PostgreSQL)."""
     return _plain_session(session).info.get(SCOPE_KEY)

@@ -64,14 +64,14 @@ from portal.api.subscriptions import SeatOut
 from portal.audit import chain
 from portal.audit.models import AuditChainHead, AuditEvent
 from portal.catalogue.models import Product
-from portal.db import bind_scope, db
+from portal.db import bind_scope, db, scope_sent, scope_to_send
 from portal.identity.models import User
 from portal.identity.security import token_digest
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.scope import Scope
 from portal.observability import ENVIRON_ACTOR, ENVIRON_ENDPOINT, observe_request
-from portal.provisioning.outbox import configured_vendors
+from portal.provisioning.outbox import CONFIGURED, remember_configured
 from portal.seats.models import SeatAssignment, SeatRequest, Subscription
 from portal.security import is_production, response_headers
 from portal.signals import seat_assigned, seat_released
@@ -333,6 +333,44 @@ ADD_EVENT = sa.insert(_event).values(
     {name: sa.bindparam(f"b_{name}", type_=_event.c[name].type) for name in _EVENT_FIELDS}
 )
 
+#: The event's own fields (its link, ``seq`` and ``prev_hash``, and ``hash`` come from the head).
+_UNLINKED = tuple(name for name in chain.HASHED_FIELDS if name not in ("seq", "prev_hash"))
+
+#: PostgreSQL, in one statement: the chain's head locked and read, the event linked to it
+#: (its hash taken by the database over :func:`portal.audit.chain.canonical_around_link`'s
+#: parts around the head's hash and the next number: the same bytes as ``canonical``) and
+#: inserted, the head moved to it. No head moved (a fresh chain): a division by zero, so the
+#: transaction fails and Flask answers. No round trip between the head's lock and the event
+#: (the head is held only for this statement and the commit, which follows it unwaited).
+CHAIN_EVENT = (
+    sa.text(
+        f"""
+WITH head AS (
+    SELECT audit_chain_head.seq + 1 AS seq, audit_chain_head.hash AS prev_hash
+    FROM audit_chain_head WHERE audit_chain_head.id = 1 FOR UPDATE
+), event AS (
+    INSERT INTO audit_events ({", ".join(_UNLINKED)}, seq, prev_hash, hash)
+    SELECT {", ".join(f":b_{name}" for name in _UNLINKED)}, head.seq, head.prev_hash,
+           encode(sha256(convert_to(:b_link_before || head.prev_hash || :b_link_between
+                                    || CAST(head.seq AS TEXT) || :b_link_after, 'UTF8')), 'hex')
+    FROM head
+    RETURNING audit_events.seq, audit_events.hash
+), moved AS (
+    UPDATE audit_chain_head SET seq = event.seq, hash = event.hash
+    FROM event WHERE audit_chain_head.id = 1
+    RETURNING audit_chain_head.seq
+)
+SELECT 1 / count(*) AS linked FROM moved
+"""  # noqa: S608 (the names are the model's columns; every value is bound, and cast to
+        # its column's type by the psycopg dialect)
+    )
+    .bindparams(
+        *(sa.bindparam(f"b_{name}", type_=_event.c[name].type) for name in _UNLINKED),
+        *(sa.bindparam(f"b_link_{part}", type_=sa.Text) for part in ("before", "between", "after")),
+    )
+    .columns(sa.column("linked", sa.Integer))
+)
+
 
 class _Compiled:
     """A statement compiled once for a dialect, run on the DB-API cursor of the session's
@@ -349,11 +387,12 @@ class _Compiled:
         self.defaults = dict(compiled.params)
         self.order = compiled.positiontup if dialect.positional else None
         self.bind = dict(compiled._bind_processors)  # noqa: SLF001 (the values' conversions)
-        columns = list(
-            statement.selected_columns
-            if isinstance(statement, sa.Select)
-            else (statement.exported_columns)
-        )
+        if isinstance(statement, sa.Select):
+            columns = list(statement.selected_columns)
+        elif isinstance(statement, sa.TextClause):  # text without .columns(): none read back
+            columns = []
+        else:
+            columns = list(statement.exported_columns)
         self.names = [str(column.key) for column in columns]
         self.convert = [
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
@@ -361,6 +400,13 @@ class _Compiled:
 
     def run(self, cursor: Any, values: dict[str, Any]) -> dict[str, Any] | None:
         """The statement's first row (or None); every row is read."""
+        self.send(cursor, values)
+        rows = self.rows(cursor)
+        return rows[0] if rows else None
+
+    def send(self, cursor: Any, values: dict[str, Any]) -> None:
+        """Execute the statement; in psycopg's pipeline mode, queue it (nothing is waited for
+        until a row is read, the pipeline synced or the transaction committed)."""
         params = {**self.defaults, **values}
         for name, process in self.bind.items():
             if name in params:
@@ -368,13 +414,18 @@ class _Compiled:
         cursor.execute(
             self.sql, tuple(params[name] for name in self.order) if self.order else params
         )
-        rows = cursor.fetchall() if self.names else []
-        if not rows:
-            return None
-        return {
-            name: convert(value) if convert else value
-            for name, convert, value in zip(self.names, self.convert, rows[0], strict=True)
-        }
+
+    def rows(self, cursor: Any) -> list[dict[str, Any]]:
+        """The rows of the statement last sent on ``cursor``."""
+        if not self.names:
+            return []
+        return [
+            {
+                name: convert(value) if convert else value
+                for name, convert, value in zip(self.names, self.convert, row, strict=True)
+            }
+            for row in cursor.fetchall()
+        ]
 
 
 class _Statements:
@@ -393,29 +444,97 @@ class _Statements:
         # PostgreSQL runs a write inside another statement (a data-modifying WITH): the
         # counter's change with the seat's, the event with the head's move; one round trip
         # each instead of two, while the locks are held.
+        # PostgreSQL also takes several statements in one round trip (psycopg's pipeline
+        # mode): the scope's settings, the token and provisioning's settings at the start;
+        # the audit event (linked to the head in the statement that locks it) and the
+        # commit at the end.
         self.combined = dialect.name == "postgresql"
+        self.configured = _Compiled(CONFIGURED, dialect)
+        self._scope: dict[int, _Compiled] = {}
+        self._dialect = dialect
         if self.combined:
             self.take_and_insert_seat = _Compiled(ASSIGN_WITH_REQUEST, dialect)
             self.give_back_and_release = _Compiled(RELEASE_WITH_COUNTER, dialect)
-            self.add_event_and_move_head = _Compiled(
-                MOVE_HEAD.add_cte(ADD_EVENT.cte("event")), dialect
-            )
+            self.chain_event = _Compiled(CHAIN_EVENT, dialect)
+
+    def scope(self, statement: sa.TextClause) -> _Compiled:
+        """:func:`portal.db.scope_to_send`'s statement, compiled (one of two)."""
+        compiled = self._scope.get(id(statement))
+        if compiled is None:
+            compiled = self._scope[id(statement)] = _Compiled(statement, self._dialect)
+        return compiled
 
 
 class _Run:
-    """The compiled statements on the cursor of a session's connection."""
+    """The compiled statements on the cursors of a session's connection."""
 
     def __init__(self, statements: _Statements, connection: sa.Connection) -> None:
         self.statements = statements
+        self.connection = connection
         dbapi_connection = connection.connection.driver_connection
         assert dbapi_connection is not None
+        self.dbapi_connection = dbapi_connection
         self.cursor = dbapi_connection.cursor()
+        # A second cursor, for a statement whose rows are read after the first's (a cursor
+        # holds the rows of the last statement it ran).
+        self.other = dbapi_connection.cursor()
+        self.receivers_wrote = False
 
     def __call__(self, name: str, values: dict[str, Any]) -> dict[str, Any] | None:
         return cast(_Compiled, getattr(self.statements, name)).run(self.cursor, values)
 
+    def pipeline(self) -> contextlib.AbstractContextManager[Any]:
+        """psycopg's pipeline mode on PostgreSQL: statements sent without waiting for each."""
+        return cast(contextlib.AbstractContextManager[Any], self.dbapi_connection.pipeline())
+
+    def start(self, session: Session, digest: str) -> dict[str, Any] | None:
+        """The token, council-wide, and provisioning's settings for the transaction; on
+        PostgreSQL with the transaction's start and its scope in one round trip."""
+        council = Scope.council()
+        if not self.statements.combined:
+            bind_scope(session, council)
+            token = self("token", {"token_hash": digest})
+            remember_configured(session, _values(self.statements.configured, self.cursor, {}))
+            return token
+        statement, values = scope_to_send(self.connection, council)
+        with self.pipeline():
+            self.statements.scope(statement).send(self.cursor, values)
+            self.statements.configured.send(self.other, {})
+            self.statements.token.send(self.cursor, {"token_hash": digest})
+            rows = self.statements.token.rows(self.cursor)
+            configured = _values(self.statements.configured, self.other, None)
+        scope_sent(session, council)
+        remember_configured(session, configured)
+        return rows[0] if rows else None
+
+    def narrow(self, session: Session, scope: Scope) -> None:
+        """The transaction's scope narrowed to an organisation's (an organisation's token)."""
+        if not self.statements.combined:
+            bind_scope(session, scope)
+            return
+        statement, values = scope_to_send(self.connection, scope)
+        self.statements.scope(statement).send(self.cursor, values)
+        scope_sent(session, scope)
+
+    def flush(self, session: Session) -> None:
+        """Write what the signals' receivers added (provisioning's outbox rows), noting it:
+        the commit then has work of its own (the delivery job) and is not pipelined."""
+        if session.new or session.dirty or session.deleted:
+            self.receivers_wrote = True
+            session.flush()
+
     def close(self) -> None:
         self.cursor.close()
+        self.other.close()
+
+
+def _values(
+    compiled: _Compiled, cursor: Any, values: dict[str, Any] | None
+) -> list[tuple[Any, ...]]:
+    """The rows of ``compiled`` as tuples (sent now unless ``values`` is None: sent before)."""
+    if values is not None:
+        compiled.send(cursor, values)
+    return [tuple(row.values()) for row in compiled.rows(cursor)]
 
 
 class _Refused(Exception):
@@ -529,31 +648,37 @@ class SeatFastPath:
         session = Session(bind=engine, autoflush=False)
         run: _Run | None = None
         try:
-            bind_scope(session, Scope.council())  # the token is looked up council-wide
             assert self._statements is not None
             run = _Run(self._statements, session.connection())
-            token = run("token", {"token_hash": digest})
+            token = run.start(session, digest)  # the token is looked up council-wide
             if token is None or not _live_token(token):
                 raise _Refused
             label = f"token {token['prefix']}…"
             scope_org = token["organisation_id"] if token["scope"] == "organisation" else None
             if scope_org is not None:
-                bind_scope(session, Scope.organisation(scope_org))
+                run.narrow(session, Scope.organisation(scope_org))
             ip = environ.get("REMOTE_ADDR")
-            # Provisioning's receiver reads its settings after the seat is written, while the
-            # subscription's row is locked; read here, before the first lock, its read is the
-            # transaction's cached one (one round trip fewer under the locks).
-            configured_vendors(session)
             write = self._assign if kind == "assign" else self._release
-            body = write(session, run, subscription_id, email, scope_org, label, ip)
+            body, event = write(session, run, subscription_id, email, scope_org, label, ip)
             if not self.reservations.allow(self.app, digest):
                 raise _Refused  # the token's limit is reached (or Redis in doubt): Flask answers
-            run.close()
-            run = None
             # In the application's context: the jobs the transaction enqueued (provisioning's
             # delivery job) are sent to the queue as it commits, as on the Flask path;
             # outside one they would wait for the schedule's sweep.
             with self.app.app_context():
+                if run.statements.combined and not run.receivers_wrote:
+                    # The event and the commit in one round trip: the head's lock (and the
+                    # subscription's) is held for no wait of this process.
+                    with run.pipeline():
+                        run.statements.chain_event.send(run.cursor, _chain_values(event))
+                        run.dbapi_connection.commit()
+                else:
+                    _audit(run, event)
+                run.close()
+                run = None
+                # The session's end and its hooks (the jobs to send). On the pipelined path
+                # the database's transaction has ended already, and the connection has left
+                # pipeline mode before it goes back to the pool.
                 session.commit()
         except Exception as error:  # _Refused, or a database error: Flask answers (a 503 if down)
             if not isinstance(error, _Refused):  # a deadlock, a lost connection: worth a line
@@ -584,7 +709,7 @@ class SeatFastPath:
         scope_org: int | None,
         label: str,
         ip: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         now = now_utc()
         values = {
             "b_subscription_id": subscription_id,
@@ -623,13 +748,8 @@ class SeatFastPath:
         )
         # Provisioning writes its outbox rows in this transaction (SPEC 8.4).
         seat_assigned.send(held, session=session, actor=_actor(label, scope_org, ip))
-        session.flush()  # what the receivers added
-        head = run("head", {})
-        if head is None:
-            raise _Refused  # pragma: no cover (a fresh chain: the services set its head up)
-        _audit(
-            run,
-            head,
+        run.flush(session)  # what the receivers added
+        event = _event_fields(
             label=label,
             ip=ip,
             action="seat.assign",
@@ -639,7 +759,7 @@ class SeatFastPath:
             before=None,
             after={"user_email": email, "subscription": subscription_id},
         )
-        return _body(subscription_id, email, seat["assigned_at"], None)
+        return _body(subscription_id, email, seat["assigned_at"], None), event
 
     def _release(
         self,
@@ -650,7 +770,7 @@ class SeatFastPath:
         scope_org: int | None,
         label: str,
         ip: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         now = now_utc()
         values = {
             "b_subscription_id": subscription_id,
@@ -678,13 +798,8 @@ class SeatFastPath:
             release_reason="released",
         )
         seat_released.send(held, session=session, actor=_actor(label, scope_org, ip))
-        session.flush()
-        head = run("head", {})
-        if head is None:
-            raise _Refused  # pragma: no cover (a fresh chain: the services set its head up)
-        _audit(
-            run,
-            head,
+        run.flush(session)
+        event = _event_fields(
             label=label,
             ip=ip,
             action="seat.release",
@@ -694,7 +809,7 @@ class SeatFastPath:
             before={"user_email": email},
             after={"released": True, "reason": "released"},
         )
-        return _body(subscription_id, email, seat["assigned_at"], now)
+        return _body(subscription_id, email, seat["assigned_at"], now), event
 
     # ------------------------------------------------------------ set-up
 
@@ -837,9 +952,7 @@ def _body(subscription_id: int, email: str, assigned_at: Any, released_at: Any) 
     ).model_dump(mode="json")
 
 
-def _audit(
-    run: _Run,
-    head: dict[str, Any],
+def _event_fields(
     *,
     label: str,
     ip: str | None,
@@ -849,11 +962,10 @@ def _audit(
     organisation_id: int,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
-) -> None:
-    """One audit event linked to the chain, as :func:`portal.audit.services.audit_record`
-    links it: after the head row locked and read (``head``), the event inserted and the
-    head moved."""
-    fields: dict[str, Any] = {
+) -> dict[str, Any]:
+    """The audit event's fields, as :func:`portal.audit.services.audit_record` writes them,
+    but for its link to the chain (``seq``, ``prev_hash``, ``hash``: :func:`_audit`)."""
+    return {
         "occurred_at": now_utc(),
         "actor_user_id": None,
         "actor_label": label[:254],
@@ -865,13 +977,31 @@ def _audit(
         "before": chain.as_stored_json(before),
         "after": chain.as_stored_json(after),
         "ip": ip,
-        "seq": int(head["seq"]) + 1,
-        "prev_hash": str(head["hash"]),
     }
-    digest = chain.event_hash(**fields)
-    values = {f"b_{name}": value for name, value in fields.items()} | {"b_hash": digest}
+
+
+def _chain_values(event: dict[str, Any]) -> dict[str, Any]:
+    """:data:`CHAIN_EVENT`'s values: the event's fields and its document around the link."""
+    before, between, after = chain.canonical_around_link(**event)
+    return {f"b_{name}": value for name, value in event.items()} | {
+        "b_link_before": before,
+        "b_link_between": between,
+        "b_link_after": after,
+    }
+
+
+def _audit(run: _Run, event: dict[str, Any]) -> None:
+    """The audit event linked to the chain, as :func:`portal.audit.services.audit_record`
+    links it: the head row locked and read, the event inserted, the head moved (on
+    PostgreSQL in one statement, :data:`CHAIN_EVENT`)."""
     if run.statements.combined:
-        run("add_event_and_move_head", values)
-    else:
-        run("add_event", values)
-        run("move_head", {"b_seq": fields["seq"], "b_hash": digest})
+        if run("chain_event", _chain_values(event)) is None:  # pragma: no cover (it divides)
+            raise _Refused
+        return
+    head = run("head", {})
+    if head is None:
+        raise _Refused  # pragma: no cover (a fresh chain: the services set its head up)
+    fields = {**event, "seq": int(head["seq"]) + 1, "prev_hash": str(head["hash"])}
+    digest = chain.event_hash(**fields)
+    run("add_event", {f"b_{name}": value for name, value in fields.items()} | {"b_hash": digest})
+    run("move_head", {"b_seq": fields["seq"], "b_hash": digest})

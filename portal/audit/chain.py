@@ -89,6 +89,27 @@ def event_hash(**fields: Any) -> str:
     return hashlib.sha256(canonical(**fields)).hexdigest()
 
 
+#: Where an event's link sits in :func:`canonical` of it with ``seq=0, prev_hash=""``.
+_LINK = '"prev_hash":"","seq":0,'
+
+
+def canonical_around_link(**fields: Any) -> tuple[str, str, str]:
+    """:func:`canonical` of an event whose place in the chain is not known yet, in three
+    parts: ``before + prev_hash + between + str(seq) + after`` is ``canonical(seq=seq,
+    prev_hash=prev_hash, **fields)``. The database can then link the event in the statement
+    that locks the chain's head (the lean seat path on PostgreSQL hashes the five parts with
+    its ``sha256``), instead of a round trip to read the head first.
+
+    ``prev_hash`` and ``seq`` are adjacent top-level keys (the keys are sorted). The marker
+    is found from the end: the keys after it (``target_*``, ``v``) hold strings, in which
+    every ``"`` is escaped, and only ``before`` and ``after`` (sorted before it) may hold a
+    key of that name.
+    """
+    text = canonical(seq=0, prev_hash="", **fields).decode("ascii")
+    at = text.rindex(_LINK)
+    return text[: at + len('"prev_hash":"')], '","seq":', text[at + len(_LINK) - 1 :]
+
+
 #: The fields of an event that :func:`canonical` takes (and the verifier reads).
 HASHED_FIELDS = (
     "seq",

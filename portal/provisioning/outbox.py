@@ -16,6 +16,7 @@ wrote deliveries enqueues one delivery job per vendor just before it commits.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,21 +52,30 @@ EVENT_CHANNELS: dict[Event, tuple[Channel, ...]] = {
 }
 
 
+#: The vendors' provisioning settings :func:`configured_vendors` reads (a caller that runs
+#: it itself hands the rows to :func:`remember_configured`).
+CONFIGURED = sa.select(
+    VendorProvisioning.vendor_id,
+    VendorProvisioning.scim_base_url,
+    VendorProvisioning.scim_token_sealed,
+    VendorProvisioning.webhook_url,
+    VendorProvisioning.webhook_secret_sealed,
+)
+
+
 def configured_vendors(session: Session) -> dict[int, tuple[Channel, ...]]:
     """Vendors with a channel configured, and their channels (read once per transaction)."""
     cached = session.info.get(_CONFIGURED_KEY)
     if cached is not None:
         return cached
+    return remember_configured(session, session.execute(CONFIGURED).all())
+
+
+def remember_configured(
+    session: Session, rows: Iterable[Sequence[Any]]
+) -> dict[int, tuple[Channel, ...]]:
+    """The configured vendors of :data:`CONFIGURED`'s ``rows``, kept for the transaction."""
     found: dict[int, tuple[Channel, ...]] = {}
-    rows = session.execute(
-        sa.select(
-            VendorProvisioning.vendor_id,
-            VendorProvisioning.scim_base_url,
-            VendorProvisioning.scim_token_sealed,
-            VendorProvisioning.webhook_url,
-            VendorProvisioning.webhook_secret_sealed,
-        )
-    ).all()
     for vendor_id, scim_url, scim_token, hook_url, hook_secret in rows:
         channels = []
         if scim_url and scim_token:

@@ -117,6 +117,38 @@ def test_hash_covers_every_field_and_the_link():
         assert chain.event_hash(**{**fields, name: other}) != digest, name
 
 
+@pytest.mark.parametrize(
+    "tricky",
+    [
+        {},
+        # a key of the link's name, and the marker itself, inside the values
+        {"before": {"prev_hash": "", "seq": 0}, "after": {'"prev_hash":"","seq":0,': 1}},
+        {"target_label": '"prev_hash":"","seq":0,', "target_id": None, "ip": None},
+        {"actor_label": 'x","seq":0,"prev_hash":"', "before": None, "after": []},
+    ],
+)
+def test_the_document_around_the_link_is_the_whole_document(tricky):
+    """What the lean seat path hashes in PostgreSQL (before + prev_hash + between + seq + after)
+    is canonical() of the linked event, whatever the values hold."""
+    fields = {
+        "occurred_at": chain.dt.datetime(2027, 1, 1, 12, 0, 0, 123456, tzinfo=chain.dt.UTC),
+        "actor_user_id": 7,
+        "actor_label": "a@example.org",
+        "organisation_id": 2,
+        "action": "seat.assign",
+        "target_type": "seat",
+        "target_id": "1",
+        "target_label": "suite → a@example.org",
+        "before": {"b": 1},
+        "after": {"a": "ü"},
+        "ip": "192.0.2.1",
+    } | tricky
+    before, between, after = chain.canonical_around_link(**fields)
+    for seq, prev_hash in ((1, chain.GENESIS), (987654321012, "ab" * 32)):
+        whole = chain.canonical(seq=seq, prev_hash=prev_hash, **fields)
+        assert (before + prev_hash + between + str(seq) + after).encode("ascii") == whole
+
+
 def test_an_empty_log_verifies(app, runner):
     result = verify(runner)
     assert result.exit_code == 0, result.output
