@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import secrets
 import signal
 import socket
@@ -176,16 +177,22 @@ class ServerCPU:
         self.server, self.db = server, db
         self.before: dict[int, float] = {}
         self.seconds = 0.0
+        self.database_seconds = 0.0  # of which the PostgreSQL backends'
+        self._backends: set[int] = set()
 
     def _snapshot(self) -> dict[int, float]:
-        return cpu_by_pid(self.server.worker_pids() + backend_pids(self.db))
+        backends = backend_pids(self.db)
+        self._backends.update(backends)
+        return cpu_by_pid(self.server.worker_pids() + backends)
 
     def start(self) -> None:
         self.before = self._snapshot()
 
     def stop(self) -> float:
         after = self._snapshot()
-        self.seconds = sum(cpu - self.before.get(pid, 0.0) for pid, cpu in after.items())
+        used = {pid: cpu - self.before.get(pid, 0.0) for pid, cpu in after.items()}
+        self.seconds = sum(used.values())
+        self.database_seconds = sum(cpu for pid, cpu in used.items() if pid in self._backends)
         return self.seconds
 
 
@@ -242,18 +249,44 @@ def _wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float 
             conn.request("GET", "/healthz")
             conn.getresponse().read()
             conn.close()
-            # Every worker imports the app on its own: give the others time to boot.
-            time.sleep(2)
-            return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer on port {port}; see {log}")
+            continue
+        # Every worker imports the app on its own, one answering does not mean all are
+        # serving: a worker still importing the portal (several seconds of CPU each) would
+        # run beside the measurement, take cores from it and have its CPU counted as the
+        # requests'. Wait for every worker's "Worker ready" line (gunicorn.conf.py's
+        # post_worker_init).
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited ({process.returncode}); see {log}")
+            if _workers_ready(process.pid, log):
+                return
+            time.sleep(0.2)
+        break
+    raise RuntimeError(f"gunicorn did not answer on port {port} with every worker; see {log}")
+
+
+_READY = re.compile(rb"Worker ready \(pid: (\d+)\)")
+
+
+def _workers_ready(master: int, log: Path) -> bool:
+    """Whether the gunicorn under ``master`` runs all its workers, each past loading the app."""
+    expected = int(os.environ.get("WEB_CONCURRENCY") or _gunicorn_conf()["workers"])
+    workers = {pid for pid, ppid in _processes() if ppid == master}
+    ready = {int(pid) for pid in _READY.findall(log.read_bytes())}
+    return len(workers) >= expected and workers <= ready
+
+
+def _gunicorn_conf() -> dict[str, Any]:
+    namespace: dict[str, Any] = {}
+    exec(compile(GUNICORN_CONF.read_text(), str(GUNICORN_CONF), "exec"), namespace)  # noqa: S102
+    return namespace
 
 
 def gunicorn_settings() -> str:
     """The settings both the portal and the bare app are served with (from gunicorn.conf.py)."""
-    namespace: dict[str, Any] = {}
-    exec(compile(GUNICORN_CONF.read_text(), str(GUNICORN_CONF), "exec"), namespace)  # noqa: S102
+    namespace = _gunicorn_conf()
     keys = ("workers", "worker_class", "threads", "keepalive")
     return ", ".join(f"{k}={namespace[k]}" for k in keys if k in namespace)
 
@@ -365,10 +398,15 @@ class LoadResult:
     seconds: float
     requests: int = 0  # all requests sent, warm-up included
     cpu_seconds: float = float("nan")  # the server's, over all requests (see ServerCPU)
+    database_cpu_seconds: float = float("nan")  # of which PostgreSQL's backends'
 
     @property
     def cpu_ms_per_request(self) -> float:
         return self.cpu_seconds * 1000 / self.requests if self.requests else float("nan")
+
+    @property
+    def database_cpu_ms_per_request(self) -> float:
+        return self.database_cpu_seconds * 1000 / self.requests if self.requests else float("nan")
 
     def rate(self, op: str | None = None) -> float:
         if op is None:
@@ -421,6 +459,7 @@ def run_clients(
     result = LoadResult(latencies, errors, duration, sum(part[2] for part in parts))
     if cpu:
         result.cpu_seconds = cpu.seconds
+        result.database_cpu_seconds = cpu.database_seconds
     return result
 
 

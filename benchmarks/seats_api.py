@@ -167,7 +167,12 @@ def measure(
         print(
             f"  {db.kind:<10} {server:<6} {r.rate():8.0f} ops/s "
             f"(assign p50 {r.p('assign', 0.5):.1f} ms, release p50 {r.p('release', 0.5):.1f} ms, "
-            f"server CPU {r.cpu_ms_per_request:.2f} ms/op)"
+            f"server CPU {r.cpu_ms_per_request:.2f} ms/op"
+            + (
+                f", of which PostgreSQL's {r.database_cpu_ms_per_request:.2f})"
+                if db.kind == "postgresql"
+                else ")"
+            )
             + (f"  errors: {r.errors}" if r.errors else ""),
             flush=True,
         )

@@ -34,6 +34,19 @@ so provisioning writes its outbox rows in the same transaction. The token's rate
 limit is counted as the entitlement check's fast path counts it
 (:class:`portal.api.fastpath.Reservations`), once, just before the commit.
 tests/api/test_seat_fastpath.py asks both paths the same questions.
+
+On PostgreSQL the statements go in two round trips (psycopg's pipeline mode): the
+transaction's start, its scope, the token, provisioning's settings and what the audit
+event needs (the subscription's organisation and product, the new seat's id from its
+sequence; for a release, the person's seat), then the seat's statement, the audit event
+(linked to the chain's head in the statement that locks it, the hash taken by the
+database over :func:`portal.audit.chain.canonical_around_link`'s parts) and the commit.
+Nothing of this process runs while the subscription's row and the chain's head are
+locked, and every audited change of the council queues on that head. A statement that
+writes nothing fails (a division by zero), so the transaction ends with nothing written
+and Flask answers. When provisioning has a channel for the product's vendor, the seat
+signals are sent after the seat is written and before the event, as on SQLite (one
+round trip more, and the outbox's rows flushed).
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from psycopg.errors import DivisionByZero
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.session import make_transient_to_detached
@@ -71,7 +85,7 @@ from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.scope import Scope
 from portal.observability import ENVIRON_ACTOR, ENVIRON_ENDPOINT, observe_request
-from portal.provisioning.outbox import CONFIGURED, remember_configured
+from portal.provisioning.outbox import CONFIGURED, remember_configured, writes_nothing_for
 from portal.seats.models import SeatAssignment, SeatRequest, Subscription
 from portal.security import is_production, response_headers
 from portal.signals import seat_assigned, seat_released
@@ -322,6 +336,128 @@ RETURNING seat_assignments.id, seat_assignments.organisation_id,
 """
 )
 
+# ---- PostgreSQL in two round trips (no receiver writes for the product's vendor): what the
+# event needs is read with the token, before any lock; the writes, each statement failing
+# (a division by zero) when it writes nothing, go with the event and the commit.
+
+
+def _one_trip(sql: str, *extra: sa.BindParameter[Any]) -> Any:
+    return (
+        sa.text(sql)
+        .bindparams(
+            sa.bindparam("b_now", type_=_seat.c.assigned_at.type),
+            sa.bindparam("b_subscription_id", type_=sa.BigInteger),
+            sa.bindparam("scope_org", type_=sa.BigInteger),
+            sa.bindparam("b_seat_id", type_=sa.BigInteger),
+            *extra,
+        )
+        .columns(sa.column("written", sa.Integer))
+    )
+
+
+#: The subscription's organisation and product (they never change), the product's SKU and
+#: vendor, and the new seat's id, taken from its sequence now.
+ASSIGN_FACTS = (
+    sa.text(
+        """
+SELECT subscriptions.organisation_id, subscriptions.product_id, products.sku,
+       products.vendor_id, nextval('seat_assignments_id_seq') AS seat_id
+FROM subscriptions JOIN products ON products.id = subscriptions.product_id
+WHERE subscriptions.id = :b_subscription_id
+"""
+    )
+    .bindparams(sa.bindparam("b_subscription_id", type_=sa.BigInteger))
+    .columns(
+        sa.column("organisation_id", sa.BigInteger),
+        sa.column("product_id", sa.BigInteger),
+        sa.column("sku", sa.String),
+        sa.column("vendor_id", sa.BigInteger),
+        sa.column("seat_id", sa.BigInteger),
+    )
+)
+
+#: The person's active seat of the subscription (unlocked: the release checks it again).
+RELEASE_FACTS = (
+    sa.text(
+        """
+SELECT seat_assignments.id AS seat_id, seat_assignments.organisation_id,
+       seat_assignments.product_id, seat_assignments.assigned_at, products.sku,
+       products.vendor_id
+FROM seat_assignments JOIN products ON products.id = seat_assignments.product_id
+WHERE seat_assignments.subscription_id = :b_subscription_id
+  AND seat_assignments.released_at IS NULL
+  AND seat_assignments.user_id = (SELECT users.id FROM users WHERE users.email = :b_email)
+"""
+    )
+    .bindparams(
+        sa.bindparam("b_subscription_id", type_=sa.BigInteger),
+        sa.bindparam("b_email", type_=sa.String),
+    )
+    .columns(
+        sa.column("seat_id", sa.BigInteger),
+        sa.column("organisation_id", sa.BigInteger),
+        sa.column("product_id", sa.BigInteger),
+        _seat.c.assigned_at,
+        sa.column("sku", sa.String),
+        sa.column("vendor_id", sa.BigInteger),
+    )
+)
+
+#: :data:`ASSIGN_WITH_REQUEST` with the seat's id given, failing when no seat is written.
+ASSIGN_OR_FAIL = _one_trip(
+    """
+WITH taken AS (
+    UPDATE subscriptions SET assigned = assigned + 1, updated_at = :b_now
+    WHERE id = :b_subscription_id AND status = 'active' AND assigned < quantity
+    RETURNING id, organisation_id, product_id
+), seat AS (
+    INSERT INTO seat_assignments
+        (id, organisation_id, subscription_id, product_id, user_id, assigned_at)
+    SELECT :b_seat_id, taken.organisation_id, taken.id, taken.product_id, users.id, :b_now
+    FROM taken JOIN users ON users.organisation_id = taken.organisation_id
+    WHERE (CAST(:scope_org AS BIGINT) IS NULL
+           OR taken.organisation_id = CAST(:scope_org AS BIGINT))
+      AND users.email = :b_email AND users.is_active AND users.password_hash IS NULL
+    ON CONFLICT (user_id, product_id) WHERE released_at IS NULL DO NOTHING
+    RETURNING seat_assignments.organisation_id, seat_assignments.user_id,
+              seat_assignments.product_id
+), approved AS (
+    UPDATE seat_requests
+    SET status = 'approved', decided_by_id = NULL, decided_at = :b_now
+    FROM seat
+    WHERE seat_requests.organisation_id = seat.organisation_id
+      AND seat_requests.user_id = seat.user_id
+      AND seat_requests.product_id = seat.product_id
+      AND seat_requests.status = 'pending'
+)
+SELECT 1 / count(*) AS written FROM seat
+""",
+    sa.bindparam("b_email", type_=sa.String),
+)
+
+#: :data:`RELEASE_WITH_COUNTER` for the seat :data:`RELEASE_FACTS` found, failing when it is
+#: no longer active (released meanwhile) or not in the token's scope.
+RELEASE_OR_FAIL = _one_trip(
+    """
+WITH given AS (
+    UPDATE subscriptions SET assigned = assigned - 1, updated_at = :b_now
+    WHERE id = :b_subscription_id
+    RETURNING id
+), released AS (
+    UPDATE seat_assignments
+    SET released_at = :b_now, release_reason = 'released'
+    FROM given
+    WHERE seat_assignments.id = :b_seat_id
+      AND seat_assignments.subscription_id = given.id
+      AND seat_assignments.released_at IS NULL
+      AND (CAST(:scope_org AS BIGINT) IS NULL
+           OR seat_assignments.organisation_id = CAST(:scope_org AS BIGINT))
+    RETURNING seat_assignments.id
+)
+SELECT 1 / count(*) AS written FROM released
+"""
+)
+
 HEAD = sa.select(_head.c.seq, _head.c.hash).where(_head.c.id == 1).with_for_update()
 MOVE_HEAD = (
     sa.update(_head)
@@ -456,6 +592,10 @@ class _Statements:
             self.take_and_insert_seat = _Compiled(ASSIGN_WITH_REQUEST, dialect)
             self.give_back_and_release = _Compiled(RELEASE_WITH_COUNTER, dialect)
             self.chain_event = _Compiled(CHAIN_EVENT, dialect)
+            self.assign_facts = _Compiled(ASSIGN_FACTS, dialect)
+            self.release_facts = _Compiled(RELEASE_FACTS, dialect)
+            self.assign_or_fail = _Compiled(ASSIGN_OR_FAIL, dialect)
+            self.release_or_fail = _Compiled(RELEASE_OR_FAIL, dialect)
 
     def scope(self, statement: sa.TextClause) -> _Compiled:
         """:func:`portal.db.scope_to_send`'s statement, compiled (one of two)."""
@@ -478,6 +618,9 @@ class _Run:
         # A second cursor, for a statement whose rows are read after the first's (a cursor
         # holds the rows of the last statement it ran).
         self.other = dbapi_connection.cursor()
+        self.facts_cursor = dbapi_connection.cursor()
+        #: What :meth:`start` read for the audit event (None: nothing found, or not asked).
+        self.facts: dict[str, Any] | None = None
         self.receivers_wrote = False
 
     def __call__(self, name: str, values: dict[str, Any]) -> dict[str, Any] | None:
@@ -487,9 +630,13 @@ class _Run:
         """psycopg's pipeline mode on PostgreSQL: statements sent without waiting for each."""
         return cast(contextlib.AbstractContextManager[Any], self.dbapi_connection.pipeline())
 
-    def start(self, session: Session, digest: str) -> dict[str, Any] | None:
+    def start(
+        self, session: Session, digest: str, facts: tuple[str, dict[str, Any]] | None = None
+    ) -> dict[str, Any] | None:
         """The token, council-wide, and provisioning's settings for the transaction; on
-        PostgreSQL with the transaction's start and its scope in one round trip."""
+        PostgreSQL with the transaction's start, its scope and ``facts`` (a statement's
+        name and values: what the request's audit event needs, :attr:`facts`) in one
+        round trip."""
         council = Scope.council()
         if not self.statements.combined:
             bind_scope(session, council)
@@ -500,9 +647,16 @@ class _Run:
         with self.pipeline():
             self.statements.scope(statement).send(self.cursor, values)
             self.statements.configured.send(self.other, {})
+            facts_statement = None
+            if facts is not None:
+                facts_statement = cast(_Compiled, getattr(self.statements, facts[0]))
+                facts_statement.send(self.facts_cursor, facts[1])
             self.statements.token.send(self.cursor, {"token_hash": digest})
             rows = self.statements.token.rows(self.cursor)
             configured = _values(self.statements.configured, self.other, None)
+            if facts_statement is not None:
+                found = facts_statement.rows(self.facts_cursor)
+                self.facts = found[0] if found else None
         scope_sent(session, council)
         remember_configured(session, configured)
         return rows[0] if rows else None
@@ -526,6 +680,7 @@ class _Run:
     def close(self) -> None:
         self.cursor.close()
         self.other.close()
+        self.facts_cursor.close()
 
 
 def _values(
@@ -650,38 +805,55 @@ class SeatFastPath:
         try:
             assert self._statements is not None
             run = _Run(self._statements, session.connection())
-            token = run.start(session, digest)  # the token is looked up council-wide
+            facts = None
+            if run.statements.combined:
+                facts = (
+                    ("assign_facts", {"b_subscription_id": subscription_id})
+                    if kind == "assign"
+                    else ("release_facts", {"b_subscription_id": subscription_id, "b_email": email})
+                )
+            token = run.start(session, digest, facts)  # the token is looked up council-wide
             if token is None or not _live_token(token):
                 raise _Refused
             label = f"token {token['prefix']}…"
             scope_org = token["organisation_id"] if token["scope"] == "organisation" else None
-            if scope_org is not None:
-                run.narrow(session, Scope.organisation(scope_org))
             ip = environ.get("REMOTE_ADDR")
-            write = self._assign if kind == "assign" else self._release
-            body, event = write(session, run, subscription_id, email, scope_org, label, ip)
-            if not self.reservations.allow(self.app, digest):
-                raise _Refused  # the token's limit is reached (or Redis in doubt): Flask answers
-            # In the application's context: the jobs the transaction enqueued (provisioning's
-            # delivery job) are sent to the queue as it commits, as on the Flask path;
-            # outside one they would wait for the schedule's sweep.
-            with self.app.app_context():
-                if run.statements.combined and not run.receivers_wrote:
-                    # The event and the commit in one round trip: the head's lock (and the
-                    # subscription's) is held for no wait of this process.
-                    with run.pipeline():
-                        run.statements.chain_event.send(run.cursor, _chain_values(event))
-                        run.dbapi_connection.commit()
-                else:
-                    _audit(run, event)
-                run.close()
+            if run.statements.combined and run.facts is None:
+                raise _Refused  # no such subscription, or no such seat: Flask's 404
+            if run.facts is not None and writes_nothing_for(session, run.facts["vendor_id"]):
+                # Nothing for the seat signals' receiver to write: the writes, the event and
+                # the commit in one round trip, no wait of this process while locks are held.
+                body = self._in_one_trip(
+                    run, session, kind, subscription_id, email, scope_org, label, ip, digest
+                )
                 run = None
-                # The session's end and its hooks (the jobs to send). On the pipelined path
-                # the database's transaction has ended already, and the connection has left
-                # pipeline mode before it goes back to the pool.
-                session.commit()
+            else:
+                if scope_org is not None:
+                    run.narrow(session, Scope.organisation(scope_org))
+                write = self._assign if kind == "assign" else self._release
+                body, event = write(session, run, subscription_id, email, scope_org, label, ip)
+                if not self.reservations.allow(self.app, digest):
+                    raise _Refused  # the token's limit is reached (or Redis in doubt)
+                # In the application's context: the jobs the transaction enqueued
+                # (provisioning's delivery job) are sent to the queue as it commits, as on
+                # the Flask path; outside one they would wait for the schedule's sweep.
+                with self.app.app_context():
+                    if run.statements.combined and not run.receivers_wrote:
+                        # The event and the commit in one round trip.
+                        with run.pipeline():
+                            run.statements.chain_event.send(run.cursor, _chain_values(event))
+                            run.dbapi_connection.commit()
+                    else:
+                        _audit(run, event)
+                    run.close()
+                    run = None
+                    # The session's end and its hooks. On the pipelined path the database's
+                    # transaction has ended already, and the connection has left pipeline
+                    # mode before it goes back to the pool.
+                    session.commit()
         except Exception as error:  # _Refused, or a database error: Flask answers (a 503 if down)
-            if not isinstance(error, _Refused):  # a deadlock, a lost connection: worth a line
+            if not isinstance(error, _Refused | DivisionByZero):  # a deadlock, a lost
+                # connection: worth a line (a statement that wrote nothing divides by zero)
                 log.warning("seat lean path: %s; Flask answers", type(error).__name__)
             with contextlib.suppress(Exception):  # the connection is gone: Flask reports it
                 if run is not None:
@@ -693,6 +865,72 @@ class SeatFastPath:
         if kind == "assign":
             return 201, body, self.assign_endpoint, label
         return 200, body, self.release_endpoint, label
+
+    def _in_one_trip(
+        self,
+        run: _Run,
+        session: Session,
+        kind: str,
+        subscription_id: int,
+        email: str,
+        scope_org: int | None,
+        label: str,
+        ip: str | None,
+        digest: str,
+    ) -> dict[str, Any]:
+        """PostgreSQL, when no receiver of the seat signals writes for the product's vendor
+        (provisioning's outbox, their only receiver, has no channel configured for it): the
+        seat's statement, the audit event and the commit in one round trip. Each statement
+        that writes nothing fails (a division by zero), so the transaction ends with nothing
+        written and Flask answers. The signals are not sent: they would write nothing."""
+        facts = run.facts
+        assert facts is not None
+        now = now_utc()
+        values = {
+            "b_now": now,
+            "b_subscription_id": subscription_id,
+            "scope_org": scope_org,
+            "b_seat_id": facts["seat_id"],
+            "b_email": email,
+        }
+        if kind == "assign":
+            statement = run.statements.assign_or_fail
+            event = _event_fields(
+                label=label,
+                ip=ip,
+                action="seat.assign",
+                target_id=facts["seat_id"],
+                target_label=f"{facts['sku']} → {email}",
+                organisation_id=facts["organisation_id"],
+                before=None,
+                after={"user_email": email, "subscription": subscription_id},
+            )
+            body = _body(subscription_id, email, now, None)
+        else:
+            statement = run.statements.release_or_fail
+            event = _event_fields(
+                label=label,
+                ip=ip,
+                action="seat.release",
+                target_id=facts["seat_id"],
+                target_label=f"{facts['sku']} → {email}",
+                organisation_id=facts["organisation_id"],
+                before={"user_email": email},
+                after={"released": True, "reason": "released"},
+            )
+            body = _body(subscription_id, email, facts["assigned_at"], now)
+        if not self.reservations.allow(self.app, digest):
+            raise _Refused  # the token's limit is reached (or Redis in doubt): Flask answers
+        with self.app.app_context():
+            with run.pipeline():
+                if scope_org is not None:
+                    run.narrow(session, Scope.organisation(scope_org))
+                statement.send(run.cursor, values)
+                run.statements.chain_event.send(run.cursor, _chain_values(event))
+                run.dbapi_connection.commit()
+            run.close()
+            session.commit()  # the session's end (the database's transaction has ended)
+        return body
 
     # The locks are taken in the services' order (portal.seats.assignments): the
     # subscription's row (every seat change of it queues there), then the seat's, then the

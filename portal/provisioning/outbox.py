@@ -88,6 +88,12 @@ def remember_configured(
     return found
 
 
+def writes_nothing_for(session: Session, vendor_id: int) -> bool:
+    """Whether a seat change of ``vendor_id``'s product writes nothing here (no channel
+    configured for the vendor): the lean seat path then writes in one round trip."""
+    return vendor_id not in configured_vendors(session)
+
+
 def forget_configuration(session: Session) -> None:
     """Settings changed in this transaction: read them again at the next change."""
     session.info.pop(_CONFIGURED_KEY, None)

@@ -351,6 +351,54 @@ def test_the_provisioning_outbox_is_written_in_the_same_transaction(
         assert amy == bob and len(amy) == 2
 
 
+def test_the_seat_signals_have_one_receiver_the_provisioning_outbox():
+    """The lean path skips the seat signals when provisioning's outbox would write nothing
+    for the product's vendor (PostgreSQL's one round trip): that holds while the outbox is
+    their only receiver. A new receiver must be weighed there (``_in_one_trip``)."""
+    from portal.provisioning import outbox
+    from portal.signals import seat_assigned, seat_released
+
+    assert [r() for r in seat_assigned.receivers.values()] == [outbox._on_seat_assigned]
+    assert [r() for r in seat_released.receivers.values()] == [outbox._on_seat_released]
+
+
+def test_on_postgresql_a_seat_change_with_nothing_to_provision_is_one_round_trip_of_writes(
+    app, make_org, make_product, make_token, spy, monkeypatch
+):
+    """No vendor channel configured: the writes, the event and the commit go together
+    (``_in_one_trip``); what is written is what the other paths write (above)."""
+    with app.app_context():
+        kind = db.engine.dialect.name
+    if kind != "postgresql":
+        pytest.skip("the pipelined writes are PostgreSQL's (SQLite has no pipeline mode)")
+    one_trip: list[str] = []
+    original = SeatFastPath._in_one_trip
+
+    def counting(self, run, session, kind, *args):
+        one_trip.append(kind)
+        return original(self, run, session, kind, *args)
+
+    monkeypatch.setattr(SeatFastPath, "_in_one_trip", counting)
+    setup = _setup(app, make_org, make_product, make_token, quantity=1)
+    client = app.test_client()
+    one, two = setup.people[:2]
+    assert _assign(client, setup, one).status_code == 201
+    # Full: the statement writes nothing and fails, the transaction ends, Flask answers.
+    assert_problem(_assign(client, setup, two), 409, "no_free_seat")
+    assert _release(client, setup, one).status_code == 200
+    assert_problem(_release(client, setup, one), 404, "seat_not_found")
+    assert spy == [True, False, True, False]
+    assert one_trip == ["assign", "assign", "release"]  # the last found no seat to read
+    assert _counter_and_active(app, setup.subscription_id) == (0, 0)
+    with app.app_context():
+        assert audit_verify(db.session).broken is None
+        with council_wide(db.session):
+            actions = db.session.scalars(
+                sa.select(AuditEvent.action).where(AuditEvent.target_type == "seat")
+            ).all()
+    assert sorted(actions) == ["seat.assign", "seat.release"]
+
+
 def _user_id(email: str) -> int:
     return db.session.scalar(sa.select(User.id).where(User.email == email))
 
