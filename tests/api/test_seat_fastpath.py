@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.test import Client
 
+from portal.api import seat_fastpath
 from portal.api.seat_fastpath import SeatFastPath
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_verify
@@ -397,6 +398,46 @@ def test_on_postgresql_a_seat_change_with_nothing_to_provision_is_one_round_trip
                 sa.select(AuditEvent.action).where(AuditEvent.target_type == "seat")
             ).all()
     assert sorted(actions) == ["seat.assign", "seat.release"]
+
+
+def test_on_sqlite_the_token_is_read_before_the_writers_queue(
+    app, make_org, make_product, make_token, spy, monkeypatch
+):
+    """SQLite's writers queue on a lock file; the token and provisioning's settings are read
+    before it, in a read of their own, so the queue holds the writes alone."""
+    with app.app_context():
+        kind = db.engine.dialect.name
+    if kind != "sqlite":
+        pytest.skip("the writers' queue is SQLite's")
+    setup = _setup(app, make_org, make_product, make_token)
+    middleware = _middleware(app)
+    order: list[str] = []
+    read_first, writers = middleware._read_first, middleware._writers
+
+    class Queue:
+        def __enter__(self):
+            order.append("queue")
+            return writers.__enter__()
+
+        def __exit__(self, *exc):
+            return writers.__exit__(*exc)
+
+    def reading(engine, digest):
+        order.append("read")
+        return read_first(engine, digest)
+
+    monkeypatch.setattr(middleware, "_read_first", reading)
+    monkeypatch.setattr(middleware, "_writers", Queue())
+    monkeypatch.setattr(seat_fastpath, "_SQLiteWriters", Queue)
+    client = app.test_client()
+    assert _assign(client, setup, setup.people[0]).status_code == 201
+    assert _release(client, setup, setup.people[0]).status_code == 200
+    assert spy == [True, True]
+    assert order == ["read", "queue", "read", "queue"]
+    # A bad token is refused by the read: Flask answers, the queue is not taken.
+    bad = Setup(**{**setup.__dict__, "token": "pk_c_" + "x" * 40})
+    assert_problem(_assign(client, bad, setup.people[1]), 401)
+    assert order[-1] == "read"
 
 
 def _user_id(email: str) -> int:
