@@ -272,7 +272,12 @@ _READY = re.compile(rb"Worker ready \(pid: (\d+)\)")
 
 def _workers_ready(master: int, log: Path) -> bool:
     """Whether the gunicorn under ``master`` runs all its workers, each past loading the app."""
-    expected = int(os.environ.get("WEB_CONCURRENCY") or _gunicorn_conf()["workers"])
+    environ = dict(
+        entry.split(b"=", 1)
+        for entry in Path(f"/proc/{master}/environ").read_bytes().split(b"\0")
+        if b"=" in entry
+    )  # the server's own environment: a caller may have given it WEB_CONCURRENCY
+    expected = int(environ.get(b"WEB_CONCURRENCY") or _gunicorn_conf()["workers"])
     workers = {pid for pid, ppid in _processes() if ppid == master}
     ready = {int(pid) for pid in _READY.findall(log.read_bytes())}
     return len(workers) >= expected and workers <= ready
