@@ -232,31 +232,41 @@ def _seat_statement(sql: str) -> Any:
     )
 
 
-#: PostgreSQL, in one statement: a seat of the subscription taken if one is free (the
-#: counter's ``UPDATE``, which locks the subscription's row first, as the services'
-#: ``FOR UPDATE`` does), then the seat, then the answer to the person's pending request.
-#: The seat is inserted only from the row the counter's ``UPDATE`` returned, so nothing is
-#: written before the subscription's lock is held (no deadlock with the services).
-ASSIGN_WITH_REQUEST = _seat_statement(
-    """
+#: The answer of a PostgreSQL statement of this path: the seat's row with its product's SKU,
+#: or, for one that only has to fail when it wrote nothing, a division by zero.
+_SEAT_ROW = """SELECT id, organisation_id, product_id, user_id, assigned_at,
+       (SELECT products.sku FROM products WHERE products.id = {cte}.product_id) AS sku
+FROM {cte}"""
+_OR_FAIL = "SELECT 1 / count(*) AS written FROM {cte}"
+_RETURNING_SEAT = """RETURNING seat_assignments.id, seat_assignments.organisation_id,
+              seat_assignments.product_id, seat_assignments.user_id,
+              seat_assignments.assigned_at"""
+
+
+def _assign_sql(*, seat_id: bool, answer: str) -> str:
+    """PostgreSQL, in one statement: a seat of the subscription taken if one is free (the
+    counter's ``UPDATE``, which locks the subscription's row first, as the services'
+    ``FOR UPDATE`` does), then the seat (with the id ``:b_seat_id`` if ``seat_id``), then
+    the answer to the person's pending request; ``answer`` reads the CTE ``seat``. The seat
+    is inserted only from the row the counter's ``UPDATE`` returned, so nothing is written
+    before the subscription's lock is held (no deadlock with the services)."""
+    return f"""
 WITH taken AS (
     UPDATE subscriptions SET assigned = assigned + 1, updated_at = :b_now
     WHERE id = :b_subscription_id AND status = 'active' AND assigned < quantity
     RETURNING id, organisation_id, product_id
 ), seat AS (
     INSERT INTO seat_assignments
-        (organisation_id, subscription_id, product_id, user_id, assigned_at)
-    SELECT taken.organisation_id, taken.id, taken.product_id, users.id, :b_now
+        ({"id, " if seat_id else ""}organisation_id, subscription_id, product_id, user_id,
+         assigned_at)
+    SELECT {":b_seat_id, " if seat_id else ""}taken.organisation_id, taken.id,
+           taken.product_id, users.id, :b_now
     FROM taken JOIN users ON users.organisation_id = taken.organisation_id
     WHERE (CAST(:scope_org AS BIGINT) IS NULL
            OR taken.organisation_id = CAST(:scope_org AS BIGINT))
       AND users.email = :b_email AND users.is_active AND users.password_hash IS NULL
     ON CONFLICT (user_id, product_id) WHERE released_at IS NULL DO NOTHING
-    RETURNING seat_assignments.id, seat_assignments.organisation_id,
-              seat_assignments.product_id, seat_assignments.user_id,
-              seat_assignments.assigned_at,
-              (SELECT products.sku FROM products
-               WHERE products.id = seat_assignments.product_id) AS sku
+    {_RETURNING_SEAT}
 ), approved AS (
     UPDATE seat_requests
     SET status = 'approved', decided_by_id = NULL, decided_at = :b_now
@@ -266,11 +276,37 @@ WITH taken AS (
       AND seat_requests.product_id = seat.product_id
       AND seat_requests.status = 'pending'
 )
-SELECT seat.id, seat.organisation_id, seat.product_id, seat.user_id, seat.assigned_at,
-       seat.sku
-FROM seat
-"""
+{answer.format(cte="seat")}
+"""  # noqa: S608 (every piece is this module's constant text; the values are bound)
+
+
+def _release_sql(*, seat: str, answer: str) -> str:
+    """PostgreSQL, in one statement: the subscription's counter given back (its row locked
+    first, as the services lock it first), then the active seat ``seat`` (a condition on
+    ``seat_assignments``) released, in the token's scope; ``answer`` reads the CTE
+    ``released``. No seat: nothing released, and the counter must be rolled back."""
+    return f"""
+WITH given AS (
+    UPDATE subscriptions SET assigned = assigned - 1, updated_at = :b_now
+    WHERE id = :b_subscription_id
+    RETURNING id
+), released AS (
+    UPDATE seat_assignments
+    SET released_at = :b_now, release_reason = 'released'
+    FROM given
+    WHERE seat_assignments.subscription_id = given.id
+      AND seat_assignments.released_at IS NULL
+      AND (CAST(:scope_org AS BIGINT) IS NULL
+           OR seat_assignments.organisation_id = CAST(:scope_org AS BIGINT))
+      AND {seat}
+    {_RETURNING_SEAT}
 )
+{answer.format(cte="released")}
+"""  # noqa: S608 (every piece is this module's constant text; the values are bound)
+
+
+#: The person's new seat, returned (no seat written: no row, the caller rolls back).
+ASSIGN_WITH_REQUEST = _seat_statement(_assign_sql(seat_id=False, answer=_SEAT_ROW))
 
 #: The person's pending request for the product is answered by the seat.
 APPROVE_REQUEST = (
@@ -311,30 +347,12 @@ RELEASE = (
     )
 )
 
-#: PostgreSQL, in one statement: the subscription's counter given back (its row locked
-#: first, as the services lock it first), then the person's active seat released. No seat:
-#: nothing returned, and the caller rolls the counter back.
+#: The person's active seat released, returned (none: no row, the caller rolls back).
 RELEASE_WITH_COUNTER = _seat_statement(
-    """
-WITH given AS (
-    UPDATE subscriptions SET assigned = assigned - 1, updated_at = :b_now
-    WHERE id = :b_subscription_id
-    RETURNING id
-)
-UPDATE seat_assignments
-SET released_at = :b_now, release_reason = 'released'
-FROM given
-WHERE seat_assignments.subscription_id = given.id
-  AND seat_assignments.released_at IS NULL
-  AND (CAST(:scope_org AS BIGINT) IS NULL
-       OR seat_assignments.organisation_id = CAST(:scope_org AS BIGINT))
-  AND seat_assignments.user_id = (SELECT users.id FROM users WHERE users.email = :b_email)
-RETURNING seat_assignments.id, seat_assignments.organisation_id,
-          seat_assignments.product_id, seat_assignments.user_id,
-          seat_assignments.assigned_at,
-          (SELECT products.sku FROM products
-           WHERE products.id = seat_assignments.product_id) AS sku
-"""
+    _release_sql(
+        seat="seat_assignments.user_id = (SELECT users.id FROM users WHERE users.email = :b_email)",
+        answer=_SEAT_ROW,
+    )
 )
 
 # ---- PostgreSQL in two round trips (no receiver writes for the product's vendor): what the
@@ -406,58 +424,12 @@ WHERE seat_assignments.subscription_id = :b_subscription_id
 
 #: :data:`ASSIGN_WITH_REQUEST` with the seat's id given, failing when no seat is written.
 ASSIGN_OR_FAIL = _one_trip(
-    """
-WITH taken AS (
-    UPDATE subscriptions SET assigned = assigned + 1, updated_at = :b_now
-    WHERE id = :b_subscription_id AND status = 'active' AND assigned < quantity
-    RETURNING id, organisation_id, product_id
-), seat AS (
-    INSERT INTO seat_assignments
-        (id, organisation_id, subscription_id, product_id, user_id, assigned_at)
-    SELECT :b_seat_id, taken.organisation_id, taken.id, taken.product_id, users.id, :b_now
-    FROM taken JOIN users ON users.organisation_id = taken.organisation_id
-    WHERE (CAST(:scope_org AS BIGINT) IS NULL
-           OR taken.organisation_id = CAST(:scope_org AS BIGINT))
-      AND users.email = :b_email AND users.is_active AND users.password_hash IS NULL
-    ON CONFLICT (user_id, product_id) WHERE released_at IS NULL DO NOTHING
-    RETURNING seat_assignments.organisation_id, seat_assignments.user_id,
-              seat_assignments.product_id
-), approved AS (
-    UPDATE seat_requests
-    SET status = 'approved', decided_by_id = NULL, decided_at = :b_now
-    FROM seat
-    WHERE seat_requests.organisation_id = seat.organisation_id
-      AND seat_requests.user_id = seat.user_id
-      AND seat_requests.product_id = seat.product_id
-      AND seat_requests.status = 'pending'
-)
-SELECT 1 / count(*) AS written FROM seat
-""",
-    sa.bindparam("b_email", type_=sa.String),
+    _assign_sql(seat_id=True, answer=_OR_FAIL), sa.bindparam("b_email", type_=sa.String)
 )
 
 #: :data:`RELEASE_WITH_COUNTER` for the seat :data:`RELEASE_FACTS` found, failing when it is
 #: no longer active (released meanwhile) or not in the token's scope.
-RELEASE_OR_FAIL = _one_trip(
-    """
-WITH given AS (
-    UPDATE subscriptions SET assigned = assigned - 1, updated_at = :b_now
-    WHERE id = :b_subscription_id
-    RETURNING id
-), released AS (
-    UPDATE seat_assignments
-    SET released_at = :b_now, release_reason = 'released'
-    FROM given
-    WHERE seat_assignments.id = :b_seat_id
-      AND seat_assignments.subscription_id = given.id
-      AND seat_assignments.released_at IS NULL
-      AND (CAST(:scope_org AS BIGINT) IS NULL
-           OR seat_assignments.organisation_id = CAST(:scope_org AS BIGINT))
-    RETURNING seat_assignments.id
-)
-SELECT 1 / count(*) AS written FROM released
-"""
-)
+RELEASE_OR_FAIL = _one_trip(_release_sql(seat="seat_assignments.id = :b_seat_id", answer=_OR_FAIL))
 
 HEAD = sa.select(_head.c.seq, _head.c.hash).where(_head.c.id == 1).with_for_update()
 MOVE_HEAD = (
