@@ -710,11 +710,39 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+def _closed_before_sending(app: Any) -> Any:
+    """The portal as a WSGI app whose responses are read whole and closed before the server
+    writes a byte.
+
+    Werkzeug's development server closes a response only after draining the request; when a
+    browser hangs up mid-response (navigating away while a static file is sent) that drain
+    raises too, the response's close() is skipped, and its open file is left to the garbage
+    collector, whose ResourceWarning then fails whichever test is running. The pages a test
+    server sends are small, so reading each whole costs nothing."""
+
+    def closing(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        response = app(environ, start_response)
+        try:
+            return [b"".join(response)]
+        finally:
+            if hasattr(response, "close"):
+                response.close()
+
+    return closing
+
+
+def serve(app: Any) -> Any:
+    """A threaded development server for the portal on 127.0.0.1 and a free port."""
+    return make_server(
+        "127.0.0.1", 0, _closed_before_sending(app), threaded=True, request_handler=_QuietHandler
+    )
+
+
 @pytest.fixture(scope="session")
 def live_server(app) -> Iterator[str]:
     """The portal served on 127.0.0.1 and a free port (browser tests, Stripe webhooks);
     yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    server = serve(app)
     thread = threading.Thread(target=server.serve_forever, name="portal-live-server", daemon=True)
     thread.start()
     try:

@@ -31,11 +31,10 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-from werkzeug.serving import make_server
 
 from portal import create_app
 from portal.db import RETRY_AFTER_SECONDS, db, is_database_unavailable, outage
-from tests.conftest import SYSTEM, TEST_PASSWORD, _QuietHandler, free_port
+from tests.conftest import SYSTEM, TEST_PASSWORD, free_port, serve
 
 UNREACHABLE = "postgresql+psycopg://postgres@127.0.0.1:1/portal"
 OUTAGE_LOGGER = "portal.db"
@@ -344,7 +343,7 @@ def test_postgresql_restart_and_stop_under_traffic_give_503s_never_500s(
     with app.app_context():
         upgrade()
     tokens = _seed(app)
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    server = serve(app)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     base = f"http://127.0.0.1:{server.server_port}"
