@@ -436,6 +436,13 @@ def bulk_load(dsn: str, sizes: Sizes, *, load_workers: int = 2, log: Any = print
         written = _generate_usage(dsn, orgs, big_id, workers=load_workers, log=log)
         log(f"  {written:,} usage events, their keys and rollups: {time.perf_counter() - t0:.0f} s")
         conn.execute("DROP TABLE bench_scale_combos")
+        if conn.execute("SELECT to_regclass('public.usage_last_use')").fetchone()[0]:
+            # Each person's last day of use per product (migration 0033's backfill).
+            conn.execute(
+                "INSERT INTO usage_last_use (organisation_id, product_id, user_email, last_day) "
+                "SELECT organisation_id, product_id, user_email, max(day) "
+                "FROM usage_daily_people GROUP BY 1, 2, 3"
+            )
         if conn.execute("SELECT to_regclass('public.usage_report_days')").fetchone()[0]:
             # The vendor's usage-reporting health: its batches of 100 events per day.
             conn.execute(

@@ -32,6 +32,7 @@ from portal.metering.models import (  # noqa: F401
     UsageDaily,
     UsageDailyPerson,
     UsageEvent,
+    UsageLastUse,
     UsageReportDay,
 )
 from portal.notifications.models import (  # noqa: F401
@@ -104,6 +105,7 @@ TABLE_SCOPES: dict[str, str] = {
     "idle_seat_decisions": TENANT,
     "usage_daily": TENANT,  # rollups of usage_events kept at ingest
     "usage_daily_people": TENANT,
+    "usage_last_use": TENANT,
     "usage_report_days": COUNCIL,  # a vendor's usage batches per day: counts only
     # council-wide settings
     "council_settings": COUNCIL,

@@ -669,14 +669,14 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
         cursor.close()
 
 
-# --- rollups (usage_daily, usage_daily_people: migration 0014) -------------------------
+# --- rollups (usage_daily, usage_daily_people: migration 0014; usage_last_use: 0033) -----
 #
 # Updated from the events just inserted, in the same transaction, by SQL on both databases
 # (no row comes back to Python). Parallel batches add to the same rows without losing an
 # update: ``ON CONFLICT ... DO UPDATE SET q = q + excluded.q`` (PostgreSQL locks the row;
 # SQLite has one writer at a time). The upserts visit the rows in key order, and always
-# usage_daily before usage_daily_people, so two batches wait on each other rather than
-# deadlock.
+# usage_daily, then usage_daily_people, then usage_last_use, so two batches wait on each
+# other rather than deadlock.
 
 _PG_ROLLUPS = (
     "INSERT INTO usage_daily AS d (organisation_id, product_id, meter_id, day, "
@@ -698,7 +698,20 @@ _PG_ROLLUPS = (
     "ORDER BY 1, 2, 3, 4, 5 "
     "ON CONFLICT (organisation_id, product_id, user_email, meter_id, day) DO UPDATE SET "
     "last_occurred_at = greatest(p.last_occurred_at, excluded.last_occurred_at), "
-    "events = p.events + excluded.events"
+    "events = p.events + excluded.events; "
+    # usage_last_use (migration 0033): only the people whose stored last day is older than
+    # the batch's, so a person's row is written once a day, not once a batch (HAVING reads
+    # the row first; ON CONFLICT's WHERE keeps the later day if another batch wrote between).
+    "INSERT INTO usage_last_use AS l (organisation_id, product_id, user_email, last_day) "
+    "SELECT i.organisation_id, i.product_id, i.user_email, "
+    "max((i.occurred_at AT TIME ZONE 'UTC')::date) FROM usage_inserted i "
+    "WHERE i.user_email IS NOT NULL GROUP BY 1, 2, 3 "
+    "HAVING NOT EXISTS (SELECT 1 FROM usage_last_use s WHERE s.organisation_id = "
+    "i.organisation_id AND s.product_id = i.product_id AND s.user_email = i.user_email "
+    "AND s.last_day >= max((i.occurred_at AT TIME ZONE 'UTC')::date)) "
+    "ORDER BY 1, 2, 3 "
+    "ON CONFLICT (organisation_id, product_id, user_email) DO UPDATE SET "
+    "last_day = excluded.last_day WHERE l.last_day < excluded.last_day"
 )
 # SQLite: the rows are inserted with one executemany, straight into usage_events; the
 # rollups are grouped in Python from the rows inserted (times as stored: naive UTC text,
@@ -727,6 +740,11 @@ _SQLITE_PEOPLE = (
     "ON CONFLICT (organisation_id, product_id, user_email, meter_id, day) DO UPDATE SET "
     "last_occurred_at = max(p.last_occurred_at, excluded.last_occurred_at), "
     "events = p.events + excluded.events"
+)
+_SQLITE_LAST_USE = (
+    "INSERT INTO usage_last_use AS l (organisation_id, product_id, user_email, last_day) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (organisation_id, product_id, user_email) DO UPDATE SET "
+    "last_day = excluded.last_day WHERE l.last_day < excluded.last_day"
 )
 
 
@@ -762,6 +780,7 @@ def _insert_sqlite(connection: sa.Connection, rows: list[tuple]) -> int:
             cursor.executemany(_SQLITE_DAILY, daily)
             if people:
                 cursor.executemany(_SQLITE_PEOPLE, people)
+                cursor.executemany(_SQLITE_LAST_USE, _last_days(people))
     finally:
         cursor.close()
     return len(stored)
@@ -794,6 +813,17 @@ def _rollup_rows(stored: list[tuple]) -> tuple[list[tuple], list[tuple]]:
         [(*key, *value) for key, value in sorted(daily.items())],
         [(*key, *value) for key, value in sorted(people.items())],
     )
+
+
+def _last_days(people: list[tuple]) -> list[tuple]:
+    """usage_last_use rows (in key order) of the usage_daily_people rows of a batch
+    (:func:`_rollup_rows`): each person's latest day per product, whatever the meter."""
+    last: dict[tuple, str] = {}
+    for org_id, product_id, email, _meter, day, *_ in people:
+        key = (org_id, product_id, email)
+        if day > last.get(key, ""):
+            last[key] = day
+    return [(*key, day) for key, day in sorted(last.items())]
 
 
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite

@@ -158,6 +158,26 @@ class UsageDailyPerson(TenantMixin, Base):
     events: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
 
 
+class UsageLastUse(TenantMixin, Base):
+    """The last UTC day a person used a product (a rollup kept at ingest, migration 0033).
+
+    One row per organisation, product and person, written only when a batch brings a later
+    day than the one stored: at most once a day per person and product, however many
+    batches. Idle seats read it for the organisation's seats in one pass (a hash join over
+    the organisation's rows) instead of probing each seat holder's days of
+    ``usage_daily_people``; that table still answers the exact time within the day.
+    """
+
+    __tablename__ = "usage_last_use"
+    __tenant_key__ = TenantKey(primary_key=True)
+
+    product_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("products.id", ondelete="RESTRICT"), primary_key=True
+    )
+    user_email: Mapped[str] = mapped_column(sa.String(254), primary_key=True)
+    last_day: Mapped[dt.date] = mapped_column(sa.Date, nullable=False)
+
+
 # ---------------------------------------------------------------- usage reporting health
 # (issue 15, the vendor portal: SPEC 8.1 "usage-reporting health")
 

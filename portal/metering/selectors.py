@@ -1,10 +1,10 @@
 """Reading usage: aggregates per period, entitlements, seat utilisation, idle seats.
 
 Pages read the rollups kept at ingest (``usage_daily``, ``usage_daily_people``,
-written in the transaction that stores the events: :mod:`portal.metering.ingest`),
-not the month's events, so they cost the same at any volume; a part of a day at
-either end of a period (cost so far: up to now) is read from the events. The
-figures are exact and late events count the moment they are stored
+``usage_last_use``, written in the transaction that stores the events:
+:mod:`portal.metering.ingest`), not the month's events, so they cost the same at any
+volume; a part of a day at either end of a period (cost so far: up to now) is read from
+the events. The figures are exact and late events count the moment they are stored
 (``tests/metering/test_rollups.py`` compares them with the events' own).
 """
 
@@ -24,7 +24,13 @@ from portal.db import UTCDateTime
 from portal.identity.models import User
 from portal.kernel.scope import Scope
 from portal.metering.ingest import micros_to_decimal
-from portal.metering.models import IdleSeatDecision, UsageDaily, UsageDailyPerson, UsageEvent
+from portal.metering.models import (
+    IdleSeatDecision,
+    UsageDaily,
+    UsageDailyPerson,
+    UsageEvent,
+    UsageLastUse,
+)
 from portal.pagination import Page
 from portal.seats.history import daily_quantities
 from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
@@ -720,17 +726,34 @@ class IdleSeat:
 
 
 def _used_since(since: dt.datetime) -> sa.Exists:
-    """Whether the seat's holder used its product at or after ``since``: one probe of
-    ``ix_usage_daily_people_person_day`` (migration 0029) from ``since``'s day on, found
-    at the first row for a busy holder and empty for an idle one, whatever the history."""
+    """Whether the seat's holder used its product at or after ``since``.
+
+    Read from ``usage_last_use`` (migration 0033: the last day of use, one row per person
+    and product), which the planner joins with the organisation's seats in one pass, not
+    one probe per seat. A last day after ``since``'s day is use; before it, none; on that
+    very day the time decides, read from that day's ``usage_daily_people`` rows (one probe,
+    for the few holders last seen on the window's first day)."""
+    day = since.astimezone(dt.UTC).date()
+    on_the_day = (
+        sa.select(sa.literal(1))
+        .where(
+            UsageDailyPerson.organisation_id == UsageLastUse.organisation_id,
+            UsageDailyPerson.product_id == UsageLastUse.product_id,
+            UsageDailyPerson.user_email == UsageLastUse.user_email,
+            UsageDailyPerson.day == day,
+            UsageDailyPerson.last_occurred_at >= since,
+        )
+        .correlate(UsageLastUse)
+        .exists()
+    )
     return (
         sa.select(sa.literal(1))
         .where(
-            UsageDailyPerson.organisation_id == SeatAssignment.organisation_id,
-            UsageDailyPerson.product_id == SeatAssignment.product_id,
-            UsageDailyPerson.user_email == User.email,
-            UsageDailyPerson.day >= since.astimezone(dt.UTC).date(),
-            UsageDailyPerson.last_occurred_at >= since,
+            UsageLastUse.organisation_id == SeatAssignment.organisation_id,
+            UsageLastUse.product_id == SeatAssignment.product_id,
+            UsageLastUse.user_email == User.email,
+            UsageLastUse.last_day >= day,
+            sa.or_(UsageLastUse.last_day > day, on_the_day),
         )
         .correlate(SeatAssignment, User)
         .exists()

@@ -1,4 +1,4 @@
-"""Usage rollups kept at ingest (usage_daily, usage_daily_people: issue 13).
+"""Usage rollups kept at ingest (usage_daily, usage_daily_people, usage_last_use: issue 13).
 
 Every figure the pages read from the rollups equals the same figure computed from the
 events themselves, for random data; duplicates add nothing; parallel batches lose no
@@ -19,7 +19,7 @@ from portal.kernel.clock import now_utc
 from portal.kernel.scope import Scope
 from portal.metering import selectors
 from portal.metering.ingest import usage_ingest
-from portal.metering.models import UsageDaily, UsageDailyPerson, UsageEvent
+from portal.metering.models import UsageDaily, UsageDailyPerson, UsageEvent, UsageLastUse
 from tests.metering.conftest import COUNCIL, body, event, ingest, person, subscribe
 
 METERS = ("api_calls", "storage_gb", "sessions", "active_users", "regions")
@@ -305,3 +305,174 @@ def test_the_migrations_backfill_rolls_up_stored_events_as_ingestion_does(app, m
         with engine.connect() as conn:
             backfilled = {t.name: sorted(map(tuple, conn.execute(sa.select(t)))) for t in tables}
     assert backfilled == kept
+
+
+def _migration(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "migrations/versions" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _last_days_of_events(conn) -> list[tuple]:
+    """Each person's last UTC day of use per product, from the events themselves."""
+    last: dict[tuple, dt.date] = {}
+    for org, product, email, occurred in conn.execute(
+        sa.select(
+            UsageEvent.organisation_id,
+            UsageEvent.product_id,
+            UsageEvent.user_email,
+            UsageEvent.occurred_at,
+        ).where(UsageEvent.user_email.is_not(None))
+    ):
+        day = selectors._aware(occurred).astimezone(dt.UTC).date()
+        key = (org, product, email)
+        last[key] = max(day, last.get(key, day))
+    return sorted((*key, day) for key, day in last.items())
+
+
+def test_the_last_day_of_use_is_the_events_own_and_the_backfills(app, make_org, metered):
+    """usage_last_use (migration 0033) holds each person's last day of use per product as
+    the events say, across batches sent out of order and duplicates; migration 0033's
+    backfill from usage_daily_people writes the same rows."""
+    from tests.conftest import owner_engine
+
+    _seed(app, make_org, metered, seed=7, n=600)
+    table = UsageLastUse.__table__
+    with app.app_context():
+        engine = owner_engine(app)
+        with engine.connect() as conn:
+            kept = sorted(map(tuple, conn.execute(sa.select(table))))
+            assert kept and kept == _last_days_of_events(conn)
+        with engine.begin() as conn:
+            conn.execute(table.delete())
+            conn.execute(sa.text(_migration("0033_usage_last_use.py").BACKFILL))
+        with engine.connect() as conn:
+            assert sorted(map(tuple, conn.execute(sa.select(table)))) == kept
+
+
+def test_the_last_day_is_written_once_a_day_not_once_a_batch(app, metered):
+    """A second batch of the same day leaves the person's row as it was (not updated: its
+    version is unchanged on PostgreSQL); a later day moves it, an earlier one does not."""
+    email = person(app, "acme", "daily@acme.example")
+    today = now_utc().replace(hour=0, minute=30, second=0, microsecond=0)
+    if today > now_utc() - dt.timedelta(minutes=5):  # just after midnight: yesterday's
+        today -= dt.timedelta(days=1)
+
+    def row() -> tuple:
+        with app.app_context():
+            # PostgreSQL's row version (a new one per update); SQLite keeps none: the
+            # day alone is checked there.
+            version = "xmin::text" if db.engine.dialect.name == "postgresql" else "NULL"
+            return tuple(
+                db.session.execute(
+                    sa.text(
+                        f"SELECT last_day, {version} FROM usage_last_use WHERE user_email = :e"  # noqa: S608
+                    ),
+                    {"e": email},
+                ).one()
+            )
+
+    ingest(app, [event(user_email=email, occurred_at=today.isoformat())])
+    first = row()
+    assert str(first[0]) == today.date().isoformat()
+    ingest(
+        app, [event(user_email=email, occurred_at=(today + dt.timedelta(minutes=2)).isoformat())]
+    )
+    assert row() == first
+    ingest(app, [event(user_email=email, occurred_at=(today - dt.timedelta(days=3)).isoformat())])
+    assert row() == first
+    yesterday = today - dt.timedelta(days=1)
+    with app.app_context():
+        db.session.execute(
+            sa.update(UsageLastUse)
+            .where(UsageLastUse.user_email == email)
+            .values(last_day=yesterday.date())
+        )
+        db.session.commit()
+    ingest(app, [event(user_email=email, occurred_at=today.isoformat())])
+    assert str(row()[0]) == today.date().isoformat()
+
+
+def test_parallel_batches_keep_the_latest_day(app, metered):
+    """Batches of different days for the same people at once: each person's row ends at
+    the latest day, whichever batch committed last."""
+    emails = [person(app, "acme", f"par{i}@acme.example") for i in range(5)]
+    now = now_utc()
+    days = [now - dt.timedelta(days=d, hours=1) for d in (9, 1, 4, 7, 2, 5)]
+    batches = [[event(user_email=e, occurred_at=at.isoformat()) for e in emails] for at in days]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(batches))
+
+    def send(batch: list[dict]) -> None:
+        barrier.wait()
+        try:
+            with app.app_context(), council_wide(db.session):
+                result = usage_ingest(
+                    db.session, actor=COUNCIL, body=body(batch), vendor_id=None, max_age_days=35
+                )
+                db.session.commit()
+                assert result.accepted == len(batch), result.rejected[:1]
+        except Exception as exc:  # asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    latest = max(days).astimezone(dt.UTC).date()
+    with app.app_context():
+        rows = db.session.execute(
+            sa.select(UsageLastUse.user_email, UsageLastUse.last_day).where(
+                UsageLastUse.user_email.in_(emails)
+            )
+        ).all()
+    assert sorted(rows) == sorted((e, latest) for e in emails)
+
+
+def test_a_holder_last_seen_on_the_windows_first_day_is_idle_only_before_its_start(app, metered):
+    """The idle window starts mid-day: use on that day before its start is idleness, use
+    after it is not (the last day alone cannot tell: the day's time decides)."""
+    from portal.seats.models import Subscription
+    from portal.seats.services import seat_assign
+    from tests.conftest import SYSTEM
+
+    now = now_utc().replace(hour=12, minute=0, second=0, microsecond=0)
+    if now > now_utc():
+        now -= dt.timedelta(days=1)
+    since = now - dt.timedelta(days=14)
+    before = person(app, "acme", "before@acme.example")
+    after = person(app, "acme", "after@acme.example")
+    ingest(
+        app,
+        [
+            event(user_email=before, occurred_at=(since - dt.timedelta(hours=3)).isoformat()),
+            event(user_email=after, occurred_at=(since + dt.timedelta(hours=3)).isoformat()),
+        ],
+    )
+    with app.app_context():
+        sub = db.session.get(Subscription, metered["subscription"])
+        seats = {}
+        for email in (before, after):
+            seat = seat_assign(db.session, actor=SYSTEM, subscription=sub, user_email=email)
+            seat.assigned_at = now - dt.timedelta(days=30)
+            seats[email] = seat.id
+        db.session.commit()
+        org_id = metered["org"].id
+        flagged = selectors.idle_seats(db.session, organisation_id=org_id, idle_days=14, now=now)
+        assert [f.seat.id for f in flagged] == [seats[before]]
+        assert (
+            selectors.idle_seat_count(db.session, organisation_id=org_id, idle_days=14, now=now)
+            == 1
+        )
+        # A day later the window starts after both: both idle.
+        later = now + dt.timedelta(days=1)
+        flagged = selectors.idle_seats(db.session, organisation_id=org_id, idle_days=14, now=later)
+        assert sorted(f.seat.id for f in flagged) == sorted(seats.values())
