@@ -725,14 +725,19 @@ class IdleSeat:
     last_used_at: dt.datetime | None
 
 
-def _used_since(since: dt.datetime) -> sa.Exists:
-    """Whether the seat's holder used its product at or after ``since``.
+def _users_since(organisation_id: int, since: dt.datetime) -> sa.Select:
+    """(product, person) of the organisation's people who used a product at or after
+    ``since``.
 
     Read from ``usage_last_use`` (migration 0033: the last day of use, one row per person
-    and product), which the planner joins with the organisation's seats in one pass, not
-    one probe per seat. A last day after ``since``'s day is use; before it, none; on that
-    very day the time decides, read from that day's ``usage_daily_people`` rows (one probe,
-    for the few holders last seen on the window's first day)."""
+    and product): a last day after ``since``'s day is use; before it, none; on that very
+    day the time decides, read from that day's ``usage_daily_people`` rows (one probe, for
+    the few people last seen on the window's first day). Not correlated with the seats:
+    ``NOT IN`` it is one hashed set, read once, that every seat is looked up in, where a
+    correlated ``NOT EXISTS`` was one index probe per seat (row-level security's estimate
+    of one row per organisation makes the planner choose the probes; docs/PERFORMANCE.md,
+    "Idle seats from the last day of use"). Every column compared is NOT NULL, so
+    ``NOT IN`` has no NULL to trip on."""
     day = since.astimezone(dt.UTC).date()
     on_the_day = (
         sa.select(sa.literal(1))
@@ -746,17 +751,10 @@ def _used_since(since: dt.datetime) -> sa.Exists:
         .correlate(UsageLastUse)
         .exists()
     )
-    return (
-        sa.select(sa.literal(1))
-        .where(
-            UsageLastUse.organisation_id == SeatAssignment.organisation_id,
-            UsageLastUse.product_id == SeatAssignment.product_id,
-            UsageLastUse.user_email == User.email,
-            UsageLastUse.last_day >= day,
-            sa.or_(UsageLastUse.last_day > day, on_the_day),
-        )
-        .correlate(SeatAssignment, User)
-        .exists()
+    return sa.select(UsageLastUse.product_id, UsageLastUse.user_email).where(
+        UsageLastUse.organisation_id == organisation_id,
+        UsageLastUse.last_day >= day,
+        sa.or_(UsageLastUse.last_day > day, on_the_day),
     )
 
 
@@ -778,9 +776,10 @@ def _last_use() -> sa.ScalarSelect[Any]:
 
 
 def _idle_where(organisation_id: int, idle_days: int, now: dt.datetime) -> list:
-    """The filter of the organisation's idle seats (see :func:`idle_seats`): per seat an
-    index probe for recent use and one for a decision to keep, so a count or a page costs
-    the same however many events the month has."""
+    """The filter of the organisation's idle seats (see :func:`idle_seats`): per seat a
+    lookup in the set of people with recent use (:func:`_users_since`) and an index probe
+    for a decision to keep, so a count or a page costs the same however many events the
+    month has."""
     since = now - dt.timedelta(days=idle_days)
     kept = (
         sa.select(IdleSeatDecision.id)
@@ -799,7 +798,9 @@ def _idle_where(organisation_id: int, idle_days: int, now: dt.datetime) -> list:
         SeatAssignment.released_at.is_(None),
         SeatAssignment.assigned_at <= since,
         ~kept,
-        ~_used_since(since),
+        sa.tuple_(SeatAssignment.product_id, User.email).not_in(
+            _users_since(organisation_id, since)
+        ),
     ]
 
 
