@@ -436,6 +436,15 @@ def bulk_load(dsn: str, sizes: Sizes, *, load_workers: int = 2, log: Any = print
         written = _generate_usage(dsn, orgs, big_id, workers=load_workers, log=log)
         log(f"  {written:,} usage events, their keys and rollups: {time.perf_counter() - t0:.0f} s")
         conn.execute("DROP TABLE bench_scale_combos")
+        if conn.execute("SELECT to_regclass('public.invoice_product_totals')").fetchone()[0]:
+            # The issued invoices' lines summed per month and product (migration 0034).
+            conn.execute(
+                "INSERT INTO invoice_product_totals (period, product_id, currency, amount, "
+                "lines) SELECT i.period, l.product_id, i.currency, sum(l.amount), count(*) "
+                "FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id "
+                "WHERE i.status IN ('open', 'paid', 'uncollectible') "
+                "AND l.product_id IS NOT NULL GROUP BY 1, 2, 3"
+            )
         if conn.execute("SELECT to_regclass('public.usage_last_use')").fetchone()[0]:
             # Each person's last day of use per product (migration 0033's backfill).
             conn.execute(

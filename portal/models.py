@@ -13,6 +13,7 @@ from portal.billing.models import (  # noqa: F401
     DocumentCounter,
     Invoice,
     InvoiceLine,
+    InvoiceProductTotal,
     InvoiceRun,
     Payment,
 )
@@ -112,6 +113,7 @@ TABLE_SCOPES: dict[str, str] = {
     # billing
     "invoices": TENANT,
     "invoice_lines": TENANT,
+    "invoice_product_totals": COUNCIL,  # a month's issued lines summed per product
     "credit_notes": TENANT,
     "payments": TENANT,
     "invoice_runs": COUNCIL,  # one run covers every organisation

@@ -22,7 +22,7 @@ from fractions import Fraction
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.billing.models import ISSUED, Invoice, InvoiceLine, InvoiceStatus
+from portal.billing.models import Invoice, InvoiceProductTotal, InvoiceStatus
 from portal.billing.rating import round_half_up
 from portal.catalogue.models import LicencePool, Product
 from portal.kernel.i18n import _l
@@ -246,15 +246,14 @@ def council_economics(session: Session, *, period: str, today: dt.date) -> Econo
         )
         entry.cost[pool.unit_cost_currency] = entry.cost.get(pool.unit_cost_currency, 0) + cost
 
+    # The month's issued lines summed per product, kept as invoices are finalised and
+    # voided (InvoiceProductTotal): a row per product and currency, not 100,000 lines.
     for product_id, currency, amount in session.execute(
-        sa.select(InvoiceLine.product_id, Invoice.currency, sa.func.sum(InvoiceLine.amount))
-        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
-        .where(
-            Invoice.period == period,
-            Invoice.status.in_(ISSUED),
-            InvoiceLine.product_id.is_not(None),
-        )
-        .group_by(InvoiceLine.product_id, Invoice.currency)
+        sa.select(
+            InvoiceProductTotal.product_id,
+            InvoiceProductTotal.currency,
+            InvoiceProductTotal.amount,
+        ).where(InvoiceProductTotal.period == period, InvoiceProductTotal.lines > 0)
     ):
         if product_id in products:
             products[product_id].billed[currency] = int(amount)

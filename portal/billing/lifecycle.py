@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from portal.audit.services import audit_record
 from portal.billing.access import FINANCE_ONLY
@@ -66,13 +66,44 @@ def invoice_can_become(invoice: Invoice, status: InvoiceStatus) -> bool:
     return status in INVOICE_TRANSITIONS[InvoiceStatus(invoice.status)]
 
 
+# invoice_product_totals (migration 0034): the invoice's lines summed per product, added or
+# taken off. Rows in product order, so two finalisations wait on each other, not deadlock.
+_PRODUCT_TOTALS = sa.text(
+    "INSERT INTO invoice_product_totals AS t (period, product_id, currency, amount, lines) "
+    "SELECT :period, product_id, :currency, :sign * sum(amount), :sign * count(*) "
+    "FROM invoice_lines WHERE invoice_id = :invoice_id AND product_id IS NOT NULL "
+    "GROUP BY product_id ORDER BY product_id "
+    "ON CONFLICT (period, product_id, currency) DO UPDATE SET "
+    "amount = t.amount + excluded.amount, lines = t.lines + excluded.lines"
+)
+
+
+def _count_in_product_totals(invoice: Invoice, *, sign: int) -> None:
+    """Add (``sign`` 1: issued) or take off (-1: voided) the invoice's lines in the
+    month's billed totals per product (:class:`InvoiceProductTotal`)."""
+    session = object_session(invoice)
+    if session is None:  # an invoice not stored has no lines to count
+        return
+    session.flush()  # its lines, as stored
+    session.execute(
+        _PRODUCT_TOTALS,
+        {
+            "period": invoice.period,
+            "currency": invoice.currency,
+            "sign": sign,
+            "invoice_id": invoice.id,
+        },
+    )
+
+
 def invoice_move(invoice: Invoice, to: InvoiceStatus, *, at: dt.datetime | None = None) -> None:
     """Move the invoice to ``to`` if the table allows it, with the moment it got there.
 
     The one place an invoice's status changes. A move the table does not allow
     raises :class:`InvalidState` (code ``invalid_transition``) and changes
     nothing. Services check their own preconditions first, with their own words
-    and codes; this is the rule under them.
+    and codes; this is the rule under them. A move into or out of :data:`ISSUED` adds
+    the invoice's lines to, or takes them off, the month's billed totals per product.
     """
     if not invoice_can_become(invoice, to):
         raise InvalidState(
@@ -85,7 +116,10 @@ def invoice_move(invoice: Invoice, to: InvoiceStatus, *, at: dt.datetime | None 
             code="invalid_transition",
         )
     at = at or now_utc()
+    counted = (invoice.status in ISSUED) - (to in ISSUED)
     invoice.status = to
+    if counted:
+        _count_in_product_totals(invoice, sign=-counted)
     if to == InvoiceStatus.OPEN and invoice.finalised_at is None:
         invoice.finalised_at = at
     elif to == InvoiceStatus.PAID:

@@ -208,6 +208,29 @@ class DocumentCounter(Base):
     last_value: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
 
 
+class InvoiceProductTotal(Base):
+    """What the issued invoices of a month bill for a product, per currency: the sum of
+    their lines of that product (migration 0034).
+
+    Kept by :func:`portal.billing.lifecycle.invoice_move`, the one place an invoice's
+    status changes: added when a draft is finalised, taken off when an invoice is voided
+    (the only ways into and out of :data:`ISSUED`); an issued invoice's lines never
+    change. The council's economics read a month's totals here instead of summing its
+    100,000 lines. ``lines`` counts the lines summed, so a product billed nothing is told
+    from one whose lines add up to zero. Council-wide: sums over every organisation.
+    """
+
+    __tablename__ = "invoice_product_totals"
+
+    period: Mapped[str] = mapped_column(sa.String(7), primary_key=True)  # YYYY-MM
+    product_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("products.id", ondelete="RESTRICT"), primary_key=True
+    )
+    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
+    amount: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    lines: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+
+
 class CreditNote(TenantMixin, Base):
     """A correction of a finalised invoice: reduces what is owed, for part or all of it."""
 
