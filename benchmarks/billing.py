@@ -473,8 +473,19 @@ def finalise(db: common.Database, period: str) -> int:
             ") n WHERE invoices.id = n.id",
             (period,),
         )
+        finalised = cursor.rowcount
+        # The month's billed totals per product, as finalising keeps them (migration 0034).
+        conn.execute(
+            "INSERT INTO invoice_product_totals AS t (period, product_id, currency, amount, "
+            "lines) SELECT i.period, l.product_id, i.currency, sum(l.amount), count(*) "
+            "FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id "
+            "WHERE i.period = %s AND i.status = 'open' AND l.product_id IS NOT NULL "
+            "GROUP BY 1, 2, 3 ON CONFLICT (period, product_id, currency) DO UPDATE SET "
+            "amount = t.amount + excluded.amount, lines = t.lines + excluded.lines",
+            (period,),
+        )
         conn.commit()
-        return cursor.rowcount
+        return finalised
 
 
 BARE_EXPORT = (
