@@ -15,14 +15,16 @@ reader's locale (English dates stay ISO ``2026-12-01``: one reading for every me
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
 from babel.dates import format_date as babel_format_date
-from babel.numbers import format_decimal
+from babel.numbers import NumberPattern, format_decimal, parse_pattern
 from flask import Flask, has_request_context, request
 from flask_babel import Babel, force_locale, get_locale
 
@@ -96,9 +98,21 @@ def in_language(code: str | None) -> Iterator[str]:
 # Formats --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _babel_locale(code: str) -> Locale:
+    """Babel's locale for a language code, parsed once (pages format a number per row)."""
+    return Locale.parse(code)
+
+
+@functools.lru_cache(maxsize=16)
+def _decimal_pattern(digits: int) -> NumberPattern:
+    """``#,##0`` with at most ``digits`` decimals, parsed once."""
+    return parse_pattern("#,##0" + ("." + "#" * digits if digits > 0 else ""))
+
+
 def money(amount_minor: int | None, currency: str | None) -> str:
     """An amount in the reader's locale: ``€1,234.50`` / ``1 234,50 €`` (never wrapped: see CSS)."""
-    return format_money(amount_minor, currency, locale=language())
+    return format_money(amount_minor, currency, locale=_babel_locale(language()))
 
 
 def number(value: int | float | Decimal | None, digits: int = 0) -> str:
@@ -108,8 +122,9 @@ def number(value: int | float | Decimal | None, digits: int = 0) -> str:
     """
     if value is None:
         return "—"
-    pattern = "#,##0" + ("." + "#" * digits if digits > 0 else "")
-    return format_decimal(Decimal(str(value)), format=pattern, locale=language())
+    return format_decimal(
+        Decimal(str(value)), format=_decimal_pattern(digits), locale=_babel_locale(language())
+    )
 
 
 def date(value: dt.date | dt.datetime | None) -> str:

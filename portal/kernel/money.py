@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from babel import Locale
 from babel.numbers import format_currency
 
 from portal.kernel.i18n import _
@@ -56,7 +57,9 @@ def from_minor(amount_minor: int, currency: str) -> Decimal:
     return Decimal(int(amount_minor)).scaleb(-digits).quantize(Decimal(1).scaleb(-digits))
 
 
-def format_money(amount_minor: int | None, currency: str | None, locale: str = "en") -> str:
+def format_money(
+    amount_minor: int | None, currency: str | None, locale: str | Locale = "en"
+) -> str:
     """A stored amount as people read it: ``€12.50``, ``¥1,500``, ``BHD12.345``."""
     if amount_minor is None or not currency:
         return "—"
