@@ -151,6 +151,13 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from exc
 
 
+def _positive(env: dict[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be more than 0, not {value}")
+    return value
+
+
 # ---------------------------------------------------------------- rate limits (portal.ratelimit)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -276,6 +283,7 @@ def job_settings(
         "PORTAL_JOBS_QUEUE": queue,
         "PORTAL_JOBS_VISIBILITY_TIMEOUT": _int(env, "PORTAL_JOBS_VISIBILITY_TIMEOUT", 3600),
         "PORTAL_JOBS_TICK_SECONDS": _int(env, "PORTAL_JOBS_TICK_SECONDS", 30),
+        "PORTAL_JOBS_LOST_AFTER_SECONDS": _positive(env, "PORTAL_JOBS_LOST_AFTER_SECONDS", 7200),
         # Jobs run inline, in the process that enqueues them: only tests ask for it.
         "PORTAL_JOBS_EAGER": False,
         # Tests only: an invoice run's job drafts one organisation at a time and pauses this

@@ -132,6 +132,9 @@ def cluster(app, tmp_path, shared_redis) -> Iterator[Callable[[], tuple[list, li
         # An unacknowledged message (its worker killed) is delivered again after 5 s.
         "PORTAL_JOBS_VISIBILITY_TIMEOUT": "5",
         "PORTAL_JOBS_TICK_SECONDS": "5",
+        # A worker is killed mid-way: a job it enqueued and committed but whose message it
+        # had not sent yet is sent again by a survivor's tick after this (default 2 hours).
+        "PORTAL_JOBS_LOST_AFTER_SECONDS": "45",
         "PORTAL_TEST_INVOICE_RUN_PAUSE": RUN_PAUSE,
         "WEB_CONCURRENCY": "1",
         "GUNICORN_THREADS": "4",

@@ -38,7 +38,13 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: A queued job with no message sent this long after it was enqueued is sent again.
 SEND_AGAIN_AFTER = dt.timedelta(minutes=1)
 #: A queued job whose message was sent this long ago (or this long after its retry time)
-#: without starting is sent again.
+#: without starting is sent again (``PORTAL_JOBS_LOST_AFTER_SECONDS`` overrides). Its
+#: message may have been lost: a development queue file loses what a killed worker had
+#: taken, and a process killed between the commit that enqueued a job and the message's
+#: send leaves the job marked sent (:func:`portal.jobs.queue.enqueue` marks it first, so
+#: that sending costs no second write). Longer than a busy queue's wait: a duplicate
+#: message of a job still queued may run it on two workers at once (jobs may run again,
+#: but once at a time is what a council's queue should see).
 LOST_AFTER = dt.timedelta(hours=2)
 #: Succeeded and cancelled jobs are deleted after this long.
 KEEP_FINISHED = dt.timedelta(days=30)
@@ -71,13 +77,14 @@ def schedule_due(session: Session, *, config: object, now: dt.datetime) -> list[
     return created
 
 
-def unsent(session: Session, *, now: dt.datetime) -> list[int]:
+def unsent(
+    session: Session, *, now: dt.datetime, lost_after: dt.timedelta = LOST_AFTER
+) -> list[int]:
     """Queued jobs whose message was never sent (or could not be), or seems lost.
 
-    A message sent over :data:`LOST_AFTER` ago (after its retry time, for a retry)
-    whose job never started is sent again: a development queue file loses what a
-    killed worker had taken. A duplicate is harmless: a job that finished or was
-    cancelled drops its message, and every job may run again.
+    A message sent over ``lost_after`` ago (after its retry time, for a retry) whose job
+    never started is sent again (see :data:`LOST_AFTER`). A duplicate of a job that
+    finished or was cancelled is dropped by the worker, and every job may run again.
     """
     waiting = sa.func.coalesce(Job.retry_at, Job.dispatched_at)
     return list(
@@ -87,7 +94,7 @@ def unsent(session: Session, *, now: dt.datetime) -> list[int]:
                 Job.state == JobState.QUEUED,
                 sa.or_(
                     sa.and_(Job.dispatched_at.is_(None), Job.enqueued_at < now - SEND_AGAIN_AFTER),
-                    waiting < now - LOST_AFTER,
+                    waiting < now - lost_after,
                 ),
             )
             .order_by(Job.id)
@@ -120,7 +127,12 @@ def tick(app: Flask) -> list[str]:
                 created = [j.name for j in schedule_due(session, config=app.config, now=now)]
                 purge_finished(session, now=now)
                 session.commit()  # the new jobs' messages are sent after this commit
-                again = unsent(session, now=now)
+                lost_after = dt.timedelta(
+                    seconds=app.config.get(
+                        "PORTAL_JOBS_LOST_AFTER_SECONDS", LOST_AFTER.total_seconds()
+                    )
+                )
+                again = unsent(session, now=now, lost_after=lost_after)
                 session.rollback()
         finally:
             session.close()

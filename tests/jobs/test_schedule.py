@@ -127,3 +127,30 @@ def test_the_worker_s_ticker_thread_runs_the_schedule(app):
         ticker.join(10)
         app.config["TEST_SCHEDULE"] = False
     assert len(_keys(app)) == 1 and not ticker.is_alive()
+
+
+def test_a_message_sent_but_never_started_is_sent_again_after_the_configured_time(app, clock):
+    """A process killed between the commit that enqueued a job and the message's send
+    leaves the job marked sent; a tick sends it again once it has waited
+    ``PORTAL_JOBS_LOST_AFTER_SECONDS`` (default two hours) without starting."""
+
+    def sent_at() -> dt.datetime:
+        with app.app_context():
+            return db.session.scalar(
+                sa.select(Job.dispatched_at).where(Job.name == "tests.every_five_minutes")
+            )
+
+    app.config["TEST_SCHEDULE"] = True
+    try:
+        clock.freeze("2028-02-29T23:56:30Z")
+        tick(app)
+        first = sent_at()
+        clock.advance(dt.timedelta(minutes=3))  # the same slot: nothing new is enqueued
+        tick(app)
+        assert sent_at() == first  # the default waits two hours
+        app.config["PORTAL_JOBS_LOST_AFTER_SECONDS"] = 120
+        tick(app)
+        assert sent_at() == now_utc()  # sent again, and noted
+    finally:
+        app.config["TEST_SCHEDULE"] = False
+        app.config["PORTAL_JOBS_LOST_AFTER_SECONDS"] = 7200
