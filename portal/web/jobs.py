@@ -46,7 +46,6 @@ def jobs_list():
         show=show,
         filters=selectors.FILTERS,
         may_manage=policy.allowed(actor, Action.JOB_MANAGE),
-        form=ConfirmForm(),
     )
 
 

@@ -240,8 +240,6 @@ def idle_seats():
         seats=flagged.items,
         page=flagged,
         idle_days=days,
-        keep_form=KeepSeatForm(),
-        confirm_form=ConfirmForm(),
     )
 
 
