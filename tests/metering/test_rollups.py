@@ -207,11 +207,9 @@ def test_duplicates_add_nothing_to_the_rollups(app, metered):
         assert sum(int(r.quantity_micros) for r in rows) == 50_000_000
 
 
-def test_parallel_batches_lose_no_update(app, metered):
-    """Six batches of different events for the same rollup rows at once: every one counts
-    (ON CONFLICT DO UPDATE adds; PostgreSQL locks the row, SQLite has one writer)."""
-    at = (now_utc() - dt.timedelta(hours=2)).isoformat()
-    batches = [[event(occurred_at=at, quantity="1") for _ in range(100)] for _ in range(6)]
+def _send_at_once(app, batches: list[list[dict]]) -> None:
+    """Each batch from its own thread (and session), all started together; each must be
+    accepted whole."""
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(batches))
 
@@ -233,6 +231,14 @@ def test_parallel_batches_lose_no_update(app, metered):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_parallel_batches_lose_no_update(app, metered):
+    """Six batches of different events for the same rollup rows at once: every one counts
+    (ON CONFLICT DO UPDATE adds; PostgreSQL locks the row, SQLite has one writer)."""
+    at = (now_utc() - dt.timedelta(hours=2)).isoformat()
+    batches = [[event(occurred_at=at, quantity="1") for _ in range(100)] for _ in range(6)]
+    _send_at_once(app, batches)
     with app.app_context():
         (row,) = db.session.scalars(sa.select(UsageDaily)).all()
         assert (row.events, int(row.quantity_micros)) == (600, 600_000_000)
@@ -271,18 +277,6 @@ def test_idle_seats_read_the_last_use_from_the_rollup(app, metered):
         )
 
 
-def _migration_0014():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "migrations/versions/0014_usage_rollups.py"
-    spec = importlib.util.spec_from_file_location("migration_0014", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_migrations_backfill_rolls_up_stored_events_as_ingestion_does(app, make_org, metered):
     """Migration 0014 rolls up the events stored before it with the same figures that
     ingestion keeps from then on."""
@@ -298,7 +292,7 @@ def test_the_migrations_backfill_rolls_up_stored_events_as_ingestion_does(app, m
         with engine.begin() as conn:
             for table in tables:
                 conn.execute(table.delete())
-            for statement in _migration_0014().backfill_statements(
+            for statement in _migration("0014_usage_rollups.py").backfill_statements(
                 engine.dialect.name == "postgresql"
             ):
                 conn.execute(sa.text(statement))
@@ -406,27 +400,7 @@ def test_parallel_batches_keep_the_latest_day(app, metered):
     now = now_utc()
     days = [now - dt.timedelta(days=d, hours=1) for d in (9, 1, 4, 7, 2, 5)]
     batches = [[event(user_email=e, occurred_at=at.isoformat()) for e in emails] for at in days]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(batches))
-
-    def send(batch: list[dict]) -> None:
-        barrier.wait()
-        try:
-            with app.app_context(), council_wide(db.session):
-                result = usage_ingest(
-                    db.session, actor=COUNCIL, body=body(batch), vendor_id=None, max_age_days=35
-                )
-                db.session.commit()
-                assert result.accepted == len(batch), result.rejected[:1]
-        except Exception as exc:  # asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    _send_at_once(app, batches)
     latest = max(days).astimezone(dt.UTC).date()
     with app.app_context():
         rows = db.session.execute(
