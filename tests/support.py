@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import html
+import importlib.util
 import itertools
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import sqlalchemy as sa
@@ -173,3 +176,14 @@ def seat_counts(subscription_id: int) -> tuple[int, int]:
             )
         )
     return assigned, active
+
+
+def migration(name: str) -> ModuleType:
+    """A migration's module (``0014_usage_rollups.py``), for the statements it exports
+    (backfills a test compares with what the code keeps)."""
+    path = Path(__file__).resolve().parents[1] / "migrations/versions" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -127,11 +127,7 @@ def tick(app: Flask) -> list[str]:
                 created = [j.name for j in schedule_due(session, config=app.config, now=now)]
                 purge_finished(session, now=now)
                 session.commit()  # the new jobs' messages are sent after this commit
-                lost_after = dt.timedelta(
-                    seconds=app.config.get(
-                        "PORTAL_JOBS_LOST_AFTER_SECONDS", LOST_AFTER.total_seconds()
-                    )
-                )
+                lost_after = dt.timedelta(seconds=app.config["PORTAL_JOBS_LOST_AFTER_SECONDS"])
                 again = unsent(session, now=now, lost_after=lost_after)
                 session.rollback()
         finally:

@@ -163,9 +163,9 @@ class UsageLastUse(TenantMixin, Base):
 
     One row per organisation, product and person, written only when a batch brings a later
     day than the one stored: at most once a day per person and product, however many
-    batches. Idle seats read it for the organisation's seats in one pass (a hash join over
-    the organisation's rows) instead of probing each seat holder's days of
-    ``usage_daily_people``; that table still answers the exact time within the day.
+    batches. Idle seats read the organisation's people with recent use from it as one set,
+    hashed once, instead of probing each seat holder's days of ``usage_daily_people``; that
+    table still answers the exact time within the day.
     """
 
     __tablename__ = "usage_last_use"

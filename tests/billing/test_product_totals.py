@@ -5,9 +5,6 @@ economics read them."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import sqlalchemy as sa
 
 from portal.billing import lifecycle
@@ -17,17 +14,7 @@ from portal.db import db
 from portal.kernel.clock import now_utc
 from tests.billing.factories import draft, finalize, subscribe
 from tests.conftest import SYSTEM
-
-
-def _backfill() -> str:
-    path = (
-        Path(__file__).resolve().parents[2] / "migrations/versions/0034_invoice_product_totals.py"
-    )
-    spec = importlib.util.spec_from_file_location("migration_0034", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.BACKFILL
+from tests.support import migration
 
 
 def _kept() -> list[tuple]:
@@ -48,7 +35,7 @@ def _kept() -> list[tuple]:
 def _from_the_lines() -> list[tuple]:
     """What migration 0034's backfill computes from the issued invoices' lines now."""
     db.session.execute(sa.delete(InvoiceProductTotal))
-    db.session.execute(sa.text(_backfill()))
+    db.session.execute(sa.text(migration("0034_invoice_product_totals.py").BACKFILL))
     rows = _kept()
     db.session.rollback()
     return rows

@@ -21,6 +21,7 @@ from portal.metering import selectors
 from portal.metering.ingest import usage_ingest
 from portal.metering.models import UsageDaily, UsageDailyPerson, UsageEvent, UsageLastUse
 from tests.metering.conftest import COUNCIL, body, event, ingest, person, subscribe
+from tests.support import migration
 
 METERS = ("api_calls", "storage_gb", "sessions", "active_users", "regions")
 
@@ -292,25 +293,13 @@ def test_the_migrations_backfill_rolls_up_stored_events_as_ingestion_does(app, m
         with engine.begin() as conn:
             for table in tables:
                 conn.execute(table.delete())
-            for statement in _migration("0014_usage_rollups.py").backfill_statements(
+            for statement in migration("0014_usage_rollups.py").backfill_statements(
                 engine.dialect.name == "postgresql"
             ):
                 conn.execute(sa.text(statement))
         with engine.connect() as conn:
             backfilled = {t.name: sorted(map(tuple, conn.execute(sa.select(t)))) for t in tables}
     assert backfilled == kept
-
-
-def _migration(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "migrations/versions" / name
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _last_days_of_events(conn) -> list[tuple]:
@@ -345,7 +334,7 @@ def test_the_last_day_of_use_is_the_events_own_and_the_backfills(app, make_org, 
             assert kept and kept == _last_days_of_events(conn)
         with engine.begin() as conn:
             conn.execute(table.delete())
-            conn.execute(sa.text(_migration("0033_usage_last_use.py").BACKFILL))
+            conn.execute(sa.text(migration("0033_usage_last_use.py").BACKFILL))
         with engine.connect() as conn:
             assert sorted(map(tuple, conn.execute(sa.select(table)))) == kept
 
