@@ -27,7 +27,7 @@ from portal.billing.rating import round_half_up
 from portal.catalogue.models import LicencePool, Product
 from portal.kernel.i18n import _l
 from portal.kernel.periods import period_bounds
-from portal.seats.history import daily_quantities
+from portal.seats import history as seat_history
 from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
 
 
@@ -176,7 +176,7 @@ def seat_days(
         product_of[sub_id] = product_id
     reserved = dict.fromkeys(ids, 0)
     for sub_id, changes in history.items():
-        reserved[product_of[sub_id]] += sum(daily_quantities(changes, first, last))
+        reserved[product_of[sub_id]] += seat_history.seat_days(changes, first, last)
 
     held_now = dict.fromkeys(ids, 0)
     for product_id, held in session.execute(

@@ -32,7 +32,7 @@ from portal.metering.models import (
     UsageLastUse,
 )
 from portal.pagination import Page
-from portal.seats.history import daily_quantities
+from portal.seats.history import summed_daily_quantities
 from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
 from portal.tenancy.models import Organisation, OrganisationStatus
 
@@ -920,10 +920,7 @@ def pool_utilisation_series(
         .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
     ):
         history.setdefault(sub_id, []).append((at, quantity))
-    reserved = [0] * len(days)
-    for changes in history.values():
-        for i, quantity in enumerate(daily_quantities(changes, first, last)):
-            reserved[i] += quantity
+    reserved = summed_daily_quantities(history.values(), first, last)
 
     start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
     held = session.execute(

@@ -57,7 +57,7 @@ from portal.kernel.errors import NotFound
 from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.procurement.forecast_models import PoolReminder
-from portal.seats.history import daily_quantities
+from portal.seats.history import summed_daily_quantities
 from portal.seats.models import (
     SeatRequest,
     SeatRequestStatus,
@@ -431,10 +431,11 @@ def _products_inputs(session: Session, product_ids: list[int], today: dt.date) -
         ):
             changes.setdefault(sub_id, []).append((at, quantity))
             product_of[sub_id] = product_id
+        by_product: dict[int, list[list[tuple[dt.datetime, int]]]] = {p: [] for p in ids}
         for sub_id, steps in changes.items():
-            totals = history[product_of[sub_id]]
-            for i, seats in enumerate(daily_quantities(steps, first, today)):
-                totals[i] += seats
+            by_product[product_of[sub_id]].append(steps)
+        for product_id, histories in by_product.items():
+            history[product_id] = summed_daily_quantities(histories, first, today)
         for product_id, waited in session.execute(
             sa.select(
                 Subscription.product_id,

@@ -21,7 +21,7 @@ from portal.identity.models import User
 from portal.kernel.scope import Scope
 from portal.metering.selectors import idle_seat_count, seat_days_by_subscription
 from portal.pagination import Page
-from portal.seats.history import daily_quantities
+from portal.seats.history import seat_days
 from portal.seats.models import (
     SeatAssignment,
     SeatRequest,
@@ -119,7 +119,7 @@ def seat_days_this_month(
 
     Reserved seat-days come from the quantity history as billing rates them
     (:func:`portal.billing.charges.subscriptions_in`,
-    :func:`portal.seats.history.daily_quantities`), assigned ones summed by the database
+    :func:`portal.seats.history.seat_days`), assigned ones summed by the database
     (:func:`portal.metering.selectors.seat_days_by_subscription`: one row per subscription,
     whatever the number of seats).
     """
@@ -143,7 +143,7 @@ def seat_days_this_month(
     out = [
         SeatDays(
             product_name=names.get(product_id, ""),
-            reserved=sum(daily_quantities(history.get(sub_id, []), first, last)),
+            reserved=seat_days(history.get(sub_id, []), first, last),
             assigned=assigned.get(sub_id, 0),
         )
         for sub_id, product_id in rows
