@@ -344,7 +344,6 @@ def product_history(
     """The product's reserved seats on each day from ``first`` to ``last``, every
     organisation's (read council-wide: a pool is shared; only the sums leave)."""
     end = dt.datetime.combine(last + _DAY, dt.time(), tzinfo=dt.UTC)
-    totals = [0] * ((last - first).days + 1)
     with council_wide(session):
         changes: dict[int, list[tuple[dt.datetime, int]]] = {}
         for sub_id, at, quantity in session.execute(
@@ -363,10 +362,7 @@ def product_history(
             .order_by(SubscriptionChange.effective_at, SubscriptionChange.id)
         ):
             changes.setdefault(sub_id, []).append((at, quantity))
-    for history in changes.values():
-        for i, seats in enumerate(daily_quantities(history, first, last)):
-            totals[i] += seats
-    return totals
+    return summed_daily_quantities(changes.values(), first, last)
 
 
 def _inputs(
