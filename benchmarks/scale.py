@@ -437,7 +437,9 @@ def bulk_load(dsn: str, sizes: Sizes, *, load_workers: int = 2, log: Any = print
         log(f"  {written:,} usage events, their keys and rollups: {time.perf_counter() - t0:.0f} s")
         conn.execute("DROP TABLE bench_scale_combos")
         if conn.execute("SELECT to_regclass('public.invoice_product_totals')").fetchone()[0]:
-            # The issued invoices' lines summed per month and product (migration 0034).
+            # The issued invoices' lines summed per month and product (migration 0034),
+            # counted again whole: the demo's invoices already have their rows.
+            conn.execute("DELETE FROM invoice_product_totals")
             conn.execute(
                 "INSERT INTO invoice_product_totals (period, product_id, currency, amount, "
                 "lines) SELECT i.period, l.product_id, i.currency, sum(l.amount), count(*) "
@@ -446,7 +448,9 @@ def bulk_load(dsn: str, sizes: Sizes, *, load_workers: int = 2, log: Any = print
                 "AND l.product_id IS NOT NULL GROUP BY 1, 2, 3"
             )
         if conn.execute("SELECT to_regclass('public.usage_last_use')").fetchone()[0]:
-            # Each person's last day of use per product (migration 0033's backfill).
+            # Each person's last day of use per product (migration 0033's backfill), the
+            # demo's people's again with the rest.
+            conn.execute("DELETE FROM usage_last_use")
             conn.execute(
                 "INSERT INTO usage_last_use (organisation_id, product_id, user_email, last_day) "
                 "SELECT organisation_id, product_id, user_email, max(day) "
