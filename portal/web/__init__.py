@@ -80,6 +80,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.web.identity import bp as auth_bp
     from portal.web.jobs import bp as jobs_bp
     from portal.web.language import bp as language_bp
+    from portal.web.lookups import bp as lookups_bp
     from portal.web.mail import bp as mail_bp
     from portal.web.metering import bp as metering_bp
     from portal.web.notifications import bp as notifications_bp
@@ -114,6 +115,7 @@ def register_blueprints(app: Flask) -> None:
         jobs_bp,
         mail_bp,
         language_bp,
+        lookups_bp,
         suppliers_bp,
         supplier_feeds_bp,
         vendor_portal_bp,

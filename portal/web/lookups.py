@@ -1,8 +1,15 @@
 """Filters people type: an organisation or a product by its name or its slug/SKU.
 
 A filter box accepts what people know (the name, "Acme GmbH") as well as the identifier
-("acme-gmbh"), case-insensitively; the page suggests the names with a ``<datalist>`` (no
-JavaScript). A text that names nothing is a message beside the box (never a 404 page).
+("acme-gmbh"), case-insensitively; the page suggests names with a ``<datalist>``. A text
+that names nothing is a message beside the box (never a 404 page), and the list then
+holds the names that contain it.
+
+A council has thousands of members, so the page lists at most :data:`SUGGESTIONS`
+organisations (the first by name, or those matching the text typed); with JavaScript
+(``static/js/lookup.js``) the list follows the typing from
+``/council/suggestions/organisations?q=…``. Without it the box still takes any name or
+slug: the page costs the same at 10,000 members as at 10.
 """
 
 from __future__ import annotations
@@ -12,14 +19,25 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from portal.catalogue.models import Product
+from portal.db import db_session
+from portal.identity import auth
+from portal.kernel.actor import Role
 from portal.kernel.i18n import _
 from portal.tenancy.models import Organisation
 
 #: Suggestions listed at most (the datalist of a council with thousands of members stays small).
-SUGGESTIONS = 500
+SUGGESTIONS = 50
+#: Products offered at most: the catalogue is tens to hundreds of products, all listed.
+PRODUCT_SUGGESTIONS = 500
+#: Typed text longer than this is cut before it is matched.
+_MAX_TEXT = 200
+
+bp = Blueprint("lookups", __name__)
 
 T = TypeVar("T")
 
@@ -46,7 +64,7 @@ def _named(
 
     An exact code wins over a name; two rows of that name are ``several``, none is ``none``.
     """
-    text = (text or "").replace("\x00", "").strip()[:200]  # PostgreSQL refuses NUL
+    text = _clean(text)
     if not text:
         return Lookup(text)
     wanted = text.lower()
@@ -88,16 +106,39 @@ def product_named(session: Session, text: str | None) -> Lookup[Product]:
     )
 
 
-def organisation_suggestions(session: Session) -> list[tuple[str, str]]:
-    """(name, slug) of organisations, by name, for a datalist."""
+def _clean(text: str | None) -> str:
+    return (text or "").replace("\x00", "").strip()[:_MAX_TEXT]  # PostgreSQL refuses NUL
+
+
+def organisation_suggestions(
+    session: Session, near: str | None = None, *, limit: int = SUGGESTIONS
+) -> list[tuple[str, str]]:
+    """(name, slug) of organisations, by name, for a datalist: the first ``limit``, or
+    with ``near`` those whose name or slug contains it (any case)."""
+    query = sa.select(Organisation.name, Organisation.slug)
+    wanted = _clean(near).lower()
+    if wanted:
+        query = query.where(
+            sa.or_(
+                sa.func.lower(Organisation.name).contains(wanted, autoescape=True),
+                Organisation.slug.contains(wanted, autoescape=True),
+            )
+        )
     return [
         (name, slug)
         for name, slug in session.execute(
-            sa.select(Organisation.name, Organisation.slug)
-            .order_by(Organisation.name)
-            .limit(SUGGESTIONS)
+            query.order_by(Organisation.name, Organisation.slug).limit(limit)
         )
     ]
+
+
+@bp.get("/council/suggestions/organisations")
+@auth.role_required(Role.COUNCIL_ADMIN, Role.FINANCE)
+def organisations_matching() -> ResponseReturnValue:
+    """The organisations whose name or slug contains ``q``, for a filter box's list (JSON:
+    ``{"items": [{"name": …, "slug": …}]}``, at most :data:`SUGGESTIONS`)."""
+    found = organisation_suggestions(db_session(), request.args.get("q", type=str))
+    return jsonify(items=[{"name": name, "slug": slug} for name, slug in found])
 
 
 def product_suggestions(session: Session) -> list[tuple[str, str]]:
@@ -105,6 +146,6 @@ def product_suggestions(session: Session) -> list[tuple[str, str]]:
     return [
         (name, sku)
         for name, sku in session.execute(
-            sa.select(Product.name, Product.sku).order_by(Product.name).limit(SUGGESTIONS)
+            sa.select(Product.name, Product.sku).order_by(Product.name).limit(PRODUCT_SUGGESTIONS)
         )
     ]
