@@ -12,6 +12,8 @@ import math
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from portal.billing.rating import Tier
 from portal.procurement.forecast import (
@@ -210,3 +212,44 @@ def test_a_pool_ending_in_the_year_9999_is_projected_three_years():
     assert f.runs_out_on is not None  # growing into 100 seats within the three years
     f = forecast_of(inputs([50] * DAYS, starts_on=dt.date(1, 1, 1), ends_on=far, pools=()))
     assert f.runs_out_on is None and f.term_months > 100_000
+
+
+def _run_out_day_by_day(trend, given: Inputs, until: dt.date) -> dt.date | None:
+    """The definition, one day at a time (the search before it was solved per stretch)."""
+    day = given.today
+    while day <= until:
+        if trend.at((day - given.today).days) + given.waiting >= given.capacity_on(day) > 0:
+            return day
+        day += dt.timedelta(days=1)
+    return None
+
+
+_offsets = st.integers(-400, 1200).map(lambda d: TODAY + dt.timedelta(days=d))
+_pools = st.lists(
+    st.tuples(_offsets, st.integers(0, 900), st.integers(0, 300)).map(
+        lambda p: (p[0], p[0] + dt.timedelta(days=p[1]), p[2])
+    ),
+    min_size=0,
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    level=st.fractions(0, 400, max_denominator=50),
+    slope=st.fractions(-3, 3, max_denominator=50),
+    waiting=st.integers(0, 60),
+    pools=_pools,
+    until=st.integers(-3, 1100),
+)
+def test_the_run_out_day_is_the_first_day_by_day(level, slope, waiting, pools, until):
+    from portal.procurement.forecast import Trend, first_run_out
+
+    trend = Trend(level, slope, 56)
+    given = inputs(
+        [0],
+        waiting=waiting,
+        pools=tuple((n, start, end, c) for n, (start, end, c) in enumerate(pools, 1)),
+    )
+    last = TODAY + dt.timedelta(days=until)
+    assert first_run_out(trend, given, TODAY, last) == _run_out_day_by_day(trend, given, last)

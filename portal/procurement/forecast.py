@@ -252,21 +252,47 @@ def term_months(starts_on: dt.date, ends_on: dt.date) -> int:
     return max(1, round_half_up(Fraction(days) / _MONTH_DAYS))
 
 
+def first_run_out(trend: Trend, inputs: Inputs, today: dt.date, until: dt.date) -> dt.date | None:
+    """The first day from ``today`` to ``until`` on which the projected seats plus the seats
+    waiting reach the product's capacity in force that day (more than none); None if none.
+
+    The capacity only changes where a pool starts or ends, and the line is straight: each
+    stretch of equal capacity is solved at once (a rising line reaches it on the ceiling
+    of the crossing, a flat or falling one on the stretch's first day or not at all)
+    instead of day by day, up to three years of days for each of the pools listed.
+    """
+    if until < today:
+        return None
+    changes = {today}
+    for _, start, end, _ in inputs.pools:
+        for day in (start, _plus(end, 1)):
+            if today < day <= until:
+                changes.add(day)
+    edges = sorted(changes)
+    for i, first in enumerate(edges):
+        last = edges[i + 1] - _DAY if i + 1 < len(edges) else until
+        capacity = inputs.capacity_on(first)
+        if capacity <= 0:
+            continue
+        ahead = (first - today).days
+        if trend.at(ahead) + inputs.waiting >= capacity:
+            return first
+        if trend.slope > 0:
+            # level + slope × a + waiting ≥ capacity, first on the ceiling of the crossing.
+            crossing = math.ceil((capacity - inputs.waiting - trend.level) / trend.slope)
+            if crossing <= (last - today).days:
+                return today + dt.timedelta(days=max(crossing, ahead))
+    return None
+
+
 def forecast_of(inputs: Inputs) -> Forecast:
     """The forecast from ``inputs`` (pure; see the module's docstring for the rules)."""
     today = inputs.today
     trend = fit(inputs.history, capacity=max(inputs.capacity_on(today), inputs.capacity))
     reserved_now = inputs.history[-1] if inputs.history else 0
 
-    runs_out_on = None
-    day = today
     search_until = min(inputs.ends_on, _plus(today, MAX_HORIZON_DAYS))
-    while day <= search_until:
-        ahead = (day - today).days
-        if trend.at(ahead) + inputs.waiting >= inputs.capacity_on(day) > 0:
-            runs_out_on = day
-            break
-        day += _DAY
+    runs_out_on = first_run_out(trend, inputs, today, search_until)
 
     horizon = _plus(max(min(inputs.ends_on, _plus(today, MAX_HORIZON_DAYS)), today), PAST_END_DAYS)
     days = sorted(
@@ -432,17 +458,6 @@ def _products_inputs(session: Session, product_ids: list[int], today: dt.date) -
             by_product[product_of[sub_id]].append(steps)
         for product_id, histories in by_product.items():
             history[product_id] = summed_daily_quantities(histories, first, today)
-        for product_id, waited in session.execute(
-            sa.select(
-                Subscription.product_id,
-                sa.func.coalesce(
-                    sa.func.sum(Subscription.requested_quantity - Subscription.quantity), 0
-                ),
-            )
-            .where(Subscription.product_id.in_(ids), live)
-            .group_by(Subscription.product_id)
-        ):
-            waiting[product_id] = int(waited or 0)
         for product_id, asked in session.execute(
             sa.select(SeatRequest.product_id, sa.func.count())
             .where(
@@ -452,15 +467,20 @@ def _products_inputs(session: Session, product_ids: list[int], today: dt.date) -
             .group_by(SeatRequest.product_id)
         ):
             open_requests[product_id] = int(asked or 0)
-        for product_id, currency, seats in session.execute(
+        # Reserved per currency and waiting, in one pass over the live subscriptions.
+        for product_id, currency, seats, waited in session.execute(
             sa.select(
-                Subscription.product_id, Organisation.currency, sa.func.sum(Subscription.quantity)
+                Subscription.product_id,
+                Organisation.currency,
+                sa.func.sum(Subscription.quantity),
+                sa.func.sum(Subscription.requested_quantity - Subscription.quantity),
             )
             .join(Organisation, Organisation.id == Subscription.organisation_id)
             .where(Subscription.product_id.in_(ids), live)
             .group_by(Subscription.product_id, Organisation.currency)
         ):
-            reserved[product_id][currency] = int(seats)
+            reserved[product_id][currency] = int(seats or 0)
+            waiting[product_id] += int(waited or 0)
     for id_, product_id, start, stop, capacity in session.execute(
         sa.select(
             LicencePool.id,
