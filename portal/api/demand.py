@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from portal.api import pagination
 from portal.api.auth import COUNCIL, current_actor
 from portal.api.framework import reply, route
-from portal.api.schemas import ApiParams, ListQuery
+from portal.api.schemas import ListQuery
 from portal.db import db_session
 from portal.kernel.policy import Action
 from portal.procurement import demand as service
@@ -111,12 +111,13 @@ class DemandList(BaseModel):
 
 
 class ProductRequestList(BaseModel):
-    """Requests for products not in the catalogue, newest first."""
+    """One page of requests for products not in the catalogue, newest first."""
 
     data: list[ProductRequestOut]
+    next_cursor: str | None
 
 
-class RequestQuery(ApiParams):
+class RequestQuery(ListQuery):
     state: RequestStates | None = None
 
 
@@ -189,6 +190,20 @@ def demand_index(query: ListQuery) -> Response:
     responses={200: ProductRequestList},
 )
 def demand_requests(query: RequestQuery) -> Response:
-    """Requests for products not in the catalogue (the latest 200), newest first."""
-    rows = service.product_requests_list(db_session(), current_actor(), state=query.state)
-    return reply({"data": [ProductRequestOut.of(r).model_dump(mode="json") for r in rows]})
+    """Requests for products not in the catalogue, newest first, a page at a time (the
+    cursor points at the oldest request of the page before: the next page is older)."""
+    rows = service.product_requests_list(
+        db_session(),
+        current_actor(),
+        state=query.state,
+        limit=query.limit + 1,
+        before_id=pagination.decode_cursor(query.cursor),
+    )
+    return reply(
+        pagination.page(
+            rows,
+            limit=query.limit,
+            serialise=lambda r: ProductRequestOut.of(r).model_dump(mode="json"),
+            key=lambda r: r.id,
+        )
+    )

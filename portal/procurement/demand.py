@@ -40,6 +40,7 @@ from portal.kernel.i18n import _, _l
 from portal.kernel.policy import Action
 from portal.notifications.kinds import Group, Kind, register
 from portal.notifications.services import notify, notify_council_staff
+from portal.pagination import Page, paginate
 from portal.procurement.models import (
     REQUEST_WAITING,
     ProductRequest,
@@ -265,20 +266,17 @@ def product_request_get(session: Session, actor: Actor, request_id: Any) -> Prod
     return request
 
 
-def product_requests_list(
-    session: Session,
-    actor: Actor,
-    *,
-    state: str | None = None,
-    limit: int = 200,
-) -> list[ProductRequest]:
-    """Requests, newest first: every organisation's for the council, the actor's
-    organisation's for its people; optionally of one state."""
+def product_requests_query(
+    actor: Actor, *, state: str | None = None, before_id: int | None = None
+) -> sa.Select | None:
+    """The requests the actor may read, newest first (None: none at all): every
+    organisation's for the council, the actor's organisation's for its people; optionally
+    of one state, and older than ``before_id`` (an API cursor)."""
     policy.require_may(actor, Action.PRODUCT_REQUEST_READ)
-    query = sa.select(ProductRequest).order_by(ProductRequest.id.desc()).limit(limit)
+    query = sa.select(ProductRequest).order_by(ProductRequest.id.desc())
     if not policy.allowed(actor, Action.PRODUCT_REQUEST_READ):  # not council-wide
         if actor.organisation_id is None:
-            return []
+            return None
         policy.require(actor, Action.PRODUCT_REQUEST_READ, organisation_id=actor.organisation_id)
         query = query.where(ProductRequest.organisation_id == actor.organisation_id)
     if state:
@@ -288,7 +286,38 @@ def product_requests_list(
             raise ValidationFailed(
                 _l("Unknown state."), errors={"state": [_l("Choose one of the states listed.")]}
             ) from None
+    if before_id is not None:
+        query = query.where(ProductRequest.id < before_id)
+    return query
+
+
+def product_requests_list(
+    session: Session,
+    actor: Actor,
+    *,
+    state: str | None = None,
+    limit: int | None = 200,
+    before_id: int | None = None,
+) -> list[ProductRequest]:
+    """Requests, newest first, at most ``limit`` (None: all; see
+    :func:`product_requests_query`)."""
+    query = product_requests_query(actor, state=state, before_id=before_id)
+    if query is None:
+        return []
+    if limit is not None:
+        query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def product_requests_page(
+    session: Session, actor: Actor, *, state: str | None = None, page: int = 1, per_page: int = 50
+) -> Page[ProductRequest]:
+    """One page of :func:`product_requests_query` (the requests page: a council has
+    thousands over the years)."""
+    query = product_requests_query(actor, state=state)
+    if query is None:
+        return Page(items=[], page=max(1, page), per_page=per_page, total=0)
+    return paginate(session, query, page=page, per_page=per_page)
 
 
 @dataclass
@@ -823,6 +852,8 @@ __all__ = [
     "product_request_link",
     "product_request_merge",
     "product_requests_list",
+    "product_requests_page",
+    "product_requests_query",
     "trend_instants",
     "waiting_request_groups",
     "waiting_requests_of",

@@ -52,7 +52,7 @@ def demand_requests(state: str | None) -> None:
     """Requests for products not in the catalogue, newest first: id, state, organisation,
     product, vendor, seats, the primary of a merged one."""
     try:
-        rows = service.product_requests_list(db_session(), _CLI, state=state)
+        rows = service.product_requests_list(db_session(), _CLI, state=state, limit=None)
     except DomainError as error:  # pragma: no cover (the choice refuses unknown states)
         raise click.ClickException(error.detail) from None
     if not rows:

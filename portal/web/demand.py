@@ -91,11 +91,14 @@ def requests():
     state = request.args.get("state", "")
     if state not in {s.value for s in ProductRequestState}:
         state = ""
-    rows = service.product_requests_list(session, g.actor, state=state or None)
+    listed = service.product_requests_page(
+        session, g.actor, state=state or None, page=request.args.get("page", 1, type=int) or 1
+    )
     return render_template(
         "demand/requests.html",
-        requests=rows,
-        answers=service.answers_of(session, rows),
+        requests=listed.items,
+        listed=listed,
+        answers=service.answers_of(session, listed.items),
         state=state,
         states=list(ProductRequestState),
         council=g.actor.organisation_id is None,

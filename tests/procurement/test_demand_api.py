@@ -114,3 +114,24 @@ def test_the_openapi_document_has_the_operations(client):
     assert "get" in doc["paths"]["/api/v1/demand"]
     assert "get" in doc["paths"]["/api/v1/demand/requests"]
     assert "DemandOut" in doc["components"]["schemas"]
+
+
+def test_the_requests_come_a_page_at_a_time_newest_first(world, council_api):
+    """The list is cursor-paged like every API list (SPEC: ``next_cursor``): pages of two
+    walk every request once, newest first; the state filter pages the same way."""
+    seen, cursor = [], None
+    for _ in range(5):
+        query = "/demand/requests?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        body = council_api.get(query).get_json()
+        seen.append([r["id"] for r in body["data"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [[world.r4, world.r3], [world.r2, world.r1]]
+    whole = council_api.get("/demand/requests").get_json()
+    assert [r["id"] for r in whole["data"]] == [world.r4, world.r3, world.r2, world.r1]
+    assert whole["next_cursor"] is None
+    one = council_api.get("/demand/requests?state=declined&limit=1").get_json()
+    assert [r["id"] for r in one["data"]] == [world.r3] and one["next_cursor"] is None
+    for bad in ("limit=0", "limit=201", "cursor=!!"):
+        assert_problem(council_api.get(f"/demand/requests?{bad}"), 422)

@@ -189,3 +189,51 @@ def test_the_council_merges_links_and_drafts_from_the_board(app, make_org, make_
         db.session.remove()
     assert response.headers["Location"].endswith(f"/council/purchase-orders/{po.id}")
     assert council.get(response.headers["Location"]).status_code == 200
+
+
+def test_the_requests_page_comes_a_page_at_a_time(app, make_org):
+    """Years of requests: fifty a page, newest first, with a pager; each organisation's
+    people page through their own only; the CLI lists every one."""
+    from portal.procurement.models import ProductRequestState
+
+    a, b = make_org("org-a"), make_org("org-b")
+    with app.app_context():
+        for n in range(55):
+            db.session.add(
+                ProductRequest(
+                    organisation_id=a.id,
+                    product_name=f"Tool {n:02d}",
+                    vendor_name="Acme-Soft",
+                    seats=1,
+                    note="",
+                    reply="",
+                    state=ProductRequestState.OPEN,
+                )
+            )
+        db.session.add(
+            ProductRequest(
+                organisation_id=b.id,
+                product_name="Other Tool",
+                vendor_name="Acme-Soft",
+                seats=1,
+                note="",
+                reply="",
+                state=ProductRequestState.DECLINED,
+            )
+        )
+        db.session.commit()
+    council = client_for(app, "council_admin")
+    first = council.get("/requests/products").get_data(as_text=True)
+    assert first.count("<tr>") - 1 == 50  # the header's row, and fifty
+    assert "Other Tool" in first and "Tool 54" in first and "Tool 05" not in first
+    assert "Page 1 of 2 (56 in all)" in first and 'rel="next"' in first
+    second = council.get("/requests/products?page=2").get_data(as_text=True)
+    assert "Tool 05" in second and "Tool 00" in second and "Tool 54" not in second
+    declined = council.get("/requests/products?state=declined").get_data(as_text=True)
+    assert "Other Tool" in declined and "Tool 00" not in declined and "Page 1" not in declined
+    own = client_for(app, "org_admin", b).get("/requests/products").get_data(as_text=True)
+    assert "Other Tool" in own and "Tool" not in own.replace("Other Tool", "")
+    for bad in ("0", "-3", "x", "99999999999999999999"):
+        assert council.get(f"/requests/products?page={bad}").status_code == 200
+    listed = app.test_cli_runner().invoke(args=["demand", "requests"])
+    assert listed.exit_code == 0 and listed.output.count("\n") == 56
