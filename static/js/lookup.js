@@ -12,20 +12,20 @@
     var list = document.getElementById(input.getAttribute("list"));
     if (!list) return;
     var timer = null;
-    var asked = "";
+    var latest = 0; // the number of the last question asked: older answers are dropped
     input.addEventListener("input", function () {
       window.clearTimeout(timer);
       var text = input.value.trim();
-      if (text.length < 2 || text === asked) return;
+      if (text.length < 2) return;
       timer = window.setTimeout(function () {
-        asked = text;
+        var asked = ++latest;
         var url = input.dataset.suggest + "?q=" + encodeURIComponent(text);
         fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
           .then(function (response) {
             return response.ok ? response.json() : null;
           })
           .then(function (body) {
-            if (!body || asked !== text) return; // a later text has been asked since
+            if (!body || asked !== latest) return; // a later text has been asked since
             var options = document.createDocumentFragment();
             body.items.forEach(function (item) {
               var option = document.createElement("option");
