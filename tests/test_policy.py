@@ -502,6 +502,8 @@ ENTRY_POINTS: dict[str, Args] = {
     },
     "portal.procurement.demand.product_request_get": lambda w: {"request_id": 1},
     "portal.procurement.demand.product_requests_list": lambda w: {},
+    "portal.procurement.demand.product_requests_page": lambda w: {},
+    "portal.procurement.demand.product_requests_query": lambda w: {},
     "portal.procurement.demand.product_request_answer": lambda w: {
         "request": _product_request(w),
         "state": "planned",
