@@ -422,7 +422,6 @@ def _products_inputs(session: Session, product_ids: list[int], today: dt.date) -
     ids = sorted(set(product_ids))
     first = today - dt.timedelta(days=HISTORY_DAYS - 1)
     end = dt.datetime.combine(today + _DAY, dt.time(), tzinfo=dt.UTC)
-    history = {p: [0] * HISTORY_DAYS for p in ids}
     pools: dict[int, list[tuple[int, dt.date, dt.date, int]]] = {p: [] for p in ids}
     waiting = dict.fromkeys(ids, 0)
     open_requests = dict.fromkeys(ids, 0)
@@ -456,8 +455,8 @@ def _products_inputs(session: Session, product_ids: list[int], today: dt.date) -
         by_product: dict[int, list[list[tuple[dt.datetime, int]]]] = {p: [] for p in ids}
         for sub_id, steps in changes.items():
             by_product[product_of[sub_id]].append(steps)
-        for product_id, histories in by_product.items():
-            history[product_id] = summed_daily_quantities(histories, first, today)
+        # Every product has its days, zeros without subscriptions.
+        history = {p: summed_daily_quantities(h, first, today) for p, h in by_product.items()}
         for product_id, asked in session.execute(
             sa.select(SeatRequest.product_id, sa.func.count())
             .where(

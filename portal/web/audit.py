@@ -86,7 +86,7 @@ def audit_log():
         lookup = organisation_named(db_session(), request.args.get("organisation"))
         org = lookup.found
         scope = Scope.organisation(org.id) if org else scope_of(auth.current_actor())
-        suggestions = organisation_suggestions(db_session(), lookup.text if lookup.error else None)
+        suggestions = organisation_suggestions(db_session(), lookup.near)
     else:
         org = auth.current_organisation()
         scope = Scope.organisation(org.id)

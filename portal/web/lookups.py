@@ -50,6 +50,11 @@ class Lookup(Generic[T]):
     found: T | None = None
     error: str | None = None
 
+    @property
+    def near(self) -> str | None:
+        """The text to suggest names near: the one typed when it named nothing."""
+        return self.text if self.error else None
+
 
 def _named(
     session: Session,

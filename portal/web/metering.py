@@ -367,9 +367,7 @@ def council_usage():
         org=org,
         organisation=organisation,
         product=product,
-        organisations=organisation_suggestions(
-            db_session(), organisation.text if organisation.error else None
-        ),
+        organisations=organisation_suggestions(db_session(), organisation.near),
         products=product_suggestions(db_session()),
     )
     return page, 422 if refused else 200
