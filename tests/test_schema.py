@@ -5,6 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from portal.db import db
+from portal.metering.models import STATEMENT_CHECKED_REFERENCES
 from portal.models import COUNCIL, MIXED, TABLE_SCOPES, TENANT
 
 
@@ -30,10 +31,28 @@ def test_tenant_owned_tables_have_a_required_organisation_id(app):
             assert scope == MIXED
 
 
+def _statement_checked(change: object) -> bool:
+    """A foreign key that PostgreSQL keeps by statement triggers (migration 0035)."""
+    if not (isinstance(change, tuple) and change[0] == "add_fk"):
+        return False
+    constraint = change[1]
+    return all(
+        (constraint.parent.name, column) in STATEMENT_CHECKED_REFERENCES
+        for column in constraint.column_keys
+    )
+
+
 def test_migrations_create_exactly_the_models_schema(app):
     with app.app_context(), db.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(context, db.metadata)
+        postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        # Exactly the references kept per statement are not constraints there (and
+        # tests/metering/test_reference_checks.py proves the triggers keep them).
+        replaced = [change for change in diff if _statement_checked(change)]
+        assert len(replaced) == len(STATEMENT_CHECKED_REFERENCES), replaced
+        diff = [change for change in diff if not _statement_checked(change)]
     assert diff == [], f"models and migrations differ; add a migration: {diff}"
 
 

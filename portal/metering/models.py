@@ -16,6 +16,19 @@ from portal.kernel.clock import now_utc
 QUANTITY_SCALE = 6
 QUANTITY_FACTOR = 10**QUANTITY_SCALE
 
+#: The foreign keys (table, column) that PostgreSQL keeps per statement, by triggers, not as
+#: constraints checked row by row (migration 0035, docs/METERING.md "References checked per
+#: statement"): a 10,000-event batch names a few organisations, products and meters, and
+#: checking each again for every row was half its insert. SQLite keeps the constraints.
+STATEMENT_CHECKED_REFERENCES = frozenset(
+    {
+        ("usage_events", "organisation_id"),
+        ("usage_events", "product_id"),
+        ("usage_events", "meter_id"),
+        ("usage_event_keys", "organisation_id"),
+    }
+)
+
 
 class UsageEvent(TenantMixin, Base):
     """One thing a vendor counted for an organisation's use of a product.
