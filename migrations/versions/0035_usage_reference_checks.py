@@ -31,9 +31,10 @@ with the same guarantee kept per statement:
 
 The checks run with ``portal.scope = 'council'`` (a function setting, restored when they
 return), so, like a foreign key's check, they see every row whatever the transaction's
-row-level security scope. ``tests/metering/test_reference_checks.py`` proves each rule, the
-race with a delete on two connections, and that the models' foreign keys are exactly these
-triggers on PostgreSQL (``portal.metering.models.STATEMENT_CHECKED_REFERENCES``).
+row-level security scope. ``tests/metering/test_reference_checks.py`` proves each rule and
+the race with a delete on two connections; ``tests/test_schema.py`` that exactly these four
+of the models' foreign keys are missing on PostgreSQL
+(``portal.metering.models.STATEMENT_CHECKED_REFERENCES``).
 """
 
 from alembic import op

@@ -238,11 +238,15 @@ def _race(app, *, batch_first: bool) -> BaseException | None:
 
 
 def _blocked_backends(app) -> int:
-    """How many backends wait on a lock, waiting a little for the second to get there."""
+    """How many backends of this test database (the cluster is shared with other runs) wait on a
+    lock, waiting a little for the second to get there."""
     with owner_engine(app).connect() as conn:
         for _ in range(100):
             count = conn.scalar(
-                sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
             )
             if count:
                 return int(count)
