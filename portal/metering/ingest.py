@@ -41,7 +41,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from portal.catalogue.models import Meter, Product
@@ -326,17 +326,28 @@ def organisation_people(
     session: Session, *, organisation_ids: Iterable[int], emails: Iterable[str]
 ) -> set[tuple[int | None, str]]:
     """(organisation id, email) of the given emails that are accounts of those
-    organisations, active or not, in one query."""
+    organisations, active or not, in one query.
+
+    The accounts are found by email alone (its unique index: one probe per address) and
+    kept when their organisation is one of those. Asking for both in SQL let PostgreSQL's
+    cached plan for the statement read every account of the organisation and compare each
+    with every address of the batch: 6 ms for 100 events of an organisation of 1,000
+    people (docs/PERFORMANCE.md)."""
     emails = set(emails)
     if not emails:
         return set()
+    organisations = set(organisation_ids)
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter, not one per address: the same statement for any batch.
+        wanted = User.email == sa.any_(sa.literal(sorted(emails), postgresql.ARRAY(sa.String)))
+    else:
+        wanted = User.email.in_(emails)
     return {
         (org_id, email)
         for org_id, email in session.execute(
-            sa.select(User.organisation_id, User.email).where(
-                User.organisation_id.in_(set(organisation_ids)), User.email.in_(emails)
-            )
+            sa.select(User.organisation_id, User.email).where(wanted)
         )
+        if org_id in organisations
     }
 
 
@@ -431,35 +442,47 @@ def usage_ingest(
     return result
 
 
+_COUNTS = (
+    "batches",
+    "accepted",
+    "duplicates",
+    "rejected_invalid",
+    "rejected_no_subscription",
+    "rejected_not_organisation_person",
+)
+# One statement for both databases, built once: building the upsert with SQLAlchemy's
+# constructs cost more per batch (about 2 ms) than the database's work on it.
+_COUNT_REPORT = sa.text(
+    f"INSERT INTO usage_report_days AS r (vendor_id, day, last_batch_at, {', '.join(_COUNTS)}) "  # noqa: S608 (constant columns)
+    f"VALUES (:vendor_id, :day, :last_batch_at, {', '.join(':' + c for c in _COUNTS)}) "
+    "ON CONFLICT (vendor_id, day) DO UPDATE SET "
+    + ", ".join(f"{c} = r.{c} + excluded.{c}" for c in _COUNTS)
+    + ", last_batch_at = excluded.last_batch_at"
+).bindparams(
+    sa.bindparam("day", type_=sa.Date()),
+    sa.bindparam("last_batch_at", type_=UsageReportDay.__table__.c.last_batch_at.type),
+)
+
+
 def _count_report(session: Session, vendor_id: int, now: dt.datetime, result: IngestResult) -> None:
     """Add the batch to its vendor's day of usage-reporting health (``usage_report_days``):
     one ``INSERT … ON CONFLICT DO UPDATE`` adding the counts, in the batch's transaction."""
     codes = dict.fromkeys(REJECTION_CODES, 0)
     for rejection in result.rejected:
         codes[rejection["code"]] += 1
-    counts = {
-        "batches": 1,
-        "accepted": result.accepted,
-        "duplicates": result.duplicates,
-        "rejected_invalid": codes["invalid"],
-        "rejected_no_subscription": codes["no_subscription"],
-        "rejected_not_organisation_person": codes["not_organisation_person"],
-    }
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(UsageReportDay).values(
-        vendor_id=vendor_id, day=now.date(), last_batch_at=now, **counts
-    )
     session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[UsageReportDay.vendor_id, UsageReportDay.day],
-            set_={
-                **{
-                    name: getattr(UsageReportDay, name) + statement.excluded[name]
-                    for name in counts
-                },
-                "last_batch_at": statement.excluded.last_batch_at,
-            },
-        )
+        _COUNT_REPORT,
+        {
+            "vendor_id": vendor_id,
+            "day": now.date(),
+            "last_batch_at": now,
+            "batches": 1,
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected_invalid": codes["invalid"],
+            "rejected_no_subscription": codes["no_subscription"],
+            "rejected_not_organisation_person": codes["not_organisation_person"],
+        },
     )
 
 
