@@ -232,6 +232,14 @@ def _lookup_key(text: str) -> bool:
     return len(text) <= MAX_REFERENCE_LENGTH and "\x00" not in text
 
 
+_ORGANISATIONS = Organisation.__table__
+_PRODUCTS = Product.__table__
+_METERS = Meter.__table__
+_SUBSCRIPTIONS = Subscription.__table__
+_CHANGES = SubscriptionChange.__table__
+_USERS = User.__table__
+
+
 @dataclass
 class _Refs:
     organisations: dict[str, tuple[int, OrganisationStatus]]  # slug -> (id, status)
@@ -243,19 +251,19 @@ def _load_refs(session: Session, events: Iterable[EventIn | None]) -> _Refs:
     # A batch names few organisations and products: check each name once, not per event.
     slugs = {s for s in {e.organisation for e in present} if _lookup_key(s)}
     skus = {s for s in {e.product for e in present} if _lookup_key(s)}
+    # Core statements on the tables (no ORM entities to build): the hot path of a batch.
+    org, product, meter = _ORGANISATIONS.c, _PRODUCTS.c, _METERS.c
     organisations = {
         slug: (oid, status)
         for oid, slug, status in session.execute(
-            sa.select(Organisation.id, Organisation.slug, Organisation.status).where(
-                Organisation.slug.in_(slugs)
-            )
+            sa.select(org.id, org.slug, org.status).where(org.slug.in_(slugs))
         )
     }
     products: dict[str, tuple[int, int, dict[str, int]]] = {}
     for pid, sku, vendor_id, meter_key, meter_id in session.execute(
-        sa.select(Product.id, Product.sku, Product.vendor_id, Meter.key, Meter.id)
-        .outerjoin(Meter, Meter.product_id == Product.id)
-        .where(Product.sku.in_(skus))
+        sa.select(product.id, product.sku, product.vendor_id, meter.key, meter.id)
+        .select_from(_PRODUCTS.outerjoin(_METERS, meter.product_id == product.id))
+        .where(product.sku.in_(skus))
     ):
         entry = products.setdefault(sku, (pid, vendor_id, {}))
         if meter_key is not None:
@@ -278,27 +286,25 @@ def subscription_terms(
     while waiting) was never in force. Cancelled subscriptions still count for
     the days they ran, so late usage of those days is accepted.
     """
+    subscription, change = _SUBSCRIPTIONS.c, _CHANGES.c
     first_granted = (
-        sa.select(sa.func.min(SubscriptionChange.effective_at))
-        .where(
-            SubscriptionChange.subscription_id == Subscription.id,
-            SubscriptionChange.quantity > 0,
-        )
-        .correlate(Subscription)
+        sa.select(sa.func.min(change.effective_at))
+        .where(change.subscription_id == subscription.id, change.quantity > 0)
+        .correlate(_SUBSCRIPTIONS)
         .scalar_subquery()
     )
     terms: Terms = {}
     for org_id, product_id, status, starts_on, ends_on, granted_at in session.execute(
         sa.select(
-            Subscription.organisation_id,
-            Subscription.product_id,
-            Subscription.status,
-            Subscription.starts_on,
-            Subscription.ends_on,
+            subscription.organisation_id,
+            subscription.product_id,
+            subscription.status,
+            subscription.starts_on,
+            subscription.ends_on,
             first_granted,
         ).where(
-            Subscription.organisation_id.in_(set(organisation_ids)),
-            Subscription.product_id.in_(set(product_ids)),
+            subscription.organisation_id.in_(set(organisation_ids)),
+            subscription.product_id.in_(set(product_ids)),
         )
     ):
         if granted_at is not None:
@@ -337,15 +343,16 @@ def organisation_people(
     if not emails:
         return set()
     organisations = set(organisation_ids)
+    user = _USERS.c
     if session.get_bind().dialect.name == "postgresql":
         # One array parameter, not one per address: the same statement for any batch.
-        wanted = User.email == sa.any_(sa.literal(sorted(emails), postgresql.ARRAY(sa.String)))
+        wanted = user.email == sa.any_(sa.literal(sorted(emails), postgresql.ARRAY(sa.String)))
     else:
-        wanted = User.email.in_(emails)
+        wanted = user.email.in_(emails)
     return {
         (org_id, email)
         for org_id, email in session.execute(
-            sa.select(User.organisation_id, User.email).where(wanted)
+            sa.select(user.organisation_id, user.email).where(wanted)
         )
         if org_id in organisations
     }
