@@ -11,7 +11,7 @@ export PORTAL_ENV ?= development
 TEST_WORKERS ?= 2
 
 .PHONY: run setup install browser pdf oidc axe test test-sqlite test-postgres lint fmt graph clean translations \
-        bench-seats bench-usage bench-billing bench-pages bench-scale bench-soak bench-provisioning
+        bench-seats bench-usage bench-billing bench-pages bench-scale bench-soak bench-usage-batch bench-provisioning
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,9 @@ bench-scale: install
 
 bench-soak: install
 	$(BIN)/python -m benchmarks.soak $(BENCH_ARGS)
+
+bench-usage-batch: install
+	$(BIN)/python -m benchmarks.usage_batch $(BENCH_ARGS)
 
 # SCIM provisioning: 10,000 seats through a group mapping until the vendor holds them (BENCH_ARGS="--n 500": quick)
 bench-provisioning: install
