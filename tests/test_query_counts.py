@@ -219,3 +219,34 @@ def _give_seats(app, world: World, email: str) -> None:
             if sub.id not in held:
                 seat_assign(session, actor=SYSTEM, subscription=sub, user_email=email)
         session.commit()
+
+
+#: The API's lists, read with a council token (the scale benchmark times the same ones).
+API_LISTS = ["/api/v1/catalogue", "/api/v1/organisations", "/api/v1/subscriptions"]
+
+
+def test_statements_per_api_list_do_not_grow_with_the_rows_returned(app, world, frozen):
+    """The API's lists too: the catalogue lists each product's meters, loaded for the whole
+    page in one statement (it once sent one per product)."""
+    from portal.api.services import token_create
+
+    with app.app_context():
+        _, token = token_create(db.session, actor=SYSTEM, scope="council", name="counts")
+        db.session.commit()
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    world.grow(N)
+    small = {path: _statements(app, client, path) for path in API_LISTS}
+    world.grow(5 * N)
+    large = {path: _statements(app, client, path) for path in API_LISTS}
+    assert len(large["/api/v1/catalogue"]) >= 1 and "meters" in " ".join(large["/api/v1/catalogue"])
+    failures = {
+        path: (len(small[path]), len(large[path]))
+        for path in API_LISTS
+        if len(large[path]) > len(small[path])
+    }
+    assert not failures, "\n\n".join(
+        f"{path}: {counts[0]} statements with {N} rows, {counts[1]} with {5 * N}\n"
+        + _grown(small[path], large[path])
+        for path, counts in failures.items()
+    )

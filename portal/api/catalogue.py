@@ -409,7 +409,11 @@ def catalogue_list(query: CatalogueQuery) -> Response:
     after_id = pagination.decode_cursor(query.cursor)
     entries = sorted(
         figures.catalogue_list(
-            db_session(), day=now_utc().date(), search=query.search, vendor_slug=query.vendor
+            db_session(),
+            day=now_utc().date(),
+            search=query.search,
+            vendor_slug=query.vendor,
+            with_meters=True,  # each entry lists its meters: one query for all, not one each
         ),
         key=_product_id,
     )
