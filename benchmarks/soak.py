@@ -151,6 +151,27 @@ def setup(env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def usage_events(info: dict[str, Any], key: str, first_person: int) -> list[dict[str, Any]]:
+    """One usage batch of ``info["batch"]`` events of :func:`setup`'s metered product, 5 s
+    old, keys ``{key}-{k}``, each naming the organisation's people in turn from
+    ``first_person`` (benchmarks.usage_batch sends the same batches in process)."""
+    sku, meter = info["metered"]
+    moment = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)).isoformat()
+    people = info["people"]
+    return [
+        {
+            "idempotency_key": f"{key}-{k}",
+            "organisation": info["slug"],
+            "product": sku,
+            "meter": meter,
+            "quantity": "3",
+            "occurred_at": moment,
+            "user_email": people[(first_person + k) % len(people)],
+        }
+        for k in range(info["batch"])
+    ]
+
+
 def _client(job: tuple, start: float, t_warm: float, t_end: float) -> tuple:
     """One closed-loop client of one kind until ``t_end``."""
     kind, port, number, info = job
@@ -203,20 +224,7 @@ def _client(job: tuple, start: float, t_warm: float, t_end: float) -> tuple:
                 200,
             )
         elif kind == "usage":
-            sku, meter = info["metered"]
-            moment = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)).isoformat()
-            batch = [
-                {
-                    "idempotency_key": f"soak-{run}-{number}-{i}-{k}",
-                    "organisation": info["slug"],
-                    "product": sku,
-                    "meter": meter,
-                    "quantity": "3",
-                    "occurred_at": moment,
-                    "user_email": info["people"][(i + k) % len(info["people"])],
-                }
-                for k in range(info["batch"])
-            ]
+            batch = usage_events(info, f"soak-{run}-{number}-{i}", i)
             timed(
                 "usage batch", "POST", "/api/v1/usage", common.body({"events": batch}), vendor, 200
             )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime as dt
 import json
 import os
 import pstats
@@ -105,24 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         "Authorization": f"Bearer {info['tokens']['vendor']}",
         "Content-Type": "application/json",
     }
-    sku, meter = info["metered"]
+    info["batch"] = args.batch
     run = secrets.token_hex(4)
 
     def body(number: int) -> str:
-        moment = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)).isoformat()
-        events = [
-            {
-                "idempotency_key": f"batch-{run}-{number}-{k}",
-                "organisation": info["slug"],
-                "product": sku,
-                "meter": meter,
-                "quantity": "3",
-                "occurred_at": moment,
-                "user_email": info["people"][(number + k) % len(info["people"])],
-            }
-            for k in range(args.batch)
-        ]
-        return json.dumps({"events": events})
+        return json.dumps({"events": soak.usage_events(info, f"batch-{run}-{number}", number)})
 
     for number in range(args.warm_up):
         answer = client.post("/api/v1/usage", data=body(number), headers=headers)
