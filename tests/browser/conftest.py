@@ -163,6 +163,8 @@ def pass_second_step(page: Any, email: str) -> None:
 
     from tests.conftest import totp_code
 
+    # The password form's answer first (a redirect away from /login), then its page loaded.
+    expect(page).not_to_have_url(re.compile(r"/login$"))
     page.wait_for_load_state()
     if "/login/second-factor" not in page.url:
         return

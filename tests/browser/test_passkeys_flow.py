@@ -59,6 +59,9 @@ def _password(page: Page, base: str, email: str) -> None:
     _main(page).get_by_label("Email").fill(email)
     _main(page).get_by_label("Password").fill(PASSWORD)
     _main(page).get_by_role("button", name="Sign in").click()
+    # Wait for the sign-in's redirects to land: a page.goto() while they are in flight can
+    # cancel the page that shows (and clears) a message, leaving it for a later page.
+    expect(page).not_to_have_url(re.compile(r"/login$"))
 
 
 def test_register_a_passkey_and_sign_in_with_it(page: Page, localhost: str, make_user, screenshot):
