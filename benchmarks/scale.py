@@ -456,6 +456,15 @@ def bulk_load(dsn: str, sizes: Sizes, *, load_workers: int = 2, log: Any = print
                 "SELECT organisation_id, product_id, user_email, max(day) "
                 "FROM usage_daily_people GROUP BY 1, 2, 3"
             )
+        if conn.execute("SELECT to_regclass('public.product_seat_counts')").fetchone()[0]:
+            # Each product's seats reserved, waiting and assigned (migration 0036's
+            # backfill), counted again whole with the demo's subscriptions.
+            conn.execute("DELETE FROM product_seat_counts")
+            conn.execute(
+                "INSERT INTO product_seat_counts (product_id, reserved, waiting, assigned) "
+                "SELECT product_id, sum(quantity), sum(requested_quantity - quantity), "
+                "sum(assigned) FROM subscriptions WHERE status <> 'cancelled' GROUP BY 1"
+            )
         if conn.execute("SELECT to_regclass('public.usage_report_days')").fetchone()[0]:
             # The vendor's usage-reporting health: its batches of 100 events per day.
             conn.execute(

@@ -111,6 +111,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> OpenAPI:
     # The provisioning outbox's receivers, provisioning.deliver and provisioning.sweep.
     from portal.provisioning import jobs as provisioning_jobs  # noqa: F401
     from portal.provisioning import reconcile  # noqa: F401  (provisioning.reconcile, scheduled)
+    from portal.seats import counts as seat_counts  # noqa: F401  (seats.fold_counts, scheduled)
     from portal.suppliers import (
         compliance,  # noqa: F401  (suppliers.compliance_expiry)
         statuspage,  # noqa: F401  (suppliers.poll_status, scheduled)

@@ -114,6 +114,7 @@ TABLE_SCOPES: dict[str, str] = {
     "invoices": TENANT,
     "invoice_lines": TENANT,
     "invoice_product_totals": COUNCIL,  # a month's issued lines summed per product
+    "product_seat_counts": COUNCIL,  # each product's seat figures, kept as they change
     "credit_notes": TENANT,
     "payments": TENANT,
     "invoice_runs": COUNCIL,  # one run covers every organisation

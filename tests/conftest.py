@@ -46,6 +46,7 @@ from portal.kernel import clock as portal_clock
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
 from portal.kernel.scope import Scope
+from portal.seats.counts import recount as seat_counts_recount
 
 TEST_PASSWORD = "correct horse battery"
 #: The authenticator-app secret of every test account given one (council admins and
@@ -415,14 +416,28 @@ def _clean_database(request) -> Iterator[None]:
     if "app" not in request.fixturenames:
         return
     app = request.getfixturevalue("app")
+    differing: dict[int, dict[str, tuple[int, int]]] = {}
     with app.app_context():
         db.session.remove()
         with owner_engine(app).begin() as conn:
             filled = _tables_with_rows(conn)
+            if "subscriptions" in filled and not request.node.get_closest_marker(
+                "seat_rows_written_directly"
+            ):
+                with Session(bind=conn) as session:
+                    differing = seat_counts_recount(session)
             for table in reversed(db.metadata.sorted_tables):
                 if table.name in filled:
                     conn.execute(table.delete())
         limiter.reset()
+    if differing:
+        # Every test is a check of portal.seats.counts: whatever the test did to
+        # subscriptions and seats, the figures kept must be their sums.
+        pytest.fail(
+            "product_seat_counts differ from the subscriptions' sums after this test "
+            f"(product id: figure: (kept, counted)): {differing}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from portal.kernel.errors import NotFound, PermissionDenied
 from portal.kernel.periods import period_of
 from portal.kernel.scope import Scope, scope_of
 from portal.models import MIXED, TABLE_SCOPES, TENANT
+from portal.seats import counts
 from tests.conftest import SYSTEM
 
 # ------------------------------------------------------------------ the Scope value
@@ -224,6 +225,7 @@ def two_tenants(app, make_org, make_user, make_product) -> tuple[Tenant, Tenant,
             )
             session.add(subscription)
             session.flush()
+            counts.count_reservation(session, subscription, (0, 0))  # as the services keep it
             seat_assign(session, actor=SYSTEM, subscription=subscription, user_email=holder.email)
             invoice = Invoice(organisation_id=org.id, period=period_of(today), currency="EUR")
             session.add(invoice)

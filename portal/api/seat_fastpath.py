@@ -87,6 +87,7 @@ from portal.kernel.clock import now_utc
 from portal.kernel.scope import Scope
 from portal.observability import ENVIRON_ACTOR, ENVIRON_ENDPOINT, observe_request
 from portal.provisioning.outbox import CONFIGURED, remember_configured, writes_nothing_for
+from portal.seats import counts
 from portal.seats.models import SeatAssignment, SeatRequest, Subscription
 from portal.security import is_production, response_headers
 from portal.signals import seat_assigned, seat_released
@@ -247,7 +248,8 @@ def _assign_sql(*, seat_id: bool, answer: str) -> str:
     """PostgreSQL, in one statement: a seat of the subscription taken if one is free (the
     counter's ``UPDATE``, which locks the subscription's row first, as the services'
     ``FOR UPDATE`` does), then the seat (with the id ``:b_seat_id`` if ``seat_id``), then
-    the answer to the person's pending request; ``answer`` reads the CTE ``seat``. The seat
+    the answer to the person's pending request and the product's count of seats
+    (:mod:`portal.seats.counts`); ``answer`` reads the CTE ``seat``. The seat
     is inserted only from the row the counter's ``UPDATE`` returned, so nothing is written
     before the subscription's lock is held (no deadlock with the services)."""
     return f"""
@@ -275,6 +277,9 @@ WITH taken AS (
       AND seat_requests.user_id = seat.user_id
       AND seat_requests.product_id = seat.product_id
       AND seat_requests.status = 'pending'
+), counted AS (
+    INSERT INTO product_seat_counts (product_id, reserved, waiting, assigned)
+    SELECT seat.product_id, 0, 0, 1 FROM seat
 )
 {answer.format(cte="seat")}
 """  # noqa: S608 (every piece is this module's constant text; the values are bound)
@@ -283,7 +288,8 @@ WITH taken AS (
 def _release_sql(*, seat: str, answer: str) -> str:
     """PostgreSQL, in one statement: the subscription's counter given back (its row locked
     first, as the services lock it first), then the active seat ``seat`` (a condition on
-    ``seat_assignments``) released, in the token's scope; ``answer`` reads the CTE
+    ``seat_assignments``) released, in the token's scope, and the product's count of seats;
+    ``answer`` reads the CTE
     ``released``. No seat: nothing released, and the counter must be rolled back."""
     return f"""
 WITH given AS (
@@ -300,6 +306,9 @@ WITH given AS (
            OR seat_assignments.organisation_id = CAST(:scope_org AS BIGINT))
       AND {seat}
     {_RETURNING_SEAT}
+), counted AS (
+    INSERT INTO product_seat_counts (product_id, reserved, waiting, assigned)
+    SELECT released.product_id, 0, 0, -1 FROM released
 )
 {answer.format(cte="released")}
 """  # noqa: S608 (every piece is this module's constant text; the values are bound)
@@ -546,6 +555,7 @@ class _Statements:
         self.give_back = _Compiled(GIVE_BACK, dialect)
         self.insert_seat = _Compiled(_insert_seat(dialect.name), dialect)
         self.approve_request = _Compiled(APPROVE_REQUEST, dialect)
+        self.count = _Compiled(counts.COUNT, dialect)
         self.release = _Compiled(RELEASE, dialect)
         self.head = _Compiled(HEAD, dialect)
         self.move_head = _Compiled(MOVE_HEAD, dialect)
@@ -992,6 +1002,7 @@ class SeatFastPath:
                     "b_now": now,
                 },
             )
+            run("count", _seat_count(seat["product_id"], 1))
         held = _seat_object(
             session,
             id=seat["id"],
@@ -1043,6 +1054,8 @@ class SeatFastPath:
             seat = run("release", values)
         if seat is None:  # no such seat in scope (the counter is rolled back): Flask's 404
             raise _Refused
+        if not run.statements.combined:
+            run("count", _seat_count(seat["product_id"], -1))
         held = _seat_object(
             session,
             id=seat["id"],
@@ -1190,6 +1203,11 @@ def _live_token(row: dict[str, Any]) -> bool:
 def _actor(label: str, scope_org: int | None, ip: str | None) -> Actor:
     scope = COUNCIL if scope_org is None else ORGANISATION
     return Actor.api_token(label, role=ROLE_OF_SCOPE[scope], organisation_id=scope_org, ip=ip)
+
+
+def _seat_count(product_id: int, assigned: int) -> dict[str, Any]:
+    """:data:`portal.seats.counts.COUNT`'s values for ``assigned`` seats more of a product."""
+    return {"product_id": product_id, "reserved": 0, "waiting": 0, "assigned": assigned}
 
 
 def _seat_object(session: Session, **columns: Any) -> SeatAssignment:

@@ -1,7 +1,8 @@
 """The catalogue with its seat figures: capacity in force against seats reserved and held.
 
-Capacity comes from the catalogue's pools; reserved, waiting and assigned seats
-from subscriptions and seat assignments. Figures are computed with grouped
+Capacity comes from the catalogue's pools; reserved, waiting and assigned seats from
+the counts kept as subscriptions and seats change (:mod:`portal.seats.counts`), a few
+rows per product whatever the number of subscriptions. Figures are read with grouped
 queries for a whole list at once (no query per product).
 """
 
@@ -20,7 +21,7 @@ from portal.catalogue.selectors import (
     product_by_sku,
     seat_prices,
 )
-from portal.db import council_wide
+from portal.seats.counts import seat_counts
 from portal.seats.models import (
     SeatAssignment,
     SeatRequest,
@@ -63,8 +64,8 @@ def catalogue_list(
     product_ids: list[int] | None = None,
     with_meters: bool = False,
 ) -> list[ProductFigures]:
-    """Products with capacity, reserved, assigned and waiting seats, in four queries
-    (five ``with_meters``: every product's meters loaded in one, for lists that show them)."""
+    """Products with capacity, reserved, assigned and waiting seats, in three queries
+    (four ``with_meters``: every product's meters loaded in one, for lists that show them)."""
     query = sa.select(Product).join(Product.vendor).order_by(Product.name)
     if with_meters:
         query = query.options(selectinload(Product.meters))
@@ -98,48 +99,18 @@ def catalogue_list(
         ).all()
     )
     # A pool is shared: its reserved, waiting and assigned seats are every organisation's,
-    # whoever asks (only the sums leave this function).
-    with council_wide(session):
-        reserved, assigned = _pool_totals(session, ids)
+    # whoever asks (only the sums leave this function); they are kept as seats change.
+    totals = seat_counts(session, ids)
     return [
         ProductFigures(
             product=p,
             capacity=int(capacity.get(p.id, 0) or 0),
-            reserved=reserved.get(p.id, (0, 0))[0],
-            assigned=int(assigned.get(p.id, 0) or 0),
-            waiting=reserved.get(p.id, (0, 0))[1],
+            reserved=totals.get(p.id, (0, 0, 0))[0],
+            assigned=totals.get(p.id, (0, 0, 0))[2],
+            waiting=totals.get(p.id, (0, 0, 0))[1],
         )
         for p in products
     ]
-
-
-def _pool_totals(
-    session: Session, ids: list[int]
-) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
-    """Per product: (seats reserved, waiting), and seats assigned.
-
-    Assigned seats are the sum of the subscriptions' counters (``subscriptions.assigned``,
-    kept by every seat write), not a count of the seat rows: the catalogue costs the same
-    at any number of seats (a cancelled subscription counts none).
-    """
-    reserved: dict[int, tuple[int, int]] = {}
-    assigned: dict[int, int] = {}
-    for pid, q, w, a in session.execute(
-        sa.select(
-            Subscription.product_id,
-            sa.func.sum(Subscription.quantity),
-            sa.func.sum(Subscription.requested_quantity - Subscription.quantity),
-            sa.func.sum(Subscription.assigned),
-        )
-        .where(
-            Subscription.product_id.in_(ids),
-            Subscription.status != SubscriptionStatus.CANCELLED,
-        )
-        .group_by(Subscription.product_id)
-    ).all():
-        reserved[int(pid)] = (int(q or 0), int(w or 0))
-        assigned[int(pid)] = int(a or 0)
-    return reserved, assigned
 
 
 def product_figures(session: Session, product: Product, day: dt.date) -> ProductFigures:

@@ -158,6 +158,32 @@ class SeatAssignment(TenantMixin, Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
+class ProductSeatCount(Base):
+    """A change of a product's seats reserved, waiting and assigned, council-wide.
+
+    Every change of a subscription's quantity and every seat assigned or released adds a
+    row here, in its own transaction; a product's figures are the sums of its rows
+    (:mod:`portal.seats.counts`), and ``seats.fold_counts`` folds each product's rows into
+    one every minute. Rows are only ever added (and folded), never updated, so seat changes
+    in different organisations never wait on each other here, and the catalogue reads a few
+    rows per product instead of every subscription (docs/ARCHITECTURE.md, "Seat figures").
+    Not tenant-owned: the sums are the shared pool's, shown to everyone who sees the product.
+    """
+
+    __tablename__ = "product_seat_counts"
+    __table_args__ = (
+        sa.Index("ix_product_seat_counts_product", "product_id", "reserved", "waiting", "assigned"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    product_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("products.id", ondelete="CASCADE"), nullable=False
+    )
+    reserved: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    waiting: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    assigned: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+
+
 class SeatRequestStatus(enum.StrEnum):
     PENDING = "pending"
     APPROVED = "approved"

@@ -29,7 +29,7 @@ from portal.kernel.errors import Conflict, InvalidState, ValidationFailed
 from portal.kernel.i18n import _l, _ln
 from portal.kernel.policy import Action
 from portal.kernel.scope import Scope
-from portal.seats import selectors, writes
+from portal.seats import counts, selectors, writes
 from portal.seats.capacity import free_seats
 from portal.seats.lifecycle import record_change, settle_status, transition
 from portal.seats.models import Subscription, SubscriptionStatus
@@ -231,6 +231,7 @@ def subscription_create(
     settle_status(subscription)  # active, or waitlisted when no seat was free
     session.add(subscription)
     session.flush()
+    counts.count_reservation(session, subscription, (0, 0))
     start = dt.datetime.combine(starts_on, dt.time(), tzinfo=dt.UTC)
     record_change(session, subscription, "create", at=min(start, now_utc()))
     audit_record(
@@ -299,6 +300,7 @@ def subscription_resize(
         "quantity": subscription.quantity,
         "requested_quantity": subscription.requested_quantity,
     }
+    reserved_before = counts.reservation(subscription)
     result = "granted"
     if quantity <= subscription.quantity:
         subscription.quantity = subscription.requested_quantity = quantity
@@ -323,6 +325,7 @@ def subscription_resize(
         subscription.requested_quantity = subscription.quantity - more + wanted_more
     settle_status(subscription)
     session.flush()
+    counts.count_reservation(session, subscription, reserved_before)
     if subscription.quantity != before["quantity"]:
         record_change(session, subscription, "resize")
     audit_record(
@@ -370,6 +373,7 @@ def subscription_cancel(
     for seat in released:
         seat.released_at = now
         seat.release_reason = "cancelled"
+    reserved_before, assigned_before = counts.reservation(subscription), subscription.assigned
     subscription.assigned = 0  # every active seat released (the row is locked by the refresh)
     before = {"quantity": subscription.quantity, "status": subscription.status}
     subscription.quantity = subscription.requested_quantity = 0
@@ -378,6 +382,7 @@ def subscription_cancel(
     subscription.ends_on = now.date()
     subscription.waitlisted_at = None
     session.flush()
+    counts.count_reservation(session, subscription, reserved_before, assigned=-assigned_before)
     record_change(session, subscription, "cancel")
     audit_record(
         session,

@@ -25,6 +25,7 @@ from portal.kernel.actor import Actor, Role
 from portal.kernel.i18n import _, _n
 from portal.kernel.policy import Action
 from portal.mail import build_message, mail_queue
+from portal.seats import counts
 from portal.seats.capacity import free_seats
 from portal.seats.lifecycle import record_change, settle_status
 from portal.seats.models import Subscription, SubscriptionStatus
@@ -71,10 +72,12 @@ def _waitlist_fill(
         if free <= 0:
             break
         seats = min(free, subscription.waiting)
+        reserved_before = counts.reservation(subscription)
         subscription.quantity += seats
         free -= seats
         settle_status(subscription)
         session.flush()
+        counts.count_reservation(session, subscription, reserved_before)
         record_change(session, subscription, "waitlist")
         audit_record(
             session,

@@ -28,6 +28,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.identity.models import User
 from portal.kernel.clock import now_utc
+from portal.seats import counts
 from portal.seats.models import SeatAssignment, Subscription
 
 
@@ -135,7 +136,8 @@ GIVE_BACK = (
 
 
 def take_seat(session: Session, subscription: Subscription) -> bool:
-    """Count one more active seat of ``subscription``; False when it has none free.
+    """Count one more active seat of ``subscription`` (and of its product,
+    :mod:`portal.seats.counts`); False when it has none free.
 
     ``subscriptions.assigned`` never passes ``quantity``: concurrent assignments queue on
     the row this statement updates, and each sees the count the one before it left.
@@ -146,14 +148,17 @@ def take_seat(session: Session, subscription: Subscription) -> bool:
     taken = result.rowcount == 1
     if taken:
         set_committed_value(subscription, "assigned", subscription.assigned + 1)
+        counts.count_change(session, subscription.product_id, assigned=1)
     return taken
 
 
-def give_back(session: Session, counts: dict[int, int]) -> None:
-    """Count ``n`` fewer active seats of each subscription id in ``counts`` (seats released)."""
-    for subscription_id, n in counts.items():
+def give_back(session: Session, released: dict[int, int]) -> None:
+    """Count ``n`` fewer active seats of each subscription id in ``released`` (seats
+    released), and of its product (:mod:`portal.seats.counts`)."""
+    for subscription_id, n in released.items():
         if n:
             session.execute(GIVE_BACK, {"subscription_id": subscription_id, "n": n})
+            session.execute(counts.SEATS_GIVEN_BACK, {"subscription_id": subscription_id, "n": n})
             held = session.identity_map.get(Session.identity_key(Subscription, subscription_id))
             if isinstance(held, Subscription) and "assigned" in held.__dict__:
                 set_committed_value(held, "assigned", held.assigned - n)

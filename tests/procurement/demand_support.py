@@ -10,6 +10,7 @@ from portal.db import db
 from portal.kernel.clock import now_utc
 from portal.procurement.demand import trend_instants
 from portal.procurement.models import ProductRequest, ProductRequestState
+from portal.seats import counts
 from portal.seats.models import (
     SeatAssignment,
     SeatRequest,
@@ -39,6 +40,7 @@ def _subscription(org_id, product_id, history, *, requested=None, status="active
     )
     db.session.add(sub)
     db.session.flush()
+    counts.count_reservation(db.session, sub, (0, 0))  # as the services keep it
     for at, seats in history:
         db.session.add(
             SubscriptionChange(
@@ -89,7 +91,8 @@ def build(app, make_org, make_product) -> SimpleNamespace:
                     release_reason="test" if n == 2 else None,
                 )
             )
-        sub_a.assigned = 2  # its active seats (the counter the seat services keep)
+        sub_a.assigned = 2  # its active seats (the counters the seat services keep)
+        counts.count_change(db.session, cad.id, assigned=2)
         db.session.add(
             SeatRequest(
                 organisation_id=a.id, product_id=cad.id, user_id=people[3].id, created_at=now - D
