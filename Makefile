@@ -112,7 +112,7 @@ translations: install
 	$(BIN)/pybabel extract -F portal/translations/babel.cfg -k _l -k _n:1,2 -k _ln:1,2 \
 	  --no-location --sort-output -o portal/translations/messages.pot .
 	$(BIN)/pybabel update -i portal/translations/messages.pot -d portal/translations -l ru \
-	  --no-fuzzy-matching --ignore-obsolete --no-location
+	  --no-fuzzy-matching --ignore-obsolete
 	$(BIN)/python -m portal.i18n
 
 graph: install
