@@ -578,6 +578,7 @@ ENTRY_POINTS: dict[str, Args] = {
     "portal.provisioning.selectors.delivery_for": lambda w: {"delivery_id": w.delivery_id},
     "portal.provisioning.delivery.deliver_job": lambda w: {"vendor_id": w.vendor.id, "lease": "x"},
     "portal.provisioning.jobs.sweep_job": lambda w: {},
+    "portal.seats.counts.fold_job": lambda w: {},
     "portal.provisioning.reconcile.connection_check": lambda w: {"vendor": w.vendor},
     "portal.provisioning.reconcile.scim_settings_of": lambda w: {"vendor": w.vendor},
     "portal.provisioning.reconcile.reconcile_vendor": lambda w: {"vendor": w.vendor, "fix": True},

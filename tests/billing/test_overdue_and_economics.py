@@ -17,7 +17,7 @@ from portal.kernel.clock import now_utc
 from portal.kernel.errors import InvalidState
 from portal.kernel.scope import Scope
 from portal.seats.models import SeatAssignment, Subscription
-from portal.seats.services import seat_assign, subscription_create
+from portal.seats.services import seat_assign, subscription_cancel, subscription_create
 from portal.settings.services import settings_update
 from portal.tenancy.models import Organisation
 from tests.billing.factories import draft, finalize, make_due
@@ -75,7 +75,9 @@ def test_overdue_invoices_refuse_new_subscriptions_when_the_council_says_so(
     # the setting is off: nothing is held back
     first = _subscribe(app, issued["org"].id, other_product.id)
     with app.app_context():
-        db.session.get(Subscription, first).status = "cancelled"
+        subscription_cancel(
+            db.session, actor=SYSTEM, subscription=db.session.get(Subscription, first)
+        )
         db.session.commit()
     _setting(app, suspend_subscriptions_when_overdue=True)
     with pytest.raises(InvalidState) as refused:
