@@ -501,6 +501,13 @@ def test_a_lean_assignment_waits_for_a_locked_subscription_instead_of_deadlockin
             sa.text("UPDATE subscriptions SET assigned = assigned + 1 WHERE id = :id"),
             {"id": setup.subscription_id},
         )
+        other.execute(  # and the product's count, as the services write them (seats.counts)
+            sa.text(
+                "INSERT INTO product_seat_counts (product_id, reserved, waiting, assigned)"
+                " VALUES (:product, 0, 0, 1)"
+            ),
+            {"product": setup.product_id},
+        )
         other.commit()
         response = answer.result(timeout=60)
     assert_problem(response, 409)  # already holds a seat: Flask's answer, not a 503
