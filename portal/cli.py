@@ -38,6 +38,7 @@ from portal.procurement.forecast_cli import forecasts
 from portal.procurement.purchase_orders_cli import purchase_orders
 from portal.provisioning import commands as provisioning_commands  # noqa: F401  (deliver, …)
 from portal.provisioning.cli import provisioning
+from portal.seats.counts import counts_recount
 from portal.suppliers import compliance_cli  # noqa: F401  (documents, compliance-check)
 from portal.suppliers.cli import suppliers
 from portal.suppliers.vendor_portal_cli import vendor_admin
@@ -280,6 +281,38 @@ def usage_partitions(ahead: int) -> None:
         click.echo(f"{partition.name}\t{months}")
 
 
+@click.group("seats")
+def seats() -> None:
+    """Subscriptions and seats."""
+
+
+@seats.command("recount")
+@click.option("--fix", is_flag=True, help="Correct the kept figures to the subscriptions' sums.")
+@with_appcontext
+def seats_recount(fix: bool) -> None:
+    """Compare each product's kept seat figures (reserved, waiting, assigned: what the
+    catalogue shows) with its subscriptions' sums; exit 1 listing the differences, or with
+    --fix correct them (audited)."""
+    session = db_session()
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    differing = counts_recount(session, actor=Actor.system("cli"), fix=fix)
+    session.commit()
+    if not differing:
+        click.echo("OK: every product's seat figures are its subscriptions' sums.")
+        return
+    for product_id, figures in differing.items():
+        described = ", ".join(
+            f"{name} {kept} kept, {counted} counted" for name, (kept, counted) in figures.items()
+        )
+        click.echo(f"product {product_id}: {described}")
+    if not fix:
+        raise click.ClickException(
+            f"{len(differing)} product(s) differ; `portal seats recount --fix` corrects them."
+        )
+    click.echo(f"Corrected {len(differing)} product(s).")
+
+
 def register_commands(app: Flask) -> None:
     """Attach the portal's commands to the app's CLI; every one refuses control characters."""
     for command in (
@@ -290,6 +323,7 @@ def register_commands(app: Flask) -> None:
         export,
         audit,
         usage,
+        seats,
         suppliers,
         notifications,
         provisioning,

@@ -579,6 +579,7 @@ ENTRY_POINTS: dict[str, Args] = {
     "portal.provisioning.delivery.deliver_job": lambda w: {"vendor_id": w.vendor.id, "lease": "x"},
     "portal.provisioning.jobs.sweep_job": lambda w: {},
     "portal.seats.counts.fold_job": lambda w: {},
+    "portal.seats.counts.counts_recount": lambda w: {"fix": True},
     "portal.provisioning.reconcile.connection_check": lambda w: {"vendor": w.vendor},
     "portal.provisioning.reconcile.scim_settings_of": lambda w: {"vendor": w.vendor},
     "portal.provisioning.reconcile.reconcile_vendor": lambda w: {"vendor": w.vendor, "fix": True},

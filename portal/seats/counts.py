@@ -30,6 +30,7 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.audit.services import audit_record
 from portal.db import council_wide
 from portal.jobs.queue import job
 from portal.kernel import policy
@@ -210,3 +211,37 @@ def recount(session: Session) -> dict[int, dict[str, tuple[int, int]]]:
         if differing:
             out[pid] = differing
     return out
+
+
+def counts_recount(
+    session: Session, *, actor: Actor, fix: bool = False
+) -> dict[int, dict[str, tuple[int, int]]]:
+    """:func:`recount`, for ``portal seats recount``; with ``fix``, a row of corrections
+    per differing product (audited), so the kept figures become the subscriptions' sums.
+
+    Both sums must be read at one moment: the caller starts the transaction at
+    ``REPEATABLE READ`` on PostgreSQL (a change that commits between the two reads would
+    otherwise look like a difference, and be "corrected" into one). Each change writes its
+    subscription and its count row in one transaction, so at one snapshot they agree, and a
+    correction is exactly the difference. SQLite reads one snapshot per transaction, and
+    its one writer refuses the correction if another wrote meanwhile.
+    """
+    policy.require(actor, Action.POOL_UPDATE if fix else Action.POOL_READ)
+    differing = recount(session)
+    if fix:
+        for product_id, figures in differing.items():
+            count_change(
+                session,
+                product_id,
+                **{name: counted - kept for name, (kept, counted) in figures.items()},
+            )
+            audit_record(
+                session,
+                actor=actor,
+                action="seat_counts.recount",
+                target_type="product",
+                target_id=product_id,
+                before={name: kept for name, (kept, _) in figures.items()},
+                after={name: counted for name, (_, counted) in figures.items()},
+            )
+    return differing

@@ -248,3 +248,53 @@ def test_folding_while_seats_change_loses_no_change(app, make_product):
         db.session.commit()
         assert _rows(product.id) == 1
         assert counts.seat_counts(db.session, [product.id]) == {product.id: (2 * total, 0, total)}
+
+
+@pytest.mark.seat_rows_written_directly  # a kept figure is spoilt on purpose (then corrected)
+def test_portal_seats_recount_finds_a_difference_and_fix_corrects_it(
+    app, runner, make_org, make_product
+):
+    from portal.audit.models import AuditEvent
+
+    org, product = make_org(), make_product(10)
+    with app.app_context():
+        services.subscription_create(
+            db.session,
+            actor=SYSTEM,
+            organisation=db.session.get(Organisation, org.id),
+            product=db.session.get(Product, product.id),
+            quantity=4,
+        )
+        db.session.commit()
+    agreed = runner.invoke(args=["seats", "recount"])
+    assert agreed.exit_code == 0, agreed.output
+    assert agreed.output.startswith("OK: every product's seat figures")
+
+    with app.app_context():  # a row edited by hand: 3 assigned seats nobody holds
+        counts.count_change(db.session, product.id, assigned=3, reserved=-1)
+        db.session.commit()
+    found = runner.invoke(args=["seats", "recount"])
+    assert found.exit_code == 1
+    assert f"product {product.id}: reserved 3 kept, 4 counted, assigned 3 kept, 0 counted" in (
+        found.output
+    )
+    assert "portal seats recount --fix" in found.output
+    with app.app_context():
+        assert _figures(product.id) == (10, 3, 0, 3)  # nothing changed by the check
+
+    fixed = runner.invoke(args=["seats", "recount", "--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    assert "Corrected 1 product(s)." in fixed.output
+    with app.app_context():
+        assert _figures(product.id) == (10, 4, 0, 0)
+        assert counts.recount(db.session) == {}
+        bind_scope(db.session, Scope.council())
+        event = db.session.scalars(
+            sa.select(AuditEvent).where(AuditEvent.action == "seat_counts.recount")
+        ).one()
+        assert (event.target_id, event.before, event.after) == (
+            str(product.id),
+            {"reserved": 3, "assigned": 3},
+            {"reserved": 4, "assigned": 0},
+        )
+    assert runner.invoke(args=["seats", "recount"]).exit_code == 0
