@@ -116,6 +116,11 @@ def seat_counts(session: Session, product_ids: list[int]) -> dict[int, tuple[int
     rows has none."""
     if not product_ids:
         return {}
+    return _kept(session, _counts.c.product_id.in_(product_ids))
+
+
+def _kept(session: Session, *where: sa.ColumnElement[bool]) -> dict[int, tuple[int, int, int]]:
+    """The sums of the kept rows per product id, of the products ``where`` selects."""
     rows = session.execute(
         sa.select(
             _counts.c.product_id,
@@ -123,7 +128,7 @@ def seat_counts(session: Session, product_ids: list[int]) -> dict[int, tuple[int
             sa.func.sum(_counts.c.waiting),
             sa.func.sum(_counts.c.assigned),
         )
-        .where(_counts.c.product_id.in_(product_ids))
+        .where(*where)
         .group_by(_counts.c.product_id)
     ).all()
     return {int(pid): (int(r or 0), int(w or 0), int(a or 0)) for pid, r, w, a in rows}
@@ -191,15 +196,7 @@ def recount(session: Session) -> dict[int, dict[str, tuple[int, int]]]:
                 .group_by(Subscription.product_id)
             ).all()
         }
-    kept_rows = session.execute(
-        sa.select(
-            _counts.c.product_id,
-            sa.func.sum(_counts.c.reserved),
-            sa.func.sum(_counts.c.waiting),
-            sa.func.sum(_counts.c.assigned),
-        ).group_by(_counts.c.product_id)
-    ).all()
-    kept = {int(pid): (int(r or 0), int(w or 0), int(a or 0)) for pid, r, w, a in kept_rows}
+    kept = _kept(session)
     out: dict[int, dict[str, tuple[int, int]]] = {}
     for pid in sorted(set(counted) | set(kept)):
         have, want = kept.get(pid, (0, 0, 0)), counted.get(pid, (0, 0, 0))
