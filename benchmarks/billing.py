@@ -431,21 +431,21 @@ def bare_run(db: common.Database, world: World, lines: int) -> float:
         for i in range(lines):
             org_id, product_id, meter_id, total, _, count = aggregates[i % len(aggregates)]
             position = positions[org_id] = positions.get(org_id, -1) + 1
-            rows.append(
-                (
-                    org_id,
-                    org_id,  # the scratch table has no invoices: one invoice id per organisation
-                    position,
-                    "metered" if i < len(aggregates) else "seat",
-                    product_id,
-                    "bench-sku",
-                    f"Product {product_id}: meter {meter_id} ({count} events)",
-                    str(total / 1_000_000),
-                    2,
-                    int(total) // 500_000,
-                    json.dumps({"meter": meter_id, "events": count}),
-                )
-            )
+            line = {
+                "organisation_id": org_id,
+                "invoice_id": org_id,  # the scratch table has no invoices: one per organisation
+                "position": position,
+                "kind": "metered" if i < len(aggregates) else "seat",
+                "product_id": product_id,
+                "product_sku": "bench-sku",
+                "description": f"Product {product_id}: meter {meter_id} ({count} events)",
+                "quantity": str(total / 1_000_000),
+                "unit_amount": 2,
+                "amount": int(total) // 500_000,
+                "source": json.dumps({"meter": meter_id, "events": count}),
+            }
+            # A column the portal's lines gained since (council pricing's) is NULL here.
+            rows.append(tuple(line.get(column) for column in LINE_COLUMNS))
         sql = (
             f"INSERT INTO bare_invoice_lines ({', '.join(LINE_COLUMNS)}) "
             f"VALUES ({', '.join('%s' for _ in LINE_COLUMNS)})"

@@ -35,6 +35,7 @@ beside their messages.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -42,9 +43,38 @@ from typing import Any
 from flask import flash, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
+from wtforms import SelectField
 
 from portal.db import db_session
+from portal.kernel.clock import now_utc
 from portal.kernel.errors import DomainError
+from portal.kernel.i18n import _l
+
+#: A bearer token's term on the pages that make one (API and SCIM tokens): 90 days is
+#: preselected (the services' default); "never" must be chosen.
+NEVER = "never"
+EXPIRY_CHOICES = [
+    ("30", _l("In 30 days")),
+    ("90", _l("In 90 days")),
+    ("365", _l("In a year")),
+    (NEVER, _l("Never (until revoked)")),
+]
+
+
+def expiry_field() -> SelectField:
+    """The "Expires" choice of a token form (give it :data:`EXPIRY_CHOICES` per instance)."""
+    return SelectField(
+        _l("Expires"),
+        default="90",
+        description=_l("A token that never expires keeps working until someone revokes it."),
+    )
+
+
+def expiry_arguments(choice: str) -> dict[str, Any]:
+    """A token service's expiry arguments for a validated :func:`expiry_field` choice."""
+    if choice == NEVER:
+        return {"never_expires": True}
+    return {"expires_at": now_utc() + dt.timedelta(days=int(choice))}
 
 
 def form_values(form: FlaskForm, *names: str) -> dict[str, Any]:

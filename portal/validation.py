@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from portal.kernel import iso
+from portal.kernel.clock import now_utc
 from portal.kernel.errors import ValidationFailed
 from portal.kernel.i18n import _, _l
 from portal.kernel.periods import check_period
@@ -121,6 +122,16 @@ Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 Period = Annotated[str, BeforeValidator(_strip), AfterValidator(check_period)]
 SafeDate = Annotated[dt.date, AfterValidator(check_date)]
 SafeDateTime = Annotated[dt.datetime, AfterValidator(check_datetime)]
+
+
+def _in_future(value: dt.datetime) -> dt.datetime:
+    if value <= now_utc():
+        raise ValueError(_("Choose a time in the future."))
+    return value
+
+
+#: A time after now, with its time zone (a token's expiry).
+FutureDateTime = Annotated[SafeDateTime, AfterValidator(_in_future)]
 
 Stripped = BeforeValidator(_strip)
 Email = Annotated[str, Stripped, AfterValidator(check_email)]

@@ -7,20 +7,13 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length
 
+from portal.forms import EXPIRY_CHOICES, expiry_field
 from portal.kernel.i18n import _l
 
-# 90 days is preselected (and the service's default); "never" must be chosen.
-NEVER = "never"
-EXPIRY_CHOICES = [
-    ("30", "In 30 days"),
-    ("90", "In 90 days"),
-    ("365", "In a year"),
-    (NEVER, "Never (until revoked)"),
-]
 SCOPE_CHOICES = [
-    ("council", "Council (everything)"),
-    ("organisation", "One organisation"),
-    ("vendor", "One vendor (usage and entitlements)"),
+    ("council", _l("Council (everything)")),
+    ("organisation", _l("One organisation")),
+    ("vendor", _l("One vendor (usage and entitlements)")),
 ]
 
 
@@ -32,11 +25,7 @@ class OrgTokenForm(FlaskForm):
         validators=[InputRequired(), Length(max=200)],
         description=_l("What the token is for, e.g. “HR system sync”."),
     )
-    expires_in = SelectField(
-        _l("Expires"),
-        default="90",
-        description=_l("A token that never expires keeps working until someone revokes it."),
-    )
+    expires_in = expiry_field()
     submit = SubmitField(_l("Create token"))
 
     def __init__(self, *args, **kwargs):

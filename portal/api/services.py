@@ -11,14 +11,14 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.orm import Session
 
 from portal.api.models import ApiToken, IdempotentRequest, TokenScope
 from portal.audit.services import audit_record
 from portal.catalogue.models import Vendor, VendorStatus
 from portal.i18n import state_word
-from portal.identity.security import new_token, token_digest
+from portal.identity.security import new_token, token_digest, token_expiry
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
@@ -26,7 +26,7 @@ from portal.kernel.errors import ValidationFailed
 from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.tenancy.models import Organisation, OrganisationStatus
-from portal.validation import SafeDateTime, Stripped, parse
+from portal.validation import FutureDateTime, Stripped, parse
 
 SCOPES = ("council", "organisation", "vendor")
 SCOPE_LETTERS = {TokenScope.COUNCIL: "c", TokenScope.ORGANISATION: "o", TokenScope.VENDOR: "v"}
@@ -34,18 +34,6 @@ TOKEN_START = "pk_"  # noqa: S105 (a public prefix, not a secret)
 PREFIX_LENGTH = 12  # "pk_c_" and 7 random characters: enough to tell tokens apart
 # last_used_at is written at most this often per token, so busy clients do not write on every call.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
-# A token expires after this long unless its creator gives another time or chooses "never".
-DEFAULT_LIFETIME = dt.timedelta(days=90)
-
-
-def _in_future(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("Give the expiry with a time zone (UTC).")
-    if value <= now_utc():
-        raise ValueError("Choose a time in the future.")
-    return value
 
 
 class TokenFields(BaseModel):
@@ -54,7 +42,7 @@ class TokenFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scope: Literal["council", "organisation", "vendor"]
     name: Annotated[str, Stripped, StringConstraints(min_length=1, max_length=200)]
-    expires_at: Annotated[SafeDateTime | None, AfterValidator(_in_future)] = None
+    expires_at: FutureDateTime | None = None
 
 
 def _require(
@@ -89,17 +77,11 @@ def token_create(
     """Create a token and return it with its plaintext, which is never stored or shown again.
 
     Council admins (and the command line) create any token; an org admin only
-    organisation tokens of their own organisation. A token expires at
-    ``expires_at``, by default :data:`DEFAULT_LIFETIME` from now; it lives until
+    organisation tokens of their own organisation. A token expires at ``expires_at``, by
+    default :data:`~portal.identity.security.TOKEN_LIFETIME` from now; it lives until
     revoked only when ``never_expires`` is chosen.
     """
-    if never_expires and expires_at is not None:
-        raise ValidationFailed(
-            _l("A token either expires or never does."),
-            errors={"expires_at": [_l("Give an expiry or choose “never”, not both.")]},
-        )
-    if expires_at is None and not never_expires:
-        expires_at = now_utc() + DEFAULT_LIFETIME
+    expires_at = token_expiry(expires_at, never_expires)
     fields = parse(TokenFields, {"scope": scope, "name": name, "expires_at": expires_at})
     scope = TokenScope(fields.scope)
     errors: dict[str, list[str]] = {}

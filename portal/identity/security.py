@@ -7,6 +7,7 @@ are random, shown once, and stored only as their SHA-256 digest: a token has
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -17,7 +18,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app, has_app_context
 
-from portal.kernel.i18n import _
+from portal.kernel.clock import now_utc
+from portal.kernel.errors import ValidationFailed
+from portal.kernel.i18n import _, _l
 
 #: Argon2 cost profiles. ``test`` is for the test suite only (PORTAL_ENV=test):
 #: the same algorithm at a cost that lets hundreds of accounts be made quickly.
@@ -79,6 +82,25 @@ def password_problems(password: str) -> list[str]:
 def new_token(prefix: str = "") -> str:
     """A fresh random token (URL-safe), with an optional readable prefix."""
     return prefix + secrets.token_urlsafe(32)
+
+
+#: A bearer token (API or SCIM) expires after this long unless its creator gives another
+#: time or chooses "never".
+TOKEN_LIFETIME = dt.timedelta(days=90)
+
+
+def token_expiry(expires_at: dt.datetime | None, never_expires: bool) -> dt.datetime | None:
+    """The expiry of a new bearer token: ``expires_at``, by default :data:`TOKEN_LIFETIME`
+    from now; None (until revoked) only when ``never_expires`` is chosen. The time itself
+    is checked by the service's fields (:data:`portal.validation.FutureDateTime`)."""
+    if never_expires and expires_at is not None:
+        raise ValidationFailed(
+            _l("A token either expires or never does."),
+            errors={"expires_at": [_l("Give an expiry or choose “never”, not both.")]},
+        )
+    if expires_at is None and not never_expires:
+        return now_utc() + TOKEN_LIFETIME
+    return expires_at
 
 
 def token_digest(token: str) -> str:

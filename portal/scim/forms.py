@@ -4,6 +4,7 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, SubmitField
 from wtforms.validators import InputRequired, Length
 
+from portal.forms import EXPIRY_CHOICES, expiry_field
 from portal.kernel.i18n import _l
 
 
@@ -13,7 +14,12 @@ class ScimTokenForm(FlaskForm):
         validators=[InputRequired(), Length(max=200)],
         description=_l("Where the token is used, e.g. “Entra ID provisioning”."),
     )
+    expires_in = expiry_field()
     submit = SubmitField(_l("Create SCIM token"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.expires_in.choices = EXPIRY_CHOICES
 
 
 class MappingForm(FlaskForm):

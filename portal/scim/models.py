@@ -30,12 +30,18 @@ class ScimToken(TenantMixin, Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), nullable=False, default=now_utc)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # None: until revoked (chosen, or made before SCIM tokens expired: migration 0037).
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     organisation: Mapped[Organisation] = relationship(lazy="joined")
 
     @property
     def state(self) -> str:
-        return "revoked" if self.revoked_at else "active"
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at and self.expires_at <= now_utc():
+            return "expired"
+        return "active"
 
 
 class ScimGroup(TenantMixin, TimestampMixin, Base):

@@ -31,7 +31,7 @@ from portal.db import council_wide
 from portal.i18n import state_word
 from portal.identity import accounts as identity
 from portal.identity.models import User
-from portal.identity.security import new_token, token_digest
+from portal.identity.security import new_token, token_digest, token_expiry
 from portal.kernel import policy
 from portal.kernel.actor import Actor, Role
 from portal.kernel.clock import now_utc
@@ -45,7 +45,7 @@ from portal.seats import services as seats
 from portal.signals import user_profile_changed
 from portal.sso.selectors import email_domain_of, is_verified_domain_of
 from portal.tenancy.models import Organisation, OrganisationStatus
-from portal.validation import Stripped, check_email, parse
+from portal.validation import FutureDateTime, Stripped, check_email, parse
 
 TOKEN_START = "scim_"  # noqa: S105 (a prefix, not a secret)
 PREFIX_LENGTH = 12
@@ -81,14 +81,26 @@ def _may_manage(actor: Actor, organisation_id: int | None, action: Action) -> No
 class _TokenFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str, Stripped, StringConstraints(min_length=1, max_length=200)]
+    expires_at: FutureDateTime | None = None
 
 
 def token_create(
-    session: Session, *, actor: Actor, organisation: Organisation, name: str
+    session: Session,
+    *,
+    actor: Actor,
+    organisation: Organisation,
+    name: str,
+    expires_at: dt.datetime | None = None,
+    never_expires: bool = False,
 ) -> tuple[ScimToken, str]:
-    """A new SCIM bearer token; its plaintext is returned once and never stored."""
+    """A new SCIM bearer token; its plaintext is returned once and never stored.
+
+    It expires at ``expires_at``, by default :data:`~portal.identity.security.TOKEN_LIFETIME`
+    from now, as API tokens do; it lives until revoked only when ``never_expires`` is chosen.
+    """
     _may_manage(actor, organisation.id, Action.SCIM_TOKEN_CREATE)
-    fields = parse(_TokenFields, {"name": name})
+    expires_at = token_expiry(expires_at, never_expires)
+    fields = parse(_TokenFields, {"name": name, "expires_at": expires_at})
     if organisation.status != OrganisationStatus.ACTIVE:
         raise ValidationFailed(
             _l(
@@ -104,6 +116,7 @@ def token_create(
         prefix=plaintext[:PREFIX_LENGTH],
         token_hash=token_digest(plaintext),
         created_by_id=actor.user_id,
+        expires_at=fields.expires_at,
     )
     session.add(token)
     session.flush()
@@ -115,7 +128,11 @@ def token_create(
         target_id=token.id,
         target_label=f"{token.prefix}… {token.name}",
         organisation_id=organisation.id,
-        after={"name": token.name, "prefix": token.prefix},
+        after={
+            "name": token.name,
+            "prefix": token.prefix,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+        },
     )
     return token, plaintext
 
@@ -139,13 +156,14 @@ def token_revoke(session: Session, *, actor: Actor, token: ScimToken) -> ScimTok
 
 
 def token_authenticate(session: Session, plaintext: str) -> ScimToken | None:
-    """The live token for ``plaintext`` (its organisation active), or None."""
+    """The live token for ``plaintext`` (not revoked or expired, its organisation active),
+    or None."""
     if not plaintext.startswith(TOKEN_START) or len(plaintext) > 200:
         return None
     token = session.scalar(
         sa.select(ScimToken).where(ScimToken.token_hash == token_digest(plaintext))
     )
-    if token is None or token.revoked_at is not None:
+    if token is None or token.state != "active":
         return None
     if token.organisation.status != OrganisationStatus.ACTIVE:
         return None

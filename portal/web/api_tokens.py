@@ -6,22 +6,20 @@ cached, never stored); afterwards only its prefix is visible.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from portal.api import selectors, services
-from portal.api.forms import NEVER, CouncilTokenForm, OrgTokenForm
+from portal.api.forms import CouncilTokenForm, OrgTokenForm
 from portal.api.models import TokenScope
 from portal.catalogue.selectors import vendor_by_slug, vendors_list
 from portal.db import db_session
-from portal.forms import committed
+from portal.forms import committed, expiry_arguments
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
-from portal.kernel.clock import now_utc
 from portal.kernel.i18n import _
 from portal.kernel.scope import Scope, scope_of
 from portal.tenancy.selectors import organisation_by_slug
@@ -35,13 +33,6 @@ def _council_form() -> CouncilTokenForm:
         (v.slug, f"{v.name} ({v.slug})") for v in vendors_list(db_session())
     ]
     return form
-
-
-def _expiry(form: OrgTokenForm) -> dict[str, Any]:
-    """The service's expiry arguments for the form's choice (a validated choice)."""
-    if form.expires_in.data == NEVER:
-        return {"never_expires": True}
-    return {"expires_at": now_utc() + dt.timedelta(days=int(form.expires_in.data))}
 
 
 def _created(token: Any, plaintext: str, back: str) -> ResponseReturnValue:
@@ -94,7 +85,7 @@ def council_token_create() -> ResponseReturnValue:
                 if scope == TokenScope.VENDOR and form.vendor.data
                 else None,
                 name=form.name.data,
-                **_expiry(form),
+                **expiry_arguments(form.expires_in.data),
             )
         if saved:
             return _created(token, plaintext, url_for("tokens.council_tokens"))
@@ -132,7 +123,7 @@ def org_token_create() -> ResponseReturnValue:
                 scope=TokenScope.ORGANISATION,
                 organisation=org,
                 name=form.name.data,
-                **_expiry(form),
+                **expiry_arguments(form.expires_in.data),
             )
         if saved:
             return _created(token, plaintext, url_for("tokens.org_tokens"))

@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 
 from portal.catalogue.selectors import product_by_sku
 from portal.db import db_session
-from portal.forms import committed
+from portal.forms import committed, expiry_arguments
 from portal.identity import auth
 from portal.identity.forms import ConfirmForm
 from portal.kernel.actor import Role
@@ -54,7 +54,11 @@ def org_scim_token_create() -> ResponseReturnValue:
     if form.validate_on_submit():
         with committed(form) as saved:
             token, plaintext = services.token_create(
-                db_session(), actor=g.actor, organisation=org, name=form.name.data
+                db_session(),
+                actor=g.actor,
+                organisation=org,
+                name=form.name.data,
+                **expiry_arguments(form.expires_in.data),
             )
         if saved:
             return (

@@ -13,20 +13,17 @@ that page what it shows).
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from portal.api import selectors as token_selectors
 from portal.api import services as token_services
-from portal.api.forms import NEVER, OrgTokenForm
+from portal.api.forms import OrgTokenForm
 from portal.api.models import TokenScope
 from portal.catalogue.models import Vendor
 from portal.catalogue.selectors import vendor_by_slug
 from portal.db import db_session
-from portal.forms import committed, confirmation_needed, submitted
+from portal.forms import committed, confirmation_needed, expiry_arguments, submitted
 from portal.identity import accounts, auth, factors, invitations
 from portal.identity import selectors as people
 from portal.identity.forms import ConfirmForm
@@ -291,18 +288,13 @@ def token_create() -> ResponseReturnValue:
     form = OrgTokenForm()
     if form.validate_on_submit():
         with committed(form) as saved:
-            expiry: dict[str, Any] = (
-                {"never_expires": True}
-                if form.expires_in.data == NEVER
-                else {"expires_at": now_utc() + dt.timedelta(days=int(form.expires_in.data))}
-            )
             token, plaintext = token_services.token_create(
                 db_session(),
                 actor=g.actor,
                 scope=TokenScope.VENDOR,
                 vendor=vendor,
                 name=form.name.data,
-                **expiry,
+                **expiry_arguments(form.expires_in.data),
             )
         if saved:
             page = render_template(

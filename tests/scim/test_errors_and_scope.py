@@ -123,8 +123,11 @@ def test_tokens_are_created_once_shown_and_revoked_on_the_page(app, make_org):
     admin = client_for(app, "org_admin", org)
     page = admin.get("/org/scim").get_data(as_text=True)
     assert "http://portal.test/scim/v2" in page
-    created = post_form(admin, "/org/scim", {"name": "Entra"}, token_from="/org/scim")
+    created = post_form(
+        admin, "/org/scim", {"name": "Entra", "expires_in": "90"}, token_from="/org/scim"
+    )
     assert created.status_code == 201 and created.headers["Cache-Control"] == "no-store"
+    assert "expires" in created.get_data(as_text=True)
     import re
 
     token = re.search(r'value="(scim_[^"]+)"', created.get_data(as_text=True)).group(1)
@@ -139,3 +142,72 @@ def test_tokens_are_created_once_shown_and_revoked_on_the_page(app, make_org):
     revoked = post_form(admin, f"/org/scim/tokens/{token_id}/revoke", {}, token_from="/org/scim")
     assert revoked.status_code == 302
     assert_scim_error(client.get("/Users"), 401)
+
+
+def test_a_scim_token_expires_in_90_days_unless_told_otherwise(app, make_org, clock):
+    """As API tokens do (issue 11): the term is chosen on the page, 90 days by default,
+    "never" only when chosen; an expired token gets 401 like an unknown one."""
+    import datetime as dt
+    import re
+
+    from portal.db import db
+    from portal.scim.models import ScimToken
+
+    start = clock.freeze("2026-12-01T00:00:00Z")
+    org = make_org("acme")
+    admin = client_for(app, "org_admin", org)
+    form = admin.get("/org/scim").get_data(as_text=True)
+    assert re.search(r'<option selected value="90">', form)
+    assert 'value="never"' in form
+
+    def create(name: str, term: str) -> tuple[str, str]:
+        page = post_form(admin, "/org/scim", {"name": name, "expires_in": term})
+        assert page.status_code == 201, page.get_data(as_text=True)
+        text = page.get_data(as_text=True)
+        return re.search(r'value="(scim_[^"]+)"', text).group(1), text
+
+    monthly, _ = create("Okta", "30")
+    forever, shown = create("Entra", "never")
+    assert "never expires" in shown
+    with app.app_context():
+        terms = {t.name: t.expires_at for t in db.session.query(ScimToken)}
+    assert terms == {"Okta": start + dt.timedelta(days=30), "Entra": None}
+
+    okta, entra = ScimClient(app, monthly, org), ScimClient(app, forever, org)
+    assert okta.get("/Users").status_code == 200
+    clock.advance(dt.timedelta(days=30))
+    assert_scim_error(okta.get("/Users"), 401)
+    assert entra.get("/Users").status_code == 200
+    listed = admin.get("/org/scim").get_data(as_text=True)
+    assert "expired" in listed and "never" in listed
+
+    refused = post_form(admin, "/org/scim", {"name": "Bad", "expires_in": "7"})
+    assert refused.status_code == 400
+    with app.app_context():
+        assert db.session.query(ScimToken).count() == 2
+
+
+def test_the_scim_token_service_defaults_to_90_days_and_checks_the_term(app, make_org, clock):
+    import datetime as dt
+
+    import pytest
+
+    from portal.db import db
+    from portal.kernel.errors import ValidationFailed
+    from portal.scim.services import token_create
+    from portal.tenancy.models import Organisation
+    from tests.conftest import SYSTEM
+
+    start = clock.freeze("2026-12-01T00:00:00Z")
+    org = make_org("acme")
+    with app.app_context():
+        acme = db.session.get(Organisation, org.id)
+        token, _ = token_create(db.session, actor=SYSTEM, organisation=acme, name="IdP")
+        assert token.expires_at == start + dt.timedelta(days=90)
+        for wrong in (
+            {"expires_at": start - dt.timedelta(seconds=1)},
+            {"expires_at": start + dt.timedelta(days=1), "never_expires": True},
+        ):
+            with pytest.raises(ValidationFailed) as refused:
+                token_create(db.session, actor=SYSTEM, organisation=acme, name="IdP", **wrong)
+            assert "expires_at" in refused.value.errors
