@@ -26,6 +26,7 @@ from portal.billing.access import FINANCE_ONLY
 from portal.billing.drafting import Billed, DraftInputs, draft_inputs, drafts_write
 from portal.billing.lifecycle import invoice_finalize
 from portal.billing.models import Invoice, InvoiceRun, InvoiceRunStatus
+from portal.db import is_postgres
 from portal.jobs.queue import job
 from portal.kernel import policy
 from portal.kernel.actor import Actor
@@ -129,9 +130,17 @@ def invoice_run_execute(
     # A finalising run renders and mails each invoice: one organisation per transaction.
     size = 1 if finalize else (batch_size or BATCH)
     done = 0
+    replan = is_postgres(session)
     for first in range(0, len(organisations), size):
         batch = organisations[first : first + size]
         try:
+            if replan:
+                # Each batch's statements are planned for the tables as they are now. The
+                # foreign-key checks of the lines' inserts run plans the connection keeps
+                # for its lifetime: planned while ``invoices`` was nearly empty (a worker's
+                # first run, or the batches before), each check read the whole table, and
+                # a run's time grew with the square of its organisations (docs/FINANCE.md).
+                session.execute(sa.text("DISCARD PLANS"))
             if inputs is None:
                 assert failure is not None
                 raise failure
