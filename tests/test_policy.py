@@ -585,6 +585,8 @@ ENTRY_POINTS: dict[str, Args] = {
     "portal.provisioning.reconcile.reconcile_vendor": lambda w: {"vendor": w.vendor, "fix": True},
     "portal.provisioning.reconcile.reconcile_all": lambda w: {},
     "portal.provisioning.reconcile.reconcile_job": lambda w: {},
+    "portal.provisioning.reconcile.reconcile_request": lambda w: {"vendor": w.vendor, "fix": True},
+    "portal.provisioning.reconcile.reconcile_run_job": lambda w: {"run_id": 1},
     "portal.provisioning.reconcile.latest_runs": lambda w: {},
     "portal.provisioning.reconcile.runs_of": lambda w: {"vendor": w.vendor},
     "portal.provisioning.reconcile.run_of": lambda w: {"vendor": w.vendor, "run_id": 1},

@@ -4,7 +4,10 @@ connection test.
 * ``GET /vendors/{slug}/provisioning/reconciliations``: the latest runs, newest first, each
   with its findings;
 * ``POST /vendors/{slug}/provisioning/reconciliations`` ``{"fix": bool}``: reconcile now
-  (201, the run; a vendor that cannot be read gives a run in state ``failed``);
+  (201, the run ``queued``, with ``Location``: a worker runs it, job
+  ``provisioning.reconcile_run``; a vendor that cannot be read gives a run ``failed``);
+* ``GET /vendors/{slug}/provisioning/reconciliations/{id}``: one run (poll it until ``done``
+  or ``failed``);
 * ``POST /vendors/{slug}/provisioning/scim-test``: read the vendor's
   ``ServiceProviderConfig`` and one user with the stored token.
 
@@ -22,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from portal.api.auth import COUNCIL, VENDOR, current_actor
 from portal.api.framework import reply, route
 from portal.api.provisioning import tag
-from portal.api.schemas import ApiModel, SlugPath
+from portal.api.schemas import MAX_ID, ApiModel, SlugPath
 from portal.catalogue.models import Vendor
 from portal.catalogue.selectors import vendor_by_slug
 from portal.db import db_session
@@ -55,7 +58,7 @@ class FindingOut(BaseModel):
 
 class RunOut(BaseModel):
     id: int
-    state: Literal["running", "done", "failed"]
+    state: Literal["queued", "running", "done", "failed"]
     fix: bool
     started_at: dt.datetime
     finished_at: dt.datetime | None
@@ -92,6 +95,10 @@ class RunOut(BaseModel):
                 for f in run.findings
             ],
         )
+
+
+class RunPath(SlugPath):
+    id: int = Field(ge=1, le=MAX_ID, description="The run's id")
 
 
 class RunList(BaseModel):
@@ -139,7 +146,8 @@ def reconciliations_list(path: SlugPath) -> Response:
     errors=[404, 409],
 )
 def reconciliation_create(path: SlugPath, body: ReconcileIn) -> Response:
-    """Compare the vendor's SCIM users with the seats of its products now.
+    """Compare the vendor's SCIM users with the seats of its products: the run is recorded
+    `queued` and a worker runs it (poll the run at `Location` until `done` or `failed`).
 
     Lists people active at the vendor without a seat, and people with a seat missing or
     inactive there; with `fix`, deactivates the former and creates or activates the
@@ -147,10 +155,31 @@ def reconciliation_create(path: SlugPath, body: ReconcileIn) -> Response:
     for a vendor without a SCIM connection.
     """
     vendor = _vendor(path.slug, Action.PROVISIONING_RECONCILE)
-    run = reconcile.reconcile_vendor(
+    run = reconcile.reconcile_request(
         db_session(), actor=current_actor(), vendor=vendor, fix=body.fix
     )
-    return reply(RunOut.of(run), status=201)
+    response = reply(RunOut.of(run), status=201)
+    response.headers["Location"] = (
+        f"/api/v1/vendors/{vendor.slug}/provisioning/reconciliations/{run.id}"
+    )
+    return response
+
+
+@route(
+    "get",
+    "/vendors/<slug>/provisioning/reconciliations/<int:id>",
+    scopes=[COUNCIL, VENDOR],
+    tag=tag,
+    action=Action.PROVISIONING_READ,
+    responses={200: RunOut},
+    errors=[404],
+)
+def reconciliation_get(path: RunPath) -> Response:
+    """One reconciliation run of the vendor, with its findings (poll it until `done` or
+    `failed`)."""
+    vendor = _vendor(path.slug, Action.PROVISIONING_READ)
+    run = reconcile.run_of(db_session(), actor=current_actor(), vendor=vendor, run_id=path.id)
+    return reply(RunOut.of(run))
 
 
 @route(

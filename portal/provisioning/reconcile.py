@@ -22,7 +22,9 @@ groups). A person with a delivery still on its way to the vendor is left to it
 
 The schedule runs :func:`reconcile_all` daily (job ``provisioning.reconcile``) for every
 vendor with SCIM configured; ``portal provisioning reconcile [--vendor SLUG] [--fix]``
-runs it by hand.
+runs it by hand. "Reconcile now" on the pages and the API records a ``queued`` run
+(:func:`reconcile_request`) that a worker runs (job ``provisioning.reconcile_run``): reading
+a vendor of thousands of people takes longer than a request should.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ import sqlalchemy as sa
 from scim2_client.errors import SCIMClientException
 from scim2_models import SCIMException
 from scim2_models import User as ScimUser
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from portal.audit.services import audit_record
 from portal.catalogue.models import Product, Vendor
 from portal.identity.models import User
-from portal.jobs.queue import job
+from portal.jobs.queue import enqueue, job
 from portal.kernel import policy
 from portal.kernel.actor import Actor
 from portal.kernel.clock import now_utc
@@ -264,23 +266,100 @@ def reconcile_vendor(
     fix: bool | None = None,
     directory: Directory | None = None,
 ) -> ReconciliationRun:
-    """Compare ``vendor``'s users with the seats of its products; store (and, with ``fix``,
-    set right) the drift. ``fix`` None: as the vendor's ``reconcile_fix`` says.
+    """Compare ``vendor``'s users with the seats of its products now; store (and, with
+    ``fix``, set right) the drift. ``fix`` None: as the vendor's ``reconcile_fix`` says.
 
     A vendor that cannot be read gives a ``failed`` run with the reason (not an error):
     the schedule goes on with the next vendor, and the page shows why.
     """
     policy.require(actor, Action.PROVISIONING_RECONCILE, vendor_id=vendor.id)
     settings = _settings(session, vendor)
-    fixing = settings.reconcile_fix if fix is None else fix
     run = ReconciliationRun(
         vendor_id=vendor.id,
         state=RunState.RUNNING,
-        fix=fixing,
+        fix=settings.reconcile_fix if fix is None else fix,
         started_at=now_utc(),
         requested_by=actor.label[:254],
     )
     session.add(run)
+    return _reconcile_into(
+        session, actor=actor, vendor=vendor, settings=settings, run=run, directory=directory
+    )
+
+
+def reconcile_request(
+    session: Session, *, actor: Actor, vendor: Vendor, fix: bool | None = None
+) -> ReconciliationRun:
+    """Record a reconciliation of ``vendor`` (``queued``) for a worker to run once this
+    transaction commits (the pages' "reconcile now" and the API); the run to poll."""
+    policy.require(actor, Action.PROVISIONING_RECONCILE, vendor_id=vendor.id)
+    settings = _settings(session, vendor)
+    run = ReconciliationRun(
+        vendor_id=vendor.id,
+        state=RunState.QUEUED,
+        fix=settings.reconcile_fix if fix is None else fix,
+        started_at=now_utc(),
+        requested_by=actor.label[:254],
+    )
+    session.add(run)
+    session.flush()
+    enqueue(session, "provisioning.reconcile_run", {"run_id": run.id}, actor=actor)
+    return run
+
+
+def _run_gave_up(session: Session, *, error: str, run_id: int) -> None:
+    """The run's job gave up (its last attempt failed): the run says so, and why."""
+    run = session.get(ReconciliationRun, run_id)
+    if run is not None and run.state in (RunState.QUEUED, RunState.RUNNING):
+        run.state = RunState.FAILED
+        run.error = f"The run stopped: {error}"[:500]
+        run.finished_at = now_utc()
+
+
+@job("provisioning.reconcile_run", max_attempts=2, backoff=(60,), on_give_up=_run_gave_up)
+def reconcile_run_job(session: Session, *, actor: Actor, run_id: int) -> None:
+    """The job behind "reconcile now": runs the queued run ``run_id``.
+
+    Delivered again after its worker was killed, it reads the vendor again from the start
+    (the findings of the attempt that died are dropped; its fixes were made at the vendor
+    and are found in place). A run that already ended is left as it is.
+    """
+    policy.require(actor, Action.JOB_RUN)
+    run = session.scalar(
+        sa.select(ReconciliationRun)
+        .where(ReconciliationRun.id == run_id)
+        .options(lazyload(ReconciliationRun.vendor))  # the run's row alone is locked
+        .with_for_update()
+    )
+    if run is None or run.state in (RunState.DONE, RunState.FAILED):
+        session.rollback()
+        return
+    vendor = run.vendor
+    run.findings.clear()
+    run.state = RunState.RUNNING
+    run.started_at = now_utc()
+    settings = session.scalar(
+        sa.select(VendorProvisioning).where(VendorProvisioning.vendor_id == vendor.id)
+    )
+    if settings is None or not settings.scim_configured:  # removed since it was asked for
+        run.state = RunState.FAILED
+        run.error = "The vendor has no SCIM connection any more."
+        run.finished_at = now_utc()
+        return
+    session.commit()  # the page shows it running while the vendor is read
+    _reconcile_into(session, actor=actor, vendor=vendor, settings=settings, run=run)
+
+
+def _reconcile_into(
+    session: Session,
+    *,
+    actor: Actor,
+    vendor: Vendor,
+    settings: VendorProvisioning,
+    run: ReconciliationRun,
+    directory: Directory | None = None,
+) -> ReconciliationRun:
+    """Read the vendor, compare, fix as ``run.fix`` says; the outcome written into ``run``."""
     seated = seated_people(session, vendor_id=vendor.id)
     run.seated_people = len(seated)
     own = directory is None
@@ -295,7 +374,7 @@ def reconcile_vendor(
         else:
             run.vendor_users = len(held)
             findings = compare(session, held=held, seated=seated)
-            if fixing:
+            if run.fix:
                 busy = _in_flight(session, vendor_id=vendor.id)
                 for finding in findings:
                     if finding.user_id is not None and finding.user_id in busy:
@@ -327,6 +406,7 @@ def reconcile_vendor(
             "run": run.id,
             "state": str(run.state),
             "fix": run.fix,
+            "requested_by": run.requested_by,
             "vendor_users": run.vendor_users,
             "seated_people": run.seated_people,
             "drift": run.drift_count,

@@ -22,6 +22,7 @@ from portal.kernel.clock import now_utc
 
 
 class RunState(enum.StrEnum):
+    QUEUED = "queued"  # asked for on a page or over the API: a worker runs it next
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"  # the vendor's users could not be read: ``error`` says why
@@ -50,7 +51,7 @@ class ReconciliationRun(Base):
 
     __tablename__ = "provisioning_reconciliations"
     __table_args__ = (
-        sa.CheckConstraint("state IN ('running', 'done', 'failed')", name="state_known"),
+        sa.CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state_known"),
         sa.Index("ix_provisioning_reconciliations_vendor_id_id", "vendor_id", "id"),
     )
 

@@ -22,6 +22,7 @@ class ConnectionTestForm(FlaskForm):
 
 
 RUN_STATE_LABELS = {
+    "queued": _l("queued"),
     "running": _l("running"),
     "done": _l("done"),
     "failed": _l("failed"),

@@ -3,7 +3,8 @@ for council admins and that vendor's admins; "test the SCIM connection" beside i
 
 * ``/council/provisioning/reconciliation``: every vendor with SCIM and its latest run;
 * ``/council/vendors/<slug>/reconciliation``: one vendor's runs and a run's findings, with
-  "reconcile now" (optionally fixing) and "test the SCIM connection";
+  "reconcile now" (optionally fixing: queued, a worker runs it, the page refreshes until it
+  ends) and "test the SCIM connection";
 * ``/vendor/provisioning/reconciliation``: the same for a vendor admin's own vendor.
 
 The pages are adapters: :mod:`portal.provisioning.reconcile` checks the policy
@@ -23,10 +24,9 @@ from portal.forms import committed, submitted
 from portal.identity import auth
 from portal.kernel.actor import Role
 from portal.kernel.errors import DomainError
-from portal.kernel.i18n import _, _n
+from portal.kernel.i18n import _
 from portal.kernel.policy import Action, Reach
 from portal.provisioning import reconcile
-from portal.provisioning.reconcile_models import RunState
 from portal.provisioning.scim_forms import (
     DRIFT_FIX_LABELS,
     DRIFT_KIND_LABELS,
@@ -94,30 +94,23 @@ def _page(
 
 
 def _reconcile(vendor: Vendor, *, council: bool, back: str) -> ResponseReturnValue:
+    """Queue a reconciliation (a worker runs it); the page follows the run until it ends."""
     form = ReconcileForm()
     if submitted(form):
         with committed(form) as saved:
-            run = reconcile.reconcile_vendor(
+            run = reconcile.reconcile_request(
                 db_session(), actor=g.actor, vendor=vendor, fix=bool(form.fix.data)
             )
         if saved:
-            if run.state == RunState.FAILED:
-                flash(
-                    _("The vendor's users could not be read: %(error)s", error=run.error), "error"
-                )
-            elif run.drift_count == 0:
-                flash(_("No drift: the vendor holds exactly the people with a seat."), "success")
-            elif run.fix:
-                found = _n(
-                    "%(num)s difference found.", "%(num)s differences found.", run.drift_count
-                )
-                flash(f"{found} {_('Fixed: %(fixed)s.', fixed=run.fixed_count)}", "success")
-            else:
-                found = _n(
-                    "%(num)s difference found.", "%(num)s differences found.", run.drift_count
-                )
-                flash(found, "info")
-            return redirect(back)
+            flash(
+                _(
+                    "The reconciliation of %(vendor)s is queued: this page shows it when it "
+                    "is done.",
+                    vendor=vendor.name,
+                ),
+                "info",
+            )
+            return redirect(f"{back}?run={run.id}")
     return _page(vendor, council=council, form=form, status=400)
 
 

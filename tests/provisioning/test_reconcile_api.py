@@ -52,7 +52,12 @@ def test_a_vendor_reconciles_over_the_api(app, client, tokens, vendor_server, jo
     vendor_server.add_user("stranger@vendor.example")
     made = client.post(RUNS, headers=tokens["own"], json={"fix": True})
     assert made.status_code == 201, made.get_data(as_text=True)
-    run = made.json
+    assert made.json["state"] == "queued"  # a worker runs it (here: as the request commits)
+    location = made.headers["Location"]
+    assert location == f"{RUNS}/{made.json['id']}"
+    polled = client.get(location, headers=tokens["own"])
+    assert polled.status_code == 200
+    run = polled.json
     assert (run["state"], run["fix"], run["drift"], run["fixed"]) == ("done", True, 1, 1)
     assert run["findings"] == [
         {
