@@ -27,6 +27,7 @@ JOB_LABELS = {
     "provisioning.deliver": _l("Provisioning deliveries"),
     "provisioning.sweep": _l("Provisioning deliveries due"),
     "provisioning.reconcile": _l("Provisioning reconciliation"),
+    "provisioning.reconcile_run": _l("Reconciliation asked for"),
     "seats.fold_counts": _l("Seat figures folded"),
 }
 
