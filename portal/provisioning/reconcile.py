@@ -258,6 +258,24 @@ def _forget_old_runs(session: Session, vendor_id: int) -> None:
         session.execute(sa.delete(ReconciliationRun).where(ReconciliationRun.id.in_(old)))
 
 
+def _new_run(
+    session: Session, *, actor: Actor, vendor: Vendor, fix: bool | None, state: RunState
+) -> tuple[ReconciliationRun, VendorProvisioning]:
+    """A run of ``vendor`` asked for by ``actor`` (who may), with the vendor's settings;
+    ``fix`` None: as the vendor's ``reconcile_fix`` says."""
+    policy.require(actor, Action.PROVISIONING_RECONCILE, vendor_id=vendor.id)
+    settings = _settings(session, vendor)
+    run = ReconciliationRun(
+        vendor_id=vendor.id,
+        state=state,
+        fix=settings.reconcile_fix if fix is None else fix,
+        started_at=now_utc(),
+        requested_by=actor.label[:254],
+    )
+    session.add(run)
+    return run, settings
+
+
 def reconcile_vendor(
     session: Session,
     *,
@@ -272,16 +290,7 @@ def reconcile_vendor(
     A vendor that cannot be read gives a ``failed`` run with the reason (not an error):
     the schedule goes on with the next vendor, and the page shows why.
     """
-    policy.require(actor, Action.PROVISIONING_RECONCILE, vendor_id=vendor.id)
-    settings = _settings(session, vendor)
-    run = ReconciliationRun(
-        vendor_id=vendor.id,
-        state=RunState.RUNNING,
-        fix=settings.reconcile_fix if fix is None else fix,
-        started_at=now_utc(),
-        requested_by=actor.label[:254],
-    )
-    session.add(run)
+    run, settings = _new_run(session, actor=actor, vendor=vendor, fix=fix, state=RunState.RUNNING)
     return _reconcile_into(
         session, actor=actor, vendor=vendor, settings=settings, run=run, directory=directory
     )
@@ -292,16 +301,7 @@ def reconcile_request(
 ) -> ReconciliationRun:
     """Record a reconciliation of ``vendor`` (``queued``) for a worker to run once this
     transaction commits (the pages' "reconcile now" and the API); the run to poll."""
-    policy.require(actor, Action.PROVISIONING_RECONCILE, vendor_id=vendor.id)
-    settings = _settings(session, vendor)
-    run = ReconciliationRun(
-        vendor_id=vendor.id,
-        state=RunState.QUEUED,
-        fix=settings.reconcile_fix if fix is None else fix,
-        started_at=now_utc(),
-        requested_by=actor.label[:254],
-    )
-    session.add(run)
+    run, _ = _new_run(session, actor=actor, vendor=vendor, fix=fix, state=RunState.QUEUED)
     session.flush()
     enqueue(session, "provisioning.reconcile_run", {"run_id": run.id}, actor=actor)
     return run
@@ -338,10 +338,9 @@ def reconcile_run_job(session: Session, *, actor: Actor, run_id: int) -> None:
     run.findings.clear()
     run.state = RunState.RUNNING
     run.started_at = now_utc()
-    settings = session.scalar(
-        sa.select(VendorProvisioning).where(VendorProvisioning.vendor_id == vendor.id)
-    )
-    if settings is None or not settings.scim_configured:  # removed since it was asked for
+    try:
+        settings = _settings(session, vendor)
+    except InvalidState:  # the SCIM connection was removed since the run was asked for
         run.state = RunState.FAILED
         run.error = "The vendor has no SCIM connection any more."
         run.finished_at = now_utc()

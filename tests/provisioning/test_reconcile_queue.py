@@ -86,3 +86,25 @@ def test_a_run_delivered_again_starts_over_and_an_ended_run_is_left(app, scim_wo
         run = db.session.get(ReconciliationRun, run_id)
         assert run.finished_at == finished and run.drift_count == 1
         assert db.session.scalar(sa.select(sa.func.count()).select_from(DriftFinding)) == 1
+
+
+def test_a_run_whose_vendor_lost_its_scim_connection_meanwhile_fails_saying_so(
+    app, signed_in, scim_world, vendor_server
+):
+    from portal.provisioning.models import VendorProvisioning
+
+    admin = signed_in("council_admin")
+    asked = post_form(admin, PAGE, {})
+    run_id = int(asked.headers["Location"].rsplit("?run=", 1)[1])
+    with app.app_context():
+        db.session.execute(
+            sa.update(VendorProvisioning)
+            .where(VendorProvisioning.vendor_id == scim_world.vendor_id)
+            .values(scim_base_url=None)
+        )
+        db.session.commit()
+    _work(app, run_id)
+    with app.app_context():
+        run = db.session.get(ReconciliationRun, run_id)
+        assert run.state == RunState.FAILED and run.finished_at is not None
+        assert run.error == "The vendor has no SCIM connection any more."
