@@ -20,9 +20,9 @@ it is written for speed without giving up exactness:
   (invariant 9).
 * Valid events are written in the caller's single transaction, each
   (organisation, idempotency key) stored once — invariant 3. PostgreSQL (events
-  partitioned by month, migration 0013): binary ``COPY`` into a staging table, then
-  one statement inserting the keys into ``usage_event_keys`` with
-  ``ON CONFLICT DO NOTHING`` and the events whose keys were new. SQLite: one
+  partitioned by month, migration 0013): binary ``COPY`` into a staging table, the
+  keys into ``usage_event_keys`` (whose primary key is the rule), then the events
+  whose keys were new (``_insert_postgres``). SQLite: one
   ``executemany`` straight into ``usage_events`` (its primary key is the rule), with
   a lookup of the stored keys only when the batch has some. A failure mid-batch
   rolls everything back: nothing is half-written, and resending the batch counts
@@ -41,6 +41,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from psycopg.errors import UniqueViolation
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -649,8 +650,9 @@ _PG_TYPES = (
 _COLS = ", ".join(EVENT_COLUMNS)
 _ROLLUP_COLUMNS = "organisation_id, product_id, meter_id, occurred_at, quantity_micros, user_email"
 
-# Session-local tables, emptied at commit: the batch as sent (COPY's target) and the events
-# of it actually inserted (what the rollups add). One round trip makes and empties both.
+# Session-local tables, emptied at commit: the batch as sent (COPY's target) and, when some
+# of its keys were stored already, the events of it actually inserted (what the rollups
+# add). One round trip makes and empties both.
 _PG_PREPARE = (
     "CREATE TEMP TABLE IF NOT EXISTS usage_stage "
     "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
@@ -660,15 +662,30 @@ _PG_PREPARE = (
     "DELETE FROM usage_stage; DELETE FROM usage_inserted"
 )
 # Invariant 3 across the month partitions (migration 0013): the batch's keys go into
-# usage_event_keys, whose primary key is (organisation, key); only the events whose key
-# was new there are inserted, in the same statement. The keys are inserted in key order,
-# so two batches sharing keys wait for each other (the second skips what the first
-# committed) rather than deadlock. The keys of a batch are distinct (``_insert``).
-_STAGED = ", ".join("s." + c for c in EVENT_COLUMNS)
-_PG_INSERT = (
-    "WITH new_keys AS (INSERT INTO usage_event_keys (organisation_id, idempotency_key) "  # noqa: S608
+# usage_event_keys, whose primary key is (organisation, key), and an event is inserted only
+# if its key was new there. The keys are inserted in one order (bytewise: sorting by "C" is
+# cheaper than by the database's collation, and any one order will do), so two batches
+# sharing keys wait for each other (the second finds what the first committed) rather than
+# deadlock. The keys of a batch are distinct (``_insert``).
+_KEYS_OF_STAGE = (
+    "INSERT INTO usage_event_keys (organisation_id, idempotency_key) "
     "SELECT organisation_id, idempotency_key FROM usage_stage "
-    "ORDER BY organisation_id, idempotency_key "
+    'ORDER BY organisation_id, idempotency_key COLLATE "C"'
+)
+KEYS_PRIMARY_KEY = "pk_usage_event_keys"
+# Every key new (the common case): a plain insert of the keys, which fails on the first key
+# stored already, then every staged event, with no join; the rollups add the staged events.
+_PG_KEYS = "SAVEPOINT usage_keys; " + _KEYS_OF_STAGE
+_PG_INSERT_ALL = (
+    "RELEASE SAVEPOINT usage_keys; "  # noqa: S608 (constant columns)
+    f"INSERT INTO usage_events ({_COLS}) SELECT {_COLS} FROM usage_stage"
+)
+# Some key stored already: back to before the keys, then one statement inserts the keys that
+# are new (``ON CONFLICT DO NOTHING``) and the events of those, and keeps the events for the
+# rollups.
+_STAGED = ", ".join("s." + c for c in EVENT_COLUMNS)
+_PG_INSERT_NEW = (
+    f"WITH new_keys AS ({_KEYS_OF_STAGE} "  # noqa: S608 (constant columns)
     "ON CONFLICT (organisation_id, idempotency_key) DO NOTHING "
     "RETURNING organisation_id, idempotency_key), "
     f"inserted AS (INSERT INTO usage_events ({_COLS}) "
@@ -682,7 +699,17 @@ _PG_INSERT = (
 
 def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
     """COPY into a staging table, insert what is new, and add exactly those rows to the
-    rollups: four round trips whatever the batch's size."""
+    rollups: four round trips whatever the batch's size when every key is new.
+
+    The keys are inserted first, under a savepoint, by a plain ``INSERT``: when all of them
+    are new (a batch sent for the first time), every staged event is inserted and rolled up
+    as it is. A plain insert costs two thirds of one with ``ON CONFLICT DO NOTHING``, which
+    looks each key up before inserting it (docs/PERFORMANCE.md). A key stored already (or
+    being stored by a transaction that then commits) makes that insert fail; the batch goes
+    back to the savepoint and inserts the keys that are new and their events by a join
+    (``_PG_INSERT_NEW``), as a resent batch must. Such a failure leaves one line in
+    PostgreSQL's log ("duplicate key value violates unique constraint") and nothing else.
+    """
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(_PG_PREPARE)
@@ -690,11 +717,21 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
             copy.set_types(_PG_TYPES)
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(_PG_INSERT)
-        inserted = cursor.rowcount
-        if inserted:
-            cursor.execute(_PG_ROLLUPS)
-        return inserted
+        try:
+            cursor.execute(_PG_KEYS)
+        except UniqueViolation as exc:
+            if exc.diag.constraint_name != KEYS_PRIMARY_KEY:
+                raise
+            cursor.execute("ROLLBACK TO SAVEPOINT usage_keys")
+            cursor.execute(_PG_INSERT_NEW)
+            inserted = cursor.rowcount
+            cursor.execute("RELEASE SAVEPOINT usage_keys")
+            if inserted:
+                cursor.execute(_PG_ROLLUPS_OF_INSERTED)
+            return inserted
+        cursor.execute(_PG_INSERT_ALL)
+        cursor.execute(_PG_ROLLUPS_OF_STAGE)
+        return len(rows)
     finally:
         cursor.close()
 
@@ -713,7 +750,7 @@ _PG_ROLLUPS = (
     "quantity_micros, max_micros, events) "
     "SELECT organisation_id, product_id, meter_id, (occurred_at AT TIME ZONE 'UTC')::date, "
     "sum(quantity_micros), "
-    "max(quantity_micros), count(*) FROM usage_inserted "
+    "max(quantity_micros), count(*) FROM {source} "
     "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
     "ON CONFLICT (organisation_id, product_id, meter_id, day) DO UPDATE SET "
     "quantity_micros = d.quantity_micros + excluded.quantity_micros, "
@@ -723,7 +760,7 @@ _PG_ROLLUPS = (
     "day, last_occurred_at, events) "
     "SELECT organisation_id, product_id, user_email, meter_id, "
     "(occurred_at AT TIME ZONE 'UTC')::date, max(occurred_at), "
-    "count(*) FROM usage_inserted WHERE user_email IS NOT NULL "
+    "count(*) FROM {source} WHERE user_email IS NOT NULL "
     "GROUP BY 1, 2, 3, 4, 5 "
     "ORDER BY 1, 2, 3, 4, 5 "
     "ON CONFLICT (organisation_id, product_id, user_email, meter_id, day) DO UPDATE SET "
@@ -734,7 +771,7 @@ _PG_ROLLUPS = (
     # the row first; ON CONFLICT's WHERE keeps the later day if another batch wrote between).
     "INSERT INTO usage_last_use AS l (organisation_id, product_id, user_email, last_day) "
     "SELECT i.organisation_id, i.product_id, i.user_email, "
-    "max((i.occurred_at AT TIME ZONE 'UTC')::date) FROM usage_inserted i "
+    "max((i.occurred_at AT TIME ZONE 'UTC')::date) FROM {source} i "
     "WHERE i.user_email IS NOT NULL GROUP BY 1, 2, 3 "
     "HAVING NOT EXISTS (SELECT 1 FROM usage_last_use s WHERE s.organisation_id = "
     "i.organisation_id AND s.product_id = i.product_id AND s.user_email = i.user_email "
@@ -743,6 +780,9 @@ _PG_ROLLUPS = (
     "ON CONFLICT (organisation_id, product_id, user_email) DO UPDATE SET "
     "last_day = excluded.last_day WHERE l.last_day < excluded.last_day"
 )
+# The events just inserted: the whole batch as staged, or the part of it kept in usage_inserted.
+_PG_ROLLUPS_OF_STAGE = _PG_ROLLUPS.format(source="usage_stage")
+_PG_ROLLUPS_OF_INSERTED = _PG_ROLLUPS.format(source="usage_inserted")
 # SQLite: the rows are inserted with one executemany, straight into usage_events; the
 # rollups are grouped in Python from the rows inserted (times as stored: naive UTC text,
 # whose first ten characters are the day) and upserted with one executemany each.

@@ -8,10 +8,12 @@ update; the migration's backfill rolls up events stored before it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import threading
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from portal.db import council_wide, db
@@ -206,6 +208,73 @@ def test_duplicates_add_nothing_to_the_rollups(app, metered):
         rows = db.session.scalars(sa.select(UsageDaily)).all()
         assert sum(r.events for r in rows) == 20
         assert sum(int(r.quantity_micros) for r in rows) == 50_000_000
+
+
+def test_a_batch_of_stored_and_new_events_rolls_up_only_the_new(app, metered):
+    """On PostgreSQL such a batch takes the slower way (back to the savepoint, the events
+    whose keys are new inserted by a join): only those reach the rollups."""
+    stored = [event(quantity="1", user_email=None) for _ in range(10)]
+    assert ingest(app, stored).accepted == 10
+    new = [event(quantity="2", user_email=None) for _ in range(5)]
+    result = ingest(app, stored[::2] + new + stored[1::2])
+    assert (result.accepted, result.duplicates) == (5, 10)
+    with app.app_context():
+        (row,) = db.session.scalars(sa.select(UsageDaily)).all()
+        assert (row.events, int(row.quantity_micros)) == (15, 20_000_000)
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(UsageEvent)) == 15
+
+
+def test_parallel_batches_sharing_some_keys_count_and_roll_up_each_event_once(app, metered):
+    """Six batches at once, each with 40 events of its own and the same 40 shared ones: a
+    batch meeting a shared key another has stored (or is storing) keeps only its new events."""
+    at = (now_utc() - dt.timedelta(hours=2)).isoformat()
+    shared = [event(occurred_at=at, quantity="1") for _ in range(40)]
+    batches = [shared + [event(occurred_at=at, quantity="1") for _ in range(40)] for _ in range(6)]
+    results: list = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(batches))
+
+    def send(batch: list[dict]) -> None:
+        barrier.wait()
+        try:
+            results.append(ingest(app, batch))
+        except Exception as exc:  # asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sum(r.accepted for r in results) == 40 + 6 * 40
+    assert sum(r.duplicates for r in results) == 5 * 40
+    with app.app_context():
+        (row,) = db.session.scalars(sa.select(UsageDaily)).all()
+        assert (row.events, int(row.quantity_micros)) == (280, 280_000_000)
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(UsageEvent)) == 280
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("PORTAL_TEST_DATABASE_URL") or "").startswith("postgresql"),
+    reason="fillfactor is PostgreSQL's",
+)
+def test_the_rollups_rewritten_by_every_batch_leave_room_on_their_pages(app):
+    """Migration 0039: each batch rewrites the day's rows; with half of each page free the
+    new version stays on its page and no index changes (a HOT update)."""
+    with app.app_context():
+        options = dict(
+            db.session.execute(
+                sa.text(
+                    "SELECT relname, reloptions FROM pg_class "
+                    "WHERE relname IN ('usage_daily', 'usage_daily_people')"
+                )
+            ).all()
+        )
+    assert options == {
+        "usage_daily": ["fillfactor=50"],
+        "usage_daily_people": ["fillfactor=50"],
+    }
 
 
 def _send_at_once(app, batches: list[list[dict]]) -> None:
