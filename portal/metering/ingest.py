@@ -399,10 +399,11 @@ def usage_ingest(
     newest = now + MAX_FUTURE
     codes = dict.fromkeys(errors, "invalid")
     valid: list[tuple[int, EventIn, tuple]] = []
+    emails: dict[str, str | list[str]] = {}  # a batch names few people, each many times
     for index, event in enumerate(events):
         if event is None:
             continue
-        problems = _check(event, refs, vendor_id, oldest, newest)
+        problems = _check(event, refs, vendor_id, oldest, newest, emails)
         if isinstance(problems, dict):
             errors[index] = problems
             codes[index] = "invalid"
@@ -420,9 +421,14 @@ def usage_ingest(
             organisation_ids={row[0] for _, _, row in valid if row[6] is not None},
             emails={row[6] for _, _, row in valid if row[6] is not None},
         )
+        # Whether (organisation, product) was in force on a day, found once per such triple.
+        known: dict[tuple[int, int, dt.date], bool] = {}
         for index, event, row in valid:
             day = row[5].date()
-            if not in_force(terms.get((row[0], row[1])), day):
+            held = known.get((row[0], row[1], day))
+            if held is None:
+                held = known[(row[0], row[1], day)] = in_force(terms.get((row[0], row[1])), day)
+            if not held:
                 errors[index] = {
                     "organisation": [
                         f"{event.organisation} holds no subscription of {event.product} "
@@ -522,10 +528,26 @@ def _property_problem(properties: dict[str, Any]) -> str | None:
     return None
 
 
+def _email(text: str) -> str | list[str]:
+    """``user_email`` as stored (trimmed, lower case), or what is wrong with it."""
+    email = text.strip().lower()
+    if "\x00" in email:
+        return [NUL_MESSAGE]
+    if len(email) > 254 or not _EMAIL.match(email):
+        return ["Give a valid email address."]
+    return email
+
+
 def _check(
-    event: EventIn, refs: _Refs, vendor_id: int | None, oldest: dt.datetime, newest: dt.datetime
+    event: EventIn,
+    refs: _Refs,
+    vendor_id: int | None,
+    oldest: dt.datetime,
+    newest: dt.datetime,
+    emails: dict[str, str | list[str]],
 ) -> dict[str, list[str]] | tuple:
-    """The row to insert for a valid event, or its errors by field."""
+    """The row to insert for a valid event, or its errors by field. ``emails`` keeps each
+    ``user_email`` of the batch as :func:`_email` read it."""
     problems: dict[str, list[str]] = {}
     key = event.idempotency_key
     if not key or len(key) > MAX_KEY_LENGTH:
@@ -563,13 +585,15 @@ def _check(
         problems["occurred_at"] = ["This is more than 5 minutes in the future."]
     elif occurred < oldest:
         problems["occurred_at"] = ["This is older than the portal accepts."]
-    email = event.user_email
-    if email is not None:
-        email = email.strip().lower()
-        if "\x00" in email:
-            problems["user_email"] = [NUL_MESSAGE]
-        elif len(email) > 254 or not _EMAIL.match(email):
-            problems["user_email"] = ["Give a valid email address."]
+    email = None
+    if event.user_email is not None:
+        read = emails.get(event.user_email)
+        if read is None:
+            read = emails[event.user_email] = _email(event.user_email)
+        if isinstance(read, list):
+            problems["user_email"] = list(read)  # its own list: the answer may be changed
+        else:
+            email = read
     properties = None
     if event.properties is not None:
         try:

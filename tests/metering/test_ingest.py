@@ -164,6 +164,19 @@ def test_each_bad_field_is_reported_and_good_events_are_kept(app, metered, overr
     assert all(r.idempotency_key != bad["idempotency_key"] for r in _stored(app))
 
 
+def test_every_event_naming_the_same_bad_email_is_reported(app, metered):
+    # Each address is read once per batch: the second event with it is reported all the same.
+    person(app, "acme", "jonas@acme.example")
+    events = [event(user_email="not-an-email") for _ in range(2)]
+    events += [event(user_email=" Jonas@ACME.example"), event(user_email="jonas@acme.example")]
+    result = ingest(app, events)
+    assert result.accepted == 2
+    assert result.rejected == [
+        {"index": i, "code": "invalid", "errors": {"user_email": ["Give a valid email address."]}}
+        for i in (0, 1)
+    ]
+
+
 def test_missing_fields_are_named(app, metered):
     incomplete = event()
     del incomplete["meter"]
