@@ -422,6 +422,26 @@ class LoadResult:
         """Latency quantile in milliseconds."""
         return percentile(self.latencies.get(op, []), q) * 1000
 
+    @classmethod
+    def combined(cls, results: Sequence[LoadResult]) -> LoadResult:
+        """Several runs of one load as one: their latencies, errors, windows, requests and
+        CPU time added up."""
+        latencies: dict[str, list[float]] = {}
+        errors: dict[str, int] = {}
+        for result in results:
+            for op, values in result.latencies.items():
+                latencies.setdefault(op, []).extend(values)
+            for op, n in result.errors.items():
+                errors[op] = errors.get(op, 0) + n
+        return cls(
+            latencies,
+            errors,
+            sum(r.seconds for r in results),
+            sum(r.requests for r in results),
+            sum(r.cpu_seconds for r in results),
+            sum(r.database_cpu_seconds for r in results),
+        )
+
     def in_flight(self, op: str) -> float:
         """Little's law: rate × mean latency; for a closed loop, the number of connections."""
         values = self.latencies.get(op, [])

@@ -9,8 +9,10 @@ assigning (``POST /api/v1/subscriptions/{id}/seats``) and releasing
 (``DELETE /api/v1/subscriptions/{id}/seats/{email}``) seats of its own people
 in turn. Beside it, ``benchmarks/bare_app.py`` served by the same gunicorn
 settings does one INSERT (assign) and one DELETE (release) of a row per request
-against the same database. Prints operations per second, p50 and p95 latency
-and the ratio portal/bare.
+against the same database. Both servers run at once and are loaded in turn,
+bare then portal, for ``--rounds`` rounds (a slow spell of a shared machine
+falls on both rather than on one). Prints operations per second over all
+rounds, p50 and p95 latency and the ratio portal/bare.
 
     .venv/bin/python -m benchmarks.seats_api            # or: make bench-seats
     .venv/bin/python -m benchmarks.seats_api --quick    # a smoke run
@@ -148,21 +150,29 @@ def measure(
 ) -> dict[str, common.LoadResult]:
     token, subscription_id, emails = setup(db, env, args.users)
     shares = [emails[i :: args.clients] for i in range(args.clients)]
-    results: dict[str, common.LoadResult] = {}
-    servers = (
-        (BARE, "benchmarks.bare_app:app", {**env, "BARE_DATABASE_URL": db.url}),
-        (PORTAL, "wsgi:app", env),
-    )
-    for server, wsgi, server_env in servers:
-        with common.gunicorn(wsgi, server_env, log=log) as gunicorn:
-            jobs = [(gunicorn.port, server, token, subscription_id, share) for share in shares]
-            results[server] = common.run_clients(
-                _client,
-                jobs,
-                duration=args.duration,
-                warmup=args.warmup,
-                cpu=common.ServerCPU(gunicorn, db),
-            )
+    runs: dict[str, list[common.LoadResult]] = {BARE: [], PORTAL: []}
+    env_of = {BARE: {**env, "BARE_DATABASE_URL": db.url}, PORTAL: env}
+    wsgi_of = {BARE: "benchmarks.bare_app:app", PORTAL: "wsgi:app"}
+    # Both servers up at once, loaded in turn (bare, portal) for --rounds rounds: a slow
+    # spell of the shared machine falls on both rather than on one.
+    with (
+        common.gunicorn(wsgi_of[BARE], env_of[BARE], log=log) as bare,
+        common.gunicorn(wsgi_of[PORTAL], env_of[PORTAL], log=log) as portal,
+    ):
+        for _ in range(args.rounds):
+            for server, gunicorn in ((BARE, bare), (PORTAL, portal)):
+                jobs = [(gunicorn.port, server, token, subscription_id, share) for share in shares]
+                runs[server].append(
+                    common.run_clients(
+                        _client,
+                        jobs,
+                        duration=args.duration,
+                        warmup=args.warmup,
+                        cpu=common.ServerCPU(gunicorn, db),
+                    )
+                )
+    results = {server: common.LoadResult.combined(runs[server]) for server in (BARE, PORTAL)}
+    for server in (BARE, PORTAL):
         r = results[server]
         print(
             f"  {db.kind:<10} {server:<6} {r.rate():8.0f} ops/s "
@@ -185,12 +195,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="load processes")
     parser.add_argument("--duration", type=float, default=15, help="seconds measured per server")
     parser.add_argument("--warmup", type=float, default=3, help="seconds before measuring")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the bare server then the portal"
+    )
     parser.add_argument("--databases", default=",".join(common.DATABASES))
     parser.add_argument("--postgres-url", default=common.DEFAULT_POSTGRES)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.users, args.duration, args.warmup = 200, 3, 1
+        args.users, args.duration, args.warmup, args.rounds = 200, 3, 1, 1
     kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
 
     print(f"Machine: {common.machine()}")
@@ -198,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PostgreSQL {common.postgres_version(args.postgres_url)}")
     print(
         f"gunicorn: {common.gunicorn_settings()}; {args.clients} client processes, "
-        f"{args.users:,} people, {args.duration:g} s measured after {args.warmup:g} s warm-up"
+        f"{args.users:,} people, {args.rounds} rounds of {args.duration:g} s measured per "
+        f"server after {args.warmup:g} s warm-up"
     )
     rows, ratios = [], []
     with tempfile.TemporaryDirectory(prefix="portal-bench-") as tmp:
