@@ -696,7 +696,7 @@ _KEYS_OF_STAGE = (
     "SELECT organisation_id, idempotency_key FROM usage_stage "
     'ORDER BY organisation_id, idempotency_key COLLATE "C"'
 )
-KEYS_PRIMARY_KEY = "pk_usage_event_keys"
+_KEYS_PRIMARY_KEY = "pk_usage_event_keys"
 # Every key new (the common case): a plain insert of the keys, which fails on the first key
 # stored already, then every staged event, with no join; the rollups add the staged events.
 _PG_KEYS = "SAVEPOINT usage_keys; " + _KEYS_OF_STAGE
@@ -744,7 +744,7 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
         try:
             cursor.execute(_PG_KEYS)
         except UniqueViolation as exc:
-            if exc.diag.constraint_name != KEYS_PRIMARY_KEY:
+            if exc.diag.constraint_name != _KEYS_PRIMARY_KEY:
                 raise
             cursor.execute("ROLLBACK TO SAVEPOINT usage_keys")
             cursor.execute(_PG_INSERT_NEW)
