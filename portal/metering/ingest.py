@@ -753,8 +753,7 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
             if inserted:
                 cursor.execute(_PG_ROLLUPS_OF_INSERTED)
             return inserted
-        cursor.execute(_PG_INSERT_ALL)
-        cursor.execute(_PG_ROLLUPS_OF_STAGE)
+        cursor.execute(_PG_INSERT_ALL_AND_ROLLUPS)
         return len(rows)
     finally:
         cursor.close()
@@ -807,6 +806,8 @@ _PG_ROLLUPS = (
 # The events just inserted: the whole batch as staged, or the part of it kept in usage_inserted.
 _PG_ROLLUPS_OF_STAGE = _PG_ROLLUPS.format(source="usage_stage")
 _PG_ROLLUPS_OF_INSERTED = _PG_ROLLUPS.format(source="usage_inserted")
+# A batch whose keys were all new: its events and their rollups in one round trip.
+_PG_INSERT_ALL_AND_ROLLUPS = f"{_PG_INSERT_ALL}; {_PG_ROLLUPS_OF_STAGE}"
 # SQLite: the rows are inserted with one executemany, straight into usage_events; the
 # rollups are grouped in Python from the rows inserted (times as stored: naive UTC text,
 # whose first ten characters are the day) and upserted with one executemany each.
