@@ -20,7 +20,7 @@ from portal.db import council_wide, db
 from portal.kernel.clock import now_utc
 from portal.kernel.scope import Scope
 from portal.metering import selectors
-from portal.metering.ingest import usage_ingest
+from portal.metering.ingest import IngestResult, usage_ingest
 from portal.metering.models import UsageDaily, UsageDailyPerson, UsageEvent, UsageLastUse
 from tests.metering.conftest import COUNCIL, body, event, ingest, person, subscribe
 from tests.support import migration
@@ -213,9 +213,10 @@ def test_duplicates_add_nothing_to_the_rollups(app, metered):
 def test_a_batch_of_stored_and_new_events_rolls_up_only_the_new(app, metered):
     """On PostgreSQL such a batch takes the slower way (back to the savepoint, the events
     whose keys are new inserted by a join): only those reach the rollups."""
-    stored = [event(quantity="1", user_email=None) for _ in range(10)]
+    at = (now_utc() - dt.timedelta(hours=2)).isoformat()  # one day's row, whatever the hour
+    stored = [event(occurred_at=at, quantity="1", user_email=None) for _ in range(10)]
     assert ingest(app, stored).accepted == 10
-    new = [event(quantity="2", user_email=None) for _ in range(5)]
+    new = [event(occurred_at=at, quantity="2", user_email=None) for _ in range(5)]
     result = ingest(app, stored[::2] + new + stored[1::2])
     assert (result.accepted, result.duplicates) == (5, 10)
     with app.app_context():
@@ -230,23 +231,7 @@ def test_parallel_batches_sharing_some_keys_count_and_roll_up_each_event_once(ap
     at = (now_utc() - dt.timedelta(hours=2)).isoformat()
     shared = [event(occurred_at=at, quantity="1") for _ in range(40)]
     batches = [shared + [event(occurred_at=at, quantity="1") for _ in range(40)] for _ in range(6)]
-    results: list = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(batches))
-
-    def send(batch: list[dict]) -> None:
-        barrier.wait()
-        try:
-            results.append(ingest(app, batch))
-        except Exception as exc:  # asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = _ingest_at_once(app, batches)
     assert sum(r.accepted for r in results) == 40 + 6 * 40
     assert sum(r.duplicates for r in results) == 5 * 40
     with app.app_context():
@@ -277,30 +262,42 @@ def test_the_rollups_rewritten_by_every_batch_leave_room_on_their_pages(app):
     }
 
 
-def _send_at_once(app, batches: list[list[dict]]) -> None:
-    """Each batch from its own thread (and session), all started together; each must be
-    accepted whole."""
+def _ingest_at_once(app, batches: list[list[dict]]) -> list[IngestResult]:
+    """Each batch from its own thread (and session), all started together: their results,
+    in the batches' order. None may fail."""
+    results: list[IngestResult | None] = [None] * len(batches)
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(batches))
 
-    def send(batch: list[dict]) -> None:
+    def send(n: int) -> None:
         barrier.wait()
         try:
             with app.app_context(), council_wide(db.session):  # a thread's own session
-                result = usage_ingest(
-                    db.session, actor=COUNCIL, body=body(batch), vendor_id=None, max_age_days=35
+                results[n] = usage_ingest(
+                    db.session,
+                    actor=COUNCIL,
+                    body=body(batches[n]),
+                    vendor_id=None,
+                    max_age_days=35,
                 )
                 db.session.commit()
-                assert result.accepted == len(batch), result.rejected[:1]
         except Exception as exc:  # asserted below
             errors.append(exc)
 
-    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(batches))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
+    return [result for result in results if result is not None]
+
+
+def _send_at_once(app, batches: list[list[dict]]) -> None:
+    """Each batch from its own thread (and session), all started together; each must be
+    accepted whole."""
+    for batch, result in zip(batches, _ingest_at_once(app, batches), strict=True):
+        assert result.accepted == len(batch), result.rejected[:1]
 
 
 def test_parallel_batches_lose_no_update(app, metered):
