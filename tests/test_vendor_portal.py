@@ -517,12 +517,13 @@ def test_usage_health_counts_each_vendor_batch_by_day_and_rejection_code(app, wo
     first = [
         _event("buyer-org", "cad-suite", key="k1"),
         _event("buyer-org", "cad-suite", key="k2"),
+        _event("buyer-org", "cad-suite", key="k2"),  # twice in the batch: a duplicate
         _event("buyer-org", "other-tool"),  # not one of ours: invalid
         _event("buyer-org", "cad-suite", user_email="nobody@else.example"),  # not a person
     ]
     response = api.post("/api/v1/usage", data=_batch(first), headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.json["accepted"] == 2
+    assert (response.json["accepted"], response.json["duplicates"]) == (2, 1)
     second = [_event("buyer-org", "cad-suite", key="k1"), _event("nowhere-org", "cad-suite")]
     response = api.post("/api/v1/usage", data=_batch(second), headers=headers)
     assert (response.json["accepted"], response.json["duplicates"]) == (0, 1)
@@ -534,7 +535,7 @@ def test_usage_health_counts_each_vendor_batch_by_day_and_rejection_code(app, wo
     with app.app_context():
         (day,) = db.session.scalars(sa.select(UsageReportDay)).all()
         assert (day.vendor_id, day.day) == (acme_id, now_utc().date())
-        assert (day.batches, day.accepted, day.duplicates) == (2, 2, 1)
+        assert (day.batches, day.accepted, day.duplicates) == (2, 2, 2)
         assert day.rejected_by_code == {
             "invalid": 2,
             "no_subscription": 0,

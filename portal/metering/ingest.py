@@ -41,6 +41,7 @@ from typing import Any
 
 import msgspec
 import sqlalchemy as sa
+from psycopg import ClientCursor
 from psycopg.errors import UniqueViolation
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -443,16 +444,26 @@ def usage_ingest(
                 rows.append((*row, now, token_id))
     result = IngestResult()
     result.rejected = [{"index": i, "code": codes[i], "errors": errors[i]} for i in sorted(errors)]
+    reported = False
     if rows:
-        result.accepted = _insert(session, rows)
+        # The vendor's day of reporting health as it stands if every key is new: the insert
+        # adds it in its own last round trip when so (PostgreSQL), as the counts are then known.
+        report = None
+        if vendor_id is not None:
+            distinct = len({(row[0], row[3]) for row in rows})
+            report = _report_values(vendor_id, now, result.rejected, distinct, len(rows) - distinct)
+        result.accepted, reported = _insert(session, rows, report)
         result.duplicates = len(rows) - result.accepted
     usage_events_counted(
         accepted=result.accepted,
         duplicates=result.duplicates,
         rejected=(rejection["code"] for rejection in result.rejected),
     )
-    if vendor_id is not None:
-        _count_report(session, vendor_id, now, result)
+    if vendor_id is not None and not reported:
+        session.execute(
+            _COUNT_REPORT,
+            _report_values(vendor_id, now, result.rejected, result.accepted, result.duplicates),
+        )
     return result
 
 
@@ -464,40 +475,49 @@ _COUNTS = (
     "rejected_no_subscription",
     "rejected_not_organisation_person",
 )
-# One statement for both databases, built once: building the upsert with SQLAlchemy's
-# constructs cost more per batch (about 2 ms) than the database's work on it.
-_COUNT_REPORT = sa.text(
-    f"INSERT INTO usage_report_days AS r (vendor_id, day, last_batch_at, {', '.join(_COUNTS)}) "  # noqa: S608 (constant columns)
-    f"VALUES (:vendor_id, :day, :last_batch_at, {', '.join(':' + c for c in _COUNTS)}) "
-    "ON CONFLICT (vendor_id, day) DO UPDATE SET "
-    + ", ".join(f"{c} = r.{c} + excluded.{c}" for c in _COUNTS)
-    + ", last_batch_at = excluded.last_batch_at"
-).bindparams(
+
+
+# The batch added to its vendor's day of usage-reporting health (``usage_report_days``): one
+# ``INSERT … ON CONFLICT DO UPDATE`` adding the counts, in the batch's transaction. One
+# statement for both databases, built once: building the upsert with SQLAlchemy's constructs
+# cost more per batch (about 2 ms) than the database's work on it. The same SQL with
+# psycopg's placeholders is the end of a new batch's last round trip on PostgreSQL.
+def _count_report_sql(mark: str) -> str:
+    names = ("vendor_id", "day", "last_batch_at", *_COUNTS)
+    return (
+        f"INSERT INTO usage_report_days AS r ({', '.join(names)}) "  # noqa: S608 (constant columns)
+        f"VALUES ({', '.join(mark.format(name) for name in names)}) "
+        "ON CONFLICT (vendor_id, day) DO UPDATE SET "
+        + ", ".join(f"{c} = r.{c} + excluded.{c}" for c in _COUNTS)
+        + ", last_batch_at = excluded.last_batch_at"
+    )
+
+
+_COUNT_REPORT = sa.text(_count_report_sql(":{}")).bindparams(
     sa.bindparam("day", type_=sa.Date()),
     sa.bindparam("last_batch_at", type_=UsageReportDay.__table__.c.last_batch_at.type),
 )
+_PG_COUNT_REPORT = _count_report_sql("%({})s")
 
 
-def _count_report(session: Session, vendor_id: int, now: dt.datetime, result: IngestResult) -> None:
-    """Add the batch to its vendor's day of usage-reporting health (``usage_report_days``):
-    one ``INSERT … ON CONFLICT DO UPDATE`` adding the counts, in the batch's transaction."""
+def _report_values(
+    vendor_id: int, now: dt.datetime, rejected: list[dict[str, Any]], accepted: int, duplicates: int
+) -> dict[str, Any]:
+    """The bound values of ``_COUNT_REPORT`` for one batch."""
     codes = dict.fromkeys(REJECTION_CODES, 0)
-    for rejection in result.rejected:
+    for rejection in rejected:
         codes[rejection["code"]] += 1
-    session.execute(
-        _COUNT_REPORT,
-        {
-            "vendor_id": vendor_id,
-            "day": now.date(),
-            "last_batch_at": now,
-            "batches": 1,
-            "accepted": result.accepted,
-            "duplicates": result.duplicates,
-            "rejected_invalid": codes["invalid"],
-            "rejected_no_subscription": codes["no_subscription"],
-            "rejected_not_organisation_person": codes["not_organisation_person"],
-        },
-    )
+    return {
+        "vendor_id": vendor_id,
+        "day": now.date(),
+        "last_batch_at": now,
+        "batches": 1,
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "rejected_invalid": codes["invalid"],
+        "rejected_no_subscription": codes["no_subscription"],
+        "rejected_not_organisation_person": codes["not_organisation_person"],
+    }
 
 
 def _property_problem(properties: dict[str, Any]) -> str | None:
@@ -637,8 +657,9 @@ EVENT_COLUMNS = (
 )
 
 
-def _insert(session: Session, rows: list[tuple]) -> int:
-    """Insert rows, skipping (organisation, key) pairs already stored; return how many were new.
+def _insert(session: Session, rows: list[tuple], report: dict[str, Any] | None) -> tuple[int, bool]:
+    """Insert rows, skipping (organisation, key) pairs already stored; return how many were new
+    and whether ``report`` (``_COUNT_REPORT``'s values if every key is new) was added too.
 
     A key sent twice in one batch counts once: the first event of the batch with it is the
     one stored (as when the two are sent in two batches).
@@ -652,8 +673,8 @@ def _insert(session: Session, rows: list[tuple]) -> int:
             unique.append(row)
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        return _insert_postgres(connection, unique)
-    return _insert_sqlite(connection, unique)
+        return _insert_postgres(connection, unique, report)
+    return _insert_sqlite(connection, unique), False
 
 
 # PostgreSQL types of EVENT_COLUMNS in usage_events (migration 0003), for binary COPY: the
@@ -721,9 +742,12 @@ _PG_INSERT_NEW = (
 )
 
 
-def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
+def _insert_postgres(
+    connection: sa.Connection, rows: list[tuple], report: dict[str, Any] | None
+) -> tuple[int, bool]:
     """COPY into a staging table, insert what is new, and add exactly those rows to the
-    rollups: four round trips whatever the batch's size when every key is new.
+    rollups: three round trips whatever the batch's size when every key is new (the tables
+    made ready, COPY, the rest, which also adds ``report`` to the vendor's day).
 
     The keys are inserted first, under a savepoint, by a plain ``INSERT``: when all of them
     are new (a batch sent for the first time), every staged event is inserted and rolled up
@@ -741,8 +765,14 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
             copy.set_types(_PG_TYPES)
             for row in rows:
                 copy.write_row(row)
+        statement = _PG_ALL_NEW
+        if report is not None:  # a string of statements takes no parameters: values written in
+            statement += "; " + ClientCursor(cursor.connection).mogrify(_PG_COUNT_REPORT, report)
         try:
-            cursor.execute(_PG_KEYS)
+            # One round trip when every key is new. When one is stored already, PostgreSQL
+            # stops at the keys' insert, skips the rest of the string and leaves the
+            # transaction failed until it goes back to the savepoint.
+            cursor.execute(statement)
         except UniqueViolation as exc:
             if exc.diag.constraint_name != _KEYS_PRIMARY_KEY:
                 raise
@@ -752,9 +782,8 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
             cursor.execute("RELEASE SAVEPOINT usage_keys")
             if inserted:
                 cursor.execute(_PG_ROLLUPS_OF_INSERTED)
-            return inserted
-        cursor.execute(_PG_INSERT_ALL_AND_ROLLUPS)
-        return len(rows)
+            return inserted, False
+        return len(rows), report is not None
     finally:
         cursor.close()
 
@@ -764,21 +793,12 @@ def _insert_postgres(connection: sa.Connection, rows: list[tuple]) -> int:
 # Updated from the events just inserted, in the same transaction, by SQL on both databases
 # (no row comes back to Python). Parallel batches add to the same rows without losing an
 # update: ``ON CONFLICT ... DO UPDATE SET q = q + excluded.q`` (PostgreSQL locks the row;
-# SQLite has one writer at a time). The upserts visit the rows in key order, and always
-# usage_daily, then usage_daily_people, then usage_last_use, so two batches wait on each
-# other rather than deadlock.
+# SQLite has one writer at a time). On PostgreSQL the upserts visit the rows in key order,
+# and always usage_daily_people, then usage_last_use, then usage_daily, then the vendor's
+# usage_report_days, so two batches wait on each other rather than deadlock. The rows most
+# batches share come last, so they are held for the shortest time before the commit.
 
 _PG_ROLLUPS = (
-    "INSERT INTO usage_daily AS d (organisation_id, product_id, meter_id, day, "
-    "quantity_micros, max_micros, events) "
-    "SELECT organisation_id, product_id, meter_id, (occurred_at AT TIME ZONE 'UTC')::date, "
-    "sum(quantity_micros), "
-    "max(quantity_micros), count(*) FROM {source} "
-    "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
-    "ON CONFLICT (organisation_id, product_id, meter_id, day) DO UPDATE SET "
-    "quantity_micros = d.quantity_micros + excluded.quantity_micros, "
-    "max_micros = greatest(d.max_micros, excluded.max_micros), "
-    "events = d.events + excluded.events; "
     "INSERT INTO usage_daily_people AS p (organisation_id, product_id, user_email, meter_id, "
     "day, last_occurred_at, events) "
     "SELECT organisation_id, product_id, user_email, meter_id, "
@@ -801,13 +821,25 @@ _PG_ROLLUPS = (
     "AND s.last_day >= max((i.occurred_at AT TIME ZONE 'UTC')::date)) "
     "ORDER BY 1, 2, 3 "
     "ON CONFLICT (organisation_id, product_id, user_email) DO UPDATE SET "
-    "last_day = excluded.last_day WHERE l.last_day < excluded.last_day"
+    "last_day = excluded.last_day WHERE l.last_day < excluded.last_day; "
+    # Last, as the row every batch of an organisation's product and day writes: from here to
+    # the commit another batch of that day waits (docs/PERFORMANCE.md).
+    "INSERT INTO usage_daily AS d (organisation_id, product_id, meter_id, day, "
+    "quantity_micros, max_micros, events) "
+    "SELECT organisation_id, product_id, meter_id, (occurred_at AT TIME ZONE 'UTC')::date, "
+    "sum(quantity_micros), "
+    "max(quantity_micros), count(*) FROM {source} "
+    "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
+    "ON CONFLICT (organisation_id, product_id, meter_id, day) DO UPDATE SET "
+    "quantity_micros = d.quantity_micros + excluded.quantity_micros, "
+    "max_micros = greatest(d.max_micros, excluded.max_micros), "
+    "events = d.events + excluded.events"
 )
 # The events just inserted: the whole batch as staged, or the part of it kept in usage_inserted.
 _PG_ROLLUPS_OF_STAGE = _PG_ROLLUPS.format(source="usage_stage")
 _PG_ROLLUPS_OF_INSERTED = _PG_ROLLUPS.format(source="usage_inserted")
-# A batch whose keys were all new: its events and their rollups in one round trip.
-_PG_INSERT_ALL_AND_ROLLUPS = f"{_PG_INSERT_ALL}; {_PG_ROLLUPS_OF_STAGE}"
+# The keys, then (if all were new) the events and their rollups: one round trip.
+_PG_ALL_NEW = f"{_PG_KEYS}; {_PG_INSERT_ALL}; {_PG_ROLLUPS_OF_STAGE}"
 # SQLite: the rows are inserted with one executemany, straight into usage_events; the
 # rollups are grouped in Python from the rows inserted (times as stored: naive UTC text,
 # whose first ten characters are the day) and upserted with one executemany each.

@@ -115,8 +115,8 @@ def test_a_crash_mid_batch_writes_nothing_and_a_resend_counts_once(app, metered,
     events = [event() for _ in range(20)]
     real_insert = module._insert
 
-    def insert_then_crash(session, rows):
-        real_insert(session, rows)
+    def insert_then_crash(session, rows, report):
+        real_insert(session, rows, report)
         raise RuntimeError("the server died after writing, before committing")
 
     monkeypatch.setattr(module, "_insert", insert_then_crash)
