@@ -444,14 +444,11 @@ def usage_ingest(
                 rows.append((*row, now, token_id))
     result = IngestResult()
     result.rejected = [{"index": i, "code": codes[i], "errors": errors[i]} for i in sorted(errors)]
+    # The vendor's day of reporting health: added by the insert itself when it can (every key
+    # new, on PostgreSQL), otherwise below.
+    report = None if vendor_id is None else _report_values(vendor_id, now, result.rejected)
     reported = False
     if rows:
-        # The vendor's day of reporting health as it stands if every key is new: the insert
-        # adds it in its own last round trip when so (PostgreSQL), as the counts are then known.
-        report = None
-        if vendor_id is not None:
-            distinct = len({(row[0], row[3]) for row in rows})
-            report = _report_values(vendor_id, now, result.rejected, distinct, len(rows) - distinct)
         result.accepted, reported = _insert(session, rows, report)
         result.duplicates = len(rows) - result.accepted
     usage_events_counted(
@@ -459,10 +456,9 @@ def usage_ingest(
         duplicates=result.duplicates,
         rejected=(rejection["code"] for rejection in result.rejected),
     )
-    if vendor_id is not None and not reported:
+    if report is not None and not reported:
         session.execute(
-            _COUNT_REPORT,
-            _report_values(vendor_id, now, result.rejected, result.accepted, result.duplicates),
+            _COUNT_REPORT, report | {"accepted": result.accepted, "duplicates": result.duplicates}
         )
     return result
 
@@ -501,9 +497,10 @@ _PG_COUNT_REPORT = _count_report_sql("%({})s")
 
 
 def _report_values(
-    vendor_id: int, now: dt.datetime, rejected: list[dict[str, Any]], accepted: int, duplicates: int
+    vendor_id: int, now: dt.datetime, rejected: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The bound values of ``_COUNT_REPORT`` for one batch."""
+    """The bound values of ``_COUNT_REPORT`` for one batch, but ``accepted`` and
+    ``duplicates``, known once it is inserted."""
     codes = dict.fromkeys(REJECTION_CODES, 0)
     for rejection in rejected:
         codes[rejection["code"]] += 1
@@ -512,8 +509,6 @@ def _report_values(
         "day": now.date(),
         "last_batch_at": now,
         "batches": 1,
-        "accepted": accepted,
-        "duplicates": duplicates,
         "rejected_invalid": codes["invalid"],
         "rejected_no_subscription": codes["no_subscription"],
         "rejected_not_organisation_person": codes["not_organisation_person"],
@@ -659,7 +654,8 @@ EVENT_COLUMNS = (
 
 def _insert(session: Session, rows: list[tuple], report: dict[str, Any] | None) -> tuple[int, bool]:
     """Insert rows, skipping (organisation, key) pairs already stored; return how many were new
-    and whether ``report`` (``_COUNT_REPORT``'s values if every key is new) was added too.
+    and whether the vendor's ``report`` (``_report_values``) was added too, as it is on
+    PostgreSQL when every key is new.
 
     A key sent twice in one batch counts once: the first event of the batch with it is the
     one stored (as when the two are sent in two batches).
@@ -673,6 +669,8 @@ def _insert(session: Session, rows: list[tuple], report: dict[str, Any] | None) 
             unique.append(row)
     connection = session.connection()
     if connection.dialect.name == "postgresql":
+        if report is not None:  # as they stand if every key is new
+            report = report | {"accepted": len(unique), "duplicates": len(rows) - len(unique)}
         return _insert_postgres(connection, unique, report)
     return _insert_sqlite(connection, unique), False
 
