@@ -17,13 +17,17 @@ import sqlalchemy as sa
 
 from portal.catalogue.models import LicencePool, Product
 from portal.catalogue.services import pool_create, price_create
-from portal.db import db
+from portal.db import council_wide, db
 from portal.notifications.models import Notification
 from portal.procurement import forecast as forecasting
 from portal.procurement.forecast_jobs import POOL_ENDING, POOL_RUNNING_OUT, pool_reminders_send
 from portal.procurement.forecast_models import PoolReminder
-from portal.seats.models import Subscription
-from portal.seats.subscriptions import subscription_create, subscription_resize
+from portal.seats.models import Subscription, SubscriptionStatus
+from portal.seats.subscriptions import (
+    subscription_cancel,
+    subscription_create,
+    subscription_resize,
+)
 from portal.tenancy.models import Organisation
 from tests.conftest import SYSTEM
 from tests.support import client_for, count
@@ -98,6 +102,58 @@ def test_the_reader_sums_every_organisation(app, world):
         assert f.cost.currency == "EUR"
         assert f.cost.amount == f.recommended_capacity * 1000 * 4
         assert {m.currency for m in f.revenue} == {"EUR", "GBP"}
+
+
+def test_reserved_per_currency_and_waiting_are_the_subscriptions_sums(app, world, make_org):
+    """The revenue's shares and the seats waiting come from the figures kept as seats change
+    and from the subscriptions of the organisations not paying in the council's most common
+    currency (GBP here, after three more organisations): the same as summing every
+    subscription, through a waitlist and a cancellation."""
+    gamma = make_org("gamma", currency="GBP", country="GB")
+    delta = make_org("delta", currency="GBP", country="GB")
+    epsilon = make_org("epsilon", currency="EUR")
+    with app.app_context():
+        product = db.session.scalar(sa.select(Product).where(Product.sku == "sheet-pro"))
+
+        def subscribe(org, seats: int) -> None:
+            subscription_create(
+                db.session,
+                actor=SYSTEM,
+                organisation=db.session.get(Organisation, org.id),
+                product=product,
+                quantity=seats,
+                on_shortage="waitlist",
+            )
+            db.session.commit()
+
+        subscribe(gamma, 2)
+        subscribe(delta, 3)  # the pool had 2 seats left: these wait
+        with council_wide(db.session):
+            alpha = db.session.scalar(
+                sa.select(Subscription).where(Subscription.organisation_id == world["alpha"].id)
+            )
+        subscription_cancel(db.session, actor=SYSTEM, subscription=alpha)
+        db.session.commit()
+        subscribe(epsilon, 4)
+        with council_wide(db.session):
+            live = db.session.execute(
+                sa.select(
+                    Organisation.currency, Subscription.quantity, Subscription.requested_quantity
+                )
+                .join(Organisation, Organisation.id == Subscription.organisation_id)
+                .where(
+                    Subscription.product_id == product.id,
+                    Subscription.status != SubscriptionStatus.CANCELLED,
+                )
+            ).all()
+        counted: dict[str, int] = {}
+        for currency, quantity, _ in live:
+            counted[currency] = counted.get(currency, 0) + quantity
+        counted = {currency: seats for currency, seats in counted.items() if seats}
+        inputs = forecasting._products_inputs(db.session, [product.id], dt.date(2027, 3, 1))
+        assert inputs[product.id].reserved_by_currency == counted
+        assert set(counted) == {"EUR", "GBP"}, counted  # alpha's EUR cancelled, epsilon's
+        assert inputs[product.id].waiting == sum(r - q for _, q, r in live)
 
 
 def test_api_forecast(app, world, client):

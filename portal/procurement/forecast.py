@@ -57,6 +57,7 @@ from portal.kernel.errors import NotFound
 from portal.kernel.i18n import _l
 from portal.kernel.policy import Action
 from portal.procurement.forecast_models import PoolReminder
+from portal.seats.counts import seat_counts
 from portal.seats.history import summed_daily_quantities
 from portal.seats.models import (
     SeatRequest,
@@ -466,20 +467,40 @@ def _products_inputs(session: Session, product_ids: list[int], today: dt.date) -
             .group_by(SeatRequest.product_id)
         ):
             open_requests[product_id] = int(asked or 0)
-        # Reserved per currency and waiting, in one pass over the live subscriptions.
-        for product_id, currency, seats, waited in session.execute(
-            sa.select(
-                Subscription.product_id,
-                Organisation.currency,
-                sa.func.sum(Subscription.quantity),
-                sa.func.sum(Subscription.requested_quantity - Subscription.quantity),
-            )
-            .join(Organisation, Organisation.id == Subscription.organisation_id)
-            .where(Subscription.product_id.in_(ids), live)
-            .group_by(Subscription.product_id, Organisation.currency)
-        ):
-            reserved[product_id][currency] = int(seats or 0)
-            waiting[product_id] += int(waited or 0)
+        # Reserved and waiting: the figures kept as seats change (portal.seats.counts), not a
+        # sum over every subscription (50,015 at scale: 20 ms, half the page). Reserved per
+        # currency (the revenue's shares): only the subscriptions of organisations paying in
+        # a currency other than the council's most common one are summed; the most common
+        # currency's share is what is left of the product's figure.
+        totals = seat_counts(session, ids)
+        for product_id, (_, waited, _) in totals.items():
+            waiting[product_id] = waited
+        currencies = dict(
+            session.execute(
+                sa.select(Organisation.currency, sa.func.count()).group_by(Organisation.currency)
+            ).all()
+        )
+        main = max(sorted(currencies), key=currencies.__getitem__) if currencies else None
+        if len(currencies) > 1:
+            for product_id, currency, seats in session.execute(
+                sa.select(
+                    Subscription.product_id,
+                    Organisation.currency,
+                    sa.func.sum(Subscription.quantity),
+                )
+                .join(Organisation, Organisation.id == Subscription.organisation_id)
+                .where(
+                    Organisation.currency.in_(sorted(set(currencies) - {main})),
+                    Subscription.product_id.in_(ids),
+                    live,
+                )
+                .group_by(Subscription.product_id, Organisation.currency)
+            ):
+                reserved[product_id][currency] = int(seats or 0)
+        for product_id, (seats, _, _) in totals.items():
+            rest = seats - sum(reserved[product_id].values())
+            if main is not None and rest:
+                reserved[product_id][main] = rest
     for id_, product_id, start, stop, capacity in session.execute(
         sa.select(
             LicencePool.id,
