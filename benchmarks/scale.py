@@ -24,7 +24,8 @@ with council and organisation tokens. The table gives p50 and p95 on each and th
 p95(scale) / p95(demo); the target is at most 2.
 
     python -m benchmarks.scale [--scale 1] [--runs 30] [--minutes 20] [--only REGEX]
-                               [--trace] [--load-only] [--fresh] [--load-workers 2]
+                               [--trace [RATIO]] [--profile] [--load-only] [--fresh]
+                               [--load-workers 2]
     python -m benchmarks.scale --scale 0.01        # a quick check (its own database)
 """
 
@@ -1023,12 +1024,33 @@ def pages(site: Site) -> list[tuple[str, str, str]]:
     return out + extra
 
 
+def profile_pages(demo: Site, scale: Site, runs: int, only: str) -> int:
+    """cProfile's top functions (by own time) for ``runs`` reads of each page ``only``
+    matches, on each site: where a page's time at scale goes beside the demo's."""
+    import cProfile
+    import pstats
+
+    for (who, name, demo_path), (_, _, scale_path) in zip(pages(demo), pages(scale), strict=True):
+        if only and not re.search(only, f"{who} {name}"):
+            continue
+        for site, path in ((demo, demo_path), (scale, scale_path)):
+            site.get(who, path)  # warm
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(runs):
+                site.get(who, path)
+            profiler.disable()
+            print(f"\n== {who} {name} on {site.label}: {runs} reads", flush=True)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    return 0
+
+
 def time_pages(
     demo: Site,
     scale: Site,
     runs: int,
     *,
-    trace: bool = False,
+    trace: float = 0.0,
     minutes: float = 0.0,
     only: str = "",
 ) -> list[tuple]:
@@ -1096,7 +1118,7 @@ def time_pages(
                 s95 / d95,
             )
         )
-        if trace and s95 > 2 * d95:
+        if trace and s95 > trace * d95:
             print(f"  {who} {name}: demo p95 {d95:.1f} ms, scale p95 {s95:.1f} ms")
             for ms, statement, params in scale.slowest(who, scale_path):
                 print(f"      {ms:8.1f} ms  {' '.join(statement.split())[:400]}  {params}")
@@ -1138,6 +1160,8 @@ def run(demo_env: dict[str, str], scale_env: dict[str, str], args: argparse.Name
         f"{args.runs} reads per page and database, the two in turn (in-process test client)",
         flush=True,
     )
+    if args.profile:
+        return profile_pages(demo, scale, args.runs, args.only)
     rows = time_pages(
         demo, scale, args.runs, trace=args.trace, minutes=args.minutes, only=args.only
     )
@@ -1175,12 +1199,20 @@ def main(argv: list[str] | None = None) -> int:
         "--load-workers", type=int, default=2, help="connections generating the usage events"
     )
     parser.add_argument(
-        "--trace", action="store_true", help="print the slowest SQL of pages past 2x"
+        "--trace",
+        nargs="?",
+        type=float,
+        const=2.0,
+        default=0.0,
+        help="print the slowest SQL of pages past 2x (or past the ratio given)",
     )
     parser.add_argument(
         "--minutes", type=float, default=0.0, help="stop after the round that passes this"
     )
     parser.add_argument("--only", default="", help="only pages whose 'who name' matches")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the pages --only matches instead"
+    )
     parser.add_argument(
         "--no-council-role",
         action="store_true",
