@@ -960,7 +960,7 @@ class Site:
         response.close()
         return ms, response.status_code, self.statements - before
 
-    def slowest(self, who: str, path: str, n: int = 3) -> list[tuple[float, str, Any]]:
+    def slowest(self, who: str, path: str, n: int = 20) -> list[tuple[float, str, Any]]:
         """The ``n`` slowest statements of one read of ``path``."""
         self.tracing = []
         try:

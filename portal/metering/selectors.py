@@ -201,17 +201,22 @@ def usage_aggregates(
         else:  # count
             value = Decimal(count)
         out.append(Aggregate(org_id, prod_id, meter_id, meter.aggregation, value, count))
-    for meter_id in sorted({key[2] for key in unique}):
-        meter = meters[meter_id]
-        if (meter.property or "user_email") == "user_email":
-            distinct = _people_counts(session, meter_id, days, edges, scope, product_id)
+    unique_meters = sorted({key[2] for key in unique})
+    # Every meter counting people in one statement (one read of the period's rollup rows).
+    people_meters = [
+        m for m in unique_meters if (meters[m].property or "user_email") == "user_email"
+    ]
+    distinct = _people_counts(session, people_meters, days, edges, scope, product_id)
+    for meter_id in unique_meters:
+        if meter_id in people_meters:
             out.extend(
                 Aggregate(key[0], key[1], meter_id, "unique_count", Decimal(n), unique[key])
                 for key, n in distinct.items()
+                if key[2] == meter_id
             )
         else:
             where = _events_where((start, end), scope, product_id)
-            out.extend(_unique_counts(session, meter, where))
+            out.extend(_unique_counts(session, meters[meter_id], where))
     return out
 
 
@@ -257,33 +262,39 @@ def _grouped_events(where: list) -> sa.Select:
 
 def _people_counts(
     session: Session,
-    meter_id: int,
+    meter_ids: list[int],
     days: tuple[dt.date, dt.date] | None,
     edges: list[tuple[dt.datetime, dt.datetime]],
     scope: Scope,
     product_id: int | None,
 ) -> dict[Key, int]:
-    """Distinct ``user_email`` per organisation and product of one meter: the rollup's
-    whole days and the edges' events together (a person counts once across both)."""
+    """Distinct ``user_email`` per organisation, product and meter of ``meter_ids``: the
+    rollup's whole days and the edges' events together (a person counts once across both)."""
     parts: list[sa.Select] = []
+    if not meter_ids:
+        return {}
     if days is not None:
         parts.append(
             sa.select(
                 UsageDailyPerson.organisation_id,
                 UsageDailyPerson.product_id,
+                UsageDailyPerson.meter_id,
                 UsageDailyPerson.user_email,
             ).where(
                 *_daily_where(UsageDailyPerson, days, scope, product_id),
-                UsageDailyPerson.meter_id == meter_id,
+                UsageDailyPerson.meter_id.in_(meter_ids),
             )
         )
     for edge in edges:
         parts.append(
             sa.select(
-                UsageEvent.organisation_id, UsageEvent.product_id, UsageEvent.user_email
+                UsageEvent.organisation_id,
+                UsageEvent.product_id,
+                UsageEvent.meter_id,
+                UsageEvent.user_email,
             ).where(
                 *_events_where(edge, scope, product_id),
-                UsageEvent.meter_id == meter_id,
+                UsageEvent.meter_id.in_(meter_ids),
                 UsageEvent.user_email.is_not(None),
             )
         )
@@ -294,10 +305,11 @@ def _people_counts(
         sa.select(
             people.c.organisation_id,
             people.c.product_id,
+            people.c.meter_id,
             sa.func.count(sa.distinct(people.c.user_email)),
-        ).group_by(people.c.organisation_id, people.c.product_id)
+        ).group_by(people.c.organisation_id, people.c.product_id, people.c.meter_id)
     )
-    return {(org_id, prod_id, meter_id): int(n) for org_id, prod_id, n in rows}
+    return {(org_id, prod_id, meter_id): int(n) for org_id, prod_id, meter_id, n in rows}
 
 
 def people_with_usage(

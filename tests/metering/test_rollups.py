@@ -16,26 +16,31 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+from portal.catalogue.models import Product
+from portal.catalogue.services import meter_create
 from portal.db import council_wide, db
 from portal.kernel.clock import now_utc
 from portal.kernel.scope import Scope
 from portal.metering import selectors
 from portal.metering.ingest import IngestResult, usage_ingest
 from portal.metering.models import UsageDaily, UsageDailyPerson, UsageEvent, UsageLastUse
+from tests.conftest import SYSTEM
 from tests.metering.conftest import COUNCIL, body, event, ingest, person, subscribe
 from tests.support import migration
 
 METERS = ("api_calls", "storage_gb", "sessions", "active_users", "regions")
 
 
-def _random_events(rng: random.Random, emails: list[str], now: dt.datetime, n: int) -> list[dict]:
+def _random_events(
+    rng: random.Random, emails: list[str], now: dt.datetime, n: int, meters: tuple[str, ...]
+) -> list[dict]:
     out = []
     for _ in range(n):
         at = now - dt.timedelta(seconds=rng.randint(60, 34 * 86400))
         out.append(
             event(
                 organisation=rng.choice(("acme", "globex")),
-                meter=rng.choice(METERS),
+                meter=rng.choice(meters),
                 quantity=str(Decimal(rng.randint(0, 5_000_000)) / 1000),
                 occurred_at=at.isoformat(),
                 user_email=rng.choice([*emails, None]),
@@ -54,14 +59,16 @@ def _key(aggregates: list[selectors.Aggregate]) -> list[tuple]:
     )
 
 
-def _seed(app, make_org, metered, *, seed: int, n: int) -> dt.datetime:
+def _seed(
+    app, make_org, metered, *, seed: int, n: int, meters: tuple[str, ...] = METERS
+) -> dt.datetime:
     make_org("globex")
     subscribe(app, "globex", "cad-suite")
     emails = [person(app, org, f"p{i}@{org}.example") for org in ("acme",) for i in range(4)]
     emails += [person(app, "globex", f"p{i}@globex.example") for i in range(3)]
     rng = random.Random(seed)
     now = now_utc()
-    events = _random_events(rng, emails, now, n)
+    events = _random_events(rng, emails, now, n, meters)
     # People belong to one organisation: an event of another's person is rejected, fine.
     first = ingest(app, events[: n // 2])
     second = ingest(app, events[n // 3 :])  # overlaps the first: duplicates add nothing
@@ -70,7 +77,22 @@ def _seed(app, make_org, metered, *, seed: int, n: int) -> dt.datetime:
 
 
 def test_rollup_figures_equal_the_events_figures_for_random_data(app, make_org, metered):
-    now = _seed(app, make_org, metered, seed=13, n=1200)
+    # A second meter counting people: every such meter is counted by one statement.
+    with app.app_context():
+        meter_create(
+            db.session,
+            actor=SYSTEM,
+            product=db.session.get(Product, metered["product"].id),
+            data={
+                "key": "logins",
+                "name": "logins",
+                "unit": "unit",
+                "aggregation": "unique_count",
+                "property": "user_email",
+            },
+        )
+        db.session.commit()
+    now = _seed(app, make_org, metered, seed=13, n=1200, meters=(*METERS, "logins"))
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     previous_start = (month_start - dt.timedelta(days=1)).replace(day=1)
     windows = [
