@@ -7,6 +7,7 @@ thousands of requests.
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from limits import parse
 from werkzeug.test import EnvironBuilder
@@ -18,6 +19,9 @@ from portal.extensions import limiter
 from portal.identity.security import token_digest
 from portal.ratelimit import API_SCOPE, limits_degraded, token_key
 from tests.api.conftest import ApiClient, VendorRef, assert_problem
+
+# Each test counts hits up to a per-minute limit: not across the turn of a minute.
+pytestmark = pytest.mark.usefixtures("whole_rate_window")
 
 CHECK = "/api/v1/entitlements/check"
 RATE_HEADERS = ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")

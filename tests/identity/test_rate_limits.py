@@ -17,6 +17,9 @@ from portal.identity.models import UserSession
 from portal.ratelimit import client_address
 from tests.conftest import login, post_form
 
+# Each test counts hits up to a per-minute limit: not across the turn of a minute.
+pytestmark = pytest.mark.usefixtures("whole_rate_window")
+
 OFFICE = "198.51.100.7"
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api.test_rate_limits import _assert_limited
 from tests.scim.conftest import assert_scim_error
+
+# Each test counts hits up to a per-minute limit: not across the turn of a minute.
+pytestmark = pytest.mark.usefixtures("whole_rate_window")
 
 
 def test_a_scim_token_past_its_limit_gets_a_scim_429_with_headers(app, scim_org, monkeypatch):
