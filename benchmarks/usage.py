@@ -676,7 +676,7 @@ def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             port = server.port
             warm_up(port, world.token, 8)
             out.update(bare_seconds=0.0, bare_cpu=0.0, copy_seconds=0.0, copy_cpu=0.0)
-            ingest, out["ingest_cpu"] = SendResult(0.0), 0.0
+            ingest, out["ingest_cpu"], out["ingest_db_cpu"] = SendResult(0.0), 0.0, 0.0
             for part in rounds(load, args.rounds):
                 seconds, cpu_seconds = bare_insert(db, part, args.senders)
                 out["bare_seconds"] += seconds
@@ -689,6 +689,7 @@ def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 cpu.start()
                 ingest.add(send_batches(port, world.token, part.bodies, args.senders))
                 out["ingest_cpu"] += cpu.stop()
+                out["ingest_db_cpu"] += cpu.database_seconds
             out["ingest"] = ingest
             assert count_rows(db, "bare_usage_events") == load.events
             print(
@@ -705,7 +706,9 @@ def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 f"  {kind}: portal {ingest.events / ingest.seconds:,.0f} events/s "
                 f"(accepted {ingest.accepted:,}, duplicates {ingest.duplicates:,}, "
                 f"rejected {ingest.rejected:,}, failed requests {len(ingest.failures)}; "
-                f"{args.rounds} rounds)",
+                f"{args.rounds} rounds; CPU per event: server "
+                f"{(out['ingest_cpu'] - out['ingest_db_cpu']) / max(1, load.events) * 1e6:.1f} µs, "
+                f"database {out['ingest_db_cpu'] / max(1, load.events) * 1e6:.1f} µs)",
                 flush=True,
             )
             if ingest.failures:

@@ -83,7 +83,7 @@ REJECTION_CODES = ("invalid", "no_subscription", "not_organisation_person")
 NUL_MESSAGE = "Must not contain a NUL character (U+0000)."
 
 
-class EventIn(msgspec.Struct, forbid_unknown_fields=True):
+class EventIn(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """One usage event as vendors send it (SPEC section 6)."""
 
     idempotency_key: str
