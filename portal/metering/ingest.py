@@ -246,13 +246,23 @@ _USERS = User.__table__
 class _Refs:
     organisations: dict[str, tuple[int, OrganisationStatus]]  # slug -> (id, status)
     products: dict[str, tuple[int, int, dict[str, int]]]  # sku -> (id, vendor_id, {meter: id})
+    emails: set[str]  # every user_email of the batch, as sent
 
 
 def _load_refs(session: Session, events: Iterable[EventIn | None]) -> _Refs:
-    present = [e for e in events if e is not None]
-    # A batch names few organisations and products: check each name once, not per event.
-    slugs = {s for s in {e.organisation for e in present} if _lookup_key(s)}
-    skus = {s for s in {e.product for e in present} if _lookup_key(s)}
+    # A batch names few organisations, products and people: each name is looked up once,
+    # not per event. One pass collects them.
+    slugs: set[str] = set()
+    skus: set[str] = set()
+    emails: set[str] = set()
+    for e in events:
+        if e is not None:
+            slugs.add(e.organisation)
+            skus.add(e.product)
+            if e.user_email is not None:
+                emails.add(e.user_email)
+    slugs = {s for s in slugs if _lookup_key(s)}
+    skus = {s for s in skus if _lookup_key(s)}
     # Core statements on the tables (no ORM entities to build): the hot path of a batch.
     org, product, meter = _ORGANISATIONS.c, _PRODUCTS.c, _METERS.c
     organisations = {
@@ -270,7 +280,7 @@ def _load_refs(session: Session, events: Iterable[EventIn | None]) -> _Refs:
         entry = products.setdefault(sku, (pid, vendor_id, {}))
         if meter_key is not None:
             entry[2][meter_key] = meter_id
-    return _Refs(organisations, products)
+    return _Refs(organisations, products, emails)
 
 
 Terms = dict[tuple[int, int], list[tuple[dt.date, dt.date | None]]]
@@ -394,54 +404,26 @@ def usage_ingest(
         raise ValidationFailed(
             _l("The batch is empty."), errors={"events": [_l("Send at least one event.")]}
         )
-    refs = _load_refs(session, events)
     now = now_utc()
-    oldest = now - dt.timedelta(days=max_age_days)
-    newest = now + MAX_FUTURE
+    checks = _Checks.load(
+        session,
+        _load_refs(session, events),
+        vendor_id=vendor_id,
+        now=now,
+        max_age_days=max_age_days,
+        token_id=token_id,
+    )
     codes = dict.fromkeys(errors, "invalid")
-    valid: list[tuple[int, EventIn, tuple]] = []
-    emails: dict[str, str | list[str]] = {}  # a batch names few people, each many times
+    rows: list[tuple] = []
     for index, event in enumerate(events):
         if event is None:
             continue
-        problems = _check(event, refs, vendor_id, oldest, newest, emails)
-        if isinstance(problems, dict):
-            errors[index] = problems
-            codes[index] = "invalid"
-            continue
-        valid.append((index, event, problems))
-    rows: list[tuple] = []
-    if valid:
-        terms = subscription_terms(
-            session,
-            organisation_ids={row[0] for _, _, row in valid},
-            product_ids={row[1] for _, _, row in valid},
-        )
-        people = organisation_people(
-            session,
-            organisation_ids={row[0] for _, _, row in valid if row[6] is not None},
-            emails={row[6] for _, _, row in valid if row[6] is not None},
-        )
-        # Whether (organisation, product) was in force on a day, found once per such triple.
-        known: dict[tuple[int, int, dt.date], bool] = {}
-        for index, event, row in valid:
-            day = row[5].date()
-            held = known.get((row[0], row[1], day))
-            if held is None:
-                held = known[(row[0], row[1], day)] = in_force(terms.get((row[0], row[1])), day)
-            if not held:
-                errors[index] = {
-                    "organisation": [
-                        f"{event.organisation} holds no subscription of {event.product} "
-                        f"in force on {day.isoformat()}."
-                    ]
-                }
-                codes[index] = "no_subscription"
-            elif row[6] is not None and (row[0], row[6]) not in people:
-                errors[index] = {"user_email": [f"This is not a person of {event.organisation}."]}
-                codes[index] = "not_organisation_person"
-            else:
-                rows.append((*row, now, token_id))
+        checked = _check(event, checks)
+        if isinstance(checked, tuple):
+            rows.append(checked)
+        else:
+            errors[index] = checked.errors
+            codes[index] = checked.code
     result = IngestResult()
     result.rejected = [{"index": i, "code": codes[i], "errors": errors[i]} for i in sorted(errors)]
     # The vendor's day of reporting health: added by the insert itself when it can (every key
@@ -553,22 +535,84 @@ def _email(text: str) -> str | list[str]:
     return email
 
 
-def _check(
-    event: EventIn,
-    refs: _Refs,
-    vendor_id: int | None,
-    oldest: dt.datetime,
-    newest: dt.datetime,
-    emails: dict[str, str | list[str]],
-) -> dict[str, list[str]] | tuple:
-    """The row to insert for a valid event, or its errors by field. ``emails`` keeps each
-    ``user_email`` of the batch as :func:`_email` read it."""
-    problems: dict[str, list[str]] = {}
-    key = event.idempotency_key
-    if not key or len(key) > MAX_KEY_LENGTH:
-        problems["idempotency_key"] = [f"Give 1 to {MAX_KEY_LENGTH} characters."]
-    elif "\x00" in key:
-        problems["idempotency_key"] = [NUL_MESSAGE]
+@dataclass(slots=True)
+class _Rejected:
+    code: str  # one of REJECTION_CODES
+    errors: dict[str, list[str]]
+
+
+@dataclass(slots=True)
+class _Checks:
+    """What a batch's events are checked against, loaded once per batch, and what checking
+    them has found so far (each distinct name, address and quantity is read once)."""
+
+    refs: _Refs
+    vendor_id: int | None
+    oldest: dt.datetime
+    newest: dt.datetime
+    #: The extra columns of every row: when it was received, by which token.
+    received: tuple[dt.datetime, int | None]
+    #: user_email as sent -> as stored (:func:`_email`), or what is wrong with it.
+    emails: dict[str, str | list[str]]
+    #: The days each (organisation id, product id) held a subscription in force.
+    terms: Terms
+    #: organisation id -> the addresses of its people among the batch's.
+    people: dict[int | None, set[str]]
+    #: (organisation, product, meter) as sent -> (ids, whether the organisation's
+    #: subscription covers every day an event may name): for the names that are right.
+    resolved: dict[tuple[str, str, str], tuple[int, int, int, bool]] = field(default_factory=dict)
+    #: quantity -> micros, for the quantities that are right.
+    quantities: dict[Decimal, int] = field(default_factory=dict)
+    #: (organisation id, product id, day) -> in force that day, when not every day.
+    days: dict[tuple[int, int, dt.date], bool] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        session: Session,
+        refs: _Refs,
+        *,
+        vendor_id: int | None,
+        now: dt.datetime,
+        max_age_days: int,
+        token_id: int | None,
+    ) -> _Checks:
+        """Invariant 8's facts for every organisation, product and person the batch names
+        (one query each), before any event is checked."""
+        emails = {raw: _email(raw) for raw in refs.emails}
+        organisation_ids = {oid for oid, _ in refs.organisations.values()}
+        terms: Terms = {}
+        if organisation_ids and refs.products:
+            terms = subscription_terms(
+                session,
+                organisation_ids=organisation_ids,
+                product_ids={pid for pid, _, _ in refs.products.values()},
+            )
+        people: dict[int | None, set[str]] = {}
+        addresses = {email for email in emails.values() if isinstance(email, str)}
+        if organisation_ids and addresses:
+            for org_id, email in organisation_people(
+                session, organisation_ids=organisation_ids, emails=addresses
+            ):
+                people.setdefault(org_id, set()).add(email)
+        return cls(
+            refs,
+            vendor_id,
+            now - dt.timedelta(days=max_age_days),
+            now + MAX_FUTURE,
+            (now, token_id),
+            emails,
+            terms,
+            people,
+        )
+
+
+def _resolve(
+    event: EventIn, checks: _Checks, problems: dict[str, list[str]]
+) -> tuple[int, int, int, bool] | None:
+    """The ids an event's organisation, product and meter name, or ``None`` with what is
+    wrong with them in ``problems``."""
+    refs = checks.refs
     org = refs.organisations.get(event.organisation)
     if "\x00" in event.organisation:
         problems["organisation"] = [NUL_MESSAGE]
@@ -580,7 +624,7 @@ def _check(
         problems["product"] = [NUL_MESSAGE]
     elif product is None:
         problems["product"] = ["No such product."]
-    elif vendor_id is not None and product[1] != vendor_id:
+    elif checks.vendor_id is not None and product[1] != checks.vendor_id:
         problems["product"] = ["This product is not one of yours."]
     elif "\x00" in event.meter:
         problems["meter"] = [NUL_MESSAGE]
@@ -588,23 +632,48 @@ def _check(
         meter_id = product[2].get(event.meter)
         if meter_id is None:
             problems["meter"] = [f"{event.product} has no meter “{event.meter[:100]}”."]
-    try:
-        micros = quantity_to_micros(event.quantity)
-    except (ValueError, InvalidOperation) as exc:
-        problems["quantity"] = [str(exc)]
-        micros = 0
+    if org is None or product is None or meter_id is None or problems:
+        return None
+    first, last = checks.oldest.date(), checks.newest.date()
+    every_day = any(
+        start <= first and (end is None or last <= end)
+        for start, end in checks.terms.get((org[0], product[0]), ())
+    )
+    ids = (org[0], product[0], meter_id, every_day)
+    checks.resolved[(event.organisation, event.product, event.meter)] = ids
+    return ids
+
+
+def _check(event: EventIn, checks: _Checks) -> tuple | _Rejected:
+    """The row to insert for an event, or why it is rejected: its errors by field
+    (``invalid``), or invariant 8 (``no_subscription``, ``not_organisation_person``)."""
+    problems: dict[str, list[str]] = {}
+    key = event.idempotency_key
+    if not key or len(key) > MAX_KEY_LENGTH:
+        problems["idempotency_key"] = [f"Give 1 to {MAX_KEY_LENGTH} characters."]
+    elif "\x00" in key:
+        problems["idempotency_key"] = [NUL_MESSAGE]
+    ids = checks.resolved.get((event.organisation, event.product, event.meter))
+    if ids is None:
+        ids = _resolve(event, checks, problems)
+    quantity = event.quantity
+    # A finite quantity's micros once per distinct value (signalling NaN cannot be hashed).
+    micros = checks.quantities.get(quantity) if quantity.is_finite() else None
+    if micros is None:
+        try:
+            micros = checks.quantities[quantity] = quantity_to_micros(quantity)
+        except (ValueError, InvalidOperation) as exc:
+            problems["quantity"] = [str(exc)]
     occurred = event.occurred_at
     if occurred.tzinfo is None:
         problems["occurred_at"] = ["Give a time zone (RFC 3339, e.g. 2026-11-28T10:00:00Z)."]
-    elif occurred > newest:
+    elif occurred > checks.newest:
         problems["occurred_at"] = ["This is more than 5 minutes in the future."]
-    elif occurred < oldest:
+    elif occurred < checks.oldest:
         problems["occurred_at"] = ["This is older than the portal accepts."]
     email = None
     if event.user_email is not None:
-        read = emails.get(event.user_email)
-        if read is None:
-            read = emails[event.user_email] = _email(event.user_email)
+        read = checks.emails[event.user_email]
         if isinstance(read, list):
             problems["user_email"] = list(read)  # its own list: the answer may be changed
         else:
@@ -623,17 +692,44 @@ def _check(
             elif problem := _property_problem(event.properties):
                 problems["properties"] = [problem]
     if problems:
-        return problems
-    assert org is not None and product is not None
+        return _Rejected("invalid", problems)
+    assert ids is not None and micros is not None
+    org_id, product_id, meter_id, every_day = ids
+    if occurred.tzinfo is not dt.UTC:
+        occurred = occurred.astimezone(dt.UTC)
+    # Invariant 8: a subscription in force on the event's day, one of the organisation's people.
+    if not every_day:
+        day = occurred.date()
+        held = checks.days.get((org_id, product_id, day))
+        if held is None:
+            held = checks.days[(org_id, product_id, day)] = in_force(
+                checks.terms.get((org_id, product_id)), day
+            )
+        if not held:
+            return _Rejected(
+                "no_subscription",
+                {
+                    "organisation": [
+                        f"{event.organisation} holds no subscription of {event.product} "
+                        f"in force on {day.isoformat()}."
+                    ]
+                },
+            )
+    if email is not None and email not in checks.people.get(org_id, ()):
+        return _Rejected(
+            "not_organisation_person",
+            {"user_email": [f"This is not a person of {event.organisation}."]},
+        )
     return (
-        org[0],
-        product[0],
+        org_id,
+        product_id,
         meter_id,
         key,
         micros,
-        occurred.astimezone(dt.UTC),
+        occurred,
         email,
         properties.decode() if properties is not None else None,
+        *checks.received,
     )
 
 
