@@ -267,7 +267,7 @@ def _wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float 
     raise RuntimeError(f"gunicorn did not answer on port {port} with every worker; see {log}")
 
 
-_READY = re.compile(rb"Worker ready \(pid: (\d+)\)")
+_READY = re.compile(rb"Worker ready \(pid: (\d+)")
 
 
 def _workers_ready(master: int, log: Path) -> bool:

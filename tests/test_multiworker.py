@@ -141,10 +141,13 @@ def serve(app, tmp_path) -> Iterator:
             time.sleep(0.2)
         # One worker answering is not all of them: on a busy machine the second may still be
         # loading the app (gunicorn.conf.py's post_worker_init logs each one that is ready).
-        while len(re.findall(r"Worker ready \(pid: \d+\)", error_log.read_text())) < workers:
+        while len(re.findall(r"Worker ready \(pid: \d+", error_log.read_text())) < workers:
             assert process.poll() is None, error_log.read_text()
             assert time.monotonic() < deadline, error_log.read_text()
             time.sleep(0.2)
+        # Each worker froze the loaded app's objects for the garbage collector.
+        frozen = re.findall(r"Worker ready \(pid: \d+; (\d+) objects", error_log.read_text())
+        assert len(frozen) == workers and all(int(n) > 100_000 for n in frozen), frozen
         return portal
 
     yield start
