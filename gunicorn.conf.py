@@ -65,9 +65,9 @@ def post_worker_init(worker):
     (and the tests that start several workers) can tell that every worker is serving.
 
     First the objects of the loaded app (modules, routes, models, templates' code: some
-    350,000 the garbage collector tracks, all living as long as the worker) are frozen, so
+    300,000 the garbage collector tracks, all living as long as the worker) are frozen, so
     that a full collection, which a request building many objects sets off, walks only
-    what requests made (docs/PERFORMANCE.md, "The garbage collector")."""
+    what requests made (docs/PERFORMANCE.md, "usage ingest and the garbage collector")."""
     gc.collect()
     gc.freeze()
     worker.log.info(
