@@ -155,3 +155,25 @@ def test_a_signalling_nan_is_refused_not_hashed():
         got = _check(event, checks)
         assert isinstance(got, _Rejected)
         assert got.errors == {"quantity": ["Give a finite number."]}
+
+
+def test_decoded_events_are_not_tracked_by_the_garbage_collector():
+    """A batch's events live through its request: tracked, ten thousand of them set off full
+    collections of the whole heap (docs/PERFORMANCE.md, "usage ingest and the garbage
+    collector"). Their properties are plain decoded JSON, so no event is part of a cycle."""
+    import gc
+
+    from portal.metering.ingest import decode_batch
+
+    one = {
+        "idempotency_key": "a",
+        "organisation": "acme",
+        "product": "cad",
+        "meter": "hours",
+        "quantity": 1,
+        "occurred_at": NOW.isoformat(),
+        "properties": {"region": "eu-west"},
+    }
+    events, errors = decode_batch(msgspec.json.encode({"events": [one, one]}))
+    assert not errors and len(events) == 2
+    assert all(event is not None and not gc.is_tracked(event) for event in events)
