@@ -1025,8 +1025,9 @@ def pages(site: Site) -> list[tuple[str, str, str]]:
 
 
 def profile_pages(demo: Site, scale: Site, runs: int, only: str) -> int:
-    """cProfile's top functions (by own time) for ``runs`` reads of each page ``only``
-    matches, on each site: where a page's time at scale goes beside the demo's."""
+    """cProfile's top functions (by own time, then by time with what they call) for ``runs``
+    reads of each page ``only`` matches, on each site: where a page's time at scale goes
+    beside the demo's."""
     import cProfile
     import pstats
 
@@ -1041,7 +1042,9 @@ def profile_pages(demo: Site, scale: Site, runs: int, only: str) -> int:
                 site.get(who, path)
             profiler.disable()
             print(f"\n== {who} {name} on {site.label}: {runs} reads", flush=True)
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats("cumulative").print_stats(40)
     return 0
 
 

@@ -112,7 +112,7 @@ def _decimal_pattern(digits: int) -> NumberPattern:
 
 def money(amount_minor: int | None, currency: str | None) -> str:
     """An amount in the reader's locale: ``€1,234.50`` / ``1 234,50 €`` (never wrapped: see CSS)."""
-    return format_money(amount_minor, currency, locale=_babel_locale(language()))
+    return format_money(amount_minor, currency, locale=language())
 
 
 def number(value: int | float | Decimal | None, digits: int = 0) -> str:
