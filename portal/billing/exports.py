@@ -97,7 +97,7 @@ def export_rows(session: Session, *, scope: Scope, period: str) -> Iterator[tupl
             Organisation.name,
             Invoice.id,
             Invoice.number,
-            Invoice.status,
+            sa.type_coerce(Invoice.status, sa.String),  # the code as stored: no enum to make
             Invoice.currency,
             Invoice.tax,
             InvoiceLine.position,
@@ -118,14 +118,16 @@ def export_rows(session: Session, *, scope: Scope, period: str) -> Iterator[tupl
         .order_by(Invoice.number, InvoiceLine.position)
     )
     # On the session's connection, not through the ORM: plain rows. (No server-side
-    # cursor: API reads run in autocommit, where PostgreSQL has none.)
+    # cursor: API reads run in autocommit, where PostgreSQL has none.) Taken from the
+    # driver a thousand at a time: row by row, fetching cost a quarter of the export.
     result = session.connection().execute(query)
     lines: list[Any] = []
-    for row in result:
-        if lines and lines[0][2] != row[2]:
-            yield from _invoice_rows(lines, period)
-            lines = []
-        lines.append(row)
+    for chunk in result.partitions(1000):
+        for row in chunk:
+            if lines and lines[0][2] != row[2]:
+                yield from _invoice_rows(lines, period)
+                lines = []
+            lines.append(row)
     if lines:
         yield from _invoice_rows(lines, period)
     notes = (
