@@ -49,6 +49,7 @@ from portal.procurement.models import (
     request_state_name,
 )
 from portal.procurement.purchase_orders import MAX_SEATS, draft_purchase_order
+from portal.seats.counts import seat_counts
 from portal.seats.models import (
     SeatRequest,
     SeatRequestStatus,
@@ -557,7 +558,7 @@ def demand_board(
     """Every product's demand, sorted by ``sort`` (:data:`SORTS`; unknown: pressure).
 
     With ``after_id``/``limit`` (the API's pages) the products are in id order from
-    ``after_id`` on. Nine statements whatever the number of products.
+    ``after_id`` on. Eight statements whatever the number of products.
     """
     policy.require(actor, Action.DEMAND_READ, message=_l("Only council staff see demand."))
     now = now_utc()
@@ -575,14 +576,6 @@ def demand_board(
             return []
         _pools(session, rows, ids, today)
         _subscriptions(session, rows, ids, now)
-        # Seats held: the subscriptions' counters (migration 0028), not a count over every
-        # active seat row (1,000,000 at scale).
-        for product_id, count in session.execute(
-            sa.select(Subscription.product_id, sa.func.sum(Subscription.assigned))
-            .where(Subscription.product_id.in_(ids))
-            .group_by(Subscription.product_id)
-        ):
-            rows[product_id].assigned = int(count or 0)
         for product_id, count in session.execute(
             sa.select(SeatRequest.product_id, sa.func.count())
             .where(
@@ -623,27 +616,25 @@ def _pools(session: Session, rows: dict[int, DemandRow], ids: list[int], today: 
 def _subscriptions(
     session: Session, rows: dict[int, DemandRow], ids: list[int], now: dt.datetime
 ) -> None:
-    """Reserved and waitlisted seats, the oldest waiting subscription."""
-    waiting = Subscription.requested_quantity > Subscription.quantity
-    for product_id, reserved, waitlisted, oldest in session.execute(
+    """Reserved, waitlisted and held seats from the figures kept as seats change
+    (:func:`portal.seats.counts.seat_counts`), not a sum over every subscription; the
+    oldest waiting subscription from the waiting ones alone (``ix_subscriptions_waiting``)."""
+    for product_id, (reserved, waitlisted, assigned) in seat_counts(session, ids).items():
+        row = rows[product_id]
+        row.reserved, row.waitlisted, row.assigned = reserved, waitlisted, assigned
+    for product_id, oldest in session.execute(
         sa.select(
             Subscription.product_id,
-            sa.func.coalesce(sa.func.sum(Subscription.quantity), 0),
-            sa.func.coalesce(
-                sa.func.sum(Subscription.requested_quantity - Subscription.quantity), 0
-            ),
-            sa.type_coerce(
-                sa.func.min(sa.case((waiting, Subscription.waitlisted_at))), UTCDateTime()
-            ),
+            sa.type_coerce(sa.func.min(Subscription.waitlisted_at), UTCDateTime()),
         )
         .where(
             Subscription.product_id.in_(ids),
+            Subscription.requested_quantity > Subscription.quantity,
             Subscription.status != SubscriptionStatus.CANCELLED,
         )
         .group_by(Subscription.product_id)
     ):
         row = rows[product_id]
-        row.reserved, row.waitlisted = int(reserved), int(waitlisted)
         if oldest is not None and row.waitlisted:
             row.oldest_waiting_at = oldest
             row.waiting_days = max(0, (now - oldest).days)

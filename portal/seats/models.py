@@ -45,6 +45,16 @@ class Subscription(TenantMixin, TimestampMixin, Base):
             postgresql_where=sa.text("status != 'cancelled'"),
         ),
         sa.Index("ix_subscriptions_product_status", "product_id", "status"),
+        # The waiting subscriptions of a product in waitlist order (migration 0040): the
+        # waitlist's fill and the demand board's oldest waiting read only these.
+        sa.Index(
+            "ix_subscriptions_waiting",
+            "product_id",
+            "waitlisted_at",
+            "id",
+            sqlite_where=sa.text("requested_quantity > quantity"),
+            postgresql_where=sa.text("requested_quantity > quantity"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
