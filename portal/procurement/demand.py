@@ -558,7 +558,7 @@ def demand_board(
     """Every product's demand, sorted by ``sort`` (:data:`SORTS`; unknown: pressure).
 
     With ``after_id``/``limit`` (the API's pages) the products are in id order from
-    ``after_id`` on. Eight statements whatever the number of products.
+    ``after_id`` on. Nine statements whatever the number of products.
     """
     policy.require(actor, Action.DEMAND_READ, message=_l("Only council staff see demand."))
     now = now_utc()
