@@ -261,6 +261,7 @@ def subscription_overview(
         query.order_by(SeatAssignment.assigned_at, SeatAssignment.id),
         page=page,
         per_page=per_page,
+        key=SeatAssignment.id,
     )
     return SubscriptionOverview(subscription, listed.items, listed)
 
