@@ -28,6 +28,7 @@ from portal.catalogue.models import LicencePool, Product
 from portal.kernel.i18n import _l
 from portal.kernel.periods import period_bounds
 from portal.seats import history as seat_history
+from portal.seats.counts import seat_counts
 from portal.seats.models import SeatAssignment, Subscription, SubscriptionChange
 
 
@@ -178,13 +179,11 @@ def seat_days(
     for sub_id, changes in history.items():
         reserved[product_of[sub_id]] += seat_history.seat_days(changes, first, last)
 
+    # Seats held now: the figures kept as seats change (portal.seats.counts), not a sum over
+    # every subscription of the products (50,015 at scale: 13 ms).
     held_now = dict.fromkeys(ids, 0)
-    for product_id, held in session.execute(
-        sa.select(Subscription.product_id, sa.func.sum(Subscription.assigned))
-        .where(Subscription.product_id.in_(ids))
-        .group_by(Subscription.product_id)
-    ):
-        held_now[product_id] = int(held or 0)
+    for product_id, (_, _, held) in seat_counts(session, ids).items():
+        held_now[product_id] = held
     assigned = dict.fromkeys(ids, 0)
     # Held now but assigned since ``first``: not held every day of the period.
     for product_id, assigned_at in session.execute(
