@@ -573,6 +573,23 @@ def seat_days_by_subscription(
     }
 
 
+def _their_days(*where: sa.ColumnElement[bool]) -> sa.Exists:
+    """Whether the person of the ``usage_last_use`` row at hand has ``usage_daily_people``
+    rows of the product that also match ``where``: one probe of
+    ``ix_usage_daily_people_person_day`` per row asked."""
+    return (
+        sa.select(sa.literal(1))
+        .where(
+            UsageDailyPerson.organisation_id == UsageLastUse.organisation_id,
+            UsageDailyPerson.product_id == UsageLastUse.product_id,
+            UsageDailyPerson.user_email == UsageLastUse.user_email,
+            *where,
+        )
+        .correlate(UsageLastUse)
+        .exists()
+    )
+
+
 def _users_in(organisation_id: int, first: dt.date, stop: dt.date) -> sa.Select:
     """(product id, user id) of the organisation's people with usage on a day of
     ``[first, stop)``, as one uncorrelated set that each seat holder is looked up in.
@@ -585,18 +602,7 @@ def _users_in(organisation_id: int, first: dt.date, stop: dt.date) -> sa.Select:
     person's account is found by email (unique across the portal), one probe per person
     with usage rather than one per seat row.
     """
-    later_use_in_period = (
-        sa.select(sa.literal(1))
-        .where(
-            UsageDailyPerson.organisation_id == UsageLastUse.organisation_id,
-            UsageDailyPerson.product_id == UsageLastUse.product_id,
-            UsageDailyPerson.user_email == UsageLastUse.user_email,
-            UsageDailyPerson.day >= first,
-            UsageDailyPerson.day < stop,
-        )
-        .correlate(UsageLastUse)
-        .exists()
-    )
+    later_use_in_period = _their_days(UsageDailyPerson.day >= first, UsageDailyPerson.day < stop)
     return (
         sa.select(UsageLastUse.product_id, User.id)
         # Not "and the account is the organisation's": with row-level security's estimates
@@ -636,17 +642,18 @@ def seat_utilisation(
         return []
     days, edges = _spans(session, start, end, Scope.organisation(organisation_id), None)
     spans = _seat_spans(session, start, end)
-    exact = days is not None and not edges
+    # The whole days the rollups answer for the period (None: part of a day at an edge).
+    whole = days if days is not None and not edges else None
     # Each holder counted once per subscription (a seat assigned and released many times in
     # the period is one holder) when found in the one set of people with usage in the
     # period (:func:`_users_in`), in the same pass over the seat rows as the seat-days.
     with_usage = (
         sa.func.count(sa.distinct(spans.c.user_id)).filter(
             sa.tuple_(spans.c.product_id, spans.c.user_id).in_(
-                _users_in(organisation_id, days[0], days[1])
+                _users_in(organisation_id, whole[0], whole[1])
             )
         )
-        if exact and days is not None
+        if whole is not None
         else sa.literal(0)
     )
     figures = {
@@ -662,7 +669,7 @@ def seat_utilisation(
             .group_by(spans.c.subscription_id)
         )
     }
-    if figures and not exact:
+    if figures and whole is None:
         for u in seat_utilisation_from_rows(
             session, organisation_id=organisation_id, start=start, end=end
         ):
@@ -758,17 +765,8 @@ def _users_since(organisation_id: int, since: dt.datetime) -> sa.Select:
     "Idle seats from the last day of use"). Every column compared is NOT NULL, so
     ``NOT IN`` has no NULL to trip on."""
     day = since.astimezone(dt.UTC).date()
-    on_the_day = (
-        sa.select(sa.literal(1))
-        .where(
-            UsageDailyPerson.organisation_id == UsageLastUse.organisation_id,
-            UsageDailyPerson.product_id == UsageLastUse.product_id,
-            UsageDailyPerson.user_email == UsageLastUse.user_email,
-            UsageDailyPerson.day == day,
-            UsageDailyPerson.last_occurred_at >= since,
-        )
-        .correlate(UsageLastUse)
-        .exists()
+    on_the_day = _their_days(
+        UsageDailyPerson.day == day, UsageDailyPerson.last_occurred_at >= since
     )
     return sa.select(UsageLastUse.product_id, UsageLastUse.user_email).where(
         UsageLastUse.organisation_id == organisation_id,
