@@ -177,3 +177,116 @@ def test_decoded_events_are_not_tracked_by_the_garbage_collector():
     events, errors = decode_batch(msgspec.json.encode({"events": [one, one]}))
     assert not errors and len(events) == 2
     assert all(event is not None and not gc.is_tracked(event) for event in events)
+
+
+# ---- the batch's short path (``_rows``) against ``_check`` event by event
+
+
+def _nested(depth: int) -> list:
+    value: list = ["x"]
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+_NAMES = [("acme", "cad", "hours"), ("bolt", "crm", "calls"), ("acme", "cad", "minutes")]
+_PROPERTIES = [
+    None,
+    {"region": "eu-west"},
+    {"region": "eu-west"},  # the same JSON again: its check remembered
+    {"n": 2**63 - 1, "ok": True, "x": 1.5},
+    {"n": 2**63},  # past 64 bits
+    {"re\x00gion": "eu"},  # NUL in a key
+    {"region": "eu\x00west"},  # NUL in a value
+    {"text": "\\u0000"},  # a backslash written out: no NUL at all
+    {"deep": _nested(33)},  # past 32 levels
+    {"big": "x" * 5000},
+]
+
+
+def _any_event(rng: random.Random, n: int) -> EventIn:
+    """An event of every kind ``_check`` tells apart; each field right most often."""
+
+    def pick(right, *wrong):
+        return right if rng.random() < 0.85 else rng.choice(wrong)
+
+    org, product, meter = pick(*_NAMES)
+    zone = pick(dt.UTC, dt.timezone(dt.timedelta(hours=-9)))
+    offset = pick(rng.randrange(-35 * 86400, 0), -36 * 86400, 0, 200, 301)
+    return EventIn(
+        idempotency_key=pick(f"k{n}", f"k{n % 7}", "", "k" * 256, "k\x00"),
+        organisation=pick(org, "nobody"),
+        product=product,
+        meter=meter,
+        quantity=Decimal(pick(rng.choice(("1", "2.5", "2.50")), "-1", "NaN", "sNaN", "1.0000001")),
+        occurred_at=(NOW + dt.timedelta(seconds=offset)).astimezone(zone),
+        user_email=pick(
+            rng.choice((None, "p0@x.example", "p1@x.example", "p2@x.example")), "Not An Address"
+        ),
+        properties=pick(rng.choice(_PROPERTIES[:4]), *_PROPERTIES[4:]),
+    )
+
+
+def test_the_batchs_short_path_answers_every_event_as_check_does():
+    """``_rows`` takes a short path for events whose names, quantity, address and properties
+    an earlier event of the batch had checked; every event, of whatever kind and in whatever
+    order, gets the row, or the errors and code, that ``_check`` gives it alone."""
+    from portal.metering.ingest import _rows
+
+    rng = random.Random(29)
+    people = {1: {"p0@x.example", "p1@x.example"}, 2: {"p2@x.example"}}
+    for _ in range(40):
+        terms = {
+            (1, 10): [(OLDEST.date(), None)],  # every day: the short path may take it
+            (2, 11): [(NOW.date() - dt.timedelta(days=3), None)],  # some days only
+        }
+        batch: list[EventIn | None] = [_any_event(rng, n) for n in range(300)]
+        batch[rng.randrange(300)] = None  # an event that did not decode
+        errors: dict[int, dict[str, list[str]]] = {}
+        codes: dict[int, str] = {}
+        rows = _rows(batch, _checks(terms, people), errors, codes)
+
+        alone = _checks(terms, people)
+        want_rows, want_errors, want_codes = [], {}, {}
+        for index, event in enumerate(batch):
+            if event is None:
+                continue
+            got = _check(event, alone)
+            if isinstance(got, tuple):
+                want_rows.append(got)
+            else:
+                want_errors[index], want_codes[index] = got.errors, got.code
+        assert rows == want_rows
+        assert errors == want_errors and codes == want_codes
+        assert [row[5].tzinfo for row in rows] == [dt.UTC] * len(rows)
+        assert len(rows) > 30 and len(errors) > 30  # both kinds, many times over
+
+
+def test_the_short_path_checks_each_name_quantity_and_property_once(monkeypatch):
+    """A batch of one organisation's events checks the names, the quantity and the
+    properties with ``_check`` once; the other events are rows straight away."""
+    from portal.metering import ingest
+
+    calls = []
+    check = ingest._check
+    monkeypatch.setattr(
+        ingest, "_check", lambda event, checks: calls.append(1) or check(event, checks)
+    )
+    batch: list[EventIn | None] = [
+        EventIn(
+            idempotency_key=f"k{n}",
+            organisation="acme",
+            product="cad",
+            meter="hours",
+            quantity=Decimal("2.5"),
+            occurred_at=NOW - dt.timedelta(minutes=n),
+            user_email="p0@x.example",
+            properties={"region": "eu-west"} if n % 2 else None,
+        )
+        for n in range(1000)
+    ]
+    checks = _checks({(1, 10): [(OLDEST.date(), None)]}, {1: {"p0@x.example"}})
+    rows = ingest._rows(batch, checks, {}, {})
+    assert len(rows) == 1000
+    assert rows[1][7] == '{"region":"eu-west"}' and rows[0][7] is None
+    assert len(calls) == 2  # the first event, and the first with properties
