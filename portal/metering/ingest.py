@@ -879,16 +879,19 @@ _PG_TYPES = (
 _COLS = ", ".join(EVENT_COLUMNS)
 _ROLLUP_COLUMNS = "organisation_id, product_id, meter_id, occurred_at, quantity_micros, user_email"
 
-# Session-local tables, emptied at commit: the batch as sent (COPY's target) and, when some
-# of its keys were stored already, the events of it actually inserted (what the rollups
-# add). One round trip makes and empties both.
+# Session-local tables, emptied at commit: the batch as sent (COPY's target), when some of
+# its keys were stored already the events of it actually inserted (what the rollups add),
+# and those events grouped once for the three rollups. One round trip makes and empties them.
 _PG_PREPARE = (
     "CREATE TEMP TABLE IF NOT EXISTS usage_stage "
     "(LIKE usage_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
     "CREATE TEMP TABLE IF NOT EXISTS usage_inserted (organisation_id int8, product_id int8, "
     "meter_id int8, occurred_at timestamptz, quantity_micros int8, user_email text) "
     "ON COMMIT DELETE ROWS; "
-    "DELETE FROM usage_stage; DELETE FROM usage_inserted"
+    "CREATE TEMP TABLE IF NOT EXISTS usage_groups (organisation_id int8, product_id int8, "
+    "meter_id int8, user_email text, day date, last_occurred_at timestamptz, events int8, "
+    "quantity_micros numeric, max_micros int8) ON COMMIT DELETE ROWS; "
+    "DELETE FROM usage_stage; DELETE FROM usage_inserted; DELETE FROM usage_groups"
 )
 # Invariant 3 across the month partitions (migration 0013): the batch's keys go into
 # usage_event_keys, whose primary key is (organisation, key), and an event is inserted only
@@ -983,12 +986,18 @@ def _insert_postgres(
 # batches share come last, so they are held for the shortest time before the commit.
 
 _PG_ROLLUPS = (
+    # The events grouped once by organisation, product, meter, person (or none) and UTC day:
+    # a batch of 10,000 events is a few hundred groups, which each rollup reads instead of the
+    # events (docs/PERFORMANCE.md, "ingest: the rollups from one grouping").
+    "INSERT INTO usage_groups (organisation_id, product_id, meter_id, user_email, day, "
+    "last_occurred_at, events, quantity_micros, max_micros) "
+    "SELECT organisation_id, product_id, meter_id, user_email, "
+    "(occurred_at AT TIME ZONE 'UTC')::date, max(occurred_at), count(*), "
+    "sum(quantity_micros), max(quantity_micros) FROM {source} GROUP BY 1, 2, 3, 4, 5; "
     "INSERT INTO usage_daily_people AS p (organisation_id, product_id, user_email, meter_id, "
     "day, last_occurred_at, events) "
-    "SELECT organisation_id, product_id, user_email, meter_id, "
-    "(occurred_at AT TIME ZONE 'UTC')::date, max(occurred_at), "
-    "count(*) FROM {source} WHERE user_email IS NOT NULL "
-    "GROUP BY 1, 2, 3, 4, 5 "
+    "SELECT organisation_id, product_id, user_email, meter_id, day, last_occurred_at, events "
+    "FROM usage_groups WHERE user_email IS NOT NULL "
     "ORDER BY 1, 2, 3, 4, 5 "
     "ON CONFLICT (organisation_id, product_id, user_email, meter_id, day) DO UPDATE SET "
     "last_occurred_at = greatest(p.last_occurred_at, excluded.last_occurred_at), "
@@ -997,12 +1006,11 @@ _PG_ROLLUPS = (
     # the batch's, so a person's row is written once a day, not once a batch (HAVING reads
     # the row first; ON CONFLICT's WHERE keeps the later day if another batch wrote between).
     "INSERT INTO usage_last_use AS l (organisation_id, product_id, user_email, last_day) "
-    "SELECT i.organisation_id, i.product_id, i.user_email, "
-    "max((i.occurred_at AT TIME ZONE 'UTC')::date) FROM {source} i "
+    "SELECT i.organisation_id, i.product_id, i.user_email, max(i.day) FROM usage_groups i "
     "WHERE i.user_email IS NOT NULL GROUP BY 1, 2, 3 "
     "HAVING NOT EXISTS (SELECT 1 FROM usage_last_use s WHERE s.organisation_id = "
     "i.organisation_id AND s.product_id = i.product_id AND s.user_email = i.user_email "
-    "AND s.last_day >= max((i.occurred_at AT TIME ZONE 'UTC')::date)) "
+    "AND s.last_day >= max(i.day)) "
     "ORDER BY 1, 2, 3 "
     "ON CONFLICT (organisation_id, product_id, user_email) DO UPDATE SET "
     "last_day = excluded.last_day WHERE l.last_day < excluded.last_day; "
@@ -1010,9 +1018,8 @@ _PG_ROLLUPS = (
     # the commit another batch of that day waits (docs/PERFORMANCE.md).
     "INSERT INTO usage_daily AS d (organisation_id, product_id, meter_id, day, "
     "quantity_micros, max_micros, events) "
-    "SELECT organisation_id, product_id, meter_id, (occurred_at AT TIME ZONE 'UTC')::date, "
-    "sum(quantity_micros), "
-    "max(quantity_micros), count(*) FROM {source} "
+    "SELECT organisation_id, product_id, meter_id, day, sum(quantity_micros), "
+    "max(max_micros), sum(events) FROM usage_groups "
     "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
     "ON CONFLICT (organisation_id, product_id, meter_id, day) DO UPDATE SET "
     "quantity_micros = d.quantity_micros + excluded.quantity_micros, "
