@@ -745,13 +745,13 @@ def _rows(
     """The rows of a batch's events that pass :func:`_check`, in order; each other event's
     errors and code go into ``errors`` and ``codes`` under its index.
 
-    Most of a batch's events repeat names, quantities and addresses an earlier event of it
-    already had checked (each is checked once, into ``checks``'s caches). Such an event, with
-    its key, time and address plainly right and no properties, is made a row here with what
-    those caches hold; any other goes through :func:`_check`, which checks it all again and
-    says what is wrong. So the short path only ever accepts what :func:`_check` accepts, and
-    gives the same row (``tests/metering/test_ingest_rows.py``); it costs about half as
-    much per event (docs/PERFORMANCE.md).
+    Most of a batch's events repeat names, quantities, addresses and properties that an
+    earlier event of it had checked (each is checked once, into ``checks``'s caches). Such an
+    event, with its key and time plainly right, is made a row here from what those caches
+    hold; any other goes through :func:`_check`, which checks it all again and says what is
+    wrong. So the short path only ever accepts what :func:`_check` accepts, and makes the
+    same row (``tests/metering/test_ingest_checks.py``); it costs about two thirds as much
+    per event (docs/PERFORMANCE.md, "a batch's events checked on a short path").
     """
     resolved, quantities, emails, people, property_problems = (
         checks.resolved,
@@ -791,9 +791,8 @@ def _rows(
                 except RecursionError:
                     micros = None  # _check says why
                 else:
-                    # a problem found before, or never checked (None either way): _check
                     if property_problems.get(stored, "") is not None:
-                        micros = None
+                        micros = None  # a problem found before, or never checked: _check
             if micros is not None and (
                 email is None or (type(email) is str and email in people.get(ids[0], ()))
             ):
@@ -988,7 +987,7 @@ def _insert_postgres(
 _PG_ROLLUPS = (
     # The events grouped once by organisation, product, meter, person (or none) and UTC day:
     # a batch of 10,000 events is a few hundred groups, which each rollup reads instead of the
-    # events (docs/PERFORMANCE.md, "ingest: the rollups from one grouping").
+    # events (docs/PERFORMANCE.md, "the rollups read the batch grouped once").
     "INSERT INTO usage_groups (organisation_id, product_id, meter_id, user_email, day, "
     "last_occurred_at, events, quantity_micros, max_micros) "
     "SELECT organisation_id, product_id, meter_id, user_email, "
