@@ -1,7 +1,8 @@
 """The per-batch shortcuts of usage checking (``portal.metering.ingest._check``) answer as
 the plain rules would: an (organisation, product) whose subscription covers every day an
-event may name skips the day's lookup, names and quantities are read once per batch. No
-database: the batch's facts are given as ``_Checks.load`` would have loaded them."""
+event may name skips the day's lookup, names and quantities are read once per batch; and the
+batch's short path (``_rows``) answers every event as ``_check`` does. No database: the
+batch's facts are given as ``_Checks.load`` would have loaded them."""
 
 from __future__ import annotations
 
