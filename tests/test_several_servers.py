@@ -574,6 +574,14 @@ def test_two_servers_and_two_workers_keep_every_invariant_when_one_of_each_dies(
     _wait(settled, 120, "both invoice runs ended", logs)
     assert [(r.status, r.error) for r in _runs(app)] == [("done", None)] * 2, logs()
     assert sorted(outcomes["runs"]) == [r.id for r in _runs(app)]  # each start answered once
+
+    # A run is done when its job's work commits; the job's own end is the worker's next
+    # commit, a moment later.
+    def runs_jobs_ended() -> bool:
+        states = {j.id: j.state for j in _jobs(app)}
+        return all(states[r.job_id] in ("succeeded", "failed") for r in _runs(app))
+
+    _wait(runs_jobs_ended, 60, "both runs' jobs recorded their end", logs)
     jobs = {j.id: j for j in _jobs(app)}
     runs = [jobs[r.job_id] for r in _runs(app)]
     assert [j.state for j in runs] == ["succeeded"] * 2, runs
