@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import QueryableAttribute, Session
 
@@ -798,14 +799,13 @@ def _idle_where(organisation_id: int, idle_days: int, now: dt.datetime) -> list:
     for a decision to keep, so a count or a page costs the same however many events the
     month has."""
     since = now - dt.timedelta(days=idle_days)
-    kept = (
-        sa.select(IdleSeatDecision.id)
-        .where(
-            IdleSeatDecision.seat_assignment_id == SeatAssignment.id,
-            IdleSeatDecision.decision == "keep",
-            IdleSeatDecision.until >= now.date(),
-        )
-        .exists()
+    # The organisation's seats kept for now, as one hashed set too (a decision is its seat's
+    # organisation's): a correlated NOT EXISTS was an anti-join probing the decisions once
+    # per seat found idle (0.7–0.9 ms of the 5–8 for 1,408 of them at scale-big).
+    kept = sa.select(IdleSeatDecision.seat_assignment_id).where(
+        IdleSeatDecision.organisation_id == organisation_id,
+        IdleSeatDecision.decision == "keep",
+        IdleSeatDecision.until >= now.date(),
     )
     return [
         SeatAssignment.organisation_id == organisation_id,
@@ -814,7 +814,7 @@ def _idle_where(organisation_id: int, idle_days: int, now: dt.datetime) -> list:
         User.organisation_id == organisation_id,
         SeatAssignment.released_at.is_(None),
         SeatAssignment.assigned_at <= since,
-        ~kept,
+        SeatAssignment.id.not_in(kept),  # seat_assignment_id is NOT NULL: no NULL to trip on
         sa.tuple_(SeatAssignment.product_id, User.email).not_in(
             _users_since(organisation_id, since)
         ),
@@ -856,6 +856,19 @@ def idle_seat_count(
     return int(session.scalar(query) or 0)
 
 
+#: What a page of idle seats shows of a seat: its holder (from the join the page's query
+#: makes anyway) and its product's name. The seat's default loads would also join the
+#: subscription's organisation, the product's vendor and the holder's organisation: three
+#: wide rows a seat that the page never shows (about 2 of the 11 ms a page took at scale-big).
+_IDLE_PAGE_LOAD = (
+    orm.contains_eager(SeatAssignment.user).lazyload(User.organisation),
+    orm.joinedload(SeatAssignment.subscription).options(
+        orm.lazyload(Subscription.organisation),
+        orm.joinedload(Subscription.product).lazyload(Product.vendor),
+    ),
+)
+
+
 def idle_seats_page(
     session: Session,
     *,
@@ -894,6 +907,7 @@ def idle_seats_page(
         .join(User, User.id == SeatAssignment.user_id)
         .where(SeatAssignment.id.in_(ids))
         .order_by(SeatAssignment.assigned_at, SeatAssignment.id)
+        .options(*_IDLE_PAGE_LOAD)
     ).unique()
     items = [IdleSeat(seat, None if last is None else _aware(last)) for seat, last in rows]
     return Page(items=items, page=page, per_page=per_page, total=total)
