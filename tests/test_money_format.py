@@ -10,7 +10,7 @@ import random
 
 import pytest
 from babel import Locale
-from babel.numbers import format_currency
+from babel.numbers import NumberPattern, format_currency
 
 from portal.kernel import money
 from portal.kernel.iso import currencies
@@ -50,6 +50,7 @@ def test_a_pattern_naming_the_currency_in_words_is_left_to_babel(
     """A locale whose standard pattern spells the currency's name (``¤¤¤``: its plural
     form depends on the amount) is formatted by Babel itself, amount by amount."""
     money._currency_pattern.cache_clear()
+    money._written.cache_clear()
     words = Locale.parse("en")
     standard = words.currency_formats["standard"]
     monkeypatch.setattr(standard, "prefix", ("", "-"))
@@ -60,9 +61,44 @@ def test_a_pattern_naming_the_currency_in_words_is_left_to_babel(
         assert format_money(-250, "EUR", words) == "-2.50 euros"
     finally:
         money._currency_pattern.cache_clear()
+        money._written.cache_clear()
 
 
 def test_nothing_to_format() -> None:
     assert format_money(None, "EUR") == "—"
     assert format_money(100, None) == "—"
     assert format_money(100, "") == "—"
+
+
+@pytest.mark.parametrize("locale", ["en", "ru"])
+def test_the_portals_languages_write_amounts_without_babels_pattern(
+    locale: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The portal's own languages take the short way (``_Written``) for every invoicing
+    currency: Babel's ``NumberPattern.apply`` is not called (the test above holds the text
+    to Babel's)."""
+
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise AssertionError("NumberPattern.apply was called")
+
+    monkeypatch.setattr(NumberPattern, "apply", refuse)
+    for currency in currencies():
+        assert format_money(-123456789, currency, locale)
+        assert format_money(0, currency, locale)
+
+
+def test_a_pattern_with_a_quote_is_left_to_the_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Babel drops quotes from the whole text it writes; the short way does not, so a
+    pattern with one is applied by Babel, as before."""
+    money._currency_pattern.cache_clear()
+    money._written.cache_clear()
+    quoted = Locale.parse("en")
+    standard = quoted.currency_formats["standard"]
+    monkeypatch.setattr(standard, "prefix", ("'x'¤", "-'x'¤"))
+    try:
+        assert money._written("EUR", "en") is None
+        assert format_money(125, "EUR", quoted) == "x€1.25"
+        assert format_money(-125, "EUR", quoted) == "-x€1.25"
+    finally:
+        money._currency_pattern.cache_clear()
+        money._written.cache_clear()
