@@ -181,6 +181,11 @@ def test_invoices_list_get_and_cursor(app, billed, make_org, api):
             "tier": None,
         }
     ]
+    # A list shows each invoice as the invoice's own answer does, its lines included.
+    listed = council.get(f"/invoices?period={billed['period']}").get_json()["data"]
+    assert sorted(invoice["id"] for invoice in listed) == sorted(ids)
+    for invoice in listed:
+        assert invoice["lines"] and invoice == council.get(f"/invoices/{invoice['id']}").get_json()
     mine = council.get("/invoices?organisation=acme&status=draft").get_json()["data"]
     assert [i["id"] for i in mine] == [ids[0]]
     assert council.get("/invoices?status=paid").get_json()["data"] == []
