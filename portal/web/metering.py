@@ -361,6 +361,12 @@ def council_usage():
     page = render_template(
         "metering/council_usage.html",
         rows=rows,
+        # Written once a page, not once a row (a page of 25 organisations shows a hundred
+        # rows or more): each aggregation's word and each product's chart link shown.
+        aggregation_words={a: aggregation_label(a) for a in {r.aggregation for r in rows}},
+        chart_urls={
+            sku: url_for("metering.utilisation", sku=sku) for sku in {r.product for r in rows}
+        },
         listed=listed,
         period=period,
         periods=_recent_periods(),

@@ -98,6 +98,13 @@ def test_council_usage_filters_by_product_or_organisation_name(
     assert '<datalist id="product-choices">' in everything
     assert '<option value="Product pdm-vault">pdm-vault</option>' in everything
     assert '<option value="Org acme">acme</option>' in everything
+    # each row: its aggregation's word and its product's chart (written once a page)
+    assert "<td>sum</td>" in everything
+    for sku in ("cad-suite", "pdm-vault"):
+        assert f'<a href="/council/utilisation/{sku}">Utilisation</a>' in everything
+    in_russian = council.get("/council/usage", headers=RU).get_data(as_text=True)
+    assert "<td>сумма</td>" in in_russian and "<td>sum</td>" not in in_russian
+    assert '<a href="/council/utilisation/pdm-vault">Использование</a>' in in_russian
 
     for typed in ("product pdm-vault", "PDM-VAULT", " Product PDM-Vault "):
         page = council.get("/council/usage", query_string={"product": typed})
